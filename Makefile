@@ -1,0 +1,36 @@
+# Every target builds .venv from the lock file when it is missing or stale.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+
+.PHONY: venv demo test bench lint lock clean
+
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(BIN)/aduana demo
+
+test: venv
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/python benchmarks/bench.py --out bench/results.json
+
+lint: venv
+	$(BIN)/ruff check .
+
+# Re-resolve pinned versions after editing pyproject.toml dependencies.
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .aduana .pytest_cache

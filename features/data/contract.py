@@ -1,0 +1,267 @@
+"""The data contract: canonical fields per source kind, as pandera models, and the quarantine reason codes.
+
+The pandera models are the single source of truth for types: the parser reads each column's dtype from
+them, so a field is declared once.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.typing import Series
+
+Kind = Literal["declarations", "manifests", "traders", "outcomes"]
+KINDS: tuple[Kind, ...] = ("traders", "manifests", "declarations", "outcomes")  # the order to ingest in
+
+ISO_COUNTRIES = frozenset(
+    """AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR BS BT BV BW
+    BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ EC EE EG EH ER ES ET FI FJ
+    FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW GY HK HM HN HR HT HU ID IE IL IM IN IO IQ
+    IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH
+    MK ML MM MN MO MP MQ MR MS MT MU MV MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL
+    PM PN PR PS PT PW PY QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD
+    TF TG TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA ZM ZW""".split()
+)
+CREDIT_RATINGS = ("AAA", "AA", "A", "BBB", "BB", "B", "CCC", "CC", "C", "D")
+HS_CODE_PATTERN = r"^\d{6}(\d{2}){0,2}$"
+LOCODE_PATTERN = r"^[A-Z]{2}[A-Z2-9]{3}$"
+EARLIEST_DATE = pd.Timestamp("1990-01-01")  # for transactions; companies may be older
+EARLIEST_REGISTRATION = pd.Timestamp("1850-01-01")
+
+# Reason codes are machine-readable and stable: scripts and the quarantine table rely on them.
+REASONS: dict[str, str] = {
+    "missing_required": "a required field is empty",
+    "invalid_type": "the value does not have the field's type",
+    "invalid_date": "the value is not a date in the expected format",
+    "date_out_of_range": "the date is in the future or implausibly old (transactions before 1990)",
+    "negative_value": "an amount, mass or count is negative",
+    "out_of_range": "the value is outside its allowed range",
+    "invalid_flag": "a 0/1 field holds another value",
+    "invalid_hs_code": "the HS code is not 6, 8 or 10 digits (set hs_code_digits in the mapping if zeros were lost)",
+    "invalid_country_code": "the country is not an ISO 3166-1 alpha-2 code",
+    "invalid_code": "a code does not have its required format",
+    "inconsistent_labels": "the inspection labels contradict each other",
+    "duplicate_id": "the id appears more than once with different values",
+    "unknown_declaration": "the outcome refers to a declaration that is not in the warehouse",
+    "batch_rejected": "the batch failed a critical dataset-level expectation",
+}
+
+# Primary key of each kind in the warehouse.
+KEYS: dict[str, str] = {
+    "declarations": "declaration_id",
+    "manifests": "bill_of_lading",
+    "traders": "importer_id",
+    "outcomes": "declaration_id",
+}
+
+LABEL_FIELDS = ("inspected", "fraud", "revenue", "critical", "control_date")
+
+
+def _today_limit() -> pd.Timestamp:
+    return pd.Timestamp.now().normalize() + pd.Timedelta(days=1)
+
+
+def _in_date_range(s: pd.Series, earliest: pd.Timestamp = EARLIEST_DATE) -> pd.Series:
+    return (s >= earliest) & (s <= _today_limit())
+
+
+def _is_country(s: pd.Series) -> pd.Series:
+    return s.isin(ISO_COUNTRIES)
+
+
+def _is_flag(s: pd.Series) -> pd.Series:
+    return s.isin([0, 1])
+
+
+def _non_negative(s: pd.Series) -> pd.Series:
+    return s >= 0
+
+
+class _Contract(pa.DataFrameModel):
+    class Config:
+        strict = False  # extra (mapped) columns are allowed; unknown ones were dropped before
+        coerce = True
+
+
+class DeclarationContract(_Contract):
+    """One row per goods item of an import declaration."""
+
+    declaration_id: Series[str] = pa.Field(nullable=False)
+    declaration_date: Series[pa.DateTime] = pa.Field(nullable=False)
+    importer_id: Series[str] = pa.Field(nullable=False)
+    hs_code: Series[str] = pa.Field(nullable=False)
+    origin_country: Series[str] = pa.Field(nullable=False)
+    declared_value: Series[float] = pa.Field(nullable=False)
+    declarant_id: Series[str] | None = pa.Field(nullable=True)
+    exporter_id: Series[str] | None = pa.Field(nullable=True)
+    office_id: Series[str] | None = pa.Field(nullable=True)
+    transport_mode: Series[str] | None = pa.Field(nullable=True)
+    departure_country: Series[str] | None = pa.Field(nullable=True)
+    net_mass_kg: Series[float] | None = pa.Field(nullable=True)
+    quantity: Series[float] | None = pa.Field(nullable=True)
+    tax_rate: Series[float] | None = pa.Field(nullable=True)
+    duty_paid: Series[float] | None = pa.Field(nullable=True)
+    bill_of_lading: Series[str] | None = pa.Field(nullable=True)
+    inspected: Series[pd.Int8Dtype] | None = pa.Field(nullable=True)
+    fraud: Series[pd.Int8Dtype] | None = pa.Field(nullable=True)
+    revenue: Series[float] | None = pa.Field(nullable=True)
+    critical: Series[pd.Int8Dtype] | None = pa.Field(nullable=True)
+    control_date: Series[pa.DateTime] | None = pa.Field(nullable=True)
+
+    @pa.check("hs_code", name="invalid_hs_code")
+    def _hs_code(cls, s: Series[str]) -> Series[bool]:
+        return s.str.fullmatch(HS_CODE_PATTERN) & (s.str[:2] >= "01") & (s.str[:2] <= "97")
+
+    @pa.check("origin_country", "departure_country", name="invalid_country_code")
+    def _country(cls, s: Series[str]) -> Series[bool]:
+        return _is_country(s)
+
+    @pa.check("declared_value", "net_mass_kg", "quantity", "duty_paid", "revenue", name="negative_value")
+    def _non_negative(cls, s: Series[float]) -> Series[bool]:
+        return _non_negative(s)
+
+    @pa.check("tax_rate", name="out_of_range")
+    def _tax_rate(cls, s: Series[float]) -> Series[bool]:
+        return s.between(0, 5)  # a fraction of the value: 0.15 is 15 %; 5 allows 500 % duties
+
+    @pa.check("inspected", "fraud", "critical", name="invalid_flag")
+    def _flag(cls, s: Series[int]) -> Series[bool]:
+        return _is_flag(s)
+
+    @pa.check("declaration_date", "control_date", name="date_out_of_range")
+    def _date(cls, s: Series[pd.Timestamp]) -> Series[bool]:
+        return _in_date_range(s)
+
+    @pa.dataframe_check(name="inconsistent_labels")
+    def _labels(cls, df: pd.DataFrame) -> Series[bool]:
+        return _consistent_labels(df, date_column="declaration_date")
+
+
+class ManifestContract(_Contract):
+    """One row per bill of lading (or air waybill / road consignment note)."""
+
+    bill_of_lading: Series[str] = pa.Field(nullable=False)
+    port_of_loading: Series[str] = pa.Field(nullable=False)
+    gross_weight_kg: Series[float] = pa.Field(nullable=False)
+    arrival_date: Series[pa.DateTime] = pa.Field(nullable=False)
+    carrier: Series[str] | None = pa.Field(nullable=True)
+    transport_mode: Series[str] | None = pa.Field(nullable=True)
+    transshipment_ports: Series[str] | None = pa.Field(nullable=True)
+    port_of_discharge: Series[str] | None = pa.Field(nullable=True)
+    container_count: Series[pd.Int64Dtype] | None = pa.Field(nullable=True)
+    consignee_id: Series[str] | None = pa.Field(nullable=True)
+
+    @pa.check("port_of_loading", "port_of_discharge", name="invalid_code")
+    def _locode(cls, s: Series[str]) -> Series[bool]:
+        return s.str.fullmatch(LOCODE_PATTERN)
+
+    @pa.check("transshipment_ports", name="invalid_code")
+    def _route(cls, s: Series[str]) -> Series[bool]:
+        return s.str.fullmatch(r"([A-Z]{2}[A-Z2-9]{3})(;[A-Z]{2}[A-Z2-9]{3})*")
+
+    @pa.check("gross_weight_kg", "container_count", name="negative_value")
+    def _non_negative(cls, s: Series[float]) -> Series[bool]:
+        return _non_negative(s)
+
+    @pa.check("arrival_date", name="date_out_of_range")
+    def _date(cls, s: Series[pd.Timestamp]) -> Series[bool]:
+        return _in_date_range(s)
+
+
+class TraderContract(_Contract):
+    """One row per registered importer: the trader registry."""
+
+    importer_id: Series[str] = pa.Field(nullable=False)
+    registration_date: Series[pa.DateTime] = pa.Field(nullable=False)
+    aeo_certified: Series[pd.Int8Dtype] | None = pa.Field(nullable=True)
+    credit_rating: Series[str] | None = pa.Field(nullable=True)
+    prior_violations: Series[pd.Int64Dtype] | None = pa.Field(nullable=True)
+    sector: Series[str] | None = pa.Field(nullable=True)
+
+    @pa.check("aeo_certified", name="invalid_flag")
+    def _flag(cls, s: Series[int]) -> Series[bool]:
+        return _is_flag(s)
+
+    @pa.check("credit_rating", name="invalid_code")
+    def _rating(cls, s: Series[str]) -> Series[bool]:
+        return s.isin(CREDIT_RATINGS)
+
+    @pa.check("prior_violations", name="negative_value")
+    def _non_negative(cls, s: Series[int]) -> Series[bool]:
+        return _non_negative(s)
+
+    @pa.check("registration_date", name="date_out_of_range")
+    def _date(cls, s: Series[pd.Timestamp]) -> Series[bool]:
+        return _in_date_range(s, EARLIEST_REGISTRATION)
+
+
+class OutcomeContract(_Contract):
+    """The result of a control on a declaration already stored."""
+
+    declaration_id: Series[str] = pa.Field(nullable=False)
+    fraud: Series[pd.Int8Dtype] = pa.Field(nullable=False)
+    inspected: Series[pd.Int8Dtype] | None = pa.Field(nullable=True)
+    revenue: Series[float] | None = pa.Field(nullable=True)
+    critical: Series[pd.Int8Dtype] | None = pa.Field(nullable=True)
+    control_date: Series[pa.DateTime] | None = pa.Field(nullable=True)
+
+    @pa.check("inspected", "fraud", "critical", name="invalid_flag")
+    def _flag(cls, s: Series[int]) -> Series[bool]:
+        return _is_flag(s)
+
+    @pa.check("revenue", name="negative_value")
+    def _non_negative(cls, s: Series[float]) -> Series[bool]:
+        return _non_negative(s)
+
+    @pa.check("control_date", name="date_out_of_range")
+    def _date(cls, s: Series[pd.Timestamp]) -> Series[bool]:
+        return _in_date_range(s)
+
+    @pa.dataframe_check(name="inconsistent_labels")
+    def _labels(cls, df: pd.DataFrame) -> Series[bool]:
+        return _consistent_labels(df, date_column=None)
+
+
+def _consistent_labels(df: pd.DataFrame, date_column: str | None) -> pd.Series:
+    """A fraud finding needs a control; recovered revenue needs a fraud finding; controls end after filing."""
+    ok = pd.Series(True, index=df.index)
+    fraud = df["fraud"].fillna(0) if "fraud" in df else None
+    if fraud is not None and "inspected" in df:
+        ok &= ~((fraud == 1) & (df["inspected"].fillna(1) == 0))
+    if fraud is not None and "revenue" in df:
+        ok &= ~((df["revenue"].fillna(0) > 0) & (fraud == 0))
+    if date_column and "control_date" in df:
+        ok &= ~(df["control_date"] < df[date_column]).fillna(False)
+    return ok.astype(bool)
+
+
+CONTRACTS: dict[str, type[_Contract]] = {
+    "declarations": DeclarationContract,
+    "manifests": ManifestContract,
+    "traders": TraderContract,
+    "outcomes": OutcomeContract,
+}
+
+
+def field_types(kind: str) -> dict[str, str]:
+    """Canonical field → parse type ('text', 'date', 'number', 'integer' or 'flag'), read off the pandera model."""
+    types = {}
+    for name, column in CONTRACTS[kind].to_schema().columns.items():
+        dtype = str(column.dtype).lower()
+        if "datetime" in dtype:
+            types[name] = "date"
+        elif "float" in dtype:
+            types[name] = "number"
+        elif "int8" in dtype:
+            types[name] = "flag"
+        elif "int" in dtype:
+            types[name] = "integer"
+        else:
+            types[name] = "text"
+    return types
+
+
+def required_fields(kind: str) -> list[str]:
+    """Fields that must be present as columns and non-empty in every row."""
+    return [n for n, c in CONTRACTS[kind].to_schema().columns.items() if c.required]

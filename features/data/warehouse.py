@@ -1,0 +1,259 @@
+"""The DuckDB warehouse under ADUANA_HOME: canonical tables, the quarantine and the batch log.
+
+A batch is stored in one transaction: valid rows, quarantined rows and the batch record land together or
+not at all, so a crash mid-way leaves the previous state intact.
+"""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.data.contract import KEYS, field_types
+from features.data.errors import DataError
+from features.data.ingest import PreparedBatch, reject
+from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+
+DUCK_TYPES = {"text": "VARCHAR", "date": "DATE", "number": "DOUBLE", "integer": "BIGINT", "flag": "TINYINT"}
+STORED_KINDS = ("declarations", "manifests", "traders")
+OUTCOME_FIELDS = ("inspected", "fraud", "revenue", "critical", "control_date")
+
+QUARANTINE_DDL = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    batch_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, source VARCHAR NOT NULL, row_number BIGINT,
+    reason VARCHAR NOT NULL, message VARCHAR NOT NULL, raw VARCHAR, row_hash BIGINT,
+    quarantined_at TIMESTAMP NOT NULL)
+"""
+BATCHES_DDL = """
+CREATE TABLE IF NOT EXISTS ingest_batches (
+    batch_id VARCHAR PRIMARY KEY, kind VARCHAR, source VARCHAR, source_sha256 VARCHAR,
+    started_at TIMESTAMP, finished_at TIMESTAMP, "read" BIGINT, stored BIGINT, updated BIGINT,
+    quarantined BIGINT, duplicates BIGINT, expectations_passed BOOLEAN, expectations VARCHAR,
+    unknown_columns VARCHAR)
+"""
+
+
+@dataclass
+class IngestSummary:
+    """What happened to every row of one file: read = stored + quarantined + duplicates."""
+
+    batch_id: str
+    kind: str
+    source: str
+    read: int
+    stored: int
+    quarantined: int
+    duplicates: int
+    updated: int = 0  # of `stored`, rows that replaced or relabelled an existing row
+    expectations_passed: bool = True
+    expectation_failures: list[str] = field(default_factory=list)
+    unknown_columns: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.read == self.stored + self.quarantined + self.duplicates
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"reconciles": self.reconciles}
+
+
+def _table_ddl(kind: str) -> str:
+    types = field_types(kind)
+    columns = [f'"{name}" {DUCK_TYPES[t]}' for name, t in types.items()]
+    columns[0] += " PRIMARY KEY" if list(types)[0] == KEYS[kind] else ""
+    meta = ["batch_id VARCHAR", "row_number BIGINT", "row_hash BIGINT", "ingested_at TIMESTAMP"]
+    if kind == "declarations":
+        meta.append("label_batch_id VARCHAR")
+    return f"CREATE TABLE IF NOT EXISTS {kind} ({', '.join(columns + meta)})"
+
+
+def _same_values(new: pd.Series, old: pd.Series) -> np.ndarray:
+    """Element-wise equality where two missing values count as equal."""
+    if pd.api.types.is_datetime64_any_dtype(new):
+        new, old = new.astype("datetime64[us]"), pd.to_datetime(old).astype("datetime64[us]")
+    else:
+        new, old = new.astype("float64"), old.astype("float64")
+    new, old = new.reset_index(drop=True), old.reset_index(drop=True)
+    return ((new.isna() & old.isna()) | (new == old).fillna(False)).to_numpy(dtype=bool)
+
+
+class Warehouse:
+    """A DuckDB file. Open a connection per operation; DuckDB allows one writing process at a time."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if read_only and not self.path.exists():
+            raise DataError(f"no warehouse at {self.path}: run 'aduana ingest' first")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            raise DataError(f"warehouse {self.path} is in use by another process ({exc})") from exc
+        try:
+            if not read_only:
+                for kind in STORED_KINDS:
+                    con.execute(_table_ddl(kind))
+                con.execute(QUARANTINE_DDL)
+                con.execute(BATCHES_DDL)
+            yield con
+        finally:
+            con.close()
+
+    def counts(self) -> dict[str, int]:
+        """Row count of every table (0 for a warehouse not created yet)."""
+        if not self.path.exists():
+            return {t: 0 for t in (*STORED_KINDS, "quarantine", "ingest_batches")}
+        with self.connect(read_only=True) as con:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            return {
+                t: (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if t in tables else 0)
+                for t in (*STORED_KINDS, "quarantine", "ingest_batches")
+            }
+
+    def read(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        with self.connect(read_only=True) as con:
+            return con.execute(sql, params or []).df()
+
+    def store(self, batch: PreparedBatch, expectations_passed: bool = True,
+              expectation_failures: list[str] | None = None) -> IngestSummary:
+        """Write one prepared batch atomically and return its reconciled summary."""
+        started = datetime.now(UTC).replace(tzinfo=None)
+        batch_id = f"{batch.kind[:4]}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        with self.connect() as con:
+            con.begin()
+            try:
+                summary = self._store(con, batch, batch_id, started)
+                summary.expectations_passed = expectations_passed
+                summary.expectation_failures = list(expectation_failures or [])
+                self._record_batch(con, batch, summary, started)
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return summary
+
+    def _store(self, con: duckdb.DuckDBPyConnection, batch: PreparedBatch, batch_id: str,
+               started: datetime) -> IngestSummary:
+        key = KEYS[batch.kind]
+        incoming = batch.valid
+        rejected = [batch.rejected]
+        duplicates = batch.duplicates
+        updated = 0
+        stored = 0
+        if batch.kind == "outcomes":
+            stored, dup, unknown = self._apply_outcomes(con, incoming, batch_id)
+            updated = stored
+            duplicates += dup
+            rejected.append(unknown)
+        elif len(incoming):
+            self._add_extra_columns(con, batch.kind, incoming)
+            con.register("incoming", incoming)
+            existing = con.execute(
+                f"SELECT i.{key} AS key, t.row_hash FROM incoming i JOIN {batch.kind} t ON i.{key} = t.{key}"
+            ).df()
+            con.unregister("incoming")
+            stored_hash = dict(zip(existing["key"], existing["row_hash"], strict=True))
+            known = incoming[key].map(stored_hash)
+            same = known.notna() & (known == incoming["row_hash"])
+            differs = known.notna() & ~same
+            duplicates += int(same.sum())
+            to_insert = incoming[~same]
+            if batch.kind == "traders":  # the registry is a snapshot: a newer record replaces the old one
+                updated = int(differs.sum())
+                con.register("changed", incoming[differs][[key]])
+                con.execute(f"DELETE FROM traders WHERE {key} IN (SELECT {key} FROM changed)")
+                con.unregister("changed")
+            else:
+                rejected.append(reject(incoming[differs], "duplicate_id",
+                                       f"{key} is already stored with different values"))
+                to_insert = incoming[~same & ~differs]
+            to_insert = to_insert.assign(batch_id=batch_id, ingested_at=started)
+            con.register("to_insert", to_insert)
+            con.execute(f"INSERT INTO {batch.kind} BY NAME SELECT * FROM to_insert")
+            con.unregister("to_insert")
+            stored = len(to_insert)
+        parts = [r for r in rejected if len(r)]
+        quarantine = pd.concat(parts, ignore_index=True) if parts else batch.rejected
+        quarantined, dup = self._quarantine(con, batch, quarantine, batch_id, started)
+        duplicates += dup
+        return IngestSummary(
+            batch_id=batch_id, kind=batch.kind, source=batch.source, read=batch.read, stored=stored,
+            quarantined=quarantined, duplicates=duplicates, updated=updated,
+            unknown_columns=batch.unknown_columns,
+            reasons=quarantine["reason"].str.split(";").explode().value_counts().to_dict() if quarantined else {},
+        )
+
+    def _add_extra_columns(self, con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame) -> None:
+        for column in frame.columns:
+            if column.startswith(EXTRA_CATEGORICAL_PREFIX):
+                con.execute(f'ALTER TABLE {kind} ADD COLUMN IF NOT EXISTS "{column}" VARCHAR')
+            elif column.startswith(EXTRA_NUMERIC_PREFIX):
+                con.execute(f'ALTER TABLE {kind} ADD COLUMN IF NOT EXISTS "{column}" DOUBLE')
+
+    def _apply_outcomes(self, con: duckdb.DuckDBPyConnection, outcomes: pd.DataFrame,
+                        batch_id: str) -> tuple[int, int, pd.DataFrame]:
+        """Relabel stored declarations. Returns (updated, unchanged, rejected unknown ids)."""
+        fields = [f for f in OUTCOME_FIELDS if f in outcomes.columns]
+        con.register("outcomes", outcomes)
+        current = con.execute(
+            f"SELECT o.declaration_id, d.declaration_id IS NOT NULL AS known, "
+            f"{', '.join(f'd.{f} AS stored_{f}' for f in fields)} "
+            f"FROM outcomes o LEFT JOIN declarations d ON o.declaration_id = d.declaration_id"
+        ).df().set_index("declaration_id").reindex(outcomes["declaration_id"])
+        known = current["known"].fillna(False).astype(bool).to_numpy()
+        unchanged = known.copy()
+        for f in fields:
+            unchanged &= _same_values(outcomes[f], current[f"stored_{f}"])
+        changed = outcomes[known & ~unchanged]
+        if len(changed):
+            con.register("changed", changed)
+            assignments = ", ".join(f"{f} = changed.{f}" for f in fields)
+            con.execute(
+                f"UPDATE declarations SET {assignments}, label_batch_id = ? FROM changed "
+                f"WHERE declarations.declaration_id = changed.declaration_id", [batch_id]
+            )
+            con.unregister("changed")
+        con.unregister("outcomes")
+        unknown = reject(outcomes[~known], "unknown_declaration", "declaration_id is not in the warehouse; ingest the declaration first")
+        return len(changed), int((known & unchanged).sum()), unknown
+
+    def _quarantine(self, con: duckdb.DuckDBPyConnection, batch: PreparedBatch, rows: pd.DataFrame,
+                    batch_id: str, started: datetime) -> tuple[int, int]:
+        """Insert rejected rows, except those already quarantined from an earlier ingest of the same content."""
+        if rows.empty:
+            return 0, 0
+        con.register("rejected", rows)
+        seen = con.execute(
+            "SELECT DISTINCT r.row_hash FROM rejected r JOIN quarantine q ON q.row_hash = r.row_hash AND q.kind = ?",
+            [batch.kind],
+        ).df()["row_hash"]
+        fresh = rows[~rows["row_hash"].isin(seen)].assign(
+            batch_id=batch_id, kind=batch.kind, source=batch.source, quarantined_at=started
+        )
+        con.register("fresh", fresh)
+        con.execute("INSERT INTO quarantine BY NAME SELECT * FROM fresh")
+        con.unregister("fresh")
+        con.unregister("rejected")
+        return len(fresh), len(rows) - len(fresh)
+
+    def _record_batch(self, con: duckdb.DuckDBPyConnection, batch: PreparedBatch, summary: IngestSummary,
+                      started: datetime) -> None:
+        con.execute(
+            "INSERT INTO ingest_batches VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [summary.batch_id, batch.kind, batch.source, batch.source_sha256, started,
+             datetime.now(UTC).replace(tzinfo=None), summary.read, summary.stored, summary.updated,
+             summary.quarantined, summary.duplicates, summary.expectations_passed,
+             json.dumps(summary.expectation_failures), json.dumps(summary.unknown_columns)],
+        )

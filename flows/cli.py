@@ -1,0 +1,142 @@
+"""The `aduana` command line. Errors are one line and a non-zero exit code; --debug shows the traceback."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from features.data.errors import DataError
+from features.settings import get_settings
+from flows import runtime
+
+app = typer.Typer(
+    name="aduana",
+    help="Open, data-driven customs risk management. All state lives under ADUANA_HOME (default ./.aduana).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+_state = {"debug": False}
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    home: Annotated[Path | None, typer.Option("--home", help="Use this ADUANA_HOME.", envvar="ADUANA_HOME")] = None,
+) -> None:
+    _state["debug"] = debug
+    if home is not None:
+        import os
+
+        os.environ["ADUANA_HOME"] = str(home)
+    runtime.configure(get_settings())
+
+
+def _emit(result: dict | list, as_json: bool, text: str) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+    else:
+        print(text)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write declarations, manifests and traders into.")],
+    rows: Annotated[int, typer.Option("--rows", min=100, help="Number of declarations (goods items).")] = 200_000,
+    seed: Annotated[int, typer.Option("--seed", help="Same seed, same world.")] = 7,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    as_json: JsonOption = False,
+) -> None:
+    """Simulate a customs administration: declarations, manifests and the trader registry."""
+    from features.data.simulator import simulate, write_world
+
+    if fmt not in ("parquet", "csv"):
+        raise DataError(f"--format must be parquet or csv, not {fmt!r}")
+    runtime.progress(f"simulating {rows:,} declarations (seed {seed})…")
+    world = simulate(rows, seed=seed)
+    paths = write_world(world, out, fmt)
+    result = {name: {"path": str(p), "rows": len(getattr(world, name))} for name, p in paths.items()}
+    _emit(result, as_json, "\n".join(f"{n:<13} {r['rows']:>10,} rows  {r['path']}" for n, r in result.items()))
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files: declarations, manifests, traders, outcomes.")],
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for a foreign layout.")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="declarations|manifests|traders|outcomes "
+                                                             "(default: from the file name).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Validate files and store them in the warehouse; invalid rows go to quarantine with a reason."""
+    from features.data.contract import KINDS
+    from flows.ingest import customs_ingest
+
+    if kind is not None and kind not in KINDS:
+        raise DataError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    summaries = customs_ingest([str(p) for p in paths], kind=kind, mapping=str(mapping) if mapping else None)
+    result = summaries[0] if len(summaries) == 1 else {"files": summaries, **_totals(summaries)}
+    _emit(result, as_json, _ingest_text(summaries))
+
+
+def _totals(summaries: list[dict]) -> dict:
+    return {k: sum(s[k] for s in summaries) for k in ("read", "stored", "quarantined", "duplicates")}
+
+
+def _ingest_text(summaries: list[dict]) -> str:
+    lines = [f"{'file':<28} {'kind':<13} {'read':>10} {'stored':>10} {'quarantined':>12} {'duplicates':>11}"]
+    for s in summaries:
+        lines.append(f"{Path(s['source']).name:<28} {s['kind']:<13} {s['read']:>10,} {s['stored']:>10,} "
+                     f"{s['quarantined']:>12,} {s['duplicates']:>11,}")
+        for reason, n in sorted(s["reasons"].items()):
+            lines.append(f"{'':<42}quarantined {reason}: {n:,}")
+    settings = get_settings()
+    lines.append(f"warehouse: {settings.warehouse_path}")
+    lines.append(f"data docs: {settings.data_docs_index}")
+    return "\n".join(lines)
+
+
+@app.command()
+def demo(
+    rows: Annotated[int, typer.Option("--rows", min=1000, help="Declarations to simulate.")] = 200_000,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the main job on the embedded default: simulate a customs administration and ingest it."""
+    from flows.demo import customs_demo
+
+    result = customs_demo(rows=rows, seed=seed)
+    text = _ingest_text(result["ingest"]) + f"\nlanding files: {result['landing']}"
+    _emit(result, as_json, text)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    import click
+
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Abort:
+        print("aduana: aborted", file=sys.stderr)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if _state["debug"]:
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        kind = "" if isinstance(exc, DataError) else f"{type(exc).__name__}: "
+        print(f"aduana: error: {kind}{message}" + ("" if isinstance(exc, DataError) else " (--debug for details)"),
+              file=sys.stderr)
+        sys.exit(2 if isinstance(exc, DataError) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""Process environment for flows: quiet telemetry, and Prefect state kept under ADUANA_HOME unless told otherwise.
+
+Called by the CLI before Prefect is imported, never at import time.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from features.settings import Settings
+
+QUIET = {
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "False",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+}
+
+
+def configure(settings: Settings) -> None:
+    """Set defaults the user has not set: each ADUANA_HOME gets its own Prefect home (ephemeral mode)."""
+    for name, value in QUIET.items():
+        os.environ.setdefault(name, value)
+    if "PREFECT_API_URL" not in os.environ and "PREFECT_HOME" not in os.environ:
+        settings.prefect_home.mkdir(parents=True, exist_ok=True)
+        os.environ["PREFECT_HOME"] = str(settings.prefect_home)
+
+
+def progress(message: str) -> None:
+    """A progress line for people (stderr), and for the Prefect run log when inside a run."""
+    print(message, file=sys.stderr, flush=True)

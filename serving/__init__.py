@@ -1,0 +1,1 @@
+"""Scoring, lanes, the API and audit selection (built in the scoring issue)."""
