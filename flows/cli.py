@@ -34,7 +34,7 @@ def _main(
         import os
 
         os.environ["ADUANA_HOME"] = str(home)
-    runtime.configure(get_settings())
+    runtime.configure(get_settings(), debug)
 
 
 def _emit(result: dict | list, as_json: bool, text: str) -> None:

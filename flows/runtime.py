@@ -18,10 +18,16 @@ QUIET = {
 }
 
 
-def configure(settings: Settings) -> None:
-    """Set defaults the user has not set: each ADUANA_HOME gets its own Prefect home (ephemeral mode)."""
+def configure(settings: Settings, debug: bool = False) -> None:
+    """Set defaults the user has not set: each ADUANA_HOME gets its own Prefect home (ephemeral mode).
+
+    Without --debug, Prefect's console handler is silenced: the CLI prints its own progress and one-line
+    errors, while the full run logs (tracebacks included) still go to the Prefect API and its UI.
+    """
     for name, value in QUIET.items():
         os.environ.setdefault(name, value)
+    if not debug:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     if "PREFECT_API_URL" not in os.environ and "PREFECT_HOME" not in os.environ:
         settings.prefect_home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(settings.prefect_home)

@@ -83,8 +83,12 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
                 value = value.str.upper()
             code = None
         elif parse_type == "date":
-            value, code = _parse_dates(raw, mapping.date_format), "invalid_date"
-            value = value.astype("datetime64[us]")
+            value, code = _parse_dates(raw, mapping.date_format).astype("datetime64[us]"), "invalid_date"
+            far = value.notna() & ((value < pd.Timestamp.min) | (value > pd.Timestamp.max))
+            if far.any():  # beyond what the nanosecond contract can hold: out of range, whatever the bounds
+                failures.append(pd.DataFrame({"row": frame.index[far], "column": column, "code": "date_out_of_range",
+                                              "value": raw[far].astype("str").to_numpy()}))
+                value = value.mask(far)
         elif parse_type == "flag":
             value, code = _parse_flags(raw), "invalid_type"
         else:

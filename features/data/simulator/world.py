@@ -227,7 +227,7 @@ def simulate(rows: int, seed: int = 7, start: str = "2023-01-01", days: int = 73
     p_fraud = np.clip(r_intent * (0.5 + 5 * duty), 0, 0.9)
     other = (typology == "") & (rng.random(n) < p_fraud)
     has_decoy = g["decoy"].notna().to_numpy()
-    w_under = (1 + 8 * duty) * np.where(shell, 4.0, 1.0)
+    w_under = (0.3 + 12 * duty) * np.where(shell, 4.0, 1.0)
     w_mis = np.where(has_decoy, 2.5, 0.0)
     w_weight = np.full(n, 0.8)
     u = rng.random(n) * (w_under + w_mis + w_weight)

@@ -1,0 +1,61 @@
+"""Shared fixtures. The environment is set before any test module imports Prefect, GX or MLflow."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="aduana-tests-"))
+os.environ.update({
+    "DO_NOT_TRACK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "False",
+    "PREFECT_HOME": str(_SESSION_DIR / "prefect"),  # cached results must not leak between sessions
+    "ADUANA_HOME": str(_SESSION_DIR / "home"),
+})
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from features.data.simulator import World, simulate  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    """A small simulated administration, shared read-only by tests."""
+    return simulate(20_000, seed=3)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ADUANA_HOME per test."""
+    path = tmp_path / "home"
+    monkeypatch.setenv("ADUANA_HOME", str(path))
+    return path
+
+
+@pytest.fixture
+def declarations_csv(tmp_path: Path, world: World) -> Path:
+    """500 canonical declarations as CSV."""
+    path = tmp_path / "declarations.csv"
+    world.declarations.head(500).to_csv(path, index=False, date_format="%Y-%m-%d")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_api():
+    """A real (temporary) Prefect API for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        from prefect.settings import PREFECT_API_URL
+
+        yield PREFECT_API_URL.value()
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_csv(path, index=False, date_format="%Y-%m-%d")
+    return path

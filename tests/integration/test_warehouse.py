@@ -1,0 +1,144 @@
+"""Storing batches in a real DuckDB warehouse: reconciliation, idempotency, atomicity, outcomes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.data.ingest import prepare_batch, reject_batch
+from features.data.warehouse import Warehouse
+from tests.conftest import write_csv
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse.duckdb")
+
+
+def _messy(declarations: pd.DataFrame, tmp_path: Path) -> Path:
+    """295 good rows, 5 bad ones, one exact repeat and one conflicting pair."""
+    d = declarations.head(300).reset_index(drop=True).astype({"declared_value": object, "declaration_date": object})
+    d.loc[0, "hs_code"] = "12"
+    d.loc[1, "declared_value"] = "lots"
+    d.loc[2, "origin_country"] = "ZZ"
+    d.loc[3, "declaration_date"] = "not a date"
+    d.loc[4, "importer_id"] = None
+    repeat = d.iloc[[10]]
+    clash = d.iloc[[11]].assign(declared_value=1.0)
+    return write_csv(tmp_path / "declarations.csv", pd.concat([d, repeat, clash], ignore_index=True))
+
+
+def test_counts_reconcile_and_each_quarantined_row_has_a_reason(world, tmp_path, warehouse):
+    summary = warehouse.store(prepare_batch(_messy(world.declarations, tmp_path)))
+    assert summary.read == 302
+    assert summary.duplicates == 1
+    assert summary.quarantined == 5 + 2  # bad rows + both sides of the conflicting id
+    assert summary.stored == 302 - 1 - 7
+    assert summary.reconciles
+    q = warehouse.read("SELECT * FROM quarantine ORDER BY row_number")
+    assert q["reason"].tolist()[:5] == ["invalid_hs_code", "invalid_type", "invalid_country_code", "invalid_date",
+                                        "missing_required"]
+    assert (q["message"].str.len() > 10).all()
+    assert q["raw"].str.startswith("{").all()
+    assert summary.reasons["duplicate_id"] == 2
+    assert warehouse.counts()["declarations"] == summary.stored
+
+
+def test_ingesting_the_same_file_twice_adds_nothing(world, tmp_path, warehouse):
+    path = _messy(world.declarations, tmp_path)
+    warehouse.store(prepare_batch(path))
+    before = warehouse.counts()
+    again = warehouse.store(prepare_batch(path))
+    after = warehouse.counts()
+    assert again.stored == 0 and again.quarantined == 0
+    assert again.duplicates == again.read
+    assert {k: v for k, v in after.items() if k != "ingest_batches"} == \
+        {k: v for k, v in before.items() if k != "ingest_batches"}
+
+
+def test_the_same_rows_from_csv_and_parquet_are_duplicates(world, tmp_path, warehouse):
+    rows = world.declarations.head(50)
+    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", rows)))
+    rows.to_parquet(tmp_path / "declarations.parquet", index=False)
+    again = warehouse.store(prepare_batch(tmp_path / "declarations.parquet"))
+    assert again.duplicates == 50 and again.stored == 0
+
+
+def test_a_changed_declaration_is_quarantined_not_overwritten(world, tmp_path, warehouse):
+    rows = world.declarations.head(20)
+    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", rows)))
+    changed = rows.assign(declared_value=rows["declared_value"] + 1)
+    summary = warehouse.store(prepare_batch(write_csv(tmp_path / "declarations_v2.csv", changed)))
+    assert summary.quarantined == 20 and summary.reasons == {"duplicate_id": 20}
+    stored = warehouse.read("SELECT declared_value FROM declarations ORDER BY declaration_id")
+    assert stored["declared_value"].tolist() == pytest.approx(rows.sort_values("declaration_id")["declared_value"].tolist())
+
+
+@pytest.mark.parametrize("failing_step", ["_quarantine", "_record_batch"])
+def test_a_failure_mid_way_leaves_the_warehouse_as_it_was(world, tmp_path, warehouse, monkeypatch, failing_step):
+    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations_first.csv", world.declarations.head(100))))
+    before = warehouse.counts()
+    batch = prepare_batch(_messy(world.declarations.iloc[100:], tmp_path))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(Warehouse, failing_step, crash)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        warehouse.store(batch)
+    assert warehouse.counts() == before
+
+
+def test_outcomes_relabel_stored_declarations(world, tmp_path, warehouse):
+    rows = world.declarations.head(40).copy()
+    rows[["inspected", "fraud", "revenue", "critical", "control_date"]] = None
+    rows["inspected"] = 0
+    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", rows)))
+    outcomes = pd.DataFrame({
+        "declaration_id": list(rows["declaration_id"].head(3)) + ["D-UNKNOWN"],
+        "fraud": [1, 0, 1, 1],
+        "revenue": [1500.0, 0.0, 80.0, 5.0],
+        "control_date": ["2024-12-30"] * 4,
+    })
+    path = write_csv(tmp_path / "outcomes.csv", outcomes)
+    summary = warehouse.store(prepare_batch(path))
+    assert (summary.stored, summary.updated, summary.quarantined, summary.duplicates) == (3, 3, 1, 0)
+    assert summary.reasons == {"unknown_declaration": 1}
+    labels = warehouse.read(
+        "SELECT declaration_id, inspected, fraud, revenue, label_batch_id FROM declarations "
+        "WHERE fraud IS NOT NULL ORDER BY declaration_id")
+    assert labels["inspected"].tolist() == [1, 1, 1]
+    assert sorted(labels["fraud"].tolist()) == [0, 1, 1]
+    assert (labels["label_batch_id"] == summary.batch_id).all()
+    again = warehouse.store(prepare_batch(path))
+    assert (again.stored, again.quarantined, again.duplicates) == (0, 0, 4)
+
+
+def test_a_newer_registry_snapshot_updates_traders(world, tmp_path, warehouse):
+    traders = world.traders.head(30)
+    warehouse.store(prepare_batch(write_csv(tmp_path / "traders.csv", traders)))
+    newer = traders.assign(aeo_certified=1 - traders["aeo_certified"])
+    newer = pd.concat([newer, world.traders.iloc[30:32]])
+    summary = warehouse.store(prepare_batch(write_csv(tmp_path / "traders_v2.csv", newer)))
+    assert (summary.stored, summary.updated, summary.duplicates) == (32, 30, 0)
+    stored = warehouse.read("SELECT aeo_certified FROM traders ORDER BY importer_id")
+    assert stored["aeo_certified"].head(30).tolist() == newer.sort_values("importer_id")["aeo_certified"].head(30).tolist()
+    assert warehouse.counts()["traders"] == 32
+
+
+def test_a_rejected_batch_goes_to_quarantine_whole(world, tmp_path, warehouse):
+    batch = reject_batch(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(25))),
+                         "critical: expect_column_median_to_be_between on declared_value")
+    summary = warehouse.store(batch, expectations_passed=False)
+    assert (summary.stored, summary.quarantined) == (0, 25)
+    assert summary.reasons == {"batch_rejected": 25}
+    log = warehouse.read("SELECT expectations_passed FROM ingest_batches")
+    assert log["expectations_passed"].tolist() == [False]
+
+
+def test_two_homes_never_interfere(world, tmp_path):
+    a, b = Warehouse(tmp_path / "a" / "w.duckdb"), Warehouse(tmp_path / "b" / "w.duckdb")
+    a.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(10))))
+    assert a.counts()["declarations"] == 10
+    assert b.counts()["declarations"] == 0

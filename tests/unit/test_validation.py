@@ -1,0 +1,122 @@
+"""Row-level validation: every class of bad value is quarantined with its reason code, good rows pass."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.data.mapping import ColumnMapping
+from features.data.validation import check_rows
+
+GOOD = {
+    "declaration_id": "D1", "declaration_date": "2024-03-01", "importer_id": "IMP1", "hs_code": "870323",
+    "origin_country": "JP", "declared_value": "25000.50", "net_mass_kg": "1400", "inspected": "1", "fraud": "0",
+    "revenue": "0", "control_date": "2024-03-05",
+}
+
+
+def _check(**overrides) -> tuple[pd.DataFrame, pd.DataFrame]:
+    row = {**GOOD, **overrides}
+    checked = check_rows(pd.DataFrame([row], dtype="str"), "declarations", ColumnMapping())
+    return checked.valid, checked.rejected
+
+
+def test_a_good_row_passes_with_canonical_types():
+    valid, rejected = _check()
+    assert rejected.empty
+    assert valid["declared_value"].dtype == "float64"
+    assert str(valid["declaration_date"].dtype).startswith("datetime64")
+    assert valid["fraud"].dtype == "Int8"
+    assert valid.loc[0, "hs_code"] == "870323"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("declared_value", "abc", "invalid_type"),
+        ("declared_value", "-5", "negative_value"),
+        ("net_mass_kg", "-0.1", "negative_value"),
+        ("declaration_date", "2024-13-45", "invalid_date"),
+        ("declaration_date", "yesterday", "invalid_date"),
+        ("declaration_date", "2999-01-01", "date_out_of_range"),
+        ("declaration_date", "1970-01-01", "date_out_of_range"),
+        ("hs_code", "12", "invalid_hs_code"),
+        ("hs_code", "87032", "invalid_hs_code"),
+        ("hs_code", "990000", "invalid_hs_code"),
+        ("hs_code", "ABCDEF", "invalid_hs_code"),
+        ("origin_country", "XX", "invalid_country_code"),
+        ("origin_country", "JPN", "invalid_country_code"),
+        ("importer_id", None, "missing_required"),
+        ("declared_value", None, "missing_required"),
+        ("fraud", "maybe", "invalid_type"),
+        ("fraud", "2", "invalid_flag"),
+        ("control_date", "2024-02-01", "inconsistent_labels"),
+    ],
+)
+def test_bad_values_are_rejected_with_their_reason(field, value, reason):
+    valid, rejected = _check(**{field: value})
+    assert valid.empty
+    assert rejected.loc[0, "reason"] == reason
+    assert field in rejected.loc[0, "message"]
+
+
+def test_contradictory_labels_are_rejected():
+    _, rejected = _check(inspected="0", fraud="1")
+    assert rejected.loc[0, "reason"] == "inconsistent_labels"
+    _, rejected = _check(fraud="0", revenue="1200")
+    assert rejected.loc[0, "reason"] == "inconsistent_labels"
+
+
+def test_a_row_with_several_problems_lists_them_all():
+    _, rejected = _check(hs_code="12", origin_country="XX", declared_value="-1")
+    assert set(rejected.loc[0, "reason"].split(";")) == {"invalid_hs_code", "invalid_country_code", "negative_value"}
+    assert rejected.loc[0, "message"].count(";") == 2
+
+
+def test_zero_value_is_legal():
+    valid, rejected = _check(declared_value="0")
+    assert rejected.empty and valid.loc[0, "declared_value"] == 0
+
+
+def test_namibia_is_a_country_not_a_missing_value():
+    valid, rejected = _check(origin_country="NA")
+    assert rejected.empty and valid.loc[0, "origin_country"] == "NA"
+
+
+def test_codes_are_normalised():
+    valid, _ = _check(origin_country=" jp ", hs_code="8703.23")
+    assert valid.loc[0, "origin_country"] == "JP"
+    assert valid.loc[0, "hs_code"] == "870323"
+
+
+def test_fraud_without_inspected_column_counts_as_inspected():
+    row = {k: v for k, v in GOOD.items() if k != "inspected"}
+    frame = pd.DataFrame([row, {**row, "declaration_id": "D2", "fraud": None, "revenue": None, "control_date": None}],
+                         dtype="str")
+    valid = check_rows(frame, "declarations", ColumnMapping()).valid
+    assert valid["inspected"].tolist() == [1, 0]
+
+
+def test_only_bad_rows_are_rejected_and_positions_are_kept():
+    frame = pd.DataFrame([GOOD, {**GOOD, "declaration_id": "D2", "hs_code": "1"}, {**GOOD, "declaration_id": "D3"}],
+                         dtype="str")
+    checked = check_rows(frame, "declarations", ColumnMapping())
+    assert checked.valid["declaration_id"].tolist() == ["D1", "D3"]
+    assert checked.rejected.index.tolist() == [1]
+
+
+@pytest.mark.parametrize(
+    ("kind", "row", "reason"),
+    [
+        ("manifests", {"bill_of_lading": "B1", "port_of_loading": "shanghai", "gross_weight_kg": "10",
+                       "arrival_date": "2024-01-01"}, "invalid_code"),
+        ("manifests", {"bill_of_lading": "B1", "port_of_loading": "CNSHA", "gross_weight_kg": "-10",
+                       "arrival_date": "2024-01-01"}, "negative_value"),
+        ("traders", {"importer_id": "I1", "registration_date": "2010-01-01", "credit_rating": "ZZZ"}, "invalid_code"),
+        ("traders", {"importer_id": "I1", "registration_date": "2010-01-01", "prior_violations": "1.5"}, "invalid_type"),
+        ("outcomes", {"declaration_id": "D1", "fraud": None}, "missing_required"),
+        ("outcomes", {"declaration_id": "D1", "fraud": "1", "revenue": "-3"}, "negative_value"),
+    ],
+)
+def test_other_kinds_have_their_own_rules(kind, row, reason):
+    checked = check_rows(pd.DataFrame([row], dtype="str"), kind, ColumnMapping())
+    assert checked.rejected.loc[0, "reason"] == reason
