@@ -1,0 +1,211 @@
+"""The feature set: one risk profile per declaration, from declarations, manifests and the trader registry.
+
+Pure pandas. `integrate` joins the three sources; `build_features` adds value signals, manifest checks,
+registry attributes and entity profiles, and returns the matrix with its hash.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.data.contract import CREDIT_RATINGS
+from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.profiles import MISSING, build_profiles
+
+MIN_BAND_ROWS = 20  # a price band needs at least this many reference rows
+LABELS = ("inspected", "fraud", "revenue", "critical", "control_date")
+
+BASE_CATEGORICAL = [
+    "hs_code", "hs_chapter", "origin_country", "office_id", "transport_mode", "departure_country",
+    "loading_country", "carrier", "credit_rating", "sector",
+]
+BASE_NUMERIC = [
+    "log_declared_value", "log_net_mass_kg", "log_quantity", "tax_rate", "log_unit_price",
+    "undervaluation_depth", "overvaluation_depth", "unit_price_zscore", "price_band_rows",
+    "manifest_mass_ratio", "loading_mismatch", "departure_mismatch", "transshipped", "transshipment_count",
+    "aeo_certified", "company_age_days", "prior_violations", "credit_rating_rank", "bl_items",
+]
+# Raw canonical columns for the baseline model: what a plain CatBoost sees without feature work.
+RAW_CATEGORICAL = ["importer_id", "declarant_id", "exporter_id", "office_id", "hs_code", "origin_country",
+                   "transport_mode", "departure_country"]
+RAW_NUMERIC = ["declared_value", "net_mass_kg", "quantity", "tax_rate", "duty_paid"]
+MONOTONE_INCREASING = ("undervaluation_depth",)  # deeper under the price band never lowers risk
+
+
+@dataclass
+class FeatureSet:
+    X: pd.DataFrame  # model input, one row per declaration
+    meta: pd.DataFrame  # declaration_id, declaration_date and labels, aligned with X
+    categorical: list[str]
+    numeric: list[str]
+    data_hash: str = ""
+    price_bands: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def columns(self) -> list[str]:
+        return self.categorical + self.numeric
+
+
+def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,
+              traders: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Join each declaration to its bill of lading and its importer's registry record."""
+    frame = declarations.copy()
+    if "bill_of_lading" in frame and frame["bill_of_lading"].notna().any():
+        per_bl = frame.groupby("bill_of_lading")["net_mass_kg" if "net_mass_kg" in frame else "declaration_id"]
+        frame["bl_net_mass_kg"] = frame["bill_of_lading"].map(per_bl.sum()) if "net_mass_kg" in frame else np.nan
+        frame["bl_items"] = frame["bill_of_lading"].map(per_bl.size())
+        if manifests is not None and len(manifests):
+            keep = ["bill_of_lading", "port_of_loading", "transshipment_ports", "gross_weight_kg", "carrier"]
+            m = manifests[[c for c in keep if c in manifests]].drop_duplicates("bill_of_lading")
+            frame = frame.merge(m, on="bill_of_lading", how="left", validate="many_to_one")
+    if traders is not None and len(traders):
+        keep = ["importer_id", "registration_date", "aeo_certified", "credit_rating", "prior_violations", "sector"]
+        t = traders[[c for c in keep if c in traders]].drop_duplicates("importer_id")
+        frame = frame.merge(t, on="importer_id", how="left", validate="many_to_one")
+    return frame
+
+
+def price_bands(reference: pd.DataFrame) -> pd.DataFrame:
+    """Robust log unit-price bands (median, MAD) by HS subheading × origin and by HS subheading alone."""
+    log_up = _log_unit_price(reference)
+    ok = np.isfinite(log_up)
+    ref = pd.DataFrame({"hs6": reference["hs_code"].str[:6], "origin": reference["origin_country"], "lup": log_up})[ok]
+    bands = []
+    for keys, level in ((["hs6", "origin"], "hs_origin"), (["hs6"], "hs")):
+        g = ref.groupby(keys)["lup"]
+        med = g.median()
+        mad = (ref["lup"] - ref.set_index(keys).index.map(med)).abs().groupby([ref[k] for k in keys]).median()
+        band = pd.DataFrame({"median": med, "mad": mad, "rows": g.size()}).reset_index()
+        band["level"] = level
+        bands.append(band[band["rows"] >= MIN_BAND_ROWS])
+    return pd.concat(bands, ignore_index=True)
+
+
+def _log_unit_price(frame: pd.DataFrame) -> np.ndarray:
+    if "net_mass_kg" not in frame:
+        return np.full(len(frame), np.nan)
+    value = frame["declared_value"].astype("float64").to_numpy()
+    mass = frame["net_mass_kg"].astype("float64").to_numpy()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.log(value / mass)
+    return np.where((value > 0) & (mass > 0), out, np.nan)
+
+
+def _value_signals(frame: pd.DataFrame, bands: pd.DataFrame) -> pd.DataFrame:
+    lup = _log_unit_price(frame)
+    hs6, origin = frame["hs_code"].str[:6].to_numpy(), frame["origin_country"].to_numpy()
+    by_origin = bands[bands["level"] == "hs_origin"].set_index(["hs6", "origin"])
+    by_hs = bands[bands["level"] == "hs"].set_index("hs6")
+    idx = pd.MultiIndex.from_arrays([hs6, origin])
+    med = by_origin["median"].reindex(idx).to_numpy(dtype="float64", copy=True)
+    mad = by_origin["mad"].reindex(idx).to_numpy(dtype="float64", copy=True)
+    rows = by_origin["rows"].reindex(idx).to_numpy(dtype="float64", copy=True)
+    fallback = np.isnan(med)
+    med[fallback] = by_hs["median"].reindex(hs6[fallback]).to_numpy()
+    mad[fallback] = by_hs["mad"].reindex(hs6[fallback]).to_numpy()
+    rows[fallback] = by_hs["rows"].reindex(hs6[fallback]).to_numpy(dtype="float64")
+    deviation = lup - med  # log ratio to the reference: -0.5 is 39 % below
+    return pd.DataFrame({
+        "log_unit_price": lup,
+        "price_reference_log": med,
+        "undervaluation_depth": np.clip(-deviation, 0, None),
+        "overvaluation_depth": np.clip(deviation, 0, None),
+        "unit_price_zscore": deviation / (1.4826 * mad + 0.05),
+        "price_band_rows": np.nan_to_num(rows, nan=0.0),
+    }, index=frame.index)
+
+
+def _document_signals(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=frame.index)
+    origin = frame["origin_country"]
+    pol = frame["port_of_loading"] if "port_of_loading" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
+    out["loading_country"] = pol.str[:2]
+    out["loading_mismatch"] = np.where(pol.isna(), np.nan, (pol.str[:2] != origin).astype(float))
+    dep = frame["departure_country"] if "departure_country" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
+    out["departure_mismatch"] = np.where(dep.isna(), np.nan, (dep != origin).astype(float))
+    route = frame["transshipment_ports"] if "transshipment_ports" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
+    out["transshipped"] = np.where(pol.isna(), np.nan, route.notna().astype(float))
+    out["transshipment_count"] = route.str.count(";").add(1).fillna(0).astype(float)
+    gross = frame["gross_weight_kg"] if "gross_weight_kg" in frame else pd.Series(np.nan, index=frame.index)
+    declared = frame["bl_net_mass_kg"] if "bl_net_mass_kg" in frame else pd.Series(np.nan, index=frame.index)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["manifest_mass_ratio"] = np.where(declared > 0, gross / declared, np.nan)
+    return out
+
+
+def _registry_signals(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(index=frame.index)
+    if "registration_date" in frame:
+        out["company_age_days"] = (frame["declaration_date"] - frame["registration_date"]).dt.days.astype(float)
+    rating = frame["credit_rating"] if "credit_rating" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
+    out["credit_rating_rank"] = rating.map({r: len(CREDIT_RATINGS) - i for i, r in enumerate(CREDIT_RATINGS)}).astype(float)
+    return out
+
+
+def _log1p(frame: pd.DataFrame, column: str) -> pd.Series:
+    if column not in frame:
+        return pd.Series(np.nan, index=frame.index)
+    return np.log1p(frame[column].astype("float64").clip(lower=0))
+
+
+def feature_hash(X: pd.DataFrame) -> str:
+    digest = hashlib.sha256(",".join(X.columns).encode())
+    digest.update(pd.util.hash_pandas_object(X, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
+                   bands: pd.DataFrame | None = None) -> FeatureSet:
+    """Build the model's feature matrix for `frame` (integrated declarations).
+
+    `history`: past declarations whose labels and filings feed the entity profiles (default: `frame` itself,
+    as in training). `bands`: price reference bands (default: fitted on the history).
+    """
+    frame = frame.reset_index(drop=True)
+    history = frame if history is None else history
+    bands = price_bands(history) if bands is None else bands
+    X = pd.DataFrame(index=frame.index)
+    hs = frame["hs_code"].astype("str")
+    X["hs_chapter"] = hs.str[:2]
+    X = X.join(_value_signals(frame, bands)).join(_document_signals(frame)).join(_registry_signals(frame))
+    X = X.join(build_profiles(history, frame))
+    for column in ("declared_value", "net_mass_kg", "quantity"):
+        X[f"log_{column}"] = _log1p(frame, column)
+    for column in ("hs_code", "origin_country", "office_id", "transport_mode", "departure_country", "carrier",
+                   "credit_rating", "sector", "tax_rate", "aeo_certified", "prior_violations", "bl_items"):
+        X[column] = frame[column] if column in frame else np.nan
+    extra_cat = sorted(c for c in frame.columns if c.startswith(EXTRA_CATEGORICAL_PREFIX))
+    extra_num = sorted(c for c in frame.columns if c.startswith(EXTRA_NUMERIC_PREFIX))
+    for column in extra_cat + extra_num:
+        X[column] = frame[column]
+    profile_columns = [c for c in X.columns if c not in BASE_CATEGORICAL + BASE_NUMERIC + extra_cat + extra_num
+                       and c != "price_reference_log"]
+    categorical = BASE_CATEGORICAL + extra_cat
+    numeric = BASE_NUMERIC + profile_columns + extra_num
+    X = _model_dtypes(X[categorical + numeric], categorical)
+    meta = frame[["declaration_id", "declaration_date", *[c for c in LABELS if c in frame]]].copy()
+    return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, data_hash=feature_hash(X),
+                      price_bands=bands)
+
+
+def raw_features(frame: pd.DataFrame) -> FeatureSet:
+    """The baseline's input: canonical columns as they come, no feature work."""
+    frame = frame.reset_index(drop=True)
+    categorical = [c for c in RAW_CATEGORICAL if c in frame]
+    numeric = [c for c in RAW_NUMERIC if c in frame]
+    X = _model_dtypes(frame[categorical + numeric].copy(), categorical)
+    meta = frame[["declaration_id", "declaration_date", *[c for c in LABELS if c in frame]]].copy()
+    return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, data_hash=feature_hash(X))
+
+
+def _model_dtypes(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    """Categoricals as str with a sentinel for missing (CatBoost refuses NaN there); numerics as float64."""
+    for column in X.columns:
+        if column in categorical:
+            X[column] = X[column].astype("str").fillna(MISSING)
+        else:
+            X[column] = pd.to_numeric(X[column], errors="coerce").astype("float64")
+    return X
