@@ -19,7 +19,7 @@ MIN_BAND_ROWS = 20  # a price band needs at least this many reference rows
 LABELS = ("inspected", "fraud", "revenue", "critical", "control_date")
 
 BASE_CATEGORICAL = [
-    "hs_code", "hs_chapter", "origin_country", "office_id", "transport_mode", "departure_country",
+    "importer_id", "declarant_id", "exporter_id", "hs_code", "hs_chapter", "origin_country", "office_id", "transport_mode", "departure_country",
     "loading_country", "carrier", "credit_rating", "sector",
 ]
 BASE_NUMERIC = [
@@ -174,7 +174,7 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     X = X.join(build_profiles(history, frame))
     for column in ("declared_value", "net_mass_kg", "quantity"):
         X[f"log_{column}"] = _log1p(frame, column)
-    for column in ("hs_code", "origin_country", "office_id", "transport_mode", "departure_country", "carrier",
+    for column in ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode", "departure_country", "carrier",
                    "credit_rating", "sector", "tax_rate", "aeo_certified", "prior_violations", "bl_items"):
         X[column] = frame[column] if column in frame else np.nan
     extra_cat = sorted(c for c in frame.columns if c.startswith(EXTRA_CATEGORICAL_PREFIX))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-PRIOR_WEIGHT = 20.0
+PRIOR_WEIGHT = 5.0
 RECENT_DAYS = 90
 LABEL_LAG_DAYS = 1  # when a label has no control_date, it counts from this many days after filing
 MISSING = "__missing__"

@@ -20,6 +20,11 @@ class Settings(BaseSettings):
     home: Path = Path(".aduana")
     gx_sample_rows: int = 200_000
     """Great Expectations runs on at most this many rows of a batch (a seeded sample); pandera checks all rows."""
+    train_iterations: int = 600
+    gate_metric: str = "precision_at_5pct"
+    gate_margin: float = 0.01
+    gate_guard_metric: str = "revenue_at_5pct"
+    gate_guard_tolerance: float = 0.02
 
     @classmethod
     def settings_customise_sources(

@@ -100,17 +100,92 @@ def _ingest_text(summaries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _metrics_text(result: dict) -> str:
+    from flows.retrain import metrics_table
+
+    table = metrics_table(result["metrics"], result["baseline_metrics"]).splitlines()
+    lines = [f"{'metric (holdout)':<18} {'model':>8} {'raw baseline':>13}"]
+    for row in table[2:]:
+        name, model, baseline = (c.strip() for c in row.strip("|").split("|"))
+        lines.append(f"{name:<18} {model:>8} {baseline:>13}")
+    return "\n".join(lines)
+
+
+def _train_text(result: dict) -> str:
+    from training.tracking import CHAMPION, MODEL_NAME
+
+    verdict = f"promoted to @{CHAMPION}" if result["promoted"] else "kept as challenger"
+    lines = [f"trained on {result['counts']['train']:,} controlled declarations, "
+             f"holdout {result['counts']['holdout']:,}", _metrics_text(result),
+             f"{MODEL_NAME} v{result['version']}: {verdict}"]
+    lines += [f"  - {r}" for r in result["reasons"]]
+    lines.append(f"MLflow UI: .venv/bin/mlflow server --backend-store-uri sqlite:///{get_settings().mlflow_db} "
+                 "--host 127.0.0.1 --port 5000  (then open http://127.0.0.1:5000)")
+    return "\n".join(lines)
+
+
+@app.command()
+def train(
+    dataset: Annotated[str, typer.Option("--dataset", help="Experiment name suffix (one experiment per dataset).")]
+    = "warehouse",
+    iterations: Annotated[int | None, typer.Option("--iterations", min=10, help="CatBoost iterations (max).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Retrain on the warehouse, log to MLflow, register @challenger and run the promotion gate."""
+    from flows.retrain import customs_retrain
+
+    result = customs_retrain(dataset=dataset, iterations=iterations)
+    _emit(result, as_json, _train_text(result))
+
+
+@app.command()
+def evaluate(
+    train_file: Annotated[Path, typer.Option("--train", help="Labelled declarations to train on (CSV or Parquet).")],
+    test_file: Annotated[Path, typer.Option("--test", help="Labelled declarations to evaluate on.")],
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for both files.")] = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", min=10)] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run the training pipeline on an explicit split and print holdout metrics (model vs raw baseline)."""
+    from flows.retrain import customs_evaluate
+
+    result = customs_evaluate(str(train_file), str(test_file), str(mapping) if mapping else None, iterations)
+    text = (f"trained on {result['counts']['train']:,} rows, evaluated on {result['counts']['holdout']:,}\n"
+            + _metrics_text(result) + f"\nMLflow run: {result['run_id']}")
+    _emit(result, as_json, text)
+
+
+@app.command()
+def promote(
+    rollback: Annotated[bool, typer.Option("--rollback", help="Restore the previous champion.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the registry's champion and challenger, or roll the champion back."""
+    from training import tracking
+
+    client = tracking.configure(get_settings())
+    if rollback:
+        demoted, restored = tracking.rollback(client)
+        result = {"demoted": demoted, "champion": restored}
+        text = f"@{tracking.CHAMPION} rolled back from v{demoted} to v{restored}"
+    else:
+        result = {a: tracking.alias_version(client, a) for a in (tracking.CHAMPION, tracking.CHALLENGER)}
+        text = "\n".join(f"@{a}: v{v}" if v else f"@{a}: none" for a, v in result.items())
+    _emit(result, as_json, text)
+
+
 @app.command()
 def demo(
     rows: Annotated[int, typer.Option("--rows", min=1000, help="Declarations to simulate.")] = 200_000,
     seed: Annotated[int, typer.Option("--seed")] = 7,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the main job on the embedded default: simulate a customs administration and ingest it."""
+    """Run the main job on the embedded default: simulate, ingest, train, evaluate and promote."""
     from flows.demo import customs_demo
 
     result = customs_demo(rows=rows, seed=seed)
-    text = _ingest_text(result["ingest"]) + f"\nlanding files: {result['landing']}"
+    text = (_ingest_text(result["ingest"]) + f"\nlanding files: {result['landing']}\n\n"
+            + _train_text(result["train"]))
     _emit(result, as_json, text)
 
 
@@ -128,7 +203,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:
+    except Exception as exc:  # ValueError from the pipeline (too few labels, no previous champion) is user-facing too
         if _state["debug"]:
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,4 +1,4 @@
-"""customs-demo: the main job on the embedded default (generate → ingest; later issues add train, score, audit)."""
+"""customs-demo: the main job on the embedded default (generate → ingest → retrain; scoring and audit come next)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,6 +8,7 @@ from prefect import flow, task
 from features.data.simulator import simulate, write_world
 from features.settings import get_settings
 from flows.ingest import customs_ingest
+from flows.retrain import customs_retrain
 from flows.runtime import progress
 
 
@@ -21,10 +22,11 @@ def generate_world(rows: int, seed: int, out_dir: str, fmt: str = "parquet") -> 
 
 @flow(name="customs-demo")
 def customs_demo(rows: int = 200_000, seed: int = 7) -> dict:
-    """Simulate a customs administration and ingest it into the warehouse under ADUANA_HOME."""
+    """Simulate a customs administration, ingest it, retrain and let the gate promote the model."""
     settings = get_settings()
     out_dir = settings.landing_dir / "demo"
     paths = generate_world(rows, seed, str(out_dir))
     summaries = customs_ingest(paths)
-    return {"landing": str(out_dir), "ingest": summaries, "data_docs": str(settings.data_docs_index),
-            "warehouse": str(settings.warehouse_path)}
+    trained = customs_retrain(dataset="demo")
+    return {"landing": str(out_dir), "ingest": summaries, "train": trained,
+            "data_docs": str(settings.data_docs_index), "warehouse": str(settings.warehouse_path)}

@@ -122,6 +122,20 @@ class Warehouse:
                 for t in (*STORED_KINDS, "quarantine", "ingest_batches")
             }
 
+    def table(self, name: str) -> pd.DataFrame:
+        """A whole canonical table (declarations, manifests or traders), without bookkeeping columns."""
+        if name not in STORED_KINDS:
+            raise ValueError(f"unknown table {name!r}")
+        frame = self.read(f"SELECT * FROM {name}")
+        return frame.drop(columns=[c for c in ("batch_id", "row_number", "row_hash", "ingested_at", "label_batch_id")
+                                   if c in frame.columns])
+
+    def validation_failures(self, kind: str = "declarations") -> list[str]:
+        """Batches of this kind that stored rows although a dataset-level expectation failed."""
+        failed = self.read("SELECT batch_id, expectations FROM ingest_batches WHERE kind = ? AND stored > 0 "
+                           "AND NOT expectations_passed ORDER BY started_at", [kind])
+        return [f"{r.batch_id}: {r.expectations}" for r in failed.itertuples()]
+
     def read(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.connect(read_only=True) as con:
             return con.execute(sql, params or []).df()

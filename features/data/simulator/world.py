@@ -63,7 +63,7 @@ def _ids(prefix: str, numbers: np.ndarray, width: int) -> np.ndarray:
 
 
 def _importers(rng: np.random.Generator, n: int, start: np.datetime64, days: int) -> pd.DataFrame:
-    n_shell = max(2, int(n * 0.03))
+    n_shell = max(2, int(n * 0.04))
     kind = np.array(["regular"] * n, dtype=object)
     kind[rng.choice(n, n_shell, replace=False)] = "shell"
     shell = kind == "shell"
@@ -85,7 +85,7 @@ def _importers(rng: np.random.Generator, n: int, start: np.datetime64, days: int
     age_years = age_days / 365.25
     aeo_p = np.where((propensity < 0.02) & (age_years > 5), 0.35, np.where(age_years > 3, 0.06, 0.0))
     aeo = (rng.random(n) < aeo_p) & ~shell
-    standing = -np.log(propensity + 1e-4) + rng.normal(0, 0.9, n) + 0.04 * np.minimum(age_years, 20)
+    standing = -np.log(propensity + 1e-4) + rng.normal(0, 1.5, n) + 0.04 * np.minimum(age_years, 20)
     shares = np.cumsum([0.02, 0.03, 0.05, 0.08, 0.12, 0.20, 0.20, 0.15, 0.10, 0.05])[:-1]
     rating_idx = np.searchsorted(np.quantile(standing, shares), standing)
     rating = np.array(RATINGS_LOW_TO_HIGH)[rating_idx].astype(object)
@@ -106,7 +106,7 @@ def _importers(rng: np.random.Generator, n: int, start: np.datetime64, days: int
             "aeo_certified": aeo.astype("int8"),
             "credit_rating": rating,
             "prior_violations": violations,
-            "price_level": rng.lognormal(0, 0.12, n),
+            "price_level": rng.lognormal(0, 0.2, n),
         }
     )
 
@@ -184,7 +184,7 @@ def simulate(rows: int, seed: int = 7, start: str = "2023-01-01", days: int = 73
         [cat.PORTS[o][int(u * len(cat.PORTS[o]))] for o, u in zip(bl_true_origin, port_choice, strict=True)]
     )
     route = rng.random(n_bl)
-    loads_in_china = bl_origin_fraud & (route < 0.5)
+    loads_in_china = bl_origin_fraud & (route < 0.35)
     bl_pol = np.where(loads_in_china, true_pol, bl_pol)
     far = ~np.isin(bl_origin, ["EC", "PE", "VE", "US", "MX", "BR", "AR", "CL"])
     hub_p = np.where(bl_origin_fraud, 0.8, np.where(far, 0.4, 0.05))
@@ -192,7 +192,10 @@ def simulate(rows: int, seed: int = 7, start: str = "2023-01-01", days: int = 73
     hubs = np.array(cat.HUBS)[rng.integers(0, len(cat.HUBS), n_bl)]
     hubs[bl_ring] = "PAONX"
     has_hub |= bl_ring & (bl_mode == "sea")
-    bl_transship = np.where(has_hub, hubs, None)
+    # Honest cargo is sometimes loaded at the hub it was consolidated in: a mismatch that is not fraud.
+    loads_at_hub = has_hub & ~bl_origin_fraud & (rng.random(n_bl) < 0.35)
+    bl_pol = np.where(loads_at_hub, hubs, bl_pol)
+    bl_transship = np.where(has_hub & ~loads_at_hub, hubs, None)
     bl_departure = np.array([p[:2] for p in bl_pol])
 
     # Goods items.
@@ -211,25 +214,26 @@ def simulate(rows: int, seed: int = 7, start: str = "2023-01-01", days: int = 73
     true_origin = bl_true_origin[bl_of_row]
     origin = bl_origin[bl_of_row]
     price_level = pd.Series(cat.ORIGIN_PRICE_LEVEL).reindex(true_origin).fillna(1.0).to_numpy()
-    mass = np.round(g["lot_kg"].to_numpy() * rng.lognormal(0, 0.6, n), 1) + 1.0
-    unit_price = g["usd_per_kg"].to_numpy() * price_level * imp["price_level"].to_numpy()[r_imp] * rng.lognormal(0, 0.3, n)
+    shell = imp["kind"].to_numpy()[r_imp] == "shell"
+    # Shell importers run hit-and-run schemes: large lots, deeply undervalued, then they vanish.
+    mass = np.round(g["lot_kg"].to_numpy() * rng.lognormal(0, 0.6, n) * np.where(shell, 2.5, 1.0), 1) + 1.0
+    unit_price = g["usd_per_kg"].to_numpy() * price_level * imp["price_level"].to_numpy()[r_imp] * rng.lognormal(0, 0.4, n)
     true_value = np.round(mass * unit_price, 2)
     ad = np.where(true_origin == "CN", g["anti_dumping"].to_numpy(), 0.0)
 
     # Which items are fraudulent, and how.
     r_intent = intent[bl_of_row]
-    shell = imp["kind"].to_numpy()[r_imp] == "shell"
     typology = np.full(n, "", dtype=object)
     origin_rows = bl_origin_fraud[bl_of_row] & (ad > 0)
     typology[origin_rows] = "origin"
-    scheme_rows = r_ring & (rng.random(n) < 0.55)
+    scheme_rows = r_ring & (rng.random(n) < 0.35)
     typology[scheme_rows] = "new_scheme"
     p_fraud = np.clip(r_intent * (0.5 + 5 * duty), 0, 0.9)
     other = (typology == "") & (rng.random(n) < p_fraud)
     has_decoy = g["decoy"].notna().to_numpy()
     w_under = (0.3 + 12 * duty) * np.where(shell, 4.0, 1.0)
     w_mis = np.where(has_decoy, 2.5, 0.0)
-    w_weight = np.full(n, 0.8)
+    w_weight = np.full(n, 1.3)
     u = rng.random(n) * (w_under + w_mis + w_weight)
     kind = np.where(u < w_under, "undervaluation", np.where(u < w_under + w_mis, "misclassification", "weight_mismatch"))
     kind = np.where(shell & (kind == "undervaluation"), "shell", kind)
@@ -241,10 +245,11 @@ def simulate(rows: int, seed: int = 7, start: str = "2023-01-01", days: int = 73
     declared_hs[misclassified] = g["decoy"].to_numpy()[misclassified]
     undervalued = np.isin(typology, ["undervaluation", "shell"]) | (scheme_rows & ~misclassified)
     declared_value = true_value.copy()
-    declared_value[undervalued] = np.round(true_value[undervalued] * rng.uniform(0.2, 0.65, undervalued.sum()), 2)
+    declared_share = np.where(typology == "shell", rng.uniform(0.25, 0.55, n), rng.uniform(0.4, 0.85, n))
+    declared_value[undervalued] = np.round(true_value[undervalued] * declared_share[undervalued], 2)
     declared_mass = mass.copy()
     short = typology == "weight_mismatch"
-    short_share = rng.uniform(0.4, 0.8, n)
+    short_share = rng.uniform(0.55, 0.88, n)
     declared_mass[short] = np.round(mass[short] * short_share[short], 1)
     declared_value[short] = np.round(true_value[short] * short_share[short], 2)
     kg_per_unit = g["kg_per_unit"].to_numpy()
@@ -270,7 +275,7 @@ def simulate(rows: int, seed: int = 7, start: str = "2023-01-01", days: int = 73
         0.03 * (duty >= 0.15) + 0.05 * young + 0.03 * (origin == "CN") * (dg["anti_dumping"].to_numpy() > 0)
         + 0.02 * (bl_mode[bl_of_row] == "road") + 0.015
     )
-    legacy = legacy * np.where(aeo, 0.3, 1.0) + 0.25 * (is_fraud & (rng.random(n) < 0.3))
+    legacy = legacy * np.where(aeo, 0.3, 1.0) + 0.15 * (is_fraud & (rng.random(n) < 0.3))
     scale = (INSPECTION_RATE - RANDOM_INSPECTION_RATE) / legacy.mean()
     inspected = (rng.random(n) < np.clip(legacy * scale, 0, 0.9)) | (rng.random(n) < RANDOM_INSPECTION_RATE)
     detected = inspected & is_fraud & (rng.random(n) < DETECTION_RATE)
@@ -330,7 +335,9 @@ def simulate(rows: int, seed: int = 7, start: str = "2023-01-01", days: int = 73
         }
     )
 
-    gross = pd.Series(mass).groupby(bl_of_row).sum().to_numpy() * rng.uniform(1.03, 1.2, n_bl)
+    packing = rng.uniform(1.02, 1.35, n_bl)
+    packing = np.where(rng.random(n_bl) < 0.08, packing * rng.uniform(1.3, 2.5, n_bl), packing)  # consolidated cargo
+    gross = pd.Series(mass).groupby(bl_of_row).sum().to_numpy() * packing
     arrival = t0 + bl_day.astype("timedelta64[D]")
     port_of = {o[0]: o[1] for o in cat.OFFICES}
     carriers = np.array([cat.CARRIERS[m][int(u * len(cat.CARRIERS[m]))] for m, u in zip(bl_mode, rng.random(n_bl), strict=True)])

@@ -1,0 +1,68 @@
+"""Figures a data scientist wants to see in the MLflow UI. Matplotlib only; the tracking module logs them."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn.calibration import calibration_curve  # noqa: E402
+from sklearn.metrics import precision_recall_curve  # noqa: E402
+
+from training.metrics import top_share  # noqa: E402
+
+RATES = np.array([0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30])
+
+
+def selection_curves(predictions: dict[str, pd.DataFrame]) -> plt.Figure:
+    """Precision and revenue captured against the inspection rate, one line per model."""
+    fig, (ax_p, ax_r) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, p in predictions.items():
+        fraud = p["fraud"].astype(float).to_numpy()
+        scores = p["risk_score"].to_numpy()
+        ax_p.plot(RATES, [fraud[top_share(scores, r)].mean() for r in RATES], marker="o", label=name)
+        if "revenue" in p and p["revenue"].fillna(0).sum() > 0:
+            revenue = p["revenue"].fillna(0).to_numpy()
+            ax_r.plot(RATES, [revenue[top_share(scores, r)].sum() / revenue.sum() for r in RATES], marker="o", label=name)
+    ax_p.axhline(p["fraud"].astype(float).mean(), color="grey", linestyle=":", label="random")
+    ax_p.set(xlabel="inspection rate (%)", ylabel="precision", title="Precision at k")
+    ax_r.set(xlabel="inspection rate (%)", ylabel="share of revenue", title="Revenue at k")
+    for ax in (ax_p, ax_r):
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def pr_curve(predictions: dict[str, pd.DataFrame]) -> plt.Figure:
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for name, p in predictions.items():
+        precision, recall, _ = precision_recall_curve(p["fraud"].astype(int), p["risk_score"])
+        ax.plot(recall, precision, label=name)
+    ax.set(xlabel="recall", ylabel="precision", title="Precision-recall (holdout)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def feature_importance(importance: pd.Series, top: int = 25) -> plt.Figure:
+    shown = importance.sort_values().tail(top)
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(shown) + 1))
+    ax.barh(shown.index, shown.to_numpy())
+    ax.set(xlabel="CatBoost importance (PredictionValuesChange)", title="Feature importance")
+    fig.tight_layout()
+    return fig
+
+
+def calibration(predictions: pd.DataFrame, bins: int = 10) -> plt.Figure:
+    observed, predicted = calibration_curve(predictions["fraud"].astype(int), predictions["risk_score"], n_bins=bins,
+                                            strategy="quantile")
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect")
+    ax.plot(predicted, observed, marker="o", label="model")
+    ax.set(xlabel="predicted P(fraud)", ylabel="observed fraud rate", title="Calibration (holdout)")
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,56 @@
+"""Selection metrics: for an inspection rate n %, the top ⌈n %·N⌉ rows by score are selected."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import average_precision_score
+
+RATES = (1, 2, 5, 10)
+
+
+def top_share(scores: np.ndarray, percent: float) -> np.ndarray:
+    """Boolean mask of the top ⌈percent·N/100⌉ scores (ties broken by position, deterministically)."""
+    scores = np.asarray(scores, dtype="float64")
+    k = math.ceil(percent / 100 * len(scores))
+    mask = np.zeros(len(scores), dtype=bool)
+    mask[np.argsort(-scores, kind="stable")[:k]] = True
+    return mask
+
+
+def selection_metrics(fraud: np.ndarray, scores: np.ndarray, revenue: np.ndarray | None = None,
+                      rates: tuple[float, ...] = RATES) -> dict[str, float | None]:
+    """precision@n, recall@n and revenue@n for each rate, and PR-AUC. Revenue metrics are None without revenue."""
+    fraud = np.asarray(fraud, dtype="float64")
+    total_fraud = fraud.sum()
+    has_revenue = revenue is not None and not np.all(np.isnan(np.asarray(revenue, dtype="float64")))
+    revenue = np.nan_to_num(np.asarray(revenue, dtype="float64")) if has_revenue else None
+    out: dict[str, float | None] = {}
+    for n in rates:
+        selected = top_share(scores, n)
+        k = selected.sum()
+        out[f"precision_at_{n}pct"] = float(fraud[selected].sum() / k) if k else 0.0
+        out[f"recall_at_{n}pct"] = float(fraud[selected].sum() / total_fraud) if total_fraud else None
+        out[f"revenue_at_{n}pct"] = float(revenue[selected].sum() / revenue.sum()) if has_revenue and revenue.sum() > 0 else None
+    out["pr_auc"] = float(average_precision_score(fraud, scores)) if 0 < total_fraud < len(fraud) else None
+    return out
+
+
+def precision_by_segment(fraud: np.ndarray, scores: np.ndarray, segment: pd.Series, percent: float = 5,
+                         min_rows: int = 50) -> pd.DataFrame:
+    """precision@percent within each segment that has at least `min_rows` rows, with the segment's base rate."""
+    frame = pd.DataFrame({"fraud": np.asarray(fraud, dtype="float64"), "score": np.asarray(scores), "segment": segment.to_numpy()})
+    rows = []
+    for name, part in frame.groupby("segment", sort=True):
+        if len(part) < min_rows:
+            continue
+        selected = top_share(part["score"].to_numpy(), percent)
+        rows.append({"segment": name, "rows": len(part), "base_rate": part["fraud"].mean(),
+                     f"precision_at_{percent:g}pct": part["fraud"].to_numpy()[selected].mean()})
+    return pd.DataFrame(rows)
+
+
+def label(metric: str) -> str:
+    """precision_at_5pct → precision@5% (for people; MLflow metric names cannot hold @ or %)."""
+    return metric.replace("_at_", "@").replace("pct", "%")

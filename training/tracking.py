@@ -1,0 +1,206 @@
+"""Every MLflow call lives here: the tracking store, runs, the pyfunc model, the registry and its aliases."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from catboost import CatBoostClassifier, CatBoostRegressor
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from features.settings import Settings
+from training import figures
+from training.gate import GateDecision
+from training.models import RiskModel
+from training.pipeline import Evaluation, TrainingResult
+
+MODEL_NAME = "customs-risk"
+CHAMPION, CHALLENGER = "champion", "challenger"
+HISTORY_TAG = "aduana.champion_history"  # on the registered model: JSON list of past champion versions
+PIP_REQUIREMENTS = ["catboost==1.2.10", "pandas", "numpy", "pyarrow"]
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point MLflow at MLFLOW_TRACKING_URI, or at the sqlite store under ADUANA_HOME."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{settings.mlflow_db}"
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def ensure_experiment(client: MlflowClient, name: str, settings: Settings) -> str:
+    """One experiment per dataset, with its artifacts under ADUANA_HOME (never ./mlruns)."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = (settings.mlflow_artifacts / name.replace("/", "_")).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+class RiskPyfunc(mlflow.pyfunc.PythonModel):
+    """Returns probabilities (and expected revenue), not the class labels CatBoost's own flavour gives."""
+
+    def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
+        self.model = load_risk_model(context.artifacts)
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ANN001
+        return self.model.predict(model_input)
+
+
+def save_risk_model(model: RiskModel, price_bands: pd.DataFrame, directory: Path) -> dict[str, str]:
+    """Write the model's parts; returns the pyfunc artifacts mapping."""
+    directory.mkdir(parents=True, exist_ok=True)
+    artifacts = {"classifier": str(directory / "classifier.cbm"), "spec": str(directory / "spec.json"),
+                 "price_bands": str(directory / "price_bands.parquet")}
+    model.classifier.save_model(artifacts["classifier"])
+    if model.revenue_model is not None:
+        artifacts["revenue"] = str(directory / "revenue.cbm")
+        model.revenue_model.save_model(artifacts["revenue"])
+    spec = {"categorical": model.categorical, "numeric": model.numeric, "revenue_smearing": model.revenue_smearing}
+    Path(artifacts["spec"]).write_text(json.dumps(spec, indent=2))
+    price_bands.to_parquet(artifacts["price_bands"], index=False)
+    return artifacts
+
+
+def load_risk_model(artifacts: dict[str, str]) -> RiskModel:
+    spec = json.loads(Path(artifacts["spec"]).read_text())
+    classifier = CatBoostClassifier()
+    classifier.load_model(artifacts["classifier"])
+    revenue = None
+    if "revenue" in artifacts:
+        revenue = CatBoostRegressor()
+        revenue.load_model(artifacts["revenue"])
+    model = RiskModel(classifier=classifier, categorical=spec["categorical"], numeric=spec["numeric"],
+                      revenue_model=revenue, revenue_smearing=spec["revenue_smearing"])
+    model.price_bands = pd.read_parquet(artifacts["price_bands"])
+    return model
+
+
+def _log_metrics(evaluation: Evaluation) -> None:
+    mlflow.log_metrics({k: v for k, v in evaluation.metrics.items() if v is not None})
+    absent = sorted(k for k, v in evaluation.metrics.items() if v is None)
+    if absent:
+        mlflow.set_tag("aduana.metrics_absent", ",".join(absent))
+    for name, table in evaluation.segments.items():
+        if len(table):
+            mlflow.log_table(table, artifact_file=f"segments/precision_by_{name}.json")
+
+
+def _log_model(model: RiskModel, price_bands: pd.DataFrame, X: pd.DataFrame) -> None:
+    example = X[model.columns].head(5)
+    signature = infer_signature(example, model.predict(example))
+    with tempfile.TemporaryDirectory() as tmp:
+        artifacts = save_risk_model(model, price_bands, Path(tmp))
+        mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts=artifacts, signature=signature,
+                                input_example=example, pip_requirements=PIP_REQUIREMENTS)
+
+
+def log_training(client: MlflowClient, result: TrainingResult, dataset: str, settings: Settings,
+                 flow_run_id: str | None = None, data_validated: bool = True) -> tuple[str, str]:
+    """Log the baseline and the full model as two runs of the dataset's experiment; returns (run id, baseline run id)."""
+    experiment_id = ensure_experiment(client, f"aduana-{dataset}", settings)
+    fs, split = result.features, result.split
+    common_tags = {"aduana.dataset": dataset, "prefect.flow_run_id": flow_run_id or "",
+                   "aduana.data_validated": str(data_validated).lower()}
+    common_params = {"valid_start": str(split.valid_start.date()), "holdout_start": str(split.holdout_start.date()),
+                     **{f"rows_{k}": v for k, v in result.counts.items()}}
+    stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M%S")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"baseline-raw-columns-{stamp}",
+                          tags={**common_tags, "aduana.role": "baseline"}) as baseline_run:
+        mlflow.log_params({**common_params, "features": len(result.baseline_features.columns)})
+        mlflow.log_dict({"categorical": result.baseline_features.categorical,
+                         "numeric": result.baseline_features.numeric}, "features.json")
+        _log_metrics(result.baseline_evaluation)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"catboost-risk-{stamp}",
+                          tags={**common_tags, "aduana.role": "candidate", "aduana.data_hash": fs.data_hash,
+                                "aduana.baseline_run_id": baseline_run.info.run_id}) as run:
+        mlflow.log_params({**common_params, **{k: v for k, v in result.model.params.items()
+                                               if not isinstance(v, dict)},
+                           "features": len(fs.columns), "data_hash": fs.data_hash,
+                           "revenue_model": result.model.revenue_model is not None})
+        mlflow.log_dict({"categorical": fs.categorical, "numeric": fs.numeric,
+                         "monotone_constraints": result.model.params.get("monotone_constraints", {})}, "features.json")
+        mlflow.log_input(mlflow.data.from_pandas(fs.X.loc[split.train | split.valid].head(100_000),
+                                                 name=f"{dataset}-features-{fs.data_hash}", digest=fs.data_hash),
+                         context="training")
+        _log_metrics(result.evaluation)
+        for key, value in result.baseline_evaluation.metrics.items():
+            if value is not None:
+                mlflow.log_metric(f"baseline_{key}", value)
+        mlflow.log_dict(result.behaviour, "behaviour_checks.json")
+        predictions = {"model": result.evaluation.predictions, "baseline (raw columns)": result.baseline_evaluation.predictions}
+        importance = pd.Series(result.model.classifier.get_feature_importance(), index=result.model.columns)
+        for name, fig in (("precision_revenue_at_k", figures.selection_curves(predictions)),
+                          ("pr_curve", figures.pr_curve(predictions)),
+                          ("feature_importance", figures.feature_importance(importance)),
+                          ("calibration", figures.calibration(result.evaluation.predictions))):
+            mlflow.log_figure(fig, f"plots/{name}.png")
+            figures.plt.close(fig)
+        _log_model(result.model, fs.price_bands, fs.X)
+    return run.info.run_id, baseline_run.info.run_id
+
+
+def register_challenger(client: MlflowClient, run_id: str) -> str:
+    """Register the run's model as a new version of customs-risk and point @challenger at it."""
+    try:
+        client.get_registered_model(MODEL_NAME)
+    except MlflowException:
+        client.create_registered_model(MODEL_NAME, description="P(fraud) and expected revenue per declaration.")
+    version = client.create_model_version(MODEL_NAME, f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version.version)
+    return version.version
+
+
+def alias_version(client: MlflowClient, alias: str) -> str | None:
+    try:
+        return client.get_model_version_by_alias(MODEL_NAME, alias).version
+    except MlflowException:
+        return None
+
+
+def load_version(version: str) -> RiskModel:
+    """The RiskModel behind a registry version (through its pyfunc)."""
+    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}").unwrap_python_model().model
+
+
+def record_decision(client: MlflowClient, run_id: str, version: str, decision: GateDecision) -> None:
+    """Log the gate's decision on the run and as tags on the version; move @champion when it promotes."""
+    text = "\n".join(decision.reasons)
+    client.set_tag(run_id, "aduana.gate", "promoted" if decision.promote else "refused")
+    client.log_text(run_id, json.dumps(asdict(decision), indent=2), "gate_decision.json")
+    client.set_model_version_tag(MODEL_NAME, version, "gate", "promoted" if decision.promote else "refused")
+    client.set_model_version_tag(MODEL_NAME, version, "gate_reference", decision.reference)
+    client.set_model_version_tag(MODEL_NAME, version, "gate_reasons", text[:5000])
+    if decision.promote:
+        previous = alias_version(client, CHAMPION)
+        history = _history(client)
+        if previous is not None:
+            history.append(previous)
+        client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
+        client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+
+
+def _history(client: MlflowClient) -> list[str]:
+    tags = client.get_registered_model(MODEL_NAME).tags
+    return json.loads(tags.get(HISTORY_TAG, "[]"))
+
+
+def rollback(client: MlflowClient) -> tuple[str, str]:
+    """Restore the previous champion. Returns (version demoted, version restored)."""
+    current = alias_version(client, CHAMPION)
+    history = _history(client) if current is not None else []
+    if current is None or not history:
+        raise ValueError("no previous champion to roll back to")
+    restored = history.pop()
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, restored)
+    client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
+    client.set_model_version_tag(MODEL_NAME, current, "rolled_back", pd.Timestamp.now().isoformat())
+    return current, restored
