@@ -138,8 +138,8 @@ def _document_signals(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _registry_signals(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
-    if "registration_date" in frame:
-        out["company_age_days"] = (frame["declaration_date"] - frame["registration_date"]).dt.days.astype(float)
+    registered = frame["registration_date"] if "registration_date" in frame else pd.Series(pd.NaT, index=frame.index)
+    out["company_age_days"] = (frame["declaration_date"] - registered).dt.days.astype(float)
     rating = frame["credit_rating"] if "credit_rating" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
     out["credit_rating_rank"] = rating.map({r: len(CREDIT_RATINGS) - i for i, r in enumerate(CREDIT_RATINGS)}).astype(float)
     return out
@@ -176,7 +176,7 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
         X[f"log_{column}"] = _log1p(frame, column)
     for column in ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode", "departure_country", "carrier",
                    "credit_rating", "sector", "tax_rate", "aeo_certified", "prior_violations", "bl_items"):
-        X[column] = frame[column] if column in frame else np.nan
+        X[column] = frame.get(column, np.nan)
     extra_cat = sorted(c for c in frame.columns if c.startswith(EXTRA_CATEGORICAL_PREFIX))
     extra_num = sorted(c for c in frame.columns if c.startswith(EXTRA_NUMERIC_PREFIX))
     for column in extra_cat + extra_num:
@@ -185,7 +185,7 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
                        and c != "price_reference_log"]
     categorical = BASE_CATEGORICAL + extra_cat
     numeric = BASE_NUMERIC + profile_columns + extra_num
-    X = _model_dtypes(X[categorical + numeric], categorical)
+    X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABELS if c in frame]]].copy()
     return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, data_hash=feature_hash(X),
                       price_bands=bands)

@@ -13,7 +13,9 @@ import pandas as pd
 
 PRIOR_WEIGHT = 5.0
 RECENT_DAYS = 90
-LABEL_LAG_DAYS = 1  # when a label has no control_date, it counts from this many days after filing
+LABEL_LAG_DAYS = 1
+PROFILE_SUFFIXES = ("hit_rate", f"hit_rate_{RECENT_DAYS}d", "revenue_rate", "inspections", "volume",
+                    f"volume_{RECENT_DAYS}d", "days_known")  # when a label has no control_date, it counts from this many days after filing
 MISSING = "__missing__"
 
 # Entity name → the columns that identify it.
@@ -81,12 +83,14 @@ def build_profiles(history: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame
     glob_q = pd.DataFrame({"key": np.full(len(queries), "all", dtype=object), "time": q_time})
     label_events = _label_events(history, glob_h)
     g = _cumulative_before(label_events, glob_q, ["n", "fraud", "revenue"])
-    overall_rate = label_events["fraud"].sum() / max(len(label_events), 1)
-    prior_rate = np.where(g["n"] > 0, g["fraud"] / g["n"].clip(lower=1), overall_rate)
-    prior_revenue = np.where(g["n"] > 0, g["revenue"] / g["n"].clip(lower=1), 0.0)
+    # Before the first control ends nothing is known, not even the base rate: rates are then missing (NaN).
+    prior_rate = np.where(g["n"] > 0, g["fraud"] / g["n"].clip(lower=1), np.nan)
+    prior_revenue = np.where(g["n"] > 0, g["revenue"] / g["n"].clip(lower=1), np.nan)
     filings = pd.DataFrame({"time": history["declaration_date"].to_numpy(), "filings": 1.0})
-    for name in q_keys.columns:
-        if name not in h_keys:
+    for name in ENTITIES:
+        if name not in q_keys or name not in h_keys:  # the entity cannot be identified: its profile is unknown
+            for suffix in PROFILE_SUFFIXES:
+                out[f"{name}_{suffix}"] = np.full(len(queries), np.nan)
             continue
         qk = pd.DataFrame({"key": q_keys[name].to_numpy(), "time": q_time})
         labels = _label_events(history, h_keys[name].to_numpy())

@@ -28,8 +28,11 @@ def selection_curves(predictions: dict[str, pd.DataFrame]) -> plt.Figure:
     ax_p.axhline(p["fraud"].astype(float).mean(), color="grey", linestyle=":", label="random")
     ax_p.set(xlabel="inspection rate (%)", ylabel="precision", title="Precision at k")
     ax_r.set(xlabel="inspection rate (%)", ylabel="share of revenue", title="Revenue at k")
+    if not ax_r.lines:
+        ax_r.text(0.5, 0.5, "no revenue in this dataset", ha="center", transform=ax_r.transAxes)
     for ax in (ax_p, ax_r):
-        ax.legend()
+        if ax.lines:
+            ax.legend()
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

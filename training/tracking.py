@@ -22,13 +22,19 @@ from training.pipeline import Evaluation, TrainingResult
 
 MODEL_NAME = "customs-risk"
 CHAMPION, CHALLENGER = "champion", "challenger"
-HISTORY_TAG = "aduana.champion_history"  # on the registered model: JSON list of past champion versions
+HISTORY_TAG = "aduana.champion_history"
+MODEL_URI_TAG = "aduana.model_uri"  # on the registered model: JSON list of past champion versions
 PIP_REQUIREMENTS = ["catboost==1.2.10", "pandas", "numpy", "pyarrow"]
 
 
+_URIS_WE_SET: set[str] = set()  # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; ours is not the user's
+
+
 def configure(settings: Settings) -> MlflowClient:
-    """Point MLflow at MLFLOW_TRACKING_URI, or at the sqlite store under ADUANA_HOME."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{settings.mlflow_db}"
+    """Point MLflow at the user's MLFLOW_TRACKING_URI, or at the sqlite store under ADUANA_HOME."""
+    user_uri = os.environ.get("MLFLOW_TRACKING_URI")
+    uri = user_uri if user_uri and user_uri not in _URIS_WE_SET else f"sqlite:///{settings.mlflow_db}"
+    _URIS_WE_SET.add(uri)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
@@ -99,8 +105,9 @@ def _log_model(model: RiskModel, price_bands: pd.DataFrame, X: pd.DataFrame) -> 
     signature = infer_signature(example, model.predict(example))
     with tempfile.TemporaryDirectory() as tmp:
         artifacts = save_risk_model(model, price_bands, Path(tmp))
-        mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts=artifacts, signature=signature,
-                                input_example=example, pip_requirements=PIP_REQUIREMENTS)
+        info = mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts=artifacts,
+                                       signature=signature, input_example=example, pip_requirements=PIP_REQUIREMENTS)
+    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # MLflow 3 keeps models apart from run artifacts
 
 
 def log_training(client: MlflowClient, result: TrainingResult, dataset: str, settings: Settings,
@@ -154,14 +161,15 @@ def register_challenger(client: MlflowClient, run_id: str) -> str:
         client.get_registered_model(MODEL_NAME)
     except MlflowException:
         client.create_registered_model(MODEL_NAME, description="P(fraud) and expected revenue per declaration.")
-    version = client.create_model_version(MODEL_NAME, f"runs:/{run_id}/model", run_id=run_id)
+    source = client.get_run(run_id).data.tags[MODEL_URI_TAG]
+    version = client.create_model_version(MODEL_NAME, source, run_id=run_id)
     client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version.version)
-    return version.version
+    return str(version.version)
 
 
 def alias_version(client: MlflowClient, alias: str) -> str | None:
     try:
-        return client.get_model_version_by_alias(MODEL_NAME, alias).version
+        return str(client.get_model_version_by_alias(MODEL_NAME, alias).version)
     except MlflowException:
         return None
 

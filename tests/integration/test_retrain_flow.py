@@ -1,0 +1,110 @@
+"""customs-retrain and customs-evaluate against a real temporary Prefect API and a real sqlite MLflow store."""
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features.data.ingest import prepare_batch
+from features.data.warehouse import Warehouse
+from features.settings import get_settings
+from flows.retrain import customs_evaluate, customs_retrain
+from tests.conftest import write_csv
+from training import tracking
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def loaded_home(home, world, tmp_path):
+    warehouse = Warehouse(get_settings().warehouse_path)
+    for kind in ("traders", "manifests", "declarations"):
+        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
+    return home
+
+
+def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home, world, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "60")
+    monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")  # the first model is promoted whatever the baseline does
+    first = customs_retrain(dataset="test")
+    assert first["version"] == "1" and first["promoted"]
+    assert first["baseline_metrics"]["precision_at_5pct"] is not None
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
+    run = client.get_run(first["run_id"])
+    assert run.data.tags["prefect.flow_run_id"]
+    assert run.data.tags["aduana.gate"] == "promoted"
+    assert run.data.params["data_hash"] == run.data.tags["aduana.data_hash"]
+    assert "precision_at_5pct" in run.data.metrics and "baseline_precision_at_5pct" in run.data.metrics
+    artifacts = {a.path for a in client.list_artifacts(first["run_id"], "plots")}
+    assert artifacts == {f"plots/{p}.png" for p in ("precision_revenue_at_k", "pr_curve", "feature_importance",
+                                                     "calibration")}
+    assert len(run.inputs.dataset_inputs) == 1
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "aduana-test"
+    assert experiment.artifact_location.startswith(loaded_home.resolve().as_uri())
+    baselines = client.search_runs([run.info.experiment_id], "tags.`aduana.role` = 'baseline'")
+    assert len(baselines) == 1
+
+    mlflow.set_tracking_uri(f"sqlite:///{get_settings().mlflow_db}")
+    champion = mlflow.pyfunc.load_model("models:/customs-risk@champion")
+    X = pd.DataFrame(champion.input_example)
+    scores = champion.predict(X)
+    assert list(scores.columns) == ["risk_score", "expected_revenue"]
+    assert scores["risk_score"].between(0, 1).all()
+
+    monkeypatch.setenv("ADUANA_GATE_MARGIN", "0.01")  # the same data again: no better, so refused
+    second = customs_retrain(dataset="test")
+    assert second["version"] == "2" and not second["promoted"]
+    assert any("does not beat" in r and "champion v1" in r for r in second["reasons"])
+    assert tracking.alias_version(client, "champion") == "1"
+    assert tracking.alias_version(client, "challenger") == "2"
+    assert client.get_model_version("customs-risk", "2").tags["gate"] == "refused"
+
+    monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")
+    third = customs_retrain(dataset="test")
+    assert third["promoted"] and tracking.alias_version(client, "champion") == "3"
+
+    assert tracking.rollback(client) == ("3", "1")
+    assert tracking.alias_version(client, "champion") == "1"
+    with pytest.raises(ValueError, match="no previous champion"):
+        tracking.rollback(client)
+
+
+def test_data_that_failed_validation_is_never_promoted(prefect_api, loaded_home, world, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "40")
+    monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")
+    late = world.declarations.tail(10).assign(declaration_id=lambda d: d["declaration_id"] + "-late")
+    Warehouse(get_settings().warehouse_path).store(prepare_batch(write_csv(tmp_path / "declarations_late.csv", late)),
+                                                   expectations_passed=False, expectation_failures=["warning: x"])
+    result = customs_retrain(dataset="test")
+    assert not result["promoted"] and not result["data_validated"]
+    assert any("FAILED validation" in r for r in result["reasons"])
+
+
+def test_evaluate_on_a_foreign_dataset_without_revenue(prefect_api, home, world, tmp_path):
+    """A DATE-like export: its own column names, only a fraud label, an extra categorical column."""
+    d = world.declarations
+    foreign = pd.DataFrame({
+        "Declaration ID": d["declaration_id"], "Date": d["declaration_date"].dt.strftime("%Y-%m-%d"),
+        "Importer ID": d["importer_id"], "HS6 Code": d["hs_code"].astype(int), "Country of Origin": d["origin_country"],
+        "Item Price": d["declared_value"], "Net Mass": d["net_mass_kg"], "Office ID": d["office_id"],
+        "Fraud": d["fraud"],
+    })
+    cut = int(len(foreign) * 0.75)
+    train, test = write_csv(tmp_path / "train.csv", foreign[:cut]), write_csv(tmp_path / "test.csv", foreign[cut:])
+    mapping = tmp_path / "mapping.yaml"
+    mapping.write_text(
+        "columns: {declaration_id: Declaration ID, declaration_date: Date, importer_id: Importer ID,\n"
+        "  hs_code: HS6 Code, origin_country: Country of Origin, declared_value: Item Price, net_mass_kg: Net Mass}\n"
+        "labels: {fraud: Fraud}\nextra_categorical: [Office ID]\nhs_code_digits: 6\n")
+    result = customs_evaluate(str(train), str(test), str(mapping), iterations=60)
+    metrics = result["metrics"]
+    assert metrics["revenue_at_5pct"] is None and metrics["precision_at_5pct"] is not None
+    assert result["counts"]["holdout"] == int(d["fraud"][cut:].notna().sum())
+    uri = f"sqlite:///{get_settings().mlflow_db}"
+    run = MlflowClient(tracking_uri=uri).get_run(result["run_id"])
+    assert run.data.tags.get("aduana.metrics_absent", "").startswith("revenue_at")
+    mlflow.set_tracking_uri(uri)
+    assert "xcat_office_id" in mlflow.artifacts.load_dict(f"runs:/{result['run_id']}/features.json")["categorical"]

@@ -1,0 +1,92 @@
+"""Behavioural tests of the trained model: minimum functionality, direction, invariance to what it has not seen."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_features, integrate
+from training.models import FitConfig, behaviour_checks
+from training.pipeline import labelled_rows, train_and_evaluate
+
+FAST = FitConfig(iterations=80, learning_rate=0.15, depth=4, threads=2)
+
+
+@pytest.fixture(scope="session")
+def trained(world):
+    return train_and_evaluate(integrate(world.declarations, world.manifests, world.traders), FAST)
+
+
+def test_training_uses_controlled_rows_only_and_a_time_split(trained):
+    split, meta = trained.split, trained.features.meta
+    used = split.train | split.valid | split.holdout
+    assert (meta.loc[used, "inspected"] == 1).all()
+    assert meta.loc[split.train, "declaration_date"].max() < meta.loc[split.holdout, "declaration_date"].min()
+
+
+def test_the_model_finds_fraud_far_better_than_chance(trained):
+    base_rate = trained.features.meta.loc[trained.split.holdout, "fraud"].astype(float).mean()
+    assert trained.evaluation.metrics["precision_at_10pct"] > 2 * base_rate
+    assert trained.evaluation.metrics["pr_auc"] > 1.5 * base_rate
+
+
+def test_behavioural_checks_pass(trained):
+    assert all(r["passed"] for r in trained.behaviour.values()), trained.behaviour
+
+
+def test_deeper_undervaluation_never_lowers_risk(trained):
+    X = trained.features.X.loc[trained.split.holdout].head(200)
+    risks = [trained.model.risk(X.assign(undervaluation_depth=d)) for d in (0.0, 0.3, 0.8, 1.5)]
+    assert all((b >= a - 1e-12).all() for a, b in zip(risks, risks[1:], strict=False))
+
+
+def test_expected_revenue_is_risk_times_conditional_revenue(trained):
+    X = trained.features.X.head(50)
+    out = trained.model.predict(X)
+    assert (out["expected_revenue"] >= 0).all()
+    assert ((out["expected_revenue"] == 0) == (out["risk_score"] == 0)).all()
+
+
+def test_unseen_categories_and_missing_optional_fields_still_score(trained, world):
+    required = ["declaration_id", "declaration_date", "importer_id", "hs_code", "origin_country", "declared_value"]
+    new = world.declarations[required].tail(20).assign(
+        importer_id="IMP-NEVER-SEEN", hs_code="010121", origin_country="NA")
+    history = integrate(world.declarations, world.manifests, world.traders)
+    fs = build_features(integrate(new), history=history, bands=trained.features.price_bands)
+    risk = trained.model.risk(fs.X)
+    assert np.isfinite(risk).all() and ((risk >= 0) & (risk <= 1)).all()
+
+
+def test_a_dataset_without_revenue_trains_the_classifier_alone(world):
+    frame = integrate(world.declarations.drop(columns=["revenue"]), world.manifests, world.traders)
+    result = train_and_evaluate(frame, FAST)
+    assert result.model.revenue_model is None
+    assert result.evaluation.metrics["revenue_at_5pct"] is None
+    assert result.evaluation.metrics["precision_at_5pct"] is not None
+    assert result.model.predict(result.features.X.head(5))["expected_revenue"].isna().all()
+
+
+def test_too_few_labels_is_a_clear_error(world):
+    frame = integrate(world.declarations.head(300))
+    with pytest.raises(ValueError, match="controlled declarations"):
+        train_and_evaluate(frame, FAST)
+
+
+def test_behaviour_checks_catch_a_model_that_breaks_on_unseen_values(trained):
+    class Fragile:
+        categorical, numeric = trained.model.categorical, trained.model.numeric
+
+        def risk(self, X: pd.DataFrame) -> np.ndarray:
+            if (X[self.categorical] == "__never_seen__").any().any():
+                raise KeyError("unknown category")
+            return trained.model.risk(X)
+
+    checks = behaviour_checks(Fragile(), trained.features.X.head(50))
+    assert checks["monotone_undervaluation"]["passed"]
+    assert not checks["unseen_categories_and_missing_fields"]["passed"]
+
+
+def test_labelled_rows_follow_the_contract():
+    frame = pd.DataFrame({"inspected": [1, 1, 0, None], "fraud": [1, None, None, 0]})
+    assert labelled_rows(frame).tolist() == [True, False, False, False]
+    assert labelled_rows(frame.drop(columns="inspected")).tolist() == [True, False, False, True]
