@@ -203,7 +203,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except Exception as exc:  # ValueError from the pipeline (too few labels, no previous champion) is user-facing too
+    except Exception as exc:
         if _state["debug"]:
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -13,6 +13,7 @@ import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRegressor, Pool
 
 from features.build import MONOTONE_INCREASING, FeatureSet
+from features.data.errors import DataError
 
 MIN_REVENUE_ROWS = 30
 
@@ -42,7 +43,7 @@ def time_split(dates: pd.Series, labelled: np.ndarray, valid_share: float = 0.15
     """Cut the labelled rows at date quantiles, so every holdout row is filed after every training row."""
     labelled_dates = dates[labelled].sort_values()
     if len(labelled_dates) < 50:
-        raise ValueError(f"only {len(labelled_dates)} controlled declarations: need at least 50 to train")
+        raise DataError(f"only {len(labelled_dates)} controlled declarations: need at least 50 to train")
     valid_start = labelled_dates.iloc[int(len(labelled_dates) * (1 - valid_share - holdout_share))]
     holdout_start = labelled_dates.iloc[int(len(labelled_dates) * (1 - holdout_share))]
     d = dates.to_numpy()

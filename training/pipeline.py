@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import FeatureSet, build_features, price_bands, raw_features
+from features.data.errors import DataError
 from training.metrics import precision_by_segment, selection_metrics
 from training.models import FitConfig, RiskModel, Split, behaviour_checks, fit_risk_model, time_split
 
@@ -96,7 +97,7 @@ def explicit_split(train: pd.DataFrame, test: pd.DataFrame, valid_share: float =
     is_train = (frame["_part"] == "train").to_numpy()
     train_dates = frame.loc[is_train & labelled, "declaration_date"].sort_values()
     if len(train_dates) < 50 or not (labelled & ~is_train).any():
-        raise ValueError("evaluate needs at least 50 labelled rows in --train and some labelled rows in --test")
+        raise DataError("evaluate needs at least 50 labelled rows in --train and some labelled rows in --test")
     valid_start = train_dates.iloc[int(len(train_dates) * (1 - valid_share))]
     dates = frame["declaration_date"].to_numpy()
     split = Split(train=is_train & labelled & (dates < valid_start), valid=is_train & labelled & (dates >= valid_start),

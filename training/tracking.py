@@ -14,6 +14,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from features.data.errors import DataError
 from features.settings import Settings
 from training import figures
 from training.gate import GateDecision
@@ -206,7 +207,7 @@ def rollback(client: MlflowClient) -> tuple[str, str]:
     current = alias_version(client, CHAMPION)
     history = _history(client) if current is not None else []
     if current is None or not history:
-        raise ValueError("no previous champion to roll back to")
+        raise DataError("no previous champion to roll back to")
     restored = history.pop()
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, restored)
     client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
