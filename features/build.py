@@ -13,7 +13,7 @@ import pandas as pd
 
 from features.data.contract import CREDIT_RATINGS
 from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
-from features.profiles import MISSING, build_profiles
+from features.profiles import MISSING, ProfileIndex
 
 MIN_BAND_ROWS = 20  # a price band needs at least this many reference rows
 LABELS = ("inspected", "fraud", "revenue", "critical", "control_date")
@@ -43,29 +43,80 @@ class FeatureSet:
     numeric: list[str]
     data_hash: str = ""
     price_bands: pd.DataFrame = field(default_factory=pd.DataFrame)
+    price_reference_log: pd.Series | None = None  # each row's band median, for readable reasons
 
     @property
     def columns(self) -> list[str]:
         return self.categorical + self.numeric
 
 
+def bill_totals(declarations: pd.DataFrame) -> pd.DataFrame:
+    """Declared net mass and item count per bill of lading."""
+    if "bill_of_lading" not in declarations:
+        return pd.DataFrame(columns=["bl_net_mass_kg", "bl_items"])
+    mass = declarations["net_mass_kg"] if "net_mass_kg" in declarations else pd.Series(np.nan, index=declarations.index)
+    grouped = mass.groupby(declarations["bill_of_lading"])
+    return pd.DataFrame({"bl_net_mass_kg": grouped.sum(min_count=1), "bl_items": grouped.size()})
+
+
+MANIFEST_FIELDS = ["port_of_loading", "transshipment_ports", "gross_weight_kg", "carrier"]
+REGISTRY_FIELDS = ["registration_date", "aeo_certified", "credit_rating", "prior_violations", "sector"]
+
+
+def _lookup(frame: pd.DataFrame, table: pd.DataFrame | None, key: str, fields: list[str]) -> pd.DataFrame:
+    """Left-join `fields` of `table` (indexed by `key`) onto `frame` by `key`."""
+    if table is None or table.empty or key not in frame:
+        return frame
+    found = table[[f for f in fields if f in table.columns]].reindex(frame[key].to_numpy())
+    return pd.concat([frame, found.set_index(frame.index)], axis=1)
+
+
 def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,
-              traders: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Join each declaration to its bill of lading and its importer's registry record."""
+              traders: pd.DataFrame | None = None, context: ScoringContext | None = None) -> pd.DataFrame:
+    """Join each declaration to its bill of lading and its importer's registry record.
+
+    With a `context` (the warehouse snapshot), bill-of-lading totals also count the items already stored, so a
+    declaration gets the same features whether it arrives in a batch or alone.
+    """
     frame = declarations.copy()
-    if "bill_of_lading" in frame and frame["bill_of_lading"].notna().any():
-        per_bl = frame.groupby("bill_of_lading")["net_mass_kg" if "net_mass_kg" in frame else "declaration_id"]
-        frame["bl_net_mass_kg"] = frame["bill_of_lading"].map(per_bl.sum()) if "net_mass_kg" in frame else np.nan
-        frame["bl_items"] = frame["bill_of_lading"].map(per_bl.size())
-        if manifests is not None and len(manifests):
-            keep = ["bill_of_lading", "port_of_loading", "transshipment_ports", "gross_weight_kg", "carrier"]
-            m = manifests[[c for c in keep if c in manifests]].drop_duplicates("bill_of_lading")
-            frame = frame.merge(m, on="bill_of_lading", how="left", validate="many_to_one")
-    if traders is not None and len(traders):
-        keep = ["importer_id", "registration_date", "aeo_certified", "credit_rating", "prior_violations", "sector"]
-        t = traders[[c for c in keep if c in traders]].drop_duplicates("importer_id")
-        frame = frame.merge(t, on="importer_id", how="left", validate="many_to_one")
-    return frame
+    totals = bill_totals(frame)
+    if context is not None:
+        manifests, traders = context.manifests, context.traders
+        new = frame[[i not in context.known_ids for i in frame["declaration_id"]]]
+        stored = context.bill_totals.reindex(totals.index)
+        totals = stored.add(bill_totals(new).reindex(totals.index), fill_value=0)
+    else:
+        manifests = _keyed(manifests, "bill_of_lading")
+        traders = _keyed(traders, "importer_id")
+    if "bill_of_lading" in frame and len(totals):
+        frame = frame.join(totals, on="bill_of_lading")
+    frame = _lookup(frame, manifests, "bill_of_lading", MANIFEST_FIELDS)
+    return _lookup(frame, traders, "importer_id", REGISTRY_FIELDS)
+
+
+def _keyed(table: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
+    if table is None or table.empty or key not in table:
+        return None
+    return table.drop_duplicates(key, keep="last").set_index(key)
+
+
+@dataclass
+class ScoringContext:
+    """A snapshot of what the warehouse knows, built once and reused for every batch or API call."""
+
+    manifests: pd.DataFrame | None  # indexed by bill_of_lading
+    traders: pd.DataFrame | None  # indexed by importer_id
+    bill_totals: pd.DataFrame
+    known_ids: frozenset
+    history: pd.DataFrame  # integrated declarations
+    profiles: ProfileIndex
+
+    @classmethod
+    def from_tables(cls, declarations: pd.DataFrame, manifests: pd.DataFrame, traders: pd.DataFrame) -> ScoringContext:
+        history = integrate(declarations, manifests, traders)
+        return cls(manifests=_keyed(manifests, "bill_of_lading"), traders=_keyed(traders, "importer_id"),
+                   bill_totals=bill_totals(declarations), known_ids=frozenset(declarations["declaration_id"]),
+                   history=history, profiles=ProfileIndex(history))
 
 
 def price_bands(reference: pd.DataFrame) -> pd.DataFrame:
@@ -158,20 +209,22 @@ def feature_hash(X: pd.DataFrame) -> str:
 
 
 def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
-                   bands: pd.DataFrame | None = None) -> FeatureSet:
+                   bands: pd.DataFrame | None = None, profiles: ProfileIndex | None = None) -> FeatureSet:
     """Build the model's feature matrix for `frame` (integrated declarations).
 
     `history`: past declarations whose labels and filings feed the entity profiles (default: `frame` itself,
-    as in training). `bands`: price reference bands (default: fitted on the history).
+    as in training), or `profiles` already indexed from it. `bands`: price reference bands (default: fitted
+    on the history).
     """
     frame = frame.reset_index(drop=True)
     history = frame if history is None else history
     bands = price_bands(history) if bands is None else bands
+    profiles = profiles or ProfileIndex(history)
     X = pd.DataFrame(index=frame.index)
     hs = frame["hs_code"].astype("str")
     X["hs_chapter"] = hs.str[:2]
     X = X.join(_value_signals(frame, bands)).join(_document_signals(frame)).join(_registry_signals(frame))
-    X = X.join(build_profiles(history, frame))
+    X = X.join(profiles.lookup(frame))
     for column in ("declared_value", "net_mass_kg", "quantity"):
         X[f"log_{column}"] = _log1p(frame, column)
     for column in ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode", "departure_country", "carrier",
@@ -185,10 +238,11 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
                        and c != "price_reference_log"]
     categorical = BASE_CATEGORICAL + extra_cat
     numeric = BASE_NUMERIC + profile_columns + extra_num
+    reference = X["price_reference_log"]
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABELS if c in frame]]].copy()
     return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, data_hash=feature_hash(X),
-                      price_bands=bands)
+                      price_bands=bands, price_reference_log=reference)
 
 
 def raw_features(frame: pd.DataFrame) -> FeatureSet:

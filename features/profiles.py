@@ -45,13 +45,47 @@ def entity_keys(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(keys, index=frame.index)
 
 
-def _cumulative_before(events: pd.DataFrame, queries: pd.DataFrame, values: list[str], shift_days: int = 0) -> pd.DataFrame:
-    """For each query (key, time), the sum of event values with the same key and event time < time - shift."""
-    events = events.groupby(["key", "time"], sort=False)[values].sum().reset_index().sort_values("time", kind="stable")
-    events[values] = events.groupby("key", sort=False)[values].cumsum()
-    q = pd.DataFrame({"key": queries["key"].to_numpy(), "time": queries["time"].to_numpy() - np.timedelta64(shift_days, "D"),
-                      "position": np.arange(len(queries))}).sort_values("time", kind="stable")
-    merged = pd.merge_asof(q, events, on="time", by="key", allow_exact_matches=False, direction="backward")
+def _cumulate(events: pd.DataFrame, values: list[str]) -> _Totals:
+    """Running totals of event values per key, by time: the index a query is looked up in."""
+    totals = events.groupby(["key", "time"], sort=False)[values].sum().reset_index().sort_values("time", kind="stable")
+    totals[values] = totals.groupby("key", sort=False)[values].cumsum()
+    return _Totals(totals, values)
+
+
+SMALL_QUERY = 256  # up to this many rows, look keys up one by one instead of merging whole tables
+
+
+class _Totals:
+    """Running totals per key (a sorted table for batch merges, per-key arrays for small lookups)."""
+
+    def __init__(self, table: pd.DataFrame, values: list[str]):
+        self.table, self.values = table, values
+        self._by_key: dict | None = None
+
+    def by_key(self) -> dict:
+        if self._by_key is None:
+            self._by_key = {k: (g["time"].to_numpy(), g[self.values].to_numpy())
+                            for k, g in self.table.groupby("key", sort=False)}
+        return self._by_key
+
+
+def _before(totals: _Totals, keys: np.ndarray, times: np.ndarray, values: list[str], shift_days: int = 0) -> pd.DataFrame:
+    """For each query (key, time), the running totals of events with the same key strictly before time - shift."""
+    times = times - np.timedelta64(shift_days, "D")
+    if len(keys) <= SMALL_QUERY:
+        columns = [totals.values.index(v) for v in values]
+        out = np.zeros((len(keys), len(values)))
+        index = totals.by_key()
+        for i, (key, when) in enumerate(zip(keys, times, strict=True)):
+            found = index.get(key)
+            if found is not None:
+                position = np.searchsorted(found[0], when, side="left") - 1
+                if position >= 0:
+                    out[i] = found[1][position, columns]
+        return pd.DataFrame(out, columns=values)
+    q = pd.DataFrame({"key": keys, "time": times, "position": np.arange(len(keys))})
+    merged = pd.merge_asof(q.sort_values("time", kind="stable"), totals.table[["key", "time", *values]], on="time",
+                           by="key", allow_exact_matches=False, direction="backward")
     return merged.sort_values("position")[values].fillna(0.0).reset_index(drop=True)
 
 
@@ -67,50 +101,62 @@ def _smoothed(hits: np.ndarray, n: np.ndarray, prior: np.ndarray) -> np.ndarray:
     return (hits + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT)
 
 
-def build_profiles(history: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame:
-    """Profile features for each query row, from the history's labels and filings strictly before its date.
+class ProfileIndex:
+    """Running totals of a history's labels and filings per entity, ready to describe any declaration as of its date.
 
-    `history` holds past (possibly labelled) declarations; `queries` the declarations to describe. In
-    training both are the same frame; in scoring, history is the warehouse and queries the new batch.
+    Built once per history snapshot; looking up a batch (or one declaration) is then a merge per entity.
     """
-    assumed = history["declaration_date"] + pd.Timedelta(days=LABEL_LAG_DAYS)
-    history = history.assign(control_date=history["control_date"].fillna(assumed) if "control_date" in history else assumed)
-    q_time = queries["declaration_date"].to_numpy()
-    h_keys, q_keys = entity_keys(history), entity_keys(queries)
-    out = {}
-    # The global prior, itself as of each date.
-    glob_h = np.full(len(history), "all", dtype=object)
-    glob_q = pd.DataFrame({"key": np.full(len(queries), "all", dtype=object), "time": q_time})
-    label_events = _label_events(history, glob_h)
-    g = _cumulative_before(label_events, glob_q, ["n", "fraud", "revenue"])
-    # Before the first control ends nothing is known, not even the base rate: rates are then missing (NaN).
-    prior_rate = np.where(g["n"] > 0, g["fraud"] / g["n"].clip(lower=1), np.nan)
-    prior_revenue = np.where(g["n"] > 0, g["revenue"] / g["n"].clip(lower=1), np.nan)
-    filings = pd.DataFrame({"time": history["declaration_date"].to_numpy(), "filings": 1.0})
-    for name in ENTITIES:
-        if name not in q_keys or name not in h_keys:  # the entity cannot be identified: its profile is unknown
-            for suffix in PROFILE_SUFFIXES:
-                out[f"{name}_{suffix}"] = np.full(len(queries), np.nan)
-            continue
-        qk = pd.DataFrame({"key": q_keys[name].to_numpy(), "time": q_time})
-        labels = _label_events(history, h_keys[name].to_numpy())
-        filed = filings.assign(key=h_keys[name].to_numpy())
-        total = _cumulative_before(labels, qk, ["n", "fraud", "revenue"])
-        older = _cumulative_before(labels, qk, ["n", "fraud"], shift_days=RECENT_DAYS)
-        volume = _cumulative_before(filed, qk, ["filings"])["filings"].to_numpy()
-        volume_old = _cumulative_before(filed, qk, ["filings"], shift_days=RECENT_DAYS)["filings"].to_numpy()
-        n, hits = total["n"].to_numpy(), total["fraud"].to_numpy()
-        recent_n, recent_hits = n - older["n"].to_numpy(), hits - older["fraud"].to_numpy()
-        first_seen = pd.concat([pd.Series(h_keys[name].to_numpy()), pd.Series(q_keys[name].to_numpy())])
-        first_date = pd.Series(
-            np.concatenate([history["declaration_date"].to_numpy(), q_time])
-        ).groupby(first_seen.to_numpy()).min()
-        known_since = first_date.reindex(q_keys[name].to_numpy()).to_numpy()
-        out[f"{name}_hit_rate"] = _smoothed(hits, n, prior_rate)
-        out[f"{name}_hit_rate_{RECENT_DAYS}d"] = _smoothed(recent_hits, recent_n, prior_rate)
-        out[f"{name}_revenue_rate"] = _smoothed(total["revenue"].to_numpy(), n, prior_revenue)
-        out[f"{name}_inspections"] = n
-        out[f"{name}_volume"] = volume
-        out[f"{name}_volume_{RECENT_DAYS}d"] = volume - volume_old
-        out[f"{name}_days_known"] = ((q_time - known_since) / np.timedelta64(1, "D")).clip(min=0)
-    return pd.DataFrame(out, index=queries.index)
+
+    def __init__(self, history: pd.DataFrame):
+        assumed = history["declaration_date"] + pd.Timedelta(days=LABEL_LAG_DAYS)
+        control = history["control_date"].fillna(assumed) if "control_date" in history else assumed
+        history = history.assign(control_date=control)
+        keys = entity_keys(history)
+        self.global_labels = _cumulate(_label_events(history, np.full(len(history), "all", dtype=object)),
+                                       ["n", "fraud", "revenue"])
+        self.entities: dict[str, tuple[_Totals, _Totals, pd.Series]] = {}
+        dates = history["declaration_date"].to_numpy()
+        for name in keys.columns:
+            key = keys[name].to_numpy()
+            labels = _cumulate(_label_events(history, key), ["n", "fraud", "revenue"])
+            filings = _cumulate(pd.DataFrame({"key": key, "time": dates, "filings": 1.0}), ["filings"])
+            first_seen = pd.Series(dates).groupby(key).min()
+            self.entities[name] = (labels, filings, first_seen)
+
+    def lookup(self, queries: pd.DataFrame) -> pd.DataFrame:
+        """Profile features for each query row, from labels and filings strictly before its date."""
+        q_time = queries["declaration_date"].to_numpy()
+        q_keys = entity_keys(queries)
+        g = _before(self.global_labels, np.full(len(queries), "all", dtype=object), q_time, ["n", "fraud", "revenue"])
+        # Before the first control ends nothing is known, not even the base rate: rates are then missing (NaN).
+        prior_rate = np.where(g["n"] > 0, g["fraud"] / g["n"].clip(lower=1), np.nan)
+        prior_revenue = np.where(g["n"] > 0, g["revenue"] / g["n"].clip(lower=1), np.nan)
+        out = {}
+        for name in ENTITIES:
+            if name not in q_keys or name not in self.entities:  # the entity cannot be identified: unknown profile
+                for suffix in PROFILE_SUFFIXES:
+                    out[f"{name}_{suffix}"] = np.full(len(queries), np.nan)
+                continue
+            labels, filings, first_seen = self.entities[name]
+            key = q_keys[name].to_numpy()
+            total = _before(labels, key, q_time, ["n", "fraud", "revenue"])
+            older = _before(labels, key, q_time, ["n", "fraud"], shift_days=RECENT_DAYS)
+            volume = _before(filings, key, q_time, ["filings"])["filings"].to_numpy()
+            volume_old = _before(filings, key, q_time, ["filings"], shift_days=RECENT_DAYS)["filings"].to_numpy()
+            n, hits = total["n"].to_numpy(), total["fraud"].to_numpy()
+            recent_n, recent_hits = n - older["n"].to_numpy(), hits - older["fraud"].to_numpy()
+            own_first = pd.Series(q_time).groupby(key).transform("min").to_numpy()
+            known_since = np.fmin(first_seen.reindex(key).to_numpy(), own_first)
+            out[f"{name}_hit_rate"] = _smoothed(hits, n, prior_rate)
+            out[f"{name}_hit_rate_{RECENT_DAYS}d"] = _smoothed(recent_hits, recent_n, prior_rate)
+            out[f"{name}_revenue_rate"] = _smoothed(total["revenue"].to_numpy(), n, prior_revenue)
+            out[f"{name}_inspections"] = n
+            out[f"{name}_volume"] = volume
+            out[f"{name}_volume_{RECENT_DAYS}d"] = volume - volume_old
+            out[f"{name}_days_known"] = ((q_time - known_since) / np.timedelta64(1, "D")).clip(min=0)
+        return pd.DataFrame(out, index=queries.index)
+
+
+def build_profiles(history: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame:
+    """Profile features for `queries` from `history` (in training both are the same frame)."""
+    return ProfileIndex(history).lookup(queries)

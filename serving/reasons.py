@@ -1,0 +1,126 @@
+"""Reasons an officer can defend: the top drivers of a score (CatBoost SHAP values) as plain sentences.
+
+Features are grouped into families (the unit price, the manifest, the route, the registry, each entity's
+record...) so that three reasons say three different things.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from catboost import Pool
+
+from features.profiles import ENTITIES, RECENT_DAYS
+from training.models import RiskModel
+
+TOP_REASONS = 3
+FAMILIES = {
+    "price": ["undervaluation_depth", "overvaluation_depth", "unit_price_zscore", "log_unit_price", "price_band_rows"],
+    "manifest": ["manifest_mass_ratio", "bl_items"],
+    "route": ["loading_mismatch", "departure_mismatch", "transshipped", "transshipment_count", "loading_country",
+              "departure_country", "carrier", "transport_mode"],
+    "registry": ["company_age_days", "credit_rating", "credit_rating_rank", "aeo_certified", "prior_violations", "sector"],
+    "value": ["log_declared_value", "log_net_mass_kg", "log_quantity", "tax_rate"],
+    "importer_id": ["importer_id"], "declarant_id": ["declarant_id"], "exporter_id": ["exporter_id"],
+    "goods": ["hs_code", "hs_chapter"], "origin": ["origin_country"], "office": ["office_id"],
+}
+ENTITY_LABELS = {
+    "importer": "importer {importer_id}", "declarant": "declarant {declarant_id}", "exporter": "exporter {exporter_id}",
+    "hs_chapter": "HS chapter {hs_chapter}", "hs_heading": "HS heading {hs_heading}",
+    "hs_subheading": "HS {hs_dotted} goods", "origin": "origin {origin_country}", "lane": "lane {origin_country} → {office_id}",
+}
+
+
+def family_of(feature: str) -> str:
+    for family, members in FAMILIES.items():
+        if feature in members:
+            return family
+    for entity in ENTITIES:
+        if feature.startswith(entity + "_"):
+            return f"entity:{entity}"
+    return feature
+
+
+def _v(row: pd.Series, column: str, default: object = None) -> object:
+    value = row.get(column, default)
+    return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def sentence(family: str, strongest: str, row: pd.Series) -> str:
+    """One readable reason for a feature family, using the declaration's own values."""
+    hs = str(_v(row, "hs_code", ""))
+    values = {**{k: _v(row, k, "?") for k in ("importer_id", "declarant_id", "exporter_id", "origin_country", "office_id")},
+              "hs_chapter": hs[:2], "hs_heading": hs[:4], "hs_dotted": f"{hs[:4]}.{hs[4:6]}" if len(hs) >= 6 else hs}
+    if family == "price":
+        deviation = _v(row, "log_unit_price", np.nan) - _v(row, "price_reference_log", np.nan)
+        if np.isnan(deviation):
+            return "unit price cannot be checked against a reference (no net mass or no price band)"
+        side = "below" if deviation < 0 else "above"
+        return (f"unit price {abs(math.expm1(deviation)):.0%} {side} the HS {values['hs_dotted']} reference "
+                f"for origin {values['origin_country']}")
+    if family == "manifest":
+        ratio = _v(row, "manifest_mass_ratio")
+        if ratio is None:
+            return "no manifest found for the bill of lading"
+        return f"manifest gross weight is {ratio:.2f}× the net mass declared on bill of lading {_v(row, 'bill_of_lading', '?')}"
+    if family == "route":
+        if _v(row, "loading_mismatch") == 1:
+            return f"loaded in {_v(row, 'loading_country', '?')} although the declared origin is {values['origin_country']}"
+        if _v(row, "transshipped") == 1:
+            return f"transshipped via {_v(row, 'transshipment_ports', 'a hub')}"
+        return f"shipping route from {_v(row, 'departure_country', '?')} by {_v(row, 'transport_mode', '?')}"
+    if family == "registry":
+        if strongest in ("credit_rating", "credit_rating_rank"):
+            return f"importer's credit rating is {_v(row, 'credit_rating', 'missing')}"
+        if strongest == "aeo_certified":
+            return "importer is not AEO-certified" if _v(row, "aeo_certified") != 1 else "importer is AEO-certified"
+        if strongest == "prior_violations":
+            return f"importer has {int(_v(row, 'prior_violations', 0))} prior violations"
+        age = _v(row, "company_age_days")
+        return f"importer registered {int(age)} days before filing" if age is not None else "importer is not in the registry"
+    if family == "value":
+        if strongest == "tax_rate":
+            return f"duty rate {_v(row, 'tax_rate', 0):.0%}"
+        return f"declared value {_v(row, 'declared_value', 0):,.0f} for {_v(row, 'net_mass_kg', 0):,.0f} kg"
+    if family.startswith("entity:"):
+        entity = family.split(":", 1)[1]
+        who = ENTITY_LABELS[entity].format(**values)
+        if strongest.endswith(("volume", f"volume_{RECENT_DAYS}d", "days_known")):
+            return f"{who} first seen {int(_v(row, f'{entity}_days_known', 0))} days ago, {int(_v(row, f'{entity}_volume', 0))} earlier filings"
+        if strongest.endswith(f"hit_rate_{RECENT_DAYS}d"):
+            return f"{who}'s hit rate {_v(row, strongest, 0):.0%} over the last {RECENT_DAYS} days"
+        if strongest.endswith("revenue_rate"):
+            return f"{who}'s controls recovered {_v(row, strongest, 0):,.0f} on average"
+        return f"{who}'s hit rate {_v(row, f'{entity}_hit_rate', 0):.0%} over {int(_v(row, f'{entity}_inspections', 0))} controls"
+    if family in ("importer_id", "declarant_id", "exporter_id"):
+        return f"{family.removesuffix('_id')} {values[family]}'s past record"
+    if family == "goods":
+        return f"HS {values['hs_dotted']} goods"
+    if family == "origin":
+        return f"origin {values['origin_country']}"
+    if family == "office":
+        return f"entry through office {values['office_id']}"
+    return f"{family} = {_v(row, family, '?')}"
+
+
+def explain(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int = TOP_REASONS) -> list[list[str]]:
+    """The top `top` reasons raising each row's risk, strongest first (from SHAP values of the classifier)."""
+    if X.empty:
+        return []
+    shap = model.classifier.get_feature_importance(Pool(X[model.columns], cat_features=model.categorical),
+                                                   type="ShapValues")[:, :-1]
+    families = np.array([family_of(c) for c in model.columns])
+    rows = context.reset_index(drop=True).join(X.reset_index(drop=True), rsuffix="_feature")
+    out = []
+    for i in range(len(X)):
+        contributions = pd.Series(shap[i], index=model.columns)
+        by_family = contributions.groupby(families).sum().sort_values(ascending=False)
+        reasons = []
+        for family, total in by_family.items():
+            if total <= 0 or len(reasons) == top:
+                break
+            members = contributions[families == family]
+            reasons.append(sentence(family, members.idxmax(), rows.iloc[i]))
+        out.append(reasons)
+    return out

@@ -1,0 +1,163 @@
+"""The scorer: one piece of code for the batch flow and the API.
+
+Canonical declarations → features as of now (the warehouse snapshot) → customs-risk@champion → lanes → reasons.
+The champion is re-checked at most every `reload_seconds`; when the registry cannot be reached, the last good
+champion keeps serving and `registry_error` says why.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.build import ScoringContext, build_features, integrate
+from features.data.warehouse import Warehouse
+from serving.lanes import RED, YELLOW, LanePolicy, allocate, exploration_order, rule_hits
+from serving.reasons import explain
+from training.models import RiskModel
+
+OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons", "model_version"]
+
+
+class ModelSource:
+    """Where the champion comes from: the MLflow registry (tests may pass a fixed model instead)."""
+
+    def champion_version(self) -> str | None:
+        from features.settings import get_settings
+        from training import tracking
+
+        return tracking.alias_version(tracking.configure(get_settings()), tracking.CHAMPION)
+
+    def load(self, version: str) -> RiskModel:
+        from training import tracking
+
+        return tracking.load_version(version)
+
+
+@dataclass
+class Thresholds:
+    """Real-time lanes: the cut-offs the latest batch's capacity produced, applied one declaration at a time."""
+
+    red: float
+    yellow: float
+    exploration: int  # exploration draws at or below this value went red
+    batch_id: str = ""
+
+    @classmethod
+    def from_decisions(cls, decisions: pd.DataFrame, rank_by: str, seed: int) -> Thresholds | None:
+        if decisions.empty:
+            return None
+        rank = decisions[rank_by].fillna(decisions["risk_score"])
+        model_red = decisions["selected_by"].eq("model") & decisions["lane"].eq(RED)
+        yellow = decisions["lane"].eq(YELLOW)
+        explored = decisions["selected_by"].eq("exploration")
+        draws = exploration_order(decisions["declaration_id"], seed)
+        return cls(red=float(rank[model_red].min()) if model_red.any() else np.inf,
+                   yellow=float(rank[yellow].min()) if yellow.any() else np.inf,
+                   exploration=int(draws[explored.to_numpy()].max()) if explored.any() else -1,
+                   batch_id=str(decisions["batch_id"].iloc[0]))
+
+
+@dataclass
+class Scorer:
+    warehouse: Warehouse
+    policy: LanePolicy
+    source: ModelSource = field(default_factory=ModelSource)
+    reload_seconds: float = 30.0
+    model: RiskModel | None = None
+    version: str | None = None
+    registry_error: str | None = None
+    _checked_at: float = -np.inf
+    _context: ScoringContext | None = None
+    _context_key: tuple | None = None
+    _context_checked_at: float = -np.inf
+
+    def refresh_model(self, force: bool = False) -> None:
+        """Pick up a new champion without a restart, checking at most every `reload_seconds`."""
+        if not force and time.monotonic() - self._checked_at < self.reload_seconds:
+            return
+        self._checked_at = time.monotonic()
+        try:
+            version = self.source.champion_version()
+            if version is not None and version != self.version:
+                self.model, self.version = self.source.load(version), version
+            self.registry_error = None
+        except Exception as exc:  # keep serving the last good champion
+            self.registry_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None
+
+    def context(self) -> ScoringContext:
+        """The warehouse snapshot, rebuilt when the warehouse has changed (checked at most every reload_seconds)."""
+        if self._context is not None and time.monotonic() - self._context_checked_at < self.reload_seconds:
+            return self._context
+        self._context_checked_at = time.monotonic()
+        counts = self.warehouse.counts()
+        key = (counts["declarations"], counts["ingest_batches"])
+        if self._context is None or key != self._context_key:
+            tables = {t: self.warehouse.table(t) if counts[t] else pd.DataFrame() for t in ("declarations", "manifests", "traders")}
+            if tables["declarations"].empty:
+                tables["declarations"] = pd.DataFrame({c: pd.Series(dtype=t) for c, t in
+                                                       (("declaration_id", "str"), ("declaration_date", "datetime64[us]"),
+                                                        ("importer_id", "str"), ("hs_code", "str"),
+                                                        ("origin_country", "str"), ("declared_value", "float64"),
+                                                        ("inspected", "Int8"), ("fraud", "Int8"))})
+            self._context = ScoringContext.from_tables(tables["declarations"], tables["manifests"], tables["traders"])
+            self._context_key = key
+        return self._context
+
+    def _scores(self, declarations: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        if self.model is None:
+            raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
+        context = self.context()
+        frame = integrate(declarations.reset_index(drop=True), context=context)
+        features = build_features(frame, bands=self.model.price_bands, profiles=context.profiles)
+        X = features.X.reindex(columns=self.model.columns)
+        scores = self.model.predict(X)
+        frame["price_reference_log"] = features.price_reference_log.to_numpy()
+        return frame, X, scores
+
+    def score(self, declarations: pd.DataFrame, explain_lanes: tuple[str, ...] = (RED, YELLOW)) -> pd.DataFrame:
+        """Batch scoring: lanes allocated within the batch's capacity; reasons for the selected rows."""
+        frame, X, scores = self._scores(declarations)
+        lanes = allocate(pd.concat([frame, scores], axis=1), self.policy)
+        return self._output(frame, X, scores, lanes, explain_lanes)
+
+    def score_realtime(self, declarations: pd.DataFrame, thresholds: Thresholds | None) -> pd.DataFrame:
+        """One declaration (or a few) at a time: lanes from thresholds learned on the latest batch."""
+        frame, X, scores = self._scores(declarations)
+        rules = rule_hits(frame, self.policy.rules)
+        rank = scores[self.policy.rank_by].fillna(scores["risk_score"]).to_numpy()
+        draws = exploration_order(frame["declaration_id"], self.policy.seed)
+        t = thresholds or Thresholds(red=np.inf, yellow=np.inf, exploration=-1)
+        lane = np.select([rules.to_numpy() != "", rank >= t.red, draws <= t.exploration, rank >= t.yellow],
+                         [RED, RED, RED, YELLOW], default="green")
+        selected_by = np.select([rules.to_numpy() != "", rank >= t.red, draws <= t.exploration, rank >= t.yellow],
+                                ["rule", "model", "exploration", "model"], default="")
+        lanes = pd.DataFrame({"lane": lane, "selected_by": selected_by, "rule": rules.to_numpy()})
+        return self._output(frame, X, scores, lanes, (RED, YELLOW))
+
+    def _output(self, frame: pd.DataFrame, X: pd.DataFrame, scores: pd.DataFrame, lanes: pd.DataFrame,
+                explain_lanes: tuple[str, ...]) -> pd.DataFrame:
+        reasons = pd.Series("", index=frame.index, dtype="object")
+        chosen = lanes["lane"].isin(explain_lanes).to_numpy()
+        if chosen.any():
+            explained = explain(self.model, X[chosen], frame[chosen])
+            reasons[chosen] = ["; ".join(r) for r in explained]
+        ruled = (lanes["rule"] != "").to_numpy()
+        reasons[ruled] = lanes.loc[ruled, "rule"].to_numpy() + np.where(reasons[ruled] != "", "; ", "") + reasons[ruled]
+        explored = (lanes["selected_by"] == "exploration").to_numpy()
+        reasons[explored] = "random exploration draw; " + reasons[explored]
+        return pd.DataFrame({
+            "declaration_id": frame["declaration_id"].to_numpy(),
+            "risk_score": scores["risk_score"].to_numpy(),
+            "expected_revenue": scores["expected_revenue"].to_numpy(),
+            "lane": lanes["lane"].to_numpy(),
+            "selected_by": lanes["selected_by"].to_numpy(),
+            "reasons": reasons.to_numpy(),
+            "model_version": self.version,
+        })
