@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     gx_sample_rows: int = 200_000
     """Great Expectations runs on at most this many rows of a batch (a seeded sample); pandera checks all rows."""
     train_iterations: int = 600
+    lane_policy: Path | None = None  # YAML lane policy; default: serving.lanes.LanePolicy()
+    reload_seconds: float = 30.0  # how often the API checks for a new champion and a changed warehouse
     gate_metric: str = "precision_at_5pct"
     gate_margin: float = 0.01
     gate_guard_metric: str = "revenue_at_5pct"

@@ -156,6 +156,24 @@ def evaluate(
 
 
 @app.command()
+def score(
+    path: Annotated[Path, typer.Argument(help="Declarations to score (CSV or Parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Score output file (.csv or .parquet).")],
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping.")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="YAML lane policy (capacity, exploration, rules).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give every declaration a lane (red/yellow/green) with reasons, using customs-risk@champion."""
+    from flows.score import customs_score
+
+    result = customs_score(str(path), str(out), str(mapping) if mapping else None, str(policy) if policy else None)
+    text = (f"scored {result['read']:,} declarations with customs-risk v{result['model_version']} → {result['out']}\n"
+            + "lanes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result["lanes"].items()))
+            + f"\ninvalid rows (validation lane, quarantined): {result['invalid']:,}\nreport: {result['report']}")
+    _emit(result, as_json, text)
+
+
+@app.command()
 def promote(
     rollback: Annotated[bool, typer.Option("--rollback", help="Restore the previous champion.")] = False,
     as_json: JsonOption = False,

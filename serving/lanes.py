@@ -16,7 +16,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.data.errors import DataError
+from features.data.errors import DataError, field_errors
 
 RED, YELLOW, GREEN = "red", "yellow", "green"
 
@@ -54,8 +54,8 @@ def load_policy(path: Path | None) -> LanePolicy:
         return LanePolicy.model_validate(yaml.safe_load(Path(path).read_text()) or {})
     except FileNotFoundError as exc:
         raise DataError(f"lane policy {path}: no such file") from exc
-    except Exception as exc:
-        raise DataError(f"lane policy {path}: {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:  # YAML or validation errors
+        raise DataError(f"lane policy {path}: {field_errors(exc)}") from exc
 
 
 def rule_hits(frame: pd.DataFrame, rules: Rules) -> pd.Series:

@@ -22,8 +22,10 @@ FAMILIES = {
               "departure_country", "carrier", "transport_mode"],
     "registry": ["company_age_days", "credit_rating", "credit_rating_rank", "aeo_certified", "prior_violations", "sector"],
     "value": ["log_declared_value", "log_net_mass_kg", "log_quantity", "tax_rate"],
-    "importer_id": ["importer_id"], "declarant_id": ["declarant_id"], "exporter_id": ["exporter_id"],
-    "goods": ["hs_code", "hs_chapter"], "origin": ["origin_country"], "office": ["office_id"],
+    # An id's own CatBoost statistics and its time-aware profile tell the same story: one family.
+    "entity:importer": ["importer_id"], "entity:declarant": ["declarant_id"], "entity:exporter": ["exporter_id"],
+    "entity:hs_subheading": ["hs_code"], "entity:hs_chapter": ["hs_chapter"], "entity:origin": ["origin_country"],
+    "office": ["office_id"],
 }
 ENTITY_LABELS = {
     "importer": "importer {importer_id}", "declarant": "declarant {declarant_id}", "exporter": "exporter {exporter_id}",
@@ -93,12 +95,6 @@ def sentence(family: str, strongest: str, row: pd.Series) -> str:
         if strongest.endswith("revenue_rate"):
             return f"{who}'s controls recovered {_v(row, strongest, 0):,.0f} on average"
         return f"{who}'s hit rate {_v(row, f'{entity}_hit_rate', 0):.0%} over {int(_v(row, f'{entity}_inspections', 0))} controls"
-    if family in ("importer_id", "declarant_id", "exporter_id"):
-        return f"{family.removesuffix('_id')} {values[family]}'s past record"
-    if family == "goods":
-        return f"HS {values['hs_dotted']} goods"
-    if family == "origin":
-        return f"origin {values['origin_country']}"
     if family == "office":
         return f"entry through office {values['office_id']}"
     return f"{family} = {_v(row, family, '?')}"
@@ -111,7 +107,8 @@ def explain(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int =
     shap = model.classifier.get_feature_importance(Pool(X[model.columns], cat_features=model.categorical),
                                                    type="ShapValues")[:, :-1]
     families = np.array([family_of(c) for c in model.columns])
-    rows = context.reset_index(drop=True).join(X.reset_index(drop=True), rsuffix="_feature")
+    context = context.reset_index(drop=True)
+    rows = pd.concat([context, X.reset_index(drop=True).drop(columns=list(context.columns), errors="ignore")], axis=1)
     out = []
     for i in range(len(X)):
         contributions = pd.Series(shap[i], index=model.columns)

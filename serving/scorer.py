@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.build import ScoringContext, build_features, integrate
+from features.build import ScoringContext, build_features, integrate, price_bands
 from features.data.warehouse import Warehouse
 from serving.lanes import RED, YELLOW, LanePolicy, allocate, exploration_order, rule_hits
 from serving.reasons import explain
@@ -115,7 +115,8 @@ class Scorer:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         context = self.context()
         frame = integrate(declarations.reset_index(drop=True), context=context)
-        features = build_features(frame, bands=self.model.price_bands, profiles=context.profiles)
+        bands = self.model.price_bands if self.model.price_bands is not None else price_bands(context.history)
+        features = build_features(frame, bands=bands, profiles=context.profiles)
         X = features.X.reindex(columns=self.model.columns)
         scores = self.model.predict(X)
         frame["price_reference_log"] = features.price_reference_log.to_numpy()

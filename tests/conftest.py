@@ -20,13 +20,24 @@ os.environ.pop("MLFLOW_TRACKING_URI", None)
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from features.build import integrate  # noqa: E402
 from features.data.simulator import World, simulate  # noqa: E402
+from training.models import FitConfig  # noqa: E402
+from training.pipeline import TrainingResult, train_and_evaluate  # noqa: E402
+
+FAST = FitConfig(iterations=80, learning_rate=0.15, depth=4, threads=2)
 
 
 @pytest.fixture(scope="session")
 def world() -> World:
     """A small simulated administration, shared read-only by tests."""
     return simulate(20_000, seed=3)
+
+
+@pytest.fixture(scope="session")
+def trained(world) -> TrainingResult:
+    """A model trained (quickly) on the small world, shared read-only."""
+    return train_and_evaluate(integrate(world.declarations, world.manifests, world.traders), FAST)
 
 
 @pytest.fixture

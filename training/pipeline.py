@@ -76,6 +76,7 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     bands = price_bands(frame[frame["declaration_date"] < split.valid_start])
     features = build_features(frame, history=history, bands=bands)
     model = fit_risk_model(features, split, config)
+    model.price_bands = bands
     baseline_features = raw_features(frame)
     baseline = fit_risk_model(baseline_features, split, config, monotone=False)
     return TrainingResult(

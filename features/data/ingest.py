@@ -65,6 +65,17 @@ def reject(frame: pd.DataFrame, reason: str, message: str | list[str]) -> pd.Dat
     })
 
 
+def quarantine_rows(raw: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
+    """Quarantine records for rejected rows (index = position in `raw`): reason, message, the raw row as JSON."""
+    return pd.DataFrame({
+        "row_number": rejected.index.to_numpy() + 1,
+        "reason": rejected["reason"].to_numpy(),
+        "message": rejected["message"].to_numpy(),
+        "raw": _json_lines(raw.iloc[rejected.index]),
+        "row_hash": row_hashes(raw.iloc[rejected.index].astype("str")) if len(rejected) else np.array([], dtype="int64"),
+    })
+
+
 def prepare_batch(path: Path, kind: str | None = None, mapping: ColumnMapping | None = None) -> PreparedBatch:
     """Read and validate one file; every row read ends up valid, rejected or counted as an in-file duplicate."""
     mapping = mapping or ColumnMapping()
@@ -74,14 +85,7 @@ def prepare_batch(path: Path, kind: str | None = None, mapping: ColumnMapping | 
     mapped = apply_mapping(raw, mapping, resolved)
     checked = check_rows(mapped.frame, resolved, mapping)
 
-    raw_hash = row_hashes(raw.astype("str"))
-    rejected = pd.DataFrame({
-        "row_number": checked.rejected.index.to_numpy() + 1,
-        "reason": checked.rejected["reason"].to_numpy(),
-        "message": checked.rejected["message"].to_numpy(),
-        "raw": _json_lines(raw.iloc[checked.rejected.index]),
-        "row_hash": raw_hash[checked.rejected.index],
-    })
+    rejected = quarantine_rows(raw, checked.rejected)
     valid = checked.valid.copy()
     valid["row_number"] = valid.index.to_numpy() + 1
     valid["row_hash"] = row_hashes(checked.valid)

@@ -12,7 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from features.data.contract import KINDS, LABEL_FIELDS, Kind, field_types, required_fields
-from features.data.errors import DataError
+from features.data.errors import DataError, field_errors
 
 EXTRA_CATEGORICAL_PREFIX = "xcat_"
 EXTRA_NUMERIC_PREFIX = "xnum_"
@@ -55,8 +55,7 @@ def load_mapping(path: Path | None) -> ColumnMapping:
     try:
         return ColumnMapping.model_validate(content)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise DataError(f"mapping {path}: {problems}") from exc
+        raise DataError(f"mapping {path}: {field_errors(exc)}") from exc
 
 
 def slug(name: str) -> str:

@@ -25,12 +25,19 @@ from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 DUCK_TYPES = {"text": "VARCHAR", "date": "DATE", "number": "DOUBLE", "integer": "BIGINT", "flag": "TINYINT"}
 STORED_KINDS = ("declarations", "manifests", "traders")
 OUTCOME_FIELDS = ("inspected", "fraud", "revenue", "critical", "control_date")
+TABLES = (*STORED_KINDS, "quarantine", "ingest_batches", "decisions")
 
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS quarantine (
     batch_id VARCHAR NOT NULL, kind VARCHAR NOT NULL, source VARCHAR NOT NULL, row_number BIGINT,
     reason VARCHAR NOT NULL, message VARCHAR NOT NULL, raw VARCHAR, row_hash BIGINT,
     quarantined_at TIMESTAMP NOT NULL)
+"""
+DECISIONS_DDL = """
+CREATE TABLE IF NOT EXISTS decisions (
+    batch_id VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL, position BIGINT NOT NULL,
+    declaration_id VARCHAR, risk_score DOUBLE, expected_revenue DOUBLE, lane VARCHAR NOT NULL,
+    selected_by VARCHAR, reasons VARCHAR, model_version VARCHAR, policy_hash VARCHAR NOT NULL, source VARCHAR)
 """
 BATCHES_DDL = """
 CREATE TABLE IF NOT EXISTS ingest_batches (
@@ -107,6 +114,7 @@ class Warehouse:
                     con.execute(_table_ddl(kind))
                 con.execute(QUARANTINE_DDL)
                 con.execute(BATCHES_DDL)
+                con.execute(DECISIONS_DDL)
             yield con
         finally:
             con.close()
@@ -114,13 +122,10 @@ class Warehouse:
     def counts(self) -> dict[str, int]:
         """Row count of every table (0 for a warehouse not created yet)."""
         if not self.path.exists():
-            return {t: 0 for t in (*STORED_KINDS, "quarantine", "ingest_batches")}
+            return {t: 0 for t in TABLES}
         with self.connect(read_only=True) as con:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-            return {
-                t: (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if t in tables else 0)
-                for t in (*STORED_KINDS, "quarantine", "ingest_batches")
-            }
+            return {t: (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if t in tables else 0) for t in TABLES}
 
     def table(self, name: str) -> pd.DataFrame:
         """A whole canonical table (declarations, manifests or traders), without bookkeeping columns."""
@@ -208,6 +213,26 @@ class Warehouse:
             unknown_columns=batch.unknown_columns,
             reasons=quarantine["reason"].str.split(";").explode().value_counts().to_dict() if quarantined else {},
         )
+
+    def append_decisions(self, decisions: pd.DataFrame, rejected: pd.DataFrame, batch_id: str, source: str,
+                         decided_at: datetime) -> int:
+        """Append a scoring batch's decisions (never update or delete) and quarantine its invalid rows, atomically.
+
+        Returns the number of rows newly quarantined."""
+        batch = PreparedBatch(kind="declarations", source=source, source_sha256="", read=len(decisions),
+                              valid=pd.DataFrame(), rejected=rejected, duplicates=0)
+        with self.connect() as con:
+            con.begin()
+            try:
+                con.register("new_decisions", decisions.assign(batch_id=batch_id, decided_at=decided_at, source=source))
+                con.execute("INSERT INTO decisions BY NAME SELECT * FROM new_decisions")
+                con.unregister("new_decisions")
+                quarantined, _ = self._quarantine(con, batch, rejected, batch_id, decided_at)
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+        return quarantined
 
     def _add_extra_columns(self, con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame) -> None:
         for column in frame.columns:

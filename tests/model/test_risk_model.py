@@ -6,15 +6,9 @@ import pandas as pd
 import pytest
 
 from features.build import build_features, integrate
-from training.models import FitConfig, behaviour_checks
+from tests.conftest import FAST
+from training.models import behaviour_checks
 from training.pipeline import labelled_rows, train_and_evaluate
-
-FAST = FitConfig(iterations=80, learning_rate=0.15, depth=4, threads=2)
-
-
-@pytest.fixture(scope="session")
-def trained(world):
-    return train_and_evaluate(integrate(world.declarations, world.manifests, world.traders), FAST)
 
 
 def test_training_uses_controlled_rows_only_and_a_time_split(trained):

@@ -1,0 +1,62 @@
+"""customs-score: a landing file → lanes, reasons and an append-only decision log, with a batch report."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+
+from features.data.mapping import load_mapping
+from features.data.warehouse import Warehouse
+from features.settings import get_settings
+from flows.runtime import progress
+from serving.batch import ScoredBatch, batch_report, score_file, write_output
+from serving.lanes import load_policy
+from serving.scorer import Scorer
+
+
+def make_scorer(policy_path: str | None = None) -> Scorer:
+    settings = get_settings()
+    scorer = Scorer(Warehouse(settings.warehouse_path), load_policy(Path(policy_path) if policy_path else settings.lane_policy))
+    scorer.refresh_model(force=True)
+    if not scorer.ready:
+        raise RuntimeError(scorer.registry_error or "no customs-risk@champion: train and promote a model first ('aduana train')")
+    return scorer
+
+
+@task(name="score_declarations", cache_policy=NO_CACHE)
+def score_declarations(path: str, mapping: str | None, policy: str | None) -> tuple[ScoredBatch, Scorer]:
+    scorer = make_scorer(policy)
+    scored = score_file(Path(path), scorer, load_mapping(Path(mapping) if mapping else None))
+    progress(f"scored {scored.read:,} declarations with customs-risk v{scorer.version}")
+    return scored, scorer
+
+
+@task(name="record_decisions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def record_decisions(scored: ScoredBatch, scorer: Scorer, source: str, out: str) -> dict:
+    settings = get_settings()
+    decided_at = datetime.now(UTC).replace(tzinfo=None)
+    batch_id = f"score-{decided_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    write_output(scored.output, Path(out))
+    decisions = scored.output.assign(position=range(len(scored.output)), policy_hash=scorer.policy.digest())
+    quarantined = Warehouse(settings.warehouse_path).append_decisions(decisions, scored.rejected, batch_id, source, decided_at)
+    report = batch_report(scored.output, batch_id, scorer.version, scorer.policy.digest())
+    settings.reports_dir.mkdir(parents=True, exist_ok=True)
+    report_path = settings.reports_dir / f"{batch_id}.md"
+    report_path.write_text(report)
+    create_markdown_artifact(key="customs-score-report", markdown=report, description=f"Scoring batch {batch_id}")
+    lanes = scored.output["lane"].value_counts().to_dict()
+    return {"batch_id": batch_id, "read": scored.read, "scored": int(scored.output["risk_score"].notna().sum()),
+            "quarantined": quarantined, "invalid": len(scored.rejected), "lanes": lanes,
+            "selected_by": scored.output["selected_by"].value_counts().to_dict(), "model_version": scorer.version,
+            "policy_hash": scorer.policy.digest(), "out": out, "report": str(report_path)}
+
+
+@flow(name="customs-score")
+def customs_score(path: str, out: str, mapping: str | None = None, policy: str | None = None) -> dict:
+    """Score a file of declarations with the champion; every decision is appended to the warehouse."""
+    scored, scorer = score_declarations(path, mapping, policy)
+    return record_decisions(scored, scorer, str(Path(path).resolve()), out)

@@ -1,0 +1,70 @@
+"""Batch scoring of a landing file: every input row gets an output row, in input order; invalid rows get the
+policy's validation lane with their validation messages as reasons, and are quarantined."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.data.ingest import quarantine_rows
+from features.data.mapping import ColumnMapping, apply_mapping
+from features.data.reader import read_raw
+from features.data.validation import check_rows
+from serving.scorer import OUTPUT_COLUMNS, Scorer
+
+
+@dataclass
+class ScoredBatch:
+    output: pd.DataFrame  # the score output contract, one row per input row, in input order
+    rejected: pd.DataFrame  # quarantine records of the invalid rows
+    read: int
+
+
+def score_file(path: Path, scorer: Scorer, mapping: ColumnMapping | None = None) -> ScoredBatch:
+    mapping = mapping or ColumnMapping()
+    raw = read_raw(Path(path), delimiter=mapping.delimiter, encoding=mapping.encoding)
+    mapped = apply_mapping(raw, mapping, "declarations")
+    checked = check_rows(mapped.frame, "declarations", mapping)
+    parts = []
+    if len(checked.valid):
+        scored = scorer.score(checked.valid)
+        parts.append(scored.set_index(checked.valid.index))
+    if len(checked.rejected):
+        ids = mapped.frame["declaration_id"].reindex(checked.rejected.index).astype("str")
+        parts.append(pd.DataFrame({
+            "declaration_id": ids.to_numpy(), "risk_score": np.nan, "expected_revenue": np.nan,
+            "lane": scorer.policy.validation_lane, "selected_by": "validation",
+            "reasons": checked.rejected["message"].to_numpy(), "model_version": scorer.version,
+        }, index=checked.rejected.index))
+    output = pd.concat(parts).sort_index()[OUTPUT_COLUMNS].reset_index(drop=True)
+    return ScoredBatch(output=output, rejected=quarantine_rows(raw, checked.rejected), read=len(raw))
+
+
+def write_output(output: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    if path.suffix.lower() in (".parquet", ".pq"):
+        output.to_parquet(tmp, index=False)
+    else:
+        output.to_csv(tmp, index=False)
+    tmp.replace(path)  # readers never see a half-written file
+
+
+def batch_report(output: pd.DataFrame, batch_id: str, model_version: str | None, policy_hash: str, top: int = 10) -> str:
+    """Markdown: lane counts, the top-risk declarations with their reasons, the score distribution."""
+    counts = output.groupby(["lane", "selected_by"], dropna=False).size().rename("rows").reset_index()
+    lines = [f"# Scoring batch {batch_id}", "",
+             f"Model `customs-risk` v{model_version}, lane policy `{policy_hash}`, {len(output):,} declarations.", "",
+             "## Lanes", "", "| lane | selected by | rows |", "|---|---|---:|"]
+    lines += [f"| {r.lane} | {r.selected_by or '—'} | {r.rows:,} |" for r in counts.itertuples()]
+    lines += ["", f"## Top {top} by risk", "", "| declaration | risk | expected revenue | lane | reasons |", "|---|---:|---:|---|---|"]
+    for r in output.dropna(subset=["risk_score"]).nlargest(top, "risk_score").itertuples():
+        revenue = "" if pd.isna(r.expected_revenue) else f"{r.expected_revenue:,.0f}"
+        lines.append(f"| {r.declaration_id} | {r.risk_score:.3f} | {revenue} | {r.lane} | {r.reasons} |")
+    edges = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0001]
+    histogram = pd.cut(output["risk_score"].dropna(), edges, right=False).value_counts(sort=False)
+    lines += ["", "## Score distribution", "", "| risk score | rows |", "|---|---:|"]
+    lines += [f"| {i.left:.2f}–{min(i.right, 1):.2f} | {n:,} |" for i, n in histogram.items()]
+    return "\n".join(lines)

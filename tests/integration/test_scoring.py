@@ -1,0 +1,135 @@
+"""The scorer on a real warehouse: batch output contract, decisions log, reasons, real-time agreement, hot reload."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.data.ingest import prepare_batch
+from features.data.warehouse import Warehouse
+from features.settings import get_settings
+from flows.score import record_decisions
+from serving.batch import score_file
+from serving.lanes import LanePolicy
+from serving.scorer import Scorer, Thresholds
+from tests.conftest import write_csv
+
+pytestmark = pytest.mark.integration
+
+
+class FixedSource:
+    """A model source injected for tests: a given model under a given version, or a broken registry."""
+
+    def __init__(self, models: dict[str, object], champion: str):
+        self.models, self.champion, self.broken = models, champion, False
+
+    def champion_version(self) -> str:
+        if self.broken:
+            raise ConnectionError("registry unreachable")
+        return self.champion
+
+    def load(self, version: str):
+        return self.models[version]
+
+
+@pytest.fixture
+def scorer(home, world, trained, tmp_path) -> Scorer:
+    warehouse = Warehouse(get_settings().warehouse_path)
+    for kind in ("traders", "manifests"):
+        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
+    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(17_000))))
+    s = Scorer(warehouse, LanePolicy(red_share=0.05, exploration_share=0.2, yellow_share=0.1),
+               source=FixedSource({"7": trained.model}, "7"), reload_seconds=0)
+    s.refresh_model(force=True)
+    return s
+
+
+@pytest.fixture
+def incoming(world, tmp_path):
+    """The last 3,000 declarations, not yet in the warehouse, with one invalid row."""
+    rows = world.declarations.tail(3000).reset_index(drop=True).astype({"declared_value": object})
+    rows.loc[10, "declared_value"] = "twelve"
+    return write_csv(tmp_path / "incoming.csv", rows)
+
+
+def test_every_input_row_gets_an_output_row_in_order(scorer, incoming):
+    scored = score_file(incoming, scorer)
+    out = scored.output
+    assert list(out.columns) == ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons",
+                                 "model_version"]
+    assert out["declaration_id"].tolist() == pd.read_csv(incoming)["declaration_id"].tolist()
+    bad = out.iloc[10]
+    assert (bad["lane"], bad["selected_by"]) == ("yellow", "validation") and "declared_value" in bad["reasons"]
+    assert len(scored.rejected) == 1 and scored.rejected["reason"].item() == "invalid_type"
+    assert (out["model_version"] == "7").all()
+    valid = out.drop(index=10)
+    assert (valid["lane"] == "red").sum() == 150
+    assert (valid["selected_by"] == "exploration").sum() == 30
+    assert (valid.loc[valid["lane"] != "green", "reasons"].str.len() > 0).all()
+    assert valid.loc[valid["selected_by"] == "exploration", "reasons"].str.startswith("random exploration").all()
+
+
+def test_decisions_are_appended_never_rewritten(prefect_api, scorer, incoming, tmp_path):
+    warehouse = scorer.warehouse
+    first = record_decisions.fn(score_file(incoming, scorer), scorer, str(incoming), str(tmp_path / "a.csv"))
+    log = warehouse.read("SELECT * FROM decisions ORDER BY batch_id, position")
+    assert len(log) == 3000 and (log["policy_hash"] == scorer.policy.digest()).all()
+    assert first["quarantined"] == 1
+    second = record_decisions.fn(score_file(incoming, scorer), scorer, str(incoming), str(tmp_path / "b.csv"))
+    assert second["quarantined"] == 0  # the same bad row is already in quarantine
+    both = warehouse.read("SELECT * FROM decisions ORDER BY batch_id, position")
+    assert len(both) == 6000
+    before = both[both["batch_id"] == first["batch_id"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(before, log.reset_index(drop=True))
+    again = both[both["batch_id"] == second["batch_id"]].reset_index(drop=True)
+    assert again["lane"].tolist() == before["lane"].tolist()  # a re-score gives the same lanes
+    assert pd.read_csv(tmp_path / "a.csv")["lane"].tolist() == before["lane"].tolist()
+    assert (get_settings().reports_dir / f"{first['batch_id']}.md").exists()
+
+
+def test_reasons_name_what_drives_the_score(scorer, world):
+    base = world.declarations.tail(40).reset_index(drop=True)
+    cheap = base.assign(declared_value=base["declared_value"] * 0.05,
+                        declaration_id=base["declaration_id"] + "-cheap")
+    out = scorer.score(cheap, explain_lanes=("red", "yellow", "green"))
+    price_reasons = out["reasons"].str.split("; ").str[0].str.contains("unit price .* below the HS", regex=True)
+    assert price_reasons.mean() > 0.5
+    assert out["risk_score"].mean() > scorer.score(base)["risk_score"].mean()
+
+
+def test_realtime_lanes_agree_with_the_batch(scorer, world):
+    """Declarations already ingested (their bills of lading complete in the warehouse), scored both ways."""
+    batch = world.declarations.iloc[16_400:17_000].reset_index(drop=True)
+    out = scorer.score(batch)
+    thresholds = Thresholds.from_decisions(out.assign(batch_id="b1"), "risk_score", scorer.policy.seed)
+    picks = list(out.index[out["lane"] == "red"][:5]) + list(out.index[out["lane"] == "yellow"][:5]) + \
+        list(out.index[out["lane"] == "green"][:5])
+    realtime = pd.concat([scorer.score_realtime(batch.iloc[[i]], thresholds) for i in picks], ignore_index=True)
+    expected = out.loc[picks].reset_index(drop=True)
+    assert realtime["lane"].tolist() == expected["lane"].tolist()
+    assert realtime["selected_by"].tolist() == expected["selected_by"].tolist()
+    np.testing.assert_allclose(realtime["risk_score"], expected["risk_score"], rtol=1e-9)
+
+
+def test_a_new_champion_is_picked_up_and_a_broken_registry_keeps_the_last_one(scorer, trained, world):
+    rows = world.declarations.tail(20)
+    assert scorer.score(rows)["model_version"].eq("7").all()
+    scorer.source.models["8"] = trained.model
+    scorer.source.champion = "8"
+    scorer.refresh_model()
+    assert scorer.version == "8"
+    scorer.source.broken = True
+    scorer.refresh_model()
+    assert scorer.version == "8" and scorer.ready
+    assert "registry unreachable" in scorer.registry_error
+    scorer.source.broken = False
+    scorer.refresh_model()
+    assert scorer.registry_error is None
+
+
+def test_without_a_champion_scoring_says_so(home):
+    s = Scorer(Warehouse(get_settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
+    s.refresh_model(force=True)
+    assert not s.ready
+    with pytest.raises(RuntimeError, match="no champion"):
+        s.score(pd.DataFrame({"declaration_id": ["x"]}))

@@ -1,0 +1,113 @@
+"""Lane allocation: capacity and exploration respected exactly, rules first, the same lanes on a re-score."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.lanes import LanePolicy, Rules, allocate, load_policy
+
+
+def _batch(n: int = 1000, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({
+        "declaration_id": [f"D{i:05d}" for i in range(n)],
+        "risk_score": rng.random(n),
+        "expected_revenue": rng.random(n) * 1000,
+        "importer_id": [f"I{i % 50}" for i in range(n)],
+        "hs_code": ["870323"] * (n - 3) + ["930190", "300490", "870323"],
+        "origin_country": ["JP"] * (n - 1) + ["KP"],
+        "office_id": np.where(np.arange(n) % 2 == 0, "CO-CTG", "CO-BOG"),
+        "declaration_date": pd.Timestamp("2024-05-01") + pd.to_timedelta(np.arange(n) % 3, unit="D"),
+    })
+
+
+POLICY = LanePolicy(red_share=0.05, exploration_share=0.2, yellow_share=0.1, seed=7)
+
+
+def test_capacity_exploration_and_yellow_are_exact():
+    lanes = allocate(_batch(), POLICY)
+    assert (lanes["selected_by"] == "rule").sum() == 0
+    red = lanes["lane"] == "red"
+    assert red.sum() == 50
+    assert ((lanes["selected_by"] == "exploration") & red).sum() == 10
+    assert ((lanes["selected_by"] == "model") & red).sum() == 40
+    assert (lanes["lane"] == "yellow").sum() == 100
+
+
+def test_model_selections_are_the_highest_ranked():
+    batch = _batch()
+    lanes = allocate(batch, POLICY)
+    model_red = batch["risk_score"][(lanes["selected_by"] == "model") & (lanes["lane"] == "red")]
+    others = batch["risk_score"][lanes["selected_by"] != "model"]
+    assert model_red.min() > others[lanes["lane"] != "red"].max()
+    yellow = batch["risk_score"][lanes["lane"] == "yellow"]
+    assert yellow.min() >= batch["risk_score"][lanes["lane"] == "green"].max()
+
+
+def test_ranking_by_expected_revenue():
+    batch = _batch()
+    lanes = allocate(batch, POLICY.model_copy(update={"rank_by": "expected_revenue"}))
+    model_red = batch["expected_revenue"][(lanes["selected_by"] == "model") & (lanes["lane"] == "red")]
+    assert len(model_red) == 40 and model_red.min() >= batch["expected_revenue"].nlargest(40).min()
+
+
+def test_rule_hits_always_go_red_outside_capacity():
+    policy = POLICY.model_copy(update={"rules": Rules(watchlist_importers=["I3"], prohibited_hs_prefixes=["9301"],
+                                                      licensed_hs_prefixes=["3004"], embargoed_origins=["KP"])})
+    batch = _batch()
+    lanes = allocate(batch, policy)
+    ruled = lanes["selected_by"] == "rule"
+    expected = batch["importer_id"].eq("I3") | batch["hs_code"].isin(["930190", "300490"]) | batch["origin_country"].eq("KP")
+    assert ruled.equals(expected)
+    assert (lanes.loc[ruled, "lane"] == "red").all()
+    assert ((lanes["lane"] == "red") & ~ruled).sum() == 50  # capacity untouched by rule hits
+    assert lanes.loc[batch["origin_country"] == "KP", "rule"].item() == "origin KP is under embargo"
+
+
+def test_a_rescore_gives_the_same_lanes_whatever_the_row_order():
+    batch = _batch()
+    first = allocate(batch, POLICY).set_index(batch["declaration_id"])
+    shuffled = batch.sample(frac=1, random_state=3)
+    second = allocate(shuffled, POLICY).set_index(shuffled["declaration_id"])
+    pd.testing.assert_frame_equal(first.sort_index(), second.sort_index())
+
+
+def test_another_seed_draws_other_explorations():
+    batch = _batch()
+    a = allocate(batch, POLICY)["selected_by"] == "exploration"
+    b = allocate(batch, POLICY.model_copy(update={"seed": 8}))["selected_by"] == "exploration"
+    assert a.sum() == b.sum() and not a.equals(b)
+
+
+def test_capacity_per_office_per_day():
+    batch = _batch(600)
+    policy = POLICY.model_copy(update={"red_per_office_day": 7, "exploration_share": 2 / 7})
+    lanes = allocate(batch, policy)
+    red = batch[lanes["lane"] == "red"]
+    per_group = red.groupby(["office_id", "declaration_date"]).size()
+    assert len(per_group) == 6 and (per_group == 7).all()
+    explored = batch[lanes["selected_by"] == "exploration"].groupby(["office_id", "declaration_date"]).size()
+    assert (explored == 2).all()
+
+
+@pytest.mark.parametrize("n", [3, 7, 19, 101])
+def test_small_batches_round_capacity_up(n):
+    lanes = allocate(_batch(n).assign(origin_country="JP"), POLICY)
+    assert (lanes["lane"] == "red").sum() == math.ceil(0.05 * n)
+
+
+def test_the_policy_hash_changes_with_the_policy():
+    assert POLICY.digest() != POLICY.model_copy(update={"red_share": 0.06}).digest()
+    assert POLICY.digest() == LanePolicy(red_share=0.05, exploration_share=0.2, yellow_share=0.1, seed=7).digest()
+
+
+def test_a_bad_policy_file_is_explained(tmp_path):
+    path = tmp_path / "policy.yaml"
+    path.write_text("red_share: 2\n")
+    from features.data.errors import DataError
+
+    with pytest.raises(DataError, match="red_share"):
+        load_policy(path)
