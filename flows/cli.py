@@ -174,6 +174,30 @@ def score(
 
 
 @app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    policy: Annotated[Path | None, typer.Option("--policy", help="YAML lane policy.")] = None,
+    max_items: Annotated[int, typer.Option("--max-items", min=1, help="Declarations per request.")] = 100,
+) -> None:
+    """Serve POST /v1/score, /healthz, /readyz and the OpenAPI docs (/docs) with uvicorn."""
+    import uvicorn
+
+    from features.data.warehouse import Warehouse
+    from serving.api import create_app
+    from serving.lanes import load_policy
+    from serving.scorer import Scorer
+
+    settings = get_settings()
+    scorer = Scorer(Warehouse(settings.warehouse_path), load_policy(policy or settings.lane_policy),
+                    reload_seconds=settings.reload_seconds)
+    app_ = create_app(scorer, max_items=max_items)
+    app_.state.service.refresh()
+    runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} (docs: /docs)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
 def promote(
     rollback: Annotated[bool, typer.Option("--rollback", help="Restore the previous champion.")] = False,
     as_json: JsonOption = False,

@@ -30,6 +30,7 @@ PANDERA_CHECKS = {"not_nullable": "missing_required"}
 class RowCheck:
     valid: pd.DataFrame  # typed canonical rows, index = position in the file
     rejected: pd.DataFrame  # index = position in the file; columns: reason, message
+    failures: pd.DataFrame | None = None  # one row per (row, column) problem: row, column, code, value, message
 
 
 def _as_text(s: pd.Series) -> pd.Series:
@@ -139,7 +140,7 @@ def check_rows(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> RowCh
     typed, parse_failures = parse(frame, kind, mapping)
     failures = pd.concat([parse_failures, _pandera_failures(typed, kind)], ignore_index=True)
     if failures.empty:
-        return RowCheck(valid=typed, rejected=pd.DataFrame({"reason": [], "message": []}, dtype="str"))
+        return RowCheck(valid=typed, rejected=pd.DataFrame({"reason": [], "message": []}, dtype="str"), failures=failures)
     # The pandera check on a value the parser already rejected only repeats it.
     failures = failures.drop_duplicates(subset=["row", "column"], keep="first")
     failures["message"] = (
@@ -151,7 +152,7 @@ def check_rows(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> RowCh
         "message": grouped["message"].agg("; ".join),
     })
     bad_rows = np.isin(typed.index, rejected.index)
-    return RowCheck(valid=typed[~bad_rows], rejected=rejected)
+    return RowCheck(valid=typed[~bad_rows], rejected=rejected, failures=failures)
 
 
 def _quote(value: object) -> str:

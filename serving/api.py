@@ -1,0 +1,193 @@
+"""The real-time scoring API: the batch scorer, one declaration (or a short list) per request.
+
+In real time there is no batch to rank within, so the capacity is applied through thresholds: the risk
+cut-offs and the exploration draw cut-off of the latest scoring batch made with the same model (or, before
+any batch, of the most recent declarations in the warehouse scored as one batch). A declaration from that
+batch gets the same lane both ways.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from typing import Annotated
+
+import numpy as np
+import pandas as pd
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.data.mapping import ColumnMapping
+from features.data.validation import check_rows
+from serving.scorer import Scorer, Thresholds
+
+MAX_BODY_BYTES = 1_000_000
+THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
+
+Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class Declaration(BaseModel):
+    """One goods item in canonical fields."""
+
+    model_config = ConfigDict(extra="forbid")
+    declaration_id: str = Field(min_length=1, max_length=100)
+    declaration_date: dt.date
+    importer_id: str = Field(min_length=1, max_length=100)
+    hs_code: str = Field(pattern=r"^\d{6}(\d{2}){0,2}$", examples=["870323"])
+    origin_country: str = Field(pattern=r"^[A-Z]{2}$", examples=["JP"])
+    declared_value: Amount
+    declarant_id: str | None = Field(None, max_length=100)
+    exporter_id: str | None = Field(None, max_length=100)
+    office_id: str | None = Field(None, max_length=100)
+    transport_mode: str | None = Field(None, max_length=50)
+    departure_country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    net_mass_kg: Amount | None = None
+    quantity: Amount | None = None
+    tax_rate: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)] | None = None
+    duty_paid: Amount | None = None
+    bill_of_lading: str | None = Field(None, max_length=100)
+
+
+class ScoreOut(BaseModel):
+    declaration_id: str
+    risk_score: float
+    expected_revenue: float | None
+    lane: str
+    selected_by: str
+    reasons: str
+    model_version: str | None
+
+
+class ServiceState:
+    """The scorer and its real-time thresholds, refreshed together."""
+
+    def __init__(self, scorer: Scorer):
+        self.scorer = scorer
+        self.thresholds: Thresholds | None = None
+        self._thresholds_for: tuple | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        with self._lock:
+            self.scorer.refresh_model()
+            if not self.scorer.ready:
+                return
+            key = (self.scorer.version, self.scorer.warehouse.counts()["decisions"])
+            if key != self._thresholds_for:
+                self.thresholds = self._learn_thresholds()
+                self._thresholds_for = key
+
+    def _learn_thresholds(self) -> Thresholds | None:
+        policy, warehouse = self.scorer.policy, self.scorer.warehouse
+        latest = warehouse.read(
+            "SELECT * FROM decisions WHERE batch_id = (SELECT batch_id FROM decisions WHERE model_version = ? "
+            "ORDER BY decided_at DESC LIMIT 1) AND risk_score IS NOT NULL", [self.scorer.version])
+        if latest.empty:
+            recent = warehouse.read(f"SELECT declaration_id, declaration_date, importer_id, hs_code, origin_country, "
+                                    f"declared_value, declarant_id, exporter_id, office_id, transport_mode, "
+                                    f"departure_country, net_mass_kg, quantity, tax_rate, duty_paid, bill_of_lading "
+                                    f"FROM declarations ORDER BY declaration_date DESC LIMIT {THRESHOLD_WINDOW}")
+            if recent.empty:
+                return None
+            latest = self.scorer.score(recent, explain_lanes=()).assign(batch_id="recent-declarations")
+        return Thresholds.from_decisions(latest, policy.rank_by, policy.seed)
+
+
+class BodyLimit:
+    """Answer 413 to bodies over the limit, declared (Content-Length) or streamed."""
+
+    def __init__(self, app, max_bytes: int):  # noqa: ANN001 - ASGI app
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI callables
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await _too_large(send, self.max_bytes)
+        seen = 0
+
+        async def counting_receive():  # noqa: ANN202
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counting_receive, send)
+        except _TooLarge:
+            await _too_large(send, self.max_bytes)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send, max_bytes: int) -> None:  # noqa: ANN001
+    body = f'{{"detail":"request body over {max_bytes} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_BODY_BYTES,
+               api_key: str | None = None) -> FastAPI:
+    """The FastAPI app around a scorer (injected, so tests can pass one with a fixed model)."""
+    state = ServiceState(scorer)
+    api_key = api_key if api_key is not None else os.environ.get("ADUANA_API_KEY")
+    app = FastAPI(title="Aduana scoring API", version="0.3.0",
+                  description="Lanes (red/yellow/green), risk and reasons for import declarations. "
+                              "Real-time lanes apply thresholds learned from the latest scoring batch.")
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+        return JSONResponse(status_code=422, content={"detail": errors})
+
+    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if api_key and x_api_key != api_key:
+            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
+
+    @app.get("/healthz")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        state.refresh()
+        body = {"ready": scorer.ready, "model_version": scorer.version,
+                "registry": scorer.registry_error or "ok",
+                "thresholds_from": state.thresholds.batch_id if state.thresholds else None}
+        return JSONResponse(status_code=200 if scorer.ready else 503, content=body)
+
+    @app.post("/v1/score", dependencies=[Depends(require_key)], response_model=ScoreOut | list[ScoreOut])
+    def score(payload: Annotated[Declaration | list[Declaration], Body()]) -> ScoreOut | list[ScoreOut]:
+        items = payload if isinstance(payload, list) else [payload]
+        if len(items) > max_items:
+            raise HTTPException(status_code=413, detail=f"at most {max_items} declarations per request")
+        if not items:
+            raise HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": "empty list", "type": "empty"}])
+        state.refresh()
+        if not scorer.ready:
+            raise HTTPException(status_code=503, detail="no champion model loaded yet")
+        frame = pd.DataFrame([i.model_dump() for i in items])
+        frame["declaration_date"] = pd.to_datetime(frame["declaration_date"])
+        checked = check_rows(frame, "declarations", ColumnMapping())
+        if len(checked.rejected):
+            failures = checked.failures
+            detail = [{"loc": ["body", *([int(r.row)] if isinstance(payload, list) else []), r.column],
+                       "msg": f"{r.message}", "type": r.code} for r in failures.itertuples()]
+            raise HTTPException(status_code=422, detail=detail)
+        out = scorer.score_realtime(checked.valid, state.thresholds)
+        out["expected_revenue"] = out["expected_revenue"].astype(object).where(out["expected_revenue"].notna(), None)
+        results = [ScoreOut(**r) for r in out.replace({np.nan: None}).to_dict("records")]
+        return results if isinstance(payload, list) else results[0]
+
+    app.state.service = state
+    return app

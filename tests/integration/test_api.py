@@ -1,0 +1,150 @@
+"""The scoring API: contract-level errors are 4xx with field-level messages, never 500; lanes agree with batch."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from features.data.ingest import prepare_batch
+from features.data.warehouse import Warehouse
+from features.settings import get_settings
+from serving.api import create_app
+from serving.lanes import LanePolicy
+from serving.scorer import Scorer
+from tests.conftest import write_csv
+from tests.integration.test_scoring import FixedSource
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def api_scorer(trained, world, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("api")
+    warehouse = Warehouse(tmp / "warehouse.duckdb")
+    for kind in ("traders", "manifests", "declarations"):
+        warehouse.store(prepare_batch(write_csv(tmp / f"{kind}.csv", getattr(world, kind))))
+    s = Scorer(warehouse, LanePolicy(), source=FixedSource({"3": trained.model}, "3"), reload_seconds=0)
+    s.refresh_model(force=True)
+    return s
+
+
+@pytest.fixture(scope="module")
+def client(api_scorer):
+    return TestClient(create_app(api_scorer, max_items=5, max_body_bytes=20_000, api_key=""))
+
+
+def _declaration(world, i: int = -1) -> dict:
+    row = world.declarations.iloc[i]
+    return {
+        "declaration_id": row["declaration_id"], "declaration_date": str(row["declaration_date"].date()),
+        "importer_id": row["importer_id"], "hs_code": row["hs_code"], "origin_country": row["origin_country"],
+        "declared_value": float(row["declared_value"]), "declarant_id": row["declarant_id"],
+        "exporter_id": row["exporter_id"], "office_id": row["office_id"], "transport_mode": row["transport_mode"],
+        "departure_country": row["departure_country"], "net_mass_kg": float(row["net_mass_kg"]),
+        "quantity": float(row["quantity"]), "tax_rate": float(row["tax_rate"]), "duty_paid": float(row["duty_paid"]),
+        "bill_of_lading": row["bill_of_lading"],
+    }
+
+
+def test_health_readiness_and_docs(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["model_version"] == "3"
+    assert "/v1/score" in client.get("/openapi.json").json()["paths"]
+
+
+def test_not_ready_without_a_champion(home):
+    empty = Scorer(Warehouse(get_settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
+    c = TestClient(create_app(empty, api_key=""))
+    assert c.get("/readyz").status_code == 503
+    assert c.get("/healthz").status_code == 200
+
+
+def test_one_declaration_or_a_list(client, world):
+    one = client.post("/v1/score", json=_declaration(world))
+    assert one.status_code == 200
+    body = one.json()
+    assert set(body) == {"declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons",
+                         "model_version"}
+    assert 0 <= body["risk_score"] <= 1 and body["lane"] in ("red", "yellow", "green")
+    many = client.post("/v1/score", json=[_declaration(world, -1), _declaration(world, -2)])
+    assert many.status_code == 200 and len(many.json()) == 2
+
+
+def test_the_api_agrees_with_the_batch_on_the_same_declarations(client, api_scorer, world):
+    rows = world.declarations.iloc[-300:].reset_index(drop=True)
+    batch = api_scorer.score(rows)
+    from serving.scorer import Thresholds
+
+    client.app.state.service.thresholds = Thresholds.from_decisions(batch.assign(batch_id="b"), "risk_score",
+                                                                    api_scorer.policy.seed)
+    client.app.state.service._thresholds_for = (api_scorer.version, api_scorer.warehouse.counts()["decisions"])
+    for i in list(batch.index[batch["lane"] != "green"][:6]) + list(batch.index[batch["lane"] == "green"][:3]):
+        answer = client.post("/v1/score", json=_declaration(world, len(world.declarations) - 300 + i)).json()
+        assert (answer["lane"], answer["selected_by"]) == (batch.loc[i, "lane"], batch.loc[i, "selected_by"])
+        assert answer["risk_score"] == pytest.approx(batch.loc[i, "risk_score"])
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"hs_code": "12"}, "hs_code"),
+        ({"origin_country": "japan"}, "origin_country"),
+        ({"declared_value": -1}, "declared_value"),
+        ({"declared_value": "lots"}, "declared_value"),
+        ({"declaration_date": "2024-13-01"}, "declaration_date"),
+        ({"declaration_date": "2999-01-01"}, "declaration_date"),
+        ({"origin_country": "XX"}, "origin_country"),
+        ({"surprise": 1}, "surprise"),
+        ({"importer_id": None}, "importer_id"),
+    ],
+)
+def test_invalid_input_is_422_with_the_field_named(client, world, change, field):
+    payload = {**_declaration(world), **change}
+    response = client.post("/v1/score", json=payload)
+    assert response.status_code == 422
+    assert any(field in map(str, e["loc"]) for e in response.json()["detail"]), response.json()
+
+
+def test_missing_fields_and_bad_json_are_422(client, world):
+    payload = _declaration(world)
+    del payload["hs_code"]
+    assert client.post("/v1/score", json=payload).status_code == 422
+    assert client.post("/v1/score", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
+    assert client.post("/v1/score", json=[]).status_code == 422
+
+
+def test_oversized_bodies_and_lists_are_413(client, world):
+    assert client.post("/v1/score", json=[_declaration(world, -i) for i in range(1, 7)]).status_code == 413
+    huge = json.dumps({**_declaration(world), "declarant_id": "x" * 30_000})
+    assert client.post("/v1/score", content=huge, headers={"content-type": "application/json"}).status_code == 413
+
+
+def test_an_api_key_is_required_when_set(api_scorer, world):
+    c = TestClient(create_app(api_scorer, api_key="s3cret"))
+    assert c.post("/v1/score", json=_declaration(world)).status_code == 401
+    assert c.post("/v1/score", json=_declaration(world), headers={"X-API-Key": "wrong"}).status_code == 401
+    assert c.post("/v1/score", json=_declaration(world), headers={"X-API-Key": "s3cret"}).status_code == 200
+    assert c.get("/healthz").status_code == 200
+
+
+def test_fuzzing_the_schema_finds_no_server_errors(client, world):
+    """Hypothesis drives arbitrary JSON shaped like (and unlike) a declaration at the endpoint: never a 500."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = _declaration(world)
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False),
+                       st.text(max_size=30), st.sampled_from(["870323", "JP", "2024-02-30", "NA", "1e309", ""]))
+    mutated = st.dictionaries(st.sampled_from(list(base) + ["extra"]), scalar, max_size=6).map(lambda m: {**base, **m})
+    body = st.one_of(mutated, st.lists(mutated, max_size=3), scalar, st.dictionaries(st.text(max_size=5), scalar))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body)
+    def check(payload):
+        content = json.dumps(payload, allow_nan=True)  # NaN and Infinity literals reach the server too
+        response = client.post("/v1/score", content=content, headers={"content-type": "application/json"})
+        assert response.status_code < 500, (payload, response.text)
+
+    check()
