@@ -198,6 +198,43 @@ def serve(
 
 
 @app.command()
+def audit(
+    period: Annotated[str, typer.Option("--period", help="START:END dates, a month (2024-11) or a year (2024).")],
+    capacity: Annotated[int, typer.Option("--capacity", min=1, help="Enterprises the audit teams can take.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Pick enterprises for post-clearance audit: expected unrecovered revenue in their released goods."""
+    from flows.audit import customs_audit
+
+    result = customs_audit(period, capacity)
+    lines = [f"post-clearance audit list for {period} ({len(result['selected'])} of capacity {capacity})"]
+    for r in result["selected"]:
+        lines.append(f"{r['rank']:>3}. {r['importer_id']:<12} priority {r['audit_priority']:>12,.0f}  {r['reasons']}")
+        for e in [e for e in result["evidence"] if e["importer_id"] == r["importer_id"]][:3]:
+            lines.append(f"       {e['declaration_id']} ({e['lane']}, risk {e['risk_score']:.2f}, "
+                         f"expected {e['residual_revenue']:,.0f})")
+    _emit(result, as_json, "\n".join(lines))
+
+
+@app.command()
+def ratings(
+    entity: Annotated[str, typer.Option("--entity", help="importer, declarant, hs_heading or lane.")] = "importer",
+    top: Annotated[int, typer.Option("--top", min=1)] = 20,
+    min_controls: Annotated[int, typer.Option("--min-controls", min=0)] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Risk ratings of goods, enterprises and trade lanes: band, smoothed hit rate with interval, volume."""
+    from flows.audit import RATED, customs_ratings
+
+    if entity not in RATED:
+        raise DataError(f"--entity must be one of {', '.join(RATED)}, not {entity!r}")
+    rows = customs_ratings(entity, top, min_controls)
+    keys = RATED[entity] if isinstance(RATED[entity], list) else [RATED[entity]]
+    lines = [f"{' → '.join(str(r[k]) for k in keys):<22} {r['band']:<10} {r['why']}" for r in rows]
+    _emit(rows, as_json, "\n".join(lines))
+
+
+@app.command()
 def promote(
     rollback: Annotated[bool, typer.Option("--rollback", help="Restore the previous champion.")] = False,
     as_json: JsonOption = False,
@@ -222,12 +259,23 @@ def demo(
     seed: Annotated[int, typer.Option("--seed")] = 7,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the main job on the embedded default: simulate, ingest, train, evaluate and promote."""
+    """Run the whole loop on the embedded default: simulate, ingest, train, promote, score, audit."""
     from flows.demo import customs_demo
 
     result = customs_demo(rows=rows, seed=seed)
+    score, outcome = result["score"], result["outcome"]
     text = (_ingest_text(result["ingest"]) + f"\nlanding files: {result['landing']}\n\n"
-            + _train_text(result["train"]))
+            + _train_text(result["train"]) + "\n\n"
+            + f"scored {score['read']:,} arriving declarations: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(score["lanes"].items())) + "\n"
+            + f"red lane hit rate on the simulator's hidden outcomes: {outcome['red_hit_rate']:.1%} "
+            + f"(model selections {outcome['model_red_hit_rate']:.1%}, exploration "
+            + (f"{outcome['exploration_hit_rate']:.1%}" if outcome["exploration_hit_rate"] is not None else "n/a")
+            + f"; base rate {outcome['base_fraud_rate']:.1%}); revenue at stake in red: {outcome['red_revenue_share']:.1%}\n"
+            + f"scores: {score['out']}\nbatch report: {score['report']}\n"
+            + f"post-clearance audit: {len(result['audit']['selected'])} enterprises "
+            + ", ".join(r["importer_id"] for r in result["audit"]["selected"][:5]) + " …\n"
+            + "Prefect UI: .venv/bin/prefect server start, then set PREFECT_API_URL (see README)")
     _emit(result, as_json, text)
 
 

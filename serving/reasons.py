@@ -78,7 +78,8 @@ def sentence(family: str, strongest: str, row: pd.Series) -> str:
         if strongest == "aeo_certified":
             return "importer is not AEO-certified" if _v(row, "aeo_certified") != 1 else "importer is AEO-certified"
         if strongest == "prior_violations":
-            return f"importer has {int(_v(row, 'prior_violations', 0))} prior violations"
+            n = int(_v(row, 'prior_violations', 0))
+            return f"importer has {n} prior violation{'s' if n != 1 else ''}"
         age = _v(row, "company_age_days")
         return f"importer registered {int(age)} days before filing" if age is not None else "importer is not in the registry"
     if family == "value":

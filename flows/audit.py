@@ -1,0 +1,80 @@
+"""customs-audit: the post-clearance audit list for a period, and the entity risk ratings."""
+from __future__ import annotations
+
+import pandas as pd
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from features.data.errors import DataError
+from features.data.warehouse import Warehouse
+from features.settings import get_settings
+from flows.runtime import progress
+from serving.audit import audit_candidates, entity_ratings
+
+RELEASED_SQL = """
+WITH latest AS (
+    SELECT * FROM decisions
+    QUALIFY row_number() OVER (PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1)
+SELECT l.declaration_id, l.lane, l.risk_score, l.expected_revenue, l.reasons, d.importer_id, d.duty_paid,
+       d.declaration_date
+FROM latest l JOIN declarations d USING (declaration_id)
+WHERE l.lane IN ('green', 'yellow') AND d.declaration_date BETWEEN ? AND ?
+"""
+RATED = {"importer": "importer_id", "declarant": "declarant_id", "hs_heading": "hs_heading", "lane": ["origin_country", "office_id"]}
+
+
+def parse_period(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """'2024-10-01:2024-12-31', or a month '2024-11', or a year '2024'."""
+    try:
+        if ":" in period:
+            start, end = (pd.Timestamp(p) for p in period.split(":", 1))
+        else:
+            p = pd.Period(period)
+            start, end = p.start_time.normalize(), p.end_time.normalize()
+    except ValueError as exc:
+        raise DataError(f"--period {period!r}: use START:END dates, a month (2024-11) or a year (2024)") from exc
+    if end < start:
+        raise DataError(f"--period {period!r}: the end is before the start")
+    return start, end
+
+
+@task(name="select_audits", cache_policy=NO_CACHE)
+def select_audits(period: str, capacity: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    start, end = parse_period(period)
+    warehouse = Warehouse(get_settings().warehouse_path)
+    released = warehouse.read(RELEASED_SQL, [start, end])
+    history = warehouse.read("SELECT importer_id, inspected, fraud FROM declarations")
+    selected, evidence = audit_candidates(released, warehouse.table("traders"), history, capacity)
+    progress(f"{len(released):,} released declarations in {start.date()}…{end.date()}; {len(selected)} enterprises selected")
+    return selected, evidence
+
+
+@flow(name="customs-audit")
+def customs_audit(period: str, capacity: int = 20) -> dict:
+    """Rank enterprises for post-clearance audit within the audit capacity."""
+    selected, evidence = select_audits(period, capacity)
+    if len(selected):
+        create_table_artifact(key="customs-audit-list", table=selected.round(4).astype(str).to_dict("records"),
+                              description=f"Post-clearance audit list for {period}")
+    return {"period": period, "capacity": capacity, "selected": selected.to_dict("records"),
+            "evidence": evidence.to_dict("records")}
+
+
+def ratings_table(entity: str, min_controls: int = 0) -> pd.DataFrame:
+    history = Warehouse(get_settings().warehouse_path).table("declarations")
+    history = history.assign(hs_heading=history["hs_code"].str[:4])
+    return entity_ratings(history, RATED[entity], min_controls)
+
+
+@flow(name="customs-ratings")
+def customs_ratings(entity: str = "importer", top: int = 20, min_controls: int = 5) -> list[dict]:
+    """Risk ratings of goods, enterprises and trade lanes, published as a Prefect artifact."""
+    table = ratings_table(entity, min_controls).head(top).reset_index()
+    name = " × ".join(RATED[entity]) if isinstance(RATED[entity], list) else RATED[entity]
+    lines = [f"| {name} | band | why |", "|---|---|---|"]
+    lines += [f"| {' → '.join(str(r[c]) for c in table.columns[: len(table.columns) - 9])} | {r['band']} | {r['why']} |"
+              for _, r in table.iterrows()]
+    create_markdown_artifact(key=f"customs-ratings-{entity.replace('_', '-')}", markdown="\n".join(lines),
+                             description=f"{entity} risk ratings")
+    return table.to_dict("records")
