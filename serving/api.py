@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import time
 from typing import Annotated
 
 import numpy as np
@@ -68,10 +69,15 @@ class ServiceState:
         self.scorer = scorer
         self.thresholds: Thresholds | None = None
         self._thresholds_for: tuple | None = None
+        self._refreshed_at = -float("inf")
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
+        """Reload the champion and relearn thresholds when needed, at most every reload_seconds."""
+        if time.monotonic() - self._refreshed_at < self.scorer.reload_seconds:
+            return
         with self._lock:
+            self._refreshed_at = time.monotonic()
             self.scorer.refresh_model()
             if not self.scorer.ready:
                 return

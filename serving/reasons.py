@@ -44,12 +44,12 @@ def family_of(feature: str) -> str:
     return feature
 
 
-def _v(row: pd.Series, column: str, default: object = None) -> object:
+def _v(row: dict, column: str, default: object = None) -> object:
     value = row.get(column, default)
     return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def sentence(family: str, strongest: str, row: pd.Series) -> str:
+def sentence(family: str, strongest: str, row: dict) -> str:
     """One readable reason for a feature family, using the declaration's own values."""
     hs = str(_v(row, "hs_code", ""))
     values = {**{k: _v(row, k, "?") for k in ("importer_id", "declarant_id", "exporter_id", "origin_country", "office_id")},
@@ -107,18 +107,17 @@ def explain(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int =
         return []
     shap = model.classifier.get_feature_importance(Pool(X[model.columns], cat_features=model.categorical),
                                                    type="ShapValues")[:, :-1]
-    families = np.array([family_of(c) for c in model.columns])
+    member_family = [family_of(c) for c in model.columns]
+    families = list(dict.fromkeys(member_family))
+    members = [np.flatnonzero(np.array(member_family) == f) for f in families]
+    by_family = np.column_stack([shap[:, m].sum(axis=1) for m in members])  # rows × families
+    strongest = np.column_stack([m[np.argmax(shap[:, m], axis=1)] for m in members])  # the leading feature
+    order = np.argsort(-by_family, axis=1, kind="stable")[:, :top]
     context = context.reset_index(drop=True)
     rows = pd.concat([context, X.reset_index(drop=True).drop(columns=list(context.columns), errors="ignore")], axis=1)
     out = []
-    for i in range(len(X)):
-        contributions = pd.Series(shap[i], index=model.columns)
-        by_family = contributions.groupby(families).sum().sort_values(ascending=False)
-        reasons = []
-        for family, total in by_family.items():
-            if total <= 0 or len(reasons) == top:
-                break
-            members = contributions[families == family]
-            reasons.append(sentence(family, members.idxmax(), rows.iloc[i]))
+    for i, row in enumerate(rows.to_dict("records")):
+        reasons = [sentence(families[j], model.columns[strongest[i, j]], row)
+                   for j in order[i] if by_family[i, j] > 0]
         out.append(reasons)
     return out
