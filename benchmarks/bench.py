@@ -170,8 +170,7 @@ def stage_serving(work: Path, rows: int) -> dict:
 
     thresholds = Thresholds.from_decisions(scored.output.assign(batch_id="bench"), "risk_score", scorer.policy.seed)
     app = create_app(scorer, api_key="")
-    app.state.service.thresholds = thresholds
-    app.state.service._thresholds_for = (scorer.version, warehouse.counts()["decisions"])
+    app.state.service.pin(thresholds)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=8765, log_level="error"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.data.contract import CREDIT_RATINGS
+from features.data.contract import CREDIT_RATINGS, field_types
 from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.profiles import MISSING, ProfileIndex
 
@@ -92,6 +92,12 @@ def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,
         frame = frame.join(totals, on="bill_of_lading")
     frame = _lookup(frame, manifests, "bill_of_lading", MANIFEST_FIELDS)
     return _lookup(frame, traders, "importer_id", REGISTRY_FIELDS)
+
+
+def empty_declarations() -> pd.DataFrame:
+    """A declarations frame with no rows and the contract's dtypes (a warehouse with no history yet)."""
+    dtypes = {"text": "str", "date": "datetime64[us]", "number": "float64", "integer": "Int64", "flag": "Int8"}
+    return pd.DataFrame({c: pd.Series(dtype=dtypes[t]) for c, t in field_types("declarations").items()})
 
 
 def _keyed(table: pd.DataFrame | None, key: str) -> pd.DataFrame | None:

@@ -101,13 +101,13 @@ def _ingest_text(summaries: list[dict]) -> str:
 
 
 def _metrics_text(result: dict) -> str:
-    from flows.retrain import metrics_table
+    from training.metrics import RATES, label
 
-    table = metrics_table(result["metrics"], result["baseline_metrics"]).splitlines()
+    keys = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
+    fmt = lambda v: "absent" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [f"{'metric (holdout)':<18} {'model':>8} {'raw baseline':>13}"]
-    for row in table[2:]:
-        name, model, baseline = (c.strip() for c in row.strip("|").split("|"))
-        lines.append(f"{name:<18} {model:>8} {baseline:>13}")
+    lines += [f"{label(k):<18} {fmt(result['metrics'].get(k)):>8} {fmt(result['baseline_metrics'].get(k)):>13}"
+              for k in keys]
     return "\n".join(lines)
 
 

@@ -72,6 +72,11 @@ class ServiceState:
         self._refreshed_at = -float("inf")
         self._lock = threading.Lock()
 
+    def pin(self, thresholds: Thresholds) -> None:
+        """Use these thresholds until the champion or the decision log changes (for benchmarks and tests)."""
+        self.thresholds = thresholds
+        self._thresholds_for = (self.scorer.version, self.scorer.warehouse.counts()["decisions"])
+
     def refresh(self) -> None:
         """Reload the champion and relearn thresholds when needed, at most every reload_seconds."""
         if time.monotonic() - self._refreshed_at < self.scorer.reload_seconds:

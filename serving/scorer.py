@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.build import ScoringContext, build_features, integrate, price_bands
+from features.build import ScoringContext, build_features, empty_declarations, integrate, price_bands
 from features.data.warehouse import Warehouse
 from serving.lanes import RED, YELLOW, LanePolicy, allocate, exploration_order, rule_hits
 from serving.reasons import explain
@@ -101,11 +101,7 @@ class Scorer:
         if self._context is None or key != self._context_key:
             tables = {t: self.warehouse.table(t) if counts[t] else pd.DataFrame() for t in ("declarations", "manifests", "traders")}
             if tables["declarations"].empty:
-                tables["declarations"] = pd.DataFrame({c: pd.Series(dtype=t) for c, t in
-                                                       (("declaration_id", "str"), ("declaration_date", "datetime64[us]"),
-                                                        ("importer_id", "str"), ("hs_code", "str"),
-                                                        ("origin_country", "str"), ("declared_value", "float64"),
-                                                        ("inspected", "Int8"), ("fraud", "Int8"))})
+                tables["declarations"] = empty_declarations()
             self._context = ScoringContext.from_tables(tables["declarations"], tables["manifests"], tables["traders"])
             self._context_key = key
         return self._context

@@ -77,9 +77,8 @@ def test_the_api_agrees_with_the_batch_on_the_same_declarations(client, api_scor
     batch = api_scorer.score(rows)
     from serving.scorer import Thresholds
 
-    client.app.state.service.thresholds = Thresholds.from_decisions(batch.assign(batch_id="b"), "risk_score",
-                                                                    api_scorer.policy.seed)
-    client.app.state.service._thresholds_for = (api_scorer.version, api_scorer.warehouse.counts()["decisions"])
+    client.app.state.service.pin(Thresholds.from_decisions(batch.assign(batch_id="b"), "risk_score",
+                                                           api_scorer.policy.seed))
     for i in list(batch.index[batch["lane"] != "green"][:6]) + list(batch.index[batch["lane"] == "green"][:3]):
         answer = client.post("/v1/score", json=_declaration(world, len(world.declarations) - 300 + i)).json()
         assert (answer["lane"], answer["selected_by"]) == (batch.loc[i, "lane"], batch.loc[i, "selected_by"])
