@@ -233,6 +233,8 @@ def main() -> None:
                        "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
     results = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
                "rows": args.rows}
+    if args.only and args.out.exists():  # re-measure some stages, keep the others' figures
+        results = {**json.loads(args.out.read_text()), **results}
     with tempfile.TemporaryDirectory(prefix="aduana-bench-") as tmp:
         stages = ["generate", *[s for s in STAGES if s != "generate" and (not args.only or s in args.only)]]
         for stage in stages:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -41,13 +42,17 @@ class FeatureSet:
     meta: pd.DataFrame  # declaration_id, declaration_date and labels, aligned with X
     categorical: list[str]
     numeric: list[str]
-    data_hash: str = ""
     price_bands: pd.DataFrame = field(default_factory=pd.DataFrame)
     price_reference_log: pd.Series | None = None  # each row's band median, for readable reasons
 
     @property
     def columns(self) -> list[str]:
         return self.categorical + self.numeric
+
+    @cached_property
+    def data_hash(self) -> str:
+        """A hash of the feature matrix (computed when asked: training logs it, scoring does not need it)."""
+        return feature_hash(self.X)
 
 
 def bill_totals(declarations: pd.DataFrame) -> pd.DataFrame:
@@ -247,8 +252,8 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     reference = X["price_reference_log"]
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABELS if c in frame]]].copy()
-    return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, data_hash=feature_hash(X),
-                      price_bands=bands, price_reference_log=reference)
+    return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, price_bands=bands,
+                      price_reference_log=reference)
 
 
 def raw_features(frame: pd.DataFrame) -> FeatureSet:
@@ -258,7 +263,7 @@ def raw_features(frame: pd.DataFrame) -> FeatureSet:
     numeric = [c for c in RAW_NUMERIC if c in frame]
     X = _model_dtypes(frame[categorical + numeric].copy(), categorical)
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABELS if c in frame]]].copy()
-    return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, data_hash=feature_hash(X))
+    return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric)
 
 
 def _model_dtypes(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
@@ -266,6 +271,6 @@ def _model_dtypes(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
     for column in X.columns:
         if column in categorical:
             X[column] = X[column].astype("str").fillna(MISSING)
-        else:
+        elif X[column].dtype != "float64":
             X[column] = pd.to_numeric(X[column], errors="coerce").astype("float64")
     return X

@@ -69,7 +69,8 @@ class _Totals:
         return self._by_key
 
 
-def _before(totals: _Totals, keys: np.ndarray, times: np.ndarray, values: list[str], shift_days: int = 0) -> pd.DataFrame:
+def _before(totals: _Totals, keys: np.ndarray, times: np.ndarray, values: list[str],
+            shift_days: int = 0) -> dict[str, np.ndarray]:
     """For each query (key, time), the running totals of events with the same key strictly before time - shift."""
     times = times - np.timedelta64(shift_days, "D")
     if len(keys) <= SMALL_QUERY:
@@ -82,11 +83,12 @@ def _before(totals: _Totals, keys: np.ndarray, times: np.ndarray, values: list[s
                 position = np.searchsorted(found[0], when, side="left") - 1
                 if position >= 0:
                     out[i] = found[1][position, columns]
-        return pd.DataFrame(out, columns=values)
+        return {v: out[:, j] for j, v in enumerate(values)}
     q = pd.DataFrame({"key": keys, "time": times, "position": np.arange(len(keys))})
     merged = pd.merge_asof(q.sort_values("time", kind="stable"), totals.table[["key", "time", *values]], on="time",
                            by="key", allow_exact_matches=False, direction="backward")
-    return merged.sort_values("position")[values].fillna(0.0).reset_index(drop=True)
+    merged = merged.sort_values("position")
+    return {v: merged[v].fillna(0.0).to_numpy() for v in values}
 
 
 def _label_events(history: pd.DataFrame, key: np.ndarray) -> pd.DataFrame:
@@ -129,8 +131,9 @@ class ProfileIndex:
         q_keys = entity_keys(queries)
         g = _before(self.global_labels, np.full(len(queries), "all", dtype=object), q_time, ["n", "fraud", "revenue"])
         # Before the first control ends nothing is known, not even the base rate: rates are then missing (NaN).
-        prior_rate = np.where(g["n"] > 0, g["fraud"] / g["n"].clip(lower=1), np.nan)
-        prior_revenue = np.where(g["n"] > 0, g["revenue"] / g["n"].clip(lower=1), np.nan)
+        known = g["n"] > 0
+        prior_rate = np.where(known, g["fraud"] / np.maximum(g["n"], 1), np.nan)
+        prior_revenue = np.where(known, g["revenue"] / np.maximum(g["n"], 1), np.nan)
         out = {}
         for name in ENTITIES:
             if name not in q_keys or name not in self.entities:  # the entity cannot be identified: unknown profile
@@ -141,15 +144,15 @@ class ProfileIndex:
             key = q_keys[name].to_numpy()
             total = _before(labels, key, q_time, ["n", "fraud", "revenue"])
             older = _before(labels, key, q_time, ["n", "fraud"], shift_days=RECENT_DAYS)
-            volume = _before(filings, key, q_time, ["filings"])["filings"].to_numpy()
-            volume_old = _before(filings, key, q_time, ["filings"], shift_days=RECENT_DAYS)["filings"].to_numpy()
-            n, hits = total["n"].to_numpy(), total["fraud"].to_numpy()
-            recent_n, recent_hits = n - older["n"].to_numpy(), hits - older["fraud"].to_numpy()
+            volume = _before(filings, key, q_time, ["filings"])["filings"]
+            volume_old = _before(filings, key, q_time, ["filings"], shift_days=RECENT_DAYS)["filings"]
+            n, hits = total["n"], total["fraud"]
+            recent_n, recent_hits = n - older["n"], hits - older["fraud"]
             own_first = pd.Series(q_time).groupby(key).transform("min").to_numpy()
             known_since = np.fmin(first_seen.reindex(key).to_numpy(), own_first)
             out[f"{name}_hit_rate"] = _smoothed(hits, n, prior_rate)
             out[f"{name}_hit_rate_{RECENT_DAYS}d"] = _smoothed(recent_hits, recent_n, prior_rate)
-            out[f"{name}_revenue_rate"] = _smoothed(total["revenue"].to_numpy(), n, prior_revenue)
+            out[f"{name}_revenue_rate"] = _smoothed(total["revenue"], n, prior_revenue)
             out[f"{name}_inspections"] = n
             out[f"{name}_volume"] = volume
             out[f"{name}_volume_{RECENT_DAYS}d"] = volume - volume_old
