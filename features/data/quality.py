@@ -15,8 +15,6 @@ import pandas as pd
 
 from expectations import SUITES_DIR
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-
 
 @dataclass
 class QualityReport:
@@ -51,6 +49,7 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     """Run the kind's suite through a GX checkpoint (on a seeded sample of at most `sample_rows`) and build Data Docs."""
     if frame.empty:
         return QualityReport(passed=True, rejected=False, evaluated_rows=0, skipped=["no valid rows to check"])
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # GX reads it when imported: offline, no telemetry
     import great_expectations as gx  # slow import (seconds): only when a batch is checked
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
