@@ -21,7 +21,8 @@ SELECT l.declaration_id, l.lane, l.risk_score, l.expected_revenue, l.reasons, d.
 FROM latest l JOIN declarations d USING (declaration_id)
 WHERE l.lane IN ('green', 'yellow') AND d.declaration_date BETWEEN ? AND ?
 """
-RATED = {"importer": "importer_id", "declarant": "declarant_id", "hs_heading": "hs_heading", "lane": ["origin_country", "office_id"]}
+RATED = {"importer": ["importer_id"], "declarant": ["declarant_id"], "hs_heading": ["hs_heading"],
+         "lane": ["origin_country", "office_id"]}  # entity → the columns that identify it
 
 
 def parse_period(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -71,10 +72,9 @@ def ratings_table(entity: str, min_controls: int = 0) -> pd.DataFrame:
 def customs_ratings(entity: str = "importer", top: int = 20, min_controls: int = 5) -> list[dict]:
     """Risk ratings of goods, enterprises and trade lanes, published as a Prefect artifact."""
     table = ratings_table(entity, min_controls).head(top).reset_index()
-    name = " × ".join(RATED[entity]) if isinstance(RATED[entity], list) else RATED[entity]
-    lines = [f"| {name} | band | why |", "|---|---|---|"]
-    lines += [f"| {' → '.join(str(r[c]) for c in table.columns[: len(table.columns) - 9])} | {r['band']} | {r['why']} |"
-              for _, r in table.iterrows()]
+    keys = RATED[entity]
+    lines = [f"| {' → '.join(keys)} | band | why |", "|---|---|---|"]
+    lines += [f"| {' → '.join(str(r[k]) for k in keys)} | {r['band']} | {r['why']} |" for _, r in table.iterrows()]
     create_markdown_artifact(key=f"customs-ratings-{entity.replace('_', '-')}", markdown="\n".join(lines),
                              description=f"{entity} risk ratings")
     return table.to_dict("records")

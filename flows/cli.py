@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -31,8 +32,6 @@ def _main(
 ) -> None:
     _state["debug"] = debug
     if home is not None:
-        import os
-
         os.environ["ADUANA_HOME"] = str(home)
     runtime.configure(get_settings(), debug)
 
@@ -229,8 +228,7 @@ def ratings(
     if entity not in RATED:
         raise DataError(f"--entity must be one of {', '.join(RATED)}, not {entity!r}")
     rows = customs_ratings(entity, top, min_controls)
-    keys = RATED[entity] if isinstance(RATED[entity], list) else [RATED[entity]]
-    lines = [f"{' → '.join(str(r[k]) for k in keys):<22} {r['band']:<10} {r['why']}" for r in rows]
+    lines = [f"{' → '.join(str(r[k]) for k in RATED[entity]):<22} {r['band']:<10} {r['why']}" for r in rows]
     _emit(rows, as_json, "\n".join(lines))
 
 

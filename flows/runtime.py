@@ -4,6 +4,7 @@ Called by the CLI before Prefect is imported, never at import time.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -34,5 +35,12 @@ def configure(settings: Settings, debug: bool = False) -> None:
 
 
 def progress(message: str) -> None:
-    """A progress line for people (stderr), and for the Prefect run log when inside a run."""
+    """A progress line for people (stderr), and for the Prefect run log (the UI) when inside a run."""
     print(message, file=sys.stderr, flush=True)
+    if "prefect" not in sys.modules:  # not inside a run, and no need to import Prefect to know it
+        return
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    with contextlib.suppress(MissingContextError):
+        get_run_logger().info(message)

@@ -9,6 +9,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+from features.data.errors import DataError
 from features.data.mapping import load_mapping
 from features.data.warehouse import Warehouse
 from features.settings import get_settings
@@ -23,7 +24,7 @@ def make_scorer(policy_path: str | None = None) -> Scorer:
     scorer = Scorer(Warehouse(settings.warehouse_path), load_policy(Path(policy_path) if policy_path else settings.lane_policy))
     scorer.refresh_model(force=True)
     if not scorer.ready:
-        raise RuntimeError(scorer.registry_error or "no customs-risk@champion: train and promote a model first ('aduana train')")
+        raise DataError(scorer.registry_error or "no customs-risk@champion: train and promote a model first ('aduana train')")
     return scorer
 
 
@@ -36,10 +37,11 @@ def score_declarations(path: str, mapping: str | None, policy: str | None) -> tu
 
 
 @task(name="record_decisions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def record_decisions(scored: ScoredBatch, scorer: Scorer, source: str, out: str) -> dict:
+def record_decisions(scored: ScoredBatch, scorer: Scorer, source: str, out: str, batch_id: str | None = None) -> dict:
+    """Write the output file, append the decisions (idempotent per batch id, so a retry adds nothing), report."""
     settings = get_settings()
     decided_at = datetime.now(UTC).replace(tzinfo=None)
-    batch_id = f"score-{decided_at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    batch_id = batch_id or new_batch_id()
     write_output(scored.output, Path(out))
     decisions = scored.output.assign(position=range(len(scored.output)), policy_hash=scorer.policy.digest())
     quarantined = Warehouse(settings.warehouse_path).append_decisions(decisions, scored.rejected, batch_id, source, decided_at)
@@ -59,4 +61,8 @@ def record_decisions(scored: ScoredBatch, scorer: Scorer, source: str, out: str)
 def customs_score(path: str, out: str, mapping: str | None = None, policy: str | None = None) -> dict:
     """Score a file of declarations with the champion; every decision is appended to the warehouse."""
     scored, scorer = score_declarations(path, mapping, policy)
-    return record_decisions(scored, scorer, str(Path(path).resolve()), out)
+    return record_decisions(scored, scorer, str(Path(path).resolve()), out, new_batch_id())
+
+
+def new_batch_id() -> str:
+    return f"score-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"

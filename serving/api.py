@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.data.contract import HS_CODE_PATTERN
 from features.data.mapping import ColumnMapping
 from features.data.validation import check_rows
 from serving.scorer import Scorer, Thresholds
@@ -37,7 +38,7 @@ class Declaration(BaseModel):
     declaration_id: str = Field(min_length=1, max_length=100)
     declaration_date: dt.date
     importer_id: str = Field(min_length=1, max_length=100)
-    hs_code: str = Field(pattern=r"^\d{6}(\d{2}){0,2}$", examples=["870323"])
+    hs_code: str = Field(pattern=HS_CODE_PATTERN, examples=["870323"])
     origin_country: str = Field(pattern=r"^[A-Z]{2}$", examples=["JP"])
     declared_value: Amount
     declarant_id: str | None = Field(None, max_length=100)

@@ -51,7 +51,7 @@ class Thresholds:
             return None
         rank = decisions[rank_by].fillna(decisions["risk_score"])
         model_red = decisions["selected_by"].eq("model") & decisions["lane"].eq(RED)
-        yellow = decisions["lane"].eq(YELLOW)
+        yellow = decisions["lane"].eq(YELLOW) & decisions["selected_by"].eq("model")  # not validation-lane rows
         explored = decisions["selected_by"].eq("exploration")
         draws = exploration_order(decisions["declaration_id"], seed)
         return cls(red=float(rank[model_red].min()) if model_red.any() else np.inf,
@@ -131,10 +131,9 @@ class Scorer:
         rank = scores[self.policy.rank_by].fillna(scores["risk_score"]).to_numpy()
         draws = exploration_order(frame["declaration_id"], self.policy.seed)
         t = thresholds or Thresholds(red=np.inf, yellow=np.inf, exploration=-1)
-        lane = np.select([rules.to_numpy() != "", rank >= t.red, draws <= t.exploration, rank >= t.yellow],
-                         [RED, RED, RED, YELLOW], default="green")
-        selected_by = np.select([rules.to_numpy() != "", rank >= t.red, draws <= t.exploration, rank >= t.yellow],
-                                ["rule", "model", "exploration", "model"], default="")
+        conditions = [rules.to_numpy() != "", rank >= t.red, draws <= t.exploration, rank >= t.yellow]
+        lane = np.select(conditions, [RED, RED, RED, YELLOW], default="green")
+        selected_by = np.select(conditions, ["rule", "model", "exploration", "model"], default="")
         lanes = pd.DataFrame({"lane": lane, "selected_by": selected_by, "rule": rules.to_numpy()})
         return self._output(frame, X, scores, lanes, (RED, YELLOW))
 

@@ -145,22 +145,28 @@ class Warehouse:
         with self.connect(read_only=True) as con:
             return con.execute(sql, params or []).df()
 
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A writing connection whose work lands whole or not at all."""
+        with self.connect() as con:
+            con.begin()
+            try:
+                yield con
+                con.commit()
+            except BaseException:
+                con.rollback()
+                raise
+
     def store(self, batch: PreparedBatch, expectations_passed: bool = True,
               expectation_failures: list[str] | None = None) -> IngestSummary:
         """Write one prepared batch atomically and return its reconciled summary."""
         started = datetime.now(UTC).replace(tzinfo=None)
         batch_id = f"{batch.kind[:4]}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-        with self.connect() as con:
-            con.begin()
-            try:
-                summary = self._store(con, batch, batch_id, started)
-                summary.expectations_passed = expectations_passed
-                summary.expectation_failures = list(expectation_failures or [])
-                self._record_batch(con, batch, summary, started)
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
+        with self.transaction() as con:
+            summary = self._store(con, batch, batch_id, started)
+            summary.expectations_passed = expectations_passed
+            summary.expectation_failures = list(expectation_failures or [])
+            self._record_batch(con, batch, summary, started)
         return summary
 
     def _store(self, con: duckdb.DuckDBPyConnection, batch: PreparedBatch, batch_id: str,
@@ -205,34 +211,27 @@ class Warehouse:
             stored = len(to_insert)
         parts = [r for r in rejected if len(r)]
         quarantine = pd.concat(parts, ignore_index=True) if parts else batch.rejected
-        quarantined, dup = self._quarantine(con, batch, quarantine, batch_id, started)
-        duplicates += dup
+        fresh = self._quarantine(con, batch.kind, batch.source, quarantine, batch_id, started)
+        duplicates += len(quarantine) - len(fresh)
         return IngestSummary(
             batch_id=batch_id, kind=batch.kind, source=batch.source, read=batch.read, stored=stored,
-            quarantined=quarantined, duplicates=duplicates, updated=updated,
+            quarantined=len(fresh), duplicates=duplicates, updated=updated,
             unknown_columns=batch.unknown_columns,
-            reasons=quarantine["reason"].str.split(";").explode().value_counts().to_dict() if quarantined else {},
+            reasons=fresh["reason"].str.split(";").explode().value_counts().to_dict() if len(fresh) else {},
         )
 
     def append_decisions(self, decisions: pd.DataFrame, rejected: pd.DataFrame, batch_id: str, source: str,
                          decided_at: datetime) -> int:
         """Append a scoring batch's decisions (never update or delete) and quarantine its invalid rows, atomically.
 
-        Returns the number of rows newly quarantined."""
-        batch = PreparedBatch(kind="declarations", source=source, source_sha256="", read=len(decisions),
-                              valid=pd.DataFrame(), rejected=rejected, duplicates=0)
-        with self.connect() as con:
-            con.begin()
-            try:
-                con.register("new_decisions", decisions.assign(batch_id=batch_id, decided_at=decided_at, source=source))
-                con.execute("INSERT INTO decisions BY NAME SELECT * FROM new_decisions")
-                con.unregister("new_decisions")
-                quarantined, _ = self._quarantine(con, batch, rejected, batch_id, decided_at)
-                con.commit()
-            except BaseException:
-                con.rollback()
-                raise
-        return quarantined
+        Appending the same batch id twice (a retried task) adds nothing. Returns the rows newly quarantined."""
+        with self.transaction() as con:
+            if con.execute("SELECT count(*) FROM decisions WHERE batch_id = ?", [batch_id]).fetchall()[0][0]:
+                return 0
+            con.register("new_decisions", decisions.assign(batch_id=batch_id, decided_at=decided_at, source=source))
+            con.execute("INSERT INTO decisions BY NAME SELECT * FROM new_decisions")
+            con.unregister("new_decisions")
+            return len(self._quarantine(con, "declarations", source, rejected, batch_id, decided_at))
 
     def _add_extra_columns(self, con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame) -> None:
         for column in frame.columns:
@@ -268,24 +267,24 @@ class Warehouse:
         unknown = reject(outcomes[~known], "unknown_declaration", "declaration_id is not in the warehouse; ingest the declaration first")
         return len(changed), int((known & unchanged).sum()), unknown
 
-    def _quarantine(self, con: duckdb.DuckDBPyConnection, batch: PreparedBatch, rows: pd.DataFrame,
-                    batch_id: str, started: datetime) -> tuple[int, int]:
-        """Insert rejected rows, except those already quarantined from an earlier ingest of the same content."""
+    def _quarantine(self, con: duckdb.DuckDBPyConnection, kind: str, source: str, rows: pd.DataFrame,
+                    batch_id: str, at: datetime) -> pd.DataFrame:
+        """Insert rejected rows, except those already quarantined from an earlier batch of the same content.
+
+        Returns the rows inserted (the others count as duplicates)."""
         if rows.empty:
-            return 0, 0
+            return rows
         con.register("rejected", rows)
         seen = con.execute(
             "SELECT DISTINCT r.row_hash FROM rejected r JOIN quarantine q ON q.row_hash = r.row_hash AND q.kind = ?",
-            [batch.kind],
+            [kind],
         ).df()["row_hash"]
-        fresh = rows[~rows["row_hash"].isin(seen)].assign(
-            batch_id=batch_id, kind=batch.kind, source=batch.source, quarantined_at=started
-        )
-        con.register("fresh", fresh)
+        con.unregister("rejected")
+        fresh = rows[~rows["row_hash"].isin(seen)]
+        con.register("fresh", fresh.assign(batch_id=batch_id, kind=kind, source=source, quarantined_at=at))
         con.execute("INSERT INTO quarantine BY NAME SELECT * FROM fresh")
         con.unregister("fresh")
-        con.unregister("rejected")
-        return len(fresh), len(rows) - len(fresh)
+        return fresh
 
     def _record_batch(self, con: duckdb.DuckDBPyConnection, batch: PreparedBatch, summary: IngestSummary,
                       started: datetime) -> None:

@@ -133,3 +133,11 @@ def test_without_a_champion_scoring_says_so(home):
     assert not s.ready
     with pytest.raises(RuntimeError, match="no champion"):
         s.score(pd.DataFrame({"declaration_id": ["x"]}))
+
+
+def test_a_retried_decision_write_appends_nothing(prefect_api, scorer, incoming, tmp_path):
+    scored = score_file(incoming, scorer)
+    first = record_decisions.fn(scored, scorer, str(incoming), str(tmp_path / "a.csv"), batch_id="score-retry-1")
+    again = record_decisions.fn(scored, scorer, str(incoming), str(tmp_path / "a.csv"), batch_id="score-retry-1")
+    assert first["batch_id"] == again["batch_id"] == "score-retry-1"
+    assert len(scorer.warehouse.read("SELECT * FROM decisions")) == 3000
