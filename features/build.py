@@ -12,12 +12,11 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.data.contract import CREDIT_RATINGS, field_types
+from features.data.contract import CREDIT_RATINGS, LABEL_FIELDS, field_types
 from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.profiles import MISSING, ProfileIndex
 
 MIN_BAND_ROWS = 20  # a price band needs at least this many reference rows
-LABELS = ("inspected", "fraud", "revenue", "critical", "control_date")
 
 BASE_CATEGORICAL = [
     "importer_id", "declarant_id", "exporter_id", "hs_code", "hs_chapter", "origin_country", "office_id", "transport_mode", "departure_country",
@@ -251,7 +250,7 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     numeric = BASE_NUMERIC + profile_columns + extra_num
     reference = X["price_reference_log"]
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
-    meta = frame[["declaration_id", "declaration_date", *[c for c in LABELS if c in frame]]].copy()
+    meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()
     return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, price_bands=bands,
                       price_reference_log=reference)
 
@@ -262,7 +261,7 @@ def raw_features(frame: pd.DataFrame) -> FeatureSet:
     categorical = [c for c in RAW_CATEGORICAL if c in frame]
     numeric = [c for c in RAW_NUMERIC if c in frame]
     X = _model_dtypes(frame[categorical + numeric].copy(), categorical)
-    meta = frame[["declaration_id", "declaration_date", *[c for c in LABELS if c in frame]]].copy()
+    meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()
     return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric)
 
 

@@ -31,8 +31,7 @@ def audit_candidates(released: pd.DataFrame, traders: pd.DataFrame | None, histo
     per_importer = released.groupby("importer_id").agg(
         released_declarations=("declaration_id", "size"), expected_unrecovered=("residual_revenue", "sum"),
         mean_risk=("risk_score", "mean"))
-    record = importer_record(history)
-    per_importer = per_importer.join(record, how="left")
+    per_importer = per_importer.join(entity_ratings(history, "importer_id")[["controls", "hit_rate"]], how="left")
     if traders is not None and len(traders):
         per_importer = per_importer.join(traders.set_index("importer_id")[["aeo_certified", "prior_violations", "credit_rating"]],
                                          how="left")
@@ -62,11 +61,6 @@ def _audit_reasons(r) -> str:  # noqa: ANN001 - a namedtuple row
     if r.aeo_certified == 1:
         parts.append("AEO-certified (priority lowered)")
     return "; ".join(parts)
-
-
-def importer_record(history: pd.DataFrame) -> pd.DataFrame:
-    """Each importer's controls and smoothed hit rate over the whole history."""
-    return entity_ratings(history, "importer_id")[["controls", "hit_rate"]]
 
 
 def entity_ratings(history: pd.DataFrame, key: str | list[str], min_controls: int = 0) -> pd.DataFrame:
