@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from prefect import flow
 
 from features.data.ingest import prepare_batch
 from features.data.warehouse import Warehouse
@@ -15,6 +16,12 @@ from serving.scorer import Scorer, Thresholds
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration
+
+
+@flow(name="test-record-decisions")
+def _record(*args, **kwargs) -> dict:
+    """record_decisions inside a flow run, as in customs-score (artifacts need a run)."""
+    return record_decisions.fn(*args, **kwargs)
 
 
 class FixedSource:
@@ -71,11 +78,11 @@ def test_every_input_row_gets_an_output_row_in_order(scorer, incoming):
 
 def test_decisions_are_appended_never_rewritten(prefect_api, scorer, incoming, tmp_path):
     warehouse = scorer.warehouse
-    first = record_decisions.fn(score_file(incoming, scorer), scorer, str(incoming), str(tmp_path / "a.csv"))
+    first = _record(score_file(incoming, scorer), scorer, str(incoming), str(tmp_path / "a.csv"))
     log = warehouse.read("SELECT * FROM decisions ORDER BY batch_id, position")
     assert len(log) == 3000 and (log["policy_hash"] == scorer.policy.digest()).all()
     assert first["quarantined"] == 1
-    second = record_decisions.fn(score_file(incoming, scorer), scorer, str(incoming), str(tmp_path / "b.csv"))
+    second = _record(score_file(incoming, scorer), scorer, str(incoming), str(tmp_path / "b.csv"))
     assert second["quarantined"] == 0  # the same bad row is already in quarantine
     both = warehouse.read("SELECT * FROM decisions ORDER BY batch_id, position")
     assert len(both) == 6000
@@ -137,7 +144,7 @@ def test_without_a_champion_scoring_says_so(home):
 
 def test_a_retried_decision_write_appends_nothing(prefect_api, scorer, incoming, tmp_path):
     scored = score_file(incoming, scorer)
-    first = record_decisions.fn(scored, scorer, str(incoming), str(tmp_path / "a.csv"), batch_id="score-retry-1")
-    again = record_decisions.fn(scored, scorer, str(incoming), str(tmp_path / "a.csv"), batch_id="score-retry-1")
+    first = _record(scored, scorer, str(incoming), str(tmp_path / "a.csv"), batch_id="score-retry-1")
+    again = _record(scored, scorer, str(incoming), str(tmp_path / "a.csv"), batch_id="score-retry-1")
     assert first["batch_id"] == again["batch_id"] == "score-retry-1"
     assert len(scorer.warehouse.read("SELECT * FROM decisions")) == 3000
