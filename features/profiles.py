@@ -13,9 +13,9 @@ import pandas as pd
 
 PRIOR_WEIGHT = 5.0
 RECENT_DAYS = 90
-LABEL_LAG_DAYS = 1
+LABEL_LAG_DAYS = 1  # when a label has no control_date, it counts from this many days after filing
 PROFILE_SUFFIXES = ("hit_rate", f"hit_rate_{RECENT_DAYS}d", "revenue_rate", "inspections", "volume",
-                    f"volume_{RECENT_DAYS}d", "days_known")  # when a label has no control_date, it counts from this many days after filing
+                    f"volume_{RECENT_DAYS}d", "days_known")
 MISSING = "__missing__"
 
 # Entity name → the columns that identify it.

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     gate_margin: float = 0.01
     gate_guard_metric: str = "revenue_at_5pct"
     gate_guard_tolerance: float = 0.02
+    monitor_window_days: int = 30  # the recent window compared with the champion's reference
+    monitor_outcome_days: int = 90  # decisions whose control outcomes count towards the hit-rate checks
+    monitor_psi: float = 0.25  # a feature (or the score) drifts at or above this PSI
+    monitor_missing_increase: float = 0.10  # ... or when its missing rate rises by this much
 
     @classmethod
     def settings_customise_sources(

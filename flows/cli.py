@@ -233,6 +233,31 @@ def ratings(
 
 
 @app.command()
+def monitor(
+    window_days: Annotated[int | None, typer.Option("--window-days", min=1, help="Days in the recent window.")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Window end date (default: newest declaration).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Check feature and score drift and selection outcomes against the champion; emit aduana.drift.detected."""
+    from flows.monitor import customs_monitor
+
+    result = customs_monitor(window_days=window_days, as_of=as_of)
+    fmt = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
+    lines = [f"customs-risk v{result['model_version']}, window {result['window_start']}…{result['window_end']} "
+             f"({result['rows']:,} declarations): " + ("DRIFT DETECTED" if result["drift_detected"] else "no drift")]
+    lines += [f"  - {a}" for a in result["alerts"]]
+    lines.append("top PSI: " + ", ".join(f"{f['feature']} {f['psi']:.3f}" for f in result["top_features"][:5])
+                 + f"; risk score {result['score_psi']:.3f}")
+    for name, o in result["outcomes"].items():
+        lines.append(f"{name}: {o['controlled']:,} controlled, hit rate {fmt(o['hit_rate'])} "
+                     f"(95% CI {fmt(o['ci_low'])}–{fmt(o['ci_high'])}), model expected {fmt(o['expected_hit_rate'])}")
+    if result["event_id"]:
+        lines.append(f"event aduana.drift.detected emitted ({result['event_id']})")
+    lines.append(f"MLflow run: {result['mlflow_run_id']} (experiment aduana-monitoring)")
+    _emit(result, as_json, "\n".join(lines))
+
+
+@app.command()
 def promote(
     rollback: Annotated[bool, typer.Option("--rollback", help="Restore the previous champion.")] = False,
     as_json: JsonOption = False,

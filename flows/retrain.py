@@ -44,10 +44,10 @@ def train_model(frame: pd.DataFrame, iterations: int) -> TrainingResult:
 
 
 @task(name="log_model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def log_model(result: TrainingResult, dataset: str, data_validated: bool) -> str:
+def log_model(result: TrainingResult, dataset: str, data_validated: bool, tags: dict[str, str]) -> str:
     settings = get_settings()
     client = tracking.configure(settings)
-    run_id, _ = tracking.log_training(client, result, dataset, settings, flow_run.get_id(), data_validated)
+    run_id, _ = tracking.log_training(client, result, dataset, settings, flow_run.get_id(), data_validated, tags)
     return run_id
 
 
@@ -77,13 +77,27 @@ def metrics_table(model: dict, baseline: dict) -> str:
     return "\n".join(rows)
 
 
+def trigger_tags(drift: dict | None) -> dict[str, str]:
+    """Run tags saying why this retrain happened (schedule or hand, or which drift event)."""
+    if not drift:
+        return {"aduana.trigger": "schedule-or-manual"}
+    return {"aduana.trigger": "drift", "aduana.drift_model_version": str(drift.get("model_version", "")),
+            "aduana.drift_features": ",".join(drift.get("drifted_features", []))[:5000],
+            "aduana.drift_monitor_run_id": str(drift.get("mlflow_run_id", ""))}
+
+
 @flow(name="customs-retrain")
-def customs_retrain(dataset: str = "warehouse", iterations: int | None = None) -> dict:
-    """Retrain on the warehouse's controlled declarations and let the promotion gate decide."""
+def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, drift: dict | None = None) -> dict:
+    """Retrain on the warehouse's controlled declarations and let the promotion gate decide.
+
+    `drift`: the payload of the aduana.drift.detected event that triggered this run, if one did."""
+    if drift:
+        progress(f"triggered by drift on v{drift.get('model_version')}: {', '.join(drift.get('drifted_features', [])) or 'outcomes'}")
     frame, failures = load_training_data()
     result = train_model(frame, iterations or get_settings().train_iterations)
     validated = not failures
-    run_id = log_model(result, dataset, validated)
+    tags = trigger_tags(drift)
+    run_id = log_model(result, dataset, validated, tags)
     version = register_model(run_id)
     decision = promote_model(result, run_id, version, validated)
     create_markdown_artifact(
@@ -94,6 +108,7 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None) -
         description="Holdout metrics of the retrained model and the gate's decision",
     )
     return {"version": version, "run_id": run_id, "promoted": decision.promote, "reasons": decision.reasons,
+            "trigger": tags["aduana.trigger"],
             "counts": result.counts, "metrics": result.evaluation.metrics,
             "baseline_metrics": result.baseline_evaluation.metrics, "data_validated": validated,
             "validation_failures": failures}

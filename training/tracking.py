@@ -17,14 +17,17 @@ from mlflow.tracking import MlflowClient
 from features.data.errors import DataError
 from features.settings import Settings
 from training import figures
+from training.drift import reference_sample
 from training.gate import GateDecision
 from training.models import RiskModel
+from training.monitoring import MonitorReport
 from training.pipeline import Evaluation, TrainingResult
 
 MODEL_NAME = "customs-risk"
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "aduana.champion_history"
 MODEL_URI_TAG = "aduana.model_uri"  # on the registered model: JSON list of past champion versions
+REFERENCE_FILE = Path("monitoring/reference.parquet")  # on the training run: the drift reference sample
 PIP_REQUIREMENTS = ["catboost==1.2.10", "pandas", "numpy", "pyarrow"]
 
 
@@ -101,23 +104,26 @@ def _log_metrics(evaluation: Evaluation) -> None:
             mlflow.log_table(table, artifact_file=f"segments/precision_by_{name}.json")
 
 
-def _log_model(model: RiskModel, price_bands: pd.DataFrame, X: pd.DataFrame) -> None:
+def _log_model(model: RiskModel, price_bands: pd.DataFrame, X: pd.DataFrame, reference: pd.DataFrame) -> None:
     example = X[model.columns].head(5)
     signature = infer_signature(example, model.predict(example))
     with tempfile.TemporaryDirectory() as tmp:
-        artifacts = save_risk_model(model, price_bands, Path(tmp))
+        reference[model.columns].to_parquet(Path(tmp) / REFERENCE_FILE.name, index=False)
+        mlflow.log_artifact(str(Path(tmp) / REFERENCE_FILE.name), str(REFERENCE_FILE.parent))
+        artifacts = save_risk_model(model, price_bands, Path(tmp) / "model")
         info = mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts=artifacts,
                                        signature=signature, input_example=example, pip_requirements=PIP_REQUIREMENTS)
     mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # MLflow 3 keeps models apart from run artifacts
 
 
 def log_training(client: MlflowClient, result: TrainingResult, dataset: str, settings: Settings,
-                 flow_run_id: str | None = None, data_validated: bool = True) -> tuple[str, str]:
+                 flow_run_id: str | None = None, data_validated: bool = True,
+                 tags: dict[str, str] | None = None) -> tuple[str, str]:
     """Log the baseline and the full model as two runs of the dataset's experiment; returns (run id, baseline run id)."""
     experiment_id = ensure_experiment(client, f"aduana-{dataset}", settings)
     fs, split = result.features, result.split
     common_tags = {"aduana.dataset": dataset, "prefect.flow_run_id": flow_run_id or "",
-                   "aduana.data_validated": str(data_validated).lower()}
+                   "aduana.data_validated": str(data_validated).lower(), **(tags or {})}
     common_params = {"valid_start": str(split.valid_start.date()), "holdout_start": str(split.holdout_start.date()),
                      **{f"rows_{k}": v for k, v in result.counts.items()}}
     stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M%S")
@@ -152,8 +158,43 @@ def log_training(client: MlflowClient, result: TrainingResult, dataset: str, set
                           ("calibration", figures.calibration(result.evaluation.predictions))):
             mlflow.log_figure(fig, f"plots/{name}.png")
             figures.plt.close(fig)
-        _log_model(result.model, fs.price_bands, fs.X)
+        _log_model(result.model, fs.price_bands, fs.X,
+                   reference_sample(fs.X, fs.meta["declaration_date"], split.valid_start))
     return run.info.run_id, baseline_run.info.run_id
+
+
+def load_reference(client: MlflowClient, version: str) -> pd.DataFrame:
+    """The drift reference sample logged with a registry version's training run."""
+    run_id = client.get_model_version(MODEL_NAME, version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, str(REFERENCE_FILE), tmp)
+        except (MlflowException, OSError) as exc:
+            raise DataError(f"{MODEL_NAME} v{version} has no drift reference ({REFERENCE_FILE}): "
+                            "it was trained before monitoring existed; retrain it") from exc
+        return pd.read_parquet(path)
+
+
+def log_monitoring(client: MlflowClient, report: MonitorReport, settings: Settings, flow_run_id: str | None) -> str:
+    """One run of the `aduana-monitoring` experiment per check: PSI per feature, score drift, outcomes, alerts."""
+    experiment_id = ensure_experiment(client, "aduana-monitoring", settings)
+    name = f"monitor-v{report.model_version}-{report.window[1].date()}"
+    tags = {"aduana.model_version": report.model_version, "aduana.drift_detected": str(report.drift_detected).lower(),
+            "prefect.flow_run_id": flow_run_id or ""}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        mlflow.log_params({"window_start": str(report.window[0].date()), "window_end": str(report.window[1].date()),
+                           "rows": report.rows, "reference_rows": report.reference_rows})
+        metrics = {f"psi.{row.feature}": row.psi for row in report.features.itertuples()}
+        metrics.update({f"missing.{row.feature}": row.missing_current for row in report.features.itertuples()})
+        metrics.update({"score_psi": report.score["psi"], "score_ks": report.score["statistic"],
+                        "drifted_features": len(report.drifted_features), "alerts": len(report.alerts)})
+        for stratum, figures_ in report.outcomes.items():
+            metrics.update({f"{stratum}.{k}": v for k, v in figures_.items() if isinstance(v, int | float)})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and pd.notna(v)})
+        mlflow.log_table(report.features, artifact_file="monitoring/feature_drift.json")
+        mlflow.log_dict({"payload": report.payload(), "outcomes": report.outcomes, "score": report.score},
+                        "monitoring/report.json")
+    return run.info.run_id
 
 
 def register_challenger(client: MlflowClient, run_id: str) -> str:

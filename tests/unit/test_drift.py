@@ -1,0 +1,92 @@
+"""Drift statistics and the monitor's verdicts, on controlled samples."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from training.drift import categorical_drift, feature_drift, numeric_drift, psi, wilson
+from training.monitoring import MonitorThresholds, monitor, outcome_summary
+
+
+def test_psi_is_zero_for_identical_and_grows_with_shift():
+    rng = np.random.default_rng(0)
+    reference = pd.Series(rng.normal(size=20_000))
+    same = numeric_drift(reference, pd.Series(rng.normal(size=5_000)))
+    shifted = numeric_drift(reference, pd.Series(rng.normal(0.5, size=5_000)))
+    moved = numeric_drift(reference, pd.Series(rng.normal(1.5, size=5_000)))
+    assert same["psi"] < 0.02 and same["p_value"] > 0.001
+    assert 0.1 < shifted["psi"] < moved["psi"]
+    assert shifted["p_value"] < 1e-6 and shifted["test"] == "ks"
+    assert psi(np.array([10, 10]), np.array([10, 10])) == 0
+
+
+def test_missing_values_are_a_bin_and_a_rate():
+    reference = pd.Series(np.arange(1000, dtype="float64"))
+    current = pd.Series(np.where(np.arange(1000) % 2 == 0, np.nan, np.arange(1000)))
+    result = numeric_drift(reference, current)
+    assert result["missing_reference"] == 0 and result["missing_current"] == pytest.approx(0.5)
+    assert result["psi"] > 1
+
+
+def test_categorical_drift_buckets_rare_and_new_categories():
+    reference = pd.Series(["CN"] * 500 + ["US"] * 500)
+    assert categorical_drift(reference, pd.Series(["CN"] * 50 + ["US"] * 50))["psi"] == pytest.approx(0)
+    new = categorical_drift(reference, pd.Series(["CN"] * 50 + ["XX"] * 50))
+    assert new["psi"] > 1 and new["test"] == "chi2" and new["p_value"] < 1e-6
+
+
+def test_feature_table_is_sorted_worst_first():
+    rng = np.random.default_rng(1)
+    ref = pd.DataFrame({"a": rng.normal(size=3000), "b": rng.normal(size=3000), "c": rng.choice(["x", "y"], 3000)})
+    cur = pd.DataFrame({"a": rng.normal(size=3000), "b": rng.normal(2, size=3000), "c": rng.choice(["x", "y"], 3000)})
+    table = feature_drift(ref, cur, categorical=["c"])
+    assert table["feature"].iloc[0] == "b" and set(table["kind"]) == {"numeric", "categorical"}
+
+
+def test_wilson_interval_covers_the_rate():
+    low, high = wilson(30, 100)
+    assert low < 0.3 < high and high - low < 0.2
+    assert wilson(0, 50)[0] == pytest.approx(0, abs=1e-12) and wilson(0, 50)[1] > 0
+    assert all(np.isnan(wilson(0, 0)))
+
+
+def _outcomes(red_hits: int, red_n: int, red_expected: float, explored_hits: int, explored_n: int,
+              explored_expected: float) -> pd.DataFrame:
+    rows = [("red", "model", red_expected, float(i < red_hits)) for i in range(red_n)]
+    rows += [("red", "exploration", explored_expected, float(i < explored_hits)) for i in range(explored_n)]
+    frame = pd.DataFrame(rows, columns=["lane", "selected_by", "risk_score", "fraud"])
+    return frame.assign(expected_revenue=100.0, revenue=frame["fraud"] * 50)
+
+
+def test_outcomes_flag_a_red_lane_below_expectation_and_fraud_found_by_exploration():
+    summary = outcome_summary(_outcomes(20, 100, 0.6, 12, 60, 0.05))
+    assert summary["red_lane"]["hit_rate"] == pytest.approx(0.2)
+    assert summary["red_lane"]["ci_high"] < 0.6
+    assert summary["exploration"]["ci_low"] > 0.05
+    assert summary["red_lane"]["revenue"] == pytest.approx(1000)
+
+
+def test_monitor_alerts_on_shifted_inputs_and_outcomes_but_not_on_trending_profiles(trained):
+    model = trained.model
+    X = trained.features.X
+    reference, current = X.iloc[:4000].copy(), X.iloc[4000:8000].copy()
+    calm = monitor(model, "1", reference, current, _outcomes(55, 100, 0.6, 3, 60, 0.05), (pd.Timestamp("2024-01-01"),) * 2)
+    assert not calm.drift_detected, calm.alerts
+
+    drifted = current.copy()
+    drifted["importer_days_known"] += 10_000  # a profile trends with time: reported, no alert
+    drifted["log_declared_value"] -= 2.0  # undervaluation spree: an input shift
+    report = monitor(model, "1", reference, drifted, _outcomes(20, 100, 0.6, 12, 60, 0.05),
+                     (pd.Timestamp("2024-01-01"),) * 2, MonitorThresholds())
+    assert report.drift_detected
+    assert "log_declared_value" in report.drifted_features
+    assert "importer_days_known" not in report.drifted_features
+    assert report.features.set_index("feature").loc["importer_days_known", "psi"] > 1
+    assert any("red-lane hit rate" in a for a in report.alerts)
+    assert any("exploration draws" in a for a in report.alerts)
+    payload = report.payload()
+    assert payload["drifted_features"] == report.drifted_features and payload["psi"]["log_declared_value"] > 0.25
+
+    few = monitor(model, "1", reference, drifted.head(50), _outcomes(0, 0, 0, 0, 0, 0), (pd.Timestamp("2024-01-01"),) * 2)
+    assert not few.drift_detected  # too few rows for a verdict

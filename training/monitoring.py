@@ -1,0 +1,150 @@
+"""Model monitoring: a recent window of declarations against the champion's reference, plus selection outcomes.
+
+- Feature drift: PSI per feature (KS or chi-square beside it), the missing-value rate.
+- Score drift: PSI and KS of the champion's risk score, reference vs window.
+- Outcomes, once controls report back: the red lane's hit rate and revenue against what the model expected, and
+  the exploration stratum's hit rate (a random draw, so an unbiased estimate of fraud among goods the model would
+  have released) with a Wilson interval.
+Crossing a threshold raises an alert; the flow turns alerts into the `aduana.drift.detected` event.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from features.build import build_features, integrate
+from features.data.errors import DataError
+from features.data.warehouse import Warehouse
+from features.profiles import ENTITIES, PROFILE_SUFFIXES
+from training.drift import feature_drift, numeric_drift, wilson
+from training.models import RiskModel
+
+# Reported, but no alert: trader ids (new traders arrive all the time), ages, and entity profiles, which trend with
+# time by construction (days known, cumulative counts) and whose effective sample is the number of entities, not of
+# rows. Their effect on the model shows in the score drift and the outcome checks.
+NOT_ALERTING = frozenset({"importer_id", "declarant_id", "exporter_id", "company_age_days"}
+                         | {f"{entity}_{suffix}" for entity in ENTITIES for suffix in PROFILE_SUFFIXES})
+OUTCOMES_SQL = """
+WITH latest AS (
+    SELECT * FROM decisions
+    QUALIFY row_number() OVER (PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1)
+SELECT l.declaration_id, l.lane, l.selected_by, l.risk_score, l.expected_revenue, d.fraud, d.revenue
+FROM latest l JOIN declarations d USING (declaration_id)
+WHERE d.inspected = 1 AND d.fraud IS NOT NULL AND d.declaration_date BETWEEN ? AND ?
+"""
+
+
+@dataclass(frozen=True)
+class MonitorThresholds:
+    psi: float = 0.25  # per feature; 0.1–0.25 is a moderate shift, above 0.25 a major one
+    score_psi: float = 0.25
+    missing_increase: float = 0.10  # absolute rise of a feature's missing rate
+    min_rows: int = 200  # fewer declarations in the window: no drift verdict
+    min_outcomes: int = 30  # fewer controlled selections: no outcome verdict
+
+
+@dataclass
+class MonitorReport:
+    model_version: str
+    window: tuple[pd.Timestamp, pd.Timestamp]
+    rows: int
+    reference_rows: int
+    features: pd.DataFrame
+    score: dict
+    outcomes: dict
+    drifted_features: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+
+    @property
+    def drift_detected(self) -> bool:
+        return bool(self.alerts)
+
+    def payload(self) -> dict:
+        """The event payload: what drifted, by how much, and where to look."""
+        psi = self.features.set_index("feature")["psi"]
+        return {"model_version": self.model_version, "window_start": str(self.window[0].date()),
+                "window_end": str(self.window[1].date()), "rows": self.rows,
+                "drifted_features": self.drifted_features,
+                "psi": {f: round(float(psi[f]), 4) for f in self.drifted_features},
+                "score_psi": round(self.score["psi"], 4), "alerts": self.alerts}
+
+
+def window_bounds(dates: pd.Series, as_of: pd.Timestamp | None, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The `days` up to `as_of` (default: the newest declaration in the warehouse), both ends included."""
+    end = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(dates.max())
+    return end - pd.Timedelta(days=days - 1), end
+
+
+def window_features(warehouse: Warehouse, model: RiskModel, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The model's features for the declarations filed in [start, end], built as scoring builds them."""
+    declarations = warehouse.table("declarations")
+    history = integrate(declarations, warehouse.table("manifests"), warehouse.table("traders"))
+    dates = history["declaration_date"]
+    window = history[(dates >= start) & (dates <= end)]
+    if window.empty:
+        return pd.DataFrame(columns=model.columns)
+    features = build_features(window, history=history, bands=model.price_bands)
+    return features.X.reindex(columns=model.columns)
+
+
+def outcome_summary(outcomes: pd.DataFrame) -> dict:
+    """Red-lane (model) and exploration-stratum results for the decisions whose controls have reported."""
+    summary = {}
+    for name, rows in (("red_lane", outcomes["lane"].eq("red") & outcomes["selected_by"].eq("model")),
+                       ("exploration", outcomes["selected_by"].eq("exploration"))):
+        part = outcomes[rows]
+        n, hits = len(part), int(part["fraud"].sum())
+        low, high = wilson(hits, n)
+        summary[name] = {"controlled": n, "frauds": hits, "hit_rate": hits / n if n else None,
+                         "ci_low": None if np.isnan(low) else low, "ci_high": None if np.isnan(high) else high,
+                         "expected_hit_rate": float(part["risk_score"].mean()) if n else None,
+                         "revenue": float(part["revenue"].sum()) if n and part["revenue"].notna().any() else None,
+                         "expected_revenue": float(part["expected_revenue"].sum())
+                         if n and part["expected_revenue"].notna().any() else None}
+    return summary
+
+
+def _outcome_alerts(summary: dict, min_outcomes: int) -> list[str]:
+    alerts = []
+    red, explored = summary["red_lane"], summary["exploration"]
+    if red["controlled"] >= min_outcomes and red["ci_high"] < red["expected_hit_rate"]:
+        alerts.append(f"red-lane hit rate {red['hit_rate']:.1%} (95% CI up to {red['ci_high']:.1%}) is below the "
+                      f"{red['expected_hit_rate']:.1%} the model expected")
+    if explored["controlled"] >= min_outcomes and explored["ci_low"] > explored["expected_hit_rate"]:
+        alerts.append(f"exploration draws found fraud at {explored['hit_rate']:.1%} (95% CI from "
+                      f"{explored['ci_low']:.1%}) where the model expected {explored['expected_hit_rate']:.1%}: "
+                      "fraud the model does not see")
+    return alerts
+
+
+def monitor(model: RiskModel, version: str, reference: pd.DataFrame, current: pd.DataFrame,
+            outcomes: pd.DataFrame, window: tuple[pd.Timestamp, pd.Timestamp],
+            thresholds: MonitorThresholds = MonitorThresholds()) -> MonitorReport:
+    """Compare the window with the reference and raise alerts where thresholds are crossed."""
+    if len(reference) == 0:
+        raise DataError(f"champion v{version} has an empty drift reference")
+    table = feature_drift(reference, current, model.categorical)
+    table["alerting"] = ~table["feature"].isin(NOT_ALERTING)
+    scores_ref = pd.Series(model.risk(reference))
+    scores_cur = pd.Series(model.risk(current)) if len(current) else pd.Series(dtype="float64")
+    score = {**numeric_drift(scores_ref, scores_cur), "mean_reference": float(scores_ref.mean()),
+             "mean_current": float(scores_cur.mean()) if len(scores_cur) else None}
+    report = MonitorReport(model_version=version, window=window, rows=len(current), reference_rows=len(reference),
+                           features=table, score=score, outcomes=outcome_summary(outcomes))
+    report.alerts += _outcome_alerts(report.outcomes, thresholds.min_outcomes)
+    if len(current) < thresholds.min_rows:
+        return report  # too few declarations for a drift verdict; outcome alerts still stand
+    alerting = table[table["alerting"]]
+    shifted = alerting["psi"] >= thresholds.psi
+    emptier = (alerting["missing_current"] - alerting["missing_reference"]) >= thresholds.missing_increase
+    report.drifted_features = alerting.loc[shifted | emptier, "feature"].tolist()
+    for row in alerting[shifted].itertuples():
+        report.alerts.append(f"feature {row.feature}: PSI {row.psi:.2f} ≥ {thresholds.psi:g}")
+    for row in alerting[emptier].itertuples():
+        report.alerts.append(f"feature {row.feature}: missing rate {row.missing_reference:.1%} → {row.missing_current:.1%}")
+    if score["psi"] >= thresholds.score_psi:
+        report.alerts.append(f"risk score distribution: PSI {score['psi']:.2f} ≥ {thresholds.score_psi:g} "
+                             f"(mean {score['mean_reference']:.3f} → {score['mean_current']:.3f})")
+    return report
