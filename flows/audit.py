@@ -52,8 +52,9 @@ def select_audits(period: str, capacity: int) -> tuple[pd.DataFrame, pd.DataFram
 
 
 @flow(name="customs-audit")
-def customs_audit(period: str, capacity: int = 20) -> dict:
-    """Rank enterprises for post-clearance audit within the audit capacity."""
+def customs_audit(period: str | None = None, capacity: int = 20) -> dict:
+    """Rank enterprises for post-clearance audit within the audit capacity (default period: last month)."""
+    period = period or str(pd.Timestamp.today().to_period("M") - 1)
     selected, evidence = select_audits(period, capacity)
     if len(selected):
         create_table_artifact(key="customs-audit-list", table=selected.round(4).astype(str).to_dict("records"),

@@ -258,6 +258,24 @@ def monitor(
 
 
 @app.command()
+def schedule(
+    names: Annotated[list[str] | None, typer.Argument(help="Deployments to serve (default: all in infra/prefect.yaml).")]
+    = None,
+) -> None:
+    """Serve the deployments of infra/prefect.yaml (schedules and the drift trigger) from this process.
+
+    Needs a Prefect server (PREFECT_API_URL); runs until interrupted. For a work pool and workers, use
+    `prefect deploy --prefect-file infra/prefect.yaml` instead (see the README)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        raise DataError("aduana schedule needs a Prefect server: start one ('prefect server start') and set "
+                        "PREFECT_API_URL=http://127.0.0.1:4200/api")
+    from flows.deployments import serve_deployments
+
+    runtime.progress("serving the deployments of infra/prefect.yaml; Ctrl-C to stop")
+    serve_deployments(names or None)
+
+
+@app.command()
 def promote(
     rollback: Annotated[bool, typer.Option("--rollback", help="Restore the previous champion.")] = False,
     as_json: JsonOption = False,

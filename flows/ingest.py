@@ -14,7 +14,7 @@ from features.data.mapping import load_mapping
 from features.data.quality import QualityReport, check_batch
 from features.data.warehouse import IngestSummary, Warehouse
 from features.settings import get_settings
-from flows.runtime import progress
+from flows.runtime import file_away, landing_files, progress
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's hook signature
@@ -93,3 +93,29 @@ def customs_ingest(paths: list[str], kind: str | None = None, mapping: str | Non
     create_markdown_artifact(key="customs-ingest-summary", markdown=summary_markdown(summaries),
                              description="Rows read, stored, quarantined and duplicated per file")
     return [s.to_dict() for s in summaries]
+
+
+@flow(name="customs-ingest-landing")
+def customs_ingest_landing(folder: str | None = None, mapping: str | None = None) -> dict:
+    """Ingest every file waiting in the landing folder (default ADUANA_HOME/landing), then file it away.
+
+    Ingested files move to `processed/`; a file refused whole moves to `refused/` with its reason beside it,
+    and the others still go in. Re-delivered files are recognised by content and add nothing."""
+    root = Path(folder) if folder else get_settings().landing_dir
+    paths = _ingest_order([str(p) for p in landing_files(root)], None)
+    summaries, refused = [], {}
+    for path in paths:
+        try:
+            batch = validate_rows(path, None, mapping)
+            summaries.append(store_batch(batch, validate_batch(batch)))
+            file_away(Path(path), root / "processed")
+        except DataError as exc:
+            refused[Path(path).name] = str(exc)
+            file_away(Path(path), root / "refused", str(exc))
+            progress(f"refused {Path(path).name}: {exc}")
+    if paths:
+        create_markdown_artifact(key="customs-ingest-summary", markdown=summary_markdown(summaries)
+                                 + "".join(f"\n- refused `{n}`: {r}" for n, r in refused.items()),
+                                 description="Rows read, stored, quarantined and duplicated per landing file")
+    progress(f"landing {root}: {len(summaries)} file(s) ingested, {len(refused)} refused")
+    return {"folder": str(root), "ingested": [s.to_dict() for s in summaries], "refused": refused}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
+from pathlib import Path
 
 from features.settings import Settings
 
@@ -44,3 +46,26 @@ def progress(message: str) -> None:
 
     with contextlib.suppress(MissingContextError):
         get_run_logger().info(message)
+
+
+LANDING_SUFFIXES = (".csv", ".parquet")
+
+
+def landing_files(folder: Path) -> list[Path]:
+    """The data files waiting at the top of a landing folder, oldest first."""
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in LANDING_SUFFIXES]
+    return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+
+
+def file_away(path: Path, destination: Path, note: str | None = None) -> Path:
+    """Move a processed file into `destination` (never overwriting), with an optional `.reason.txt` beside it."""
+    destination.mkdir(parents=True, exist_ok=True)
+    target = destination / path.name
+    if target.exists():
+        target = destination / f"{path.stem}-{int(time.time() * 1000)}{path.suffix}"
+    path.replace(target)
+    if note:
+        target.with_name(target.name + ".reason.txt").write_text(note + "\n")
+    return target

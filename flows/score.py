@@ -13,7 +13,7 @@ from features.data.errors import DataError
 from features.data.mapping import load_mapping
 from features.data.warehouse import Warehouse
 from features.settings import get_settings
-from flows.runtime import progress
+from flows.runtime import file_away, landing_files, progress
 from serving.batch import ScoredBatch, batch_report, score_file, write_output
 from serving.lanes import load_policy
 from serving.scorer import Scorer
@@ -66,3 +66,32 @@ def customs_score(path: str, out: str, mapping: str | None = None, policy: str |
 
 def new_batch_id() -> str:
     return f"score-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+
+
+@flow(name="customs-score-inbox")
+def customs_score_inbox(inbox: str | None = None, policy: str | None = None, mapping: str | None = None) -> dict:
+    """Score every file waiting in the inbox (default ADUANA_HOME/landing/to-score).
+
+    Each file's scores go to ADUANA_HOME/reports/scores/; the file then moves on to the landing folder, so that the
+    daily ingest stores the declarations (for profiles, outcomes and monitoring)."""
+    settings = get_settings()
+    root = Path(inbox) if inbox else settings.landing_dir / "to-score"
+    files = landing_files(root)
+    if not files:
+        progress(f"nothing to score in {root}")
+        return {"inbox": str(root), "batches": [], "refused": {}}
+    scorer = make_scorer(policy)
+    batches, refused = [], {}
+    for path in files:
+        try:
+            scored = score_file(path, scorer, load_mapping(Path(mapping) if mapping else None))
+        except DataError as exc:
+            refused[path.name] = str(exc)
+            file_away(path, root / "refused", str(exc))
+            progress(f"refused {path.name}: {exc}")
+            continue
+        out = settings.reports_dir / "scores" / f"{path.stem}-scores.csv"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        batches.append(record_decisions(scored, scorer, str(path.resolve()), str(out), new_batch_id()))
+        file_away(path, settings.landing_dir)
+    return {"inbox": str(root), "batches": batches, "refused": refused}

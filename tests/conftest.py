@@ -56,6 +56,19 @@ def declarations_csv(tmp_path: Path, world: World) -> Path:
     return path
 
 
+@pytest.fixture
+def loaded_home(home, world, tmp_path):
+    """A fresh ADUANA_HOME whose warehouse holds the small world."""
+    from features.data.ingest import prepare_batch
+    from features.data.warehouse import Warehouse
+    from features.settings import get_settings
+
+    warehouse = Warehouse(get_settings().warehouse_path)
+    for kind in ("traders", "manifests", "declarations"):
+        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
+    return home
+
+
 @pytest.fixture(scope="session")
 def prefect_api():
     """A real (temporary) Prefect API for the whole session."""

@@ -16,14 +16,6 @@ from training import tracking
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def loaded_home(home, world, tmp_path):
-    warehouse = Warehouse(get_settings().warehouse_path)
-    for kind in ("traders", "manifests", "declarations"):
-        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
-    return home
-
-
 def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home, world, tmp_path, monkeypatch):
     monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "60")
     monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")  # the first model is promoted whatever the baseline does

@@ -1,0 +1,117 @@
+"""The closed loop on a real Prefect API: drift → monitor → aduana.drift.detected → automation → retrain → gate.
+
+The retrain deployment is served, with the trigger read from infra/prefect.yaml, by a separate process
+(`python -m flows.deployments retrain-weekly`), as `aduana schedule` serves it.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+from prefect.events import emit_event
+
+from features.data.ingest import prepare_batch
+from features.data.warehouse import Warehouse
+from features.settings import get_settings
+from flows.monitor import DRIFT_EVENT, MODEL_RESOURCE, customs_monitor
+from flows.retrain import customs_retrain
+from tests.conftest import write_csv
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+DEPLOYMENT = "customs-retrain/retrain-weekly"
+
+
+async def _deployment_with_trigger() -> str | None:
+    async with get_client() as client:
+        try:
+            deployment = await client.read_deployment_by_name(DEPLOYMENT)
+        except Exception:  # not registered yet
+            return None
+        automations = await client.read_automations()
+        linked = [a for a in automations if any(getattr(x, "deployment_id", None) == deployment.id for x in a.actions)]
+        return str(deployment.id) if linked else None
+
+
+async def _runs(deployment_id: str) -> list:
+    async with get_client() as client:
+        return await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id])))
+
+
+def _wait(condition, timeout: float, what: str):  # noqa: ANN001, ANN202
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _drifted_arrivals(world, days_after: int = 3):  # noqa: ANN001, ANN202
+    """Newer declarations whose declared values collapse: an undervaluation wave the features must show."""
+    arrivals = world.declarations.tail(1500).copy()
+    shift = world.declarations["declaration_date"].max() - arrivals["declaration_date"].min() + pd.Timedelta(days=days_after)
+    arrivals["declaration_id"] = arrivals["declaration_id"] + "-new"
+    arrivals["declaration_date"] = arrivals["declaration_date"] + shift
+    arrivals["declared_value"] = arrivals["declared_value"] * 0.15
+    for column in ("inspected", "fraud", "revenue", "critical", "control_date"):
+        arrivals[column] = None
+    return arrivals
+
+
+
+def test_drift_event_triggers_one_gated_retrain(prefect_api, loaded_home, world, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "40")
+    monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")
+    assert customs_retrain(dataset="warehouse")["promoted"]
+
+    log = (tmp_path / "served.log").open("w")
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+           "ADUANA_HOME": str(loaded_home)}
+    served = subprocess.Popen([sys.executable, "-m", "flows.deployments", "retrain-weekly"], cwd=REPO, env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deployment_id = _wait(lambda: asyncio.run(_deployment_with_trigger()), 90, "the served retrain deployment")
+
+        Warehouse(get_settings().warehouse_path).store(
+            prepare_batch(write_csv(tmp_path / "declarations_new.csv", _drifted_arrivals(world))))
+        result = customs_monitor(window_days=10)
+        assert result["drift_detected"] and result["event_id"]
+        assert "log_declared_value" in result["drifted_features"]
+        for _ in range(2):  # a burst of alerts: the trigger's `within` window debounces them into one run
+            emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": MODEL_RESOURCE}, payload=result)
+
+        runs = _wait(lambda: [r for r in asyncio.run(_runs(deployment_id)) if r.state and r.state.is_final()],
+                     240, "the triggered retrain run to finish")
+        time.sleep(3)
+        all_runs = [r for r in asyncio.run(_runs(deployment_id)) if r.state_name != "Scheduled"]
+        assert len(all_runs) == 1, [(r.name, r.state_name) for r in all_runs]
+        run = runs[0]
+        assert run.state.is_completed(), (run.state, (tmp_path / "served.log").read_text()[-3000:])
+        drift = run.parameters["drift"]
+        assert drift["drifted_features"] == result["drifted_features"]
+        assert drift["mlflow_run_id"] == result["mlflow_run_id"]
+
+        client = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
+        retrained = client.search_runs(
+            [client.get_experiment_by_name("aduana-warehouse").experiment_id],
+            "tags.`aduana.trigger` = 'drift' and tags.`aduana.role` = 'candidate'")
+        assert len(retrained) == 1
+        assert retrained[0].data.tags["aduana.gate"] in {"promoted", "refused"}
+        assert "log_declared_value" in retrained[0].data.tags["aduana.drift_features"]
+        assert client.get_model_version("customs-risk", "2").tags["gate"] in {"promoted", "refused"}
+    finally:
+        served.terminate()
+        served.wait(timeout=30)
+        log.close()
