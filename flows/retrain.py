@@ -63,7 +63,8 @@ def promote_model(result: TrainingResult, run_id: str, version: str, data_valida
     settings = get_settings()
     policy = GatePolicy(settings.gate_metric, settings.gate_margin, settings.gate_guard_metric,
                         settings.gate_guard_tolerance)
-    decision = gate_challenger(tracking.configure(settings), result, run_id, version, data_validated, policy)
+    decision = gate_challenger(tracking.configure(settings), result, run_id, version, data_validated, policy,
+                               lock=settings.root / "locks" / "promotion.lock")
     verdict = f"promoted v{version} to @{tracking.CHAMPION}" if decision.promote else f"kept v{version} as challenger"
     progress(f"gate: {verdict}" + "".join(f"\n  - {r}" for r in decision.reasons))
     return decision

@@ -221,8 +221,17 @@ def load_version(version: str) -> RiskModel:
     return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}").unwrap_python_model().model
 
 
-def record_decision(client: MlflowClient, run_id: str, version: str, decision: GateDecision) -> None:
-    """Log the gate's decision on the run and as tags on the version; move @champion when it promotes."""
+def record_decision(client: MlflowClient, run_id: str, version: str, decision: GateDecision,
+                    compared_with: str | None = None) -> None:
+    """Log the gate's decision on the run and as tags on the version; move @champion when it promotes.
+
+    `compared_with`: the champion the challenger was measured against. If @champion has moved since (another
+    retrain promoted meanwhile), the promotion is refused: the comparison no longer holds."""
+    current = alias_version(client, CHAMPION)
+    if decision.promote and current != compared_with:
+        decision.promote = False
+        decision.reasons.append(f"@{CHAMPION} moved from {'v' + compared_with if compared_with else 'none'} to "
+                                f"v{current} during this evaluation: not promoted; retrain to compare with v{current}")
     text = "\n".join(decision.reasons)
     client.set_tag(run_id, "aduana.gate", "promoted" if decision.promote else "refused")
     client.log_text(run_id, json.dumps(asdict(decision), indent=2), "gate_decision.json")
@@ -230,10 +239,9 @@ def record_decision(client: MlflowClient, run_id: str, version: str, decision: G
     client.set_model_version_tag(MODEL_NAME, version, "gate_reference", decision.reference)
     client.set_model_version_tag(MODEL_NAME, version, "gate_reasons", text[:5000])
     if decision.promote:
-        previous = alias_version(client, CHAMPION)
         history = _history(client)
-        if previous is not None:
-            history.append(previous)
+        if current is not None:
+            history.append(current)
         client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
         client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
 
@@ -254,3 +262,48 @@ def rollback(client: MlflowClient) -> tuple[str, str]:
     client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
     client.set_model_version_tag(MODEL_NAME, current, "rolled_back", pd.Timestamp.now().isoformat())
     return current, restored
+
+
+def log_backtest(client: MlflowClient, result, settings: Settings, flow_run_id: str | None = None) -> str:  # noqa: ANN001
+    """Log a backtest as one run of the `aduana-backtest` experiment; returns the run id.
+
+    `result` is a serving.backtest.BacktestResult, used by its fields only (training does not import serving):
+    `params` (the configuration), `summary` (per-policy cumulative and pre/post-drift figures) and `weekly`
+    (one row per week and policy). Per-week metrics are logged with step = week of the replay.
+    """
+    from mlflow.entities import Metric, Param
+
+    experiment_id = ensure_experiment(client, "aduana-backtest", settings)
+    stamp = pd.Timestamp.now()
+    run = client.create_run(experiment_id, run_name=f"backtest-{stamp:%Y%m%d-%H%M%S}",
+                            tags={"prefect.flow_run_id": flow_run_id or "", "aduana.source": result.summary["source"],
+                                  "aduana.role": "backtest"})
+    run_id = run.info.run_id
+    millis = int(stamp.timestamp() * 1000)
+
+    def metric(key: str, value: object, step: int = 0) -> list[Metric]:
+        ok = isinstance(value, int | float) and value == value  # NaN and None are absent, not zero
+        return [Metric(key, float(value), millis, step)] if ok else []
+
+    params = [Param(k, str(v)[:500]) for k, v in result.params.items()]
+    metrics: list[Metric] = []
+    for policy, stats in result.summary["policies"].items():
+        for name in ("precision", "recall", "revenue_share", "exploration_hit_rate"):
+            metrics += metric(f"{policy}_{name}", stats.get(name))
+            for period in ("pre_drift", "post_drift"):
+                metrics += metric(f"{policy}_{period}_{name}", (stats.get(period) or {}).get(name))
+    for row in result.weekly.itertuples(index=False):
+        for name in ("precision", "recall", "revenue_share", "cum_precision", "cum_recall", "cum_revenue_share"):
+            metrics += metric(f"{row.policy}_week_{name}", getattr(row, name), int(row.week))
+    for start in range(0, max(len(params), 1), 100):
+        client.log_batch(run_id, params=params[start:start + 100])
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start:start + 1000])
+    client.log_text(run_id, result.weekly.to_csv(index=False), "backtest/weekly.csv")
+    client.log_dict(run_id, result.summary, "backtest/summary.json")
+    for name, fig in (("precision_recall_by_week", figures.backtest_weekly(result.weekly)),
+                      ("cumulative_revenue_share", figures.backtest_cumulative(result.weekly))):
+        client.log_figure(run_id, fig, f"plots/{name}.png")
+        figures.plt.close(fig)
+    client.set_terminated(run_id)
+    return run_id

@@ -54,6 +54,21 @@ def test_health_readiness_and_docs(client):
     assert "/v1/score" in client.get("/openapi.json").json()["paths"]
 
 
+def test_readyz_says_when_the_registry_is_unreachable(client, api_scorer, world):
+    api_scorer.source.broken = True
+    try:
+        body = client.get("/readyz")
+        assert body.status_code == 200 and body.json()["ready"]
+        assert "registry unreachable" in body.json()["registry"]
+        assert body.json()["model_version"] == "3"  # still serving the last good champion
+        score = client.post("/v1/score", json=_declaration(world))
+        assert score.status_code == 200 and score.json()["model_version"] == "3"
+    finally:
+        api_scorer.source.broken = False
+        api_scorer.refresh_model(force=True)
+    assert client.get("/readyz").json()["registry"] == "ok"
+
+
 def test_not_ready_without_a_champion(home):
     empty = Scorer(Warehouse(get_settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
     c = TestClient(create_app(empty, api_key=""))

@@ -1,0 +1,85 @@
+"""Resilience of the loop: failed retrains, overlapping promotions, and a registry that goes away."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from features.settings import get_settings
+from flows.retrain import customs_retrain
+from training import promotion, tracking
+from training.gate import GatePolicy
+
+pytestmark = pytest.mark.integration
+
+
+def _challenger(client: MlflowClient, trained) -> tuple[str, str]:  # noqa: ANN001
+    run_id, _ = tracking.log_training(client, trained, "resilience", get_settings())
+    return run_id, tracking.register_challenger(client, run_id)
+
+
+@pytest.fixture
+def registry(home, trained) -> MlflowClient:
+    client = tracking.configure(get_settings())
+    return client
+
+
+def test_overlapping_retrains_cannot_both_promote(registry, trained, home):
+    """Two challengers gated at once: the lock makes the second face the first's champion, and lose to it."""
+    challengers = [_challenger(registry, trained) for _ in range(2)]
+    lock = home / "locks" / "promotion.lock"
+    decisions = {}
+
+    def gate(run_id: str, version: str) -> None:
+        decisions[version] = promotion.gate_challenger(registry, trained, run_id, version, True,
+                                                       GatePolicy(margin=0.01), lock=lock)
+
+    threads = [threading.Thread(target=gate, args=c) for c in challengers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    promoted = [v for v, d in decisions.items() if d.promote]
+    assert len(promoted) == 1, {v: d.reasons for v, d in decisions.items()}
+    assert tracking.alias_version(registry, tracking.CHAMPION) == promoted[0]
+    loser = next(v for v in decisions if v not in promoted)
+    assert any(f"champion v{promoted[0]}" in r for r in decisions[loser].reasons)
+
+
+def test_a_champion_that_moves_during_evaluation_blocks_the_promotion(registry, trained, monkeypatch):
+    """Another machine promotes while this gate is measuring: the alias is not overwritten."""
+    first_run, first = _challenger(registry, trained)
+    assert promotion.gate_challenger(registry, trained, first_run, first, True, GatePolicy(margin=-1)).promote
+    _, other = _challenger(registry, trained)
+    run_id, version = _challenger(registry, trained)
+    real_evaluate = promotion.evaluate
+
+    def evaluate_while_someone_promotes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        registry.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, other)
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(promotion, "evaluate", evaluate_while_someone_promotes)
+    decision = promotion.gate_challenger(registry, trained, run_id, version, True, GatePolicy(margin=-1))
+    assert not decision.promote
+    assert any(f"moved from v{first} to v{other}" in r for r in decision.reasons)
+    assert tracking.alias_version(registry, tracking.CHAMPION) == other
+    assert registry.get_model_version(tracking.MODEL_NAME, version).tags["gate"] == "refused"
+
+
+def test_a_retrain_that_fails_mid_way_leaves_the_champion(prefect_api, loaded_home, monkeypatch):
+    monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "40")
+    monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")
+    assert customs_retrain(dataset="test")["promoted"]
+    client = tracking.configure(get_settings())
+
+    def crash(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("worker lost mid-evaluation")
+
+    monkeypatch.setattr(promotion, "evaluate", crash)  # the gate crashes after v2 was logged and registered
+    state = customs_retrain(dataset="test", return_state=True)
+    assert state.is_failed()
+    assert tracking.alias_version(client, tracking.CHAMPION) == "1"
+    assert tracking.alias_version(client, tracking.CHALLENGER) == "2"
+    assert "gate" not in client.get_model_version(tracking.MODEL_NAME, "2").tags
+
