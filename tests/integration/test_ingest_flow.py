@@ -13,7 +13,8 @@ from prefect.client.orchestration import get_client
 from features.data.simulator import write_world
 from features.data.warehouse import Warehouse
 from features.settings import get_settings
-from flows.ingest import customs_ingest
+from flows.ingest import customs_ingest, customs_ingest_landing
+from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration
 
@@ -89,3 +90,20 @@ def test_every_subcommand_has_help():
     for command in ("generate", "ingest", "train", "evaluate", "promote", "score", "serve", "audit", "ratings", "demo"):
         result = subprocess.run([sys.executable, "-m", "flows.cli", command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_the_landing_flow_ingests_waiting_files_and_files_them_away(prefect_api, world, home, tmp_path):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    write_csv(landing / "traders.csv", world.traders)
+    write_csv(landing / "declarations.csv", world.declarations.head(300))
+    (landing / "declarations_broken.csv").write_text("declaration_id\n")  # header only: refused whole
+    (landing / "notes.txt").write_text("not data")
+    result = customs_ingest_landing(folder=str(landing))
+    assert [s["kind"] for s in result["ingested"]] == ["traders", "declarations"]
+    assert result["ingested"][1]["stored"] == 300
+    assert list(result["refused"]) == ["declarations_broken.csv"]
+    assert sorted(p.name for p in (landing / "processed").iterdir()) == ["declarations.csv", "traders.csv"]
+    assert (landing / "refused" / "declarations_broken.csv.reason.txt").read_text().strip()
+    assert (landing / "notes.txt").exists()  # not a data file: left alone
+    assert customs_ingest_landing(folder=str(landing))["ingested"] == []

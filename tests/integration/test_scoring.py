@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from prefect import flow
 
+from features.data.contract import LABEL_FIELDS
 from features.data.ingest import prepare_batch
 from features.data.warehouse import Warehouse
 from features.settings import get_settings
@@ -148,3 +149,21 @@ def test_a_retried_decision_write_appends_nothing(prefect_api, scorer, incoming,
     again = _record(scored, scorer, str(incoming), str(tmp_path / "a.csv"), batch_id="score-retry-1")
     assert first["batch_id"] == again["batch_id"] == "score-retry-1"
     assert len(scorer.warehouse.read("SELECT * FROM decisions")) == 3000
+
+
+def test_the_inbox_flow_scores_waiting_files_and_passes_them_to_ingest(prefect_api, scorer, world, monkeypatch):
+    from flows import score as score_flow
+
+    monkeypatch.setattr(score_flow, "make_scorer", lambda policy=None: scorer)
+    settings = get_settings()
+    inbox = settings.landing_dir / "to-score"
+    inbox.mkdir(parents=True)
+    write_csv(inbox / "arrivals.csv", world.declarations.tail(40).drop(columns=list(LABEL_FIELDS)))
+    (inbox / "empty.csv").write_text("")
+    result = score_flow.customs_score_inbox()
+    assert [b["read"] for b in result["batches"]] == [40]
+    assert list(result["refused"]) == ["empty.csv"]
+    scores = pd.read_csv(settings.reports_dir / "scores" / "arrivals-scores.csv")
+    assert len(scores) == 40 and set(scores["lane"]) <= {"red", "yellow", "green"}
+    assert (settings.landing_dir / "arrivals.csv").exists()  # handed on to the daily ingest
+    assert Warehouse(settings.warehouse_path).read("SELECT count(*) AS n FROM decisions")["n"].iloc[0] == 40
