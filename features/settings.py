@@ -31,6 +31,7 @@ class Settings(BaseSettings):
     monitor_outcome_days: int = 90  # decisions whose control outcomes count towards the hit-rate checks
     monitor_psi: float = 0.25  # a feature (or the score) drifts at or above this PSI
     monitor_missing_increase: float = 0.10  # ... or when its missing rate rises by this much
+    monitor_hit_rate_tolerance: float = 0.15  # relative gap allowed between a stratum's hit rate and the model's
 
     @classmethod
     def settings_customise_sources(

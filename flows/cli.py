@@ -232,6 +232,22 @@ def ratings(
     _emit(rows, as_json, "\n".join(lines))
 
 
+def _monitor_text(result: dict) -> str:
+    fmt = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
+    lines = [f"monitor: customs-risk v{result['model_version']}, window {result['window_start']}…{result['window_end']} "
+             f"({result['rows']:,} declarations): " + ("DRIFT DETECTED" if result["drift_detected"] else "no drift")]
+    lines += [f"  - {a}" for a in result["alerts"]]
+    lines.append("  top PSI: " + ", ".join(f"{f['feature']} {f['psi']:.3f}" for f in result["top_features"][:5])
+                 + f"; risk score {result['score_psi']:.3f}")
+    for name, o in result["outcomes"].items():
+        lines.append(f"  {name}: {o['controlled']:,} controlled, hit rate {fmt(o['hit_rate'])} "
+                     f"(95% CI {fmt(o['ci_low'])}–{fmt(o['ci_high'])}), model expected {fmt(o['expected_hit_rate'])}")
+    if result["event_id"]:
+        lines.append(f"  event aduana.drift.detected emitted ({result['event_id']})")
+    lines.append(f"  MLflow run: {result['mlflow_run_id']} (experiment aduana-monitoring)")
+    return "\n".join(lines)
+
+
 @app.command()
 def monitor(
     window_days: Annotated[int | None, typer.Option("--window-days", min=1, help="Days in the recent window.")] = None,
@@ -242,19 +258,7 @@ def monitor(
     from flows.monitor import customs_monitor
 
     result = customs_monitor(window_days=window_days, as_of=as_of)
-    fmt = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
-    lines = [f"customs-risk v{result['model_version']}, window {result['window_start']}…{result['window_end']} "
-             f"({result['rows']:,} declarations): " + ("DRIFT DETECTED" if result["drift_detected"] else "no drift")]
-    lines += [f"  - {a}" for a in result["alerts"]]
-    lines.append("top PSI: " + ", ".join(f"{f['feature']} {f['psi']:.3f}" for f in result["top_features"][:5])
-                 + f"; risk score {result['score_psi']:.3f}")
-    for name, o in result["outcomes"].items():
-        lines.append(f"{name}: {o['controlled']:,} controlled, hit rate {fmt(o['hit_rate'])} "
-                     f"(95% CI {fmt(o['ci_low'])}–{fmt(o['ci_high'])}), model expected {fmt(o['expected_hit_rate'])}")
-    if result["event_id"]:
-        lines.append(f"event aduana.drift.detected emitted ({result['event_id']})")
-    lines.append(f"MLflow run: {result['mlflow_run_id']} (experiment aduana-monitoring)")
-    _emit(result, as_json, "\n".join(lines))
+    _emit(result, as_json, _monitor_text(result))
 
 
 @app.command()
@@ -314,6 +318,7 @@ def demo(
             + (f"{outcome['exploration_hit_rate']:.1%}" if outcome["exploration_hit_rate"] is not None else "n/a")
             + f"; base rate {outcome['base_fraud_rate']:.1%}); revenue at stake in red: {outcome['red_revenue_share']:.1%}\n"
             + f"scores: {score['out']}\nbatch report: {score['report']}\n"
+            + _monitor_text(result["monitor"]) + "\n"
             + f"post-clearance audit: {len(result['audit']['selected'])} enterprises "
             + ", ".join(r["importer_id"] for r in result["audit"]["selected"][:5]) + " …\n"
             + "Prefect UI: .venv/bin/prefect server start, then set PREFECT_API_URL (see README)")

@@ -1,8 +1,9 @@
 """customs-demo: the whole loop on the embedded default.
 
 generate → ingest the history → train → promote → ingest the newest declarations (unlabelled, as they arrive)
-→ score them → post-clearance audit. The simulator's hidden outcomes of the new declarations are kept in memory
-only to report how the red lane would have done; nothing in the pipeline reads them.
+→ score them → the red lane's controls report back (an outcomes file) → monitor → post-clearance audit.
+The simulator's hidden outcomes of the new declarations are kept in memory only to report how the red lane did and
+to write the controls' results for the declarations it selected; nothing else in the pipeline reads them.
 """
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import pandas as pd
 from prefect import flow, task
 
 from features.data.simulator import simulate, write_world
-from features.data.simulator.holdout import selection_outcome, split_arrivals
+from features.data.simulator.holdout import control_outcomes, selection_outcome, split_arrivals
 from features.settings import get_settings
 from flows.audit import customs_audit
 from flows.ingest import customs_ingest
+from flows.monitor import customs_monitor
 from flows.retrain import customs_retrain
 from flows.runtime import progress
 from flows.score import customs_score
@@ -45,9 +47,15 @@ def customs_demo(rows: int = 200_000, seed: int = 7) -> dict:
     customs_ingest([arrivals], kind="declarations")
     scored_path = settings.reports_dir / "demo-scores.csv"
     scored = customs_score(arrivals, str(scored_path))
-    outcome = selection_outcome(pd.read_csv(scored_path, dtype={"declaration_id": "str"}), truth)
-    dates = pd.read_parquet(arrivals, columns=["declaration_date"])["declaration_date"]
+    decisions = pd.read_csv(scored_path, dtype={"declaration_id": "str"})
+    outcome = selection_outcome(decisions, truth)
+    arrived = pd.read_parquet(arrivals, columns=["declaration_id", "declaration_date"])
+    outcomes_path = out_dir / "outcomes.parquet"
+    control_outcomes(decisions, arrived, truth).to_parquet(outcomes_path, index=False)
+    customs_ingest([str(outcomes_path)], kind="outcomes")
+    monitored = customs_monitor()
+    dates = arrived["declaration_date"]
     audit = customs_audit(f"{dates.min().date()}:{dates.max().date()}", capacity=10)
     return {"landing": str(out_dir), "ingest": summaries, "train": trained, "score": scored, "outcome": outcome,
-            "audit": audit, "data_docs": str(settings.data_docs_index), "warehouse": str(settings.warehouse_path)}
+            "monitor": monitored, "audit": audit, "data_docs": str(settings.data_docs_index), "warehouse": str(settings.warehouse_path)}
 

@@ -78,7 +78,8 @@ def customs_monitor(window_days: int | None = None, as_of: str | None = None, ou
     loaded = load_window(window_days or settings.monitor_window_days, as_of,
                          outcome_days or settings.monitor_outcome_days)
     thresholds = MonitorThresholds(psi=settings.monitor_psi, score_psi=settings.monitor_psi,
-                                   missing_increase=settings.monitor_missing_increase)
+                                   missing_increase=settings.monitor_missing_increase,
+                                   hit_rate_tolerance=settings.monitor_hit_rate_tolerance)
     report = monitor(loaded["model"], loaded["version"], loaded["reference"], loaded["current"],
                      loaded["outcomes"], loaded["window"], thresholds)
     run_id = log_monitoring(report)

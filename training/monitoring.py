@@ -43,6 +43,7 @@ class MonitorThresholds:
     missing_increase: float = 0.10  # absolute rise of a feature's missing rate
     min_rows: int = 200  # fewer declarations in the window: no drift verdict
     min_outcomes: int = 30  # fewer controlled selections: no outcome verdict
+    hit_rate_tolerance: float = 0.15  # relative: scores at the top of a ranking run high (selection on the maximum)
 
 
 @dataclass
@@ -106,13 +107,14 @@ def outcome_summary(outcomes: pd.DataFrame) -> dict:
     return summary
 
 
-def _outcome_alerts(summary: dict, min_outcomes: int) -> list[str]:
-    alerts = []
+def _outcome_alerts(summary: dict, thresholds: MonitorThresholds) -> list[str]:
+    """Alert when the 95 % interval of a stratum's hit rate lies beyond the model's expectation ± the tolerance."""
+    alerts, tolerance = [], thresholds.hit_rate_tolerance
     red, explored = summary["red_lane"], summary["exploration"]
-    if red["controlled"] >= min_outcomes and red["ci_high"] < red["expected_hit_rate"]:
+    if red["controlled"] >= thresholds.min_outcomes and red["ci_high"] < red["expected_hit_rate"] * (1 - tolerance):
         alerts.append(f"red-lane hit rate {red['hit_rate']:.1%} (95% CI up to {red['ci_high']:.1%}) is below the "
-                      f"{red['expected_hit_rate']:.1%} the model expected")
-    if explored["controlled"] >= min_outcomes and explored["ci_low"] > explored["expected_hit_rate"]:
+                      f"{red['expected_hit_rate']:.1%} the model expected, beyond the {tolerance:.0%} tolerance")
+    if explored["controlled"] >= thresholds.min_outcomes and explored["ci_low"] > explored["expected_hit_rate"] * (1 + tolerance):
         alerts.append(f"exploration draws found fraud at {explored['hit_rate']:.1%} (95% CI from "
                       f"{explored['ci_low']:.1%}) where the model expected {explored['expected_hit_rate']:.1%}: "
                       "fraud the model does not see")
@@ -133,7 +135,7 @@ def monitor(model: RiskModel, version: str, reference: pd.DataFrame, current: pd
              "mean_current": float(scores_cur.mean()) if len(scores_cur) else None}
     report = MonitorReport(model_version=version, window=window, rows=len(current), reference_rows=len(reference),
                            features=table, score=score, outcomes=outcome_summary(outcomes))
-    report.alerts += _outcome_alerts(report.outcomes, thresholds.min_outcomes)
+    report.alerts += _outcome_alerts(report.outcomes, thresholds)
     if len(current) < thresholds.min_rows:
         return report  # too few declarations for a drift verdict; outcome alerts still stand
     alerting = table[table["alerting"]]

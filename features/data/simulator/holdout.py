@@ -4,10 +4,11 @@ Only evaluation code reads the hidden truth here; the pipeline never does.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from features.data.contract import LABEL_FIELDS
-from features.data.simulator.world import World
+from features.data.simulator.world import DETECTION_RATE, World
 
 
 def split_arrivals(world: World, share: float) -> tuple[World, pd.DataFrame, pd.DataFrame]:
@@ -32,3 +33,15 @@ def selection_outcome(scored: pd.DataFrame, truth: pd.DataFrame) -> dict:
             "exploration_hit_rate": float(joined.loc[explored, "is_fraud"].mean()) if explored.any() else None,
             "base_fraud_rate": float(joined["is_fraud"].mean()),
             "red_revenue_share": float(joined.loc[red, "revenue_at_stake"].sum() / total_revenue) if total_revenue else None}
+
+
+def control_outcomes(scored: pd.DataFrame, arrivals: pd.DataFrame, truth: pd.DataFrame, days: int = 5) -> pd.DataFrame:
+    """What the controls of the red lane report back (an outcomes file): the simulator's truth for those rows only,
+    found with the historical detection rate, closed `days` after filing."""
+    red = scored.loc[scored["lane"] == "red", ["declaration_id"]]
+    joined = red.merge(truth, on="declaration_id").merge(arrivals[["declaration_id", "declaration_date"]],
+                                                          on="declaration_id")
+    detected = joined["is_fraud"].to_numpy() & (np.random.default_rng(0).random(len(joined)) < DETECTION_RATE)
+    return pd.DataFrame({"declaration_id": joined["declaration_id"], "inspected": 1, "fraud": detected.astype(int),
+                         "revenue": np.where(detected, joined["revenue_at_stake"], 0.0),
+                         "control_date": joined["declaration_date"] + pd.Timedelta(days=days)})
