@@ -214,8 +214,49 @@ def stage_serving(work: Path, rows: int) -> dict:
     return result
 
 
+BACKTEST_WEEKLY = 100_000  # declarations per replayed week
+BACKTEST_WARMUP = 4
+
+
+def stage_backtest(work: Path, rows: int) -> dict:
+    """The backtest's weekly step at 100k declarations a week: shared features, then each policy selects, learns
+    its picks and is scored; model policies refit every 2 weeks here (every 4 by default) so refits are timed too."""
+    from features.data.simulator import simulate
+    from serving.backtest import REFIT_ITERATIONS, BacktestConfig, from_world, run_backtest
+    from training.models import FitConfig
+
+    weeks = max(BACKTEST_WARMUP + 4, rows // BACKTEST_WEEKLY)
+    t = time.perf_counter()
+    data = from_world(simulate(weeks * BACKTEST_WEEKLY, seed=7, days=7 * weeks))
+    simulate_s = time.perf_counter() - t
+    config = BacktestConfig(warmup_weeks=BACKTEST_WARMUP, retrain_every=2, max_weeks=weeks - BACKTEST_WARMUP,
+                            fit=FitConfig(iterations=REFIT_ITERATIONS))  # whole weeks only: filings spill past the end
+    t = time.perf_counter()
+    result = run_backtest(data, config)
+    replay_s = time.perf_counter() - t
+    weekly = result.weekly
+    steady = weekly[~weekly["week"].isin(weekly.loc[weekly["retrained"], "week"])]  # weeks without a refit
+    refits = weekly[weekly["retrained"] & (weekly["week"] > 1)]  # the first fit is shared by model and hybrid
+    per_policy = steady.groupby("policy", sort=False)["select_seconds"].mean()
+    shared = float(weekly.groupby("week")["shared_seconds"].first().mean())
+    refit = refits.groupby("policy", sort=False)["fit_seconds"].mean()
+    week_s = shared + float(per_policy.sum())
+    declarations = float(weekly.groupby("week")["declarations"].first().mean())
+    return {"declarations_per_week": declarations, "warmup_weeks": BACKTEST_WARMUP,
+            "timed_weeks": int(weekly["week"].nunique()), "warmup_labelled": result.summary["warmup_labelled"],
+            "refit_iterations": REFIT_ITERATIONS, "simulate_s": simulate_s, "replay_s": replay_s,
+            "shared_features_s_per_week": shared,
+            "select_s_per_week": {p: float(v) for p, v in per_policy.items()},
+            "refit_s": {p: float(v) for p, v in refit.items()},
+            "refit_rows": int(len(result.training_ids["model"])),
+            "week_s_all_policies": week_s, "rows_per_s_all_policies": declarations / week_s,
+            "week_s_all_policies_with_refit_every_4": week_s + float(refit.sum()) / 4,
+            "peak_rss_mb": _peak_mb()}
+
+
 STAGES = {"generate": stage_generate, "ingest": stage_ingest, "raw_baseline": stage_raw_baseline, "flow": stage_flow,
-          "model": stage_model, "serving": stage_serving}
+          "model": stage_model, "serving": stage_serving, "backtest": stage_backtest}
+SELF_CONTAINED = {"backtest"}  # stages that simulate their own data: no landing files needed
 
 
 def main() -> None:
@@ -223,7 +264,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results.json"))
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--stage", choices=list(STAGES), help=argparse.SUPPRESS)  # child-process mode
-    parser.add_argument("--only", nargs="*", choices=list(STAGES), help="run only these stages (generate is implied)")
+    parser.add_argument("--only", nargs="*", choices=list(STAGES),
+                        help="run only these stages (generate is implied, except for self-contained ones: backtest)")
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
@@ -236,7 +278,9 @@ def main() -> None:
     if args.only and args.out.exists():  # re-measure some stages, keep the others' figures
         results = {**json.loads(args.out.read_text()), **results}
     with tempfile.TemporaryDirectory(prefix="aduana-bench-") as tmp:
-        stages = ["generate", *[s for s in STAGES if s != "generate" and (not args.only or s in args.only)]]
+        chosen = [s for s in STAGES if s != "generate" and (not args.only or s in args.only)]
+        landing = not args.only or "generate" in args.only or any(s not in SELF_CONTAINED for s in chosen)
+        stages = ["generate"] * landing + chosen
         for stage in stages:
             print(f"bench: {stage}…", file=sys.stderr, flush=True)
             out = subprocess.run([sys.executable, __file__, "--stage", stage, "--work", tmp, "--rows", str(args.rows)],

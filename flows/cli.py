@@ -262,6 +262,31 @@ def monitor(
 
 
 @app.command()
+def backtest(
+    path: Annotated[Path | None, typer.Argument(help="Labelled declarations to replay (default: the simulator).")] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for PATH.")] = None,
+    rows: Annotated[int, typer.Option("--rows", min=5000, help="Declarations to simulate (no PATH).")] = 200_000,
+    seed: Annotated[int, typer.Option("--seed")] = 7,
+    capacity: Annotated[float, typer.Option("--capacity", min=0.001, max=1.0, help="Share inspected each week.")] = 0.05,
+    exploration: Annotated[float, typer.Option("--exploration", min=0.0, max=1.0,
+                                               help="Random share of the hybrid policy's capacity.")] = 0.1,
+    retrain_every: Annotated[int, typer.Option("--retrain-every", min=1, help="Weeks between refits.")] = 4,
+    warmup_weeks: Annotated[int, typer.Option("--warmup-weeks", min=1, help="Weeks of historical labels to start from.")] = 8,
+    policies: Annotated[list[str] | None, typer.Option("--policy", help="model, hybrid, random, rules (repeatable).")]
+    = None,
+    iterations: Annotated[int | None, typer.Option("--iterations", min=10, help="CatBoost rounds per refit.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay labelled history week by week (BACUDA protocol): would each selection policy have worked?"""
+    from flows.backtest import customs_backtest
+    from serving.backtest import report_markdown
+
+    result = customs_backtest(str(path) if path else None, str(mapping) if mapping else None, rows, seed, capacity,
+                              exploration, retrain_every, warmup_weeks, policies, iterations)
+    _emit(result, as_json, report_markdown(result) + f"\n\nMLflow run: {result['mlflow_run_id']} (experiment aduana-backtest)")
+
+
+@app.command()
 def schedule(
     names: Annotated[list[str] | None, typer.Argument(help="Deployments to serve (default: all in infra/prefect.yaml).")]
     = None,

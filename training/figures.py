@@ -69,3 +69,44 @@ def calibration(predictions: pd.DataFrame, bins: int = 10) -> plt.Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def _finish_weekly(ax: plt.Axes, weekly: pd.DataFrame) -> None:
+    """A dashed line where the drift starts, a 0–1 axis, a grid and the legend."""
+    after = weekly.loc[weekly["after_drift"].astype(bool), "week"]
+    if len(after):
+        ax.axvline(after.min() - 0.5, color="grey", linestyle="--", label="drift")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+
+
+def backtest_weekly(weekly: pd.DataFrame, window: int = 4) -> plt.Figure:
+    """Precision and recall per week and policy (a `window`-week rolling ratio, as single weeks are noisy)."""
+    fig, (ax_p, ax_r) = plt.subplots(1, 2, figsize=(12, 4.2), sharex=True)
+    for policy, rows in weekly.groupby("policy", sort=False):
+        rows = rows.sort_values("week")
+        rolled = rows[["frauds_found", "selected", "frauds_total"]].rolling(window, min_periods=1).sum()
+        ax_p.plot(rows["week"], rolled["frauds_found"] / rolled["selected"].where(rolled["selected"] > 0), label=policy)
+        ax_r.plot(rows["week"], rolled["frauds_found"] / rolled["frauds_total"].where(rolled["frauds_total"] > 0),
+                  label=policy)
+    ax_p.set(xlabel="week of the replay", ylabel="precision", title=f"Precision ({window}-week rolling)")
+    ax_r.set(xlabel="week of the replay", ylabel="recall", title=f"Recall ({window}-week rolling)")
+    for ax in (ax_p, ax_r):
+        _finish_weekly(ax, weekly)
+    fig.tight_layout()
+    return fig
+
+
+def backtest_cumulative(weekly: pd.DataFrame) -> plt.Figure:
+    """Cumulative revenue share (or, without revenue, cumulative recall) per policy."""
+    column = "cum_revenue_share" if weekly["cum_revenue_share"].notna().any() else "cum_recall"
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for policy, rows in weekly.groupby("policy", sort=False):
+        rows = rows.sort_values("week")
+        ax.plot(rows["week"], rows[column], label=policy)
+    title = "Cumulative revenue share" if column == "cum_revenue_share" else "Cumulative recall (no revenue in the data)"
+    ax.set(xlabel="week of the replay", ylabel=column.removeprefix("cum_").replace("_", " "), title=title)
+    _finish_weekly(ax, weekly)
+    fig.tight_layout()
+    return fig

@@ -87,7 +87,7 @@ def test_cli_generate_writes_the_three_sources(tmp_path, home):
 
 
 def test_every_subcommand_has_help():
-    for command in ("generate", "ingest", "train", "evaluate", "promote", "score", "serve", "audit", "ratings", "monitor", "schedule", "demo"):
+    for command in ("generate", "ingest", "train", "evaluate", "promote", "score", "serve", "audit", "ratings", "monitor", "backtest", "schedule", "demo"):
         result = subprocess.run([sys.executable, "-m", "flows.cli", command, "--help"], capture_output=True, text=True)
         assert result.returncode == 0 and "Usage" in result.stdout
 

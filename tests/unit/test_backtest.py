@@ -1,0 +1,223 @@
+"""The backtest (BACUDA protocol): capacity, label revelation, refits, determinism and the metrics."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.build import build_features, price_bands
+from features.data.errors import DataError
+from features.data.simulator import simulate
+from features.profiles import ProfileIndex
+from serving.backtest import (
+    BacktestConfig,
+    BacktestData,
+    Knowledge,
+    capacity_for,
+    from_labelled,
+    from_world,
+    label_free,
+    revealed_profiles,
+    run_backtest,
+    select_hybrid,
+    shared_features,
+    split_hybrid,
+    top_k,
+    weekly_table,
+    with_profiles,
+)
+from tests.conftest import FAST
+
+CONFIG = BacktestConfig(warmup_weeks=4, max_weeks=5, retrain_every=2, fit=FAST, seed=11)
+
+
+@pytest.fixture(scope="module")
+def data() -> BacktestData:
+    """Ten weeks of about 2,000 declarations each; the drift date falls in week 7."""
+    return from_world(simulate(20_000, seed=3, days=70))
+
+
+@pytest.fixture(scope="module")
+def replayed(data):
+    return run_backtest(data, CONFIG)
+
+
+def _picks(result, policy: str) -> list[list[str]]:
+    chosen = result.selections[result.selections["policy"] == policy]
+    return [sorted(g["declaration_id"]) for _, g in chosen.groupby("week")]
+
+
+# ---------------------------------------------------------------- selection primitives
+
+
+@pytest.mark.parametrize(("rows", "share", "expected"), [(100, 0.07, 7), (101, 0.05, 6), (100, 0.05, 5), (0, 0.05, 0),
+                                                          (3, 1.0, 3), (19, 0.05, 1)])
+def test_capacity_is_the_ceiling_of_the_share(rows, share, expected):
+    assert capacity_for(rows, share) == expected
+
+
+def test_top_k_breaks_ties_by_the_seeded_draw():
+    scores = np.array([0.5, 0.9, 0.5, 0.5, 0.1])
+    draw = np.array([3, 0, 1, 2, 0], dtype="uint64")
+    assert top_k(scores, 3, draw).tolist() == [1, 2, 3]
+
+
+def test_hybrid_keeps_the_capacity_and_explores_outside_the_top():
+    assert split_hybrid(10, 0.1) == (9, 1) and split_hybrid(96, 0.1) == (86, 10) and split_hybrid(3, 0.0) == (3, 0)
+    scores = np.linspace(1, 0, 50)
+    draw = np.arange(50, dtype="uint64")[::-1].copy()  # the draw prefers the lowest scores
+    exploit, explored = select_hybrid(scores, 10, 0.2, draw)
+    assert exploit.tolist() == list(range(8))
+    assert explored.tolist() == [49, 48]
+
+
+@pytest.mark.parametrize("change", [{"capacity": 0}, {"exploration": 1.5}, {"retrain_every": 0},
+                                    {"policies": ("model", "oracle")}, {"policies": ()}, {"warmup_share": 1.0}])
+def test_config_refuses_impossible_settings(change):
+    with pytest.raises(DataError, match="backtest"):
+        dataclasses.replace(CONFIG, **change)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_weekly_metrics_on_a_hand_made_case():
+    records = pd.DataFrame({
+        "week": [1, 2, 1, 2], "week_start": pd.to_datetime(["2024-01-01", "2024-01-08"] * 2),
+        "policy": ["a", "a", "b", "b"], "declarations": 100, "selected": [5, 5, 5, 5],
+        "frauds_found": [2.0, 4.0, 0.0, 1.0], "frauds_total": [8.0, 2 * 4.0, 8.0, 8.0],
+        "revenue_found": [30.0, 0.0, 0.0, 10.0], "revenue_total": [100.0, 50.0, 100.0, 50.0],
+        "explored": [0, 0, 1, 1], "explored_frauds": [0.0, 0.0, 0.0, 1.0], "retrained": False, "seconds": 0.0,
+    })
+    out = weekly_table(records, drift_date=pd.Timestamp("2024-01-08")).set_index(["policy", "week"])
+    a1, a2 = out.loc[("a", 1)], out.loc[("a", 2)]
+    assert (a1["precision"], a1["recall"], a1["revenue_share"]) == (0.4, 0.25, 0.3)
+    assert (a2["precision"], a2["recall"], a2["revenue_share"]) == (0.8, 0.5, 0.0)
+    assert (a2["cum_precision"], a2["cum_recall"], a2["cum_revenue_share"]) == (0.6, 6 / 16, 30 / 150)
+    assert out.loc[("b", 2), "cum_explored_frauds"] == 1 and out.loc[("b", 2), "cum_precision"] == 0.1
+    assert not a1["after_drift"] and a2["after_drift"]
+
+
+# ---------------------------------------------------------------- features from revealed labels only
+
+
+def test_shared_features_plus_policy_profiles_equal_build_features(data):
+    rows = data.frame.iloc[6000:6400]
+    labelled = data.history_labels.iloc[:6000]
+    history = data.frame.iloc[:6000].assign(**{c: labelled[c].to_numpy() for c in labelled})
+    bands = price_bands(data.frame.iloc[:6000])
+    index = revealed_profiles(history[history["inspected"] == 1], ProfileIndex(label_free(data.frame)))
+    expected = build_features(rows, bands=bands, profiles=index)
+    got = with_profiles(shared_features(rows, bands), rows, index)
+    pd.testing.assert_frame_equal(got.X, expected.X)
+    assert got.numeric == expected.numeric and got.categorical == expected.categorical
+
+
+def test_a_revealed_label_counts_from_the_next_week_not_the_same_week(data):
+    keyed = label_free(data.frame)
+    row = data.frame.iloc[[5000]]
+    last_day = row["declaration_date"].iloc[0].normalize() + pd.Timedelta(days=3)
+    known = Knowledge()
+    known.add(np.array([5000]), np.array([1], dtype="int8"), np.array([10.0]),
+              np.array([last_day.to_datetime64()], dtype="datetime64[us]"), pd.DataFrame(index=[0]))
+    index = revealed_profiles(known.labels_frame(keyed), ProfileIndex(keyed))
+    same_day = index.lookup(row.assign(declaration_date=last_day))
+    next_day = index.lookup(row.assign(declaration_date=last_day + pd.Timedelta(days=1)))
+    assert same_day["importer_inspections"].iloc[0] == 0
+    assert next_day["importer_inspections"].iloc[0] == 1
+
+
+# ---------------------------------------------------------------- the replay
+
+
+def test_each_policy_selects_exactly_its_capacity_every_week(replayed):
+    weekly = replayed.weekly
+    assert set(weekly["policy"]) == {"model", "hybrid", "random", "rules"} and weekly["week"].nunique() == 5
+    expected = weekly["declarations"].map(lambda n: capacity_for(n, CONFIG.capacity))
+    assert (weekly["selected"] == expected).all()
+    counts = replayed.selections.groupby(["policy", "week"])["declaration_id"].nunique()
+    assert (counts.to_numpy() == weekly.set_index(["policy", "week"]).loc[counts.index, "selected"].to_numpy()).all()
+    hybrid = replayed.selections[replayed.selections["policy"] == "hybrid"]
+    explored = hybrid.groupby("week")["stratum"].apply(lambda s: (s == "exploration").sum())
+    model_weeks = weekly[weekly["policy"] == "hybrid"].set_index("week")["selected"]
+    assert (explored == model_weeks.map(lambda k: split_hybrid(k, CONFIG.exploration)[1])).all()
+
+
+def test_models_refit_every_k_weeks_and_only_model_policies_fit(replayed):
+    fitted = replayed.weekly.pivot(index="week", columns="policy", values="retrained")
+    assert fitted["model"].tolist() == [True, False, True, False, True]
+    assert fitted["hybrid"].tolist() == fitted["model"].tolist()
+    assert not fitted["random"].any() and not fitted["rules"].any()
+
+
+def test_models_train_only_on_their_own_selections_and_the_warmup_labels(replayed, data):
+    warmup = set(replayed.warmup_labelled_ids)
+    before = (data.frame["declaration_date"] < pd.Timestamp(replayed.summary["replay_start"])).to_numpy()
+    inspected = (data.history_labels["inspected"] == 1).to_numpy()
+    assert warmup == set(data.frame["declaration_id"][before & inspected]) and len(warmup) > 100
+    for policy in ("model", "hybrid"):
+        trained = set(replayed.training_ids[policy])
+        own = set(replayed.selections.loc[replayed.selections["policy"] == policy, "declaration_id"])
+        assert trained <= own | warmup
+        weeks_before_last_fit = replayed.selections[(replayed.selections["policy"] == policy)
+                                                    & (replayed.selections["week"] < 5)]
+        assert set(weeks_before_last_fit["declaration_id"]) <= trained  # every earlier reveal is used at the refit
+        revealed_after_the_fit = set(replayed.selections.loc[replayed.selections["week"] == 5, "declaration_id"])
+        assert not trained & revealed_after_the_fit
+
+
+def test_outcomes_of_unselected_rows_never_change_any_selection(replayed, data):
+    """Scramble the oracle of every row no policy selected, and the historical labels after the warm-up."""
+    selected = set(replayed.selections["declaration_id"])
+    untouched = data.frame["declaration_id"].isin(selected).to_numpy()
+    rng = np.random.default_rng(0)
+    oracle = data.oracle.copy()
+    oracle.loc[~untouched, "fraud"] = rng.integers(0, 2, (~untouched).sum()).astype("int8")
+    oracle.loc[~untouched, "revenue"] = rng.uniform(0, 1e6, (~untouched).sum())
+    labels = data.history_labels.copy()
+    after_warmup = (data.frame["declaration_date"] >= pd.Timestamp(replayed.summary["replay_start"])).to_numpy()
+    labels.loc[after_warmup, "inspected"] = 1
+    labels.loc[after_warmup, "fraud"] = 1
+    poisoned = dataclasses.replace(data, oracle=oracle, history_labels=labels)
+    again = run_backtest(poisoned, CONFIG)
+    for policy in ("model", "hybrid", "random", "rules"):
+        assert _picks(again, policy) == _picks(replayed, policy), policy
+
+
+def test_random_policy_is_reproducible_and_independent_of_the_others(replayed, data):
+    alone = run_backtest(data, dataclasses.replace(CONFIG, policies=("random",)))
+    assert _picks(alone, "random") == _picks(replayed, "random")
+    other_seed = run_backtest(data, dataclasses.replace(CONFIG, policies=("random",), seed=12))
+    assert _picks(other_seed, "random") != _picks(replayed, "random")
+
+
+def test_summary_reports_pre_and_post_drift_per_policy(replayed, data):
+    summary = replayed.summary
+    assert summary["drift_date"] == str(data.drift_date.date())
+    for policy in ("model", "hybrid", "random", "rules"):
+        p = summary["policies"][policy]
+        assert p["pre_drift"]["weeks"] + p["post_drift"]["weeks"] == p["weeks"] == 5
+        assert p["pre_drift"]["frauds_found"] + p["post_drift"]["frauds_found"] == p["frauds_found"]
+    assert summary["policies"]["model"]["precision"] > 2 * summary["policies"]["random"]["precision"]
+    assert 0 <= summary["policies"]["hybrid"]["exploration_hit_rate"] <= 1
+    assert any("collapse" in line for line in summary["findings"])
+
+
+def test_a_users_file_replays_its_labelled_rows_only():
+    world = simulate(3_000, seed=5, days=70)
+    declarations = world.declarations.drop(columns=["inspected", "critical", "control_date", "revenue"])
+    data = from_labelled(declarations, "export.csv")
+    labelled = int(world.declarations["fraud"].notna().sum())
+    assert len(data.frame) == labelled and data.left_out == len(declarations) - labelled
+    assert data.oracle["fraud"].sum() == world.declarations["fraud"].sum()
+    assert data.oracle["revenue"].isna().all()  # no revenue column: revenue metrics are absent, not zero
+    assert "fraud" not in data.frame and data.drift_date is None
+    with pytest.raises(DataError, match="fraud label"):
+        from_labelled(declarations.drop(columns="fraud"), "export.csv")
+
+
+def test_the_replayed_declarations_carry_no_label(data):
+    assert not {"inspected", "fraud", "revenue", "critical", "control_date"} & set(data.frame.columns)
+    assert len(data.oracle) == len(data.history_labels) == len(data.frame)
