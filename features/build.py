@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from features.data.contract import CREDIT_RATINGS, LABEL_FIELDS, field_types
+from features.data.contract import CANONICAL_DTYPES, CREDIT_RATINGS, LABEL_FIELDS, field_types
 from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.profiles import MISSING, ProfileIndex
 
@@ -86,7 +86,7 @@ def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,
     totals = bill_totals(frame)
     if context is not None:
         manifests, traders = context.manifests, context.traders
-        new = frame[[i not in context.known_ids for i in frame["declaration_id"]]]
+        new = frame[context.known_ids.get_indexer(frame["declaration_id"]) < 0]
         stored = context.bill_totals.reindex(totals.index)
         totals = stored.add(bill_totals(new).reindex(totals.index), fill_value=0)
     else:
@@ -100,8 +100,7 @@ def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,
 
 def empty_declarations() -> pd.DataFrame:
     """A declarations frame with no rows and the contract's dtypes (a warehouse with no history yet)."""
-    dtypes = {"text": "str", "date": "datetime64[us]", "number": "float64", "integer": "Int64", "flag": "Int8"}
-    return pd.DataFrame({c: pd.Series(dtype=dtypes[t]) for c, t in field_types("declarations").items()})
+    return pd.DataFrame({c: pd.Series(dtype=CANONICAL_DTYPES[t]) for c, t in field_types("declarations").items()})
 
 
 def _keyed(table: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
@@ -117,7 +116,7 @@ class ScoringContext:
     manifests: pd.DataFrame | None  # indexed by bill_of_lading
     traders: pd.DataFrame | None  # indexed by importer_id
     bill_totals: pd.DataFrame
-    known_ids: frozenset
+    known_ids: pd.Index  # unique declaration ids already stored
     history: pd.DataFrame  # integrated declarations
     profiles: ProfileIndex
 
@@ -125,7 +124,7 @@ class ScoringContext:
     def from_tables(cls, declarations: pd.DataFrame, manifests: pd.DataFrame, traders: pd.DataFrame) -> ScoringContext:
         history = integrate(declarations, manifests, traders)
         return cls(manifests=_keyed(manifests, "bill_of_lading"), traders=_keyed(traders, "importer_id"),
-                   bill_totals=bill_totals(declarations), known_ids=frozenset(declarations["declaration_id"]),
+                   bill_totals=bill_totals(declarations), known_ids=pd.Index(declarations["declaration_id"].unique()),
                    history=history, profiles=ProfileIndex(history))
 
 
@@ -155,11 +154,25 @@ def _log_unit_price(frame: pd.DataFrame) -> np.ndarray:
     return np.where((value > 0) & (mass > 0), out, np.nan)
 
 
+_band_cache: dict[int, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = {}
+
+
+def _band_index(bands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The bands indexed by (HS subheading, origin) and by subheading, built once per bands table (the scorer
+    passes the same one on every call)."""
+    hit = _band_cache.get(id(bands))
+    if hit is None or hit[0] is not bands:
+        hit = (bands, bands[bands["level"] == "hs_origin"].set_index(["hs6", "origin"]),
+               bands[bands["level"] == "hs"].set_index("hs6"))
+        _band_cache.clear()
+        _band_cache[id(bands)] = hit
+    return hit[1], hit[2]
+
+
 def _value_signals(frame: pd.DataFrame, bands: pd.DataFrame) -> pd.DataFrame:
     lup = _log_unit_price(frame)
     hs6, origin = frame["hs_code"].str[:6].to_numpy(), frame["origin_country"].to_numpy()
-    by_origin = bands[bands["level"] == "hs_origin"].set_index(["hs6", "origin"])
-    by_hs = bands[bands["level"] == "hs"].set_index("hs6")
+    by_origin, by_hs = _band_index(bands)
     idx = pd.MultiIndex.from_arrays([hs6, origin])
     med = by_origin["median"].reindex(idx).to_numpy(dtype="float64", copy=True)
     mad = by_origin["mad"].reindex(idx).to_numpy(dtype="float64", copy=True)

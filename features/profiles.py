@@ -8,6 +8,8 @@ Rates are smoothed towards the global hit rate known at d (a Bayesian prior wort
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -31,133 +33,161 @@ ENTITIES: dict[str, tuple[str, ...]] = {
 }
 
 
-def entity_keys(frame: pd.DataFrame) -> pd.DataFrame:
-    """One string key column per entity whose columns are present (missing values share one key)."""
+def entity_keys(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """One string key array per entity whose columns are present (missing values share one key)."""
+    def text(column: str) -> np.ndarray:
+        return frame[column].astype("str").fillna(MISSING).to_numpy(dtype=object)
+
     hs = frame["hs_code"].astype("str")
-    parts = frame.assign(hs_chapter=hs.str[:2], hs_heading=hs.str[:4], hs_subheading=hs.str[:6])
+    parts = {"hs_chapter": hs.str[:2], "hs_heading": hs.str[:4], "hs_subheading": hs.str[:6]}
     keys = {}
     for name, columns in ENTITIES.items():
-        if all(c in parts.columns for c in columns):
-            key = parts[columns[0]].astype("str").fillna(MISSING)
-            for c in columns[1:]:
-                key = key + "|" + parts[c].astype("str").fillna(MISSING)
-            keys[name] = key.to_numpy()
-    return pd.DataFrame(keys, index=frame.index)
+        if all(c in frame.columns or c in parts for c in columns):
+            values = [parts[c].fillna(MISSING).to_numpy(dtype=object) if c in parts else text(c) for c in columns]
+            key = values[0]
+            for more in values[1:]:
+                key = key + "|" + more
+            keys[name] = key
+    return keys
 
 
-def _cumulate(events: pd.DataFrame, values: list[str]) -> _Totals:
-    """Running totals of event values per key, by time: the index a query is looked up in."""
-    totals = events.groupby(["key", "time"], sort=False)[values].sum().reset_index().sort_values("time", kind="stable")
-    totals[values] = totals.groupby("key", sort=False)[values].cumsum()
-    return _Totals(totals, values)
+def _seconds(times: np.ndarray) -> np.ndarray:
+    """datetime64 → int64 seconds (profiles resolve time to the second; NaT sorts first)."""
+    return np.asarray(times).astype("datetime64[s]").astype("int64")
 
 
-SMALL_QUERY = 256  # up to this many rows, look keys up one by one instead of merging whole tables
+SORT_NEEDLES = 4096  # from this many queries up, sort them first: binary searches in order stay in cache
 
 
 class _Totals:
-    """Running totals per key (a sorted table for batch merges, per-key arrays for small lookups)."""
+    """Running totals of event values per key code, sorted by (code, time): each 'strictly before' lookup is
+    one `searchsorted` over a composite (code, second) array, for a batch of a million rows or for one."""
 
-    def __init__(self, table: pd.DataFrame, values: list[str]):
-        self.table, self.values = table, values
-        self._by_key: dict | None = None
+    def __init__(self, codes: np.ndarray, times: np.ndarray, values: dict[str, np.ndarray]):
+        kept = codes >= 0  # events of keys outside the vocabulary cannot be asked for
+        codes, seconds = codes[kept].astype("int64"), _seconds(times)[kept]
+        self.lo, self.hi = (int(seconds.min()), int(seconds.max())) if len(seconds) else (0, 0)
+        self.stride = self.hi - self.lo + 2  # query times are clipped into [lo, hi + 1]
+        if (int(codes.max()) + 1 if len(codes) else 0) * self.stride >= 2**62:
+            raise ValueError("profile history spans too many keys × seconds for the lookup index")
+        order = np.lexsort((seconds, codes))
+        self.codes = codes[order]
+        self.composite = self.codes * self.stride + (seconds[order] - self.lo)
+        frame = pd.DataFrame({name: v[kept][order] for name, v in values.items()})
+        self.width = len(values)
+        self.cumulative = frame.groupby(self.codes, sort=False).cumsum().to_numpy(dtype="float64")
+        self.first_at = np.full(int(self.codes.max()) + 1 if len(self.codes) else 0, np.iinfo("int64").max)
+        self.first_at[self.codes[::-1]] = seconds[order][::-1]  # each key's earliest event (last write wins)
 
-    def by_key(self) -> dict:
-        if self._by_key is None:
-            self._by_key = {k: (g["time"].to_numpy(), g[self.values].to_numpy())
-                            for k, g in self.table.groupby("key", sort=False)}
-        return self._by_key
+    def first_seen(self, codes: np.ndarray) -> np.ndarray:
+        """Each key's earliest event in seconds (int64 max when it has none)."""
+        inside = (codes >= 0) & (codes < len(self.first_at))
+        return np.where(inside, self.first_at[np.clip(codes, 0, max(len(self.first_at) - 1, 0))] if len(self.first_at)
+                        else 0, np.iinfo("int64").max)
+
+    def before(self, codes: np.ndarray, seconds: np.ndarray, shift_days: int = 0) -> np.ndarray:
+        """For each query (key code, time), the running totals of its key's events strictly before time − shift
+        (rows × values; zero when none)."""
+        if not len(self.codes):
+            return np.zeros((len(codes), self.width))
+        at = np.clip(seconds - shift_days * 86_400, self.lo, self.hi + 1) - self.lo
+        needles = np.maximum(codes, 0) * self.stride + at
+        if len(needles) >= SORT_NEEDLES:
+            order = np.argsort(needles)
+            position = np.empty(len(needles), dtype="int64")
+            position[order] = np.searchsorted(self.composite, needles[order], side="left") - 1
+        else:
+            position = np.searchsorted(self.composite, needles, side="left") - 1
+        safe = np.maximum(position, 0)
+        found = (codes >= 0) & (position >= 0) & (self.codes[safe] == codes)
+        return np.where(found[:, None], self.cumulative[safe], 0.0)
 
 
-def _before(totals: _Totals, keys: np.ndarray, times: np.ndarray, values: list[str],
-            shift_days: int = 0) -> dict[str, np.ndarray]:
-    """For each query (key, time), the running totals of events with the same key strictly before time - shift."""
-    times = times - np.timedelta64(shift_days, "D")
-    if len(keys) <= SMALL_QUERY:
-        columns = [totals.values.index(v) for v in values]
-        out = np.zeros((len(keys), len(values)))
-        index = totals.by_key()
-        for i, (key, when) in enumerate(zip(keys, times, strict=True)):
-            found = index.get(key)
-            if found is not None:
-                position = np.searchsorted(found[0], when, side="left") - 1
-                if position >= 0:
-                    out[i] = found[1][position, columns]
-        return {v: out[:, j] for j, v in enumerate(values)}
-    q = pd.DataFrame({"key": keys, "time": times, "position": np.arange(len(keys))})
-    merged = pd.merge_asof(q.sort_values("time", kind="stable"), totals.table[["key", "time", *values]], on="time",
-                           by="key", allow_exact_matches=False, direction="backward")
-    merged = merged.sort_values("position")
-    return {v: merged[v].fillna(0.0).to_numpy() for v in values}
-
-
-def _label_events(history: pd.DataFrame, key: np.ndarray) -> pd.DataFrame:
+def _label_totals(history: pd.DataFrame, codes: np.ndarray) -> _Totals:
+    """Running totals of controls (n), frauds and revenue per key, by the date each control ended."""
     labelled = history["inspected"].fillna(0).to_numpy() == 1
     fraud = history["fraud"].fillna(0).astype("float64").to_numpy()
     revenue = history["revenue"].fillna(0).astype("float64").to_numpy() if "revenue" in history else np.zeros(len(history))
-    return pd.DataFrame({"key": key[labelled], "time": history["control_date"].to_numpy()[labelled],
-                         "n": 1.0, "fraud": fraud[labelled], "revenue": revenue[labelled]})
+    return _Totals(codes[labelled], history["control_date"].to_numpy()[labelled],
+                   {"n": np.ones(int(labelled.sum())), "fraud": fraud[labelled], "revenue": revenue[labelled]})
 
 
 def _smoothed(hits: np.ndarray, n: np.ndarray, prior: np.ndarray) -> np.ndarray:
     return (hits + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT)
 
 
+@dataclass
+class _Entity:
+    vocabulary: pd.Index  # key → code
+    labels: _Totals
+    filings: _Totals
+
+
 class ProfileIndex:
     """Running totals of a history's labels and filings per entity, ready to describe any declaration as of its date.
 
-    Built once per history snapshot; looking up a batch (or one declaration) is then a merge per entity.
+    Built once per history snapshot; looking up a batch (or one declaration) is then a few binary searches per
+    entity. `filings`: take volumes and first-seen dates from that index instead (the backtest's label-free
+    index of every filing, shared by all policies), so only `history`'s labels are indexed here.
     """
 
-    def __init__(self, history: pd.DataFrame):
+    def __init__(self, history: pd.DataFrame, filings: ProfileIndex | None = None):
         assumed = history["declaration_date"] + pd.Timedelta(days=LABEL_LAG_DAYS)
         control = history["control_date"].fillna(assumed) if "control_date" in history else assumed
         history = history.assign(control_date=control)
         keys = entity_keys(history)
-        self.global_labels = _cumulate(_label_events(history, np.full(len(history), "all", dtype=object)),
-                                       ["n", "fraud", "revenue"])
-        self.entities: dict[str, tuple[_Totals, _Totals, pd.Series]] = {}
+        self.global_labels = _label_totals(history, np.zeros(len(history), dtype="int64"))
+        self.entities: dict[str, _Entity] = {}
         dates = history["declaration_date"].to_numpy()
-        for name in keys.columns:
-            key = keys[name].to_numpy()
-            labels = _cumulate(_label_events(history, key), ["n", "fraud", "revenue"])
-            filings = _cumulate(pd.DataFrame({"key": key, "time": dates, "filings": 1.0}), ["filings"])
-            first_seen = pd.Series(dates).groupby(key).min()
-            self.entities[name] = (labels, filings, first_seen)
+        for name, key in keys.items():
+            if filings is not None:
+                if name in filings.entities:
+                    shared = filings.entities[name]
+                    labels = _label_totals(history, shared.vocabulary.get_indexer(key))
+                    self.entities[name] = _Entity(shared.vocabulary, labels, shared.filings)
+                continue
+            vocabulary = pd.Index(pd.unique(key))
+            codes = vocabulary.get_indexer(key)
+            self.entities[name] = _Entity(vocabulary, _label_totals(history, codes),
+                                          _Totals(codes, dates, {"filings": np.ones(len(key))}))
 
     def lookup(self, queries: pd.DataFrame) -> pd.DataFrame:
         """Profile features for each query row, from labels and filings strictly before its date."""
-        q_time = queries["declaration_date"].to_numpy()
+        q_seconds = _seconds(queries["declaration_date"].to_numpy())
         q_keys = entity_keys(queries)
-        g = _before(self.global_labels, np.full(len(queries), "all", dtype=object), q_time, ["n", "fraud", "revenue"])
+        g = self.global_labels.before(np.zeros(len(queries), dtype="int64"), q_seconds)
         # Before the first control ends nothing is known, not even the base rate: rates are then missing (NaN).
-        known = g["n"] > 0
-        prior_rate = np.where(known, g["fraud"] / np.maximum(g["n"], 1), np.nan)
-        prior_revenue = np.where(known, g["revenue"] / np.maximum(g["n"], 1), np.nan)
-        out = {}
-        for name in ENTITIES:
+        known = g[:, 0] > 0
+        prior_rate = np.where(known, g[:, 1] / np.maximum(g[:, 0], 1), np.nan)
+        prior_revenue = np.where(known, g[:, 2] / np.maximum(g[:, 0], 1), np.nan)
+        names = [f"{name}_{suffix}" for name in ENTITIES for suffix in PROFILE_SUFFIXES]
+        out = np.full((len(queries), len(names)), np.nan)  # one block: no per-column frame assembly
+        for e, name in enumerate(ENTITIES):
             if name not in q_keys or name not in self.entities:  # the entity cannot be identified: unknown profile
-                for suffix in PROFILE_SUFFIXES:
-                    out[f"{name}_{suffix}"] = np.full(len(queries), np.nan)
                 continue
-            labels, filings, first_seen = self.entities[name]
-            key = q_keys[name].to_numpy()
-            total = _before(labels, key, q_time, ["n", "fraud", "revenue"])
-            older = _before(labels, key, q_time, ["n", "fraud"], shift_days=RECENT_DAYS)
-            volume = _before(filings, key, q_time, ["filings"])["filings"]
-            volume_old = _before(filings, key, q_time, ["filings"], shift_days=RECENT_DAYS)["filings"]
-            n, hits = total["n"], total["fraud"]
-            recent_n, recent_hits = n - older["n"], hits - older["fraud"]
-            own_first = pd.Series(q_time).groupby(key).transform("min").to_numpy()
-            known_since = np.fmin(first_seen.reindex(key).to_numpy(), own_first)
-            out[f"{name}_hit_rate"] = _smoothed(hits, n, prior_rate)
-            out[f"{name}_hit_rate_{RECENT_DAYS}d"] = _smoothed(recent_hits, recent_n, prior_rate)
-            out[f"{name}_revenue_rate"] = _smoothed(total["revenue"], n, prior_revenue)
-            out[f"{name}_inspections"] = n
-            out[f"{name}_volume"] = volume
-            out[f"{name}_volume_{RECENT_DAYS}d"] = volume - volume_old
-            out[f"{name}_days_known"] = ((q_time - known_since) / np.timedelta64(1, "D")).clip(min=0)
-        return pd.DataFrame(out, index=queries.index)
+            entity, key = self.entities[name], q_keys[name]
+            codes = entity.vocabulary.get_indexer(key)
+            total, older = entity.labels.before(codes, q_seconds), entity.labels.before(codes, q_seconds, RECENT_DAYS)
+            volume = entity.filings.before(codes, q_seconds)[:, 0]
+            volume_old = entity.filings.before(codes, q_seconds, RECENT_DAYS)[:, 0]
+            n, hits = total[:, 0], total[:, 1]
+            known_since = np.minimum(entity.filings.first_seen(codes), _batch_first(key, q_seconds))
+            out[:, e * len(PROFILE_SUFFIXES):(e + 1) * len(PROFILE_SUFFIXES)] = np.column_stack([
+                _smoothed(hits, n, prior_rate),  # hit_rate
+                _smoothed(hits - older[:, 1], n - older[:, 0], prior_rate),  # over the last RECENT_DAYS
+                _smoothed(total[:, 2], n, prior_revenue),  # revenue_rate
+                n, volume, volume - volume_old,  # inspections, volume, recent volume
+                ((q_seconds - known_since) / 86_400).clip(min=0),  # days_known
+            ])
+        return pd.DataFrame(out, columns=names, index=queries.index, copy=False)
+
+
+def _batch_first(key: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """Each query's earliest date among the queries with the same key (a new entity is known from its first filing)."""
+    if len(key) <= 1:
+        return seconds
+    codes, _ = pd.factorize(key)
+    return pd.Series(seconds).groupby(codes).transform("min").to_numpy()
 
 
 def build_profiles(history: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame:

