@@ -32,7 +32,11 @@ BASE_NUMERIC = [
 RAW_CATEGORICAL = ["importer_id", "declarant_id", "exporter_id", "office_id", "hs_code", "origin_country",
                    "transport_mode", "departure_country"]
 RAW_NUMERIC = ["declared_value", "net_mass_kg", "quantity", "tax_rate", "duty_paid"]
-MONOTONE_INCREASING = ("undervaluation_depth",)  # deeper under the price band never lowers risk
+MONOTONE_INCREASING = ("undervaluation_depth",)
+# Canonical and joined columns the model takes as they are.
+PASSTHROUGH = ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode",
+               "departure_country", "carrier", "credit_rating", "sector", "tax_rate", "aeo_certified", "prior_violations",
+               "bl_items")  # deeper under the price band never lowers risk
 
 
 @dataclass
@@ -243,20 +247,15 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     history = frame if history is None else history
     bands = price_bands(history) if bands is None else bands
     profiles = profiles or ProfileIndex(history)
-    X = pd.DataFrame(index=frame.index)
     hs = frame["hs_code"].astype("str")
-    X["hs_chapter"] = hs.str[:2]
-    X = X.join(_value_signals(frame, bands)).join(_document_signals(frame)).join(_registry_signals(frame))
-    X = X.join(profiles.lookup(frame))
-    for column in ("declared_value", "net_mass_kg", "quantity"):
-        X[f"log_{column}"] = _log1p(frame, column)
-    for column in ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode", "departure_country", "carrier",
-                   "credit_rating", "sector", "tax_rate", "aeo_certified", "prior_violations", "bl_items"):
-        X[column] = frame.get(column, np.nan)
     extra_cat = sorted(c for c in frame.columns if c.startswith(EXTRA_CATEGORICAL_PREFIX))
     extra_num = sorted(c for c in frame.columns if c.startswith(EXTRA_NUMERIC_PREFIX))
-    for column in extra_cat + extra_num:
-        X[column] = frame[column]
+    passthrough = [c for c in PASSTHROUGH if c in frame] + extra_cat + extra_num  # absent ones become NaN below
+    X = pd.concat([  # one concat, not a join per part: a one-row API call pays per pandas operation
+        pd.DataFrame({"hs_chapter": hs.str[:2]}), _value_signals(frame, bands), _document_signals(frame),
+        _registry_signals(frame), profiles.lookup(frame),
+        pd.DataFrame({f"log_{c}": _log1p(frame, c) for c in ("declared_value", "net_mass_kg", "quantity")}),
+        frame[passthrough]], axis=1)
     profile_columns = [c for c in X.columns if c not in BASE_CATEGORICAL + BASE_NUMERIC + extra_cat + extra_num
                        and c != "price_reference_log"]
     categorical = BASE_CATEGORICAL + extra_cat
