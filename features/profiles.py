@@ -81,9 +81,8 @@ class _Totals:
 
     def first_seen(self, codes: np.ndarray) -> np.ndarray:
         """Each key's earliest event in seconds (int64 max when it has none)."""
-        inside = (codes >= 0) & (codes < len(self.first_at))
-        return np.where(inside, self.first_at[np.clip(codes, 0, max(len(self.first_at) - 1, 0))] if len(self.first_at)
-                        else 0, np.iinfo("int64").max)
+        padded = np.append(self.first_at, np.iinfo("int64").max)  # the last slot answers unknown keys
+        return padded[np.where((codes >= 0) & (codes < len(self.first_at)), codes, len(self.first_at))]
 
     def before(self, codes: np.ndarray, seconds: np.ndarray, shift_days: int = 0) -> np.ndarray:
         """For each query (key code, time), the running totals of its key's events strictly before time − shift
