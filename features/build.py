@@ -32,11 +32,11 @@ BASE_NUMERIC = [
 RAW_CATEGORICAL = ["importer_id", "declarant_id", "exporter_id", "office_id", "hs_code", "origin_country",
                    "transport_mode", "departure_country"]
 RAW_NUMERIC = ["declared_value", "net_mass_kg", "quantity", "tax_rate", "duty_paid"]
-MONOTONE_INCREASING = ("undervaluation_depth",)
+MONOTONE_INCREASING = ("undervaluation_depth",)  # deeper under the price band never lowers risk
 # Canonical and joined columns the model takes as they are.
 PASSTHROUGH = ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode",
                "departure_country", "carrier", "credit_rating", "sector", "tax_rate", "aeo_certified", "prior_violations",
-               "bl_items")  # deeper under the price band never lowers risk
+               "bl_items")
 
 
 @dataclass
