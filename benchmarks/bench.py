@@ -208,9 +208,10 @@ def stage_serving(work: Path, rows: int) -> dict:
         out = subprocess.run([sys.executable, __file__, "--load", "http://127.0.0.1:8765", "--work", str(work),
                               "--rows", str(requests), "--concurrency", str(concurrency)],
                              capture_output=True, text=True, check=True)
-        ms = np.array(json.loads(out.stdout)["latencies"]) * 1000
+        measured = json.loads(out.stdout)
+        ms = np.array(measured["latencies"]) * 1000
         return {"requests": requests, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                "requests_per_s": requests / json.loads(out.stdout)["wall_s"]}
+                "requests_per_s": requests / measured["wall_s"]}
 
     run(1, 20)  # warm-up
     result["api_concurrency_1"] = run(1, 500)
