@@ -33,6 +33,9 @@ ENTITIES: dict[str, tuple[str, ...]] = {
 }
 
 
+PROFILE_COLUMNS = [f"{name}_{suffix}" for name in ENTITIES for suffix in PROFILE_SUFFIXES]
+
+
 def entity_keys(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """One string key array per entity whose columns are present (missing values share one key)."""
     def text(column: str) -> np.ndarray:
@@ -152,19 +155,22 @@ class ProfileIndex:
 
     def lookup(self, queries: pd.DataFrame) -> pd.DataFrame:
         """Profile features for each query row, from labels and filings strictly before its date."""
-        q_seconds = _seconds(queries["declaration_date"].to_numpy())
-        q_keys = entity_keys(queries)
-        g = self.global_labels.before(np.zeros(len(queries), dtype="int64"), q_seconds)
+        block = self.lookup_keys(entity_keys(queries), _seconds(queries["declaration_date"].to_numpy()))
+        return pd.DataFrame(block, columns=PROFILE_COLUMNS, index=queries.index, copy=False)
+
+    def lookup_keys(self, keys: dict[str, np.ndarray], q_seconds: np.ndarray) -> np.ndarray:
+        """`lookup` on entity keys (as `entity_keys` makes them) and filing times in seconds: rows × PROFILE_COLUMNS."""
+        n_queries = len(q_seconds)
+        g = self.global_labels.before(np.zeros(n_queries, dtype="int64"), q_seconds)
         # Before the first control ends nothing is known, not even the base rate: rates are then missing (NaN).
         known = g[:, 0] > 0
         prior_rate = np.where(known, g[:, 1] / np.maximum(g[:, 0], 1), np.nan)
         prior_revenue = np.where(known, g[:, 2] / np.maximum(g[:, 0], 1), np.nan)
-        names = [f"{name}_{suffix}" for name in ENTITIES for suffix in PROFILE_SUFFIXES]
-        out = np.full((len(queries), len(names)), np.nan)  # one block: no per-column frame assembly
+        out = np.full((n_queries, len(PROFILE_COLUMNS)), np.nan)  # one block: no per-column frame assembly
         for e, name in enumerate(ENTITIES):
-            if name not in q_keys or name not in self.entities:  # the entity cannot be identified: unknown profile
+            if name not in keys or name not in self.entities:  # the entity cannot be identified: unknown profile
                 continue
-            entity, key = self.entities[name], q_keys[name]
+            entity, key = self.entities[name], keys[name]
             codes = entity.vocabulary.get_indexer(key)
             total, older = entity.labels.before(codes, q_seconds), entity.labels.before(codes, q_seconds, RECENT_DAYS)
             volume = entity.filings.before(codes, q_seconds)[:, 0]
@@ -178,7 +184,7 @@ class ProfileIndex:
                 n, volume, volume - volume_old,  # inspections, volume, recent volume
                 ((q_seconds - known_since) / 86_400).clip(min=0),  # days_known
             ])
-        return pd.DataFrame(out, columns=names, index=queries.index, copy=False)
+        return out
 
 
 def _batch_first(key: np.ndarray, seconds: np.ndarray) -> np.ndarray:

@@ -231,7 +231,8 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         state.refresh()
         if not scorer.ready:
             raise HTTPException(status_code=503, detail="no champion model loaded yet")
-        out = scorer.score_realtime(canonical_frame(items), state.thresholds)
+        one = items[0].model_dump() if len(items) == 1 else None  # one declaration: the pandas-free path
+        out = scorer.score_realtime(one if one is not None else canonical_frame(items), state.thresholds)
         out["expected_revenue"] = out["expected_revenue"].astype(object).where(out["expected_revenue"].notna(), None)
         results = [ScoreOut(**r) for r in out.replace({np.nan: None}).to_dict("records")]
         return results if isinstance(payload, list) else results[0]

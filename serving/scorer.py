@@ -14,6 +14,7 @@ import pandas as pd
 
 from features.build import ScoringContext, build_features, empty_declarations, integrate, price_bands
 from features.data.warehouse import Warehouse
+from features.row import integrate_row, row_features
 from serving.lanes import RED, YELLOW, LanePolicy, allocate, exploration_order, rule_hits
 from serving.reasons import explain
 from training.models import RiskModel
@@ -124,9 +125,22 @@ class Scorer:
         lanes = allocate(pd.concat([frame, scores], axis=1), self.policy)
         return self._output(frame, X, scores, lanes, explain_lanes)
 
-    def score_realtime(self, declarations: pd.DataFrame, thresholds: Thresholds | None) -> pd.DataFrame:
-        """One declaration (or a few) at a time: lanes from thresholds learned on the latest batch."""
-        frame, X, scores = self._scores(declarations)
+    def _scores_one(self, declaration: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """`_scores` for one declaration without pandas in the feature work (features/row.py)."""
+        if self.model is None:
+            raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
+        context = self.context()
+        bands = self.model.price_bands if self.model.price_bands is not None else price_bands(context.history)
+        row = integrate_row(declaration, context)
+        features = row_features(row, bands, context)
+        X = pd.DataFrame([[features[c] for c in self.model.columns]], columns=self.model.columns)
+        frame = pd.DataFrame([{**row, "price_reference_log": features["price_reference_log"]}])
+        return frame, X, self.model.predict(X)
+
+    def score_realtime(self, declarations: pd.DataFrame | dict, thresholds: Thresholds | None) -> pd.DataFrame:
+        """One declaration (a dict of canonical fields, the fast path) or a few (a canonical frame) at a time:
+        lanes from thresholds learned on the latest batch."""
+        frame, X, scores = (self._scores_one if isinstance(declarations, dict) else self._scores)(declarations)
         rules = rule_hits(frame, self.policy.rules)
         rank = scores[self.policy.rank_by].fillna(scores["risk_score"]).to_numpy()
         draws = exploration_order(frame["declaration_id"], self.policy.seed)

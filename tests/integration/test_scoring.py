@@ -119,6 +119,38 @@ def test_realtime_lanes_agree_with_the_batch(scorer, world):
     np.testing.assert_allclose(realtime["risk_score"], expected["risk_score"], rtol=1e-9)
 
 
+def test_the_one_declaration_path_gives_build_features_values(scorer, world):
+    """The API's pandas-free path for one declaration (features/row.py) against integrate + build_features, on
+    stored and new declarations, with fields missing, unknown importers and HS codes, and shared bills of lading."""
+    from serving.api import Declaration, canonical_frame
+
+    rows = pd.concat([world.declarations.iloc[16_800:16_900], world.declarations.tail(100)], ignore_index=True)
+    fields = list(Declaration.model_fields)
+    checked = 0
+    for i, r in enumerate(rows.to_dict("records")):
+        record = {k: (None if pd.isna(r[k]) else r[k]) for k in fields if k in r}
+        record["declaration_date"] = r["declaration_date"].date()
+        if i % 5 == 0:
+            record.update(net_mass_kg=None, office_id=None, declarant_id=None, departure_country=None)
+        if i % 7 == 0:
+            record.update(bill_of_lading=None)
+        if i % 11 == 0:
+            record.update(importer_id="NEVER-SEEN", hs_code="999999")
+        item = Declaration.model_validate(record)
+        frame, X, scores = scorer._scores(canonical_frame([item]))
+        one_frame, one_X, one_scores = scorer._scores_one(item.model_dump())
+        expected, got = X.iloc[0], one_X.iloc[0]
+        for column in X.columns:
+            if isinstance(expected[column], str):
+                assert got[column] == expected[column], (i, column)
+            else:
+                np.testing.assert_allclose(float(got[column]), float(expected[column]), rtol=1e-12, err_msg=f"{i} {column}")
+        assert one_frame["price_reference_log"].iloc[0] == pytest.approx(frame["price_reference_log"].iloc[0], nan_ok=True)
+        np.testing.assert_allclose(one_scores.to_numpy(), scores.to_numpy(), rtol=1e-12)
+        checked += 1
+    assert checked == 200
+
+
 def test_a_new_champion_is_picked_up_and_a_broken_registry_keeps_the_last_one(scorer, trained, world):
     rows = world.declarations.tail(20)
     assert scorer.score(rows)["model_version"].eq("7").all()
