@@ -171,7 +171,7 @@ class ProfileIndex:
             if name not in keys or name not in self.entities:  # the entity cannot be identified: unknown profile
                 continue
             entity, key = self.entities[name], keys[name]
-            codes = entity.vocabulary.get_indexer(key)
+            codes = _codes(entity.vocabulary, key)
             total, older = entity.labels.before(codes, q_seconds), entity.labels.before(codes, q_seconds, RECENT_DAYS)
             volume = entity.filings.before(codes, q_seconds)[:, 0]
             volume_old = entity.filings.before(codes, q_seconds, RECENT_DAYS)[:, 0]
@@ -185,6 +185,16 @@ class ProfileIndex:
                 ((q_seconds - known_since) / 86_400).clip(min=0),  # days_known
             ])
         return out
+
+
+def _codes(vocabulary: pd.Index, keys: np.ndarray) -> np.ndarray:
+    """Each key's position in the vocabulary (-1 when unknown); one key skips get_indexer's setup."""
+    if len(keys) != 1:
+        return vocabulary.get_indexer(keys)
+    try:
+        return np.array([vocabulary.get_loc(keys[0])])
+    except KeyError:
+        return np.array([-1])
 
 
 def _batch_first(key: np.ndarray, seconds: np.ndarray) -> np.ndarray:

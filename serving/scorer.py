@@ -133,8 +133,11 @@ class Scorer:
         bands = self.model.price_bands if self.model.price_bands is not None else price_bands(context.history)
         row = integrate_row(declaration, context)
         features = row_features(row, bands, context)
-        X = pd.DataFrame([[features[c] for c in self.model.columns]], columns=self.model.columns)
-        frame = pd.DataFrame([{**row, "price_reference_log": features["price_reference_log"]}])
+        row["price_reference_log"] = features["price_reference_log"]
+        # One object block each: building a one-row frame column by column costs more than the model.
+        X = pd.DataFrame(np.array([[features[c] for c in self.model.columns]], dtype=object), columns=self.model.columns,
+                         dtype=object)
+        frame = pd.DataFrame(np.array([list(row.values())], dtype=object), columns=list(row), dtype=object)
         return frame, X, self.model.predict(X)
 
     def score_realtime(self, declarations: pd.DataFrame | dict, thresholds: Thresholds | None) -> pd.DataFrame:
@@ -153,21 +156,23 @@ class Scorer:
 
     def _output(self, frame: pd.DataFrame, X: pd.DataFrame, scores: pd.DataFrame, lanes: pd.DataFrame,
                 explain_lanes: tuple[str, ...]) -> pd.DataFrame:
-        reasons = pd.Series("", index=frame.index, dtype="object")
         chosen = lanes["lane"].isin(explain_lanes).to_numpy()
-        if chosen.any():
-            explained = explain(self.model, X[chosen], frame[chosen])
-            reasons[chosen] = ["; ".join(r) for r in explained]
-        ruled = (lanes["rule"] != "").to_numpy()
-        reasons[ruled] = lanes.loc[ruled, "rule"].to_numpy() + np.where(reasons[ruled] != "", "; ", "") + reasons[ruled]
-        explored = (lanes["selected_by"] == "exploration").to_numpy()
-        reasons[explored] = "random exploration draw; " + reasons[explored]
+        explained = iter(explain(self.model, X[chosen], frame[chosen]) if chosen.any() else [])
+        rules, selected_by = lanes["rule"].to_numpy(), lanes["selected_by"].to_numpy()
+        reasons = np.full(len(frame), "", dtype=object)
+        for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")):  # the rest have none
+            text = "; ".join(next(explained)) if chosen[i] else ""
+            if rules[i]:
+                text = rules[i] + ("; " + text if text else "")
+            if selected_by[i] == "exploration":
+                text = "random exploration draw; " + text
+            reasons[i] = text
         return pd.DataFrame({
             "declaration_id": frame["declaration_id"].to_numpy(),
             "risk_score": scores["risk_score"].to_numpy(),
             "expected_revenue": scores["expected_revenue"].to_numpy(),
             "lane": lanes["lane"].to_numpy(),
             "selected_by": lanes["selected_by"].to_numpy(),
-            "reasons": reasons.to_numpy(),
+            "reasons": reasons,
             "model_version": self.version,
         })

@@ -76,7 +76,8 @@ class RiskModel:
         """The model's input pool. A few rows (an API call) go in as plain lists: CatBoost reads those ~4× faster
         than a DataFrame, and gives the same predictions."""
         if len(X) <= SMALL_POOL:
-            return Pool(X[self.columns].to_numpy(dtype=object).tolist(), cat_features=list(range(len(self.categorical))),
+            ordered = X if list(X.columns) == self.columns else X[self.columns]
+            return Pool(ordered.to_numpy(dtype=object).tolist(), cat_features=list(range(len(self.categorical))),
                         feature_names=self.columns)
         return Pool(X[self.columns], cat_features=self.categorical)
 
