@@ -161,7 +161,7 @@ def _log_unit_price(frame: pd.DataFrame) -> np.ndarray:
 _band_cache: dict[int, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = {}
 
 
-def _band_index(bands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def band_index(bands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The bands indexed by (HS subheading, origin) and by subheading, built once per bands table (the scorer
     passes the same one on every call)."""
     hit = _band_cache.get(id(bands))
@@ -176,7 +176,7 @@ def _band_index(bands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def _value_signals(frame: pd.DataFrame, bands: pd.DataFrame) -> pd.DataFrame:
     lup = _log_unit_price(frame)
     hs6, origin = frame["hs_code"].str[:6].to_numpy(), frame["origin_country"].to_numpy()
-    by_origin, by_hs = _band_index(bands)
+    by_origin, by_hs = band_index(bands)
     idx = pd.MultiIndex.from_arrays([hs6, origin])
     med = by_origin["median"].reindex(idx).to_numpy(dtype="float64", copy=True)
     mad = by_origin["mad"].reindex(idx).to_numpy(dtype="float64", copy=True)

@@ -54,7 +54,7 @@ def entity_keys(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     return keys
 
 
-def _seconds(times: np.ndarray) -> np.ndarray:
+def to_seconds(times: np.ndarray) -> np.ndarray:
     """datetime64 → int64 seconds (profiles resolve time to the second; NaT sorts first)."""
     return np.asarray(times).astype("datetime64[s]").astype("int64")
 
@@ -68,7 +68,7 @@ class _Totals:
 
     def __init__(self, codes: np.ndarray, times: np.ndarray, values: dict[str, np.ndarray]):
         kept = codes >= 0  # events of keys outside the vocabulary cannot be asked for
-        codes, seconds = codes[kept].astype("int64"), _seconds(times)[kept]
+        codes, seconds = codes[kept].astype("int64"), to_seconds(times)[kept]
         self.lo, self.hi = (int(seconds.min()), int(seconds.max())) if len(seconds) else (0, 0)
         self.stride = self.hi - self.lo + 2  # query times are clipped into [lo, hi + 1]
         if (int(codes.max()) + 1 if len(codes) else 0) * self.stride >= 2**62:
@@ -155,7 +155,7 @@ class ProfileIndex:
 
     def lookup(self, queries: pd.DataFrame) -> pd.DataFrame:
         """Profile features for each query row, from labels and filings strictly before its date."""
-        block = self.lookup_keys(entity_keys(queries), _seconds(queries["declaration_date"].to_numpy()))
+        block = self.lookup_keys(entity_keys(queries), to_seconds(queries["declaration_date"].to_numpy()))
         return pd.DataFrame(block, columns=PROFILE_COLUMNS, index=queries.index, copy=False)
 
     def lookup_keys(self, keys: dict[str, np.ndarray], q_seconds: np.ndarray) -> np.ndarray:

@@ -16,10 +16,10 @@ from features.build import (
     MANIFEST_FIELDS,
     REGISTRY_FIELDS,
     ScoringContext,
-    _band_index,
+    band_index,
 )
 from features.data.contract import CREDIT_RATINGS
-from features.profiles import ENTITIES, MISSING, PROFILE_COLUMNS, _seconds
+from features.profiles import ENTITIES, MISSING, PROFILE_COLUMNS, to_seconds
 
 NAN = float("nan")
 RATING_RANK = {r: float(len(CREDIT_RATINGS) - i) for i, r in enumerate(CREDIT_RATINGS)}
@@ -67,7 +67,7 @@ def integrate_row(declaration: dict, context: ScoringContext) -> dict:
 
 def _band(bands: pd.DataFrame, hs6: str, origin: str) -> tuple[float, float, float]:
     """(median, MAD, rows) of the HS subheading × origin band, else of the subheading's band."""
-    by_origin, by_hs = _band_index(bands)
+    by_origin, by_hs = band_index(bands)
     for table, key in ((by_origin, (hs6, origin)), (by_hs, hs6)):
         try:
             found = table.iloc[table.index.get_loc(key)]
@@ -111,7 +111,7 @@ def row_features(row: dict, bands: pd.DataFrame, context: ScoringContext) -> dic
         if column not in ("hs_chapter", "loading_country"):
             features[column] = None if row.get(column) is None else str(row[column])
     keys = {name: np.array(["|".join(_text(row, c, hs) for c in columns)], dtype=object) for name, columns in ENTITIES.items()}
-    when = _seconds(np.array([np.datetime64(pd.Timestamp(row["declaration_date"]), "us")]))
+    when = to_seconds(np.array([np.datetime64(pd.Timestamp(row["declaration_date"]), "us")]))
     features.update(zip(PROFILE_COLUMNS, context.profiles.lookup_keys(keys, when)[0].tolist(), strict=True))
     return {k: (MISSING if v is None else v) if k in BASE_CATEGORICAL else v for k, v in features.items()}
 

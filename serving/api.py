@@ -8,12 +8,12 @@ batch gets the same lane both ways.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import threading
 import time
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -222,7 +222,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         return JSONResponse(status_code=200 if scorer.ready else 503, content=body)
 
     @app.post("/v1/score", dependencies=[Depends(require_key)], response_model=ScoreOut | list[ScoreOut])
-    def score(payload: Annotated[Declaration | list[Declaration], Body()]) -> ScoreOut | list[ScoreOut]:
+    def score(payload: Annotated[Declaration | list[Declaration], Body()]) -> dict | list[dict]:
         items = payload if isinstance(payload, list) else [payload]
         if len(items) > max_items:
             raise HTTPException(status_code=413, detail=f"at most {max_items} declarations per request")
@@ -233,8 +233,8 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
             raise HTTPException(status_code=503, detail="no champion model loaded yet")
         one = items[0].model_dump() if len(items) == 1 else None  # one declaration: the pandas-free path
         out = scorer.score_realtime(one if one is not None else canonical_frame(items), state.thresholds)
-        out["expected_revenue"] = out["expected_revenue"].astype(object).where(out["expected_revenue"].notna(), None)
-        results = [ScoreOut(**r) for r in out.replace({np.nan: None}).to_dict("records")]
+        results = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+                   for r in out.to_dict("records")]  # FastAPI validates them against ScoreOut once, on the way out
         return results if isinstance(payload, list) else results[0]
 
     app.state.service = state
