@@ -61,6 +61,8 @@ def load_policy(path: Path | None) -> LanePolicy:
 def rule_hits(frame: pd.DataFrame, rules: Rules) -> pd.Series:
     """The first rule each declaration hits, as readable text ('' when none)."""
     hits = pd.Series("", index=frame.index, dtype="object")
+    if not any(rules.model_dump().values()):  # no rules configured
+        return hits
     hs = frame["hs_code"].astype("str")
     checks = [
         (frame["importer_id"].isin(rules.watchlist_importers), "importer {importer_id} is on the watch list"),

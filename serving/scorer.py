@@ -157,7 +157,10 @@ class Scorer:
     def _output(self, frame: pd.DataFrame, X: pd.DataFrame, scores: pd.DataFrame, lanes: pd.DataFrame,
                 explain_lanes: tuple[str, ...]) -> pd.DataFrame:
         chosen = lanes["lane"].isin(explain_lanes).to_numpy()
-        explained = iter(explain(self.model, X[chosen], frame[chosen]) if chosen.any() else [])
+        if chosen.all():  # one selected declaration (the API): no subsetting
+            explained = iter(explain(self.model, X, frame))
+        else:
+            explained = iter(explain(self.model, X[chosen], frame[chosen]) if chosen.any() else [])
         rules, selected_by = lanes["rule"].to_numpy(), lanes["selected_by"].to_numpy()
         reasons = np.full(len(frame), "", dtype=object)
         for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")):  # the rest have none
