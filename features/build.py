@@ -37,6 +37,7 @@ MONOTONE_INCREASING = ("undervaluation_depth",)  # deeper under the price band n
 PASSTHROUGH = ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode",
                "departure_country", "carrier", "credit_rating", "sector", "tax_rate", "aeo_certified", "prior_violations",
                "bl_items")
+LOG_COLUMNS = ("declared_value", "net_mass_kg", "quantity")  # amounts the model sees as log1p
 
 
 @dataclass
@@ -254,7 +255,7 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     X = pd.concat([  # one concat, not a join per part: a one-row API call pays per pandas operation
         pd.DataFrame({"hs_chapter": hs.str[:2]}), _value_signals(frame, bands), _document_signals(frame),
         _registry_signals(frame), profiles.lookup(frame),
-        pd.DataFrame({f"log_{c}": _log1p(frame, c) for c in ("declared_value", "net_mass_kg", "quantity")}),
+        pd.DataFrame({f"log_{c}": _log1p(frame, c) for c in LOG_COLUMNS}),
         frame[passthrough]], axis=1)
     profile_columns = [c for c in X.columns if c not in BASE_CATEGORICAL + BASE_NUMERIC + extra_cat + extra_num
                        and c != "price_reference_log"]

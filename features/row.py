@@ -13,7 +13,9 @@ import pandas as pd
 
 from features.build import (
     BASE_CATEGORICAL,
+    LOG_COLUMNS,
     MANIFEST_FIELDS,
+    PASSTHROUGH,
     REGISTRY_FIELDS,
     ScoringContext,
     band_index,
@@ -103,13 +105,11 @@ def row_features(row: dict, bands: pd.DataFrame, context: ScoringContext) -> dic
         "company_age_days": NAN if registered is None else float((pd.Timestamp(row["declaration_date"]) - registered).days),
         "credit_rating_rank": RATING_RANK.get(row.get("credit_rating"), NAN),
     }
-    for column in ("declared_value", "net_mass_kg", "quantity"):
+    for column in LOG_COLUMNS:
         features[f"log_{column}"] = math.log1p(max(v, 0.0)) if not math.isnan(v := _number(row.get(column))) else NAN
-    for column in ("tax_rate", "aeo_certified", "prior_violations", "bl_items"):
-        features[column] = _number(row.get(column))
-    for column in BASE_CATEGORICAL:
-        if column not in ("hs_chapter", "loading_country"):
-            features[column] = None if row.get(column) is None else str(row[column])
+    for column in PASSTHROUGH:
+        value = row.get(column)
+        features[column] = (None if value is None else str(value)) if column in BASE_CATEGORICAL else _number(value)
     keys = {name: np.array(["|".join(_text(row, c, hs) for c in columns)], dtype=object) for name, columns in ENTITIES.items()}
     when = to_seconds(np.array([np.datetime64(pd.Timestamp(row["declaration_date"]), "us")]))
     features.update(zip(PROFILE_COLUMNS, context.profiles.lookup_keys(keys, when)[0].tolist(), strict=True))

@@ -195,7 +195,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
     """The FastAPI app around a scorer (injected, so tests can pass one with a fixed model)."""
     state = ServiceState(scorer)
     api_key = api_key if api_key is not None else os.environ.get("ADUANA_API_KEY")
-    app = FastAPI(title="Aduana scoring API", version="0.3.0",
+    app = FastAPI(title="Aduana scoring API", version="0.5.0",
                   description="Lanes (red/yellow/green), risk and reasons for import declarations. "
                               "Real-time lanes apply thresholds learned from the latest scoring batch.")
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
