@@ -291,9 +291,55 @@ def stage_backtest(work: Path, rows: int) -> dict:
             "peak_rss_mb": _peak_mb()}
 
 
+QUALITY_METRICS = ("precision_at_5pct", "precision_at_10pct", "pr_auc")
+
+
+def _quality(result, counts_rows: int) -> dict:  # noqa: ANN001 - a TrainingResult
+    """The engineered model against the library-default CatBoost reference on the same holdout."""
+    labelled = int((result.split.train | result.split.valid).sum())
+    per_100k = 100_000 / labelled
+    return {
+        "labelled_rows_fitted": labelled, "holdout_rows": int(result.split.holdout.sum()), "rows": counts_rows,
+        "model": {m: result.evaluation.metrics[m] for m in QUALITY_METRICS},
+        "reference_default_catboost": {m: result.reference_evaluation.metrics[m] for m in QUALITY_METRICS},
+        "model_minus_reference": {m: result.evaluation.metrics[m] - result.reference_evaluation.metrics[m]
+                                  for m in QUALITY_METRICS},
+        "feature_groups_kept": result.kept_groups,
+        "model_fit_s_per_100k_labelled": result.timings["model_fit_s"] * per_100k,
+        "model_fit_with_ablation_s_per_100k_labelled":
+            (result.timings["model_fit_s"] + result.timings["ablation_s"]) * per_100k,
+        "reference_fit_s_per_100k_labelled": result.timings["reference_fit_s"] * per_100k,
+    }
+
+
+def stage_quality(work: Path, rows: int) -> dict:
+    """Model quality on both embedded worlds, each through its real intake (the second one with its mapping file):
+    the engineered model as `aduana train` fits it against a library-default CatBoost on the mapped columns."""
+    from features.build import integrate
+    from features.data.ingest import prepare_batch
+    from features.data.mapping import load_mapping
+    from features.data.simulator import simulate, simulate_islas, write_islas
+    from training.models import FitConfig
+    from training.pipeline import explicit_split, train_and_evaluate
+
+    out = {}
+    world = simulate(QUALITY_ROWS["default"], seed=7)
+    result = train_and_evaluate(integrate(world.declarations, world.manifests, world.traders), FitConfig())
+    out["default_world"] = {"seed": 7, **_quality(result, QUALITY_ROWS["default"])}
+    paths = write_islas(simulate_islas(QUALITY_ROWS["islas"], seed=7), work / "islas")
+    mapping = load_mapping(paths["mapping"])
+    parts = {name: prepare_batch(paths[name], "declarations", mapping) for name in ("train", "test")}
+    frame, split, history = explicit_split(*(p.valid.drop(columns=["row_number", "row_hash"]) for p in parts.values()))
+    result = train_and_evaluate(frame, FitConfig(), split, history)
+    out["islas_world"] = {"seed": 7, "quarantined": sum(len(p.rejected) for p in parts.values()),
+                          **_quality(result, QUALITY_ROWS["islas"])}
+    return {**out, "peak_rss_mb": _peak_mb()}
+
+
+QUALITY_ROWS = {"default": 200_000, "islas": 50_000}
 STAGES = {"generate": stage_generate, "ingest": stage_ingest, "raw_baseline": stage_raw_baseline, "flow": stage_flow,
-          "model": stage_model, "serving": stage_serving, "backtest": stage_backtest}
-SELF_CONTAINED = {"backtest"}  # stages that simulate their own data: no landing files needed
+          "model": stage_model, "serving": stage_serving, "backtest": stage_backtest, "quality": stage_quality}
+SELF_CONTAINED = {"backtest", "quality"}  # stages that simulate their own data: no landing files needed
 
 
 def main() -> None:
@@ -302,7 +348,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--stage", choices=list(STAGES), help=argparse.SUPPRESS)  # child-process mode
     parser.add_argument("--only", nargs="*", choices=list(STAGES),
-                        help="run only these stages (generate is implied, except for self-contained ones: backtest)")
+                        help="run only these stages (generate is implied, except for self-contained ones: backtest, quality)")
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--load", help=argparse.SUPPRESS)  # load-generator mode: the API's URL
     parser.add_argument("--concurrency", type=int, default=1, help=argparse.SUPPRESS)

@@ -12,32 +12,21 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from features import catalogue
 from features.data.contract import CANONICAL_DTYPES, CREDIT_RATINGS, LABEL_FIELDS, field_types
 from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.profiles import MISSING, ProfileIndex
 
 MIN_BAND_ROWS = 20  # a price band needs at least this many reference rows
 
-BASE_CATEGORICAL = [
-    "importer_id", "declarant_id", "exporter_id", "hs_code", "hs_chapter", "origin_country", "office_id", "transport_mode", "departure_country",
-    "loading_country", "carrier", "credit_rating", "sector",
-]
-BASE_NUMERIC = [
-    "log_declared_value", "log_net_mass_kg", "log_quantity", "tax_rate", "log_unit_price",
-    "undervaluation_depth", "overvaluation_depth", "unit_price_zscore", "price_band_rows",
-    "manifest_mass_ratio", "loading_mismatch", "departure_mismatch", "transshipped", "transshipment_count",
-    "aeo_certified", "company_age_days", "prior_violations", "credit_rating_rank", "bl_items",
-]
-# Raw canonical columns for the baseline model: what a plain CatBoost sees without feature work.
-RAW_CATEGORICAL = ["importer_id", "declarant_id", "exporter_id", "office_id", "hs_code", "origin_country",
-                   "transport_mode", "departure_country"]
-RAW_NUMERIC = ["declared_value", "net_mass_kg", "quantity", "tax_rate", "duty_paid"]
+BASE_CATEGORICAL = catalogue.columns(categorical=True)
+BASE_NUMERIC = [c for c in catalogue.columns(categorical=False) if catalogue.group_of(c) not in ("profiles", "pair_profiles")]
 MONOTONE_INCREASING = ("undervaluation_depth",)  # deeper under the price band never lowers risk
-# Canonical and joined columns the model takes as they are.
+# Canonical and joined columns the models take as they are.
 PASSTHROUGH = ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode",
-               "departure_country", "carrier", "credit_rating", "sector", "tax_rate", "aeo_certified", "prior_violations",
-               "bl_items")
-LOG_COLUMNS = ("declared_value", "net_mass_kg", "quantity")  # amounts the model sees as log1p
+               "departure_country", "carrier", "credit_rating", "sector", "tax_rate", "duty_paid", "aeo_certified",
+               "prior_violations", "bl_items", "declared_value", "net_mass_kg", "quantity")
+LOG_COLUMNS = ("declared_value", "net_mass_kg", "quantity")  # amounts the engineered model sees as log1p
 
 
 @dataclass
@@ -48,10 +37,16 @@ class FeatureSet:
     numeric: list[str]
     price_bands: pd.DataFrame = field(default_factory=pd.DataFrame)
     price_reference_log: pd.Series | None = None  # each row's band median, for readable reasons
+    reference_columns: list[str] = field(default_factory=list)  # the mapped columns present in the data
 
     @property
     def columns(self) -> list[str]:
         return self.categorical + self.numeric
+
+    def model_columns(self, groups: tuple[str, ...]) -> list[str]:
+        """The engineered model's inputs: the declaration group, the mapping's extras and `groups`."""
+        keep = {"declaration", *groups}
+        return [c for c in self.columns if catalogue.group_of(c) in keep]
 
     @cached_property
     def data_hash(self) -> str:
@@ -154,9 +149,11 @@ def _log_unit_price(frame: pd.DataFrame) -> np.ndarray:
         return np.full(len(frame), np.nan)
     value = frame["declared_value"].astype("float64").to_numpy()
     mass = frame["net_mass_kg"].astype("float64").to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log(value / mass)
-    return np.where((value > 0) & (mass > 0), out, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        ratio = value / mass
+    # A ratio that underflows to 0 (5e-324 / 2) or overflows to inf is no unit price: missing, as in features/row.py.
+    ok = (value > 0) & (mass > 0) & (ratio > 0) & np.isfinite(ratio)
+    return np.log(np.where(ok, ratio, np.nan))
 
 
 _band_cache: dict[int, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = {}
@@ -210,8 +207,9 @@ def _document_signals(frame: pd.DataFrame) -> pd.DataFrame:
     out["transshipment_count"] = route.str.count(";").add(1).fillna(0).astype(float)
     gross = frame["gross_weight_kg"] if "gross_weight_kg" in frame else pd.Series(np.nan, index=frame.index)
     declared = frame["bl_net_mass_kg"] if "bl_net_mass_kg" in frame else pd.Series(np.nan, index=frame.index)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        out["manifest_mass_ratio"] = np.where(declared > 0, gross / declared, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        ratio = gross / declared
+    out["manifest_mass_ratio"] = np.where((declared > 0) & np.isfinite(ratio), ratio, np.nan)
     return out
 
 
@@ -264,18 +262,9 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     reference = X["price_reference_log"]
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()
+    mapped = [c for c in catalogue.REFERENCE_COLUMNS if c in frame] + extra_cat + extra_num
     return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, price_bands=bands,
-                      price_reference_log=reference)
-
-
-def raw_features(frame: pd.DataFrame) -> FeatureSet:
-    """The baseline's input: canonical columns as they come, no feature work."""
-    frame = frame.reset_index(drop=True)
-    categorical = [c for c in RAW_CATEGORICAL if c in frame]
-    numeric = [c for c in RAW_NUMERIC if c in frame]
-    X = _model_dtypes(frame[categorical + numeric].copy(), categorical)
-    meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()
-    return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric)
+                      price_reference_log=reference, reference_columns=mapped)
 
 
 def _model_dtypes(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:

@@ -30,7 +30,13 @@ ENTITIES: dict[str, tuple[str, ...]] = {
     "hs_subheading": ("hs_subheading",),
     "origin": ("origin_country",),
     "lane": ("origin_country", "office_id"),
+    # Pairs: customs fraud often lives in a combination (this importer with these goods, this broker at this
+    # office, this seller from this origin) while each party alone looks ordinary.
+    "importer_heading": ("importer_id", "hs_heading"),
+    "declarant_office": ("declarant_id", "office_id"),
+    "exporter_origin": ("exporter_id", "origin_country"),
 }
+PAIRS = ("importer_heading", "declarant_office", "exporter_origin")
 
 
 PROFILE_COLUMNS = [f"{name}_{suffix}" for name in ENTITIES for suffix in PROFILE_SUFFIXES]

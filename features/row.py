@@ -67,6 +67,19 @@ def integrate_row(declaration: dict, context: ScoringContext) -> dict:
     return row
 
 
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else NAN
+
+
+def _log_ratio(value: float, mass: float) -> float:
+    """log(value / mass) as `_log_unit_price` computes it: missing unless the ratio is finite and positive (5e-324 / 2
+    underflows to 0, 1e308 / 1e-10 overflows to inf)."""
+    if not (value > 0 and mass > 0):
+        return NAN
+    ratio = value / mass
+    return math.log(ratio) if 0 < ratio < math.inf else NAN
+
+
 def _band(bands: pd.DataFrame, hs6: str, origin: str) -> tuple[float, float, float]:
     """(median, MAD, rows) of the HS subheading × origin band, else of the subheading's band."""
     by_origin, by_hs = band_index(bands)
@@ -85,7 +98,7 @@ def row_features(row: dict, bands: pd.DataFrame, context: ScoringContext) -> dic
     (categoricals as text, `MISSING` when absent; numerics as float), plus `price_reference_log` for reasons."""
     hs, origin = str(row["hs_code"]), row["origin_country"]
     value, mass = _number(row.get("declared_value")), _number(row.get("net_mass_kg"))
-    lup = math.log(value / mass) if value > 0 and mass > 0 else NAN
+    lup = _log_ratio(value, mass)
     median, mad, band_rows = _band(bands, hs[:6], origin)
     deviation = lup - median
     pol, route, departure = row.get("port_of_loading"), row.get("transshipment_ports"), row.get("departure_country")
@@ -101,7 +114,7 @@ def row_features(row: dict, bands: pd.DataFrame, context: ScoringContext) -> dic
         "departure_mismatch": NAN if departure is None else float(departure != origin),
         "transshipped": NAN if pol is None else float(route is not None),
         "transshipment_count": float(route.count(";") + 1) if route is not None else 0.0,
-        "manifest_mass_ratio": gross / declared if declared > 0 else NAN,
+        "manifest_mass_ratio": _finite(gross / declared) if declared > 0 else NAN,
         "company_age_days": NAN if registered is None else float((pd.Timestamp(row["declaration_date"]) - registered).days),
         "credit_rating_rank": RATING_RANK.get(row.get("credit_rating"), NAN),
     }

@@ -20,13 +20,13 @@ class Settings(BaseSettings):
     home: Path = Path(".aduana")
     gx_sample_rows: int = 200_000
     """Great Expectations runs on at most this many rows of a batch (a seeded sample); pandera checks all rows."""
-    train_iterations: int = 600
+    train_iterations: int = 1000  # the most CatBoost rounds; early stopping on the validation window ends sooner
     lane_policy: Path | None = None  # YAML lane policy; default: serving.lanes.LanePolicy()
     reload_seconds: float = 30.0  # how often the API checks for a new champion and a changed warehouse
-    gate_metric: str = "precision_at_5pct"
-    gate_margin: float = 0.01
-    gate_guard_metric: str = "revenue_at_5pct"
-    gate_guard_tolerance: float = 0.02
+    gate_metric: str = "pr_auc"  # the gate's primary metric (pr_auc or precision|recall|revenue_at_Npct)
+    gate_confidence: float = 0.90  # of the paired bootstrap interval on a difference
+    gate_margin: float = 0.0  # over the champion, the interval's lower bound must exceed this
+    gate_block_on_warnings: bool = False  # unacknowledged validation warnings block promotion
     monitor_window_days: int = 30  # the recent window compared with the champion's reference
     monitor_outcome_days: int = 90  # decisions whose control outcomes count towards the hit-rate checks
     monitor_psi: float = 0.25  # a feature (or the score) drifts at or above this PSI
@@ -65,6 +65,11 @@ class Settings(BaseSettings):
         return self.gx_root / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"
 
     @property
+    def reference_dir(self) -> Path:
+        """Reference profiles of each kind's accepted history, which relative expectations are judged against."""
+        return self.root / "expectations" / "reference"
+
+    @property
     def landing_dir(self) -> Path:
         return self.root / "landing"
 
@@ -79,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def mlflow_db(self) -> Path:
         return self.root / "mlflow.db"
+
+    @property
+    def promotions_log(self) -> Path:
+        return self.root / "registry" / "promotions.jsonl"
 
     @property
     def mlflow_artifacts(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -43,17 +44,47 @@ def _emit(result: dict | list, as_json: bool, text: str) -> None:
         print(text)
 
 
+class WorldName(StrEnum):
+    """The embedded worlds `aduana generate` can write."""
+
+    default = "default"  # declarations, manifests and traders in canonical fields
+    islas = "islas"  # a third-party export: islas_train.csv, islas_test.csv and its mapping file
+
+
 @app.command()
 def generate(
-    out: Annotated[Path, typer.Option("--out", help="Folder to write declarations, manifests and traders into.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the world's files into.")],
     rows: Annotated[int, typer.Option("--rows", min=100, help="Number of declarations (goods items).")] = 200_000,
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same world.")] = 7,
-    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    fmt: Annotated[str | None, typer.Option("--format", help="parquet or csv (default parquet). The default world "
+                                                           "only: islas is always CSV.")] = None,
+    world_name: Annotated[WorldName, typer.Option(
+        "--world", help="default: declarations, manifests and traders in canonical fields. islas: a third-party "
+                        "export in its own layout (islas_train.csv, islas_test.csv), with islas_mapping.yaml to "
+                        "ingest it by.")] = WorldName.default,
     as_json: JsonOption = False,
 ) -> None:
-    """Simulate a customs administration: declarations, manifests and the trader registry."""
-    from features.data.simulator import simulate, write_world
+    """Simulate a customs administration: by default declarations, manifests and the trader registry."""
+    from features.data.simulator import simulate, simulate_islas, write_islas, write_world
 
+    if world_name is WorldName.islas:
+        if fmt not in (None, "csv"):
+            raise DataError(f"--format {fmt}: the islas world is written as CSV only")
+        if rows < 500:
+            raise DataError(f"--rows {rows}: the islas world needs at least 500 rows")
+        runtime.progress(f"simulating the islas world: {rows:,} goods items (seed {seed})…")
+        islas = simulate_islas(rows, seed=seed)
+        paths = write_islas(islas, out)
+        result = {"train": {"path": str(paths["train"]), "rows": len(islas.train)},
+                  "test": {"path": str(paths["test"]), "rows": len(islas.test)},
+                  "mapping": {"path": str(paths["mapping"])}, "bad_rows": islas.injected()}
+        lines = [f"{n:<13} {result[n]['rows']:>10,} rows  {result[n]['path']}" for n in ("train", "test")]
+        lines.append(f"{'mapping':<13} {'':>15}  {result['mapping']['path']}")
+        lines.append(f"injected bad rows: {sum(result['bad_rows'].values())} "
+                     f"({', '.join(f'{r} {k}' for r, k in result['bad_rows'].items())})")
+        _emit(result, as_json, "\n".join(lines))
+        return
+    fmt = fmt or "parquet"
     if fmt not in ("parquet", "csv"):
         raise DataError(f"--format must be parquet or csv, not {fmt!r}")
     runtime.progress(f"simulating {rows:,} declarations (seed {seed})…")
@@ -104,9 +135,15 @@ def _metrics_text(result: dict) -> str:
 
     keys = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
     fmt = lambda v: "absent" if v is None else f"{v:.3f}"  # noqa: E731
-    lines = [f"{'metric (holdout)':<18} {'model':>8} {'raw baseline':>13}"]
-    lines += [f"{label(k):<18} {fmt(result['metrics'].get(k)):>8} {fmt(result['baseline_metrics'].get(k)):>13}"
+    lines = [f"{'metric (holdout)':<18} {'model':>8} {'reference':>10}"]
+    lines += [f"{label(k):<18} {fmt(result['metrics'].get(k)):>8} {fmt(result['reference_metrics'].get(k)):>10}"
               for k in keys]
+    lines.append("reference: a library-default CatBoost on the mapped columns")
+    groups = result.get("feature_groups") or []
+    if groups:
+        lines.append("feature groups: " + ", ".join(
+            f"{g['group']} {'kept' if g['kept'] else 'left out'}"
+            + (f" ({g['delta']:+.4f})" if g["delta"] is not None else "") for g in groups))
     return "\n".join(lines)
 
 
@@ -116,7 +153,7 @@ def _train_text(result: dict) -> str:
     verdict = f"promoted to @{CHAMPION}" if result["promoted"] else "kept as challenger"
     lines = [f"trained on {result['counts']['train']:,} controlled declarations, "
              f"holdout {result['counts']['holdout']:,}", _metrics_text(result),
-             f"{MODEL_NAME} v{result['version']}: {verdict}"]
+             f"{MODEL_NAME} v{result['version']} ({result['candidate']}): {verdict}"]
     lines += [f"  - {r}" for r in result["reasons"]]
     lines.append(f"MLflow UI: .venv/bin/mlflow server --backend-store-uri sqlite:///{get_settings().mlflow_db} "
                  "--host 127.0.0.1 --port 5000  (then open http://127.0.0.1:5000)")
@@ -128,12 +165,16 @@ def train(
     dataset: Annotated[str, typer.Option("--dataset", help="Experiment name suffix (one experiment per dataset).")]
     = "warehouse",
     iterations: Annotated[int | None, typer.Option("--iterations", min=10, help="CatBoost iterations (max).")] = None,
+    tune: Annotated[bool, typer.Option("--tune", help="Search hyperparameters with Optuna first.")] = False,
+    budget: Annotated[str, typer.Option("--budget", help="Time for --tune, e.g. 10m, 90s, 1h.")] = "10m",
     as_json: JsonOption = False,
 ) -> None:
     """Retrain on the warehouse, log to MLflow, register @challenger and run the promotion gate."""
     from flows.retrain import customs_retrain
+    from training.tuning import parse_budget
 
-    result = customs_retrain(dataset=dataset, iterations=iterations)
+    seconds = parse_budget(budget) if tune else None
+    result = customs_retrain(dataset=dataset, iterations=iterations, tune_seconds=seconds)
     _emit(result, as_json, _train_text(result))
 
 
@@ -145,7 +186,7 @@ def evaluate(
     iterations: Annotated[int | None, typer.Option("--iterations", min=10)] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the training pipeline on an explicit split and print holdout metrics (model vs raw baseline)."""
+    """Run the training pipeline on an explicit split and print holdout metrics (model vs the default-CatBoost reference)."""
     from flows.retrain import customs_evaluate
 
     result = customs_evaluate(str(train_file), str(test_file), str(mapping) if mapping else None, iterations)
@@ -178,10 +219,13 @@ def serve(
     port: Annotated[int, typer.Option("--port")] = 8000,
     policy: Annotated[Path | None, typer.Option("--policy", help="YAML lane policy.")] = None,
     max_items: Annotated[int, typer.Option("--max-items", min=1, help="Declarations per request.")] = 100,
+    mapping: Annotated[Path | None, typer.Option(
+        "--mapping", help="YAML column mapping: /v1/score also takes records in its source layout.")] = None,
 ) -> None:
     """Serve POST /v1/score, /healthz, /readyz and the OpenAPI docs (/docs) with uvicorn."""
     import uvicorn
 
+    from features.data.mapping import load_mapping
     from features.data.warehouse import Warehouse
     from serving.api import create_app
     from serving.lanes import load_policy
@@ -190,7 +234,7 @@ def serve(
     settings = get_settings()
     scorer = Scorer(Warehouse(settings.warehouse_path), load_policy(policy or settings.lane_policy),
                     reload_seconds=settings.reload_seconds)
-    app_ = create_app(scorer, max_items=max_items)
+    app_ = create_app(scorer, max_items=max_items, mapping=load_mapping(mapping) if mapping else None)
     app_.state.service.refresh()
     runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} (docs: /docs)")
     uvicorn.run(app_, host=host, port=port, log_level="warning")
@@ -306,21 +350,100 @@ def schedule(
 
 @app.command()
 def promote(
+    version: Annotated[str | None, typer.Option("--version", help="Make this registry version the champion.")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded with who and when).")] = None,
     rollback: Annotated[bool, typer.Option("--rollback", help="Restore the previous champion.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Show the registry's champion and challenger, or roll the champion back."""
+    """Show the registry's champion and challenger, promote a version by hand, or roll the champion back."""
+    import getpass
+
     from training import tracking
 
-    client = tracking.configure(get_settings())
+    if version is not None and rollback:
+        raise DataError("give either --version or --rollback, not both")
+    if version is not None and not reason:
+        raise DataError("promote --version needs --reason: say why this version should serve")
+    settings = get_settings()
+    client = tracking.configure(settings)
     if rollback:
-        demoted, restored = tracking.rollback(client)
+        demoted, restored = tracking.rollback(client, settings.promotions_log, getpass.getuser())
         result = {"demoted": demoted, "champion": restored}
         text = f"@{tracking.CHAMPION} rolled back from v{demoted} to v{restored}"
+    elif version is not None:
+        previous = tracking.promote_by_hand(client, version.removeprefix("v"), reason or "", getpass.getuser(),
+                                            settings.promotions_log)
+        result = {"champion": version.removeprefix("v"), "previous": previous, "reason": reason}
+        text = (f"@{tracking.CHAMPION} is now v{result['champion']}"
+                + (f" (was v{previous})" if previous else "") + f"; logged in {settings.promotions_log}")
     else:
         result = {a: tracking.alias_version(client, a) for a in (tracking.CHAMPION, tracking.CHALLENGER)}
-        text = "\n".join(f"@{a}: v{v}" if v else f"@{a}: none" for a, v in result.items())
+        result["promotions"] = tracking.read_promotions(settings.promotions_log)[-10:]
+        text = "\n".join(f"@{a}: v{result[a]}" if result[a] else f"@{a}: none"
+                         for a in (tracking.CHAMPION, tracking.CHALLENGER))
+        text += "".join(f"\n  {p['at'][:19]} {p['action']} v{p['version']} by {p['by']}: {p['reason'][:100]}"
+                        for p in result["promotions"])
     _emit(result, as_json, text)
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
+def _warnings_text(rows: list[dict]) -> str:
+    if not rows:
+        return "no batch has failed expectations"
+    lines = []
+    for r in rows:
+        state = "REJECTED" if r["rejected"] else ("acknowledged" if r["acknowledged"] else "OPEN")
+        lines.append(f"{r['batch_id']}  {r['kind']:<12} {r['file']}  {r['started_at']}  stored {r['stored']:,}  [{state}]")
+        lines += [f"  - {f}" for f in r["failures"]]
+        if r["acknowledged"]:
+            lines.append(f"  acknowledged {r['acknowledged_at']} by {r['acknowledged_by']}: {r['ack_reason']}")
+    open_ = sum(not r["acknowledged"] and not r["rejected"] for r in rows)
+    lines.append(f"{open_} stored batch(es) with open warnings"
+                 + (": acknowledge with 'aduana warnings --ack BATCH_ID --reason TEXT'" if open_ else ""))
+    return "\n".join(lines)
+
+
+@app.command(name="warnings")
+def warnings_command(
+    ack: Annotated[str | None, typer.Option("--ack", metavar="BATCH_ID",
+                                            help="Acknowledge this batch's failed expectations (needs --reason).")] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why the failures are acceptable.")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only batches of this kind.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List batches whose dataset-level expectations failed, or acknowledge one (--ack BATCH_ID --reason TEXT).
+
+    An acknowledged batch no longer counts as failed validation for the promotion gate, and its profile
+    joins the dataset's reference, so its new codes or ranges become expected. Acknowledgements are
+    append-only: who (the OS user), when and why are kept."""
+    from features.data.contract import KINDS
+    from features.data.reference import accept_pending
+    from features.data.warehouse import Warehouse
+
+    settings = get_settings()
+    warehouse = Warehouse(settings.warehouse_path)
+    if ack is None:
+        if reason is not None:
+            raise DataError("--reason goes with --ack BATCH_ID")
+        if kind is not None and kind not in KINDS:
+            raise DataError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        rows = warehouse.failed_batches(kind)
+        _emit(rows, as_json, _warnings_text(rows))
+        return
+    if not reason or not reason.strip():
+        raise DataError("--ack needs --reason TEXT: say why these failures are acceptable")
+    record = warehouse.acknowledge(ack, reason, _os_user())
+    record["reference_updated"] = accept_pending(settings.reference_dir, ack)
+    _emit(record, as_json, f"acknowledged {ack} ({record['kind']}) as {record['acknowledged_by']}: {record['reason']}"
+          + (f"\nits profile joined the {record['kind']} reference" if record["reference_updated"] else ""))
 
 
 @app.command()

@@ -12,6 +12,7 @@ from features.data.errors import DataError
 from features.data.ingest import PreparedBatch, prepare_batch, reject_batch
 from features.data.mapping import load_mapping
 from features.data.quality import QualityReport, check_batch
+from features.data.reference import load_reference, record_batch
 from features.data.warehouse import IngestSummary, Warehouse
 from features.settings import get_settings
 from flows.runtime import file_away, landing_files, progress
@@ -41,9 +42,13 @@ def validate_rows(path: str, kind: str | None, mapping_path: str | None) -> Prep
 @task(name="validate_batch", cache_policy=NO_CACHE)
 def validate_batch(batch: PreparedBatch) -> QualityReport:
     settings = get_settings()
-    report = check_batch(batch.valid, batch.kind, settings.gx_root, settings.gx_sample_rows)
+    report = check_batch(batch.valid, batch.kind, settings.gx_root, settings.gx_sample_rows,
+                         reference=load_reference(settings.reference_dir, batch.kind))
     status = "passed" if report.passed else ("REJECTED the batch" if report.rejected else "warned")
-    progress(f"expectations on {report.evaluated_rows:,} rows {status}" + "".join(f"\n  - {f}" for f in report.failures))
+    baseline = "" if report.compared or not report.evaluated_rows else \
+        f" (no {batch.kind} reference yet: this batch helps set it)"
+    progress(f"expectations on {report.evaluated_rows:,} rows {status}{baseline}"
+             + "".join(f"\n  - {f}" for f in report.failures))
     return report
 
 
@@ -51,9 +56,18 @@ def validate_batch(batch: PreparedBatch) -> QualityReport:
 def store_batch(batch: PreparedBatch, report: QualityReport) -> IngestSummary:
     if report.rejected:
         batch = reject_batch(batch, "; ".join(f for f in report.failures if f.startswith("critical")))
-    summary = Warehouse(get_settings().warehouse_path).store(batch, report.passed, report.failures)
+    settings = get_settings()
+    summary = Warehouse(settings.warehouse_path).store(batch, report.passed, report.failures)
     if not summary.reconciles:  # a bug, not bad input: the transaction has committed, so say so loudly
         raise RuntimeError(f"counts do not reconcile for {batch.source}: {summary.to_dict()}")
+    if summary.stored and report.profile is not None:  # only after the commit: the reference never runs ahead
+        try:
+            record_batch(settings.reference_dir, summary.batch_id, report.profile, accepted=report.passed)
+        except OSError as exc:  # the batch is stored; retrying the task would store it again, so only say so
+            progress(f"{summary.batch_id}: could not update the {batch.kind} reference profile ({exc})")
+        if not report.passed:
+            progress(f"{summary.batch_id} warned: its profile joins the {batch.kind} reference once acknowledged "
+                     f"('aduana warnings --ack {summary.batch_id} --reason TEXT')")
     progress(f"stored {summary.stored:,} (updated {summary.updated:,}), quarantined {summary.quarantined:,}, "
              f"duplicates {summary.duplicates:,} — read {summary.read:,} = stored + quarantined + duplicates")
     return summary

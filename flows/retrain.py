@@ -36,46 +36,53 @@ def load_training_data() -> tuple[pd.DataFrame, list[str]]:
 
 
 @task(name="train_model", cache_policy=NO_CACHE)
-def train_model(frame: pd.DataFrame, iterations: int) -> TrainingResult:
-    progress("building features and training the risk model and the raw baseline…")
-    result = train_and_evaluate(frame, FitConfig(iterations=iterations))
+def train_model(frame: pd.DataFrame, iterations: int, tune_seconds: float | None = None) -> TrainingResult:
+    progress("building features, choosing feature groups, training the risk model and the reference…")
+    if tune_seconds:
+        progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
+    result = train_and_evaluate(frame, FitConfig(iterations=iterations), tune_seconds=tune_seconds)
+    if result.trials:
+        best = max(result.trials, key=lambda t: t.value)
+        progress(f"{len(result.trials)} trials; best validation PR-AUC {best.value:.4f} with {best.params}")
     progress(f"trained on {result.counts['train']:,} controlled rows; holdout {result.counts['holdout']:,} rows")
     return result
 
 
 @task(name="log_model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def log_model(result: TrainingResult, dataset: str, data_validated: bool, tags: dict[str, str]) -> str:
+def log_model(result: TrainingResult, dataset: str, warnings: list[str], tags: dict[str, str]) -> dict[str, str]:
     settings = get_settings()
     client = tracking.configure(settings)
-    run_id, _ = tracking.log_training(client, result, dataset, settings, flow_run.get_id(), data_validated, tags)
-    return run_id
+    return tracking.log_training(client, result, dataset, settings, flow_run.get_id(), warnings, tags)
 
 
-@task(name="register_model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def register_model(run_id: str) -> str:
-    version = tracking.register_challenger(tracking.configure(get_settings()), run_id)
-    progress(f"registered {tracking.MODEL_NAME} v{version} as @{tracking.CHALLENGER}")
-    return version
+def gate_policy() -> GatePolicy:
+    settings = get_settings()
+    return GatePolicy(metric=settings.gate_metric, confidence=settings.gate_confidence, margin=settings.gate_margin,
+                      block_on_warnings=settings.gate_block_on_warnings)
 
 
 @task(name="promote_model", cache_policy=NO_CACHE)
-def promote_model(result: TrainingResult, run_id: str, version: str, data_validated: bool) -> GateDecision:
+def promote_model(result: TrainingResult, runs: dict[str, str], warnings: list[str]) -> tuple[str, GateDecision]:
     settings = get_settings()
-    policy = GatePolicy(settings.gate_metric, settings.gate_margin, settings.gate_guard_metric,
-                        settings.gate_guard_tolerance)
-    decision = gate_challenger(tracking.configure(settings), result, run_id, version, data_validated, policy,
-                               lock=settings.root / "locks" / "promotion.lock")
+    version, decision = gate_challenger(tracking.configure(settings), result, runs, warnings, gate_policy(),
+                                        lock=settings.root / "locks" / "promotion.lock",
+                                        log=settings.promotions_log)
+    progress(f"registered {tracking.MODEL_NAME} v{version} ({decision.candidate}) as @{tracking.CHALLENGER}")
     verdict = f"promoted v{version} to @{tracking.CHAMPION}" if decision.promote else f"kept v{version} as challenger"
-    progress(f"gate: {verdict}" + "".join(f"\n  - {r}" for r in decision.reasons))
-    return decision
+    progress(f"gate: {verdict}")
+    return version, decision
 
 
-def metrics_table(model: dict, baseline: dict) -> str:
+def metrics_table(model: dict, reference: dict) -> str:
     keys = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
-    rows = ["| metric | model | raw baseline |", "|---|---:|---:|"]
+    rows = ["| metric | model | reference (default CatBoost) |", "|---|---:|---:|"]
     fmt = lambda v: "absent" if v is None else f"{v:.3f}"  # noqa: E731
-    rows += [f"| {label(k)} | {fmt(model.get(k))} | {fmt(baseline.get(k))} |" for k in keys]
+    rows += [f"| {label(k)} | {fmt(model.get(k))} | {fmt(reference.get(k))} |" for k in keys]
     return "\n".join(rows)
+
+
+def groups_summary(result: TrainingResult) -> list[dict]:
+    return [{"group": g.group, "kept": g.kept, "delta": g.delta, "note": g.note} for g in result.groups]
 
 
 def trigger_tags(drift: dict | None) -> dict[str, str]:
@@ -88,31 +95,31 @@ def trigger_tags(drift: dict | None) -> dict[str, str]:
 
 
 @flow(name="customs-retrain")
-def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, drift: dict | None = None) -> dict:
+def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, drift: dict | None = None,
+                    tune_seconds: float | None = None) -> dict:
     """Retrain on the warehouse's controlled declarations and let the promotion gate decide.
 
     `drift`: the payload of the aduana.drift.detected event that triggered this run, if one did."""
     if drift:
         progress(f"triggered by drift on v{drift.get('model_version')}: {', '.join(drift.get('drifted_features', [])) or 'outcomes'}")
-    frame, failures = load_training_data()
-    result = train_model(frame, iterations or get_settings().train_iterations)
-    validated = not failures
+    frame, warnings = load_training_data()
+    result = train_model(frame, iterations or get_settings().train_iterations, tune_seconds)
     tags = trigger_tags(drift)
-    run_id = log_model(result, dataset, validated, tags)
-    version = register_model(run_id)
-    decision = promote_model(result, run_id, version, validated)
+    runs = log_model(result, dataset, warnings, tags)
+    version, decision = promote_model(result, runs, warnings)
     create_markdown_artifact(
         key="customs-retrain-report",
-        markdown=f"## {tracking.MODEL_NAME} v{version}: {'promoted' if decision.promote else 'not promoted'}\n\n"
-        + metrics_table(result.evaluation.metrics, result.baseline_evaluation.metrics)
+        markdown=f"## {tracking.MODEL_NAME} v{version} ({decision.candidate}): "
+        f"{'promoted' if decision.promote else 'not promoted'}\n\n"
+        + metrics_table(result.evaluation.metrics, result.reference_evaluation.metrics)
         + "\n\n" + "\n".join(f"- {r}" for r in decision.reasons),
-        description="Holdout metrics of the retrained model and the gate's decision",
+        description="Holdout metrics of the retrained model and the reference, and the gate's decision",
     )
-    return {"version": version, "run_id": run_id, "promoted": decision.promote, "reasons": decision.reasons,
-            "trigger": tags["aduana.trigger"],
-            "counts": result.counts, "metrics": result.evaluation.metrics,
-            "baseline_metrics": result.baseline_evaluation.metrics, "data_validated": validated,
-            "validation_failures": failures}
+    return {"version": version, "candidate": decision.candidate, "run_id": runs[decision.candidate],
+            "model_run_id": runs["model"], "reference_run_id": runs["reference"], "promoted": decision.promote,
+            "reasons": decision.reasons, "trigger": tags["aduana.trigger"], "counts": result.counts,
+            "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
+            "feature_groups": groups_summary(result), "validation_warnings": warnings}
 
 
 @flow(name="customs-evaluate")
@@ -127,8 +134,10 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
         parts[name] = batch.valid.drop(columns=["row_number", "row_hash"])
     frame, split, history = explicit_split(parts["train"], parts["test"])
     result = train_and_evaluate(frame, FitConfig(iterations=iterations or get_settings().train_iterations), split, history)
+    progress("feature groups: " + ", ".join(f"{g.group} {'kept' if g.kept else 'left out'}" for g in result.groups))
     settings = get_settings()
     client = tracking.configure(settings)
-    run_id, _ = tracking.log_training(client, result, f"evaluate-{Path(train).stem}", settings, flow_run.get_id())
-    return {"run_id": run_id, "counts": result.counts, "metrics": result.evaluation.metrics,
-            "baseline_metrics": result.baseline_evaluation.metrics, "behaviour": result.behaviour}
+    runs = tracking.log_training(client, result, f"evaluate-{Path(train).stem}", settings, flow_run.get_id())
+    return {"run_id": runs["model"], "reference_run_id": runs["reference"], "counts": result.counts,
+            "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
+            "feature_groups": groups_summary(result), "behaviour": result.behaviour}

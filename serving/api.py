@@ -1,24 +1,37 @@
-"""The real-time scoring API: the batch scorer, one declaration (or a short list) per request.
+"""The real-time scoring API (HTTP only): the batch scorer, one declaration (or a short list) per request.
 
-In real time there is no batch to rank within, so the capacity is applied through thresholds: the risk
-cut-offs and the exploration draw cut-off of the latest scoring batch made with the same model (or, before
-any batch, of the most recent declarations in the warehouse scored as one batch). A declaration from that
-batch gets the same lane both ways.
+Two request layouts:
+- canonical fields (contract §4), always: validated here by the `Declaration` model, which holds the
+  contract's row rules, then scored (one declaration on the pandas-free path);
+- with a column mapping (`aduana serve --mapping M.yaml`), also the mapping's source layout (its column names,
+  units and codes): records go through serving/intake.py, the same mapping and row checks as ingest and batch
+  scoring (`aduana score --mapping`), so a declaration gets the same score and lane both ways and the mapping's
+  extras (xcat_/xnum_) reach the model.
+
+Lanes in real time come from thresholds (serving/selection.py `Thresholds`) that serving/realtime.py learns
+from the latest scoring batch.
 """
 from __future__ import annotations
 
 import datetime as dt
 import math
 import os
-import threading
-import time
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from features.data.contract import (
     CANONICAL_DTYPES,
@@ -26,12 +39,16 @@ from features.data.contract import (
     HS_CODE_PATTERN,
     ISO_COUNTRIES,
     field_types,
+    required_fields,
     today_limit,
 )
-from serving.scorer import Scorer, Thresholds
+from features.data.errors import DataError
+from features.data.mapping import ColumnMapping, describe_unit
+from serving.intake import non_scalar_values, records_frame, source_columns, take_in
+from serving.realtime import ServiceState
+from serving.scorer import Scorer
 
 MAX_BODY_BYTES = 1_000_000
-THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
 
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -106,51 +123,6 @@ class ScoreOut(BaseModel):
     model_version: str | None
 
 
-class ServiceState:
-    """The scorer and its real-time thresholds, refreshed together."""
-
-    def __init__(self, scorer: Scorer):
-        self.scorer = scorer
-        self.thresholds: Thresholds | None = None
-        self._thresholds_for: tuple | None = None
-        self._refreshed_at = -float("inf")
-        self._lock = threading.Lock()
-
-    def pin(self, thresholds: Thresholds) -> None:
-        """Use these thresholds until the champion or the decision log changes (for benchmarks and tests)."""
-        self.thresholds = thresholds
-        self._thresholds_for = (self.scorer.version, self.scorer.warehouse.counts()["decisions"])
-
-    def refresh(self) -> None:
-        """Reload the champion and relearn thresholds when needed, at most every reload_seconds."""
-        if time.monotonic() - self._refreshed_at < self.scorer.reload_seconds:
-            return
-        with self._lock:
-            self._refreshed_at = time.monotonic()
-            self.scorer.refresh_model()
-            if not self.scorer.ready:
-                return
-            key = (self.scorer.version, self.scorer.warehouse.counts()["decisions"])
-            if key != self._thresholds_for:
-                self.thresholds = self._learn_thresholds()
-                self._thresholds_for = key
-
-    def _learn_thresholds(self) -> Thresholds | None:
-        policy, warehouse = self.scorer.policy, self.scorer.warehouse
-        latest = warehouse.read(
-            "SELECT * FROM decisions WHERE batch_id = (SELECT batch_id FROM decisions WHERE model_version = ? "
-            "ORDER BY decided_at DESC LIMIT 1) AND risk_score IS NOT NULL", [self.scorer.version])
-        if latest.empty:
-            recent = warehouse.read(f"SELECT declaration_id, declaration_date, importer_id, hs_code, origin_country, "
-                                    f"declared_value, declarant_id, exporter_id, office_id, transport_mode, "
-                                    f"departure_country, net_mass_kg, quantity, tax_rate, duty_paid, bill_of_lading "
-                                    f"FROM declarations ORDER BY declaration_date DESC LIMIT {THRESHOLD_WINDOW}")
-            if recent.empty:
-                return None
-            latest = self.scorer.score(recent, explain_lanes=()).assign(batch_id="recent-declarations")
-        return Thresholds.from_decisions(latest, policy.rank_by, policy.seed)
-
-
 class BodyLimit:
     """Answer 413 to bodies over the limit, declared (Content-Length) or streamed."""
 
@@ -190,14 +162,100 @@ async def _too_large(send, max_bytes: int) -> None:  # noqa: ANN001
     await send({"type": "http.response.body", "body": body})
 
 
+class SourceLayout:
+    """What a service started with a column mapping reads: the mapping's source layout, told apart from
+    canonical requests by its column names."""
+
+    def __init__(self, mapping: ColumnMapping):
+        if mapping.kind not in (None, "declarations"):
+            raise DataError(f"the API scores declarations: a mapping of {mapping.kind} cannot describe its requests")
+        self.mapping = mapping
+        self.columns = source_columns(mapping)  # file column → canonical (or xcat_/xnum_) column
+        self.canonical = set(Declaration.model_fields)
+        # Columns only the source layout has: a request carrying one of them is in the source layout.
+        self.distinct = [c for c in self.columns if c not in self.canonical]
+        self.names = {target: source for source, target in self.columns.items()}  # for error messages
+        # Fields the file keeps under their canonical names (apply_mapping takes those as they are).
+        self.passthrough = [f for f in field_types("declarations") if f not in self.names and f not in self.columns]
+
+    def layout(self, records: list, asked: str) -> str:
+        if asked != "auto":
+            return asked
+        if not self.distinct:  # the mapping keeps canonical names: its layout is canonical names in its units/codes
+            return "source"
+        if any(isinstance(r, dict) and any(k in r for k in self.distinct) for r in records):
+            return "source"
+        return "canonical"
+
+    def describe(self) -> str:
+        renamed = ", ".join(f"{s!r} → {t}" for s, t in self.columns.items() if s != t) or "none"
+        text = (f"This service reads a column mapping: `POST /v1/score` also takes records in its source layout, "
+                f"as JSON objects with the file's column names and values as they appear in the file (numbers or "
+                f"strings; units and codes as the mapping says). They go through the same mapping and row checks "
+                f"as ingest and `aduana score --mapping`, so they get the same score and lane as the file scored in "
+                f"batch. Source columns: {renamed}.")
+        if self.mapping.units:
+            text += " Units: " + ", ".join(f"{k} {describe_unit(u)}" for k, u in self.mapping.units.items()) + "."
+        if self.mapping.values:
+            text += " Codes: " + "; ".join(f"{k} {', '.join(f'{a!r} → {b!r}' for a, b in v.items())}"
+                                          for k, v in self.mapping.values.items()) + "."
+        text += (" A request is read in the source layout when a record carries a column only that layout has ("
+                 + ", ".join(map(repr, self.distinct)) + "), otherwise in canonical fields; `?layout=source` or "
+                 "`?layout=canonical` says so explicitly. One layout per request.") if self.distinct else \
+            " Its column names are the canonical ones, so every request is read in the source layout unless " \
+            "`?layout=canonical` is given."
+        return text
+
+    def schema(self) -> dict:
+        """JSON schema of one source-layout record (for the OpenAPI document)."""
+        required = set(required_fields("declarations"))
+        value = {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "null"}]}
+        columns = {**self.columns, **{f: f for f in self.passthrough}}
+        return {"type": "object", "title": "SourceDeclaration",
+                "description": "One goods item in the mapping's source layout.",
+                "properties": {s: {**value, "description": f"read as {t}"} for s, t in columns.items()},
+                "required": [s for s, t in columns.items() if t in required]}
+
+    def errors(self, failures: pd.DataFrame, rejected: pd.DataFrame, single: bool) -> list[dict]:
+        """Field-level 422 details: loc names the record (in a list) and the column as the client sent it."""
+        where = (lambda row: ["body"]) if single else (lambda row: ["body", int(row)])
+        if {"row", "column", "code", "message"} <= set(failures.columns) and len(failures):
+            return [{"loc": [*where(f.row), self.names.get(f.column, f.column)], "msg": str(f.message),
+                     "type": str(f.code), "field": str(f.column)} for f in failures.itertuples()]
+        return [{"loc": where(i), "msg": str(r.message), "type": str(r.reason)} for i, r in rejected.iterrows()]
+
+
+def _canonical_items(payload: Any) -> list[Declaration]:
+    """A canonical body validated as FastAPI validates it without a mapping (errors located under 'body')."""
+    try:
+        if isinstance(payload, list):
+            return _DECLARATIONS.validate_python(payload)
+        return [Declaration.model_validate(payload)]
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
+
+
+_DECLARATIONS = TypeAdapter(list[Declaration])
+
+
+LAYOUT_HELP = "auto: told apart by the column names; canonical: contract fields; source: the mapping's layout"
+CANONICAL_LAYOUT = ("Requests are declarations in canonical fields (one goods item per object; contract §4): "
+                    "`declaration_id`, `declaration_date`, `importer_id`, `hs_code`, `origin_country`, "
+                    "`declared_value` required, the other contract fields optional, nothing else.")
+
+
 def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_BODY_BYTES,
-               api_key: str | None = None) -> FastAPI:
-    """The FastAPI app around a scorer (injected, so tests can pass one with a fixed model)."""
+               api_key: str | None = None, mapping: ColumnMapping | None = None) -> FastAPI:
+    """The FastAPI app around a scorer (injected, so tests can pass one with a fixed model). With a `mapping`,
+    /v1/score also takes records in the mapping's source layout."""
     state = ServiceState(scorer)
+    source = SourceLayout(mapping) if mapping is not None else None
     api_key = api_key if api_key is not None else os.environ.get("ADUANA_API_KEY")
-    app = FastAPI(title="Aduana scoring API", version="0.5.0",
-                  description="Lanes (red/yellow/green), risk and reasons for import declarations. "
-                              "Real-time lanes apply thresholds learned from the latest scoring batch.")
+    description = ("Lanes (red/yellow/green), risk and reasons for import declarations. "
+                   "Real-time lanes apply thresholds learned from the latest scoring batch.\n\n" + CANONICAL_LAYOUT)
+    if source is not None:
+        description += "\n\n" + source.describe()
+    app = FastAPI(title="Aduana scoring API", version="0.5.0", description=description)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
@@ -218,24 +276,74 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         state.refresh()
         body = {"ready": scorer.ready, "model_version": scorer.version,
                 "registry": scorer.registry_error or "ok",
-                "thresholds_from": state.thresholds.batch_id if state.thresholds else None}
+                "thresholds_from": state.thresholds.batch_id if state.thresholds else None,
+                "layouts": ["canonical", "source"] if source is not None else ["canonical"]}
         return JSONResponse(status_code=200 if scorer.ready else 503, content=body)
 
-    @app.post("/v1/score", dependencies=[Depends(require_key)], response_model=ScoreOut | list[ScoreOut])
-    def score(payload: Annotated[Declaration | list[Declaration], Body()]) -> dict | list[dict]:
-        items = payload if isinstance(payload, list) else [payload]
+    def check_count(items: list) -> None:
         if len(items) > max_items:
             raise HTTPException(status_code=413, detail=f"at most {max_items} declarations per request")
         if not items:
             raise HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": "empty list", "type": "empty"}])
+
+    def answer(declarations: pd.DataFrame | dict, as_list: bool) -> dict | list[dict]:
         state.refresh()
         if not scorer.ready:
             raise HTTPException(status_code=503, detail="no champion model loaded yet")
-        one = items[0].model_dump() if len(items) == 1 else None  # one declaration: the pandas-free path
-        out = scorer.score_realtime(one if one is not None else canonical_frame(items), state.thresholds)
+        out = scorer.score_realtime(declarations, state.thresholds)
         results = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
                    for r in out.to_dict("records")]  # FastAPI validates them against ScoreOut once, on the way out
-        return results if isinstance(payload, list) else results[0]
+        return results if as_list else results[0]
+
+    def canonical(items: list[Declaration], as_list: bool) -> dict | list[dict]:
+        check_count(items)
+        one = items[0].model_dump() if len(items) == 1 else None  # one declaration: the pandas-free path
+        return answer(one if one is not None else canonical_frame(items), as_list)
+
+    def source_layout(records: list, as_list: bool) -> dict | list[dict]:
+        check_count(records)
+        where = (lambda i: ["body"]) if not as_list else (lambda i: ["body", i])
+        not_objects = [i for i, r in enumerate(records) if not isinstance(r, dict)]
+        if not_objects:
+            raise HTTPException(status_code=422, detail=[{"loc": where(i), "msg": "a declaration is a JSON object",
+                                                          "type": "not_an_object"} for i in not_objects])
+        nested = non_scalar_values(records)
+        if nested:
+            raise HTTPException(status_code=422, detail=[
+                {"loc": [*where(i), k], "msg": "a value is a number, a string or null, as in a file cell",
+                 "type": "not_a_value"} for i, k in nested])
+        try:
+            taken = take_in(records_frame(records, source.mapping), source.mapping)
+        except DataError as exc:  # e.g. unknown columns under `unknown_columns: error`
+            raise HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": str(exc), "type": "mapping"}]) from exc
+        if len(taken.rejected):
+            raise HTTPException(status_code=422, detail=source.errors(taken.failures, taken.rejected, not as_list))
+        return answer(taken.valid, as_list)
+
+    if source is None:
+        @app.post("/v1/score", dependencies=[Depends(require_key)], response_model=ScoreOut | list[ScoreOut],
+                  description=CANONICAL_LAYOUT)
+        def score(payload: Annotated[Declaration | list[Declaration], Body()]) -> dict | list[dict]:
+            items = payload if isinstance(payload, list) else [payload]
+            return canonical(items, isinstance(payload, list))
+    else:
+        canonical_schema = Declaration.model_json_schema()
+        record = source.schema()
+        body_schema = {"anyOf": [canonical_schema, {"type": "array", "items": canonical_schema},
+                                 record, {"type": "array", "items": record}]}
+
+        @app.post("/v1/score", dependencies=[Depends(require_key)], response_model=ScoreOut | list[ScoreOut],
+                  description=CANONICAL_LAYOUT + "\n\n" + source.describe(),
+                  openapi_extra={"requestBody": {"required": True,
+                                                 "content": {"application/json": {"schema": body_schema}}}})
+        def score(payload: Annotated[Any, Body()],
+                  layout: Annotated[Literal["auto", "canonical", "source"], Query(description=LAYOUT_HELP)] = "auto",
+                  ) -> dict | list[dict]:
+            records = payload if isinstance(payload, list) else [payload]
+            if source.layout(records, layout) == "source":
+                return source_layout(records, isinstance(payload, list))
+            return canonical(_canonical_items(payload), isinstance(payload, list))
 
     app.state.service = state
+    app.state.layout = source
     return app

@@ -14,7 +14,6 @@ Pure: no Prefect, no MLflow.
 """
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -27,7 +26,7 @@ from features.data.contract import LABEL_FIELDS
 from features.data.errors import DataError
 from features.data.simulator import World
 from features.profiles import LABEL_LAG_DAYS, PRIOR_WEIGHT, ProfileIndex
-from serving.lanes import Rules, exploration_order, rule_hits
+from serving.selection import Rules, capacity, exploration_draw, lowest_draws, rule_hits, select, top_k
 from training.models import FitConfig, RiskModel, Split, fit_risk_model
 from training.pipeline import labelled_rows
 
@@ -137,33 +136,9 @@ def from_labelled(declarations: pd.DataFrame, source: str, manifests: pd.DataFra
 # ---------------------------------------------------------------- selection
 
 
-def capacity_for(rows: int, share: float) -> int:
-    """Inspections for a week of `rows` declarations: ⌈share·rows⌉ (rounded first, so 0.07·100 is 7, not 8)."""
-    return min(rows, math.ceil(round(share * rows, 9)))
-
-
-def top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
-    """Positions of the k highest scores; equal scores are ordered by `tiebreak` (a seeded draw)."""
-    return np.lexsort((tiebreak, -np.asarray(scores, dtype="float64")))[:k]
-
-
 def draws(ids: pd.Series, seed: int, policy: str) -> np.ndarray:
-    """A pseudo-random number per declaration, from its id, the seed and the policy (reproducible)."""
-    return exploration_order(ids.reset_index(drop=True), seed * 10 + DRAW_OFFSET[policy])
-
-
-def split_hybrid(k: int, exploration: float) -> tuple[int, int]:
-    """(model picks, random picks) of a hybrid capacity k, rounded as the lane allocator rounds them."""
-    explore = min(k, round(exploration * k))
-    return k - explore, explore
-
-
-def select_hybrid(scores: np.ndarray, k: int, exploration: float, draw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Top risk for most of the capacity, then a random draw among the rest: (model positions, explored positions)."""
-    exploit, explore = split_hybrid(k, exploration)
-    chosen = top_k(scores, exploit, draw)
-    rest = np.setdiff1d(np.arange(len(scores)), chosen)
-    return chosen, rest[np.argsort(draw[rest], kind="stable")[:explore]]
+    """The exploration draw of one policy: independent of the other policies' draws, reproducible."""
+    return exploration_draw(ids, seed * 10 + DRAW_OFFSET[policy])
 
 
 @dataclass(frozen=True)
@@ -396,10 +371,10 @@ def _refit(replay: _Replay, week: int, first: bool) -> dict[str, float]:
 
 def _select(replay: _Replay, policy: str, rows: pd.DataFrame, shared: FeatureSet) -> tuple[np.ndarray, np.ndarray, FeatureSet | None]:
     """(positions chosen within the week, their stratum, the policy's features) for one policy."""
-    k = capacity_for(len(rows), replay.config.capacity)
+    k = capacity(len(rows), replay.config.capacity)
     draw = draws(rows["declaration_id"], replay.config.seed, policy)
     if policy == "random":
-        chosen = np.argsort(draw, kind="stable")[:k]
+        chosen = lowest_draws(draw, k)
         return chosen, np.full(len(chosen), "random", dtype=object), None
     if policy == "rules":
         chosen = top_k(replay.rulebook.score(rows.reset_index(drop=True), shared.X), k, draw)
@@ -410,7 +385,7 @@ def _select(replay: _Replay, policy: str, rows: pd.DataFrame, shared: FeatureSet
     if policy == "model":
         chosen = top_k(scores, k, draw)
         return chosen, np.full(len(chosen), "model", dtype=object), fs
-    exploit, explored = select_hybrid(scores, k, replay.config.exploration, draw)
+    exploit, explored = select(scores, k, replay.config.exploration, draw)
     stratum = np.array(["model"] * len(exploit) + ["exploration"] * len(explored), dtype=object)
     return np.concatenate([exploit, explored]), stratum, fs
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from features.data.ingest import quarantine_rows
-from features.data.mapping import ColumnMapping, apply_mapping
+from features.data.mapping import ColumnMapping
 from features.data.reader import read_raw
-from features.data.validation import check_rows
+from serving.intake import take_in
 from serving.scorer import OUTPUT_COLUMNS, Scorer
 
 
@@ -24,22 +24,27 @@ class ScoredBatch:
 
 def score_file(path: Path, scorer: Scorer, mapping: ColumnMapping | None = None) -> ScoredBatch:
     mapping = mapping or ColumnMapping()
-    raw = read_raw(Path(path), delimiter=mapping.delimiter, encoding=mapping.encoding)
-    mapped = apply_mapping(raw, mapping, "declarations")
-    checked = check_rows(mapped.frame, "declarations", mapping)
+    return score_raw(read_raw(Path(path), delimiter=mapping.delimiter, encoding=mapping.encoding), scorer, mapping)
+
+
+def score_raw(raw: pd.DataFrame, scorer: Scorer, mapping: ColumnMapping | None = None) -> ScoredBatch:
+    """Raw declarations in the mapping's layout (as read from a file) → the score output, through the same
+    intake (mapping and row checks) as the API's source-layout requests."""
+    raw = raw.reset_index(drop=True)
+    taken = take_in(raw, mapping or ColumnMapping())
     parts = []
-    if len(checked.valid):
-        scored = scorer.score(checked.valid)
-        parts.append(scored.set_index(checked.valid.index))
-    if len(checked.rejected):
-        ids = mapped.frame["declaration_id"].reindex(checked.rejected.index).astype("str")
+    if len(taken.valid):
+        scored = scorer.score(taken.valid)
+        parts.append(scored.set_index(taken.valid.index))
+    if len(taken.rejected):
+        ids = taken.ids.reindex(taken.rejected.index).astype("str")
         parts.append(pd.DataFrame({
             "declaration_id": ids.to_numpy(), "risk_score": np.nan, "expected_revenue": np.nan,
             "lane": scorer.policy.validation_lane, "selected_by": "validation",
-            "reasons": checked.rejected["message"].to_numpy(), "model_version": scorer.version,
-        }, index=checked.rejected.index))
+            "reasons": taken.rejected["message"].to_numpy(), "model_version": scorer.version,
+        }, index=taken.rejected.index))
     output = pd.concat(parts).sort_index()[OUTPUT_COLUMNS].reset_index(drop=True)
-    return ScoredBatch(output=output, rejected=quarantine_rows(raw, checked.rejected), read=len(raw))
+    return ScoredBatch(output=output, rejected=quarantine_rows(raw, taken.rejected), read=len(raw))
 
 
 def write_output(output: pd.DataFrame, path: Path) -> None:

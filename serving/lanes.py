@@ -1,13 +1,14 @@
 """Lane allocation: red (physical inspection) within capacity, yellow (documents), green (release).
 
 Red is filled in order: rule hits (always, counted apart from capacity), model selections by rank, then a
-random exploration share drawn deterministically from the declaration id and a seed.
+random exploration share drawn deterministically from the declaration id and a seed. The selection itself
+(capacity, the model/exploration split, top-k, the draw, rule hits) lives in serving/selection.py, shared with
+the real-time lanes and the backtest; this module holds the YAML policy and applies it to a batch.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -17,16 +18,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.data.errors import DataError, field_errors
-
-RED, YELLOW, GREEN = "red", "yellow", "green"
-
-
-class Rules(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    watchlist_importers: list[str] = Field(default_factory=list)
-    prohibited_hs_prefixes: list[str] = Field(default_factory=list)
-    licensed_hs_prefixes: list[str] = Field(default_factory=list)
-    embargoed_origins: list[str] = Field(default_factory=list)
+from serving.selection import (  # noqa: F401 - RED, YELLOW, GREEN, Rules and rule_hits are re-exported
+    GREEN,
+    RED,
+    YELLOW,
+    Rules,
+    capacity,
+    exploration_draw,
+    rule_hits,
+    select,
+    top_k,
+)
 
 
 class LanePolicy(BaseModel):
@@ -58,63 +60,29 @@ def load_policy(path: Path | None) -> LanePolicy:
         raise DataError(f"lane policy {path}: {field_errors(exc)}") from exc
 
 
-def rule_hits(frame: pd.DataFrame, rules: Rules) -> pd.Series:
-    """The first rule each declaration hits, as readable text ('' when none)."""
-    hits = pd.Series("", index=frame.index, dtype="object")
-    if not any(rules.model_dump().values()):  # no rules configured
-        return hits
-    hs = frame["hs_code"].astype("str")
-    checks = [
-        (frame["importer_id"].isin(rules.watchlist_importers), "importer {importer_id} is on the watch list"),
-        (_prefixed(hs, rules.prohibited_hs_prefixes), "HS {hs_code} is prohibited"),
-        (_prefixed(hs, rules.licensed_hs_prefixes), "HS {hs_code} needs an import licence"),
-        (frame["origin_country"].isin(rules.embargoed_origins), "origin {origin_country} is under embargo"),
-    ]
-    for mask, template in reversed(checks):  # the first rule in this list wins
-        for i in frame.index[mask.to_numpy()]:
-            hits[i] = template.format(**frame.loc[i, ["importer_id", "hs_code", "origin_country"]].to_dict())
-    return hits
-
-
-def _prefixed(hs: pd.Series, prefixes: list[str]) -> pd.Series:
-    return hs.str.startswith(tuple(prefixes)) if prefixes else pd.Series(False, index=hs.index)
-
-
-def exploration_order(declaration_ids: pd.Series, seed: int) -> np.ndarray:
-    """A pseudo-random number per declaration that depends only on its id and the seed."""
-    keyed = declaration_ids.astype("str") + f"#{seed}"
-    return pd.util.hash_pandas_object(keyed, index=False).to_numpy()
-
-
 def allocate(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
     """Lanes for scored declarations. `frame` needs declaration_id, the rank column, importer_id, hs_code and
     origin_country (and office_id, declaration_date for per-office-day capacity). Returns lane, selected_by, rule."""
     rules = rule_hits(frame, policy.rules)
-    lane = pd.Series(GREEN, index=frame.index, dtype="object")
-    selected_by = pd.Series("", index=frame.index, dtype="object")
-    lane[rules != ""] = RED
-    selected_by[rules != ""] = "rule"
-    draw = pd.Series(exploration_order(frame["declaration_id"], policy.seed), index=frame.index)
-    rank = frame[policy.rank_by].fillna(frame["risk_score"]).fillna(-1.0)
+    ruled = rules.to_numpy() != ""
+    lane = np.where(ruled, RED, GREEN).astype(object)
+    selected_by = np.where(ruled, "rule", "").astype(object)
+    draw = exploration_draw(frame["declaration_id"], policy.seed)
+    rank = frame[policy.rank_by].fillna(frame["risk_score"]).fillna(-1.0).to_numpy(dtype="float64")
     if policy.red_per_office_day is None:
-        groups = [frame.index]
+        groups = [np.arange(len(frame))]
     else:
         keys = [frame["office_id"].fillna("?"), pd.to_datetime(frame["declaration_date"]).dt.date]
-        groups = [g.index for _, g in frame.groupby(keys, sort=True, dropna=False)]
-    for index in groups:
-        n = len(index)
-        capacity = min(n, policy.red_per_office_day) if policy.red_per_office_day is not None \
-            else math.ceil(policy.red_share * n)
-        explore = round(policy.exploration_share * capacity)
-        free = index[(selected_by[index] == "").to_numpy()]
-        by_rank = rank[free].sort_values(ascending=False, kind="stable").index
-        chosen = by_rank[: max(capacity - explore, 0)]
-        lane[chosen], selected_by[chosen] = RED, "model"
-        rest = free.difference(chosen)
-        drawn = draw[rest].sort_values(kind="stable").index[:explore]
-        lane[drawn], selected_by[drawn] = RED, "exploration"
-        remaining = rank[rest.difference(drawn)].sort_values(ascending=False, kind="stable").index
-        yellow = remaining[: math.ceil(policy.yellow_share * n)]
-        lane[yellow] = YELLOW
-        selected_by[yellow] = "model"
-    return pd.DataFrame({"lane": lane, "selected_by": selected_by, "rule": rules})
+        groups = list(frame.groupby(keys, sort=True, dropna=False).indices.values())
+    for positions in groups:
+        n = len(positions)
+        red = min(n, policy.red_per_office_day) if policy.red_per_office_day is not None \
+            else capacity(n, policy.red_share)
+        free = positions[~ruled[positions]]  # rule hits are red outside capacity
+        model, explored = select(rank[free], red, policy.exploration_share, draw[free])
+        lane[free[model]], selected_by[free[model]] = RED, "model"
+        lane[free[explored]], selected_by[free[explored]] = RED, "exploration"
+        rest = free[np.setdiff1d(np.arange(len(free)), np.concatenate([model, explored]))]
+        yellow = rest[top_k(rank[rest], capacity(n, policy.yellow_share), draw[rest])]
+        lane[yellow], selected_by[yellow] = YELLOW, "model"
+    return pd.DataFrame({"lane": lane, "selected_by": selected_by, "rule": rules.to_numpy()}, index=frame.index)

@@ -1,7 +1,7 @@
 """Reasons an officer can defend: the top drivers of a score (CatBoost SHAP values) as plain sentences.
 
 Features are grouped into families (the unit price, the manifest, the route, the registry, each entity's
-record...) so that three reasons say three different things.
+record...; features/catalogue.py) so that three reasons say three different things.
 """
 from __future__ import annotations
 
@@ -10,37 +10,19 @@ import math
 import numpy as np
 import pandas as pd
 
-from features.profiles import ENTITIES, RECENT_DAYS
+from features.catalogue import family_of, is_extra
+from features.profiles import RECENT_DAYS
 from training.models import RiskModel
 
 TOP_REASONS = 3
-FAMILIES = {
-    "price": ["undervaluation_depth", "overvaluation_depth", "unit_price_zscore", "log_unit_price", "price_band_rows"],
-    "manifest": ["manifest_mass_ratio", "bl_items"],
-    "route": ["loading_mismatch", "departure_mismatch", "transshipped", "transshipment_count", "loading_country",
-              "departure_country", "carrier", "transport_mode"],
-    "registry": ["company_age_days", "credit_rating", "credit_rating_rank", "aeo_certified", "prior_violations", "sector"],
-    "value": ["log_declared_value", "log_net_mass_kg", "log_quantity", "tax_rate"],
-    # An id's own CatBoost statistics and its time-aware profile tell the same story: one family.
-    "entity:importer": ["importer_id"], "entity:declarant": ["declarant_id"], "entity:exporter": ["exporter_id"],
-    "entity:hs_subheading": ["hs_code"], "entity:hs_chapter": ["hs_chapter"], "entity:origin": ["origin_country"],
-    "office": ["office_id"],
-}
 ENTITY_LABELS = {
     "importer": "importer {importer_id}", "declarant": "declarant {declarant_id}", "exporter": "exporter {exporter_id}",
     "hs_chapter": "HS chapter {hs_chapter}", "hs_heading": "HS heading {hs_heading}",
     "hs_subheading": "HS {hs_dotted} goods", "origin": "origin {origin_country}", "lane": "lane {origin_country} → {office_id}",
+    "importer_heading": "importer {importer_id} with HS heading {hs_heading}",
+    "declarant_office": "declarant {declarant_id} at office {office_id}",
+    "exporter_origin": "exporter {exporter_id} from {origin_country}",
 }
-
-
-def family_of(feature: str) -> str:
-    for family, members in FAMILIES.items():
-        if feature in members:
-            return family
-    for entity in ENTITIES:
-        if feature.startswith(entity + "_"):
-            return f"entity:{entity}"
-    return feature
 
 
 def _v(row: dict | _Row, column: str, default: object = None) -> object:
@@ -97,6 +79,8 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str:
         return f"{who}'s hit rate {_v(row, f'{entity}_hit_rate', 0):.0%} over {int(_v(row, f'{entity}_inspections', 0))} controls"
     if family == "office":
         return f"entry through office {values['office_id']}"
+    if is_extra(family):  # a column the mapping added: its own name and value
+        return f"{family.split('_', 1)[1].replace('_', ' ')} {_v(row, family, '?')}"
     return f"{family} = {_v(row, family, '?')}"
 
 

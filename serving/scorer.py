@@ -14,9 +14,18 @@ import pandas as pd
 
 from features.build import ScoringContext, build_features, empty_declarations, integrate, price_bands
 from features.data.warehouse import Warehouse
+from features.profiles import MISSING
 from features.row import integrate_row, row_features
-from serving.lanes import RED, YELLOW, LanePolicy, allocate, exploration_order, rule_hits
+from serving.lanes import LanePolicy, allocate
 from serving.reasons import explain
+from serving.selection import (  # noqa: F401 - Thresholds is re-exported: serving.scorer.Thresholds
+    NO_THRESHOLDS,
+    RED,
+    YELLOW,
+    Thresholds,
+    exploration_draw,
+    rule_hits,
+)
 from training.models import RiskModel
 
 OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons", "model_version"]
@@ -35,30 +44,6 @@ class ModelSource:
         from training import tracking
 
         return tracking.load_version(version)
-
-
-@dataclass
-class Thresholds:
-    """Real-time lanes: the cut-offs the latest batch's capacity produced, applied one declaration at a time."""
-
-    red: float
-    yellow: float
-    exploration: int  # exploration draws at or below this value went red
-    batch_id: str = ""
-
-    @classmethod
-    def from_decisions(cls, decisions: pd.DataFrame, rank_by: str, seed: int) -> Thresholds | None:
-        if decisions.empty:
-            return None
-        rank = decisions[rank_by].fillna(decisions["risk_score"])
-        model_red = decisions["selected_by"].eq("model") & decisions["lane"].eq(RED)
-        yellow = decisions["lane"].eq(YELLOW) & decisions["selected_by"].eq("model")  # not validation-lane rows
-        explored = decisions["selected_by"].eq("exploration")
-        draws = exploration_order(decisions["declaration_id"], seed)
-        return cls(red=float(rank[model_red].min()) if model_red.any() else np.inf,
-                   yellow=float(rank[yellow].min()) if yellow.any() else np.inf,
-                   exploration=int(draws[explored.to_numpy()].max()) if explored.any() else -1,
-                   batch_id=str(decisions["batch_id"].iloc[0]))
 
 
 @dataclass
@@ -114,10 +99,19 @@ class Scorer:
         frame = integrate(declarations.reset_index(drop=True), context=context)
         bands = self.model.price_bands if self.model.price_bands is not None else price_bands(context.history)
         features = build_features(frame, bands=bands, profiles=context.profiles)
-        X = features.X.reindex(columns=self.model.columns)
+        X = self._model_input(features.X)
         scores = self.model.predict(X)
         frame["price_reference_log"] = features.price_reference_log.to_numpy()
         return frame, X, scores
+
+    def _model_input(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The model's columns, whatever the feature set holds: a column the declarations cannot give (an extra
+        the model was trained with, absent here) is missing, as training reads a missing value."""
+        absent = [c for c in self.model.categorical if c not in X.columns]
+        X = X.reindex(columns=self.model.columns)
+        if absent:
+            X[absent] = MISSING
+        return X
 
     def score(self, declarations: pd.DataFrame, explain_lanes: tuple[str, ...] = (RED, YELLOW)) -> pd.DataFrame:
         """Batch scoring: lanes allocated within the batch's capacity; reasons for the selected rows."""
@@ -135,8 +129,9 @@ class Scorer:
         features = row_features(row, bands, context)
         row["price_reference_log"] = features["price_reference_log"]
         # One object block each: building a one-row frame column by column costs more than the model.
-        X = pd.DataFrame(np.array([[features[c] for c in self.model.columns]], dtype=object), columns=self.model.columns,
-                         dtype=object)
+        categorical = set(self.model.categorical)
+        values = [features.get(c, MISSING if c in categorical else np.nan) for c in self.model.columns]
+        X = pd.DataFrame(np.array([values], dtype=object), columns=self.model.columns, dtype=object)
         frame = pd.DataFrame(np.array([list(row.values())], dtype=object), columns=list(row), dtype=object)
         return frame, X, self.model.predict(X)
 
@@ -144,14 +139,10 @@ class Scorer:
         """One declaration (a dict of canonical fields, the fast path) or a few (a canonical frame) at a time:
         lanes from thresholds learned on the latest batch."""
         frame, X, scores = (self._scores_one if isinstance(declarations, dict) else self._scores)(declarations)
-        rules = rule_hits(frame, self.policy.rules)
+        rules = rule_hits(frame, self.policy.rules).to_numpy()
         rank = scores[self.policy.rank_by].fillna(scores["risk_score"]).to_numpy()
-        draws = exploration_order(frame["declaration_id"], self.policy.seed)
-        t = thresholds or Thresholds(red=np.inf, yellow=np.inf, exploration=-1)
-        conditions = [rules.to_numpy() != "", rank >= t.red, draws <= t.exploration, rank >= t.yellow]
-        lane = np.select(conditions, [RED, RED, RED, YELLOW], default="green")
-        selected_by = np.select(conditions, ["rule", "model", "exploration", "model"], default="")
-        lanes = pd.DataFrame({"lane": lane, "selected_by": selected_by, "rule": rules.to_numpy()})
+        draw = exploration_draw(frame["declaration_id"], self.policy.seed)
+        lanes = (thresholds or NO_THRESHOLDS).lanes(rules, rank, draw)
         return self._output(frame, X, scores, lanes, (RED, YELLOW))
 
     def _output(self, frame: pd.DataFrame, X: pd.DataFrame, scores: pd.DataFrame, lanes: pd.DataFrame,

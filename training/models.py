@@ -20,12 +20,27 @@ MIN_REVENUE_ROWS = 30
 
 @dataclass(frozen=True)
 class FitConfig:
-    iterations: int = 600
-    learning_rate: float = 0.08
+    """The engineered model's CatBoost settings. Categorical combinations stay on (CatBoost's default depth of
+    combinations): customs fraud lives in pairs such as importer × HS heading or declarant × office.
+    `learning_rate` None lets CatBoost choose it from the data size and the number of iterations."""
+
+    iterations: int = 1000
+    learning_rate: float | None = None
     depth: int = 6
-    early_stopping_rounds: int = 60
+    l2_leaf_reg: float | None = None
+    max_ctr_complexity: int | None = None
+    early_stopping_rounds: int = 100
+    eval_metric: str = "PRAUC"  # early stopping on a ranking metric, as the selection is a ranking
     seed: int = 7
     threads: int = -1
+    ablation: bool = True  # leave out feature groups that do not help on the validation window
+    reference_iterations: int | None = None  # None: the library default (tests use fewer)
+
+    def catboost_params(self) -> dict:
+        params = dict(iterations=self.iterations, learning_rate=self.learning_rate, depth=self.depth,
+                      l2_leaf_reg=self.l2_leaf_reg, max_ctr_complexity=self.max_ctr_complexity,
+                      eval_metric=self.eval_metric, random_seed=self.seed)
+        return {k: v for k, v in params.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -95,39 +110,73 @@ class RiskModel:
         return pd.DataFrame({"risk_score": risk, "expected_revenue": expected}, index=X.index)
 
 
-def _pool(fs: FeatureSet, rows: np.ndarray, label: np.ndarray | None = None) -> Pool:
-    return Pool(fs.X.loc[rows, fs.columns], label=label, cat_features=fs.categorical)
+def _pool(fs: FeatureSet, rows: np.ndarray, columns: list[str], label: np.ndarray | None = None) -> Pool:
+    return Pool(fs.X.loc[rows, columns], label=label, cat_features=[c for c in columns if c in fs.categorical])
 
 
-def fit_risk_model(fs: FeatureSet, split: Split, config: FitConfig = FitConfig(), monotone: bool = True) -> RiskModel:
-    """Fit P(fraud) with early stopping on the validation window, then E[revenue | fraud] if revenue exists."""
-    y = fs.meta["fraud"].fillna(0).astype(int).to_numpy()
-    constraints = {c: 1 for c in MONOTONE_INCREASING if c in fs.numeric} if monotone else {}
-    params = dict(iterations=config.iterations, learning_rate=config.learning_rate, depth=config.depth,
-                  loss_function="Logloss", random_seed=config.seed, thread_count=config.threads,
-                  max_ctr_complexity=1, allow_writing_files=False, verbose=False)
-    classifier = CatBoostClassifier(**params, monotone_constraints=constraints or None,
-                                    early_stopping_rounds=config.early_stopping_rounds)
+def _labels(fs: FeatureSet) -> np.ndarray:
+    return fs.meta["fraud"].fillna(0).astype(int).to_numpy()
+
+
+def _classifier(fs: FeatureSet, split: Split, columns: list[str], params: dict, early_stopping_rounds: int) -> CatBoostClassifier:
+    """A CatBoost classifier on `columns`, early-stopped on the validation window when it has frauds."""
+    y = _labels(fs)
     has_valid = split.valid.any() and y[split.valid].sum() > 0
-    classifier.fit(_pool(fs, split.train, y[split.train]),
-                   eval_set=_pool(fs, split.valid, y[split.valid]) if has_valid else None, use_best_model=has_valid)
-    model = RiskModel(classifier=classifier, categorical=list(fs.categorical), numeric=list(fs.numeric),
-                      params={**params, "monotone_constraints": constraints,
-                              "best_iteration": classifier.get_best_iteration()})
-    if "revenue" in fs.meta:
-        revenue = fs.meta["revenue"].astype("float64").to_numpy()
-        caught = (split.train | split.valid) & (y == 1) & (np.nan_to_num(revenue) > 0)
-        if caught.sum() >= MIN_REVENUE_ROWS:
-            regressor = CatBoostRegressor(iterations=min(config.iterations, 400), learning_rate=config.learning_rate,
-                                          depth=config.depth, loss_function="RMSE", random_seed=config.seed,
-                                          thread_count=config.threads, max_ctr_complexity=1,
-                                          allow_writing_files=False, verbose=False)
-            target = np.log1p(revenue[caught])
-            regressor.fit(_pool(fs, caught, target))
-            residual = target - regressor.predict(_pool(fs, caught))
-            model.revenue_model = regressor
-            model.revenue_smearing = float(np.mean(np.exp(residual)))
+    classifier = CatBoostClassifier(**params, allow_writing_files=False, verbose=False,
+                                    early_stopping_rounds=early_stopping_rounds if has_valid else None)
+    classifier.fit(_pool(fs, split.train, columns, y[split.train]),
+                   eval_set=_pool(fs, split.valid, columns, y[split.valid]) if has_valid else None,
+                   use_best_model=has_valid)
+    return classifier
+
+
+def _model(classifier: CatBoostClassifier, fs: FeatureSet, columns: list[str], params: dict) -> RiskModel:
+    return RiskModel(classifier=classifier, categorical=[c for c in columns if c in fs.categorical],
+                     numeric=[c for c in columns if c not in fs.categorical],
+                     params={**params, "best_iteration": classifier.get_best_iteration()},
+                     price_bands=fs.price_bands)
+
+
+def fit_risk_model(fs: FeatureSet, split: Split, config: FitConfig = FitConfig(), columns: list[str] | None = None,
+                   monotone: bool = True, revenue: bool = True) -> RiskModel:
+    """Fit P(fraud) on `columns` (default: all of `fs`) with early stopping on the validation window, then
+    E[revenue | fraud] if revenue exists."""
+    columns = columns or fs.columns
+    constraints = {c: 1 for c in MONOTONE_INCREASING if c in columns} if monotone else {}
+    params = {**config.catboost_params(), "thread_count": config.threads}
+    if constraints:
+        params["monotone_constraints"] = constraints
+    model = _model(_classifier(fs, split, columns, params, config.early_stopping_rounds), fs, columns, params)
+    if revenue and "revenue" in fs.meta:
+        _fit_revenue(model, fs, split, config, columns)
     return model
+
+
+def fit_reference(fs: FeatureSet, split: Split, config: FitConfig = FitConfig()) -> RiskModel:
+    """The model a user would try first: a library-default CatBoost (its own defaults, early stopping on the
+    validation window) on every mapped column, categoricals native. No revenue model."""
+    params = {"random_seed": config.seed, "thread_count": config.threads}
+    if config.reference_iterations is not None:
+        params["iterations"] = config.reference_iterations
+    columns = fs.reference_columns
+    return _model(_classifier(fs, split, columns, params, 100), fs, columns, params)
+
+
+def _fit_revenue(model: RiskModel, fs: FeatureSet, split: Split, config: FitConfig, columns: list[str]) -> None:
+    """E[revenue | fraud]: log revenue of the caught frauds, with Duan's smearing back to the money scale."""
+    y = _labels(fs)
+    revenue = fs.meta["revenue"].astype("float64").to_numpy()
+    caught = (split.train | split.valid) & (y == 1) & (np.nan_to_num(revenue) > 0)
+    if caught.sum() < MIN_REVENUE_ROWS:
+        return
+    params = {k: v for k, v in config.catboost_params().items() if k != "eval_metric"}
+    regressor = CatBoostRegressor(**{**params, "iterations": min(config.iterations, 400)}, loss_function="RMSE",
+                                  thread_count=config.threads, allow_writing_files=False, verbose=False)
+    target = np.log1p(revenue[caught])
+    regressor.fit(_pool(fs, caught, columns, target))
+    residual = target - regressor.predict(_pool(fs, caught, columns))
+    model.revenue_model = regressor
+    model.revenue_smearing = float(np.mean(np.exp(residual)))
 
 
 def behaviour_checks(model: RiskModel, X: pd.DataFrame, sample: int = 500, seed: int = 0) -> dict[str, dict]:
@@ -147,7 +196,7 @@ def behaviour_checks(model: RiskModel, X: pd.DataFrame, sample: int = 500, seed:
     unseen = rows.copy()
     for column in model.categorical:
         unseen[column] = "__never_seen__"
-    optional = [c for c in model.numeric if c not in ("log_declared_value",)]
+    optional = [c for c in model.numeric if c not in ("log_declared_value", "declared_value")]
     try:
         risk = np.concatenate([model.risk(unseen), model.risk(rows.assign(**{c: np.nan for c in optional}))])
         ok = bool(np.all(np.isfinite(risk)) and np.all((risk >= 0) & (risk <= 1)))

@@ -15,17 +15,12 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features, integrate
+from features.catalogue import alerts
 from features.data.errors import DataError
 from features.data.warehouse import Warehouse
-from features.profiles import ENTITIES, PROFILE_SUFFIXES
 from training.drift import feature_drift, numeric_drift, wilson
 from training.models import RiskModel
 
-# Reported, but no alert: trader ids (new traders arrive all the time), ages, and entity profiles, which trend with
-# time by construction (days known, cumulative counts) and whose effective sample is the number of entities, not of
-# rows. Their effect on the model shows in the score drift and the outcome checks.
-NOT_ALERTING = frozenset({"importer_id", "declarant_id", "exporter_id", "company_age_days"}
-                         | {f"{entity}_{suffix}" for entity in ENTITIES for suffix in PROFILE_SUFFIXES})
 OUTCOMES_SQL = """
 WITH latest AS (
     SELECT * FROM decisions
@@ -128,7 +123,7 @@ def monitor(model: RiskModel, version: str, reference: pd.DataFrame, current: pd
     if len(reference) == 0:
         raise DataError(f"champion v{version} has an empty drift reference")
     table = feature_drift(reference, current, model.categorical)
-    table["alerting"] = ~table["feature"].isin(NOT_ALERTING)
+    table["alerting"] = table["feature"].map(alerts).astype(bool)  # the catalogue says which features may alert
     scores_ref = pd.Series(model.risk(reference))
     scores_cur = pd.Series(model.risk(current)) if len(current) else pd.Series(dtype="float64")
     score = {**numeric_drift(scores_ref, scores_cur), "mean_reference": float(scores_ref.mean()),

@@ -1,18 +1,30 @@
-"""Train and evaluate: features → time split → full model and raw baseline → holdout metrics → behaviour.
+"""Train and evaluate: features → time split → feature groups that help → engineered model and the reference
+(a library-default CatBoost on the mapped columns) → holdout metrics → behaviour.
 
 Pure: no MLflow and no Prefect. The retrain flow logs what this returns.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import average_precision_score
 
-from features.build import FeatureSet, build_features, price_bands, raw_features
+from features.build import FeatureSet, build_features, price_bands
+from features.catalogue import ENGINEERED_GROUPS
 from features.data.errors import DataError
 from training.metrics import precision_by_segment, selection_metrics
-from training.models import FitConfig, RiskModel, Split, behaviour_checks, fit_risk_model, time_split
+from training.models import (
+    FitConfig,
+    RiskModel,
+    Split,
+    behaviour_checks,
+    fit_reference,
+    fit_risk_model,
+    time_split,
+)
 
 SEGMENTS = {"office": "office_id", "hs_chapter": "hs_chapter"}
 
@@ -25,20 +37,37 @@ class Evaluation:
 
 
 @dataclass
+class GroupEffect:
+    """What one engineered feature group did on the validation window."""
+
+    group: str
+    kept: bool
+    delta: float | None  # validation PR-AUC with the group minus without it (> 0: the group helps)
+    note: str = ""
+
+
+@dataclass
 class TrainingResult:
     features: FeatureSet
     split: Split
     model: RiskModel
     evaluation: Evaluation
-    baseline: RiskModel
-    baseline_features: FeatureSet
-    baseline_evaluation: Evaluation
+    reference: RiskModel
+    reference_evaluation: Evaluation
     behaviour: dict
+    reference_behaviour: dict
+    groups: list[GroupEffect] = field(default_factory=list)
+    trials: list = field(default_factory=list)  # training.tuning.Trial, when hyperparameters were searched
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (ablation, fits, tuning)
 
     @property
     def counts(self) -> dict[str, int]:
         return {"rows": len(self.features.X), "train": int(self.split.train.sum()),
                 "valid": int(self.split.valid.sum()), "holdout": int(self.split.holdout.sum())}
+
+    @property
+    def kept_groups(self) -> list[str]:
+        return [g.group for g in self.groups if g.kept]
 
 
 def labelled_rows(frame: pd.DataFrame) -> np.ndarray:
@@ -64,26 +93,81 @@ def evaluate(model: RiskModel, fs: FeatureSet, rows: np.ndarray) -> Evaluation:
     return Evaluation(metrics=metrics, segments=segments, predictions=predictions.reset_index(drop=True))
 
 
+def validation_score(model: RiskModel, fs: FeatureSet, split: Split) -> float:
+    """PR-AUC on the validation window (the ablation's yardstick)."""
+    fraud = fs.meta.loc[split.valid, "fraud"].fillna(0).astype(int).to_numpy()
+    if not 0 < fraud.sum() < len(fraud):
+        return float("nan")
+    return float(average_precision_score(fraud, model.risk(fs.X.loc[split.valid])))
+
+
+def _informative(fs: FeatureSet, split: Split, group: str) -> bool:
+    """Whether a group's columns vary at all on the training rows (absent sources give constant columns)."""
+    columns = [c for c in fs.model_columns((group,)) if c not in fs.model_columns(())]
+    rows = fs.X.loc[split.train, columns]
+    return any(rows[c].nunique(dropna=False) > 1 for c in columns)
+
+
+def select_groups(fs: FeatureSet, split: Split, config: FitConfig) -> list[GroupEffect]:
+    """Backward ablation: fit with every informative group, then without each one; a group whose removal does
+    not lower the validation PR-AUC is left out. Screening fits stop early at a brisker learning rate."""
+    effects = {g: GroupEffect(g, False, None, "no data: its columns are constant on the training rows")
+               for g in ENGINEERED_GROUPS if not _informative(fs, split, g)}
+    candidates = tuple(g for g in ENGINEERED_GROUPS if g not in effects)
+    if not config.ablation or len(candidates) == 0 or not split.valid.any():
+        effects.update({g: GroupEffect(g, True, None, "kept without ablation") for g in candidates})
+        return [effects[g] for g in ENGINEERED_GROUPS]
+    screening = replace(config, iterations=min(config.iterations, 300),
+                        learning_rate=config.learning_rate or 0.15)
+    def score(groups: tuple[str, ...]) -> float:
+        model = fit_risk_model(fs, split, screening, fs.model_columns(groups), revenue=False)
+        return validation_score(model, fs, split)
+    full = score(candidates)
+    for group in candidates:
+        delta = full - score(tuple(g for g in candidates if g != group))
+        kept = bool(delta > 0)
+        effects[group] = GroupEffect(group, kept, delta, "helps on validation" if kept else
+                                     "left out: the validation PR-AUC is no lower without it")
+    return [effects[g] for g in ENGINEERED_GROUPS]
+
+
 def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), split: Split | None = None,
-                       history: pd.DataFrame | None = None) -> TrainingResult:
-    """Fit the full model and the raw baseline on the same time split, and evaluate both on the same holdout.
+                       history: pd.DataFrame | None = None, tune_seconds: float | None = None) -> TrainingResult:
+    """Fit the engineered model and the reference on the same time split, and evaluate both on the same holdout.
 
     `frame` holds integrated declarations (labelled and not). Without an explicit `split`, labelled rows are cut
     by date into train → validation → holdout; price bands are fitted on rows filed before the validation window.
+    `tune_seconds`: search hyperparameters with Optuna for this long (on the validation window) before the final fit.
     """
+    from training.tuning import tune
+
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
     split = split or time_split(frame["declaration_date"], labelled_rows(frame))
     bands = price_bands(frame[frame["declaration_date"] < split.valid_start])
     features = build_features(frame, history=history, bands=bands)
-    model = fit_risk_model(features, split, config)
-    model.price_bands = bands
-    baseline_features = raw_features(frame)
-    baseline = fit_risk_model(baseline_features, split, config, monotone=False)
+    timings, started = {}, time.perf_counter()
+    groups = select_groups(features, split, config)
+    timings["ablation_s"] = time.perf_counter() - started
+    kept = tuple(g.group for g in groups if g.kept)
+    columns = features.model_columns(kept)
+    trials = []
+    if tune_seconds:
+        started = time.perf_counter()
+        config, trials = tune(features, split, columns, config, tune_seconds)
+        timings["tuning_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    model = fit_risk_model(features, split, config, columns)
+    timings["model_fit_s"] = time.perf_counter() - started
+    model.params["feature_groups"] = list(kept)
+    started = time.perf_counter()
+    reference = fit_reference(features, split, config)
+    timings["reference_fit_s"] = time.perf_counter() - started
+    holdout = features.X.loc[split.holdout]
     return TrainingResult(
         features=features, split=split, model=model, evaluation=evaluate(model, features, split.holdout),
-        baseline=baseline, baseline_features=baseline_features,
-        baseline_evaluation=evaluate(baseline, baseline_features, split.holdout),
-        behaviour=behaviour_checks(model, features.X.loc[split.holdout]),
+        reference=reference, reference_evaluation=evaluate(reference, features, split.holdout),
+        behaviour=behaviour_checks(model, holdout), reference_behaviour=behaviour_checks(reference, holdout),
+        groups=groups, trials=trials, timings=timings,
     )
 
 

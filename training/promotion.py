@@ -1,4 +1,4 @@
-"""Register a challenger and let the gate decide: the same holdout for challenger and champion (or baseline).
+"""Register a challenger and let the gate decide: the same holdout for the model, the reference and the champion.
 
 Promotion is serialised: a file lock under ADUANA_HOME makes overlapping retrains on one home take turns (the
 second is then compared with the first's champion), and the alias only moves if the champion is still the one the
@@ -11,11 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 from mlflow.tracking import MlflowClient
 
 from training import tracking
-from training.gate import GateDecision, GatePolicy, decide
-from training.pipeline import TrainingResult, evaluate
+from training.gate import Comparison, GateDecision, GatePolicy, choose_candidate, decide, paired_bootstrap
+from training.pipeline import TrainingResult
 
 
 @contextmanager
@@ -30,26 +31,43 @@ def promotion_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def gate_challenger(client: MlflowClient, result: TrainingResult, run_id: str, version: str,
-                    data_validated: bool, policy: GatePolicy = GatePolicy(), lock: Path | None = None) -> GateDecision:
-    """Compare the challenger with the champion on this run's holdout (the baseline when there is no champion)."""
+def compare(result: TrainingResult, challenger: np.ndarray, other: np.ndarray, other_name: str,
+            policy: GatePolicy) -> Comparison:
+    """A paired comparison of two score vectors on this training's holdout rows."""
+    meta = result.features.meta.loc[result.split.holdout]
+    fraud = meta["fraud"].astype("float64").to_numpy()
+    revenue = meta["revenue"].astype("float64").to_numpy() if "revenue" in meta else None
+    return paired_bootstrap(policy.metric, fraud, challenger, other, other_name, revenue, policy)
+
+
+def gate_challenger(client: MlflowClient, result: TrainingResult, runs: dict[str, str], warnings: list[str],
+                    policy: GatePolicy = GatePolicy(), lock: Path | None = None,
+                    log: Path | None = None) -> tuple[str, GateDecision]:
+    """Put forward the better of this training's two models (`runs`: role → MLflow run id), register it as
+    @challenger, and compare it with the champion on this run's holdout. Returns (version, decision)."""
     if lock is not None:
         with promotion_lock(lock):
-            return gate_challenger(client, result, run_id, version, data_validated, policy)
+            return gate_challenger(client, result, runs, warnings, policy, log=log)
+    model_scores = result.evaluation.predictions["risk_score"].to_numpy()
+    reference_scores = result.reference_evaluation.predictions["risk_score"].to_numpy()
+    vs_reference = compare(result, model_scores, reference_scores, "reference", policy)
+    candidate = choose_candidate(vs_reference, result.behaviour)
+    version = tracking.register_challenger(client, runs[candidate])
+    scores = model_scores if candidate == "model" else reference_scores
+    behaviour = result.behaviour if candidate == "model" else result.reference_behaviour
     champion = tracking.alias_version(client, tracking.CHAMPION)
-    reference_name, reference = "baseline", result.baseline_evaluation.metrics
+    vs_champion = None
     if champion is not None and champion != version:
         model = tracking.load_version(champion)
-        if set(model.columns) <= set(result.features.X.columns):
-            reference_name = f"champion v{champion}"
-            reference = evaluate(model, result.features, result.split.holdout).metrics
-        else:
-            missing = sorted(set(model.columns) - set(result.features.X.columns))
+        missing = sorted(set(model.columns) - set(result.features.X.columns))
+        if missing:
             decision = GateDecision(False, f"champion v{champion}",
                                     [f"champion v{champion} needs features this data lacks ({', '.join(missing[:5])}): "
-                                     "cannot compare on the same holdout; promote by hand if intended"])
-            tracking.record_decision(client, run_id, version, decision)
-            return decision
-    decision = decide(result.evaluation.metrics, reference, reference_name, result.behaviour, data_validated, policy)
-    tracking.record_decision(client, run_id, version, decision, compared_with=champion)
-    return decision
+                                     "cannot compare on the same holdout; promote by hand if intended"], candidate)
+            tracking.record_decision(client, runs[candidate], version, decision, compared_with=champion, log=log)
+            return version, decision
+        champion_scores = model.risk(result.features.X.loc[result.split.holdout])
+        vs_champion = compare(result, scores, champion_scores, f"champion v{champion}", policy)
+    decision = decide(vs_reference, vs_champion, behaviour, warnings, policy, model_behaviour=result.behaviour)
+    tracking.record_decision(client, runs[candidate], version, decision, compared_with=champion, log=log)
+    return version, decision

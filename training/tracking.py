@@ -1,6 +1,7 @@
 """Every MLflow call lives here: the tracking store, runs, the pyfunc model, the registry and its aliases."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -14,12 +15,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from features.build import FeatureSet
 from features.data.errors import DataError
 from features.settings import Settings
 from training import figures
 from training.drift import reference_sample
 from training.gate import GateDecision
-from training.models import RiskModel
+from training.models import RiskModel, Split
 from training.monitoring import MonitorReport
 from training.pipeline import Evaluation, TrainingResult
 
@@ -55,14 +57,16 @@ def ensure_experiment(client: MlflowClient, name: str, settings: Settings) -> st
     return client.create_experiment(name, artifact_location=location)
 
 
-class RiskPyfunc(mlflow.pyfunc.PythonModel):
-    """Returns probabilities (and expected revenue), not the class labels CatBoost's own flavour gives."""
+PYFUNC_CODE = Path(__file__).with_name("risk_pyfunc.py")  # logged as code, never pickled
+CHECKSUM_TAG = "aduana.artifact_sha256"  # on the run, then on the registry version: JSON {file name: sha256}
 
-    def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
-        self.model = load_risk_model(context.artifacts)
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:  # noqa: ANN001
-        return self.model.predict(model_input)
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def save_risk_model(model: RiskModel, price_bands: pd.DataFrame, directory: Path) -> dict[str, str]:
@@ -111,56 +115,70 @@ def _log_model(model: RiskModel, price_bands: pd.DataFrame, X: pd.DataFrame, ref
         reference[model.columns].to_parquet(Path(tmp) / REFERENCE_FILE.name, index=False)
         mlflow.log_artifact(str(Path(tmp) / REFERENCE_FILE.name), str(REFERENCE_FILE.parent))
         artifacts = save_risk_model(model, price_bands, Path(tmp) / "model")
-        info = mlflow.pyfunc.log_model(name="model", python_model=RiskPyfunc(), artifacts=artifacts,
+        checksums = {Path(p).name: _sha256(p) for p in artifacts.values()}
+        info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_CODE), artifacts=artifacts,
                                        signature=signature, input_example=example, pip_requirements=PIP_REQUIREMENTS)
-    mlflow.set_tag(MODEL_URI_TAG, info.model_uri)  # MLflow 3 keeps models apart from run artifacts
+    mlflow.set_tags({MODEL_URI_TAG: info.model_uri,  # MLflow 3 keeps models apart from run artifacts
+                     CHECKSUM_TAG: json.dumps(checksums, sort_keys=True)})
+
+
+def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, split: Split, behaviour: dict,
+                   predictions: dict[str, pd.DataFrame]) -> None:
+    """What every candidate run holds: its features, metrics, behaviour, plots, model and drift reference."""
+    mlflow.log_params({k: v for k, v in model.params.items() if not isinstance(v, dict | list)}
+                      | {"features": len(model.columns), "revenue_model": model.revenue_model is not None})
+    mlflow.log_dict({"categorical": model.categorical, "numeric": model.numeric,
+                     "monotone_constraints": model.params.get("monotone_constraints", {})}, "features.json")
+    _log_metrics(evaluation)
+    mlflow.log_dict(behaviour, "behaviour_checks.json")
+    importance = pd.Series(model.classifier.get_feature_importance(), index=model.columns)
+    for name, fig in (("precision_revenue_at_k", figures.selection_curves(predictions)),
+                      ("pr_curve", figures.pr_curve(predictions)),
+                      ("feature_importance", figures.feature_importance(importance)),
+                      ("calibration", figures.calibration(evaluation.predictions))):
+        mlflow.log_figure(fig, f"plots/{name}.png")
+        figures.plt.close(fig)
+    _log_model(model, fs.price_bands, fs.X, reference_sample(fs.X, fs.meta["declaration_date"], split.valid_start))
 
 
 def log_training(client: MlflowClient, result: TrainingResult, dataset: str, settings: Settings,
-                 flow_run_id: str | None = None, data_validated: bool = True,
-                 tags: dict[str, str] | None = None) -> tuple[str, str]:
-    """Log the baseline and the full model as two runs of the dataset's experiment; returns (run id, baseline run id)."""
+                 flow_run_id: str | None = None, warnings: list[str] | None = None,
+                 tags: dict[str, str] | None = None) -> dict[str, str]:
+    """Log the reference and the engineered model as two runs of the dataset's experiment, each with its model,
+    so either can be registered. Returns {"model": run id, "reference": run id}."""
     experiment_id = ensure_experiment(client, f"aduana-{dataset}", settings)
     fs, split = result.features, result.split
-    common_tags = {"aduana.dataset": dataset, "prefect.flow_run_id": flow_run_id or "",
-                   "aduana.data_validated": str(data_validated).lower(), **(tags or {})}
+    common_tags = {"aduana.dataset": dataset, "prefect.flow_run_id": flow_run_id or "", "aduana.data_hash": fs.data_hash,
+                   "aduana.validation_warnings": str(len(warnings or [])), **(tags or {})}
     common_params = {"valid_start": str(split.valid_start.date()), "holdout_start": str(split.holdout_start.date()),
-                     **{f"rows_{k}": v for k, v in result.counts.items()}}
+                     **{f"rows_{k}": v for k, v in result.counts.items()}, "data_hash": fs.data_hash}
+    predictions = {"model": result.evaluation.predictions,
+                   "reference (default CatBoost)": result.reference_evaluation.predictions}
     stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M%S")
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"baseline-raw-columns-{stamp}",
-                          tags={**common_tags, "aduana.role": "baseline"}) as baseline_run:
-        mlflow.log_params({**common_params, "features": len(result.baseline_features.columns)})
-        mlflow.log_dict({"categorical": result.baseline_features.categorical,
-                         "numeric": result.baseline_features.numeric}, "features.json")
-        _log_metrics(result.baseline_evaluation)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"reference-default-catboost-{stamp}",
+                          tags={**common_tags, "aduana.role": "reference"}) as reference_run:
+        mlflow.log_params(common_params)
+        _log_candidate(result.reference, result.reference_evaluation, fs, split, result.reference_behaviour, predictions)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"catboost-risk-{stamp}",
-                          tags={**common_tags, "aduana.role": "candidate", "aduana.data_hash": fs.data_hash,
-                                "aduana.baseline_run_id": baseline_run.info.run_id}) as run:
-        mlflow.log_params({**common_params, **{k: v for k, v in result.model.params.items()
-                                               if not isinstance(v, dict)},
-                           "features": len(fs.columns), "data_hash": fs.data_hash,
-                           "revenue_model": result.model.revenue_model is not None})
-        mlflow.log_dict({"categorical": fs.categorical, "numeric": fs.numeric,
-                         "monotone_constraints": result.model.params.get("monotone_constraints", {})}, "features.json")
+                          tags={**common_tags, "aduana.role": "model",
+                                "aduana.reference_run_id": reference_run.info.run_id}) as run:
+        mlflow.log_params({**common_params, "feature_groups": ",".join(result.kept_groups) or "none"})
         mlflow.log_input(mlflow.data.from_pandas(fs.X.loc[split.train | split.valid].head(100_000),
                                                  name=f"{dataset}-features-{fs.data_hash}", digest=fs.data_hash),
                          context="training")
-        _log_metrics(result.evaluation)
-        for key, value in result.baseline_evaluation.metrics.items():
+        for key, value in result.reference_evaluation.metrics.items():
             if value is not None:
-                mlflow.log_metric(f"baseline_{key}", value)
-        mlflow.log_dict(result.behaviour, "behaviour_checks.json")
-        predictions = {"model": result.evaluation.predictions, "baseline (raw columns)": result.baseline_evaluation.predictions}
-        importance = pd.Series(result.model.classifier.get_feature_importance(), index=result.model.columns)
-        for name, fig in (("precision_revenue_at_k", figures.selection_curves(predictions)),
-                          ("pr_curve", figures.pr_curve(predictions)),
-                          ("feature_importance", figures.feature_importance(importance)),
-                          ("calibration", figures.calibration(result.evaluation.predictions))):
-            mlflow.log_figure(fig, f"plots/{name}.png")
-            figures.plt.close(fig)
-        _log_model(result.model, fs.price_bands, fs.X,
-                   reference_sample(fs.X, fs.meta["declaration_date"], split.valid_start))
-    return run.info.run_id, baseline_run.info.run_id
+                mlflow.log_metric(f"reference_{key}", value)
+        mlflow.log_dict({"groups": [asdict(g) for g in result.groups]}, "feature_groups.json")
+        mlflow.log_metrics({f"group_delta_{g.group}": g.delta for g in result.groups if g.delta is not None}
+                           | {k.removesuffix("_s") + "_seconds": v for k, v in result.timings.items()})
+        _log_candidate(result.model, result.evaluation, fs, split, result.behaviour, predictions)
+        for trial in result.trials:  # each Optuna trial as a nested run under the training run
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{trial.number}", nested=True,
+                                  tags={**common_tags, "aduana.role": "tuning-trial"}):
+                mlflow.log_params(trial.params)
+                mlflow.log_metrics({"validation_pr_auc": trial.value, "fit_seconds": trial.seconds})
+    return {"model": run.info.run_id, "reference": reference_run.info.run_id}
 
 
 def load_reference(client: MlflowClient, version: str) -> pd.DataFrame:
@@ -203,8 +221,9 @@ def register_challenger(client: MlflowClient, run_id: str) -> str:
         client.get_registered_model(MODEL_NAME)
     except MlflowException:
         client.create_registered_model(MODEL_NAME, description="P(fraud) and expected revenue per declaration.")
-    source = client.get_run(run_id).data.tags[MODEL_URI_TAG]
-    version = client.create_model_version(MODEL_NAME, source, run_id=run_id)
+    tags = client.get_run(run_id).data.tags
+    version = client.create_model_version(MODEL_NAME, tags[MODEL_URI_TAG], run_id=run_id,
+                                          tags={"artifact_sha256": tags[CHECKSUM_TAG]})
     client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version.version)
     return str(version.version)
 
@@ -217,12 +236,53 @@ def alias_version(client: MlflowClient, alias: str) -> str | None:
 
 
 def load_version(version: str) -> RiskModel:
-    """The RiskModel behind a registry version (through its pyfunc)."""
-    return mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}/{version}").unwrap_python_model().model
+    """The RiskModel behind a registry version, read from its CatBoost files after checking them against the
+    checksums recorded at registration. Nothing is unpickled and no code from the store runs."""
+    client = MlflowClient()
+    try:
+        recorded = json.loads(client.get_model_version(MODEL_NAME, version).tags["artifact_sha256"])
+    except KeyError as exc:
+        raise DataError(f"{MODEL_NAME} v{version} has no recorded artifact checksums: it was registered before "
+                        "checksums existed; retrain or re-register it") from exc
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}/{version}", dst_path=tmp))
+        files = {p.name: p for p in (local / "artifacts").iterdir() if p.is_file()}
+        if set(files) != set(recorded) or any(_sha256(files[n]) != digest for n, digest in recorded.items()):
+            raise DataError(f"{MODEL_NAME} v{version}: its artifacts do not match the checksums recorded at "
+                            "registration; refusing to serve a model that was changed in the store")
+        parts = {"classifier": "classifier.cbm", "revenue": "revenue.cbm", "spec": "spec.json",
+                 "price_bands": "price_bands.parquet"}
+        return load_risk_model({key: str(files[name]) for key, name in parts.items() if name in files})
+
+
+def append_promotion(log: Path | None, record: dict) -> None:
+    """Append one line to the promotions log (JSON lines, never rewritten)."""
+    if log is None:
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as handle:
+        handle.write(json.dumps({"at": pd.Timestamp.now(tz="UTC").isoformat(), **record}) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_promotions(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+
+
+def _move_champion(client: MlflowClient, version: str) -> str | None:
+    """Point @champion at `version`, remembering the previous champion for rollback; returns the previous one."""
+    current = alias_version(client, CHAMPION)
+    if current is not None and current != version:
+        history = _history(client)
+        history.append(current)
+        client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
+    client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+    return current
 
 
 def record_decision(client: MlflowClient, run_id: str, version: str, decision: GateDecision,
-                    compared_with: str | None = None) -> None:
+                    compared_with: str | None = None, log: Path | None = None) -> None:
     """Log the gate's decision on the run and as tags on the version; move @champion when it promotes.
 
     `compared_with`: the champion the challenger was measured against. If @champion has moved since (another
@@ -233,17 +293,33 @@ def record_decision(client: MlflowClient, run_id: str, version: str, decision: G
         decision.reasons.append(f"@{CHAMPION} moved from {'v' + compared_with if compared_with else 'none'} to "
                                 f"v{current} during this evaluation: not promoted; retrain to compare with v{current}")
     text = "\n".join(decision.reasons)
-    client.set_tag(run_id, "aduana.gate", "promoted" if decision.promote else "refused")
+    verdict = "promoted" if decision.promote else "refused"
+    client.set_tag(run_id, "aduana.gate", verdict)
     client.log_text(run_id, json.dumps(asdict(decision), indent=2), "gate_decision.json")
-    client.set_model_version_tag(MODEL_NAME, version, "gate", "promoted" if decision.promote else "refused")
-    client.set_model_version_tag(MODEL_NAME, version, "gate_reference", decision.reference)
-    client.set_model_version_tag(MODEL_NAME, version, "gate_reasons", text[:5000])
+    for key, value in (("gate", verdict), ("gate_reference", decision.reference), ("gate_reasons", text[:5000]),
+                       ("candidate", decision.candidate)):
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
     if decision.promote:
-        history = _history(client)
-        if current is not None:
-            history.append(current)
-        client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
-        client.set_registered_model_alias(MODEL_NAME, CHAMPION, version)
+        previous = _move_champion(client, version)
+        append_promotion(log, {"action": "promote", "version": version, "previous": previous, "by": "gate",
+                               "reason": text[:2000]})
+
+
+def promote_by_hand(client: MlflowClient, version: str, reason: str, who: str, log: Path | None) -> str | None:
+    """Move @champion to `version` by a person's decision, with the reason, who and when on the version's tags and
+    in the promotions log. Returns the previous champion."""
+    if not reason.strip():
+        raise DataError("promote --version needs --reason: say why this version should serve")
+    try:
+        client.get_model_version(MODEL_NAME, version)
+    except MlflowException as exc:
+        raise DataError(f"{MODEL_NAME} has no version {version}") from exc
+    when = pd.Timestamp.now(tz="UTC").isoformat()
+    for key, value in (("promoted_by", who), ("promoted_at", when), ("promotion_reason", reason[:5000])):
+        client.set_model_version_tag(MODEL_NAME, version, key, value)
+    previous = _move_champion(client, version)
+    append_promotion(log, {"action": "promote", "version": version, "previous": previous, "by": who, "reason": reason})
+    return previous
 
 
 def _history(client: MlflowClient) -> list[str]:
@@ -251,7 +327,7 @@ def _history(client: MlflowClient) -> list[str]:
     return json.loads(tags.get(HISTORY_TAG, "[]"))
 
 
-def rollback(client: MlflowClient) -> tuple[str, str]:
+def rollback(client: MlflowClient, log: Path | None = None, who: str = "") -> tuple[str, str]:
     """Restore the previous champion. Returns (version demoted, version restored)."""
     current = alias_version(client, CHAMPION)
     history = _history(client) if current is not None else []
@@ -261,6 +337,8 @@ def rollback(client: MlflowClient) -> tuple[str, str]:
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, restored)
     client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
     client.set_model_version_tag(MODEL_NAME, current, "rolled_back", pd.Timestamp.now().isoformat())
+    append_promotion(log, {"action": "rollback", "version": restored, "previous": current, "by": who or "unknown",
+                           "reason": "rollback"})
     return current, restored
 
 

@@ -14,28 +14,44 @@ from pandera.typing import Series
 Kind = Literal["declarations", "manifests", "traders", "outcomes"]
 KINDS: tuple[Kind, ...] = ("traders", "manifests", "declarations", "outcomes")  # the order to ingest in
 
-ISO_COUNTRIES = frozenset(
+ASSIGNED_COUNTRIES = frozenset(  # ISO 3166-1 alpha-2 officially assigned codes, and XK (Kosovo)
     ["AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ", "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS", "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN", "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE", "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF", "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM", "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM", "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC", "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK", "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA", "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG", "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW", "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS", "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO", "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI", "VN", "VU", "WF", "WS", "XK", "YE", "YT", "ZA", "ZM", "ZW"]
 )
+# ISO 3166-1 leaves AA, QM–QZ, XA–XZ and ZZ to users; customs exports use these three for "country unknown".
+# They are country values of their own: a declaration with an unknown origin is data, not a broken row.
+UNKNOWN_COUNTRY_CODES = frozenset(["ZZ", "XX", "XZ"])
+ISO_COUNTRIES = ASSIGNED_COUNTRIES | UNKNOWN_COUNTRY_CODES  # every accepted country code (files and the API)
 CREDIT_RATINGS = ("AAA", "AA", "A", "BBB", "BB", "B", "CCC", "CC", "C", "D")
 HS_CODE_PATTERN = r"^\d{6}(\d{2}){0,2}$"
 LOCODE_PATTERN = r"^[A-Z]{2}[A-Z2-9]{3}$"
 EARLIEST_DATE = pd.Timestamp("1990-01-01")  # for transactions; companies may be older
 EARLIEST_REGISTRATION = pd.Timestamp("1850-01-01")
 
+# Ids (every *_id field, bill_of_lading, hs_code) longer than this are quarantined (`too_long`); the API caps them
+# the same (serving/api.py). Other text is capped at MAX_TEXT_LENGTH.
+MAX_ID_LENGTH = 100
+MAX_TEXT_LENGTH = 1_000
+# Whole-number fields hold at most ±2^53, the integers a float (how a number is parsed) represents exactly.
+MAX_WHOLE_NUMBER = 2**53
+
 # Reason codes are machine-readable and stable: scripts and the quarantine table rely on them.
 REASONS: dict[str, str] = {
     "missing_required": "a required field is empty",
     "invalid_type": "the value does not have the field's type",
+    # A date is a day: a time of day is dropped (2023-03-01 10:00 is 2023-03-01), and a value with a UTC offset is
+    # first converted to UTC (2023-03-01T02:00:00+05:00 is 2023-02-28). Only a value that cannot be read is refused.
     "invalid_date": "the value is not a date in the expected format",
     "date_out_of_range": "the date is in the future or implausibly old (transactions before 1990)",
     "negative_value": "an amount, mass or count is negative",
-    "out_of_range": "the value is outside its allowed range",
+    "out_of_range": "the value is outside its allowed range (whole numbers: at most ±2^53)",
+    "non_finite": "the number is infinite or too large to represent (inf, Infinity, 1e400)",
+    "too_long": f"the text is too long (ids: at most {MAX_ID_LENGTH} characters, other text: {MAX_TEXT_LENGTH:,})",
     "invalid_flag": "a 0/1 field holds another value",
     "invalid_hs_code": "the HS code is not 6, 8 or 10 digits (set hs_code_digits in the mapping if zeros were lost)",
-    "invalid_country_code": "the country is not an ISO 3166-1 alpha-2 code",
+    "invalid_country_code": "the country is not an ISO 3166-1 alpha-2 code (ZZ, XX or XZ stand for unknown)",
     "invalid_code": "a code does not have its required format",
     "inconsistent_labels": "the inspection labels contradict each other",
+    "malformed_row": "the CSV line does not have as many fields as the header",
     "duplicate_id": "the id appears more than once with different values",
     "unknown_declaration": "the outcome refers to a declaration that is not in the warehouse",
     "batch_rejected": "the batch failed a critical dataset-level expectation",
@@ -219,17 +235,52 @@ class OutcomeContract(_Contract):
         return _consistent_labels(df, date_column=None)
 
 
+LABEL_DATE_COLUMN: dict[str, str | None] = {"declarations": "declaration_date", "outcomes": None}
+
+
 def _consistent_labels(df: pd.DataFrame, date_column: str | None) -> pd.Series:
     """A fraud finding needs a control; recovered revenue needs a fraud finding; controls end after filing."""
-    ok = pd.Series(True, index=df.index)
+    return ~pd.concat(_contradictions(df, date_column), axis=1).any(axis=1) if len(df) else pd.Series(True, index=df.index)
+
+
+def _contradictions(df: pd.DataFrame, date_column: str | None) -> list[pd.Series]:
+    """One boolean Series per label rule: True where the row breaks it (see `label_contradictions`)."""
+    none = pd.Series(False, index=df.index)
     fraud = df["fraud"].fillna(0) if "fraud" in df else None
+    found = [none, none, none]
     if fraud is not None and "inspected" in df:
-        ok &= ~((fraud == 1) & (df["inspected"].fillna(1) == 0))
+        found[0] = ((fraud == 1) & (df["inspected"].fillna(1) == 0)).fillna(False).astype(bool)
     if fraud is not None and "revenue" in df:
-        ok &= ~((df["revenue"].fillna(0) > 0) & (fraud == 0))
+        found[1] = ((df["revenue"].fillna(0) > 0) & (fraud == 0)).fillna(False).astype(bool)
     if date_column and "control_date" in df:
-        ok &= ~(df["control_date"] < df[date_column]).fillna(False)
-    return ok.astype(bool)
+        found[2] = (df["control_date"] < df[date_column]).fillna(False).astype(bool)
+    return found
+
+
+def label_contradictions(df: pd.DataFrame, kind: str) -> pd.Series:
+    """Which labels contradict, as text per row ('' where none): 'fraud=1 but inspected=0',
+    'revenue 120.0 > 0 but fraud=0', 'control_date 2024-02-01 before declaration_date 2024-03-01'."""
+    date_column = LABEL_DATE_COLUMN.get(kind)
+    out = pd.Series("", index=df.index, dtype="object")
+    for rule, broken in enumerate(_contradictions(df, date_column)):
+        if not broken.any():
+            continue
+        rows = df[broken]
+        if rule == 0:
+            text = pd.Series("fraud=1 but inspected=0", index=rows.index)
+        elif rule == 1:
+            fraud = pd.Series("fraud=0", index=rows.index).where(rows["fraud"].notna().to_numpy(), "fraud is empty")
+            text = "revenue " + rows["revenue"].astype("float64").astype("str") + " > 0 but " + fraud
+        else:
+            text = ("control_date " + rows["control_date"].dt.strftime("%Y-%m-%d") + f" before {date_column} "
+                    + rows[date_column].dt.strftime("%Y-%m-%d"))
+        out[rows.index] = (out[rows.index] + "; ").where(out[rows.index] != "", "") + text.astype("object")
+    return out
+
+
+def is_id_field(name: str) -> bool:
+    """Ids are capped at MAX_ID_LENGTH: every *_id field, bill_of_lading and hs_code."""
+    return name.endswith("_id") or name in ("bill_of_lading", "hs_code")
 
 
 CONTRACTS: dict[str, type[_Contract]] = {

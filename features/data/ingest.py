@@ -5,6 +5,7 @@ Pure: nothing here writes anywhere. The warehouse module stores the result in on
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pandas as pd
 
 from features.data.contract import KEYS, Kind
 from features.data.mapping import ColumnMapping, apply_mapping, resolve_kind
-from features.data.reader import read_raw
+from features.data.reader import read_rows
 from features.data.validation import check_rows
 
 
@@ -27,6 +28,7 @@ class PreparedBatch:
     rejected: pd.DataFrame  # row_number, reason, message, raw (JSON), row_hash
     duplicates: int  # exact repeats of another row of the same file
     unknown_columns: list[str] = field(default_factory=list)
+    conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
 
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:
@@ -65,14 +67,31 @@ def reject(frame: pd.DataFrame, reason: str, message: str | list[str]) -> pd.Dat
     })
 
 
-def quarantine_rows(raw: pd.DataFrame, rejected: pd.DataFrame) -> pd.DataFrame:
-    """Quarantine records for rejected rows (index = position in `raw`): reason, message, the raw row as JSON."""
+def quarantine_rows(raw: pd.DataFrame, rejected: pd.DataFrame, row_numbers: np.ndarray | None = None) -> pd.DataFrame:
+    """Quarantine records for rejected rows (index = position in `raw`): reason, message, the raw row as JSON.
+
+    `row_numbers` gives each position's row number in the file (default: position + 1)."""
+    positions = rejected.index.to_numpy()
     return pd.DataFrame({
-        "row_number": rejected.index.to_numpy() + 1,
+        "row_number": positions + 1 if row_numbers is None else row_numbers[positions],
         "reason": rejected["reason"].to_numpy(),
         "message": rejected["message"].to_numpy(),
         "raw": _json_lines(raw.iloc[rejected.index]),
         "row_hash": row_hashes(raw.iloc[rejected.index].astype("str")) if len(rejected) else np.array([], dtype="int64"),
+    })
+
+
+def malformed_rows(malformed: pd.DataFrame) -> pd.DataFrame:
+    """Quarantine records for CSV rows with the wrong number of fields: the line's text is the raw row."""
+    if malformed.empty:
+        return pd.DataFrame(columns=QUARANTINE_COLUMNS)
+    return pd.DataFrame({
+        "row_number": malformed["position"].to_numpy(dtype="int64") + 1,
+        "reason": "malformed_row",
+        "message": malformed["message"].to_numpy(),
+        "raw": [json.dumps({"_line": None if pd.isna(n) else int(n), "_text": t})
+                for n, t in zip(malformed["line"], malformed["text"], strict=True)],
+        "row_hash": row_hashes(malformed[["text"]].astype("str")),
     })
 
 
@@ -81,13 +100,17 @@ def prepare_batch(path: Path, kind: str | None = None, mapping: ColumnMapping | 
     mapping = mapping or ColumnMapping()
     path = Path(path)
     resolved = resolve_kind(path, kind, mapping)
-    raw = read_raw(path, delimiter=mapping.delimiter, encoding=mapping.encoding)
+    raw_file = read_rows(path, delimiter=mapping.delimiter, encoding=mapping.encoding)
+    raw = raw_file.frame  # indexed by position among the file's data rows (gaps where rows were malformed)
+    row_numbers = raw.index.to_numpy(dtype="int64") + 1
     mapped = apply_mapping(raw, mapping, resolved)
     checked = check_rows(mapped.frame, resolved, mapping)
 
-    rejected = quarantine_rows(raw, checked.rejected)
+    rejected = quarantine_rows(raw, checked.rejected, row_numbers)
+    if len(raw_file.malformed):
+        rejected = pd.concat([rejected, malformed_rows(raw_file.malformed)], ignore_index=True)
     valid = checked.valid.copy()
-    valid["row_number"] = valid.index.to_numpy() + 1
+    valid["row_number"] = row_numbers[valid.index.to_numpy()]
     valid["row_hash"] = row_hashes(checked.valid)
     valid = valid.reset_index(drop=True)
 
@@ -109,11 +132,12 @@ def prepare_batch(path: Path, kind: str | None = None, mapping: ColumnMapping | 
         kind=resolved,
         source=str(path.resolve()),
         source_sha256=file_sha256(path),
-        read=len(raw),
+        read=raw_file.read,
         valid=valid.reset_index(drop=True),
         rejected=rejected,
         duplicates=duplicates,
         unknown_columns=mapped.unknown_columns,
+        conversions=checked.conversions,
     )
 
 

@@ -2,20 +2,52 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from features.data.contract import KINDS, LABEL_FIELDS, Kind, field_types, required_fields
 from features.data.errors import DataError, field_errors
+from features.data.text import normalise
 
 EXTRA_CATEGORICAL_PREFIX = "xcat_"
 EXTRA_NUMERIC_PREFIX = "xnum_"
+PERCENT = "percent"
+
+
+class Scale(BaseModel):
+    """`{scale: FACTOR}`: the file's values times FACTOR are the contract's unit (values in thousands: 1000)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scale: float = Field(gt=0, allow_inf_nan=False)
+
+
+Unit = Literal["percent"] | Scale
+RecodeTarget = bool | int | float | str | None  # None recodes a value to empty
+
+
+def recode_key(key: object) -> str:
+    """A `values:` source value as the text it is matched on: YAML's 2 and 2.0 both mean the text "2"."""
+    if isinstance(key, bool) or key is None:
+        raise ValueError(f"key {key!r} was read by YAML as {'a boolean' if key is not None else 'empty'}; quote it")
+    if isinstance(key, float) and math.isfinite(key) and key.is_integer():
+        return str(int(key))
+    if isinstance(key, int | float):
+        return str(key)
+    if isinstance(key, str) and normalise(key):
+        return normalise(key)  # matched on the values' normal form (features/data/text.py)
+    raise ValueError(f"key {key!r} is not a value a file can hold; quote it")
+
+
+def describe_unit(unit: Unit) -> str:
+    return "percent → fraction (÷100)" if unit == PERCENT else f"scaled ×{unit.scale:g}"
 
 
 class ColumnMapping(BaseModel):
@@ -34,6 +66,47 @@ class ColumnMapping(BaseModel):
     delimiter: str | None = None
     encoding: str = "utf-8"
     unknown_columns: Literal["ignore", "error"] = "ignore"
+    units: dict[str, Unit] = Field(
+        default_factory=dict, description="numeric field: 'percent' (8.0 means 8 %) or {scale: FACTOR}")
+    values: dict[str, dict[str, RecodeTarget]] = Field(
+        default_factory=dict, description="field or label: {source value: target value}, applied before parsing")
+
+    @field_validator("units", mode="before")
+    @classmethod
+    def _check_units(cls, units: Any) -> Any:
+        if not isinstance(units, dict):
+            return units  # pydantic explains
+        for name, unit in units.items():
+            if unit == PERCENT or isinstance(unit, Scale):
+                continue
+            factor = unit.get("scale") if isinstance(unit, dict) and set(unit) == {"scale"} else None
+            if isinstance(factor, int | float) and not isinstance(factor, bool) and math.isfinite(factor) and factor > 0:
+                continue
+            raise ValueError(f"{name}: expected 'percent' or {{scale: FACTOR}} with a positive FACTOR, got {unit!r}")
+        return units
+
+    @field_validator("values", mode="before")
+    @classmethod
+    def _check_values(cls, values: Any) -> Any:
+        if not isinstance(values, dict):
+            return values
+        checked = {}
+        for name, recode in values.items():
+            if not isinstance(recode, dict):
+                raise ValueError(f"{name}: expected a mapping of source value to target value, e.g. {{\"2\": 1}}")
+            by_text: dict[str, Any] = {}
+            for key, target in recode.items():
+                try:
+                    text = recode_key(key)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
+                if text in by_text:
+                    raise ValueError(f"{name}: source value {text!r} is listed twice")
+                if isinstance(target, dict | list):
+                    raise ValueError(f"{name}: the target of {text!r} must be a single value, got {target!r}")
+                by_text[text] = target
+            checked[name] = by_text
+        return checked
 
     def source_names(self) -> dict[str, str]:
         """File column → canonical field, for mapped fields and labels."""
@@ -84,9 +157,27 @@ def resolve_kind(path: Path, kind: str | None, mapping: ColumnMapping) -> Kind:
     return chosen
 
 
-def apply_mapping(raw: pd.DataFrame, mapping: ColumnMapping, kind: Kind) -> MappedFrame:
-    """Rename mapped columns to canonical names, prefix extras, and set aside unknown columns."""
+def check_options(mapping: ColumnMapping, kind: Kind) -> None:
+    """The mapping's `units` and `values` name fields of this kind (units: numeric ones), or a DataError says which."""
     types = field_types(kind)
+    numeric = [f for f, t in types.items() if t == "number"]
+    for name in mapping.units:
+        if name not in types:
+            raise DataError(f"mapping: units: {name!r} is not a field of {kind}{_suggest(name, list(types))}")
+        if types[name] != "number":
+            raise DataError(f"mapping: units: {name!r} is a {types[name]} field; units apply to numeric fields only "
+                            f"({', '.join(numeric)})")
+    for name in mapping.values:
+        if name not in types:
+            raise DataError(f"mapping: values: {name!r} is not a field or label of {kind}{_suggest(name, list(types))}")
+
+
+def apply_mapping(raw: pd.DataFrame, mapping: ColumnMapping, kind: Kind) -> MappedFrame:
+    """Rename mapped columns to canonical names, prefix extras, and set aside unknown columns.
+
+    Values are left as they are: `check_rows` recodes (`values`) and converts units (`units`)."""
+    types = field_types(kind)
+    check_options(mapping, kind)
     for canonical in {**mapping.columns, **mapping.labels}:
         if canonical not in types:
             raise DataError(f"mapping: {canonical!r} is not a field of {kind}{_suggest(canonical, list(types))}")

@@ -1,7 +1,14 @@
 """Dataset-level validation with Great Expectations: suites kept as JSON under expectations/, Data Docs under ADUANA_HOME.
 
+Expectations about a distribution are judged against the dataset's own accepted history (the reference
+profile, features/data/reference.py), not against numbers of one dataset: a suite entry with a `relative`
+field gets its bounds from the reference at run time, and is skipped while the dataset has no reference yet
+(its first batches set it). Only dataset-independent checks (a row, unique ids, sanity shares that hold for
+any customs data) apply from the first batch on. An expectation whose column is absent, or empty in the
+batch, is skipped and reported as skipped, not failed.
+
 A failed `critical` expectation rejects the batch (its rows go to quarantine); a failed `warning` one is
-recorded on the batch, which then counts as not having passed validation.
+recorded on the batch, which then counts as not having passed validation until it is acknowledged.
 """
 from __future__ import annotations
 
@@ -14,6 +21,17 @@ from pathlib import Path
 import pandas as pd
 
 from expectations import SUITES_DIR
+from features.data.reference import (
+    LABELLED,
+    NotComparable,
+    labelled_rows,
+    profile_frame,
+    reference_summary,
+    relative_kwargs,
+)
+
+# GX's serialised form of the row condition `inspected == 1` (the contract's labelled rows).
+LABELLED_CONDITION = {"type": "comparison", "column": {"name": "inspected"}, "operator": "==", "parameter": 1}
 
 
 @dataclass
@@ -24,6 +42,8 @@ class QualityReport:
     failures: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     docs_index: Path | None = None
+    profile: dict | None = None  # the checked rows' profile, merged into the reference once the batch is stored
+    compared: bool = False  # relative expectations were judged against a reference (False: this batch helps set it)
 
 
 def load_suite(kind: str, suites_dir: Path = SUITES_DIR) -> dict:
@@ -32,7 +52,8 @@ def load_suite(kind: str, suites_dir: Path = SUITES_DIR) -> dict:
 
 def _columns_of(expectation: dict) -> list[str]:
     kwargs = expectation["kwargs"]
-    return [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs]
+    columns = [kwargs[k] for k in ("column", "column_A", "column_B") if k in kwargs]
+    return columns + (["inspected"] if expectation.get("rows") == LABELLED and "inspected" not in columns else [])
 
 
 def _for_gx(frame: pd.DataFrame) -> pd.DataFrame:
@@ -44,9 +65,60 @@ def _for_gx(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _reference_status(reference: dict | None, spec: dict) -> str | None:
+    """Why relative expectations cannot be judged yet (None: they can)."""
+    min_rows = int(spec.get("reference", {}).get("min_rows", 1))
+    if reference is None:
+        return "no reference yet: this dataset's first accepted batch sets it"
+    if reference["rows"] < min_rows:
+        return f"the reference holds {reference['rows']:,} rows (needs {min_rows:,}): this batch helps set it"
+    return None
+
+
+def plan_expectations(sample: pd.DataFrame, spec: dict, reference: dict | None) -> tuple[list[dict], list[str]]:
+    """The suite's entries as GX configuration dicts for this batch (relative bounds filled in), and the skipped."""
+    not_yet = _reference_status(reference, spec)
+    labelled = labelled_rows(sample)
+    planned, skipped = [], []
+    for e in spec["expectations"]:
+        columns = _columns_of(e)
+        label = f"{e['type']} on {', '.join(columns) if columns else 'table'}"
+        missing = [c for c in columns if c not in sample.columns]
+        if missing:
+            skipped.append(f"{e['type']} on {', '.join(missing)}: column not in this file")
+            continue
+        rows = labelled if e.get("rows") == LABELLED else sample
+        if e.get("rows") == LABELLED and rows.empty:
+            skipped.append(f"{label}: no labelled rows in this batch")
+            continue
+        empty = [c for c in columns if not rows[c].notna().any()]
+        if empty:  # an empty column (an unlabelled batch's labels) is treated as absent
+            skipped.append(f"{label}: {', '.join(empty)} has no values in this batch")
+            continue
+        kwargs, meta = dict(e["kwargs"]), {}
+        if "relative" in e:
+            if not_yet:
+                skipped.append(f"{label}: {not_yet}")
+                continue
+            try:
+                bounds, meta["reference"] = relative_kwargs(e, reference, int(rows[kwargs["column"]].notna().sum()))
+            except NotComparable as exc:
+                skipped.append(f"{label}: {exc}")
+                continue
+            kwargs |= bounds
+        if e.get("rows") == LABELLED:
+            kwargs["row_condition"] = LABELLED_CONDITION
+            meta["rows"] = "labelled rows only (inspected == 1)"
+        planned.append({"type": e["type"], "kwargs": kwargs, "severity": e.get("severity", "warning"),
+                        "notes": e.get("notes"), "meta": meta})
+    return planned, skipped
+
+
 def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows: int = 200_000,
-                suites_dir: Path = SUITES_DIR) -> QualityReport:
-    """Run the kind's suite through a GX checkpoint (on a seeded sample of at most `sample_rows`) and build Data Docs."""
+                suites_dir: Path = SUITES_DIR, reference: dict | None = None) -> QualityReport:
+    """Run the kind's suite through a GX checkpoint (on a seeded sample of at most `sample_rows`) and build Data Docs.
+
+    `reference` is the kind's reference profile (reference.load_reference); None for a dataset's first batch."""
     if frame.empty:
         return QualityReport(passed=True, rejected=False, evaluated_rows=0, skipped=["no valid rows to check"])
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # GX reads it when imported: offline, no telemetry
@@ -58,13 +130,9 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     spec = load_suite(kind, suites_dir)
     sample = frame.sample(n=sample_rows, random_state=0) if len(frame) > sample_rows else frame
     sample = _for_gx(sample)
-    usable, skipped = [], []
-    for e in spec["expectations"]:
-        missing = [c for c in _columns_of(e) if c not in sample.columns]
-        if missing:
-            skipped.append(f"{e['type']} on {', '.join(missing)}: column not in this file")
-        else:
-            usable.append(ExpectationConfiguration(**e))
+    planned, skipped = plan_expectations(sample, spec, reference)
+    compared = _reference_status(reference, spec) is None
+    usable = [ExpectationConfiguration(**p) for p in planned]
 
     project_root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(project_root))
@@ -74,7 +142,8 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     asset = next((a for a in source.assets if a.name == kind), None) or source.add_dataframe_asset(kind)
     definition = next((b for b in asset.batch_definitions if b.name == "batch"), None) \
         or asset.add_batch_definition_whole_dataframe("batch")
-    suite = context.suites.add_or_update(ExpectationSuite(name=spec["name"], expectations=usable, meta=spec.get("meta", {})))
+    meta = spec.get("meta", {}) | {"reference": reference_summary(reference) if compared else "none yet (this batch helps set it)"}
+    suite = context.suites.add_or_update(ExpectationSuite(name=spec["name"], expectations=usable, meta=meta))
     validation = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{kind}-batch", data=definition, suite=suite)
     )
@@ -91,13 +160,28 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
             config = r.expectation_config
             severity = str(getattr(config.severity, "value", config.severity))
             rejected |= severity == "critical"
-            observed = r.result.get("observed_value", r.result.get("unexpected_percent"))
-            target = config.kwargs.get("column", "table")
-            failures.append(f"{severity}: {config.type} on {target} (observed {_short(observed)})")
+            failures.append(f"{severity}: {config.type} on {_target(config)} ({_observed(r.result)})"
+                            + (f"; {config.meta['reference']}" if (config.meta or {}).get("reference") else ""))
     docs = context.get_docs_sites_urls()
     docs_index = Path(docs[0]["site_url"].removeprefix("file://")) if docs else None
     return QualityReport(passed=not failures, rejected=rejected, evaluated_rows=len(sample), failures=failures,
-                         skipped=skipped, docs_index=docs_index)
+                         skipped=skipped, docs_index=docs_index, profile=profile_frame(sample, spec, kind),
+                         compared=compared)
+
+
+def _target(config: object) -> str:
+    column = config.kwargs.get("column", "table")
+    return f"{column} (labelled rows)" if config.kwargs.get("row_condition") else column
+
+
+def _observed(result: dict) -> str:
+    if "observed_value" in result:
+        return f"observed {_short(result['observed_value'])}"
+    text = f"observed {_short(result.get('unexpected_percent'))}% unexpected"
+    codes = [v for v in result.get("partial_unexpected_list") or [] if isinstance(v, str)]
+    if codes:  # unseen codes are worth naming; unexpected numbers are summarised by the bound
+        text += ", e.g. " + ", ".join(list(dict.fromkeys(codes))[:5])
+    return text
 
 
 def _short(value: object) -> str:

@@ -1,9 +1,19 @@
-"""Read a landing file (CSV or Parquet) into a frame of raw values, refusing what is not one."""
+"""Read a landing file (CSV or Parquet) into a frame of raw values, refusing what is not one.
+
+What is refused as a whole (a DataError naming the place): a file that is not CSV or Parquet, text in another
+encoding than the mapping's (with the line, the byte offset and a guess at the right encoding), and a quote that
+opens a value and never closes (it swallows the rest of the file). A CSV row with more or fewer fields than the
+header is not a reason to refuse the file: `read_rows` returns it apart, with its line, for the quarantine.
+"""
 from __future__ import annotations
 
+import codecs
 import csv
+import io
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -16,6 +26,36 @@ NULL_MARKERS = ["", "NULL", "null", "NaN", "nan", "N/A", "n/a", "None", "#N/A"]
 CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 PARQUET_MAGIC = b"PAR1"
+UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")  # bytes cp1252 has no character for (latin-1 has)
+MALFORMED_COLUMNS = ["position", "line", "message", "text"]
+
+
+@dataclass
+class RawFile:
+    """A file's rows as read. `frame` is indexed by each row's position among the file's data rows (0-based),
+    so positions skip the rows set aside in `malformed` (rows with the wrong number of fields)."""
+
+    frame: pd.DataFrame
+    malformed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MALFORMED_COLUMNS))
+
+    @property
+    def read(self) -> int:
+        return len(self.frame) + len(self.malformed)
+
+
+def utf16_kind(head: bytes) -> str | None:
+    """'utf-16' (a byte-order mark), 'utf-16-le' or 'utf-16-be' (NULs in alternate bytes), or None."""
+    if head.startswith(UTF16_BOMS):
+        return "utf-16"
+    even, odd = head[0:4096:2], head[1:4096:2]
+    if len(odd) < 2:
+        return None
+    if odd.count(0) >= 0.9 * len(odd) and even.count(0) <= 0.1 * len(even):
+        return "utf-16-le"
+    if even.count(0) >= 0.9 * len(even) and odd.count(0) <= 0.1 * len(odd):
+        return "utf-16-be"
+    return None
 
 
 def detect_format(path: Path) -> str:
@@ -35,7 +75,7 @@ def detect_format(path: Path) -> str:
         raise DataError(f"{path}: named {suffix} but is not a Parquet file")
     if suffix not in CSV_SUFFIXES:
         raise DataError(f"{path}: not a CSV or Parquet file (expected .csv, .txt, .tsv, .parquet or .pq)")
-    if b"\x00" in head:
+    if b"\x00" in head and utf16_kind(head) is None:
         raise DataError(f"{path}: binary content, not a CSV file")
     return "csv"
 
@@ -46,37 +86,104 @@ def sniff_delimiter(header: str) -> str:
 
 
 def read_raw(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> pd.DataFrame:
-    """Read every column as stored: CSV as text (so leading zeros survive), Parquet with its own types."""
+    """Every row of the file, or a DataError: a CSV row with the wrong number of fields refuses the file here,
+    naming its line (scoring answers every row, so it cannot set one aside). Ingest uses `read_rows`."""
+    raw = read_rows(path, delimiter, encoding)
+    if len(raw.malformed):
+        more = len(raw.malformed) - 1
+        raise DataError(f"{path}: {raw.malformed['message'].iloc[0]}"
+                        + (f" (and {more:,} more row{'s' if more > 1 else ''} like it)" if more else ""))
+    return raw.frame
+
+
+def read_rows(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> RawFile:
+    """Read every column as stored: CSV as text (so leading zeros survive), Parquet with its own types.
+
+    CSV rows with more or fewer fields than the header come back in `malformed`, with their line."""
     if detect_format(path) == "parquet":
         try:
-            frame = pq.read_table(path).to_pandas()
+            raw = RawFile(pq.read_table(path).to_pandas())
         except Exception as exc:  # a corrupt footer, a truncated upload
             raise DataError(f"{path}: unreadable Parquet file ({exc})") from exc
     else:
-        frame = _read_csv(path, delimiter, encoding)
-    if len(frame) == 0:
+        raw = _read_csv(path, delimiter, encoding)
+    if len(raw.frame) == 0:
+        if len(raw.malformed):
+            first = raw.malformed["message"].iloc[0]
+            raise DataError(f"{path}: no row has as many fields as the header ({first}); check the delimiter")
         raise DataError(f"{path}: no data rows")
-    repeated = frame.columns[frame.columns.duplicated()].tolist()
+    repeated = raw.frame.columns[raw.frame.columns.duplicated()].tolist()
     if repeated:
         raise DataError(f"{path}: repeated column names {repeated}")
-    return frame
+    return raw
 
 
-def _read_csv(path: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
+def _codec(path: Path, encoding: str) -> str:
     try:
-        with path.open(encoding=encoding, newline="") as fh:
-            header = fh.readline()
+        return codecs.lookup(encoding).name
+    except LookupError as exc:
+        raise DataError(f"{path}: unknown encoding {encoding!r} in the mapping (e.g. utf-8, cp1252, utf-16)") from exc
+
+
+def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
+    codec = _codec(path, encoding)
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    wide = utf16_kind(head)
+    if wide and not codec.startswith("utf-16"):
+        mark = "with" if head.startswith(UTF16_BOMS) else "without"
+        raise DataError(f"{path}: the file is UTF-16 text ({mark} a byte-order mark), not {encoding}: "
+                        f"set encoding: {wide} in the mapping")
+    try:  # utf-8-sig: a byte-order mark is not part of the first column's name
+        with path.open(encoding="utf-8-sig" if codec == "utf-8" else encoding, newline="") as fh:
+            header = fh.readline().lstrip("\ufeff")
     except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not {encoding} text; set 'encoding' in the mapping") from exc
+        raise DataError(_decode_message(path, encoding, head)) from exc
     if not header.strip():
         raise DataError(f"{path}: the first line is empty; a CSV needs a header row")
     sep = delimiter or sniff_delimiter(header)
     names = next(csv.reader([header], delimiter=sep))
+    table, ragged = _arrow_csv(path, encoding, sep, names, threads=True)
+    if ragged:  # read again on one thread: only then does Arrow number the rows it sets aside
+        table, ragged = _arrow_csv(path, encoding, sep, names, threads=False)
+    frame = table.to_pandas()
+    swallowed = [r for r in ragged if "\n" in r["text"] or "\r" in r["text"]]
+    last_spans = table.num_rows > 0 and any(
+        isinstance(v, str) and ("\n" in v or "\r" in v) for v in table.slice(table.num_rows - 1).to_pylist()[0].values())
+    if not ragged and not last_spans:
+        return RawFile(frame)
+    starts = _record_lines(path, encoding, sep)  # the physical line each record starts on (the header is record 1)
+    line = lambda number: starts[number - 1] if number is not None and 0 < number <= len(starts) else None  # noqa: E731
+    if swallowed:
+        at = line(swallowed[0]["number"])
+        raise DataError(f"{path}: {_where(at, swallowed[0]['number'])}: a quoted value runs over several lines and "
+                        "leaves the row with the wrong number of fields: a quote (\") opens a value that never closes, "
+                        "so the rest of the file cannot be read; fix that quote (a quote inside a quoted value is "
+                        "written twice: \"\")")
+    if last_spans:
+        last = 1 + len(frame) + len(ragged)
+        if _unclosed(path, encoding, sep, line(last)):
+            raise DataError(f"{path}: {_where(line(last), last)}: a quote (\") opens a value that never closes, so "
+                            "the rest of the file is read as that one value; fix that quote (a quote inside a quoted "
+                            "value is written twice: \"\")")
+    if not ragged:
+        return RawFile(frame)
+    return _set_aside(frame, ragged, line)
+
+
+def _arrow_csv(path: Path, encoding: str, sep: str, names: list[str], threads: bool) -> tuple[pa.Table, list[dict]]:
+    ragged: list[dict] = []
+
+    def keep_apart(row) -> str:  # noqa: ANN001 - pyarrow's InvalidRow
+        ragged.append({"number": row.number, "expected": row.expected_columns, "actual": row.actual_columns,
+                       "text": row.text})
+        return "skip"
+
     try:
         table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(encoding=encoding),
-            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True),
+            read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, skip_rows=1, use_threads=threads),
+            parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True, invalid_row_handler=keep_apart),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in names},
                 null_values=NULL_MARKERS,
@@ -84,5 +191,113 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> pd.DataFrame:
             ),
         )
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "UTF-8" in str(exc):
+            with path.open("rb") as fh:
+                raise DataError(_decode_message(path, encoding, fh.read(65536))) from exc
         raise DataError(f"{path}: malformed CSV ({str(exc).splitlines()[0]})") from exc
-    return table.to_pandas()
+    return table, ragged
+
+
+def _where(line: int | None, record: int | None) -> str:
+    if line is not None:
+        return f"line {line}"
+    return f"record {record} (the header is record 1)" if record is not None else "a row"
+
+
+def _set_aside(frame: pd.DataFrame, ragged: list[dict], line) -> RawFile:  # noqa: ANN001 - record → line
+    """The rows read, indexed by position among all data rows, and the ragged ones apart with their line."""
+    total = len(frame) + len(ragged)
+    positions = [r["number"] - 2 if r["number"] is not None else None for r in ragged]
+    if any(p is None or not 0 <= p < total for p in positions) or len(set(positions)) < len(positions):
+        positions = list(range(len(frame), total))  # unnumbered (should not happen): after the rows read
+    kept = np.setdiff1d(np.arange(total), positions)
+    frame.index = pd.Index(kept)
+    malformed = pd.DataFrame({
+        "position": positions,
+        "line": [line(r["number"]) for r in ragged],
+        "message": [f"{_where(line(r['number']), r['number'])}: expected {r['expected']} fields, found {r['actual']}"
+                    for r in ragged],
+        "text": [r["text"] for r in ragged],
+    })
+    return RawFile(frame, malformed.sort_values("position", ignore_index=True))
+
+
+def _lines(path: Path, encoding: str) -> list[str]:
+    with path.open(encoding="utf-8-sig" if _codec(path, encoding) == "utf-8" else encoding, newline="",
+                   errors="replace") as fh:
+        return list(fh)
+
+
+def _record_lines(path: Path, encoding: str, sep: str) -> list[int]:
+    """The line each non-empty CSV record starts on, as Python's csv module reads the file (only on the error path)."""
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    reader = csv.reader(iter(_lines(path, encoding)), delimiter=sep)
+    starts = []
+    while True:
+        before = reader.line_num
+        try:
+            record = next(reader)
+        except StopIteration:
+            return starts
+        except csv.Error:
+            return starts
+        if record:
+            starts.append(before + 1)
+
+
+def _unclosed(path: Path, encoding: str, sep: str, start: int | None) -> bool:
+    """Whether the record starting on line `start` opens a quote that the end of the file does not close."""
+    if start is None:
+        return False
+    tail = "".join(_lines(path, encoding)[start - 1:])
+    try:
+        for _ in csv.reader(io.StringIO(tail, newline=""), delimiter=sep, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _decode_message(path: Path, encoding: str, head: bytes) -> str:
+    """Where the file stops being `encoding` text (line and byte offset), and which encoding it looks like."""
+    found = _first_undecodable(path, encoding)
+    if found is None:
+        return f"{path}: not {encoding} text; set 'encoding' in the mapping (e.g. cp1252, latin-1, utf-16)"
+    line, offset, byte, chunk = found
+    guess = _guess_encoding(head, chunk, _codec(path, encoding))
+    return (f"{path}: line {line} (byte offset {offset:,}): byte 0x{byte:02X} is not valid {encoding}; "
+            f"the file looks like {guess[1]} text: set encoding: {guess[0]} in the mapping")
+
+
+def _first_undecodable(path: Path, encoding: str) -> tuple[int, int, int, bytes] | None:
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, lines = 0, 1
+    with path.open("rb") as fh:
+        for chunk in [*iter(lambda: fh.read(1 << 20), b""), b""]:
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                within = max(exc.start - pending, 0)
+                byte = chunk[within] if within < len(chunk) else (exc.object[exc.start] if exc.object else 0)
+                return lines + chunk[:within].count(b"\n"), offset + within, byte, chunk
+            lines += chunk.count(b"\n")
+            offset += len(chunk)
+    return None
+
+
+def _guess_encoding(head: bytes, chunk: bytes, codec: str) -> tuple[str, str]:
+    """(encoding to set, what to call it): UTF-16 by its NULs, UTF-8 if it decodes, else a Western single-byte set."""
+    wide = utf16_kind(head)
+    if wide:
+        return wide, "UTF-16"
+    if codec != "utf-8":
+        try:
+            codecs.getincrementaldecoder("utf-8")().decode(chunk)
+            return "utf-8", "UTF-8"
+        except UnicodeDecodeError:
+            pass
+    if CP1252_UNDEFINED & set(chunk) or codec == "cp1252":
+        return "latin-1", "latin-1 (ISO 8859-1)"
+    return "cp1252", "cp1252/latin-1 (Western European)"
+

@@ -4,15 +4,33 @@ Every row ends up either valid (typed) or rejected with machine-readable reason 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from features.data.contract import CONTRACTS, REASONS, Kind, field_types
+from features.data.contract import (
+    CONTRACTS,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
+    MAX_WHOLE_NUMBER,
+    REASONS,
+    Kind,
+    field_types,
+    is_id_field,
+    label_contradictions,
+)
 from features.data.errors import DataError
-from features.data.mapping import EXTRA_NUMERIC_PREFIX, ColumnMapping
+from features.data.mapping import (
+    EXTRA_NUMERIC_PREFIX,
+    PERCENT,
+    ColumnMapping,
+    check_options,
+    describe_unit,
+    recode_key,
+)
+from features.data.text import normalise_text
 
 UPPERCASE_FIELDS = {
     "origin_country", "departure_country", "port_of_loading", "port_of_discharge", "transshipment_ports",
@@ -31,30 +49,145 @@ class RowCheck:
     valid: pd.DataFrame  # typed canonical rows, index = position in the file
     rejected: pd.DataFrame  # index = position in the file; columns: reason, message
     failures: pd.DataFrame | None = None  # one row per (row, column) problem: row, column, code, value, message
+    conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
 
 
 def _as_text(s: pd.Series) -> pd.Series:
-    if pd.api.types.is_float_dtype(s) and s.dropna().mod(1).eq(0).all():
-        s = s.astype("Int64")  # 870323.0 from a spreadsheet export is the code 870323
-    out = s.astype("str").str.strip()
-    return out.mask(out.isna() | (out == ""))
+    """Text in the normal form of features/data/text.py (format characters removed, NFKC, stripped)."""
+    if pd.api.types.is_float_dtype(s):
+        present = s.dropna()
+        if present.mod(1).eq(0).all() and present.abs().lt(MAX_WHOLE_NUMBER).all():
+            s = s.astype("Int64")  # 870323.0 from a spreadsheet export is the code 870323
+    return normalise_text(s.astype("str"))
+
+
+def _match_text(s: pd.Series) -> pd.Series:
+    """Each value as the text `values:` keys are matched on: stripped, and 2.0 from a float column as "2"."""
+    if pd.api.types.is_bool_dtype(s) or not (pd.api.types.is_numeric_dtype(s) or s.dtype == object):
+        out = s.astype("str")
+    elif pd.api.types.is_float_dtype(s):
+        out = s.astype("str")
+        whole = (s.abs() < 2**53) & s.mod(1).eq(0)
+        out[whole] = s[whole].astype("int64").astype("str")
+    elif pd.api.types.is_numeric_dtype(s):
+        out = s.astype("str")
+    else:  # object: a mix of Python values
+        out = pd.Series([None if _missing(v) else _number_text(v) if _is_number(v) else str(v) for v in s],
+                        index=s.index, dtype="str")
+    return normalise_text(out)
+
+
+def _missing(value: object) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_) \
+        and not _missing(value)
+
+
+def _number_text(value: object) -> str:
+    return recode_key(value.item() if isinstance(value, np.generic) else value)
+
+
+def _show(target: object) -> str:
+    return "(empty)" if target is None else _number_text(target) if _is_number(target) else str(target)
+
+
+def recode_values(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.DataFrame, list[str]]:
+    """Apply the mapping's `values:` to canonical columns whose values are still raw (before parsing).
+
+    A value whose stripped text (2.0 read as "2") is listed is replaced by its target; others pass unchanged.
+    Returns the frame (a copy where anything was recoded) and one readable line per recoded field."""
+    check_options(mapping, kind)
+    notes = []
+    for name, recode in mapping.values.items():
+        if name not in frame.columns:
+            notes.append(f"{name}: values listed in the mapping, but the file has no {name} column")
+            continue
+        text = _match_text(frame[name])
+        hit = text.isin(list(recode)).to_numpy(dtype=bool)
+        counts = text[hit].value_counts()
+        changes = [f"{key} → {_show(target)} on {_rows(int(counts.get(key, 0)))}"
+                   for key, target in recode.items() if target is None or _show(target) != key]
+        notes.append(f"{name}: recoded " + ", ".join(changes) if changes else f"{name}: every listed value maps to itself")
+        if hit.any():
+            recoded = frame[name].astype(object)
+            recoded[hit] = [recode[key] for key in text[hit]]
+            frame = frame.assign(**{name: recoded.infer_objects()})
+    return frame, notes
+
+
+def convert_units(typed: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.DataFrame, list[str]]:
+    """Apply the mapping's `units:` to parsed (float) columns, before the contract's checks.
+
+    Returns the frame (a copy where anything was converted) and one readable line per field."""
+    check_options(mapping, kind)
+    notes = []
+    for name, unit in mapping.units.items():
+        if name not in typed.columns:
+            notes.append(f"{name}: {describe_unit(unit)} in the mapping, but the file has no {name} column")
+            continue
+        column = typed[name].astype("float64")
+        converted = column / 100 if unit == PERCENT else column * unit.scale
+        typed = typed.assign(**{name: converted})
+        notes.append(f"{name}: {describe_unit(unit)} on {int(column.notna().sum()):,} values")
+    return typed, notes
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row" + ("" if n == 1 else "s")
 
 
 def _parse_numbers(s: pd.Series, decimal: str) -> pd.Series:
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
         return s.astype("float64")
+    if s.dtype == object:  # numbers among text (a recoded column): the numbers are already numbers
+        numbers = s.map(_is_number).astype(bool)
+        if numbers.any():
+            out = _parse_numbers(s.where(~numbers, None).astype("str"), decimal)
+            out[numbers] = [_as_float(v) for v in s[numbers]]
+            return out
     text = s.astype("str").str.strip()
     if decimal == ",":
         text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
     return pd.to_numeric(text, errors="coerce").astype("float64")
 
 
+def _as_float(value: object) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # a Python int beyond what a float holds
+        return float("inf") if value > 0 else float("-inf")
+
+
 def _parse_dates(s: pd.Series, date_format: str | None) -> pd.Series:
+    """Days (datetime64[us] at midnight). A value with a UTC offset is converted to UTC first
+    (2023-03-01T02:00:00+05:00 is 2023-02-28); a naive one keeps its date. A time of day is dropped.
+    A value that cannot be read becomes NaT (quarantined as invalid_date by the caller), never an error."""
     if pd.api.types.is_datetime64_any_dtype(s):
-        return s.dt.tz_localize(None) if getattr(s.dt, "tz", None) else s
-    if s.dtype == object and s.dropna().map(lambda v: hasattr(v, "year")).all():
-        return pd.to_datetime(s, errors="coerce")  # Parquet date32 comes back as datetime.date objects
-    return pd.to_datetime(s.astype("str").str.strip(), format=date_format or "ISO8601", errors="coerce")
+        parsed = s.dt.tz_convert("UTC").dt.tz_localize(None) if getattr(s.dt, "tz", None) else s
+    elif s.dtype == object and s.dropna().map(lambda v: hasattr(v, "year")).all():
+        parsed = _to_utc_days(s, None)  # Parquet date32 comes back as datetime.date objects
+    else:
+        parsed = _to_utc_days(s.astype("str").str.strip(), date_format or "ISO8601")
+    return parsed.astype("datetime64[us]").dt.normalize()
+
+
+def _to_utc_days(s: pd.Series, date_format: str | None) -> pd.Series:
+    try:
+        parsed = pd.to_datetime(s, format=date_format, errors="coerce", utc=True)
+    except (ValueError, TypeError, OverflowError):  # one value pandas cannot coerce: read them one by one
+        one = {v: _one_date(v, date_format) for v in s.dropna().unique()}
+        parsed = pd.Series([one.get(v, pd.NaT) for v in s], index=s.index, dtype="datetime64[us, UTC]")
+    return parsed.dt.tz_localize(None)
+
+
+def _one_date(value: object, date_format: str | None) -> pd.Timestamp:
+    try:
+        return pd.to_datetime(pd.Series([value]), format=date_format, errors="coerce", utc=True).iloc[0]
+    except (ValueError, TypeError, OverflowError):
+        return pd.NaT
 
 
 def _parse_flags(s: pd.Series) -> pd.Series:
@@ -82,6 +215,11 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
                     value = value.where(~numeric, value.str.zfill(mapping.hs_code_digits))
             if column in UPPERCASE_FIELDS:
                 value = value.str.upper()
+            cap = MAX_ID_LENGTH if is_id_field(column) else MAX_TEXT_LENGTH
+            long = (value.str.len() > cap).fillna(False).astype(bool)
+            if long.any():  # the whole value stays in the quarantine's raw row; the message shows its start
+                failures.append(_failures(frame, long, column, "too_long"))
+                value = value.mask(long)
             code = None
         elif parse_type == "date":
             value, code = _parse_dates(raw, mapping.date_format).astype("datetime64[us]"), "invalid_date"
@@ -94,12 +232,24 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
             value, code = _parse_flags(raw), "invalid_type"
         else:
             value, code = _parse_numbers(raw, mapping.decimal), "invalid_type"
-            if parse_type == "integer":
+            if parse_type == "integer":  # beyond ±2^53 a float no longer holds every whole number
+                huge = value.abs().gt(MAX_WHOLE_NUMBER).to_numpy()
+                if huge.any():
+                    failures.append(_failures(frame, huge, column, "out_of_range"))
+                    value = value.mask(huge)
                 value = value.where(value.isna() | value.mod(1).eq(0))
                 value = value.astype("Int64")
+            else:
+                infinite = np.isinf(value.to_numpy())
+                if infinite.any():  # inf, Infinity, 1e400: a number, but not one to store
+                    failures.append(_failures(frame, infinite, column, "non_finite"))
+                    value = value.mask(infinite)
         if code is not None:
             bad = raw.notna() & value.isna()  # text only for these few: casting every value to str is slow
             bad[bad] = raw[bad].astype("str").str.strip() != ""
+            for earlier in failures:  # already quarantined with a more precise reason
+                if len(earlier) and earlier["column"].iloc[0] == column:
+                    bad[frame.index.isin(earlier["row"])] = False
             if bad.any():
                 failures.append(pd.DataFrame({"row": frame.index[bad], "column": column, "code": code,
                                               "value": raw[bad].astype("str").to_numpy()}))
@@ -117,6 +267,12 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
     return typed_frame, pd.concat(failures, ignore_index=True) if failures else empty
 
 
+def _failures(frame: pd.DataFrame, mask: np.ndarray | pd.Series, column: str, code: str) -> pd.DataFrame:
+    mask = np.asarray(mask, dtype=bool)
+    return pd.DataFrame({"row": frame.index[mask], "column": column, "code": code,
+                         "value": frame[column][mask].astype("str").to_numpy()})
+
+
 def _pandera_failures(typed: pd.DataFrame, kind: Kind) -> pd.DataFrame:
     try:
         CONTRACTS[kind].validate(typed, lazy=True)
@@ -126,34 +282,57 @@ def _pandera_failures(typed: pd.DataFrame, kind: Kind) -> pd.DataFrame:
         if len(schema_level):  # a missing column or an uncastable dtype: our parser should have prevented it
             first = schema_level.iloc[0]
             raise DataError(f"{kind}: {first['column']}: {first['check']}") from exc
-        return pd.DataFrame({
-            "row": cases["index"].astype("int64").to_numpy(),
-            "column": cases["column"].astype("str").to_numpy(),
-            "code": cases["check"].map(lambda c: PANDERA_CHECKS.get(c, c)).to_numpy(),
-            "value": cases["failure_case"].astype("str").to_numpy(),
+        labels = cases["check"].eq("inconsistent_labels").to_numpy()
+        column_level = cases[~labels]
+        out = pd.DataFrame({
+            "row": column_level["index"].astype("int64").to_numpy(),
+            "column": column_level["column"].astype("str").to_numpy(),
+            "code": column_level["check"].map(lambda c: PANDERA_CHECKS.get(c, c)).to_numpy(),
+            "value": column_level["failure_case"].astype("str").to_numpy(),
         })
+        if labels.any():  # a dataframe-level check fails once per column: say once per row which labels contradict
+            rows = pd.unique(cases.loc[labels, "index"].astype("int64"))
+            said = label_contradictions(typed.loc[rows], kind)
+            out = pd.concat([out, pd.DataFrame({
+                "row": rows, "column": "labels", "code": "inconsistent_labels", "value": "",
+                "message": ("inconsistent labels: " + said.where(said != "", REASONS["inconsistent_labels"])).to_numpy(),
+            })], ignore_index=True)
+        return out
     return pd.DataFrame(columns=["row", "column", "code", "value"])
 
 
 def check_rows(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> RowCheck:
-    """Parse and validate every row; nothing is dropped without a reason."""
+    """Parse and validate every row; nothing is dropped without a reason.
+
+    Order: recode the mapping's `values` (raw text), parse, convert the mapping's `units`, then the contract's checks."""
     frame = frame.reset_index(drop=True)
+    frame, recoded = recode_values(frame, kind, mapping)
     typed, parse_failures = parse(frame, kind, mapping)
-    failures = pd.concat([parse_failures, _pandera_failures(typed, kind)], ignore_index=True)
+    typed, converted = convert_units(typed, kind, mapping)
+    conversions = recoded + converted
+    overflow = []
+    for name in mapping.units:  # a finite value scaled past what a float holds
+        infinite = np.isinf(typed[name].to_numpy(dtype="float64", na_value=np.nan)) if name in typed else None
+        if infinite is not None and infinite.any():
+            overflow.append(_failures(frame, infinite, name, "non_finite"))
+            typed[name] = typed[name].mask(infinite)
+    failures = pd.concat([parse_failures, *overflow, _pandera_failures(typed, kind)], ignore_index=True)
     if failures.empty:
-        return RowCheck(valid=typed, rejected=pd.DataFrame({"reason": [], "message": []}, dtype="str"), failures=failures)
+        return RowCheck(valid=typed, rejected=pd.DataFrame({"reason": [], "message": []}, dtype="str"), failures=failures,
+                        conversions=conversions)
     # The pandera check on a value the parser already rejected only repeats it.
     failures = failures.drop_duplicates(subset=["row", "column"], keep="first")
-    failures["message"] = (
+    generic = (
         failures["column"] + " " + failures["value"].map(_quote) + ": " + failures["code"].map(REASONS).fillna("failed a check")
     )
+    failures["message"] = failures["message"].fillna(generic) if "message" in failures else generic
     grouped = failures.groupby("row", sort=True)
     rejected = pd.DataFrame({
         "reason": grouped["code"].agg(lambda c: ";".join(dict.fromkeys(c))),
         "message": grouped["message"].agg("; ".join),
     })
     bad_rows = np.isin(typed.index, rejected.index)
-    return RowCheck(valid=typed[~bad_rows], rejected=rejected, failures=failures)
+    return RowCheck(valid=typed[~bad_rows], rejected=rejected, failures=failures, conversions=conversions)
 
 
 def _quote(value: object) -> str:

@@ -6,6 +6,9 @@ not at all, so a crash mid-way leaves the previous state intact.
 from __future__ import annotations
 
 import json
+import re
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,14 +40,24 @@ DECISIONS_DDL = """
 CREATE TABLE IF NOT EXISTS decisions (
     batch_id VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL, position BIGINT NOT NULL,
     declaration_id VARCHAR, risk_score DOUBLE, expected_revenue DOUBLE, lane VARCHAR NOT NULL,
-    selected_by VARCHAR, reasons VARCHAR, model_version VARCHAR, policy_hash VARCHAR NOT NULL, source VARCHAR)
+    selected_by VARCHAR, reasons VARCHAR, model_version VARCHAR, policy_hash VARCHAR NOT NULL, source VARCHAR);
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS request_id VARCHAR;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS thresholds_batch_id VARCHAR;
 """
+# Real-time answers (the API) are decisions too: batch_id and request_id hold the request's id, position the item's
+# place in the request, thresholds_batch_id the scoring batch whose cut-offs gave the lane. Scoring batches leave
+# the two added columns empty: `request_id IS NULL` tells a batch decision.
 BATCHES_DDL = """
 CREATE TABLE IF NOT EXISTS ingest_batches (
     batch_id VARCHAR PRIMARY KEY, kind VARCHAR, source VARCHAR, source_sha256 VARCHAR,
     started_at TIMESTAMP, finished_at TIMESTAMP, "read" BIGINT, stored BIGINT, updated BIGINT,
     quarantined BIGINT, duplicates BIGINT, expectations_passed BOOLEAN, expectations VARCHAR,
     unknown_columns VARCHAR)
+"""
+ACKS_DDL = """
+CREATE TABLE IF NOT EXISTS batch_acknowledgements (
+    batch_id VARCHAR NOT NULL, acknowledged_at TIMESTAMP NOT NULL, acknowledged_by VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL)
 """
 
 
@@ -64,6 +77,7 @@ class IngestSummary:
     expectation_failures: list[str] = field(default_factory=list)
     unknown_columns: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
+    conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
 
     @property
     def reconciles(self) -> bool:
@@ -83,6 +97,11 @@ def _table_ddl(kind: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {kind} ({', '.join(columns + meta)})"
 
 
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether a table exists (a warehouse written by an older version may lack the newer ones)."""
+    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
+
+
 def _same_values(new: pd.Series, old: pd.Series) -> np.ndarray:
     """Element-wise equality where two missing values count as equal."""
     if pd.api.types.is_datetime64_any_dtype(new):
@@ -93,21 +112,67 @@ def _same_values(new: pd.Series, old: pd.Series) -> np.ndarray:
     return ((new.isna() & old.isna()) | (new == old).fillna(False)).to_numpy(dtype=bool)
 
 
-class Warehouse:
-    """A DuckDB file. Open a connection per operation; DuckDB allows one writing process at a time."""
+def _latest_batch_sql(con: duckdb.DuckDBPyConnection) -> str | None:
+    """SQL for the id of the latest scoring batch of a model version (parameter: the version), real-time answers
+    aside; None when the warehouse has no decision log yet."""
+    columns = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'").fetchall()}
+    if not columns:
+        return None
+    batches = "request_id IS NULL AND " if "request_id" in columns else ""  # a warehouse from before real-time rows
+    return f"SELECT batch_id FROM decisions WHERE {batches}model_version = ? ORDER BY decided_at DESC LIMIT 1"
 
-    def __init__(self, path: Path):
+
+_PROCESS_LOCKS: dict[Path, threading.RLock] = {}  # see Warehouse.process_lock
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process held the warehouse file for longer than the wait allowed. Not bad input: retry later."""
+
+    def __init__(self, path: Path, waited: float, holder: str | None = None):
+        self.path, self.waited, self.holder = Path(path), waited, holder
+        by = f" (held by process {holder})" if holder else ""
+        super().__init__(f"warehouse {self.path} is busy: another process has it open{by}; waited {waited:.1f} s. "
+                         "Retry when that process has finished (or allow a longer wait)")
+
+
+DEFAULT_BUSY_WAIT = 30.0  # seconds Warehouse.connect waits for another process to let go of the file
+
+
+class Warehouse:
+    """A DuckDB file. Open a connection per operation; DuckDB allows one writing process at a time.
+
+    While another process holds the file (a writer, or a reader when we want to write), `connect` waits with
+    backoff for up to `busy_wait` seconds, then raises WarehouseBusy. Read-only connections share the file."""
+
+    def __init__(self, path: Path, busy_wait: float = DEFAULT_BUSY_WAIT):
         self.path = Path(path)
+        self.busy_wait = busy_wait
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """A connection, waiting (silently, with backoff) while another process holds a conflicting lock."""
+        started = time.monotonic()
+        pause = 0.05
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.IOException as exc:
+                if "Could not set lock" not in str(exc):
+                    raise DataError(f"warehouse {self.path} cannot be opened ({str(exc).splitlines()[0]})") from exc
+                waited = time.monotonic() - started
+                if waited >= self.busy_wait:
+                    holder = re.search(r"\(PID (\d+)\)", str(exc))
+                    raise WarehouseBusy(self.path, waited, holder.group(1) if holder else None) from exc
+                time.sleep(min(pause, self.busy_wait - waited))
+                pause = min(pause * 2, 1.0)
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if read_only and not self.path.exists():
             raise DataError(f"no warehouse at {self.path}: run 'aduana ingest' first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as exc:
-            raise DataError(f"warehouse {self.path} is in use by another process ({exc})") from exc
+        con = self._open(read_only)
         try:
             if not read_only:
                 for kind in STORED_KINDS:
@@ -115,9 +180,50 @@ class Warehouse:
                 con.execute(QUARANTINE_DDL)
                 con.execute(BATCHES_DDL)
                 con.execute(DECISIONS_DDL)
+                con.execute(ACKS_DDL)  # append-only: who accepted a batch's failed warnings, when, why
             yield con
         finally:
             con.close()
+
+    def process_lock(self) -> threading.RLock:
+        """The lock threads of this process take turns with on this file: DuckDB refuses a read-only and a
+        writing connection to one file at once within a process (the API reads its snapshot while its decision
+        log writes)."""
+        with _PROCESS_LOCKS_GUARD:
+            return _PROCESS_LOCKS.setdefault(self.path.resolve(), threading.RLock())
+
+    def append_answers(self, answers: pd.DataFrame) -> int:
+        """Append real-time answers to the decision log in one transaction (their columns: see DECISIONS_DDL).
+
+        A row already logged (same request id and position) is skipped, so a retried flush adds nothing. Returns
+        the rows added."""
+        with self.transaction() as con:
+            con.register("answers", answers)
+            added = con.execute(
+                "INSERT INTO decisions BY NAME SELECT * FROM answers a WHERE NOT EXISTS (SELECT 1 FROM decisions d "
+                "WHERE d.request_id = a.request_id AND d.position = a.position)").fetchone()[0]
+            con.unregister("answers")
+        return int(added)
+
+    def latest_batch_decisions(self, model_version: str | None) -> pd.DataFrame:
+        """The scored rows of the latest scoring batch made with this model version (real-time answers aside)."""
+        if not self.path.exists():
+            return pd.DataFrame()
+        with self.connect(read_only=True) as con:
+            latest = _latest_batch_sql(con)
+            if latest is None:
+                return pd.DataFrame()
+            return con.execute(f"SELECT * FROM decisions WHERE batch_id = ({latest}) AND risk_score IS NOT NULL",
+                               [model_version]).df()
+
+    def latest_batch_id(self, model_version: str | None) -> str | None:
+        """The id of the latest scoring batch made with this model version (real-time answers aside), if any."""
+        if not self.path.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            latest = _latest_batch_sql(con)
+            found = con.execute(latest, [model_version]).fetchall() if latest is not None else []
+        return found[0][0] if found else None
 
     def counts(self) -> dict[str, int]:
         """Row count of every table (0 for a warehouse not created yet)."""
@@ -136,10 +242,73 @@ class Warehouse:
                                    if c in frame.columns])
 
     def validation_failures(self, kind: str = "declarations") -> list[str]:
-        """Batches of this kind that stored rows although a dataset-level expectation failed."""
-        failed = self.read("SELECT batch_id, expectations FROM ingest_batches WHERE kind = ? AND stored > 0 "
-                           "AND NOT expectations_passed ORDER BY started_at", [kind])
-        return [f"{r.batch_id}: {r.expectations}" for r in failed.itertuples()]
+        """The failed warnings of batches of this kind that stored rows and that nobody has acknowledged.
+
+        One `"{batch_id}: {failures as JSON}"` per batch, oldest first (the promotion gate's input)."""
+        if not self.path.exists():
+            return []
+        with self.connect(read_only=True) as con:
+            acked = "AND batch_id NOT IN (SELECT batch_id FROM batch_acknowledgements)" \
+                if _has_table(con, "batch_acknowledgements") else ""
+            failed = con.execute("SELECT batch_id, expectations FROM ingest_batches WHERE kind = ? AND stored > 0 "
+                                 f"AND NOT expectations_passed {acked} ORDER BY started_at", [kind]).df()
+        out = []
+        for r in failed.itertuples():
+            listed = json.loads(r.expectations or "[]")
+            warnings = [f for f in listed if not str(f).startswith("critical")]
+            if warnings or not listed:
+                out.append(f"{r.batch_id}: {json.dumps(warnings)}")
+        return out
+
+    def failed_batches(self, kind: str | None = None) -> list[dict]:
+        """Every batch whose dataset-level expectations failed, oldest first, with its latest acknowledgement."""
+        if not self.path.exists():
+            return []
+        with self.connect(read_only=True) as con:
+            acks = ("(SELECT batch_id, acknowledged_at, acknowledged_by, reason FROM batch_acknowledgements "
+                    "QUALIFY row_number() OVER (PARTITION BY batch_id ORDER BY acknowledged_at DESC) = 1)"
+                    if _has_table(con, "batch_acknowledgements") else
+                    "(SELECT NULL::VARCHAR AS batch_id, NULL::TIMESTAMP AS acknowledged_at, "
+                    "NULL::VARCHAR AS acknowledged_by, NULL::VARCHAR AS reason WHERE false)")
+            frame = con.execute(
+                "SELECT b.batch_id, b.kind, b.source, b.started_at, b.stored, b.quarantined, b.expectations, "
+                f"a.acknowledged_at, a.acknowledged_by, a.reason FROM ingest_batches b LEFT JOIN {acks} a "
+                "ON a.batch_id = b.batch_id WHERE NOT b.expectations_passed AND (?::VARCHAR IS NULL OR b.kind = ?) "
+                "ORDER BY b.started_at", [kind, kind]).df()
+        when = lambda t: None if pd.isna(t) else pd.Timestamp(t).isoformat(sep=" ", timespec="seconds")  # noqa: E731
+        rows = []
+        for r in frame.itertuples():
+            failures = json.loads(r.expectations or "[]")
+            acked = not pd.isna(r.acknowledged_by)
+            rows.append({
+                "batch_id": r.batch_id, "kind": r.kind, "source": r.source, "file": Path(r.source).name,
+                "started_at": when(r.started_at), "stored": int(r.stored), "quarantined": int(r.quarantined),
+                "rejected": not r.stored and any(str(f).startswith("critical") for f in failures),
+                "failures": failures, "acknowledged": acked,
+                "acknowledged_by": r.acknowledged_by if acked else None,
+                "acknowledged_at": when(r.acknowledged_at) if acked else None,
+                "ack_reason": r.reason if acked else None,
+            })
+        return rows
+
+    def acknowledge(self, batch_id: str, reason: str, by: str) -> dict:
+        """Record (append-only) that `by` accepts this batch's failed expectations, and why."""
+        reason = reason.strip()
+        if not reason:
+            raise DataError("an acknowledgement needs a reason (--reason TEXT)")
+        if not self.path.exists():
+            raise DataError(f"unknown batch id {batch_id!r}: no warehouse at {self.path}")
+        at = datetime.now(UTC).replace(tzinfo=None)
+        with self.transaction() as con:
+            found = con.execute("SELECT kind, expectations_passed FROM ingest_batches WHERE batch_id = ?",
+                                [batch_id]).fetchall()
+            if not found:
+                raise DataError(f"unknown batch id {batch_id!r} (see 'aduana warnings')")
+            if found[0][1]:
+                raise DataError(f"batch {batch_id} passed its expectations: nothing to acknowledge")
+            con.execute("INSERT INTO batch_acknowledgements VALUES (?, ?, ?, ?)", [batch_id, at, by, reason])
+        return {"batch_id": batch_id, "kind": found[0][0], "acknowledged_by": by,
+                "acknowledged_at": at.isoformat(sep=" ", timespec="seconds"), "reason": reason}
 
     def read(self, sql: str, params: list | None = None) -> pd.DataFrame:
         with self.connect(read_only=True) as con:
@@ -166,6 +335,7 @@ class Warehouse:
             summary = self._store(con, batch, batch_id, started)
             summary.expectations_passed = expectations_passed
             summary.expectation_failures = list(expectation_failures or [])
+            summary.conversions = list(batch.conversions)
             self._record_batch(con, batch, summary, started)
         return summary
 

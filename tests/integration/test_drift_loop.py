@@ -106,10 +106,11 @@ def test_drift_event_triggers_one_gated_retrain(prefect_api, loaded_home, world,
         client = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
         retrained = client.search_runs(
             [client.get_experiment_by_name("aduana-warehouse").experiment_id],
-            "tags.`aduana.trigger` = 'drift' and tags.`aduana.role` = 'candidate'")
-        assert len(retrained) == 1
-        assert retrained[0].data.tags["aduana.gate"] in {"promoted", "refused"}
-        assert "log_declared_value" in retrained[0].data.tags["aduana.drift_features"]
+            "tags.`aduana.trigger` = 'drift'")
+        assert sorted(r.data.tags["aduana.role"] for r in retrained) == ["model", "reference"]
+        assert [r.data.tags.get("aduana.gate") for r in retrained if "aduana.gate" in r.data.tags] in (
+            ["promoted"], ["refused"])  # the candidate put forward carries the gate's verdict
+        assert all("log_declared_value" in r.data.tags["aduana.drift_features"] for r in retrained)
         assert client.get_model_version("customs-risk", "2").tags["gate"] in {"promoted", "refused"}
     finally:
         served.terminate()

@@ -4,10 +4,18 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
+from features.data.contract import KINDS
 from features.data.ingest import prepare_batch
 from features.data.quality import check_batch, load_suite
+from features.data.reference import merge
 from tests.conftest import write_csv
+
+DISTRIBUTION_TYPES = {"expect_column_median_to_be_between", "expect_column_mean_to_be_between",
+                      "expect_column_quantile_values_to_be_between", "expect_column_values_to_be_in_set",
+                      "expect_column_proportion_of_non_null_values_to_be_between",
+                      "expect_column_values_to_not_be_null"}
 
 
 def test_simulated_declarations_pass_the_suite_and_build_data_docs(world, tmp_path):
@@ -52,3 +60,35 @@ def test_a_large_batch_is_checked_on_a_seeded_sample(world, tmp_path):
     batch = prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(2000)))
     report = check_batch(batch.valid, "declarations", tmp_path / "home", sample_rows=500)
     assert report.evaluated_rows == 500
+
+
+def test_the_simulator_is_judged_against_its_own_reference_like_any_dataset(world, tmp_path):
+    first = prepare_batch(write_csv(tmp_path / "declarations_1.csv", world.declarations.head(1000)))
+    report = check_batch(first.valid, "declarations", tmp_path / "home")
+    assert report.passed and not report.compared
+    reference = merge(None, report.profile, "first")
+    later = prepare_batch(write_csv(tmp_path / "declarations_2.csv", world.declarations.iloc[1000:1500]))
+    report = check_batch(later.valid, "declarations", tmp_path / "home", reference=reference)
+    assert report.compared and report.passed, report.failures
+    assert not any(s.startswith("expect_column_median_to_be_between on declared_value") for s in report.skipped)
+
+
+def test_an_all_null_column_is_skipped_not_failed(world, tmp_path):
+    rows = world.declarations.head(300)
+    reference = merge(None, check_batch(prepare_batch(write_csv(tmp_path / "declarations_1.csv", rows)).valid,
+                                        "declarations", tmp_path / "home").profile, "first")
+    batch = prepare_batch(write_csv(tmp_path / "declarations_2.csv",
+                                    world.declarations.iloc[300:600].assign(office_id=None)))
+    report = check_batch(batch.valid, "declarations", tmp_path / "home", reference=reference)
+    assert report.passed, report.failures
+    assert any("on office_id" in s and "no values" in s for s in report.skipped)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_distribution_bound_is_a_constant_in_the_suites(kind):
+    """Ranges, code sets, shares and medians come from the dataset's reference profile, never from the suite."""
+    for e in load_suite(kind)["expectations"]:
+        if e["type"] in DISTRIBUTION_TYPES or ("relative" not in e and e["type"] == "expect_column_values_to_be_between"
+                                               and "max_value" in e["kwargs"]):
+            assert "relative" in e, e
+            assert not {"min_value", "max_value", "value_set"} & set(e["kwargs"]), e

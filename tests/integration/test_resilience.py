@@ -14,9 +14,8 @@ from training.gate import GatePolicy
 pytestmark = pytest.mark.integration
 
 
-def _challenger(client: MlflowClient, trained) -> tuple[str, str]:  # noqa: ANN001
-    run_id, _ = tracking.log_training(client, trained, "resilience", get_settings())
-    return run_id, tracking.register_challenger(client, run_id)
+def _runs(client: MlflowClient, trained) -> dict[str, str]:  # noqa: ANN001
+    return tracking.log_training(client, trained, "resilience", get_settings())
 
 
 @pytest.fixture
@@ -27,15 +26,15 @@ def registry(home, trained) -> MlflowClient:
 
 def test_overlapping_retrains_cannot_both_promote(registry, trained, home):
     """Two challengers gated at once: the lock makes the second face the first's champion, and lose to it."""
-    challengers = [_challenger(registry, trained) for _ in range(2)]
+    challengers = [_runs(registry, trained) for _ in range(2)]
     lock = home / "locks" / "promotion.lock"
     decisions = {}
 
-    def gate(run_id: str, version: str) -> None:
-        decisions[version] = promotion.gate_challenger(registry, trained, run_id, version, True,
-                                                       GatePolicy(margin=0.01), lock=lock)
+    def gate(runs: dict[str, str]) -> None:
+        version, decision = promotion.gate_challenger(registry, trained, runs, [], GatePolicy(margin=0.01), lock=lock)
+        decisions[version] = decision
 
-    threads = [threading.Thread(target=gate, args=c) for c in challengers]
+    threads = [threading.Thread(target=gate, args=(c,)) for c in challengers]
     for t in threads:
         t.start()
     for t in threads:
@@ -49,18 +48,17 @@ def test_overlapping_retrains_cannot_both_promote(registry, trained, home):
 
 def test_a_champion_that_moves_during_evaluation_blocks_the_promotion(registry, trained, monkeypatch):
     """Another machine promotes while this gate is measuring: the alias is not overwritten."""
-    first_run, first = _challenger(registry, trained)
-    assert promotion.gate_challenger(registry, trained, first_run, first, True, GatePolicy(margin=-1)).promote
-    _, other = _challenger(registry, trained)
-    run_id, version = _challenger(registry, trained)
-    real_evaluate = promotion.evaluate
+    first, decision = promotion.gate_challenger(registry, trained, _runs(registry, trained), [], GatePolicy(margin=-1))
+    assert decision.promote
+    other = tracking.register_challenger(registry, _runs(registry, trained)["model"])
+    real_load = tracking.load_version
 
-    def evaluate_while_someone_promotes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def load_while_someone_promotes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         registry.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, other)
-        return real_evaluate(*args, **kwargs)
+        return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(promotion, "evaluate", evaluate_while_someone_promotes)
-    decision = promotion.gate_challenger(registry, trained, run_id, version, True, GatePolicy(margin=-1))
+    monkeypatch.setattr(tracking, "load_version", load_while_someone_promotes)
+    version, decision = promotion.gate_challenger(registry, trained, _runs(registry, trained), [], GatePolicy(margin=-1))
     assert not decision.promote
     assert any(f"moved from v{first} to v{other}" in r for r in decision.reasons)
     assert tracking.alias_version(registry, tracking.CHAMPION) == other
@@ -76,10 +74,23 @@ def test_a_retrain_that_fails_mid_way_leaves_the_champion(prefect_api, loaded_ho
     def crash(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("worker lost mid-evaluation")
 
-    monkeypatch.setattr(promotion, "evaluate", crash)  # the gate crashes after v2 was logged and registered
+    monkeypatch.setattr(tracking, "load_version", crash)  # the gate crashes after v2 was logged and registered
     state = customs_retrain(dataset="test", return_state=True)
     assert state.is_failed()
     assert tracking.alias_version(client, tracking.CHAMPION) == "1"
     assert tracking.alias_version(client, tracking.CHALLENGER) == "2"
     assert "gate" not in client.get_model_version(tracking.MODEL_NAME, "2").tags
 
+
+
+def test_the_registry_holds_no_pickle_and_a_changed_model_file_is_refused(registry, trained, home):
+    """Loading a version runs no code from the store, and its CatBoost files must match their registered checksums."""
+    version, _ = promotion.gate_challenger(registry, trained, _runs(registry, trained), [], GatePolicy())
+    stored = [p for p in home.rglob("*") if p.is_file() and "mlartifacts" in p.parts]
+    assert not [p for p in stored if p.suffix in (".pkl", ".pickle")]
+    assert tracking.load_version(version).columns in (trained.model.columns, trained.reference.columns)
+    classifier = next(p for p in stored if p.name == "classifier.cbm"
+                      and registry.get_model_version(tracking.MODEL_NAME, version).source.split("/")[-1] in str(p))
+    classifier.write_bytes(classifier.read_bytes() + b"tampered")
+    with pytest.raises(ValueError, match="do not match the checksums"):
+        tracking.load_version(version)

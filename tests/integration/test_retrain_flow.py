@@ -18,26 +18,27 @@ pytestmark = pytest.mark.integration
 
 def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home, world, tmp_path, monkeypatch):
     monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "60")
-    monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")  # the first model is promoted whatever the baseline does
     first = customs_retrain(dataset="test")
-    assert first["version"] == "1" and first["promoted"]
-    assert first["baseline_metrics"]["precision_at_5pct"] is not None
+    assert first["version"] == "1" and first["promoted"]  # a first training always leaves something to serve
+    assert first["reference_metrics"]["precision_at_5pct"] is not None
+    assert {g["group"] for g in first["feature_groups"]} == {"hs", "price", "documents", "registry", "profiles"}
 
     client = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
-    run = client.get_run(first["run_id"])
+    run = client.get_run(first["model_run_id"])
     assert run.data.tags["prefect.flow_run_id"]
-    assert run.data.tags["aduana.gate"] == "promoted"
+    assert client.get_run(first["run_id"]).data.tags["aduana.gate"] == "promoted"
     assert run.data.params["data_hash"] == run.data.tags["aduana.data_hash"]
-    assert "precision_at_5pct" in run.data.metrics and "baseline_precision_at_5pct" in run.data.metrics
-    artifacts = {a.path for a in client.list_artifacts(first["run_id"], "plots")}
-    assert artifacts == {f"plots/{p}.png" for p in ("precision_revenue_at_k", "pr_curve", "feature_importance",
-                                                     "calibration")}
+    assert "precision_at_5pct" in run.data.metrics and "reference_pr_auc" in run.data.metrics
+    plots = {f"plots/{p}.png" for p in ("precision_revenue_at_k", "pr_curve", "feature_importance", "calibration")}
+    for run_id in (first["model_run_id"], first["reference_run_id"]):  # both runs hold a servable model and plots
+        assert {a.path for a in client.list_artifacts(run_id, "plots")} == plots
+        assert client.get_run(run_id).data.tags[tracking.MODEL_URI_TAG]
     assert len(run.inputs.dataset_inputs) == 1
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "aduana-test"
     assert experiment.artifact_location.startswith(loaded_home.resolve().as_uri())
-    baselines = client.search_runs([run.info.experiment_id], "tags.`aduana.role` = 'baseline'")
-    assert len(baselines) == 1
+    references = client.search_runs([run.info.experiment_id], "tags.`aduana.role` = 'reference'")
+    assert len(references) == 1
 
     mlflow.set_tracking_uri(f"sqlite:///{get_settings().mlflow_db}")
     champion = mlflow.pyfunc.load_model("models:/customs-risk@champion")
@@ -46,10 +47,9 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     assert list(scores.columns) == ["risk_score", "expected_revenue"]
     assert scores["risk_score"].between(0, 1).all()
 
-    monkeypatch.setenv("ADUANA_GATE_MARGIN", "0.01")  # the same data again: no better, so refused
-    second = customs_retrain(dataset="test")
+    second = customs_retrain(dataset="test")  # the same data again: no better than the champion, so refused
     assert second["version"] == "2" and not second["promoted"]
-    assert any("does not beat" in r and "champion v1" in r for r in second["reasons"])
+    assert any("does not beat" in r and "champion v1" in r and "interval" in r for r in second["reasons"])
     assert tracking.alias_version(client, "champion") == "1"
     assert tracking.alias_version(client, "challenger") == "2"
     assert client.get_model_version("customs-risk", "2").tags["gate"] == "refused"
@@ -58,21 +58,41 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     third = customs_retrain(dataset="test")
     assert third["promoted"] and tracking.alias_version(client, "champion") == "3"
 
-    assert tracking.rollback(client) == ("3", "1")
+    assert tracking.rollback(client, get_settings().promotions_log, "tester") == ("3", "1")
     assert tracking.alias_version(client, "champion") == "1"
     with pytest.raises(ValueError, match="no previous champion"):
         tracking.rollback(client)
 
+    # By hand, with a reason: the refused v2 serves, and the log says who, when and why.
+    assert tracking.promote_by_hand(client, "2", "reviewed offline on Q3 outcomes", "analyst",
+                                    get_settings().promotions_log) == "1"
+    assert tracking.alias_version(client, "champion") == "2"
+    tags = client.get_model_version("customs-risk", "2").tags
+    assert tags["promoted_by"] == "analyst" and tags["promotion_reason"] == "reviewed offline on Q3 outcomes"
+    log = tracking.read_promotions(get_settings().promotions_log)
+    assert [(e["action"], e["version"], e["by"]) for e in log] == [
+        ("promote", "1", "gate"), ("promote", "3", "gate"), ("rollback", "1", "tester"), ("promote", "2", "analyst")]
+    assert all(e["at"] for e in log)
+    with pytest.raises(ValueError, match="no version 9"):
+        tracking.promote_by_hand(client, "9", "typo", "analyst", get_settings().promotions_log)
+    with pytest.raises(ValueError, match="needs --reason"):
+        tracking.promote_by_hand(client, "1", " ", "analyst", get_settings().promotions_log)
 
-def test_data_that_failed_validation_is_never_promoted(prefect_api, loaded_home, world, tmp_path, monkeypatch):
+
+def test_validation_warnings_are_reported_and_block_only_when_the_policy_says(prefect_api, loaded_home, world,
+                                                                             tmp_path, monkeypatch):
     monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "40")
-    monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")
     late = world.declarations.tail(10).assign(declaration_id=lambda d: d["declaration_id"] + "-late")
     Warehouse(get_settings().warehouse_path).store(prepare_batch(write_csv(tmp_path / "declarations_late.csv", late)),
                                                    expectations_passed=False, expectation_failures=["warning: x"])
-    result = customs_retrain(dataset="test")
-    assert not result["promoted"] and not result["data_validated"]
-    assert any("FAILED validation" in r for r in result["reasons"])
+    monkeypatch.setenv("ADUANA_GATE_BLOCK_ON_WARNINGS", "true")
+    blocked = customs_retrain(dataset="test")
+    assert not blocked["promoted"] and len(blocked["validation_warnings"]) == 1
+    assert any("blocks promotion on warnings" in r for r in blocked["reasons"])
+    monkeypatch.setenv("ADUANA_GATE_BLOCK_ON_WARNINGS", "false")
+    reported = customs_retrain(dataset="test")
+    assert reported["promoted"]
+    assert any("1 unacknowledged validation warning" in r for r in reported["reasons"])
 
 
 def test_evaluate_on_a_foreign_dataset_without_revenue(prefect_api, home, world, tmp_path):

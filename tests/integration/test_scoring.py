@@ -119,6 +119,19 @@ def test_realtime_lanes_agree_with_the_batch(scorer, world):
     np.testing.assert_allclose(realtime["risk_score"], expected["risk_score"], rtol=1e-9)
 
 
+def test_seven_percent_of_a_hundred_declarations_is_seven_in_batch_and_in_real_time(scorer, world):
+    """0.07·100 is 7.000000000000001 in floating point: both sides inspect 7, as the backtest does."""
+    scorer.policy = LanePolicy(red_share=0.07, exploration_share=0.2, yellow_share=0.1)
+    batch = world.declarations.iloc[16_900:17_000].reset_index(drop=True)
+    out = scorer.score(batch)
+    assert (out["lane"] == "red").sum() == 7 and (out["selected_by"] == "exploration").sum() == 1
+    thresholds = Thresholds.from_decisions(out.assign(batch_id="b7"), "risk_score", scorer.policy.seed)
+    realtime = pd.concat([scorer.score_realtime(batch.iloc[[i]], thresholds) for i in range(len(batch))],
+                         ignore_index=True)
+    assert (realtime["lane"] == "red").sum() == 7
+    assert realtime["selected_by"].tolist() == out["selected_by"].tolist()
+
+
 def test_the_one_declaration_path_gives_build_features_values(scorer, world):
     """The API's pandas-free path for one declaration (features/row.py) against integrate + build_features, on
     stored and new declarations, with fields missing, unknown importers and HS codes, and shared bills of lading."""
@@ -149,6 +162,60 @@ def test_the_one_declaration_path_gives_build_features_values(scorer, world):
         np.testing.assert_allclose(one_scores.to_numpy(), scores.to_numpy(), rtol=1e-12)
         checked += 1
     assert checked == 200
+
+
+EDGE_AMOUNTS = [0.0, 5e-324, 2.2250738585072014e-308, 1e-300, 1.0, 2.0, 1e300, 1e308, 1.7976931348623157e308]
+
+
+def test_numeric_edge_values_give_the_same_features_on_both_paths(scorer, world):
+    """Zeros, subnormals, 1e308 and ratios that underflow or overflow: the one-row path and the frame path give
+    the same features (NaN where the other gives NaN), and a non-finite or non-positive unit price is missing."""
+    from hypothesis import HealthCheck, example, given, settings
+    from hypothesis import strategies as st
+
+    from features.build import build_features, integrate, price_bands
+    from features.row import integrate_row, row_features
+    from serving.api import Declaration, canonical_frame
+
+    rows = world.declarations.iloc[16_800:17_000].reset_index(drop=True)
+    fields = list(Declaration.model_fields)
+    context = scorer.context()
+    bands = scorer.model.price_bands if scorer.model.price_bands is not None else price_bands(context.history)
+    amount = st.one_of(st.sampled_from(EDGE_AMOUNTS), st.floats(0, 1e308, allow_nan=False, allow_infinity=False))
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.integers(0, len(rows) - 1), amount, st.one_of(st.none(), amount), st.one_of(st.none(), amount),
+           st.one_of(st.none(), amount), st.sampled_from(["stored", "new", "new-bill"]))
+    @example(0, 5e-324, 2.0, None, None, "new")
+    @example(1, 1e308, 5e-324, 1e308, 1e308, "new")
+    @example(2, 0.0, 0.0, 0.0, 0.0, "stored")
+    def check(i, value, mass, quantity, duty, kind):
+        r = rows.iloc[i]
+        record = {k: (None if pd.isna(r[k]) else r[k]) for k in fields if k in r}
+        record.update(declaration_date=r["declaration_date"].date(), declared_value=value, net_mass_kg=mass,
+                      quantity=quantity, duty_paid=duty)
+        if kind != "stored":
+            record["declaration_id"] += "-new"
+        if kind == "new-bill":
+            record["bill_of_lading"] = "BL-NEVER-SEEN"
+        item = Declaration.model_validate(record)
+        full = build_features(integrate(canonical_frame([item]), context=context), bands=bands,
+                              profiles=context.profiles)
+        one = row_features(integrate_row(item.model_dump(), context), bands, context)
+        expected = full.X.iloc[0]
+        for column in full.X.columns:  # every feature, not only those the model kept
+            if isinstance(expected[column], str):
+                assert one[column] == expected[column], column
+            else:
+                np.testing.assert_allclose(float(one[column]), float(expected[column]), rtol=1e-12, err_msg=column)
+        ratio = value / mass if mass else float("nan")
+        if not (np.isfinite(ratio) and ratio > 0):
+            assert np.isnan(expected["log_unit_price"]) and np.isnan(one["log_unit_price"])
+        assert one["price_reference_log"] == pytest.approx(full.price_reference_log.iloc[0], nan_ok=True)
+        scores = scorer._scores(canonical_frame([item]))[2]
+        np.testing.assert_allclose(scorer._scores_one(item.model_dump())[2].to_numpy(), scores.to_numpy(), rtol=1e-12)
+
+    check()
 
 
 def test_a_new_champion_is_picked_up_and_a_broken_registry_keeps_the_last_one(scorer, trained, world):

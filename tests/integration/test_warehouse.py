@@ -1,13 +1,19 @@
 """Storing batches in a real DuckDB warehouse: reconciliation, idempotency, atomicity, outcomes."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from features.data.errors import DataError
 from features.data.ingest import prepare_batch, reject_batch
-from features.data.warehouse import Warehouse
+from features.data.warehouse import Warehouse, WarehouseBusy
 from tests.conftest import write_csv
 
 
@@ -21,7 +27,7 @@ def _messy(declarations: pd.DataFrame, tmp_path: Path) -> Path:
     d = declarations.head(300).reset_index(drop=True).astype({"declared_value": object, "declaration_date": object})
     d.loc[0, "hs_code"] = "12"
     d.loc[1, "declared_value"] = "lots"
-    d.loc[2, "origin_country"] = "ZZ"
+    d.loc[2, "origin_country"] = "QQ"
     d.loc[3, "declaration_date"] = "not a date"
     d.loc[4, "importer_id"] = None
     repeat = d.iloc[[10]]
@@ -142,3 +148,66 @@ def test_two_homes_never_interfere(world, tmp_path):
     a.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(10))))
     assert a.counts()["declarations"] == 10
     assert b.counts()["declarations"] == 0
+
+
+HOLD = ("import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == 'ro'); "
+        "print('held', flush=True); time.sleep(float(sys.argv[3]))")
+
+
+@contextmanager
+def _held_by_another_process(path: Path, seconds: float, read_only: bool = False) -> Iterator[None]:
+    """Another process opens the warehouse file (writing, or read-only) and keeps it for `seconds`."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(path), "ro" if read_only else "rw", str(seconds)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.fixture
+def small_batch(world, tmp_path):
+    return prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(10)))
+
+
+def test_a_store_waits_for_another_process_to_let_go_and_then_succeeds(tmp_path, warehouse, small_batch):
+    # Given a warehouse that another process holds open for writing for about 2 s
+    with warehouse.connect():
+        pass
+    with _held_by_another_process(warehouse.path, 2.0):
+        # When a batch is stored meanwhile
+        started = time.monotonic()
+        summary = warehouse.store(small_batch)
+        # Then the store waited for the file, and then stored every row
+        assert time.monotonic() - started > 1.0
+    assert summary.stored == 10 and summary.reconciles
+    assert warehouse.counts()["declarations"] == 10
+
+
+def test_a_warehouse_busy_past_the_wait_is_a_distinct_error_and_changes_nothing(tmp_path, small_batch):
+    # Given a warehouse with one stored batch, held by another process longer than our wait allows
+    path = tmp_path / "w.duckdb"
+    Warehouse(path).store(small_batch)
+    before = Warehouse(path).counts()
+    with _held_by_another_process(path, 5.0):
+        # When a store allowed to wait 0.5 s is attempted
+        started = time.monotonic()
+        with pytest.raises(WarehouseBusy) as info:
+            Warehouse(path, busy_wait=0.5).store(small_batch)
+        waited = time.monotonic() - started
+    # Then it gave up after about the wait, with an error that names the file and says to retry (not bad input)
+    assert 0.4 < waited < 3.0
+    assert not isinstance(info.value, DataError)
+    assert str(path) in str(info.value) and "busy" in str(info.value) and "Retry" in str(info.value)
+    assert Warehouse(path).counts() == before
+
+
+def test_readers_share_the_warehouse_with_another_reader(tmp_path, small_batch):
+    path = tmp_path / "w.duckdb"
+    Warehouse(path).store(small_batch)
+    with _held_by_another_process(path, 3.0, read_only=True):
+        started = time.monotonic()
+        assert Warehouse(path, busy_wait=0.5).counts()["declarations"] == 10
+        assert time.monotonic() - started < 1.0

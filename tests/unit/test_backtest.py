@@ -15,19 +15,16 @@ from serving.backtest import (
     BacktestConfig,
     BacktestData,
     Knowledge,
-    capacity_for,
     from_labelled,
     from_world,
     label_free,
     revealed_profiles,
     run_backtest,
-    select_hybrid,
     shared_features,
-    split_hybrid,
-    top_k,
     weekly_table,
     with_profiles,
 )
+from serving.selection import capacity, select, split_exploration, top_k
 from tests.conftest import FAST
 
 CONFIG = BacktestConfig(warmup_weeks=4, max_weeks=5, retrain_every=2, fit=FAST, seed=11)
@@ -55,7 +52,7 @@ def _picks(result, policy: str) -> list[list[str]]:
 @pytest.mark.parametrize(("rows", "share", "expected"), [(100, 0.07, 7), (101, 0.05, 6), (100, 0.05, 5), (0, 0.05, 0),
                                                           (3, 1.0, 3), (19, 0.05, 1)])
 def test_capacity_is_the_ceiling_of_the_share(rows, share, expected):
-    assert capacity_for(rows, share) == expected
+    assert capacity(rows, share) == expected
 
 
 def test_top_k_breaks_ties_by_the_seeded_draw():
@@ -65,10 +62,11 @@ def test_top_k_breaks_ties_by_the_seeded_draw():
 
 
 def test_hybrid_keeps_the_capacity_and_explores_outside_the_top():
-    assert split_hybrid(10, 0.1) == (9, 1) and split_hybrid(96, 0.1) == (86, 10) and split_hybrid(3, 0.0) == (3, 0)
+    assert split_exploration(10, 0.1) == (9, 1) and split_exploration(96, 0.1) == (86, 10)
+    assert split_exploration(3, 0.0) == (3, 0)
     scores = np.linspace(1, 0, 50)
     draw = np.arange(50, dtype="uint64")[::-1].copy()  # the draw prefers the lowest scores
-    exploit, explored = select_hybrid(scores, 10, 0.2, draw)
+    exploit, explored = select(scores, 10, 0.2, draw)
     assert exploit.tolist() == list(range(8))
     assert explored.tolist() == [49, 48]
 
@@ -135,14 +133,14 @@ def test_a_revealed_label_counts_from_the_next_week_not_the_same_week(data):
 def test_each_policy_selects_exactly_its_capacity_every_week(replayed):
     weekly = replayed.weekly
     assert set(weekly["policy"]) == {"model", "hybrid", "random", "rules"} and weekly["week"].nunique() == 5
-    expected = weekly["declarations"].map(lambda n: capacity_for(n, CONFIG.capacity))
+    expected = weekly["declarations"].map(lambda n: capacity(n, CONFIG.capacity))
     assert (weekly["selected"] == expected).all()
     counts = replayed.selections.groupby(["policy", "week"])["declaration_id"].nunique()
     assert (counts.to_numpy() == weekly.set_index(["policy", "week"]).loc[counts.index, "selected"].to_numpy()).all()
     hybrid = replayed.selections[replayed.selections["policy"] == "hybrid"]
     explored = hybrid.groupby("week")["stratum"].apply(lambda s: (s == "exploration").sum())
     model_weeks = weekly[weekly["policy"] == "hybrid"].set_index("week")["selected"]
-    assert (explored == model_weeks.map(lambda k: split_hybrid(k, CONFIG.exploration)[1])).all()
+    assert (explored == model_weeks.map(lambda k: split_exploration(k, CONFIG.exploration)[1])).all()
 
 
 def test_models_refit_every_k_weeks_and_only_model_policies_fit(replayed):

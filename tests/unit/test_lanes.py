@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from serving.lanes import LanePolicy, Rules, allocate, load_policy
+from serving.selection import Thresholds, capacity, exploration_draw, rule_hits, top_k
 
 
 def _batch(n: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -97,6 +98,54 @@ def test_capacity_per_office_per_day():
 def test_small_batches_round_capacity_up(n):
     lanes = allocate(_batch(n).assign(origin_country="JP"), POLICY)
     assert (lanes["lane"] == "red").sum() == math.ceil(0.05 * n)
+
+
+def test_seven_percent_of_a_hundred_is_seven_in_batch_real_time_and_backtest():
+    """One capacity for all three: 0.07·100 is 7.000000000000001 in floating point, and ⌈·⌉ of it must still be 7."""
+    from types import SimpleNamespace
+
+    from serving.backtest import BacktestConfig, _select
+
+    batch = _batch(100).assign(origin_country="JP")
+    policy = POLICY.model_copy(update={"red_share": 0.07, "exploration_share": 0.2})
+    assert capacity(100, 0.07) == 7
+    lanes = allocate(batch, policy)
+    assert (lanes["lane"] == "red").sum() == 7 and (lanes["selected_by"] == "exploration").sum() == 1
+    # Real time: thresholds learned from that batch, then each declaration alone.
+    decisions = pd.concat([batch[["declaration_id", "risk_score", "expected_revenue"]], lanes], axis=1)
+    thresholds = Thresholds.from_decisions(decisions.assign(batch_id="b"), "risk_score", policy.seed)
+    realtime = pd.concat([
+        thresholds.lanes(np.array([""], dtype=object), batch["risk_score"].iloc[[i]].to_numpy(),
+                         exploration_draw(batch["declaration_id"].iloc[[i]], policy.seed))
+        for i in range(len(batch))], ignore_index=True)
+    assert (realtime["lane"] == "red").sum() == 7
+    assert realtime[["lane", "selected_by"]].equals(lanes[["lane", "selected_by"]].reset_index(drop=True))
+    # The backtest: a week of 100 declarations at a 7 % capacity, under every policy that needs no model.
+    replay = SimpleNamespace(config=BacktestConfig(capacity=0.07, seed=3), rulebook=None)
+    chosen, _, _ = _select(replay, "random", batch, None)
+    assert len(chosen) == 7
+
+
+def test_ties_are_broken_by_the_seeded_draw_not_the_row_order():
+    batch = _batch(200).assign(risk_score=0.5, origin_country="JP")  # every score equal
+    first = allocate(batch, POLICY).set_index(batch["declaration_id"])
+    shuffled = batch.iloc[::-1]
+    second = allocate(shuffled, POLICY).set_index(shuffled["declaration_id"])
+    pd.testing.assert_frame_equal(first.sort_index(), second.sort_index())
+    draw = exploration_draw(batch["declaration_id"], POLICY.seed)
+    model = first["selected_by"].eq("model") & first["lane"].eq("red")
+    expected = batch["declaration_id"].iloc[top_k(batch["risk_score"].to_numpy(), int(model.sum()), draw)]
+    assert set(first.index[model.to_numpy()]) == set(expected)
+
+
+def test_missing_scores_rank_last():
+    assert top_k(np.array([np.nan, 0.2, 0.9, np.nan]), 3, np.zeros(4, dtype="uint64")).tolist() == [2, 1, 0]
+
+
+def test_rule_hits_name_the_rule():
+    batch = _batch(10)
+    hits = rule_hits(batch, Rules(embargoed_origins=["KP"]))
+    assert hits.iloc[-1] == "origin KP is under embargo" and (hits.iloc[:-1] == "").all()
 
 
 def test_the_policy_hash_changes_with_the_policy():

@@ -111,6 +111,18 @@ def test_csv_keeps_leading_zeros_and_sniffs_the_delimiter(tmp_path):
         ("columns: [a, b\n", "not valid YAML"),
         ("hs_code_digits: 3\n", "hs_code_digits"),
         ("labels: {hs_code: HS}\n", "not a label"),
+        ("units: {tax_rat: percent}\n", "units: 'tax_rat' is not a field.*did you mean 'tax_rate'"),
+        ("units: {hs_code: percent}\n", "units: 'hs_code' is a text field; units apply to numeric fields only"),
+        ("units: {declaration_date: {scale: 10}}\n", "'declaration_date' is a date field"),
+        ("units: {fraud: percent}\n", "'fraud' is a flag field"),
+        ("units: {tax_rate: percnt}\n", "units: Value error, tax_rate: expected 'percent' or {scale: FACTOR}"),
+        ("units: {tax_rate: {scale: 0}}\n", "tax_rate: expected 'percent'.*positive FACTOR"),
+        ("units: {tax_rate: {scale: 10, offset: 1}}\n", "tax_rate: expected"),
+        ("values: {critcal: {'2': 1}}\n", "values: 'critcal' is not a field or label.*did you mean 'critical'"),
+        ("values: {critical: [0, 1]}\n", "critical: expected a mapping of source value to target value"),
+        ("values: {critical: {yes: 1}}\n", "critical: key True was read by YAML as a boolean; quote it"),
+        ("values: {critical: {2: 1, '2': 0}}\n", "critical: source value '2' is listed twice"),
+        ("values: {critical: {'2': [1]}}\n", "critical: the target of '2' must be a single value"),
     ],
 )
 def test_bad_mappings_are_explained(tmp_path, yaml_text, message):

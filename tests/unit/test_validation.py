@@ -43,7 +43,8 @@ def test_a_good_row_passes_with_canonical_types():
         ("hs_code", "87032", "invalid_hs_code"),
         ("hs_code", "990000", "invalid_hs_code"),
         ("hs_code", "ABCDEF", "invalid_hs_code"),
-        ("origin_country", "XX", "invalid_country_code"),
+        ("origin_country", "QQ", "invalid_country_code"),
+        ("departure_country", "QQ", "invalid_country_code"),
         ("origin_country", "JPN", "invalid_country_code"),
         ("importer_id", None, "missing_required"),
         ("declared_value", None, "missing_required"),
@@ -67,7 +68,7 @@ def test_contradictory_labels_are_rejected():
 
 
 def test_a_row_with_several_problems_lists_them_all():
-    _, rejected = _check(hs_code="12", origin_country="XX", declared_value="-1")
+    _, rejected = _check(hs_code="12", origin_country="QQ", declared_value="-1")
     assert set(rejected.loc[0, "reason"].split(";")) == {"invalid_hs_code", "invalid_country_code", "negative_value"}
     assert rejected.loc[0, "message"].count(";") == 2
 
@@ -80,6 +81,25 @@ def test_zero_value_is_legal():
 def test_namibia_is_a_country_not_a_missing_value():
     valid, rejected = _check(origin_country="NA")
     assert rejected.empty and valid.loc[0, "origin_country"] == "NA"
+
+
+@pytest.mark.parametrize("field", ["origin_country", "departure_country"])
+@pytest.mark.parametrize("code", ["ZZ", "XX", "XZ", " zz "])
+def test_unknown_country_codes_are_country_values_of_their_own(field, code):
+    # Given a declaration whose country is ISO 3166's user-assigned code for "unknown"
+    # When it is checked
+    valid, rejected = _check(**{field: code})
+    # Then it is kept, as that code
+    assert rejected.empty
+    assert valid.loc[0, field] == code.strip().upper()
+
+
+def test_the_api_accepts_what_files_accept():
+    from features.data.contract import ASSIGNED_COUNTRIES, ISO_COUNTRIES, UNKNOWN_COUNTRY_CODES
+
+    assert {"ZZ", "XX", "XZ"} == UNKNOWN_COUNTRY_CODES
+    assert ISO_COUNTRIES == ASSIGNED_COUNTRIES | UNKNOWN_COUNTRY_CODES
+    assert "QQ" not in ISO_COUNTRIES
 
 
 def test_codes_are_normalised():

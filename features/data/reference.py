@@ -1,0 +1,285 @@
+"""The reference profile: what a dataset's own accepted history looks like, per kind, under ADUANA_HOME.
+
+Relative expectations (suite entries with a `relative` field, see expectations/suites/*.json) get their
+bounds from this profile at run time, never from numbers tuned to one dataset. The profile is a running sum
+of mergeable statistics over every accepted batch of the kind:
+
+- per column: rows where the column had values in its batch, and nulls among them (null shares);
+- numeric columns with a median/quantile template: a log-scale histogram (1/40 decade per bin, about 6 %
+  resolution, plus a count of zeros), from which medians and high quantiles are read;
+- code columns with a value_set template: every code seen with its count (dropped once a column has more
+  than MAX_TRACKED_CODES distinct values: it is then no code column);
+- 0/1 columns with a mean template: sum and count of non-null values;
+- the same, restricted to labelled rows (`inspected == 1`), for templates with `"rows": "labelled"`.
+
+A column whose every value is empty in a batch counts as absent from that batch, as in the checks.
+
+When it is written: a batch that stored rows and passed every expectation is merged into the reference
+after the warehouse transaction has committed. A batch that stored rows but failed a warning keeps its
+profile in `pending/<batch_id>.json` until someone acknowledges it (`aduana warnings --ack`), so a unit
+error never becomes the yardstick by itself. Files are replaced atomically (tmp + fsync + rename), and a
+batch id is merged at most once.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+PROFILE_VERSION = 1
+BINS_PER_DECADE = 40
+MAX_TRACKED_CODES = 1000
+SIGMAS = 3.0  # sampling slack: this many binomial standard errors of the batch's size
+LABELLED = "labelled"
+ALL = "all"
+BOOKKEEPING = ("row_number", "row_hash")
+
+
+class NotComparable(Exception):
+    """The reference cannot bound this expectation (no history for the column, a zero median, too many codes)."""
+
+
+def labelled_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose control outcome is known: the contract's `inspected == 1`."""
+    if "inspected" not in frame.columns:
+        return frame.iloc[0:0]
+    return frame[(frame["inspected"] == 1).fillna(False).to_numpy(dtype=bool)]
+
+
+def section_of(expectation: dict) -> str:
+    return LABELLED if expectation.get("rows") == LABELLED else ALL
+
+
+def _needs(suite: dict) -> dict[str, dict[str, set[str]]]:
+    """Section → column → statistics that the suite's relative templates read."""
+    needs: dict[str, dict[str, set[str]]] = {ALL: {}, LABELLED: {}}
+    for e in suite["expectations"]:
+        if "relative" in e:
+            needs[section_of(e)].setdefault(e["kwargs"]["column"], set()).add(e["relative"]["stat"])
+    return needs
+
+
+def _log_bins(values: np.ndarray) -> tuple[int, dict[str, int]]:
+    positive = values[values > 0]
+    keys, counts = np.unique(np.floor(np.log10(positive) * BINS_PER_DECADE).astype(np.int64), return_counts=True)
+    return int(len(values) - len(positive)), {str(int(k)): int(c) for k, c in zip(keys, counts, strict=True)}
+
+
+def _column_profile(s: pd.Series, stats: set[str]) -> dict | None:
+    values = s.dropna()
+    if values.empty:
+        return None
+    entry: dict = {"rows": int(len(s)), "nulls": int(len(s) - len(values))}
+    if stats & {"median", "quantile"} and pd.api.types.is_numeric_dtype(values):
+        entry["zeros"], entry["bins"] = _log_bins(values.to_numpy(dtype="float64"))
+    if "mean" in stats and pd.api.types.is_numeric_dtype(values):
+        entry["sum"], entry["count"] = float(values.astype("float64").sum()), int(len(values))
+    if "value_set" in stats:
+        codes = values.astype("str").value_counts()
+        entry["codes"] = None if len(codes) > MAX_TRACKED_CODES else {str(k): int(v) for k, v in codes.items()}
+    return entry
+
+
+def profile_frame(frame: pd.DataFrame, suite: dict, kind: str) -> dict:
+    """The profile of one batch (the rows its expectations were checked on)."""
+    needs = _needs(suite)
+    sections = {}
+    for section, part, columns in ((ALL, frame, [c for c in frame.columns if c not in BOOKKEEPING]),
+                                   (LABELLED, labelled_rows(frame), list(needs[LABELLED]))):
+        entries = {c: _column_profile(part[c], needs[section].get(c, set())) for c in columns if c in part.columns}
+        sections[section] = {"rows": int(len(part)), "columns": {c: e for c, e in entries.items() if e is not None}}
+    return {"version": PROFILE_VERSION, "kind": kind, "rows": int(len(frame)), "batches": [], "sections": sections}
+
+
+def _merge_entry(old: dict, new: dict) -> dict:
+    out = dict(old)
+    for key in ("rows", "nulls", "zeros", "sum", "count"):
+        if key in new:
+            out[key] = old.get(key, 0) + new[key]
+    if "bins" in new:
+        bins = dict(old.get("bins", {}))
+        for k, v in new["bins"].items():
+            bins[k] = bins.get(k, 0) + v
+        out["bins"] = bins
+    if "codes" in new:
+        if new["codes"] is None or ("codes" in old and old["codes"] is None):
+            out["codes"] = None  # too many distinct values once: never a code column again
+        else:
+            codes = dict(old.get("codes") or {})
+            for k, v in new["codes"].items():
+                codes[k] = codes.get(k, 0) + v
+            out["codes"] = None if len(codes) > MAX_TRACKED_CODES else codes
+    return out
+
+
+def merge(reference: dict | None, profile: dict, batch_id: str) -> dict:
+    """The reference with one more batch's profile added (unchanged if that batch was merged before)."""
+    if reference is None:
+        reference = {"version": PROFILE_VERSION, "kind": profile["kind"], "rows": 0, "batches": [],
+                     "sections": {ALL: {"rows": 0, "columns": {}}, LABELLED: {"rows": 0, "columns": {}}}}
+    if batch_id in reference["batches"]:
+        return reference
+    out = {**reference, "rows": reference["rows"] + profile["rows"], "batches": [*reference["batches"], batch_id],
+           "updated_at": datetime.now(UTC).isoformat(timespec="seconds"), "sections": {}}
+    for name in (ALL, LABELLED):
+        old, new = reference["sections"].get(name, {"rows": 0, "columns": {}}), profile["sections"][name]
+        columns = dict(old["columns"])
+        for column, entry in new["columns"].items():
+            columns[column] = _merge_entry(columns.get(column, {}), entry)
+        out["sections"][name] = {"rows": old["rows"] + new["rows"], "columns": columns}
+    return out
+
+
+def quantile(entry: dict, q: float) -> float | None:
+    """The q-quantile read off a column's histogram (the bin's geometric centre; 0 among the zeros)."""
+    bins = sorted((int(k), v) for k, v in entry.get("bins", {}).items())
+    total = entry.get("zeros", 0) + sum(v for _, v in bins)
+    if "bins" not in entry or total == 0:
+        return None
+    rank, seen = q * total, entry.get("zeros", 0)
+    if rank <= seen:
+        return 0.0
+    for key, count in bins:
+        seen += count
+        if rank <= seen:
+            return float(10 ** ((key + 0.5) / BINS_PER_DECADE))
+    return float(10 ** ((bins[-1][0] + 0.5) / BINS_PER_DECADE))
+
+
+def slack(p: float, n: int) -> float:
+    """SIGMAS binomial standard errors of a share p seen on n rows (variance floored at 1/n): small batches are
+    not judged on noise."""
+    return SIGMAS * math.sqrt(max(p * (1 - p), 1 / max(n, 1)) / max(n, 1))
+
+
+def _g(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def relative_kwargs(expectation: dict, reference: dict, n: int) -> tuple[dict, str]:
+    """The kwargs a relative template gets from the reference, and one line saying where they come from.
+
+    `n` is the number of non-null values the batch has for the column (in the template's rows)."""
+    rel, column = expectation["relative"], expectation["kwargs"]["column"]
+    entry = reference["sections"].get(section_of(expectation), {}).get("columns", {}).get(column)
+    if entry is None:
+        raise NotComparable("the reference has no values for this column yet")
+    stat = rel["stat"]
+    if stat == "median":
+        ref, factor = quantile(entry, 0.5), float(rel["factor"])
+        if not ref:
+            raise NotComparable("the reference median is 0, so no factor bounds it")
+        return ({"min_value": ref / factor, "max_value": ref * factor},
+                f"reference median {_g(ref)}, allowed ×/÷{_g(factor)}: {_g(ref / factor)}–{_g(ref * factor)}")
+    if stat == "quantile":
+        q, factor = float(rel["q"]), float(rel["factor"])
+        ref = quantile(entry, q)
+        if not ref:
+            raise NotComparable(f"the reference {q:g} quantile is 0, so no factor bounds it")
+        mostly = max(0.0, q - slack(1 - q, n))
+        return ({"max_value": ref * factor, "mostly": mostly},
+                f"reference {q:g} quantile {_g(ref)}; at least {mostly:.1%} of values ≤ {_g(factor)}× that = {_g(ref * factor)}")
+    if stat == "value_set":
+        codes, max_codes = entry.get("codes"), int(rel.get("max_codes", MAX_TRACKED_CODES))
+        if codes is None or len(codes) > max_codes:
+            raise NotComparable(f"more than {max_codes} distinct values in the reference: not a code column here")
+        mostly = max(0.0, float(rel["mostly"]) - slack(1 - float(rel["mostly"]), n))
+        return ({"value_set": sorted(codes), "mostly": mostly},
+                f"{len(codes)} codes seen in the reference; at least {mostly:.1%} of values among them")
+    if stat == "null_share":
+        ref = entry["nulls"] / entry["rows"]
+        allowed = min(1.0, ref + float(rel["max_increase"]) + slack(ref, n))
+        return ({"min_value": 1 - allowed},
+                f"reference null share {ref:.1%}; allowed up to {allowed:.1%}")
+    if stat == "mean":
+        if not entry.get("count"):
+            raise NotComparable("the reference has no numeric values for this column")
+        ref = entry["sum"] / entry["count"]
+        tol = float(rel["tolerance"]) + slack(ref, n)
+        low, high = max(0.0, ref - tol), min(1.0, ref + tol)
+        return ({"min_value": low, "max_value": high},
+                f"reference mean {ref:.3f} ({entry['count']:,} values), allowed {low:.3f}–{high:.3f}")
+    raise ValueError(f"unknown relative statistic {stat!r} in the suite")
+
+
+# --- files -------------------------------------------------------------------------------------------------
+
+def reference_path(folder: Path, kind: str) -> Path:
+    return Path(folder) / f"{kind}.json"
+
+
+def pending_path(folder: Path, batch_id: str) -> Path:
+    return Path(folder) / "pending" / f"{batch_id}.json"
+
+
+def load_reference(folder: Path, kind: str) -> dict | None:
+    """The kind's reference profile, or None when no batch of this dataset has been accepted yet."""
+    path = reference_path(folder, kind)
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as fh:
+        json.dump(data, fh, indent=1, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """One writer at a time per reference folder (read, merge, replace)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / ".lock").open("w") as fh:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: DuckDB's single writer already serialises ingests
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def record_batch(folder: Path, batch_id: str, profile: dict, accepted: bool) -> Path:
+    """After a batch stored rows: merge its profile into the reference if it passed, else keep it pending."""
+    folder = Path(folder)
+    if not accepted:
+        path = pending_path(folder, batch_id)
+        _write_atomic(path, profile)
+        return path
+    with _locked(folder):
+        path = reference_path(folder, profile["kind"])
+        _write_atomic(path, merge(load_reference(folder, profile["kind"]), profile, batch_id))
+    return path
+
+
+def accept_pending(folder: Path, batch_id: str) -> bool:
+    """Merge a pending (warned, now acknowledged) batch's profile into the reference. False if none is pending."""
+    folder, pending = Path(folder), pending_path(folder, batch_id)
+    if not pending.exists():
+        return False
+    profile = json.loads(pending.read_text())
+    with _locked(folder):
+        path = reference_path(folder, profile["kind"])
+        _write_atomic(path, merge(load_reference(folder, profile["kind"]), profile, batch_id))
+    pending.unlink(missing_ok=True)  # after the merge: a crash in between merges nothing twice (ids are kept)
+    return True
+
+
+def reference_summary(reference: dict | None) -> dict:
+    """What Data Docs and the report say about the reference a batch was compared with."""
+    if reference is None:
+        return {"rows": 0, "batches": 0}
+    return {"rows": reference["rows"], "batches": len(reference["batches"]), "updated_at": reference.get("updated_at")}

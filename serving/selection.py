@@ -1,0 +1,139 @@
+"""Selection: who goes red, in one place for batch lanes, real-time lanes and the backtest.
+
+- `capacity`: how many of `rows` declarations a share allows, ⌈share·rows⌉, rounded first so that float error
+  (0.07·100 = 7.000000000000001) does not cost an extra inspection.
+- `split_exploration`: (model picks, random picks) of a capacity.
+- `top_k`: the k highest scores, equal scores ordered by a seeded draw (so the order of rows never matters).
+- `exploration_draw`: a pseudo-random number per declaration, from its id and a seed only.
+- `select`: the model's top picks, then a random draw among the rest.
+- `rule_hits`: the hard rules (watch lists, prohibited goods) that put a declaration red whatever its score,
+  matched on the text normal form of features/data/text.py (a zero-width copy of a listed id is that id).
+- `Thresholds`: the same selection one declaration at a time (the API), as cut-offs learned from a batch.
+
+Pure: numpy, pandas and the text normal form only.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from features.data.text import normalise, normalise_text
+
+RED, YELLOW, GREEN = "red", "yellow", "green"
+
+
+class Rules(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    watchlist_importers: list[str] = Field(default_factory=list)
+    prohibited_hs_prefixes: list[str] = Field(default_factory=list)
+    licensed_hs_prefixes: list[str] = Field(default_factory=list)
+    embargoed_origins: list[str] = Field(default_factory=list)
+
+
+def capacity(rows: int, share: float) -> int:
+    """Selections a share of `rows` allows: ⌈share·rows⌉, at most `rows` (rounded first, so 0.07·100 is 7, not 8)."""
+    return min(rows, math.ceil(round(share * rows, 9)))
+
+
+def split_exploration(k: int, exploration: float) -> tuple[int, int]:
+    """(model picks, random picks) of a capacity k: round(exploration·k) of it is drawn at random."""
+    explore = min(k, round(exploration * k))
+    return k - explore, explore
+
+
+def exploration_draw(declaration_ids: pd.Series, seed: int) -> np.ndarray:
+    """A pseudo-random number per declaration that depends only on its id and the seed (uint64)."""
+    keyed = pd.Series(declaration_ids).reset_index(drop=True).astype("str") + f"#{seed}"
+    return pd.util.hash_pandas_object(keyed, index=False).to_numpy()
+
+
+def top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
+    """Positions of the k highest scores; equal scores are ordered by `tiebreak` (a seeded draw), lowest first.
+    Missing scores come last."""
+    scores = np.asarray(scores, dtype="float64")
+    return np.lexsort((tiebreak, -np.nan_to_num(scores, nan=0.0), np.isnan(scores)))[:max(k, 0)]
+
+
+def lowest_draws(draw: np.ndarray, n: int) -> np.ndarray:
+    """Positions of the n lowest draws (the exploration picks among some candidates)."""
+    return np.argsort(draw, kind="stable")[:max(n, 0)]
+
+
+def select(scores: np.ndarray, k: int, exploration: float, draw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A capacity k filled by the model's top picks, then by a random draw among the rest:
+    (model positions, explored positions)."""
+    exploit, explore = split_exploration(k, exploration)
+    chosen = top_k(scores, exploit, draw)
+    rest = np.setdiff1d(np.arange(len(scores)), chosen)
+    return chosen, rest[lowest_draws(draw[rest], explore)]
+
+
+def rule_hits(frame: pd.DataFrame, rules: Rules) -> pd.Series:
+    """The first rule each declaration hits, as readable text ('' when none).
+
+    Ids, codes and the lists are compared in the text normal form (features/data/text.py), so ' IMP1', 'IMP\u200b1'
+    and 'ＩＭＰ１' are all the listed IMP1, whether or not the frame came through ingest's parser."""
+    hits = pd.Series("", index=frame.index, dtype="object")
+    if not any(rules.model_dump().values()):  # no rules configured
+        return hits
+    shown = pd.DataFrame({c: normalise_text(frame[c].astype("str")) for c in ("importer_id", "hs_code", "origin_country")},
+                         index=frame.index)
+    listed = {name: [normalise(v) for v in values] for name, values in rules.model_dump().items()}
+    hs = shown["hs_code"]
+    checks = [
+        (shown["importer_id"].isin(listed["watchlist_importers"]), "importer {importer_id} is on the watch list"),
+        (_prefixed(hs, listed["prohibited_hs_prefixes"]), "HS {hs_code} is prohibited"),
+        (_prefixed(hs, listed["licensed_hs_prefixes"]), "HS {hs_code} needs an import licence"),
+        (shown["origin_country"].isin(listed["embargoed_origins"]), "origin {origin_country} is under embargo"),
+    ]
+    for mask, template in reversed(checks):  # the first rule in this list wins
+        for i in frame.index[mask.fillna(False).astype(bool).to_numpy()]:
+            hits[i] = template.format(**shown.loc[i].to_dict())
+    return hits
+
+
+def _prefixed(hs: pd.Series, prefixes: list[str]) -> pd.Series:
+    prefixes = [p for p in prefixes if p]  # an entry that normalises to nothing would match every code
+    return hs.str.startswith(tuple(prefixes)) if prefixes else pd.Series(False, index=hs.index)
+
+
+@dataclass
+class Thresholds:
+    """Real-time lanes: the cut-offs the latest batch's capacity produced, applied one declaration at a time.
+
+    A declaration of that batch gets the same lane both ways: model picks are the rows ranked at or above the
+    lowest model-red rank, explored rows are those whose draw is at or below the highest explored draw (the
+    draw only depends on the id and the seed), yellow likewise by rank."""
+
+    red: float
+    yellow: float
+    exploration: int  # exploration draws at or below this value went red
+    batch_id: str = ""
+
+    @classmethod
+    def from_decisions(cls, decisions: pd.DataFrame, rank_by: str, seed: int) -> Thresholds | None:
+        if decisions.empty:
+            return None
+        rank = decisions[rank_by].fillna(decisions["risk_score"])
+        model_red = decisions["selected_by"].eq("model") & decisions["lane"].eq(RED)
+        yellow = decisions["lane"].eq(YELLOW) & decisions["selected_by"].eq("model")  # not validation-lane rows
+        explored = decisions["selected_by"].eq("exploration")
+        draws = exploration_draw(decisions["declaration_id"], seed)
+        return cls(red=float(rank[model_red].min()) if model_red.any() else np.inf,
+                   yellow=float(rank[yellow].min()) if yellow.any() else np.inf,
+                   exploration=int(draws[explored.to_numpy()].max()) if explored.any() else -1,
+                   batch_id=str(decisions["batch_id"].iloc[0]))
+
+    def lanes(self, rules: np.ndarray, rank: np.ndarray, draw: np.ndarray) -> pd.DataFrame:
+        """lane, selected_by, rule for declarations with these rule hits ('' when none), ranks and draws."""
+        conditions = [rules != "", rank >= self.red, draw <= self.exploration, rank >= self.yellow]
+        return pd.DataFrame({"lane": np.select(conditions, [RED, RED, RED, YELLOW], default=GREEN),
+                             "selected_by": np.select(conditions, ["rule", "model", "exploration", "model"], default=""),
+                             "rule": rules})
+
+
+NO_THRESHOLDS = Thresholds(red=np.inf, yellow=np.inf, exploration=-1)  # before any batch: only rule hits go red

@@ -1,0 +1,242 @@
+"""The API in an export's own layout (`aduana serve --mapping M.yaml`): the same mapping and checks as ingest and
+batch scoring, so a declaration gets the same score and lane from `aduana score --mapping` and from the API, and
+the mapping's extras reach the model."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from features.build import integrate
+from features.data.ingest import prepare_batch
+from features.data.mapping import ColumnMapping, load_mapping
+from features.data.reader import read_raw
+from features.data.warehouse import Warehouse
+from serving.api import create_app
+from serving.batch import score_file
+from serving.intake import records_frame
+from serving.lanes import LanePolicy
+from serving.scorer import Scorer, Thresholds
+from tests.conftest import FAST, write_csv
+from tests.integration.test_scoring import FixedSource
+from training.pipeline import train_and_evaluate
+
+pytestmark = pytest.mark.integration
+
+ROWS = 8_000  # declarations in the export
+SCORED = 300  # the export's last rows, scored both ways
+MODES = {"sea": "10", "road": "30", "air": "40"}
+RENAMED = {"declaration_id": "Decl No", "declaration_date": "Date", "importer_id": "Importer", "hs_code": "HS Code",
+           "origin_country": "Origin", "declared_value": "Value", "tax_rate": "Tax %", "transport_mode": "Mode"}
+MAPPING = {
+    "columns": RENAMED,  # the other fields keep their canonical names in this export
+    "labels": {"fraud": "Fraud", "inspected": "Inspected", "revenue": "Revenue"},
+    "extra_categorical": ["Regime"],
+    "date_format": "%d/%m/%Y",
+    "units": {"tax_rate": "percent"},
+    "values": {"transport_mode": {code: mode for mode, code in MODES.items()}},
+}
+
+
+def _export(declarations: pd.DataFrame) -> pd.DataFrame:
+    """Canonical declarations in the foreign layout: renamed columns, tax in percent, coded modes, and a customs
+    regime that tells frauds apart (so a model trained with it uses it)."""
+    rng = np.random.default_rng(0)
+    fraud = declarations["fraud"].fillna(0).astype(int).to_numpy() == 1
+    regime = np.where(fraud, rng.choice(["R9", "R1"], len(fraud), p=[0.8, 0.2]),
+                      rng.choice(["R1", "R2", "R9"], len(fraud), p=[0.5, 0.45, 0.05]))
+    out = declarations.drop(columns=["critical", "control_date"]).assign(
+        tax_rate=declarations["tax_rate"] * 100, transport_mode=declarations["transport_mode"].map(MODES),
+        Regime=regime)
+    return out.rename(columns={**RENAMED, "fraud": "Fraud", "inspected": "Inspected", "revenue": "Revenue"})
+
+
+@pytest.fixture(scope="module")
+def setup(world, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("api-mapping")
+    mapping_path = tmp / "mapping.yaml"
+    mapping_path.write_text(yaml.safe_dump(MAPPING, sort_keys=False))
+    mapping = load_mapping(mapping_path)
+    export = _export(world.declarations.head(ROWS))
+    path = tmp / "export.csv"
+    export.to_csv(path, index=False, date_format="%d/%m/%Y")
+    warehouse = Warehouse(tmp / "warehouse.duckdb")
+    for kind in ("traders", "manifests"):
+        warehouse.store(prepare_batch(write_csv(tmp / f"{kind}.csv", getattr(world, kind))))
+    batch = prepare_batch(path, "declarations", mapping)
+    assert batch.rejected.empty, batch.rejected.head()
+    warehouse.store(batch)
+    stored = warehouse.table("declarations")
+    assert "xcat_regime" in stored
+    trained = train_and_evaluate(integrate(stored, warehouse.table("manifests"), warehouse.table("traders")), FAST)
+    assert "xcat_regime" in trained.model.columns
+    scorer = Scorer(warehouse, LanePolicy(red_share=0.05, exploration_share=0.2, yellow_share=0.1),
+                    source=FixedSource({"1": trained.model}, "1"), reload_seconds=0)
+    scorer.refresh_model(force=True)
+    scoring = tmp / "to-score.csv"
+    export.tail(SCORED).to_csv(scoring, index=False, date_format="%d/%m/%Y")  # already ingested: complete B/Ls
+    batch_out = score_file(scoring, scorer, mapping).output
+    assert batch_out["risk_score"].notna().all()
+    client = TestClient(create_app(scorer, max_items=50, api_key="", mapping=mapping))
+    client.app.state.service.pin(Thresholds.from_decisions(batch_out.assign(batch_id="b"), "risk_score",
+                                                           scorer.policy.seed))
+    with scoring.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))  # the file's own rows: every value as the text the file holds
+    return {"client": client, "batch": batch_out, "rows": rows, "mapping": mapping, "scorer": scorer,
+            "scoring": scoring, "export": export}
+
+
+def _picks(batch: pd.DataFrame) -> list[int]:
+    return (list(batch.index[batch["selected_by"] == "exploration"][:2])
+            + list(batch.index[(batch["lane"] == "red") & (batch["selected_by"] == "model")][:4])
+            + list(batch.index[batch["lane"] == "yellow"][:4]) + list(batch.index[batch["lane"] == "green"][:4]))
+
+
+def test_records_become_the_frame_a_csv_of_them_gives(setup):
+    raw = read_raw(setup["scoring"])
+    frame = records_frame(setup["rows"], setup["mapping"])
+    pd.testing.assert_frame_equal(frame[raw.columns], raw)
+
+
+def test_the_api_in_the_source_layout_agrees_with_batch_scoring(setup):
+    client, batch, rows = setup["client"], setup["batch"], setup["rows"]
+    picks = _picks(batch)
+    assert set(batch.loc[picks, "lane"]) == {"red", "yellow", "green"}
+    for i in picks:
+        response = client.post("/v1/score", json=rows[i])
+        assert response.status_code == 200, response.text
+        answer = response.json()
+        assert answer["declaration_id"] == batch.loc[i, "declaration_id"]
+        assert (answer["lane"], answer["selected_by"]) == (batch.loc[i, "lane"], batch.loc[i, "selected_by"])
+        assert answer["risk_score"] == pytest.approx(batch.loc[i, "risk_score"], rel=1e-9, abs=1e-12)
+        assert answer["reasons"] == batch.loc[i, "reasons"] or batch.loc[i, "selected_by"] == "exploration"
+    many = client.post("/v1/score", json=[rows[i] for i in picks])
+    assert many.status_code == 200
+    got = pd.DataFrame(many.json())
+    expected = batch.loc[picks].reset_index(drop=True)
+    assert got["lane"].tolist() == expected["lane"].tolist()
+    np.testing.assert_allclose(got["risk_score"], expected["risk_score"], rtol=1e-9)
+
+
+def test_values_may_be_numbers_as_well_as_text(setup):
+    client, batch, rows = setup["client"], setup["batch"], setup["rows"]
+    for i in _picks(batch)[:5]:
+        record = dict(rows[i])
+        for column in ("Value", "Tax %", "net_mass_kg", "quantity", "duty_paid", "Mode"):
+            if record[column] != "":
+                record[column] = float(record[column]) if column != "Mode" else int(record[column])
+        answer = client.post("/v1/score", json=record).json()
+        assert answer["risk_score"] == pytest.approx(batch.loc[i, "risk_score"], rel=1e-9, abs=1e-12)
+        assert answer["lane"] == batch.loc[i, "lane"]
+
+
+def test_the_extras_reach_the_model(setup):
+    client, rows = setup["client"], setup["rows"]
+    record = rows[0]
+    scores = {}
+    for regime in ("R1", "R2", "R9"):
+        response = client.post("/v1/score", json={**record, "Regime": regime})
+        assert response.status_code == 200
+        scores[regime] = response.json()["risk_score"]
+    assert scores["R9"] > scores["R2"] and len(set(scores.values())) == 3
+    model = setup["scorer"].model
+    importance = dict(zip(model.columns, model.classifier.get_feature_importance(), strict=True))
+    assert importance["xcat_regime"] > 0
+
+
+def test_canonical_requests_keep_working_beside_the_source_layout(setup, world):
+    client, rows = setup["client"], setup["rows"]
+    row = world.declarations.iloc[ROWS - 1]
+    canonical = {"declaration_id": row["declaration_id"], "declaration_date": str(row["declaration_date"].date()),
+                 "importer_id": row["importer_id"], "hs_code": row["hs_code"], "origin_country": row["origin_country"],
+                 "declared_value": float(row["declared_value"]), "tax_rate": float(row["tax_rate"])}
+    response = client.post("/v1/score", json=canonical)
+    assert response.status_code == 200, response.text  # a model trained with extras: they are missing here
+    assert client.post("/v1/score", json={**canonical, "surprise": 1}).status_code == 422
+    # `layout` overrides the detection: a source record read as canonical fields is refused by name.
+    forced = client.post("/v1/score", params={"layout": "canonical"}, json=rows[0])
+    assert forced.status_code == 422 and any("Decl No" in map(str, e["loc"]) for e in forced.json()["detail"])
+    assert client.post("/v1/score", params={"layout": "source"}, json=rows[0]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("change", "column", "field"),
+    [
+        ({"Tax %": "lots"}, "Tax %", "tax_rate"),
+        ({"Tax %": "700"}, "Tax %", "tax_rate"),  # 700 % is 7.0 as a fraction: over the contract's bound
+        ({"Origin": "Japan"}, "Origin", "origin_country"),
+        ({"Date": "2024-05-01"}, "Date", "declaration_date"),  # not the mapping's date format
+        ({"Value": "-3"}, "Value", "declared_value"),
+        ({"Importer": ""}, "Importer", "importer_id"),
+    ],
+)
+def test_a_bad_record_is_422_with_its_column_named(setup, change, column, field):
+    response = setup["client"].post("/v1/score", json={**setup["rows"][0], **change})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert any(column in map(str, e["loc"]) and field in e["msg"] for e in detail), detail
+
+
+def test_bad_records_in_a_list_say_which_one(setup):
+    rows = setup["rows"]
+    response = setup["client"].post("/v1/score", json=[rows[0], {**rows[1], "Value": "x"}])
+    assert response.status_code == 422
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", 1, "Value"]]
+    missing = {k: v for k, v in rows[0].items() if k != "Importer"}
+    response = setup["client"].post("/v1/score", json=missing)
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "Importer"]
+    nested = setup["client"].post("/v1/score", json={**rows[0], "Value": {"amount": 3}})
+    assert nested.status_code == 422 and nested.json()["detail"][0]["loc"] == ["body", "Value"]
+
+
+def test_the_openapi_document_says_which_layout_the_service_expects(setup):
+    spec = setup["client"].get("/openapi.json").json()
+    assert "source layout" in spec["info"]["description"] and "'Decl No' → declaration_id" in spec["info"]["description"]
+    body = spec["paths"]["/v1/score"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    titles = [s.get("title") for s in body["anyOf"]]
+    assert "Declaration" in titles and "SourceDeclaration" in titles
+    source = next(s for s in body["anyOf"] if s.get("title") == "SourceDeclaration")
+    assert {"Decl No", "Tax %", "Regime"} <= set(source["properties"]) and "Decl No" in source["required"]
+    assert {p["name"] for p in spec["paths"]["/v1/score"]["post"].get("parameters", [])} == {"layout"}
+
+
+def test_without_a_mapping_the_source_layout_is_refused(setup):
+    plain = TestClient(create_app(setup["scorer"], api_key=""))
+    response = plain.post("/v1/score", json=setup["rows"][0])
+    assert response.status_code == 422 and any("Decl No" in map(str, e["loc"]) for e in response.json()["detail"])
+
+
+def test_fuzzing_the_source_layout_finds_no_server_errors(setup):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    client, base = setup["client"], setup["rows"][0]
+    scalar = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12), st.floats(allow_nan=False),
+                       st.text(max_size=12), st.sampled_from(["870323", "ZZ", "31/02/2024", "NA", "1e309", "", "10"]))
+    mutated = st.dictionaries(st.sampled_from(list(base) + ["extra"]), scalar, max_size=5).map(lambda m: {**base, **m})
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(mutated, st.lists(mutated, max_size=3)))
+    def check(payload):
+        content = json.dumps(payload, allow_nan=True)
+        response = client.post("/v1/score", content=content, headers={"content-type": "application/json"})
+        assert response.status_code < 500, (payload, response.text)
+
+    check()
+
+
+def test_a_mapping_that_keeps_canonical_names_reads_every_request_in_its_units(setup, world):
+    """With no renamed column, the layout cannot be told from the names: the mapping's layout is assumed."""
+    mapping = ColumnMapping(units={"tax_rate": "percent"})
+    client = TestClient(create_app(setup["scorer"], api_key="", mapping=mapping))
+    row = world.declarations.iloc[ROWS - 1]
+    record = {"declaration_id": row["declaration_id"], "declaration_date": str(row["declaration_date"].date()),
+              "importer_id": row["importer_id"], "hs_code": row["hs_code"], "origin_country": row["origin_country"],
+              "declared_value": float(row["declared_value"]), "tax_rate": 250.0}  # 250 %: 2.5, within the bound
+    assert client.post("/v1/score", json=record).status_code == 200
+    assert client.post("/v1/score", params={"layout": "canonical"}, json=record).status_code == 422

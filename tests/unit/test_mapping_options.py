@@ -1,0 +1,311 @@
+"""The mapping's `units:` and `values:` state what real exports need: percent rates, scaled amounts, recoded codes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.data.errors import DataError
+from features.data.ingest import prepare_batch
+from features.data.mapping import ColumnMapping, Scale, load_mapping
+from features.data.validation import check_rows, convert_units, recode_values
+from features.data.warehouse import Warehouse
+
+GOOD = {
+    "declaration_id": "D1", "declaration_date": "2024-03-01", "importer_id": "IMP1", "hs_code": "870323",
+    "origin_country": "JP", "declared_value": "25000.50",
+}
+
+
+def _rows(*overrides: dict) -> pd.DataFrame:
+    return pd.DataFrame([{**GOOD, "declaration_id": f"D{i}", **o} for i, o in enumerate(overrides)], dtype="str")
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+# --- units -------------------------------------------------------------------------------------------------------
+
+
+def test_percent_turns_a_rate_into_the_contracts_fraction():
+    # Given tax rates in percent (8.0 means 8 %)
+    mapping = ColumnMapping(units={"tax_rate": "percent"})
+    # When the rows are checked
+    checked = check_rows(_rows({"tax_rate": "8.0"}, {"tax_rate": "0"}, {"tax_rate": "12.5"}), "declarations", mapping)
+    # Then the rates are fractions, and the conversion is reported
+    assert checked.rejected.empty
+    assert checked.valid["tax_rate"].tolist() == pytest.approx([0.08, 0.0, 0.125])
+    assert checked.conversions == ["tax_rate: percent → fraction (÷100) on 3 values"]
+
+
+def test_without_percent_a_percent_rate_is_quarantined():
+    checked = check_rows(_rows({"tax_rate": "8.0"}), "declarations", ColumnMapping())
+    assert checked.rejected.loc[0, "reason"] == "out_of_range"
+    assert checked.conversions == []
+
+
+def test_units_apply_after_parsing_and_before_the_checks():
+    # Given decimal commas and a percent rate that is still out of range as a fraction (800 % → 8.0 > 5)
+    mapping = ColumnMapping(units={"tax_rate": "percent"}, decimal=",")
+    checked = check_rows(_rows({"tax_rate": "8,5"}, {"tax_rate": "800"}, {"tax_rate": ""}), "declarations", mapping)
+    # Then the comma value is parsed then converted, the huge one is still caught, and the empty one stays empty
+    assert checked.valid.set_index("declaration_id").loc["D0", "tax_rate"] == pytest.approx(0.085)
+    assert checked.rejected["reason"].tolist() == ["out_of_range"]
+    assert checked.rejected.index.tolist() == [1]
+    assert checked.valid.set_index("declaration_id")["tax_rate"].isna().tolist() == [False, True]
+    assert checked.conversions == ["tax_rate: percent → fraction (÷100) on 2 values"]
+
+
+@pytest.mark.parametrize(("factor", "raw", "expected"), [(1000, "12.5", 12_500.0), (0.001, "2500", 2.5)])
+def test_scale_multiplies_values(factor, raw, expected):
+    mapping = ColumnMapping.model_validate({"units": {"declared_value": {"scale": factor}}})
+    checked = check_rows(_rows({"declared_value": raw}), "declarations", mapping)
+    assert checked.valid.loc[0, "declared_value"] == pytest.approx(expected)
+    assert checked.conversions == [f"declared_value: scaled ×{factor:g} on 1 values"]
+
+
+def test_units_read_from_yaml(tmp_path):
+    mapping = load_mapping(_write(tmp_path / "m.yaml", "units:\n  tax_rate: percent\n  net_mass_kg: {scale: 1000}\n"))
+    assert mapping.units == {"tax_rate": "percent", "net_mass_kg": Scale(scale=1000)}
+
+
+def test_a_unit_for_a_field_the_file_lacks_is_reported_not_fatal():
+    typed, notes = convert_units(_rows({}), "declarations", ColumnMapping(units={"tax_rate": "percent"}))
+    assert "tax_rate" not in typed.columns
+    assert notes == ["tax_rate: percent → fraction (÷100) in the mapping, but the file has no tax_rate column"]
+
+
+@pytest.mark.parametrize(
+    ("mapping", "message"),
+    [
+        (ColumnMapping(units={"tax": "percent"}), "units: 'tax' is not a field of declarations"),
+        (ColumnMapping(units={"origin_country": "percent"}), "units: 'origin_country' is a text field"),
+        (ColumnMapping(units={"quantity": "percent"}, kind="traders"), "units: 'quantity' is not a field of traders"),
+        (ColumnMapping(values={"fruad": {"1": 1}}), "values: 'fruad' is not a field.*did you mean 'fraud'"),
+    ],
+)
+def test_check_rows_refuses_bad_options_too(mapping, message):
+    # Given a mapping with a bad option, used without apply_mapping (as the API does with canonical requests)
+    kind = mapping.kind or "declarations"
+    rows = _rows({}) if kind == "declarations" else pd.DataFrame([{"importer_id": "I1", "registration_date": "2010-01-01"}])
+    # Then check_rows refuses it, naming the field
+    with pytest.raises(DataError, match=message):
+        check_rows(rows, kind, mapping)
+
+
+# --- values ------------------------------------------------------------------------------------------------------
+
+
+def test_values_recode_a_label_before_the_flag_check():
+    # Given a 0/1/2 critical label where 2 means critical
+    mapping = ColumnMapping(values={"critical": {"0": 0, "1": 0, "2": 1}})
+    rows = _rows({"fraud": "1", "critical": "2"}, {"fraud": "1", "critical": "1"}, {"fraud": "0", "critical": "0"},
+                 {"fraud": "1", "critical": " 2 "})
+    # When checked
+    checked = check_rows(rows, "declarations", mapping)
+    # Then it is the contract's 0/1, and the recode is reported by value with its row counts
+    assert checked.rejected.empty
+    assert checked.valid["critical"].tolist() == [1, 0, 0, 1]
+    assert checked.conversions == ["critical: recoded 1 → 0 on 1 row, 2 → 1 on 2 rows"]
+
+
+def test_values_recode_a_text_field():
+    mapping = ColumnMapping(values={"transport_mode": {"10": "sea", "40": "air"}})
+    checked = check_rows(_rows({"transport_mode": "10"}, {"transport_mode": "40"}, {"transport_mode": "10"}),
+                         "declarations", mapping)
+    assert checked.valid["transport_mode"].tolist() == ["sea", "air", "sea"]
+    assert checked.conversions == ["transport_mode: recoded 10 → sea on 2 rows, 40 → air on 1 row"]
+
+
+def test_unlisted_values_pass_unchanged_and_are_still_checked():
+    # Given a recode that does not list 3 (critical) nor 20 (transport)
+    mapping = ColumnMapping(values={"critical": {"2": 1}, "transport_mode": {"10": "sea"}})
+    rows = _rows({"critical": "3", "transport_mode": "20"}, {"critical": "0", "transport_mode": "20"})
+    # When checked
+    checked = check_rows(rows, "declarations", mapping)
+    # Then 3 is still not a flag, 0 and the unknown transport code pass as they were
+    assert checked.rejected["reason"].tolist() == ["invalid_flag"]
+    assert "critical '3'" in checked.rejected["message"].iloc[0]
+    assert checked.valid["critical"].tolist() == [0]
+    assert checked.valid["transport_mode"].tolist() == ["20"]
+    assert checked.conversions == ["critical: recoded 2 → 1 on 0 rows", "transport_mode: recoded 10 → sea on 0 rows"]
+
+
+def test_yaml_int_and_float_keys_mean_their_text(tmp_path):
+    # Given a mapping file whose keys YAML reads as numbers
+    mapping = load_mapping(_write(tmp_path / "m.yaml", "values:\n  critical: {0: 0, 1: 0, 2.0: 1}\n"))
+    # Then they match the text of the values
+    assert mapping.values == {"critical": {"0": 0, "1": 0, "2": 1}}
+    checked = check_rows(_rows({"critical": "2"}, {"critical": "1"}), "declarations", mapping)
+    assert checked.valid["critical"].tolist() == [1, 0]
+
+
+def test_a_float_column_matches_integer_keys():
+    # Given critical read as floats (Parquet, or a spreadsheet export), with a gap
+    rows = _rows({}, {}, {}).assign(critical=[2.0, 1.0, np.nan])
+    mapping = ColumnMapping(values={"critical": {0: 0, 1: 0, 2: 1}})
+    # When recoded
+    recoded, notes = recode_values(rows, "declarations", mapping)
+    # Then 2.0 matched "2", the gap stays empty, and the input frame is untouched
+    assert recoded["critical"].tolist()[:2] == [1, 0] and pd.isna(recoded["critical"].iloc[2])
+    assert rows["critical"].tolist()[:2] == [2.0, 1.0]
+    assert notes == ["critical: recoded 1 → 0 on 1 row, 2 → 1 on 1 row"]
+    assert check_rows(rows, "declarations", mapping).valid["critical"].tolist()[:2] == [1, 0]
+
+
+def test_a_parquet_file_recodes_like_a_csv(tmp_path):
+    frame = _rows({}, {}).assign(critical=[2.0, 0.0], fraud=[1.0, 0.0], declared_value=[10.0, 20.0])
+    frame.to_parquet(tmp_path / "declarations.parquet", index=False)
+    batch = prepare_batch(tmp_path / "declarations.parquet", mapping=ColumnMapping(values={"critical": {"2": 1}}))
+    assert batch.valid["critical"].tolist() == [1, 0]
+    assert batch.conversions == ["critical: recoded 2 → 1 on 1 row"]
+
+
+def test_numeric_targets_are_numbers_whatever_the_files_decimal_mark():
+    # Given decimal commas and a word recoded to a YAML number
+    mapping = ColumnMapping(decimal=",", values={"tax_rate": {"exempt": 0, "reduced": 0.05}})
+    rows = _rows({"tax_rate": "exempt"}, {"tax_rate": "reduced"}, {"tax_rate": "0,15"})
+    # Then the target is not re-read with the comma rule, and the file's own values still are
+    checked = check_rows(rows, "declarations", mapping)
+    assert checked.valid["tax_rate"].tolist() == pytest.approx([0.0, 0.05, 0.15])
+
+
+def test_a_null_target_empties_the_value():
+    # Given "-" meaning "not controlled" in the fraud column
+    mapping = ColumnMapping(values={"fraud": {"-": None}})
+    checked = check_rows(_rows({"fraud": "-"}, {"fraud": "1"}), "declarations", mapping)
+    # Then the row is unlabelled, not rejected
+    assert checked.rejected.empty
+    assert pd.isna(checked.valid["fraud"].iloc[0]) and checked.valid["inspected"].tolist() == [0, 1]
+    assert checked.conversions == ["fraud: recoded - → (empty) on 1 row"]
+
+
+def test_recodes_come_before_units():
+    mapping = ColumnMapping(values={"tax_rate": {"std": "19"}}, units={"tax_rate": "percent"})
+    checked = check_rows(_rows({"tax_rate": "std"}, {"tax_rate": "5"}), "declarations", mapping)
+    assert checked.valid["tax_rate"].tolist() == pytest.approx([0.19, 0.05])
+    assert checked.conversions == ["tax_rate: recoded std → 19 on 1 row", "tax_rate: percent → fraction (÷100) on 2 values"]
+
+
+def test_identity_recodes_are_not_listed_as_changes():
+    _, notes = recode_values(_rows({"fraud": "0"}), "declarations", ColumnMapping(values={"fraud": {"0": 0}}))
+    assert notes == ["fraud: every listed value maps to itself"]
+
+
+# --- conversions reach the batch and the ingest summary ------------------------------------------------------------
+
+
+def test_conversions_are_listed_in_the_batch_and_the_ingest_summary(tmp_path):
+    # Given a CSV with percent rates and a 0/1/2 critical label, and a mapping that says so
+    path = _write(tmp_path / "declarations.csv",
+                  "declaration_id,declaration_date,importer_id,hs_code,origin_country,declared_value,tax_rate,fraud,critical\n"
+                  "D1,2024-03-01,I1,870323,JP,100,8,1,2\n"
+                  "D2,2024-03-02,I1,870323,ZZ,100,0,1,1\n"
+                  "D3,2024-03-03,I2,870323,CN,100,,0,0\n")
+    mapping = load_mapping(_write(tmp_path / "m.yaml",
+                                  "units: {tax_rate: percent}\nvalues:\n  critical: {0: 0, 1: 0, 2: 1}\n"))
+    # When prepared and stored
+    batch = prepare_batch(path, mapping=mapping)
+    summary = Warehouse(tmp_path / "w.duckdb").store(batch)
+    # Then both list the conversions, and --json shows them
+    expected = ["critical: recoded 1 → 0 on 1 row, 2 → 1 on 1 row", "tax_rate: percent → fraction (÷100) on 2 values"]
+    assert batch.conversions == expected
+    assert summary.conversions == expected
+    assert summary.to_dict()["conversions"] == expected
+    assert summary.stored == 3 and summary.quarantined == 0
+
+
+def test_without_a_mapping_nothing_is_converted(tmp_path):
+    path = _write(tmp_path / "declarations.csv", ",".join(GOOD) + "\n" + ",".join(GOOD.values()) + "\n")
+    batch = prepare_batch(path)
+    assert batch.conversions == []
+    assert Warehouse(tmp_path / "w.duckdb").store(batch).conversions == []
+
+
+# --- a third-party export, end to end -------------------------------------------------------------------------------
+
+THIRD_PARTY_COLUMNS = [
+    "Declaration ID", "Date", "Office ID", "Process Type", "Import Type", "Import Use", "Payment Type",
+    "Mode of Transport", "Declarant ID", "Importer ID", "Seller ID", "Courier ID", "HS6 Code", "Country of Departure",
+    "Country of Origin", "Tax Rate", "Tax Type", "Country of Origin Indicator", "Net Mass", "Item Price", "Fraud",
+    "Critical Fraud",
+]
+THIRD_PARTY_MAPPING = """
+kind: declarations
+columns:
+  declaration_id: "Declaration ID"
+  declaration_date: "Date"
+  transport_mode: "Mode of Transport"
+  declarant_id: "Declarant ID"
+  importer_id: "Importer ID"
+  exporter_id: "Seller ID"
+  hs_code: "HS6 Code"
+  departure_country: "Country of Departure"
+  origin_country: "Country of Origin"
+  tax_rate: "Tax Rate"
+  net_mass_kg: "Net Mass"
+  declared_value: "Item Price"
+labels:
+  fraud: "Fraud"
+  critical: "Critical Fraud"
+extra_categorical: ["Office ID", "Process Type", "Import Type", "Import Use", "Payment Type", "Courier ID",
+                    "Tax Type", "Country of Origin Indicator"]
+hs_code_digits: 6
+unknown_columns: error
+units:
+  tax_rate: percent
+values:
+  critical: {"0": 0, "1": 0, "2": 1}
+  transport_mode: {10: sea, 40: air}
+"""
+
+
+def _third_party_export(path: Path, rows: int = 30) -> Path:
+    """The layout of a public customs benchmark: numeric HS codes that lost their zeros, rates in percent,
+    Critical Fraud 0/1/2 (2 = critical), transport as codes, and ZZ for an unknown origin."""
+    hs = ["851712", "10121", "870323", "30490", "620342"]
+    records = []
+    for i in range(rows):
+        critical = (0, 0, 1, 2, 0)[i % 5]
+        records.append([
+            f"97061800{i:04d}", f"2024-01-{i % 28 + 1:02d}", f"OFF{i % 3}", "B", "11", "21", "11",
+            ("10", "40")[i % 2], f"ATEU{i % 4}", f"IQYV{i % 7}", f"SEL{i % 5}", "" if i % 3 else "COUR1",
+            hs[i % len(hs)], ("CN", "US", "ZZ")[i % 3] if i % 10 else "ZZ", "ZZ" if i in (4, 17) else ("CN", "DE", "JP")[i % 3],
+            ("8.0", "0.0", "13.0", "20.0")[i % 4], ("FEU1", "FCN1")[i % 2], ("E", "G")[i % 2], f"{10 + i}.5",
+            f"{1000 + 37 * i}.25", "1" if critical else "0", str(critical),
+        ])
+    pd.DataFrame(records, columns=THIRD_PARTY_COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def test_a_third_party_export_ingests_whole_through_its_mapping(tmp_path):
+    # Given a third-party export and a mapping written for it
+    mapping = load_mapping(_write(tmp_path / "mapping.yaml", THIRD_PARTY_MAPPING))
+    path = _third_party_export(tmp_path / "export.csv")
+    # When it is prepared and stored
+    batch = prepare_batch(path, mapping=mapping)
+    summary = Warehouse(tmp_path / "w.duckdb").store(batch)
+    # Then nothing is quarantined and every value is in the contract's form
+    assert batch.rejected.empty, batch.rejected["message"].tolist()
+    assert summary.read == 30 and summary.stored == 30 and summary.quarantined == 0 and summary.reconciles
+    valid = batch.valid.set_index("declaration_id")
+    assert valid.loc["970618000001", "hs_code"] == "010121"
+    assert valid.loc["970618000000", "hs_code"] == "851712"
+    assert valid.loc["970618000000", "tax_rate"] == pytest.approx(0.08)
+    assert (valid["tax_rate"] <= 0.2 + 1e-12).all()
+    assert valid.loc[["970618000004", "970618000017"], "origin_country"].tolist() == ["ZZ", "ZZ"]
+    assert valid.loc["970618000000", "departure_country"] == "ZZ"
+    assert valid["critical"].tolist() == [(0, 0, 0, 1, 0)[i % 5] for i in range(30)]
+    assert valid["fraud"].sum() == 12 and valid["inspected"].eq(1).all()
+    assert set(valid["transport_mode"]) == {"sea", "air"}
+    assert valid.loc["970618000000", "xcat_office_id"] == "OFF0"
+    assert valid.loc["970618000000", "xcat_tax_type"] == "FEU1"
+    assert summary.conversions == [
+        "critical: recoded 1 → 0 on 6 rows, 2 → 1 on 6 rows",
+        "transport_mode: recoded 10 → sea on 15 rows, 40 → air on 15 rows",
+        "tax_rate: percent → fraction (÷100) on 30 values",
+    ]
