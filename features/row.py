@@ -1,8 +1,10 @@
 """One declaration's features in plain Python: the real-time API's path.
 
 `integrate` + `build_features` pay about 20 ms of pandas overhead for a single row, more than the model and
-the HTTP round trip together. This computes the same values for one declaration in canonical fields from the
-same warehouse snapshot; tests/integration/test_scoring.py proves the two agree value for value.
+the HTTP round trip together. This computes the same values for one declaration in canonical fields (and a
+mapping's extras) from the same warehouse snapshot; tests/integration/test_scoring.py proves the two agree value
+for value, edge values included (a unit price that underflows to 0 or overflows to inf is missing on both).
+The API scores every declaration of a request this way, each as if it came alone.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from features.build import (
     band_index,
 )
 from features.data.contract import CREDIT_RATINGS
+from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.profiles import ENTITIES, MISSING, PROFILE_COLUMNS, to_seconds
 
 NAN = float("nan")
@@ -123,6 +126,11 @@ def row_features(row: dict, bands: pd.DataFrame, context: ScoringContext) -> dic
     for column in PASSTHROUGH:
         value = row.get(column)
         features[column] = (None if value is None else str(value)) if column in BASE_CATEGORICAL else _number(value)
+    for column, value in row.items():  # a mapping's extras, as build_features passes them through
+        if column.startswith(EXTRA_CATEGORICAL_PREFIX):
+            features[column] = MISSING if value is None else str(value)
+        elif column.startswith(EXTRA_NUMERIC_PREFIX):
+            features[column] = _number(value)
     keys = {name: np.array(["|".join(_text(row, c, hs) for c in columns)], dtype=object) for name, columns in ENTITIES.items()}
     when = to_seconds(np.array([np.datetime64(pd.Timestamp(row["declaration_date"]), "us")]))
     features.update(zip(PROFILE_COLUMNS, context.profiles.lookup_keys(keys, when)[0].tolist(), strict=True))

@@ -22,6 +22,7 @@ app = typer.Typer(
     add_completion=False,
 )
 _state = {"debug": False}
+EX_TEMPFAIL = 75  # sysexits.h: a temporary failure (a busy warehouse); retrying later may succeed
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 
@@ -221,23 +222,39 @@ def serve(
     max_items: Annotated[int, typer.Option("--max-items", min=1, help="Declarations per request.")] = 100,
     mapping: Annotated[Path | None, typer.Option(
         "--mapping", help="YAML column mapping: /v1/score also takes records in its source layout.")] = None,
+    allow_open: Annotated[bool, typer.Option(
+        "--allow-open", help="Serve on an interface other than loopback without ADUANA_API_KEY: anyone who can "
+                             "reach it can score.")] = False,
 ) -> None:
     """Serve POST /v1/score, /healthz, /readyz and the OpenAPI docs (/docs) with uvicorn."""
+    import ipaddress
+
     import uvicorn
 
     from features.data.mapping import load_mapping
     from features.data.warehouse import Warehouse
-    from serving.api import create_app
+    from serving.api import create_app, server_config
     from serving.lanes import load_policy
     from serving.scorer import Scorer
 
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        loopback = False
+    if not loopback and not os.environ.get("ADUANA_API_KEY"):
+        if not allow_open:
+            typer.echo(f"aduana: refusing to serve scoring on {host} without a key: set ADUANA_API_KEY (clients "
+                       "then send X-API-Key), or pass --allow-open to serve it open", err=True)
+            raise typer.Exit(2)
+        typer.echo(f"aduana: warning: serving scoring on {host} with no ADUANA_API_KEY: anyone who can reach it "
+                   "can score declarations", err=True)
     settings = get_settings()
     scorer = Scorer(Warehouse(settings.warehouse_path), load_policy(policy or settings.lane_policy),
                     reload_seconds=settings.reload_seconds)
     app_ = create_app(scorer, max_items=max_items, mapping=load_mapping(mapping) if mapping else None)
     app_.state.service.refresh()
     runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    uvicorn.Server(server_config(app_, host, port)).run()
 
 
 @app.command()
@@ -490,11 +507,13 @@ def main() -> None:
     except Exception as exc:
         if _state["debug"]:
             raise
+        from features.data.warehouse import WarehouseBusy
+
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        kind = "" if isinstance(exc, DataError) else f"{type(exc).__name__}: "
-        print(f"aduana: error: {kind}{message}" + ("" if isinstance(exc, DataError) else " (--debug for details)"),
-              file=sys.stderr)
-        sys.exit(2 if isinstance(exc, DataError) else 1)
+        expected = isinstance(exc, DataError | WarehouseBusy)  # bad input, or a busy warehouse: no traceback needed
+        kind = "" if expected else f"{type(exc).__name__}: "
+        print(f"aduana: error: {kind}{message}" + ("" if expected else " (--debug for details)"), file=sys.stderr)
+        sys.exit(2 if isinstance(exc, DataError) else EX_TEMPFAIL if isinstance(exc, WarehouseBusy) else 1)
 
 
 if __name__ == "__main__":

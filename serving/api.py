@@ -2,26 +2,45 @@
 
 Two request layouts:
 - canonical fields (contract §4), always: validated here by the `Declaration` model, which holds the
-  contract's row rules, then scored (one declaration on the pandas-free path);
+  contract's row rules, then scored;
 - with a column mapping (`aduana serve --mapping M.yaml`), also the mapping's source layout (its column names,
   units and codes): records go through serving/intake.py, the same mapping and row checks as ingest and batch
   scoring (`aduana score --mapping`), so a declaration gets the same score and lane both ways and the mapping's
   extras (xcat_/xnum_) reach the model.
+Either way each declaration is scored on the pandas-free one-row path (features/row.py), as if it came alone: an
+answer does not depend on what else the request holds.
 
 Lanes in real time come from thresholds (serving/selection.py `Thresholds`) that serving/realtime.py learns
-from the latest scoring batch.
+from the latest scoring batch; every answer is appended to the decision log (serving/realtime.py `DecisionLog`).
+
+What a request may cost is bounded before any per-item work: the body (size, and time to arrive: `BodyGuard`),
+the headers (time to arrive: `server_config`), then the JSON's shape (an object, or a list of at most
+`max_items` objects); parsing, validation and scoring run in worker threads, never on the event loop, so
+/healthz answers while the heaviest request is served. Error lists are capped at MAX_ERRORS.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import hmac
+import json
+import logging
 import math
 import os
-from typing import Annotated, Any, Literal
+import re
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Annotated, Literal
 
+import anyio
 import pandas as pd
-from fastapi import Body, Depends, FastAPI, Header, HTTPException, Query, Request
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -32,34 +51,54 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from features.data.contract import (
     CANONICAL_DTYPES,
     EARLIEST_DATE,
     HS_CODE_PATTERN,
     ISO_COUNTRIES,
+    MAX_ID_LENGTH,
+    MAX_TEXT_LENGTH,
     field_types,
     required_fields,
     today_limit,
 )
 from features.data.errors import DataError
 from features.data.mapping import ColumnMapping, describe_unit
+from features.data.text import normalise
 from serving.intake import non_scalar_values, records_frame, source_columns, take_in
-from serving.realtime import ServiceState
-from serving.scorer import Scorer
+from serving.realtime import DecisionLog, ServiceState
+from serving.scorer import WAREHOUSE_ERRORS, Scorer
 
 MAX_BODY_BYTES = 1_000_000
+BODY_TIMEOUT_S = 10.0  # the whole body must arrive within this (a 1 MB body: 100 KB/s), else 408
+HEADER_TIMEOUT_S = 10.0  # a connection's request line and headers must arrive within this, else it is closed
+KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this
+MAX_HEADER_BYTES = 16_384  # request line and headers together (h11's incomplete-event cap)
+MAX_ERRORS = 20  # validation errors listed in a 422 (error_count says how many there were)
+MAX_FIELDS = 200  # keys in one record: more is not a declaration, and costs per key to look at
+SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
+RETRY_AFTER_S = 5
+log = logging.getLogger("aduana.api")
+
+# The contract's HS rule (features/data/contract.py, DeclarationContract._hs_code) with ASCII digits only: `\d` also
+# matches other scripts' digits (Arabic-Indic ٣, Devanagari ३), which no HS code holds.
+HS_PATTERN = HS_CODE_PATTERN.replace(r"\d", "[0-9]")
+HS_CHAPTERS = ("01", "97")  # goods chapters, as the contract checks them: 98 and 99 are national, 00 is none
 
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 def _known_country(code: str) -> str:
     if code not in ISO_COUNTRIES:
-        raise ValueError("the country is not an ISO 3166-1 alpha-2 code")
+        raise ValueError("the country is not an ISO 3166-1 alpha-2 code (ZZ, XX or XZ stand for unknown)")
     return code
 
 
 Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", examples=["JP"]), AfterValidator(_known_country)]
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
+OptionalId = Annotated[str, Field(max_length=MAX_ID_LENGTH)]
 OPTIONAL_TEXT = {"declarant_id", "exporter_id", "office_id", "transport_mode", "departure_country", "bill_of_lading"}
 
 
@@ -72,31 +111,39 @@ class Declaration(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    declaration_id: str = Field(min_length=1, max_length=100)
+    declaration_id: Id
     declaration_date: dt.date
-    importer_id: str = Field(min_length=1, max_length=100)
-    hs_code: str = Field(pattern=HS_CODE_PATTERN, examples=["870323"])
+    importer_id: Id
+    hs_code: str = Field(pattern=HS_PATTERN, examples=["870323"])
     origin_country: Country
     declared_value: Amount
-    declarant_id: str | None = Field(None, max_length=100)
-    exporter_id: str | None = Field(None, max_length=100)
-    office_id: str | None = Field(None, max_length=100)
-    transport_mode: str | None = Field(None, max_length=50)
+    declarant_id: OptionalId | None = None
+    exporter_id: OptionalId | None = None
+    office_id: OptionalId | None = None
+    transport_mode: str | None = Field(None, max_length=MAX_TEXT_LENGTH)
     departure_country: Country | None = None
     net_mass_kg: Amount | None = None
     quantity: Amount | None = None
     tax_rate: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)] | None = None
     duty_paid: Amount | None = None
-    bill_of_lading: str | None = Field(None, max_length=100)
+    bill_of_lading: OptionalId | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _as_ingest_reads_text(cls, data: object) -> object:
-        """Text is stripped as ingest strips it (Python's idea of whitespace), and a blank optional is missing."""
+        """Text in ingest's normal form (features/data/text.py: invisible format characters dropped, NFKC,
+        stripped), and a blank optional is missing."""
         if not isinstance(data, dict):
             return data
-        stripped = {k: v.strip() if isinstance(v, str) else v for k, v in data.items()}
-        return {k: None if v == "" and k in OPTIONAL_TEXT else v for k, v in stripped.items()}
+        text = {k: normalise(v) if isinstance(v, str) else v for k, v in data.items()}
+        return {k: None if v == "" and k in OPTIONAL_TEXT else v for k, v in text.items()}
+
+    @field_validator("hs_code")
+    @classmethod
+    def _goods_chapter(cls, value: str) -> str:
+        if not HS_CHAPTERS[0] <= value[:2] <= HS_CHAPTERS[1]:
+            raise ValueError(f"the HS chapter {value[:2]} is not a goods chapter ({'–'.join(HS_CHAPTERS)})")
+        return value
 
     @field_validator("declaration_date")
     @classmethod
@@ -123,43 +170,115 @@ class ScoreOut(BaseModel):
     model_version: str | None
 
 
-class BodyLimit:
-    """Answer 413 to bodies over the limit, declared (Content-Length) or streamed."""
+_ANSWER = TypeAdapter(ScoreOut)
+_ANSWERS = TypeAdapter(list[ScoreOut])
 
-    def __init__(self, app, max_bytes: int):  # noqa: ANN001 - ASGI app
-        self.app, self.max_bytes = app, max_bytes
+
+class BodyGuard:
+    """Read each request's whole body before the app sees it: 413 past `max_bytes` (declared by Content-Length
+    or streamed in chunks), 408 when it has not all arrived within `timeout_s`. Both close the connection.
+
+    Reading it here, not inside the app, is what makes a chunked body over the cap a 413: FastAPI answers 400 to
+    any error raised while it reads a body."""
+
+    def __init__(self, app, max_bytes: int, timeout_s: float):  # noqa: ANN001 - ASGI app
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI callables
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _too_large(send, self.max_bytes)
-        seen = 0
-
-        async def counting_receive():  # noqa: ANN202
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise _TooLarge
-            return message
-
+            return await _refuse(send, 413, f"request body over {self.max_bytes} bytes")
+        chunks, size = [], 0
+        deadline = asyncio.get_running_loop().time() + self.timeout_s
         try:
-            await self.app(scope, counting_receive, send)
-        except _TooLarge:
-            await _too_large(send, self.max_bytes)
+            while True:
+                left = deadline - asyncio.get_running_loop().time()
+                message = await asyncio.wait_for(receive(), timeout=max(left, 0))
+                if message["type"] == "http.disconnect":
+                    return None  # the client went away: nobody to answer
+                size += len(message.get("body", b""))
+                if size > self.max_bytes:
+                    return await _refuse(send, 413, f"request body over {self.max_bytes} bytes")
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+        except TimeoutError:
+            return await _refuse(send, 408, f"request body not received within {self.timeout_s:g} s")
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if replayed:  # after the body: disconnect notices, as the server sends them
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
 
 
-class _TooLarge(Exception):
-    pass
-
-
-async def _too_large(send, max_bytes: int) -> None:  # noqa: ANN001
-    body = f'{{"detail":"request body over {max_bytes} bytes"}}'.encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+async def _refuse(send, status: int, detail: str) -> None:  # noqa: ANN001
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
     await send({"type": "http.response.body", "body": body})
+
+
+class SlowClientGuard(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's line and headers: a client that opens a
+    connection and sends nothing, or its headers a byte at a time, is cut off after `header_timeout` seconds
+    (uvicorn itself only times out idle kept-alive connections, and resets that timer on every byte)."""
+
+    header_timeout = HEADER_TIMEOUT_S
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:  # noqa: ANN001
+        super().connection_made(transport)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self.cycle
+        super().data_received(data)
+        if self.cycle is not cycle:  # a request's headers are complete
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        cycle = self.cycle
+        super().on_response_complete()
+        if self.cycle is cycle and not self.transport.is_closing():  # waiting for the next request's headers
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _disarm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
+            return
+        self._unset_keepalive_if_required()
+        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        self.transport.close()
+
+
+def server_config(app: FastAPI, host: str, port: int, header_timeout_s: float = HEADER_TIMEOUT_S,
+                  keep_alive_s: int = KEEP_ALIVE_S, log_level: str = "warning") -> uvicorn.Config:
+    """How `aduana serve` runs the app: slow or idle clients timed out, headers capped, a bounded shutdown."""
+    protocol = type("SlowClientGuard", (SlowClientGuard,), {"header_timeout": header_timeout_s})
+    return uvicorn.Config(app, host=host, port=port, http=protocol, timeout_keep_alive=keep_alive_s,
+                          h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_graceful_shutdown=10,
+                          log_level=log_level)
 
 
 class SourceLayout:
@@ -225,125 +344,237 @@ class SourceLayout:
         return [{"loc": where(i), "msg": str(r.message), "type": str(r.reason)} for i, r in rejected.iterrows()]
 
 
-def _canonical_items(payload: Any) -> list[Declaration]:
-    """A canonical body validated as FastAPI validates it without a mapping (errors located under 'body')."""
+def _capped(errors: list[dict]) -> dict:
+    """A 422 body: the first MAX_ERRORS errors (location, message, type) and how many there were."""
+    keep = ("loc", "msg", "type", "field")
+    listed = [{k: list(e[k]) if k == "loc" else e[k] for k in keep if k in e} for e in errors[:MAX_ERRORS]]
+    return {"detail": listed, "error_count": len(errors)}
+
+
+def _unprocessable(errors: list[dict]) -> HTTPException:
+    return HTTPException(status_code=422, detail=errors)
+
+
+def _records(body: bytes, max_items: int) -> tuple[list, bool]:
+    """The body as (records, sent as a list), its shape checked before any per-item work: JSON, an object or a
+    list of 1 to `max_items` objects, each with at most MAX_FIELDS keys."""
     try:
-        if isinstance(payload, list):
-            return _DECLARATIONS.validate_python(payload)
-        return [Declaration.model_validate(payload)]
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the parser's depth, huge ints
+        msg = str(exc).splitlines()[0][:200] if isinstance(exc, ValueError) else "nested too deeply"
+        raise _unprocessable([{"loc": ["body"], "msg": f"the body is not JSON: {msg}", "type": "json_invalid"}]) \
+            from None
+    if isinstance(payload, dict):
+        records, as_list = [payload], False
+    elif isinstance(payload, list):
+        if len(payload) > max_items:
+            raise HTTPException(status_code=413, detail=f"at most {max_items} declarations per request")
+        if not payload:
+            raise _unprocessable([{"loc": ["body"], "msg": "empty list", "type": "empty"}])
+        records, as_list = payload, True
+    else:
+        raise _unprocessable([{"loc": ["body"], "msg": "a declaration is a JSON object, or a list of them",
+                               "type": "not_an_object"}])
+    where = (lambda i: ["body", i]) if as_list else (lambda i: ["body"])
+    wrong = [{"loc": where(i), "msg": "a declaration is a JSON object", "type": "not_an_object"}
+             for i, r in enumerate(records) if not isinstance(r, dict)]
+    wrong += [{"loc": where(i), "msg": f"more than {MAX_FIELDS} fields", "type": "too_many_fields"}
+              for i, r in enumerate(records) if isinstance(r, dict) and len(r) > MAX_FIELDS]
+    if wrong:
+        raise _unprocessable(wrong)
+    return records, as_list
+
+
+def _canonical_items(records: list[dict], as_list: bool) -> list[Declaration]:
+    """Canonical records validated (errors located under 'body', and the record's position in a list)."""
+    try:
+        if as_list:
+            return _DECLARATIONS.validate_python(records)
+        return [Declaration.model_validate(records[0])]
     except ValidationError as exc:
-        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from exc
+        raise _unprocessable([{**e, "loc": ["body", *e["loc"]]} for e in exc.errors(include_url=False,
+                                                                                       include_input=False)]) from None
 
 
 _DECLARATIONS = TypeAdapter(list[Declaration])
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,100}")
+
+
+def _request_id(given: str | None) -> str:
+    """The client's X-Request-ID when it is a plain token, else a new one."""
+    return given if given is not None and REQUEST_ID.fullmatch(given) else f"rt-{uuid.uuid4().hex}"
 
 
 LAYOUT_HELP = "auto: told apart by the column names; canonical: contract fields; source: the mapping's layout"
 CANONICAL_LAYOUT = ("Requests are declarations in canonical fields (one goods item per object; contract §4): "
                     "`declaration_id`, `declaration_date`, `importer_id`, `hs_code`, `origin_country`, "
                     "`declared_value` required, the other contract fields optional, nothing else.")
+ERROR_RESPONSES = {
+    408: {"description": "The body did not arrive in time."},
+    413: {"description": "The body is over the size cap, or the list over the declarations cap."},
+    422: {"description": f"Not declarations: field-level errors (the first {MAX_ERRORS}) and `error_count`."},
+    503: {"description": "No champion model or warehouse snapshot yet, or the decision log is full: retry after "
+                         "`Retry-After` seconds."},
+}
 
 
 def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_BODY_BYTES,
-               api_key: str | None = None, mapping: ColumnMapping | None = None) -> FastAPI:
+               api_key: str | None = None, mapping: ColumnMapping | None = None, decision_log: bool = True,
+               body_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
     """The FastAPI app around a scorer (injected, so tests can pass one with a fixed model). With a `mapping`,
-    /v1/score also takes records in the mapping's source layout."""
+    /v1/score also takes records in the mapping's source layout. `decision_log=False` leaves real-time answers
+    out of the decision log (benchmarks only: the contract logs every answer)."""
     state = ServiceState(scorer)
     source = SourceLayout(mapping) if mapping is not None else None
+    answers_log = DecisionLog(scorer.warehouse) if decision_log else None
     api_key = api_key if api_key is not None else os.environ.get("ADUANA_API_KEY")
     description = ("Lanes (red/yellow/green), risk and reasons for import declarations. "
-                   "Real-time lanes apply thresholds learned from the latest scoring batch.\n\n" + CANONICAL_LAYOUT)
+                   "Real-time lanes apply thresholds learned from the latest scoring batch; every answer is "
+                   "appended to the decision log.\n\n" + CANONICAL_LAYOUT)
     if source is not None:
         description += "\n\n" + source.describe()
-    app = FastAPI(title="Aduana scoring API", version="0.5.0", description=description)
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # noqa: ANN202
+        if answers_log is not None:
+            answers_log.start()
+        try:
+            yield
+        finally:
+            if answers_log is not None:
+                await anyio.to_thread.run_sync(answers_log.close)  # every buffered answer written (or spilled)
+
+    app = FastAPI(title="Aduana scoring API", version="0.5.0", description=description, lifespan=lifespan)
+    app.add_middleware(BodyGuard, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": list(e.get("loc", [])), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
-        return JSONResponse(status_code=422, content={"detail": errors})
+        return JSONResponse(status_code=422, content=_capped(list(exc.errors())))
 
-    def require_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
-        if api_key and x_api_key != api_key:
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        content = _capped(exc.detail) if exc.status_code == 422 and isinstance(exc.detail, list) else \
+            {"detail": exc.detail}
+        return JSONResponse(status_code=exc.status_code, content=content, headers=exc.headers)
+
+    security = []
+    if api_key:
+        key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                                  description="The service's key (ADUANA_API_KEY): required on /v1/score.")
+        expected = api_key.encode()
+
+        def require_key(given: str | None = Security(key_header)) -> None:  # noqa: B008 - FastAPI's idiom
+            if given is None or not hmac.compare_digest(given.encode(), expected):  # constant time
+                raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
+
+        security = [Security(require_key)]
 
     @app.get("/healthz")
-    def healthz() -> dict:
+    async def healthz() -> dict:  # on the event loop: never waits behind scoring threads
         return {"status": "ok"}
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        state.refresh()
-        body = {"ready": scorer.ready, "model_version": scorer.version,
-                "registry": scorer.registry_error or "ok",
+        state.refresh(wait=False)
+        ready = state.ready
+        body = {"ready": ready, "model_version": scorer.version,
+                "registry": "unreachable" if scorer.registry_error else "ok",
+                "warehouse": "ok" if not (state.warehouse_error or scorer.snapshot_error) else
+                ("stale snapshot" if scorer.has_snapshot else "unavailable"),
                 "thresholds_from": state.thresholds.batch_id if state.thresholds else None,
-                "layouts": ["canonical", "source"] if source is not None else ["canonical"]}
-        return JSONResponse(status_code=200 if scorer.ready else 503, content=body)
+                "layouts": ["canonical", "source"] if source is not None else ["canonical"],
+                "decisions_pending": answers_log.pending if answers_log is not None else 0}
+        headers = None if ready else {"Retry-After": str(RETRY_AFTER_S)}
+        return JSONResponse(status_code=200 if ready else 503, content=body, headers=headers)
 
-    def check_count(items: list) -> None:
-        if len(items) > max_items:
-            raise HTTPException(status_code=413, detail=f"at most {max_items} declarations per request")
-        if not items:
-            raise HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": "empty list", "type": "empty"}])
+    def unavailable(detail: str) -> HTTPException:
+        return HTTPException(status_code=503, detail=detail, headers={"Retry-After": str(RETRY_AFTER_S)})
 
-    def answer(declarations: pd.DataFrame | dict, as_list: bool) -> dict | list[dict]:
+    def answer(declarations: pd.DataFrame | list[dict], as_list: bool, request_id: str) -> bytes:
         state.refresh()
         if not scorer.ready:
-            raise HTTPException(status_code=503, detail="no champion model loaded yet")
-        out = scorer.score_realtime(declarations, state.thresholds)
+            raise unavailable("no champion model loaded yet")
+        if not scorer.has_snapshot:
+            raise unavailable("the warehouse cannot be read yet (another process is writing it)")
+        if answers_log is not None and answers_log.full:
+            raise unavailable("the decision log cannot be written (the warehouse is busy) and its buffer is full")
+        thresholds = state.thresholds
+        try:
+            out = scorer.score_realtime(declarations, thresholds)
+        except WAREHOUSE_ERRORS as exc:  # a snapshot refresh that failed before any snapshot existed
+            raise unavailable("the warehouse cannot be read yet (another process is writing it)") from exc
         results = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
-                   for r in out.to_dict("records")]  # FastAPI validates them against ScoreOut once, on the way out
-        return results if as_list else results[0]
+                   for r in out.to_dict("records")]
+        if answers_log is not None:
+            answers_log.record(results, request_id, state.policy_hash, thresholds.batch_id if thresholds else None)
+        if as_list:
+            return _ANSWERS.dump_json(_ANSWERS.validate_python(results))
+        return _ANSWER.dump_json(_ANSWER.validate_python(results[0]))
 
-    def canonical(items: list[Declaration], as_list: bool) -> dict | list[dict]:
-        check_count(items)
-        one = items[0].model_dump() if len(items) == 1 else None  # one declaration: the pandas-free path
-        return answer(one if one is not None else canonical_frame(items), as_list)
+    def canonical(records: list[dict], as_list: bool, request_id: str) -> bytes:
+        return answer([i.model_dump() for i in _canonical_items(records, as_list)], as_list, request_id)
 
-    def source_layout(records: list, as_list: bool) -> dict | list[dict]:
-        check_count(records)
+    def source_layout(records: list[dict], as_list: bool, request_id: str) -> bytes:
         where = (lambda i: ["body"]) if not as_list else (lambda i: ["body", i])
-        not_objects = [i for i, r in enumerate(records) if not isinstance(r, dict)]
-        if not_objects:
-            raise HTTPException(status_code=422, detail=[{"loc": where(i), "msg": "a declaration is a JSON object",
-                                                          "type": "not_an_object"} for i in not_objects])
         nested = non_scalar_values(records)
         if nested:
-            raise HTTPException(status_code=422, detail=[
-                {"loc": [*where(i), k], "msg": "a value is a number, a string or null, as in a file cell",
-                 "type": "not_a_value"} for i, k in nested])
+            raise _unprocessable([{"loc": [*where(i), k], "msg": "a value is a number, a string or null, as in a "
+                                   "file cell", "type": "not_a_value"} for i, k in nested])
         try:
             taken = take_in(records_frame(records, source.mapping), source.mapping)
         except DataError as exc:  # e.g. unknown columns under `unknown_columns: error`
-            raise HTTPException(status_code=422, detail=[{"loc": ["body"], "msg": str(exc), "type": "mapping"}]) from exc
+            raise _unprocessable([{"loc": ["body"], "msg": str(exc), "type": "mapping"}]) from exc
         if len(taken.rejected):
-            raise HTTPException(status_code=422, detail=source.errors(taken.failures, taken.rejected, not as_list))
-        return answer(taken.valid, as_list)
+            raise _unprocessable(source.errors(taken.failures, taken.rejected, not as_list))
+        return answer(taken.valid, as_list, request_id)
 
-    if source is None:
-        @app.post("/v1/score", dependencies=[Depends(require_key)], response_model=ScoreOut | list[ScoreOut],
-                  description=CANONICAL_LAYOUT)
-        def score(payload: Annotated[Declaration | list[Declaration], Body()]) -> dict | list[dict]:
-            items = payload if isinstance(payload, list) else [payload]
-            return canonical(items, isinstance(payload, list))
-    else:
-        canonical_schema = Declaration.model_json_schema()
+    def handle(body: bytes, layout: str, request_id: str) -> bytes:
+        """Everything a scoring request costs, in a worker thread: parse, check, validate, score, log."""
+        records, as_list = _records(body, max_items)
+        if source is not None and source.layout(records, layout) == "source":
+            return source_layout(records, as_list, request_id)
+        return canonical(records, as_list, request_id)
+
+    limiters: dict[int, anyio.CapacityLimiter] = {}
+
+    def limiter() -> anyio.CapacityLimiter:
+        """The scoring threads' limiter, one per event loop (a TestClient may run several)."""
+        loop = id(asyncio.get_running_loop())
+        if loop not in limiters:
+            limiters.clear()
+            limiters[loop] = anyio.CapacityLimiter(SCORING_THREADS)
+        return limiters[loop]
+
+    async def respond(request: Request, layout: str) -> Response:
+        request_id = _request_id(request.headers.get("x-request-id"))
+        body = await request.body()  # already read, and bounded, by BodyGuard
+        run: Callable[[], bytes] = partial(handle, body, layout, request_id)
+        content = await anyio.to_thread.run_sync(run, limiter=limiter())
+        return Response(content=content, media_type="application/json", headers={"X-Request-ID": request_id})
+
+    canonical_schema = Declaration.model_json_schema()
+    schemas = [canonical_schema, {"type": "array", "items": canonical_schema, "minItems": 1, "maxItems": max_items}]
+    if source is not None:
         record = source.schema()
-        body_schema = {"anyOf": [canonical_schema, {"type": "array", "items": canonical_schema},
-                                 record, {"type": "array", "items": record}]}
-
-        @app.post("/v1/score", dependencies=[Depends(require_key)], response_model=ScoreOut | list[ScoreOut],
-                  description=CANONICAL_LAYOUT + "\n\n" + source.describe(),
-                  openapi_extra={"requestBody": {"required": True,
-                                                 "content": {"application/json": {"schema": body_schema}}}})
-        def score(payload: Annotated[Any, Body()],
-                  layout: Annotated[Literal["auto", "canonical", "source"], Query(description=LAYOUT_HELP)] = "auto",
-                  ) -> dict | list[dict]:
-            records = payload if isinstance(payload, list) else [payload]
-            if source.layout(records, layout) == "source":
-                return source_layout(records, isinstance(payload, list))
-            return canonical(_canonical_items(payload), isinstance(payload, list))
+        schemas += [record, {"type": "array", "items": record, "minItems": 1, "maxItems": max_items}]
+    route = {"dependencies": security, "response_model": ScoreOut | list[ScoreOut],
+             "responses": {**ERROR_RESPONSES, **({401: {"description": "Missing or wrong X-API-Key."}}
+                                                 if security else {})},
+             "openapi_extra": {"requestBody": {"required": True,
+                                               "content": {"application/json": {"schema": {"anyOf": schemas}}}}}}
+    if source is None:
+        @app.post("/v1/score", description=CANONICAL_LAYOUT, **route)
+        async def score(request: Request) -> Response:
+            return await respond(request, "canonical")
+    else:
+        @app.post("/v1/score", description=CANONICAL_LAYOUT + "\n\n" + source.describe(), **route)
+        async def score(
+            request: Request,
+            layout: Annotated[Literal["auto", "canonical", "source"], Query(description=LAYOUT_HELP)] = "auto",
+        ) -> Response:
+            return await respond(request, layout)
 
     app.state.service = state
     app.state.layout = source
+    app.state.decision_log = answers_log
     return app

@@ -47,14 +47,40 @@ def score_raw(raw: pd.DataFrame, scorer: Scorer, mapping: ColumnMapping | None =
     return ScoredBatch(output=output, rejected=quarantine_rows(raw, taken.rejected), read=len(raw))
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
+
+
 def write_output(output: pd.DataFrame, path: Path) -> None:
+    """The score output as Parquet (values verbatim) or CSV (text cells made safe to open in a spreadsheet)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix.lower() in (".parquet", ".pq"):
         output.to_parquet(tmp, index=False)
     else:
-        output.to_csv(tmp, index=False)
+        # RFC 4180 line ends: with "\n" alone, Python's csv writer leaves a cell holding a bare "\r" unquoted,
+        # and readers split the row there.
+        spreadsheet_safe(output).to_csv(tmp, index=False, lineterminator="\r\n")
     tmp.replace(path)  # readers never see a half-written file
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells that a spreadsheet would run as a formula (starting with =, +, -, @, a tab or a carriage return)
+    get a leading single quote, OWASP's rule against CSV injection: ids and reasons come from the declarations."""
+    out = frame.copy()
+    for column in out.columns:
+        values = out[column]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
+            continue  # a negative number is a number, not a formula
+        text = values.map(lambda v: v if isinstance(v, str) else None)
+        risky = text.str.startswith(FORMULA_PREFIXES).fillna(False).astype(bool).to_numpy()
+        if risky.any():
+            out[column] = values.astype(object).where(~risky, "'" + text.astype(object))
+    return out
+
+
+def _cell(value: object) -> str:
+    """A value as one markdown table cell: pipes escaped, line breaks as spaces."""
+    return " ".join(str(value).splitlines()).replace("|", "\\|")
 
 
 def batch_report(output: pd.DataFrame, batch_id: str, model_version: str | None, policy_hash: str, top: int = 10) -> str:
@@ -63,11 +89,12 @@ def batch_report(output: pd.DataFrame, batch_id: str, model_version: str | None,
     lines = [f"# Scoring batch {batch_id}", "",
              f"Model `customs-risk` v{model_version}, lane policy `{policy_hash}`, {len(output):,} declarations.", "",
              "## Lanes", "", "| lane | selected by | rows |", "|---|---|---:|"]
-    lines += [f"| {r.lane} | {r.selected_by or '—'} | {r.rows:,} |" for r in counts.itertuples()]
+    lines += [f"| {_cell(r.lane)} | {_cell(r.selected_by or '—')} | {r.rows:,} |" for r in counts.itertuples()]
     lines += ["", f"## Top {top} by risk", "", "| declaration | risk | expected revenue | lane | reasons |", "|---|---:|---:|---|---|"]
     for r in output.dropna(subset=["risk_score"]).nlargest(top, "risk_score").itertuples():
         revenue = "" if pd.isna(r.expected_revenue) else f"{r.expected_revenue:,.0f}"
-        lines.append(f"| {r.declaration_id} | {r.risk_score:.3f} | {revenue} | {r.lane} | {r.reasons} |")
+        lines.append(f"| {_cell(r.declaration_id)} | {r.risk_score:.3f} | {revenue} | {_cell(r.lane)} | "
+                     f"{_cell(r.reasons)} |")
     edges = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0001]
     histogram = pd.cut(output["risk_score"].dropna(), edges, right=False).value_counts(sort=False)
     lines += ["", "## Score distribution", "", "| risk score | rows |", "|---|---:|"]

@@ -1,64 +1,249 @@
-"""Real-time state: the scorer and the thresholds its lanes apply, refreshed together.
+"""Real-time state: the scorer, the thresholds its lanes apply and the log of its answers.
 
 In real time there is no batch to rank within, so the capacity is applied through thresholds
 (serving/selection.py `Thresholds`): the risk cut-offs and the exploration draw cut-off of the latest scoring
 batch made with the same model (or, before any batch, of the most recent declarations in the warehouse scored
 as one batch). A declaration from that batch gets the same lane both ways.
+
+The service reads the warehouse only to refresh its snapshot (the scorer's `ScoringContext` and the thresholds);
+while another process holds the file, the last snapshot keeps serving. Every answer is appended to the decision
+log (`DecisionLog`) from a background thread, so a call never waits on the warehouse.
 """
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
 
 from features.data.contract import LABEL_FIELDS
-from serving.scorer import Scorer
+from features.data.warehouse import Warehouse
+from serving.scorer import OUTPUT_COLUMNS, WAREHOUSE_ERRORS, Scorer
 from serving.selection import Thresholds
 
 THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
 BOOKKEEPING = ("batch_id", "row_number", "row_hash", "ingested_at", "label_batch_id")
+SNAPSHOT_WAIT_S = 0.2  # a refresh waits this long for a warehouse another process holds, then keeps the last snapshot
+log = logging.getLogger("aduana.serving")
 
 
 class ServiceState:
-    """The scorer and its real-time thresholds, refreshed together."""
+    """The scorer and its real-time thresholds, refreshed together from the warehouse (a snapshot of it)."""
 
     def __init__(self, scorer: Scorer):
         self.scorer = scorer
+        scorer.snapshot_wait = SNAPSHOT_WAIT_S  # a request never waits long on another process's lock
         self.thresholds: Thresholds | None = None
+        self.warehouse_error: str | None = None  # why the last refresh could not read the warehouse
         self._thresholds_for: tuple | None = None
         self._refreshed_at = -float("inf")
         self._lock = threading.Lock()
+        self._digest: tuple[object, str] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """A champion and a warehouse snapshot to score against."""
+        return self.scorer.ready and self.scorer.has_snapshot
+
+    @property
+    def policy_hash(self) -> str:
+        """The lane policy's digest, recorded with each answer (computed once per policy object)."""
+        policy = self.scorer.policy
+        if self._digest is None or self._digest[0] is not policy:
+            self._digest = (policy, policy.digest())
+        return self._digest[1]
 
     def pin(self, thresholds: Thresholds) -> None:
-        """Use these thresholds until the champion or the decision log changes (for benchmarks and tests)."""
+        """Use these thresholds until the champion or the latest scoring batch changes (benchmarks and tests)."""
         self.thresholds = thresholds
-        self._thresholds_for = (self.scorer.version, self.scorer.warehouse.counts()["decisions"])
+        reader = self.scorer.reader()
+        with reader.process_lock():
+            self._thresholds_for = (self.scorer.version, reader.latest_batch_id(self.scorer.version))
 
-    def refresh(self) -> None:
-        """Reload the champion and relearn thresholds when needed, at most every reload_seconds."""
+    def refresh(self, wait: bool = True) -> None:
+        """Reload the champion, the snapshot and the thresholds when needed, at most every reload_seconds.
+
+        With `wait=False` (readiness probes), a refresh already under way in another thread is not waited for.
+        A warehouse that cannot be read leaves the last snapshot and thresholds in place."""
         if time.monotonic() - self._refreshed_at < self.scorer.reload_seconds:
             return
-        with self._lock:
+        if not self._lock.acquire(blocking=wait):
+            return
+        try:
             self._refreshed_at = time.monotonic()
             self.scorer.refresh_model()
             if not self.scorer.ready:
                 return
-            key = (self.scorer.version, self.scorer.warehouse.counts()["decisions"])
-            if key != self._thresholds_for:
-                self.thresholds = learn_thresholds(self.scorer)
-                self._thresholds_for = key
+            try:
+                self.scorer.context()
+                reader = self.scorer.reader()
+                with reader.process_lock():
+                    key = (self.scorer.version, reader.latest_batch_id(self.scorer.version))
+                if key != self._thresholds_for:
+                    self.thresholds = learn_thresholds(self.scorer)
+                    self._thresholds_for = key
+                self.warehouse_error = None
+            except WAREHOUSE_ERRORS as exc:
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                if error != self.warehouse_error:
+                    log.warning("warehouse unreadable, keeping the last snapshot and thresholds: %s", error)
+                self.warehouse_error = error
+        finally:
+            self._lock.release()
 
 
 def learn_thresholds(scorer: Scorer) -> Thresholds | None:
     """The cut-offs of the latest batch scored with the scorer's model, else of the most recent declarations."""
-    policy, warehouse = scorer.policy, scorer.warehouse
-    latest = warehouse.read(
-        "SELECT * FROM decisions WHERE batch_id = (SELECT batch_id FROM decisions WHERE model_version = ? "
-        "ORDER BY decided_at DESC LIMIT 1) AND risk_score IS NOT NULL", [scorer.version])
+    policy, warehouse = scorer.policy, scorer.reader()
+    with warehouse.process_lock():
+        latest = warehouse.latest_batch_decisions(scorer.version)
+        recent = warehouse.read(f"SELECT * FROM declarations ORDER BY declaration_date DESC LIMIT {THRESHOLD_WINDOW}") \
+            if latest.empty else None
     if latest.empty:
-        recent = warehouse.read(f"SELECT * FROM declarations ORDER BY declaration_date DESC LIMIT {THRESHOLD_WINDOW}")
         if recent.empty:
             return None
         # Every stored field but the labels and bookkeeping: extras (xcat_/xnum_) included, as the model may use them.
         recent = recent.drop(columns=[c for c in (*LABEL_FIELDS, *BOOKKEEPING) if c in recent])
         latest = scorer.score(recent, explain_lanes=()).assign(batch_id="recent-declarations")
     return Thresholds.from_decisions(latest, policy.rank_by, policy.seed)
+
+
+LOG_COLUMNS = ("batch_id", "decided_at", "position", *OUTPUT_COLUMNS, "policy_hash", "source", "request_id",
+               "thresholds_batch_id")
+
+
+class DecisionLog:
+    """Real-time answers on their way to the warehouse's `decisions` table, beside the batch decisions.
+
+    `record` appends to a buffer in memory (microseconds: a call pays nothing for its record). A background thread
+    writes the buffer in one transaction every `flush_seconds`, sooner past `flush_rows`. While the warehouse is
+    busy (another process writing it) the rows stay buffered and the next flush retries; rows are keyed by request
+    id and position, so a retried flush adds nothing twice. The buffer is bounded: when it holds `max_rows`, the
+    API refuses to score (503) rather than answer without a record. `close` (the app's shutdown) writes what is
+    left, retrying for up to `close_timeout` seconds; rows it still cannot write go to a spill file beside the
+    warehouse, which the next `start` reads back, so a clean shutdown loses nothing."""
+
+    def __init__(self, warehouse: Warehouse, flush_seconds: float = 1.0, flush_rows: int = 1_000,
+                 max_rows: int = 50_000, close_timeout: float = 30.0, write_wait: float = 0.5):
+        self.warehouse = Warehouse(warehouse.path, busy_wait=write_wait)
+        self.spill_path = warehouse.path.with_name(warehouse.path.name + ".pending-decisions.jsonl")
+        self.flush_seconds, self.flush_rows, self.max_rows = flush_seconds, flush_rows, max_rows
+        self.close_timeout = close_timeout
+        self.last_error: str | None = None
+        self._rows: list[dict] = []
+        self._lock = threading.Lock()  # the buffer
+        self._flushing = threading.Lock()  # one flush at a time
+        self._wake, self._stop = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+        self._spilled = False  # rows were read back from the spill file and are not all written yet
+
+    @property
+    def pending(self) -> int:
+        return len(self._rows)
+
+    @property
+    def full(self) -> bool:
+        return len(self._rows) >= self.max_rows
+
+    def record(self, answers: list[dict], request_id: str, policy_hash: str, thresholds_batch_id: str | None) -> None:
+        """Buffer one request's answers (score-output records, in request order)."""
+        at = datetime.now(UTC).replace(tzinfo=None)
+        rows = [{**a, "batch_id": request_id, "request_id": request_id, "position": i, "decided_at": at,
+                 "policy_hash": policy_hash, "thresholds_batch_id": thresholds_batch_id, "source": "api"}
+                for i, a in enumerate(answers)]
+        with self._lock:
+            self._rows.extend(rows)
+            pending = len(self._rows)
+        if self._thread is None:
+            self.start()
+        if pending >= self.flush_rows:
+            self._wake.set()
+
+    def start(self) -> None:
+        """Start the background writer (once), after reading back rows a previous shutdown could not write."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            if self.spill_path.exists():
+                self._rows[:0] = _read_spill(self.spill_path)
+                self._spilled = True
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="aduana-decision-log", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            if self._rows and not self._stop.is_set():
+                self.flush()
+
+    def flush(self) -> int:
+        """Write the buffered rows in one transaction. Returns the rows written (0 when the warehouse is busy:
+        they stay buffered)."""
+        with self._flushing:
+            with self._lock:
+                rows, self._rows = self._rows, []
+            if not rows:
+                return 0
+            try:
+                frame = pd.DataFrame.from_records(rows, columns=list(LOG_COLUMNS)).astype(
+                    {"position": "int64", "risk_score": "float64", "expected_revenue": "float64"})
+                with self.warehouse.process_lock():
+                    self.warehouse.append_answers(frame)
+            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the rows are kept for the next try
+                with self._lock:
+                    self._rows[:0] = rows
+                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                if error != self.last_error:
+                    (log.warning if isinstance(exc, WAREHOUSE_ERRORS) else log.error)(
+                        "decision log: %d rows kept for the next flush: %s", len(self._rows), error)
+                self.last_error = error
+                return 0
+            if self.last_error is not None:
+                log.warning("decision log: writing again")
+            self.last_error = None
+            if self._spilled and not self._rows:
+                self.spill_path.unlink(missing_ok=True)
+                self._spilled = False
+            return len(rows)
+
+    def close(self) -> None:
+        """Stop the writer and write what is left, retrying while the warehouse is busy; spill what still fails."""
+        self._stop.set()
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        deadline = time.monotonic() + self.close_timeout
+        while self._rows and not self.flush() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with self._lock:
+            rows = list(self._rows)
+        if rows:
+            _write_spill(self.spill_path, rows)
+            self._spilled = True
+            log.error("decision log: %d rows could not be written; kept in %s for the next start", len(rows),
+                      self.spill_path)
+
+    def discard(self) -> None:
+        """Drop the buffered rows (tests)."""
+        with self._lock:
+            self._rows.clear()
+
+
+def _write_spill(path: Path, rows: list[dict]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w") as fh:
+        for row in rows:
+            fh.write(json.dumps({**row, "decided_at": row["decided_at"].isoformat()}) + "\n")
+    tmp.replace(path)
+
+
+def _read_spill(path: Path) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [{**r, "decided_at": datetime.fromisoformat(r["decided_at"])} for r in rows]

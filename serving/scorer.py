@@ -6,14 +6,17 @@ champion keeps serving and `registry_error` says why.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 
+import duckdb
 import numpy as np
 import pandas as pd
 
 from features.build import ScoringContext, build_features, empty_declarations, integrate, price_bands
-from features.data.warehouse import Warehouse
+from features.data.errors import DataError
+from features.data.warehouse import Warehouse, WarehouseBusy
 from features.profiles import MISSING
 from features.row import integrate_row, row_features
 from serving.lanes import LanePolicy, allocate
@@ -29,6 +32,9 @@ from serving.selection import (  # noqa: F401 - Thresholds is re-exported: servi
 from training.models import RiskModel
 
 OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons", "model_version"]
+# What reading the warehouse raises while another process holds it (or it cannot be opened): not a bug, a wait.
+WAREHOUSE_ERRORS = (DataError, WarehouseBusy, duckdb.Error)
+log = logging.getLogger("aduana.serving")
 
 
 class ModelSource:
@@ -55,6 +61,8 @@ class Scorer:
     model: RiskModel | None = None
     version: str | None = None
     registry_error: str | None = None
+    snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
+    snapshot_error: str | None = None  # why the last snapshot refresh failed (the previous snapshot serves)
     _checked_at: float = -np.inf
     _context: ScoringContext | None = None
     _context_key: tuple | None = None
@@ -71,25 +79,56 @@ class Scorer:
                 self.model, self.version = self.source.load(version), version
             self.registry_error = None
         except Exception as exc:  # keep serving the last good champion
-            self.registry_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if error != self.registry_error:  # the details stay in the server's log
+                log.warning("model registry unreachable, serving v%s: %s", self.version, error)
+            self.registry_error = error
 
     @property
     def ready(self) -> bool:
         return self.model is not None
 
+    @property
+    def has_snapshot(self) -> bool:
+        return self._context is not None
+
+    def reader(self) -> Warehouse:
+        """The warehouse as the snapshot reads it: waiting at most `snapshot_wait` for another process's lock."""
+        if self.snapshot_wait is None:
+            return self.warehouse
+        return Warehouse(self.warehouse.path, busy_wait=min(self.snapshot_wait, self.warehouse.busy_wait))
+
     def context(self) -> ScoringContext:
-        """The warehouse snapshot, rebuilt when the warehouse has changed (checked at most every reload_seconds)."""
+        """The warehouse snapshot, rebuilt when the warehouse has changed (checked at most every reload_seconds).
+
+        While the warehouse cannot be read (another process is writing it), the last snapshot keeps serving;
+        before there is one, the error is raised (one of WAREHOUSE_ERRORS)."""
         if self._context is not None and time.monotonic() - self._context_checked_at < self.reload_seconds:
             return self._context
         self._context_checked_at = time.monotonic()
-        counts = self.warehouse.counts()
-        key = (counts["declarations"], counts["ingest_batches"])
-        if self._context is None or key != self._context_key:
-            tables = {t: self.warehouse.table(t) if counts[t] else pd.DataFrame() for t in ("declarations", "manifests", "traders")}
-            if tables["declarations"].empty:
-                tables["declarations"] = empty_declarations()
-            self._context = ScoringContext.from_tables(tables["declarations"], tables["manifests"], tables["traders"])
-            self._context_key = key
+        warehouse = self.reader()
+        try:
+            with warehouse.process_lock():
+                counts = warehouse.counts()
+                key = (counts["declarations"], counts["ingest_batches"])
+                changed = self._context is None or key != self._context_key
+                tables = {t: warehouse.table(t) if counts[t] else pd.DataFrame()
+                          for t in ("declarations", "manifests", "traders")} if changed else {}
+            if changed:
+                if tables["declarations"].empty:
+                    tables["declarations"] = empty_declarations()
+                self._context = ScoringContext.from_tables(tables["declarations"], tables["manifests"],
+                                                           tables["traders"])
+                self._context_key = key
+            self.snapshot_error = None
+        except WAREHOUSE_ERRORS as exc:
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            if error != self.snapshot_error:
+                log.warning("warehouse unreadable, %s: %s",
+                            "keeping the last snapshot" if self._context is not None else "no snapshot yet", error)
+            self.snapshot_error = error
+            if self._context is None:
+                raise
         return self._context
 
     def _scores(self, declarations: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -121,24 +160,39 @@ class Scorer:
 
     def _scores_one(self, declaration: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """`_scores` for one declaration without pandas in the feature work (features/row.py)."""
+        return self._scores_rows([declaration])
+
+    def _scores_rows(self, declarations: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """Each declaration's features on the one-row path, as if it came alone; one model call for them all."""
         if self.model is None:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         context = self.context()
         bands = self.model.price_bands if self.model.price_bands is not None else price_bands(context.history)
-        row = integrate_row(declaration, context)
-        features = row_features(row, bands, context)
-        row["price_reference_log"] = features["price_reference_log"]
-        # One object block each: building a one-row frame column by column costs more than the model.
         categorical = set(self.model.categorical)
-        values = [features.get(c, MISSING if c in categorical else np.nan) for c in self.model.columns]
-        X = pd.DataFrame(np.array([values], dtype=object), columns=self.model.columns, dtype=object)
-        frame = pd.DataFrame(np.array([list(row.values())], dtype=object), columns=list(row), dtype=object)
+        rows, values = [], []
+        for declaration in declarations:
+            row = integrate_row(declaration, context)
+            features = row_features(row, bands, context)
+            row["price_reference_log"] = features["price_reference_log"]
+            rows.append(row)
+            values.append([features.get(c, MISSING if c in categorical else np.nan) for c in self.model.columns])
+        # One object block each: building a small frame column by column costs more than the model.
+        X = pd.DataFrame(np.array(values, dtype=object), columns=self.model.columns, dtype=object)
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        frame = pd.DataFrame(np.array([[r.get(c) for c in columns] for r in rows], dtype=object), columns=columns,
+                             dtype=object)
         return frame, X, self.model.predict(X)
 
-    def score_realtime(self, declarations: pd.DataFrame | dict, thresholds: Thresholds | None) -> pd.DataFrame:
-        """One declaration (a dict of canonical fields, the fast path) or a few (a canonical frame) at a time:
-        lanes from thresholds learned on the latest batch."""
-        frame, X, scores = (self._scores_one if isinstance(declarations, dict) else self._scores)(declarations)
+    def score_realtime(self, declarations: pd.DataFrame | dict | list[dict],
+                       thresholds: Thresholds | None) -> pd.DataFrame:
+        """A few declarations (canonical fields, as dicts or a typed frame) at a time, each scored as if it came
+        alone (features/row.py: so an answer never depends on the rest of the request), lanes from thresholds
+        learned on the latest batch."""
+        if isinstance(declarations, pd.DataFrame):
+            declarations = declarations.to_dict("records")
+        elif isinstance(declarations, dict):
+            declarations = [declarations]
+        frame, X, scores = self._scores_rows(declarations)
         rules = rule_hits(frame, self.policy.rules).to_numpy()
         rank = scores[self.policy.rank_by].fillna(scores["risk_score"]).to_numpy()
         draw = exploration_draw(frame["declaration_id"], self.policy.seed)

@@ -93,6 +93,10 @@ def evaluate(model: RiskModel, fs: FeatureSet, rows: np.ndarray) -> Evaluation:
     return Evaluation(metrics=metrics, segments=segments, predictions=predictions.reset_index(drop=True))
 
 
+SCREENING_ROUNDS = 120  # ablation fits: brisk, to compare groups, not to serve
+SCREENING_LEARNING_RATE = 0.25
+
+
 def validation_score(model: RiskModel, fs: FeatureSet, split: Split) -> float:
     """PR-AUC on the validation window (the ablation's yardstick)."""
     fraud = fs.meta.loc[split.valid, "fraud"].fillna(0).astype(int).to_numpy()
@@ -117,8 +121,8 @@ def select_groups(fs: FeatureSet, split: Split, config: FitConfig) -> list[Group
     if not config.ablation or len(candidates) == 0 or not split.valid.any():
         effects.update({g: GroupEffect(g, True, None, "kept without ablation") for g in candidates})
         return [effects[g] for g in ENGINEERED_GROUPS]
-    screening = replace(config, iterations=min(config.iterations, 300),
-                        learning_rate=config.learning_rate or 0.15)
+    screening = replace(config, iterations=min(config.iterations, SCREENING_ROUNDS),
+                        learning_rate=config.learning_rate or SCREENING_LEARNING_RATE)
     def score(groups: tuple[str, ...]) -> float:
         model = fit_risk_model(fs, split, screening, fs.model_columns(groups), revenue=False)
         return validation_score(model, fs, split)

@@ -102,7 +102,7 @@ def read_rows(path: Path, delimiter: str | None = None, encoding: str = "utf-8")
     CSV rows with more or fewer fields than the header come back in `malformed`, with their line."""
     if detect_format(path) == "parquet":
         try:
-            raw = RawFile(pq.read_table(path).to_pandas())
+            raw = RawFile(pq.read_table(path).to_pandas().reset_index(drop=True))  # a stored pandas index is not data
         except Exception as exc:  # a corrupt footer, a truncated upload
             raise DataError(f"{path}: unreadable Parquet file ({exc})") from exc
     else:

@@ -148,7 +148,7 @@ def test_the_one_declaration_path_gives_build_features_values(scorer, world):
         if i % 7 == 0:
             record.update(bill_of_lading=None)
         if i % 11 == 0:
-            record.update(importer_id="NEVER-SEEN", hs_code="999999")
+            record.update(importer_id="NEVER-SEEN", hs_code="979797")  # a goods chapter, no history
         item = Declaration.model_validate(record)
         frame, X, scores = scorer._scores(canonical_frame([item]))
         one_frame, one_X, one_scores = scorer._scores_one(item.model_dump())

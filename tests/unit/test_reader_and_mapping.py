@@ -97,6 +97,21 @@ def test_files_that_are_not_data_are_refused(tmp_path, content, name, message):
         read_raw(path)
 
 
+def test_utf16_is_text_not_binary(tmp_path):
+    path = tmp_path / "declarations.csv"
+    path.write_bytes("hs_code,value\n010121,1\n".encode("utf-16"))
+    with pytest.raises(DataError, match="UTF-16 text.*set encoding: utf-16 in the mapping"):
+        read_raw(path)
+    assert read_raw(path, encoding="utf-16").loc[0, "hs_code"] == "010121"
+
+
+def test_scoring_reads_refuse_a_ragged_row_naming_its_line(tmp_path):
+    # read_raw answers every row or none (scoring owes one output row per input row); ingest quarantines instead
+    path = _write(tmp_path / "x.csv", "hs_code,value\n010121,1\n010122\n010123,3\n")
+    with pytest.raises(DataError, match="line 3: expected 2 fields, found 1"):
+        read_raw(path)
+
+
 def test_csv_keeps_leading_zeros_and_sniffs_the_delimiter(tmp_path):
     path = _write(tmp_path / "x.csv", "hs_code;value\n010121;1\n")
     frame = read_raw(path)

@@ -51,6 +51,13 @@ def test_a_good_row_passes_with_canonical_types():
         ("fraud", "maybe", "invalid_type"),
         ("fraud", "2", "invalid_flag"),
         ("control_date", "2024-02-01", "inconsistent_labels"),
+        ("declaration_date", "2023-03-01T25:00:00+05:00", "invalid_date"),
+        ("declared_value", "inf", "non_finite"),
+        ("declared_value", "1e400", "non_finite"),
+        ("net_mass_kg", "-Infinity", "non_finite"),
+        ("revenue", "inf", "non_finite"),
+        ("declaration_id", "D" * 101, "too_long"),
+        ("importer_id", "I" * 1_000_000, "too_long"),
     ],
 )
 def test_bad_values_are_rejected_with_their_reason(field, value, reason):
@@ -63,8 +70,34 @@ def test_bad_values_are_rejected_with_their_reason(field, value, reason):
 def test_contradictory_labels_are_rejected():
     _, rejected = _check(inspected="0", fraud="1")
     assert rejected.loc[0, "reason"] == "inconsistent_labels"
+    assert rejected.loc[0, "message"] == "inconsistent labels: fraud=1 but inspected=0"
     _, rejected = _check(fraud="0", revenue="1200")
     assert rejected.loc[0, "reason"] == "inconsistent_labels"
+    assert rejected.loc[0, "message"] == "inconsistent labels: revenue 1200.0 > 0 but fraud=0"
+
+
+def test_outcome_labels_say_which_labels_contradict():
+    frame = pd.DataFrame([{"declaration_id": "D1", "fraud": "1", "inspected": "0", "revenue": "5"}], dtype="str")
+    rejected = check_rows(frame, "outcomes", ColumnMapping()).rejected
+    assert rejected.loc[0, "message"] == "inconsistent labels: fraud=1 but inspected=0"
+
+
+def test_a_unit_conversion_past_what_a_float_holds_is_non_finite():
+    mapping = ColumnMapping(units={"declared_value": {"scale": 1e300}})
+    checked = check_rows(pd.DataFrame([{**GOOD, "declared_value": "1e10"}], dtype="str"), "declarations", mapping)
+    assert checked.valid.empty and checked.rejected.loc[0, "reason"] == "non_finite"
+
+
+@pytest.mark.parametrize(("value", "day"), [("2023-03-01T02:00:00+05:00", "2023-02-28"), ("2023-03-01 18:45", "2023-03-01")])
+def test_a_datetime_is_the_day_in_utc(value, day):
+    valid, rejected = _check(declaration_date=value, control_date="2024-03-05")
+    assert rejected.empty and valid.loc[0, "declaration_date"] == pd.Timestamp(day)
+
+
+def test_text_is_normalised_before_the_checks():
+    valid, rejected = _check(declaration_id="\u200bD1\ufeff", importer_id="ＩＭＰ１", origin_country="ｊｐ")
+    assert rejected.empty
+    assert valid.loc[0, ["declaration_id", "importer_id", "origin_country"]].tolist() == ["D1", "IMP1", "JP"]
 
 
 def test_a_row_with_several_problems_lists_them_all():
@@ -133,6 +166,10 @@ def test_only_bad_rows_are_rejected_and_positions_are_kept():
                        "arrival_date": "2024-01-01"}, "negative_value"),
         ("traders", {"importer_id": "I1", "registration_date": "2010-01-01", "credit_rating": "ZZZ"}, "invalid_code"),
         ("traders", {"importer_id": "I1", "registration_date": "2010-01-01", "prior_violations": "1.5"}, "invalid_type"),
+        ("traders", {"importer_id": "I1", "registration_date": "2010-01-01", "prior_violations": str(2**63)},
+         "out_of_range"),
+        ("manifests", {"bill_of_lading": "B1", "port_of_loading": "CNSHA", "gross_weight_kg": "10",
+                       "arrival_date": "2024-01-01", "container_count": "1e30"}, "out_of_range"),
         ("outcomes", {"declaration_id": "D1", "fraud": None}, "missing_required"),
         ("outcomes", {"declaration_id": "D1", "fraud": "1", "revenue": "-3"}, "negative_value"),
     ],
