@@ -139,7 +139,7 @@ def stage_serving(work: Path, rows: int) -> dict:
     from features.data.mapping import ColumnMapping
     from features.data.validation import check_rows
     from features.data.warehouse import Warehouse
-    from serving.api import create_app
+    from serving.api import create_app, server_config
     from serving.batch import score_file, write_output
     from serving.lanes import RED, YELLOW, LanePolicy, allocate
     from serving.reasons import explain
@@ -192,31 +192,56 @@ def stage_serving(work: Path, rows: int) -> dict:
               "batch_steps": steps, "explained_rows": int(chosen.sum())}
 
     thresholds = Thresholds.from_decisions(scored.output.assign(batch_id="bench"), "risk_score", scorer.policy.seed)
-    app = create_app(scorer, api_key="")
-    app.state.service.pin(thresholds)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=8765, log_level="error"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
+    apps, servers = {}, {}
+    for port, decision_log in ((8765, True), (8766, False)):  # the second app leaves its answers out of the log
+        apps[port] = app = create_app(scorer, api_key="", decision_log=decision_log)
+        app.state.service.pin(thresholds)
+        servers[port] = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="error"))
+        threading.Thread(target=servers[port].run, daemon=True).start()
+        while not servers[port].started:
+            time.sleep(0.05)
     sample = pd.read_parquet(landing / "declarations.parquet").tail(2000)
     bodies = [{k: (str(v.date()) if k == "declaration_date" else (None if pd.isna(v) else v))
                for k, v in r.items() if k not in ("inspected", "fraud", "revenue", "critical", "control_date")}
               for r in sample.to_dict("records")]
     (work / "bodies.json").write_text(json.dumps(bodies, default=float))
 
-    def run(concurrency: int, requests: int) -> dict:
-        out = subprocess.run([sys.executable, __file__, "--load", "http://127.0.0.1:8765", "--work", str(work),
+    def measure(concurrency: int, requests: int, port: int = 8765) -> tuple[np.ndarray, float]:
+        out = subprocess.run([sys.executable, __file__, "--load", f"http://127.0.0.1:{port}", "--work", str(work),
                               "--rows", str(requests), "--concurrency", str(concurrency)],
                              capture_output=True, text=True, check=True)
         measured = json.loads(out.stdout)
-        ms = np.array(measured["latencies"]) * 1000
-        return {"requests": requests, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                "requests_per_s": requests / measured["wall_s"]}
+        return np.array(measured["latencies"]) * 1000, measured["wall_s"]
+
+    def summary(ms: np.ndarray, wall_s: float) -> dict:
+        return {"requests": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+                "requests_per_s": len(ms) / wall_s}
+
+    def run(concurrency: int, requests: int, port: int = 8765) -> dict:
+        return summary(*measure(concurrency, requests, port))
 
     run(1, 20)  # warm-up
-    result["api_concurrency_1"] = run(1, 500)
+    run(1, 20, port=8766)
+    # What logging every answer costs a call: the same calls against the app with the log on (8765) and off
+    # (8766), in alternating rounds so that a drift in the machine's load does not favour either; each round's
+    # log is written before the next round starts, so no flush of one round lands in the other's timings.
+    rounds: dict[int, list] = {8765: [], 8766: []}
+    for r in range(5):
+        for port in (8765, 8766) if r % 2 == 0 else (8766, 8765):
+            rounds[port].append(measure(1, 100, port))
+            apps[8765].state.decision_log.flush()
+    on, off = ({"ms": np.concatenate([m for m, _ in rounds[p]]), "wall": sum(w for _, w in rounds[p])}
+               for p in (8765, 8766))
+    result["api_concurrency_1"] = summary(on["ms"], on["wall"])
+    result["api_concurrency_1_decision_log_off"] = summary(off["ms"], off["wall"])
+    result["api_concurrency_1_decision_log_cost_ms"] = {
+        q: result["api_concurrency_1"][f"{q}_ms"] - result["api_concurrency_1_decision_log_off"][f"{q}_ms"]
+        for q in ("p50", "p99")}
     result["api_concurrency_16"] = run(16, 800)
-    server.should_exit = True
+    for server in servers.values():
+        server.should_exit = True
+    result["decisions_logged"] = int(warehouse.read(
+        "SELECT count(*) AS n FROM decisions WHERE request_id IS NOT NULL")["n"].iloc[0])
     result["peak_rss_mb"] = _peak_mb()
     return result
 
@@ -337,9 +362,101 @@ def stage_quality(work: Path, rows: int) -> dict:
 
 
 QUALITY_ROWS = {"default": 200_000, "islas": 50_000}
+WORST_BODIES = ("empty_objects_100k", "fields_50k", "valid_list_100", "chunked_2mb")
+
+
+def stage_worst_request(work: Path, rows: int) -> dict:
+    """The costliest bodies a client can send the API (100,000 empty objects in 400 KB, one object with 50,000
+    fields, the largest valid list, a 2 MB chunked body), each timed while another process polls /healthz
+    every 10 ms: the request's time to answer and /healthz's latency meanwhile."""
+    import threading
+
+    import uvicorn
+
+    from features.data.ingest import prepare_batch
+    from features.data.simulator import simulate, write_world
+    from features.data.warehouse import Warehouse
+    from serving.api import create_app, server_config
+    from serving.lanes import LanePolicy
+    from serving.scorer import Scorer
+    from training.models import FitConfig
+    from training.pipeline import train_and_evaluate
+
+    world = simulate(20_000, seed=7)
+    write_world(world, work / "worst-landing", "parquet")
+    warehouse = Warehouse(work / "worst-home" / "warehouse.duckdb")
+    for kind in ("traders", "manifests", "declarations"):
+        warehouse.store(prepare_batch(work / "worst-landing" / f"{kind}.parquet"))
+    scorer = Scorer(warehouse, LanePolicy(), reload_seconds=3600)
+    scorer.source = _Fixed(train_and_evaluate(scorer.context().history, FitConfig(iterations=100)).model)
+    scorer.refresh_model(force=True)
+    labels = ("inspected", "fraud", "revenue", "critical", "control_date")
+    valid = [{k: (str(v.date()) if k == "declaration_date" else (None if v != v or v is None else v))
+              for k, v in r.items() if k not in labels} for r in world.declarations.tail(100).to_dict("records")]
+    bodies = {"empty_objects_100k": b"[" + b", ".join([b"{}"] * 100_000) + b"]",
+              "fields_50k": json.dumps({f"k{i}": 0 for i in range(50_000)}).encode(),
+              "valid_list_100": json.dumps(valid, default=float).encode()}
+    for name, body in bodies.items():
+        (work / f"worst-{name}.json").write_bytes(body)
+    server = uvicorn.Server(server_config(create_app(scorer, api_key=""), "127.0.0.1", 8767, log_level="error"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    rss = lambda: int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20  # noqa: E731
+    before = rss()
+    probe = subprocess.run([sys.executable, "-c", f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                            f"import bench; bench._probe_worst('http://127.0.0.1:8767', {str(work)!r})"],
+                           capture_output=True, text=True, check=True)
+    server.should_exit = True
+    return {**json.loads(probe.stdout.strip().splitlines()[-1]), "server_rss_mb_before": before,
+            "server_rss_mb_after": rss(), "peak_rss_mb": _peak_mb()}
+
+
+def _probe_worst(url: str, work: str) -> None:
+    """stage_worst_request's client, in a process of its own: each body sent while a thread polls /healthz."""
+    import threading
+
+    import httpx
+    import numpy as np
+
+    def chunks():  # noqa: ANN202
+        for _ in range(20):
+            yield b" " * 100_000
+
+    out = {}
+    for name in WORST_BODIES:
+        body = chunks() if name == "chunked_2mb" else (Path(work) / f"worst-{name}.json").read_bytes()
+        stop, latencies = threading.Event(), []
+
+        def poll(stop: threading.Event = stop, latencies: list[float] = latencies) -> None:
+            with httpx.Client(base_url=url, timeout=60) as client:
+                while not stop.is_set():
+                    t = time.perf_counter()
+                    client.get("/healthz")
+                    latencies.append(time.perf_counter() - t)
+                    time.sleep(0.01)
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        time.sleep(0.3)
+        t = time.perf_counter()
+        response = httpx.post(f"{url}/v1/score", content=body, headers={"content-type": "application/json"},
+                              timeout=120)
+        elapsed = time.perf_counter() - t
+        time.sleep(0.3)
+        stop.set()
+        poller.join()
+        ms = np.array(latencies) * 1000
+        out[name] = {"status": response.status_code, "answer_s": elapsed, "answer_bytes": len(response.content),
+                     "healthz_polls": len(ms), "healthz_p50_ms": float(np.percentile(ms, 50)),
+                     "healthz_p99_ms": float(np.percentile(ms, 99)), "healthz_max_ms": float(ms.max())}
+    print(json.dumps(out))
+
+
 STAGES = {"generate": stage_generate, "ingest": stage_ingest, "raw_baseline": stage_raw_baseline, "flow": stage_flow,
-          "model": stage_model, "serving": stage_serving, "backtest": stage_backtest, "quality": stage_quality}
-SELF_CONTAINED = {"backtest", "quality"}  # stages that simulate their own data: no landing files needed
+          "model": stage_model, "serving": stage_serving, "backtest": stage_backtest, "quality": stage_quality,
+          "worst_request": stage_worst_request}
+SELF_CONTAINED = {"backtest", "quality", "worst_request"}  # stages that simulate their own data: no landing files needed
 
 
 def main() -> None:

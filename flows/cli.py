@@ -125,6 +125,7 @@ def _ingest_text(summaries: list[dict]) -> str:
                      f"{s['quarantined']:>12,} {s['duplicates']:>11,}")
         for reason, n in sorted(s["reasons"].items()):
             lines.append(f"{'':<42}quarantined {reason}: {n:,}")
+        lines += [f"{'':<42}converted {c}" for c in s.get("conversions", [])]
     settings = get_settings()
     lines.append(f"warehouse: {settings.warehouse_path}")
     lines.append(f"data docs: {settings.data_docs_index}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -176,6 +177,10 @@ class DecisionLog:
             self._thread.start()
 
     def _run(self) -> None:
+        try:  # background work: requests get the CPU first (Linux gives each thread its own nice value)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         while not self._stop.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()

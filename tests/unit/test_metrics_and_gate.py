@@ -54,7 +54,7 @@ def test_precision_by_segment_ranks_within_each_segment():
     assert table.loc["b", "base_rate"] == pytest.approx(FRAUD[50:].mean())
 
 
-GOOD_BEHAVIOUR = {"monotone_undervaluation": {"passed": True}, "unseen_categories": {"passed": True}}
+GOOD_BEHAVIOUR = {"undervaluation_direction": {"passed": True}, "unseen_categories": {"passed": True}}
 RNG = np.random.default_rng(0)
 Y = (RNG.random(2000) < 0.2).astype(float)
 NOISE = RNG.random((2, 2000))
@@ -109,7 +109,7 @@ def test_a_clearly_better_challenger_is_promoted_over_the_champion():
     [
         (_compare(0.31, 0.30, "champion v1"), GOOD_BEHAVIOUR, [], GatePolicy(), "does not beat it"),
         (_compare(0.2, 0.5, "champion v1"), GOOD_BEHAVIOUR, [], GatePolicy(), "does not beat it"),
-        (None, {"monotone_undervaluation": {"passed": False}}, [], GatePolicy(), "FAILED"),
+        (None, {"undervaluation_direction": {"passed": False}}, [], GatePolicy(), "FAILED"),
         (None, GOOD_BEHAVIOUR, ["b1: warning"], GatePolicy(block_on_warnings=True), "blocks promotion"),
     ],
 )
@@ -126,7 +126,7 @@ def test_warnings_are_reported_but_do_not_block_by_default():
 
 
 def test_a_model_that_fails_a_behavioural_check_leaves_the_reference_to_serve():
-    failing = {"monotone_undervaluation": {"passed": False}}
+    failing = {"undervaluation_direction": {"passed": False}}
     decision = decide(_compare(0.8, 0.3), None, GOOD_BEHAVIOUR, [], model_behaviour=failing)
     assert decision.promote and decision.candidate == "reference"
     assert any("fails a behavioural check" in r for r in decision.reasons)
