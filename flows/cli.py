@@ -36,6 +36,9 @@ def _main(
     if home is not None:
         os.environ["ADUANA_HOME"] = str(home)
     runtime.configure(get_settings(), debug)
+    from flows import watchdog
+
+    watchdog.start()  # Prefect's ephemeral server ends with this process, even after kill -9
 
 
 def _emit(result: dict | list, as_json: bool, text: str) -> None:

@@ -5,6 +5,7 @@ Called by the CLI before Prefect is imported, never at import time.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import time
@@ -32,6 +33,8 @@ def configure(settings: Settings, debug: bool = False) -> None:
         os.environ.setdefault(name, value)
     if not debug:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # no store-migration or input-example notes
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     if "PREFECT_API_URL" not in os.environ and "PREFECT_HOME" not in os.environ:
         settings.prefect_home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(settings.prefect_home)

@@ -24,7 +24,6 @@ import asyncio
 import datetime as dt
 import hmac
 import json
-import logging
 import math
 import os
 import re
@@ -77,10 +76,9 @@ HEADER_TIMEOUT_S = 10.0  # a connection's request line and headers must arrive w
 KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this
 MAX_HEADER_BYTES = 16_384  # request line and headers together (h11's incomplete-event cap)
 MAX_ERRORS = 20  # validation errors listed in a 422 (error_count says how many there were)
-MAX_FIELDS = 200  # keys in one record: more is not a declaration, and costs per key to look at
+MAX_FIELDS = 200  # keys in one record (or twice a mapping's columns): more is no declaration, and each costs
 SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
 RETRY_AFTER_S = 5
-log = logging.getLogger("aduana.api")
 
 # The contract's HS rule (features/data/contract.py, DeclarationContract._hs_code) with ASCII digits only: `\d` also
 # matches other scripts' digits (Arabic-Indic ٣, Devanagari ३), which no HS code holds.
@@ -359,9 +357,9 @@ class _TooMany(Exception):
     pass
 
 
-def _records(body: bytes, max_items: int) -> tuple[list, bool]:
+def _records(body: bytes, max_items: int, max_fields: int = MAX_FIELDS) -> tuple[list, bool]:
     """The body as (records, sent as a list), its shape checked before any per-item work: JSON, an object or a
-    list of 1 to `max_items` objects, each with at most MAX_FIELDS keys. Parsing stops at the first object past
+    list of 1 to `max_items` objects, each with at most `max_fields` keys. Parsing stops at the first object past
     `max_items` (declarations are flat objects), so 100,000 empty objects cost no more than 101."""
     objects = 0
 
@@ -375,7 +373,8 @@ def _records(body: bytes, max_items: int) -> tuple[list, bool]:
     try:
         payload = json.loads(body, object_hook=count)
     except _TooMany:
-        raise HTTPException(status_code=413, detail=f"at most {max_items} declarations per request") from None
+        raise HTTPException(status_code=413, detail=f"at most {max_items} declarations (JSON objects) per request") \
+            from None
     except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the parser's depth, huge ints
         msg = str(exc).splitlines()[0][:200] if isinstance(exc, ValueError) else "nested too deeply"
         raise _unprocessable([{"loc": ["body"], "msg": f"the body is not JSON: {msg}", "type": "json_invalid"}]) \
@@ -394,8 +393,8 @@ def _records(body: bytes, max_items: int) -> tuple[list, bool]:
     where = (lambda i: ["body", i]) if as_list else (lambda i: ["body"])
     wrong = [{"loc": where(i), "msg": "a declaration is a JSON object", "type": "not_an_object"}
              for i, r in enumerate(records) if not isinstance(r, dict)]
-    wrong += [{"loc": where(i), "msg": f"more than {MAX_FIELDS} fields", "type": "too_many_fields"}
-              for i, r in enumerate(records) if isinstance(r, dict) and len(r) > MAX_FIELDS]
+    wrong += [{"loc": where(i), "msg": f"more than {max_fields} fields", "type": "too_many_fields"}
+              for i, r in enumerate(records) if isinstance(r, dict) and len(r) > max_fields]
     if wrong:
         raise _unprocessable(wrong)
     return records, as_list
@@ -443,6 +442,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
     state = ServiceState(scorer)
     source = SourceLayout(mapping) if mapping is not None else None
     answers_log = DecisionLog(scorer.warehouse) if decision_log else None
+    max_fields = max(MAX_FIELDS, 2 * len(source.columns)) if source is not None else MAX_FIELDS
     api_key = api_key if api_key is not None else os.environ.get("ADUANA_API_KEY")
     description = ("Lanes (red/yellow/green), risk and reasons for import declarations. "
                    "Real-time lanes apply thresholds learned from the latest scoring batch; every answer is "
@@ -521,11 +521,10 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
             raise unavailable("the warehouse cannot be read yet (another process is writing it)") from exc
         results = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
                    for r in out.to_dict("records")]
+        checked = _ANSWERS.validate_python(results)  # the answers as documented, before they are logged
         if answers_log is not None:
             answers_log.record(results, request_id, state.policy_hash, thresholds.batch_id if thresholds else None)
-        if as_list:
-            return _ANSWERS.dump_json(_ANSWERS.validate_python(results))
-        return _ANSWER.dump_json(_ANSWER.validate_python(results[0]))
+        return _ANSWERS.dump_json(checked) if as_list else _ANSWER.dump_json(checked[0])
 
     def canonical(records: list[dict], as_list: bool, request_id: str) -> bytes:
         return answer([i.model_dump() for i in _canonical_items(records, as_list)], as_list, request_id)
@@ -546,7 +545,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
 
     def handle(body: bytes, layout: str, request_id: str) -> bytes:
         """Everything a scoring request costs, in a worker thread: parse, check, validate, score, log."""
-        records, as_list = _records(body, max_items)
+        records, as_list = _records(body, max_items, max_fields)
         if source is not None and source.layout(records, layout) == "source":
             return source_layout(records, as_list, request_id)
         return canonical(records, as_list, request_id)

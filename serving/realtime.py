@@ -11,11 +11,14 @@ log (`DecisionLog`) from a background thread, so a call never waits on the wareh
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -121,14 +124,18 @@ class DecisionLog:
     """Real-time answers on their way to the warehouse's `decisions` table, beside the batch decisions.
 
     `record` appends to a buffer in memory (microseconds: a call pays nothing for its record). A background thread
-    writes the buffer in one transaction every `flush_seconds`, sooner past `flush_rows`. While the warehouse is
-    busy (another process writing it) the rows stay buffered and the next flush retries; rows are keyed by request
-    id and position, so a retried flush adds nothing twice. The buffer is bounded: when it holds `max_rows`, the
-    API refuses to score (503) rather than answer without a record. `close` (the app's shutdown) writes what is
-    left, retrying for up to `close_timeout` seconds; rows it still cannot write go to a spill file beside the
-    warehouse, which the next `start` reads back, so a clean shutdown loses nothing."""
+    writes the buffer in one transaction every `flush_seconds`, sooner past `flush_rows`. Opening the DuckDB file
+    and writing costs some 50 ms of CPU, which on a small machine delays the calls a flush overlaps, so the default
+    interval is a few seconds rather than one (`make bench` times calls with the log on and off).
 
-    def __init__(self, warehouse: Warehouse, flush_seconds: float = 1.0, flush_rows: int = 1_000,
+    While the warehouse is busy (another process writing it) the rows stay buffered and the next flush retries;
+    rows are keyed by their batch id (one per call) and position, so a retried flush adds nothing twice. The buffer
+    is bounded: when it holds `max_rows`, the API refuses to score (503) rather than answer without a record.
+    `close` (the app's shutdown) writes what is left, retrying for up to `close_timeout` seconds; rows it still
+    cannot write go to a spill file beside the warehouse, which the next `start` reads back, so a clean shutdown
+    loses nothing. A crash loses at most the last `flush_seconds` of answers."""
+
+    def __init__(self, warehouse: Warehouse, flush_seconds: float = 5.0, flush_rows: int = 1_000,
                  max_rows: int = 50_000, close_timeout: float = 30.0, write_wait: float = 0.5):
         self.warehouse = Warehouse(warehouse.path, busy_wait=write_wait)
         self.spill_path = warehouse.path.with_name(warehouse.path.name + ".pending-decisions.jsonl")
@@ -151,9 +158,11 @@ class DecisionLog:
         return len(self._rows) >= self.max_rows
 
     def record(self, answers: list[dict], request_id: str, policy_hash: str, thresholds_batch_id: str | None) -> None:
-        """Buffer one request's answers (score-output records, in request order)."""
+        """Buffer one request's answers (score-output records, in request order). `request_id` may be the
+        client's own (X-Request-ID); the rows' batch_id is the server's, unique to this call."""
         at = datetime.now(UTC).replace(tzinfo=None)
-        rows = [{**a, "batch_id": request_id, "request_id": request_id, "position": i, "decided_at": at,
+        batch_id = f"rt-{uuid.uuid4().hex}"
+        rows = [{**a, "batch_id": batch_id, "request_id": request_id, "position": i, "decided_at": at,
                  "policy_hash": policy_hash, "thresholds_batch_id": thresholds_batch_id, "source": "api"}
                 for i, a in enumerate(answers)]
         with self._lock:
@@ -175,12 +184,11 @@ class DecisionLog:
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="aduana-decision-log", daemon=True)
             self._thread.start()
+        atexit.register(self.close)  # an app stopped without its shutdown (or none run) still writes its rows
 
     def _run(self) -> None:
-        try:  # background work: requests get the CPU first (Linux gives each thread its own nice value)
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except (AttributeError, OSError):
-            pass
+        with contextlib.suppress(AttributeError, OSError):  # background work: requests get the CPU first
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: a thread's own nice value
         while not self._stop.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
@@ -219,6 +227,7 @@ class DecisionLog:
 
     def close(self) -> None:
         """Stop the writer and write what is left, retrying while the warehouse is busy; spill what still fails."""
+        atexit.unregister(self.close)
         self._stop.set()
         self._wake.set()
         thread, self._thread = self._thread, None

@@ -44,9 +44,10 @@ CREATE TABLE IF NOT EXISTS decisions (
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS request_id VARCHAR;
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS thresholds_batch_id VARCHAR;
 """
-# Real-time answers (the API) are decisions too: batch_id and request_id hold the request's id, position the item's
-# place in the request, thresholds_batch_id the scoring batch whose cut-offs gave the lane. Scoring batches leave
-# the two added columns empty: `request_id IS NULL` tells a batch decision.
+# Real-time answers (the API) are decisions too: batch_id is the call's own id (rt-…), request_id the request's id
+# (the client's X-Request-ID when it sent one), position the item's place in the request, thresholds_batch_id the
+# scoring batch whose cut-offs gave the lane. Scoring batches leave the two added columns empty: `request_id IS
+# NULL` tells a batch decision.
 BATCHES_DDL = """
 CREATE TABLE IF NOT EXISTS ingest_batches (
     batch_id VARCHAR PRIMARY KEY, kind VARCHAR, source VARCHAR, source_sha256 VARCHAR,
@@ -195,13 +196,18 @@ class Warehouse:
     def append_answers(self, answers: pd.DataFrame) -> int:
         """Append real-time answers to the decision log in one transaction (their columns: see DECISIONS_DDL).
 
-        A row already logged (same request id and position) is skipped, so a retried flush adds nothing. Returns
+        A row already logged (same batch id and position) is skipped, so a retried flush adds nothing. Returns
         the rows added."""
+        if answers.empty:
+            return 0
         with self.transaction() as con:
             con.register("answers", answers)
+            # Only rows decided since the earliest of these can be the same ones: the filter lets DuckDB skip the
+            # older part of the log instead of scanning all of it.
             added = con.execute(
                 "INSERT INTO decisions BY NAME SELECT * FROM answers a WHERE NOT EXISTS (SELECT 1 FROM decisions d "
-                "WHERE d.request_id = a.request_id AND d.position = a.position)").fetchone()[0]
+                "WHERE d.decided_at >= ? AND d.batch_id = a.batch_id AND d.position = a.position)",
+                [answers["decided_at"].min()]).fetchone()[0]
             con.unregister("answers")
         return int(added)
 

@@ -81,8 +81,8 @@ def _realtime_decisions(scorer: Scorer) -> pd.DataFrame:
 # --- 1. Edge values: both paths, one by one and as a list -------------------------------------------------------
 
 def _contract_valid_declarations(world, count: int):
-    """Random declarations that the contract accepts, with edge values, long ids, unknown countries, optionals
-    missing; distinct ids and bills of lading (items of one list sharing a bill would count each other)."""
+    """Lists of 2 to `count` random declarations that the contract accepts: edge values, long ids, unknown
+    countries, optionals missing, stored and new bills of lading (shared or not), known and new entities."""
     from hypothesis import strategies as st
 
     stored = world.declarations.tail(400)
@@ -91,7 +91,6 @@ def _contract_valid_declarations(world, count: int):
     hs = st.one_of(st.sampled_from(sorted(stored["hs_code"].unique())),
                    st.from_regex(r"(0[1-9]|[1-8][0-9]|9[0-7])[0-9]{4}([0-9]{2}){0,2}", fullmatch=True))
     country = st.sampled_from(sorted(ISO_COUNTRIES))
-    date = st.dates(dt.date(1990, 1, 1), dt.date.today())
     optional = {
         "declarant_id": st.one_of(st.none(), st.sampled_from(sorted(stored["declarant_id"].dropna().unique())), ids),
         "exporter_id": st.one_of(st.none(), ids),
@@ -101,27 +100,21 @@ def _contract_valid_declarations(world, count: int):
         "net_mass_kg": st.one_of(st.none(), amount), "quantity": st.one_of(st.none(), amount),
         "tax_rate": st.one_of(st.none(), st.sampled_from([0.0, 5e-324, 0.15, 5.0]), st.floats(0, 5)),
         "duty_paid": st.one_of(st.none(), amount),
+        "bill_of_lading": st.one_of(st.none(), st.sampled_from(sorted(stored["bill_of_lading"].dropna().unique())),
+                                    st.sampled_from(["BL-NEW-1", "BL-NEW-2"])),
     }
     item = st.fixed_dictionaries({
-        "declaration_date": date.map(str),
+        "declaration_id": st.one_of(ids, st.sampled_from(sorted(stored["declaration_id"]))),
+        "declaration_date": st.dates(dt.date(1990, 1, 1), dt.date.today()).map(str),
         "importer_id": st.one_of(st.sampled_from(sorted(stored["importer_id"].unique())), ids),
         "hs_code": hs, "origin_country": country, "declared_value": amount,
     }, optional=optional)
-    bills = sorted(stored["bill_of_lading"].dropna().unique())
-
-    def distinct(items: list[dict], draw_ids: list[str], draw_bills: list) -> list[dict]:
-        return [{**it, "declaration_id": f"{n}{i}"[:100], **({"bill_of_lading": b} if b is not None else {})}
-                for n, (it, i, b) in enumerate(zip(items, draw_ids, draw_bills, strict=True))]
-
-    bill = st.one_of(st.none(), st.sampled_from(bills), st.uuids().map(lambda u: f"BL-NEW-{u.hex[:12]}"))
-    return st.integers(2, count).flatmap(lambda n: st.tuples(
-        st.lists(item, min_size=n, max_size=n), st.lists(ids, min_size=n, max_size=n),
-        st.lists(bill, min_size=n, max_size=n, unique_by=lambda b: b or object()),
-    )).map(lambda t: distinct(*t))
+    return st.lists(item, min_size=2, max_size=count)
 
 
 def test_contract_valid_declarations_are_scored_alike_one_by_one_and_as_a_list(client, world):
-    """Never a 5xx on valid input, and the one-row path (one declaration) agrees with the frame path (a list)."""
+    """Never a 5xx on valid input, and a list's answers are its declarations' answers alone (each is scored as if
+    it came alone, whatever else the request holds)."""
     from hypothesis import HealthCheck, given, settings
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
@@ -320,6 +313,7 @@ def test_every_realtime_answer_is_logged_with_its_provenance(api_scorer, world):
     log = log[log["request_id"].isin(ids)]  # other tests' clients log too
     assert len(log) == 5
     assert log["request_id"].nunique() == 4 and (log["request_id"] == "client-req-42").sum() == 2
+    assert log["batch_id"].nunique() == 4 and log["batch_id"].str.startswith("rt-").all()
     assert answers[-1].headers["x-request-id"] == "client-req-42"
     assert set(log["model_version"]) == {"3"} and set(log["policy_hash"]) == {api_scorer.policy.digest()}
     assert log["thresholds_batch_id"].isna().all() if thresholds_from is None else \
@@ -355,6 +349,28 @@ def test_a_shutdown_while_the_warehouse_is_busy_spills_and_the_next_start_writes
     assert not log.spill_path.exists()
     logged = _realtime_decisions(api_scorer)
     assert (logged["request_id"] == answer.headers["x-request-id"]).sum() == 1
+
+
+def test_a_full_log_buffer_refuses_to_score_rather_than_answer_unlogged(api_scorer, world):  # noqa: F811
+    with TestClient(create_app(api_scorer, api_key="")) as c:
+        log = c.app.state.decision_log
+        log.max_rows = 1
+        with write_locked(api_scorer.warehouse.path):
+            assert c.post("/v1/score", json=_declaration(world)).status_code == 200
+            log.flush()  # the warehouse is busy: kept
+            refused = c.post("/v1/score", json=_declaration(world))
+            assert refused.status_code == 503 and "retry-after" in refused.headers
+        assert log.flush() == 1
+        assert c.post("/v1/score", json=_declaration(world)).status_code == 200
+
+
+def test_two_clients_with_the_same_request_id_are_both_logged(api_scorer, world):  # noqa: F811
+    with TestClient(create_app(api_scorer, api_key="")) as c:
+        for i in (1, 2):
+            assert c.post("/v1/score", json=_declaration(world, -i), headers={"X-Request-ID": "dup-7"}).status_code == 200
+        c.app.state.decision_log.flush()
+    logged = _realtime_decisions(api_scorer)
+    assert (logged["request_id"] == "dup-7").sum() == 2
 
 
 def test_realtime_rows_do_not_move_the_thresholds(api_scorer, world):  # noqa: F811
