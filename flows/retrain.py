@@ -40,7 +40,8 @@ def train_model(frame: pd.DataFrame, iterations: int, tune_seconds: float | None
     progress("building features, choosing feature groups, training the risk model and the reference…")
     if tune_seconds:
         progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
-    result = train_and_evaluate(frame, FitConfig(iterations=iterations), tune_seconds=tune_seconds)
+    config = FitConfig(iterations=iterations, ablation=get_settings().train_ablation)
+    result = train_and_evaluate(frame, config, tune_seconds=tune_seconds)
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
         progress(f"{len(result.trials)} trials; best validation PR-AUC {best.value:.4f} with {best.params}")
@@ -133,7 +134,9 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
             progress(f"{name}: {len(batch.rejected):,} invalid rows left out ({batch.rejected['reason'].value_counts().to_dict()})")
         parts[name] = batch.valid.drop(columns=["row_number", "row_hash"])
     frame, split, history = explicit_split(parts["train"], parts["test"])
-    result = train_and_evaluate(frame, FitConfig(iterations=iterations or get_settings().train_iterations), split, history)
+    settings = get_settings()
+    config = FitConfig(iterations=iterations or settings.train_iterations, ablation=settings.train_ablation)
+    result = train_and_evaluate(frame, config, split, history)
     progress("feature groups: " + ", ".join(f"{g.group} {'kept' if g.kept else 'left out'}" for g in result.groups))
     settings = get_settings()
     client = tracking.configure(settings)

@@ -13,6 +13,7 @@ os.environ.update({
     "GX_ANALYTICS_ENABLED": "False",
     "PREFECT_HOME": str(_SESSION_DIR / "prefect"),  # cached results must not leak between sessions
     "ADUANA_HOME": str(_SESSION_DIR / "home"),
+    "ADUANA_TRAIN_ABLATION": "false",  # flows skip the feature-group ablation; tests that need it turn it on
 })
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from features.catalogue import ENGINEERED_GROUPS
 from features.data.ingest import prepare_batch
 from features.data.warehouse import Warehouse
 from features.settings import get_settings
@@ -18,10 +19,12 @@ pytestmark = pytest.mark.integration
 
 def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home, world, tmp_path, monkeypatch):
     monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "60")
+    monkeypatch.setenv("ADUANA_TRAIN_ABLATION", "true")
     first = customs_retrain(dataset="test")
     assert first["version"] == "1" and first["promoted"]  # a first training always leaves something to serve
     assert first["reference_metrics"]["precision_at_5pct"] is not None
-    assert {g["group"] for g in first["feature_groups"]} == {"hs", "price", "documents", "registry", "profiles"}
+    assert {g["group"] for g in first["feature_groups"]} == set(ENGINEERED_GROUPS)
+    assert all(g["delta"] is not None for g in first["feature_groups"])  # each group was measured
 
     client = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
     run = client.get_run(first["model_run_id"])

@@ -88,3 +88,23 @@ def test_labelled_rows_follow_the_contract():
     frame = pd.DataFrame({"inspected": [1, 1, 0, None], "fraud": [1, None, None, 0]})
     assert labelled_rows(frame).tolist() == [True, False, False, False]
     assert labelled_rows(frame.drop(columns="inspected")).tolist() == [True, False, False, True]
+
+
+def test_feature_groups_are_kept_only_when_they_help_on_validation(trained):
+    measured = [g for g in trained.groups if g.delta is not None]
+    assert measured, trained.groups
+    assert all(g.kept == (g.delta > 0) for g in measured)
+    assert all(not g.kept for g in trained.groups if g.delta is None)
+    assert set(trained.model.columns) == set(trained.features.model_columns(tuple(trained.kept_groups)))
+    assert set(trained.reference.columns) == set(trained.features.reference_columns)
+
+
+def test_a_group_without_data_is_not_fitted_but_reported(world):
+    """An export without a trader registry: the registry group's columns are constant, so it is skipped."""
+    from training.models import FitConfig
+    from training.pipeline import train_and_evaluate
+
+    result = train_and_evaluate(integrate(world.declarations, world.manifests), FitConfig(
+        iterations=30, learning_rate=0.3, depth=4, threads=2, reference_iterations=30))
+    registry = next(g for g in result.groups if g.group == "registry")
+    assert not registry.kept and registry.delta is None and "no data" in registry.note
