@@ -20,7 +20,7 @@ demo: venv
 	$(BIN)/aduana demo
 
 test: venv
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --durations=20
 
 bench: venv
 	$(BIN)/python benchmarks/bench.py --out bench/results.json

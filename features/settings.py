@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     """Great Expectations runs on at most this many rows of a batch (a seeded sample); pandera checks all rows."""
     train_iterations: int = 1000  # the most CatBoost rounds; early stopping on the validation window ends sooner
     train_ablation: bool = True  # leave out feature groups that do not help on the validation window
+    train_reference_iterations: int | None = None  # the reference's rounds; None: CatBoost's own default (tests use fewer)
     lane_policy: Path | None = None  # YAML lane policy; default: serving.lanes.LanePolicy()
     reload_seconds: float = 30.0  # how often the API checks for a new champion and a changed warehouse
     gate_metric: str = "pr_auc"  # the gate's primary metric (pr_auc or precision|recall|revenue_at_Npct)

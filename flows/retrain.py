@@ -40,7 +40,9 @@ def train_model(frame: pd.DataFrame, iterations: int, tune_seconds: float | None
     progress("building features, choosing feature groups, training the risk model and the reference…")
     if tune_seconds:
         progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
-    config = FitConfig(iterations=iterations, ablation=get_settings().train_ablation)
+    settings = get_settings()
+    config = FitConfig(iterations=iterations, ablation=settings.train_ablation,
+                       reference_iterations=settings.train_reference_iterations)
     result = train_and_evaluate(frame, config, tune_seconds=tune_seconds)
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
@@ -135,7 +137,8 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
         parts[name] = batch.valid.drop(columns=["row_number", "row_hash"])
     frame, split, history = explicit_split(parts["train"], parts["test"])
     settings = get_settings()
-    config = FitConfig(iterations=iterations or settings.train_iterations, ablation=settings.train_ablation)
+    config = FitConfig(iterations=iterations or settings.train_iterations, ablation=settings.train_ablation,
+                       reference_iterations=settings.train_reference_iterations)
     result = train_and_evaluate(frame, config, split, history)
     progress("feature groups: " + ", ".join(f"{g.group} {'kept' if g.kept else 'left out'}" for g in result.groups))
     settings = get_settings()

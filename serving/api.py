@@ -55,6 +55,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from features.data.contract import (
     CANONICAL_DTYPES,
     EARLIEST_DATE,
+    HS_CHAPTERS,
     HS_CODE_PATTERN,
     ISO_COUNTRIES,
     MAX_ID_LENGTH,
@@ -79,11 +80,6 @@ MAX_ERRORS = 20  # validation errors listed in a 422 (error_count says how many 
 MAX_FIELDS = 200  # keys in one record (or twice a mapping's columns): more is no declaration, and each costs
 SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
 RETRY_AFTER_S = 5
-
-# The contract's HS rule (features/data/contract.py, DeclarationContract._hs_code) with ASCII digits only: `\d` also
-# matches other scripts' digits (Arabic-Indic ٣, Devanagari ३), which no HS code holds.
-HS_PATTERN = HS_CODE_PATTERN.replace(r"\d", "[0-9]")
-HS_CHAPTERS = ("01", "97")  # goods chapters, as the contract checks them: 98 and 99 are national, 00 is none
 
 Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -112,7 +108,7 @@ class Declaration(BaseModel):
     declaration_id: Id
     declaration_date: dt.date
     importer_id: Id
-    hs_code: str = Field(pattern=HS_PATTERN, examples=["870323"])
+    hs_code: str = Field(pattern=HS_CODE_PATTERN, examples=["870323"])
     origin_country: Country
     declared_value: Amount
     declarant_id: OptionalId | None = None

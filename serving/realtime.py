@@ -218,7 +218,7 @@ class DecisionLog:
                 self.last_error = error
                 return 0
             if self.last_error is not None:
-                log.warning("decision log: writing again")
+                log.info("decision log: writing again")
             self.last_error = None
             if self._spilled and not self._rows:
                 self.spill_path.unlink(missing_ok=True)

@@ -113,27 +113,40 @@ class Thresholds:
     yellow: float
     exploration: int  # exploration draws at or below this value went red
     batch_id: str = ""
+    red_tie: int = np.iinfo(np.uint64).max  # at exactly the red cut-off, draws up to this one went red
+    yellow_tie: int = np.iinfo(np.uint64).max
 
     @classmethod
     def from_decisions(cls, decisions: pd.DataFrame, rank_by: str, seed: int) -> Thresholds | None:
         if decisions.empty:
             return None
-        rank = decisions[rank_by].fillna(decisions["risk_score"])
-        model_red = decisions["selected_by"].eq("model") & decisions["lane"].eq(RED)
-        yellow = decisions["lane"].eq(YELLOW) & decisions["selected_by"].eq("model")  # not validation-lane rows
-        explored = decisions["selected_by"].eq("exploration")
+        rank = decisions[rank_by].fillna(decisions["risk_score"]).to_numpy()
+        model_red = (decisions["selected_by"].eq("model") & decisions["lane"].eq(RED)).to_numpy()
+        yellow = (decisions["lane"].eq(YELLOW) & decisions["selected_by"].eq("model")).to_numpy()  # not validation
+        explored = decisions["selected_by"].eq("exploration").to_numpy()
         draws = exploration_draw(decisions["declaration_id"], seed)
-        return cls(red=float(rank[model_red].min()) if model_red.any() else np.inf,
-                   yellow=float(rank[yellow].min()) if yellow.any() else np.inf,
-                   exploration=int(draws[explored.to_numpy()].max()) if explored.any() else -1,
-                   batch_id=str(decisions["batch_id"].iloc[0]))
+        red, red_tie = _cut(rank, draws, model_red)
+        low, yellow_tie = _cut(rank, draws, yellow)
+        return cls(red=red, yellow=low, exploration=int(draws[explored].max()) if explored.any() else -1,
+                   batch_id=str(decisions["batch_id"].iloc[0]), red_tie=red_tie, yellow_tie=yellow_tie)
 
     def lanes(self, rules: np.ndarray, rank: np.ndarray, draw: np.ndarray) -> pd.DataFrame:
-        """lane, selected_by, rule for declarations with these rule hits ('' when none), ranks and draws."""
-        conditions = [rules != "", rank >= self.red, draw <= self.exploration, rank >= self.yellow]
+        """lane, selected_by, rule for declarations with these rule hits ('' when none), ranks and draws.
+        At a cut-off's exact score, the batch's tie-break (lowest draw first) decides, as top_k does."""
+        red = (rank > self.red) | ((rank == self.red) & (draw <= self.red_tie))
+        yellow = (rank > self.yellow) | ((rank == self.yellow) & (draw <= self.yellow_tie))
+        conditions = [rules != "", red, draw <= self.exploration, yellow]
         return pd.DataFrame({"lane": np.select(conditions, [RED, RED, RED, YELLOW], default=GREEN),
                              "selected_by": np.select(conditions, ["rule", "model", "exploration", "model"], default=""),
                              "rule": rules})
+
+
+def _cut(rank: np.ndarray, draws: np.ndarray, chosen: np.ndarray) -> tuple[float, int]:
+    """The lowest rank among the chosen rows, and the highest draw chosen at exactly that rank."""
+    if not chosen.any():
+        return np.inf, int(np.iinfo(np.uint64).max)
+    low = float(rank[chosen].min())
+    return low, int(draws[chosen & (rank == low)].max())
 
 
 NO_THRESHOLDS = Thresholds(red=np.inf, yellow=np.inf, exploration=-1)  # before any batch: only rule hits go red

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="aduana-tests-"))
@@ -14,6 +15,7 @@ os.environ.update({
     "PREFECT_HOME": str(_SESSION_DIR / "prefect"),  # cached results must not leak between sessions
     "ADUANA_HOME": str(_SESSION_DIR / "home"),
     "ADUANA_TRAIN_ABLATION": "false",  # flows skip the feature-group ablation; tests that need it turn it on
+    "ADUANA_TRAIN_REFERENCE_ITERATIONS": "80",  # the reference's default 1000 rounds are for real data
 })
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -26,7 +28,7 @@ from features.data.simulator import World, simulate  # noqa: E402
 from training.models import FitConfig  # noqa: E402
 from training.pipeline import TrainingResult, train_and_evaluate  # noqa: E402
 
-FAST = FitConfig(iterations=80, learning_rate=0.15, depth=4, threads=2)
+FAST = FitConfig(iterations=80, learning_rate=0.15, depth=4, threads=2, reference_iterations=80, ablation=False)
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +40,8 @@ def world() -> World:
 @pytest.fixture(scope="session")
 def trained(world) -> TrainingResult:
     """A model trained (quickly) on the small world, shared read-only."""
-    return train_and_evaluate(integrate(world.declarations, world.manifests, world.traders), FAST)
+    return train_and_evaluate(integrate(world.declarations, world.manifests, world.traders),
+                              replace(FAST, ablation=True))  # the model tests check the feature-group choice
 
 
 @pytest.fixture

@@ -122,7 +122,8 @@ def monitor(model: RiskModel, version: str, reference: pd.DataFrame, current: pd
     """Compare the window with the reference and raise alerts where thresholds are crossed."""
     if len(reference) == 0:
         raise DataError(f"champion v{version} has an empty drift reference")
-    table = feature_drift(reference, current, model.categorical)
+    inputs = [c for c in model.columns if c in reference.columns]  # only what this model reads
+    table = feature_drift(reference[inputs], current[[c for c in inputs if c in current.columns]], model.categorical)
     table["alerting"] = table["feature"].map(alerts).astype(bool)  # the catalogue says which features may alert
     scores_ref = pd.Series(model.risk(reference))
     scores_cur = pd.Series(model.risk(current)) if len(current) else pd.Series(dtype="float64")

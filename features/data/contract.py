@@ -22,7 +22,8 @@ ASSIGNED_COUNTRIES = frozenset(  # ISO 3166-1 alpha-2 officially assigned codes,
 UNKNOWN_COUNTRY_CODES = frozenset(["ZZ", "XX", "XZ"])
 ISO_COUNTRIES = ASSIGNED_COUNTRIES | UNKNOWN_COUNTRY_CODES  # every accepted country code (files and the API)
 CREDIT_RATINGS = ("AAA", "AA", "A", "BBB", "BB", "B", "CCC", "CC", "C", "D")
-HS_CODE_PATTERN = r"^\d{6}(\d{2}){0,2}$"
+HS_CODE_PATTERN = r"^[0-9]{6}([0-9]{2}){0,2}$"  # ASCII digits only (\d would take other scripts' digits)
+HS_CHAPTERS = ("01", "97")  # goods chapters: 98 and 99 are national, 00 is none
 LOCODE_PATTERN = r"^[A-Z]{2}[A-Z2-9]{3}$"
 EARLIEST_DATE = pd.Timestamp("1990-01-01")  # for transactions; companies may be older
 EARLIEST_REGISTRATION = pd.Timestamp("1850-01-01")
@@ -123,7 +124,7 @@ class DeclarationContract(_Contract):
 
     @pa.check("hs_code", name="invalid_hs_code")
     def _hs_code(cls, s: Series[str]) -> Series[bool]:
-        return s.str.fullmatch(HS_CODE_PATTERN) & (s.str[:2] >= "01") & (s.str[:2] <= "97")
+        return s.str.fullmatch(HS_CODE_PATTERN) & (s.str[:2] >= HS_CHAPTERS[0]) & (s.str[:2] <= HS_CHAPTERS[1])
 
     @pa.check("origin_country", "departure_country", name="invalid_country_code")
     def _country(cls, s: Series[str]) -> Series[bool]:

@@ -339,10 +339,20 @@ def test_a_shutdown_while_the_warehouse_is_busy_spills_and_the_next_start_writes
     app = create_app(api_scorer, api_key="")
     log = app.state.decision_log
     log.close_timeout = 0.5
-    with write_locked(api_scorer.warehouse.path):
-        with TestClient(app) as c:
-            answer = c.post("/v1/score", json=_declaration(world))
-        assert log.spill_path.exists() and log.pending == 1  # not lost: on disk beside the warehouse
+    client, open_ = TestClient(app), True
+    client.__enter__()
+    try:
+        assert client.post("/v1/score", json=_declaration(world, -6)).status_code == 200  # the API has its snapshot
+        assert log.flush() == 1
+        with write_locked(api_scorer.warehouse.path):
+            answer = client.post("/v1/score", json=_declaration(world))
+            assert answer.status_code == 200, answer.text
+            client.__exit__(None, None, None)  # shut down while the warehouse is busy
+            open_ = False
+            assert log.spill_path.exists() and log.pending == 1  # not lost: on disk beside the warehouse
+    finally:
+        if open_:
+            client.__exit__(None, None, None)
     again = create_app(api_scorer, api_key="")
     with TestClient(again):
         again.state.decision_log.flush()
@@ -354,9 +364,12 @@ def test_a_shutdown_while_the_warehouse_is_busy_spills_and_the_next_start_writes
 def test_a_full_log_buffer_refuses_to_score_rather_than_answer_unlogged(api_scorer, world):  # noqa: F811
     with TestClient(create_app(api_scorer, api_key="")) as c:
         log = c.app.state.decision_log
+        assert c.post("/v1/score", json=_declaration(world, -5)).status_code == 200  # the API has its snapshot
+        assert log.flush() == 1
         log.max_rows = 1
         with write_locked(api_scorer.warehouse.path):
-            assert c.post("/v1/score", json=_declaration(world)).status_code == 200
+            first = c.post("/v1/score", json=_declaration(world))
+            assert first.status_code == 200, first.text
             log.flush()  # the warehouse is busy: kept
             refused = c.post("/v1/score", json=_declaration(world))
             assert refused.status_code == 503 and "retry-after" in refused.headers

@@ -1,6 +1,7 @@
 """The second embedded world end to end, as a user with a foreign export would run it: its own layout and mapping
 file, nothing written for it. Ingest keeps every valid row, training promotes a champion, and `aduana score` and
-the API started with the world's mapping (fed the file's own rows) agree on every row."""
+the API started with the world's mapping (fed the file's own rows) agree on every row of the arriving
+declarations (ingested first, as arrivals are, so both see the same warehouse)."""
 from __future__ import annotations
 
 import csv
@@ -42,6 +43,7 @@ def test_a_foreign_export_ingests_trains_promotes_and_scores_alike_in_batch_and_
     assert trained["promoted"], trained["reasons"]
     assert trained["reference_metrics"]["pr_auc"] is not None
 
+    customs_ingest([str(paths["test"])], mapping=str(paths["mapping"]))  # arriving declarations, as the demo does
     out = tmp_path / "scores.csv"
     scored = customs_score(str(paths["test"]), str(out), str(paths["mapping"]))
     assert scored["read"] == len(world.test)
