@@ -1,0 +1,31 @@
+"""Hyperparameter search within a budget, judged on the validation window only."""
+from __future__ import annotations
+
+import pytest
+
+from features.build import integrate
+from features.data.errors import DataError
+from tests.conftest import FAST
+from training.pipeline import train_and_evaluate
+from training.tuning import parse_budget
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("10m", 600), ("90s", 90), ("1h", 3600), ("45", 45), ("1.5m", 90)])
+def test_budgets_read_as_people_write_them(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten minutes", "0s", "-5m", "5d"])
+def test_a_budget_that_is_no_duration_is_refused(text):
+    with pytest.raises(DataError, match="--budget"):
+        parse_budget(text)
+
+
+def test_tuning_keeps_the_best_trial_on_validation(world):
+    frame = integrate(world.declarations.head(8000), world.manifests, world.traders)
+    result = train_and_evaluate(frame, FAST, tune_seconds=3)
+    assert result.trials, "the first trial (the given configuration) always runs"
+    best = max(result.trials, key=lambda t: t.value)
+    assert result.model.params["depth"] == best.params["depth"]
+    assert result.model.params["learning_rate"] == pytest.approx(best.params["learning_rate"])
+    assert all(0 < t.value <= 1 and t.seconds > 0 for t in result.trials)
