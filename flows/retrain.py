@@ -35,14 +35,19 @@ def load_training_data() -> tuple[pd.DataFrame, list[str]]:
     return frame, warehouse.validation_failures()
 
 
+def fit_config(iterations: int | None = None) -> FitConfig:
+    """The training configuration the settings ask for."""
+    settings = get_settings()
+    return FitConfig(iterations=iterations or settings.train_iterations, ablation=settings.train_ablation,
+                     reference_iterations=settings.train_reference_iterations)
+
+
 @task(name="train_model", cache_policy=NO_CACHE)
 def train_model(frame: pd.DataFrame, iterations: int, tune_seconds: float | None = None) -> TrainingResult:
     progress("building features, choosing feature groups, training the risk model and the reference…")
     if tune_seconds:
         progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
-    settings = get_settings()
-    config = FitConfig(iterations=iterations, ablation=settings.train_ablation,
-                       reference_iterations=settings.train_reference_iterations)
+    config = fit_config(iterations)
     result = train_and_evaluate(frame, config, tune_seconds=tune_seconds)
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
@@ -136,9 +141,7 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
             progress(f"{name}: {len(batch.rejected):,} invalid rows left out ({batch.rejected['reason'].value_counts().to_dict()})")
         parts[name] = batch.valid.drop(columns=["row_number", "row_hash"])
     frame, split, history = explicit_split(parts["train"], parts["test"])
-    settings = get_settings()
-    config = FitConfig(iterations=iterations or settings.train_iterations, ablation=settings.train_ablation,
-                       reference_iterations=settings.train_reference_iterations)
+    config = fit_config(iterations)
     result = train_and_evaluate(frame, config, split, history)
     progress("feature groups: " + ", ".join(f"{g.group} {'kept' if g.kept else 'left out'}" for g in result.groups))
     settings = get_settings()

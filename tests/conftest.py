@@ -1,12 +1,15 @@
 """Shared fixtures. The environment is set before any test module imports Prefect, GX or MLflow."""
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="aduana-tests-"))
+atexit.register(shutil.rmtree, _SESSION_DIR, True)  # ignore_errors: the session's servers may still be closing
 os.environ.update({
     "DO_NOT_TRACK": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRegressor, Pool
+from sklearn.metrics import average_precision_score
 
 from features.build import MONOTONE_INCREASING, FeatureSet
 from features.data.errors import DataError
@@ -177,6 +178,14 @@ def _fit_revenue(model: RiskModel, fs: FeatureSet, split: Split, config: FitConf
     residual = target - regressor.predict(_pool(fs, caught, columns))
     model.revenue_model = regressor
     model.revenue_smearing = float(np.mean(np.exp(residual)))
+
+
+def validation_score(model: RiskModel, fs: FeatureSet, split: Split) -> float:
+    """PR-AUC on the validation window (the ablation's yardstick)."""
+    fraud = fs.meta.loc[split.valid, "fraud"].fillna(0).astype(int).to_numpy()
+    if not 0 < fraud.sum() < len(fraud):
+        return float("nan")
+    return float(average_precision_score(fraud, model.risk(fs.X.loc[split.valid])))
 
 
 def behaviour_checks(model: RiskModel, X: pd.DataFrame, sample: int = 500, seed: int = 0) -> dict[str, dict]:

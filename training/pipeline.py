@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import average_precision_score
 
 from features.build import FeatureSet, build_features, price_bands
 from features.catalogue import ENGINEERED_GROUPS
@@ -24,7 +23,9 @@ from training.models import (
     fit_reference,
     fit_risk_model,
     time_split,
+    validation_score,
 )
+from training.tuning import tune
 
 SEGMENTS = {"office": "office_id", "hs_chapter": "hs_chapter"}
 
@@ -97,14 +98,6 @@ SCREENING_ROUNDS = 120  # ablation fits: brisk, to compare groups, not to serve
 SCREENING_LEARNING_RATE = 0.25
 
 
-def validation_score(model: RiskModel, fs: FeatureSet, split: Split) -> float:
-    """PR-AUC on the validation window (the ablation's yardstick)."""
-    fraud = fs.meta.loc[split.valid, "fraud"].fillna(0).astype(int).to_numpy()
-    if not 0 < fraud.sum() < len(fraud):
-        return float("nan")
-    return float(average_precision_score(fraud, model.risk(fs.X.loc[split.valid])))
-
-
 def _informative(fs: FeatureSet, split: Split, group: str) -> bool:
     """Whether a group's columns vary at all on the training rows (absent sources give constant columns)."""
     columns = [c for c in fs.model_columns((group,)) if c not in fs.model_columns(())]
@@ -143,8 +136,6 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     by date into train → validation → holdout; price bands are fitted on rows filed before the validation window.
     `tune_seconds`: search hyperparameters with Optuna for this long (on the validation window) before the final fit.
     """
-    from training.tuning import tune
-
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
     split = split or time_split(frame["declaration_date"], labelled_rows(frame))
     bands = price_bands(frame[frame["declaration_date"] < split.valid_start])

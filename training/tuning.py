@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from features.build import FeatureSet
 from features.data.errors import DataError
-from training.models import FitConfig, Split, fit_risk_model
+from training.models import FitConfig, Split, fit_risk_model, validation_score
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
 
@@ -43,8 +43,6 @@ def tune(fs: FeatureSet, split: Split, columns: list[str], base: FitConfig, seco
     """Search CatBoost's learning rate, depth, L2 and categorical-combination depth for `seconds`; returns the best
     configuration found (on validation PR-AUC) and every trial."""
     import optuna
-
-    from training.pipeline import validation_score
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=base.seed))
