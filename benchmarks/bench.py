@@ -23,7 +23,7 @@ def _peak_mb() -> float:
 
 
 def stage_generate(work: Path, rows: int) -> dict:
-    from features.data.simulator import simulate, write_world
+    from features.simulator import simulate, write_world
 
     t = time.perf_counter()
     world = simulate(rows, seed=7)
@@ -37,9 +37,9 @@ def stage_generate(work: Path, rows: int) -> dict:
 
 def stage_ingest(work: Path, rows: int) -> dict:
     """The ingest pipeline without Prefect: read → map → pandera → GX (sample) → DuckDB, for 1M declarations."""
-    from features.data.ingest import prepare_batch
-    from features.data.quality import check_batch
-    from features.data.warehouse import Warehouse
+    from expectations.checkpoint import check_batch
+    from features.intake.batch import prepare_batch
+    from features.warehouse import Warehouse
 
     path = work / "landing" / "declarations.parquet"
     timings = {}
@@ -90,7 +90,8 @@ def stage_model(work: Path, rows: int) -> dict:
     """Feature building on every declaration, then fitting on the controlled ones (per 100k labelled rows)."""
     import pandas as pd
 
-    from features.build import build_features, integrate, price_bands
+    from features.build import build_features, integrate
+    from features.prices import PriceBands
     from training.models import FitConfig, fit_risk_model, time_split
     from training.pipeline import labelled_rows
 
@@ -100,7 +101,7 @@ def stage_model(work: Path, rows: int) -> dict:
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
     split = time_split(frame["declaration_date"], labelled_rows(frame))
     t = time.perf_counter()
-    features = build_features(frame, bands=price_bands(frame[frame["declaration_date"] < split.valid_start]))
+    features = build_features(frame, bands=PriceBands.fit(frame[frame["declaration_date"] < split.valid_start]))
     features_s = time.perf_counter() - t
     t = time.perf_counter()
     model = fit_risk_model(features, split, FitConfig())
@@ -135,10 +136,10 @@ def stage_serving(work: Path, rows: int) -> dict:
     import uvicorn
 
     from features.build import build_features, integrate
-    from features.data.ingest import prepare_batch
-    from features.data.mapping import ColumnMapping
-    from features.data.validation import check_rows
-    from features.data.warehouse import Warehouse
+    from features.intake.batch import prepare_batch
+    from features.intake.mapping import ColumnMapping
+    from features.intake.validation import check_rows
+    from features.warehouse import Warehouse
     from serving.api import create_app, server_config
     from serving.batch import score_file, write_output
     from serving.lanes import RED, YELLOW, LanePolicy, allocate
@@ -284,7 +285,7 @@ BACKTEST_WARMUP = 4
 def stage_backtest(work: Path, rows: int) -> dict:
     """The backtest's weekly step at 100k declarations a week: shared features, then each policy selects, learns
     its picks and is scored; model policies refit every 2 weeks here (every 4 by default) so refits are timed too."""
-    from features.data.simulator import simulate
+    from features.simulator import simulate
     from serving.backtest import REFIT_ITERATIONS, BacktestConfig, from_world, run_backtest
     from training.models import FitConfig
 
@@ -342,9 +343,9 @@ def stage_quality(work: Path, rows: int) -> dict:
     """Model quality on both embedded worlds, each through its real intake (the second one with its mapping file):
     the engineered model as `aduana train` fits it against a library-default CatBoost on the mapped columns."""
     from features.build import integrate
-    from features.data.ingest import prepare_batch
-    from features.data.mapping import load_mapping
-    from features.data.simulator import simulate, simulate_islas, write_islas
+    from features.intake.batch import prepare_batch
+    from features.intake.mapping import load_mapping
+    from features.simulator import simulate, simulate_islas, write_islas
     from training.models import FitConfig
     from training.pipeline import explicit_split, train_and_evaluate
 
@@ -374,9 +375,9 @@ def stage_worst_request(work: Path, rows: int) -> dict:
 
     import uvicorn
 
-    from features.data.ingest import prepare_batch
-    from features.data.simulator import simulate, write_world
-    from features.data.warehouse import Warehouse
+    from features.intake.batch import prepare_batch
+    from features.simulator import simulate, write_world
+    from features.warehouse import Warehouse
     from serving.api import create_app, server_config
     from serving.lanes import LanePolicy
     from serving.scorer import Scorer

@@ -8,16 +8,19 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from features import catalogue
-from features.data.contract import CANONICAL_DTYPES, CREDIT_RATINGS, LABEL_FIELDS, field_types
-from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.contract import CANONICAL_DTYPES, CREDIT_RATINGS, LABEL_FIELDS, field_types
+from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.prices import PriceBands, log_unit_price
 from features.profiles import MISSING, ProfileIndex
 
-MIN_BAND_ROWS = 20  # a price band needs at least this many reference rows
+if TYPE_CHECKING:
+    from features.context import ScoringContext
 
 BASE_CATEGORICAL = catalogue.columns(categorical=True)
 BASE_NUMERIC = [c for c in catalogue.columns(categorical=False) if catalogue.group_of(c) not in ("profiles", "pair_profiles")]
@@ -35,7 +38,7 @@ class FeatureSet:
     meta: pd.DataFrame  # declaration_id, declaration_date and labels, aligned with X
     categorical: list[str]
     numeric: list[str]
-    price_bands: pd.DataFrame = field(default_factory=pd.DataFrame)
+    price_bands: PriceBands = field(default_factory=PriceBands)
     price_reference_log: pd.Series | None = None  # each row's band median, for readable reasons
     reference_columns: list[str] = field(default_factory=list)  # the mapped columns present in the data
 
@@ -90,8 +93,8 @@ def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,
         stored = context.bill_totals.reindex(totals.index)
         totals = stored.add(bill_totals(new).reindex(totals.index), fill_value=0)
     else:
-        manifests = _keyed(manifests, "bill_of_lading")
-        traders = _keyed(traders, "importer_id")
+        manifests = keyed(manifests, "bill_of_lading")
+        traders = keyed(traders, "importer_id")
     if "bill_of_lading" in frame and len(totals):
         frame = frame.join(totals, on="bill_of_lading")
     frame = _lookup(frame, manifests, "bill_of_lading", MANIFEST_FIELDS)
@@ -103,86 +106,15 @@ def empty_declarations() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=CANONICAL_DTYPES[t]) for c, t in field_types("declarations").items()})
 
 
-def _keyed(table: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
+def keyed(table: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
     if table is None or table.empty or key not in table:
         return None
     return table.drop_duplicates(key, keep="last").set_index(key)
 
 
-@dataclass
-class ScoringContext:
-    """A snapshot of what the warehouse knows, built once and reused for every batch or API call."""
-
-    manifests: pd.DataFrame | None  # indexed by bill_of_lading
-    traders: pd.DataFrame | None  # indexed by importer_id
-    bill_totals: pd.DataFrame
-    known_ids: pd.Index  # unique declaration ids already stored
-    history: pd.DataFrame  # integrated declarations
-    profiles: ProfileIndex
-
-    @classmethod
-    def from_tables(cls, declarations: pd.DataFrame, manifests: pd.DataFrame, traders: pd.DataFrame) -> ScoringContext:
-        history = integrate(declarations, manifests, traders)
-        return cls(manifests=_keyed(manifests, "bill_of_lading"), traders=_keyed(traders, "importer_id"),
-                   bill_totals=bill_totals(declarations), known_ids=pd.Index(declarations["declaration_id"].unique()),
-                   history=history, profiles=ProfileIndex(history))
-
-
-def price_bands(reference: pd.DataFrame) -> pd.DataFrame:
-    """Robust log unit-price bands (median, MAD) by HS subheading × origin and by HS subheading alone."""
-    log_up = _log_unit_price(reference)
-    ok = np.isfinite(log_up)
-    ref = pd.DataFrame({"hs6": reference["hs_code"].str[:6], "origin": reference["origin_country"], "lup": log_up})[ok]
-    bands = []
-    for keys, level in ((["hs6", "origin"], "hs_origin"), (["hs6"], "hs")):
-        g = ref.groupby(keys)["lup"]
-        med = g.median()
-        mad = (ref["lup"] - ref.set_index(keys).index.map(med)).abs().groupby([ref[k] for k in keys]).median()
-        band = pd.DataFrame({"median": med, "mad": mad, "rows": g.size()}).reset_index()
-        band["level"] = level
-        bands.append(band[band["rows"] >= MIN_BAND_ROWS])
-    return pd.concat(bands, ignore_index=True)
-
-
-def _log_unit_price(frame: pd.DataFrame) -> np.ndarray:
-    if "net_mass_kg" not in frame:
-        return np.full(len(frame), np.nan)
-    value = frame["declared_value"].astype("float64").to_numpy()
-    mass = frame["net_mass_kg"].astype("float64").to_numpy()
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
-        ratio = value / mass
-    # A ratio that underflows to 0 (5e-324 / 2) or overflows to inf is no unit price: missing, as in features/row.py.
-    ok = (value > 0) & (mass > 0) & (ratio > 0) & np.isfinite(ratio)
-    return np.log(np.where(ok, ratio, np.nan))
-
-
-_band_cache: dict[int, tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = {}
-
-
-def band_index(bands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The bands indexed by (HS subheading, origin) and by subheading, built once per bands table (the scorer
-    passes the same one on every call)."""
-    hit = _band_cache.get(id(bands))
-    if hit is None or hit[0] is not bands:
-        hit = (bands, bands[bands["level"] == "hs_origin"].set_index(["hs6", "origin"]),
-               bands[bands["level"] == "hs"].set_index("hs6"))
-        _band_cache.clear()
-        _band_cache[id(bands)] = hit
-    return hit[1], hit[2]
-
-
-def _value_signals(frame: pd.DataFrame, bands: pd.DataFrame) -> pd.DataFrame:
-    lup = _log_unit_price(frame)
-    hs6, origin = frame["hs_code"].str[:6].to_numpy(), frame["origin_country"].to_numpy()
-    by_origin, by_hs = band_index(bands)
-    idx = pd.MultiIndex.from_arrays([hs6, origin])
-    med = by_origin["median"].reindex(idx).to_numpy(dtype="float64", copy=True)
-    mad = by_origin["mad"].reindex(idx).to_numpy(dtype="float64", copy=True)
-    rows = by_origin["rows"].reindex(idx).to_numpy(dtype="float64", copy=True)
-    fallback = np.isnan(med)
-    med[fallback] = by_hs["median"].reindex(hs6[fallback]).to_numpy()
-    mad[fallback] = by_hs["mad"].reindex(hs6[fallback]).to_numpy()
-    rows[fallback] = by_hs["rows"].reindex(hs6[fallback]).to_numpy(dtype="float64")
+def _value_signals(frame: pd.DataFrame, bands: PriceBands) -> pd.DataFrame:
+    lup = log_unit_price(frame)
+    med, mad, rows = bands.lookup(frame["hs_code"].str[:6].to_numpy(), frame["origin_country"].to_numpy())
     deviation = lup - med  # log ratio to the reference: -0.5 is 39 % below
     return pd.DataFrame({
         "log_unit_price": lup,
@@ -235,7 +167,7 @@ def feature_hash(X: pd.DataFrame) -> str:
 
 
 def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
-                   bands: pd.DataFrame | None = None, profiles: ProfileIndex | None = None) -> FeatureSet:
+                   bands: PriceBands | None = None, profiles: ProfileIndex | None = None) -> FeatureSet:
     """Build the model's feature matrix for `frame` (integrated declarations).
 
     `history`: past declarations whose labels and filings feed the entity profiles (default: `frame` itself,
@@ -244,7 +176,7 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     """
     frame = frame.reset_index(drop=True)
     history = frame if history is None else history
-    bands = price_bands(history) if bands is None else bands
+    bands = PriceBands.fit(history) if bands is None else bands
     profiles = profiles or ProfileIndex(history)
     hs = frame["hs_code"].astype("str")
     extra_cat = sorted(c for c in frame.columns if c.startswith(EXTRA_CATEGORICAL_PREFIX))

@@ -19,11 +19,11 @@ from features.build import (
     MANIFEST_FIELDS,
     PASSTHROUGH,
     REGISTRY_FIELDS,
-    ScoringContext,
-    band_index,
 )
-from features.data.contract import CREDIT_RATINGS
-from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.context import ScoringContext
+from features.contract import CREDIT_RATINGS
+from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.prices import PriceBands, log_ratio
 from features.profiles import ENTITIES, MISSING, PROFILE_COLUMNS, to_seconds
 
 NAN = float("nan")
@@ -74,35 +74,13 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else NAN
 
 
-def _log_ratio(value: float, mass: float) -> float:
-    """log(value / mass) as `_log_unit_price` computes it: missing unless the ratio is finite and positive (5e-324 / 2
-    underflows to 0, 1e308 / 1e-10 overflows to inf)."""
-    if not (value > 0 and mass > 0):
-        return NAN
-    ratio = value / mass
-    return math.log(ratio) if 0 < ratio < math.inf else NAN
-
-
-def _band(bands: pd.DataFrame, hs6: str, origin: str) -> tuple[float, float, float]:
-    """(median, MAD, rows) of the HS subheading × origin band, else of the subheading's band."""
-    by_origin, by_hs = band_index(bands)
-    for table, key in ((by_origin, (hs6, origin)), (by_hs, hs6)):
-        try:
-            found = table.iloc[table.index.get_loc(key)]
-        except KeyError:
-            continue
-        if not math.isnan(found["median"]):
-            return float(found["median"]), float(found["mad"]), float(found["rows"])
-    return NAN, NAN, NAN
-
-
-def row_features(row: dict, bands: pd.DataFrame, context: ScoringContext) -> dict:
+def row_features(row: dict, bands: PriceBands, context: ScoringContext) -> dict:
     """`build_features` for one integrated declaration (from `integrate_row`): every model input by name
     (categoricals as text, `MISSING` when absent; numerics as float), plus `price_reference_log` for reasons."""
     hs, origin = str(row["hs_code"]), row["origin_country"]
     value, mass = _number(row.get("declared_value")), _number(row.get("net_mass_kg"))
-    lup = _log_ratio(value, mass)
-    median, mad, band_rows = _band(bands, hs[:6], origin)
+    lup = log_ratio(value, mass)
+    median, mad, band_rows = bands.lookup_one(hs[:6], origin)
     deviation = lup - median
     pol, route, departure = row.get("port_of_loading"), row.get("transshipment_ports"), row.get("departure_country")
     declared, gross = _number(row.get("bl_net_mass_kg")), _number(row.get("gross_weight_kg"))

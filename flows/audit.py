@@ -6,21 +6,12 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from features.data.errors import DataError
-from features.data.warehouse import Warehouse
+from features.errors import UserError
 from features.settings import get_settings
+from features.warehouse import Warehouse
 from flows.runtime import progress
 from serving.audit import audit_candidates, entity_ratings
 
-RELEASED_SQL = """
-WITH latest AS (
-    SELECT * FROM decisions
-    QUALIFY row_number() OVER (PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1)
-SELECT l.declaration_id, l.lane, l.risk_score, l.expected_revenue, l.reasons, d.importer_id, d.duty_paid,
-       d.declaration_date
-FROM latest l JOIN declarations d USING (declaration_id)
-WHERE l.lane IN ('green', 'yellow') AND d.declaration_date BETWEEN ? AND ?
-"""
 RATED = {"importer": ["importer_id"], "declarant": ["declarant_id"], "hs_heading": ["hs_heading"],
          "lane": ["origin_country", "office_id"]}  # entity → the columns that identify it
 
@@ -34,9 +25,9 @@ def parse_period(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
             p = pd.Period(period)
             start, end = p.start_time.normalize(), p.end_time.normalize()
     except ValueError as exc:
-        raise DataError(f"--period {period!r}: use START:END dates, a month (2024-11) or a year (2024)") from exc
+        raise UserError(f"--period {period!r}: use START:END dates, a month (2024-11) or a year (2024)") from exc
     if end < start:
-        raise DataError(f"--period {period!r}: the end is before the start")
+        raise UserError(f"--period {period!r}: the end is before the start")
     return start, end
 
 
@@ -44,9 +35,8 @@ def parse_period(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
 def select_audits(period: str, capacity: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     start, end = parse_period(period)
     warehouse = Warehouse(get_settings().warehouse_path)
-    released = warehouse.read(RELEASED_SQL, [start, end])
-    history = warehouse.read("SELECT importer_id, inspected, fraud FROM declarations")
-    selected, evidence = audit_candidates(released, warehouse.table("traders"), history, capacity)
+    released = warehouse.decisions.released(start, end)
+    selected, evidence = audit_candidates(released, warehouse.table("traders"), warehouse.control_history(), capacity)
     progress(f"{len(released):,} released declarations in {start.date()}…{end.date()}; {len(selected)} enterprises selected")
     return selected, evidence
 

@@ -8,10 +8,10 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from features.data.ingest import prepare_batch
-from features.data.mapping import load_mapping
-from features.data.simulator import simulate
+from features.intake.batch import prepare_batch
+from features.intake.mapping import load_mapping
 from features.settings import get_settings
+from features.simulator import simulate
 from flows.runtime import progress
 from serving.backtest import (
     POLICIES,

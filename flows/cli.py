@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from features.data.errors import DataError
+from features.errors import UserError
 from features.settings import get_settings
 from flows import runtime
 
@@ -69,13 +69,13 @@ def generate(
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a customs administration: by default declarations, manifests and the trader registry."""
-    from features.data.simulator import simulate, simulate_islas, write_islas, write_world
+    from features.simulator import simulate, simulate_islas, write_islas, write_world
 
     if world_name is WorldName.islas:
         if fmt not in (None, "csv"):
-            raise DataError(f"--format {fmt}: the islas world is written as CSV only")
+            raise UserError(f"--format {fmt}: the islas world is written as CSV only")
         if rows < 500:
-            raise DataError(f"--rows {rows}: the islas world needs at least 500 rows")
+            raise UserError(f"--rows {rows}: the islas world needs at least 500 rows")
         runtime.progress(f"simulating the islas world: {rows:,} goods items (seed {seed})…")
         islas = simulate_islas(rows, seed=seed)
         paths = write_islas(islas, out)
@@ -90,7 +90,7 @@ def generate(
         return
     fmt = fmt or "parquet"
     if fmt not in ("parquet", "csv"):
-        raise DataError(f"--format must be parquet or csv, not {fmt!r}")
+        raise UserError(f"--format must be parquet or csv, not {fmt!r}")
     runtime.progress(f"simulating {rows:,} declarations (seed {seed})…")
     world = simulate(rows, seed=seed)
     paths = write_world(world, out, fmt)
@@ -107,11 +107,11 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Validate files and store them in the warehouse; invalid rows go to quarantine with a reason."""
-    from features.data.contract import KINDS
+    from features.contract import KINDS
     from flows.ingest import customs_ingest
 
     if kind is not None and kind not in KINDS:
-        raise DataError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+        raise UserError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
     summaries = customs_ingest([str(p) for p in paths], kind=kind, mapping=str(mapping) if mapping else None)
     result = summaries[0] if len(summaries) == 1 else {"files": summaries, **_totals(summaries)}
     _emit(result, as_json, _ingest_text(summaries))
@@ -235,8 +235,8 @@ def serve(
 
     import uvicorn
 
-    from features.data.mapping import load_mapping
-    from features.data.warehouse import Warehouse
+    from features.intake.mapping import load_mapping
+    from features.warehouse import Warehouse
     from serving.api import create_app, server_config
     from serving.lanes import load_policy
     from serving.scorer import Scorer
@@ -291,7 +291,7 @@ def ratings(
     from flows.audit import RATED, customs_ratings
 
     if entity not in RATED:
-        raise DataError(f"--entity must be one of {', '.join(RATED)}, not {entity!r}")
+        raise UserError(f"--entity must be one of {', '.join(RATED)}, not {entity!r}")
     rows = customs_ratings(entity, top, min_controls)
     lines = [f"{' → '.join(str(r[k]) for k in RATED[entity]):<22} {r['band']:<10} {r['why']}" for r in rows]
     _emit(rows, as_json, "\n".join(lines))
@@ -361,7 +361,7 @@ def schedule(
     Needs a Prefect server (PREFECT_API_URL); runs until interrupted. For a work pool and workers, use
     `prefect deploy --prefect-file infra/prefect.yaml` instead (see the README)."""
     if not os.environ.get("PREFECT_API_URL"):
-        raise DataError("aduana schedule needs a Prefect server: start one ('prefect server start') and set "
+        raise UserError("aduana schedule needs a Prefect server: start one ('prefect server start') and set "
                         "PREFECT_API_URL=http://127.0.0.1:4200/api")
     from flows.deployments import serve_deployments
 
@@ -382,9 +382,9 @@ def promote(
     from training import tracking
 
     if version is not None and rollback:
-        raise DataError("give either --version or --rollback, not both")
+        raise UserError("give either --version or --rollback, not both")
     if version is not None and not reason:
-        raise DataError("promote --version needs --reason: say why this version should serve")
+        raise UserError("promote --version needs --reason: say why this version should serve")
     settings = get_settings()
     client = tracking.configure(settings)
     if rollback:
@@ -445,22 +445,22 @@ def warnings_command(
     An acknowledged batch no longer counts as failed validation for the promotion gate, and its profile
     joins the dataset's reference, so its new codes or ranges become expected. Acknowledgements are
     append-only: who (the OS user), when and why are kept."""
-    from features.data.contract import KINDS
-    from features.data.reference import accept_pending
-    from features.data.warehouse import Warehouse
+    from expectations.reference import accept_pending
+    from features.contract import KINDS
+    from features.warehouse import Warehouse
 
     settings = get_settings()
     warehouse = Warehouse(settings.warehouse_path)
     if ack is None:
         if reason is not None:
-            raise DataError("--reason goes with --ack BATCH_ID")
+            raise UserError("--reason goes with --ack BATCH_ID")
         if kind is not None and kind not in KINDS:
-            raise DataError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+            raise UserError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
         rows = warehouse.failed_batches(kind)
         _emit(rows, as_json, _warnings_text(rows))
         return
     if not reason or not reason.strip():
-        raise DataError("--ack needs --reason TEXT: say why these failures are acceptable")
+        raise UserError("--ack needs --reason TEXT: say why these failures are acceptable")
     record = warehouse.acknowledge(ack, reason, _os_user())
     record["reference_updated"] = accept_pending(settings.reference_dir, ack)
     _emit(record, as_json, f"acknowledged {ack} ({record['kind']}) as {record['acknowledged_by']}: {record['reason']}"
@@ -511,13 +511,13 @@ def main() -> None:
     except Exception as exc:
         if _state["debug"]:
             raise
-        from features.data.warehouse import WarehouseBusy
+        from features.warehouse import WarehouseBusy
 
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        expected = isinstance(exc, DataError | WarehouseBusy)  # bad input, or a busy warehouse: no traceback needed
+        expected = isinstance(exc, UserError | WarehouseBusy)  # bad input, or a busy warehouse: no traceback needed
         kind = "" if expected else f"{type(exc).__name__}: "
         print(f"aduana: error: {kind}{message}" + ("" if expected else " (--debug for details)"), file=sys.stderr)
-        sys.exit(2 if isinstance(exc, DataError) else EX_TEMPFAIL if isinstance(exc, WarehouseBusy) else 1)
+        sys.exit(2 if isinstance(exc, UserError) else EX_TEMPFAIL if isinstance(exc, WarehouseBusy) else 1)
 
 
 if __name__ == "__main__":

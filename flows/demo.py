@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, task
 
-from features.data.simulator import simulate, write_world
-from features.data.simulator.holdout import control_outcomes, selection_outcome, split_arrivals
 from features.settings import get_settings
+from features.simulator import simulate, write_world
+from features.simulator.holdout import control_outcomes, selection_outcome, split_arrivals
 from flows.audit import customs_audit
 from flows.ingest import customs_ingest
 from flows.monitor import customs_monitor

@@ -7,14 +7,14 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from features.data.contract import KINDS
-from features.data.errors import DataError
-from features.data.ingest import PreparedBatch, prepare_batch, reject_batch
-from features.data.mapping import load_mapping
-from features.data.quality import QualityReport, check_batch
-from features.data.reference import load_reference, record_batch
-from features.data.warehouse import IngestSummary, Warehouse
+from expectations.checkpoint import QualityReport, check_batch
+from expectations.reference import load_reference, record_batch
+from features.contract import KINDS
+from features.errors import UserError
+from features.intake.batch import PreparedBatch, prepare_batch, reject_batch
+from features.intake.mapping import load_mapping
 from features.settings import get_settings
+from features.warehouse import IngestSummary, Warehouse
 from flows.runtime import file_away, landing_files, progress
 
 
@@ -22,7 +22,7 @@ def _retry_unless_bad_input(task, task_run, state) -> bool:  # noqa: ANN001 - Pr
     """Retry transient I/O failures, never input that is wrong (it will be just as wrong next time)."""
     try:
         state.result()
-    except DataError:
+    except UserError:
         return False
     except Exception:
         return True
@@ -123,7 +123,7 @@ def customs_ingest_landing(folder: str | None = None, mapping: str | None = None
             batch = validate_rows(path, None, mapping)
             summaries.append(store_batch(batch, validate_batch(batch)))
             file_away(Path(path), root / "processed")
-        except DataError as exc:
+        except UserError as exc:
             refused[Path(path).name] = str(exc)
             file_away(Path(path), root / "refused", str(exc))
             progress(f"refused {Path(path).name}: {exc}")

@@ -8,13 +8,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.runtime import flow_run
 
-from features.data.errors import DataError
-from features.data.warehouse import Warehouse
+from features.errors import UserError
 from features.settings import get_settings
+from features.warehouse import Warehouse
 from flows.runtime import progress
 from training import tracking
 from training.monitoring import (
-    OUTCOMES_SQL,
     MonitorReport,
     MonitorThresholds,
     monitor,
@@ -33,15 +32,15 @@ def load_window(window_days: int, as_of: str | None, outcome_days: int) -> dict:
     client = tracking.configure(settings)
     version = tracking.alias_version(client, tracking.CHAMPION)
     if version is None:
-        raise DataError("no customs-risk@champion to monitor: train and promote a model first ('aduana train')")
+        raise UserError("no customs-risk@champion to monitor: train and promote a model first ('aduana train')")
     warehouse = Warehouse(settings.warehouse_path)
-    dates = warehouse.read("SELECT max(declaration_date) AS newest FROM declarations")["newest"]
-    if dates.isna().all():
-        raise DataError("the warehouse holds no declarations: run 'aduana ingest' first")
-    start, end = window_bounds(dates, pd.Timestamp(as_of) if as_of else None, window_days)
+    newest = warehouse.newest_declaration_date()
+    if newest is None:
+        raise UserError("the warehouse holds no declarations: run 'aduana ingest' first")
+    start, end = window_bounds(newest, pd.Timestamp(as_of) if as_of else None, window_days)
     model = tracking.load_version(version)
     progress(f"monitoring customs-risk v{version} on declarations filed {start.date()}…{end.date()}")
-    outcomes = warehouse.read(OUTCOMES_SQL, [end - pd.Timedelta(days=outcome_days - 1), end])
+    outcomes = warehouse.decisions.controlled_outcomes(end - pd.Timedelta(days=outcome_days - 1), end)
     return {"version": version, "model": model, "reference": tracking.load_reference(client, version),
             "current": window_features(warehouse, model, start, end), "outcomes": outcomes, "window": (start, end)}
 

@@ -10,11 +10,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from features.build import integrate
-from features.data.errors import DataError
-from features.data.ingest import prepare_batch
-from features.data.mapping import load_mapping
-from features.data.warehouse import Warehouse
+from features.errors import UserError
+from features.intake.batch import prepare_batch
+from features.intake.mapping import load_mapping
 from features.settings import get_settings
+from features.warehouse import Warehouse
 from flows.runtime import progress
 from training import tracking
 from training.gate import GateDecision, GatePolicy
@@ -29,7 +29,7 @@ def load_training_data() -> tuple[pd.DataFrame, list[str]]:
     warehouse = Warehouse(get_settings().warehouse_path)
     declarations = warehouse.table("declarations")
     if declarations.empty:
-        raise DataError("the warehouse holds no declarations: run 'aduana ingest' first")
+        raise UserError("the warehouse holds no declarations: run 'aduana ingest' first")
     frame = integrate(declarations, warehouse.table("manifests"), warehouse.table("traders"))
     progress(f"loaded {len(frame):,} declarations ({int((frame['inspected'] == 1).sum()):,} controlled)")
     return frame, warehouse.validation_failures()

@@ -9,10 +9,10 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from features.data.errors import DataError
-from features.data.mapping import load_mapping
-from features.data.warehouse import Warehouse
+from features.errors import UserError
+from features.intake.mapping import load_mapping
 from features.settings import get_settings
+from features.warehouse import Warehouse
 from flows.runtime import file_away, landing_files, progress
 from serving.batch import ScoredBatch, batch_report, score_file, write_output
 from serving.lanes import load_policy
@@ -24,7 +24,7 @@ def make_scorer(policy_path: str | None = None) -> Scorer:
     scorer = Scorer(Warehouse(settings.warehouse_path), load_policy(Path(policy_path) if policy_path else settings.lane_policy))
     scorer.refresh_model(force=True)
     if not scorer.ready:
-        raise DataError(scorer.registry_error or "no customs-risk@champion: train and promote a model first ('aduana train')")
+        raise UserError(scorer.registry_error or "no customs-risk@champion: train and promote a model first ('aduana train')")
     return scorer
 
 
@@ -44,7 +44,7 @@ def record_decisions(scored: ScoredBatch, scorer: Scorer, source: str, out: str,
     batch_id = batch_id or new_batch_id()
     write_output(scored.output, Path(out))
     decisions = scored.output.assign(position=range(len(scored.output)), policy_hash=scorer.policy.digest())
-    quarantined = Warehouse(settings.warehouse_path).append_decisions(decisions, scored.rejected, batch_id, source, decided_at)
+    quarantined = Warehouse(settings.warehouse_path).decisions.append_batch(decisions, scored.rejected, batch_id, source, decided_at)
     report = batch_report(scored.output, batch_id, scorer.version, scorer.policy.digest())
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report_path = settings.reports_dir / f"{batch_id}.md"
@@ -85,7 +85,7 @@ def customs_score_inbox(inbox: str | None = None, policy: str | None = None, map
     for path in files:
         try:
             scored = score_file(path, scorer, load_mapping(Path(mapping) if mapping else None))
-        except DataError as exc:
+        except UserError as exc:
             refused[path.name] = str(exc)
             file_away(path, root / "refused", str(exc))
             progress(f"refused {path.name}: {exc}")

@@ -4,7 +4,7 @@ Two request layouts:
 - canonical fields (contract §4), always: validated here by the `Declaration` model, which holds the
   contract's row rules, then scored;
 - with a column mapping (`aduana serve --mapping M.yaml`), also the mapping's source layout (its column names,
-  units and codes): records go through serving/intake.py, the same mapping and row checks as ingest and batch
+  units and codes): records go through features/intake (`read_checked`), the same mapping and row checks as ingest and batch
   scoring (`aduana score --mapping`), so a declaration gets the same score and lane both ways and the mapping's
   extras (xcat_/xnum_) reach the model.
 Either way each declaration is scored on the pandas-free one-row path (features/row.py), as if it came alone: an
@@ -52,7 +52,7 @@ from pydantic import (
 )
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from features.data.contract import (
+from features.contract import (
     CANONICAL_DTYPES,
     EARLIEST_DATE,
     HS_CHAPTERS,
@@ -64,10 +64,11 @@ from features.data.contract import (
     required_fields,
     today_limit,
 )
-from features.data.errors import DataError
-from features.data.mapping import ColumnMapping, describe_unit
-from features.data.text import normalise
-from serving.intake import non_scalar_values, records_frame, source_columns, take_in
+from features.errors import UserError
+from features.intake.checked import read_checked
+from features.intake.mapping import ColumnMapping, describe_unit
+from features.intake.records import non_scalar_values, records_frame, source_columns
+from features.intake.text import normalise
 from serving.realtime import DecisionLog, ServiceState
 from serving.scorer import WAREHOUSE_ERRORS, Scorer
 
@@ -99,7 +100,7 @@ OPTIONAL_TEXT = {"declarant_id", "exporter_id", "office_id", "transport_mode", "
 class Declaration(BaseModel):
     """One goods item in canonical fields.
 
-    This model holds every rule of the declarations contract (features/data/contract.py) that applies to these
+    This model holds every rule of the declarations contract (features/contract.py) that applies to these
     fields, so a declaration it accepts goes straight to the scorer: the API does not run the pandera checks
     again per request (tests/integration/test_api.py proves the two agree).
     """
@@ -125,7 +126,7 @@ class Declaration(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _as_ingest_reads_text(cls, data: object) -> object:
-        """Text in ingest's normal form (features/data/text.py: invisible format characters dropped, NFKC,
+        """Text in ingest's normal form (features/intake/text.py: invisible format characters dropped, NFKC,
         stripped), and a blank optional is missing."""
         if not isinstance(data, dict):
             return data
@@ -281,7 +282,7 @@ class SourceLayout:
 
     def __init__(self, mapping: ColumnMapping):
         if mapping.kind not in (None, "declarations"):
-            raise DataError(f"the API scores declarations: a mapping of {mapping.kind} cannot describe its requests")
+            raise UserError(f"the API scores declarations: a mapping of {mapping.kind} cannot describe its requests")
         self.mapping = mapping
         self.columns = source_columns(mapping)  # file column → canonical (or xcat_/xnum_) column
         self.canonical = set(Declaration.model_fields)
@@ -335,7 +336,8 @@ class SourceLayout:
         if {"row", "column", "code", "message"} <= set(failures.columns) and len(failures):
             return [{"loc": [*where(f.row), self.names.get(f.column, f.column)], "msg": str(f.message),
                      "type": str(f.code), "field": str(f.column)} for f in failures.itertuples()]
-        return [{"loc": where(i), "msg": str(r.message), "type": str(r.reason)} for i, r in rejected.iterrows()]
+        return [{"loc": where(r.row_number - 1), "msg": str(r.message), "type": str(r.reason)}
+                for r in rejected.itertuples()]
 
 
 def _capped(errors: list[dict]) -> dict:
@@ -532,8 +534,8 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
             raise _unprocessable([{"loc": [*where(i), k], "msg": "a value is a number, a string or null, as in a "
                                    "file cell", "type": "not_a_value"} for i, k in nested])
         try:
-            taken = take_in(records_frame(records, source.mapping), source.mapping)
-        except DataError as exc:  # e.g. unknown columns under `unknown_columns: error`
+            taken = read_checked(records_frame(records, source.mapping), "declarations", source.mapping)
+        except UserError as exc:  # e.g. unknown columns under `unknown_columns: error`
             raise _unprocessable([{"loc": ["body"], "msg": str(exc), "type": "mapping"}]) from exc
         if len(taken.rejected):
             raise _unprocessable(source.errors(taken.failures, taken.rejected, not as_list))

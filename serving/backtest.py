@@ -21,11 +21,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.build import BASE_NUMERIC, FeatureSet, build_features, integrate, price_bands
-from features.data.contract import LABEL_FIELDS
-from features.data.errors import DataError
-from features.data.simulator import World
+from features.build import BASE_NUMERIC, FeatureSet, build_features, integrate
+from features.contract import LABEL_FIELDS
+from features.errors import UserError
+from features.prices import PriceBands
 from features.profiles import LABEL_LAG_DAYS, PRIOR_WEIGHT, ProfileIndex
+from features.simulator import World
 from serving.selection import Rules, capacity, exploration_draw, lowest_draws, rule_hits, select, top_k
 from training.models import FitConfig, RiskModel, Split, fit_risk_model
 from training.pipeline import labelled_rows
@@ -74,7 +75,7 @@ class BacktestConfig:
         if unknown or not self.policies or len(set(self.policies)) != len(self.policies):
             problems.append(f"policies {list(self.policies)}: choose distinct ones among {', '.join(POLICIES)}")
         if problems:
-            raise DataError("backtest: " + "; ".join(problems))
+            raise UserError("backtest: " + "; ".join(problems))
 
     def params(self) -> dict:
         """Flat parameters, for tracking."""
@@ -121,10 +122,10 @@ def from_labelled(declarations: pd.DataFrame, source: str, manifests: pd.DataFra
                   traders: pd.DataFrame | None = None) -> BacktestData:
     """A user's labelled history: the universe is the rows with a fraud label; the oracle is their own labels."""
     if "fraud" not in declarations:
-        raise DataError(f"{source}: a backtest needs a fraud label column (map it under 'labels')")
+        raise UserError(f"{source}: a backtest needs a fraud label column (map it under 'labels')")
     labelled = labelled_rows(declarations)
     if not labelled.any():
-        raise DataError(f"{source}: no row carries a fraud label")
+        raise UserError(f"{source}: no row carries a fraud label")
     universe = declarations[labelled].assign(inspected=1)  # the contract's rule: a fraud value means controlled
     frame = integrate(universe, manifests, traders)
     revenue = (frame["revenue"].astype("float64").fillna(0.0) if "revenue" in frame and frame["revenue"].notna().any()
@@ -183,7 +184,7 @@ class _NoProfiles:
         return pd.DataFrame(index=queries.index)
 
 
-def shared_features(rows: pd.DataFrame, bands: pd.DataFrame) -> FeatureSet:
+def shared_features(rows: pd.DataFrame, bands: PriceBands) -> FeatureSet:
     """The label-free part of the features (values, documents, registry), built once a week for every policy."""
     return build_features(rows, bands=bands, profiles=_NoProfiles())
 
@@ -255,7 +256,7 @@ def fit_on(fs: FeatureSet, config: FitConfig) -> RiskModel:
     """P(fraud) on everything revealed so far (no validation window: the newest labels matter most under drift)."""
     y = fs.meta["fraud"].to_numpy()
     if len(np.unique(y)) < 2:
-        raise DataError("the labels known at a refit hold a single class: use a longer warm-up")
+        raise UserError("the labels known at a refit hold a single class: use a longer warm-up")
     rows = np.ones(len(fs.X), dtype=bool)
     none = np.zeros(len(fs.X), dtype=bool)
     split = Split(train=rows, valid=none, holdout=none, valid_start=pd.NaT, holdout_start=pd.NaT)
@@ -292,7 +293,7 @@ def plan_weeks(dates: pd.Series, config: BacktestConfig) -> Plan:
     n_weeks = int(week.max()) + 1
     warmup = max(1, round(config.warmup_share * n_weeks)) if config.warmup_share else config.warmup_weeks
     if warmup >= n_weeks:
-        raise DataError(f"the history spans {n_weeks} weeks: a {warmup}-week warm-up leaves nothing to replay")
+        raise UserError(f"the history spans {n_weeks} weeks: a {warmup}-week warm-up leaves nothing to replay")
     end = n_weeks if config.max_weeks is None else min(n_weeks, warmup + config.max_weeks)
     return Plan(origin=origin, bounds=np.searchsorted(week, np.arange(n_weeks + 1)), warmup=warmup, end=end)
 
@@ -320,7 +321,7 @@ class _Replay:
     plan: Plan
     filings: ProfileIndex
     keyed: pd.DataFrame  # label-free profile columns of every row
-    bands: pd.DataFrame
+    bands: PriceBands
     rulebook: RuleBook | None
     knowledge: dict[str, Knowledge]
     columns: tuple[list[str], list[str]]  # categorical, numeric of the model policies' features
@@ -335,14 +336,14 @@ def _warmup(data: BacktestData, plan: Plan, config: BacktestConfig) -> _Replay:
     history = data.history_labels.iloc[:cut]
     labelled = np.flatnonzero((history["inspected"].fillna(0).to_numpy() == 1) & history["fraud"].notna().to_numpy())
     if len(labelled) == 0:
-        raise DataError("no controlled declaration in the warm-up weeks: nothing to start from")
+        raise UserError("no controlled declaration in the warm-up weeks: nothing to start from")
     fraud = history["fraud"].iloc[labelled].astype("int8").to_numpy()
     revenue = history["revenue"].iloc[labelled].astype("float64").to_numpy()
     filed = data.frame["declaration_date"].iloc[labelled] + pd.Timedelta(days=LABEL_LAG_DAYS)
     control = history["control_date"].iloc[labelled].fillna(filed).to_numpy(dtype="datetime64[us]")
     keyed = label_free(data.frame)
     filings = ProfileIndex(keyed)
-    bands = price_bands(data.frame.iloc[:cut])
+    bands = PriceBands.fit(data.frame.iloc[:cut])
     start = Knowledge()
     start.positions, start.fraud, start.revenue, start.control = [labelled], [fraud], [revenue], [control]
     rows = data.frame.iloc[labelled]
@@ -430,7 +431,7 @@ def _replay_week(replay: _Replay, week: int) -> None:
     b = week - replay.plan.warmup
     due = b % replay.config.retrain_every == 0
     if due and b > 0:  # reference bands carry no label: refreshed on every declaration filed so far
-        replay.bands = price_bands(replay.data.frame.iloc[: replay.plan.bounds[week]])
+        replay.bands = PriceBands.fit(replay.data.frame.iloc[: replay.plan.bounds[week]])
     fit_seconds = _refit(replay, week, first=b == 0) if due else {}
     lo, hi = replay.plan.bounds[week], replay.plan.bounds[week + 1]
     rows = replay.data.frame.iloc[lo:hi]
@@ -449,7 +450,7 @@ def run_backtest(data: BacktestData, config: BacktestConfig = BacktestConfig(),
                  on_week: Callable[[dict], None] | None = None) -> BacktestResult:
     """Replay the history week by week for every policy; `on_week` receives a progress dict after each week."""
     if len(data.frame) == 0:
-        raise DataError("nothing to replay: the history is empty")
+        raise UserError("nothing to replay: the history is empty")
     plan = plan_weeks(data.frame["declaration_date"], config)
     replay = _warmup(data, plan, config)
     for week in range(plan.warmup, plan.end):

@@ -1,4 +1,4 @@
-"""Batch scoring of a landing file: every input row gets an output row, in input order; invalid rows get the
+"""Batch scoring of a file: every input row gets an output row, in input order; invalid rows get the
 policy's validation lane with their validation messages as reasons, and are quarantined."""
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.data.ingest import quarantine_rows
-from features.data.mapping import ColumnMapping
-from features.data.reader import read_raw
-from serving.intake import take_in
+from features.intake.checked import Checked, read_checked
+from features.intake.mapping import ColumnMapping
 from serving.scorer import OUTPUT_COLUMNS, Scorer
 
 
@@ -22,29 +20,25 @@ class ScoredBatch:
     read: int
 
 
-def score_file(path: Path, scorer: Scorer, mapping: ColumnMapping | None = None) -> ScoredBatch:
-    mapping = mapping or ColumnMapping()
-    return score_raw(read_raw(Path(path), delimiter=mapping.delimiter, encoding=mapping.encoding), scorer, mapping)
+def score_file(path: Path | pd.DataFrame, scorer: Scorer, mapping: ColumnMapping | None = None) -> ScoredBatch:
+    """Declarations in the mapping's layout (a file, or raw values as read from one) → the score output, through
+    the same intake as ingest and the API's source-layout requests."""
+    return score_checked(read_checked(path, "declarations", mapping, every_row=True), scorer)
 
 
-def score_raw(raw: pd.DataFrame, scorer: Scorer, mapping: ColumnMapping | None = None) -> ScoredBatch:
-    """Raw declarations in the mapping's layout (as read from a file) → the score output, through the same
-    intake (mapping and row checks) as the API's source-layout requests."""
-    raw = raw.reset_index(drop=True)
-    taken = take_in(raw, mapping or ColumnMapping())
+def score_checked(checked: Checked, scorer: Scorer) -> ScoredBatch:
     parts = []
-    if len(taken.valid):
-        scored = scorer.score(taken.valid)
-        parts.append(scored.set_index(taken.valid.index))
-    if len(taken.rejected):
-        ids = taken.ids.reindex(taken.rejected.index).astype("str")
+    if len(checked.valid):
+        parts.append(scorer.score(checked.valid).set_index(checked.valid.index))
+    if len(checked.rejected):
+        positions = checked.rejected["row_number"].to_numpy() - 1
         parts.append(pd.DataFrame({
-            "declaration_id": ids.to_numpy(), "risk_score": np.nan, "expected_revenue": np.nan,
-            "lane": scorer.policy.validation_lane, "selected_by": "validation",
-            "reasons": taken.rejected["message"].to_numpy(), "model_version": scorer.version,
-        }, index=taken.rejected.index))
+            "declaration_id": checked.ids.reindex(positions).astype("str").to_numpy(), "risk_score": np.nan,
+            "expected_revenue": np.nan, "lane": scorer.policy.validation_lane, "selected_by": "validation",
+            "reasons": checked.rejected["message"].to_numpy(), "model_version": scorer.version,
+        }, index=positions))
     output = pd.concat(parts).sort_index()[OUTPUT_COLUMNS].reset_index(drop=True)
-    return ScoredBatch(output=output, rejected=quarantine_rows(raw, taken.rejected), read=len(raw))
+    return ScoredBatch(output=output, rejected=checked.rejected, read=checked.read)
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula

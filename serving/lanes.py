@@ -17,7 +17,7 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.data.errors import DataError, field_errors
+from features.errors import UserError, field_errors
 from serving.selection import (  # noqa: F401 - RED, YELLOW, GREEN, Rules and rule_hits are re-exported
     GREEN,
     RED,
@@ -55,9 +55,9 @@ def load_policy(path: Path | None) -> LanePolicy:
     try:
         return LanePolicy.model_validate(yaml.safe_load(Path(path).read_text()) or {})
     except FileNotFoundError as exc:
-        raise DataError(f"lane policy {path}: no such file") from exc
+        raise UserError(f"lane policy {path}: no such file") from exc
     except Exception as exc:  # YAML or validation errors
-        raise DataError(f"lane policy {path}: {field_errors(exc)}") from exc
+        raise UserError(f"lane policy {path}: {field_errors(exc)}") from exc
 
 
 def allocate(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:

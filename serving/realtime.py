@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.data.contract import LABEL_FIELDS
-from features.data.warehouse import Warehouse
+from features.contract import LABEL_FIELDS
+from features.warehouse import Warehouse
 from serving.scorer import OUTPUT_COLUMNS, WAREHOUSE_ERRORS, Scorer
 from serving.selection import Thresholds
 
@@ -66,7 +66,7 @@ class ServiceState:
         self.thresholds = thresholds
         reader = self.scorer.reader()
         with reader.process_lock():
-            self._thresholds_for = (self.scorer.version, reader.latest_batch_id(self.scorer.version))
+            self._thresholds_for = (self.scorer.version, reader.decisions.latest_batch_id(self.scorer.version))
 
     def refresh(self, wait: bool = True) -> None:
         """Reload the champion, the snapshot and the thresholds when needed, at most every reload_seconds.
@@ -86,7 +86,7 @@ class ServiceState:
                 self.scorer.context()
                 reader = self.scorer.reader()
                 with reader.process_lock():
-                    key = (self.scorer.version, reader.latest_batch_id(self.scorer.version))
+                    key = (self.scorer.version, reader.decisions.latest_batch_id(self.scorer.version))
                 if key != self._thresholds_for:
                     self.thresholds = learn_thresholds(self.scorer)
                     self._thresholds_for = key
@@ -104,9 +104,8 @@ def learn_thresholds(scorer: Scorer) -> Thresholds | None:
     """The cut-offs of the latest batch scored with the scorer's model, else of the most recent declarations."""
     policy, warehouse = scorer.policy, scorer.reader()
     with warehouse.process_lock():
-        latest = warehouse.latest_batch_decisions(scorer.version)
-        recent = warehouse.read(f"SELECT * FROM declarations ORDER BY declaration_date DESC LIMIT {THRESHOLD_WINDOW}") \
-            if latest.empty else None
+        latest = warehouse.decisions.latest_batch(scorer.version)
+        recent = warehouse.recent_declarations(THRESHOLD_WINDOW) if latest.empty else None
     if latest.empty:
         if recent.empty:
             return None
@@ -207,7 +206,7 @@ class DecisionLog:
                 frame = pd.DataFrame.from_records(rows, columns=list(LOG_COLUMNS)).astype(
                     {"position": "int64", "risk_score": "float64", "expected_revenue": "float64"})
                 with self.warehouse.process_lock():
-                    self.warehouse.append_answers(frame)
+                    self.warehouse.decisions.append_answers(frame)
             except Exception as exc:  # noqa: BLE001 - whatever went wrong, the rows are kept for the next try
                 with self._lock:
                     self._rows[:0] = rows

@@ -14,11 +14,13 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.build import ScoringContext, build_features, empty_declarations, integrate, price_bands
-from features.data.errors import DataError
-from features.data.warehouse import Warehouse, WarehouseBusy
+from features.build import build_features, integrate
+from features.context import ScoringContext
+from features.errors import UserError
+from features.prices import PriceBands
 from features.profiles import MISSING
 from features.row import integrate_row, row_features
+from features.warehouse import Warehouse, WarehouseBusy, read_tables, snapshot_version
 from serving.lanes import LanePolicy, allocate
 from serving.reasons import explain
 from serving.selection import (  # noqa: F401 - Thresholds is re-exported: serving.scorer.Thresholds
@@ -33,7 +35,7 @@ from training.models import RiskModel
 
 OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons", "model_version"]
 # What reading the warehouse raises while another process holds it (or it cannot be opened): not a bug, a wait.
-WAREHOUSE_ERRORS = (DataError, WarehouseBusy, duckdb.Error)
+WAREHOUSE_ERRORS = (UserError, WarehouseBusy, duckdb.Error)
 log = logging.getLogger("aduana.serving")
 
 
@@ -109,16 +111,11 @@ class Scorer:
         warehouse = self.reader()
         try:
             with warehouse.process_lock():
-                counts = warehouse.counts()
-                key = (counts["declarations"], counts["ingest_batches"])
+                key = snapshot_version(warehouse)
                 changed = self._context is None or key != self._context_key
-                tables = {t: warehouse.table(t) if counts[t] else pd.DataFrame()
-                          for t in ("declarations", "manifests", "traders")} if changed else {}
-            if changed:
-                if tables["declarations"].empty:
-                    tables["declarations"] = empty_declarations()
-                self._context = ScoringContext.from_tables(tables["declarations"], tables["manifests"],
-                                                           tables["traders"])
+                tables = read_tables(warehouse) if changed else None
+            if tables is not None:
+                self._context = ScoringContext.from_tables(tables.declarations, tables.manifests, tables.traders)
                 self._context_key = key
             self.snapshot_error = None
         except WAREHOUSE_ERRORS as exc:
@@ -136,12 +133,15 @@ class Scorer:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         context = self.context()
         frame = integrate(declarations.reset_index(drop=True), context=context)
-        bands = self.model.price_bands if self.model.price_bands is not None else price_bands(context.history)
-        features = build_features(frame, bands=bands, profiles=context.profiles)
+        features = build_features(frame, bands=self._bands(context), profiles=context.profiles)
         X = self._model_input(features.X)
         scores = self.model.predict(X)
         frame["price_reference_log"] = features.price_reference_log.to_numpy()
         return frame, X, scores
+
+    def _bands(self, context: ScoringContext) -> PriceBands:
+        """The model's own price bands; for a model without (the reference), the snapshot's."""
+        return self.model.price_bands if self.model.price_bands is not None else context.price_bands
 
     def _model_input(self, X: pd.DataFrame) -> pd.DataFrame:
         """The model's columns, whatever the feature set holds: a column the declarations cannot give (an extra
@@ -167,7 +167,7 @@ class Scorer:
         if self.model is None:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         context = self.context()
-        bands = self.model.price_bands if self.model.price_bands is not None else price_bands(context.history)
+        bands = self._bands(context)
         categorical = set(self.model.categorical)
         rows, values = [], []
         for declaration in declarations:

@@ -7,7 +7,7 @@
 - `exploration_draw`: a pseudo-random number per declaration, from its id and a seed only.
 - `select`: the model's top picks, then a random draw among the rest.
 - `rule_hits`: the hard rules (watch lists, prohibited goods) that put a declaration red whatever its score,
-  matched on the text normal form of features/data/text.py (a zero-width copy of a listed id is that id).
+  matched on the text normal form of features/intake/text.py (a zero-width copy of a listed id is that id).
 - `Thresholds`: the same selection one declaration at a time (the API), as cut-offs learned from a batch.
 
 Pure: numpy, pandas and the text normal form only.
@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from features.data.text import normalise, normalise_text
+from features.intake.text import normalise, normalise_text
 
 RED, YELLOW, GREEN = "red", "yellow", "green"
 
@@ -75,7 +75,7 @@ def select(scores: np.ndarray, k: int, exploration: float, draw: np.ndarray) -> 
 def rule_hits(frame: pd.DataFrame, rules: Rules) -> pd.Series:
     """The first rule each declaration hits, as readable text ('' when none).
 
-    Ids, codes and the lists are compared in the text normal form (features/data/text.py), so ' IMP1', 'IMP\u200b1'
+    Ids, codes and the lists are compared in the text normal form (features/intake/text.py), so ' IMP1', 'IMP\u200b1'
     and 'ＩＭＰ１' are all the listed IMP1, whether or not the frame came through ingest's parser."""
     hits = pd.Series("", index=frame.index, dtype="object")
     if not any(rules.model_dump().values()):  # no rules configured

@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from features.build import integrate  # noqa: E402
-from features.data.simulator import World, simulate  # noqa: E402
+from features.simulator import World, simulate  # noqa: E402
 from training.models import FitConfig  # noqa: E402
 from training.pipeline import TrainingResult, train_and_evaluate  # noqa: E402
 
@@ -66,9 +66,9 @@ def declarations_csv(tmp_path: Path, world: World) -> Path:
 @pytest.fixture
 def loaded_home(home, world, tmp_path):
     """A fresh ADUANA_HOME whose warehouse holds the small world."""
-    from features.data.ingest import prepare_batch
-    from features.data.warehouse import Warehouse
+    from features.intake.batch import prepare_batch
     from features.settings import get_settings
+    from features.warehouse import Warehouse
 
     warehouse = Warehouse(get_settings().warehouse_path)
     for kind in ("traders", "manifests", "declarations"):

@@ -14,7 +14,8 @@ from catboost import CatBoostClassifier, CatBoostRegressor, Pool
 from sklearn.metrics import average_precision_score
 
 from features.build import MONOTONE_INCREASING, FeatureSet
-from features.data.errors import DataError
+from features.errors import UserError
+from features.prices import PriceBands
 
 MIN_REVENUE_ROWS = 30
 
@@ -59,7 +60,7 @@ def time_split(dates: pd.Series, labelled: np.ndarray, valid_share: float = 0.15
     """Cut the labelled rows at date quantiles, so every holdout row is filed after every training row."""
     labelled_dates = dates[labelled].sort_values()
     if len(labelled_dates) < 50:
-        raise DataError(f"only {len(labelled_dates)} controlled declarations: need at least 50 to train")
+        raise UserError(f"only {len(labelled_dates)} controlled declarations: need at least 50 to train")
     valid_start = labelled_dates.iloc[int(len(labelled_dates) * (1 - valid_share - holdout_share))]
     holdout_start = labelled_dates.iloc[int(len(labelled_dates) * (1 - holdout_share))]
     d = dates.to_numpy()
@@ -82,7 +83,7 @@ class RiskModel:
     revenue_model: CatBoostRegressor | None = None
     revenue_smearing: float = 1.0  # Duan's smearing factor for a log-scale regression
     params: dict = field(default_factory=dict)
-    price_bands: pd.DataFrame | None = None  # the reference bands it was trained with, for scoring
+    price_bands: PriceBands | None = None  # the unit-price bands it was trained with, for scoring
 
     @property
     def columns(self) -> list[str]:

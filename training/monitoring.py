@@ -16,19 +16,10 @@ import pandas as pd
 
 from features.build import build_features, integrate
 from features.catalogue import alerts
-from features.data.errors import DataError
-from features.data.warehouse import Warehouse
+from features.errors import UserError
+from features.warehouse import Warehouse
 from training.drift import feature_drift, numeric_drift, wilson
 from training.models import RiskModel
-
-OUTCOMES_SQL = """
-WITH latest AS (
-    SELECT * FROM decisions
-    QUALIFY row_number() OVER (PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1)
-SELECT l.declaration_id, l.lane, l.selected_by, l.risk_score, l.expected_revenue, d.fraud, d.revenue
-FROM latest l JOIN declarations d USING (declaration_id)
-WHERE d.inspected = 1 AND d.fraud IS NOT NULL AND d.declaration_date BETWEEN ? AND ?
-"""
 
 
 @dataclass(frozen=True)
@@ -67,9 +58,9 @@ class MonitorReport:
                 "score_psi": round(self.score["psi"], 4), "alerts": self.alerts}
 
 
-def window_bounds(dates: pd.Series, as_of: pd.Timestamp | None, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
+def window_bounds(newest: pd.Timestamp, as_of: pd.Timestamp | None, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The `days` up to `as_of` (default: the newest declaration in the warehouse), both ends included."""
-    end = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(dates.max())
+    end = pd.Timestamp(as_of) if as_of is not None else pd.Timestamp(newest)
     return end - pd.Timedelta(days=days - 1), end
 
 
@@ -121,7 +112,7 @@ def monitor(model: RiskModel, version: str, reference: pd.DataFrame, current: pd
             thresholds: MonitorThresholds = MonitorThresholds()) -> MonitorReport:
     """Compare the window with the reference and raise alerts where thresholds are crossed."""
     if len(reference) == 0:
-        raise DataError(f"champion v{version} has an empty drift reference")
+        raise UserError(f"champion v{version} has an empty drift reference")
     inputs = [c for c in model.columns if c in reference.columns]  # only what this model reads
     table = feature_drift(reference[inputs], current[[c for c in inputs if c in current.columns]], model.categorical)
     table["alerting"] = table["feature"].map(alerts).astype(bool)  # the catalogue says which features may alert

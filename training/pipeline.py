@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from features.build import FeatureSet, build_features, price_bands
+from features.build import FeatureSet, build_features
 from features.catalogue import ENGINEERED_GROUPS
-from features.data.errors import DataError
+from features.errors import UserError
+from features.prices import PriceBands
 from training.metrics import precision_by_segment, selection_metrics
 from training.models import (
     FitConfig,
@@ -138,7 +139,7 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     """
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
     split = split or time_split(frame["declaration_date"], labelled_rows(frame))
-    bands = price_bands(frame[frame["declaration_date"] < split.valid_start])
+    bands = PriceBands.fit(frame[frame["declaration_date"] < split.valid_start])
     features = build_features(frame, history=history, bands=bands)
     timings, started = {}, time.perf_counter()
     groups = select_groups(features, split, config)
@@ -177,7 +178,7 @@ def explicit_split(train: pd.DataFrame, test: pd.DataFrame, valid_share: float =
     is_train = (frame["_part"] == "train").to_numpy()
     train_dates = frame.loc[is_train & labelled, "declaration_date"].sort_values()
     if len(train_dates) < 50 or not (labelled & ~is_train).any():
-        raise DataError("evaluate needs at least 50 labelled rows in --train and some labelled rows in --test")
+        raise UserError("evaluate needs at least 50 labelled rows in --train and some labelled rows in --test")
     valid_start = train_dates.iloc[int(len(train_dates) * (1 - valid_share))]
     dates = frame["declaration_date"].to_numpy()
     split = Split(train=is_train & labelled & (dates < valid_start), valid=is_train & labelled & (dates >= valid_start),

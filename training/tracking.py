@@ -16,7 +16,8 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
 from features.build import FeatureSet
-from features.data.errors import DataError
+from features.errors import UserError
+from features.prices import PriceBands
 from features.settings import Settings
 from training import figures
 from training.drift import reference_sample
@@ -69,7 +70,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def save_risk_model(model: RiskModel, price_bands: pd.DataFrame, directory: Path) -> dict[str, str]:
+def save_risk_model(model: RiskModel, directory: Path) -> dict[str, str]:
     """Write the model's parts; returns the pyfunc artifacts mapping."""
     directory.mkdir(parents=True, exist_ok=True)
     artifacts = {"classifier": str(directory / "classifier.cbm"), "spec": str(directory / "spec.json"),
@@ -80,7 +81,7 @@ def save_risk_model(model: RiskModel, price_bands: pd.DataFrame, directory: Path
         model.revenue_model.save_model(artifacts["revenue"])
     spec = {"categorical": model.categorical, "numeric": model.numeric, "revenue_smearing": model.revenue_smearing}
     Path(artifacts["spec"]).write_text(json.dumps(spec, indent=2))
-    price_bands.to_parquet(artifacts["price_bands"], index=False)
+    model.price_bands.table.to_parquet(artifacts["price_bands"], index=False)
     return artifacts
 
 
@@ -94,7 +95,7 @@ def load_risk_model(artifacts: dict[str, str]) -> RiskModel:
         revenue.load_model(artifacts["revenue"])
     model = RiskModel(classifier=classifier, categorical=spec["categorical"], numeric=spec["numeric"],
                       revenue_model=revenue, revenue_smearing=spec["revenue_smearing"])
-    model.price_bands = pd.read_parquet(artifacts["price_bands"])
+    model.price_bands = PriceBands(pd.read_parquet(artifacts["price_bands"]))
     return model
 
 
@@ -108,13 +109,13 @@ def _log_metrics(evaluation: Evaluation) -> None:
             mlflow.log_table(table, artifact_file=f"segments/precision_by_{name}.json")
 
 
-def _log_model(model: RiskModel, price_bands: pd.DataFrame, X: pd.DataFrame, reference: pd.DataFrame) -> None:
+def _log_model(model: RiskModel, X: pd.DataFrame, reference: pd.DataFrame) -> None:
     example = X[model.columns].head(5)
     signature = infer_signature(example, model.predict(example))
     with tempfile.TemporaryDirectory() as tmp:
         reference[model.columns].to_parquet(Path(tmp) / REFERENCE_FILE.name, index=False)
         mlflow.log_artifact(str(Path(tmp) / REFERENCE_FILE.name), str(REFERENCE_FILE.parent))
-        artifacts = save_risk_model(model, price_bands, Path(tmp) / "model")
+        artifacts = save_risk_model(model, Path(tmp) / "model")
         checksums = {Path(p).name: _sha256(p) for p in artifacts.values()}
         info = mlflow.pyfunc.log_model(name="model", python_model=str(PYFUNC_CODE), artifacts=artifacts,
                                        signature=signature, input_example=example, pip_requirements=PIP_REQUIREMENTS)
@@ -138,7 +139,7 @@ def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, spl
                       ("calibration", figures.calibration(evaluation.predictions))):
         mlflow.log_figure(fig, f"plots/{name}.png")
         figures.plt.close(fig)
-    _log_model(model, fs.price_bands, fs.X, reference_sample(fs.X, fs.meta["declaration_date"], split.valid_start))
+    _log_model(model, fs.X, reference_sample(fs.X, fs.meta["declaration_date"], split.valid_start))
 
 
 def log_training(client: MlflowClient, result: TrainingResult, dataset: str, settings: Settings,
@@ -188,7 +189,7 @@ def load_reference(client: MlflowClient, version: str) -> pd.DataFrame:
         try:
             path = client.download_artifacts(run_id, str(REFERENCE_FILE), tmp)
         except (MlflowException, OSError) as exc:
-            raise DataError(f"{MODEL_NAME} v{version} has no drift reference ({REFERENCE_FILE}): "
+            raise UserError(f"{MODEL_NAME} v{version} has no drift reference ({REFERENCE_FILE}): "
                             "it was trained before monitoring existed; retrain it") from exc
         return pd.read_parquet(path)
 
@@ -242,13 +243,13 @@ def load_version(version: str) -> RiskModel:
     try:
         recorded = json.loads(client.get_model_version(MODEL_NAME, version).tags["artifact_sha256"])
     except KeyError as exc:
-        raise DataError(f"{MODEL_NAME} v{version} has no recorded artifact checksums: it was registered before "
+        raise UserError(f"{MODEL_NAME} v{version} has no recorded artifact checksums: it was registered before "
                         "checksums existed; retrain or re-register it") from exc
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{MODEL_NAME}/{version}", dst_path=tmp))
         files = {p.name: p for p in (local / "artifacts").iterdir() if p.is_file()}
         if set(files) != set(recorded) or any(_sha256(files[n]) != digest for n, digest in recorded.items()):
-            raise DataError(f"{MODEL_NAME} v{version}: its artifacts do not match the checksums recorded at "
+            raise UserError(f"{MODEL_NAME} v{version}: its artifacts do not match the checksums recorded at "
                             "registration; refusing to serve a model that was changed in the store")
         parts = {"classifier": "classifier.cbm", "revenue": "revenue.cbm", "spec": "spec.json",
                  "price_bands": "price_bands.parquet"}
@@ -309,11 +310,11 @@ def promote_by_hand(client: MlflowClient, version: str, reason: str, who: str, l
     """Move @champion to `version` by a person's decision, with the reason, who and when on the version's tags and
     in the promotions log. Returns the previous champion."""
     if not reason.strip():
-        raise DataError("promote --version needs --reason: say why this version should serve")
+        raise UserError("promote --version needs --reason: say why this version should serve")
     try:
         client.get_model_version(MODEL_NAME, version)
     except MlflowException as exc:
-        raise DataError(f"{MODEL_NAME} has no version {version}") from exc
+        raise UserError(f"{MODEL_NAME} has no version {version}") from exc
     when = pd.Timestamp.now(tz="UTC").isoformat()
     for key, value in (("promoted_by", who), ("promoted_at", when), ("promotion_reason", reason[:5000])):
         client.set_model_version_tag(MODEL_NAME, version, key, value)
@@ -332,7 +333,7 @@ def rollback(client: MlflowClient, log: Path | None = None, who: str = "") -> tu
     current = alias_version(client, CHAMPION)
     history = _history(client) if current is not None else []
     if current is None or not history:
-        raise DataError("no previous champion to roll back to")
+        raise UserError("no previous champion to roll back to")
     restored = history.pop()
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, restored)
     client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))

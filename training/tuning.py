@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, replace
 
 from features.build import FeatureSet
-from features.data.errors import DataError
+from features.errors import UserError
 from training.models import FitConfig, Split, fit_risk_model, validation_score
 
 UNITS = {"s": 1, "m": 60, "h": 3600}
@@ -19,7 +19,7 @@ def parse_budget(text: str) -> float:
     """'10m', '90s', '1h' or plain seconds → seconds."""
     found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text or "")
     if not found or float(found.group(1)) <= 0:
-        raise DataError(f"--budget {text!r}: give a duration such as 90s, 10m or 1h")
+        raise UserError(f"--budget {text!r}: give a duration such as 90s, 10m or 1h")
     return float(found.group(1)) * UNITS[found.group(2) or "s"]
 
 

@@ -6,9 +6,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from features.data.ingest import prepare_batch
-from features.data.warehouse import Warehouse
+from features.intake.batch import prepare_batch
 from features.settings import get_settings
+from features.warehouse import Warehouse
 from serving.api import create_app
 from serving.lanes import LanePolicy
 from serving.scorer import Scorer
@@ -158,8 +158,8 @@ def test_what_the_api_model_accepts_the_contract_accepts_unchanged(world):
     from hypothesis import strategies as st
     from pydantic import ValidationError
 
-    from features.data.mapping import ColumnMapping
-    from features.data.validation import check_rows
+    from features.intake.mapping import ColumnMapping
+    from features.intake.validation import check_rows
     from serving.api import Declaration, canonical_frame
 
     base = _declaration(world)

@@ -19,7 +19,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
-from features.data.contract import ISO_COUNTRIES
+from features.contract import ISO_COUNTRIES
 from serving.api import create_app, server_config
 from serving.lanes import LanePolicy
 from serving.scorer import Scorer
@@ -289,7 +289,7 @@ def test_hs_codes_that_ingest_rejects_are_422(client, world, code):
 
 def test_text_is_read_in_ingest_normal_form(client, world):
     """Fullwidth digits and letters are their plain forms (NFKC), and invisible format characters are dropped, as
-    ingest reads them (features/data/text.py)."""
+    ingest reads them (features/intake/text.py)."""
     plain = _declaration(world)
     disguised = {**plain, "hs_code": "".join(chr(ord(c) + 0xFEE0) for c in plain["hs_code"]),
                  "importer_id": plain["importer_id"][:3] + "\u200b" + plain["importer_id"][3:]}

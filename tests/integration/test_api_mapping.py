@@ -13,13 +13,13 @@ import yaml
 from fastapi.testclient import TestClient
 
 from features.build import integrate
-from features.data.ingest import prepare_batch
-from features.data.mapping import ColumnMapping, load_mapping
-from features.data.reader import read_raw
-from features.data.warehouse import Warehouse
+from features.intake.batch import prepare_batch
+from features.intake.mapping import ColumnMapping, load_mapping
+from features.intake.reader import read_raw
+from features.intake.records import records_frame
+from features.warehouse import Warehouse
 from serving.api import create_app
 from serving.batch import score_file
-from serving.intake import records_frame
 from serving.lanes import LanePolicy
 from serving.scorer import Scorer, Thresholds
 from tests.conftest import FAST, write_csv
@@ -98,7 +98,7 @@ def _picks(batch: pd.DataFrame) -> list[int]:
 
 
 def test_records_become_the_frame_a_csv_of_them_gives(setup):
-    raw = read_raw(setup["scoring"])
+    raw = read_raw(setup["scoring"]).frame
     frame = records_frame(setup["rows"], setup["mapping"])
     pd.testing.assert_frame_equal(frame[raw.columns], raw)
 

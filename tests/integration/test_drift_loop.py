@@ -19,9 +19,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.events import emit_event
 
-from features.data.ingest import prepare_batch
-from features.data.warehouse import Warehouse
+from features.intake.batch import prepare_batch
 from features.settings import get_settings
+from features.warehouse import Warehouse
 from flows.monitor import DRIFT_EVENT, MODEL_RESOURCE, customs_monitor
 from flows.retrain import customs_retrain
 from tests.conftest import write_csv

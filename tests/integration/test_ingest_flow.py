@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from features.data.simulator import write_world
-from features.data.warehouse import Warehouse
 from features.settings import get_settings
+from features.simulator import write_world
+from features.warehouse import Warehouse
 from flows.ingest import customs_ingest, customs_ingest_landing
 from tests.conftest import write_csv
 

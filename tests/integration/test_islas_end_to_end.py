@@ -9,10 +9,10 @@ import csv
 import pytest
 from fastapi.testclient import TestClient
 
-from features.data.mapping import load_mapping
-from features.data.simulator import simulate_islas, write_islas
-from features.data.warehouse import Warehouse
+from features.intake.mapping import load_mapping
 from features.settings import get_settings
+from features.simulator import simulate_islas, write_islas
+from features.warehouse import Warehouse
 from flows.ingest import customs_ingest
 from flows.retrain import customs_retrain
 from flows.score import customs_score

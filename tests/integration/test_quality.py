@@ -6,10 +6,10 @@ import json
 import pandas as pd
 import pytest
 
-from features.data.contract import KINDS
-from features.data.ingest import prepare_batch
-from features.data.quality import check_batch, load_suite
-from features.data.reference import merge
+from expectations.checkpoint import check_batch, load_suite
+from expectations.reference import merge
+from features.contract import KINDS
+from features.intake.batch import prepare_batch
 from tests.conftest import write_csv
 
 DISTRIBUTION_TYPES = {"expect_column_median_to_be_between", "expect_column_mean_to_be_between",

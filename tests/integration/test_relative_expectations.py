@@ -15,9 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.data.ingest import prepare_batch
-from features.data.quality import check_batch, load_suite, plan_expectations
-from features.data.reference import (
+from expectations.checkpoint import check_batch, load_suite, plan_expectations
+from expectations.reference import (
     accept_pending,
     load_reference,
     merge,
@@ -26,8 +25,9 @@ from features.data.reference import (
     quantile,
     reference_path,
 )
-from features.data.warehouse import Warehouse
+from features.intake.batch import prepare_batch
 from features.settings import get_settings
+from features.warehouse import Warehouse
 from flows.ingest import store_batch, validate_batch
 from tests.conftest import write_csv
 
@@ -248,7 +248,7 @@ def test_label_expectations_apply_to_labelled_rows_only():
 
 
 def test_a_pending_profile_merges_once_and_the_reference_is_replaced_atomically(tmp_path):
-    from features.data.reference import record_batch
+    from expectations.reference import record_batch
 
     suite = load_suite("declarations")
     profile = profile_frame(foreign(100, seed=1), suite, "declarations")

@@ -7,9 +7,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from features.catalogue import ENGINEERED_GROUPS
-from features.data.ingest import prepare_batch
-from features.data.warehouse import Warehouse
+from features.intake.batch import prepare_batch
 from features.settings import get_settings
+from features.warehouse import Warehouse
 from flows.retrain import customs_evaluate, customs_retrain
 from tests.conftest import write_csv
 from training import tracking

@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from prefect import flow
 
-from features.data.contract import LABEL_FIELDS
-from features.data.ingest import prepare_batch
-from features.data.warehouse import Warehouse
+from features.contract import LABEL_FIELDS
+from features.intake.batch import prepare_batch
 from features.settings import get_settings
+from features.warehouse import Warehouse
 from flows.score import record_decisions
 from serving.batch import score_file
 from serving.lanes import LanePolicy
@@ -173,14 +173,14 @@ def test_numeric_edge_values_give_the_same_features_on_both_paths(scorer, world)
     from hypothesis import HealthCheck, example, given, settings
     from hypothesis import strategies as st
 
-    from features.build import build_features, integrate, price_bands
+    from features.build import build_features, integrate
     from features.row import integrate_row, row_features
     from serving.api import Declaration, canonical_frame
 
     rows = world.declarations.iloc[16_800:17_000].reset_index(drop=True)
     fields = list(Declaration.model_fields)
     context = scorer.context()
-    bands = scorer.model.price_bands if scorer.model.price_bands is not None else price_bands(context.history)
+    bands = scorer._bands(context)
     amount = st.one_of(st.sampled_from(EDGE_AMOUNTS), st.floats(0, 1e308, allow_nan=False, allow_infinity=False))
 
     @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))

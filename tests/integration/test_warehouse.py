@@ -11,9 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.data.errors import DataError
-from features.data.ingest import prepare_batch, reject_batch
-from features.data.warehouse import Warehouse, WarehouseBusy
+from features.errors import UserError
+from features.intake.batch import prepare_batch, reject_batch
+from features.warehouse import Warehouse, WarehouseBusy
 from tests.conftest import write_csv
 
 
@@ -81,7 +81,7 @@ def test_a_changed_declaration_is_quarantined_not_overwritten(world, tmp_path, w
     assert stored["declared_value"].tolist() == pytest.approx(rows.sort_values("declaration_id")["declared_value"].tolist())
 
 
-@pytest.mark.parametrize("failing_step", ["_quarantine", "_record_batch"])
+@pytest.mark.parametrize("failing_step", ["quarantine", "_record_batch"])
 def test_a_failure_mid_way_leaves_the_warehouse_as_it_was(world, tmp_path, warehouse, monkeypatch, failing_step):
     warehouse.store(prepare_batch(write_csv(tmp_path / "declarations_first.csv", world.declarations.head(100))))
     before = warehouse.counts()
@@ -199,7 +199,7 @@ def test_a_warehouse_busy_past_the_wait_is_a_distinct_error_and_changes_nothing(
         waited = time.monotonic() - started
     # Then it gave up after about the wait, with an error that names the file and says to retry (not bad input)
     assert 0.4 < waited < 3.0
-    assert not isinstance(info.value, DataError)
+    assert not isinstance(info.value, UserError)
     assert str(path) in str(info.value) and "busy" in str(info.value) and "Retry" in str(info.value)
     assert Warehouse(path).counts() == before
 

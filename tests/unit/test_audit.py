@@ -58,9 +58,9 @@ def test_periods(period, start, end):
 
 
 def test_a_bad_period_is_explained():
-    from features.data.errors import DataError
+    from features.errors import UserError
 
-    with pytest.raises(DataError, match="period"):
+    with pytest.raises(UserError, match="period"):
         parse_period("2024-12-01:2024-01-01")
-    with pytest.raises(DataError, match="period"):
+    with pytest.raises(UserError, match="period"):
         parse_period("last week")

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.build import build_features, price_bands
-from features.data.errors import DataError
-from features.data.simulator import simulate
+from features.build import build_features
+from features.errors import UserError
+from features.prices import PriceBands
 from features.profiles import ProfileIndex
+from features.simulator import simulate
 from serving.backtest import (
     BacktestConfig,
     BacktestData,
@@ -74,7 +75,7 @@ def test_hybrid_keeps_the_capacity_and_explores_outside_the_top():
 @pytest.mark.parametrize("change", [{"capacity": 0}, {"exploration": 1.5}, {"retrain_every": 0},
                                     {"policies": ("model", "oracle")}, {"policies": ()}, {"warmup_share": 1.0}])
 def test_config_refuses_impossible_settings(change):
-    with pytest.raises(DataError, match="backtest"):
+    with pytest.raises(UserError, match="backtest"):
         dataclasses.replace(CONFIG, **change)
 
 
@@ -105,7 +106,7 @@ def test_shared_features_plus_policy_profiles_equal_build_features(data):
     rows = data.frame.iloc[6000:6400]
     labelled = data.history_labels.iloc[:6000]
     history = data.frame.iloc[:6000].assign(**{c: labelled[c].to_numpy() for c in labelled})
-    bands = price_bands(data.frame.iloc[:6000])
+    bands = PriceBands.fit(data.frame.iloc[:6000])
     index = revealed_profiles(history[history["inspected"] == 1], ProfileIndex(label_free(data.frame)))
     expected = build_features(rows, bands=bands, profiles=index)
     got = with_profiles(shared_features(rows, bands), rows, index)
@@ -212,7 +213,7 @@ def test_a_users_file_replays_its_labelled_rows_only():
     assert data.oracle["fraud"].sum() == world.declarations["fraud"].sum()
     assert data.oracle["revenue"].isna().all()  # no revenue column: revenue metrics are absent, not zero
     assert "fraud" not in data.frame and data.drift_date is None
-    with pytest.raises(DataError, match="fraud label"):
+    with pytest.raises(UserError, match="fraud label"):
         from_labelled(declarations.drop(columns="fraud"), "export.csv")
 
 

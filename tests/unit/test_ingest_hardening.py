@@ -14,12 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from features.data.contract import MAX_ID_LENGTH, REASONS
-from features.data.errors import DataError
-from features.data.ingest import PreparedBatch, prepare_batch
-from features.data.mapping import ColumnMapping
-from features.data.text import normalise_text
-from features.data.warehouse import IngestSummary, Warehouse
+from features.contract import MAX_ID_LENGTH, REASONS
+from features.errors import UserError
+from features.intake.batch import PreparedBatch, prepare_batch
+from features.intake.mapping import ColumnMapping
+from features.intake.text import normalise_text
+from features.warehouse import IngestSummary, Warehouse
 from serving.selection import Rules, rule_hits
 
 HEADERS = {
@@ -111,7 +111,7 @@ def test_rows_after_a_malformed_row_keep_their_row_numbers(tmp_path):
 def test_a_file_of_only_malformed_rows_is_refused_naming_the_first(tmp_path):
     path = tmp_path / "declarations.csv"
     path.write_text(HEADERS["declarations"] + "\nD1;2024;x\nD2;2024;y\n")
-    with pytest.raises(DataError, match="line 2.*expected 7 fields, found 1.*delimiter"):
+    with pytest.raises(UserError, match="line 2.*expected 7 fields, found 1.*delimiter"):
         prepare_batch(path)
 
 
@@ -198,14 +198,14 @@ def test_contradictory_labels_say_which_labels_contradict_once(tmp_path, overrid
 
 def test_an_unbalanced_quote_refuses_the_file_naming_the_line(tmp_path):
     path = _file(tmp_path, "declarations", 'D9,2024-03-01,"IMP1,870323,JP,5,1', "D8,2024-03-01,IMP1,870323,JP,5,1")
-    with pytest.raises(DataError, match=r"line 3.*quote"):
+    with pytest.raises(UserError, match=r"line 3.*quote"):
         prepare_batch(path)
 
 
 def test_an_unclosed_quote_at_the_end_is_refused_not_merged(tmp_path):
     path = _file(tmp_path, "declarations")
     path.write_text(path.read_text() + 'D9,2024-03-01,IMP1,870323,JP,5,"1\nD8,2024-03-01,IMP1,870323,JP,5,1\n')
-    with pytest.raises(DataError, match=r"line 4.*quote"):
+    with pytest.raises(UserError, match=r"line 4.*quote"):
         prepare_batch(path)
 
 
@@ -213,7 +213,7 @@ def test_a_latin1_byte_names_its_line_and_suggests_the_encoding(tmp_path):
     path = tmp_path / "declarations.csv"
     path.write_bytes((HEADERS["declarations"] + "\nD1,2024-03-01,IMP1,870323,JP,100,10\n").encode()
                      + "D2,2024-03-01,Société,870323,FR,1,1\n".encode("latin-1"))
-    with pytest.raises(DataError, match=r"line 3.*byte.*(latin-1|cp1252).*encoding") as info:
+    with pytest.raises(UserError, match=r"line 3.*byte.*(latin-1|cp1252).*encoding") as info:
         prepare_batch(path)
     assert "binary" not in str(info.value)
     batch = prepare_batch(path, mapping=ColumnMapping(encoding="latin-1"))
@@ -224,7 +224,7 @@ def test_a_latin1_byte_names_its_line_and_suggests_the_encoding(tmp_path):
 def test_utf16_is_read_when_the_mapping_says_so_and_otherwise_gets_a_hint(tmp_path, codec):
     path = tmp_path / "declarations.csv"
     path.write_bytes(("\n".join([HEADERS["declarations"], *GOOD["declarations"]]) + "\n").encode(codec))
-    with pytest.raises(DataError, match="utf-16") as info:
+    with pytest.raises(UserError, match="utf-16") as info:
         prepare_batch(path)
     assert "binary" not in str(info.value)
     batch = prepare_batch(path, mapping=ColumnMapping(encoding="utf-16" if codec == "utf-16" else "utf-16-le"))
@@ -265,7 +265,7 @@ def test_random_values_in_every_field_never_crash_and_always_reconcile(tmp_path,
     # When it is prepared, Then it answers (at worst a one-line refusal) and every row is accounted for
     try:
         batch = prepare_batch(path)
-    except DataError as exc:  # a file-level refusal is an answer, as long as it is one readable line
+    except UserError as exc:  # a file-level refusal is an answer, as long as it is one readable line
         assert "\n" not in str(exc) and len(str(exc)) < 600
         return
     assert batch.read == len(rows)

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.data.ingest import prepare_batch
-from features.data.mapping import load_mapping
-from features.data.simulator import simulate_islas, write_islas
-from features.data.simulator.islas import BAD_KINDS, COLUMNS, MAPPING_PATH
+from features.intake.batch import prepare_batch
+from features.intake.mapping import load_mapping
+from features.simulator import simulate_islas, write_islas
+from features.simulator.islas import BAD_KINDS, COLUMNS, MAPPING_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -156,7 +156,7 @@ def test_the_policy_hash_changes_with_the_policy():
 def test_a_bad_policy_file_is_explained(tmp_path):
     path = tmp_path / "policy.yaml"
     path.write_text("red_share: 2\n")
-    from features.data.errors import DataError
+    from features.errors import UserError
 
-    with pytest.raises(DataError, match="red_share"):
+    with pytest.raises(UserError, match="red_share"):
         load_policy(path)

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.data.errors import DataError
-from features.data.ingest import prepare_batch
-from features.data.mapping import ColumnMapping, Scale, load_mapping
-from features.data.validation import check_rows, convert_units, recode_values
-from features.data.warehouse import Warehouse
+from features.errors import UserError
+from features.intake.batch import prepare_batch
+from features.intake.mapping import ColumnMapping, Scale, load_mapping
+from features.intake.validation import check_rows, convert_units, recode_values
+from features.warehouse import Warehouse
 
 GOOD = {
     "declaration_id": "D1", "declaration_date": "2024-03-01", "importer_id": "IMP1", "hs_code": "870323",
@@ -93,7 +93,7 @@ def test_check_rows_refuses_bad_options_too(mapping, message):
     kind = mapping.kind or "declarations"
     rows = _rows({}) if kind == "declarations" else pd.DataFrame([{"importer_id": "I1", "registration_date": "2010-01-01"}])
     # Then check_rows refuses it, naming the field
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(UserError, match=message):
         check_rows(rows, kind, mapping)
 
 

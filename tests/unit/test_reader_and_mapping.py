@@ -6,10 +6,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.data.errors import DataError
-from features.data.ingest import prepare_batch
-from features.data.mapping import ColumnMapping, apply_mapping, load_mapping, resolve_kind
-from features.data.reader import read_raw
+from features.errors import UserError
+from features.intake.batch import prepare_batch
+from features.intake.mapping import ColumnMapping, apply_mapping, load_mapping, resolve_kind
+from features.intake.reader import read_raw
 
 FOREIGN_MAPPING = """
 kind: declarations
@@ -62,7 +62,7 @@ def test_foreign_export_ingests_through_a_mapping_alone(tmp_path):
 
 def test_unknown_columns_can_be_refused(tmp_path):
     mapping = load_mapping(_write(tmp_path / "m.yaml", FOREIGN_MAPPING + "unknown_columns: error\n"))
-    with pytest.raises(DataError, match="unknown columns.*Remarks"):
+    with pytest.raises(UserError, match="unknown columns.*Remarks"):
         prepare_batch(_foreign_export(tmp_path / "export.csv"), mapping=mapping)
 
 
@@ -75,7 +75,7 @@ def test_without_hs_code_digits_lost_zeros_are_quarantined_not_guessed(tmp_path)
 def test_missing_required_column_is_a_clear_error(tmp_path, world):
     path = tmp_path / "declarations.csv"
     world.declarations.head(5).drop(columns=["hs_code"]).to_csv(path, index=False)
-    with pytest.raises(DataError, match="lacks required column.*hs_code"):
+    with pytest.raises(UserError, match="lacks required column.*hs_code"):
         prepare_batch(path)
 
 
@@ -93,28 +93,28 @@ def test_missing_required_column_is_a_clear_error(tmp_path, world):
 def test_files_that_are_not_data_are_refused(tmp_path, content, name, message):
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(UserError, match=message):
         read_raw(path)
 
 
 def test_utf16_is_text_not_binary(tmp_path):
     path = tmp_path / "declarations.csv"
     path.write_bytes("hs_code,value\n010121,1\n".encode("utf-16"))
-    with pytest.raises(DataError, match="UTF-16 text.*set encoding: utf-16 in the mapping"):
+    with pytest.raises(UserError, match="UTF-16 text.*set encoding: utf-16 in the mapping"):
         read_raw(path)
-    assert read_raw(path, encoding="utf-16").loc[0, "hs_code"] == "010121"
+    assert read_raw(path, encoding="utf-16").frame.loc[0, "hs_code"] == "010121"
 
 
 def test_scoring_reads_refuse_a_ragged_row_naming_its_line(tmp_path):
     # read_raw answers every row or none (scoring owes one output row per input row); ingest quarantines instead
     path = _write(tmp_path / "x.csv", "hs_code,value\n010121,1\n010122\n010123,3\n")
-    with pytest.raises(DataError, match="line 3: expected 2 fields, found 1"):
+    with pytest.raises(UserError, match="line 3: expected 2 fields, found 1"):
         read_raw(path)
 
 
 def test_csv_keeps_leading_zeros_and_sniffs_the_delimiter(tmp_path):
     path = _write(tmp_path / "x.csv", "hs_code;value\n010121;1\n")
-    frame = read_raw(path)
+    frame = read_raw(path).frame
     assert frame.loc[0, "hs_code"] == "010121"
 
 
@@ -142,13 +142,13 @@ def test_csv_keeps_leading_zeros_and_sniffs_the_delimiter(tmp_path):
 )
 def test_bad_mappings_are_explained(tmp_path, yaml_text, message):
     raw = pd.DataFrame({"HS": ["1"]})
-    with pytest.raises(DataError, match=message):
+    with pytest.raises(UserError, match=message):
         apply_mapping(raw, load_mapping(_write(tmp_path / "m.yaml", yaml_text)), "declarations")
 
 
 def test_a_mapped_column_missing_from_the_file_is_named():
     mapping = ColumnMapping(columns={"hs_code": "HS6 Code"})
-    with pytest.raises(DataError, match="'HS6 Code'.*no such column.*did you mean 'HS6 code'"):
+    with pytest.raises(UserError, match="'HS6 Code'.*no such column.*did you mean 'HS6 code'"):
         apply_mapping(pd.DataFrame({"HS6 code": ["1"]}), mapping, "declarations")
 
 
@@ -161,7 +161,7 @@ def test_kind_comes_from_the_file_name(name, expected):
 
 
 def test_an_unrecognisable_file_name_needs_kind():
-    with pytest.raises(DataError, match="--kind"):
+    with pytest.raises(UserError, match="--kind"):
         resolve_kind(Path("export.csv"), None, ColumnMapping())
 
 

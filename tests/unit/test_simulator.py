@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.data.contract import field_types
-from features.data.mapping import ColumnMapping
-from features.data.simulator import simulate, write_world
-from features.data.simulator.catalogue import GOODS
-from features.data.validation import check_rows
+from features.contract import field_types
+from features.intake.mapping import ColumnMapping
+from features.intake.validation import check_rows
+from features.simulator import simulate, write_world
+from features.simulator.catalogue import GOODS
 
 DUTY = {g.hs_code: g.duty for g in GOODS}
 AD = {g.hs_code: g.anti_dumping for g in GOODS}

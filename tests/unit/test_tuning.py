@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from features.build import integrate
-from features.data.errors import DataError
+from features.errors import UserError
 from tests.conftest import FAST
 from training.pipeline import train_and_evaluate
 from training.tuning import parse_budget
@@ -17,7 +17,7 @@ def test_budgets_read_as_people_write_them(text, seconds):
 
 @pytest.mark.parametrize("text", ["", "ten minutes", "0s", "-5m", "5d"])
 def test_a_budget_that_is_no_duration_is_refused(text):
-    with pytest.raises(DataError, match="--budget"):
+    with pytest.raises(UserError, match="--budget"):
         parse_budget(text)
 
 

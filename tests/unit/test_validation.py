@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from features.data.mapping import ColumnMapping
-from features.data.validation import check_rows
+from features.intake.mapping import ColumnMapping
+from features.intake.validation import check_rows
 
 GOOD = {
     "declaration_id": "D1", "declaration_date": "2024-03-01", "importer_id": "IMP1", "hs_code": "870323",
@@ -128,7 +128,7 @@ def test_unknown_country_codes_are_country_values_of_their_own(field, code):
 
 
 def test_the_api_accepts_what_files_accept():
-    from features.data.contract import ASSIGNED_COUNTRIES, ISO_COUNTRIES, UNKNOWN_COUNTRY_CODES
+    from features.contract import ASSIGNED_COUNTRIES, ISO_COUNTRIES, UNKNOWN_COUNTRY_CODES
 
     assert {"ZZ", "XX", "XZ"} == UNKNOWN_COUNTRY_CODES
     assert ISO_COUNTRIES == ASSIGNED_COUNTRIES | UNKNOWN_COUNTRY_CODES

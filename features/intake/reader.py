@@ -1,6 +1,6 @@
 """Read a landing file (CSV or Parquet) into a frame of raw values, refusing what is not one.
 
-What is refused as a whole (a DataError naming the place): a file that is not CSV or Parquet, text in another
+What is refused as a whole (a UserError naming the place): a file that is not CSV or Parquet, text in another
 encoding than the mapping's (with the line, the byte offset and a guess at the right encoding), and a quote that
 opens a value and never closes (it swallows the rest of the file). A CSV row with more or fewer fields than the
 header is not a reason to refuse the file: `read_rows` returns it apart, with its line, for the quarantine.
@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from features.data.errors import DataError
+from features.errors import UserError
 
 # "NA" is Namibia, so it is not a null marker here (pandas would read it as missing).
 NULL_MARKERS = ["", "NULL", "null", "NaN", "nan", "N/A", "n/a", "None", "#N/A"]
@@ -61,22 +61,22 @@ def utf16_kind(head: bytes) -> str | None:
 def detect_format(path: Path) -> str:
     """'csv' or 'parquet', judged by content as well as name; anything else is refused."""
     if not path.exists():
-        raise DataError(f"{path}: no such file")
+        raise UserError(f"{path}: no such file")
     if path.is_dir():
-        raise DataError(f"{path}: is a folder, not a file")
+        raise UserError(f"{path}: is a folder, not a file")
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty")
+        raise UserError(f"{path}: the file is empty")
     with path.open("rb") as fh:
         head = fh.read(65536)
     suffix = path.suffix.lower()
     if head[:4] == PARQUET_MAGIC:
         return "parquet"
     if suffix in PARQUET_SUFFIXES:
-        raise DataError(f"{path}: named {suffix} but is not a Parquet file")
+        raise UserError(f"{path}: named {suffix} but is not a Parquet file")
     if suffix not in CSV_SUFFIXES:
-        raise DataError(f"{path}: not a CSV or Parquet file (expected .csv, .txt, .tsv, .parquet or .pq)")
+        raise UserError(f"{path}: not a CSV or Parquet file (expected .csv, .txt, .tsv, .parquet or .pq)")
     if b"\x00" in head and utf16_kind(head) is None:
-        raise DataError(f"{path}: binary content, not a CSV file")
+        raise UserError(f"{path}: binary content, not a CSV file")
     return "csv"
 
 
@@ -85,15 +85,15 @@ def sniff_delimiter(header: str) -> str:
     return max([",", ";", "\t", "|"], key=header.count)
 
 
-def read_raw(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> pd.DataFrame:
-    """Every row of the file, or a DataError: a CSV row with the wrong number of fields refuses the file here,
+def read_raw(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> RawFile:
+    """Every row of the file, or a UserError: a CSV row with the wrong number of fields refuses the file here,
     naming its line (scoring answers every row, so it cannot set one aside). Ingest uses `read_rows`."""
     raw = read_rows(path, delimiter, encoding)
     if len(raw.malformed):
         more = len(raw.malformed) - 1
-        raise DataError(f"{path}: {raw.malformed['message'].iloc[0]}"
+        raise UserError(f"{path}: {raw.malformed['message'].iloc[0]}"
                         + (f" (and {more:,} more row{'s' if more > 1 else ''} like it)" if more else ""))
-    return raw.frame
+    return raw
 
 
 def read_rows(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> RawFile:
@@ -104,17 +104,17 @@ def read_rows(path: Path, delimiter: str | None = None, encoding: str = "utf-8")
         try:
             raw = RawFile(pq.read_table(path).to_pandas().reset_index(drop=True))  # a stored pandas index is not data
         except Exception as exc:  # a corrupt footer, a truncated upload
-            raise DataError(f"{path}: unreadable Parquet file ({exc})") from exc
+            raise UserError(f"{path}: unreadable Parquet file ({exc})") from exc
     else:
         raw = _read_csv(path, delimiter, encoding)
     if len(raw.frame) == 0:
         if len(raw.malformed):
             first = raw.malformed["message"].iloc[0]
-            raise DataError(f"{path}: no row has as many fields as the header ({first}); check the delimiter")
-        raise DataError(f"{path}: no data rows")
+            raise UserError(f"{path}: no row has as many fields as the header ({first}); check the delimiter")
+        raise UserError(f"{path}: no data rows")
     repeated = raw.frame.columns[raw.frame.columns.duplicated()].tolist()
     if repeated:
-        raise DataError(f"{path}: repeated column names {repeated}")
+        raise UserError(f"{path}: repeated column names {repeated}")
     return raw
 
 
@@ -122,7 +122,7 @@ def _codec(path: Path, encoding: str) -> str:
     try:
         return codecs.lookup(encoding).name
     except LookupError as exc:
-        raise DataError(f"{path}: unknown encoding {encoding!r} in the mapping (e.g. utf-8, cp1252, utf-16)") from exc
+        raise UserError(f"{path}: unknown encoding {encoding!r} in the mapping (e.g. utf-8, cp1252, utf-16)") from exc
 
 
 def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
@@ -132,15 +132,15 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
     wide = utf16_kind(head)
     if wide and not codec.startswith("utf-16"):
         mark = "with" if head.startswith(UTF16_BOMS) else "without"
-        raise DataError(f"{path}: the file is UTF-16 text ({mark} a byte-order mark), not {encoding}: "
+        raise UserError(f"{path}: the file is UTF-16 text ({mark} a byte-order mark), not {encoding}: "
                         f"set encoding: {wide} in the mapping")
     try:  # utf-8-sig: a byte-order mark is not part of the first column's name
         with path.open(encoding="utf-8-sig" if codec == "utf-8" else encoding, newline="") as fh:
             header = fh.readline().lstrip("\ufeff")
     except UnicodeDecodeError as exc:
-        raise DataError(_decode_message(path, encoding, head)) from exc
+        raise UserError(_decode_message(path, encoding, head)) from exc
     if not header.strip():
-        raise DataError(f"{path}: the first line is empty; a CSV needs a header row")
+        raise UserError(f"{path}: the first line is empty; a CSV needs a header row")
     sep = delimiter or sniff_delimiter(header)
     names = next(csv.reader([header], delimiter=sep))
     table, ragged = _arrow_csv(path, encoding, sep, names, threads=True)
@@ -156,14 +156,14 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
     line = lambda number: starts[number - 1] if number is not None and 0 < number <= len(starts) else None  # noqa: E731
     if swallowed:
         at = line(swallowed[0]["number"])
-        raise DataError(f"{path}: {_where(at, swallowed[0]['number'])}: a quoted value runs over several lines and "
+        raise UserError(f"{path}: {_where(at, swallowed[0]['number'])}: a quoted value runs over several lines and "
                         "leaves the row with the wrong number of fields: a quote (\") opens a value that never closes, "
                         "so the rest of the file cannot be read; fix that quote (a quote inside a quoted value is "
                         "written twice: \"\")")
     if last_spans:
         last = 1 + len(frame) + len(ragged)
         if _unclosed(path, encoding, sep, line(last)):
-            raise DataError(f"{path}: {_where(line(last), last)}: a quote (\") opens a value that never closes, so "
+            raise UserError(f"{path}: {_where(line(last), last)}: a quote (\") opens a value that never closes, so "
                             "the rest of the file is read as that one value; fix that quote (a quote inside a quoted "
                             "value is written twice: \"\")")
     if not ragged:
@@ -193,8 +193,8 @@ def _arrow_csv(path: Path, encoding: str, sep: str, names: list[str], threads: b
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "UTF-8" in str(exc):
             with path.open("rb") as fh:
-                raise DataError(_decode_message(path, encoding, fh.read(65536))) from exc
-        raise DataError(f"{path}: malformed CSV ({str(exc).splitlines()[0]})") from exc
+                raise UserError(_decode_message(path, encoding, fh.read(65536))) from exc
+        raise UserError(f"{path}: malformed CSV ({str(exc).splitlines()[0]})") from exc
     return table, ragged
 
 

@@ -1,4 +1,4 @@
-"""The DuckDB warehouse under ADUANA_HOME: canonical tables, the quarantine and the batch log.
+"""The DuckDB warehouse under ADUANA_HOME: canonical tables, the quarantine, the batch log and their DDL.
 
 A batch is stored in one transaction: valid rows, quarantined rows and the batch record land together or
 not at all, so a crash mid-way leaves the previous state intact.
@@ -20,10 +20,11 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.data.contract import KEYS, field_types
-from features.data.errors import DataError
-from features.data.ingest import PreparedBatch, reject
-from features.data.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.contract import KEYS, field_types
+from features.errors import UserError
+from features.intake.batch import PreparedBatch, reject
+from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.warehouse.decisions import Decisions
 
 DUCK_TYPES = {"text": "VARCHAR", "date": "DATE", "number": "DOUBLE", "integer": "BIGINT", "flag": "TINYINT"}
 STORED_KINDS = ("declarations", "manifests", "traders")
@@ -113,17 +114,6 @@ def _same_values(new: pd.Series, old: pd.Series) -> np.ndarray:
     return ((new.isna() & old.isna()) | (new == old).fillna(False)).to_numpy(dtype=bool)
 
 
-def _latest_batch_sql(con: duckdb.DuckDBPyConnection) -> str | None:
-    """SQL for the id of the latest scoring batch of a model version (parameter: the version), real-time answers
-    aside; None when the warehouse has no decision log yet."""
-    columns = {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'").fetchall()}
-    if not columns:
-        return None
-    batches = "request_id IS NULL AND " if "request_id" in columns else ""  # a warehouse from before real-time rows
-    return f"SELECT batch_id FROM decisions WHERE {batches}model_version = ? ORDER BY decided_at DESC LIMIT 1"
-
-
 _PROCESS_LOCKS: dict[Path, threading.RLock] = {}  # see Warehouse.process_lock
 _PROCESS_LOCKS_GUARD = threading.Lock()
 
@@ -160,7 +150,7 @@ class Warehouse:
                 return duckdb.connect(str(self.path), read_only=read_only)
             except duckdb.IOException as exc:
                 if "Could not set lock" not in str(exc):
-                    raise DataError(f"warehouse {self.path} cannot be opened ({str(exc).splitlines()[0]})") from exc
+                    raise UserError(f"warehouse {self.path} cannot be opened ({str(exc).splitlines()[0]})") from exc
                 waited = time.monotonic() - started
                 if waited >= self.busy_wait:
                     holder = re.search(r"\(PID (\d+)\)", str(exc))
@@ -171,7 +161,7 @@ class Warehouse:
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         if read_only and not self.path.exists():
-            raise DataError(f"no warehouse at {self.path}: run 'aduana ingest' first")
+            raise UserError(f"no warehouse at {self.path}: run 'aduana ingest' first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = self._open(read_only)
         try:
@@ -193,44 +183,6 @@ class Warehouse:
         with _PROCESS_LOCKS_GUARD:
             return _PROCESS_LOCKS.setdefault(self.path.resolve(), threading.RLock())
 
-    def append_answers(self, answers: pd.DataFrame) -> int:
-        """Append real-time answers to the decision log in one transaction (their columns: see DECISIONS_DDL).
-
-        A row already logged (same batch id and position) is skipped, so a retried flush adds nothing. Returns
-        the rows added."""
-        if answers.empty:
-            return 0
-        with self.transaction() as con:
-            con.register("answers", answers)
-            # Only rows decided since the earliest of these can be the same ones: the filter lets DuckDB skip the
-            # older part of the log instead of scanning all of it.
-            added = con.execute(
-                "INSERT INTO decisions BY NAME SELECT * FROM answers a WHERE NOT EXISTS (SELECT 1 FROM decisions d "
-                "WHERE d.decided_at >= ? AND d.batch_id = a.batch_id AND d.position = a.position)",
-                [answers["decided_at"].min()]).fetchone()[0]
-            con.unregister("answers")
-        return int(added)
-
-    def latest_batch_decisions(self, model_version: str | None) -> pd.DataFrame:
-        """The scored rows of the latest scoring batch made with this model version (real-time answers aside)."""
-        if not self.path.exists():
-            return pd.DataFrame()
-        with self.connect(read_only=True) as con:
-            latest = _latest_batch_sql(con)
-            if latest is None:
-                return pd.DataFrame()
-            return con.execute(f"SELECT * FROM decisions WHERE batch_id = ({latest}) AND risk_score IS NOT NULL",
-                               [model_version]).df()
-
-    def latest_batch_id(self, model_version: str | None) -> str | None:
-        """The id of the latest scoring batch made with this model version (real-time answers aside), if any."""
-        if not self.path.exists():
-            return None
-        with self.connect(read_only=True) as con:
-            latest = _latest_batch_sql(con)
-            found = con.execute(latest, [model_version]).fetchall() if latest is not None else []
-        return found[0][0] if found else None
-
     def counts(self) -> dict[str, int]:
         """Row count of every table (0 for a warehouse not created yet)."""
         if not self.path.exists():
@@ -238,6 +190,23 @@ class Warehouse:
         with self.connect(read_only=True) as con:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             return {t: (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if t in tables else 0) for t in TABLES}
+
+    @property
+    def decisions(self) -> Decisions:
+        """The decision log (append-only; see features/warehouse/decisions.py)."""
+        return Decisions(self)
+
+    def newest_declaration_date(self) -> pd.Timestamp | None:
+        newest = self.read("SELECT max(declaration_date) AS newest FROM declarations")["newest"].iloc[0]
+        return None if pd.isna(newest) else pd.Timestamp(newest)
+
+    def recent_declarations(self, rows: int) -> pd.DataFrame:
+        """The `rows` most recently filed declarations, every stored column included."""
+        return self.read("SELECT * FROM declarations ORDER BY declaration_date DESC LIMIT ?", [rows])
+
+    def control_history(self) -> pd.DataFrame:
+        """Every declaration's importer and control outcome (inspected, fraud)."""
+        return self.read("SELECT importer_id, inspected, fraud FROM declarations")
 
     def table(self, name: str) -> pd.DataFrame:
         """A whole canonical table (declarations, manifests or traders), without bookkeeping columns."""
@@ -301,17 +270,17 @@ class Warehouse:
         """Record (append-only) that `by` accepts this batch's failed expectations, and why."""
         reason = reason.strip()
         if not reason:
-            raise DataError("an acknowledgement needs a reason (--reason TEXT)")
+            raise UserError("an acknowledgement needs a reason (--reason TEXT)")
         if not self.path.exists():
-            raise DataError(f"unknown batch id {batch_id!r}: no warehouse at {self.path}")
+            raise UserError(f"unknown batch id {batch_id!r}: no warehouse at {self.path}")
         at = datetime.now(UTC).replace(tzinfo=None)
         with self.transaction() as con:
             found = con.execute("SELECT kind, expectations_passed FROM ingest_batches WHERE batch_id = ?",
                                 [batch_id]).fetchall()
             if not found:
-                raise DataError(f"unknown batch id {batch_id!r} (see 'aduana warnings')")
+                raise UserError(f"unknown batch id {batch_id!r} (see 'aduana warnings')")
             if found[0][1]:
-                raise DataError(f"batch {batch_id} passed its expectations: nothing to acknowledge")
+                raise UserError(f"batch {batch_id} passed its expectations: nothing to acknowledge")
             con.execute("INSERT INTO batch_acknowledgements VALUES (?, ?, ?, ?)", [batch_id, at, by, reason])
         return {"batch_id": batch_id, "kind": found[0][0], "acknowledged_by": by,
                 "acknowledged_at": at.isoformat(sep=" ", timespec="seconds"), "reason": reason}
@@ -387,7 +356,7 @@ class Warehouse:
             stored = len(to_insert)
         parts = [r for r in rejected if len(r)]
         quarantine = pd.concat(parts, ignore_index=True) if parts else batch.rejected
-        fresh = self._quarantine(con, batch.kind, batch.source, quarantine, batch_id, started)
+        fresh = self.quarantine(con, batch.kind, batch.source, quarantine, batch_id, started)
         duplicates += len(quarantine) - len(fresh)
         return IngestSummary(
             batch_id=batch_id, kind=batch.kind, source=batch.source, read=batch.read, stored=stored,
@@ -395,19 +364,6 @@ class Warehouse:
             unknown_columns=batch.unknown_columns,
             reasons=fresh["reason"].str.split(";").explode().value_counts().to_dict() if len(fresh) else {},
         )
-
-    def append_decisions(self, decisions: pd.DataFrame, rejected: pd.DataFrame, batch_id: str, source: str,
-                         decided_at: datetime) -> int:
-        """Append a scoring batch's decisions (never update or delete) and quarantine its invalid rows, atomically.
-
-        Appending the same batch id twice (a retried task) adds nothing. Returns the rows newly quarantined."""
-        with self.transaction() as con:
-            if con.execute("SELECT count(*) FROM decisions WHERE batch_id = ?", [batch_id]).fetchall()[0][0]:
-                return 0
-            con.register("new_decisions", decisions.assign(batch_id=batch_id, decided_at=decided_at, source=source))
-            con.execute("INSERT INTO decisions BY NAME SELECT * FROM new_decisions")
-            con.unregister("new_decisions")
-            return len(self._quarantine(con, "declarations", source, rejected, batch_id, decided_at))
 
     def _add_extra_columns(self, con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame) -> None:
         for column in frame.columns:
@@ -443,7 +399,7 @@ class Warehouse:
         unknown = reject(outcomes[~known], "unknown_declaration", "declaration_id is not in the warehouse; ingest the declaration first")
         return len(changed), int((known & unchanged).sum()), unknown
 
-    def _quarantine(self, con: duckdb.DuckDBPyConnection, kind: str, source: str, rows: pd.DataFrame,
+    def quarantine(self, con: duckdb.DuckDBPyConnection, kind: str, source: str, rows: pd.DataFrame,
                     batch_id: str, at: datetime) -> pd.DataFrame:
         """Insert rejected rows, except those already quarantined from an earlier batch of the same content.
 

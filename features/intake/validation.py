@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from features.data.contract import (
+from features.contract import (
     CONTRACTS,
     MAX_ID_LENGTH,
     MAX_TEXT_LENGTH,
@@ -21,8 +21,8 @@ from features.data.contract import (
     is_id_field,
     label_contradictions,
 )
-from features.data.errors import DataError
-from features.data.mapping import (
+from features.errors import UserError
+from features.intake.mapping import (
     EXTRA_NUMERIC_PREFIX,
     PERCENT,
     ColumnMapping,
@@ -30,7 +30,7 @@ from features.data.mapping import (
     describe_unit,
     recode_key,
 )
-from features.data.text import normalise_text
+from features.intake.text import normalise_text
 
 UPPERCASE_FIELDS = {
     "origin_country", "departure_country", "port_of_loading", "port_of_discharge", "transshipment_ports",
@@ -53,7 +53,7 @@ class RowCheck:
 
 
 def _as_text(s: pd.Series) -> pd.Series:
-    """Text in the normal form of features/data/text.py (format characters removed, NFKC, stripped)."""
+    """Text in the normal form of features/intake/text.py (format characters removed, NFKC, stripped)."""
     if pd.api.types.is_float_dtype(s):
         present = s.dropna()
         if present.mod(1).eq(0).all() and present.abs().lt(MAX_WHOLE_NUMBER).all():
@@ -281,7 +281,7 @@ def _pandera_failures(typed: pd.DataFrame, kind: Kind) -> pd.DataFrame:
         schema_level = cases[cases["index"].isna()]
         if len(schema_level):  # a missing column or an uncastable dtype: our parser should have prevented it
             first = schema_level.iloc[0]
-            raise DataError(f"{kind}: {first['column']}: {first['check']}") from exc
+            raise UserError(f"{kind}: {first['column']}: {first['check']}") from exc
         labels = cases["check"].eq("inconsistent_labels").to_numpy()
         column_level = cases[~labels]
         out = pd.DataFrame({

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.data.contract import LABEL_FIELDS
-from features.data.simulator.world import DETECTION_RATE, World
+from features.contract import LABEL_FIELDS
+from features.simulator.world import DETECTION_RATE, World
 
 
 def split_arrivals(world: World, share: float) -> tuple[World, pd.DataFrame, pd.DataFrame]:

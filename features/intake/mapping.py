@@ -12,9 +12,9 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from features.data.contract import KINDS, LABEL_FIELDS, Kind, field_types, required_fields
-from features.data.errors import DataError, field_errors
-from features.data.text import normalise
+from features.contract import KINDS, LABEL_FIELDS, Kind, field_types, required_fields
+from features.errors import UserError, field_errors
+from features.intake.text import normalise
 
 EXTRA_CATEGORICAL_PREFIX = "xcat_"
 EXTRA_NUMERIC_PREFIX = "xnum_"
@@ -42,7 +42,7 @@ def recode_key(key: object) -> str:
     if isinstance(key, int | float):
         return str(key)
     if isinstance(key, str) and normalise(key):
-        return normalise(key)  # matched on the values' normal form (features/data/text.py)
+        return normalise(key)  # matched on the values' normal form (features/intake/text.py)
     raise ValueError(f"key {key!r} is not a value a file can hold; quote it")
 
 
@@ -114,21 +114,21 @@ class ColumnMapping(BaseModel):
 
 
 def load_mapping(path: Path | None) -> ColumnMapping:
-    """Read and check a mapping file; problems come back as one readable DataError."""
+    """Read and check a mapping file; problems come back as one readable UserError."""
     if path is None:
         return ColumnMapping()
     try:
         content = yaml.safe_load(Path(path).read_text()) or {}
     except FileNotFoundError as exc:
-        raise DataError(f"mapping {path}: no such file") from exc
+        raise UserError(f"mapping {path}: no such file") from exc
     except yaml.YAMLError as exc:
-        raise DataError(f"mapping {path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
+        raise UserError(f"mapping {path}: not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(content, dict):
-        raise DataError(f"mapping {path}: expected a YAML mapping at the top level")
+        raise UserError(f"mapping {path}: expected a YAML mapping at the top level")
     try:
         return ColumnMapping.model_validate(content)
     except ValidationError as exc:
-        raise DataError(f"mapping {path}: {field_errors(exc)}") from exc
+        raise UserError(f"mapping {path}: {field_errors(exc)}") from exc
 
 
 def slug(name: str) -> str:
@@ -153,23 +153,23 @@ def resolve_kind(path: Path, kind: str | None, mapping: ColumnMapping) -> Kind:
         stem = path.name.lower()
         chosen = next((k for k in KINDS if stem.startswith(k) or stem.startswith(k.rstrip("s"))), None)
     if chosen not in KINDS:
-        raise DataError(f"{path}: cannot tell what the file holds; pass --kind ({'|'.join(KINDS)})")
+        raise UserError(f"{path}: cannot tell what the file holds; pass --kind ({'|'.join(KINDS)})")
     return chosen
 
 
 def check_options(mapping: ColumnMapping, kind: Kind) -> None:
-    """The mapping's `units` and `values` name fields of this kind (units: numeric ones), or a DataError says which."""
+    """The mapping's `units` and `values` name fields of this kind (units: numeric ones), or a UserError says which."""
     types = field_types(kind)
     numeric = [f for f, t in types.items() if t == "number"]
     for name in mapping.units:
         if name not in types:
-            raise DataError(f"mapping: units: {name!r} is not a field of {kind}{_suggest(name, list(types))}")
+            raise UserError(f"mapping: units: {name!r} is not a field of {kind}{_suggest(name, list(types))}")
         if types[name] != "number":
-            raise DataError(f"mapping: units: {name!r} is a {types[name]} field; units apply to numeric fields only "
+            raise UserError(f"mapping: units: {name!r} is a {types[name]} field; units apply to numeric fields only "
                             f"({', '.join(numeric)})")
     for name in mapping.values:
         if name not in types:
-            raise DataError(f"mapping: values: {name!r} is not a field or label of {kind}{_suggest(name, list(types))}")
+            raise UserError(f"mapping: values: {name!r} is not a field or label of {kind}{_suggest(name, list(types))}")
 
 
 def apply_mapping(raw: pd.DataFrame, mapping: ColumnMapping, kind: Kind) -> MappedFrame:
@@ -180,14 +180,14 @@ def apply_mapping(raw: pd.DataFrame, mapping: ColumnMapping, kind: Kind) -> Mapp
     check_options(mapping, kind)
     for canonical in {**mapping.columns, **mapping.labels}:
         if canonical not in types:
-            raise DataError(f"mapping: {canonical!r} is not a field of {kind}{_suggest(canonical, list(types))}")
+            raise UserError(f"mapping: {canonical!r} is not a field of {kind}{_suggest(canonical, list(types))}")
     for canonical in mapping.labels:
         if canonical not in LABEL_FIELDS:
-            raise DataError(f"mapping: {canonical!r} is listed under labels but is not a label ({', '.join(LABEL_FIELDS)})")
+            raise UserError(f"mapping: {canonical!r} is listed under labels but is not a label ({', '.join(LABEL_FIELDS)})")
     rename: dict[str, str] = {}
     for source, canonical in mapping.source_names().items():
         if source not in raw.columns:
-            raise DataError(
+            raise UserError(
                 f"mapping names column {source!r} for {canonical}, but the file has no such column"
                 f"{_suggest(source, list(map(str, raw.columns)))}"
             )
@@ -195,7 +195,7 @@ def apply_mapping(raw: pd.DataFrame, mapping: ColumnMapping, kind: Kind) -> Mapp
     for extras, prefix in ((mapping.extra_categorical, EXTRA_CATEGORICAL_PREFIX), (mapping.extra_numeric, EXTRA_NUMERIC_PREFIX)):
         for source in extras:
             if source not in raw.columns:
-                raise DataError(f"mapping lists extra column {source!r}, but the file has no such column")
+                raise UserError(f"mapping lists extra column {source!r}, but the file has no such column")
             rename[source] = prefix + slug(source)
     mapped_targets = set(rename.values())
     for column in raw.columns:  # columns already named canonically need no mapping
@@ -203,10 +203,10 @@ def apply_mapping(raw: pd.DataFrame, mapping: ColumnMapping, kind: Kind) -> Mapp
             rename[column] = column
     unknown = [str(c) for c in raw.columns if c not in rename]
     if unknown and mapping.unknown_columns == "error":
-        raise DataError(f"unknown columns {unknown}: map them, list them as extras, or set unknown_columns: ignore")
+        raise UserError(f"unknown columns {unknown}: map them, list them as extras, or set unknown_columns: ignore")
     frame = raw[list(rename)].rename(columns=rename)
     missing = [f for f in required_fields(kind) if f not in frame.columns]
     if missing:
         hint = "; map them in a mapping file (--mapping)" if unknown else ""
-        raise DataError(f"{kind} file lacks required column(s): {', '.join(missing)}{hint}")
+        raise UserError(f"{kind} file lacks required column(s): {', '.join(missing)}{hint}")
     return MappedFrame(frame=frame, unknown_columns=unknown)

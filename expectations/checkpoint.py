@@ -1,7 +1,7 @@
 """Dataset-level validation with Great Expectations: suites kept as JSON under expectations/, Data Docs under ADUANA_HOME.
 
 Expectations about a distribution are judged against the dataset's own accepted history (the reference
-profile, features/data/reference.py), not against numbers of one dataset: a suite entry with a `relative`
+profile, expectations/reference.py), not against numbers of one dataset: a suite entry with a `relative`
 field gets its bounds from the reference at run time, and is skipped while the dataset has no reference yet
 (its first batches set it). Only dataset-independent checks (a row, unique ids, sanity shares that hold for
 any customs data) apply from the first batch on. An expectation whose column is absent, or empty in the
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from expectations import SUITES_DIR
-from features.data.reference import (
+from expectations.reference import (
     LABELLED,
     NotComparable,
     labelled_rows,

@@ -1,0 +1,108 @@
+"""The decision log: the warehouse's append-only `decisions` table, and the named reads made of it.
+
+Scoring batches (`aduana score`) and real-time answers (the API) both append here; the audit, the monitor and the
+API's thresholds read it through the methods below, so no other module writes SQL against it.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import duckdb
+import pandas as pd
+
+if TYPE_CHECKING:
+    from features.warehouse.store import Warehouse
+
+# The latest decision per declaration (a declaration scored twice counts once, as last decided).
+LATEST = """
+WITH latest AS (
+    SELECT * FROM decisions
+    QUALIFY row_number() OVER (PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1)
+"""
+
+
+def _latest_batch_sql(con: duckdb.DuckDBPyConnection) -> str | None:
+    """SQL for the id of the latest scoring batch of a model version (parameter: the version), real-time answers
+    aside; None when the warehouse has no decision log yet."""
+    columns = {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'").fetchall()}
+    if not columns:
+        return None
+    batches = "request_id IS NULL AND " if "request_id" in columns else ""  # a warehouse from before real-time rows
+    return f"SELECT batch_id FROM decisions WHERE {batches}model_version = ? ORDER BY decided_at DESC LIMIT 1"
+
+
+class Decisions:
+    """The decision log of one warehouse (`warehouse.decisions`)."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+
+    def append_batch(self, decisions: pd.DataFrame, rejected: pd.DataFrame, batch_id: str, source: str,
+                     decided_at: datetime) -> int:
+        """Append a scoring batch's decisions (never update or delete) and quarantine its invalid rows, atomically.
+
+        Appending the same batch id twice (a retried task) adds nothing. Returns the rows newly quarantined."""
+        with self.warehouse.transaction() as con:
+            if con.execute("SELECT count(*) FROM decisions WHERE batch_id = ?", [batch_id]).fetchall()[0][0]:
+                return 0
+            con.register("new_decisions", decisions.assign(batch_id=batch_id, decided_at=decided_at, source=source))
+            con.execute("INSERT INTO decisions BY NAME SELECT * FROM new_decisions")
+            con.unregister("new_decisions")
+            return len(self.warehouse.quarantine(con, "declarations", source, rejected, batch_id, decided_at))
+
+    def append_answers(self, answers: pd.DataFrame) -> int:
+        """Append real-time answers in one transaction (their columns: see DECISIONS_DDL).
+
+        A row already logged (same batch id and position) is skipped, so a retried flush adds nothing. Returns
+        the rows added."""
+        if answers.empty:
+            return 0
+        with self.warehouse.transaction() as con:
+            con.register("answers", answers)
+            # Only rows decided since the earliest of these can be the same ones: the filter lets DuckDB skip the
+            # older part of the log instead of scanning all of it.
+            added = con.execute(
+                "INSERT INTO decisions BY NAME SELECT * FROM answers a WHERE NOT EXISTS (SELECT 1 FROM decisions d "
+                "WHERE d.decided_at >= ? AND d.batch_id = a.batch_id AND d.position = a.position)",
+                [answers["decided_at"].min()]).fetchone()[0]
+            con.unregister("answers")
+        return int(added)
+
+    def latest_batch(self, model_version: str | None) -> pd.DataFrame:
+        """The scored rows of the latest scoring batch made with this model version (real-time answers aside)."""
+        if not self.warehouse.path.exists():
+            return pd.DataFrame()
+        with self.warehouse.connect(read_only=True) as con:
+            latest = _latest_batch_sql(con)
+            if latest is None:
+                return pd.DataFrame()
+            return con.execute(f"SELECT * FROM decisions WHERE batch_id = ({latest}) AND risk_score IS NOT NULL",
+                               [model_version]).df()
+
+    def latest_batch_id(self, model_version: str | None) -> str | None:
+        """The id of the latest scoring batch made with this model version (real-time answers aside), if any."""
+        if not self.warehouse.path.exists():
+            return None
+        with self.warehouse.connect(read_only=True) as con:
+            latest = _latest_batch_sql(con)
+            found = con.execute(latest, [model_version]).fetchall() if latest is not None else []
+        return found[0][0] if found else None
+
+    def released(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Declarations filed in [start, end] whose latest decision released them (green or yellow lane), with
+        the importer and duty paid: the post-clearance audit's input."""
+        return self.warehouse.read(LATEST + """
+            SELECT l.declaration_id, l.lane, l.risk_score, l.expected_revenue, l.reasons, d.importer_id,
+                   d.duty_paid, d.declaration_date
+            FROM latest l JOIN declarations d USING (declaration_id)
+            WHERE l.lane IN ('green', 'yellow') AND d.declaration_date BETWEEN ? AND ?""", [start, end])
+
+    def controlled_outcomes(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Declarations filed in [start, end] that were controlled and have a fraud outcome, with their latest
+        decision (lane, who selected it, score): what the monitor compares the model's expectation with."""
+        return self.warehouse.read(LATEST + """
+            SELECT l.declaration_id, l.lane, l.selected_by, l.risk_score, l.expected_revenue, d.fraud, d.revenue
+            FROM latest l JOIN declarations d USING (declaration_id)
+            WHERE d.inspected = 1 AND d.fraud IS NOT NULL AND d.declaration_date BETWEEN ? AND ?""", [start, end])
