@@ -152,7 +152,7 @@ def stage_serving(work: Path, rows: int) -> dict:
     warehouse = Warehouse(work / "serving-home" / "warehouse.duckdb")
     for kind in ("traders", "manifests", "declarations"):
         warehouse.store(prepare_batch(landing / f"{kind}.parquet"))
-    scorer = Scorer(warehouse, LanePolicy(), reload_seconds=3600)
+    scorer = Scorer(warehouse, LanePolicy(), _Fixed(None), reload_seconds=3600)
     history = scorer.context().history  # the warehouse snapshot: built once, outside the timings
     model = train_and_evaluate(history, FitConfig(iterations=300)).model
     scorer.source = _Fixed(model)
@@ -307,7 +307,7 @@ def stage_backtest(work: Path, rows: int) -> dict:
     week_s = shared + float(per_policy.sum())
     declarations = float(weekly.groupby("week")["declarations"].first().mean())
     return {"declarations_per_week": declarations, "warmup_weeks": BACKTEST_WARMUP,
-            "timed_weeks": int(weekly["week"].nunique()), "warmup_labelled": result.summary["warmup_labelled"],
+            "timed_weeks": int(weekly["week"].nunique()), "warmup_labelled": result.summary.warmup_labelled,
             "refit_iterations": REFIT_ITERATIONS, "simulate_s": simulate_s, "replay_s": replay_s,
             "shared_features_s_per_week": shared,
             "select_s_per_week": {p: float(v) for p, v in per_policy.items()},
@@ -389,7 +389,7 @@ def stage_worst_request(work: Path, rows: int) -> dict:
     warehouse = Warehouse(work / "worst-home" / "warehouse.duckdb")
     for kind in ("traders", "manifests", "declarations"):
         warehouse.store(prepare_batch(work / "worst-landing" / f"{kind}.parquet"))
-    scorer = Scorer(warehouse, LanePolicy(), reload_seconds=3600)
+    scorer = Scorer(warehouse, LanePolicy(), _Fixed(None), reload_seconds=3600)
     scorer.source = _Fixed(train_and_evaluate(scorer.context().history, FitConfig(iterations=100)).model)
     scorer.refresh_model(force=True)
     labels = ("inspected", "fraud", "revenue", "critical", "control_date")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +120,6 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     `reference` is the kind's reference profile (reference.load_reference); None for a dataset's first batch."""
     if frame.empty:
         return QualityReport(passed=True, rejected=False, evaluated_rows=0, skipped=["no valid rows to check"])
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # GX reads it when imported: offline, no telemetry
     import great_expectations as gx  # slow import (seconds): only when a batch is checked
     from great_expectations.core.expectation_suite import ExpectationSuite
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration

@@ -1,4 +1,5 @@
-"""The data side of Aduana: the data contract, the embedded simulator and feature building.
+"""The data side of Aduana: the contract, intake (read → map → check), the warehouse, the embedded simulator,
+the feature catalogue and feature building.
 
-Plain pandas/DuckDB: nothing here imports Prefect or MLflow.
+Plain pandas/DuckDB: nothing here imports Prefect or MLflow, or reads settings.
 """

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features import catalogue
-from features.contract import CANONICAL_DTYPES, CREDIT_RATINGS, LABEL_FIELDS, field_types
+from features.contract import CANONICAL_DTYPES, LABEL_FIELDS, field_types
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.prices import PriceBands, log_unit_price
 from features.profiles import MISSING, ProfileIndex
@@ -22,8 +22,7 @@ from features.profiles import MISSING, ProfileIndex
 if TYPE_CHECKING:
     from features.context import ScoringContext
 
-BASE_CATEGORICAL = catalogue.columns(categorical=True)
-BASE_NUMERIC = [c for c in catalogue.columns(categorical=False) if catalogue.group_of(c) not in ("profiles", "pair_profiles")]
+PROFILE_GROUPS = ("profiles", "pair_profiles")  # their columns come in the order the profile index gives
 MONOTONE_INCREASING = ("undervaluation_depth",)  # deeper under the price band never lowers risk
 # Canonical and joined columns the models take as they are.
 PASSTHROUGH = ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode",
@@ -149,8 +148,6 @@ def _registry_signals(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=frame.index)
     registered = frame["registration_date"] if "registration_date" in frame else pd.Series(pd.NaT, index=frame.index)
     out["company_age_days"] = (frame["declaration_date"] - registered).dt.days.astype(float)
-    rating = frame["credit_rating"] if "credit_rating" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
-    out["credit_rating_rank"] = rating.map({r: len(CREDIT_RATINGS) - i for i, r in enumerate(CREDIT_RATINGS)}).astype(float)
     return out
 
 
@@ -185,12 +182,15 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     X = pd.concat([  # one concat, not a join per part: a one-row API call pays per pandas operation
         pd.DataFrame({"hs_chapter": hs.str[:2]}), _value_signals(frame, bands), _document_signals(frame),
         _registry_signals(frame), profiles.lookup(frame),
+        pd.DataFrame({f.name: f.batch(frame) for f in catalogue.computed()}, index=frame.index),
         pd.DataFrame({f"log_{c}": _log1p(frame, c) for c in LOG_COLUMNS}),
         frame[passthrough]], axis=1)
-    profile_columns = [c for c in X.columns if c not in BASE_CATEGORICAL + BASE_NUMERIC + extra_cat + extra_num
+    base_categorical = catalogue.columns(categorical=True)
+    base_numeric = [c for c in catalogue.columns(categorical=False) if catalogue.group_of(c) not in PROFILE_GROUPS]
+    profile_columns = [c for c in X.columns if c not in base_categorical + base_numeric + extra_cat + extra_num
                        and c != "price_reference_log"]
-    categorical = BASE_CATEGORICAL + extra_cat
-    numeric = BASE_NUMERIC + profile_columns + extra_num
+    categorical = base_categorical + extra_cat
+    numeric = base_numeric + profile_columns + extra_num
     reference = X["price_reference_log"]
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()

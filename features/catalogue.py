@@ -1,7 +1,9 @@
 """The feature catalogue: every model input declared once, with its group, reason family and drift role.
 
-A feature's computation lives in build.py (batch) and row.py (one declaration), held equal by a parity test.
-Everything else reads this table: the column lists of the feature matrix, the reference model's inputs, the
+A feature declared with its two computations (`batch`: from the integrated declarations frame, `one`: from one
+integrated declaration as a dict) needs nothing else: build.py and row.py compute it from here, and the parity
+test holds the two equal. The older groups' features are computed together by build.py's and row.py's signal
+functions, which share work between them (price bands, manifests, profiles). Everything else reads this table: the column lists of the feature matrix, the reference model's inputs, the
 reason families officers read (serving/reasons.py), which features may raise a drift alert
 (training/monitoring.py), and the groups that training may leave out when they do not help (ablation).
 
@@ -14,8 +16,12 @@ Groups:
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import pandas as pd
+
+from features.contract import CREDIT_RATINGS
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.profiles import ENTITIES, PAIRS, PROFILE_SUFFIXES
 
@@ -27,6 +33,16 @@ class Feature:
     categorical: bool = False
     family: str | None = None  # reason family; None: the feature is its own family
     alerts: bool = True  # may raise a drift alert
+    batch: Callable[[pd.DataFrame], pd.Series] | None = None  # its computation on integrated declarations
+    one: Callable[[dict], float | str | None] | None = None  # ... and on one integrated declaration
+
+
+RATING_RANK = {r: float(len(CREDIT_RATINGS) - i) for i, r in enumerate(CREDIT_RATINGS)}  # AAA highest
+
+
+def _rating_rank(frame: pd.DataFrame) -> pd.Series:
+    rating = frame["credit_rating"] if "credit_rating" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
+    return rating.map(RATING_RANK).astype(float)
 
 
 def _f(group: str, family: str, *names: str, categorical: bool = False, alerts: bool = True) -> list[Feature]:
@@ -51,7 +67,9 @@ CATALOGUE: tuple[Feature, ...] = tuple(
     + _f("documents", "route", "loading_mismatch", "departure_mismatch", "transshipped", "transshipment_count")
     + _f("documents", "manifest", "manifest_mass_ratio", "bl_items")
     + _f("registry", "registry", "credit_rating", "sector", categorical=True)
-    + _f("registry", "registry", "aeo_certified", "prior_violations", "credit_rating_rank")
+    + _f("registry", "registry", "aeo_certified", "prior_violations")
+    + [Feature("credit_rating_rank", "registry", family="registry", batch=_rating_rank,
+               one=lambda row: RATING_RANK.get(row.get("credit_rating"), float("nan")))]
     + _f("registry", "registry", "company_age_days", alerts=False)  # grows with time by construction
     # Profiles trend with time by construction (days known, cumulative counts) and their effective sample is the
     # number of entities, not of rows: reported, but their effect shows in the score drift and outcome checks.
@@ -72,6 +90,11 @@ def columns(groups: tuple[str, ...] | None = None, categorical: bool | None = No
     """Catalogue features in catalogue order, of the given groups (default all) and kind."""
     return [f.name for f in CATALOGUE if (groups is None or f.group in groups)
             and (categorical is None or f.categorical == categorical)]
+
+
+def computed() -> list[Feature]:
+    """The features the catalogue computes itself (declared with `batch` and `one`)."""
+    return [f for f in CATALOGUE if f.batch is not None]
 
 
 def is_extra(name: str) -> bool:

@@ -120,7 +120,8 @@ def _label_totals(history: pd.DataFrame, codes: np.ndarray) -> _Totals:
                    {"n": np.ones(int(labelled.sum())), "fraud": fraud[labelled], "revenue": revenue[labelled]})
 
 
-def _smoothed(hits: np.ndarray, n: np.ndarray, prior: np.ndarray) -> np.ndarray:
+def smoothed_rate(hits: np.ndarray, n: np.ndarray, prior: np.ndarray | float) -> np.ndarray:
+    """A hit rate shrunk towards `prior` by PRIOR_WEIGHT pseudo-controls (the posterior mean of a Beta prior)."""
     return (hits + PRIOR_WEIGHT * prior) / (n + PRIOR_WEIGHT)
 
 
@@ -184,9 +185,9 @@ class ProfileIndex:
             n, hits = total[:, 0], total[:, 1]
             known_since = np.minimum(entity.filings.first_seen(codes), _batch_first(key, q_seconds))
             out[:, e * len(PROFILE_SUFFIXES):(e + 1) * len(PROFILE_SUFFIXES)] = np.column_stack([
-                _smoothed(hits, n, prior_rate),  # hit_rate
-                _smoothed(hits - older[:, 1], n - older[:, 0], prior_rate),  # over the last RECENT_DAYS
-                _smoothed(total[:, 2], n, prior_revenue),  # revenue_rate
+                smoothed_rate(hits, n, prior_rate),  # hit_rate
+                smoothed_rate(hits - older[:, 1], n - older[:, 0], prior_rate),  # over the last RECENT_DAYS
+                smoothed_rate(total[:, 2], n, prior_revenue),  # revenue_rate
                 n, volume, volume - volume_old,  # inspections, volume, recent volume
                 ((q_seconds - known_since) / 86_400).clip(min=0),  # days_known
             ])

@@ -13,21 +13,19 @@ import math
 import numpy as np
 import pandas as pd
 
+from features import catalogue
 from features.build import (
-    BASE_CATEGORICAL,
     LOG_COLUMNS,
     MANIFEST_FIELDS,
     PASSTHROUGH,
     REGISTRY_FIELDS,
 )
 from features.context import ScoringContext
-from features.contract import CREDIT_RATINGS
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.prices import PriceBands, log_ratio
 from features.profiles import ENTITIES, MISSING, PROFILE_COLUMNS, to_seconds
 
 NAN = float("nan")
-RATING_RANK = {r: float(len(CREDIT_RATINGS) - i) for i, r in enumerate(CREDIT_RATINGS)}
 
 
 def _missing(value: object) -> bool:
@@ -97,13 +95,14 @@ def row_features(row: dict, bands: PriceBands, context: ScoringContext) -> dict:
         "transshipment_count": float(route.count(";") + 1) if route is not None else 0.0,
         "manifest_mass_ratio": _finite(gross / declared) if declared > 0 else NAN,
         "company_age_days": NAN if registered is None else float((pd.Timestamp(row["declaration_date"]) - registered).days),
-        "credit_rating_rank": RATING_RANK.get(row.get("credit_rating"), NAN),
     }
+    features.update({f.name: f.one(row) for f in catalogue.computed()})
+    categorical = set(catalogue.columns(categorical=True))
     for column in LOG_COLUMNS:
         features[f"log_{column}"] = math.log1p(max(v, 0.0)) if not math.isnan(v := _number(row.get(column))) else NAN
     for column in PASSTHROUGH:
         value = row.get(column)
-        features[column] = (None if value is None else str(value)) if column in BASE_CATEGORICAL else _number(value)
+        features[column] = (None if value is None else str(value)) if column in categorical else _number(value)
     for column, value in row.items():  # a mapping's extras, as build_features passes them through
         if column.startswith(EXTRA_CATEGORICAL_PREFIX):
             features[column] = MISSING if value is None else str(value)
@@ -112,7 +111,7 @@ def row_features(row: dict, bands: PriceBands, context: ScoringContext) -> dict:
     keys = {name: np.array(["|".join(_text(row, c, hs) for c in columns)], dtype=object) for name, columns in ENTITIES.items()}
     when = to_seconds(np.array([np.datetime64(pd.Timestamp(row["declaration_date"]), "us")]))
     features.update(zip(PROFILE_COLUMNS, context.profiles.lookup_keys(keys, when)[0].tolist(), strict=True))
-    return {k: (MISSING if v is None else v) if k in BASE_CATEGORICAL else v for k, v in features.items()}
+    return {k: (MISSING if v is None else v) if k in categorical else v for k, v in features.items()}
 
 
 def _text(row: dict, column: str, hs: str) -> str:

@@ -7,9 +7,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from features.errors import UserError
-from features.settings import get_settings
-from features.warehouse import Warehouse
-from flows.runtime import progress
+from flows import runtime
+from flows.render import ratings_markdown
+from flows.runtime import Runtime, progress
 from serving.audit import audit_candidates, entity_ratings
 
 RATED = {"importer": ["importer_id"], "declarant": ["declarant_id"], "hs_heading": ["hs_heading"],
@@ -32,9 +32,9 @@ def parse_period(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 @task(name="select_audits", cache_policy=NO_CACHE)
-def select_audits(period: str, capacity: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def select_audits(rt: Runtime, period: str, capacity: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     start, end = parse_period(period)
-    warehouse = Warehouse(get_settings().warehouse_path)
+    warehouse = rt.warehouse
     released = warehouse.decisions.released(start, end)
     selected, evidence = audit_candidates(released, warehouse.table("traders"), warehouse.control_history(), capacity)
     progress(f"{len(released):,} released declarations in {start.date()}…{end.date()}; {len(selected)} enterprises selected")
@@ -45,7 +45,7 @@ def select_audits(period: str, capacity: int) -> tuple[pd.DataFrame, pd.DataFram
 def customs_audit(period: str | None = None, capacity: int = 20) -> dict:
     """Rank enterprises for post-clearance audit within the audit capacity (default period: last month)."""
     period = period or str(pd.Timestamp.today().to_period("M") - 1)
-    selected, evidence = select_audits(period, capacity)
+    selected, evidence = select_audits(runtime.current(), period, capacity)
     if len(selected):
         create_table_artifact(key="customs-audit-list", table=selected.round(4).astype(str).to_dict("records"),
                               description=f"Post-clearance audit list for {period}")
@@ -53,8 +53,8 @@ def customs_audit(period: str | None = None, capacity: int = 20) -> dict:
             "evidence": evidence.to_dict("records")}
 
 
-def ratings_table(entity: str, min_controls: int = 0) -> pd.DataFrame:
-    history = Warehouse(get_settings().warehouse_path).table("declarations")
+def ratings_table(rt: Runtime, entity: str, min_controls: int = 0) -> pd.DataFrame:
+    history = rt.warehouse.table("declarations")
     history = history.assign(hs_heading=history["hs_code"].str[:4])
     return entity_ratings(history, RATED[entity], min_controls)
 
@@ -62,10 +62,8 @@ def ratings_table(entity: str, min_controls: int = 0) -> pd.DataFrame:
 @flow(name="customs-ratings")
 def customs_ratings(entity: str = "importer", top: int = 20, min_controls: int = 5) -> list[dict]:
     """Risk ratings of goods, enterprises and trade lanes, published as a Prefect artifact."""
-    table = ratings_table(entity, min_controls).head(top).reset_index()
-    keys = RATED[entity]
-    lines = [f"| {' → '.join(keys)} | band | why |", "|---|---|---|"]
-    lines += [f"| {' → '.join(str(r[k]) for k in keys)} | {r['band']} | {r['why']} |" for _, r in table.iterrows()]
-    create_markdown_artifact(key=f"customs-ratings-{entity.replace('_', '-')}", markdown="\n".join(lines),
+    table = ratings_table(runtime.current(), entity, min_controls).head(top).reset_index()
+    create_markdown_artifact(key=f"customs-ratings-{entity.replace('_', '-')}",
+                             markdown=ratings_markdown(table.to_dict("records"), RATED[entity]),
                              description=f"{entity} risk ratings")
     return table.to_dict("records")

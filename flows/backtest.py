@@ -10,9 +10,10 @@ from prefect.runtime import flow_run
 
 from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
-from features.settings import get_settings
 from features.simulator import simulate
-from flows.runtime import progress
+from flows import runtime
+from flows.render import backtest_markdown
+from flows.runtime import Runtime, progress
 from serving.backtest import (
     POLICIES,
     REFIT_ITERATIONS,
@@ -21,10 +22,9 @@ from serving.backtest import (
     BacktestResult,
     from_labelled,
     from_world,
-    report_markdown,
     run_backtest,
 )
-from training import tracking
+from training import runs
 from training.models import FitConfig
 
 
@@ -54,10 +54,9 @@ def replay_history(data: BacktestData, config: BacktestConfig) -> BacktestResult
     return run_backtest(data, config, on_week=_report)
 
 
-@task(name="log_backtest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def log_backtest(result: BacktestResult) -> str:
-    settings = get_settings()
-    return tracking.log_backtest(tracking.configure(settings), result, settings, flow_run.get_id())
+@task(name="track_backtest", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def track_backtest(rt: Runtime, result: BacktestResult) -> str:
+    return runs.log_backtest(rt.client, result, rt.artifacts, flow_run.get_id())
 
 
 @flow(name="customs-backtest")
@@ -70,7 +69,8 @@ def customs_backtest(path: str | None = None, mapping: str | None = None, rows: 
                             fit=FitConfig(iterations=iterations or REFIT_ITERATIONS, seed=seed))
     data = load_history(path, mapping, rows, seed)
     result = replay_history(data, config)
-    run_id = log_backtest(result)
-    create_markdown_artifact(key="customs-backtest-report", markdown=report_markdown(result.summary),
+    run_id = track_backtest(runtime.current(), result)
+    summary = result.summary.to_dict()
+    create_markdown_artifact(key="customs-backtest-report", markdown=backtest_markdown(summary),
                              description="Weekly replay of labelled history: precision, recall and revenue per policy")
-    return {**result.summary, "mlflow_run_id": run_id}
+    return {**summary, "mlflow_run_id": run_id}

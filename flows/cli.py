@@ -1,4 +1,6 @@
-"""The `aduana` command line. Errors are one line and a non-zero exit code; --debug shows the traceback."""
+"""The `aduana` command line: wiring from options to flows, and from results to flows/render.py's text.
+
+Errors are one line and a non-zero exit code; --debug shows the traceback."""
 from __future__ import annotations
 
 import json
@@ -11,8 +13,8 @@ from typing import Annotated
 import typer
 
 from features.errors import UserError
-from features.settings import get_settings
 from flows import runtime
+from flows.settings import Settings
 
 app = typer.Typer(
     name="aduana",
@@ -29,16 +31,21 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readab
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     home: Annotated[Path | None, typer.Option("--home", help="Use this ADUANA_HOME.", envvar="ADUANA_HOME")] = None,
 ) -> None:
     _state["debug"] = debug
-    if home is not None:
-        os.environ["ADUANA_HOME"] = str(home)
-    runtime.configure(get_settings(), debug)
+    settings = Settings(home=home) if home is not None else Settings()
+    ctx.with_resource(runtime.using(settings))  # the command's flows run with these settings, and only it
+    runtime.configure(settings, debug)
     from flows import watchdog
 
     watchdog.start()  # Prefect's ephemeral server ends with this process, even after kill -9
+
+
+def _settings() -> Settings:
+    return runtime.current().settings
 
 
 def _emit(result: dict | list, as_json: bool, text: str) -> None:
@@ -70,6 +77,7 @@ def generate(
 ) -> None:
     """Simulate a customs administration: by default declarations, manifests and the trader registry."""
     from features.simulator import simulate, simulate_islas, write_islas, write_world
+    from flows.render import generate_text
 
     if world_name is WorldName.islas:
         if fmt not in (None, "csv"):
@@ -82,11 +90,7 @@ def generate(
         result = {"train": {"path": str(paths["train"]), "rows": len(islas.train)},
                   "test": {"path": str(paths["test"]), "rows": len(islas.test)},
                   "mapping": {"path": str(paths["mapping"])}, "bad_rows": islas.injected()}
-        lines = [f"{n:<13} {result[n]['rows']:>10,} rows  {result[n]['path']}" for n in ("train", "test")]
-        lines.append(f"{'mapping':<13} {'':>15}  {result['mapping']['path']}")
-        lines.append(f"injected bad rows: {sum(result['bad_rows'].values())} "
-                     f"({', '.join(f'{r} {k}' for r, k in result['bad_rows'].items())})")
-        _emit(result, as_json, "\n".join(lines))
+        _emit(result, as_json, generate_text(result))
         return
     fmt = fmt or "parquet"
     if fmt not in ("parquet", "csv"):
@@ -95,7 +99,7 @@ def generate(
     world = simulate(rows, seed=seed)
     paths = write_world(world, out, fmt)
     result = {name: {"path": str(p), "rows": len(getattr(world, name))} for name, p in paths.items()}
-    _emit(result, as_json, "\n".join(f"{n:<13} {r['rows']:>10,} rows  {r['path']}" for n, r in result.items()))
+    _emit(result, as_json, generate_text(result))
 
 
 @app.command()
@@ -109,60 +113,18 @@ def ingest(
     """Validate files and store them in the warehouse; invalid rows go to quarantine with a reason."""
     from features.contract import KINDS
     from flows.ingest import customs_ingest
+    from flows.render import ingest_text
 
     if kind is not None and kind not in KINDS:
         raise UserError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
     summaries = customs_ingest([str(p) for p in paths], kind=kind, mapping=str(mapping) if mapping else None)
     result = summaries[0] if len(summaries) == 1 else {"files": summaries, **_totals(summaries)}
-    _emit(result, as_json, _ingest_text(summaries))
+    settings = _settings()
+    _emit(result, as_json, ingest_text(summaries, settings.warehouse_path, settings.data_docs_index))
 
 
 def _totals(summaries: list[dict]) -> dict:
     return {k: sum(s[k] for s in summaries) for k in ("read", "stored", "quarantined", "duplicates")}
-
-
-def _ingest_text(summaries: list[dict]) -> str:
-    lines = [f"{'file':<28} {'kind':<13} {'read':>10} {'stored':>10} {'quarantined':>12} {'duplicates':>11}"]
-    for s in summaries:
-        lines.append(f"{Path(s['source']).name:<28} {s['kind']:<13} {s['read']:>10,} {s['stored']:>10,} "
-                     f"{s['quarantined']:>12,} {s['duplicates']:>11,}")
-        for reason, n in sorted(s["reasons"].items()):
-            lines.append(f"{'':<42}quarantined {reason}: {n:,}")
-        lines += [f"{'':<42}converted {c}" for c in s.get("conversions", [])]
-    settings = get_settings()
-    lines.append(f"warehouse: {settings.warehouse_path}")
-    lines.append(f"data docs: {settings.data_docs_index}")
-    return "\n".join(lines)
-
-
-def _metrics_text(result: dict) -> str:
-    from training.metrics import RATES, label
-
-    keys = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
-    fmt = lambda v: "absent" if v is None else f"{v:.3f}"  # noqa: E731
-    lines = [f"{'metric (holdout)':<18} {'model':>8} {'reference':>10}"]
-    lines += [f"{label(k):<18} {fmt(result['metrics'].get(k)):>8} {fmt(result['reference_metrics'].get(k)):>10}"
-              for k in keys]
-    lines.append("reference: a library-default CatBoost on the mapped columns")
-    groups = result.get("feature_groups") or []
-    if groups:
-        lines.append("feature groups: " + ", ".join(
-            f"{g['group']} {'kept' if g['kept'] else 'left out'}"
-            + (f" ({g['delta']:+.4f})" if g["delta"] is not None else "") for g in groups))
-    return "\n".join(lines)
-
-
-def _train_text(result: dict) -> str:
-    from training.tracking import CHAMPION, MODEL_NAME
-
-    verdict = f"promoted to @{CHAMPION}" if result["promoted"] else "kept as challenger"
-    lines = [f"trained on {result['counts']['train']:,} controlled declarations, "
-             f"holdout {result['counts']['holdout']:,}", _metrics_text(result),
-             f"{MODEL_NAME} v{result['version']} ({result['candidate']}): {verdict}"]
-    lines += [f"  - {r}" for r in result["reasons"]]
-    lines.append(f"MLflow UI: .venv/bin/mlflow server --backend-store-uri sqlite:///{get_settings().mlflow_db} "
-                 "--host 127.0.0.1 --port 5000  (then open http://127.0.0.1:5000)")
-    return "\n".join(lines)
 
 
 @app.command()
@@ -175,12 +137,13 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Retrain on the warehouse, log to MLflow, register @challenger and run the promotion gate."""
+    from flows.render import train_text
     from flows.retrain import customs_retrain
     from training.tuning import parse_budget
 
     seconds = parse_budget(budget) if tune else None
     result = customs_retrain(dataset=dataset, iterations=iterations, tune_seconds=seconds)
-    _emit(result, as_json, _train_text(result))
+    _emit(result, as_json, train_text(result, _settings().mlflow_db))
 
 
 @app.command()
@@ -192,12 +155,11 @@ def evaluate(
     as_json: JsonOption = False,
 ) -> None:
     """Run the training pipeline on an explicit split and print holdout metrics (model vs the default-CatBoost reference)."""
+    from flows.render import evaluate_text
     from flows.retrain import customs_evaluate
 
     result = customs_evaluate(str(train_file), str(test_file), str(mapping) if mapping else None, iterations)
-    text = (f"trained on {result['counts']['train']:,} rows, evaluated on {result['counts']['holdout']:,}\n"
-            + _metrics_text(result) + f"\nMLflow run: {result['run_id']}")
-    _emit(result, as_json, text)
+    _emit(result, as_json, evaluate_text(result))
 
 
 @app.command()
@@ -209,13 +171,11 @@ def score(
     as_json: JsonOption = False,
 ) -> None:
     """Give every declaration a lane (red/yellow/green) with reasons, using customs-risk@champion."""
+    from flows.render import score_text
     from flows.score import customs_score
 
     result = customs_score(str(path), str(out), str(mapping) if mapping else None, str(policy) if policy else None)
-    text = (f"scored {result['read']:,} declarations with customs-risk v{result['model_version']} → {result['out']}\n"
-            + "lanes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result["lanes"].items()))
-            + f"\ninvalid rows (validation lane, quarantined): {result['invalid']:,}\nreport: {result['report']}")
-    _emit(result, as_json, text)
+    _emit(result, as_json, score_text(result))
 
 
 @app.command()
@@ -236,26 +196,23 @@ def serve(
     import uvicorn
 
     from features.intake.mapping import load_mapping
-    from features.warehouse import Warehouse
     from serving.api import create_app, server_config
-    from serving.lanes import load_policy
-    from serving.scorer import Scorer
 
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:  # a host name: it may resolve to any interface
         loopback = False
-    if not loopback and not os.environ.get("ADUANA_API_KEY"):
+    rt = runtime.current()
+    if not loopback and not rt.settings.api_key:
         if not allow_open:
             typer.echo(f"aduana: refusing to serve scoring on {host} without a key: set ADUANA_API_KEY (clients "
                        "then send X-API-Key), or pass --allow-open to serve it open", err=True)
             raise typer.Exit(2)
         typer.echo(f"aduana: warning: serving scoring on {host} with no ADUANA_API_KEY: anyone who can reach it "
                    "can score declarations", err=True)
-    settings = get_settings()
-    scorer = Scorer(Warehouse(settings.warehouse_path), load_policy(policy or settings.lane_policy),
-                    reload_seconds=settings.reload_seconds)
-    app_ = create_app(scorer, max_items=max_items, mapping=load_mapping(mapping) if mapping else None)
+    scorer = rt.scorer(policy)
+    app_ = create_app(scorer, max_items=max_items, mapping=load_mapping(mapping) if mapping else None,
+                      api_key=rt.settings.api_key)
     app_.state.service.refresh()
     runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} (docs: /docs)")
     uvicorn.Server(server_config(app_, host, port)).run()
@@ -269,15 +226,10 @@ def audit(
 ) -> None:
     """Pick enterprises for post-clearance audit: expected unrecovered revenue in their released goods."""
     from flows.audit import customs_audit
+    from flows.render import audit_text
 
     result = customs_audit(period, capacity)
-    lines = [f"post-clearance audit list for {period} ({len(result['selected'])} of capacity {capacity})"]
-    for r in result["selected"]:
-        lines.append(f"{r['rank']:>3}. {r['importer_id']:<12} priority {r['audit_priority']:>12,.0f}  {r['reasons']}")
-        for e in [e for e in result["evidence"] if e["importer_id"] == r["importer_id"]][:3]:
-            lines.append(f"       {e['declaration_id']} ({e['lane']}, risk {e['risk_score']:.2f}, "
-                         f"expected {e['residual_revenue']:,.0f})")
-    _emit(result, as_json, "\n".join(lines))
+    _emit(result, as_json, audit_text(result))
 
 
 @app.command()
@@ -289,28 +241,12 @@ def ratings(
 ) -> None:
     """Risk ratings of goods, enterprises and trade lanes: band, smoothed hit rate with interval, volume."""
     from flows.audit import RATED, customs_ratings
+    from flows.render import ratings_text
 
     if entity not in RATED:
         raise UserError(f"--entity must be one of {', '.join(RATED)}, not {entity!r}")
     rows = customs_ratings(entity, top, min_controls)
-    lines = [f"{' → '.join(str(r[k]) for k in RATED[entity]):<22} {r['band']:<10} {r['why']}" for r in rows]
-    _emit(rows, as_json, "\n".join(lines))
-
-
-def _monitor_text(result: dict) -> str:
-    fmt = lambda v: "–" if v is None else f"{v:.1%}"  # noqa: E731
-    lines = [f"monitor: customs-risk v{result['model_version']}, window {result['window_start']}…{result['window_end']} "
-             f"({result['rows']:,} declarations): " + ("DRIFT DETECTED" if result["drift_detected"] else "no drift")]
-    lines += [f"  - {a}" for a in result["alerts"]]
-    lines.append("  top PSI: " + ", ".join(f"{f['feature']} {f['psi']:.3f}" for f in result["top_features"][:5])
-                 + f"; risk score {result['score_psi']:.3f}")
-    for name, o in result["outcomes"].items():
-        lines.append(f"  {name}: {o['controlled']:,} controlled, hit rate {fmt(o['hit_rate'])} "
-                     f"(95% CI {fmt(o['ci_low'])}–{fmt(o['ci_high'])}), model expected {fmt(o['expected_hit_rate'])}")
-    if result["event_id"]:
-        lines.append(f"  event aduana.drift.detected emitted ({result['event_id']})")
-    lines.append(f"  MLflow run: {result['mlflow_run_id']} (experiment aduana-monitoring)")
-    return "\n".join(lines)
+    _emit(rows, as_json, ratings_text(rows, RATED[entity]))
 
 
 @app.command()
@@ -321,9 +257,10 @@ def monitor(
 ) -> None:
     """Check feature and score drift and selection outcomes against the champion; emit aduana.drift.detected."""
     from flows.monitor import customs_monitor
+    from flows.render import monitor_text
 
     result = customs_monitor(window_days=window_days, as_of=as_of)
-    _emit(result, as_json, _monitor_text(result))
+    _emit(result, as_json, monitor_text(result))
 
 
 @app.command()
@@ -344,11 +281,11 @@ def backtest(
 ) -> None:
     """Replay labelled history week by week (BACUDA protocol): would each selection policy have worked?"""
     from flows.backtest import customs_backtest
-    from serving.backtest import report_markdown
+    from flows.render import backtest_markdown
 
     result = customs_backtest(str(path) if path else None, str(mapping) if mapping else None, rows, seed, capacity,
                               exploration, retrain_every, warmup_weeks, policies, iterations)
-    _emit(result, as_json, report_markdown(result) + f"\n\nMLflow run: {result['mlflow_run_id']} (experiment aduana-backtest)")
+    _emit(result, as_json, backtest_markdown(result) + f"\n\nMLflow run: {result['mlflow_run_id']} (experiment aduana-backtest)")
 
 
 @app.command()
@@ -379,32 +316,25 @@ def promote(
     """Show the registry's champion and challenger, promote a version by hand, or roll the champion back."""
     import getpass
 
-    from training import tracking
+    from flows.render import promote_text
+    from training import registry
 
     if version is not None and rollback:
         raise UserError("give either --version or --rollback, not both")
     if version is not None and not reason:
         raise UserError("promote --version needs --reason: say why this version should serve")
-    settings = get_settings()
-    client = tracking.configure(settings)
+    rt = runtime.current()
+    log = rt.settings.promotions_log
     if rollback:
-        demoted, restored = tracking.rollback(client, settings.promotions_log, getpass.getuser())
+        demoted, restored = registry.rollback(rt.client, log, getpass.getuser())
         result = {"demoted": demoted, "champion": restored}
-        text = f"@{tracking.CHAMPION} rolled back from v{demoted} to v{restored}"
     elif version is not None:
-        previous = tracking.promote_by_hand(client, version.removeprefix("v"), reason or "", getpass.getuser(),
-                                            settings.promotions_log)
+        previous = registry.promote_by_hand(rt.client, version.removeprefix("v"), reason or "", getpass.getuser(), log)
         result = {"champion": version.removeprefix("v"), "previous": previous, "reason": reason}
-        text = (f"@{tracking.CHAMPION} is now v{result['champion']}"
-                + (f" (was v{previous})" if previous else "") + f"; logged in {settings.promotions_log}")
     else:
-        result = {a: tracking.alias_version(client, a) for a in (tracking.CHAMPION, tracking.CHALLENGER)}
-        result["promotions"] = tracking.read_promotions(settings.promotions_log)[-10:]
-        text = "\n".join(f"@{a}: v{result[a]}" if result[a] else f"@{a}: none"
-                         for a in (tracking.CHAMPION, tracking.CHALLENGER))
-        text += "".join(f"\n  {p['at'][:19]} {p['action']} v{p['version']} by {p['by']}: {p['reason'][:100]}"
-                        for p in result["promotions"])
-    _emit(result, as_json, text)
+        result = {a: registry.alias_version(rt.client, a) for a in (registry.CHAMPION, registry.CHALLENGER)}
+        result["promotions"] = registry.read_promotions(log)[-10:]
+    _emit(result, as_json, promote_text(result, log))
 
 
 def _os_user() -> str:
@@ -414,22 +344,6 @@ def _os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name and no passwd entry (some containers)
         return f"uid-{os.getuid()}" if hasattr(os, "getuid") else "unknown"
-
-
-def _warnings_text(rows: list[dict]) -> str:
-    if not rows:
-        return "no batch has failed expectations"
-    lines = []
-    for r in rows:
-        state = "REJECTED" if r["rejected"] else ("acknowledged" if r["acknowledged"] else "OPEN")
-        lines.append(f"{r['batch_id']}  {r['kind']:<12} {r['file']}  {r['started_at']}  stored {r['stored']:,}  [{state}]")
-        lines += [f"  - {f}" for f in r["failures"]]
-        if r["acknowledged"]:
-            lines.append(f"  acknowledged {r['acknowledged_at']} by {r['acknowledged_by']}: {r['ack_reason']}")
-    open_ = sum(not r["acknowledged"] and not r["rejected"] for r in rows)
-    lines.append(f"{open_} stored batch(es) with open warnings"
-                 + (": acknowledge with 'aduana warnings --ack BATCH_ID --reason TEXT'" if open_ else ""))
-    return "\n".join(lines)
 
 
 @app.command(name="warnings")
@@ -447,24 +361,23 @@ def warnings_command(
     append-only: who (the OS user), when and why are kept."""
     from expectations.reference import accept_pending
     from features.contract import KINDS
-    from features.warehouse import Warehouse
+    from flows.render import acknowledged_text, warnings_text
 
-    settings = get_settings()
-    warehouse = Warehouse(settings.warehouse_path)
+    rt = runtime.current()
+    warehouse = rt.warehouse
     if ack is None:
         if reason is not None:
             raise UserError("--reason goes with --ack BATCH_ID")
         if kind is not None and kind not in KINDS:
             raise UserError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
         rows = warehouse.failed_batches(kind)
-        _emit(rows, as_json, _warnings_text(rows))
+        _emit(rows, as_json, warnings_text(rows))
         return
     if not reason or not reason.strip():
         raise UserError("--ack needs --reason TEXT: say why these failures are acceptable")
     record = warehouse.acknowledge(ack, reason, _os_user())
-    record["reference_updated"] = accept_pending(settings.reference_dir, ack)
-    _emit(record, as_json, f"acknowledged {ack} ({record['kind']}) as {record['acknowledged_by']}: {record['reason']}"
-          + (f"\nits profile joined the {record['kind']} reference" if record["reference_updated"] else ""))
+    record["reference_updated"] = accept_pending(rt.settings.reference_dir, ack)
+    _emit(record, as_json, acknowledged_text(record))
 
 
 @app.command()
@@ -475,24 +388,10 @@ def demo(
 ) -> None:
     """Run the whole loop on the embedded default: simulate, ingest, train, promote, score, audit."""
     from flows.demo import customs_demo
+    from flows.render import demo_text
 
     result = customs_demo(rows=rows, seed=seed)
-    score, outcome = result["score"], result["outcome"]
-    text = (_ingest_text(result["ingest"]) + f"\nlanding files: {result['landing']}\n\n"
-            + _train_text(result["train"]) + "\n\n"
-            + f"scored {score['read']:,} arriving declarations: "
-            + ", ".join(f"{k} {v:,}" for k, v in sorted(score["lanes"].items())) + "\n"
-            + f"red lane hit rate on the simulator's hidden outcomes: {outcome['red_hit_rate']:.1%} "
-            + f"(model selections {outcome['model_red_hit_rate']:.1%}, exploration "
-            + (f"{outcome['exploration_hit_rate']:.1%}" if outcome["exploration_hit_rate"] is not None else "n/a")
-            + f"; base rate {outcome['base_fraud_rate']:.1%}); revenue at stake in red: {outcome['red_revenue_share']:.1%}\n"
-            + f"scores: {score['out']}\nbatch report: {score['report']}\n"
-            + _monitor_text(result["monitor"]) + "\n"
-            + f"post-clearance audit: {len(result['audit']['selected'])} enterprises "
-            + ", ".join(r["importer_id"] for r in result["audit"]["selected"][:5]) + " …\n"
-            + "Prefect UI: .venv/bin/prefect server start, then set PREFECT_API_URL (see README)")
-    _emit(result, as_json, text)
-
+    _emit(result, as_json, demo_text(result, _settings().mlflow_db))
 
 def main() -> None:
     """Console-script entry point."""

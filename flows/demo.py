@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow, task
 
-from features.settings import get_settings
 from features.simulator import simulate, write_world
 from features.simulator.holdout import control_outcomes, selection_outcome, split_arrivals
+from flows import runtime
 from flows.audit import customs_audit
 from flows.ingest import customs_ingest
 from flows.monitor import customs_monitor
@@ -39,7 +39,7 @@ def generate_world(rows: int, seed: int, out_dir: str) -> tuple[list[str], str, 
 @flow(name="customs-demo")
 def customs_demo(rows: int = 200_000, seed: int = 7) -> dict:
     """Simulate a customs administration and run the whole loop on it."""
-    settings = get_settings()
+    settings = runtime.current().settings
     out_dir = settings.landing_dir / "demo"
     paths, arrivals, truth = generate_world(rows, seed, str(out_dir))
     summaries = customs_ingest(paths)

@@ -13,9 +13,10 @@ from features.contract import KINDS
 from features.errors import UserError
 from features.intake.batch import PreparedBatch, prepare_batch, reject_batch
 from features.intake.mapping import load_mapping
-from features.settings import get_settings
-from features.warehouse import IngestSummary, Warehouse
-from flows.runtime import file_away, landing_files, progress
+from features.warehouse import IngestSummary
+from flows import runtime
+from flows.render import ingest_markdown
+from flows.runtime import Runtime, file_away, landing_files, progress
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's hook signature
@@ -40,8 +41,8 @@ def validate_rows(path: str, kind: str | None, mapping_path: str | None) -> Prep
 
 
 @task(name="validate_batch", cache_policy=NO_CACHE)
-def validate_batch(batch: PreparedBatch) -> QualityReport:
-    settings = get_settings()
+def validate_batch(rt: Runtime, batch: PreparedBatch) -> QualityReport:
+    settings = rt.settings
     report = check_batch(batch.valid, batch.kind, settings.gx_root, settings.gx_sample_rows,
                          reference=load_reference(settings.reference_dir, batch.kind))
     status = "passed" if report.passed else ("REJECTED the batch" if report.rejected else "warned")
@@ -53,11 +54,11 @@ def validate_batch(batch: PreparedBatch) -> QualityReport:
 
 
 @task(name="store_batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input)
-def store_batch(batch: PreparedBatch, report: QualityReport) -> IngestSummary:
+def store_batch(rt: Runtime, batch: PreparedBatch, report: QualityReport) -> IngestSummary:
     if report.rejected:
         batch = reject_batch(batch, "; ".join(f for f in report.failures if f.startswith("critical")))
-    settings = get_settings()
-    summary = Warehouse(settings.warehouse_path).store(batch, report.passed, report.failures)
+    settings = rt.settings
+    summary = rt.warehouse.store(batch, report.passed, report.failures)
     if not summary.reconciles:  # a bug, not bad input: the transaction has committed, so say so loudly
         raise RuntimeError(f"counts do not reconcile for {batch.source}: {summary.to_dict()}")
     if summary.stored and report.profile is not None:  # only after the commit: the reference never runs ahead
@@ -81,30 +82,15 @@ def _ingest_order(paths: list[str], kind: str | None) -> list[str]:
     return paths if kind else sorted(paths, key=rank)
 
 
-def summary_markdown(summaries: list[IngestSummary]) -> str:
-    lines = ["| file | kind | read | stored | updated | quarantined | duplicates | expectations |",
-             "|---|---|---:|---:|---:|---:|---:|---|"]
-    for s in summaries:
-        lines.append(f"| {Path(s.source).name} | {s.kind} | {s.read:,} | {s.stored:,} | {s.updated:,} | "
-                     f"{s.quarantined:,} | {s.duplicates:,} | {'passed' if s.expectations_passed else 'failed'} |")
-    reasons = {}
-    for s in summaries:
-        for reason, n in s.reasons.items():
-            reasons[reason] = reasons.get(reason, 0) + n
-    if reasons:
-        lines += ["", "Quarantine reasons: " + ", ".join(f"`{r}` {n:,}" for r, n in sorted(reasons.items()))]
-    return "\n".join(lines)
-
-
 @flow(name="customs-ingest")
 def customs_ingest(paths: list[str], kind: str | None = None, mapping: str | None = None) -> list[dict]:
     """Ingest landing files into the warehouse; each file is one atomic, reconciled batch."""
-    summaries = []
+    rt, summaries = runtime.current(), []
     for path in _ingest_order(paths, kind):
         batch = validate_rows(path, kind, mapping)
-        report = validate_batch(batch)
-        summaries.append(store_batch(batch, report))
-    create_markdown_artifact(key="customs-ingest-summary", markdown=summary_markdown(summaries),
+        report = validate_batch(rt, batch)
+        summaries.append(store_batch(rt, batch, report))
+    create_markdown_artifact(key="customs-ingest-summary", markdown=ingest_markdown([s.to_dict() for s in summaries]),
                              description="Rows read, stored, quarantined and duplicated per file")
     return [s.to_dict() for s in summaries]
 
@@ -115,21 +101,22 @@ def customs_ingest_landing(folder: str | None = None, mapping: str | None = None
 
     Ingested files move to `processed/`; a file refused whole moves to `refused/` with its reason beside it,
     and the others still go in. Re-delivered files are recognised by content and add nothing."""
-    root = Path(folder) if folder else get_settings().landing_dir
+    rt = runtime.current()
+    root = Path(folder) if folder else rt.settings.landing_dir
     paths = _ingest_order([str(p) for p in landing_files(root)], None)
     summaries, refused = [], {}
     for path in paths:
         try:
             batch = validate_rows(path, None, mapping)
-            summaries.append(store_batch(batch, validate_batch(batch)))
+            summaries.append(store_batch(rt, batch, validate_batch(rt, batch)))
             file_away(Path(path), root / "processed")
         except UserError as exc:
             refused[Path(path).name] = str(exc)
             file_away(Path(path), root / "refused", str(exc))
             progress(f"refused {Path(path).name}: {exc}")
     if paths:
-        create_markdown_artifact(key="customs-ingest-summary", markdown=summary_markdown(summaries)
-                                 + "".join(f"\n- refused `{n}`: {r}" for n, r in refused.items()),
+        create_markdown_artifact(key="customs-ingest-summary",
+                                 markdown=ingest_markdown([s.to_dict() for s in summaries], refused),
                                  description="Rows read, stored, quarantined and duplicated per landing file")
     progress(f"landing {root}: {len(summaries)} file(s) ingested, {len(refused)} refused")
     return {"folder": str(root), "ingested": [s.to_dict() for s in summaries], "refused": refused}

@@ -1,6 +1,7 @@
 """customs-retrain: features → train → evaluate → register → gate, tracked in MLflow."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -13,41 +14,37 @@ from features.build import integrate
 from features.errors import UserError
 from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
-from features.settings import get_settings
-from features.warehouse import Warehouse
-from flows.runtime import progress
-from training import tracking
-from training.gate import GateDecision, GatePolicy
-from training.metrics import RATES, label
+from features.warehouse import read_tables
+from flows import runtime
+from flows.render import train_markdown
+from flows.runtime import Runtime, progress
+from training import registry, runs
+from training.gate import GateDecision
 from training.models import FitConfig
 from training.pipeline import TrainingResult, explicit_split, train_and_evaluate
 from training.promotion import gate_challenger
 
 
 @task(name="load_training_data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def load_training_data() -> tuple[pd.DataFrame, list[str]]:
-    warehouse = Warehouse(get_settings().warehouse_path)
-    declarations = warehouse.table("declarations")
-    if declarations.empty:
+def load_training_data(rt: Runtime) -> tuple[pd.DataFrame, list[str]]:
+    tables = read_tables(rt.warehouse)
+    if tables.declarations.empty:
         raise UserError("the warehouse holds no declarations: run 'aduana ingest' first")
-    frame = integrate(declarations, warehouse.table("manifests"), warehouse.table("traders"))
+    frame = integrate(tables.declarations, tables.manifests, tables.traders)
     progress(f"loaded {len(frame):,} declarations ({int((frame['inspected'] == 1).sum()):,} controlled)")
-    return frame, warehouse.validation_failures()
+    return frame, rt.warehouse.validation_failures()
 
 
-def fit_config(iterations: int | None = None) -> FitConfig:
-    """The training configuration the settings ask for."""
-    settings = get_settings()
-    return FitConfig(iterations=iterations or settings.train_iterations, ablation=settings.train_ablation,
-                     reference_iterations=settings.train_reference_iterations)
+def fit_config(rt: Runtime, iterations: int | None = None) -> FitConfig:
+    """The settings' training configuration, with the run's own number of iterations if it gives one."""
+    return replace(rt.settings.train, iterations=iterations) if iterations else rt.settings.train
 
 
 @task(name="train_model", cache_policy=NO_CACHE)
-def train_model(frame: pd.DataFrame, iterations: int, tune_seconds: float | None = None) -> TrainingResult:
+def train_model(frame: pd.DataFrame, config: FitConfig, tune_seconds: float | None = None) -> TrainingResult:
     progress("building features, choosing feature groups, training the risk model and the reference…")
     if tune_seconds:
         progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
-    config = fit_config(iterations)
     result = train_and_evaluate(frame, config, tune_seconds=tune_seconds)
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
@@ -56,37 +53,23 @@ def train_model(frame: pd.DataFrame, iterations: int, tune_seconds: float | None
     return result
 
 
-@task(name="log_model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def log_model(result: TrainingResult, dataset: str, warnings: list[str], tags: dict[str, str]) -> dict[str, str]:
-    settings = get_settings()
-    client = tracking.configure(settings)
-    return tracking.log_training(client, result, dataset, settings, flow_run.get_id(), warnings, tags)
-
-
-def gate_policy() -> GatePolicy:
-    settings = get_settings()
-    return GatePolicy(metric=settings.gate_metric, confidence=settings.gate_confidence, margin=settings.gate_margin,
-                      block_on_warnings=settings.gate_block_on_warnings)
+@task(name="track_training", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def track_training(rt: Runtime, result: TrainingResult, dataset: str, warnings: list[str],
+              tags: dict[str, str]) -> dict[str, str]:
+    return runs.log_training(rt.client, result, dataset, rt.artifacts, flow_run.get_id(), warnings, tags)
 
 
 @task(name="promote_model", cache_policy=NO_CACHE)
-def promote_model(result: TrainingResult, runs: dict[str, str], warnings: list[str]) -> tuple[str, GateDecision]:
-    settings = get_settings()
-    version, decision = gate_challenger(tracking.configure(settings), result, runs, warnings, gate_policy(),
+def promote_model(rt: Runtime, result: TrainingResult, logged: dict[str, str],
+                  warnings: list[str]) -> tuple[str, GateDecision]:
+    settings = rt.settings
+    version, decision = gate_challenger(rt.client, result, logged, warnings, settings.gate,
                                         lock=settings.root / "locks" / "promotion.lock",
                                         log=settings.promotions_log)
-    progress(f"registered {tracking.MODEL_NAME} v{version} ({decision.candidate}) as @{tracking.CHALLENGER}")
-    verdict = f"promoted v{version} to @{tracking.CHAMPION}" if decision.promote else f"kept v{version} as challenger"
+    progress(f"registered {registry.MODEL_NAME} v{version} ({decision.candidate}) as @{registry.CHALLENGER}")
+    verdict = f"promoted v{version} to @{registry.CHAMPION}" if decision.promote else f"kept v{version} as challenger"
     progress(f"gate: {verdict}")
     return version, decision
-
-
-def metrics_table(model: dict, reference: dict) -> str:
-    keys = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
-    rows = ["| metric | model | reference (default CatBoost) |", "|---|---:|---:|"]
-    fmt = lambda v: "absent" if v is None else f"{v:.3f}"  # noqa: E731
-    rows += [f"| {label(k)} | {fmt(model.get(k))} | {fmt(reference.get(k))} |" for k in keys]
-    return "\n".join(rows)
 
 
 def groups_summary(result: TrainingResult) -> list[dict]:
@@ -110,29 +93,26 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
     `drift`: the payload of the aduana.drift.detected event that triggered this run, if one did."""
     if drift:
         progress(f"triggered by drift on v{drift.get('model_version')}: {', '.join(drift.get('drifted_features', [])) or 'outcomes'}")
-    frame, warnings = load_training_data()
-    result = train_model(frame, iterations or get_settings().train_iterations, tune_seconds)
+    rt = runtime.current()
+    frame, warnings = load_training_data(rt)
+    result = train_model(frame, fit_config(rt, iterations), tune_seconds)
     tags = trigger_tags(drift)
-    runs = log_model(result, dataset, warnings, tags)
-    version, decision = promote_model(result, runs, warnings)
-    create_markdown_artifact(
-        key="customs-retrain-report",
-        markdown=f"## {tracking.MODEL_NAME} v{version} ({decision.candidate}): "
-        f"{'promoted' if decision.promote else 'not promoted'}\n\n"
-        + metrics_table(result.evaluation.metrics, result.reference_evaluation.metrics)
-        + "\n\n" + "\n".join(f"- {r}" for r in decision.reasons),
-        description="Holdout metrics of the retrained model and the reference, and the gate's decision",
-    )
-    return {"version": version, "candidate": decision.candidate, "run_id": runs[decision.candidate],
-            "model_run_id": runs["model"], "reference_run_id": runs["reference"], "promoted": decision.promote,
+    logged = track_training(rt, result, dataset, warnings, tags)
+    version, decision = promote_model(rt, result, logged, warnings)
+    summary = {"version": version, "candidate": decision.candidate, "run_id": logged[decision.candidate],
+            "model_run_id": logged["model"], "reference_run_id": logged["reference"], "promoted": decision.promote,
             "reasons": decision.reasons, "trigger": tags["aduana.trigger"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
             "feature_groups": groups_summary(result), "validation_warnings": warnings}
+    create_markdown_artifact(key="customs-retrain-report", markdown=train_markdown(summary),
+                             description="Holdout metrics of the retrained model and the reference, and the gate's decision")
+    return summary
 
 
 @flow(name="customs-evaluate")
 def customs_evaluate(train: str, test: str, mapping: str | None = None, iterations: int | None = None) -> dict:
     """Benchmark the pipeline on an explicit train/test split of the user's own labelled data (nothing registered)."""
+    rt = runtime.current()
     mapping_obj = load_mapping(Path(mapping) if mapping else None)
     parts = {}
     for name, path in (("train", train), ("test", test)):
@@ -141,12 +121,9 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
             progress(f"{name}: {len(batch.rejected):,} invalid rows left out ({batch.rejected['reason'].value_counts().to_dict()})")
         parts[name] = batch.valid.drop(columns=["row_number", "row_hash"])
     frame, split, history = explicit_split(parts["train"], parts["test"])
-    config = fit_config(iterations)
-    result = train_and_evaluate(frame, config, split, history)
+    result = train_and_evaluate(frame, fit_config(rt, iterations), split, history)
     progress("feature groups: " + ", ".join(f"{g.group} {'kept' if g.kept else 'left out'}" for g in result.groups))
-    settings = get_settings()
-    client = tracking.configure(settings)
-    runs = tracking.log_training(client, result, f"evaluate-{Path(train).stem}", settings, flow_run.get_id())
-    return {"run_id": runs["model"], "reference_run_id": runs["reference"], "counts": result.counts,
+    logged = runs.log_training(rt.client, result, f"evaluate-{Path(train).stem}", rt.artifacts, flow_run.get_id())
+    return {"run_id": logged["model"], "reference_run_id": logged["reference"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
             "feature_groups": groups_summary(result), "behaviour": result.behaviour}

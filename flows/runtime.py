@@ -1,6 +1,8 @@
-"""Process environment for flows: quiet telemetry, and Prefect state kept under ADUANA_HOME unless told otherwise.
+"""The top of the stack: the process environment for flows, and the runtime each flow builds once and hands down.
 
-Called by the CLI before Prefect is imported, never at import time.
+`configure` (called by the CLI before Prefect is imported, never at import time) quiets telemetry and keeps
+Prefect's state under ADUANA_HOME unless told otherwise. `current()` is a flow's Runtime: the settings (read once),
+the warehouse, the MLflow client and the registry's models; nothing below flows/ reads the environment.
 """
 from __future__ import annotations
 
@@ -9,9 +11,20 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from features.settings import Settings
+from features.warehouse import Warehouse
+from flows.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from serving.scorer import Scorer
+    from training.registry import RegistryModels
 
 QUIET = {
     "DO_NOT_TRACK": "true",
@@ -38,6 +51,70 @@ def configure(settings: Settings, debug: bool = False) -> None:
     if "PREFECT_API_URL" not in os.environ and "PREFECT_HOME" not in os.environ:
         settings.prefect_home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(settings.prefect_home)
+
+
+_SETTINGS: ContextVar[Settings | None] = ContextVar("aduana_settings", default=None)
+_URIS_WE_SET: set[str] = set()  # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; ours is not the user's
+
+
+@contextlib.contextmanager
+def using(settings: Settings) -> Iterator[Settings]:
+    """Run what is inside with these settings (the CLI's --home) instead of those of the environment."""
+    token = _SETTINGS.set(settings)
+    try:
+        yield settings
+    finally:
+        _SETTINGS.reset(token)
+
+
+def current() -> Runtime:
+    """The runtime of the flow being run: the settings the CLI chose, else the environment's, read now."""
+    return Runtime(_SETTINGS.get() or Settings())
+
+
+class Runtime:
+    """What a flow works with, built once at its start and passed to its tasks. A plain class, not a dataclass:
+    Prefect then hands it to tasks as it is, without copying its fields."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @cached_property
+    def warehouse(self) -> Warehouse:
+        return Warehouse(self.settings.warehouse_path)
+
+    @cached_property
+    def client(self) -> MlflowClient:
+        """MLflow pointed at the user's MLFLOW_TRACKING_URI, or at the sqlite store under ADUANA_HOME."""
+        import mlflow
+        from mlflow.tracking import MlflowClient
+
+        user_uri = self.settings.mlflow_tracking_uri
+        uri = user_uri if user_uri and user_uri not in _URIS_WE_SET else f"sqlite:///{self.settings.mlflow_db}"
+        _URIS_WE_SET.add(uri)
+        if uri.startswith("sqlite:///"):
+            Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(uri)  # the fluent API (runs, model logging) reads the process-wide URI
+        mlflow.set_registry_uri(uri)
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+    @cached_property
+    def models(self) -> RegistryModels:
+        from training.registry import RegistryModels
+
+        return RegistryModels(self.client)
+
+    def scorer(self, policy: Path | str | None = None) -> Scorer:
+        """The scorer on this home's warehouse and champion, with the lane policy file given (or the settings')."""
+        from serving.lanes import load_policy
+        from serving.scorer import Scorer
+
+        return Scorer(self.warehouse, load_policy(Path(policy) if policy else self.settings.lane_policy), self.models,
+                      reload_seconds=self.settings.reload_seconds)
+
+    @property
+    def artifacts(self) -> Path:
+        return self.settings.mlflow_artifacts
 
 
 def progress(message: str) -> None:

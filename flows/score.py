@@ -11,17 +11,15 @@ from prefect.cache_policies import NO_CACHE
 
 from features.errors import UserError
 from features.intake.mapping import load_mapping
-from features.settings import get_settings
-from features.warehouse import Warehouse
-from flows.runtime import file_away, landing_files, progress
-from serving.batch import ScoredBatch, batch_report, score_file, write_output
-from serving.lanes import load_policy
+from flows import runtime
+from flows.render import score_markdown
+from flows.runtime import Runtime, file_away, landing_files, progress
+from serving.batch import ScoredBatch, score_file, write_output
 from serving.scorer import Scorer
 
 
-def make_scorer(policy_path: str | None = None) -> Scorer:
-    settings = get_settings()
-    scorer = Scorer(Warehouse(settings.warehouse_path), load_policy(Path(policy_path) if policy_path else settings.lane_policy))
+def make_scorer(rt: Runtime, policy_path: str | None = None) -> Scorer:
+    scorer = rt.scorer(policy_path)
     scorer.refresh_model(force=True)
     if not scorer.ready:
         raise UserError(scorer.registry_error or "no customs-risk@champion: train and promote a model first ('aduana train')")
@@ -29,23 +27,24 @@ def make_scorer(policy_path: str | None = None) -> Scorer:
 
 
 @task(name="score_declarations", cache_policy=NO_CACHE)
-def score_declarations(path: str, mapping: str | None, policy: str | None) -> tuple[ScoredBatch, Scorer]:
-    scorer = make_scorer(policy)
+def score_declarations(rt: Runtime, path: str, mapping: str | None, policy: str | None) -> tuple[ScoredBatch, Scorer]:
+    scorer = make_scorer(rt, policy)
     scored = score_file(Path(path), scorer, load_mapping(Path(mapping) if mapping else None))
     progress(f"scored {scored.read:,} declarations with customs-risk v{scorer.version}")
     return scored, scorer
 
 
 @task(name="record_decisions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def record_decisions(scored: ScoredBatch, scorer: Scorer, source: str, out: str, batch_id: str | None = None) -> dict:
+def record_decisions(rt: Runtime, scored: ScoredBatch, scorer: Scorer, source: str, out: str,
+                     batch_id: str | None = None) -> dict:
     """Write the output file, append the decisions (idempotent per batch id, so a retry adds nothing), report."""
-    settings = get_settings()
+    settings = rt.settings
     decided_at = datetime.now(UTC).replace(tzinfo=None)
     batch_id = batch_id or new_batch_id()
     write_output(scored.output, Path(out))
     decisions = scored.output.assign(position=range(len(scored.output)), policy_hash=scorer.policy.digest())
-    quarantined = Warehouse(settings.warehouse_path).decisions.append_batch(decisions, scored.rejected, batch_id, source, decided_at)
-    report = batch_report(scored.output, batch_id, scorer.version, scorer.policy.digest())
+    quarantined = rt.warehouse.decisions.append_batch(decisions, scored.rejected, batch_id, source, decided_at)
+    report = score_markdown(scored.output, batch_id, scorer.version, scorer.policy.digest())
     settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report_path = settings.reports_dir / f"{batch_id}.md"
     report_path.write_text(report)
@@ -60,8 +59,9 @@ def record_decisions(scored: ScoredBatch, scorer: Scorer, source: str, out: str,
 @flow(name="customs-score")
 def customs_score(path: str, out: str, mapping: str | None = None, policy: str | None = None) -> dict:
     """Score a file of declarations with the champion; every decision is appended to the warehouse."""
-    scored, scorer = score_declarations(path, mapping, policy)
-    return record_decisions(scored, scorer, str(Path(path).resolve()), out, new_batch_id())
+    rt = runtime.current()
+    scored, scorer = score_declarations(rt, path, mapping, policy)
+    return record_decisions(rt, scored, scorer, str(Path(path).resolve()), out, new_batch_id())
 
 
 def new_batch_id() -> str:
@@ -74,13 +74,14 @@ def customs_score_inbox(inbox: str | None = None, policy: str | None = None, map
 
     Each file's scores go to ADUANA_HOME/reports/scores/; the file then moves on to the landing folder, so that the
     daily ingest stores the declarations (for profiles, outcomes and monitoring)."""
-    settings = get_settings()
+    rt = runtime.current()
+    settings = rt.settings
     root = Path(inbox) if inbox else settings.landing_dir / "to-score"
     files = landing_files(root)
     if not files:
         progress(f"nothing to score in {root}")
         return {"inbox": str(root), "batches": [], "refused": {}}
-    scorer = make_scorer(policy)
+    scorer = make_scorer(rt, policy)
     batches, refused = [], {}
     for path in files:
         try:
@@ -92,6 +93,6 @@ def customs_score_inbox(inbox: str | None = None, policy: str | None = None, map
             continue
         out = settings.reports_dir / "scores" / f"{path.stem}-scores.csv"
         out.parent.mkdir(parents=True, exist_ok=True)
-        batches.append(record_decisions(scored, scorer, str(path.resolve()), str(out), new_batch_id()))
+        batches.append(record_decisions(rt, scored, scorer, str(path.resolve()), str(out), new_batch_id()))
         file_away(path, settings.landing_dir)
     return {"inbox": str(root), "batches": batches, "refused": refused}

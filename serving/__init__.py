@@ -1,1 +1,1 @@
-"""Scoring, lanes, the API and audit selection (built in the scoring issue)."""
+"""Scoring: the scorer, lane selection, reasons, batch and real-time serving, the backtest and audit selection."""

@@ -25,7 +25,6 @@ import datetime as dt
 import hmac
 import json
 import math
-import os
 import re
 import uuid
 from collections.abc import Callable
@@ -441,7 +440,6 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
     source = SourceLayout(mapping) if mapping is not None else None
     answers_log = DecisionLog(scorer.warehouse) if decision_log else None
     max_fields = max(MAX_FIELDS, 2 * len(source.columns)) if source is not None else MAX_FIELDS
-    api_key = api_key if api_key is not None else os.environ.get("ADUANA_API_KEY")
     description = ("Lanes (red/yellow/green), risk and reasons for import declarations. "
                    "Real-time lanes apply thresholds learned from the latest scoring batch; every answer is "
                    "appended to the decision log.\n\n" + CANONICAL_LAYOUT)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import beta
 
-from features.profiles import PRIOR_WEIGHT
+from features.profiles import PRIOR_WEIGHT, smoothed_rate
 
 EVIDENCE_ROWS = 5
 BANDS = ("low", "medium", "high", "very high")
@@ -73,7 +73,7 @@ def entity_ratings(history: pd.DataFrame, key: str | list[str], min_controls: in
     table = pd.DataFrame({"volume": grouped.size(), "controls": grouped["_labelled"].sum(), "hits": grouped["_hit"].sum()})
     a = table["hits"] + PRIOR_WEIGHT * base
     b = table["controls"] - table["hits"] + PRIOR_WEIGHT * (1 - base)
-    table["hit_rate"] = a / (a + b)
+    table["hit_rate"] = smoothed_rate(table["hits"], table["controls"], base)  # = a / (a + b)
     table["interval_low"], table["interval_high"] = beta.ppf(0.05, a, b), beta.ppf(0.95, a, b)
     ratio = table["hit_rate"] / base
     table["band"] = pd.cut(ratio, [-np.inf, 0.75, 1.5, 3.0, np.inf], labels=BANDS).astype(str)

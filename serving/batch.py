@@ -70,27 +70,3 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
         if risky.any():
             out[column] = values.astype(object).where(~risky, "'" + text.astype(object))
     return out
-
-
-def _cell(value: object) -> str:
-    """A value as one markdown table cell: pipes escaped, line breaks as spaces."""
-    return " ".join(str(value).splitlines()).replace("|", "\\|")
-
-
-def batch_report(output: pd.DataFrame, batch_id: str, model_version: str | None, policy_hash: str, top: int = 10) -> str:
-    """Markdown: lane counts, the top-risk declarations with their reasons, the score distribution."""
-    counts = output.groupby(["lane", "selected_by"], dropna=False).size().rename("rows").reset_index()
-    lines = [f"# Scoring batch {batch_id}", "",
-             f"Model `customs-risk` v{model_version}, lane policy `{policy_hash}`, {len(output):,} declarations.", "",
-             "## Lanes", "", "| lane | selected by | rows |", "|---|---|---:|"]
-    lines += [f"| {_cell(r.lane)} | {_cell(r.selected_by or '—')} | {r.rows:,} |" for r in counts.itertuples()]
-    lines += ["", f"## Top {top} by risk", "", "| declaration | risk | expected revenue | lane | reasons |", "|---|---:|---:|---|---|"]
-    for r in output.dropna(subset=["risk_score"]).nlargest(top, "risk_score").itertuples():
-        revenue = "" if pd.isna(r.expected_revenue) else f"{r.expected_revenue:,.0f}"
-        lines.append(f"| {_cell(r.declaration_id)} | {r.risk_score:.3f} | {revenue} | {_cell(r.lane)} | "
-                     f"{_cell(r.reasons)} |")
-    edges = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0001]
-    histogram = pd.cut(output["risk_score"].dropna(), edges, right=False).value_counts(sort=False)
-    lines += ["", "## Score distribution", "", "| risk score | rows |", "|---|---:|"]
-    lines += [f"| {i.left:.2f}–{min(i.right, 1):.2f} | {n:,} |" for i, n in histogram.items()]
-    return "\n".join(lines)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 import duckdb
 import numpy as np
@@ -39,26 +40,19 @@ WAREHOUSE_ERRORS = (UserError, WarehouseBusy, duckdb.Error)
 log = logging.getLogger("aduana.serving")
 
 
-class ModelSource:
-    """Where the champion comes from: the MLflow registry (tests may pass a fixed model instead)."""
+class ModelSource(Protocol):
+    """Where the champion comes from: the MLflow registry (training.registry.RegistryModels), or a fixed model."""
 
-    def champion_version(self) -> str | None:
-        from features.settings import get_settings
-        from training import tracking
+    def champion_version(self) -> str | None: ...
 
-        return tracking.alias_version(tracking.configure(get_settings()), tracking.CHAMPION)
-
-    def load(self, version: str) -> RiskModel:
-        from training import tracking
-
-        return tracking.load_version(version)
+    def load(self, version: str) -> RiskModel: ...
 
 
 @dataclass
 class Scorer:
     warehouse: Warehouse
     policy: LanePolicy
-    source: ModelSource = field(default_factory=ModelSource)
+    source: ModelSource
     reload_seconds: float = 30.0
     model: RiskModel | None = None
     version: str | None = None

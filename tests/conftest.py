@@ -67,8 +67,8 @@ def declarations_csv(tmp_path: Path, world: World) -> Path:
 def loaded_home(home, world, tmp_path):
     """A fresh ADUANA_HOME whose warehouse holds the small world."""
     from features.intake.batch import prepare_batch
-    from features.settings import get_settings
     from features.warehouse import Warehouse
+    from flows.settings import get_settings
 
     warehouse = Warehouse(get_settings().warehouse_path)
     for kind in ("traders", "manifests", "declarations"):

@@ -1,1 +1,1 @@
-"""Model fitting, metrics, evaluation and the MLflow registry (built in the models issue)."""
+"""Model fitting, metrics, the promotion gate, monitoring, and MLflow: the model store, the registry, the runs."""

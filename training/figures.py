@@ -12,7 +12,7 @@ from sklearn.metrics import precision_recall_curve  # noqa: E402
 
 from training.metrics import top_share  # noqa: E402
 
-RATES = np.array([0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30])
+CURVE_RATES = np.array([0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30])
 
 
 def selection_curves(predictions: dict[str, pd.DataFrame]) -> plt.Figure:
@@ -21,10 +21,10 @@ def selection_curves(predictions: dict[str, pd.DataFrame]) -> plt.Figure:
     for name, p in predictions.items():
         fraud = p["fraud"].astype(float).to_numpy()
         scores = p["risk_score"].to_numpy()
-        ax_p.plot(RATES, [fraud[top_share(scores, r)].mean() for r in RATES], marker="o", label=name)
+        ax_p.plot(CURVE_RATES, [fraud[top_share(scores, r)].mean() for r in CURVE_RATES], marker="o", label=name)
         if "revenue" in p and p["revenue"].fillna(0).sum() > 0:
             revenue = p["revenue"].fillna(0).to_numpy()
-            ax_r.plot(RATES, [revenue[top_share(scores, r)].sum() / revenue.sum() for r in RATES], marker="o", label=name)
+            ax_r.plot(CURVE_RATES, [revenue[top_share(scores, r)].sum() / revenue.sum() for r in CURVE_RATES], marker="o", label=name)
     ax_p.axhline(p["fraud"].astype(float).mean(), color="grey", linestyle=":", label="random")
     ax_p.set(xlabel="inspection rate (%)", ylabel="precision", title="Precision at k")
     ax_r.set(xlabel="inspection rate (%)", ylabel="share of revenue", title="Revenue at k")

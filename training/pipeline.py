@@ -13,6 +13,7 @@ import pandas as pd
 
 from features.build import FeatureSet, build_features
 from features.catalogue import ENGINEERED_GROUPS
+from features.contract import LABEL_FIELDS
 from features.errors import UserError
 from features.prices import PriceBands
 from training.metrics import precision_by_segment, selection_metrics
@@ -184,7 +185,7 @@ def explicit_split(train: pd.DataFrame, test: pd.DataFrame, valid_share: float =
     split = Split(train=is_train & labelled & (dates < valid_start), valid=is_train & labelled & (dates >= valid_start),
                   holdout=~is_train & labelled, valid_start=valid_start,
                   holdout_start=frame.loc[~is_train, "declaration_date"].min())
-    label_columns = [c for c in ("inspected", "fraud", "revenue", "critical", "control_date") if c in frame]
+    label_columns = [c for c in LABEL_FIELDS if c in frame]
     history = frame.copy()
     history.loc[~is_train, label_columns] = np.nan
     return frame.drop(columns="_part"), split, history.drop(columns="_part")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from mlflow.tracking import MlflowClient
 
-from training import tracking
+from training import registry
 from training.gate import Comparison, GateDecision, GatePolicy, choose_candidate, decide, paired_bootstrap
 from training.pipeline import TrainingResult
 
@@ -52,22 +52,22 @@ def gate_challenger(client: MlflowClient, result: TrainingResult, runs: dict[str
     reference_scores = result.reference_evaluation.predictions["risk_score"].to_numpy()
     vs_reference = compare(result, model_scores, reference_scores, "reference", policy)
     candidate = choose_candidate(vs_reference, result.behaviour)
-    version = tracking.register_challenger(client, runs[candidate])
+    version = registry.register_challenger(client, runs[candidate])
     scores = model_scores if candidate == "model" else reference_scores
     behaviour = result.behaviour if candidate == "model" else result.reference_behaviour
-    champion = tracking.alias_version(client, tracking.CHAMPION)
+    champion = registry.alias_version(client, registry.CHAMPION)
     vs_champion = None
     if champion is not None and champion != version:
-        model = tracking.load_version(champion)
+        model = registry.load_version(champion)
         missing = sorted(set(model.columns) - set(result.features.X.columns))
         if missing:
             decision = GateDecision(False, f"champion v{champion}",
                                     [f"champion v{champion} needs features this data lacks ({', '.join(missing[:5])}): "
                                      "cannot compare on the same holdout; promote by hand if intended"], candidate)
-            tracking.record_decision(client, runs[candidate], version, decision, compared_with=champion, log=log)
+            registry.record_decision(client, runs[candidate], version, decision, compared_with=champion, log=log)
             return version, decision
         champion_scores = model.risk(result.features.X.loc[result.split.holdout])
         vs_champion = compare(result, scores, champion_scores, f"champion v{champion}", policy)
     decision = decide(vs_reference, vs_champion, behaviour, warnings, policy, model_behaviour=result.behaviour)
-    tracking.record_decision(client, runs[candidate], version, decision, compared_with=champion, log=log)
+    registry.record_decision(client, runs[candidate], version, decision, compared_with=champion, log=log)
     return version, decision

@@ -2,7 +2,7 @@
 
 MLflow stores this file with the model and runs it when a consumer calls `mlflow.pyfunc.load_model`. Aduana's own
 serving never does: it reads the CatBoost files directly, after checking their registered checksums
-(training/tracking.py `load_version`).
+(training/registry.py `load_version`).
 """
 import mlflow
 import pandas as pd
@@ -12,7 +12,7 @@ class RiskPyfunc(mlflow.pyfunc.PythonModel):
     """Returns probabilities (and expected revenue), not the class labels CatBoost's own flavour gives."""
 
     def load_context(self, context) -> None:  # noqa: ANN001 - MLflow's signature
-        from training.tracking import load_risk_model
+        from training.store import load_risk_model
 
         self.model = load_risk_model(context.artifacts)
 

@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.contract import KEYS, field_types
+from features.contract import KEYS, LABEL_FIELDS, field_types
 from features.errors import UserError
 from features.intake.batch import PreparedBatch, reject
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
@@ -28,7 +28,7 @@ from features.warehouse.decisions import Decisions
 
 DUCK_TYPES = {"text": "VARCHAR", "date": "DATE", "number": "DOUBLE", "integer": "BIGINT", "flag": "TINYINT"}
 STORED_KINDS = ("declarations", "manifests", "traders")
-OUTCOME_FIELDS = ("inspected", "fraud", "revenue", "critical", "control_date")
+OUTCOME_FIELDS = LABEL_FIELDS  # what an outcomes file may relabel
 TABLES = (*STORED_KINDS, "quarantine", "ingest_batches", "decisions")
 
 QUARANTINE_DDL = """

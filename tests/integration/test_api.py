@@ -7,8 +7,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.intake.batch import prepare_batch
-from features.settings import get_settings
 from features.warehouse import Warehouse
+from flows.settings import get_settings
 from serving.api import create_app
 from serving.lanes import LanePolicy
 from serving.scorer import Scorer

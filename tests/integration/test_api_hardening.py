@@ -506,9 +506,9 @@ def test_csv_outputs_neutralise_formulas_and_parquet_stays_verbatim(tmp_path):
 def test_the_report_table_survives_pipes_and_newlines_in_cells():
     import re
 
-    from serving.batch import batch_report
+    from flows.render import score_markdown
 
-    report = batch_report(_output(["a|b", "c\nd", "e"]), "b1", "3", "hash", top=3).splitlines()
+    report = score_markdown(_output(["a|b", "c\nd", "e"]), "b1", "3", "hash", top=3).splitlines()
     start = report.index("| declaration | risk | expected revenue | lane | reasons |") + 2
     rows = report[start:start + 3]
     assert len(rows) == 3 and all(r.startswith("| ") for r in rows), report

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.settings import get_settings
 from flows.backtest import customs_backtest
+from flows.settings import get_settings
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration

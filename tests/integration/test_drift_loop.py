@@ -20,10 +20,10 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.events import emit_event
 
 from features.intake.batch import prepare_batch
-from features.settings import get_settings
 from features.warehouse import Warehouse
 from flows.monitor import DRIFT_EVENT, MODEL_RESOURCE, customs_monitor
 from flows.retrain import customs_retrain
+from flows.settings import get_settings
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration

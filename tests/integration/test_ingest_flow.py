@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from features.settings import get_settings
 from features.simulator import write_world
 from features.warehouse import Warehouse
 from flows.ingest import customs_ingest, customs_ingest_landing
+from flows.settings import get_settings
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration

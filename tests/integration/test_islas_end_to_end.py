@@ -10,15 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.intake.mapping import load_mapping
-from features.settings import get_settings
 from features.simulator import simulate_islas, write_islas
-from features.warehouse import Warehouse
 from flows.ingest import customs_ingest
 from flows.retrain import customs_retrain
+from flows.runtime import Runtime
 from flows.score import customs_score
+from flows.settings import get_settings
 from serving.api import create_app
-from serving.lanes import LanePolicy
-from serving.scorer import Scorer
 
 pytestmark = pytest.mark.integration
 
@@ -55,8 +53,8 @@ def test_a_foreign_export_ingests_trains_promotes_and_scores_alike_in_batch_and_
     valid = [r for i, r in enumerate(rows) if i not in bad_ids]
     assert all(batch[rows[i]["Declaration ID"]]["selected_by"] == "validation" for i in bad_ids)
 
-    settings = get_settings()
-    scorer = Scorer(Warehouse(settings.warehouse_path), LanePolicy(), reload_seconds=0)
+    rt = Runtime(get_settings(reload_seconds=0))
+    scorer = rt.scorer()
     client = TestClient(create_app(scorer, max_items=100, api_key="", mapping=load_mapping(paths["mapping"])))
     client.app.state.service.refresh()  # the champion, and thresholds from the batch just scored
     answers = []

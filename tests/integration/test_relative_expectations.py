@@ -26,9 +26,10 @@ from expectations.reference import (
     reference_path,
 )
 from features.intake.batch import prepare_batch
-from features.settings import get_settings
 from features.warehouse import Warehouse
+from flows import runtime
 from flows.ingest import store_batch, validate_batch
+from flows.settings import get_settings
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration
@@ -60,8 +61,9 @@ def ingest(frame: pd.DataFrame, tmp_path: Path, name: str):
     """The ingest flow's validate and store tasks on one file: (report, summary)."""
     batch = prepare_batch(write_csv(tmp_path / f"{name}.csv", frame))
     assert batch.rejected.empty, batch.rejected["message"].tolist()[:3]
-    report = validate_batch.fn(batch)
-    return report, store_batch.fn(batch, report)
+    rt = runtime.current()
+    report = validate_batch.fn(rt, batch)
+    return report, store_batch.fn(rt, batch, report)
 
 
 def reference(kind: str = "declarations") -> dict | None:
@@ -162,7 +164,7 @@ def test_a_failed_critical_expectation_still_rejects_the_batch(home, tmp_path):
                                     foreign(200, seed=3).assign(net_mass_kg=lambda d: d["net_mass_kg"] * 1000)))
     settings = get_settings()
     report = check_batch(batch.valid, "declarations", settings.gx_root, suites_dir=suites, reference=reference())
-    summary = store_batch.fn(batch, report)
+    summary = store_batch.fn(runtime.current(), batch, report)
     # then the batch is rejected: every row quarantined, nothing stored, the reference untouched
     assert report.rejected
     assert any(f.startswith("critical: expect_column_median_to_be_between on net_mass_kg") for f in report.failures)

@@ -6,21 +6,23 @@ import threading
 import pytest
 from mlflow.tracking import MlflowClient
 
-from features.settings import get_settings
 from flows.retrain import customs_retrain
-from training import promotion, tracking
+from flows.runtime import Runtime
+from flows.settings import get_settings
+from training import promotion, runs
+from training import registry as reg
 from training.gate import GatePolicy
 
 pytestmark = pytest.mark.integration
 
 
 def _runs(client: MlflowClient, trained) -> dict[str, str]:  # noqa: ANN001
-    return tracking.log_training(client, trained, "resilience", get_settings())
+    return runs.log_training(client, trained, "resilience", get_settings().mlflow_artifacts)
 
 
 @pytest.fixture
 def registry(home, trained) -> MlflowClient:
-    client = tracking.configure(get_settings())
+    client = Runtime(get_settings()).client
     return client
 
 
@@ -41,7 +43,7 @@ def test_overlapping_retrains_cannot_both_promote(registry, trained, home):
         t.join()
     promoted = [v for v, d in decisions.items() if d.promote]
     assert len(promoted) == 1, {v: d.reasons for v, d in decisions.items()}
-    assert tracking.alias_version(registry, tracking.CHAMPION) == promoted[0]
+    assert reg.alias_version(registry, reg.CHAMPION) == promoted[0]
     loser = next(v for v in decisions if v not in promoted)
     assert any(f"champion v{promoted[0]}" in r for r in decisions[loser].reasons)
 
@@ -50,36 +52,36 @@ def test_a_champion_that_moves_during_evaluation_blocks_the_promotion(registry, 
     """Another machine promotes while this gate is measuring: the alias is not overwritten."""
     first, decision = promotion.gate_challenger(registry, trained, _runs(registry, trained), [], GatePolicy(margin=-1))
     assert decision.promote
-    other = tracking.register_challenger(registry, _runs(registry, trained)["model"])
-    real_load = tracking.load_version
+    other = reg.register_challenger(registry, _runs(registry, trained)["model"])
+    real_load = reg.load_version
 
     def load_while_someone_promotes(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        registry.set_registered_model_alias(tracking.MODEL_NAME, tracking.CHAMPION, other)
+        registry.set_registered_model_alias(reg.MODEL_NAME, reg.CHAMPION, other)
         return real_load(*args, **kwargs)
 
-    monkeypatch.setattr(tracking, "load_version", load_while_someone_promotes)
+    monkeypatch.setattr(reg, "load_version", load_while_someone_promotes)
     version, decision = promotion.gate_challenger(registry, trained, _runs(registry, trained), [], GatePolicy(margin=-1))
     assert not decision.promote
     assert any(f"moved from v{first} to v{other}" in r for r in decision.reasons)
-    assert tracking.alias_version(registry, tracking.CHAMPION) == other
-    assert registry.get_model_version(tracking.MODEL_NAME, version).tags["gate"] == "refused"
+    assert reg.alias_version(registry, reg.CHAMPION) == other
+    assert registry.get_model_version(reg.MODEL_NAME, version).tags["gate"] == "refused"
 
 
 def test_a_retrain_that_fails_mid_way_leaves_the_champion(prefect_api, loaded_home, monkeypatch):
     monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "40")
     monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")
     assert customs_retrain(dataset="test")["promoted"]
-    client = tracking.configure(get_settings())
+    client = Runtime(get_settings()).client
 
     def crash(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("worker lost mid-evaluation")
 
-    monkeypatch.setattr(tracking, "load_version", crash)  # the gate crashes after v2 was logged and registered
+    monkeypatch.setattr(reg, "load_version", crash)  # the gate crashes after v2 was logged and registered
     state = customs_retrain(dataset="test", return_state=True)
     assert state.is_failed()
-    assert tracking.alias_version(client, tracking.CHAMPION) == "1"
-    assert tracking.alias_version(client, tracking.CHALLENGER) == "2"
-    assert "gate" not in client.get_model_version(tracking.MODEL_NAME, "2").tags
+    assert reg.alias_version(client, reg.CHAMPION) == "1"
+    assert reg.alias_version(client, reg.CHALLENGER) == "2"
+    assert "gate" not in client.get_model_version(reg.MODEL_NAME, "2").tags
 
 
 
@@ -88,9 +90,9 @@ def test_the_registry_holds_no_pickle_and_a_changed_model_file_is_refused(regist
     version, _ = promotion.gate_challenger(registry, trained, _runs(registry, trained), [], GatePolicy())
     stored = [p for p in home.rglob("*") if p.is_file() and "mlartifacts" in p.parts]
     assert not [p for p in stored if p.suffix in (".pkl", ".pickle")]
-    assert tracking.load_version(version).columns in (trained.model.columns, trained.reference.columns)
+    assert reg.load_version(version).columns in (trained.model.columns, trained.reference.columns)
     classifier = next(p for p in stored if p.name == "classifier.cbm"
-                      and registry.get_model_version(tracking.MODEL_NAME, version).source.split("/")[-1] in str(p))
+                      and registry.get_model_version(reg.MODEL_NAME, version).source.split("/")[-1] in str(p))
     classifier.write_bytes(classifier.read_bytes() + b"tampered")
     with pytest.raises(ValueError, match="do not match the checksums"):
-        tracking.load_version(version)
+        reg.load_version(version)

@@ -8,11 +8,11 @@ from mlflow.tracking import MlflowClient
 
 from features.catalogue import ENGINEERED_GROUPS
 from features.intake.batch import prepare_batch
-from features.settings import get_settings
 from features.warehouse import Warehouse
 from flows.retrain import customs_evaluate, customs_retrain
+from flows.settings import get_settings
 from tests.conftest import write_csv
-from training import tracking
+from training import registry, store
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     plots = {f"plots/{p}.png" for p in ("precision_revenue_at_k", "pr_curve", "feature_importance", "calibration")}
     for run_id in (first["model_run_id"], first["reference_run_id"]):  # both runs hold a servable model and plots
         assert {a.path for a in client.list_artifacts(run_id, "plots")} == plots
-        assert client.get_run(run_id).data.tags[tracking.MODEL_URI_TAG]
+        assert client.get_run(run_id).data.tags[store.MODEL_URI_TAG]
     assert len(run.inputs.dataset_inputs) == 1
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "aduana-test"
@@ -53,33 +53,33 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     second = customs_retrain(dataset="test")  # the same data again: no better than the champion, so refused
     assert second["version"] == "2" and not second["promoted"]
     assert any("does not beat" in r and "champion v1" in r and "interval" in r for r in second["reasons"])
-    assert tracking.alias_version(client, "champion") == "1"
-    assert tracking.alias_version(client, "challenger") == "2"
+    assert registry.alias_version(client, "champion") == "1"
+    assert registry.alias_version(client, "challenger") == "2"
     assert client.get_model_version("customs-risk", "2").tags["gate"] == "refused"
 
     monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")
     third = customs_retrain(dataset="test")
-    assert third["promoted"] and tracking.alias_version(client, "champion") == "3"
+    assert third["promoted"] and registry.alias_version(client, "champion") == "3"
 
-    assert tracking.rollback(client, get_settings().promotions_log, "tester") == ("3", "1")
-    assert tracking.alias_version(client, "champion") == "1"
+    assert registry.rollback(client, get_settings().promotions_log, "tester") == ("3", "1")
+    assert registry.alias_version(client, "champion") == "1"
     with pytest.raises(ValueError, match="no previous champion"):
-        tracking.rollback(client)
+        registry.rollback(client)
 
     # By hand, with a reason: the refused v2 serves, and the log says who, when and why.
-    assert tracking.promote_by_hand(client, "2", "reviewed offline on Q3 outcomes", "analyst",
+    assert registry.promote_by_hand(client, "2", "reviewed offline on Q3 outcomes", "analyst",
                                     get_settings().promotions_log) == "1"
-    assert tracking.alias_version(client, "champion") == "2"
+    assert registry.alias_version(client, "champion") == "2"
     tags = client.get_model_version("customs-risk", "2").tags
     assert tags["promoted_by"] == "analyst" and tags["promotion_reason"] == "reviewed offline on Q3 outcomes"
-    log = tracking.read_promotions(get_settings().promotions_log)
+    log = registry.read_promotions(get_settings().promotions_log)
     assert [(e["action"], e["version"], e["by"]) for e in log] == [
         ("promote", "1", "gate"), ("promote", "3", "gate"), ("rollback", "1", "tester"), ("promote", "2", "analyst")]
     assert all(e["at"] for e in log)
     with pytest.raises(ValueError, match="no version 9"):
-        tracking.promote_by_hand(client, "9", "typo", "analyst", get_settings().promotions_log)
+        registry.promote_by_hand(client, "9", "typo", "analyst", get_settings().promotions_log)
     with pytest.raises(ValueError, match="needs --reason"):
-        tracking.promote_by_hand(client, "1", " ", "analyst", get_settings().promotions_log)
+        registry.promote_by_hand(client, "1", " ", "analyst", get_settings().promotions_log)
 
 
 def test_validation_warnings_are_reported_and_block_only_when_the_policy_says(prefect_api, loaded_home, world,

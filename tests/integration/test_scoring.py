@@ -8,9 +8,10 @@ from prefect import flow
 
 from features.contract import LABEL_FIELDS
 from features.intake.batch import prepare_batch
-from features.settings import get_settings
 from features.warehouse import Warehouse
+from flows import runtime
 from flows.score import record_decisions
+from flows.settings import get_settings
 from serving.batch import score_file
 from serving.lanes import LanePolicy
 from serving.scorer import Scorer, Thresholds
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 @flow(name="test-record-decisions")
 def _record(*args, **kwargs) -> dict:
     """record_decisions inside a flow run, as in customs-score (artifacts need a run)."""
-    return record_decisions.fn(*args, **kwargs)
+    return record_decisions.fn(runtime.current(), *args, **kwargs)
 
 
 class FixedSource:
@@ -253,7 +254,7 @@ def test_a_retried_decision_write_appends_nothing(prefect_api, scorer, incoming,
 def test_the_inbox_flow_scores_waiting_files_and_passes_them_to_ingest(prefect_api, scorer, world, monkeypatch):
     from flows import score as score_flow
 
-    monkeypatch.setattr(score_flow, "make_scorer", lambda policy=None: scorer)
+    monkeypatch.setattr(score_flow, "make_scorer", lambda rt, policy=None: scorer)
     settings = get_settings()
     inbox = settings.landing_dir / "to-score"
     inbox.mkdir(parents=True)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -153,7 +154,7 @@ def test_models_refit_every_k_weeks_and_only_model_policies_fit(replayed):
 
 def test_models_train_only_on_their_own_selections_and_the_warmup_labels(replayed, data):
     warmup = set(replayed.warmup_labelled_ids)
-    before = (data.frame["declaration_date"] < pd.Timestamp(replayed.summary["replay_start"])).to_numpy()
+    before = (data.frame["declaration_date"] < pd.Timestamp(replayed.summary.replay_start)).to_numpy()
     inspected = (data.history_labels["inspected"] == 1).to_numpy()
     assert warmup == set(data.frame["declaration_id"][before & inspected]) and len(warmup) > 100
     for policy in ("model", "hybrid"):
@@ -176,7 +177,7 @@ def test_outcomes_of_unselected_rows_never_change_any_selection(replayed, data):
     oracle.loc[~untouched, "fraud"] = rng.integers(0, 2, (~untouched).sum()).astype("int8")
     oracle.loc[~untouched, "revenue"] = rng.uniform(0, 1e6, (~untouched).sum())
     labels = data.history_labels.copy()
-    after_warmup = (data.frame["declaration_date"] >= pd.Timestamp(replayed.summary["replay_start"])).to_numpy()
+    after_warmup = (data.frame["declaration_date"] >= pd.Timestamp(replayed.summary.replay_start)).to_numpy()
     labels.loc[after_warmup, "inspected"] = 1
     labels.loc[after_warmup, "fraud"] = 1
     poisoned = dataclasses.replace(data, oracle=oracle, history_labels=labels)
@@ -194,14 +195,30 @@ def test_random_policy_is_reproducible_and_independent_of_the_others(replayed, d
 
 def test_summary_reports_pre_and_post_drift_per_policy(replayed, data):
     summary = replayed.summary
-    assert summary["drift_date"] == str(data.drift_date.date())
+    assert summary.drift_date == str(data.drift_date.date())
     for policy in ("model", "hybrid", "random", "rules"):
-        p = summary["policies"][policy]
-        assert p["pre_drift"]["weeks"] + p["post_drift"]["weeks"] == p["weeks"] == 5
-        assert p["pre_drift"]["frauds_found"] + p["post_drift"]["frauds_found"] == p["frauds_found"]
-    assert summary["policies"]["model"]["precision"] > 2 * summary["policies"]["random"]["precision"]
-    assert 0 <= summary["policies"]["hybrid"]["exploration_hit_rate"] <= 1
-    assert any("collapse" in line for line in summary["findings"])
+        p = summary.policies[policy]
+        assert p.pre_drift.weeks + p.post_drift.weeks == p.overall.weeks == 5
+        assert p.pre_drift.frauds_found + p.post_drift.frauds_found == p.overall.frauds_found
+    assert summary.policies["model"].overall.precision > 2 * summary.policies["random"].overall.precision
+    assert 0 <= summary.policies["hybrid"].hit_rates.exploration <= 1
+    assert summary.policies["model"].hit_rates is None
+    assert any("collapse" in line for line in summary.findings)
+
+
+def test_the_summary_dict_is_flat_per_policy_and_json_able(replayed):
+    out = replayed.summary.to_dict()
+    assert json.loads(json.dumps(out)) == out
+    assert list(out)[:16] == ["source", "universe_rows", "unlabelled_rows_left_out", "weeks_total", "warmup_weeks",
+                              "weeks", "replay_start", "replay_rows", "warmup_labelled", "drift_date", "capacity",
+                              "exploration", "retrain_every", "iterations", "seed", "policies"]
+    assert list(out)[16:] == ["rulebook", "frauds_by_typology", "findings"]
+    hybrid, model = out["policies"]["hybrid"], out["policies"]["model"]
+    assert list(hybrid) == ["weeks", "selected", "frauds_found", "frauds_total", "precision", "recall", "revenue_share",
+                            "pre_drift", "post_drift", "refits", "seconds_per_week", "exploration_hit_rate",
+                            "exploitation_hit_rate", "found_by_typology"]
+    assert "exploration_hit_rate" not in model and model["pre_drift"]["weeks"] + model["post_drift"]["weeks"] == 5
+    assert out["policies"]["random"]["precision"] == replayed.summary.policies["random"].overall.precision
 
 
 def test_a_users_file_replays_its_labelled_rows_only():

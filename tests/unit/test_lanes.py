@@ -104,7 +104,8 @@ def test_seven_percent_of_a_hundred_is_seven_in_batch_real_time_and_backtest():
     """One capacity for all three: 0.07·100 is 7.000000000000001 in floating point, and ⌈·⌉ of it must still be 7."""
     from types import SimpleNamespace
 
-    from serving.backtest import BacktestConfig, _select
+    from serving.backtest import BacktestConfig
+    from serving.backtest.policies import _select
 
     batch = _batch(100).assign(origin_country="JP")
     policy = POLICY.model_copy(update={"red_share": 0.07, "exploration_share": 0.2})

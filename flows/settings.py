@@ -1,9 +1,11 @@
-"""One settings object: environment (ADUANA_*) plus an optional YAML file, every path under ADUANA_HOME."""
+"""One settings object, read at the top (flows/) and handed down: environment (ADUANA_*) plus an optional YAML
+file (ADUANA_CONFIG), every path under ADUANA_HOME."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from pydantic import Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -11,29 +13,52 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from training.gate import GatePolicy
+from training.models import FitConfig
+from training.monitoring import MonitorThresholds
+
+NESTED = ("gate", "train", "monitor")  # the policies' sections
+
 
 class Settings(BaseSettings):
-    """Runtime settings. Nothing is created on disk until a caller asks for it."""
+    """Runtime settings. Nothing is created on disk until a caller asks for it.
 
-    model_config = SettingsConfigDict(env_prefix="ADUANA_", extra="ignore")
+    The policies are nested, with their defaults written once, in the class that applies them: `gate`
+    (training.gate.GatePolicy), `train` (training.models.FitConfig) and `monitor`
+    (training.monitoring.MonitorThresholds). In the environment a policy's field is ADUANA_<POLICY>_<FIELD>
+    (ADUANA_GATE_MARGIN, ADUANA_TRAIN_ITERATIONS, ADUANA_MONITOR_PSI); in the YAML file, a section per policy.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ADUANA_", extra="ignore", env_nested_delimiter="_",
+                                      env_nested_max_split=1)
 
     home: Path = Path(".aduana")
     gx_sample_rows: int = 200_000
     """Great Expectations runs on at most this many rows of a batch (a seeded sample); pandera checks all rows."""
-    train_iterations: int = 1000  # the most CatBoost rounds; early stopping on the validation window ends sooner
-    train_ablation: bool = True  # leave out feature groups that do not help on the validation window
-    train_reference_iterations: int | None = None  # the reference's rounds; None: CatBoost's own default (tests use fewer)
     lane_policy: Path | None = None  # YAML lane policy; default: serving.lanes.LanePolicy()
     reload_seconds: float = 30.0  # how often the API checks for a new champion and a changed warehouse
-    gate_metric: str = "pr_auc"  # the gate's primary metric (pr_auc or precision|recall|revenue_at_Npct)
-    gate_confidence: float = 0.90  # of the paired bootstrap interval on a difference
-    gate_margin: float = 0.0  # over the champion, the interval's lower bound must exceed this
-    gate_block_on_warnings: bool = False  # unacknowledged validation warnings block promotion
-    monitor_window_days: int = 30  # the recent window compared with the champion's reference
-    monitor_outcome_days: int = 90  # decisions whose control outcomes count towards the hit-rate checks
-    monitor_psi: float = 0.25  # a feature (or the score) drifts at or above this PSI
-    monitor_missing_increase: float = 0.10  # ... or when its missing rate rises by this much
-    monitor_hit_rate_tolerance: float = 0.15  # relative gap allowed between a stratum's hit rate and the model's
+    api_key: str | None = None  # when set, every scoring call must carry it in X-API-Key
+    mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
+    """The user's tracking store; default: the sqlite store under ADUANA_HOME."""
+    gate: GatePolicy = GatePolicy()
+    train: FitConfig = FitConfig()
+    monitor: MonitorThresholds = MonitorThresholds()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_policy_keys(cls, data: object) -> object:
+        """`gate_margin: 0.01` in a YAML file (or as a keyword) means `gate: {margin: 0.01}`, as in the
+        environment, so that the file's keys are the environment's names without the prefix."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name in NESTED:
+            flat = {k: data.pop(k) for k in list(data) if isinstance(k, str) and k.startswith(f"{name}_")}
+            if flat:
+                nested = data.get(name)
+                base = dict(nested) if isinstance(nested, dict) else {}
+                data[name] = {**{k.removeprefix(f"{name}_"): v for k, v in flat.items()}, **base}
+        return data
 
     @classmethod
     def settings_customise_sources(
@@ -96,6 +121,6 @@ class Settings(BaseSettings):
         return self.root / "mlartifacts"
 
 
-def get_settings() -> Settings:
+def get_settings(**overrides: object) -> Settings:
     """Read settings now (not at import time), so tests can point ADUANA_HOME elsewhere."""
-    return Settings()
+    return Settings(**overrides)

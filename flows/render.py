@@ -1,0 +1,276 @@
+"""Every result as people read it: the CLI's text and the Prefect artifacts' markdown, one function per result and
+form. The flows return plain dicts (their `--json`); this turns them into words."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from training.metrics import RATES, label
+from training.registry import CHAMPION, MODEL_NAME
+
+METRIC_KEYS = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
+
+
+def _metric(value: float | None) -> str:
+    return "absent" if value is None else f"{value:.3f}"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _cell(value: object) -> str:
+    """A value as one markdown table cell: pipes escaped, line breaks as spaces."""
+    return " ".join(str(value).splitlines()).replace("|", "\\|")
+
+
+# ---------------------------------------------------------------- ingest
+
+def ingest_text(summaries: list[dict], warehouse: Path, data_docs: Path) -> str:
+    lines = [f"{'file':<28} {'kind':<13} {'read':>10} {'stored':>10} {'quarantined':>12} {'duplicates':>11}"]
+    for s in summaries:
+        lines.append(f"{Path(s['source']).name:<28} {s['kind']:<13} {s['read']:>10,} {s['stored']:>10,} "
+                     f"{s['quarantined']:>12,} {s['duplicates']:>11,}")
+        for reason, n in sorted(s["reasons"].items()):
+            lines.append(f"{'':<42}quarantined {reason}: {n:,}")
+        lines += [f"{'':<42}converted {c}" for c in s.get("conversions", [])]
+    lines.append(f"warehouse: {warehouse}")
+    lines.append(f"data docs: {data_docs}")
+    return "\n".join(lines)
+
+
+def ingest_markdown(summaries: list[dict], refused: dict[str, str] | None = None) -> str:
+    lines = ["| file | kind | read | stored | updated | quarantined | duplicates | expectations |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for s in summaries:
+        lines.append(f"| {Path(s['source']).name} | {s['kind']} | {s['read']:,} | {s['stored']:,} | {s['updated']:,} | "
+                     f"{s['quarantined']:,} | {s['duplicates']:,} | {'passed' if s['expectations_passed'] else 'failed'} |")
+    reasons: dict[str, int] = {}
+    for s in summaries:
+        for reason, n in s["reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + n
+    if reasons:
+        lines += ["", "Quarantine reasons: " + ", ".join(f"`{r}` {n:,}" for r, n in sorted(reasons.items()))]
+    lines += [f"- refused `{n}`: {r}" for n, r in (refused or {}).items()]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- training and evaluation
+
+def metrics_text(result: dict) -> str:
+    lines = [f"{'metric (holdout)':<18} {'model':>8} {'reference':>10}"]
+    lines += [f"{label(k):<18} {_metric(result['metrics'].get(k)):>8} {_metric(result['reference_metrics'].get(k)):>10}"
+              for k in METRIC_KEYS]
+    lines.append("reference: a library-default CatBoost on the mapped columns")
+    groups = result.get("feature_groups") or []
+    if groups:
+        lines.append("feature groups: " + ", ".join(
+            f"{g['group']} {'kept' if g['kept'] else 'left out'}"
+            + (f" ({g['delta']:+.4f})" if g["delta"] is not None else "") for g in groups))
+    return "\n".join(lines)
+
+
+def metrics_markdown(model: dict, reference: dict) -> str:
+    rows = ["| metric | model | reference (default CatBoost) |", "|---|---:|---:|"]
+    rows += [f"| {label(k)} | {_metric(model.get(k))} | {_metric(reference.get(k))} |" for k in METRIC_KEYS]
+    return "\n".join(rows)
+
+
+def train_text(result: dict, mlflow_db: Path) -> str:
+    verdict = f"promoted to @{CHAMPION}" if result["promoted"] else "kept as challenger"
+    lines = [f"trained on {result['counts']['train']:,} controlled declarations, "
+             f"holdout {result['counts']['holdout']:,}", metrics_text(result),
+             f"{MODEL_NAME} v{result['version']} ({result['candidate']}): {verdict}"]
+    lines += [f"  - {r}" for r in result["reasons"]]
+    lines.append(f"MLflow UI: .venv/bin/mlflow server --backend-store-uri sqlite:///{mlflow_db} "
+                 "--host 127.0.0.1 --port 5000  (then open http://127.0.0.1:5000)")
+    return "\n".join(lines)
+
+
+def train_markdown(result: dict) -> str:
+    return (f"## {MODEL_NAME} v{result['version']} ({result['candidate']}): "
+            f"{'promoted' if result['promoted'] else 'not promoted'}\n\n"
+            + metrics_markdown(result["metrics"], result["reference_metrics"])
+            + "\n\n" + "\n".join(f"- {r}" for r in result["reasons"]))
+
+
+def evaluate_text(result: dict) -> str:
+    return (f"trained on {result['counts']['train']:,} rows, evaluated on {result['counts']['holdout']:,}\n"
+            + metrics_text(result) + f"\nMLflow run: {result['run_id']}")
+
+
+# ---------------------------------------------------------------- scoring
+
+def score_text(result: dict) -> str:
+    return (f"scored {result['read']:,} declarations with customs-risk v{result['model_version']} → {result['out']}\n"
+            + "lanes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(result["lanes"].items()))
+            + f"\ninvalid rows (validation lane, quarantined): {result['invalid']:,}\nreport: {result['report']}")
+
+
+def score_markdown(output: pd.DataFrame, batch_id: str, model_version: str | None, policy_hash: str,
+                   top: int = 10) -> str:
+    """A scoring batch: lane counts, the top-risk declarations with their reasons, the score distribution."""
+    counts = output.groupby(["lane", "selected_by"], dropna=False).size().rename("rows").reset_index()
+    lines = [f"# Scoring batch {batch_id}", "",
+             f"Model `customs-risk` v{model_version}, lane policy `{policy_hash}`, {len(output):,} declarations.", "",
+             "## Lanes", "", "| lane | selected by | rows |", "|---|---|---:|"]
+    lines += [f"| {_cell(r.lane)} | {_cell(r.selected_by or '—')} | {r.rows:,} |" for r in counts.itertuples()]
+    lines += ["", f"## Top {top} by risk", "", "| declaration | risk | expected revenue | lane | reasons |", "|---|---:|---:|---|---|"]
+    for r in output.dropna(subset=["risk_score"]).nlargest(top, "risk_score").itertuples():
+        revenue = "" if pd.isna(r.expected_revenue) else f"{r.expected_revenue:,.0f}"
+        lines.append(f"| {_cell(r.declaration_id)} | {r.risk_score:.3f} | {revenue} | {_cell(r.lane)} | "
+                     f"{_cell(r.reasons)} |")
+    edges = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0001]
+    histogram = pd.cut(output["risk_score"].dropna(), edges, right=False).value_counts(sort=False)
+    lines += ["", "## Score distribution", "", "| risk score | rows |", "|---|---:|"]
+    lines += [f"| {i.left:.2f}–{min(i.right, 1):.2f} | {n:,} |" for i, n in histogram.items()]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- monitoring
+
+def monitor_text(result: dict) -> str:
+    lines = [f"monitor: customs-risk v{result['model_version']}, window {result['window_start']}…{result['window_end']} "
+             f"({result['rows']:,} declarations): " + ("DRIFT DETECTED" if result["drift_detected"] else "no drift")]
+    lines += [f"  - {a}" for a in result["alerts"]]
+    lines.append("  top PSI: " + ", ".join(f"{f['feature']} {f['psi']:.3f}" for f in result["top_features"][:5])
+                 + f"; risk score {result['score_psi']:.3f}")
+    for name, o in result["outcomes"].items():
+        lines.append(f"  {name}: {o['controlled']:,} controlled, hit rate {_pct(o['hit_rate'])} "
+                     f"(95% CI {_pct(o['ci_low'])}–{_pct(o['ci_high'])}), model expected {_pct(o['expected_hit_rate'])}")
+    if result["event_id"]:
+        lines.append(f"  event aduana.drift.detected emitted ({result['event_id']})")
+    lines.append(f"  MLflow run: {result['mlflow_run_id']} (experiment aduana-monitoring)")
+    return "\n".join(lines)
+
+
+def monitor_markdown(report) -> str:  # noqa: ANN001 - a training.monitoring.MonitorReport
+    verdict = "**drift detected**" if report.drift_detected else "no drift"
+    lines = [f"## customs-risk v{report.model_version}: {verdict}",
+             f"Window {report.window[0].date()}…{report.window[1].date()}: {report.rows:,} declarations against "
+             f"{report.reference_rows:,} reference rows.", ""]
+    lines += [f"- {a}" for a in report.alerts] + ([""] if report.alerts else [])
+    lines += ["| feature | PSI | test | statistic | missing (ref → now) | alerts |", "|---|---:|---|---:|---|---|"]
+    for row in report.features.head(25).itertuples():
+        lines.append(f"| {row.feature} | {row.psi:.3f} | {row.test} | {row.statistic:.3g} | "
+                     f"{row.missing_reference:.1%} → {row.missing_current:.1%} | {'yes' if row.alerting else 'no (trends with time)'} |")
+    lines += ["", f"Risk score PSI {report.score['psi']:.3f}.", "", "| stratum | controlled | hit rate | 95% CI | expected |",
+              "|---|---:|---:|---|---:|"]
+    for name, o in report.outcomes.items():
+        lines.append(f"| {name} | {o['controlled']:,} | {_pct(o['hit_rate'])} | {_pct(o['ci_low'])}–{_pct(o['ci_high'])} "
+                     f"| {_pct(o['expected_hit_rate'])} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- audit and ratings
+
+def audit_text(result: dict) -> str:
+    lines = [f"post-clearance audit list for {result['period']} ({len(result['selected'])} of capacity "
+             f"{result['capacity']})"]
+    for r in result["selected"]:
+        lines.append(f"{r['rank']:>3}. {r['importer_id']:<12} priority {r['audit_priority']:>12,.0f}  {r['reasons']}")
+        for e in [e for e in result["evidence"] if e["importer_id"] == r["importer_id"]][:3]:
+            lines.append(f"       {e['declaration_id']} ({e['lane']}, risk {e['risk_score']:.2f}, "
+                         f"expected {e['residual_revenue']:,.0f})")
+    return "\n".join(lines)
+
+
+def ratings_text(rows: list[dict], keys: list[str]) -> str:
+    return "\n".join(f"{' → '.join(str(r[k]) for k in keys):<22} {r['band']:<10} {r['why']}" for r in rows)
+
+
+def ratings_markdown(rows: list[dict], keys: list[str]) -> str:
+    lines = [f"| {' → '.join(keys)} | band | why |", "|---|---|---|"]
+    lines += [f"| {' → '.join(str(r[k]) for k in keys)} | {r['band']} | {r['why']} |" for r in rows]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- backtest
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def backtest_markdown(summary: dict) -> str:
+    """A backtest's summary (serving.backtest, as a dict) as a short report: the Prefect artifact and the CLI."""
+    rows = ["| policy | precision | recall | revenue share | precision pre → post drift | recall pre → post drift |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for name, p in summary["policies"].items():
+        pre, post = p["pre_drift"] or {}, p["post_drift"] or {}
+        rows.append(f"| {name} | {_share(p['precision'])} | {_share(p['recall'])} | {_share(p['revenue_share'])} | "
+                    f"{_share(pre.get('precision'))} → {_share(post.get('precision'))} | "
+                    f"{_share(pre.get('recall'))} → {_share(post.get('recall'))} |")
+    setup = (f"{summary['source']}: {summary['universe_rows']:,} declarations over {summary['weeks_total']} weeks; "
+             f"warm-up {summary['warmup_weeks']} weeks, {summary['weeks']} weeks replayed from "
+             f"{summary['replay_start']}; capacity {_share(summary['capacity'])} of each week, hybrid exploration "
+             f"{_share(summary['exploration'])} of the capacity, refit every {summary['retrain_every']} weeks; "
+             f"drift date {summary['drift_date'] or 'none'}.")
+    if summary["unlabelled_rows_left_out"]:
+        setup += f" {summary['unlabelled_rows_left_out']:,} unlabelled rows were left out of the universe."
+    return ("## Backtest (BACUDA protocol)\n\n" + setup + "\n\n" + "\n".join(rows) + "\n\n"
+            + "\n".join(f"- {line}" for line in summary["findings"]))
+
+
+# ---------------------------------------------------------------- registry and warnings
+
+def promote_text(result: dict, promotions_log: Path) -> str:
+    if "demoted" in result:
+        return f"@{CHAMPION} rolled back from v{result['demoted']} to v{result['champion']}"
+    if "reason" in result:
+        return (f"@{CHAMPION} is now v{result['champion']}"
+                + (f" (was v{result['previous']})" if result["previous"] else "") + f"; logged in {promotions_log}")
+    text = "\n".join(f"@{a}: v{result[a]}" if result[a] else f"@{a}: none" for a in (CHAMPION, "challenger"))
+    return text + "".join(f"\n  {p['at'][:19]} {p['action']} v{p['version']} by {p['by']}: {p['reason'][:100]}"
+                          for p in result["promotions"])
+
+
+def warnings_text(rows: list[dict]) -> str:
+    if not rows:
+        return "no batch has failed expectations"
+    lines = []
+    for r in rows:
+        state = "REJECTED" if r["rejected"] else ("acknowledged" if r["acknowledged"] else "OPEN")
+        lines.append(f"{r['batch_id']}  {r['kind']:<12} {r['file']}  {r['started_at']}  stored {r['stored']:,}  [{state}]")
+        lines += [f"  - {f}" for f in r["failures"]]
+        if r["acknowledged"]:
+            lines.append(f"  acknowledged {r['acknowledged_at']} by {r['acknowledged_by']}: {r['ack_reason']}")
+    open_ = sum(not r["acknowledged"] and not r["rejected"] for r in rows)
+    lines.append(f"{open_} stored batch(es) with open warnings"
+                 + (": acknowledge with 'aduana warnings --ack BATCH_ID --reason TEXT'" if open_ else ""))
+    return "\n".join(lines)
+
+
+def acknowledged_text(record: dict) -> str:
+    return (f"acknowledged {record['batch_id']} ({record['kind']}) as {record['acknowledged_by']}: {record['reason']}"
+            + (f"\nits profile joined the {record['kind']} reference" if record["reference_updated"] else ""))
+
+
+# ---------------------------------------------------------------- generate and demo
+
+def generate_text(result: dict) -> str:
+    if "train" in result:  # the islas world
+        lines = [f"{n:<13} {result[n]['rows']:>10,} rows  {result[n]['path']}" for n in ("train", "test")]
+        lines.append(f"{'mapping':<13} {'':>15}  {result['mapping']['path']}")
+        lines.append(f"injected bad rows: {sum(result['bad_rows'].values())} "
+                     f"({', '.join(f'{r} {k}' for r, k in result['bad_rows'].items())})")
+        return "\n".join(lines)
+    return "\n".join(f"{n:<13} {r['rows']:>10,} rows  {r['path']}" for n, r in result.items())
+
+
+def demo_text(result: dict, mlflow_db: Path) -> str:
+    score, outcome = result["score"], result["outcome"]
+    explored = f"{outcome['exploration_hit_rate']:.1%}" if outcome["exploration_hit_rate"] is not None else "n/a"
+    return (ingest_text(result["ingest"], Path(result["warehouse"]), Path(result["data_docs"]))
+            + f"\nlanding files: {result['landing']}\n\n"
+            + train_text(result["train"], mlflow_db) + "\n\n"
+            + f"scored {score['read']:,} arriving declarations: "
+            + ", ".join(f"{k} {v:,}" for k, v in sorted(score["lanes"].items())) + "\n"
+            + f"red lane hit rate on the simulator's hidden outcomes: {outcome['red_hit_rate']:.1%} "
+            + f"(model selections {outcome['model_red_hit_rate']:.1%}, exploration {explored}"
+            + f"; base rate {outcome['base_fraud_rate']:.1%}); revenue at stake in red: {outcome['red_revenue_share']:.1%}\n"
+            + f"scores: {score['out']}\nbatch report: {score['report']}\n"
+            + monitor_text(result["monitor"]) + "\n"
+            + f"post-clearance audit: {len(result['audit']['selected'])} enterprises "
+            + ", ".join(r["importer_id"] for r in result["audit"]["selected"][:5]) + " …\n"
+            + "Prefect UI: .venv/bin/prefect server start, then set PREFECT_API_URL (see README)")

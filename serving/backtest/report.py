@@ -1,0 +1,237 @@
+"""What a backtest found: the weekly table, the typed summary per policy, and plain-sentence findings.
+
+The oracle reaches these figures through the replay's records only. `BacktestSummary.to_dict()` is the
+JSON-able form flows, the CLI and tracking read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from serving.backtest.replay import _Replay
+
+COLLAPSE_RATIO = 0.5  # model-only "collapses" when post-drift precision falls below half its pre-drift value
+
+
+def _ratio(found: float, total: float) -> float:
+    return float(found / total) if total and not np.isnan(total) else np.nan
+
+
+def _json(value: float) -> float | None:
+    return None if value is None or np.isnan(value) else round(float(value), 4)
+
+
+def weekly_table(records: pd.DataFrame, drift_date: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Per (week, policy): precision, recall and revenue share of the week, and the same cumulated since the start.
+
+    precision = frauds found / selected; recall = frauds found / all frauds of the week (by the oracle);
+    revenue share = revenue found / all revenue at stake that week (NaN when the data has no revenue).
+    """
+    out = records.sort_values(["policy", "week"], kind="stable").reset_index(drop=True)
+    out["precision"] = out["frauds_found"] / out["selected"].where(out["selected"] > 0)
+    out["recall"] = out["frauds_found"] / out["frauds_total"].where(out["frauds_total"] > 0)
+    out["revenue_share"] = out["revenue_found"] / out["revenue_total"].where(out["revenue_total"] > 0)
+    sums = out.groupby("policy", sort=False)[["selected", "frauds_found", "frauds_total", "revenue_found",
+                                             "revenue_total", "explored", "explored_frauds"]].cumsum()
+    for column in sums.columns:
+        out[f"cum_{column}"] = sums[column]
+    out["cum_precision"] = out["cum_frauds_found"] / out["cum_selected"].where(out["cum_selected"] > 0)
+    out["cum_recall"] = out["cum_frauds_found"] / out["cum_frauds_total"].where(out["cum_frauds_total"] > 0)
+    out["cum_revenue_share"] = out["cum_revenue_found"] / out["cum_revenue_total"].where(out["cum_revenue_total"] > 0)
+    out["after_drift"] = (out["week_start"] >= drift_date) if drift_date is not None else False
+    return out.sort_values(["week", "policy"], kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- the typed summary
+
+
+@dataclass(frozen=True)
+class Totals:
+    """One policy's figures over a set of replayed weeks (rates rounded to 4 places; None when undefined)."""
+
+    weeks: int
+    selected: int
+    frauds_found: int
+    frauds_total: int
+    precision: float | None
+    recall: float | None
+    revenue_share: float | None  # None when the data has no revenue
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> Totals | None:
+        """The totals of weekly-table rows; None when there are none (e.g. no week after the drift)."""
+        if rows.empty:
+            return None
+        revenue_total = rows["revenue_total"].sum(skipna=False)
+        return cls(weeks=int(rows["week"].nunique()), selected=int(rows["selected"].sum()),
+                   frauds_found=int(rows["frauds_found"].sum()), frauds_total=int(rows["frauds_total"].sum()),
+                   precision=_json(_ratio(rows["frauds_found"].sum(), rows["selected"].sum())),
+                   recall=_json(_ratio(rows["frauds_found"].sum(), rows["frauds_total"].sum())),
+                   revenue_share=_json(_ratio(rows["revenue_found"].sum(skipna=False), revenue_total)))
+
+    def to_dict(self) -> dict:
+        return {"weeks": self.weeks, "selected": self.selected, "frauds_found": self.frauds_found,
+                "frauds_total": self.frauds_total, "precision": self.precision, "recall": self.recall,
+                "revenue_share": self.revenue_share}
+
+
+@dataclass(frozen=True)
+class HitRates:
+    """The hit rate of each stratum, for a policy that explored: its random draws and its model picks."""
+
+    exploration: float | None
+    exploitation: float | None  # None when the whole capacity was explored
+
+
+@dataclass(frozen=True)
+class PolicySummary:
+    """One policy's figures: over the whole replay, before and after the drift, and what its weeks cost."""
+
+    overall: Totals
+    pre_drift: Totals | None  # None without a drift date, or with no replayed week before it
+    post_drift: Totals | None
+    refits: int
+    seconds_per_week: float  # selection and refits
+    hit_rates: HitRates | None = None  # only when the policy explored
+    found_by_typology: dict[str, int] | None = None  # frauds found per simulated scheme (simulator only)
+
+    def to_dict(self) -> dict:
+        out = {**self.overall.to_dict(), "pre_drift": _or_none(self.pre_drift), "post_drift": _or_none(self.post_drift),
+               "refits": self.refits, "seconds_per_week": self.seconds_per_week}
+        if self.hit_rates is not None:
+            out["exploration_hit_rate"] = self.hit_rates.exploration
+            out["exploitation_hit_rate"] = self.hit_rates.exploitation
+        if self.found_by_typology is not None:
+            out["found_by_typology"] = dict(self.found_by_typology)
+        return out
+
+
+def _or_none(totals: Totals | None) -> dict | None:
+    return None if totals is None else totals.to_dict()
+
+
+@dataclass(frozen=True)
+class BacktestSummary:
+    """The set-up of a replay, each policy's figures and the findings."""
+
+    source: str
+    universe_rows: int
+    unlabelled_rows_left_out: int
+    weeks_total: int
+    warmup_weeks: int
+    weeks: int  # replayed
+    replay_start: str  # ISO date of the first replayed week
+    replay_rows: int
+    warmup_labelled: int
+    drift_date: str | None  # ISO date
+    capacity: float
+    exploration: float
+    retrain_every: int
+    iterations: int
+    seed: int
+    policies: dict[str, PolicySummary]  # in the configuration's order
+    rulebook: dict[str, int] | None = None  # risky segments of the rules policy, when it ran
+    frauds_by_typology: dict[str, int] | None = None  # replayed frauds per simulated scheme (simulator only)
+    findings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        """The JSON-able summary (flows, `--json`, tracking)."""
+        out = {
+            "source": self.source, "universe_rows": self.universe_rows,
+            "unlabelled_rows_left_out": self.unlabelled_rows_left_out, "weeks_total": self.weeks_total,
+            "warmup_weeks": self.warmup_weeks, "weeks": self.weeks, "replay_start": self.replay_start,
+            "replay_rows": self.replay_rows, "warmup_labelled": self.warmup_labelled, "drift_date": self.drift_date,
+            "capacity": self.capacity, "exploration": self.exploration, "retrain_every": self.retrain_every,
+            "iterations": self.iterations, "seed": self.seed,
+            "policies": {name: p.to_dict() for name, p in self.policies.items()},
+        }
+        if self.rulebook is not None:
+            out["rulebook"] = dict(self.rulebook)
+        if self.frauds_by_typology is not None:
+            out["frauds_by_typology"] = dict(self.frauds_by_typology)
+        out["findings"] = list(self.findings)
+        return out
+
+
+def _policy_summary(weekly: pd.DataFrame, selections: pd.DataFrame, policy: str) -> PolicySummary:
+    rows = weekly[weekly["policy"] == policy]
+    hit_rates = found = None
+    if rows["explored"].sum() > 0:
+        exploit = rows["selected"].sum() - rows["explored"].sum()
+        hit_rates = HitRates(
+            exploration=_json(_ratio(rows["explored_frauds"].sum(), rows["explored"].sum())),
+            exploitation=_json(_ratio(rows["frauds_found"].sum() - rows["explored_frauds"].sum(), exploit)))
+    if "typology" in selections:
+        mine = selections[(selections["policy"] == policy) & (selections["typology"] != "")]
+        found = {str(k): int(v) for k, v in mine["typology"].value_counts().sort_index().items()}
+    return PolicySummary(overall=Totals.of(rows), pre_drift=Totals.of(rows[~rows["after_drift"]]),
+                         post_drift=Totals.of(rows[rows["after_drift"]]), refits=int(rows["retrained"].sum()),
+                         seconds_per_week=round(float((rows["select_seconds"] + rows["fit_seconds"]).mean()), 3),
+                         hit_rates=hit_rates, found_by_typology=found)
+
+
+def summarise(weekly: pd.DataFrame, selections: pd.DataFrame, replay: _Replay,
+              drift: pd.Timestamp | None) -> BacktestSummary:
+    """The summary: the set-up, and per policy the cumulative and pre/post-drift figures."""
+    data, plan, config = replay.data, replay.plan, replay.config
+    replayed = slice(plan.bounds[plan.warmup], plan.bounds[plan.end])
+    by_typology = None
+    if "typology" in data.oracle:
+        truth = data.oracle["typology"].iloc[replayed]
+        by_typology = {str(k): int(v) for k, v in truth[truth != ""].value_counts().sort_index().items()}
+    policies = {policy: _policy_summary(weekly, selections, policy) for policy in config.policies}
+    drift_date = str(drift.date()) if drift is not None else None
+    return BacktestSummary(
+        source=data.source, universe_rows=len(data.frame), unlabelled_rows_left_out=data.left_out,
+        weeks_total=len(plan.bounds) - 1, warmup_weeks=plan.warmup, weeks=plan.end - plan.warmup,
+        replay_start=str(plan.start(plan.warmup).date()), replay_rows=int(replayed.stop - replayed.start),
+        warmup_labelled=len(replay.warmup_labelled), drift_date=drift_date, capacity=config.capacity,
+        exploration=config.exploration, retrain_every=config.retrain_every, iterations=config.fit.iterations,
+        seed=config.seed, policies=policies,
+        rulebook=replay.rulebook.describe() if replay.rulebook is not None else None,
+        frauds_by_typology=by_typology, findings=tuple(findings(policies, drift_date, by_typology)))
+
+
+# ---------------------------------------------------------------- findings
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
+
+
+def findings(policies: dict[str, PolicySummary], drift_date: str | None,
+             frauds_by_typology: dict[str, int] | None = None) -> list[str]:
+    """Plain sentences on the question the protocol asks: does model-only exploitation collapse under drift,
+    and does the hybrid's exploration fix it? Only what the numbers say."""
+    out = []
+    if drift_date is None:
+        return ["no drift date: pre/post-drift figures are not computed (pass one to compare the two periods)"]
+    for name in ("model", "hybrid", "random", "rules"):
+        p = policies.get(name)
+        if p and p.pre_drift and p.post_drift:
+            out.append(f"{name}: precision {_pct(p.pre_drift.precision)} before the drift, "
+                       f"{_pct(p.post_drift.precision)} after; recall {_pct(p.pre_drift.recall)} → "
+                       f"{_pct(p.post_drift.recall)}")
+    model, hybrid = policies.get("model"), policies.get("hybrid")
+    if model and model.pre_drift and model.post_drift and model.pre_drift.precision:
+        ratio = (model.post_drift.precision or 0) / model.pre_drift.precision
+        verdict = "collapses" if ratio < COLLAPSE_RATIO else "does not collapse"
+        out.append(f"model-only {verdict}: its post-drift precision is {ratio:.2f}× its pre-drift precision "
+                   f"(collapse = below {COLLAPSE_RATIO}×)")
+    if model and hybrid and model.post_drift and hybrid.post_drift:
+        d_recall = (hybrid.post_drift.recall or 0) - (model.post_drift.recall or 0)
+        d_precision = (hybrid.post_drift.precision or 0) - (model.post_drift.precision or 0)
+        out.append(f"hybrid vs model-only after the drift: recall {100 * d_recall:+.1f} pts, "
+                   f"precision {100 * d_precision:+.1f} pts")
+    scheme = (frauds_by_typology or {}).get("new_scheme")
+    if scheme:  # the simulator's post-drift fraud scheme: what exploitation alone may never look at
+        found = {n: (p.found_by_typology or {}).get("new_scheme", 0) for n, p in policies.items()}
+        out.append(f"new-scheme frauds found (of {scheme} replayed): "
+                   + ", ".join(f"{n} {k}" for n, k in found.items()))
+        if "model" in found and "random" in found and found["model"] < found["random"]:
+            out.append("model-only is blind to the new scheme: it found fewer of its frauds than random selection")
+    return out

@@ -1,0 +1,28 @@
+"""Settings: the policies' defaults come from the policies, and their environment names stay flat."""
+from __future__ import annotations
+
+from flows.settings import Settings
+from training.gate import GatePolicy
+from training.models import FitConfig
+from training.monitoring import MonitorThresholds
+
+
+def test_defaults_are_the_policies_own(monkeypatch):
+    for name in ("ADUANA_TRAIN_ABLATION", "ADUANA_TRAIN_REFERENCE_ITERATIONS", "ADUANA_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert (settings.gate, settings.train, settings.monitor) == (GatePolicy(), FitConfig(), MonitorThresholds())
+
+
+def test_environment_and_file_set_nested_fields_by_flat_names(monkeypatch, tmp_path):
+    config = tmp_path / "aduana.yaml"
+    config.write_text("gate_margin: 0.02\nmonitor:\n  psi: 0.3\ntrain_iterations: 50\ngate_confidence: 0.8\n")
+    monkeypatch.setenv("ADUANA_CONFIG", str(config))
+    monkeypatch.setenv("ADUANA_GATE_CONFIDENCE", "0.95")  # the environment wins over the file
+    monkeypatch.setenv("ADUANA_MONITOR_WINDOW_DAYS", "14")
+    monkeypatch.setenv("ADUANA_API_KEY", "k")
+    settings = Settings()
+    assert (settings.gate.margin, settings.gate.confidence) == (0.02, 0.95)
+    assert (settings.monitor.psi, settings.monitor.window_days, settings.monitor.score_threshold) == (0.3, 14, 0.3)
+    assert settings.train.iterations == 50 and settings.api_key == "k"
+    assert Settings(home=tmp_path, train_ablation=False).train.ablation is False

@@ -1,0 +1,185 @@
+"""The run loggers: each training (the reference and the engineered model, each with its model), monitoring
+check and backtest as an MLflow run of its experiment, with its metrics, tables and plots."""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from features.build import FeatureSet
+from features.errors import UserError
+from training import figures
+from training.drift import reference_sample
+from training.models import RiskModel, Split
+from training.monitoring import MonitorReport
+from training.pipeline import Evaluation, TrainingResult
+from training.registry import MODEL_NAME
+from training.store import log_model
+
+REFERENCE_FILE = Path("monitoring/reference.parquet")  # on the training run: the drift reference sample
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifacts: Path) -> str:
+    """One experiment per dataset, with its artifacts under ADUANA_HOME (never ./mlruns)."""
+    existing = client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = (artifacts / name.replace("/", "_")).as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def _log_metrics(evaluation: Evaluation) -> None:
+    mlflow.log_metrics({k: v for k, v in evaluation.metrics.items() if v is not None})
+    absent = sorted(k for k, v in evaluation.metrics.items() if v is None)
+    if absent:
+        mlflow.set_tag("aduana.metrics_absent", ",".join(absent))
+    for name, table in evaluation.segments.items():
+        if len(table):
+            mlflow.log_table(table, artifact_file=f"segments/precision_by_{name}.json")
+
+
+def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, split: Split, behaviour: dict,
+                   predictions: dict[str, pd.DataFrame]) -> None:
+    """What every candidate run holds: its features, metrics, behaviour, plots, model and drift reference."""
+    mlflow.log_params({k: v for k, v in model.params.items() if not isinstance(v, dict | list)}
+                      | {"features": len(model.columns), "revenue_model": model.revenue_model is not None})
+    mlflow.log_dict({"categorical": model.categorical, "numeric": model.numeric,
+                     "monotone_constraints": model.params.get("monotone_constraints", {})}, "features.json")
+    _log_metrics(evaluation)
+    mlflow.log_dict(behaviour, "behaviour_checks.json")
+    importance = pd.Series(model.classifier.get_feature_importance(), index=model.columns)
+    for name, fig in (("precision_revenue_at_k", figures.selection_curves(predictions)),
+                      ("pr_curve", figures.pr_curve(predictions)),
+                      ("feature_importance", figures.feature_importance(importance)),
+                      ("calibration", figures.calibration(evaluation.predictions))):
+        mlflow.log_figure(fig, f"plots/{name}.png")
+        figures.plt.close(fig)
+    with tempfile.TemporaryDirectory() as tmp:  # the drift reference, which monitoring compares windows with
+        path = Path(tmp) / REFERENCE_FILE.name
+        reference_sample(fs.X, fs.meta["declaration_date"], split.valid_start)[model.columns].to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), str(REFERENCE_FILE.parent))
+    log_model(model, fs.X)
+
+
+def log_training(client: MlflowClient, result: TrainingResult, dataset: str, artifacts: Path,
+                 flow_run_id: str | None = None, warnings: list[str] | None = None,
+                 tags: dict[str, str] | None = None) -> dict[str, str]:
+    """Log the reference and the engineered model as two runs of the dataset's experiment, each with its model,
+    so either can be registered. Returns {"model": run id, "reference": run id}."""
+    experiment_id = ensure_experiment(client, f"aduana-{dataset}", artifacts)
+    fs, split = result.features, result.split
+    common_tags = {"aduana.dataset": dataset, "prefect.flow_run_id": flow_run_id or "", "aduana.data_hash": fs.data_hash,
+                   "aduana.validation_warnings": str(len(warnings or [])), **(tags or {})}
+    common_params = {"valid_start": str(split.valid_start.date()), "holdout_start": str(split.holdout_start.date()),
+                     **{f"rows_{k}": v for k, v in result.counts.items()}, "data_hash": fs.data_hash}
+    predictions = {"model": result.evaluation.predictions,
+                   "reference (default CatBoost)": result.reference_evaluation.predictions}
+    stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M%S")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"reference-default-catboost-{stamp}",
+                          tags={**common_tags, "aduana.role": "reference"}) as reference_run:
+        mlflow.log_params(common_params)
+        _log_candidate(result.reference, result.reference_evaluation, fs, split, result.reference_behaviour, predictions)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"catboost-risk-{stamp}",
+                          tags={**common_tags, "aduana.role": "model",
+                                "aduana.reference_run_id": reference_run.info.run_id}) as run:
+        mlflow.log_params({**common_params, "feature_groups": ",".join(result.kept_groups) or "none"})
+        mlflow.log_input(mlflow.data.from_pandas(fs.X.loc[split.train | split.valid].head(100_000),
+                                                 name=f"{dataset}-features-{fs.data_hash}", digest=fs.data_hash),
+                         context="training")
+        for key, value in result.reference_evaluation.metrics.items():
+            if value is not None:
+                mlflow.log_metric(f"reference_{key}", value)
+        mlflow.log_dict({"groups": [asdict(g) for g in result.groups]}, "feature_groups.json")
+        mlflow.log_metrics({f"group_delta_{g.group}": g.delta for g in result.groups if g.delta is not None}
+                           | {k.removesuffix("_s") + "_seconds": v for k, v in result.timings.items()})
+        _log_candidate(result.model, result.evaluation, fs, split, result.behaviour, predictions)
+        for trial in result.trials:  # each Optuna trial as a nested run under the training run
+            with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{trial.number}", nested=True,
+                                  tags={**common_tags, "aduana.role": "tuning-trial"}):
+                mlflow.log_params(trial.params)
+                mlflow.log_metrics({"validation_pr_auc": trial.value, "fit_seconds": trial.seconds})
+    return {"model": run.info.run_id, "reference": reference_run.info.run_id}
+
+
+def load_reference(client: MlflowClient, version: str) -> pd.DataFrame:
+    """The drift reference sample logged with a registry version's training run."""
+    run_id = client.get_model_version(MODEL_NAME, version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, str(REFERENCE_FILE), tmp)
+        except (MlflowException, OSError) as exc:
+            raise UserError(f"{MODEL_NAME} v{version} has no drift reference ({REFERENCE_FILE}): "
+                            "it was trained before monitoring existed; retrain it") from exc
+        return pd.read_parquet(path)
+
+
+def log_monitoring(client: MlflowClient, report: MonitorReport, artifacts: Path, flow_run_id: str | None) -> str:
+    """One run of the `aduana-monitoring` experiment per check: PSI per feature, score drift, outcomes, alerts."""
+    experiment_id = ensure_experiment(client, "aduana-monitoring", artifacts)
+    name = f"monitor-v{report.model_version}-{report.window[1].date()}"
+    tags = {"aduana.model_version": report.model_version, "aduana.drift_detected": str(report.drift_detected).lower(),
+            "prefect.flow_run_id": flow_run_id or ""}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:
+        mlflow.log_params({"window_start": str(report.window[0].date()), "window_end": str(report.window[1].date()),
+                           "rows": report.rows, "reference_rows": report.reference_rows})
+        metrics = {f"psi.{row.feature}": row.psi for row in report.features.itertuples()}
+        metrics.update({f"missing.{row.feature}": row.missing_current for row in report.features.itertuples()})
+        metrics.update({"score_psi": report.score["psi"], "score_ks": report.score["statistic"],
+                        "drifted_features": len(report.drifted_features), "alerts": len(report.alerts)})
+        for stratum, figures_ in report.outcomes.items():
+            metrics.update({f"{stratum}.{k}": v for k, v in figures_.items() if isinstance(v, int | float)})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and pd.notna(v)})
+        mlflow.log_table(report.features, artifact_file="monitoring/feature_drift.json")
+        mlflow.log_dict({"payload": report.payload(), "outcomes": report.outcomes, "score": report.score},
+                        "monitoring/report.json")
+    return run.info.run_id
+
+
+def log_backtest(client: MlflowClient, result, artifacts: Path, flow_run_id: str | None = None) -> str:  # noqa: ANN001
+    """Log a backtest as one run of the `aduana-backtest` experiment; returns the run id.
+
+    `result` is a serving.backtest.BacktestResult, used by its fields only (training does not import serving):
+    `params` (the configuration), `summary` (a BacktestSummary: per-policy cumulative and pre/post-drift figures) and `weekly`
+    (one row per week and policy). Per-week metrics are logged with step = week of the replay.
+    """
+    from mlflow.entities import Metric, Param
+
+    experiment_id = ensure_experiment(client, "aduana-backtest", artifacts)
+    stamp = pd.Timestamp.now()
+    run = client.create_run(experiment_id, run_name=f"backtest-{stamp:%Y%m%d-%H%M%S}",
+                            tags={"prefect.flow_run_id": flow_run_id or "", "aduana.source": result.summary.source,
+                                  "aduana.role": "backtest"})
+    run_id = run.info.run_id
+    millis = int(stamp.timestamp() * 1000)
+
+    def metric(key: str, value: object, step: int = 0) -> list[Metric]:
+        ok = isinstance(value, int | float) and value == value  # NaN and None are absent, not zero
+        return [Metric(key, float(value), millis, step)] if ok else []
+
+    params = [Param(k, str(v)[:500]) for k, v in result.params.items()]
+    metrics: list[Metric] = []
+    for policy, stats in result.summary.to_dict()["policies"].items():
+        for name in ("precision", "recall", "revenue_share", "exploration_hit_rate"):
+            metrics += metric(f"{policy}_{name}", stats.get(name))
+            for period in ("pre_drift", "post_drift"):
+                metrics += metric(f"{policy}_{period}_{name}", (stats.get(period) or {}).get(name))
+    for row in result.weekly.itertuples(index=False):
+        for name in ("precision", "recall", "revenue_share", "cum_precision", "cum_recall", "cum_revenue_share"):
+            metrics += metric(f"{row.policy}_week_{name}", getattr(row, name), int(row.week))
+    for start in range(0, max(len(params), 1), 100):
+        client.log_batch(run_id, params=params[start:start + 100])
+    for start in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[start:start + 1000])
+    client.log_text(run_id, result.weekly.to_csv(index=False), "backtest/weekly.csv")
+    client.log_dict(run_id, result.summary.to_dict(), "backtest/summary.json")
+    for name, fig in (("precision_recall_by_week", figures.backtest_weekly(result.weekly)),
+                      ("cumulative_revenue_share", figures.backtest_cumulative(result.weekly))):
+        client.log_figure(run_id, fig, f"plots/{name}.png")
+        figures.plt.close(fig)
+    client.set_terminated(run_id)
+    return run_id
