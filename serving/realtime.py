@@ -136,7 +136,7 @@ class DecisionLog:
 
     def __init__(self, warehouse: Warehouse, flush_seconds: float = 5.0, flush_rows: int = 1_000,
                  max_rows: int = 50_000, close_timeout: float = 30.0, write_wait: float = 0.5):
-        self.warehouse = Warehouse(warehouse.path, busy_wait=write_wait)
+        self.warehouse = warehouse.waiting_at_most(write_wait)
         self.spill_path = warehouse.path.with_name(warehouse.path.name + ".pending-decisions.jsonl")
         self.flush_seconds, self.flush_rows, self.max_rows = flush_seconds, flush_rows, max_rows
         self.close_timeout = close_timeout

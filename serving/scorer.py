@@ -92,7 +92,7 @@ class Scorer:
         """The warehouse as the snapshot reads it: waiting at most `snapshot_wait` for another process's lock."""
         if self.snapshot_wait is None:
             return self.warehouse
-        return Warehouse(self.warehouse.path, busy_wait=min(self.snapshot_wait, self.warehouse.busy_wait))
+        return self.warehouse.waiting_at_most(self.snapshot_wait)
 
     def context(self) -> ScoringContext:
         """The warehouse snapshot, rebuilt when the warehouse has changed (checked at most every reload_seconds).

@@ -141,6 +141,10 @@ class Warehouse:
         self.path = Path(path)
         self.busy_wait = busy_wait
 
+    def waiting_at_most(self, seconds: float) -> Warehouse:
+        """The same file, waiting at most `seconds` (and never longer than this one) for another process's lock."""
+        return Warehouse(self.path, busy_wait=min(seconds, self.busy_wait))
+
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         """A connection, waiting (silently, with backoff) while another process holds a conflicting lock."""
         started = time.monotonic()
