@@ -185,18 +185,26 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
         pd.DataFrame({f.name: f.batch(frame) for f in catalogue.computed()}, index=frame.index),
         pd.DataFrame({f"log_{c}": _log1p(frame, c) for c in LOG_COLUMNS}),
         frame[passthrough]], axis=1)
-    base_categorical = catalogue.columns(categorical=True)
-    base_numeric = [c for c in catalogue.columns(categorical=False) if catalogue.group_of(c) not in PROFILE_GROUPS]
-    profile_columns = [c for c in X.columns if c not in base_categorical + base_numeric + extra_cat + extra_num
-                       and c != "price_reference_log"]
-    categorical = base_categorical + extra_cat
-    numeric = base_numeric + profile_columns + extra_num
+    categorical, numeric = column_order(list(X.columns))
     reference = X["price_reference_log"]
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()
     mapped = [c for c in catalogue.REFERENCE_COLUMNS if c in frame] + extra_cat + extra_num
     return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, price_bands=bands,
                       price_reference_log=reference, reference_columns=mapped)
+
+
+def column_order(columns: list[str]) -> tuple[list[str], list[str]]:
+    """(categorical, numeric) model columns in the feature matrix's order: every catalogue feature in catalogue
+    order, the entity profiles present in `columns` in the order the profile index gives them, then the
+    mapping's extras present in `columns`."""
+    extra_cat = sorted(c for c in columns if c.startswith(EXTRA_CATEGORICAL_PREFIX))
+    extra_num = sorted(c for c in columns if c.startswith(EXTRA_NUMERIC_PREFIX))
+    base_categorical = catalogue.columns(categorical=True)
+    base_numeric = [c for c in catalogue.columns(categorical=False) if catalogue.group_of(c) not in PROFILE_GROUPS]
+    known = {*base_categorical, *base_numeric, *extra_cat, *extra_num, "price_reference_log"}
+    profile_columns = [c for c in columns if c not in known]
+    return base_categorical + extra_cat, base_numeric + profile_columns + extra_num
 
 
 def _model_dtypes(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:

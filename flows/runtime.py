@@ -17,12 +17,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from features.warehouse import Warehouse
 from flows.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+    from features.warehouse import Warehouse
     from serving.scorer import Scorer
     from training.registry import RegistryModels
 
@@ -81,6 +81,8 @@ class Runtime:
 
     @cached_property
     def warehouse(self) -> Warehouse:
+        from features.warehouse import Warehouse  # imported when used: the CLI starts without pandas
+
         return Warehouse(self.settings.warehouse_path)
 
     @cached_property

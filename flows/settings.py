@@ -13,9 +13,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from training.gate import GatePolicy
-from training.models import FitConfig
-from training.monitoring import MonitorThresholds
+from training.policies import FitConfig, GatePolicy, MonitorThresholds
 
 NESTED = ("gate", "train", "monitor")  # the policies' sections
 

@@ -12,16 +12,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score
 
 from training.metrics import label
-
-
-@dataclass(frozen=True)
-class GatePolicy:
-    metric: str = "pr_auc"  # pr_auc, or precision_at_Npct / recall_at_Npct / revenue_at_Npct
-    confidence: float = 0.90  # of the bootstrap interval on the difference
-    margin: float = 0.0  # over the champion, the interval's lower bound must exceed this
-    resamples: int = 1000
-    seed: int = 0
-    block_on_warnings: bool = False  # unacknowledged validation warnings on the training data block promotion
+from training.policies import GatePolicy
 
 
 @dataclass

@@ -16,33 +16,9 @@ from sklearn.metrics import average_precision_score
 from features.build import MONOTONE_INCREASING, FeatureSet
 from features.errors import UserError
 from features.prices import PriceBands
+from training.policies import FitConfig
 
 MIN_REVENUE_ROWS = 30
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """The engineered model's CatBoost settings. Categorical combinations stay on (CatBoost's default depth of
-    combinations): customs fraud lives in pairs such as importer × HS heading or declarant × office.
-    `learning_rate` None lets CatBoost choose it from the data size and the number of iterations."""
-
-    iterations: int = 1000
-    learning_rate: float | None = None
-    depth: int = 6
-    l2_leaf_reg: float | None = None
-    max_ctr_complexity: int | None = None
-    early_stopping_rounds: int = 100
-    eval_metric: str = "AUC"  # early stopping on a ranking metric (CatBoost's PRAUC overrates its tied first rounds)
-    seed: int = 7
-    threads: int = -1
-    ablation: bool = True  # leave out feature groups that do not help on the validation window
-    reference_iterations: int | None = None  # None: the library default (tests use fewer)
-
-    def catboost_params(self) -> dict:
-        params = dict(iterations=self.iterations, learning_rate=self.learning_rate, depth=self.depth,
-                      l2_leaf_reg=self.l2_leaf_reg, max_ctr_complexity=self.max_ctr_complexity,
-                      eval_metric=self.eval_metric, random_seed=self.seed)
-        return {k: v for k, v in params.items() if v is not None}
 
 
 @dataclass(frozen=True)

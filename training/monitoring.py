@@ -20,24 +20,7 @@ from features.errors import UserError
 from features.warehouse import Warehouse
 from training.drift import feature_drift, numeric_drift, wilson
 from training.models import RiskModel
-
-
-@dataclass(frozen=True)
-class MonitorThresholds:
-    """What the monitor compares (its windows) and when it alerts."""
-
-    window_days: int = 30  # the recent window compared with the champion's reference
-    outcome_days: int = 90  # decisions whose control outcomes count towards the hit-rate checks
-    psi: float = 0.25  # per feature; 0.1–0.25 is a moderate shift, above 0.25 a major one
-    score_psi: float | None = None  # the risk score's; None: the same as a feature's
-    missing_increase: float = 0.10  # absolute rise of a feature's missing rate
-    min_rows: int = 200  # fewer declarations in the window: no drift verdict
-    min_outcomes: int = 30  # fewer controlled selections: no outcome verdict
-    hit_rate_tolerance: float = 0.15  # relative: scores at the top of a ranking run high (selection on the maximum)
-
-    @property
-    def score_threshold(self) -> float:
-        return self.psi if self.score_psi is None else self.score_psi
+from training.policies import MonitorThresholds
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from features.build import FeatureSet, build_features
+from features.build import FeatureSet, build_features, column_order
 from features.errors import UserError
 from features.prices import PriceBands
-from features.profiles import PROFILE_COLUMNS, ProfileIndex, smoothed_rate
+from features.profiles import ProfileIndex, smoothed_rate
 from serving.selection import Rules, capacity, exploration_draw, lowest_draws, rule_hits, select, top_k
 from training.models import FitConfig, RiskModel, Split, fit_risk_model
 
@@ -75,24 +75,23 @@ class RuleBook:
 
 class _NoProfiles:
     """Stands in for a ProfileIndex when the week's shared features are built: profiles differ per policy, so
-    every one is unknown here (NaN), in the columns a ProfileIndex returns, until `with_profiles` fills them in."""
+    none is looked up here; `with_profiles` adds each policy's."""
 
     def lookup(self, queries: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame(np.nan, index=queries.index, columns=PROFILE_COLUMNS)
+        return pd.DataFrame(index=queries.index)
 
 
 def shared_features(rows: pd.DataFrame, bands: PriceBands) -> FeatureSet:
-    """The label-free part of the features (values, documents, registry), built once a week for every policy.
-
-    Its columns are build_features' own, entity profiles included (all unknown until `with_profiles`)."""
+    """The label-free part of the features (values, documents, registry), built once a week for every policy."""
     return build_features(rows, bands=bands, profiles=_NoProfiles())
 
 
 def with_profiles(shared: FeatureSet, rows: pd.DataFrame, profiles: ProfileIndex) -> FeatureSet:
-    """The full feature matrix: the shared part with a policy's entity profiles filled in, in its column order."""
+    """The full feature matrix: the shared part and a policy's entity profiles, in build_features' column order."""
     found = profiles.lookup(rows.reset_index(drop=True)).astype("float64")
-    X = pd.concat([shared.X.drop(columns=found.columns), found], axis=1)[shared.columns]
-    return FeatureSet(X=X, meta=shared.meta, categorical=shared.categorical, numeric=shared.numeric,
+    categorical, numeric = column_order(shared.columns + list(found.columns))
+    X = pd.concat([shared.X, found], axis=1)[categorical + numeric]
+    return FeatureSet(X=X, meta=shared.meta, categorical=categorical, numeric=numeric,
                       price_bands=shared.price_bands)
 
 

@@ -1,0 +1,58 @@
+"""The policies a user sets (flows/settings.py nests them), as plain dataclasses: their defaults are written here
+once, and importing them costs nothing (no CatBoost, no pandas), so reading settings stays fast."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """The engineered model's CatBoost settings. Categorical combinations stay on (CatBoost's default depth of
+    combinations): customs fraud lives in pairs such as importer × HS heading or declarant × office.
+    `learning_rate` None lets CatBoost choose it from the data size and the number of iterations."""
+
+    iterations: int = 1000
+    learning_rate: float | None = None
+    depth: int = 6
+    l2_leaf_reg: float | None = None
+    max_ctr_complexity: int | None = None
+    early_stopping_rounds: int = 100
+    eval_metric: str = "AUC"  # early stopping on a ranking metric (CatBoost's PRAUC overrates its tied first rounds)
+    seed: int = 7
+    threads: int = -1
+    ablation: bool = True  # leave out feature groups that do not help on the validation window
+    reference_iterations: int | None = None  # None: the library default (tests use fewer)
+
+    def catboost_params(self) -> dict:
+        params = dict(iterations=self.iterations, learning_rate=self.learning_rate, depth=self.depth,
+                      l2_leaf_reg=self.l2_leaf_reg, max_ctr_complexity=self.max_ctr_complexity,
+                      eval_metric=self.eval_metric, random_seed=self.seed)
+        return {k: v for k, v in params.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class GatePolicy:
+    metric: str = "pr_auc"  # pr_auc, or precision_at_Npct / recall_at_Npct / revenue_at_Npct
+    confidence: float = 0.90  # of the bootstrap interval on the difference
+    margin: float = 0.0  # over the champion, the interval's lower bound must exceed this
+    resamples: int = 1000
+    seed: int = 0
+    block_on_warnings: bool = False  # unacknowledged validation warnings on the training data block promotion
+
+
+@dataclass(frozen=True)
+class MonitorThresholds:
+    """What the monitor compares (its windows) and when it alerts."""
+
+    window_days: int = 30  # the recent window compared with the champion's reference
+    outcome_days: int = 90  # decisions whose control outcomes count towards the hit-rate checks
+    psi: float = 0.25  # per feature; 0.1–0.25 is a moderate shift, above 0.25 a major one
+    score_psi: float | None = None  # the risk score's; None: the same as a feature's
+    missing_increase: float = 0.10  # absolute rise of a feature's missing rate
+    min_rows: int = 200  # fewer declarations in the window: no drift verdict
+    min_outcomes: int = 30  # fewer controlled selections: no outcome verdict
+    hit_rate_tolerance: float = 0.15  # relative: scores at the top of a ranking run high (selection on the maximum)
+
+    @property
+    def score_threshold(self) -> float:
+        return self.psi if self.score_psi is None else self.score_psi
