@@ -10,7 +10,7 @@ from features.errors import UserError
 from flows import runtime
 from flows.render import ratings_markdown
 from flows.runtime import Runtime, progress
-from serving.audit import audit_candidates, entity_ratings
+from serving.audit import audit_candidates, entity_ratings, latest_complete_month
 
 RATED = {"importer": ["importer_id"], "declarant": ["declarant_id"], "hs_heading": ["hs_heading"],
          "lane": ["origin_country", "office_id"]}  # entity → the columns that identify it
@@ -43,9 +43,16 @@ def select_audits(rt: Runtime, period: str, capacity: int) -> tuple[pd.DataFrame
 
 @flow(name="customs-audit")
 def customs_audit(period: str | None = None, capacity: int = 20) -> dict:
-    """Rank enterprises for post-clearance audit within the audit capacity (default period: last month)."""
-    period = period or str(pd.Timestamp.today().to_period("M") - 1)
-    selected, evidence = select_audits(runtime.current(), period, capacity)
+    """Rank enterprises for post-clearance audit within the audit capacity (default period: the latest complete
+    month of the warehouse's declarations, so a schedule follows the data, not the wall clock)."""
+    rt = runtime.current()
+    if period is None:
+        newest = rt.warehouse.newest_declaration_date()
+        if newest is None:
+            raise UserError("the warehouse holds no declarations: run 'aduana ingest' first")
+        period = latest_complete_month(newest)
+        progress(f"audit period {period}: the latest complete month of the declarations (newest {newest.date()})")
+    selected, evidence = select_audits(rt, period, capacity)
     if len(selected):
         create_table_artifact(key="customs-audit-list", table=selected.round(4).astype(str).to_dict("records"),
                               description=f"Post-clearance audit list for {period}")

@@ -22,11 +22,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: flags read as flags (Rich's tables print every flag as `<bool>`)
 )
 _state = {"debug": False}
 EX_TEMPFAIL = 75  # sysexits.h: a temporary failure (a busy warehouse); retrying later may succeed
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout (errors too).")]
+# An input file: checked when the arguments are parsed, before any flow (or Prefect server) starts.
+INPUT = {"exists": True, "dir_okay": False, "readable": True, "resolve_path": False}
 
 
 @app.callback()
@@ -104,8 +107,8 @@ def generate(
 
 @app.command()
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files: declarations, manifests, traders, outcomes.")],
-    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for a foreign layout.")] = None,
+    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files: declarations, manifests, traders, outcomes.", **INPUT)],
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for a foreign layout.", **INPUT)] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="declarations|manifests|traders|outcomes "
                                                              "(default: from the file name).")] = None,
     as_json: JsonOption = False,
@@ -148,9 +151,9 @@ def train(
 
 @app.command()
 def evaluate(
-    train_file: Annotated[Path, typer.Option("--train", help="Labelled declarations to train on (CSV or Parquet).")],
-    test_file: Annotated[Path, typer.Option("--test", help="Labelled declarations to evaluate on.")],
-    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for both files.")] = None,
+    train_file: Annotated[Path, typer.Option("--train", help="Labelled declarations to train on (CSV or Parquet).", **INPUT)],
+    test_file: Annotated[Path, typer.Option("--test", help="Labelled declarations to evaluate on.", **INPUT)],
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for both files.", **INPUT)] = None,
     iterations: Annotated[int | None, typer.Option("--iterations", min=10)] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -164,10 +167,10 @@ def evaluate(
 
 @app.command()
 def score(
-    path: Annotated[Path, typer.Argument(help="Declarations to score (CSV or Parquet).")],
+    path: Annotated[Path, typer.Argument(help="Declarations to score (CSV or Parquet).", **INPUT)],
     out: Annotated[Path, typer.Option("--out", help="Score output file (.csv or .parquet).")],
-    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping.")] = None,
-    policy: Annotated[Path | None, typer.Option("--policy", help="YAML lane policy (capacity, exploration, rules).")] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping.", **INPUT)] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="YAML lane policy (capacity, exploration, rules).", **INPUT)] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Give every declaration a lane (red/yellow/green) with reasons, using customs-risk@champion."""
@@ -182,10 +185,10 @@ def score(
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    policy: Annotated[Path | None, typer.Option("--policy", help="YAML lane policy.")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="YAML lane policy.", **INPUT)] = None,
     max_items: Annotated[int, typer.Option("--max-items", min=1, help="Declarations per request.")] = 100,
     mapping: Annotated[Path | None, typer.Option(
-        "--mapping", help="YAML column mapping: /v1/score also takes records in its source layout.")] = None,
+        "--mapping", help="YAML column mapping: /v1/score also takes records in its source layout.", **INPUT)] = None,
     allow_open: Annotated[bool, typer.Option(
         "--allow-open", help="Serve on an interface other than loopback without ADUANA_API_KEY: anyone who can "
                              "reach it can score.")] = False,
@@ -220,14 +223,18 @@ def serve(
 
 @app.command()
 def audit(
-    period: Annotated[str, typer.Option("--period", help="START:END dates, a month (2024-11) or a year (2024).")],
+    period: Annotated[str | None, typer.Option(
+        "--period", help="START:END dates, a month (2024-11) or a year (2024). Default: the latest complete month "
+                         "of the declarations in the warehouse.")] = None,
     capacity: Annotated[int, typer.Option("--capacity", min=1, help="Enterprises the audit teams can take.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
     """Pick enterprises for post-clearance audit: expected unrecovered revenue in their released goods."""
-    from flows.audit import customs_audit
+    from flows.audit import customs_audit, parse_period
     from flows.render import audit_text
 
+    if period is not None:
+        parse_period(period)  # a bad period is refused before any flow starts
     result = customs_audit(period, capacity)
     _emit(result, as_json, audit_text(result))
 
@@ -265,8 +272,8 @@ def monitor(
 
 @app.command()
 def backtest(
-    path: Annotated[Path | None, typer.Argument(help="Labelled declarations to replay (default: the simulator).")] = None,
-    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for PATH.")] = None,
+    path: Annotated[Path | None, typer.Argument(help="Labelled declarations to replay (default: the simulator).", **INPUT)] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for PATH.", **INPUT)] = None,
     rows: Annotated[int, typer.Option("--rows", min=5000, help="Declarations to simulate (no PATH).")] = 200_000,
     seed: Annotated[int, typer.Option("--seed")] = 7,
     capacity: Annotated[float, typer.Option("--capacity", min=0.001, max=1.0, help="Share inspected each week.")] = 0.05,
@@ -393,19 +400,31 @@ def demo(
     result = customs_demo(rows=rows, seed=seed)
     _emit(result, as_json, demo_text(result, _settings().mlflow_db))
 
-def main() -> None:
-    """Console-script entry point."""
-    import click
+def _fail(message: str, code: int, kind: str, as_json: bool) -> None:
+    """One line on stderr; with --json, the same as an object on stdout, so a script always reads JSON."""
+    print(f"aduana: error: {message}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"error": {"type": kind, "message": message, "exit_code": code}}))
+    sys.exit(code)
 
+
+def main() -> None:
+    """Console-script entry point. Exit codes: 0 done, 2 usage or bad input, 75 busy (retry later), 1 a bug."""
+    from pydantic import ValidationError
+
+    # Typer raises its own copy of Click's exceptions (typer._click), not those of the `click` package.
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    as_json = "--json" in sys.argv[1:]
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Abort:
-        print("aduana: aborted", file=sys.stderr)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
+        app(standalone_mode=False, prog_name="aduana")
+    except typer.Abort:
+        _fail("aborted", 130, "aborted", as_json)
+    except usage_error as exc:  # usage: an unknown option, a missing file, a value out of range
+        if not as_json:
+            exc.show()
+            sys.exit(exc.exit_code)
+        _fail(exc.format_message(), exc.exit_code, "usage", as_json)
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except Exception as exc:
         if _state["debug"]:
@@ -413,10 +432,13 @@ def main() -> None:
         from features.warehouse import WarehouseBusy
 
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        expected = isinstance(exc, UserError | WarehouseBusy)  # bad input, or a busy warehouse: no traceback needed
-        kind = "" if expected else f"{type(exc).__name__}: "
-        print(f"aduana: error: {kind}{message}" + ("" if expected else " (--debug for details)"), file=sys.stderr)
-        sys.exit(2 if isinstance(exc, UserError) else EX_TEMPFAIL if isinstance(exc, WarehouseBusy) else 1)
+        if isinstance(exc, ValidationError):  # a value a flow's parameters refuse: bad input, said by field
+            message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        if isinstance(exc, UserError | ValidationError):
+            _fail(message, 2, "input", as_json)
+        if isinstance(exc, WarehouseBusy):
+            _fail(message, EX_TEMPFAIL, "busy", as_json)
+        _fail(f"{type(exc).__name__}: {message} (--debug for details)", 1, "internal", as_json)
 
 
 if __name__ == "__main__":

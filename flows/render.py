@@ -92,7 +92,9 @@ def train_markdown(result: dict) -> str:
     return (f"## {MODEL_NAME} v{result['version']} ({result['candidate']}): "
             f"{'promoted' if result['promoted'] else 'not promoted'}\n\n"
             + metrics_markdown(result["metrics"], result["reference_metrics"])
-            + "\n\n" + "\n".join(f"- {r}" for r in result["reasons"]))
+            + "\n\n" + "\n".join(f"- {r}" for r in result["reasons"])
+            + f"\n\nMLflow runs: model `{result['model_run_id']}`, reference `{result['reference_run_id']}` "
+            f"(the {result['candidate']} was registered as v{result['version']})")
 
 
 def evaluate_text(result: dict) -> str:

@@ -120,15 +120,19 @@ class Runtime:
 
 
 def progress(message: str) -> None:
-    """A progress line for people (stderr), and for the Prefect run log (the UI) when inside a run."""
-    print(message, file=sys.stderr, flush=True)
-    if "prefect" not in sys.modules:  # not inside a run, and no need to import Prefect to know it
-        return
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
+    """A progress line, once: to the Prefect run log (the UI) when inside a run, and to stderr when nothing else
+    shows it there (outside a run, or under the CLI, which silences Prefect's console handler). On a worker the
+    console handler already prints the log line, so it is not printed again."""
+    logged = False
+    if "prefect" in sys.modules:  # else not inside a run, and no need to import Prefect to know it
+        from prefect.exceptions import MissingContextError
+        from prefect.logging import get_run_logger
 
-    with contextlib.suppress(MissingContextError):
-        get_run_logger().info(message)
+        with contextlib.suppress(MissingContextError):
+            get_run_logger().info(message)
+            logged = True
+    if not logged or os.environ.get("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL") == "CRITICAL":
+        print(message, file=sys.stderr, flush=True)
 
 
 LANDING_SUFFIXES = (".csv", ".parquet")

@@ -155,13 +155,18 @@ def canonical_frame(items: list[Declaration]) -> pd.DataFrame:
 
 
 class ScoreOut(BaseModel):
+    """One declaration's answer (the score output contract)."""
+
     declaration_id: str
-    risk_score: float
-    expected_revenue: float | None
-    lane: str
-    selected_by: str
-    reasons: str
-    model_version: str | None
+    risk_score: float = Field(description="P(fraud) from customs-risk@champion, 0–1")
+    expected_revenue: float | None = Field(description="risk × expected duty recovered if fraud; null without a "
+                                                       "revenue model")
+    lane: Literal["red", "yellow", "green"] = Field(description="red: physical inspection, yellow: documentary "
+                                                                "check, green: release")
+    selected_by: Literal["model", "exploration", "rule", "validation", ""] = Field(
+        description="what put it in its lane; empty for a green release")
+    reasons: str = Field(description="the top drivers of the score as sentences an officer can read, '; '-separated")
+    model_version: str | None = Field(description="the registry version that scored it")
 
 
 _ANSWER = TypeAdapter(ScoreOut)

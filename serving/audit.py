@@ -63,6 +63,12 @@ def _audit_reasons(r) -> str:  # noqa: ANN001 - a namedtuple row
     return "; ".join(parts)
 
 
+def latest_complete_month(newest: pd.Timestamp) -> str:
+    """The month of `newest` if it is that month's last day, else the month before (as '2024-11')."""
+    month = pd.Timestamp(newest).to_period("M")
+    return str(month if pd.Timestamp(newest).normalize() == month.end_time.normalize() else month - 1)
+
+
 def entity_ratings(history: pd.DataFrame, key: str | list[str], min_controls: int = 0) -> pd.DataFrame:
     """Band, smoothed hit rate with a 90 % credible interval, controls and volume for each entity."""
     labelled = history["inspected"].fillna(0).eq(1) & history["fraud"].notna()
@@ -80,5 +86,5 @@ def entity_ratings(history: pd.DataFrame, key: str | list[str], min_controls: in
     table["why"] = [f"{r.hits:.0f} frauds in {r.controls:.0f} controls ({r.volume:,} declarations): smoothed hit rate "
                     f"{r.hit_rate:.0%} (90% interval {r.interval_low:.0%}–{r.interval_high:.0%}) vs {base:.0%} overall"
                     for r in table.itertuples()]
-    table = table[table["controls"] >= min_controls]
+    table = table[table["controls"] >= min_controls].astype({"controls": "int64", "hits": "int64"})  # counts
     return table.sort_values(["hit_rate", "controls"], ascending=False)

@@ -24,13 +24,20 @@ from training.store import log_model
 REFERENCE_FILE = Path("monitoring/reference.parquet")  # on the training run: the drift reference sample
 
 
+PLUMBING = {"thread_count", "verbose", "allow_writing_files"}  # how CatBoost ran, not what was fitted
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens it on model training, not GenAI
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifacts: Path) -> str:
-    """One experiment per dataset, with its artifacts under ADUANA_HOME (never ./mlruns)."""
+    """One experiment per dataset, with its artifacts under ADUANA_HOME (never ./mlruns), marked as model
+    development so that the MLflow UI shows its runs rather than an empty traces view."""
     existing = client.get_experiment_by_name(name)
     if existing is not None:
+        if existing.tags.get("mlflow.experimentKind") is None:  # an experiment made before the kind was set
+            client.set_experiment_tag(existing.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
         return existing.experiment_id
     location = (artifacts / name.replace("/", "_")).as_uri()
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 def _log_metrics(evaluation: Evaluation) -> None:
@@ -46,7 +53,7 @@ def _log_metrics(evaluation: Evaluation) -> None:
 def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, split: Split, behaviour: dict,
                    predictions: dict[str, pd.DataFrame]) -> None:
     """What every candidate run holds: its features, metrics, behaviour, plots, model and drift reference."""
-    mlflow.log_params({k: v for k, v in model.params.items() if not isinstance(v, dict | list)}
+    mlflow.log_params({k: v for k, v in model.params.items() if not isinstance(v, dict | list) and k not in PLUMBING}
                       | {"features": len(model.columns), "revenue_model": model.revenue_model is not None})
     mlflow.log_dict({"categorical": model.categorical, "numeric": model.numeric,
                      "monotone_constraints": model.params.get("monotone_constraints", {})}, "features.json")
@@ -76,7 +83,7 @@ def log_training(client: MlflowClient, result: TrainingResult, dataset: str, art
     common_tags = {"aduana.dataset": dataset, "prefect.flow_run_id": flow_run_id or "", "aduana.data_hash": fs.data_hash,
                    "aduana.validation_warnings": str(len(warnings or [])), **(tags or {})}
     common_params = {"valid_start": str(split.valid_start.date()), "holdout_start": str(split.holdout_start.date()),
-                     **{f"rows_{k}": v for k, v in result.counts.items()}, "data_hash": fs.data_hash}
+                     **{"rows" if k == "rows" else f"rows_{k}": v for k, v in result.counts.items()}, "data_hash": fs.data_hash}
     predictions = {"model": result.evaluation.predictions,
                    "reference (default CatBoost)": result.reference_evaluation.predictions}
     stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M%S")
@@ -121,7 +128,7 @@ def load_reference(client: MlflowClient, version: str) -> pd.DataFrame:
 def log_monitoring(client: MlflowClient, report: MonitorReport, artifacts: Path, flow_run_id: str | None) -> str:
     """One run of the `aduana-monitoring` experiment per check: PSI per feature, score drift, outcomes, alerts."""
     experiment_id = ensure_experiment(client, "aduana-monitoring", artifacts)
-    name = f"monitor-v{report.model_version}-{report.window[1].date()}"
+    name = f"monitor-v{report.model_version}-{report.window[1].date()}-{pd.Timestamp.now():%Y%m%dT%H%M%S}"
     tags = {"aduana.model_version": report.model_version, "aduana.drift_detected": str(report.drift_detected).lower(),
             "prefect.flow_run_id": flow_run_id or ""}
     with mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags) as run:

@@ -54,6 +54,13 @@ def test_health_readiness_and_docs(client):
     assert "/v1/score" in client.get("/openapi.json").json()["paths"]
 
 
+def test_the_answer_schema_lists_lanes_and_selectors_and_describes_its_fields(client):
+    answer = client.get("/openapi.json").json()["components"]["schemas"]["ScoreOut"]["properties"]
+    assert answer["lane"]["enum"] == ["red", "yellow", "green"]
+    assert set(answer["selected_by"]["enum"]) == {"model", "exploration", "rule", "validation", ""}
+    assert all(answer[f].get("description") for f in ("risk_score", "lane", "selected_by", "reasons"))
+
+
 def test_readyz_says_when_the_registry_is_unreachable(client, api_scorer, world):
     api_scorer.source.broken = True
     try:

@@ -31,6 +31,8 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     assert run.data.tags["prefect.flow_run_id"]
     assert client.get_run(first["run_id"]).data.tags["aduana.gate"] == "promoted"
     assert run.data.params["data_hash"] == run.data.tags["aduana.data_hash"]
+    assert "rows" in run.data.params and "rows_rows" not in run.data.params
+    assert not {"thread_count", "verbose", "allow_writing_files"} & set(run.data.params)  # plumbing, not params
     assert "precision_at_5pct" in run.data.metrics and "reference_pr_auc" in run.data.metrics
     plots = {f"plots/{p}.png" for p in ("precision_revenue_at_k", "pr_curve", "feature_importance", "calibration")}
     for run_id in (first["model_run_id"], first["reference_run_id"]):  # both runs hold a servable model and plots
@@ -39,6 +41,7 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     assert len(run.inputs.dataset_inputs) == 1
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "aduana-test"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on its runs
     assert experiment.artifact_location.startswith(loaded_home.resolve().as_uri())
     references = client.search_runs([run.info.experiment_id], "tags.`aduana.role` = 'reference'")
     assert len(references) == 1

@@ -48,6 +48,8 @@ def test_ratings_band_entities_with_an_interval():
     assert table.loc["C", "band"] == "high" and table.loc["B", "band"] == "low"
     assert (table["interval_low"] < table["hit_rate"]).all() and (table["hit_rate"] < table["interval_high"]).all()
     assert "10 frauds in 10 controls" in table.loc["C", "why"]
+    record = table.reset_index().to_dict("records")[0]  # as `ratings --json` prints it: counts are integers
+    assert type(record["controls"]) is int and type(record["hits"]) is int and type(record["volume"]) is int
 
 
 @pytest.mark.parametrize(("period", "start", "end"), [
@@ -64,3 +66,11 @@ def test_a_bad_period_is_explained():
         parse_period("2024-12-01:2024-01-01")
     with pytest.raises(UserError, match="period"):
         parse_period("last week")
+
+
+def test_the_default_audit_period_is_the_datas_latest_complete_month():
+    from serving.audit import latest_complete_month
+
+    assert latest_complete_month(pd.Timestamp("2025-01-02")) == "2024-12"  # the demo's data: January has begun
+    assert latest_complete_month(pd.Timestamp("2024-12-31")) == "2024-12"
+    assert latest_complete_month(pd.Timestamp("2024-03-01 00:00")) == "2024-02"
