@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
+import importlib.util
 import json
 import math
 import re
@@ -30,6 +31,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
@@ -37,8 +39,10 @@ import pandas as pd
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -435,6 +439,14 @@ ERROR_RESPONSES = {
 }
 
 
+DOCS_ASSETS = "/docs-assets"
+
+
+def docs_assets() -> Path:
+    """Swagger UI and ReDoc as files, from the fastapi-offline package (its static folder only)."""
+    return Path(importlib.util.find_spec("fastapi_offline").origin).parent / "static"
+
+
 def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_BODY_BYTES,
                api_key: str | None = None, mapping: ColumnMapping | None = None, decision_log: bool = True,
                body_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
@@ -461,8 +473,24 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
             if answers_log is not None:
                 await anyio.to_thread.run_sync(answers_log.close)  # every buffered answer written (or spilled)
 
-    app = FastAPI(title="Aduana scoring API", version="0.5.0", description=description, lifespan=lifespan)
+    app = FastAPI(title="Aduana scoring API", version="0.5.0", description=description, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     app.add_middleware(BodyGuard, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(docs_assets())), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """Swagger UI from local files: customs networks are often offline, and FastAPI's default loads a CDN."""
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: docs",
+                                   swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title}: reference",
+                              redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+                              redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

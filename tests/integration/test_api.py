@@ -54,6 +54,21 @@ def test_health_readiness_and_docs(client):
     assert "/v1/score" in client.get("/openapi.json").json()["paths"]
 
 
+def test_the_docs_pages_load_nothing_from_the_network(client):
+    """Customs networks are often offline: /docs and /redoc name only this server's own assets, and it serves them."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", html.text)
+        assert urls and all(u.startswith(("/docs-assets/", "/openapi.json")) for u in urls), urls
+        assert "cdn" not in html.text.lower() and "fonts.googleapis" not in html.text
+        for url in (u for u in urls if u.startswith("/docs-assets/")):
+            asset = client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 1000, url
+
+
 def test_the_answer_schema_lists_lanes_and_selectors_and_describes_its_fields(client):
     answer = client.get("/openapi.json").json()["components"]["schemas"]["ScoreOut"]["properties"]
     assert answer["lane"]["enum"] == ["red", "yellow", "green"]
