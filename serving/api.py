@@ -50,6 +50,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    computed_field,
     field_validator,
     model_validator,
 )
@@ -171,6 +172,12 @@ class ScoreOut(BaseModel):
         description="what put it in its lane; empty for a green release")
     reasons: str = Field(description="the top drivers of the score as sentences an officer can read, '; '-separated")
     model_version: str | None = Field(description="the registry version that scored it")
+
+    @computed_field(description="the same reasons as a list, strongest first (a rule hit or the exploration draw "
+                                "leads when there is one)")
+    @property
+    def reason_list(self) -> list[str]:
+        return [r for r in self.reasons.split("; ") if r]
 
 
 _ANSWER = TypeAdapter(ScoreOut)
@@ -430,6 +437,7 @@ LAYOUT_HELP = "auto: told apart by the column names; canonical: contract fields;
 CANONICAL_LAYOUT = ("Requests are declarations in canonical fields (one goods item per object; contract §4): "
                     "`declaration_id`, `declaration_date`, `importer_id`, `hs_code`, `origin_country`, "
                     "`declared_value` required, the other contract fields optional, nothing else.")
+SCORE_SUMMARY = "Score declarations: lane, risk and reasons for each"
 ERROR_RESPONSES = {
     408: {"description": "The body did not arrive in time."},
     413: {"description": "The body is over the size cap, or the list over the declarations cap."},
@@ -514,11 +522,11 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
 
         security = [Security(require_key)]
 
-    @app.get("/healthz")
+    @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict:  # on the event loop: never waits behind scoring threads
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", summary="Readiness: a champion is loaded and the warehouse snapshot is readable")
     def readyz() -> JSONResponse:
         state.refresh(wait=False)
         ready = state.ready
@@ -607,11 +615,12 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
              "openapi_extra": {"requestBody": {"required": True,
                                                "content": {"application/json": {"schema": {"anyOf": schemas}}}}}}
     if source is None:
-        @app.post("/v1/score", description=CANONICAL_LAYOUT, **route)
+        @app.post("/v1/score", summary=SCORE_SUMMARY, description=CANONICAL_LAYOUT, **route)
         async def score(request: Request) -> Response:
             return await respond(request, "canonical")
     else:
-        @app.post("/v1/score", description=CANONICAL_LAYOUT + "\n\n" + source.describe(), **route)
+        @app.post("/v1/score", summary=SCORE_SUMMARY, description=CANONICAL_LAYOUT + "\n\n" + source.describe(),
+                  **route)
         async def score(
             request: Request,
             layout: Annotated[Literal["auto", "canonical", "source"], Query(description=LAYOUT_HELP)] = "auto",

@@ -74,6 +74,10 @@ def test_the_answer_schema_lists_lanes_and_selectors_and_describes_its_fields(cl
     assert answer["lane"]["enum"] == ["red", "yellow", "green"]
     assert set(answer["selected_by"]["enum"]) == {"model", "exploration", "rule", "validation", ""}
     assert all(answer[f].get("description") for f in ("risk_score", "lane", "selected_by", "reasons"))
+    assert answer["reason_list"]["type"] == "array"
+    spec = client.get("/openapi.json").json()
+    assert all(spec["paths"][p][m].get("summary") for p, m in (("/v1/score", "post"), ("/healthz", "get"),
+                                                                ("/readyz", "get")))
 
 
 def test_readyz_says_when_the_registry_is_unreachable(client, api_scorer, world):
@@ -104,7 +108,8 @@ def test_one_declaration_or_a_list(client, world):
     assert one.status_code == 200
     body = one.json()
     assert set(body) == {"declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons",
-                         "model_version"}
+                         "reason_list", "model_version"}
+    assert body["reason_list"] == [r for r in body["reasons"].split("; ") if r]
     assert 0 <= body["risk_score"] <= 1 and body["lane"] in ("red", "yellow", "green")
     many = client.post("/v1/score", json=[_declaration(world, -1), _declaration(world, -2)])
     assert many.status_code == 200 and len(many.json()) == 2
@@ -121,6 +126,8 @@ def test_the_api_agrees_with_the_batch_on_the_same_declarations(client, api_scor
         answer = client.post("/v1/score", json=_declaration(world, len(world.declarations) - 300 + i)).json()
         assert (answer["lane"], answer["selected_by"]) == (batch.loc[i, "lane"], batch.loc[i, "selected_by"])
         assert answer["risk_score"] == pytest.approx(batch.loc[i, "risk_score"])
+        assert "; ".join(answer["reason_list"]) == answer["reasons"]
+        assert answer["lane"] == "green" or answer["reason_list"]  # every selection comes with its reasons
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ async def _deployment_with_trigger() -> str | None:
             return None
         automations = await client.read_automations()
         linked = [a for a in automations if any(getattr(x, "deployment_id", None) == deployment.id for x in a.actions)]
+        assert not linked or [a.name for a in linked] == ["retrain-on-drift"]  # prefect.yaml's name, readable
         return str(deployment.id) if linked else None
 
 
