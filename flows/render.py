@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from training.metrics import RATES, label
-from training.registry import CHAMPION, MODEL_NAME
+from training.registry import CHALLENGER, CHAMPION, MODEL_NAME
 
 METRIC_KEYS = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
 
@@ -222,7 +222,7 @@ def promote_text(result: dict, promotions_log: Path) -> str:
     if "reason" in result:
         return (f"@{CHAMPION} is now v{result['champion']}"
                 + (f" (was v{result['previous']})" if result["previous"] else "") + f"; logged in {promotions_log}")
-    text = "\n".join(f"@{a}: v{result[a]}" if result[a] else f"@{a}: none" for a in (CHAMPION, "challenger"))
+    text = "\n".join(f"@{a}: v{result[a]}" if result[a] else f"@{a}: none" for a in (CHAMPION, CHALLENGER))
     return text + "".join(f"\n  {p['at'][:19]} {p['action']} v{p['version']} by {p['by']}: {p['reason'][:100]}"
                           for p in result["promotions"])
 
