@@ -9,6 +9,7 @@ from prefect.events import emit_event
 from prefect.runtime import flow_run
 
 from features.errors import UserError
+from features.warehouse import read_tables
 from flows import runtime
 from flows.render import monitor_markdown
 from flows.runtime import Runtime, progress
@@ -39,7 +40,7 @@ def load_window(rt: Runtime, window_days: int, as_of: str | None, outcome_days: 
     progress(f"monitoring customs-risk v{version} on declarations filed {start.date()}…{end.date()}")
     outcomes = warehouse.decisions.controlled_outcomes(end - pd.Timedelta(days=outcome_days - 1), end)
     return {"version": version, "model": model, "reference": runs.load_reference(rt.client, version),
-            "current": window_features(warehouse, model, start, end), "outcomes": outcomes, "window": (start, end)}
+            "current": window_features(read_tables(warehouse), model, start, end), "outcomes": outcomes, "window": (start, end)}
 
 
 @task(name="track_monitoring", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

@@ -17,7 +17,7 @@ import pandas as pd
 from features.build import build_features, integrate
 from features.catalogue import alerts
 from features.errors import UserError
-from features.warehouse import Warehouse
+from features.warehouse import Tables
 from training.drift import feature_drift, numeric_drift, wilson
 from training.models import RiskModel
 from training.policies import MonitorThresholds
@@ -55,10 +55,9 @@ def window_bounds(newest: pd.Timestamp, as_of: pd.Timestamp | None, days: int) -
     return end - pd.Timedelta(days=days - 1), end
 
 
-def window_features(warehouse: Warehouse, model: RiskModel, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+def window_features(tables: Tables, model: RiskModel, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
     """The model's features for the declarations filed in [start, end], built as scoring builds them."""
-    declarations = warehouse.table("declarations")
-    history = integrate(declarations, warehouse.table("manifests"), warehouse.table("traders"))
+    history = integrate(tables.declarations, tables.manifests, tables.traders)
     dates = history["declaration_date"]
     window = history[(dates >= start) & (dates <= end)]
     if window.empty:
