@@ -53,10 +53,11 @@ def customs_audit(period: str | None = None, capacity: int = 20) -> dict:
         period = latest_complete_month(newest)
         progress(f"audit period {period}: the latest complete month of the declarations (newest {newest.date()})")
     selected, evidence = select_audits(rt, period, capacity)
+    list_id = rt.warehouse.audits.record(selected, period, capacity) if len(selected) else None
     if len(selected):
         create_table_artifact(key="customs-audit-list", table=selected.round(4).astype(str).to_dict("records"),
                               description=f"Post-clearance audit list for {period}")
-    return {"period": period, "capacity": capacity, "selected": selected.to_dict("records"),
+    return {"period": period, "capacity": capacity, "list_id": list_id, "selected": selected.to_dict("records"),
             "evidence": evidence.to_dict("records")}
 
 

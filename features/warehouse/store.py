@@ -24,12 +24,13 @@ from features.contract import KEYS, LABEL_FIELDS, field_types
 from features.errors import UserError
 from features.intake.batch import PreparedBatch, reject
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.warehouse.audits import AUDITS_DDL, AuditLists
 from features.warehouse.decisions import Decisions
 
 DUCK_TYPES = {"text": "VARCHAR", "date": "DATE", "number": "DOUBLE", "integer": "BIGINT", "flag": "TINYINT"}
 STORED_KINDS = ("declarations", "manifests", "traders")
 OUTCOME_FIELDS = LABEL_FIELDS  # what an outcomes file may relabel
-TABLES = (*STORED_KINDS, "quarantine", "ingest_batches", "decisions")
+TABLES = (*STORED_KINDS, "quarantine", "ingest_batches", "decisions", "audit_lists")
 
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -176,6 +177,7 @@ class Warehouse:
                 con.execute(BATCHES_DDL)
                 con.execute(DECISIONS_DDL)
                 con.execute(ACKS_DDL)  # append-only: who accepted a batch's failed warnings, when, why
+                con.execute(AUDITS_DDL)
             yield con
         finally:
             con.close()
@@ -194,6 +196,11 @@ class Warehouse:
         with self.connect(read_only=True) as con:
             tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
             return {t: (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if t in tables else 0) for t in TABLES}
+
+    @property
+    def audits(self) -> AuditLists:
+        """The published post-clearance audit lists (append-only; see features/warehouse/audits.py)."""
+        return AuditLists(self)
 
     @property
     def decisions(self) -> Decisions:

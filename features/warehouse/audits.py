@@ -1,0 +1,50 @@
+"""The post-clearance audit lists as published: each list the audit flow selects is kept (append-only), so the
+analysts' views and later reviews read what was decided, not a recomputation."""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    from features.warehouse.store import Warehouse
+
+AUDITS_DDL = """
+CREATE TABLE IF NOT EXISTS audit_lists (
+    list_id VARCHAR NOT NULL, period VARCHAR NOT NULL, capacity BIGINT NOT NULL, selected_at TIMESTAMP NOT NULL,
+    rank BIGINT NOT NULL, importer_id VARCHAR NOT NULL, audit_priority DOUBLE, expected_unrecovered DOUBLE,
+    reasons VARCHAR)
+"""
+LIST_COLUMNS = ["rank", "importer_id", "audit_priority", "expected_unrecovered", "reasons"]
+
+
+class AuditLists:
+    """The audit lists of one warehouse (`warehouse.audits`)."""
+
+    def __init__(self, warehouse: Warehouse):
+        self.warehouse = warehouse
+
+    def record(self, selected: pd.DataFrame, period: str, capacity: int) -> str:
+        """Append one list (the audit flow's `selected`, ranked) in one transaction; returns its id."""
+        at = datetime.now(UTC).replace(tzinfo=None)
+        list_id = f"audit-{at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        rows = selected.reindex(columns=LIST_COLUMNS).assign(list_id=list_id, period=period, capacity=capacity,
+                                                             selected_at=at)
+        with self.warehouse.transaction() as con:
+            con.register("new_list", rows)
+            con.execute("INSERT INTO audit_lists BY NAME SELECT * FROM new_list")
+            con.unregister("new_list")
+        return list_id
+
+    def latest(self) -> pd.DataFrame:
+        """The most recently published list, by rank (empty before the first)."""
+        if not self.warehouse.path.exists():
+            return pd.DataFrame(columns=["list_id", "period", "capacity", "selected_at", *LIST_COLUMNS])
+        with self.warehouse.connect(read_only=True) as con:
+            if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'audit_lists'"
+                               ).fetchone()[0]:
+                return pd.DataFrame(columns=["list_id", "period", "capacity", "selected_at", *LIST_COLUMNS])
+            return con.execute("SELECT * FROM audit_lists WHERE list_id = (SELECT list_id FROM audit_lists "
+                               "ORDER BY selected_at DESC LIMIT 1) ORDER BY rank").df()
