@@ -30,7 +30,11 @@ def register_challenger(client: MlflowClient, run_id: str) -> str:
     except MlflowException:
         client.create_registered_model(MODEL_NAME, description="P(fraud) and expected revenue per declaration.")
     tags = client.get_run(run_id).data.tags
-    version = client.create_model_version(MODEL_NAME, tags[MODEL_URI_TAG], run_id=run_id,
+    role = tags.get("aduana.role", "model")
+    description = (f"The {'library-default CatBoost reference' if role == 'reference' else 'engineered risk model'} "
+                   f"trained on dataset `{tags.get('aduana.dataset', '?')}` (data hash {tags.get('aduana.data_hash', '?')}); "
+                   "the gate's verdict and reasons are in this version's tags.")
+    version = client.create_model_version(MODEL_NAME, tags[MODEL_URI_TAG], run_id=run_id, description=description,
                                           tags={"artifact_sha256": tags[CHECKSUM_TAG]})
     client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version.version)
     return str(version.version)

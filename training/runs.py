@@ -87,11 +87,18 @@ def log_training(client: MlflowClient, result: TrainingResult, dataset: str, art
     predictions = {"model": result.evaluation.predictions,
                    "reference (default CatBoost)": result.reference_evaluation.predictions}
     stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M%S")
+    rows = (f"{result.counts['train']:,} training, {result.counts.get('valid', 0):,} validation and "
+            f"{result.counts['holdout']:,} holdout declarations of `{dataset}`")
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"reference-default-catboost-{stamp}",
+                          description=f"The reference: a library-default CatBoost on the mapped columns, on {rows}. "
+                          "The engineered model must beat it to be put forward.",
                           tags={**common_tags, "aduana.role": "reference"}) as reference_run:
         mlflow.log_params(common_params)
         _log_candidate(result.reference, result.reference_evaluation, fs, split, result.reference_behaviour, predictions)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"catboost-risk-{stamp}",
+                          description=f"The engineered risk model (feature groups kept: "
+                          f"{', '.join(result.kept_groups) or 'none'}) on {rows}; its reference is the run "
+                          f"{reference_run.info.run_id}.",
                           tags={**common_tags, "aduana.role": "model",
                                 "aduana.reference_run_id": reference_run.info.run_id}) as run:
         mlflow.log_params({**common_params, "feature_groups": ",".join(result.kept_groups) or "none"})

@@ -33,6 +33,9 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     assert run.data.params["data_hash"] == run.data.tags["aduana.data_hash"]
     assert "rows" in run.data.params and "rows_rows" not in run.data.params
     assert not {"thread_count", "verbose", "allow_writing_files"} & set(run.data.params)  # plumbing, not params
+    assert "engineered risk model" in run.data.tags["mlflow.note.content"]  # the run's description in the UI
+    assert "reference" in client.get_run(first["reference_run_id"]).data.tags["mlflow.note.content"]
+    assert "trained on dataset `test`" in client.get_model_version("customs-risk", "1").description
     assert "precision_at_5pct" in run.data.metrics and "reference_pr_auc" in run.data.metrics
     plots = {f"plots/{p}.png" for p in ("precision_revenue_at_k", "pr_curve", "feature_importance", "calibration")}
     for run_id in (first["model_run_id"], first["reference_run_id"]):  # both runs hold a servable model and plots
