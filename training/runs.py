@@ -50,6 +50,15 @@ def _log_metrics(evaluation: Evaluation) -> None:
             mlflow.log_table(table, artifact_file=f"segments/precision_by_{name}.json")
 
 
+def _log_inputs(fs: FeatureSet, split: Split, dataset: str) -> None:
+    """The three parts of the time split as the run's dataset inputs (their schema, size and digest; MLflow keeps no
+    copy of the rows): what was fitted on, what stopped and chose it, what judged it."""
+    for context, rows in (("training", split.train), ("validation", split.valid), ("holdout", split.holdout)):
+        part = fs.X.loc[rows]
+        mlflow.log_input(mlflow.data.from_pandas(part, name=f"{dataset}-{context}-{fs.data_hash}",
+                                                 digest=f"{fs.data_hash}-{context}"), context=context)
+
+
 def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, split: Split, behaviour: dict,
                    predictions: dict[str, pd.DataFrame]) -> None:
     """What every candidate run holds: its features, metrics, behaviour, plots, model and drift reference."""
@@ -94,6 +103,7 @@ def log_training(client: MlflowClient, result: TrainingResult, dataset: str, art
                           "The engineered model must beat it to be put forward.",
                           tags={**common_tags, "aduana.role": "reference"}) as reference_run:
         mlflow.log_params(common_params)
+        _log_inputs(fs, split, dataset)
         _log_candidate(result.reference, result.reference_evaluation, fs, split, result.reference_behaviour, predictions)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"catboost-risk-{stamp}",
                           description=f"The engineered risk model (feature groups kept: "
@@ -102,9 +112,7 @@ def log_training(client: MlflowClient, result: TrainingResult, dataset: str, art
                           tags={**common_tags, "aduana.role": "model",
                                 "aduana.reference_run_id": reference_run.info.run_id}) as run:
         mlflow.log_params({**common_params, "feature_groups": ",".join(result.kept_groups) or "none"})
-        mlflow.log_input(mlflow.data.from_pandas(fs.X.loc[split.train | split.valid].head(100_000),
-                                                 name=f"{dataset}-features-{fs.data_hash}", digest=fs.data_hash),
-                         context="training")
+        _log_inputs(fs, split, dataset)
         for key, value in result.reference_evaluation.metrics.items():
             if value is not None:
                 mlflow.log_metric(f"reference_{key}", value)

@@ -41,7 +41,10 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     for run_id in (first["model_run_id"], first["reference_run_id"]):  # both runs hold a servable model and plots
         assert {a.path for a in client.list_artifacts(run_id, "plots")} == plots
         assert client.get_run(run_id).data.tags[store.MODEL_URI_TAG]
-    assert len(run.inputs.dataset_inputs) == 1
+    for run_id in (first["model_run_id"], first["reference_run_id"]):  # the time split's three parts as inputs
+        inputs = client.get_run(run_id).inputs.dataset_inputs
+        assert sorted(t.value for i in inputs for t in i.tags if t.key == "mlflow.data.context") == \
+            ["holdout", "training", "validation"]
     experiment = client.get_experiment(run.info.experiment_id)
     assert experiment.name == "aduana-test"
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on its runs
