@@ -63,7 +63,16 @@ def running(app, **config) -> Iterator[str]:  # noqa: ANN001
 @contextmanager
 def write_locked(path: Path) -> Iterator[None]:
     """Another process holding the warehouse's write lock (as ingest does), released however the test ends."""
-    script = "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('locked', flush=True); time.sleep(120)"
+    # The API's own background work (a decision-log flush, a snapshot check) may hold the file for a moment: retry.
+    script = ("import duckdb, sys, time\n"
+              "for _ in range(200):\n"
+              "    try:\n"
+              "        c = duckdb.connect(sys.argv[1]); break\n"
+              "    except duckdb.IOException:\n"
+              "        time.sleep(0.05)\n"
+              "else:\n"
+              "    sys.exit('could not take the lock')\n"
+              "print('locked', flush=True); time.sleep(120)")
     proc = subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "locked"
