@@ -42,10 +42,9 @@ def fit_config(rt: Runtime, iterations: int | None = None) -> FitConfig:
 
 @task(name="train_model", cache_policy=NO_CACHE)
 def train_model(frame: pd.DataFrame, config: FitConfig, tune_seconds: float | None = None) -> TrainingResult:
-    progress("building features, choosing feature groups, training the risk model and the reference…")
     if tune_seconds:
         progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
-    result = train_and_evaluate(frame, config, tune_seconds=tune_seconds)
+    result = train_and_evaluate(frame, config, tune_seconds=tune_seconds, report=progress)
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
         progress(f"{len(result.trials)} trials; best validation PR-AUC {best.value:.4f} with {best.params}")
@@ -121,8 +120,7 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
             progress(f"{name}: {len(batch.rejected):,} invalid rows left out ({batch.rejected['reason'].value_counts().to_dict()})")
         parts[name] = batch.valid.drop(columns=["row_number", "row_hash"])
     frame, split, history = explicit_split(parts["train"], parts["test"])
-    result = train_and_evaluate(frame, fit_config(rt, iterations), split, history)
-    progress("feature groups: " + ", ".join(f"{g.group} {'kept' if g.kept else 'left out'}" for g in result.groups))
+    result = train_and_evaluate(frame, fit_config(rt, iterations), split, history, report=progress)
     logged = runs.log_training(rt.client, result, f"evaluate-{Path(train).stem}", rt.artifacts, flow_run.get_id())
     return {"run_id": logged["model"], "reference_run_id": logged["reference"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,

@@ -6,6 +6,7 @@ Pure: no MLflow and no Prefect. The retrain flow logs what this returns.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -107,7 +108,12 @@ def _informative(fs: FeatureSet, split: Split, group: str) -> bool:
     return any(rows[c].nunique(dropna=False) > 1 for c in columns)
 
 
-def select_groups(fs: FeatureSet, split: Split, config: FitConfig) -> list[GroupEffect]:
+def _silent(message: str) -> None:
+    pass
+
+
+def select_groups(fs: FeatureSet, split: Split, config: FitConfig,
+                  report: Callable[[str], None] = _silent) -> list[GroupEffect]:
     """Backward ablation: fit with every informative group, then without each one; a group whose removal does
     not lower the validation PR-AUC is left out. Screening fits stop early at a brisker learning rate."""
     effects = {g: GroupEffect(g, False, None, "no data: its columns are constant on the training rows")
@@ -122,28 +128,35 @@ def select_groups(fs: FeatureSet, split: Split, config: FitConfig) -> list[Group
         model = fit_risk_model(fs, split, screening, fs.model_columns(groups), revenue=False)
         return validation_score(model, fs, split)
     full = score(candidates)
+    report(f"feature groups: validation PR-AUC {full:.4f} with all {len(candidates)}; leaving each out in turn…")
     for group in candidates:
         delta = full - score(tuple(g for g in candidates if g != group))
         kept = bool(delta > 0)
+        report(f"  {group}: {'kept' if kept else 'left out'} (without it {full - delta:.4f})")
         effects[group] = GroupEffect(group, kept, delta, "helps on validation" if kept else
                                      "left out: the validation PR-AUC is no lower without it")
     return [effects[g] for g in ENGINEERED_GROUPS]
 
 
 def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), split: Split | None = None,
-                       history: pd.DataFrame | None = None, tune_seconds: float | None = None) -> TrainingResult:
+                       history: pd.DataFrame | None = None, tune_seconds: float | None = None,
+                       report: Callable[[str], None] = _silent) -> TrainingResult:
     """Fit the engineered model and the reference on the same time split, and evaluate both on the same holdout.
 
     `frame` holds integrated declarations (labelled and not). Without an explicit `split`, labelled rows are cut
     by date into train → validation → holdout; price bands are fitted on rows filed before the validation window.
     `tune_seconds`: search hyperparameters with Optuna for this long (on the validation window) before the final fit.
+    `report` receives a line as each step starts or ends (the flows pass their progress).
     """
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
     split = split or time_split(frame["declaration_date"], labelled_rows(frame))
     bands = PriceBands.fit(frame[frame["declaration_date"] < split.valid_start])
+    report(f"building features for {len(frame):,} declarations…")
     features = build_features(frame, history=history, bands=bands)
+    report(f"{len(features.columns)} features; split {int(split.train.sum()):,} train, {int(split.valid.sum()):,} "
+           f"validation, {int(split.holdout.sum()):,} holdout controlled declarations")
     timings, started = {}, time.perf_counter()
-    groups = select_groups(features, split, config)
+    groups = select_groups(features, split, config, report)
     timings["ablation_s"] = time.perf_counter() - started
     kept = tuple(g.group for g in groups if g.kept)
     columns = features.model_columns(kept)
@@ -153,12 +166,17 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
         config, trials = tune(features, split, columns, config, tune_seconds)
         timings["tuning_s"] = time.perf_counter() - started
     started = time.perf_counter()
+    report(f"fitting the risk model on {len(columns)} columns (at most {config.iterations:,} rounds)…")
     model = fit_risk_model(features, split, config, columns)
     timings["model_fit_s"] = time.perf_counter() - started
+    report(f"risk model: {model.classifier.tree_count_:,} rounds in {timings['model_fit_s']:.0f} s; "
+           "fitting the reference (library-default CatBoost)…")
     model.params["feature_groups"] = list(kept)
     started = time.perf_counter()
     reference = fit_reference(features, split, config)
     timings["reference_fit_s"] = time.perf_counter() - started
+    report(f"reference: {reference.classifier.tree_count_:,} rounds in {timings['reference_fit_s']:.0f} s; "
+           "evaluating both on the holdout…")
     holdout = features.X.loc[split.holdout]
     return TrainingResult(
         features=features, split=split, model=model, evaluation=evaluate(model, features, split.holdout),

@@ -108,3 +108,14 @@ def test_a_group_without_data_is_not_fitted_but_reported(world):
         iterations=30, learning_rate=0.3, depth=4, threads=2, reference_iterations=30))
     registry = next(g for g in result.groups if g.group == "registry")
     assert not registry.kept and registry.delta is None and "no data" in registry.note
+
+
+def test_training_reports_each_step_as_it_goes(world):
+    """A long training is not silent: the flows pass their progress, and each step says what it does."""
+    lines: list[str] = []
+    frame = integrate(world.declarations.head(8_000), world.manifests, world.traders)
+    train_and_evaluate(frame, FAST, report=lines.append)
+    assert lines[0].startswith("building features for 8,000 declarations")
+    assert any(line.startswith("fitting the risk model on ") for line in lines)
+    assert any(line.startswith("reference: ") for line in lines) and "holdout" in lines[-1]
+
