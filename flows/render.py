@@ -6,10 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from training.metrics import RATES, label
-from training.registry import CHALLENGER, CHAMPION, MODEL_NAME
+# training.metrics (scikit-learn) and training.registry (MLflow) are imported by the functions that use them:
+# the flows import this module, and a CLI command pays for neither unless its result needs them.
 
-METRIC_KEYS = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
+
+def _metric_rows() -> list[tuple[str, str]]:
+    """(metric key, its label) for the holdout tables, in reading order."""
+    from training.metrics import RATES, label
+
+    keys = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
+    return [(k, label(k)) for k in keys]
 
 
 def _metric(value: float | None) -> str:
@@ -60,8 +66,8 @@ def ingest_markdown(summaries: list[dict], refused: dict[str, str] | None = None
 
 def metrics_text(result: dict) -> str:
     lines = [f"{'metric (holdout)':<18} {'model':>8} {'reference':>10}"]
-    lines += [f"{label(k):<18} {_metric(result['metrics'].get(k)):>8} {_metric(result['reference_metrics'].get(k)):>10}"
-              for k in METRIC_KEYS]
+    lines += [f"{name:<18} {_metric(result['metrics'].get(k)):>8} {_metric(result['reference_metrics'].get(k)):>10}"
+              for k, name in _metric_rows()]
     lines.append("reference: a library-default CatBoost on the mapped columns")
     groups = result.get("feature_groups") or []
     if groups:
@@ -73,11 +79,13 @@ def metrics_text(result: dict) -> str:
 
 def metrics_markdown(model: dict, reference: dict) -> str:
     rows = ["| metric | model | reference (default CatBoost) |", "|---|---:|---:|"]
-    rows += [f"| {label(k)} | {_metric(model.get(k))} | {_metric(reference.get(k))} |" for k in METRIC_KEYS]
+    rows += [f"| {name} | {_metric(model.get(k))} | {_metric(reference.get(k))} |" for k, name in _metric_rows()]
     return "\n".join(rows)
 
 
 def train_text(result: dict, mlflow_db: Path) -> str:
+    from training.registry import CHAMPION, MODEL_NAME
+
     verdict = f"promoted to @{CHAMPION}" if result["promoted"] else "kept as challenger"
     lines = [f"trained on {result['counts']['train']:,} controlled declarations, "
              f"holdout {result['counts']['holdout']:,}", metrics_text(result),
@@ -89,6 +97,8 @@ def train_text(result: dict, mlflow_db: Path) -> str:
 
 
 def train_markdown(result: dict) -> str:
+    from training.registry import MODEL_NAME
+
     return (f"## {MODEL_NAME} v{result['version']} ({result['candidate']}): "
             f"{'promoted' if result['promoted'] else 'not promoted'}\n\n"
             + metrics_markdown(result["metrics"], result["reference_metrics"])
@@ -217,6 +227,8 @@ def backtest_markdown(summary: dict) -> str:
 # ---------------------------------------------------------------- registry and warnings
 
 def promote_text(result: dict, promotions_log: Path) -> str:
+    from training.registry import CHALLENGER, CHAMPION
+
     if "demoted" in result:
         return f"@{CHAMPION} rolled back from v{result['demoted']} to v{result['champion']}"
     if "reason" in result:
