@@ -29,7 +29,7 @@ EX_TEMPFAIL = 75  # sysexits.h: a temporary failure (a busy warehouse); retrying
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout (errors too).")]
 # An input file: checked when the arguments are parsed, before any flow (or Prefect server) starts.
-INPUT = {"exists": True, "dir_okay": False, "readable": True, "resolve_path": False}
+INPUT = {"exists": True, "dir_okay": False, "readable": True}
 
 
 @app.callback()

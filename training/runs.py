@@ -25,7 +25,7 @@ REFERENCE_FILE = Path("monitoring/reference.parquet")  # on the training run: th
 
 
 PLUMBING = {"thread_count", "verbose", "allow_writing_files"}  # how CatBoost ran, not what was fitted
-EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # the UI opens it on model training, not GenAI
+KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"  # the UI opens on runs, not GenAI
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifacts: Path) -> str:
@@ -33,11 +33,11 @@ def ensure_experiment(client: MlflowClient, name: str, artifacts: Path) -> str:
     development so that the MLflow UI shows its runs rather than an empty traces view."""
     existing = client.get_experiment_by_name(name)
     if existing is not None:
-        if existing.tags.get("mlflow.experimentKind") is None:  # an experiment made before the kind was set
-            client.set_experiment_tag(existing.experiment_id, *next(iter(EXPERIMENT_KIND.items())))
+        if KIND_TAG not in existing.tags:  # an experiment made before the kind was set
+            client.set_experiment_tag(existing.experiment_id, KIND_TAG, MODEL_DEVELOPMENT)
         return existing.experiment_id
     location = (artifacts / name.replace("/", "_")).as_uri()
-    return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+    return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: MODEL_DEVELOPMENT})
 
 
 def _log_metrics(evaluation: Evaluation) -> None:

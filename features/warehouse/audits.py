@@ -18,6 +18,7 @@ CREATE TABLE IF NOT EXISTS audit_lists (
     reasons VARCHAR)
 """
 LIST_COLUMNS = ["rank", "importer_id", "audit_priority", "expected_unrecovered", "reasons"]
+STORED_COLUMNS = ["list_id", "period", "capacity", "selected_at", *LIST_COLUMNS]
 
 
 class AuditLists:
@@ -40,11 +41,8 @@ class AuditLists:
 
     def latest(self) -> pd.DataFrame:
         """The most recently published list, by rank (empty before the first)."""
-        if not self.warehouse.path.exists():
-            return pd.DataFrame(columns=["list_id", "period", "capacity", "selected_at", *LIST_COLUMNS])
+        if not self.warehouse.counts()["audit_lists"]:  # no warehouse, no table yet, or no list
+            return pd.DataFrame(columns=STORED_COLUMNS)
         with self.warehouse.connect(read_only=True) as con:
-            if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'audit_lists'"
-                               ).fetchone()[0]:
-                return pd.DataFrame(columns=["list_id", "period", "capacity", "selected_at", *LIST_COLUMNS])
             return con.execute("SELECT * FROM audit_lists WHERE list_id = (SELECT list_id FROM audit_lists "
                                "ORDER BY selected_at DESC LIMIT 1) ORDER BY rank").df()
