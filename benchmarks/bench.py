@@ -356,7 +356,7 @@ def stage_quality(work: Path, rows: int) -> dict:
     paths = write_islas(simulate_islas(QUALITY_ROWS["islas"], seed=7), work / "islas")
     mapping = load_mapping(paths["mapping"])
     parts = {name: prepare_batch(paths[name], "declarations", mapping) for name in ("train", "test")}
-    frame, split, history = explicit_split(*(p.valid.drop(columns=["row_number", "row_hash"]) for p in parts.values()))
+    frame, split, history = explicit_split(*(p.rows for p in parts.values()))
     result = train_and_evaluate(frame, FitConfig(), split, history)
     out["islas_world"] = {"seed": 7, "quarantined": sum(len(p.rejected) for p in parts.values()),
                           **_quality(result, QUALITY_ROWS["islas"])}

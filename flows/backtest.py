@@ -38,7 +38,7 @@ def load_history(path: str | None, mapping: str | None, rows: int, seed: int) ->
     batch = prepare_batch(Path(path), "declarations", load_mapping(Path(mapping) if mapping else None))
     if len(batch.rejected):
         progress(f"{len(batch.rejected):,} invalid rows left out ({batch.rejected['reason'].value_counts().to_dict()})")
-    data = from_labelled(batch.valid.drop(columns=["row_number", "row_hash"]), source=Path(path).name)
+    data = from_labelled(batch.rows, source=Path(path).name)
     progress(f"{len(data.frame):,} labelled declarations to replay; {data.left_out:,} unlabelled rows left out")
     return data
 

@@ -54,7 +54,7 @@ def train_model(frame: pd.DataFrame, config: FitConfig, tune_seconds: float | No
 
 @task(name="track_training", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def track_training(rt: Runtime, result: TrainingResult, dataset: str, warnings: list[str],
-              tags: dict[str, str]) -> dict[str, str]:
+                   tags: dict[str, str]) -> dict[str, str]:
     return runs.log_training(rt.client, result, dataset, rt.artifacts, flow_run.get_id(), warnings, tags)
 
 
@@ -118,7 +118,7 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
         batch = prepare_batch(Path(path), "declarations", mapping_obj)
         if len(batch.rejected):
             progress(f"{name}: {len(batch.rejected):,} invalid rows left out ({batch.rejected['reason'].value_counts().to_dict()})")
-        parts[name] = batch.valid.drop(columns=["row_number", "row_hash"])
+        parts[name] = batch.rows
     frame, split, history = explicit_split(parts["train"], parts["test"])
     result = train_and_evaluate(frame, fit_config(rt, iterations), split, history, report=progress)
     logged = runs.log_training(rt.client, result, f"evaluate-{Path(train).stem}", rt.artifacts, flow_run.get_id())

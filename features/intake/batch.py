@@ -27,6 +27,11 @@ class PreparedBatch:
     unknown_columns: list[str] = field(default_factory=list)
     conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
 
+    @property
+    def rows(self) -> pd.DataFrame:
+        """The valid rows as canonical fields only (no row number or hash): for reading a file, not storing it."""
+        return self.valid.drop(columns=["row_number", "row_hash"])
+
 
 def prepare_batch(path: Path, kind: str | None = None, mapping: ColumnMapping | None = None) -> PreparedBatch:
     """Read and check one file; every row read ends up valid, rejected or counted as an in-file duplicate."""
