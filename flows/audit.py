@@ -1,4 +1,7 @@
-"""customs-audit: the post-clearance audit list for a period, and the entity risk ratings."""
+"""customs-audit: the post-clearance audit list for a period, and the entity risk ratings.
+
+Both are kept in the warehouse as published (append-only): the audit list in `audit_lists`, each ratings list in
+`ratings` (`aduana ratings`, and the enterprise ratings the audit flow computes beside its list)."""
 from __future__ import annotations
 
 import pandas as pd
@@ -14,6 +17,8 @@ from serving.audit import audit_candidates, entity_ratings, latest_complete_mont
 
 RATED = {"importer": ["importer_id"], "declarant": ["declarant_id"], "hs_heading": ["hs_heading"],
          "lane": ["origin_country", "office_id"]}  # entity → the columns that identify it
+ENTERPRISES = ("importer", "declarant")  # rated by the audit flow beside each audit list
+RATINGS_TOP, RATINGS_MIN_CONTROLS = 20, 5  # `aduana ratings`' defaults
 
 
 def parse_period(period: str) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -57,20 +62,43 @@ def customs_audit(period: str | None = None, capacity: int = 20) -> dict:
     if len(selected):
         create_table_artifact(key="customs-audit-list", table=selected.round(4).astype(str).to_dict("records"),
                               description=f"Post-clearance audit list for {period}")
+    history, rated = declaration_history(rt), {}
+    for entity in ENTERPRISES if len(history) else ():  # the enterprises' ratings beside the list they explain
+        table = rate_entities(history, entity, RATINGS_MIN_CONTROLS).head(RATINGS_TOP)
+        rated[entity] = record_ratings(rt, entity, table, RATINGS_MIN_CONTROLS, list_id)
     return {"period": period, "capacity": capacity, "list_id": list_id, "selected": selected.to_dict("records"),
-            "evidence": evidence.to_dict("records")}
+            "evidence": evidence.to_dict("records"), "ratings": rated}
 
 
-def ratings_table(rt: Runtime, entity: str, min_controls: int = 0) -> pd.DataFrame:
+def declaration_history(rt: Runtime) -> pd.DataFrame:
+    """Every stored declaration with its HS heading: what the ratings count controls and frauds in."""
     history = rt.warehouse.table("declarations")
-    history = history.assign(hs_heading=history["hs_code"].str[:4])
-    return entity_ratings(history, RATED[entity], min_controls)
+    return history.assign(hs_heading=history["hs_code"].str[:4])
+
+
+def rate_entities(history: pd.DataFrame, entity: str, min_controls: int = 0) -> pd.DataFrame:
+    """One entity kind's ratings, best first, its key columns as columns."""
+    return entity_ratings(history, RATED[entity], min_controls).reset_index()
+
+
+@task(name="record_ratings", cache_policy=NO_CACHE)
+def record_ratings(rt: Runtime, entity: str, rated: pd.DataFrame, min_controls: int,
+                   audit_list_id: str | None = None) -> str | None:
+    """Keep a ratings list in the warehouse (append-only); returns its id (None when it has no rows)."""
+    list_id = rt.warehouse.ratings.record(rated, entity, RATED[entity], min_controls, audit_list_id)
+    progress(f"{entity} ratings: {len(rated)} kept in the warehouse as {list_id}" if list_id else
+             f"{entity} ratings: none with at least {min_controls} controls, nothing stored")
+    return list_id
 
 
 @flow(name="customs-ratings")
-def customs_ratings(entity: str = "importer", top: int = 20, min_controls: int = 5) -> list[dict]:
-    """Risk ratings of goods, enterprises and trade lanes, published as a Prefect artifact."""
-    table = ratings_table(runtime.current(), entity, min_controls).head(top).reset_index()
+def customs_ratings(entity: str = "importer", top: int = RATINGS_TOP, min_controls: int = RATINGS_MIN_CONTROLS
+                    ) -> list[dict]:
+    """Risk ratings of goods, enterprises and trade lanes, kept in the warehouse and published as a Prefect
+    artifact."""
+    rt = runtime.current()
+    table = rate_entities(declaration_history(rt), entity, min_controls).head(top)
+    record_ratings(rt, entity, table, min_controls)
     create_markdown_artifact(key=f"customs-ratings-{entity.replace('_', '-')}",
                              markdown=ratings_markdown(table.to_dict("records"), RATED[entity]),
                              description=f"{entity} risk ratings")

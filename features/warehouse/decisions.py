@@ -22,15 +22,16 @@ WITH latest AS (
 """
 
 
-def _latest_batch_sql(con: duckdb.DuckDBPyConnection) -> str | None:
-    """SQL for the id of the latest scoring batch of a model version (parameter: the version), real-time answers
-    aside; None when the warehouse has no decision log yet."""
+def _latest_batch_sql(con: duckdb.DuckDBPyConnection, any_version: bool = False) -> str | None:
+    """SQL for the id of the latest scoring batch of a model version (parameter: the version; none with
+    `any_version`), real-time answers aside; None when the warehouse has no decision log yet."""
     columns = {r[0] for r in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'").fetchall()}
     if not columns:
         return None
     batches = "request_id IS NULL AND " if "request_id" in columns else ""  # a warehouse from before real-time rows
-    return f"SELECT batch_id FROM decisions WHERE {batches}model_version = ? ORDER BY decided_at DESC LIMIT 1"
+    version = "true" if any_version else "model_version = ?"
+    return f"SELECT batch_id FROM decisions WHERE {batches}{version} ORDER BY decided_at DESC LIMIT 1"
 
 
 class Decisions:
@@ -80,6 +81,34 @@ class Decisions:
                 return pd.DataFrame()
             return con.execute(f"SELECT * FROM decisions WHERE batch_id = ({latest}) AND risk_score IS NOT NULL",
                                [model_version]).df()
+
+    def latest_scoring_batch(self) -> pd.DataFrame:
+        """Every row of the latest scoring batch, whatever its model version (real-time answers aside), with the
+        office and filing date of the declarations the warehouse holds (missing for the others): the analysts'
+        page's lanes and score distribution."""
+        if not self.warehouse.path.exists():
+            return pd.DataFrame()
+        with self.warehouse.connect(read_only=True) as con:
+            latest = _latest_batch_sql(con, any_version=True)
+            if latest is None:
+                return pd.DataFrame()
+            return con.execute(
+                "SELECT b.batch_id, b.decided_at, b.position, b.declaration_id, b.risk_score, b.expected_revenue, "
+                "b.lane, b.selected_by, b.model_version, b.policy_hash, d.office_id, d.declaration_date "
+                f"FROM decisions b LEFT JOIN declarations d USING (declaration_id) WHERE b.batch_id = ({latest}) "
+                "ORDER BY b.position").df()
+
+    def latest_for(self, declaration_id: str) -> tuple[dict | None, int]:
+        """A declaration's latest decision (batch or real time) as a record, and how many decisions it has."""
+        if not self.warehouse.path.exists():
+            return None, 0
+        with self.warehouse.connect(read_only=True) as con:
+            found = con.execute("SELECT *, count(*) OVER () AS decisions FROM decisions WHERE declaration_id = ? "
+                                "ORDER BY decided_at DESC, position DESC LIMIT 1", [declaration_id]).df()
+        if found.empty:
+            return None, 0
+        record = found.iloc[0].to_dict()
+        return record, int(record.pop("decisions"))
 
     def latest_batch_id(self, model_version: str | None) -> str | None:
         """The id of the latest scoring batch made with this model version (real-time answers aside), if any."""

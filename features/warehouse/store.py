@@ -26,11 +26,12 @@ from features.intake.batch import PreparedBatch, reject
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.warehouse.audits import AUDITS_DDL, AuditLists
 from features.warehouse.decisions import Decisions
+from features.warehouse.ratings import RATINGS_DDL, Ratings
 
 DUCK_TYPES = {"text": "VARCHAR", "date": "DATE", "number": "DOUBLE", "integer": "BIGINT", "flag": "TINYINT"}
 STORED_KINDS = ("declarations", "manifests", "traders")
 OUTCOME_FIELDS = LABEL_FIELDS  # what an outcomes file may relabel
-TABLES = (*STORED_KINDS, "quarantine", "ingest_batches", "decisions", "audit_lists")
+TABLES = (*STORED_KINDS, "quarantine", "ingest_batches", "decisions", "audit_lists", "ratings")
 
 QUARANTINE_DDL = """
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -178,6 +179,7 @@ class Warehouse:
                 con.execute(DECISIONS_DDL)
                 con.execute(ACKS_DDL)  # append-only: who accepted a batch's failed warnings, when, why
                 con.execute(AUDITS_DDL)
+                con.execute(RATINGS_DDL)
             yield con
         finally:
             con.close()
@@ -206,6 +208,18 @@ class Warehouse:
     def decisions(self) -> Decisions:
         """The decision log (append-only; see features/warehouse/decisions.py)."""
         return Decisions(self)
+
+    @property
+    def ratings(self) -> Ratings:
+        """The published entity risk ratings (append-only; see features/warehouse/ratings.py)."""
+        return Ratings(self)
+
+    def declaration(self, declaration_id: str) -> dict | None:
+        """One stored declaration as stored (every column, bookkeeping included), or None."""
+        if not self.path.exists():
+            return None
+        found = self.read("SELECT * FROM declarations WHERE declaration_id = ?", [declaration_id])
+        return found.iloc[0].to_dict() if len(found) else None
 
     def newest_declaration_date(self) -> pd.Timestamp | None:
         newest = self.read("SELECT max(declaration_date) AS newest FROM declarations")["newest"].iloc[0]
