@@ -13,6 +13,9 @@ answer does not depend on what else the request holds.
 Lanes in real time come from thresholds (serving/selection.py `Thresholds`) that serving/realtime.py learns
 from the latest scoring batch; every answer is appended to the decision log (serving/realtime.py `DecisionLog`).
 
+The app also serves the analysts' page (`GET /ui`, serving/ui.py) behind the same key, and documents `/v1/score`
+with request examples drawn from the built-in simulator (`request_examples`).
+
 What a request may cost is bounded before any per-item work: the body (size, and time to arrive: `BodyGuard`),
 the headers (time to arrive: `server_config`), then the JSON's shape (an object, or a list of at most
 `max_items` objects); parsing, validation and scoring run in worker threads, never on the event loop, so
@@ -21,7 +24,9 @@ the headers (time to arrive: `server_config`), then the JSON's shape (an object,
 from __future__ import annotations
 
 import asyncio
+import copy
 import datetime as dt
+import functools
 import hmac
 import importlib.util
 import json
@@ -73,6 +78,7 @@ from features.intake.checked import read_checked
 from features.intake.mapping import ColumnMapping, describe_unit
 from features.intake.records import non_scalar_values, records_frame, source_columns
 from features.intake.text import normalise
+from serving import ui
 from serving.realtime import DecisionLog, ServiceState
 from serving.scorer import WAREHOUSE_ERRORS, Scorer
 
@@ -447,6 +453,47 @@ ERROR_RESPONSES = {
 }
 
 
+EXAMPLE_SEED = 7  # the simulator's own default seed (`aduana generate`)
+EXAMPLE_ROWS = 100  # declarations simulated for the examples (the simulator's least)
+EXAMPLE_LIST = 3
+
+
+def _plain(value: object) -> object:
+    """A simulated cell as JSON has it: a date as ISO text, a missing value as null, numpy numbers as Python's."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date().isoformat()
+    return value.item() if hasattr(value, "item") else value
+
+
+@functools.cache
+def request_examples() -> dict:
+    """The OpenAPI request examples of POST /v1/score: declarations of a small seeded simulation (features/simulator)
+    in canonical fields, each one accepted by `Declaration` (computed once per process)."""
+    from features.simulator import simulate
+
+    simulated = simulate(EXAMPLE_ROWS, seed=EXAMPLE_SEED).declarations
+    fields = [f for f in Declaration.model_fields if f in simulated.columns]
+    examples = []
+    for record in simulated[fields].to_dict("records"):
+        try:
+            item = Declaration.model_validate({k: _plain(v) for k, v in record.items()})
+        except ValidationError:  # the simulator writes a few bad rows on purpose
+            continue
+        examples.append(item.model_dump(mode="json", exclude_none=True))
+        if len(examples) == EXAMPLE_LIST:
+            break
+    if not examples:
+        return {}
+    where = f"from the built-in simulator (seed {EXAMPLE_SEED})"
+    return {"one": {"summary": "One declaration", "description": f"A goods item in canonical fields, {where}.",
+                    "value": examples[0]},
+            "list": {"summary": f"A list of {len(examples)} declarations",
+                     "description": f"Goods items in canonical fields, {where}; the answer is a list in the same order.",
+                     "value": examples}}
+
+
 DOCS_ASSETS = "/docs-assets"
 
 
@@ -521,6 +568,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
                 raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
 
         security = [Security(require_key)]
+    app.state.ui = ui.install(app, scorer, api_key)  # GET /ui: the analysts' page, behind the same key
 
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict:  # on the event loop: never waits behind scoring threads
@@ -613,7 +661,9 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
              "responses": {**ERROR_RESPONSES, **({401: {"description": "Missing or wrong X-API-Key."}}
                                                  if security else {})},
              "openapi_extra": {"requestBody": {"required": True,
-                                               "content": {"application/json": {"schema": {"anyOf": schemas}}}}}}
+                                               "content": {"application/json": {
+                                                   "schema": {"anyOf": schemas},
+                                                   "examples": copy.deepcopy(request_examples())}}}}}
     if source is None:
         @app.post("/v1/score", summary=SCORE_SUMMARY, description=CANONICAL_LAYOUT, **route)
         async def score(request: Request) -> Response:

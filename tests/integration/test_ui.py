@@ -1,0 +1,190 @@
+"""The analysts' page (/ui) on a real warehouse: a scored batch, an audit list and ratings as the flows store them;
+the lookup with the champion's real contributions; the key; a busy warehouse; empty states."""
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime
+from html import escape
+
+import numpy as np
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from features.contract import LABEL_FIELDS
+from features.intake.batch import prepare_batch
+from features.warehouse import Warehouse
+from serving import ui
+from serving.api import create_app
+from serving.audit import audit_candidates, entity_ratings
+from serving.lanes import LanePolicy
+from serving.scorer import Scorer
+from tests.conftest import write_csv
+from tests.integration.test_api_hardening import write_locked
+from tests.integration.test_scoring import FixedSource
+
+pytestmark = pytest.mark.integration
+
+BATCH_ROWS = 1_500
+AUDIT_CAPACITY = 6
+RATED_TOP = 8
+
+
+def store_scored_world(world, trained, tmp) -> tuple[Scorer, pd.DataFrame]:
+    """A warehouse holding the world, its newest declarations scored as a batch, an audit list and importer and lane
+    ratings, stored as the score and audit flows store them. Returns the scorer and the batch's decisions."""
+    warehouse = Warehouse(tmp / "warehouse.duckdb")
+    for kind in ("traders", "manifests", "declarations"):
+        warehouse.store(prepare_batch(write_csv(tmp / f"{kind}.csv", getattr(world, kind))))
+    scorer = Scorer(warehouse, LanePolicy(), source=FixedSource({"3": trained.model}, "3"), reload_seconds=0)
+    scorer.refresh_model(force=True)
+    arrivals = world.declarations.tail(BATCH_ROWS).drop(columns=[*LABEL_FIELDS, "control_date"]).reset_index(drop=True)
+    decisions = scorer.score(arrivals)
+    warehouse.decisions.append_batch(decisions.assign(position=range(len(decisions)), policy_hash=scorer.policy.digest()),
+                                     pd.DataFrame(), "score-ui-test", "arrivals.csv", datetime(2025, 1, 2, 9, 30))
+    dates = arrivals["declaration_date"]
+    released = warehouse.decisions.released(dates.min(), dates.max())
+    selected, _ = audit_candidates(released, warehouse.table("traders"), warehouse.control_history(), AUDIT_CAPACITY)
+    warehouse.audits.record(selected, f"{dates.min().date()}:{dates.max().date()}", AUDIT_CAPACITY)
+    history = warehouse.table("declarations")
+    for entity, keys in (("importer", ["importer_id"]), ("lane", ["origin_country", "office_id"])):
+        rated = entity_ratings(history, keys, 5).head(RATED_TOP).reset_index()
+        warehouse.ratings.record(rated, entity, keys, 5, None)
+    return scorer, decisions.assign(office_id=arrivals["office_id"], declaration_date=arrivals["declaration_date"])
+
+
+@pytest.fixture(scope="module")
+def scored(world, trained, tmp_path_factory) -> tuple[Scorer, pd.DataFrame]:
+    return store_scored_world(world, trained, tmp_path_factory.mktemp("ui"))
+
+
+@pytest.fixture(scope="module")
+def client(scored) -> TestClient:
+    return TestClient(create_app(scored[0], api_key="", decision_log=False), raise_server_exceptions=False)
+
+
+def test_the_page_shows_the_batchs_lanes_by_office_and_day_its_histogram_the_audit_list_and_ratings(client, scored):
+    scorer, batch = scored
+    started = time.perf_counter()
+    page = client.get("/ui")
+    elapsed = time.perf_counter() - started
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "script-src" not in page.headers["content-security-policy"]  # no script may run at all
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    html = page.text
+    assert "score-ui-test" in html and "<script" not in html
+    for office, lanes in batch.groupby("office_id")["lane"].value_counts().unstack(fill_value=0).iterrows():
+        counts = [f"{int(lanes.get(lane, 0)):,}" for lane in ("red", "yellow", "green")]
+        assert re.search(r"<tr><td>" + re.escape(office) + r"</td>" + "".join(f"<td class=n>{c}</td>" for c in counts),
+                         html), office
+    days = batch["declaration_date"].dt.strftime("%Y-%m-%d").unique()
+    assert all(f"<td>{d}</td>" in html for d in days)
+    assert 'id="lanes-by-office"' in html and 'id="lanes-by-day"' in html
+    histogram = re.search(r'<svg id="score-histogram".*?</svg>', html, re.S).group(0)
+    bars = re.findall(r'<rect class="bar-(red|yellow|green)"', histogram)
+    assert len(bars) >= 5 and {"red", "green"} <= set(bars)
+    model_red = batch[(batch["lane"] == "red") & (batch["selected_by"] == "model")]["risk_score"].min()
+    assert f"red from {model_red:.3f}" in histogram and histogram.count('class="cut-off"') == 2
+    audit = scorer.warehouse.audits.latest()
+    assert len(audit) == AUDIT_CAPACITY and all(f"<td>{escape(i)}</td>" in html for i in audit["importer_id"])
+    ratings = scorer.warehouse.ratings.latest()
+    assert set(ratings["entity"]) == {"importer", "lane"} and len(ratings) == 2 * RATED_TOP
+    assert all(f"<td>{escape(k)}</td>" in html for k in ratings["entity_key"])
+    assert all(list_id in html for list_id in ratings["list_id"].unique())
+    print(f"\n/ui answered in {elapsed * 1000:.0f} ms ({len(batch):,} scored declarations, {len(html):,} bytes)")
+
+
+def test_the_lookup_shows_the_latest_decision_its_reasons_and_the_champions_real_contributions(client, scored):
+    scorer, batch = scored
+    red = batch[(batch["lane"] == "red") & (batch["selected_by"] == "model")].iloc[0]
+    page = client.get("/ui/declaration", params={"id": f"  {red['declaration_id']} "})  # pasted with spaces
+    assert page.status_code == 200, page.text
+    html = page.text
+    assert '<span class="lane lane-red">red</span>' in html and f"{red['risk_score']:.4f}" in html
+    assert "score-ui-test" in html and ">model<" in html
+    reasons = [r for r in red["reasons"].split("; ") if r]
+    assert reasons and all(f"<li>{escape(r)}</li>" in html for r in reasons)
+
+    # The contributions are the champion's SHAP values on the declaration as the warehouse stores it: they add up
+    # to the decision's score, and the batch feature path gives the same values.
+    stored = scorer.warehouse.declaration(red["declaration_id"])
+    found = ui.contributions(scorer, ui.scorer_input(stored))
+    total = found.base + found.features["contribution"].sum()
+    assert 1 / (1 + math.exp(-total)) == pytest.approx(red["risk_score"], abs=1e-6)
+    assert found.risk_score == pytest.approx(red["risk_score"], abs=1e-9)
+    _, X, _ = scorer._scores(pd.DataFrame([ui.scorer_input(stored)]))
+    model = scorer.model
+    batch_shap = model.classifier.get_feature_importance(model.pool(X), type="ShapValues")[0, :-1]
+    by_feature = found.features.set_index("feature")["contribution"]
+    np.testing.assert_allclose(by_feature.reindex(model.columns).to_numpy(), batch_shap, atol=1e-9)
+    section = re.search(r'<section id="contributions">.*?</section>', html, re.S).group(0)
+    assert 'id="contributions-chart"' in section
+    for r in found.features.head(5).itertuples():
+        assert f"<td>{escape(r.feature)}</td>" in section and f"{r.contribution:+.4f}" in section
+
+
+def test_a_green_release_is_found_too(client, scored):
+    _, batch = scored
+    green = batch[batch["lane"] == "green"].iloc[0]
+    page = client.get("/ui/declaration", params={"id": green["declaration_id"]})
+    assert page.status_code == 200 and '<span class="lane lane-green">green</span>' in page.text
+    assert 'id="contributions-chart"' in page.text
+
+
+@pytest.mark.parametrize(("query", "status", "says"), [
+    ({"id": "NO-SUCH-DECLARATION"}, 404, "Declaration not found"),
+    ({"id": "   "}, 422, "give a declaration id"),
+    ({}, 422, "give a declaration id"),
+    ({"id": "D" * 101}, 422, "at most 100 characters"),
+    ({"id": "<script>alert(1)</script>"}, 404, "&lt;script&gt;alert(1)&lt;/script&gt;"),
+])
+def test_bad_lookups_are_clear_4xx_pages(client, query, status, says):
+    page = client.get("/ui/declaration", params=query)
+    assert page.status_code == status and page.headers["content-type"].startswith("text/html")
+    assert says in page.text and "<script>" not in page.text
+
+
+def test_with_a_key_the_page_needs_it_as_a_header_or_once_in_the_url_then_a_cookie(scored):
+    scorer, batch = scored
+    keyed = TestClient(create_app(scorer, api_key="s3cret", decision_log=False), follow_redirects=False)
+    one = batch["declaration_id"].iloc[0]
+    for path in ("/ui", f"/ui/declaration?id={one}", f"/ui/declaration?id={one}&key=wrong", "/ui?key="):
+        refused = keyed.get(path)
+        assert refused.status_code == 401 and "ADUANA_API_KEY" in refused.text, path
+    assert keyed.get("/ui", headers={"X-API-Key": "wrong"}).status_code == 401
+    assert keyed.get("/ui", headers={"X-API-Key": "s3cret"}).status_code == 200
+    handed = keyed.get(f"/ui/declaration?id={one}&key=s3cret")
+    assert handed.status_code == 303 and handed.headers["location"] == f"/ui/declaration?id={one}"  # key out of the URL
+    cookie = handed.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    assert "s3cret" not in cookie  # a token derived from the key, which opens the pages only
+    assert keyed.get(handed.headers["location"]).status_code == 200  # the client keeps the cookie
+    assert keyed.get("/ui").status_code == 200
+    keyed.cookies.clear()
+    assert keyed.get("/ui").status_code == 401
+    assert keyed.get("/healthz").status_code == 200
+
+
+def test_while_another_process_writes_the_warehouse_the_page_serves_its_last_read(scored):
+    scorer, batch = scored
+    c = TestClient(create_app(scorer, api_key="", decision_log=False), raise_server_exceptions=False)
+    assert c.get("/ui").status_code == 200  # a first read
+    with write_locked(scorer.warehouse.path):
+        started = time.perf_counter()
+        page = c.get("/ui")
+        assert time.perf_counter() - started < 5  # bounded by the snapshot wait, not by the writer
+        assert page.status_code == 200 and "score-ui-test" in page.text and "The warehouse is busy" in page.text
+        lookup = c.get("/ui/declaration", params={"id": batch["declaration_id"].iloc[0]})
+        assert lookup.status_code == 503 and lookup.headers["retry-after"]
+    assert "The warehouse is busy" not in c.get("/ui").text
+
+
+def test_an_empty_warehouse_says_what_to_run(tmp_path):
+    empty = Scorer(Warehouse(tmp_path / "empty.duckdb"), LanePolicy(), source=FixedSource({}, None))
+    page = TestClient(create_app(empty, api_key="", decision_log=False)).get("/ui")
+    assert page.status_code == 200
+    for hint in ("No scoring batch yet", "aduana score", "No audit list yet: run <code>aduana audit</code>",
+                 "No ratings yet", "aduana ratings"):
+        assert hint in page.text
