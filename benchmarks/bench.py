@@ -73,17 +73,70 @@ def stage_raw_baseline(work: Path, rows: int) -> dict:
     return {"rows": rows, "total_s": total, "rows_per_s": rows / total, "peak_rss_mb": _peak_mb()}
 
 
-def stage_flow(work: Path, rows: int) -> dict:
-    """`aduana ingest` end to end through Prefect (ephemeral server start included) into a fresh home."""
-    env = {**os.environ, "ADUANA_HOME": str(work / "flow-home")}
+def _cli(env: dict, *args: str, check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+    t = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"aduana {' '.join(args)} failed: {result.stderr[-2000:]}")
+    return time.perf_counter() - t, result
+
+
+def _home_env(home: Path, **extra: str) -> dict:
+    env = {**os.environ, "ADUANA_HOME": str(home), **extra}
     env.pop("PREFECT_API_URL", None)
     env.pop("PREFECT_HOME", None)
-    t = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "flows.cli", "ingest", str(work / "landing" / "declarations.parquet"),
-                             "--json"], capture_output=True, text=True, env=env, check=True)
-    total = time.perf_counter() - t
+    return env
+
+
+def stage_flow(work: Path, rows: int) -> dict:
+    """`aduana ingest` end to end through Prefect into a fresh home (its Prefect server's start included)."""
+    from flows import server
+
+    env = _home_env(work / "flow-home")
+    try:
+        total, result = _cli(env, "ingest", str(work / "landing" / "declarations.parquet"), "--json")
+    finally:
+        server.stop(work / "flow-home" / "prefect")
     summary = json.loads(result.stdout)
     return {"rows": rows, "total_s": total, "rows_per_s": rows / total, "stored": summary["stored"]}
+
+
+def stage_cli(work: Path, rows: int) -> dict:
+    """A CLI call's fixed cost: the same small ingest through the home's Prefect server (cold, then warm) and
+    through Prefect's ephemeral server, against the same work done in-process with no Prefect at all."""
+    import statistics
+
+    from expectations.checkpoint import check_batch
+    from features.intake.batch import prepare_batch
+    from features.simulator import simulate, write_world
+    from features.warehouse import Warehouse
+    from flows import server
+
+    small = work / "cli-landing"
+    write_world(simulate(2_000, seed=11), small, "csv")
+    path = str(small / "declarations.csv")
+    t = time.perf_counter()
+    batch = prepare_batch(Path(path))
+    report = check_batch(batch.valid, "declarations", work / "cli-inproc")
+    Warehouse(work / "cli-inproc" / "warehouse.duckdb").store(batch, report.passed, report.failures)
+    in_process = time.perf_counter() - t
+    home = work / "cli-home"
+    env = _home_env(home)
+    out: dict = {"rows": 2_000, "in_process_work_s": in_process}
+    out["help_s"], _ = _cli(env, "--help")
+    out["usage_error_s"], _ = _cli(env, "ingest", str(small / "missing.csv"), check=False)
+    try:
+        out["home_server_cold_s"], _ = _cli(env, "ingest", path, "--json")
+        warm = [_cli(env, "ingest", path, "--json")[0] for _ in range(3)]
+        out["home_server_warm_s"] = statistics.median(warm)
+        out["promote_s"], _ = _cli(env, "promote", "--json")
+    finally:
+        server.stop(home / "prefect")
+    ephemeral_env = _home_env(work / "cli-ephemeral", ADUANA_PREFECT_SERVER="ephemeral")
+    out["ephemeral_s"] = statistics.median(_cli(ephemeral_env, "ingest", path, "--json")[0] for _ in range(2))
+    out["fixed_cost_home_server_s"] = out["home_server_warm_s"] - in_process
+    out["fixed_cost_ephemeral_s"] = out["ephemeral_s"] - in_process
+    return out
 
 
 def stage_model(work: Path, rows: int) -> dict:
@@ -457,9 +510,9 @@ def _probe_worst(url: str, work: str) -> None:
 
 
 STAGES = {"generate": stage_generate, "ingest": stage_ingest, "raw_baseline": stage_raw_baseline, "flow": stage_flow,
-          "model": stage_model, "serving": stage_serving, "backtest": stage_backtest, "quality": stage_quality,
+          "cli": stage_cli, "model": stage_model, "serving": stage_serving, "backtest": stage_backtest, "quality": stage_quality,
           "worst_request": stage_worst_request}
-SELF_CONTAINED = {"backtest", "quality", "worst_request"}  # stages that simulate their own data: no landing files needed
+SELF_CONTAINED = {"backtest", "quality", "worst_request", "cli"}  # stages that simulate their own data: no landing files needed
 
 
 def main() -> None:

@@ -3,9 +3,11 @@
 Errors are one line and a non-zero exit code; --debug shows the traceback."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -45,6 +47,15 @@ def _main(
     from flows import watchdog
 
     watchdog.start()  # Prefect's ephemeral server ends with this process, even after kill -9
+
+
+def runs_flows(command: Callable) -> Callable:
+    """A command that runs Prefect flows: once its arguments are checked, connect to the home's Prefect server."""
+    @functools.wraps(command)
+    def connected(*args, **kwargs):
+        runtime.connect(_settings())
+        return command(*args, **kwargs)
+    return connected
 
 
 def _settings() -> Settings:
@@ -106,6 +117,7 @@ def generate(
 
 
 @app.command()
+@runs_flows
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files: declarations, manifests, traders, outcomes.", **INPUT)],
     mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for a foreign layout.", **INPUT)] = None,
@@ -131,6 +143,7 @@ def _totals(summaries: list[dict]) -> dict:
 
 
 @app.command()
+@runs_flows
 def train(
     dataset: Annotated[str, typer.Option("--dataset", help="Experiment name suffix (one experiment per dataset).")]
     = "warehouse",
@@ -150,6 +163,7 @@ def train(
 
 
 @app.command()
+@runs_flows
 def evaluate(
     train_file: Annotated[Path, typer.Option("--train", help="Labelled declarations to train on (CSV or Parquet).", **INPUT)],
     test_file: Annotated[Path, typer.Option("--test", help="Labelled declarations to evaluate on.", **INPUT)],
@@ -166,6 +180,7 @@ def evaluate(
 
 
 @app.command()
+@runs_flows
 def score(
     path: Annotated[Path, typer.Argument(help="Declarations to score (CSV or Parquet).", **INPUT)],
     out: Annotated[Path, typer.Option("--out", help="Score output file (.csv or .parquet).")],
@@ -222,6 +237,7 @@ def serve(
 
 
 @app.command()
+@runs_flows
 def audit(
     period: Annotated[str | None, typer.Option(
         "--period", help="START:END dates, a month (2024-11) or a year (2024). Default: the latest complete month "
@@ -240,6 +256,7 @@ def audit(
 
 
 @app.command()
+@runs_flows
 def ratings(
     entity: Annotated[str, typer.Option("--entity", help="importer, declarant, hs_heading or lane.")] = "importer",
     top: Annotated[int, typer.Option("--top", min=1)] = 20,
@@ -257,6 +274,7 @@ def ratings(
 
 
 @app.command()
+@runs_flows
 def monitor(
     window_days: Annotated[int | None, typer.Option("--window-days", min=1, help="Days in the recent window.")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Window end date (default: newest declaration).")] = None,
@@ -271,6 +289,7 @@ def monitor(
 
 
 @app.command()
+@runs_flows
 def backtest(
     path: Annotated[Path | None, typer.Argument(help="Labelled declarations to replay (default: the simulator).", **INPUT)] = None,
     mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for PATH.", **INPUT)] = None,
@@ -296,6 +315,7 @@ def backtest(
 
 
 @app.command()
+@runs_flows
 def schedule(
     names: Annotated[list[str] | None, typer.Argument(help="Deployments to serve (default: all in infra/prefect.yaml).")]
     = None,
@@ -305,12 +325,56 @@ def schedule(
     Needs a Prefect server (PREFECT_API_URL); runs until interrupted. For a work pool and workers, use
     `prefect deploy --prefect-file infra/prefect.yaml` instead (see the README)."""
     if not os.environ.get("PREFECT_API_URL"):
-        raise UserError("aduana schedule needs a Prefect server: start one ('prefect server start') and set "
-                        "PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise UserError("aduana schedule needs a Prefect server that outlives it: unset ADUANA_PREFECT_SERVER=ephemeral "
+                        "(the home's server is then used) or set PREFECT_API_URL")
     from flows.deployments import serve_deployments
 
     runtime.progress("serving the deployments of infra/prefect.yaml; Ctrl-C to stop")
     serve_deployments(names or None)
+
+
+server_app = typer.Typer(help="This home's local Prefect server (the CLI starts it when a flow first needs it).",
+                           no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(server_app, name="server")
+
+
+def _server_result(found, state: str) -> dict:
+    home = _settings().prefect_home
+    from flows.server import log_file
+
+    if found is None:
+        return {"state": state, "ui": None, "api": None, "pid": None, "log": str(log_file(home))}
+    return {"state": state, "ui": found.ui_url, "api": found.api_url, "pid": found.pid, "log": str(log_file(home))}
+
+
+@server_app.command(name="status")
+def server_status(as_json: JsonOption = False) -> None:
+    """Say whether this home's Prefect server runs, and where its UI is."""
+    from flows import server
+
+    found = server.running(_settings().prefect_home)
+    result = _server_result(found, "running" if found else "stopped")
+    _emit(result, as_json, f"Prefect server: {result['state']}" + (f", UI at {result['ui']}" if found else ""))
+
+
+@server_app.command(name="start")
+def server_start(as_json: JsonOption = False) -> None:
+    """Start this home's Prefect server now (flows start it anyway when they need it)."""
+    from flows import server
+
+    found, started = server.ensure(_settings().prefect_home)
+    result = _server_result(found, "started" if started else "running")
+    _emit(result, as_json, f"Prefect server {result['state']}: UI at {found.ui_url}, API at {found.api_url}")
+
+
+@server_app.command(name="stop")
+def server_stop(as_json: JsonOption = False) -> None:
+    """Stop this home's Prefect server (its runs are kept; the next flow starts it again)."""
+    from flows import server
+
+    found = server.stop(_settings().prefect_home)
+    result = _server_result(found, "stopped" if found else "not running")
+    _emit(result, as_json, f"Prefect server {result['state']}")
 
 
 @app.command()
@@ -388,6 +452,7 @@ def warnings_command(
 
 
 @app.command()
+@runs_flows
 def demo(
     rows: Annotated[int, typer.Option("--rows", min=1000, help="Declarations to simulate.")] = 200_000,
     seed: Annotated[int, typer.Option("--seed")] = 7,

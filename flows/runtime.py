@@ -53,6 +53,22 @@ def configure(settings: Settings, debug: bool = False) -> None:
         os.environ["PREFECT_HOME"] = str(settings.prefect_home)
 
 
+def connect(settings: Settings) -> None:
+    """Point this process's flows at the home's Prefect server, starting it if none answers; nothing when the
+    user gave PREFECT_API_URL or chose the ephemeral server. Called by CLI commands that run flows, after their
+    arguments are checked."""
+    if "PREFECT_API_URL" in os.environ or settings.prefect_server == "ephemeral":
+        return
+    from flows import server
+
+    started_at = time.monotonic()
+    found, started = server.ensure(settings.prefect_home)
+    os.environ["PREFECT_API_URL"] = found.api_url
+    if started:
+        progress(f"started this home's Prefect server in {time.monotonic() - started_at:.0f} s: UI at {found.ui_url} "
+                 "(it keeps running for the next calls; 'aduana server stop' ends it)")
+
+
 _SETTINGS: ContextVar[Settings | None] = ContextVar("aduana_settings", default=None)
 _URIS_WE_SET: set[str] = set()  # mlflow.set_tracking_uri also exports MLFLOW_TRACKING_URI; ours is not the user's
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import (
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     """Great Expectations runs on at most this many rows of a batch (a seeded sample); pandera checks all rows."""
     lane_policy: Path | None = None  # YAML lane policy; default: serving.lanes.LanePolicy()
     reload_seconds: float = 30.0  # how often the API checks for a new champion and a changed warehouse
+    prefect_server: Literal["home", "ephemeral"] = "home"
+    """`home`: the CLI's flows run on one local Prefect server per ADUANA_HOME, started once (flows/server.py);
+    `ephemeral`: Prefect's temporary server per call. A PREFECT_API_URL in the environment overrides both."""
     api_key: str | None = None  # when set, every scoring call must carry it in X-API-Key
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     """The user's tracking store; default: the sqlite store under ADUANA_HOME."""

@@ -8,15 +8,18 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
 import mlflow
-import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from features.errors import UserError
-from training.gate import GateDecision
-from training.models import RiskModel
-from training.store import CHECKSUM_TAG, MODEL_URI_TAG, load_risk_model, sha256
+
+if TYPE_CHECKING:  # reading the registry (`aduana promote`) needs neither scikit-learn nor CatBoost
+    from training.gate import GateDecision
+    from training.models import RiskModel
 
 MODEL_NAME = "customs-risk"
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -25,6 +28,8 @@ HISTORY_TAG = "aduana.champion_history"  # on the registered model: JSON list of
 
 def register_challenger(client: MlflowClient, run_id: str) -> str:
     """Register the run's model as a new version of customs-risk and point @challenger at it."""
+    from training.store import CHECKSUM_TAG, MODEL_URI_TAG
+
     try:
         client.get_registered_model(MODEL_NAME)
     except MlflowException:
@@ -50,6 +55,8 @@ def alias_version(client: MlflowClient, alias: str) -> str | None:
 def load_version(version: str) -> RiskModel:
     """The RiskModel behind a registry version, read from its CatBoost files after checking them against the
     checksums recorded at registration. Nothing is unpickled and no code from the store runs."""
+    from training.store import load_risk_model, sha256
+
     client = MlflowClient()
     try:
         recorded = json.loads(client.get_model_version(MODEL_NAME, version).tags["artifact_sha256"])
@@ -73,7 +80,7 @@ def append_promotion(log: Path | None, record: dict) -> None:
         return
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a") as handle:
-        handle.write(json.dumps({"at": pd.Timestamp.now(tz="UTC").isoformat(), **record}) + "\n")
+        handle.write(json.dumps({"at": datetime.now(UTC).isoformat(), **record}) + "\n")
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -126,7 +133,7 @@ def promote_by_hand(client: MlflowClient, version: str, reason: str, who: str, l
         client.get_model_version(MODEL_NAME, version)
     except MlflowException as exc:
         raise UserError(f"{MODEL_NAME} has no version {version}") from exc
-    when = pd.Timestamp.now(tz="UTC").isoformat()
+    when = datetime.now(UTC).isoformat()
     for key, value in (("promoted_by", who), ("promoted_at", when), ("promotion_reason", reason[:5000])):
         client.set_model_version_tag(MODEL_NAME, version, key, value)
     previous = _move_champion(client, version)
@@ -148,7 +155,7 @@ def rollback(client: MlflowClient, log: Path | None = None, who: str = "") -> tu
     restored = history.pop()
     client.set_registered_model_alias(MODEL_NAME, CHAMPION, restored)
     client.set_registered_model_tag(MODEL_NAME, HISTORY_TAG, json.dumps(history))
-    client.set_model_version_tag(MODEL_NAME, current, "rolled_back", pd.Timestamp.now().isoformat())
+    client.set_model_version_tag(MODEL_NAME, current, "rolled_back", datetime.now().isoformat())
     append_promotion(log, {"action": "rollback", "version": restored, "previous": current, "by": who or "unknown",
                            "reason": "rollback"})
     return current, restored
