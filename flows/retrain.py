@@ -41,10 +41,13 @@ def fit_config(rt: Runtime, iterations: int | None = None) -> FitConfig:
 
 
 @task(name="train_model", cache_policy=NO_CACHE)
-def train_model(frame: pd.DataFrame, config: FitConfig, tune_seconds: float | None = None) -> TrainingResult:
+def train_model(frame: pd.DataFrame, config: FitConfig, tune_seconds: float | None = None,
+                training_runs: runs.TrainingRuns | None = None) -> TrainingResult:
+    """Fit and evaluate; `training_runs` opens each model's MLflow run as its work starts."""
     if tune_seconds:
         progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
-    result = train_and_evaluate(frame, config, tune_seconds=tune_seconds, report=progress)
+    starting = training_runs.begin if training_runs is not None else (lambda role: None)
+    result = train_and_evaluate(frame, config, tune_seconds=tune_seconds, report=progress, starting=starting)
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
         progress(f"{len(result.trials)} trials; best validation PR-AUC {best.value:.4f} with {best.params}")
@@ -53,9 +56,8 @@ def train_model(frame: pd.DataFrame, config: FitConfig, tune_seconds: float | No
 
 
 @task(name="track_training", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def track_training(rt: Runtime, result: TrainingResult, dataset: str, warnings: list[str],
-                   tags: dict[str, str]) -> dict[str, str]:
-    return runs.log_training(rt.client, result, dataset, rt.artifacts, flow_run.get_id(), warnings, tags)
+def track_training(training_runs: runs.TrainingRuns, result: TrainingResult, warnings: list[str]) -> dict[str, str]:
+    return training_runs.log(result, warnings)
 
 
 @task(name="promote_model", cache_policy=NO_CACHE)
@@ -94,9 +96,12 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
         progress(f"triggered by drift on v{drift.get('model_version')}: {', '.join(drift.get('drifted_features', [])) or 'outcomes'}")
     rt = runtime.current()
     frame, warnings = load_training_data(rt)
-    result = train_model(frame, fit_config(rt, iterations), tune_seconds)
     tags = trigger_tags(drift)
-    logged = track_training(rt, result, dataset, warnings, tags)
+    # The runs open before the training and end after their logging (FAILED if either raises), so that their
+    # duration and system metrics are the training's.
+    with runs.TrainingRuns(rt.client, dataset, rt.artifacts, flow_run.get_id(), tags) as training_runs:
+        result = train_model(frame, fit_config(rt, iterations), tune_seconds, training_runs)
+        logged = track_training(training_runs, result, warnings)
     version, decision = promote_model(rt, result, logged, warnings)
     summary = {"version": version, "candidate": decision.candidate, "run_id": logged[decision.candidate],
             "model_run_id": logged["model"], "reference_run_id": logged["reference"], "promoted": decision.promote,
@@ -120,8 +125,10 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
             progress(f"{name}: {len(batch.rejected):,} invalid rows left out ({batch.rejected['reason'].value_counts().to_dict()})")
         parts[name] = batch.rows
     frame, split, history = explicit_split(parts["train"], parts["test"])
-    result = train_and_evaluate(frame, fit_config(rt, iterations), split, history, report=progress)
-    logged = runs.log_training(rt.client, result, f"evaluate-{Path(train).stem}", rt.artifacts, flow_run.get_id())
+    with runs.TrainingRuns(rt.client, f"evaluate-{Path(train).stem}", rt.artifacts, flow_run.get_id()) as training_runs:
+        result = train_and_evaluate(frame, fit_config(rt, iterations), split, history, report=progress,
+                                    starting=training_runs.begin)
+        logged = training_runs.log(result)
     return {"run_id": logged["model"], "reference_run_id": logged["reference"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
             "feature_groups": groups_summary(result), "behaviour": result.behaviour}

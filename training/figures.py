@@ -1,4 +1,5 @@
-"""Figures a data scientist wants to see in the MLflow UI. Matplotlib only; the tracking module logs them."""
+"""Figures a data scientist wants to see in the MLflow UI (training, monitoring and backtest runs). Matplotlib only;
+the tracking module logs them."""
 from __future__ import annotations
 
 import matplotlib
@@ -108,5 +109,59 @@ def backtest_cumulative(weekly: pd.DataFrame) -> plt.Figure:
     title = "Cumulative revenue share" if column == "cum_revenue_share" else "Cumulative recall (no revenue in the data)"
     ax.set(xlabel="week of the replay", ylabel=column.removeprefix("cum_").replace("_", " "), title=title)
     _finish_weekly(ax, weekly)
+    fig.tight_layout()
+    return fig
+
+
+def feature_psi(features: pd.DataFrame, threshold: float, top: int = 30) -> plt.Figure:
+    """PSI per feature (the `top` largest), with the alert threshold: red bars cross it on a feature that may alert,
+    grey ones are features the catalogue never alerts on (they drift with the data's mix by design)."""
+    shown = features.sort_values("psi", ascending=False, kind="stable").head(top).iloc[::-1]
+    alerting = shown["alerting"].astype(bool) if "alerting" in shown else pd.Series(True, index=shown.index)
+    colours = np.where(~alerting, "lightgrey", np.where(shown["psi"] >= threshold, "tab:red", "tab:blue"))
+    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(shown) + 1.4))
+    ax.barh(shown["feature"], shown["psi"], color=colours)
+    ax.axvline(threshold, color="tab:red", linestyle="--")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:red", "tab:blue", "lightgrey")]
+    handles.append(plt.Line2D([], [], color="tab:red", linestyle="--"))
+    ax.legend(handles, ["over the threshold", "within it", "never alerts (catalogue)", f"alert threshold (PSI {threshold:g})"],
+              loc="lower right", fontsize="small")
+    ax.set(xlabel="PSI, reference → window", title=f"Feature drift (the {len(shown)} largest PSI)")
+    if shown.empty:
+        ax.text(0.5, 0.5, "no feature in both samples", ha="center", transform=ax.transAxes)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def score_distribution(reference: pd.Series, current: pd.Series, score: dict, threshold: float,
+                       bins: int = 40) -> plt.Figure:
+    """The risk score on the reference and on the window: shares per bin and the cumulative distributions (the KS
+    statistic is their largest vertical gap)."""
+    ref = reference.to_numpy(dtype="float64")
+    cur = current.to_numpy(dtype="float64")
+    ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
+    top = max([1e-6, *(np.quantile(v, 0.995) for v in (ref, cur) if len(v))])  # a few extreme scores squash the rest
+    edges = np.linspace(0, top, bins + 1)
+    fig, (ax_h, ax_c) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, values in (("reference", ref), ("window", cur)):
+        if not len(values):
+            continue
+        counts, _ = np.histogram(np.clip(values, 0, top), edges)
+        ax_h.stairs(counts / len(values), edges, label=f"{name} ({len(values):,})", fill=name == "reference",
+                    alpha=0.4 if name == "reference" else 1.0)
+        ordered = np.sort(values)
+        ax_c.plot(ordered, np.arange(1, len(ordered) + 1) / len(ordered), label=name)
+    if not len(cur):
+        ax_h.text(0.5, 0.5, "no declarations in the window", ha="center", transform=ax_h.transAxes)
+    ax_h.set(xlabel="risk score", ylabel="share of declarations", title="Risk score distribution")
+    ax_c.set(xlabel="risk score", ylabel="cumulative share", title="Cumulative distribution", xlim=(0, top))
+    psi, ks = score.get("psi"), score.get("statistic")
+    verdict = f"PSI {psi:.3f} (alert at {threshold:g})" if psi is not None and np.isfinite(psi) else "PSI n/a"
+    fig.suptitle(verdict + (f", KS {ks:.3f}" if ks is not None and np.isfinite(ks) else ""))
+    for ax in (ax_h, ax_c):
+        if ax.lines or ax.patches:
+            ax.legend()
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig

@@ -34,6 +34,10 @@ class MonitorReport:
     outcomes: dict
     drifted_features: list[str] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    thresholds: MonitorThresholds = field(default_factory=MonitorThresholds)  # what the alerts were judged on
+    # The champion's risk scores on the reference and on the window, for the score-distribution plot.
+    reference_scores: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
+    current_scores: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
 
     @property
     def drift_detected(self) -> bool:
@@ -111,7 +115,8 @@ def monitor(model: RiskModel, version: str, reference: pd.DataFrame, current: pd
     score = {**numeric_drift(scores_ref, scores_cur), "mean_reference": float(scores_ref.mean()),
              "mean_current": float(scores_cur.mean()) if len(scores_cur) else None}
     report = MonitorReport(model_version=version, window=window, rows=len(current), reference_rows=len(reference),
-                           features=table, score=score, outcomes=outcome_summary(outcomes))
+                           features=table, score=score, outcomes=outcome_summary(outcomes), thresholds=thresholds,
+                           reference_scores=scores_ref, current_scores=scores_cur)
     report.alerts += _outcome_alerts(report.outcomes, thresholds)
     if len(current) < thresholds.min_rows:
         return report  # too few declarations for a drift verdict; outcome alerts still stand

@@ -140,14 +140,18 @@ def select_groups(fs: FeatureSet, split: Split, config: FitConfig,
 
 def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), split: Split | None = None,
                        history: pd.DataFrame | None = None, tune_seconds: float | None = None,
-                       report: Callable[[str], None] = _silent) -> TrainingResult:
+                       report: Callable[[str], None] = _silent,
+                       starting: Callable[[str], None] = _silent) -> TrainingResult:
     """Fit the engineered model and the reference on the same time split, and evaluate both on the same holdout.
 
     `frame` holds integrated declarations (labelled and not). Without an explicit `split`, labelled rows are cut
     by date into train → validation → holdout; price bands are fitted on rows filed before the validation window.
     `tune_seconds`: search hyperparameters with Optuna for this long (on the validation window) before the final fit.
     `report` receives a line as each step starts or ends (the flows pass their progress).
+    `starting` is told whose work begins: "model" now, "reference" just before the reference's fit (the flows open
+    each one's MLflow run then, so that the run spans its own training).
     """
+    starting("model")
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
     split = split or time_split(frame["declaration_date"], labelled_rows(frame))
     bands = PriceBands.fit(frame[frame["declaration_date"] < split.valid_start])
@@ -172,6 +176,7 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     report(f"risk model: {model.classifier.tree_count_:,} rounds in {timings['model_fit_s']:.0f} s; "
            "fitting the reference (library-default CatBoost)…")
     model.params["feature_groups"] = list(kept)
+    starting("reference")
     started = time.perf_counter()
     reference = fit_reference(features, split, config)
     timings["reference_fit_s"] = time.perf_counter() - started

@@ -1,15 +1,25 @@
 """The run loggers: each training (the reference and the engineered model, each with its model), monitoring
-check and backtest as an MLflow run of its experiment, with its metrics, tables and plots."""
+check and backtest as an MLflow run of its experiment, with its metrics, tables and plots.
+
+A training's two runs are open while the work is done (TrainingRuns): each starts as its work starts, samples
+MLflow's system metrics (CPU, memory, disk) until it ends, and ends when its logging ends, or as FAILED."""
 from __future__ import annotations
 
+import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
 
 import mlflow
 import pandas as pd
+from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
 
 from features.build import FeatureSet
 from features.errors import UserError
@@ -21,11 +31,20 @@ from training.pipeline import Evaluation, TrainingResult
 from training.registry import MODEL_NAME
 from training.store import log_model
 
+if TYPE_CHECKING:
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
 REFERENCE_FILE = Path("monitoring/reference.parquet")  # on the training run: the drift reference sample
 
 
 PLUMBING = {"thread_count", "verbose", "allow_writing_files"}  # how CatBoost ran, not what was fitted
 KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"  # the UI opens on runs, not GenAI
+# MLflow samples every 10 s by default, which gives a 40 s fit four points; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
+# (seconds) overrides this.
+SYSTEM_METRICS_INTERVAL_S = 2.0
+RUN_NAMES = {"model": "catboost-risk-{stamp}", "reference": "reference-default-catboost-{stamp}"}
+
+_logger = logging.getLogger(__name__)
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifacts: Path) -> str:
@@ -82,50 +101,136 @@ def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, spl
     log_model(model, fs.X)
 
 
+class TrainingRuns:
+    """The reference's and the engineered model's runs of one training, opened as their work starts and ended when
+    their logging ends: the run's duration in the UI is the training's, with system metrics over it. Use it as a
+    context manager: an error inside ends every run still open as FAILED (and nothing is registered, as the gate
+    comes after). A plain class, not a dataclass: Prefect hands it to tasks as it is."""
+
+    def __init__(self, client: MlflowClient, dataset: str, artifacts: Path, flow_run_id: str | None = None,
+                 tags: dict[str, str] | None = None):
+        self.client, self.dataset = client, dataset
+        self.experiment_id = ensure_experiment(client, f"aduana-{dataset}", artifacts)
+        self.tags = {"aduana.dataset": dataset, "prefect.flow_run_id": flow_run_id or "", **(tags or {})}
+        self.stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M%S")
+        self.run_ids: dict[str, str] = {}  # role ("model", "reference") → run id, in the order they were opened
+        self._monitors: dict[str, SystemMetricsMonitor] = {}
+        self._logged: set[str] = set()  # roles whose logging ended well: a retried log() does not log them twice
+
+    def __enter__(self) -> TrainingRuns:
+        self.begin("model")  # the engineered model's work (features, ablation, tuning, its fit) starts now
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        if error is not None:
+            self.fail()
+
+    def begin(self, role: str) -> None:
+        """Open the run of `role` ("model" or "reference") now, once; train_and_evaluate calls this as each
+        model's work starts."""
+        if role in self.run_ids:
+            return
+        run = self.client.create_run(self.experiment_id, run_name=RUN_NAMES[role].format(stamp=self.stamp),
+                                     tags=resolve_tags({**self.tags, "aduana.role": role}))  # source, user, git
+        self.run_ids[role] = run.info.run_id
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor  # imports psutil
+
+            monitor = SystemMetricsMonitor(run.info.run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S,
+                                           tracking_uri=self.client.tracking_uri)
+        except Exception as exc:  # noqa: BLE001 (psutil missing or a platform without its counters: train anyway)
+            _logger.warning("no system metrics for run %s: %s", run.info.run_id, exc)
+            return
+        monitor.start()
+        self._monitors[role] = monitor
+
+    def _stop_metrics(self, role: str) -> None:
+        """Stop the role's sampling thread, so that nothing samples after its run, and log its last samples (MLflow
+        drops an interval cut short, which would leave a run shorter than one interval without any)."""
+        monitor = self._monitors.pop(role, None)
+        if monitor is None:
+            return
+        monitor.finish()  # joins the thread
+        try:
+            if last := monitor.aggregate_metrics():
+                monitor.publish_metrics(last)
+                monitor.mlflow_logger.flush()
+        except MlflowException as exc:  # samples are a nicety; never the reason a training fails
+            _logger.warning("the last system metrics of run %s not logged: %s", self.run_ids[role], exc)
+
+    def fail(self) -> None:
+        """End every run still open as FAILED: the training or its logging raised."""
+        for role, run_id in self.run_ids.items():
+            self._stop_metrics(role)
+            try:
+                if self.client.get_run(run_id).info.status == RunStatus.to_string(RunStatus.RUNNING):
+                    self.client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            except MlflowException as exc:  # the store itself failing: the training's own error matters more
+                _logger.warning("could not mark run %s as failed: %s", run_id, exc)
+
+    @contextmanager
+    def _logging(self, role: str, description: str) -> Iterator[None]:
+        """The role's run as MLflow's active run while it is logged; it ends FINISHED after, FAILED on an error."""
+        with mlflow.start_run(run_id=self.run_ids[role], description=description, log_system_metrics=False):
+            try:
+                yield
+            finally:
+                self._stop_metrics(role)
+        self._logged.add(role)
+
+    def log(self, result: TrainingResult, warnings: list[str] | None = None) -> dict[str, str]:
+        """Log the reference and the engineered model into their runs, each with its model, so either can be
+        registered, and end both. Returns {"model": run id, "reference": run id}."""
+        self.begin("reference")  # a result trained without telling these runs
+        fs, split, dataset = result.features, result.split, self.dataset
+        tags = {"aduana.data_hash": fs.data_hash, "aduana.validation_warnings": str(len(warnings or []))}
+        common_params = {"valid_start": str(split.valid_start.date()), "holdout_start": str(split.holdout_start.date()),
+                         **{"rows" if k == "rows" else f"rows_{k}": v for k, v in result.counts.items()},
+                         "data_hash": fs.data_hash}
+        predictions = {"model": result.evaluation.predictions,
+                       "reference (default CatBoost)": result.reference_evaluation.predictions}
+        rows = (f"{result.counts['train']:,} training, {result.counts.get('valid', 0):,} validation and "
+                f"{result.counts['holdout']:,} holdout declarations of `{dataset}`")
+        reference_id = self.run_ids["reference"]
+        if "reference" not in self._logged:
+            with self._logging("reference", f"The reference: a library-default CatBoost on the mapped columns, on "
+                               f"{rows}. The engineered model must beat it to be put forward."):
+                mlflow.set_tags(tags)
+                mlflow.log_params(common_params)
+                if "reference_fit_s" in result.timings:
+                    mlflow.log_metric("reference_fit_seconds", result.timings["reference_fit_s"])
+                _log_inputs(fs, split, dataset)
+                _log_candidate(result.reference, result.reference_evaluation, fs, split, result.reference_behaviour,
+                               predictions)
+        with self._logging("model", f"The engineered risk model (feature groups kept: "
+                           f"{', '.join(result.kept_groups) or 'none'}) on {rows}; its reference is the run "
+                           f"{reference_id}."):
+            mlflow.set_tags({**tags, "aduana.reference_run_id": reference_id})
+            mlflow.log_params({**common_params, "feature_groups": ",".join(result.kept_groups) or "none"})
+            _log_inputs(fs, split, dataset)
+            for key, value in result.reference_evaluation.metrics.items():
+                if value is not None:
+                    mlflow.log_metric(f"reference_{key}", value)
+            mlflow.log_dict({"groups": [asdict(g) for g in result.groups]}, "feature_groups.json")
+            mlflow.log_metrics({f"group_delta_{g.group}": g.delta for g in result.groups if g.delta is not None}
+                               | {k.removesuffix("_s") + "_seconds": v for k, v in result.timings.items()})
+            _log_candidate(result.model, result.evaluation, fs, split, result.behaviour, predictions)
+            for trial in result.trials:  # each Optuna trial as a nested run under the training run
+                with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"trial-{trial.number}", nested=True,
+                                      tags={**self.tags, **tags, "aduana.role": "tuning-trial"}):
+                    mlflow.log_params(trial.params)
+                    mlflow.log_metrics({"validation_pr_auc": trial.value, "fit_seconds": trial.seconds})
+        return {"model": self.run_ids["model"], "reference": reference_id}
+
+
 def log_training(client: MlflowClient, result: TrainingResult, dataset: str, artifacts: Path,
                  flow_run_id: str | None = None, warnings: list[str] | None = None,
                  tags: dict[str, str] | None = None) -> dict[str, str]:
-    """Log the reference and the engineered model as two runs of the dataset's experiment, each with its model,
-    so either can be registered. Returns {"model": run id, "reference": run id}."""
-    experiment_id = ensure_experiment(client, f"aduana-{dataset}", artifacts)
-    fs, split = result.features, result.split
-    common_tags = {"aduana.dataset": dataset, "prefect.flow_run_id": flow_run_id or "", "aduana.data_hash": fs.data_hash,
-                   "aduana.validation_warnings": str(len(warnings or [])), **(tags or {})}
-    common_params = {"valid_start": str(split.valid_start.date()), "holdout_start": str(split.holdout_start.date()),
-                     **{"rows" if k == "rows" else f"rows_{k}": v for k, v in result.counts.items()}, "data_hash": fs.data_hash}
-    predictions = {"model": result.evaluation.predictions,
-                   "reference (default CatBoost)": result.reference_evaluation.predictions}
-    stamp = pd.Timestamp.now().strftime("%Y%m%d-%H%M%S")
-    rows = (f"{result.counts['train']:,} training, {result.counts.get('valid', 0):,} validation and "
-            f"{result.counts['holdout']:,} holdout declarations of `{dataset}`")
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"reference-default-catboost-{stamp}",
-                          description=f"The reference: a library-default CatBoost on the mapped columns, on {rows}. "
-                          "The engineered model must beat it to be put forward.",
-                          tags={**common_tags, "aduana.role": "reference"}) as reference_run:
-        mlflow.log_params(common_params)
-        _log_inputs(fs, split, dataset)
-        _log_candidate(result.reference, result.reference_evaluation, fs, split, result.reference_behaviour, predictions)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"catboost-risk-{stamp}",
-                          description=f"The engineered risk model (feature groups kept: "
-                          f"{', '.join(result.kept_groups) or 'none'}) on {rows}; its reference is the run "
-                          f"{reference_run.info.run_id}.",
-                          tags={**common_tags, "aduana.role": "model",
-                                "aduana.reference_run_id": reference_run.info.run_id}) as run:
-        mlflow.log_params({**common_params, "feature_groups": ",".join(result.kept_groups) or "none"})
-        _log_inputs(fs, split, dataset)
-        for key, value in result.reference_evaluation.metrics.items():
-            if value is not None:
-                mlflow.log_metric(f"reference_{key}", value)
-        mlflow.log_dict({"groups": [asdict(g) for g in result.groups]}, "feature_groups.json")
-        mlflow.log_metrics({f"group_delta_{g.group}": g.delta for g in result.groups if g.delta is not None}
-                           | {k.removesuffix("_s") + "_seconds": v for k, v in result.timings.items()})
-        _log_candidate(result.model, result.evaluation, fs, split, result.behaviour, predictions)
-        for trial in result.trials:  # each Optuna trial as a nested run under the training run
-            with mlflow.start_run(experiment_id=experiment_id, run_name=f"trial-{trial.number}", nested=True,
-                                  tags={**common_tags, "aduana.role": "tuning-trial"}):
-                mlflow.log_params(trial.params)
-                mlflow.log_metrics({"validation_pr_auc": trial.value, "fit_seconds": trial.seconds})
-    return {"model": run.info.run_id, "reference": reference_run.info.run_id}
+    """Log a training done without TrainingRuns open (its runs then last as long as the logging) as the two runs
+    of the dataset's experiment. Returns {"model": run id, "reference": run id}."""
+    with TrainingRuns(client, dataset, artifacts, flow_run_id, tags) as training_runs:
+        return training_runs.log(result, warnings)
 
 
 def load_reference(client: MlflowClient, version: str) -> pd.DataFrame:
@@ -141,7 +246,8 @@ def load_reference(client: MlflowClient, version: str) -> pd.DataFrame:
 
 
 def log_monitoring(client: MlflowClient, report: MonitorReport, artifacts: Path, flow_run_id: str | None) -> str:
-    """One run of the `aduana-monitoring` experiment per check: PSI per feature, score drift, outcomes, alerts."""
+    """One run of the `aduana-monitoring` experiment per check: PSI per feature, score drift, outcomes, alerts,
+    and their plots (PSI per feature against the alert threshold, the score's distribution then and now)."""
     experiment_id = ensure_experiment(client, "aduana-monitoring", artifacts)
     name = f"monitor-v{report.model_version}-{report.window[1].date()}-{pd.Timestamp.now():%Y%m%dT%H%M%S}"
     tags = {"aduana.model_version": report.model_version, "aduana.drift_detected": str(report.drift_detected).lower(),
@@ -159,6 +265,12 @@ def log_monitoring(client: MlflowClient, report: MonitorReport, artifacts: Path,
         mlflow.log_table(report.features, artifact_file="monitoring/feature_drift.json")
         mlflow.log_dict({"payload": report.payload(), "outcomes": report.outcomes, "score": report.score},
                         "monitoring/report.json")
+        thresholds = report.thresholds
+        for name, fig in (("feature_psi", figures.feature_psi(report.features, thresholds.psi)),
+                          ("score_distribution", figures.score_distribution(
+                              report.reference_scores, report.current_scores, report.score, thresholds.score_threshold))):
+            mlflow.log_figure(fig, f"plots/{name}.png")
+            figures.plt.close(fig)
     return run.info.run_id
 
 

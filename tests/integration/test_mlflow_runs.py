@@ -1,0 +1,117 @@
+"""MLflow as a data scientist reads it: training runs that span the training they record, with system metrics; a
+reference run as complete as the model's; monitoring runs with drift plots; a failed training's runs FAILED."""
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from flows.monitor import customs_monitor
+from flows.retrain import customs_retrain
+from flows.settings import get_settings
+from training import figures, pipeline, runs, store
+
+pytestmark = pytest.mark.integration
+MS = 0.002  # run times are whole milliseconds (truncated); fit times are perf_counter seconds
+
+
+def _client() -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
+
+
+def _seconds(run) -> float:  # noqa: ANN001
+    return (run.info.end_time - run.info.start_time) / 1000
+
+
+def _sampling_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "SystemMetricsMonitor" and t.is_alive()]
+
+
+def test_training_runs_span_their_fits_with_system_metrics_and_monitoring_has_plots(prefect_api, loaded_home,
+                                                                                    monkeypatch):
+    monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "60")
+    monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # a short test training: sample often
+    summary = customs_retrain(dataset="test")
+    client = _client()
+    model, reference = client.get_run(summary["model_run_id"]), client.get_run(summary["reference_run_id"])
+    fit = model.data.metrics  # the pipeline's own measurements of each fit
+    assert model.info.status == reference.info.status == "FINISHED"
+
+    # Given the pipeline's fit times, each run spans its own work: the model's from before its fit until after
+    # the reference's; the reference's opens only once the model's fit is done, and spans its own fit.
+    assert _seconds(model) >= fit["model_fit_seconds"] + fit["reference_fit_seconds"] - MS
+    assert (reference.info.start_time - model.info.start_time) / 1000 >= fit["model_fit_seconds"] - MS
+    assert _seconds(reference) >= fit["reference_fit_seconds"] - MS
+    assert reference.data.metrics["reference_fit_seconds"] == fit["reference_fit_seconds"]
+
+    # System metrics on both runs, sampled while the model trained (before the reference run opened, so before
+    # any logging), and no sampling thread left behind.
+    for run in (model, reference):
+        assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(run.data.metrics)
+    cpu = client.get_metric_history(model.info.run_id, "system/cpu_utilization_percentage")
+    assert len(cpu) >= 2 and min(m.timestamp for m in cpu) < reference.info.start_time
+    assert not _sampling_threads()
+
+    # The reference run is as complete as the model's: plots, its own logged model, the split's three parts.
+    plots = {a.path for a in client.list_artifacts(model.info.run_id, "plots")}
+    assert "plots/pr_curve.png" in plots
+    assert {a.path for a in client.list_artifacts(reference.info.run_id, "plots")} == plots
+    for run in (model, reference):
+        logged = client.search_logged_models([run.info.experiment_id],
+                                             filter_string=f"source_run_id = '{run.info.run_id}'")
+        assert [m.name for m in logged] == ["model"]
+        assert run.data.tags[store.MODEL_URI_TAG] == f"models:/{logged[0].model_id}"
+        contexts = [t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"]
+        assert sorted(contexts) == ["holdout", "training", "validation"]
+    versions = client.search_model_versions("name = 'customs-risk'")
+    assert [v.run_id for v in versions] == [summary["run_id"]]  # only the candidate put forward is registered
+
+    monitored = customs_monitor(window_days=30)
+    monitoring = client.get_run(monitored["mlflow_run_id"])
+    artifacts = {a.path: a.file_size for a in client.list_artifacts(monitoring.info.run_id, "plots")}
+    assert set(artifacts) == {"plots/feature_psi.png", "plots/score_distribution.png"}
+    assert all(size > 10_000 for size in artifacts.values())  # drawn figures, not empty canvases
+
+
+def _crash_reference_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise RuntimeError("worker lost during the reference fit")
+
+    monkeypatch.setattr(pipeline, "fit_reference", crash)
+
+
+def _crash_model_logging(monkeypatch: pytest.MonkeyPatch) -> None:
+    def crash(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OSError("artifact store full")
+
+    monkeypatch.setattr(runs, "log_model", crash)
+
+
+@pytest.mark.parametrize("break_it", [_crash_reference_fit, _crash_model_logging], ids=["in-training", "in-logging"])
+def test_a_training_that_fails_leaves_its_runs_failed_and_nothing_registered(prefect_api, loaded_home, monkeypatch,
+                                                                            break_it):
+    monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "30")
+    break_it(monkeypatch)
+    state = customs_retrain(dataset="test", return_state=True)
+    assert state.is_failed()
+    client = _client()
+    found = client.search_runs([client.get_experiment_by_name("aduana-test").experiment_id])
+    assert sorted((r.data.tags["aduana.role"], r.info.status) for r in found) == [
+        ("model", "FAILED"), ("reference", "FAILED")]
+    assert all(r.info.end_time for r in found)
+    assert client.search_model_versions("name = 'customs-risk'") == []
+    assert not _sampling_threads()
+
+
+def test_the_psi_plot_draws_the_alert_threshold():
+    table = pd.DataFrame({"feature": ["log_declared_value", "hs_chapter"], "psi": [0.6, 0.05],
+                          "alerting": [True, False]})
+    fig = figures.feature_psi(table, threshold=0.25)
+    try:
+        ax = fig.axes[0]
+        assert [line.get_xdata()[0] for line in ax.lines] == [0.25]
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["hs_chapter", "log_declared_value"]  # worst on top
+    finally:
+        figures.plt.close(fig)
