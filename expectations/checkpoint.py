@@ -20,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from expectations import SUITES_DIR
+from expectations.docs import configure_site, data_asset_name, publish_validation, rename_validation, run_name
+from expectations.docs_assets import VENDOR_DIR
 from expectations.reference import (
     LABELLED,
     NotComparable,
@@ -41,6 +43,8 @@ class QualityReport:
     failures: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     docs_index: Path | None = None
+    docs_validation: tuple[str, ...] | None = None  # the GX key of this check's Data Docs page
+    docs_note: str | None = None  # why the Data Docs would not render offline, and how to fix it (None: they do)
     profile: dict | None = None  # the checked rows' profile, merged into the reference once the batch is stored
     compared: bool = False  # relative expectations were judged against a reference (False: this batch helps set it)
 
@@ -114,14 +118,18 @@ def plan_expectations(sample: pd.DataFrame, spec: dict, reference: dict | None) 
 
 
 def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows: int = 200_000,
-                suites_dir: Path = SUITES_DIR, reference: dict | None = None) -> QualityReport:
+                suites_dir: Path = SUITES_DIR, reference: dict | None = None, *, batch_id: str | None = None,
+                source: str | None = None, docs_assets: Path | None = VENDOR_DIR) -> QualityReport:
     """Run the kind's suite through a GX checkpoint (on a seeded sample of at most `sample_rows`) and build Data Docs.
 
-    `reference` is the kind's reference profile (reference.load_reference); None for a dataset's first batch."""
+    `reference` is the kind's reference profile (reference.load_reference); None for a dataset's first batch.
+    The Data Docs page is named `<batch_id>: <file name>` and its data asset `<kind>: <source>`; its assets come
+    from `docs_assets` (expectations/docs_assets.py; None: leave the CDN links)."""
     if frame.empty:
         return QualityReport(passed=True, rejected=False, evaluated_rows=0, skipped=["no valid rows to check"])
     import great_expectations as gx  # slow import (seconds): only when a batch is checked
     from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
     logging.captureWarnings(False)  # GX turns this on at import, hiding warnings from everyone else
@@ -135,9 +143,10 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     project_root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(project_root))
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    configure_site(context)
     context.variables.save()
-    source = context.data_sources.add_or_update_pandas("aduana")
-    asset = next((a for a in source.assets if a.name == kind), None) or source.add_dataframe_asset(kind)
+    datasource = context.data_sources.add_or_update_pandas("aduana")
+    asset = next((a for a in datasource.assets if a.name == kind), None) or datasource.add_dataframe_asset(kind)
     definition = next((b for b in asset.batch_definitions if b.name == "batch"), None) \
         or asset.add_batch_definition_whole_dataframe("batch")
     meta = spec.get("meta", {}) | {"reference": reference_summary(reference) if compared else "none yet (this batch helps set it)"}
@@ -145,11 +154,12 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     validation = context.validation_definitions.add_or_update(
         gx.ValidationDefinition(name=f"{kind}-batch", data=definition, suite=suite)
     )
+    # no UpdateDataDocsAction: the page is built below, once the stored result says which file it checked
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
-        name=f"{kind}-ingest", validation_definitions=[validation],
-        actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")], result_format="SUMMARY",
+        name=f"{kind}-ingest", validation_definitions=[validation], actions=[], result_format="SUMMARY",
     ))
-    result = checkpoint.run(batch_parameters={"dataframe": sample})
+    result = checkpoint.run(batch_parameters={"dataframe": sample},
+                            run_id=RunIdentifier(run_name=run_name(batch_id, source) or kind))
     failures, rejected = [], False
     for run in result.run_results.values():
         for r in run.results:
@@ -160,11 +170,28 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
             rejected |= severity == "critical"
             failures.append(f"{severity}: {config.type} on {_target(config)} ({_observed(r.result)})"
                             + (f"; {config.meta['reference']}" if (config.meta or {}).get("reference") else ""))
-    docs = context.get_docs_sites_urls()
-    docs_index = Path(docs[0]["site_url"].removeprefix("file://")) if docs else None
+    (key,) = result.run_results  # the checkpoint runs one validation definition
+    key, docs_index, docs_note = publish_validation(context, key, data_asset_name(kind, source), batch_id,
+                                                    docs_assets)
     return QualityReport(passed=not failures, rejected=rejected, evaluated_rows=len(sample), failures=failures,
-                         skipped=skipped, docs_index=docs_index, profile=profile_frame(sample, spec, kind),
-                         compared=compared)
+                         skipped=skipped, docs_index=docs_index, docs_validation=key.to_tuple(), docs_note=docs_note,
+                         profile=profile_frame(sample, spec, kind), compared=compared)
+
+
+def name_docs_after_batch(report: QualityReport, project_root: Path, batch_id: str, source: str,
+                          docs_assets: Path | None = VENDOR_DIR) -> str | None:
+    """Re-file the report's Data Docs page under the batch id the warehouse gave it; what went wrong, if anything.
+
+    Never raises: the batch is stored by then, and a retry would store it again. The site's offline state goes to
+    report.docs_note (check_batch has said it already)."""
+    if report.docs_validation is None:
+        return None
+    try:
+        report.docs_validation, report.docs_note = rename_validation(project_root, report.docs_validation,
+                                                                     batch_id, source, docs_assets)
+    except Exception as exc:  # noqa: BLE001 - the docs are a report on the batch, never a reason to fail it
+        return f"Data Docs: could not name the validation after batch {batch_id} ({type(exc).__name__}: {exc})"
+    return None
 
 
 def _target(config: object) -> str:

@@ -7,7 +7,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from expectations.checkpoint import QualityReport, check_batch
+from expectations.checkpoint import QualityReport, check_batch, name_docs_after_batch
 from expectations.reference import load_reference, record_batch
 from features.contract import KINDS
 from features.errors import UserError
@@ -43,13 +43,17 @@ def validate_rows(path: str, kind: str | None, mapping_path: str | None) -> Prep
 @task(name="validate_batch", cache_policy=NO_CACHE)
 def validate_batch(rt: Runtime, batch: PreparedBatch) -> QualityReport:
     settings = rt.settings
+    # the warehouse assigns the batch id when it stores the batch: until then the file's hash stands in for it
     report = check_batch(batch.valid, batch.kind, settings.gx_root, settings.gx_sample_rows,
-                         reference=load_reference(settings.reference_dir, batch.kind))
+                         reference=load_reference(settings.reference_dir, batch.kind),
+                         batch_id=f"sha256-{batch.source_sha256[:12]}", source=batch.source)
     status = "passed" if report.passed else ("REJECTED the batch" if report.rejected else "warned")
     baseline = "" if report.compared or not report.evaluated_rows else \
         f" (no {batch.kind} reference yet: this batch helps set it)"
     progress(f"expectations on {report.evaluated_rows:,} rows {status}{baseline}"
              + "".join(f"\n  - {f}" for f in report.failures))
+    if report.docs_note:
+        progress(report.docs_note)
     return report
 
 
@@ -59,6 +63,8 @@ def store_batch(rt: Runtime, batch: PreparedBatch, report: QualityReport) -> Ing
         batch = reject_batch(batch, "; ".join(f for f in report.failures if f.startswith("critical")))
     settings = rt.settings
     summary = rt.warehouse.store(batch, report.passed, report.failures)
+    if docs_problem := name_docs_after_batch(report, settings.gx_root, summary.batch_id, batch.source):
+        progress(docs_problem)
     if not summary.reconciles:  # a bug, not bad input: the transaction has committed, so say so loudly
         raise RuntimeError(f"counts do not reconcile for {batch.source}: {summary.to_dict()}")
     if summary.stored and report.profile is not None:  # only after the commit: the reference never runs ahead
