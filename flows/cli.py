@@ -317,20 +317,32 @@ def backtest(
 @app.command()
 @runs_flows
 def schedule(
-    names: Annotated[list[str] | None, typer.Argument(help="Deployments to serve (default: all in infra/prefect.yaml).")]
+    names: Annotated[list[str] | None, typer.Argument(help="Deployments to register (default: all in infra/prefect.yaml).")]
     = None,
+    register_only: Annotated[bool, typer.Option("--register-only", help="Register the deployments and exit; "
+                                                "a worker elsewhere runs them.")] = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Serve the deployments of infra/prefect.yaml (schedules and the drift trigger) from this process.
+    """Register infra/prefect.yaml's deployments (schedules and the drift trigger) and run a worker for them.
 
-    Needs a Prefect server (PREFECT_API_URL); runs until interrupted. For a work pool and workers, use
-    `prefect deploy --prefect-file infra/prefect.yaml` instead (see the README)."""
+    Registration is `prefect deploy --prefect-file infra/prefect.yaml` from the repository root, on the work pool
+    `aduana-local` (created if missing), so running either command again leaves the same deployments. The worker
+    runs until interrupted, with this ADUANA_HOME; runs show in the Prefect UI ('aduana server status')."""
     if not os.environ.get("PREFECT_API_URL"):
         raise UserError("aduana schedule needs a Prefect server that outlives it: unset ADUANA_PREFECT_SERVER=ephemeral "
                         "(the home's server is then used) or set PREFECT_API_URL")
-    from flows.deployments import serve_deployments
+    from flows import deployments
 
-    runtime.progress("serving the deployments of infra/prefect.yaml; Ctrl-C to stop")
-    serve_deployments(names or None)
+    pool = deployments.pool_of(deployments.chosen(names or None))
+    registered = deployments.register(names or None)
+    result = {"registered": registered, "work_pool": pool, "api": os.environ["PREFECT_API_URL"]}
+    _emit(result, as_json, f"registered {', '.join(registered)} on work pool {pool}")
+    if register_only:
+        return
+    runtime.progress(f"running a worker on {pool} for {_settings().root}; Ctrl-C to stop")
+    code = deployments.run_worker(pool, _settings().root)
+    if code not in (0, -2, 130):  # Ctrl-C ends the worker with SIGINT
+        raise RuntimeError(f"the Prefect worker ended with exit code {code}")
 
 
 server_app = typer.Typer(help="This home's local Prefect server (the CLI starts it when a flow first needs it).",

@@ -1,7 +1,7 @@
 """The closed loop on a real Prefect API: drift → monitor → aduana.drift.detected → automation → retrain → gate.
 
-The retrain deployment is served, with the trigger read from infra/prefect.yaml, by a separate process
-(`python -m flows.deployments retrain-weekly`), as `aduana schedule` serves it.
+The retrain deployment is registered from infra/prefect.yaml, trigger included, and run by a process worker,
+both by `aduana schedule retrain-weekly` in a separate process.
 """
 from __future__ import annotations
 
@@ -78,9 +78,9 @@ def test_drift_event_triggers_one_gated_retrain(prefect_api, loaded_home, world,
     assert customs_retrain(dataset="warehouse")["promoted"]
 
     log = (tmp_path / "served.log").open("w")
-    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_WORKER_QUERY_SECONDS": "1",
            "ADUANA_HOME": str(loaded_home)}
-    served = subprocess.Popen([sys.executable, "-m", "flows.deployments", "retrain-weekly"], cwd=REPO, env=env,
+    served = subprocess.Popen([sys.executable, "-m", "flows.cli", "schedule", "retrain-weekly"], cwd=REPO, env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         deployment_id = _wait(lambda: asyncio.run(_deployment_with_trigger()), 90, "the served retrain deployment")
