@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from flows.watchdog import alive
+
 PREFERRED_PORT = 4200  # Prefect's own default, so the README's URL is right for the first home
 START_TIMEOUT_SECONDS = 90.0
 # What the server must not inherit from the CLI: the watchdog's token (it would end the server with the call)
@@ -51,16 +53,6 @@ def log_file(prefect_home: Path) -> Path:
     return prefect_home / "server.log"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def healthy(server: Server, timeout: float = 1.0) -> bool:
     try:
         with urllib.request.urlopen(f"{server.api_url}/health", timeout=timeout) as answer:
@@ -75,7 +67,7 @@ def recorded(prefect_home: Path) -> Server | None:
         server = Server(**json.loads(_state_file(prefect_home).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return server if _alive(server.pid) else None
+    return server if alive(server.pid) else None
 
 
 def running(prefect_home: Path) -> Server | None:
@@ -122,7 +114,7 @@ def ensure(prefect_home: Path, timeout: float = START_TIMEOUT_SECONDS) -> tuple[
         deadline = time.monotonic() + timeout
         while not healthy(server):
             _reap(server.pid)
-            if not _alive(server.pid):
+            if not alive(server.pid):
                 raise RuntimeError(f"the Prefect server for this home stopped while starting; see {log_file(prefect_home)}")
             if time.monotonic() > deadline:
                 stop(prefect_home)
@@ -155,7 +147,7 @@ def stop(prefect_home: Path, grace: float = 10.0) -> Server | None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(server.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while _alive(server.pid) and time.monotonic() < deadline:
+    while alive(server.pid) and time.monotonic() < deadline:
         _reap(server.pid)
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):

@@ -20,7 +20,7 @@ POLL_SECONDS = 0.5
 GRACE_SECONDS = 5.0
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -45,16 +45,16 @@ def marked(token: str) -> list[int]:
 
 
 def watch(pid: int, token: str) -> None:
-    while _alive(pid) and os.getppid() == pid:
+    while alive(pid) and os.getppid() == pid:
         time.sleep(POLL_SECONDS)
     leftover = marked(token)
     for p in leftover:
         os.kill(p, signal.SIGTERM)
     deadline = time.monotonic() + GRACE_SECONDS
-    while time.monotonic() < deadline and any(_alive(p) for p in leftover):
+    while time.monotonic() < deadline and any(alive(p) for p in leftover):
         time.sleep(0.1)
     for p in leftover:
-        if _alive(p):
+        if alive(p):
             os.kill(p, signal.SIGKILL)
 
 

@@ -154,9 +154,9 @@ class Scorer:
 
     def _scores_one(self, declaration: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """`_scores` for one declaration without pandas in the feature work (features/row.py)."""
-        return self._scores_rows([declaration])
+        return self.scores_rows([declaration])
 
-    def _scores_rows(self, declarations: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def scores_rows(self, declarations: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Each declaration's features on the one-row path, as if it came alone; one model call for them all."""
         if self.model is None:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
@@ -186,7 +186,7 @@ class Scorer:
             declarations = declarations.to_dict("records")
         elif isinstance(declarations, dict):
             declarations = [declarations]
-        frame, X, scores = self._scores_rows(declarations)
+        frame, X, scores = self.scores_rows(declarations)
         rules = rule_hits(frame, self.policy.rules).to_numpy()
         rank = scores[self.policy.rank_by].fillna(scores["risk_score"]).to_numpy()
         draw = exploration_draw(frame["declaration_id"], self.policy.seed)

@@ -178,7 +178,7 @@ def contributions(scorer: Scorer, declaration: dict) -> Contributions:
     """The champion's feature contributions for one declaration, on the API's one-row feature path."""
     for _ in range(3):  # the champion may be swapped by a hot reload in between: compute again with the new one
         model, version = scorer.model, scorer.version
-        _, X, scores = scorer._scores_rows([declaration])  # noqa: SLF001 - the scorer's own feature path
+        _, X, scores = scorer.scores_rows([declaration])  # the one-row path the API scores on
         if scorer.model is model:
             break
     shap = model.classifier.get_feature_importance(model.pool(X), type="ShapValues")[0]

@@ -33,10 +33,7 @@ class AuditLists:
         list_id = f"audit-{at:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         rows = selected.reindex(columns=LIST_COLUMNS).assign(list_id=list_id, period=period, capacity=capacity,
                                                              selected_at=at)
-        with self.warehouse.transaction() as con:
-            con.register("new_list", rows)
-            con.execute("INSERT INTO audit_lists BY NAME SELECT * FROM new_list")
-            con.unregister("new_list")
+        self.warehouse.append("audit_lists", rows)
         return list_id
 
     def latest(self) -> pd.DataFrame:

@@ -47,10 +47,7 @@ class Ratings:
             list_id=list_id, entity=entity, key_columns=KEY_JOIN.join(keys), min_controls=min_controls,
             audit_list_id=audit_list_id, rated_at=at, rank=range(1, len(rated) + 1), entity_key=key.to_numpy())
         rows = rows.astype({"audit_list_id": "object", "band": "str", "why": "str"})
-        with self.warehouse.transaction() as con:
-            con.register("new_ratings", rows[STORED_COLUMNS])
-            con.execute("INSERT INTO ratings BY NAME SELECT * FROM new_ratings")
-            con.unregister("new_ratings")
+        self.warehouse.append("ratings", rows[STORED_COLUMNS])
         return list_id
 
     def latest(self) -> pd.DataFrame:

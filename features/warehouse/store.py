@@ -326,6 +326,13 @@ class Warehouse:
                 con.rollback()
                 raise
 
+    def append(self, table: str, rows: pd.DataFrame) -> None:
+        """Append rows to an append-only table by column name, in one transaction."""
+        with self.transaction() as con:
+            con.register("appended", rows)
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM appended")
+            con.unregister("appended")
+
     def store(self, batch: PreparedBatch, expectations_passed: bool = True,
               expectation_failures: list[str] | None = None) -> IngestSummary:
         """Write one prepared batch atomically and return its reconciled summary."""
