@@ -6,9 +6,8 @@ import json
 import os
 import tempfile
 from dataclasses import asdict
-from pathlib import Path
-
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import mlflow
