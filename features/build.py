@@ -18,6 +18,7 @@ from features.contract import CANONICAL_DTYPES, LABEL_FIELDS, field_types
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.prices import PriceBands, log_unit_price
 from features.profiles import MISSING, ProfileIndex
+from features.progress import Advance, quiet
 
 if TYPE_CHECKING:
     from features.context import ScoringContext
@@ -164,32 +165,41 @@ def feature_hash(X: pd.DataFrame) -> str:
 
 
 def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
-                   bands: PriceBands | None = None, profiles: ProfileIndex | None = None) -> FeatureSet:
+                   bands: PriceBands | None = None, profiles: ProfileIndex | None = None,
+                   advance: Advance = quiet) -> FeatureSet:
     """Build the model's feature matrix for `frame` (integrated declarations).
 
     `history`: past declarations whose labels and filings feed the entity profiles (default: `frame` itself,
     as in training), or `profiles` already indexed from it. `bands`: price reference bands (default: fitted
-    on the history).
+    on the history). `advance` is told of each of its parts as it is built.
     """
+    what, total = f"features for {len(frame):,} declarations", 8
+    advance(what, 0, total)
     frame = frame.reset_index(drop=True)
     history = frame if history is None else history
     bands = PriceBands.fit(history) if bands is None else bands
     profiles = profiles or ProfileIndex(history)
+    advance(what, 1, total)
     hs = frame["hs_code"].astype("str")
     extra_cat = sorted(c for c in frame.columns if c.startswith(EXTRA_CATEGORICAL_PREFIX))
     extra_num = sorted(c for c in frame.columns if c.startswith(EXTRA_NUMERIC_PREFIX))
     passthrough = [c for c in PASSTHROUGH if c in frame] + extra_cat + extra_num  # absent ones become NaN below
-    X = pd.concat([  # one concat, not a join per part: a one-row API call pays per pandas operation
-        pd.DataFrame({"hs_chapter": hs.str[:2]}), _value_signals(frame, bands), _document_signals(frame),
-        _registry_signals(frame), profiles.lookup(frame),
-        pd.DataFrame({f.name: f.batch(frame) for f in catalogue.computed()}, index=frame.index),
-        pd.DataFrame({f"log_{c}": _log1p(frame, c) for c in LOG_COLUMNS}),
-        frame[passthrough]], axis=1)
+    builders = [lambda: pd.DataFrame({"hs_chapter": hs.str[:2]}), lambda: _value_signals(frame, bands),
+                lambda: _document_signals(frame), lambda: _registry_signals(frame), lambda: profiles.lookup(frame),
+                lambda: pd.DataFrame({f.name: f.batch(frame) for f in catalogue.computed()}, index=frame.index),
+                lambda: pd.DataFrame({f"log_{c}": _log1p(frame, c) for c in LOG_COLUMNS})]
+    parts = []
+    for done, build in enumerate(builders, start=1):
+        parts.append(build())
+        advance(what, done, total)
+    # one concat, not a join per part: a one-row API call pays per pandas operation
+    X = pd.concat([*parts, frame[passthrough]], axis=1)
     categorical, numeric = column_order(list(X.columns))
     reference = X["price_reference_log"]
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()
     mapped = [c for c in catalogue.REFERENCE_COLUMNS if c in frame] + extra_cat + extra_num
+    advance(what, total, total)
     return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, price_bands=bands,
                       price_reference_log=reference, reference_columns=mapped)
 

@@ -50,11 +50,15 @@ def _main(
 
 
 def runs_flows(command: Callable) -> Callable:
-    """A command that runs Prefect flows: once its arguments are checked, connect to the home's Prefect server."""
+    """A command that runs Prefect flows: once its arguments are checked, connect to the home's Prefect server;
+    long steps inside draw progress bars on a terminal."""
+    from flows import bars
+
     @functools.wraps(command)
     def connected(*args, **kwargs):
         runtime.connect(_settings())
-        return command(*args, **kwargs)
+        with bars.showing(enabled=command.__name__ != "schedule"):  # a worker runs until stopped: its log only
+            return command(*args, **kwargs)
     return connected
 
 
@@ -63,6 +67,9 @@ def _settings() -> Settings:
 
 
 def _emit(result: dict | list, as_json: bool, text: str) -> None:
+    from flows import bars
+
+    bars.finish()
     if as_json:
         print(json.dumps(result, indent=2, default=str))
     else:
@@ -232,7 +239,7 @@ def serve(
     app_ = create_app(scorer, max_items=max_items, mapping=load_mapping(mapping) if mapping else None,
                       api_key=rt.settings.api_key)
     app_.state.service.refresh()
-    runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} (docs: /docs)")
+    runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} (docs: /docs, analysts' page: /ui)")
     uvicorn.Server(server_config(app_, host, port)).run()
 
 

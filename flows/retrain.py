@@ -15,7 +15,7 @@ from features.errors import UserError
 from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
 from features.warehouse import read_tables
-from flows import runtime
+from flows import bars, runtime
 from flows.render import train_markdown
 from flows.runtime import Runtime, progress
 from training import registry, runs
@@ -47,7 +47,8 @@ def train_model(frame: pd.DataFrame, config: FitConfig, tune_seconds: float | No
     if tune_seconds:
         progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
     starting = training_runs.begin if training_runs is not None else (lambda role: None)
-    result = train_and_evaluate(frame, config, tune_seconds=tune_seconds, report=progress, starting=starting)
+    result = train_and_evaluate(frame, config, tune_seconds=tune_seconds, report=progress, starting=starting,
+                                advance=bars.advance)
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
         progress(f"{len(result.trials)} trials; best validation PR-AUC {best.value:.4f} with {best.params}")
@@ -127,7 +128,7 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
     frame, split, history = explicit_split(parts["train"], parts["test"])
     with runs.TrainingRuns(rt.client, f"evaluate-{Path(train).stem}", rt.artifacts, flow_run.get_id()) as training_runs:
         result = train_and_evaluate(frame, fit_config(rt, iterations), split, history, report=progress,
-                                    starting=training_runs.begin)
+                                    starting=training_runs.begin, advance=bars.advance)
         logged = training_runs.log(result)
     return {"run_id": logged["model"], "reference_run_id": logged["reference"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,

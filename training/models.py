@@ -16,9 +16,11 @@ from sklearn.metrics import average_precision_score
 from features.build import MONOTONE_INCREASING, FeatureSet
 from features.errors import UserError
 from features.prices import PriceBands
+from features.progress import Advance, quiet
 from training.policies import FitConfig
 
 MIN_REVENUE_ROWS = 30
+CATBOOST_DEFAULT_ROUNDS = 1000  # CatBoost's own default when `iterations` is not given
 
 
 @dataclass(frozen=True)
@@ -96,15 +98,35 @@ def _labels(fs: FeatureSet) -> np.ndarray:
     return fs.meta["fraud"].fillna(0).astype(int).to_numpy()
 
 
-def _classifier(fs: FeatureSet, split: Split, columns: list[str], params: dict, early_stopping_rounds: int) -> CatBoostClassifier:
+class _Rounds:
+    """A CatBoost callback that tells `advance` of each boosting round."""
+
+    def __init__(self, advance: Advance, what: str, total: int):
+        self.advance, self.what, self.total = advance, what, total
+
+    def after_iteration(self, info) -> bool:  # noqa: ANN001 - CatBoost's callback protocol
+        self.advance(self.what, min(info.iteration, self.total), self.total)
+        return True  # go on
+
+
+def _fit(estimator: CatBoostClassifier | CatBoostRegressor, pool: Pool, what: str, advance: Advance,
+         **fit_params) -> None:
+    """Fit, telling `advance` of each round (no callback at all when nobody listens)."""
+    total = estimator.get_params().get("iterations") or CATBOOST_DEFAULT_ROUNDS
+    callbacks = None if advance is quiet else [_Rounds(advance, what, total)]
+    estimator.fit(pool, callbacks=callbacks, **fit_params)
+    advance(what, total, total)
+
+
+def _classifier(fs: FeatureSet, split: Split, columns: list[str], params: dict, early_stopping_rounds: int,
+                what: str, advance: Advance) -> CatBoostClassifier:
     """A CatBoost classifier on `columns`, early-stopped on the validation window when it has frauds."""
     y = _labels(fs)
     has_valid = split.valid.any() and y[split.valid].sum() > 0
     classifier = CatBoostClassifier(**params, allow_writing_files=False, verbose=False,
                                     early_stopping_rounds=early_stopping_rounds if has_valid else None)
-    classifier.fit(_pool(fs, split.train, columns, y[split.train]),
-                   eval_set=_pool(fs, split.valid, columns, y[split.valid]) if has_valid else None,
-                   use_best_model=has_valid)
+    _fit(classifier, _pool(fs, split.train, columns, y[split.train]), what, advance,
+         eval_set=_pool(fs, split.valid, columns, y[split.valid]) if has_valid else None, use_best_model=has_valid)
     return classifier
 
 
@@ -116,31 +138,35 @@ def _model(classifier: CatBoostClassifier, fs: FeatureSet, columns: list[str], p
 
 
 def fit_risk_model(fs: FeatureSet, split: Split, config: FitConfig = FitConfig(), columns: list[str] | None = None,
-                   monotone: bool = True, revenue: bool = True) -> RiskModel:
+                   monotone: bool = True, revenue: bool = True, what: str = "risk model",
+                   advance: Advance = quiet) -> RiskModel:
     """Fit P(fraud) on `columns` (default: all of `fs`) with early stopping on the validation window, then
-    E[revenue | fraud] if revenue exists."""
+    E[revenue | fraud] if revenue exists. `advance` is told of each round as `what`."""
     columns = columns or fs.columns
     constraints = {c: 1 for c in MONOTONE_INCREASING if c in columns} if monotone else {}
     params = {**config.catboost_params(), "thread_count": config.threads}
     if constraints:
         params["monotone_constraints"] = constraints
-    model = _model(_classifier(fs, split, columns, params, config.early_stopping_rounds), fs, columns, params)
+    classifier = _classifier(fs, split, columns, params, config.early_stopping_rounds, what, advance)
+    model = _model(classifier, fs, columns, params)
     if revenue and "revenue" in fs.meta:
-        _fit_revenue(model, fs, split, config, columns)
+        _fit_revenue(model, fs, split, config, columns, advance)
     return model
 
 
-def fit_reference(fs: FeatureSet, split: Split, config: FitConfig = FitConfig()) -> RiskModel:
+def fit_reference(fs: FeatureSet, split: Split, config: FitConfig = FitConfig(), advance: Advance = quiet) -> RiskModel:
     """The model a user would try first: a library-default CatBoost (its own defaults, early stopping on the
     validation window) on every mapped column, categoricals native. No revenue model."""
     params = {"random_seed": config.seed, "thread_count": config.threads}
     if config.reference_iterations is not None:
         params["iterations"] = config.reference_iterations
     columns = fs.reference_columns
-    return _model(_classifier(fs, split, columns, params, 100), fs, columns, params)
+    return _model(_classifier(fs, split, columns, params, 100, "reference (library-default CatBoost)", advance),
+                  fs, columns, params)
 
 
-def _fit_revenue(model: RiskModel, fs: FeatureSet, split: Split, config: FitConfig, columns: list[str]) -> None:
+def _fit_revenue(model: RiskModel, fs: FeatureSet, split: Split, config: FitConfig, columns: list[str],
+                 advance: Advance = quiet) -> None:
     """E[revenue | fraud]: log revenue of the caught frauds, with Duan's smearing back to the money scale."""
     y = _labels(fs)
     revenue = fs.meta["revenue"].astype("float64").to_numpy()
@@ -151,7 +177,7 @@ def _fit_revenue(model: RiskModel, fs: FeatureSet, split: Split, config: FitConf
     regressor = CatBoostRegressor(**{**params, "iterations": min(config.iterations, 400)}, loss_function="RMSE",
                                   thread_count=config.threads, allow_writing_files=False, verbose=False)
     target = np.log1p(revenue[caught])
-    regressor.fit(_pool(fs, caught, columns, target))
+    _fit(regressor, _pool(fs, caught, columns, target), "revenue model", advance)
     residual = target - regressor.predict(_pool(fs, caught, columns))
     model.revenue_model = regressor
     model.revenue_smearing = float(np.mean(np.exp(residual)))

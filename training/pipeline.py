@@ -17,6 +17,7 @@ from features.catalogue import ENGINEERED_GROUPS
 from features.contract import LABEL_FIELDS
 from features.errors import UserError
 from features.prices import PriceBands
+from features.progress import Advance, quiet
 from training.metrics import precision_by_segment, selection_metrics
 from training.models import (
     FitConfig,
@@ -113,7 +114,7 @@ def _silent(message: str) -> None:
 
 
 def select_groups(fs: FeatureSet, split: Split, config: FitConfig,
-                  report: Callable[[str], None] = _silent) -> list[GroupEffect]:
+                  report: Callable[[str], None] = _silent, advance: Advance = quiet) -> list[GroupEffect]:
     """Backward ablation: fit with every informative group, then without each one; a group whose removal does
     not lower the validation PR-AUC is left out. Screening fits stop early at a brisker learning rate."""
     effects = {g: GroupEffect(g, False, None, "no data: its columns are constant on the training rows")
@@ -124,13 +125,14 @@ def select_groups(fs: FeatureSet, split: Split, config: FitConfig,
         return [effects[g] for g in ENGINEERED_GROUPS]
     screening = replace(config, iterations=min(config.iterations, SCREENING_ROUNDS),
                         learning_rate=config.learning_rate or SCREENING_LEARNING_RATE)
-    def score(groups: tuple[str, ...]) -> float:
-        model = fit_risk_model(fs, split, screening, fs.model_columns(groups), revenue=False)
+    def score(groups: tuple[str, ...], what: str) -> float:
+        model = fit_risk_model(fs, split, screening, fs.model_columns(groups), revenue=False,
+                               what=f"feature groups: {what}", advance=advance)
         return validation_score(model, fs, split)
-    full = score(candidates)
+    full = score(candidates, "all")
     report(f"feature groups: validation PR-AUC {full:.4f} with all {len(candidates)}; leaving each out in turn…")
     for group in candidates:
-        delta = full - score(tuple(g for g in candidates if g != group))
+        delta = full - score(tuple(g for g in candidates if g != group), f"without {group}")
         kept = bool(delta > 0)
         report(f"  {group}: {'kept' if kept else 'left out'} (without it {full - delta:.4f})")
         effects[group] = GroupEffect(group, kept, delta, "helps on validation" if kept else
@@ -140,14 +142,15 @@ def select_groups(fs: FeatureSet, split: Split, config: FitConfig,
 
 def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), split: Split | None = None,
                        history: pd.DataFrame | None = None, tune_seconds: float | None = None,
-                       report: Callable[[str], None] = _silent,
-                       starting: Callable[[str], None] = _silent) -> TrainingResult:
+                       report: Callable[[str], None] = _silent, starting: Callable[[str], None] = _silent,
+                       advance: Advance = quiet) -> TrainingResult:
     """Fit the engineered model and the reference on the same time split, and evaluate both on the same holdout.
 
     `frame` holds integrated declarations (labelled and not). Without an explicit `split`, labelled rows are cut
     by date into train → validation → holdout; price bands are fitted on rows filed before the validation window.
     `tune_seconds`: search hyperparameters with Optuna for this long (on the validation window) before the final fit.
-    `report` receives a line as each step starts or ends (the flows pass their progress).
+    `report` receives a line as each step starts or ends (the flows pass their progress), `advance` the progress
+    within a step (feature parts, boosting rounds).
     `starting` is told whose work begins: "model" now, "reference" just before the reference's fit (the flows open
     each one's MLflow run then, so that the run spans its own training).
     """
@@ -156,11 +159,11 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     split = split or time_split(frame["declaration_date"], labelled_rows(frame))
     bands = PriceBands.fit(frame[frame["declaration_date"] < split.valid_start])
     report(f"building features for {len(frame):,} declarations…")
-    features = build_features(frame, history=history, bands=bands)
+    features = build_features(frame, history=history, bands=bands, advance=advance)
     report(f"{len(features.columns)} features; split {int(split.train.sum()):,} train, {int(split.valid.sum()):,} "
            f"validation, {int(split.holdout.sum()):,} holdout controlled declarations")
     timings, started = {}, time.perf_counter()
-    groups = select_groups(features, split, config, report)
+    groups = select_groups(features, split, config, report, advance)
     timings["ablation_s"] = time.perf_counter() - started
     kept = tuple(g.group for g in groups if g.kept)
     columns = features.model_columns(kept)
@@ -171,14 +174,14 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
         timings["tuning_s"] = time.perf_counter() - started
     started = time.perf_counter()
     report(f"fitting the risk model on {len(columns)} columns (at most {config.iterations:,} rounds)…")
-    model = fit_risk_model(features, split, config, columns)
+    model = fit_risk_model(features, split, config, columns, advance=advance)
     timings["model_fit_s"] = time.perf_counter() - started
     report(f"risk model: {model.classifier.tree_count_:,} rounds in {timings['model_fit_s']:.0f} s; "
            "fitting the reference (library-default CatBoost)…")
     model.params["feature_groups"] = list(kept)
     starting("reference")
     started = time.perf_counter()
-    reference = fit_reference(features, split, config)
+    reference = fit_reference(features, split, config, advance)
     timings["reference_fit_s"] = time.perf_counter() - started
     report(f"reference: {reference.classifier.tree_count_:,} rounds in {timings['reference_fit_s']:.0f} s; "
            "evaluating both on the holdout…")

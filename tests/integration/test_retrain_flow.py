@@ -9,6 +9,7 @@ from mlflow.tracking import MlflowClient
 from features.catalogue import ENGINEERED_GROUPS
 from features.intake.batch import prepare_batch
 from features.warehouse import Warehouse
+from flows import bars
 from flows.retrain import customs_evaluate, customs_retrain
 from flows.settings import get_settings
 from tests.conftest import write_csv
@@ -20,7 +21,15 @@ pytestmark = pytest.mark.integration
 def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home, world, tmp_path, monkeypatch):
     monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "60")
     monkeypatch.setenv("ADUANA_TRAIN_ABLATION", "true")
-    first = customs_retrain(dataset="test")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # as on a terminal: the CLI's bars are drawn
+    monkeypatch.setenv("TTY_INTERACTIVE", "1")
+    drawn = set()
+    draw = bars._draw
+    monkeypatch.setattr(bars, "_draw", lambda shown, what, done, total: (drawn.add(what), draw(shown, what, done, total)))
+    with bars.showing():
+        first = customs_retrain(dataset="test")
+    assert {"risk model", "reference (library-default CatBoost)", "feature groups: all"} <= drawn
+    assert any(what.startswith("features for ") for what in drawn)
     assert first["version"] == "1" and first["promoted"]  # a first training always leaves something to serve
     assert first["reference_metrics"]["precision_at_5pct"] is not None
     assert {g["group"] for g in first["feature_groups"]} == set(ENGINEERED_GROUPS)

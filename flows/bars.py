@@ -1,0 +1,79 @@
+"""How a long step's progress is shown: `advance(what, done, total)` (features.progress) drawn as a Rich bar while
+a CLI command runs on a terminal, and elsewhere (a worker, a pipe, a log file) as a progress line now and then.
+
+The CLI opens `showing()` around each command. Each `what` is one bar; it goes when its step ends, so the
+terminal keeps only the one-line results the flows print (Rich draws them above the bars).
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+from flows import runtime
+
+LINE_EVERY_S = 15.0  # without a terminal: a step's progress line at most this often, the first after this long
+
+_bars: list = []  # the Rich Progress of the command being run, when it draws bars
+_lines: dict[str, tuple[float, float]] = {}  # what → (started, last line) for steps reported as lines
+
+
+@contextlib.contextmanager
+def showing(enabled: bool = True) -> Iterator[None]:
+    """Draw bars while inside, when stderr is an interactive terminal (Rich's test; TTY_INTERACTIVE=1 forces it)."""
+    from rich.console import Console
+
+    # The flows' lines pass through as written: no markup, colouring or wrapping of their text.
+    console = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
+    if not enabled or not console.is_interactive:
+        yield
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("left"), TimeRemainingColumn(), console=console, transient=True,
+                    redirect_stdout=False)  # results on stdout stay byte for byte what the command prints
+    with bars:
+        _bars.append(bars)
+        try:
+            yield
+        finally:
+            _bars.remove(bars)
+
+
+def finish() -> None:
+    """Take the bars off the screen before the command prints its result (they are done by then)."""
+    for bars in _bars:
+        bars.stop()
+
+
+def advance(what: str, done: int, total: int) -> None:
+    """Tell of a step's progress: its bar moves, or a line goes out if the step has run a while since the last."""
+    if _bars:
+        _draw(_bars[-1], what, done, total)
+        return
+    now = time.monotonic()
+    started, last = _lines.setdefault(what, (now, now))
+    if done >= total:
+        _lines.pop(what, None)
+    elif now - last >= LINE_EVERY_S:
+        _lines[what] = (started, now)
+        runtime.progress(f"{what}: {done:,}/{total:,} after {now - started:.0f} s")
+
+
+def _draw(bars, what: str, done: int, total: int) -> None:  # noqa: ANN001 - a rich.progress.Progress
+    task = next((t for t in bars.tasks if t.description == what), None)
+    if done >= total:
+        if task is not None:
+            bars.remove_task(task.id)
+    elif task is None:
+        bars.add_task(what, total=total, completed=done)
+    else:
+        bars.update(task.id, completed=done, total=total)
