@@ -166,7 +166,7 @@ def train(
 
     seconds = parse_budget(budget) if tune else None
     result = customs_retrain(dataset=dataset, iterations=iterations, tune_seconds=seconds)
-    _emit(result, as_json, train_text(result, _settings().mlflow_db))
+    _emit(result, as_json, train_text(result, _settings()))
 
 
 @app.command()
@@ -482,7 +482,7 @@ def demo(
     from flows.render import demo_text
 
     result = customs_demo(rows=rows, seed=seed)
-    _emit(result, as_json, demo_text(result, _settings().mlflow_db))
+    _emit(result, as_json, demo_text(result, _settings()))
 
 def _fail(message: str, code: int, kind: str, as_json: bool) -> None:
     """One line on stderr; with --json, the same as an object on stdout, so a script always reads JSON."""

@@ -3,8 +3,12 @@ form. The flows return plain dicts (their `--json`); this turns them into words.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from flows.settings import Settings
 
 # training.metrics (scikit-learn) and training.registry (MLflow) are imported by the functions that use them:
 # the flows import this module, and a CLI command pays for neither unless its result needs them.
@@ -83,7 +87,7 @@ def metrics_markdown(model: dict, reference: dict) -> str:
     return "\n".join(rows)
 
 
-def train_text(result: dict, mlflow_db: Path) -> str:
+def train_text(result: dict, settings: Settings) -> str:
     from training.registry import CHAMPION, MODEL_NAME
 
     verdict = f"promoted to @{CHAMPION}" if result["promoted"] else "kept as challenger"
@@ -91,8 +95,9 @@ def train_text(result: dict, mlflow_db: Path) -> str:
              f"holdout {result['counts']['holdout']:,}", metrics_text(result),
              f"{MODEL_NAME} v{result['version']} ({result['candidate']}): {verdict}"]
     lines += [f"  - {r}" for r in result["reasons"]]
-    lines.append(f"MLflow UI: .venv/bin/mlflow server --backend-store-uri sqlite:///{mlflow_db} "
-                 "--host 127.0.0.1 --port 5000  (then open http://127.0.0.1:5000)")
+    lines.append(f"MLflow UI: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow server --backend-store-uri "
+                 f"sqlite:///{settings.mlflow_db} --default-artifact-root {settings.mlflow_artifacts.as_uri()} "
+                 "--host 127.0.0.1 --port 5000 --workers 1  (then open http://127.0.0.1:5000)")
     return "\n".join(lines)
 
 
@@ -272,12 +277,12 @@ def generate_text(result: dict) -> str:
     return "\n".join(f"{n:<13} {r['rows']:>10,} rows  {r['path']}" for n, r in result.items())
 
 
-def demo_text(result: dict, mlflow_db: Path) -> str:
+def demo_text(result: dict, settings: Settings) -> str:
     score, outcome = result["score"], result["outcome"]
     explored = f"{outcome['exploration_hit_rate']:.1%}" if outcome["exploration_hit_rate"] is not None else "n/a"
     return (ingest_text(result["ingest"], Path(result["warehouse"]), Path(result["data_docs"]))
             + f"\nlanding files: {result['landing']}\n\n"
-            + train_text(result["train"], mlflow_db) + "\n\n"
+            + train_text(result["train"], settings) + "\n\n"
             + f"scored {score['read']:,} arriving declarations: "
             + ", ".join(f"{k} {v:,}" for k, v in sorted(score["lanes"].items())) + "\n"
             + f"red lane hit rate on the simulator's hidden outcomes: {outcome['red_hit_rate']:.1%} "
@@ -287,4 +292,4 @@ def demo_text(result: dict, mlflow_db: Path) -> str:
             + monitor_text(result["monitor"]) + "\n"
             + f"post-clearance audit: {len(result['audit']['selected'])} enterprises "
             + ", ".join(r["importer_id"] for r in result["audit"]["selected"][:5]) + " …\n"
-            + "Prefect UI: .venv/bin/prefect server start, then set PREFECT_API_URL (see README)")
+            + "Prefect UI: this home's server ('.venv/bin/aduana server status' prints its address)")
