@@ -55,7 +55,6 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
-    computed_field,
     field_validator,
     model_validator,
 )
@@ -178,12 +177,9 @@ class ScoreOut(BaseModel):
         description="what put it in its lane; empty for a green release")
     reasons: str = Field(description="the top drivers of the score as sentences an officer can read, '; '-separated")
     model_version: str | None = Field(description="the registry version that scored it")
-
-    @computed_field(description="the same reasons as a list, strongest first (a rule hit or the exploration draw "
-                                "leads when there is one)")
-    @property
-    def reason_list(self) -> list[str]:
-        return [r for r in self.reasons.split("; ") if r]
+    reason_list: list[str] = Field(description="the same reasons as a list, strongest first (the exploration draw or "
+                                               "a rule hit leads when there is one); `reasons` is them joined with "
+                                               "'; ', and an item may itself hold '; ' (an id, a value)")
 
 
 _ANSWER = TypeAdapter(ScoreOut)

@@ -1,5 +1,9 @@
 """Batch scoring of a file: every input row gets an output row, in input order; invalid rows get the
-policy's validation lane with their validation messages as reasons, and are quarantined."""
+policy's validation lane with their validation messages as reasons, and are quarantined.
+
+A batch's `output` holds the score output contract's columns, then the scorer's detail columns (serving/scorer.py
+DETAIL_COLUMNS: the reasons as a list and the stored contributions) that the decision log keeps; `write_output`
+writes the contract's columns only."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -10,12 +14,12 @@ import pandas as pd
 
 from features.intake.checked import Checked, read_checked
 from features.intake.mapping import ColumnMapping
-from serving.scorer import OUTPUT_COLUMNS, Scorer
+from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 
 
 @dataclass
 class ScoredBatch:
-    output: pd.DataFrame  # the score output contract, one row per input row, in input order
+    output: pd.DataFrame  # the score output contract, then DETAIL_COLUMNS; one row per input row, in input order
     rejected: pd.DataFrame  # quarantine records of the invalid rows
     read: int
 
@@ -32,13 +36,26 @@ def score_checked(checked: Checked, scorer: Scorer) -> ScoredBatch:
         parts.append(scorer.score(checked.valid).set_index(checked.valid.index))
     if len(checked.rejected):
         positions = checked.rejected["row_number"].to_numpy() - 1
+        messages = validation_messages(checked, positions)
         parts.append(pd.DataFrame({
             "declaration_id": checked.ids.reindex(positions).astype("str").to_numpy(), "risk_score": np.nan,
             "expected_revenue": np.nan, "lane": scorer.policy.validation_lane, "selected_by": "validation",
             "reasons": checked.rejected["message"].to_numpy(), "model_version": scorer.version,
+            "reason_list": messages, "contributions": None, "contribution_base": np.nan,
         }, index=positions))
-    output = pd.concat(parts).sort_index()[OUTPUT_COLUMNS].reset_index(drop=True)
+    output = pd.concat(parts).sort_index()[OUTPUT_COLUMNS + DETAIL_COLUMNS].reset_index(drop=True)
     return ScoredBatch(output=output, rejected=checked.rejected, read=checked.read)
+
+
+def validation_messages(checked: Checked, positions: np.ndarray) -> list[list[str]]:
+    """Each rejected row's validation messages as a list (its quarantine message is them joined with "; ")."""
+    failures = checked.failures
+    by_row = failures.groupby("row", sort=False)["message"].agg(list).to_dict() if len(failures) else {}
+    out = []
+    for message, position in zip(checked.rejected["message"].tolist(), positions.tolist(), strict=True):
+        listed = [str(m) for m in by_row.get(position, [])]
+        out.append(listed if "; ".join(listed) == message else [str(message)])  # else: a rejection of its own
+    return out
 
 
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
@@ -47,6 +64,7 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet 
 def write_output(output: pd.DataFrame, path: Path) -> None:
     """The score output as Parquet (values verbatim) or CSV (text cells made safe to open in a spreadsheet)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    output = output.drop(columns=[c for c in DETAIL_COLUMNS if c in output.columns])  # the contract's columns
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix.lower() in (".parquet", ".pq"):
         output.to_parquet(tmp, index=False)

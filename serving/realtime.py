@@ -26,7 +26,7 @@ import pandas as pd
 
 from features.contract import LABEL_FIELDS
 from features.warehouse import Warehouse
-from serving.scorer import OUTPUT_COLUMNS, WAREHOUSE_ERRORS, Scorer
+from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, WAREHOUSE_ERRORS, Scorer
 from serving.selection import Thresholds
 
 THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
@@ -115,8 +115,8 @@ def learn_thresholds(scorer: Scorer) -> Thresholds | None:
     return Thresholds.from_decisions(latest, policy.rank_by, policy.seed)
 
 
-LOG_COLUMNS = ("batch_id", "decided_at", "position", *OUTPUT_COLUMNS, "policy_hash", "source", "request_id",
-               "thresholds_batch_id")
+LOG_COLUMNS = ("batch_id", "decided_at", "position", *OUTPUT_COLUMNS, *DETAIL_COLUMNS, "policy_hash", "source",
+               "request_id", "thresholds_batch_id")
 
 
 class DecisionLog:
@@ -157,7 +157,8 @@ class DecisionLog:
         return len(self._rows) >= self.max_rows
 
     def record(self, answers: list[dict], request_id: str, policy_hash: str, thresholds_batch_id: str | None) -> None:
-        """Buffer one request's answers (score-output records, in request order). `request_id` may be the
+        """Buffer one request's answers (the scorer's output records, in request order: the score output, the
+        reason list and the contributions, which the log keeps). `request_id` may be the
         client's own (X-Request-ID); the rows' batch_id is the server's, unique to this call."""
         at = datetime.now(UTC).replace(tzinfo=None)
         batch_id = f"rt-{uuid.uuid4().hex}"
@@ -204,7 +205,8 @@ class DecisionLog:
                 return 0
             try:
                 frame = pd.DataFrame.from_records(rows, columns=list(LOG_COLUMNS)).astype(
-                    {"position": "int64", "risk_score": "float64", "expected_revenue": "float64"})
+                    {"position": "int64", "risk_score": "float64", "expected_revenue": "float64",
+                     "contribution_base": "float64"})
                 with self.warehouse.process_lock():
                     self.warehouse.decisions.append_answers(frame)
             except Exception as exc:  # noqa: BLE001 - whatever went wrong, the rows are kept for the next try

@@ -2,10 +2,14 @@
 
 Features are grouped into families (the unit price, the manifest, the route, the registry, each entity's
 record...; features/catalogue.py) so that three reasons say three different things.
+
+The same SHAP pass also gives each explained row's strongest feature contributions (`Explanation.contributions`),
+which the decision log keeps beside the decision: what the deciding model said, readable later without the model.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,6 +19,7 @@ from features.profiles import RECENT_DAYS
 from training.models import RiskModel
 
 TOP_REASONS = 3
+TOP_CONTRIBUTIONS = 12  # features kept per explained decision, strongest (by size) first
 ENTITY_LABELS = {
     "importer": "importer {importer_id}", "declarant": "declarant {declarant_id}", "exporter": "exporter {exporter_id}",
     "hs_chapter": "HS chapter {hs_chapter}", "hs_heading": "HS heading {hs_heading}",
@@ -84,23 +89,59 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str:
     return f"{family} = {_v(row, family, '?')}"
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """What one SHAP pass says about each explained row, in row order."""
+
+    reasons: list[list[str]]  # sentences raising the risk, strongest first (one family each)
+    # The `top_contributions` features of largest |SHAP| (log-odds), strongest first, each
+    # {"feature", "family", "value" (the model's input as text, None when missing), "contribution"}.
+    contributions: list[list[dict]]
+    base: float  # the SHAP base value (log-odds): base + every feature's contribution = logit(risk)
+
+
+def feature_value_text(value: object) -> str | None:
+    """A model input as the analysts read it: numbers to 6 significant digits, None when missing."""
+    kind = type(value)
+    if kind is str:
+        return value
+    if kind is float or isinstance(value, np.floating):
+        return None if value != value else f"{value:.6g}"  # NaN is the one value unequal to itself
+    return None if value is None or value is pd.NA else str(value)
+
+
 def explain(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int = TOP_REASONS) -> list[list[str]]:
     """The top `top` reasons raising each row's risk, strongest first (from SHAP values of the classifier)."""
+    return explanations(model, X, context, top).reasons
+
+
+def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int = TOP_REASONS,
+                 top_contributions: int = TOP_CONTRIBUTIONS) -> Explanation:
+    """Each row's reasons (`explain`) and its strongest feature contributions, from one SHAP pass."""
     if X.empty:
-        return []
-    shap = model.classifier.get_feature_importance(model.pool(X), type="ShapValues")[:, :-1]
+        return Explanation([], [], math.nan)
+    shap = model.classifier.get_feature_importance(model.pool(X), type="ShapValues")
+    base, shap = float(shap[0, -1]), shap[:, :-1]
     member_family = [family_of(c) for c in model.columns]
     families = list(dict.fromkeys(member_family))
     members = [np.flatnonzero(np.array(member_family) == f) for f in families]
     by_family = np.column_stack([shap[:, m].sum(axis=1) for m in members])  # rows × families
     strongest = np.column_stack([m[np.argmax(shap[:, m], axis=1)] for m in members])  # the leading feature
     order = np.argsort(-by_family, axis=1, kind="stable")[:, :top]
+    leading = np.argsort(-np.abs(shap), axis=1, kind="stable")[:, :top_contributions]
+    # Python values in bulk (indexing numpy per cell costs more than the rest), for the columns some row shows only.
+    inputs = {j: X[model.columns[j]].to_numpy().tolist() for j in np.unique(leading).tolist()}
+    sizes = np.take_along_axis(shap, leading, axis=1).tolist()
     columns = _Columns(context, X)
-    out = []
-    for i in range(len(X)):
+    reasons, contributions = [], []
+    for i, (features, values) in enumerate(zip(leading.tolist(), sizes, strict=True)):
         row = _Row(columns, i)
-        out.append([sentence(families[j], model.columns[strongest[i, j]], row) for j in order[i] if by_family[i, j] > 0])
-    return out
+        reasons.append([sentence(families[j], model.columns[strongest[i, j]], row) for j in order[i]
+                        if by_family[i, j] > 0])
+        contributions.append([{"feature": model.columns[j], "family": member_family[j],
+                               "value": feature_value_text(inputs[j][i]), "contribution": value}
+                              for j, value in zip(features, values, strict=True)])
+    return Explanation(reasons, contributions, base)
 
 
 class _Columns(dict):

@@ -23,7 +23,7 @@ from features.profiles import MISSING
 from features.row import integrate_row, row_features
 from features.warehouse import Warehouse, WarehouseBusy, read_tables, snapshot_version
 from serving.lanes import LanePolicy, allocate
-from serving.reasons import explain
+from serving.reasons import Explanation, explanations
 from serving.selection import (  # noqa: F401 - Thresholds is re-exported: serving.scorer.Thresholds
     NO_THRESHOLDS,
     RED,
@@ -35,6 +35,12 @@ from serving.selection import (  # noqa: F401 - Thresholds is re-exported: servi
 from training.models import RiskModel
 
 OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons", "model_version"]
+# What the scorer's output carries beyond the score output contract, for the API and the decision log (not for the
+# output file): `reason_list`, the reasons as a list (the `reasons` sentence is these joined with "; ", so an item
+# may itself hold "; "); `contributions`, an explained row's strongest SHAP contributions (serving/reasons.py
+# `Explanation`; None for a row not explained); `contribution_base`, the SHAP base value those add to.
+DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base"]
+EXPLORATION_REASON = "random exploration draw"
 # What reading the warehouse raises while another process holds it (or it cannot be opened): not a bug, a wait.
 WAREHOUSE_ERRORS = (UserError, WarehouseBusy, duckdb.Error)
 log = logging.getLogger("aduana.serving")
@@ -197,18 +203,24 @@ class Scorer:
                 explain_lanes: tuple[str, ...]) -> pd.DataFrame:
         chosen = lanes["lane"].isin(explain_lanes).to_numpy()
         if chosen.all():  # one selected declaration (the API): no subsetting
-            explained = iter(explain(self.model, X, frame))
+            explained = explanations(self.model, X, frame)
         else:
-            explained = iter(explain(self.model, X[chosen], frame[chosen]) if chosen.any() else [])
+            explained = explanations(self.model, X[chosen], frame[chosen]) if chosen.any() else Explanation([], [], np.nan)
         rules, selected_by = lanes["rule"].to_numpy(), lanes["selected_by"].to_numpy()
-        reasons = np.full(len(frame), "", dtype=object)
-        for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")):  # the rest have none
-            text = "; ".join(next(explained)) if chosen[i] else ""
-            if rules[i]:
-                text = rules[i] + ("; " + text if text else "")
-            if selected_by[i] == "exploration":
-                text = "random exploration draw; " + text
-            reasons[i] = text
+        n = len(frame)
+        reasons = np.full(n, "", dtype=object)
+        reason_list: list[list[str]] = [[] for _ in range(n)]
+        contributions: list[list[dict] | None] = [None] * n
+        base = np.full(n, np.nan)
+        explained_rows = np.flatnonzero(chosen).tolist()
+        for i, found in zip(explained_rows, explained.contributions, strict=True):  # the reasons' own SHAP pass
+            contributions[i] = found
+        base[chosen] = explained.base
+        said = dict(zip(explained_rows, explained.reasons, strict=True))
+        for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")).tolist():  # the rest: none
+            items = ([EXPLORATION_REASON] if selected_by[i] == "exploration" else []) + \
+                ([rules[i]] if rules[i] else []) + said.get(i, [])
+            reason_list[i], reasons[i] = items, "; ".join(items)
         return pd.DataFrame({
             "declaration_id": frame["declaration_id"].to_numpy(),
             "risk_score": scores["risk_score"].to_numpy(),
@@ -217,4 +229,7 @@ class Scorer:
             "selected_by": lanes["selected_by"].to_numpy(),
             "reasons": reasons,
             "model_version": self.version,
+            "reason_list": reason_list,
+            "contributions": contributions,
+            "contribution_base": base,
         })

@@ -4,8 +4,10 @@ inline SVG, so it works on an offline customs network and its Content-Security-P
 - `/ui`: the latest scoring batch (lanes by office and by day, the score distribution with the lane cut-offs), the
   latest post-clearance audit list and the latest stored risk ratings, each with what to run when there is none.
 - `/ui/declaration?id=ID`: a declaration's latest decision (lane, score, selected_by, reasons, model version) and
-  its top feature contributions: the champion's SHAP values (log-odds), recomputed for the declaration as the
-  warehouse stores it through the scorer's own one-row path (serving/scorer.py), so they are the real model's.
+  its top feature contributions (SHAP values, log-odds): those the deciding model gave at decision time, stored with
+  the decision (the decision log's `contributions`); for a decision without them (a green release, or one logged
+  before they were stored) the current champion's, recomputed for the declaration as the warehouse stores it
+  through the scorer's own one-row path (serving/scorer.py), and the page says so.
 
 The page reads the warehouse as the scorer reads its snapshot (`PageSnapshot`): under the process's warehouse lock,
 waiting at most the scorer's `snapshot_wait` for another process, at most every `reload_seconds`; while the file is
@@ -37,6 +39,7 @@ from features.catalogue import family_of
 from features.contract import LABEL_FIELDS, MAX_ID_LENGTH
 from features.intake.text import normalise
 from serving.realtime import BOOKKEEPING
+from serving.reasons import feature_value_text
 from serving.scorer import WAREHOUSE_ERRORS, Scorer
 from serving.selection import GREEN, RED, YELLOW, Thresholds
 
@@ -159,13 +162,32 @@ class PageSnapshot:
 
 @dataclass(frozen=True)
 class Contributions:
-    """One declaration's SHAP values from the champion (log-odds): base + sum of contributions = logit(risk)."""
+    """One declaration's SHAP values (log-odds): base + sum of every feature's contribution = logit(risk)."""
 
     model_version: str | None
     base: float
     risk_score: float
     features: pd.DataFrame  # feature, family, value, contribution; strongest (by size) first
     families: pd.DataFrame  # family, contribution: the grouping the reasons use (serving/reasons.py)
+    stored: bool = False  # the deciding model's, kept with the decision (only its strongest features); else recomputed
+
+
+def _by_family(features: pd.DataFrame) -> pd.DataFrame:
+    return (features.groupby("family", sort=False)["contribution"].sum().reset_index()
+            .sort_values("contribution", ascending=False, kind="stable").reset_index(drop=True))
+
+
+def stored_contributions(decision: dict) -> Contributions | None:
+    """The contributions the decision log kept with a decision (the deciding model's at decision time), if any."""
+    kept = decision.get("contributions")
+    if not kept:
+        return None
+    features = pd.DataFrame(kept, columns=["feature", "family", "value", "contribution"])
+    base = decision.get("contribution_base")
+    return Contributions(model_version=decision.get("model_version"),
+                         base=math.nan if base is None or pd.isna(base) else float(base),
+                         risk_score=float(decision["risk_score"]), features=features, families=_by_family(features),
+                         stored=True)
 
 
 def scorer_input(stored: dict) -> dict:
@@ -186,10 +208,8 @@ def contributions(scorer: Scorer, declaration: dict) -> Contributions:
     features = pd.DataFrame({"feature": model.columns, "family": [family_of(c) for c in model.columns],
                              "value": [values[c] for c in model.columns], "contribution": shap[:-1]})
     features = features.reindex(features["contribution"].abs().sort_values(ascending=False, kind="stable").index)
-    families = (features.groupby("family", sort=False)["contribution"].sum().reset_index()
-                .sort_values("contribution", ascending=False, kind="stable"))
     return Contributions(model_version=version, base=float(shap[-1]), risk_score=float(scores["risk_score"].iloc[0]),
-                         features=features.reset_index(drop=True), families=families.reset_index(drop=True))
+                         features=features.reset_index(drop=True), families=_by_family(features))
 
 
 # ---------------------------------------------------------------- HTML and SVG
@@ -431,7 +451,9 @@ def ratings_section(ratings: pd.DataFrame) -> str:
 
 
 def decision_section(decision: dict, decisions: int) -> str:
-    reasons = [r for r in str(decision.get("reasons") or "").split("; ") if r]
+    reasons = decision.get("reason_list")
+    if reasons is None:  # logged before the reasons were kept as a list: the sentence is all there is
+        reasons = [r for r in str(decision.get("reasons") or "").split("; ") if r]
     listed = "".join(f"<li>{escape(r)}</li>" for r in reasons) or '<li class="empty">none (a green release)</li>'
     where = (f"real-time answer (request <code>{escape(str(decision['request_id']))}</code>)"
              if isinstance(decision.get("request_id"), str) else f"scoring batch <code>{escape(str(decision['batch_id']))}</code>")
@@ -455,30 +477,45 @@ def contributions_section(found: Contributions | None, decision: dict, unavailab
     families = [[escape(r.family), f"{r.contribution:+.4f}"] for r in found.families.itertuples()
                 if abs(r.contribution) > 0][:TOP_CONTRIBUTIONS]
     notes = []
-    if str(decision.get("model_version")) != str(found.model_version):
-        notes.append(f"The decision was made by v{escape(str(decision.get('model_version')))}; these contributions "
-                     f"are the current champion's (v{escape(str(found.model_version))}).")
-    stored = decision.get("risk_score")
-    if stored is not None and not pd.isna(stored) and abs(float(stored) - found.risk_score) > 1e-6:
-        notes.append(f"Recomputed now, the score is {found.risk_score:.4f} (decided: {float(stored):.4f}): the "
-                     "warehouse's history or the champion has changed since.")
-    return (f'<section id="contributions"><h2>Feature contributions</h2>'
-            f'<p>SHAP values of customs-risk v{escape(str(found.model_version))} in log-odds: the base '
-            f'{found.base:+.4f} plus every contribution gives logit(risk), risk {found.risk_score:.4f}. Positive '
-            f'raises the risk. Recomputed for the declaration as the warehouse stores it.</p>'
+    if found.stored:
+        shown = float(found.features["contribution"].sum())
+        rest = (f" The other features add {_logit(found.risk_score) - found.base - shown:+.4f}."
+                if math.isfinite(found.base) and 0 < found.risk_score < 1 else "")
+        intro = (f'<p id="contributions-source" data-source="stored">Stored with the decision: the SHAP values '
+                 f'customs-risk v{escape(str(found.model_version))} gave when it decided, in log-odds, for its '
+                 f'{len(found.features)} strongest features. The base {found.base:+.4f} plus every feature\'s '
+                 f'contribution gives logit(risk), risk {found.risk_score:.4f}.{rest} Positive raises the risk.</p>')
+    else:
+        why = ("a green release is not explained when it is decided" if decision.get("lane") == GREEN else
+               "it was logged before decisions kept their contributions")
+        intro = (f'<p id="contributions-source" data-source="recomputed">Recomputed now: this decision has no stored '
+                 f'contributions ({why}), so these are the SHAP values of today\'s champion, customs-risk '
+                 f'v{escape(str(found.model_version))}, in log-odds, for the declaration as the warehouse stores it: the '
+                 f'base {found.base:+.4f} plus every contribution gives logit(risk), risk {found.risk_score:.4f}. '
+                 f'Positive raises the risk.</p>')
+        if str(decision.get("model_version")) != str(found.model_version):
+            notes.append(f"The decision was made by v{escape(str(decision.get('model_version')))}; these "
+                         f"contributions are the current champion's (v{escape(str(found.model_version))}).")
+        stored = decision.get("risk_score")
+        if stored is not None and not pd.isna(stored) and abs(float(stored) - found.risk_score) > 1e-6:
+            notes.append(f"Recomputed now, the score is {found.risk_score:.4f} (decided: {float(stored):.4f}): the "
+                         "warehouse's history or the champion has changed since.")
+    family_title = ("By family, of the stored features" if found.stored else "By family (as the reasons group them)")
+    return (f'<section id="contributions"><h2>Feature contributions</h2>{intro}'
             + "".join(f'<p class="note">{n}</p>' for n in notes)
             + f'{contributions_svg(top)}<div class="grid"><div><h3>Strongest features</h3>'
             f'{_table(["feature", "family", "value", "contribution"], rows, {3})}</div>'
-            f'<div><h3>By family (as the reasons group them)</h3>{_table(["family", "contribution"], families, {1})}'
+            f'<div><h3>{family_title}</h3>{_table(["family", "contribution"], families, {1})}'
             f'</div></div></section>')
 
 
 def _value(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "(missing)"
-    if isinstance(value, float | np.floating):
-        return f"{value:.6g}"
-    return str(value)
+    shown = feature_value_text(value)
+    return "(missing)" if shown is None else shown
+
+
+def _logit(p: float) -> float:
+    return math.log(p / (1 - p))
 
 
 # ---------------------------------------------------------------- routes
@@ -554,8 +591,10 @@ def install(app: FastAPI, scorer: Scorer, api_key: str | None) -> PageSnapshot:
                         f'<h2>Declaration not found</h2><p>No decision is recorded for <code>{escape(wanted)}</code>: '
                         'it has not been scored (<code>aduana score FILE --out OUT.csv</code>, or '
                         '<code>POST /v1/score</code>), or the id is mistyped.</p></section>', champion(), status=404)
-        found, unavailable = None, None
-        if decision.get("selected_by") == "validation" or pd.isna(decision.get("risk_score")):
+        found, unavailable = stored_contributions(decision), None
+        if found is not None:
+            pass  # the deciding model's own, kept with the decision: nothing to recompute
+        elif decision.get("selected_by") == "validation" or pd.isna(decision.get("risk_score")):
             unavailable = "None: the declaration failed validation when it was scored, so no model scored it."
         elif stored is None:
             unavailable = ("Unavailable: the warehouse does not hold this declaration (run <code>aduana ingest</code> "

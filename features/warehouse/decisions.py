@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import duckdb
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 if TYPE_CHECKING:
     from features.warehouse.store import Warehouse
@@ -20,6 +22,36 @@ WITH latest AS (
     SELECT * FROM decisions
     QUALIFY row_number() OVER (PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1)
 """
+
+
+# The list columns of the log (see DECISIONS_DDL). A frame's Python lists reach DuckDB as an Arrow table beside the
+# frame (DuckDB cannot infer a list type from a pandas column that starts with missing values), read back in row
+# order with a positional join.
+LIST_TYPES = {
+    "reason_list": pa.list_(pa.string()),
+    "contributions": pa.list_(pa.struct([("feature", pa.string()), ("family", pa.string()), ("value", pa.string()),
+                                         ("contribution", pa.float64())])),
+}
+
+
+def _listed(value: object) -> list | None:
+    """A list cell as a Python list (a list, a tuple or an array as read back), None when missing."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return list(value)
+    return None
+
+
+def _split_lists(frame: pd.DataFrame) -> tuple[pd.DataFrame, pa.Table | None]:
+    """The frame without its list columns, and those columns as a typed Arrow table (None when it has none)."""
+    present = [c for c in LIST_TYPES if c in frame.columns]
+    if not present:
+        return frame, None
+    lists = pa.table({c: pa.array([_listed(v) for v in frame[c]], type=LIST_TYPES[c]) for c in present})
+    return frame.drop(columns=present), lists
+
+
+def _insert_sql(frame: str, lists: pa.Table | None) -> str:
+    return f"SELECT * FROM {frame}" + (f" POSITIONAL JOIN {frame}_lists" if lists is not None else "")
 
 
 def _latest_batch_sql(con: duckdb.DuckDBPyConnection, any_version: bool = False) -> str | None:
@@ -48,9 +80,14 @@ class Decisions:
         with self.warehouse.transaction() as con:
             if con.execute("SELECT count(*) FROM decisions WHERE batch_id = ?", [batch_id]).fetchall()[0][0]:
                 return 0
-            con.register("new_decisions", decisions.assign(batch_id=batch_id, decided_at=decided_at, source=source))
-            con.execute("INSERT INTO decisions BY NAME SELECT * FROM new_decisions")
+            rows, lists = _split_lists(decisions.assign(batch_id=batch_id, decided_at=decided_at, source=source))
+            con.register("new_decisions", rows)
+            if lists is not None:
+                con.register("new_decisions_lists", lists)
+            con.execute(f"INSERT INTO decisions BY NAME {_insert_sql('new_decisions', lists)}")
             con.unregister("new_decisions")
+            if lists is not None:
+                con.unregister("new_decisions_lists")
             return len(self.warehouse.quarantine(con, "declarations", source, rejected, batch_id, decided_at))
 
     def append_answers(self, answers: pd.DataFrame) -> int:
@@ -60,15 +97,20 @@ class Decisions:
         the rows added."""
         if answers.empty:
             return 0
+        rows, lists = _split_lists(answers)
         with self.warehouse.transaction() as con:
-            con.register("answers", answers)
+            con.register("answers", rows)
+            if lists is not None:
+                con.register("answers_lists", lists)
             # Only rows decided since the earliest of these can be the same ones: the filter lets DuckDB skip the
             # older part of the log instead of scanning all of it.
             added = con.execute(
-                "INSERT INTO decisions BY NAME SELECT * FROM answers a WHERE NOT EXISTS (SELECT 1 FROM decisions d "
-                "WHERE d.decided_at >= ? AND d.batch_id = a.batch_id AND d.position = a.position)",
+                f"INSERT INTO decisions BY NAME {_insert_sql('answers', lists)} WHERE NOT EXISTS (SELECT 1 FROM "
+                "decisions d WHERE d.decided_at >= ? AND d.batch_id = answers.batch_id AND d.position = answers.position)",
                 [answers["decided_at"].min()]).fetchone()[0]
             con.unregister("answers")
+            if lists is not None:
+                con.unregister("answers_lists")
         return int(added)
 
     def latest_batch(self, model_version: str | None) -> pd.DataFrame:
@@ -108,6 +150,10 @@ class Decisions:
         if found.empty:
             return None, 0
         record = found.iloc[0].to_dict()
+        for column in LIST_TYPES:  # None where a row (or the warehouse's version) has none
+            record[column] = _listed(record.get(column))
+        if record["contributions"] is not None:
+            record["contributions"] = [dict(c) for c in record["contributions"]]
         return record, int(record.pop("decisions"))
 
     def latest_batch_id(self, model_version: str | None) -> str | None:

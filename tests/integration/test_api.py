@@ -242,3 +242,23 @@ def test_fuzzing_the_schema_finds_no_server_errors(client, world):
         assert response.status_code < 500, (payload, response.text)
 
     check()
+
+
+def test_a_reason_holding_a_semicolon_comes_back_as_one_item_and_is_logged_as_one(api_scorer, world):
+    """The reasons travel as a list from where they are made: an id with "; " in it stays one reason."""
+    from serving.selection import Rules
+
+    importer = "IMP; 42 & Co"
+    listed = Scorer(api_scorer.warehouse, LanePolicy(rules=Rules(watchlist_importers=[importer])),
+                    source=FixedSource({"3": api_scorer.model}, "3"), reload_seconds=0)
+    listed.refresh_model(force=True)
+    with TestClient(create_app(listed, api_key="")) as c:  # the lifespan: the log is written on shutdown
+        answer = c.post("/v1/score", json={**_declaration(world), "declaration_id": "SEMI-1",
+                                           "importer_id": importer}).json()
+    assert (answer["lane"], answer["selected_by"]) == ("red", "rule")
+    assert answer["reason_list"][0] == f"importer {importer} is on the watch list"
+    assert answer["reasons"] == "; ".join(answer["reason_list"])
+    logged, _ = api_scorer.warehouse.decisions.latest_for("SEMI-1")
+    assert logged["reason_list"] == answer["reason_list"]
+    assert logged["contributions"] and logged["contributions"][0].keys() == {"feature", "family", "value",
+                                                                            "contribution"}

@@ -8,13 +8,15 @@ from prefect import flow
 
 from features.contract import LABEL_FIELDS
 from features.intake.batch import prepare_batch
+from features.intake.checked import read_checked
 from features.warehouse import Warehouse
 from flows import runtime
 from flows.score import record_decisions
 from flows.settings import get_settings
 from serving.batch import score_file
 from serving.lanes import LanePolicy
-from serving.scorer import Scorer, Thresholds
+from serving.reasons import TOP_CONTRIBUTIONS
+from serving.scorer import OUTPUT_COLUMNS, Scorer, Thresholds
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration
@@ -64,11 +66,14 @@ def incoming(world, tmp_path):
 def test_every_input_row_gets_an_output_row_in_order(scorer, incoming):
     scored = score_file(incoming, scorer)
     out = scored.output
-    assert list(out.columns) == ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons",
-                                 "model_version"]
+    assert list(out.columns) == [*OUTPUT_COLUMNS, "reason_list", "contributions", "contribution_base"]
+    assert OUTPUT_COLUMNS == ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons",
+                              "model_version"]  # the contract's; the others go to the decision log, not the file
+    assert (out["reason_list"].map("; ".join) == out["reasons"]).all()
     assert out["declaration_id"].tolist() == pd.read_csv(incoming)["declaration_id"].tolist()
     bad = out.iloc[10]
     assert (bad["lane"], bad["selected_by"]) == ("yellow", "validation") and "declared_value" in bad["reasons"]
+    assert bad["reason_list"] == [bad["reasons"]] and bad["contributions"] is None
     assert len(scored.rejected) == 1 and scored.rejected["reason"].item() == "invalid_type"
     assert (out["model_version"] == "7").all()
     valid = out.drop(index=10)
@@ -94,6 +99,33 @@ def test_decisions_are_appended_never_rewritten(prefect_api, scorer, incoming, t
     assert again["lane"].tolist() == before["lane"].tolist()  # a re-score gives the same lanes
     assert pd.read_csv(tmp_path / "a.csv")["lane"].tolist() == before["lane"].tolist()
     assert (get_settings().reports_dir / f"{first['batch_id']}.md").exists()
+    assert list(pd.read_csv(tmp_path / "a.csv").columns) == OUTPUT_COLUMNS  # the file keeps the contract
+
+
+def test_a_batchs_decisions_keep_the_reasons_as_a_list_and_the_contributions_it_was_explained_with(
+        prefect_api, scorer, incoming, tmp_path):
+    scored = score_file(incoming, scorer)
+    recorded = _record(scored, scorer, str(incoming), str(tmp_path / "a.csv"))
+    log = scorer.warehouse.read("SELECT * FROM decisions WHERE batch_id = ? ORDER BY position", [recorded["batch_id"]])
+    explained = log["lane"].isin(["red", "yellow"]) & (log["selected_by"] != "validation")
+    assert explained.sum() > 100
+    assert log.loc[explained, "contributions"].map(len).eq(TOP_CONTRIBUTIONS).all()
+    assert log.loc[~explained, "contributions"].isna().all()  # green releases and the invalid row: none stored
+    assert (log["reason_list"].map("; ".join) == log["reasons"]).all()
+    # What is stored is what the batch's own SHAP pass gave (the one its reasons come from): the classifier's values
+    # on the batch feature path of the explained rows, each row's strongest by size.
+    model, valid = scorer.model, read_checked(incoming, "declarations", every_row=True).valid
+    _, X, _ = scorer._scores(valid)
+    chosen = log.drop(index=10)["lane"].isin(["red", "yellow"]).to_numpy()
+    shap = model.classifier.get_feature_importance(model.pool(X[chosen]), type="ShapValues")
+    column = {c: j for j, c in enumerate(model.columns)}
+    for row, kept in zip(shap, log.loc[explained, "contributions"], strict=True):
+        kept = list(kept)
+        np.testing.assert_allclose([c["contribution"] for c in kept], row[[column[c["feature"]] for c in kept]],
+                                   atol=1e-9)
+        np.testing.assert_allclose(np.abs([c["contribution"] for c in kept]),
+                                   np.sort(np.abs(row[:-1]))[::-1][:TOP_CONTRIBUTIONS], atol=1e-9)
+    np.testing.assert_allclose(log.loc[explained, "contribution_base"], shap[0, -1], atol=1e-9)
 
 
 def test_reasons_name_what_drives_the_score(scorer, world):

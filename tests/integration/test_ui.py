@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import time
 from datetime import datetime
 from html import escape
 
+import duckdb
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,8 +123,9 @@ def test_the_lookup_shows_the_latest_decision_its_reasons_and_the_champions_real
     np.testing.assert_allclose(by_feature.reindex(model.columns).to_numpy(), batch_shap, atol=1e-9)
     section = re.search(r'<section id="contributions">.*?</section>', html, re.S).group(0)
     assert 'id="contributions-chart"' in section
-    for r in found.features.head(5).itertuples():
-        assert f"<td>{escape(r.feature)}</td>" in section and f"{r.contribution:+.4f}" in section
+    # The page shows those the batch gave when it decided (stored with the decision; its reasons come from them).
+    for c in red["contributions"][:5]:
+        assert f"<td>{escape(c['feature'])}</td>" in section and f"{c['contribution']:+.4f}" in section
 
 
 def test_a_green_release_is_found_too(client, scored):
@@ -188,3 +191,91 @@ def test_an_empty_warehouse_says_what_to_run(tmp_path):
     for hint in ("No scoring batch yet", "aduana score", "No audit list yet: run <code>aduana audit</code>",
                  "No ratings yet", "aduana ratings"):
         assert hint in page.text
+
+
+def _copy_of(scorer: Scorer, tmp_path) -> Scorer:
+    """The scored warehouse copied (so a test may add to it or age it), with the same champion."""
+    for suffix in ("", ".wal"):
+        source = scorer.warehouse.path.with_name(scorer.warehouse.path.name + suffix)
+        if source.exists():
+            shutil.copy(source, tmp_path / ("warehouse.duckdb" + suffix))
+    copy = Scorer(Warehouse(tmp_path / "warehouse.duckdb"), LanePolicy(),
+                  source=FixedSource({"3": scorer.model}, "3"), reload_seconds=0)
+    copy.refresh_model(force=True)
+    return copy
+
+
+def _contributions_section(html: str) -> str:
+    return re.search(r'<section id="contributions">.*?</section>', html, re.S).group(0)
+
+
+def test_the_lookup_shows_the_contributions_stored_with_the_decision_not_recomputed_ones(scored, tmp_path):
+    scorer, batch = scored
+    red = batch[(batch["lane"] == "red") & (batch["selected_by"] == "model")].iloc[0]
+    client = TestClient(create_app(scorer, api_key="", decision_log=False))
+    section = _contributions_section(client.get("/ui/declaration", params={"id": red["declaration_id"]}).text)
+    assert 'data-source="stored"' in section and "Recomputed now" not in section
+    for c in red["contributions"][:5]:
+        assert f"<td>{escape(c['feature'])}</td>" in section and f"{c['contribution']:+.4f}" in section
+
+    # A later decision by another model, with contributions no model of today would give: the page shows those.
+    copy = _copy_of(scorer, tmp_path)
+    decided = {"declaration_id": red["declaration_id"], "risk_score": 0.3, "expected_revenue": None, "lane": "red",
+               "selected_by": "rule", "reasons": "importer A; B is on the watch list; entry through office X",
+               "model_version": "2", "reason_list": [["importer A; B is on the watch list", "entry through office X"]],
+               "contributions": [[{"feature": "made_up_signal", "family": "office", "value": "7",
+                                   "contribution": 1.2345},
+                                  {"feature": "importer_hit_rate", "family": "entity:importer", "value": None,
+                                   "contribution": -0.5}]],
+               "contribution_base": -2.0, "position": 0, "policy_hash": "p"}
+    copy.warehouse.decisions.append_batch(pd.DataFrame(decided), pd.DataFrame(), "score-later", "later.csv",
+                                          datetime(2025, 1, 3))
+    page = TestClient(create_app(copy, api_key="", decision_log=False)).get(
+        "/ui/declaration", params={"id": red["declaration_id"]}).text
+    assert "<li>importer A; B is on the watch list</li><li>entry through office X</li>" in page  # one item each
+    section = _contributions_section(page)
+    assert 'data-source="stored"' in section and "customs-risk v2 gave when it decided" in section
+    assert "<td>made_up_signal</td>" in section and "+1.2345" in section and "(missing)" in section
+    other = math.log(0.3 / 0.7) - (-2.0) - (1.2345 - 0.5)
+    assert f"The other features add {other:+.4f}" in section
+
+
+def test_a_decision_without_stored_contributions_says_they_are_recomputed(client, scored):
+    _, batch = scored
+    green = batch[batch["lane"] == "green"].iloc[0]
+    assert green["contributions"] is None  # a green release is not explained when decided
+    section = _contributions_section(client.get("/ui/declaration", params={"id": green["declaration_id"]}).text)
+    assert 'data-source="recomputed"' in section and "Recomputed now" in section
+    assert "a green release is not explained" in section and 'id="contributions-chart"' in section
+
+
+def test_a_decision_log_from_the_previous_version_still_loads_and_migrates_on_the_next_write(scored, tmp_path):
+    scorer, batch = scored
+    old = _copy_of(scorer, tmp_path)
+    with duckdb.connect(str(old.warehouse.path)) as con:  # the decisions table as the previous version made it
+        for column in ("reason_list", "contributions", "contribution_base"):
+            con.execute(f"ALTER TABLE decisions DROP COLUMN {column}")
+    red = batch[(batch["lane"] == "red") & (batch["selected_by"] == "model")].iloc[0]
+
+    # Read as it is (read-only connections change nothing): no stored list, no stored contributions.
+    decision, _ = old.warehouse.decisions.latest_for(red["declaration_id"])
+    assert decision["reason_list"] is None and decision["contributions"] is None
+    assert len(old.warehouse.decisions.latest_batch("3")) == len(batch)
+    page = TestClient(create_app(old, api_key="", decision_log=False)).get(
+        "/ui/declaration", params={"id": red["declaration_id"]}).text
+    assert all(f"<li>{escape(r)}</li>" in page for r in red["reason_list"])  # from the sentence
+    section = _contributions_section(page)
+    assert 'data-source="recomputed"' in section and "logged before decisions kept their contributions" in section
+
+    # The next write adds the columns; the old rows read as having none, the new ones carry theirs.
+    stored = old.warehouse.table("declarations")
+    again = old.score(stored[stored["declaration_id"].isin(batch["declaration_id"].head(200))]
+                      .drop(columns=[c for c in LABEL_FIELDS if c in stored.columns]).reset_index(drop=True))
+    old.warehouse.decisions.append_batch(again.assign(position=range(len(again)), policy_hash=old.policy.digest()),
+                                         pd.DataFrame(), "score-after-upgrade", "again.csv", datetime(2025, 1, 4))
+    log = old.warehouse.read("SELECT batch_id, lane, contributions, reason_list FROM decisions")
+    before = log[log["batch_id"] == "score-ui-test"]
+    assert before["contributions"].isna().all() and before["reason_list"].isna().all()
+    after = log[log["batch_id"] == "score-after-upgrade"]
+    assert len(after) == 200 and (after["lane"] != "green").any()
+    assert after.loc[after["lane"] != "green", "contributions"].map(len).gt(0).all()
