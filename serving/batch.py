@@ -14,6 +14,7 @@ import pandas as pd
 
 from features.intake.checked import Checked, read_checked
 from features.intake.mapping import ColumnMapping
+from features.progress import Advance, quiet
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 
 
@@ -24,16 +25,17 @@ class ScoredBatch:
     read: int
 
 
-def score_file(path: Path | pd.DataFrame, scorer: Scorer, mapping: ColumnMapping | None = None) -> ScoredBatch:
+def score_file(path: Path | pd.DataFrame, scorer: Scorer, mapping: ColumnMapping | None = None,
+               advance: Advance = quiet) -> ScoredBatch:
     """Declarations in the mapping's layout (a file, or raw values as read from one) → the score output, through
-    the same intake as ingest and the API's source-layout requests."""
-    return score_checked(read_checked(path, "declarations", mapping, every_row=True), scorer)
+    the same intake as ingest and the API's source-layout requests. `advance` is told of the scoring's progress."""
+    return score_checked(read_checked(path, "declarations", mapping, every_row=True), scorer, advance)
 
 
-def score_checked(checked: Checked, scorer: Scorer) -> ScoredBatch:
+def score_checked(checked: Checked, scorer: Scorer, advance: Advance = quiet) -> ScoredBatch:
     parts = []
     if len(checked.valid):
-        parts.append(scorer.score(checked.valid).set_index(checked.valid.index))
+        parts.append(scorer.score(checked.valid, advance=advance).set_index(checked.valid.index))
     if len(checked.rejected):
         positions = checked.rejected["row_number"].to_numpy() - 1
         messages = validation_messages(checked, positions)

@@ -20,6 +20,7 @@ from features.context import ScoringContext
 from features.errors import UserError
 from features.prices import PriceBands
 from features.profiles import MISSING
+from features.progress import Advance, quiet
 from features.row import integrate_row, row_features
 from features.warehouse import Warehouse, WarehouseBusy, read_tables, snapshot_version
 from serving.lanes import LanePolicy, allocate
@@ -128,12 +129,12 @@ class Scorer:
                 raise
         return self._context
 
-    def _scores(self, declarations: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def _scores(self, declarations: pd.DataFrame, advance: Advance = quiet) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         if self.model is None:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         context = self.context()
         frame = integrate(declarations.reset_index(drop=True), context=context)
-        features = build_features(frame, bands=self._bands(context), profiles=context.profiles)
+        features = build_features(frame, bands=self._bands(context), profiles=context.profiles, advance=advance)
         X = self._model_input(features.X)
         scores = self.model.predict(X)
         frame["price_reference_log"] = features.price_reference_log.to_numpy()
@@ -152,11 +153,19 @@ class Scorer:
             X[absent] = MISSING
         return X
 
-    def score(self, declarations: pd.DataFrame, explain_lanes: tuple[str, ...] = (RED, YELLOW)) -> pd.DataFrame:
-        """Batch scoring: lanes allocated within the batch's capacity; reasons for the selected rows."""
-        frame, X, scores = self._scores(declarations)
+    def score(self, declarations: pd.DataFrame, explain_lanes: tuple[str, ...] = (RED, YELLOW),
+              advance: Advance = quiet) -> pd.DataFrame:
+        """Batch scoring: lanes allocated within the batch's capacity; reasons for the selected rows. `advance` is
+        told as the features and scores, the lanes and the reasons are done."""
+        what = f"scoring {len(declarations):,} declarations"
+        advance(what, 0, 3)
+        frame, X, scores = self._scores(declarations, advance)
+        advance(what, 1, 3)
         lanes = allocate(pd.concat([frame, scores], axis=1), self.policy)
-        return self._output(frame, X, scores, lanes, explain_lanes)
+        advance(what, 2, 3)
+        output = self._output(frame, X, scores, lanes, explain_lanes)
+        advance(what, 3, 3)
+        return output
 
     def _scores_one(self, declaration: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """`_scores` for one declaration without pandas in the feature work (features/row.py)."""

@@ -82,3 +82,4 @@ def test_without_a_terminal_a_long_step_writes_a_line_now_and_then_and_nothing_a
         bars.advance("risk model", 10, 100)
     err = capsys.readouterr().err
     assert "reference: 10/100 after" in err and "100/100" not in err and "risk model" not in err
+
