@@ -123,8 +123,7 @@ def ingest_work(home: Path, path: str) -> float:
     from flows.ingest import store_batch, validate_batch, validate_rows
     from flows.settings import Settings
 
-    if hasattr(runtime, "settle_gc"):  # the CLI's garbage-collector settings, where it has them: the same work
-        runtime.settle_gc()
+    runtime.settle_gc()  # the CLI's garbage-collector settings: the same work
     rt = runtime.Runtime(Settings(home=home))
     t = time.perf_counter()
     batch = validate_rows.fn(path, None, None)

@@ -494,6 +494,7 @@ def _fail(message: str, code: int, kind: str, as_json: bool) -> None:
 
 def main() -> None:
     """Console-script entry point. Exit codes: 0 done, 2 usage or bad input, 75 busy (retry later), 1 a bug."""
+    runtime.settle_gc()
     from pydantic import ValidationError
 
     # Typer raises its own copy of Click's exceptions (typer._click), not those of the `click` package.

@@ -14,7 +14,7 @@ from features.errors import UserError
 from features.intake.batch import PreparedBatch, prepare_batch, reject_batch
 from features.intake.mapping import load_mapping
 from features.warehouse import IngestSummary
-from flows import runtime
+from flows import bars, runtime
 from flows.render import ingest_markdown
 from flows.runtime import Runtime, file_away, landing_files, progress
 
@@ -88,14 +88,25 @@ def _ingest_order(paths: list[str], kind: str | None) -> list[str]:
     return paths if kind else sorted(paths, key=rank)
 
 
+def ingest_file(rt: Runtime, path: str, kind: str | None, mapping: str | None) -> IngestSummary:
+    """One file through the three tasks, its progress told as each ends (a bar on the CLI's terminal)."""
+    what = f"ingesting {Path(path).name}"
+    bars.advance(what, 0, 3)
+    try:
+        batch = validate_rows(path, kind, mapping)
+        bars.advance(what, 1, 3)
+        report = validate_batch(rt, batch)
+        bars.advance(what, 2, 3)
+        return store_batch(rt, batch, report)
+    finally:
+        bars.advance(what, 3, 3)
+
+
 @flow(name="customs-ingest")
 def customs_ingest(paths: list[str], kind: str | None = None, mapping: str | None = None) -> list[dict]:
     """Ingest landing files into the warehouse; each file is one atomic, reconciled batch."""
-    rt, summaries = runtime.current(), []
-    for path in _ingest_order(paths, kind):
-        batch = validate_rows(path, kind, mapping)
-        report = validate_batch(rt, batch)
-        summaries.append(store_batch(rt, batch, report))
+    rt = runtime.current()
+    summaries = [ingest_file(rt, path, kind, mapping) for path in _ingest_order(paths, kind)]
     create_markdown_artifact(key="customs-ingest-summary", markdown=ingest_markdown([s.to_dict() for s in summaries]),
                              description="Rows read, stored, quarantined and duplicated per file")
     return [s.to_dict() for s in summaries]
@@ -113,8 +124,7 @@ def customs_ingest_landing(folder: str | None = None, mapping: str | None = None
     summaries, refused = [], {}
     for path in paths:
         try:
-            batch = validate_rows(path, None, mapping)
-            summaries.append(store_batch(rt, batch, validate_batch(rt, batch)))
+            summaries.append(ingest_file(rt, path, None, mapping))
             file_away(Path(path), root / "processed")
         except UserError as exc:
             refused[Path(path).name] = str(exc)

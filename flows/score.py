@@ -11,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from features.errors import UserError
 from features.intake.mapping import load_mapping
-from flows import runtime
+from flows import bars, runtime
 from flows.render import score_markdown
 from flows.runtime import Runtime, file_away, landing_files, progress
 from serving.batch import ScoredBatch, score_file, write_output
@@ -29,7 +29,7 @@ def make_scorer(rt: Runtime, policy_path: str | None = None) -> Scorer:
 @task(name="score_declarations", cache_policy=NO_CACHE)
 def score_declarations(rt: Runtime, path: str, mapping: str | None, policy: str | None) -> tuple[ScoredBatch, Scorer]:
     scorer = make_scorer(rt, policy)
-    scored = score_file(Path(path), scorer, load_mapping(Path(mapping) if mapping else None))
+    scored = score_file(Path(path), scorer, load_mapping(Path(mapping) if mapping else None), bars.advance)
     progress(f"scored {scored.read:,} declarations with customs-risk v{scorer.version}")
     return scored, scorer
 
@@ -85,7 +85,7 @@ def customs_score_inbox(inbox: str | None = None, policy: str | None = None, map
     batches, refused = [], {}
     for path in files:
         try:
-            scored = score_file(path, scorer, load_mapping(Path(mapping) if mapping else None))
+            scored = score_file(path, scorer, load_mapping(Path(mapping) if mapping else None), bars.advance)
         except UserError as exc:
             refused[path.name] = str(exc)
             file_away(path, root / "refused", str(exc))

@@ -12,6 +12,7 @@ from prefect.client.orchestration import get_client
 
 from features.simulator import write_world
 from features.warehouse import Warehouse
+from flows import bars
 from flows.ingest import customs_ingest, customs_ingest_landing
 from flows.settings import get_settings
 from tests.conftest import write_csv
@@ -19,11 +20,14 @@ from tests.conftest import write_csv
 pytestmark = pytest.mark.integration
 
 
-def test_the_flow_ingests_all_three_sources_and_publishes_a_summary(prefect_api, world, home, tmp_path):
+def test_the_flow_ingests_all_three_sources_and_publishes_a_summary(prefect_api, world, home, tmp_path, monkeypatch):
     small = world.__class__(world.declarations.head(2000), world.manifests, world.traders, world.truth,
                             world.drift_date)
     paths = write_world(small, tmp_path / "landing", "csv")
+    told = []
+    monkeypatch.setattr(bars, "advance", lambda what, done, total: told.append((what, done, total)))
     summaries = customs_ingest([str(p) for p in paths.values()])
+    assert [(d, t) for w, d, t in told if w == "ingesting declarations.csv"] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     kinds = [s["kind"] for s in summaries]
     assert kinds == ["traders", "manifests", "declarations"]
     for s in summaries:
