@@ -170,7 +170,7 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     trials = []
     if tune_seconds:
         started = time.perf_counter()
-        config, trials = tune(features, split, columns, config, tune_seconds)
+        config, trials = tune(features, split, columns, config, tune_seconds, advance)
         timings["tuning_s"] = time.perf_counter() - started
     started = time.perf_counter()
     report(f"fitting the risk model on {len(columns)} columns (at most {config.iterations:,} rounds)…")

@@ -23,8 +23,12 @@ def test_a_budget_that_is_no_duration_is_refused(text):
 
 def test_tuning_keeps_the_best_trial_on_validation(world):
     frame = integrate(world.declarations.head(8000), world.manifests, world.traders)
-    result = train_and_evaluate(frame, FAST, tune_seconds=3)
+    told = []
+    result = train_and_evaluate(frame, FAST, tune_seconds=3, advance=lambda *call: told.append(call))
     assert result.trials, "the first trial (the given configuration) always runs"
+    budget = [(done, total) for what, done, total in told if what == "tuning: seconds of the budget"]
+    assert budget[0] == (0, 3) and budget[-1] == (3, 3) and len(budget) == len(result.trials) + 2
+    assert {f"tuning: trial {n}" for n in range(1, len(result.trials) + 1)} <= {what for what, _, _ in told}
     best = max(result.trials, key=lambda t: t.value)
     assert result.model.params["depth"] == best.params["depth"]
     assert result.model.params["learning_rate"] == pytest.approx(best.params["learning_rate"])
