@@ -1,8 +1,9 @@
 """The README's commands, top to bottom, in a fresh copy of the working tree: each one works (the slow ones with
 small sizes, see tests/readme.py), no world is mixed into another's home, and no server is left running.
 
-It is the slowest test of the suite (165 s in CI's run on 2 cores; 3.5 to 4.5 min when other work shares them): some forty commands, each paying the CLI's
-start-up, three homes each starting its Prefect server, and four trainings."""
+It is the slowest test of the suite (165 s in CI's run on 2 cores; 3.5 to 4.5 min when other work shares them):
+some forty commands, each paying the CLI's start-up, three homes each starting its Prefect server, and four
+trainings."""
 from __future__ import annotations
 
 import re
