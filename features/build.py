@@ -173,13 +173,8 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     as in training), or `profiles` already indexed from it. `bands`: price reference bands (default: fitted
     on the history). `advance` is told of each of its parts as it is built.
     """
-    what, total = f"features for {len(frame):,} declarations", 8
-    advance(what, 0, total)
     frame = frame.reset_index(drop=True)
     history = frame if history is None else history
-    bands = PriceBands.fit(history) if bands is None else bands
-    profiles = profiles or ProfileIndex(history)
-    advance(what, 1, total)
     hs = frame["hs_code"].astype("str")
     extra_cat = sorted(c for c in frame.columns if c.startswith(EXTRA_CATEGORICAL_PREFIX))
     extra_num = sorted(c for c in frame.columns if c.startswith(EXTRA_NUMERIC_PREFIX))
@@ -188,8 +183,13 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
                 lambda: _document_signals(frame), lambda: _registry_signals(frame), lambda: profiles.lookup(frame),
                 lambda: pd.DataFrame({f.name: f.batch(frame) for f in catalogue.computed()}, index=frame.index),
                 lambda: pd.DataFrame({f"log_{c}": _log1p(frame, c) for c in LOG_COLUMNS})]
+    what, total = f"features for {len(frame):,} declarations", len(builders) + 1  # the history's indexes, each part
+    advance(what, 0, total)
+    bands = PriceBands.fit(history) if bands is None else bands
+    profiles = profiles or ProfileIndex(history)
+    advance(what, 1, total)
     parts = []
-    for done, build in enumerate(builders, start=1):
+    for done, build in enumerate(builders, start=2):
         parts.append(build())
         advance(what, done, total)
     # one concat, not a join per part: a one-row API call pays per pandas operation
@@ -199,7 +199,6 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()
     mapped = [c for c in catalogue.REFERENCE_COLUMNS if c in frame] + extra_cat + extra_num
-    advance(what, total, total)
     return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, price_bands=bands,
                       price_reference_log=reference, reference_columns=mapped)
 

@@ -14,18 +14,18 @@ from flows import runtime
 
 LINE_EVERY_S = 15.0  # without a terminal: a step's progress line at most this often, the first after this long
 
-_bars: list = []  # the Rich Progress of the command being run, when it draws bars
+_bars: list = []  # the Rich Progress of the command being run, while it draws bars (at most one)
 _lines: dict[str, tuple[float, float]] = {}  # what → (started, last line) for steps reported as lines
 
 
 @contextlib.contextmanager
-def showing(enabled: bool = True) -> Iterator[None]:
+def showing() -> Iterator[None]:
     """Draw bars while inside, when stderr is an interactive terminal (Rich's test; TTY_INTERACTIVE=1 forces it)."""
     from rich.console import Console
 
     # The flows' lines pass through as written: no markup, colouring or wrapping of their text.
     console = Console(stderr=True, markup=False, emoji=False, highlight=False, soft_wrap=True)
-    if not enabled or not console.is_interactive:
+    if not console.is_interactive:
         yield
         return
     from rich.progress import (
@@ -45,13 +45,14 @@ def showing(enabled: bool = True) -> Iterator[None]:
         try:
             yield
         finally:
-            _bars.remove(bars)
+            finish()
 
 
 def finish() -> None:
-    """Take the bars off the screen before the command prints its result (they are done by then)."""
-    for bars in _bars:
-        bars.stop()
+    """Take the bars off the screen before the command prints its result (they are done by then); what is told
+    afterwards goes out as lines."""
+    while _bars:
+        _bars.pop().stop()
 
 
 def advance(what: str, done: int, total: int) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from features.errors import UserError
-from flows import runtime
+from flows import bars, runtime
 from flows.settings import Settings
 
 app = typer.Typer(
@@ -52,12 +52,10 @@ def _main(
 def runs_flows(command: Callable) -> Callable:
     """A command that runs Prefect flows: once its arguments are checked, connect to the home's Prefect server;
     long steps inside draw progress bars on a terminal."""
-    from flows import bars
-
     @functools.wraps(command)
     def connected(*args, **kwargs):
         runtime.connect(_settings())
-        with bars.showing(enabled=command.__name__ != "schedule"):  # a worker runs until stopped: its log only
+        with bars.showing():  # a command's result (_emit) takes them down: schedule's worker then has the terminal
             return command(*args, **kwargs)
     return connected
 
@@ -67,8 +65,6 @@ def _settings() -> Settings:
 
 
 def _emit(result: dict | list, as_json: bool, text: str) -> None:
-    from flows import bars
-
     bars.finish()
     if as_json:
         print(json.dumps(result, indent=2, default=str))
@@ -239,7 +235,8 @@ def serve(
     app_ = create_app(scorer, max_items=max_items, mapping=load_mapping(mapping) if mapping else None,
                       api_key=rt.settings.api_key)
     app_.state.service.refresh()
-    runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} (docs: /docs, analysts' page: /ui)")
+    runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} "
+                     "(docs: /docs, analysts' page: /ui)")
     uvicorn.Server(server_config(app_, host, port)).run()
 
 

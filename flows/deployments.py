@@ -73,5 +73,10 @@ def run_worker(pool: str, home: Path) -> int:
     """A process worker on the pool until interrupted: it runs each flow in a subprocess in the folder the
     deployments were registered from, with this environment, so ADUANA_HOME is the home given."""
     env = {**os.environ, "ADUANA_HOME": str(home)}
-    return subprocess.call([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process"],
-                           cwd=REPO, env=env)
+    worker = subprocess.Popen([sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type",
+                               "process"], cwd=REPO, env=env)
+    try:
+        return worker.wait()
+    except KeyboardInterrupt:
+        # The terminal's Ctrl-C reached the worker too: let it shut down (subprocess.call would kill it 0.25 s on).
+        return worker.wait()

@@ -54,10 +54,11 @@ def configure(settings: Settings, debug: bool = False) -> None:
 
 
 def settle_gc() -> None:
-    """Garbage collection for one short call: most of what it allocates is the modules it imports, which live
-    until it ends, so the young generation is collected less often, and the collection over the whole heap at
-    exit is skipped (gc.freeze, registered first, runs after every other exit handler). The warehouse and the
-    MLflow store commit as they go, so nothing waits on a collection at exit."""
+    """Garbage collection for a CLI process: most of what it allocates is the modules it imports, which live
+    until it ends, so the young generation is collected less often (mild for `serve` too), and the collection
+    over the whole heap at exit is skipped (gc.freeze at exit, registered before the libraries' own exit
+    handlers, which run before it). The warehouse and the MLflow store commit and close as they go, so nothing
+    waits on a collection at exit."""
     import atexit
     import gc
 
