@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import family_of, is_extra
-from features.profiles import RECENT_DAYS
+from features.profiles import MISSING, RECENT_DAYS
 from training.models import RiskModel
 
 TOP_REASONS = 3
@@ -104,7 +104,7 @@ def feature_value_text(value: object) -> str | None:
     """A model input as the analysts read it: numbers to 6 significant digits, None when missing."""
     kind = type(value)
     if kind is str:
-        return value
+        return None if value == MISSING else value  # a categorical gap reaches the model as MISSING
     if kind is float or isinstance(value, np.floating):
         return None if value != value else f"{value:.6g}"  # NaN is the one value unequal to itself
     return None if value is None or value is pd.NA else str(value)

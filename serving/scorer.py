@@ -24,7 +24,7 @@ from features.progress import Advance, quiet
 from features.row import integrate_row, row_features
 from features.warehouse import Warehouse, WarehouseBusy, read_tables, snapshot_version
 from serving.lanes import LanePolicy, allocate
-from serving.reasons import Explanation, explanations
+from serving.reasons import explanations
 from serving.selection import (  # noqa: F401 - Thresholds is re-exported: serving.scorer.Thresholds
     NO_THRESHOLDS,
     RED,
@@ -167,10 +167,6 @@ class Scorer:
         advance(what, 3, 3)
         return output
 
-    def _scores_one(self, declaration: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """`_scores` for one declaration without pandas in the feature work (features/row.py)."""
-        return self.scores_rows([declaration])
-
     def scores_rows(self, declarations: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Each declaration's features on the one-row path, as if it came alone; one model call for them all."""
         if self.model is None:
@@ -214,18 +210,18 @@ class Scorer:
         if chosen.all():  # one selected declaration (the API): no subsetting
             explained = explanations(self.model, X, frame)
         else:
-            explained = explanations(self.model, X[chosen], frame[chosen]) if chosen.any() else Explanation([], [], np.nan)
+            explained = explanations(self.model, X[chosen], frame[chosen])
         rules, selected_by = lanes["rule"].to_numpy(), lanes["selected_by"].to_numpy()
         n = len(frame)
         reasons = np.full(n, "", dtype=object)
         reason_list: list[list[str]] = [[] for _ in range(n)]
         contributions: list[list[dict] | None] = [None] * n
         base = np.full(n, np.nan)
-        explained_rows = np.flatnonzero(chosen).tolist()
-        for i, found in zip(explained_rows, explained.contributions, strict=True):  # the reasons' own SHAP pass
-            contributions[i] = found
         base[chosen] = explained.base
-        said = dict(zip(explained_rows, explained.reasons, strict=True))
+        said = {}
+        for i, found, sentences in zip(np.flatnonzero(chosen).tolist(), explained.contributions, explained.reasons,
+                                       strict=True):  # contributions from the reasons' own SHAP pass
+            contributions[i], said[i] = found, sentences
         for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")).tolist():  # the rest: none
             items = ([EXPLORATION_REASON] if selected_by[i] == "exploration" else []) + \
                 ([rules[i]] if rules[i] else []) + said.get(i, [])

@@ -39,7 +39,7 @@ from features.catalogue import family_of
 from features.contract import LABEL_FIELDS, MAX_ID_LENGTH
 from features.intake.text import normalise
 from serving.realtime import BOOKKEEPING
-from serving.reasons import feature_value_text
+from serving.reasons import TOP_CONTRIBUTIONS, feature_value_text
 from serving.scorer import WAREHOUSE_ERRORS, Scorer
 from serving.selection import GREEN, RED, YELLOW, Thresholds
 
@@ -48,7 +48,6 @@ MAX_BARS = 30  # offices drawn as bars (the busiest); the table lists them all
 LANES = (RED, YELLOW, GREEN)
 COLOURS = {RED: "#c0392b", YELLOW: "#e2b007", GREEN: "#2e8b57"}
 HISTOGRAM_BINS = 40
-TOP_CONTRIBUTIONS = 12
 MAX_LIST_ROWS = 100  # rows of an audit or ratings list shown (the rest are counted)
 NOT_STORED = "(not in the warehouse)"  # a scored declaration the warehouse does not hold: office and day unknown
 RETRY_AFTER_S = 5

@@ -260,8 +260,15 @@ class Runner:
         stopped = []
         for state in sorted(self.root.glob("*/prefect/server.json")):
             home = state.parent.parent
-            subprocess.run([str(self.root / ".venv" / "bin" / "aduana"), "--home", str(home), "server", "stop"],
-                           cwd=self.root, env=self.env, capture_output=True, timeout=60)
+            try:
+                done = subprocess.run([str(self.root / ".venv" / "bin" / "aduana"), "--home", str(home), "server",
+                                       "stop"], cwd=self.root, env=self.env, capture_output=True, timeout=60)
+            except subprocess.TimeoutExpired:
+                done = None
+            if done is None or done.returncode != 0:  # the next homes' servers still have to go, whatever this one did
+                from flows import server
+
+                server.stop(state.parent)
             stopped.append(home.name)
         return stopped
 

@@ -24,6 +24,9 @@ WITH latest AS (
 """
 
 
+LANE_COLUMNS = ("batch_id", "position", "declaration_id", "risk_score", "expected_revenue", "lane", "selected_by",
+                "model_version")
+
 # The list columns of the log (see DECISIONS_DDL). A frame's Python lists reach DuckDB as an Arrow table beside the
 # frame (DuckDB cannot infer a list type from a pandas column that starts with missing values), read back in row
 # order with a positional join.
@@ -114,15 +117,17 @@ class Decisions:
         return int(added)
 
     def latest_batch(self, model_version: str | None) -> pd.DataFrame:
-        """The scored rows of the latest scoring batch made with this model version (real-time answers aside)."""
+        """The scored rows of the latest scoring batch made with this model version (real-time answers aside):
+        their lanes and scores, which the API learns its cut-offs from (not the stored reasons and contributions,
+        the bulk of the log)."""
         if not self.warehouse.path.exists():
             return pd.DataFrame()
         with self.warehouse.connect(read_only=True) as con:
             latest = _latest_batch_sql(con)
             if latest is None:
                 return pd.DataFrame()
-            return con.execute(f"SELECT * FROM decisions WHERE batch_id = ({latest}) AND risk_score IS NOT NULL",
-                               [model_version]).df()
+            return con.execute(f"SELECT {', '.join(LANE_COLUMNS)} FROM decisions WHERE batch_id = ({latest}) "
+                               "AND risk_score IS NOT NULL", [model_version]).df()
 
     def latest_scoring_batch(self) -> pd.DataFrame:
         """Every row of the latest scoring batch, whatever its model version (real-time answers aside), with the

@@ -37,9 +37,9 @@ async def _registered() -> tuple[dict, list[str]]:
 def test_schedule_and_prefect_deploy_register_the_same_deployments(prefect_api, home):
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "ADUANA_HOME": str(home)}
     subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "aduana-local", "--type", "process"],
-                   cwd=REPO, env=env, capture_output=True)  # as the README says; it may exist from another test
+                   cwd=REPO, env=env, capture_output=True, timeout=300)  # as the README says; it may exist already
     deployed = subprocess.run([sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file",
-                               "infra/prefect.yaml"], cwd=REPO, env=env, capture_output=True, text=True)
+                               "infra/prefect.yaml"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert deployed.returncode == 0, deployed.stdout[-2000:]
     by_prefect, automations = asyncio.run(_registered())
     assert len(by_prefect) == len(deployment_specs())

@@ -188,7 +188,7 @@ def test_the_one_declaration_path_gives_build_features_values(scorer, world):
             record.update(importer_id="NEVER-SEEN", hs_code="979797")  # a goods chapter, no history
         item = Declaration.model_validate(record)
         frame, X, scores = scorer._scores(canonical_frame([item]))
-        one_frame, one_X, one_scores = scorer._scores_one(item.model_dump())
+        one_frame, one_X, one_scores = scorer.scores_rows([item.model_dump()])
         expected, got = X.iloc[0], one_X.iloc[0]
         for column in X.columns:
             if isinstance(expected[column], str):
@@ -250,7 +250,7 @@ def test_numeric_edge_values_give_the_same_features_on_both_paths(scorer, world)
             assert np.isnan(expected["log_unit_price"]) and np.isnan(one["log_unit_price"])
         assert one["price_reference_log"] == pytest.approx(full.price_reference_log.iloc[0], nan_ok=True)
         scores = scorer._scores(canonical_frame([item]))[2]
-        np.testing.assert_allclose(scorer._scores_one(item.model_dump())[2].to_numpy(), scores.to_numpy(), rtol=1e-12)
+        np.testing.assert_allclose(scorer.scores_rows([item.model_dump()])[2].to_numpy(), scores.to_numpy(), rtol=1e-12)
 
     check()
 
@@ -303,3 +303,11 @@ def test_the_inbox_flow_scores_waiting_files_and_passes_them_to_ingest(prefect_a
     assert len(scores) == 40 and set(scores["lane"]) <= {"red", "yellow", "green"}
     assert (settings.landing_dir / "arrivals.csv").exists()  # handed on to the daily ingest
     assert Warehouse(settings.warehouse_path).read("SELECT count(*) AS n FROM decisions")["n"].iloc[0] == 40
+
+
+def test_a_categorical_gap_is_stored_as_missing_not_as_the_models_placeholder():
+    from features.profiles import MISSING
+    from serving.reasons import feature_value_text
+
+    assert feature_value_text(MISSING) is None and feature_value_text("CN") == "CN"
+    assert feature_value_text(float("nan")) is None and feature_value_text(0.125) == "0.125"
