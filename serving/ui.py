@@ -35,11 +35,10 @@ import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from features.catalogue import family_of
 from features.contract import LABEL_FIELDS, MAX_ID_LENGTH
 from features.intake.text import normalise
 from serving.realtime import BOOKKEEPING
-from serving.reasons import TOP_CONTRIBUTIONS, feature_value_text
+from serving.reasons import TOP_CONTRIBUTIONS, explanations, feature_value_text
 from serving.scorer import WAREHOUSE_ERRORS, Scorer
 from serving.selection import GREEN, RED, YELLOW, Thresholds
 
@@ -199,16 +198,13 @@ def contributions(scorer: Scorer, declaration: dict) -> Contributions:
     """The champion's feature contributions for one declaration, on the API's one-row feature path."""
     for _ in range(3):  # the champion may be swapped by a hot reload in between: compute again with the new one
         model, version = scorer.model, scorer.version
-        _, X, scores = scorer.scores_rows([declaration])  # the one-row path the API scores on
+        frame, X, scores = scorer.scores_rows([declaration])  # the one-row path the API scores on
         if scorer.model is model:
             break
-    shap = model.classifier.get_feature_importance(model.pool(X), type="ShapValues")[0]
-    values = X.iloc[0]
-    features = pd.DataFrame({"feature": model.columns, "family": [family_of(c) for c in model.columns],
-                             "value": [values[c] for c in model.columns], "contribution": shap[:-1]})
-    features = features.reindex(features["contribution"].abs().sort_values(ascending=False, kind="stable").index)
-    return Contributions(model_version=version, base=float(shap[-1]), risk_score=float(scores["risk_score"].iloc[0]),
-                         features=features.reset_index(drop=True), families=_by_family(features))
+    found = explanations(model, X, frame, top_contributions=len(model.columns))  # the reasons' SHAP, every feature
+    features = pd.DataFrame(found.contributions[0], columns=["feature", "family", "value", "contribution"])
+    return Contributions(model_version=version, base=found.base, risk_score=float(scores["risk_score"].iloc[0]),
+                         features=features, families=_by_family(features))
 
 
 # ---------------------------------------------------------------- HTML and SVG
