@@ -1,7 +1,10 @@
 """Reasons an officer can defend: the top drivers of a score (CatBoost SHAP values) as plain sentences.
 
 Features are grouped into families (the unit price, the manifest, the route, the registry, each entity's
-record...; features/catalogue.py) so that three reasons say three different things.
+record...; features/catalogue.py) so that three reasons say three different things. Each family's sentence comes
+from its strongest feature among the deciding model's columns, with the value the model saw: an entity's raw id
+reads as the entity (the model's learned risk for it), a profile statistic only when the model has it, and a
+hit rate only over at least one control.
 
 The same SHAP pass also gives each explained row's strongest feature contributions (`Explanation.contributions`),
 which the decision log keeps beside the decision: what the deciding model said, readable later without the model.
@@ -10,33 +13,50 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 import pandas as pd
 
-from features.catalogue import family_of, is_extra
-from features.profiles import MISSING, RECENT_DAYS
+from features.catalogue import BY_NAME, family_of, is_extra
+from features.profiles import MISSING, PROFILE_SUFFIXES, RECENT_DAYS
 from training.models import RiskModel
 
 TOP_REASONS = 3
 TOP_CONTRIBUTIONS = 12  # features kept per explained decision, strongest (by size) first
+# Entity → what it is, and how a declaration's own one is named.
 ENTITY_LABELS = {
-    "importer": "importer {importer_id}", "declarant": "declarant {declarant_id}", "exporter": "exporter {exporter_id}",
-    "hs_chapter": "HS chapter {hs_chapter}", "hs_heading": "HS heading {hs_heading}",
-    "hs_subheading": "HS {hs_dotted} goods", "origin": "origin {origin_country}", "lane": "lane {origin_country} → {office_id}",
-    "importer_heading": "importer {importer_id} with HS heading {hs_heading}",
-    "declarant_office": "declarant {declarant_id} at office {office_id}",
-    "exporter_origin": "exporter {exporter_id} from {origin_country}",
+    "importer": ("importer", "importer {importer_id}"), "declarant": ("declarant", "declarant {declarant_id}"),
+    "exporter": ("exporter", "exporter {exporter_id}"), "hs_chapter": ("HS chapter", "HS chapter {hs_chapter}"),
+    "hs_heading": ("HS heading", "HS heading {hs_heading}"), "hs_subheading": ("HS code", "goods HS {hs_dotted}"),
+    "origin": ("origin", "origin {origin_country}"), "lane": ("lane", "lane {origin_country} → {office_id}"),
+    "importer_heading": ("pair", "importer {importer_id} with HS heading {hs_heading}"),
+    "declarant_office": ("pair", "declarant {declarant_id} at office {office_id}"),
+    "exporter_origin": ("pair", "exporter {exporter_id} from {origin_country}"),
 }
+# The value family's amounts (a `log_` feature is quoted as its amount): what each is, and its value as text.
+AMOUNTS = {"declared_value": ("declared value", "{:,.0f}"), "net_mass_kg": ("net mass", "{:,.0f} kg"),
+           "quantity": ("quantity", "{:,.0f}"), "duty_paid": ("duty paid", "{:,.0f}"),
+           "tax_rate": ("duty rate", "{:.4g}%")}
+RECORD = ("hit_rate", f"hit_rate_{RECENT_DAYS}d", "revenue_rate", "inspections")  # what the entity's controls found
 
 
 def _v(row: dict | _Row, column: str, default: object = None) -> object:
+    """A value of the declaration or of the model's input; `default` when missing (a categorical gap included)."""
     value = row.get(column, default)
-    return default if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)) else value
+    missing = value is None or value is pd.NA or value == MISSING or (isinstance(value, float) and math.isnan(value))
+    return default if missing else value
 
 
-def sentence(family: str, strongest: str, row: dict | _Row) -> str:
-    """One readable reason for a feature family, using the declaration's own values."""
+def _many(n: float, what: str) -> str:
+    return f"{int(n):,} {what}{'' if int(n) == 1 else 's'}"
+
+
+def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
+    """One readable reason for a feature family, from its `strongest` feature's value on the declaration.
+
+    `row` gives the model's inputs and the declaration's other fields, never a feature the model lacks (see
+    `_Columns`), so a sentence quotes only what the model saw. None: nothing defensible to say."""
     hs = str(_v(row, "hs_code", ""))
     values = {**{k: _v(row, k, "?") for k in ("importer_id", "declarant_id", "exporter_id", "origin_country", "office_id")},
               "hs_chapter": hs[:2], "hs_heading": hs[:4], "hs_dotted": f"{hs[:4]}.{hs[4:6]}" if len(hs) >= 6 else hs}
@@ -48,45 +68,101 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str:
         return (f"unit price {abs(math.expm1(deviation)):.0%} {side} the HS {values['hs_dotted']} reference "
                 f"for origin {values['origin_country']}")
     if family == "manifest":
+        if strongest == "bl_items":
+            return f"bill of lading {_v(row, 'bill_of_lading', '?')} carries {_many(_v(row, 'bl_items', 0), 'declared item')}"
         ratio = _v(row, "manifest_mass_ratio")
         if ratio is None:
-            return "no manifest found for the bill of lading"
+            return "no manifest gross weight to check the declared net mass against"
         return f"manifest gross weight is {ratio:.2f}× the net mass declared on bill of lading {_v(row, 'bill_of_lading', '?')}"
     if family == "route":
-        if _v(row, "loading_mismatch") == 1:
-            return f"loaded in {_v(row, 'loading_country', '?')} although the declared origin is {values['origin_country']}"
-        if _v(row, "transshipped") == 1:
-            return f"transshipped via {_v(row, 'transshipment_ports', 'a hub')}"
-        return f"shipping route from {_v(row, 'departure_country', '?')} by {_v(row, 'transport_mode', '?')}"
+        return _route(strongest, row, values["origin_country"])
     if family == "registry":
-        if strongest in ("credit_rating", "credit_rating_rank"):
-            return f"importer's credit rating is {_v(row, 'credit_rating', 'missing')}"
-        if strongest == "aeo_certified":
-            return "importer is not AEO-certified" if _v(row, "aeo_certified") != 1 else "importer is AEO-certified"
-        if strongest == "prior_violations":
-            n = int(_v(row, 'prior_violations', 0))
-            return f"importer has {n} prior violation{'s' if n != 1 else ''}"
-        age = _v(row, "company_age_days")
-        return f"importer registered {int(age)} days before filing" if age is not None else "importer is not in the registry"
+        return _registry(strongest, row)
     if family == "value":
-        if strongest == "tax_rate":
-            return f"duty rate {_v(row, 'tax_rate', 0):.0%}"
-        return f"declared value {_v(row, 'declared_value', 0):,.0f} for {_v(row, 'net_mass_kg', 0):,.0f} kg"
+        what, shown = AMOUNTS.get(strongest.removeprefix("log_"), (strongest, "{}"))
+        amount = _v(row, strongest)
+        if amount is None:
+            return f"no {what} declared"
+        amount = math.expm1(amount) if strongest.startswith("log_") else amount
+        return f"{what} {shown.format(100 * amount if strongest == 'tax_rate' else amount)}"
     if family.startswith("entity:"):
-        entity = family.split(":", 1)[1]
-        who = ENTITY_LABELS[entity].format(**values)
-        if strongest.endswith(("volume", f"volume_{RECENT_DAYS}d", "days_known")):
-            return f"{who} first seen {int(_v(row, f'{entity}_days_known', 0))} days ago, {int(_v(row, f'{entity}_volume', 0))} earlier filings"
-        if strongest.endswith(f"hit_rate_{RECENT_DAYS}d"):
-            return f"{who}'s hit rate {_v(row, strongest, 0):.0%} over the last {RECENT_DAYS} days"
-        if strongest.endswith("revenue_rate"):
-            return f"{who}'s controls recovered {_v(row, strongest, 0):,.0f} on average"
-        return f"{who}'s hit rate {_v(row, f'{entity}_hit_rate', 0):.0%} over {int(_v(row, f'{entity}_inspections', 0))} controls"
+        return _entity(family.split(":", 1)[1], strongest, row, values)
     if family == "office":
         return f"entry through office {values['office_id']}"
     if is_extra(family):  # a column the mapping added: its own name and value
-        return f"{family.split('_', 1)[1].replace('_', ' ')} {_v(row, family, '?')}"
-    return f"{family} = {_v(row, family, '?')}"
+        value = _v(row, family)
+        return f"{family.split('_', 1)[1].replace('_', ' ')} {'not given' if value is None else value}"
+    return f"{family} = {_v(row, family, '(missing)')}"
+
+
+def _entity(entity: str, strongest: str, row: dict | _Row, values: dict) -> str | None:
+    """An entity's reason: the entity itself for its raw id (CatBoost's own statistics of it), else its profile."""
+    noun, label = ENTITY_LABELS[entity]
+    who = label.format(**values)
+    suffix = strongest.removeprefix(f"{entity}_")
+    if suffix not in PROFILE_SUFFIXES:  # the raw id (importer_id, hs_code, origin_country, hs_chapter...)
+        if _v(row, strongest) is None:
+            return f"no {noun} declared: the model's learned risk where it is missing"
+        return f"{who}: the model's learned risk for this {noun}"
+    value = _v(row, strongest)
+    if value is None:  # an entity the profiles cannot identify: nothing known to quote
+        return None
+    if suffix in RECORD:  # a record of controls: said only over the controls it counts
+        controls = _v(row, f"{entity}_inspections")
+        if controls is None:
+            return None
+        if controls == 0:
+            return f"{who} has no earlier controls"
+        if suffix == "revenue_rate":
+            return f"{who}'s controls recovered {value:,.0f} on average over {_many(controls, 'control')}"
+        if suffix == f"hit_rate_{RECENT_DAYS}d":
+            return f"{who}'s hit rate {value:.0%} over the last {RECENT_DAYS} days ({_many(controls, 'control')} in all)"
+        rate = _v(row, f"{entity}_hit_rate")
+        return f"{who}'s hit rate {rate:.0%} over {_many(controls, 'control')}" if rate is not None else \
+            f"{who} has {_many(controls, 'earlier control')}"
+    if suffix == f"volume_{RECENT_DAYS}d":
+        return f"{who}: {_many(value, 'filing')} in the last {RECENT_DAYS} days"
+    days, volume = _v(row, f"{entity}_days_known"), _v(row, f"{entity}_volume")
+    known = ([f"first seen {_many(days, 'day')} ago"] if days is not None else []) + \
+        ([_many(volume, "earlier filing")] if volume is not None else [])
+    return f"{who}: {', '.join(known)}"
+
+
+def _registry(strongest: str, row: dict | _Row) -> str:
+    if strongest in ("credit_rating", "credit_rating_rank"):
+        rating = _v(row, "credit_rating")
+        return f"importer's credit rating is {rating}" if rating else "importer's credit rating: not on record"
+    value = _v(row, strongest)
+    if value is None:
+        what = {"aeo_certified": "AEO status", "company_age_days": "registration date"}.get(strongest, strongest.replace("_", " "))
+        return f"importer's {what}: not on record"
+    if strongest == "aeo_certified":
+        return "importer is AEO-certified" if value == 1 else "importer is not AEO-certified"
+    if strongest == "prior_violations":
+        return f"importer has {_many(value, 'prior violation')}"
+    if strongest == "company_age_days":
+        return f"importer registered {_many(value, 'day')} before filing"
+    return f"importer's {strongest.replace('_', ' ')} is {value}"
+
+
+def _route(strongest: str, row: dict | _Row, origin: str) -> str:
+    if strongest in ("loading_country", "loading_mismatch"):
+        loading = _v(row, "loading_country")
+        if loading is None:
+            return "no port of loading on the manifest"
+        return f"loaded in {loading}" + (f" although the declared origin is {origin}"
+                                         if _v(row, "loading_mismatch") == 1 else "")
+    if strongest in ("transshipped", "transshipment_count"):
+        moved = _v(row, "transshipped")
+        if moved is None:
+            return "no manifest route to check"
+        return f"transshipped via {_v(row, 'transshipment_ports', 'a hub')}" if moved == 1 else "shipped without transshipment"
+    if strongest == "carrier":
+        return f"carried by {_v(row, 'carrier', 'an unknown carrier')}"
+    departure = _v(row, "departure_country")
+    if strongest == "departure_mismatch" and _v(row, "departure_mismatch") == 1:
+        return f"departed from {departure} although the declared origin is {origin}"
+    return f"shipped from {departure or 'an undeclared country'} by {_v(row, 'transport_mode', 'an undeclared mode')}"
 
 
 @dataclass(frozen=True)
@@ -127,7 +203,7 @@ def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: 
     members = [np.flatnonzero(np.array(member_family) == f) for f in families]
     by_family = np.column_stack([shap[:, m].sum(axis=1) for m in members])  # rows × families
     strongest = np.column_stack([m[np.argmax(shap[:, m], axis=1)] for m in members])  # the leading feature
-    order = np.argsort(-by_family, axis=1, kind="stable")[:, :top]
+    order = np.argsort(-by_family, axis=1, kind="stable")
     leading = np.argsort(-np.abs(shap), axis=1, kind="stable")[:, :top_contributions]
     # Python values in bulk (indexing numpy per cell costs more than the rest), for the columns some row shows only.
     inputs = {j: X[model.columns[j]].to_numpy().tolist() for j in np.unique(leading).tolist()}
@@ -136,8 +212,8 @@ def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: 
     reasons, contributions = [], []
     for i, (features, values) in enumerate(zip(leading.tolist(), sizes, strict=True)):
         row = _Row(columns, i)
-        reasons.append([sentence(families[j], model.columns[strongest[i, j]], row) for j in order[i]
-                        if by_family[i, j] > 0])
+        said = (sentence(families[j], model.columns[strongest[i, j]], row) for j in order[i] if by_family[i, j] > 0)
+        reasons.append(list(islice(filter(None, said), top)))  # a family with nothing defensible gives way
         contributions.append([{"feature": model.columns[j], "family": member_family[j],
                                "value": feature_value_text(inputs[j][i]), "contribution": value}
                               for j, value in zip(features, values, strict=True)])
@@ -145,14 +221,20 @@ def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: 
 
 
 class _Columns(dict):
-    """Column arrays of the declarations (then of the features), converted on first use."""
+    """Column arrays converted on first use: the model's inputs as the model saw them, the declarations' other
+    fields, and nothing for a feature the model does not have (even where the declarations carry it)."""
 
     def __init__(self, context: pd.DataFrame, X: pd.DataFrame):
         super().__init__()
-        self.frames = (context, X)
+        self.context, self.X = context, X
 
     def __missing__(self, column: str) -> np.ndarray | None:
-        found = next((f[column].to_numpy() for f in self.frames if column in f.columns), None)
+        if column in self.X.columns:
+            found = self.X[column].to_numpy()
+        elif column in BY_NAME or column not in self.context.columns:
+            found = None
+        else:
+            found = self.context[column].to_numpy()
         self[column] = found
         return found
 

@@ -469,8 +469,7 @@ def contributions_section(found: Contributions | None, decision: dict, unavailab
     top = found.features.head(TOP_CONTRIBUTIONS)
     rows = [[escape(r.feature), escape(r.family), escape(_value(r.value)), f"{r.contribution:+.4f}"]
             for r in top.itertuples()]
-    families = [[escape(r.family), f"{r.contribution:+.4f}"] for r in found.families.itertuples()
-                if abs(r.contribution) > 0][:TOP_CONTRIBUTIONS]
+    families = [[escape(r.family), f"{r.contribution:+.4f}"] for r in found.families.itertuples()]  # every one
     notes = []
     if found.stored:
         shown = float(found.features["contribution"].sum())
