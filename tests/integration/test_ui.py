@@ -247,6 +247,12 @@ def test_a_decision_without_stored_contributions_says_they_are_recomputed(client
     section = _contributions_section(client.get("/ui/declaration", params={"id": green["declaration_id"]}).text)
     assert 'data-source="recomputed"' in section and "Recomputed now" in section
     assert "a green release is not explained" in section and 'id="contributions-chart"' in section
+    # The family table covers every family, the ones that lower the risk included (a green release's strongest).
+    scorer = scored[0]
+    recomputed = ui.contributions(scorer, ui.scorer_input(scorer.warehouse.declaration(green["declaration_id"])))
+    families = set(recomputed.features["family"])
+    listed = re.findall(r"<tr><td>([^<]+)</td><td class=n>", section.split("By family", 1)[1])
+    assert len(families) > ui.TOP_CONTRIBUTIONS and sorted(listed) == sorted(families)
 
 
 def test_a_decision_log_from_the_previous_version_still_loads_and_migrates_on_the_next_write(scored, tmp_path):
