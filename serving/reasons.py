@@ -35,9 +35,9 @@ ENTITY_LABELS = {
     "exporter_origin": ("pair", "exporter {exporter_id} from {origin_country}"),
 }
 # The value family's amounts (a `log_` feature is quoted as its amount): what each is, and its value as text.
-AMOUNTS = {"declared_value": ("declared value", "{:,.0f}"), "net_mass_kg": ("net mass", "{:,.0f} kg"),
-           "quantity": ("quantity", "{:,.0f}"), "duty_paid": ("duty paid", "{:,.0f}"),
-           "tax_rate": ("duty rate", "{:.4g}%")}
+AMOUNTS = {"declared_value": ("declared value", "{:,.0f}".format), "net_mass_kg": ("net mass", "{:,.0f} kg".format),
+           "quantity": ("quantity", "{:,.0f}".format), "duty_paid": ("duty paid", "{:,.0f}".format),
+           "tax_rate": ("duty rate", lambda rate: f"{100 * rate:.4g}%")}
 RECORD = ("hit_rate", f"hit_rate_{RECENT_DAYS}d", "revenue_rate", "inspections")  # what the entity's controls found
 
 
@@ -69,7 +69,9 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
                 f"for origin {values['origin_country']}")
     if family == "manifest":
         if strongest == "bl_items":
-            return f"bill of lading {_v(row, 'bill_of_lading', '?')} carries {_many(_v(row, 'bl_items', 0), 'declared item')}"
+            items = _v(row, "bl_items")
+            return "no bill of lading declared" if items is None else \
+                f"bill of lading {_v(row, 'bill_of_lading', '?')} carries {_many(items, 'declared item')}"
         ratio = _v(row, "manifest_mass_ratio")
         if ratio is None:
             return "no manifest gross weight to check the declared net mass against"
@@ -79,12 +81,11 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
     if family == "registry":
         return _registry(strongest, row)
     if family == "value":
-        what, shown = AMOUNTS.get(strongest.removeprefix("log_"), (strongest, "{}"))
+        what, shown = AMOUNTS.get(strongest.removeprefix("log_"), (strongest, str))
         amount = _v(row, strongest)
         if amount is None:
             return f"no {what} declared"
-        amount = math.expm1(amount) if strongest.startswith("log_") else amount
-        return f"{what} {shown.format(100 * amount if strongest == 'tax_rate' else amount)}"
+        return f"{what} {shown(math.expm1(amount) if strongest.startswith('log_') else amount)}"
     if family.startswith("entity:"):
         return _entity(family.split(":", 1)[1], strongest, row, values)
     if family == "office":

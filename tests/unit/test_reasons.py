@@ -127,6 +127,8 @@ ROW = {"importer_id": "I1", "declarant_id": "D1", "exporter_id": "LS341ZS", "ori
     ("value", "log_net_mass_kg", {"log_net_mass_kg": math.nan}, "no net mass declared"),
     ("value", "log_declared_value", {"log_declared_value": math.log1p(1500)}, "declared value 1,500"),
     ("value", "tax_rate", {"tax_rate": 0.065}, "duty rate 6.5%"),
+    ("manifest", "bl_items", {"bl_items": math.nan}, "no bill of lading declared"),
+    ("manifest", "manifest_mass_ratio", {}, "no manifest gross weight to check the declared net mass against"),
     ("route", "carrier", {"carrier": "MSK"}, "carried by MSK"),
     ("route", "transshipped", {"transshipped": math.nan}, "no manifest route to check"),
     ("xcat_courier_id", "xcat_courier_id", {"xcat_courier_id": MISSING}, "courier id not given"),
