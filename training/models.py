@@ -6,11 +6,15 @@
 """
 from __future__ import annotations
 
+import math
+import tempfile
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from catboost import CatBoostClassifier, CatBoostRegressor, Pool
+from catboost import CatBoostClassifier, CatBoostRegressor, Pool, sum_models
 from sklearn.metrics import average_precision_score
 
 from features.build import MONOTONE_INCREASING, FeatureSet
@@ -21,6 +25,42 @@ from training.policies import FitConfig
 
 MIN_REVENUE_ROWS = 30
 CATBOOST_DEFAULT_ROUNDS = 1000  # CatBoost's own default when `iterations` is not given
+# A patient fit, as a practitioner runs one: rate 0.05 with 300 rounds' patience on the validation window. Patience
+# is kept as a learning distance (rounds × rate), so a faster rate waits fewer rounds.
+PATIENT_RATE = 0.05
+PATIENT_ROWS = 100_000  # up to this many labelled training rows; above, the rate grows as √rows (time ∝ √rows)
+PATIENCE_DISTANCE = 15.0
+MAX_RATE = 0.3
+BLEND_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)  # the engineered member's share of the blend's log-odds
+
+
+def learning_rate_for(rows: int, iterations: int) -> float:
+    """A patient learning rate from the data's size: 0.05 up to 100k labelled training rows, then growing with the
+    square root of the rows (so rounds × rows, a fit's time, grow as √rows rather than linearly), and never so slow
+    that the round cap cannot cover twice the patience distance (a small cap, as in tests, gets a brisk rate)."""
+    by_size = PATIENT_RATE * max(1.0, math.sqrt(rows / PATIENT_ROWS))
+    return float(min(MAX_RATE, max(by_size, 2 * PATIENCE_DISTANCE / max(iterations, 1))))
+
+
+def patience_for(learning_rate: float) -> int:
+    """Early-stopping patience in rounds: the patience distance at this rate (300 rounds at 0.05)."""
+    return max(20, math.ceil(PATIENCE_DISTANCE / learning_rate))
+
+
+class Deadline:
+    """A retrain's time budget: fits stop boosting once it is spent (None: no budget)."""
+
+    def __init__(self, seconds: float | None):
+        self.at = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float:
+        return math.inf if self.at is None else self.at - time.monotonic()
+
+    def spent(self) -> bool:
+        return self.left() <= 0
+
+
+NO_DEADLINE = Deadline(None)
 
 
 @dataclass(frozen=True)
@@ -34,18 +74,35 @@ class Split:
     holdout_start: pd.Timestamp
 
 
-def time_split(dates: pd.Series, labelled: np.ndarray, valid_share: float = 0.15, holdout_share: float = 0.15) -> Split:
-    """Cut the labelled rows at date quantiles, so every holdout row is filed after every training row."""
+def time_split(dates: pd.Series, labelled: np.ndarray, valid_share: float = 0.15, holdout_share: float = 0.15,
+               positive: np.ndarray | None = None) -> Split:
+    """Cut the labelled rows at date quantiles, so every holdout row is filed after every training row.
+
+    With `positive` (the labelled rows' frauds), each cut is the earlier of the rows' and the frauds' quantile, so a
+    rare label still leaves the validation window and the holdout their share of frauds; a window without any is
+    refused with a clear message."""
     labelled_dates = dates[labelled].sort_values()
     if len(labelled_dates) < 50:
         raise UserError(f"only {len(labelled_dates)} controlled declarations: need at least 50 to train")
-    valid_start = labelled_dates.iloc[int(len(labelled_dates) * (1 - valid_share - holdout_share))]
-    holdout_start = labelled_dates.iloc[int(len(labelled_dates) * (1 - holdout_share))]
+
+    def cut(share: float) -> pd.Timestamp:
+        at = labelled_dates.iloc[int(len(labelled_dates) * share)]
+        if positive is not None and (frauds := dates[labelled & positive].sort_values()).size:
+            at = min(at, frauds.iloc[int(len(frauds) * share)])
+        return at
+
+    valid_start, holdout_start = cut(1 - valid_share - holdout_share), cut(1 - holdout_share)
     d = dates.to_numpy()
-    return Split(
+    split = Split(
         train=labelled & (d < valid_start), valid=labelled & (d >= valid_start) & (d < holdout_start),
         holdout=labelled & (d >= holdout_start), valid_start=valid_start, holdout_start=holdout_start,
     )
+    if positive is not None:
+        for name in ("train", "valid", "holdout"):
+            if not (getattr(split, name) & positive).any():
+                raise UserError(f"the {name} window holds no positive label ({int((labelled & positive).sum())} in "
+                                "all): more controlled declarations are needed to train and evaluate")
+    return split
 
 
 SMALL_POOL = 64  # up to this many rows, build CatBoost pools from lists
@@ -99,33 +156,33 @@ def _labels(fs: FeatureSet) -> np.ndarray:
 
 
 class _Rounds:
-    """A CatBoost callback that tells `advance` of each boosting round."""
+    """A CatBoost callback that tells `advance` of each boosting round, and stops boosting past the deadline."""
 
-    def __init__(self, advance: Advance, what: str, total: int):
-        self.advance, self.what, self.total = advance, what, total
+    def __init__(self, advance: Advance, what: str, total: int, deadline: Deadline):
+        self.advance, self.what, self.total, self.deadline = advance, what, total, deadline
 
     def after_iteration(self, info) -> bool:  # noqa: ANN001 - CatBoost's callback protocol
         self.advance(self.what, min(info.iteration, self.total), self.total)
-        return True  # go on
+        return not self.deadline.spent()  # False stops boosting (the best round so far is kept)
 
 
 def _fit(estimator: CatBoostClassifier | CatBoostRegressor, pool: Pool, what: str, advance: Advance,
-         **fit_params) -> None:
-    """Fit, telling `advance` of each round (no callback at all when nobody listens)."""
+         deadline: Deadline = NO_DEADLINE, **fit_params) -> None:
+    """Fit, telling `advance` of each round (no callback at all when nobody listens and no deadline is set)."""
     total = estimator.get_params().get("iterations") or CATBOOST_DEFAULT_ROUNDS
-    callbacks = None if advance is quiet else [_Rounds(advance, what, total)]
-    estimator.fit(pool, callbacks=callbacks, **fit_params)
+    listening = advance is not quiet or deadline.at is not None
+    estimator.fit(pool, callbacks=[_Rounds(advance, what, total, deadline)] if listening else None, **fit_params)
     advance(what, total, total)
 
 
 def _classifier(fs: FeatureSet, split: Split, columns: list[str], params: dict, early_stopping_rounds: int,
-                what: str, advance: Advance) -> CatBoostClassifier:
+                what: str, advance: Advance, deadline: Deadline = NO_DEADLINE) -> CatBoostClassifier:
     """A CatBoost classifier on `columns`, early-stopped on the validation window when it has frauds."""
     y = _labels(fs)
     has_valid = split.valid.any() and y[split.valid].sum() > 0
     classifier = CatBoostClassifier(**params, allow_writing_files=False, verbose=False,
                                     early_stopping_rounds=early_stopping_rounds if has_valid else None)
-    _fit(classifier, _pool(fs, split.train, columns, y[split.train]), what, advance,
+    _fit(classifier, _pool(fs, split.train, columns, y[split.train]), what, advance, deadline,
          eval_set=_pool(fs, split.valid, columns, y[split.valid]) if has_valid else None, use_best_model=has_valid)
     return classifier
 
@@ -137,21 +194,135 @@ def _model(classifier: CatBoostClassifier, fs: FeatureSet, columns: list[str], p
                      price_bands=fs.price_bands)
 
 
+def patient_params(config: FitConfig, train_rows: int) -> tuple[dict, int]:
+    """CatBoost parameters and early-stopping patience: the configuration's, with the learning rate and the
+    patience taken from the data's size where it leaves them open."""
+    params = {**config.catboost_params(), "thread_count": config.threads}
+    params.setdefault("learning_rate", learning_rate_for(train_rows, config.iterations))
+    return params, config.early_stopping_rounds or patience_for(params["learning_rate"])
+
+
+def _constraints(columns: list[str], monotone: bool) -> dict:
+    return {c: 1 for c in MONOTONE_INCREASING if c in columns} if monotone else {}
+
+
 def fit_risk_model(fs: FeatureSet, split: Split, config: FitConfig = FitConfig(), columns: list[str] | None = None,
                    monotone: bool = True, revenue: bool = True, what: str = "risk model",
-                   advance: Advance = quiet) -> RiskModel:
+                   advance: Advance = quiet, deadline: Deadline = NO_DEADLINE) -> RiskModel:
     """Fit P(fraud) on `columns` (default: all of `fs`) with early stopping on the validation window, then
     E[revenue | fraud] if revenue exists. `advance` is told of each round as `what`."""
     columns = columns or fs.columns
-    constraints = {c: 1 for c in MONOTONE_INCREASING if c in columns} if monotone else {}
-    params = {**config.catboost_params(), "thread_count": config.threads}
-    if constraints:
+    params, patience = patient_params(config, int(split.train.sum()))
+    if constraints := _constraints(columns, monotone):
         params["monotone_constraints"] = constraints
-    classifier = _classifier(fs, split, columns, params, config.early_stopping_rounds, what, advance)
+    classifier = _classifier(fs, split, columns, params, patience, what, advance, deadline)
     model = _model(classifier, fs, columns, params)
     if revenue and "revenue" in fs.meta:
         _fit_revenue(model, fs, split, config, columns, advance)
     return model
+
+
+@dataclass
+class Member:
+    """One CatBoost of a blend: its own columns (the others are ignored), its weight on the log-odds, its rounds."""
+
+    name: str
+    columns: list[str]
+    weight: float = 1.0
+    rounds: int = 0
+    seconds: float = 0.0
+    validation_pr_auc: float = float("nan")
+
+
+@dataclass
+class Blend:
+    """What `fit_blended_model` chose on the validation window, for the run's record."""
+
+    members: list[Member]
+    refit: bool
+    note: str = ""
+    validation_pr_auc: float = float("nan")  # the blend's, train-only members
+    before_refit: CatBoostClassifier | None = field(default=None, repr=False)  # the blend of the train-only members
+
+    def as_params(self) -> dict:
+        return {"blend": [{"name": m.name, "weight": m.weight, "rounds": m.rounds, "columns": len(m.columns),
+                           "validation_pr_auc": m.validation_pr_auc} for m in self.members],
+                "blend_refit": self.refit, "blend_note": self.note}
+
+
+def _pr_auc(fraud: np.ndarray, scores: np.ndarray) -> float:
+    return float(average_precision_score(fraud, scores)) if 0 < fraud.sum() < len(fraud) else float("nan")
+
+
+def _summed(classifiers: list[CatBoostClassifier], weights: list[float]) -> CatBoostClassifier:
+    """One CatBoost model whose log-odds are the weighted sum of the members' (CatBoost's own sum_models: its SHAP
+    values are the members' weighted sums, and it is saved and served like any other model)."""
+    if len(classifiers) == 1 and weights[0] == 1.0:
+        return classifiers[0]
+    summed = sum_models(classifiers, weights=weights)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "blend.cbm"
+        summed.save_model(str(path))
+        return CatBoostClassifier().load_model(str(path))
+
+
+def fit_blended_model(fs: FeatureSet, split: Split, config: FitConfig, columns: list[str],
+                      advance: Advance = quiet, deadline: Deadline = NO_DEADLINE) -> tuple[RiskModel, Blend]:
+    """The model `aduana train` serves: a patient CatBoost on `columns` (the engineered model), blended on the
+    log-odds with the same patient CatBoost on the mapped columns alone, the weight chosen on the validation window
+    (weight 1: the engineered model alone; 0: the mapped columns alone, where the engineered groups do not help),
+    then refitted on train + validation with each member's rounds scaled to the larger data (`config.refit`).
+
+    Every member is fitted on the union of both column lists with the other's columns ignored, so that CatBoost can
+    sum them into one model."""
+    union = columns + [c for c in fs.reference_columns if c not in columns]
+    y = _labels(fs)
+    params, patience = patient_params(config, int(split.train.sum()))
+    members = [Member("engineered", columns)]
+    if config.blend and set(fs.reference_columns) != set(columns) and y[split.valid].sum() > 0:
+        members.append(Member("mapped columns", list(fs.reference_columns)))
+    fitted, valid_logits = [], []
+    for member in members:
+        started = time.monotonic()
+        own = {**params, "ignored_features": [c for c in union if c not in member.columns]}
+        if constraints := _constraints(member.columns, True):
+            own["monotone_constraints"] = constraints
+        classifier = _classifier(fs, split, union, own, patience, f"risk model: {member.name}", advance, deadline)
+        member.rounds, member.seconds = classifier.tree_count_, time.monotonic() - started
+        logits = classifier.predict(_pool(fs, split.valid, union), prediction_type="RawFormulaVal")
+        member.validation_pr_auc = _pr_auc(y[split.valid], logits)
+        fitted.append((own, classifier))
+        valid_logits.append(logits)
+    blend = Blend(members, refit=False)
+    if len(members) == 2:
+        scored = [(_pr_auc(y[split.valid], w * valid_logits[0] + (1 - w) * valid_logits[1]), w) for w in BLEND_WEIGHTS]
+        blend.validation_pr_auc, weight = max(scored, key=lambda s: (s[0], s[1]))  # ties: the engineered model
+        members[0].weight, members[1].weight = weight, 1 - weight
+    else:
+        blend.validation_pr_auc = members[0].validation_pr_auc
+    chosen = [(m, own, c) for m, (own, c) in zip(members, fitted, strict=True) if m.weight > 0]
+    weights = [m.weight for m, _, _ in chosen]
+    blend.before_refit = _summed([c for _, _, c in chosen], weights)
+    refit_seconds = sum(m.seconds for m, _, _ in chosen) * 1.3
+    if config.refit and split.valid.any() and deadline.left() > refit_seconds:
+        rows = split.train | split.valid
+        scale = rows.sum() / max(split.train.sum(), 1)
+        classifiers = []
+        for member, own, _ in chosen:
+            member.rounds = max(1, math.ceil(member.rounds * scale))
+            refit = CatBoostClassifier(**{**own, "iterations": member.rounds}, allow_writing_files=False, verbose=False)
+            _fit(refit, _pool(fs, rows, union, y[rows]), f"risk model: {member.name}, refit", advance)
+            classifiers.append(refit)
+        blend.refit = True
+        classifier = _summed(classifiers, weights)
+    else:
+        classifier = blend.before_refit
+        if config.refit:
+            blend.note = "no refit: the time budget is spent" if split.valid.any() else "no refit: no validation window"
+    model = _model(classifier, fs, union, {**params, "patience": patience, **blend.as_params()})
+    if "revenue" in fs.meta:
+        _fit_revenue(model, fs, split, config, union, advance)
+    return model, blend
 
 
 def fit_reference(fs: FeatureSet, split: Split, config: FitConfig = FitConfig(), advance: Advance = quiet) -> RiskModel:

@@ -20,10 +20,14 @@ from features.prices import PriceBands
 from features.progress import Advance, quiet
 from training.metrics import precision_by_segment, selection_metrics
 from training.models import (
+    NO_DEADLINE,
+    Blend,
+    Deadline,
     FitConfig,
     RiskModel,
     Split,
     behaviour_checks,
+    fit_blended_model,
     fit_reference,
     fit_risk_model,
     time_split,
@@ -63,6 +67,7 @@ class TrainingResult:
     reference_behaviour: dict
     groups: list[GroupEffect] = field(default_factory=list)
     trials: list = field(default_factory=list)  # training.tuning.Trial, when hyperparameters were searched
+    blend: Blend | None = None  # the model's members, weights and refit, as chosen on the validation window
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step (ablation, fits, tuning)
 
     @property
@@ -113,8 +118,8 @@ def _silent(message: str) -> None:
     pass
 
 
-def select_groups(fs: FeatureSet, split: Split, config: FitConfig,
-                  report: Callable[[str], None] = _silent, advance: Advance = quiet) -> list[GroupEffect]:
+def select_groups(fs: FeatureSet, split: Split, config: FitConfig, report: Callable[[str], None] = _silent,
+                  advance: Advance = quiet, deadline: Deadline = NO_DEADLINE) -> list[GroupEffect]:
     """Backward ablation: fit with every informative group, then without each one; a group whose removal does
     not lower the validation PR-AUC is left out. Screening fits stop early at a brisker learning rate."""
     effects = {g: GroupEffect(g, False, None, "no data: its columns are constant on the training rows")
@@ -127,7 +132,7 @@ def select_groups(fs: FeatureSet, split: Split, config: FitConfig,
                         learning_rate=config.learning_rate or SCREENING_LEARNING_RATE)
     def score(groups: tuple[str, ...], what: str) -> float:
         model = fit_risk_model(fs, split, screening, fs.model_columns(groups), revenue=False,
-                               what=f"feature groups: {what}", advance=advance)
+                               what=f"feature groups: {what}", advance=advance, deadline=deadline)
         return validation_score(model, fs, split)
     full = score(candidates, "all")
     report(f"feature groups: validation PR-AUC {full:.4f} with all {len(candidates)}; leaving each out in turn…")
@@ -156,14 +161,16 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     """
     starting("model")
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
-    split = split or time_split(frame["declaration_date"], labelled_rows(frame))
+    split = split or time_split(frame["declaration_date"], labelled_rows(frame),
+                                positive=frame["fraud"].fillna(0).to_numpy() == 1)
     bands = PriceBands.fit(frame[frame["declaration_date"] < split.valid_start])
     report(f"building features for {len(frame):,} declarations…")
     features = build_features(frame, history=history, bands=bands, advance=advance)
     report(f"{len(features.columns)} features; split {int(split.train.sum()):,} train, {int(split.valid.sum()):,} "
            f"validation, {int(split.holdout.sum()):,} holdout controlled declarations")
+    deadline = Deadline(config.time_budget_s)
     timings, started = {}, time.perf_counter()
-    groups = select_groups(features, split, config, report, advance)
+    groups = select_groups(features, split, config, report, advance, deadline)
     timings["ablation_s"] = time.perf_counter() - started
     kept = tuple(g.group for g in groups if g.kept)
     columns = features.model_columns(kept)
@@ -174,9 +181,9 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
         timings["tuning_s"] = time.perf_counter() - started
     started = time.perf_counter()
     report(f"fitting the risk model on {len(columns)} columns (at most {config.iterations:,} rounds)…")
-    model = fit_risk_model(features, split, config, columns, advance=advance)
+    model, blend = fit_blended_model(features, split, config, columns, advance, deadline)
     timings["model_fit_s"] = time.perf_counter() - started
-    report(f"risk model: {model.classifier.tree_count_:,} rounds in {timings['model_fit_s']:.0f} s; "
+    report(f"risk model: {describe_blend(blend)}, in {timings['model_fit_s']:.0f} s; "
            "fitting the reference (library-default CatBoost)…")
     model.params["feature_groups"] = list(kept)
     starting("reference")
@@ -190,8 +197,16 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
         features=features, split=split, model=model, evaluation=evaluate(model, features, split.holdout),
         reference=reference, reference_evaluation=evaluate(reference, features, split.holdout),
         behaviour=behaviour_checks(model, holdout), reference_behaviour=behaviour_checks(reference, holdout),
-        groups=groups, trials=trials, timings=timings,
+        groups=groups, trials=trials, timings=timings, blend=blend,
     )
+
+
+def describe_blend(blend: Blend) -> str:
+    """One line: which members the model holds, with their weights and rounds, and whether they were refitted."""
+    parts = [f"{m.name} ×{m.weight:g} ({m.rounds:,} rounds)" for m in blend.members if m.weight > 0]
+    left = [m.name for m in blend.members if m.weight == 0]
+    text = " + ".join(parts) + (f"; {', '.join(left)} weighted 0 on validation" if left else "")
+    return text + ("; refitted on train + validation" if blend.refit else "") + (f"; {blend.note}" if blend.note else "")
 
 
 def explicit_split(train: pd.DataFrame, test: pd.DataFrame, valid_share: float = 0.15) -> tuple[pd.DataFrame, Split, pd.DataFrame]:

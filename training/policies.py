@@ -9,24 +9,34 @@ from dataclasses import dataclass
 class FitConfig:
     """The engineered model's CatBoost settings. Categorical combinations stay on (CatBoost's default depth of
     combinations): customs fraud lives in pairs such as importer × HS heading or declarant × office.
-    `learning_rate` None lets CatBoost choose it from the data size and the number of iterations."""
 
-    iterations: int = 1000
+    Patient by default: `learning_rate` None takes a rate from the labelled rows' number (training.models.
+    learning_rate_for: 0.05 up to 100k rows), `early_stopping_rounds` None a patience from the rate (300 rounds at
+    0.05), `iterations` is only a cap. `blend`: also fit the same patient CatBoost on the mapped columns alone and
+    blend the two (log-odds, weight chosen on the validation window), so that the model never rests on engineered
+    groups that do not help. `refit`: refit the chosen members on train + validation with the rounds found.
+    `time_budget_s`: the retrain's fits stop boosting (keeping their best round) and skip the refit once it is spent."""
+
+    iterations: int = 5000
     learning_rate: float | None = None
     depth: int = 6
     l2_leaf_reg: float | None = None
     max_ctr_complexity: int | None = None
-    early_stopping_rounds: int = 100
+    early_stopping_rounds: int | None = None
     eval_metric: str = "AUC"  # early stopping on a ranking metric (CatBoost's PRAUC overrates its tied first rounds)
+    has_time: bool = False  # CatBoost's ordered statistics in date order (rows are date-sorted) instead of at random
     seed: int = 7
     threads: int = -1
     ablation: bool = True  # leave out feature groups that do not help on the validation window
+    blend: bool = True
+    refit: bool = True
+    time_budget_s: float | None = 3600.0
     reference_iterations: int | None = None  # None: the library default (tests use fewer)
 
     def catboost_params(self) -> dict:
         params = dict(iterations=self.iterations, learning_rate=self.learning_rate, depth=self.depth,
                       l2_leaf_reg=self.l2_leaf_reg, max_ctr_complexity=self.max_ctr_complexity,
-                      eval_metric=self.eval_metric, random_seed=self.seed)
+                      eval_metric=self.eval_metric, random_seed=self.seed, has_time=self.has_time or None)
         return {k: v for k, v in params.items() if v is not None}
 
 

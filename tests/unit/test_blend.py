@@ -1,0 +1,95 @@
+"""The served model: a patient CatBoost on the engineered columns blended with the same CatBoost on the mapped
+columns (weight chosen on the validation window), refitted on train + validation, within a time budget; and a time
+split that leaves every window its positives."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import average_precision_score
+
+from features.build import build_features, integrate
+from features.errors import UserError
+from tests.conftest import FAST
+from training.models import (
+    BLEND_WEIGHTS,
+    fit_blended_model,
+    learning_rate_for,
+    patience_for,
+    time_split,
+)
+from training.pipeline import labelled_rows
+
+
+@pytest.fixture(scope="module")
+def features(world):
+    frame = integrate(world.declarations, world.manifests, world.traders)
+    frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
+    fs = build_features(frame)
+    split = time_split(fs.meta["declaration_date"], labelled_rows(frame),
+                       positive=frame["fraud"].fillna(0).to_numpy() == 1)
+    return fs, split
+
+
+def test_a_patient_rate_from_the_data_size_and_a_patience_as_a_learning_distance():
+    assert learning_rate_for(30_000, 5000) == pytest.approx(0.05)
+    assert learning_rate_for(400_000, 5000) == pytest.approx(0.10)  # √4 × 0.05: time grows as √rows
+    assert learning_rate_for(30_000, 80) > 0.2  # a small round cap (tests) gets a brisk rate
+    assert patience_for(0.05) == 300 and patience_for(0.10) == 150
+
+
+def test_the_blend_is_one_catboost_whose_weight_is_the_best_on_validation(features):
+    fs, split = features
+    columns = fs.model_columns(("price", "profiles"))
+    model, blend = fit_blended_model(fs, split, replace(FAST, refit=False), columns)
+    assert [m.name for m in blend.members] == ["engineered", "mapped columns"]
+    assert set(model.columns) == set(columns) | set(fs.reference_columns)
+    engineered, mapped = blend.members
+    assert engineered.weight in BLEND_WEIGHTS and engineered.weight + mapped.weight == pytest.approx(1)
+    # The grid holds 1 and 0 (each member alone), so the chosen blend is at least as good as either on validation.
+    assert blend.validation_pr_auc >= max(engineered.validation_pr_auc, mapped.validation_pr_auc) - 1e-12
+    fraud = fs.meta.loc[split.valid, "fraud"].fillna(0).to_numpy()
+    served = average_precision_score(fraud, model.risk(fs.X.loc[split.valid]))
+    assert served == pytest.approx(blend.validation_pr_auc, abs=1e-9)  # the served model is the chosen blend
+    shap = model.classifier.get_feature_importance(model.pool(fs.X.loc[split.valid].head(50)), type="ShapValues")
+    logits = np.log(model.risk(fs.X.loc[split.valid].head(50)) / (1 - model.risk(fs.X.loc[split.valid].head(50))))
+    np.testing.assert_allclose(shap.sum(axis=1), logits, atol=1e-6)  # reasons explain the served blend
+
+
+def test_the_refit_learns_from_the_validation_window_with_the_rounds_scaled(features):
+    fs, split = features
+    columns = fs.model_columns(("price",))
+    model, blend = fit_blended_model(fs, split, FAST, columns)
+    assert blend.refit and blend.before_refit is not None
+    scale = (split.train | split.valid).sum() / split.train.sum()
+    for member in (m for m in blend.members if m.weight > 0):
+        assert member.rounds >= 1
+    assert model.classifier.tree_count_ > 0
+    before = blend.before_refit.predict_proba(model.pool(fs.X.loc[split.valid]))[:, 1]
+    assert not np.allclose(before, model.risk(fs.X.loc[split.valid]))  # another model: it saw the window
+    assert scale > 1
+
+
+def test_a_spent_time_budget_stops_boosting_and_skips_the_refit(features):
+    fs, split = features
+    model, blend = fit_blended_model(fs, split, replace(FAST, iterations=2000, time_budget_s=0.0),
+                                     fs.model_columns(()), deadline=__import__("training.models").models.Deadline(0.0))
+    assert not blend.refit and "time budget" in blend.note
+    assert all(m.rounds <= 2 for m in blend.members)  # stopped after its first round, not at 2,000
+
+
+def test_the_time_split_leaves_every_window_its_positives_for_a_rare_label():
+    dates = pd.Series(pd.date_range("2024-01-01", periods=1000, freq="D"))
+    labelled = np.ones(1000, dtype=bool)
+    positive = np.zeros(1000, dtype=bool)
+    positive[[10, 50, 100, 200, 300, 400, 500, 550, 600, 650]] = True  # all before the rows' 70 % quantile
+    plain = time_split(dates, labelled)
+    assert not (plain.holdout & positive).any()  # cut by rows alone, the holdout has no positive to evaluate on
+    split = time_split(dates, labelled, positive=positive)
+    for window in (split.train, split.valid, split.holdout):
+        assert (window & positive).any()
+    assert (split.train | split.valid | split.holdout).sum() == 1000
+    with pytest.raises(UserError, match="no positive label"):
+        time_split(dates, labelled, positive=np.eye(1, 1000, 999, dtype=bool)[0])
