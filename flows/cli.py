@@ -49,15 +49,40 @@ def _main(
     watchdog.start()  # Prefect's ephemeral server ends with this process, even after kill -9
 
 
-def runs_flows(command: Callable) -> Callable:
-    """A command that runs Prefect flows: once its arguments are checked, connect to the home's Prefect server;
-    long steps inside draw progress bars on a terminal."""
+def runs_flows(command: Callable | None = None, *, check: Callable[..., None] | None = None) -> Callable:
+    """A command that runs Prefect flows: once its arguments are checked (by Typer, then by `check`, given them
+    all), connect to the home's Prefect server; long steps inside draw progress bars on a terminal. So a usage
+    error, a mapping that does not fit its file included, is told in a second, not after a server's start."""
+    if command is None:
+        return functools.partial(runs_flows, check=check)
+
     @functools.wraps(command)
     def connected(*args, **kwargs):
+        if check is not None:
+            check(**kwargs)
         runtime.connect(_settings())
         with bars.showing():  # a command's result (_emit) takes them down: schedule's worker then has the terminal
             return command(*args, **kwargs)
     return connected
+
+
+def check_layouts(paths: list[Path], mapping: Path | None, kind: str | None = "declarations") -> None:
+    """Each file's header against the mapping (and the kind it is read as), reading no row: what ingest or
+    scoring would refuse the file for as a whole, refused here (a UserError) before any flow starts."""
+    from features.intake.checked import check_layout
+    from features.intake.mapping import load_mapping
+
+    loaded = load_mapping(mapping)
+    for path in paths:
+        check_layout(path, kind, loaded)
+
+
+def _check_ingest(paths: list[Path], mapping: Path | None, kind: str | None, **_) -> None:
+    from features.contract import KINDS
+
+    if kind is not None and kind not in KINDS:
+        raise UserError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    check_layouts(paths, mapping, kind)
 
 
 def _settings() -> Settings:
@@ -76,7 +101,7 @@ class WorldName(StrEnum):
     """The embedded worlds `aduana generate` can write."""
 
     default = "default"  # declarations, manifests and traders in canonical fields
-    islas = "islas"  # a third-party export: islas_train.csv, islas_test.csv and its mapping file
+    islas = "islas"  # a third-party export: islas_train.csv, islas_test.csv, islas_arrivals.csv and its mapping file
 
 
 @app.command()
@@ -88,8 +113,8 @@ def generate(
                                                            "only: islas is always CSV.")] = None,
     world_name: Annotated[WorldName, typer.Option(
         "--world", help="default: declarations, manifests and traders in canonical fields. islas: a third-party "
-                        "export in its own layout (islas_train.csv, islas_test.csv), with islas_mapping.yaml to "
-                        "ingest it by.")] = WorldName.default,
+                        "export in its own layout (islas_train.csv, islas_test.csv, and islas_arrivals.csv: the "
+                        "test rows without their labels), with islas_mapping.yaml to ingest them by.")] = WorldName.default,
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a customs administration: by default declarations, manifests and the trader registry."""
@@ -106,6 +131,7 @@ def generate(
         paths = write_islas(islas, out)
         result = {"train": {"path": str(paths["train"]), "rows": len(islas.train)},
                   "test": {"path": str(paths["test"]), "rows": len(islas.test)},
+                  "arrivals": {"path": str(paths["arrivals"]), "rows": len(islas.arrivals)},
                   "mapping": {"path": str(paths["mapping"])}, "bad_rows": islas.injected()}
         _emit(result, as_json, generate_text(result))
         return
@@ -120,7 +146,7 @@ def generate(
 
 
 @app.command()
-@runs_flows
+@runs_flows(check=_check_ingest)
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files: declarations, manifests, traders, outcomes.", **INPUT)],
     mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for a foreign layout.", **INPUT)] = None,
@@ -129,12 +155,9 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Validate files and store them in the warehouse; invalid rows go to quarantine with a reason."""
-    from features.contract import KINDS
     from flows.ingest import customs_ingest
     from flows.render import ingest_text
 
-    if kind is not None and kind not in KINDS:
-        raise UserError(f"--kind must be one of {', '.join(KINDS)}, not {kind!r}")
     summaries = customs_ingest([str(p) for p in paths], kind=kind, mapping=str(mapping) if mapping else None)
     result = summaries[0] if len(summaries) == 1 else {"files": summaries, **_totals(summaries)}
     settings = _settings()
@@ -166,7 +189,7 @@ def train(
 
 
 @app.command()
-@runs_flows
+@runs_flows(check=lambda train_file, test_file, mapping, **_: check_layouts([train_file, test_file], mapping))
 def evaluate(
     train_file: Annotated[Path, typer.Option("--train", help="Labelled declarations to train on (CSV or Parquet).", **INPUT)],
     test_file: Annotated[Path, typer.Option("--test", help="Labelled declarations to evaluate on.", **INPUT)],
@@ -183,7 +206,7 @@ def evaluate(
 
 
 @app.command()
-@runs_flows
+@runs_flows(check=lambda path, mapping, **_: check_layouts([path], mapping))
 def score(
     path: Annotated[Path, typer.Argument(help="Declarations to score (CSV or Parquet).", **INPUT)],
     out: Annotated[Path, typer.Option("--out", help="Score output file (.csv or .parquet).")],
@@ -293,7 +316,7 @@ def monitor(
 
 
 @app.command()
-@runs_flows
+@runs_flows(check=lambda path, mapping, **_: check_layouts([path] if path else [], mapping))
 def backtest(
     path: Annotated[Path | None, typer.Argument(help="Labelled declarations to replay (default: the simulator).", **INPUT)] = None,
     mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for PATH.", **INPUT)] = None,

@@ -45,6 +45,7 @@ def ingest_text(summaries: list[dict], warehouse: Path, data_docs: Path) -> str:
         for reason, n in sorted(s["reasons"].items()):
             lines.append(f"{'':<42}quarantined {reason}: {n:,}")
         lines += [f"{'':<42}converted {c}" for c in s.get("conversions", [])]
+        lines += [f"{'':<42}note: {n}" for n in s.get("notes", [])]
     lines.append(f"warehouse: {warehouse}")
     lines.append(f"data docs: {data_docs}")
     return "\n".join(lines)
@@ -269,7 +270,7 @@ def acknowledged_text(record: dict) -> str:
 
 def generate_text(result: dict) -> str:
     if "train" in result:  # the islas world
-        lines = [f"{n:<13} {result[n]['rows']:>10,} rows  {result[n]['path']}" for n in ("train", "test")]
+        lines = [f"{n:<13} {result[n]['rows']:>10,} rows  {result[n]['path']}" for n in ("train", "test", "arrivals")]
         lines.append(f"{'mapping':<13} {'':>15}  {result['mapping']['path']}")
         lines.append(f"injected bad rows: {sum(result['bad_rows'].values())} "
                      f"({', '.join(f'{r} {k}' for r, k in result['bad_rows'].items())})")

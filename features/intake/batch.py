@@ -25,6 +25,7 @@ class PreparedBatch:
     rejected: pd.DataFrame  # row_number, reason, message, raw (JSON), row_hash
     duplicates: int  # exact repeats of another row of the same file
     unknown_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the file as a whole, e.g. that its labels are absent
     conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
 
     @property
@@ -63,6 +64,7 @@ def prepare_batch(path: Path, kind: str | None = None, mapping: ColumnMapping | 
         rejected=rejected,
         duplicates=duplicates,
         unknown_columns=checked.unknown_columns,
+        notes=checked.notes,
         conversions=checked.conversions,
     )
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.intake.mapping import ColumnMapping, apply_mapping, resolve_kind
-from features.intake.reader import RawFile, read_raw, read_rows
+from features.intake.mapping import ColumnMapping, Layout, apply_mapping, plan_layout, resolve_kind
+from features.intake.reader import RawFile, read_header, read_raw, read_rows
 from features.intake.validation import check_rows
 
 FAILURE_COLUMNS = ["row", "column", "code", "value", "message"]
@@ -34,6 +34,7 @@ class Checked:
     rejected: pd.DataFrame  # quarantine records: row_number (position + 1), reason, message, raw (JSON), row_hash
     failures: pd.DataFrame  # one row per (row: position, column) problem: row, column, code, value, message
     unknown_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # about the file as a whole, e.g. that its labels are absent
     conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
     source: str = "records"
     source_sha256: str | None = None
@@ -62,7 +63,7 @@ def read_checked(source: Path | str | pd.DataFrame, kind: str | None = None, map
         name, digest = str(path.resolve()), file_sha256(path)
     raw = raw_file.frame
     mapped = apply_mapping(raw, mapping, resolved)
-    checked = check_rows(mapped.frame, resolved, mapping)
+    checked = check_rows(mapped.frame, resolved, mapped.layout.mapping)
     # check_rows indexes by position in what it was given: back to positions in the file
     valid = checked.valid.set_axis(raw.index[checked.valid.index.to_numpy()])
     rejected_rows = checked.rejected.set_axis(raw.index[checked.rejected.index.to_numpy()])
@@ -74,9 +75,18 @@ def read_checked(source: Path | str | pd.DataFrame, kind: str | None = None, map
         failures = failures.assign(row=raw.index[failures["row"].to_numpy(dtype="int64")])
     ids = mapped.frame["declaration_id"].set_axis(raw.index) if "declaration_id" in mapped.frame else \
         pd.Series(pd.NA, index=raw.index)
+    layout = mapped.layout
     return Checked(kind=resolved, read=raw_file.read, raw=raw, ids=ids, valid=valid, rejected=rejected, failures=failures,
-                   unknown_columns=mapped.unknown_columns, conversions=checked.conversions, source=name,
-                   source_sha256=digest)
+                   unknown_columns=layout.unknown_columns, notes=layout.notes, conversions=checked.conversions,
+                   source=name, source_sha256=digest)
+
+
+def check_layout(path: Path, kind: str | None = None, mapping: ColumnMapping | None = None) -> Layout:
+    """The file's header against the mapping, reading no row: the UserError `read_checked` would refuse the file
+    with for its columns or kind, found in milliseconds (the CLI asks before any Prefect server starts)."""
+    mapping = mapping or ColumnMapping()
+    resolved = resolve_kind(Path(path), kind, mapping)
+    return plan_layout(read_header(Path(path), mapping.delimiter, mapping.encoding), mapping, resolved)
 
 
 def row_hashes(frame: pd.DataFrame) -> np.ndarray:

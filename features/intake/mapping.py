@@ -136,9 +136,19 @@ def slug(name: str) -> str:
 
 
 @dataclass
+class Layout:
+    """How a file's columns (its header) meet the mapping: what each column becomes, and what is left aside."""
+
+    rename: dict[str, str]  # file column → canonical field or xcat_/xnum_ extra
+    mapping: ColumnMapping  # the part of the mapping that applies to the file (see `plan_layout`)
+    unknown_columns: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # one readable line each, e.g. that the labels are absent
+
+
+@dataclass
 class MappedFrame:
     frame: pd.DataFrame  # canonical names (values still raw), extras prefixed xcat_/xnum_
-    unknown_columns: list[str] = field(default_factory=list)
+    layout: Layout  # how its columns were mapped; `layout.mapping` is what `check_rows` is given
 
 
 def _suggest(name: str, options: list[str]) -> str:
@@ -172,41 +182,82 @@ def check_options(mapping: ColumnMapping, kind: Kind) -> None:
             raise UserError(f"mapping: values: {name!r} is not a field or label of {kind}{_suggest(name, list(types))}")
 
 
-def apply_mapping(raw: pd.DataFrame, mapping: ColumnMapping, kind: Kind) -> MappedFrame:
-    """Rename mapped columns to canonical names, prefix extras, and set aside unknown columns.
+def _without(mapping: ColumnMapping, fields: set[str], extras: bool = False) -> ColumnMapping:
+    """The mapping less these canonical fields (their columns, units and recodes), and less its extras if asked."""
+    keep = lambda options: {k: v for k, v in options.items() if k not in fields}  # noqa: E731
+    update = {"columns": keep(mapping.columns), "labels": keep(mapping.labels), "units": keep(mapping.units),
+              "values": keep(mapping.values)}
+    return mapping.model_copy(update=update | ({"extra_categorical": [], "extra_numeric": []} if extras else {}))
 
-    Values are left as they are: `check_rows` recodes (`values`) and converts units (`units`)."""
+
+def for_kind(mapping: ColumnMapping, kind: Kind) -> ColumnMapping:
+    """The part of a mapping that a file of `kind` uses. One mapping describes an export's layout: its outcomes
+    (`--kind outcomes`) are a file in that layout holding the id and label columns, so the mapping's other
+    declaration fields and its extras are not looked for there."""
+    if kind != "outcomes":
+        return mapping
+    return _without(mapping, set(field_types("declarations")) - set(field_types(kind)), extras=True)
+
+
+def plan_layout(columns: list[str], mapping: ColumnMapping, kind: Kind) -> Layout:
+    """Check a file's header against the mapping, reading no row: a UserError says what does not fit.
+
+    A label column the mapping names but the file lacks is not an error: labels arrive later (as outcomes) or
+    never, so the file's rows are unlabelled, and a note says so. A mapped field the kind requires must be there."""
     types = field_types(kind)
-    check_options(mapping, kind)
-    for canonical in {**mapping.columns, **mapping.labels}:
+    used = for_kind(mapping, kind)
+    check_options(used, kind)
+    for canonical in {**used.columns, **used.labels}:
         if canonical not in types:
             raise UserError(f"mapping: {canonical!r} is not a field of {kind}{_suggest(canonical, list(types))}")
-    for canonical in mapping.labels:
+    for canonical in used.labels:
         if canonical not in LABEL_FIELDS:
             raise UserError(f"mapping: {canonical!r} is listed under labels but is not a label ({', '.join(LABEL_FIELDS)})")
+    names, required = [str(c) for c in columns], required_fields(kind)
+    absent = {canonical: source for canonical, source in used.labels.items()
+              if source not in names and canonical not in names and canonical not in required}
+    used = _without(used, set(absent))
     rename: dict[str, str] = {}
-    for source, canonical in mapping.source_names().items():
-        if source not in raw.columns:
-            raise UserError(
-                f"mapping names column {source!r} for {canonical}, but the file has no such column"
-                f"{_suggest(source, list(map(str, raw.columns)))}"
-            )
+    for source, canonical in used.source_names().items():
+        if source not in names:
+            raise UserError(f"mapping names column {source!r} for {canonical}, but the file has no such column"
+                            f"{_suggest(source, names)}")
         rename[source] = canonical
-    for extras, prefix in ((mapping.extra_categorical, EXTRA_CATEGORICAL_PREFIX), (mapping.extra_numeric, EXTRA_NUMERIC_PREFIX)):
+    for extras, prefix in ((used.extra_categorical, EXTRA_CATEGORICAL_PREFIX), (used.extra_numeric, EXTRA_NUMERIC_PREFIX)):
         for source in extras:
-            if source not in raw.columns:
+            if source not in names:
                 raise UserError(f"mapping lists extra column {source!r}, but the file has no such column")
             rename[source] = prefix + slug(source)
     mapped_targets = set(rename.values())
-    for column in raw.columns:  # columns already named canonically need no mapping
+    for column in names:  # columns already named canonically need no mapping
         if column in types and column not in rename and column not in mapped_targets:
             rename[column] = column
-    unknown = [str(c) for c in raw.columns if c not in rename]
+    # The layout's columns that this kind does not use (an outcomes file's declaration fields) are not unknown.
+    layout = set(mapping.source_names()) | set(mapping.extra_categorical) | set(mapping.extra_numeric)
+    unknown = [c for c in names if c not in rename and c not in layout]
     if unknown and mapping.unknown_columns == "error":
         raise UserError(f"unknown columns {unknown}: map them, list them as extras, or set unknown_columns: ignore")
-    frame = raw[list(rename)].rename(columns=rename)
-    missing = [f for f in required_fields(kind) if f not in frame.columns]
+    missing = [f for f in required if f not in rename.values()]
     if missing:
         hint = "; map them in a mapping file (--mapping)" if unknown else ""
         raise UserError(f"{kind} file lacks required column(s): {', '.join(missing)}{hint}")
-    return MappedFrame(frame=frame, unknown_columns=unknown)
+    return Layout(rename=rename, mapping=used, unknown_columns=unknown, notes=_absent_labels(absent, used, names))
+
+
+def _absent_labels(absent: dict[str, str], used: ColumnMapping, names: list[str]) -> list[str]:
+    """One line on the label columns the mapping names and the file lacks (none: no line)."""
+    if not absent:
+        return []
+    columns = ", ".join(repr(source) + _suggest(source, names) for source in absent.values())
+    if not used.labels:
+        return [f"no label columns ({columns}): the rows are unlabelled (scored, but not trained on until "
+                "outcomes label them)"]
+    return [f"no {columns} column: {', '.join(absent)} left empty on every row"]
+
+
+def apply_mapping(raw: pd.DataFrame, mapping: ColumnMapping, kind: Kind) -> MappedFrame:
+    """Rename mapped columns to canonical names, prefix extras, and set aside unknown columns (`plan_layout`).
+
+    Values are left as they are: `check_rows` recodes (`values`) and converts units (`units`)."""
+    layout = plan_layout(list(raw.columns), mapping, kind)
+    return MappedFrame(frame=raw[list(layout.rename)].rename(columns=layout.rename), layout=layout)

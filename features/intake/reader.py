@@ -112,10 +112,30 @@ def read_rows(path: Path, delimiter: str | None = None, encoding: str = "utf-8")
             first = raw.malformed["message"].iloc[0]
             raise UserError(f"{path}: no row has as many fields as the header ({first}); check the delimiter")
         raise UserError(f"{path}: no data rows")
-    repeated = raw.frame.columns[raw.frame.columns.duplicated()].tolist()
+    _unique(path, raw.frame.columns)
+    return raw
+
+
+def read_header(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> list[str]:
+    """The file's column names as `read_rows` reads them, reading no row; a file it would refuse for what it is
+    (not CSV or Parquet, another encoding, no header) is refused alike."""
+    if detect_format(path) == "parquet":
+        try:
+            schema = pq.read_schema(path)
+        except Exception as exc:  # a corrupt footer, a truncated upload
+            raise UserError(f"{path}: unreadable Parquet file ({exc})") from exc
+        index = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+        names = [n for n in schema.names if n not in index]  # a stored pandas index is not data
+    else:
+        names = _csv_header(path, delimiter, encoding)[1]
+    _unique(path, pd.Index(names))
+    return names
+
+
+def _unique(path: Path, columns: pd.Index) -> None:
+    repeated = columns[columns.duplicated()].tolist()
     if repeated:
         raise UserError(f"{path}: repeated column names {repeated}")
-    return raw
 
 
 def _codec(path: Path, encoding: str) -> str:
@@ -125,7 +145,8 @@ def _codec(path: Path, encoding: str) -> str:
         raise UserError(f"{path}: unknown encoding {encoding!r} in the mapping (e.g. utf-8, cp1252, utf-16)") from exc
 
 
-def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
+def _csv_header(path: Path, delimiter: str | None, encoding: str) -> tuple[str, list[str]]:
+    """The delimiter (given, or sniffed from the header line) and the column names."""
     codec = _codec(path, encoding)
     with path.open("rb") as fh:
         head = fh.read(65536)
@@ -142,7 +163,11 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
     if not header.strip():
         raise UserError(f"{path}: the first line is empty; a CSV needs a header row")
     sep = delimiter or sniff_delimiter(header)
-    names = next(csv.reader([header], delimiter=sep))
+    return sep, next(csv.reader([header], delimiter=sep))
+
+
+def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
+    sep, names = _csv_header(path, delimiter, encoding)
     table, ragged = _arrow_csv(path, encoding, sep, names, threads=True)
     if ragged:  # read again on one thread: only then does Arrow number the rows it sets aside
         table, ragged = _arrow_csv(path, encoding, sep, names, threads=False)

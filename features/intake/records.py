@@ -24,9 +24,10 @@ def records_frame(records: list[dict], mapping: ColumnMapping) -> pd.DataFrame:
     """JSON records (values as numbers or strings, as they appear in the file) as the frame of raw text that
     `read_raw` gives for a CSV of the same rows: numbers written as the file writes them (with the mapping's
     decimal mark), the reader's null markers as missing. A column of the mapping that no record carries is
-    missing (a record may leave out what it does not have); a required one then fails the checks by name."""
+    missing (a record may leave out what it does not have); a required one then fails the checks by name. Label
+    columns that no record carries are left out, as a file without them is: the records are unlabelled."""
     columns = list(dict.fromkeys(k for r in records for k in r))
-    columns += [c for c in source_columns(mapping) if c not in columns]
+    columns += [c for c, target in source_columns(mapping).items() if c not in columns and target not in mapping.labels]
     text = {c: pd.Series([_as_file_text(r.get(c), mapping.decimal) for r in records], dtype="str") for c in columns}
     return pd.DataFrame(text, index=pd.RangeIndex(len(records)))
 

@@ -3,8 +3,9 @@
 It imitates a public benchmark of synthetic import declarations published by a customs service: one row
 per goods item, every row inspected, about 20 % fraud, its own column names and codes (percent tax rates,
 numeric office and transport codes, HS codes that lost their leading zero, a three-valued critical label),
-and its own train file (the first five quarters) and test file (the last quarter). It is ingested only
-through its mapping file, islas_mapping.yaml, as a user would ingest a real export.
+and its own train file (the first five quarters) and test file (the last quarter). The arrivals file holds the
+test file's rows as they arrive, before any control: without the label columns. All are ingested only through
+one mapping file, islas_mapping.yaml, as a user would ingest a real export.
 
 Fraud lives mainly in combinations of entities: risky (importer × HS heading), collusive
 (declarant × office) and (seller × origin) pairs. Each importer, declarant, office, heading and origin
@@ -28,7 +29,9 @@ COLUMNS = (
     "Country of Departure", "Country of Origin", "Tax Rate", "Tax Type", "Country of Origin Indicator",
     "Net Mass", "Item Price", "Fraud", "Critical Fraud",
 )
-FILES = {"train": "islas_train.csv", "test": "islas_test.csv", "mapping": "islas_mapping.yaml"}
+LABEL_COLUMNS = ("Fraud", "Critical Fraud")  # the controls' results: what arriving declarations do not have yet
+FILES = {"train": "islas_train.csv", "test": "islas_test.csv", "arrivals": "islas_arrivals.csv",
+         "mapping": "islas_mapping.yaml"}
 START, MONTHS, TEST_MONTHS = "2022-01-01", 18, 3
 FRAUD_RATE = 0.20
 BAD_ROW_SHARE = 0.002
@@ -101,6 +104,11 @@ class IslasWorld:
     #                         reason (the quarantine reason code ingest must give), value
     truth: pd.DataFrame  # hidden, in filing order: each row's fraud probability and risky pair flags; never written
     test_start: pd.Timestamp
+
+    @property
+    def arrivals(self) -> pd.DataFrame:
+        """The test file's rows as they arrive, before any control: the export's layout without its label columns."""
+        return self.test.drop(columns=list(LABEL_COLUMNS))
 
     def injected(self) -> dict[str, int]:
         """How many rows of each quarantine reason were injected."""
@@ -335,11 +343,13 @@ def _inject(rng: np.random.Generator, frame: pd.DataFrame, n_train: int, exclude
 
 
 def write_islas(world: IslasWorld, out_dir: Path) -> dict[str, Path]:
-    """Write islas_train.csv, islas_test.csv and a copy of the mapping a user would ingest them with."""
+    """Write islas_train.csv, islas_test.csv, islas_arrivals.csv (the test file's rows without their labels) and a
+    copy of the mapping a user would ingest all three with."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"train": out_dir / FILES["train"], "test": out_dir / FILES["test"], "mapping": out_dir / FILES["mapping"]}
+    paths = {name: out_dir / file for name, file in FILES.items()}
     world.train.to_csv(paths["train"], index=False)
     world.test.to_csv(paths["test"], index=False)
+    world.arrivals.to_csv(paths["arrivals"], index=False)
     shutil.copyfile(MAPPING_PATH, paths["mapping"])
     return paths

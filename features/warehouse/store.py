@@ -89,6 +89,7 @@ class IngestSummary:
     unknown_columns: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
+    notes: list[str] = field(default_factory=list)  # about the file as a whole, e.g. that its labels are absent
 
     @property
     def reconciles(self) -> bool:
@@ -350,6 +351,7 @@ class Warehouse:
             summary.expectations_passed = expectations_passed
             summary.expectation_failures = list(expectation_failures or [])
             summary.conversions = list(batch.conversions)
+            summary.notes = list(batch.notes)
             self._record_batch(con, batch, summary, started)
         return summary
 

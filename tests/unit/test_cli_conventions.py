@@ -10,8 +10,8 @@ import sys
 import pytest
 
 
-def _cli(*args: str, home) -> subprocess.CompletedProcess:  # noqa: ANN001
-    env = {**os.environ, "ADUANA_HOME": str(home)}
+def _cli(*args: str, home, **env: str) -> subprocess.CompletedProcess:  # noqa: ANN001
+    env = {**os.environ, "ADUANA_HOME": str(home), **env}
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, env=env,
                           timeout=120)
 
@@ -32,6 +32,37 @@ def test_bad_input_exits_2_with_a_json_error_and_starts_no_server(tmp_path, args
     assert len([line for line in result.stderr.splitlines() if line.startswith("aduana: error:")]) == 1
     assert not (home / "prefect").exists() or not any((home / "prefect").rglob("*.db"))  # no Prefect server ran
     assert "Traceback" not in result.stderr
+
+
+EXPORT = "Declaration ID,Date,Importer ID,HS6 Code,Country of Origin,Item Price,Fraud\nA-1,2024-02-03,IMP9,870323,CN,10,0\n"
+MISSPELT = """columns: {declaration_id: Declaration Id, declaration_date: Date, importer_id: Importer ID, hs_code: HS6 Code,
+          origin_country: Country of Origin, declared_value: Item Price}
+labels: {fraud: Fraud}
+"""
+
+
+@pytest.mark.parametrize("command", [
+    ("ingest", "{export}"),
+    ("ingest", "{export}", "--kind", "outcomes"),
+    ("score", "{export}", "--out", "{tmp}/lanes.csv"),
+    ("evaluate", "--train", "{export}", "--test", "{export}"),
+    ("backtest", "{export}"),
+])
+def test_a_mapping_that_does_not_fit_its_file_is_refused_before_any_flow_starts(tmp_path, command):
+    # Given an export and its mapping, with the id column's name misspelt
+    export, mapping = tmp_path / "declarations.csv", tmp_path / "mapping.yaml"
+    export.write_text(EXPORT)
+    mapping.write_text(MISSPELT)
+    # When a command that runs flows is given both (Prefect's state kept apart, to see whether a server started)
+    args = [a.format(export=export, tmp=tmp_path) for a in command]
+    result = _cli(*args, "--mapping", str(mapping), "--json", home=tmp_path / "home",
+                  PREFECT_HOME=str(tmp_path / "prefect"))
+    # Then it is a one-line input error naming the column, and no Prefect server (ephemeral or the home's) started
+    assert result.returncode == 2, result.stderr
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "input" and "'Declaration Id' for declaration_id" in error["message"]
+    assert "did you mean 'Declaration ID'" in error["message"]
+    assert not list(tmp_path.rglob("*.db")) and len(result.stderr.strip().splitlines()) == 1
 
 
 def test_usage_errors_without_json_are_clicks_own(tmp_path):

@@ -15,7 +15,7 @@ import pytest
 from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
 from features.simulator import simulate_islas, write_islas
-from features.simulator.islas import BAD_KINDS, COLUMNS, MAPPING_PATH
+from features.simulator.islas import BAD_KINDS, COLUMNS, LABEL_COLUMNS, MAPPING_PATH
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,10 +38,10 @@ def rows(islas) -> pd.DataFrame:
 
 def test_same_seed_same_files_and_another_seed_another_world(tmp_path):
     a, b, c = simulate_islas(3000, seed=11), simulate_islas(3000, seed=11), simulate_islas(3000, seed=12)
-    for name in ("train", "test", "bad_rows", "truth"):
+    for name in ("train", "test", "arrivals", "bad_rows", "truth"):
         pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name))
     pa, pb = write_islas(a, tmp_path / "a"), write_islas(b, tmp_path / "b")
-    for name in ("train", "test", "mapping"):
+    for name in ("train", "test", "arrivals", "mapping"):
         assert pa[name].read_bytes() == pb[name].read_bytes()
     assert not a.train["Item Price"].equals(c.train["Item Price"])
 
@@ -49,10 +49,16 @@ def test_same_seed_same_files_and_another_seed_another_world(tmp_path):
 def test_files_have_the_benchmark_layout(islas, tmp_path):
     paths = write_islas(islas, tmp_path)
     assert {n: p.name for n, p in paths.items()} == {
-        "train": "islas_train.csv", "test": "islas_test.csv", "mapping": "islas_mapping.yaml"}
+        "train": "islas_train.csv", "test": "islas_test.csv", "arrivals": "islas_arrivals.csv",
+        "mapping": "islas_mapping.yaml"}
     for name in ("train", "test"):
         header = paths[name].read_text().splitlines()[0].split(",")
         assert header == list(COLUMNS)
+    # The arrivals are the test file's rows as they arrive: the same lines, less the label columns.
+    arrivals = pd.read_csv(paths["arrivals"], dtype=str, keep_default_na=False)
+    test = pd.read_csv(paths["test"], dtype=str, keep_default_na=False)
+    assert list(arrivals.columns) == [c for c in COLUMNS if c not in LABEL_COLUMNS] and set(LABEL_COLUMNS) < set(COLUMNS)
+    pd.testing.assert_frame_equal(arrivals, test.drop(columns=list(LABEL_COLUMNS)))
     assert paths["mapping"].read_text() == MAPPING_PATH.read_text()
     raw = pd.read_csv(paths["train"], dtype=str, keep_default_na=False)
     assert "inspected" not in {c.lower() for c in raw.columns}  # every row was inspected
@@ -159,8 +165,10 @@ def test_cli_generates_the_islas_world_with_its_mapping(tmp_path):
     assert Path(summary["train"]["path"]).name == "islas_train.csv"
     assert Path(summary["mapping"]["path"]).read_text() == MAPPING_PATH.read_text()
     assert summary["train"]["rows"] + summary["test"]["rows"] == 1200
+    assert summary["arrivals"]["rows"] == summary["test"]["rows"]
     assert sum(summary["bad_rows"].values()) == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["islas_mapping.yaml", "islas_test.csv", "islas_train.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["islas_arrivals.csv", "islas_mapping.yaml", "islas_test.csv",
+                                                          "islas_train.csv"]
     refused = _cli("generate", "--world", "islas", "--format", "parquet", "--out", str(tmp_path / "x"))
     assert refused.returncode != 0 and "CSV only" in refused.stderr and "Traceback" not in refused.stderr
 

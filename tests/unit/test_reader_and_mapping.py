@@ -8,8 +8,11 @@ import pytest
 
 from features.errors import UserError
 from features.intake.batch import prepare_batch
+from features.intake.checked import check_layout, read_checked
 from features.intake.mapping import ColumnMapping, apply_mapping, load_mapping, resolve_kind
-from features.intake.reader import read_raw
+from features.intake.reader import read_header, read_raw
+from features.intake.records import records_frame
+from features.warehouse import Warehouse
 
 FOREIGN_MAPPING = """
 kind: declarations
@@ -168,3 +171,106 @@ def test_an_unrecognisable_file_name_needs_kind():
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+# One mapping per export layout: history, arrivals (no labels yet) and outcomes (id and labels) alike.
+
+def _without_columns(path: Path, *dropped: str) -> Path:
+    """The foreign export with some columns taken out, as another file of the same layout."""
+    export = pd.read_csv(_foreign_export(path), sep=";", dtype="str", keep_default_na=False)
+    export.drop(columns=list(dropped)).to_csv(path, sep=";", index=False)
+    return path
+
+
+def _foreign_mapping(tmp_path: Path) -> ColumnMapping:
+    return load_mapping(_write(tmp_path / "mapping.yaml", FOREIGN_MAPPING))
+
+
+def test_arrivals_without_the_label_columns_are_stored_unlabelled(tmp_path):
+    # Given the labelled export's mapping and a file of arrivals in its layout, without the label columns
+    arrivals = _without_columns(tmp_path / "arrivals.csv", "Fraud", "Recovered")
+    # When it is ingested through the same mapping
+    batch = prepare_batch(arrivals, mapping=_foreign_mapping(tmp_path))
+    summary = Warehouse(tmp_path / "warehouse.duckdb").store(batch)
+    # Then nothing is lost, one line says the labels are absent, and the rows are stored with no label at all
+    assert (summary.read, summary.stored, summary.quarantined, summary.duplicates) == (3, 2, 1, 0)
+    assert summary.reconciles and summary.to_dict()["notes"] == summary.notes
+    [note] = summary.notes
+    assert "'Fraud'" in note and "'Recovered'" in note and "unlabelled" in note
+    assert not {"inspected", "fraud", "revenue"} & set(batch.valid.columns)
+    stored = Warehouse(tmp_path / "warehouse.duckdb").table("declarations")
+    assert stored[["inspected", "fraud", "revenue", "critical"]].isna().all().all()  # never "controlled, no fraud"
+
+
+def test_a_file_with_some_label_columns_keeps_them_and_says_which_are_missing(tmp_path):
+    batch = prepare_batch(_without_columns(tmp_path / "partly.csv", "Recovered"), mapping=_foreign_mapping(tmp_path))
+    assert batch.notes == ["no 'Recovered' column: revenue left empty on every row"]
+    valid = batch.valid.set_index("declaration_id")
+    assert valid.loc["A-1", "fraud"] == 1 and valid.loc["A-1", "inspected"] == 1 and "revenue" not in valid
+
+
+def test_a_labelled_file_has_no_note(tmp_path):
+    assert prepare_batch(_foreign_export(tmp_path / "export.csv"), mapping=_foreign_mapping(tmp_path)).notes == []
+
+
+def test_a_required_column_missing_beside_absent_labels_is_still_refused_by_name(tmp_path):
+    arrivals = _without_columns(tmp_path / "arrivals.csv", "Fraud", "Recovered", "Importer ID")
+    with pytest.raises(UserError, match="'Importer ID' for importer_id.*no such column"):
+        prepare_batch(arrivals, mapping=_foreign_mapping(tmp_path))
+
+
+def test_outcomes_in_the_export_layout_go_through_the_same_mapping(tmp_path):
+    # Given the declarations' mapping (fields, extras, units the outcomes kind does not have) and an outcomes file
+    # in the export's layout: the id, the label columns, and a declaration column that outcomes do not use
+    mapping = ColumnMapping.model_validate(_foreign_mapping(tmp_path).model_dump()
+                                           | {"units": {"tax_rate": "percent", "revenue": {"scale": 1000}}})
+    outcomes = _without_columns(tmp_path / "controls.csv", "Importer ID", "HS6 Code", "Country of Origin",
+                                "Item Price", "Office", "Tax Type", "Gross Mass", "Remarks")
+    # When it is read as outcomes
+    batch = prepare_batch(outcomes, "outcomes", mapping)
+    # Then the labels are read as the mapping says, and nothing else of the layout is demanded or called unknown
+    valid = batch.valid.set_index("declaration_id")
+    assert valid.loc["A-1", "fraud"] == 1 and valid.loc["A-1", "revenue"] == pytest.approx(300_250)
+    assert valid.loc["A-1", "inspected"] == 1 and "declaration_date" not in valid
+    assert batch.unknown_columns == [] and batch.notes == []
+    assert batch.rejected["reason"].tolist() == ["missing_required"]  # A-2: no fraud value, so no outcome
+
+
+def test_outcomes_without_the_fraud_column_are_refused(tmp_path):
+    outcomes = _without_columns(tmp_path / "controls.csv", "Fraud")
+    with pytest.raises(UserError, match="'Fraud' for fraud, but the file has no such column"):
+        prepare_batch(outcomes, "outcomes", _foreign_mapping(tmp_path))
+
+
+def test_the_header_alone_tells_what_reading_the_file_would_refuse(tmp_path):
+    # Given a mapping that does not fit the file (a typo in a required column's name)
+    bad = ColumnMapping(columns={"importer_id": "Importer Id"}, delimiter=";")
+    export = _foreign_export(tmp_path / "export.csv")
+    # Then the header check says exactly what reading the whole file says
+    with pytest.raises(UserError) as from_rows:
+        read_checked(export, "declarations", bad)
+    with pytest.raises(UserError) as from_header:
+        check_layout(export, "declarations", bad)
+    assert str(from_header.value) == str(from_rows.value) and "did you mean 'Importer ID'" in str(from_header.value)
+    parquet = tmp_path / "export.parquet"
+    pd.read_csv(export, sep=";", dtype="str").set_index("Declaration ID").to_parquet(parquet)
+    assert read_header(parquet) == ["Date", "Importer ID", "HS6 Code", "Country of Origin", "Item Price", "Office",
+                                    "Fraud", "Recovered", "Tax Type", "Gross Mass", "Remarks"]
+    arrivals = _without_columns(tmp_path / "arrivals.csv", "Fraud", "Recovered")
+    assert check_layout(arrivals, None, _foreign_mapping(tmp_path)).notes == \
+        prepare_batch(arrivals, mapping=_foreign_mapping(tmp_path)).notes
+
+
+def test_records_without_the_label_columns_read_as_the_file_without_them(tmp_path):
+    # Given API records in the export's layout, without its label columns (as arriving declarations are)
+    mapping = _foreign_mapping(tmp_path).model_copy(update={"decimal": ".", "delimiter": ","})
+    records = [{"Declaration ID": "A-1", "Date": "03/02/2024", "Importer ID": "IMP9", "HS6 Code": "10121",
+                "Country of Origin": "CN", "Item Price": 1234.5, "Office": "BOG", "Tax Type": "FTA",
+                "Gross Mass": 12.5}]
+    path = tmp_path / "arrivals.csv"
+    pd.DataFrame(records).to_csv(path, index=False)
+    from_records = read_checked(records_frame(records, mapping), "declarations", mapping)
+    from_file = read_checked(path, "declarations", mapping)
+    # Then they give the file's typed row: unlabelled, not "inspected, no fraud"
+    pd.testing.assert_frame_equal(from_records.valid, from_file.valid, check_like=True)
+    assert "inspected" not in from_records.valid and from_records.notes == from_file.notes != []
