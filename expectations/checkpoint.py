@@ -4,14 +4,16 @@ Expectations about a distribution are judged against the dataset's own accepted 
 profile, expectations/reference.py), not against numbers of one dataset: a suite entry with a `relative`
 field gets its bounds from the reference at run time, and is skipped while the dataset has no reference yet
 (its first batches set it). Only dataset-independent checks (a row, unique ids, sanity shares that hold for
-any customs data) apply from the first batch on. An expectation whose column is absent, or empty in the
-batch, is skipped and reported as skipped, not failed.
+any customs data) and the self-bounded ones (reference.SELF_BOUNDED: outliers, judged against the batch's own
+quantiles until there is a reference) apply from the first batch on. An expectation whose column is absent, or
+empty in the batch, is skipped and reported as skipped, not failed.
 
 A failed `critical` expectation rejects the batch (its rows go to quarantine); a failed `warning` one is
 recorded on the batch, which then counts as not having passed validation until it is acknowledged.
 """
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from expectations.docs import configure_site, data_asset_name, publish_validatio
 from expectations.docs_assets import VENDOR_DIR
 from expectations.reference import (
     LABELLED,
+    SELF_BOUNDED,
     NotComparable,
     labelled_rows,
     profile_frame,
@@ -78,8 +81,11 @@ def _reference_status(reference: dict | None, spec: dict) -> str | None:
     return None
 
 
-def plan_expectations(sample: pd.DataFrame, spec: dict, reference: dict | None) -> tuple[list[dict], list[str]]:
-    """The suite's entries as GX configuration dicts for this batch (relative bounds filled in), and the skipped."""
+def plan_expectations(sample: pd.DataFrame, spec: dict, reference: dict | None,
+                      profile: dict | None = None) -> tuple[list[dict], list[str]]:
+    """The suite's entries as GX configuration dicts for this batch (relative bounds filled in), and the skipped.
+
+    `profile` is the sample's own profile (profile_frame; computed here when None and needed)."""
     not_yet = _reference_status(reference, spec)
     labelled = labelled_rows(sample)
     planned, skipped = [], []
@@ -100,14 +106,21 @@ def plan_expectations(sample: pd.DataFrame, spec: dict, reference: dict | None) 
             continue
         kwargs, meta = dict(e["kwargs"]), {}
         if "relative" in e:
-            if not_yet:
-                skipped.append(f"{label}: {not_yet}")
-                continue
+            n = int(rows[kwargs["column"]].notna().sum())
             try:
-                bounds, meta["reference"] = relative_kwargs(e, reference, int(rows[kwargs["column"]].notna().sum()))
+                if not_yet:
+                    raise NotComparable(not_yet)
+                bounds, meta["reference"] = relative_kwargs(e, reference, n)
             except NotComparable as exc:
-                skipped.append(f"{label}: {exc}")
-                continue
+                if e["relative"]["stat"] not in SELF_BOUNDED:
+                    skipped.append(f"{label}: {exc}")
+                    continue
+                profile = profile if profile is not None else profile_frame(sample, spec, spec["name"])
+                try:
+                    bounds, meta["reference"] = relative_kwargs(e, profile, n, own_batch=True)
+                except NotComparable as own:
+                    skipped.append(f"{label}: {exc}; {own}")
+                    continue
             kwargs |= bounds
         if e.get("rows") == LABELLED:
             kwargs["row_condition"] = LABELLED_CONDITION
@@ -136,7 +149,8 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     spec = load_suite(kind, suites_dir)
     sample = frame.sample(n=sample_rows, random_state=0) if len(frame) > sample_rows else frame
     sample = _for_gx(sample)
-    planned, skipped = plan_expectations(sample, spec, reference)
+    profile = profile_frame(sample, spec, kind)
+    planned, skipped = plan_expectations(sample, spec, reference, profile)
     compared = _reference_status(reference, spec) is None
     usable = [ExpectationConfiguration(**p) for p in planned]
 
@@ -175,7 +189,7 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
                                                     docs_assets)
     return QualityReport(passed=not failures, rejected=rejected, evaluated_rows=len(sample), failures=failures,
                          skipped=skipped, docs_index=docs_index, docs_validation=key.to_tuple(), docs_note=docs_note,
-                         profile=profile_frame(sample, spec, kind), compared=compared)
+                         profile=profile, compared=compared)
 
 
 def name_docs_after_batch(report: QualityReport, project_root: Path, batch_id: str, source: str,
@@ -200,14 +214,17 @@ def _target(config: object) -> str:
 
 
 def _observed(result: dict) -> str:
+    """What failed: the observed statistic, or how many rows were unexpected and a few of their values."""
     if "observed_value" in result:
         return f"observed {_short(result['observed_value'])}"
-    text = f"observed {_short(result.get('unexpected_percent'))}% unexpected"
-    codes = [v for v in result.get("partial_unexpected_list") or [] if isinstance(v, str)]
-    if codes:  # unseen codes are worth naming; unexpected numbers are summarised by the bound
-        text += ", e.g. " + ", ".join(list(dict.fromkeys(codes))[:5])
-    return text
+    count, percent = result.get("unexpected_count"), _short(result.get("unexpected_percent"))
+    text = f"observed {percent}% unexpected" if count is None else \
+        f"observed {count:,} unexpected row{'' if count == 1 else 's'} ({percent}%)"
+    examples = list(dict.fromkeys(_short(v) for v in result.get("partial_unexpected_list") or []))
+    return text + (", e.g. " + ", ".join(examples[:5]) if examples else "")
 
 
 def _short(value: object) -> str:
+    if isinstance(value, pd.Timestamp | dt.datetime) and value == pd.Timestamp(value).normalize():
+        return f"{value:%Y-%m-%d}"  # a date (the contract's dates are days)
     return f"{value:.4g}" if isinstance(value, float) else str(value)[:80]

@@ -5,14 +5,22 @@ bounds from this profile at run time, never from numbers tuned to one dataset. T
 of mergeable statistics over every accepted batch of the kind:
 
 - per column: rows where the column had values in its batch, and nulls among them (null shares);
-- numeric columns with a median/quantile template: a log-scale histogram (1/40 decade per bin, about 6 %
+- numeric columns with a median/quantile/ceiling template: a log-scale histogram (1/40 decade per bin, about 6 %
   resolution, plus a count of zeros), from which medians and high quantiles are read;
+- date columns with a date_fence template: a count per calendar month, from which quartiles are read;
 - code columns with a value_set template: every code seen with its count (dropped once a column has more
   than MAX_TRACKED_CODES distinct values: it is then no code column);
 - 0/1 columns with a mean template: sum and count of non-null values;
 - the same, restricted to labelled rows (`inspected == 1`), for templates with `"rows": "labelled"`.
 
 A column whose every value is empty in a batch counts as absent from that batch, as in the checks.
+
+What the row contract leaves alone because it is merely implausible (a 754 % duty, a value a million times the
+median, a date decades before the rest) is judged here, as a warning on the batch: a `ceiling` bounds every value
+by a factor times a quantile of the history, a `date_fence` every date by the history's middle half widened by a
+factor of its own span. Both also hold before the dataset has a reference: the batch is then judged against its
+own quantiles (robust to a few outliers among many rows; a batch of a handful of rows can hardly warn). Against the
+reference they also allow every value accepted before, so a value someone acknowledged as right warns only once.
 
 When it is written: a batch that stored rows and passed every expectation is merged into the reference
 after the warehouse transaction has committed. A batch that stored rows but failed a warning keeps its
@@ -39,6 +47,7 @@ MAX_TRACKED_CODES = 1000
 SIGMAS = 3.0  # sampling slack: this many binomial standard errors of the batch's size
 LABELLED = "labelled"
 ALL = "all"
+SELF_BOUNDED = ("ceiling", "date_fence")  # relative statistics a batch can be judged on by itself (no reference yet)
 BOOKKEEPING = ("row_number", "row_hash")
 
 
@@ -77,8 +86,11 @@ def _column_profile(s: pd.Series, stats: set[str]) -> dict | None:
     if values.empty:
         return None
     entry: dict = {"rows": int(len(s)), "nulls": int(len(s) - len(values))}
-    if stats & {"median", "quantile"} and pd.api.types.is_numeric_dtype(values):
+    if stats & {"median", "quantile", "ceiling"} and pd.api.types.is_numeric_dtype(values):
         entry["zeros"], entry["bins"] = _log_bins(values.to_numpy(dtype="float64"))
+    if "date_fence" in stats and pd.api.types.is_datetime64_any_dtype(values):
+        months = (values.dt.year * 12 + values.dt.month - 1).value_counts()
+        entry["months"] = {str(int(k)): int(v) for k, v in months.items()}
     if "mean" in stats and pd.api.types.is_numeric_dtype(values):
         entry["sum"], entry["count"] = float(values.astype("float64").sum()), int(len(values))
     if "value_set" in stats:
@@ -103,11 +115,12 @@ def _merge_entry(old: dict, new: dict) -> dict:
     for key in ("rows", "nulls", "zeros", "sum", "count"):
         if key in new:
             out[key] = old.get(key, 0) + new[key]
-    if "bins" in new:
-        bins = dict(old.get("bins", {}))
-        for k, v in new["bins"].items():
-            bins[k] = bins.get(k, 0) + v
-        out["bins"] = bins
+    for histogram in ("bins", "months"):
+        if histogram in new:
+            counts = dict(old.get(histogram, {}))
+            for k, v in new[histogram].items():
+                counts[k] = counts.get(k, 0) + v
+            out[histogram] = counts
     if "codes" in new:
         if new["codes"] is None or ("codes" in old and old["codes"] is None):
             out["codes"] = None  # too many distinct values once: never a code column again
@@ -137,20 +150,40 @@ def merge(reference: dict | None, profile: dict, batch_id: str) -> dict:
     return out
 
 
-def quantile(entry: dict, q: float) -> float | None:
-    """The q-quantile read off a column's histogram (the bin's geometric centre; 0 among the zeros)."""
-    bins = sorted((int(k), v) for k, v in entry.get("bins", {}).items())
-    total = entry.get("zeros", 0) + sum(v for _, v in bins)
-    if "bins" not in entry or total == 0:
-        return None
-    rank, seen = q * total, entry.get("zeros", 0)
+def _quantile_key(counts: dict[str, int], q: float, below: int = 0) -> int | None:
+    """The key of the histogram bin holding the q-quantile (None: among the `below` values under every bin)."""
+    keys = sorted((int(k), v) for k, v in counts.items())
+    rank, seen = q * (below + sum(v for _, v in keys)), below
     if rank <= seen:
-        return 0.0
-    for key, count in bins:
+        return None
+    for key, count in keys:
         seen += count
         if rank <= seen:
-            return float(10 ** ((key + 0.5) / BINS_PER_DECADE))
-    return float(10 ** ((bins[-1][0] + 0.5) / BINS_PER_DECADE))
+            return key
+    return keys[-1][0]
+
+
+def quantile(entry: dict, q: float) -> float | None:
+    """The q-quantile read off a column's histogram (the bin's geometric centre; 0 among the zeros)."""
+    if "bins" not in entry or entry.get("zeros", 0) + sum(entry["bins"].values()) == 0:
+        return None
+    key = _quantile_key(entry["bins"], q, entry.get("zeros", 0))
+    return 0.0 if key is None else float(10 ** ((key + 0.5) / BINS_PER_DECADE))
+
+
+def _highest(entry: dict) -> float:
+    """The top of the histogram's highest bin: at least the largest value counted."""
+    return float(10 ** ((max(map(int, entry["bins"])) + 1) / BINS_PER_DECADE)) if entry.get("bins") else 0.0
+
+
+_FIRST_MONTH = pd.Timestamp.min.year * 12 + pd.Timestamp.min.month  # the first whole month a timestamp holds
+_LAST_MONTH = pd.Timestamp.max.year * 12 + pd.Timestamp.max.month - 2  # the last month that ends before the limit
+
+
+def _month(index: int) -> pd.Timestamp:
+    """The first day of a month counted as year × 12 + month − 1 (kept within what a timestamp holds)."""
+    index = min(max(index, _FIRST_MONTH), _LAST_MONTH + 1)
+    return pd.Timestamp(year=index // 12, month=index % 12 + 1, day=1)
 
 
 def slack(p: float, n: int) -> float:
@@ -163,15 +196,40 @@ def _g(x: float) -> str:
     return f"{x:.4g}"
 
 
-def relative_kwargs(expectation: dict, reference: dict, n: int) -> tuple[dict, str]:
+def relative_kwargs(expectation: dict, reference: dict, n: int, *, own_batch: bool = False) -> tuple[dict, str]:
     """The kwargs a relative template gets from the reference, and one line saying where they come from.
 
-    `n` is the number of non-null values the batch has for the column (in the template's rows)."""
+    `n` is the number of non-null values the batch has for the column (in the template's rows). With `own_batch`,
+    `reference` is the batch's own profile (SELF_BOUNDED statistics only, before the dataset has a reference)."""
     rel, column = expectation["relative"], expectation["kwargs"]["column"]
     entry = reference["sections"].get(section_of(expectation), {}).get("columns", {}).get(column)
+    of = "this batch's own" if own_batch else "reference"
     if entry is None:
-        raise NotComparable("the reference has no values for this column yet")
+        raise NotComparable(f"the {of} profile has no values for this column yet")
     stat = rel["stat"]
+    if stat == "ceiling":
+        q, factor = float(rel["q"]), float(rel["factor"])
+        ref = quantile(entry, q)
+        if not ref:
+            raise NotComparable(f"the {of} {q:g} quantile is 0 or unknown, so no factor bounds it")
+        highest = 0.0 if own_batch else _highest(entry)
+        bound = max(ref * factor, highest)
+        raised = f", raised to the highest value accepted before ({_g(highest)})" if highest > ref * factor else ""
+        return ({"max_value": bound},
+                f"{of} {q:g} quantile {_g(ref)} × {_g(factor)} = {_g(ref * factor)}{raised}: every value ≤ {_g(bound)}")
+    if stat == "date_fence":
+        if not entry.get("months"):
+            raise NotComparable(f"the {of} profile has no dates for this column yet")
+        low, high = _quantile_key(entry["months"], 0.25), _quantile_key(entry["months"], 0.75)
+        reach = math.ceil(float(rel["factor"]) * max(high - low, 1))  # at least a month: the histogram's resolution
+        first, last = low - reach, high + reach
+        if not own_batch:
+            first, last = min(first, *map(int, entry["months"])), max(last, *map(int, entry["months"]))
+        since, until = _month(first), _month(last + 1) - pd.Timedelta(days=1)
+        return ({"min_value": since.isoformat(), "max_value": until.isoformat()},
+                f"{of} dates' middle half {_month(low):%Y-%m} to {_month(high):%Y-%m}, widened {_g(float(rel['factor']))}× "
+                f"its span each side{'' if own_batch else ' and to every month accepted before'}: "
+                f"{since:%Y-%m-%d} to {until:%Y-%m-%d}")
     if stat == "median":
         ref, factor = quantile(entry, 0.5), float(rel["factor"])
         if not ref:

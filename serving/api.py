@@ -62,7 +62,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from features.contract import (
     CANONICAL_DTYPES,
-    EARLIEST_DATE,
+    EARLIEST_STORABLE_DATE,
     HS_CHAPTERS,
     HS_CODE_PATTERN,
     ISO_COUNTRIES,
@@ -128,7 +128,7 @@ class Declaration(BaseModel):
     departure_country: Country | None = None
     net_mass_kg: Amount | None = None
     quantity: Amount | None = None
-    tax_rate: Annotated[float, Field(ge=0, le=5, allow_inf_nan=False)] | None = None
+    tax_rate: Amount | None = None  # a fraction, unbounded above as in the contract (a 754 % duty is 7.54)
     duty_paid: Amount | None = None
     bill_of_lading: OptionalId | None = None
 
@@ -152,8 +152,8 @@ class Declaration(BaseModel):
     @field_validator("declaration_date")
     @classmethod
     def _in_range(cls, value: dt.date) -> dt.date:
-        if not EARLIEST_DATE.date() <= value <= today_limit().date():
-            raise ValueError(f"the date is outside {EARLIEST_DATE.date()} – today")
+        if not EARLIEST_STORABLE_DATE.date() <= value <= today_limit().date():  # the contract's date_out_of_range
+            raise ValueError(f"the date is outside {EARLIEST_STORABLE_DATE.date()} – today")
         return value
 
 

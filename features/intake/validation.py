@@ -12,6 +12,8 @@ import pandera.pandas as pa
 
 from features.contract import (
     CONTRACTS,
+    EARLIEST_STORABLE_DATE,
+    LATEST_STORABLE_DATE,
     MAX_ID_LENGTH,
     MAX_TEXT_LENGTH,
     MAX_WHOLE_NUMBER,
@@ -223,8 +225,8 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
             code = None
         elif parse_type == "date":
             value, code = _parse_dates(raw, mapping.date_format).astype("datetime64[us]"), "invalid_date"
-            far = value.notna() & ((value < pd.Timestamp.min) | (value > pd.Timestamp.max))
-            if far.any():  # beyond what the nanosecond contract can hold: out of range, whatever the bounds
+            far = value.notna() & ~value.between(EARLIEST_STORABLE_DATE, LATEST_STORABLE_DATE)
+            if far.any():  # beyond what the nanosecond contract can hold: the only lower bound on a date
                 failures.append(pd.DataFrame({"row": frame.index[far], "column": column, "code": "date_out_of_range",
                                               "value": raw[far].astype("str").to_numpy()}))
                 value = value.mask(far)

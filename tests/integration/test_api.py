@@ -193,14 +193,15 @@ def test_what_the_api_model_accepts_the_contract_accepts_unchanged(world):
 
     base = _declaration(world)
     values = {
-        "declaration_date": st.sampled_from(["1989-12-31", "1990-01-01", "2024-02-29", "2999-01-01", " 2024-05-01"]),
+        "declaration_date": st.sampled_from(["1677-09-21", "1677-09-22", "1900-01-01", "1989-12-31", "2024-02-29",
+                                             "2999-01-01", " 2024-05-01"]),
         "hs_code": st.sampled_from(["870323", " 870323 ", "8703231000", "8703.23", "87032", "1234567", "980000",
                                     "990110", "000000", "\u0668\u0667\u0660\u0663\u0662\u0663", "87\u0660323",
                                     "\uff18\uff17\uff10\uff13\uff12\uff13"]),
         "origin_country": st.sampled_from(["JP", "jp", "XX", " CN", "USA", ""]),
         "departure_country": st.sampled_from(["JP", "XX", "", "  ", None]),
         "declared_value": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-5, 10**9)),
-        "tax_rate": st.one_of(st.none(), st.floats(-1, 6, allow_nan=False)),
+        "tax_rate": st.one_of(st.none(), st.sampled_from([7.54, 1e6]), st.floats(-1, 6, allow_nan=False)),
         "net_mass_kg": st.one_of(st.none(), st.floats(-1, 1e9, allow_nan=False)),
         "importer_id": st.text(min_size=0, max_size=8),
         "declarant_id": st.one_of(st.none(), st.text(max_size=8)),

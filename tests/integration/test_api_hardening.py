@@ -107,14 +107,14 @@ def _contract_valid_declarations(world, count: int):
         "transport_mode": st.one_of(st.none(), st.sampled_from(["sea", "air", "road", "rail", "post"])),
         "departure_country": st.one_of(st.none(), country),
         "net_mass_kg": st.one_of(st.none(), amount), "quantity": st.one_of(st.none(), amount),
-        "tax_rate": st.one_of(st.none(), st.sampled_from([0.0, 5e-324, 0.15, 5.0]), st.floats(0, 5)),
+        "tax_rate": st.one_of(st.none(), st.sampled_from([0.0, 5e-324, 0.15, 5.0, 7.54]), st.floats(0, 1e4)),
         "duty_paid": st.one_of(st.none(), amount),
         "bill_of_lading": st.one_of(st.none(), st.sampled_from(sorted(stored["bill_of_lading"].dropna().unique())),
                                     st.sampled_from(["BL-NEW-1", "BL-NEW-2"])),
     }
     item = st.fixed_dictionaries({
         "declaration_id": st.one_of(ids, st.sampled_from(sorted(stored["declaration_id"]))),
-        "declaration_date": st.dates(dt.date(1990, 1, 1), dt.date.today()).map(str),
+        "declaration_date": st.dates(dt.date(1677, 9, 22), dt.date.today()).map(str),
         "importer_id": st.one_of(st.sampled_from(sorted(stored["importer_id"].unique())), ids),
         "hs_code": hs, "origin_country": country, "declared_value": amount,
     }, optional=optional)
@@ -294,6 +294,41 @@ def test_before_any_snapshot_a_locked_warehouse_is_503_with_retry_after(api_scor
 def test_hs_codes_that_ingest_rejects_are_422(client, world, code):
     response = client.post("/v1/score", json={**_declaration(world), "hs_code": code})
     assert response.status_code == 422 and any("hs_code" in map(str, e["loc"]) for e in response.json()["detail"])
+
+
+# --- 5b. One rule for ranges: only the impossible is refused ---------------------------------------------------
+
+def _ingest_reasons(payload: dict) -> list[str]:
+    """The reasons ingest quarantines this record for (none: it stores it)."""
+    from features.intake.mapping import ColumnMapping
+    from features.intake.validation import check_rows
+
+    frame = pd.DataFrame([{k: None if v is None else str(v) for k, v in payload.items()}], dtype="str")
+    return check_rows(frame, "declarations", ColumnMapping()).rejected["reason"].tolist()
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("tax_rate", 7.54), ("tax_rate", 40.0),  # a 754 % duty (422 under the old 500 % cap), and a higher one
+    ("declaration_date", "1900-01-01"), ("declaration_date", "1677-09-22"),  # old, but storable
+])
+def test_implausible_values_are_scored_as_ingest_stores_them(client, world, field, value):
+    payload = {**_declaration(world), field: value}
+    response = client.post("/v1/score", json=payload)
+    assert response.status_code == 200, response.text
+    assert response.json()["lane"] in ("red", "yellow", "green")
+    assert _ingest_reasons(payload) == []
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("tax_rate", -0.01, "negative_value"), ("tax_rate", "abc", "invalid_type"),
+    ("declaration_date", "1677-09-21", "date_out_of_range"), ("declaration_date", "2999-01-01", "date_out_of_range"),
+    ("declaration_date", "2024-02-30", "invalid_date"),
+])
+def test_impossible_values_are_422_as_ingest_quarantines_them(client, world, field, value, reason):
+    payload = {**_declaration(world), field: value}
+    response = client.post("/v1/score", json=payload)
+    assert response.status_code == 422 and any(field in map(str, e["loc"]) for e in response.json()["detail"])
+    assert _ingest_reasons(payload) == [reason]
 
 
 def test_text_is_read_in_ingest_normal_form(client, world):

@@ -26,6 +26,7 @@ from expectations.reference import (
     reference_path,
 )
 from features.intake.batch import prepare_batch
+from features.intake.mapping import ColumnMapping
 from features.warehouse import Warehouse
 from flows import runtime
 from flows.ingest import store_batch, validate_batch
@@ -57,10 +58,11 @@ def foreign(n: int, seed: int, modes: tuple[str, ...] = ("1", "2", "3", "4")) ->
     })
 
 
-def ingest(frame: pd.DataFrame, tmp_path: Path, name: str):
+def ingest(frame: pd.DataFrame, tmp_path: Path, name: str, mapping: ColumnMapping | None = None,
+           quarantined: int = 0):
     """The ingest flow's validate and store tasks on one file: (report, summary)."""
-    batch = prepare_batch(write_csv(tmp_path / f"{name}.csv", frame))
-    assert batch.rejected.empty, batch.rejected["message"].tolist()[:3]
+    batch = prepare_batch(write_csv(tmp_path / f"{name}.csv", frame), mapping=mapping)
+    assert len(batch.rejected) == quarantined, batch.rejected["message"].tolist()[:3]
     rt = runtime.current()
     report = validate_batch.fn(rt, batch)
     return report, store_batch.fn(rt, batch, report)
@@ -220,6 +222,104 @@ def test_acknowledging_an_unknown_batch_is_a_one_line_error(home, tmp_path):
         ["aduana: error: unknown batch id 'decl-nope' (see 'aduana warnings')"]
     assert "Traceback" not in result.stderr
     assert _cli("warnings", "--ack", "decl-nope", home=home).returncode == 2  # no reason: refused too
+
+
+# --- implausible, not impossible: stored, and warned about against the dataset's own history ----------------------
+
+def with_rates(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Duty rates as fractions, up to 35 % (a tariff's usual range)."""
+    return frame.assign(tax_rate=np.random.default_rng(seed).choice([0.0, 0.05, 0.1, 0.15, 0.35], len(frame)))
+
+
+def _failed_on(report, column: str) -> list[str]:
+    return [f for f in report.failures if f.startswith("warning") and f" on {column} " in f]
+
+
+def test_a_754_percent_duty_is_stored_with_a_warning_while_the_impossible_is_quarantined(home, tmp_path):
+    # given a new dataset's first file: rates up to 35 %, one goods item at 754 %, and four impossible rows
+    frame = with_rates(foreign(300, seed=1), seed=1).astype(
+        {"tax_rate": "object", "declared_value": "object", "declaration_date": "object"})
+    frame.loc[7, "tax_rate"] = 7.54
+    frame.loc[10, "declared_value"] = -5.0
+    frame.loc[11, "declared_value"] = "inf"
+    frame.loc[12, "tax_rate"] = "7.54 %"
+    frame.loc[13, "declaration_date"] = "2024-02-30"
+    # when it is ingested
+    report, summary = ingest(frame, tmp_path, "declarations_a", quarantined=4)
+    # then the 754 % row is stored, the impossible ones quarantined with their reasons, and the counts reconcile
+    assert (summary.read, summary.stored, summary.quarantined, summary.duplicates) == (300, 296, 4, 0)
+    assert summary.reconciles
+    assert summary.reasons == {"negative_value": 1, "non_finite": 1, "invalid_type": 1, "invalid_date": 1}
+    warehouse = Warehouse(get_settings().warehouse_path)
+    assert warehouse.read("SELECT tax_rate FROM declarations WHERE declaration_id = 'F1-00007'")["tax_rate"].tolist() \
+        == [7.54]
+    # and the batch warns about the rate, judged against the batch's own rates (the dataset has no reference yet)
+    (failed,) = _failed_on(report, "tax_rate")
+    assert "1 unexpected row" in failed and "e.g. 7.54" in failed and "this batch's own 0.99 quantile" in failed
+    assert not report.compared and not report.rejected
+    # recorded on the batch, as `aduana warnings` lists it, and kept out of the reference until acknowledged
+    (listed,) = warehouse.failed_batches("declarations")
+    assert listed["batch_id"] == summary.batch_id and listed["failures"] == report.failures
+    assert reference() is None
+
+
+def test_a_754_percent_duty_in_a_percent_mapping_warns_against_the_reference_once_until_acknowledged(home, tmp_path):
+    # given a dataset whose accepted history has rates up to 35 %, and a later export with rates in percent
+    ingest(with_rates(foreign(300, seed=1), seed=1), tmp_path, "declarations_a")
+    later = with_rates(foreign(300, seed=2), seed=2)
+    later = later.assign(tax_rate=later["tax_rate"] * 100).astype({"tax_rate": "object"})
+    later.loc[3, "tax_rate"] = "754"
+    percent = ColumnMapping(units={"tax_rate": "percent"})
+    # when it is ingested
+    report, summary = ingest(later, tmp_path, "declarations_b", mapping=percent)
+    # then every row is stored (7.54 as a fraction) and the rate warns against the dataset's own history
+    assert (summary.stored, summary.quarantined) == (300, 0) and summary.reconciles
+    (failed,) = _failed_on(report, "tax_rate")
+    assert report.compared and "e.g. 7.54" in failed and "reference 0.99 quantile" in failed
+    # and once someone acknowledges it, the rate is part of the history: the next batch with it passes
+    assert accept_pending(get_settings().reference_dir, summary.batch_id)
+    again, _ = ingest(later.assign(declaration_id=lambda d: d["declaration_id"] + "-2"), tmp_path, "declarations_c",
+                      mapping=percent)
+    assert _failed_on(again, "tax_rate") == [], again.failures
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-batch", "against-reference"])
+def test_a_value_a_million_times_the_median_warns_with_its_count_and_examples(home, tmp_path, first):
+    # given a dataset (or none yet), and a batch where two goods items are declared at ten million times the median
+    if not first:
+        ingest(foreign(300, seed=1), tmp_path, "declarations_a")
+    batch = foreign(300, seed=4)
+    batch.loc[[5, 6], "declared_value"] = batch["declared_value"].median() * 1e7
+    # when it is ingested
+    report, summary = ingest(batch, tmp_path, "declarations_b")
+    # then both rows are stored, and a warning says how many and shows them
+    assert summary.stored == 300 and summary.quarantined == 0 and summary.reconciles
+    (failed,) = [f for f in _failed_on(report, "declared_value") if "× 1e+06" in f]
+    assert "2 unexpected rows" in failed and "e.g. " in failed
+    assert ("this batch's own 0.5 quantile" if first else "reference 0.5 quantile") in failed
+    # and it is recorded on the batch, as the promotion gate and `aduana warnings` read it
+    (warned,) = Warehouse(get_settings().warehouse_path).validation_failures()
+    batch_id, recorded = warned.split(": ", 1)
+    assert batch_id == summary.batch_id and failed in json.loads(recorded)
+
+
+def test_a_placeholder_date_is_stored_with_a_warning(home, tmp_path):
+    # given a dataset of 2023 declarations, and a later batch where one date is 1900-01-01 (the old 1990 floor's case)
+    ingest(foreign(300, seed=1), tmp_path, "declarations_a")
+    batch = foreign(300, seed=5)
+    batch.loc[0, "declaration_date"] = pd.Timestamp("1900-01-01")
+    # when it is ingested, the row is stored and the date warns against the dataset's own period
+    report, summary = ingest(batch, tmp_path, "declarations_b")
+    assert summary.stored == 300 and summary.reconciles
+    (failed,) = _failed_on(report, "declaration_date")
+    assert "1 unexpected row" in failed and "e.g. 1900-01-01" in failed and "reference dates' middle half" in failed
+
+
+def test_simulated_data_raises_none_of_these_warnings(world, home, tmp_path):
+    for kind, frame in (("traders", world.traders), ("manifests", world.manifests),
+                        ("declarations", world.declarations.head(2000))):
+        report, _ = ingest(frame, tmp_path, kind)
+        assert report.passed, (kind, report.failures)
 
 
 # --- the reference profile itself (no GX) --------------------------------------------------------------------

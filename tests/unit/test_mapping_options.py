@@ -42,19 +42,25 @@ def test_percent_turns_a_rate_into_the_contracts_fraction():
     assert checked.conversions == ["tax_rate: percent → fraction (÷100) on 3 values"]
 
 
-def test_without_percent_a_percent_rate_is_quarantined():
+def test_without_percent_a_percent_rate_is_read_as_a_fraction():
+    # an 800 % duty is implausible, not impossible: the batch's expectations warn about it (no cap quarantines it)
     checked = check_rows(_rows({"tax_rate": "8.0"}), "declarations", ColumnMapping())
-    assert checked.rejected.loc[0, "reason"] == "out_of_range"
+    assert checked.rejected.empty and checked.valid["tax_rate"].tolist() == [8.0]
     assert checked.conversions == []
 
 
+def test_a_754_percent_duty_in_percent_is_kept():
+    checked = check_rows(_rows({"tax_rate": "754"}), "declarations", ColumnMapping(units={"tax_rate": "percent"}))
+    assert checked.rejected.empty and checked.valid["tax_rate"].tolist() == pytest.approx([7.54])
+
+
 def test_units_apply_after_parsing_and_before_the_checks():
-    # Given decimal commas and a percent rate that is still out of range as a fraction (800 % → 8.0 > 5)
+    # Given decimal commas and a negative percent rate (still negative as a fraction)
     mapping = ColumnMapping(units={"tax_rate": "percent"}, decimal=",")
-    checked = check_rows(_rows({"tax_rate": "8,5"}, {"tax_rate": "800"}, {"tax_rate": ""}), "declarations", mapping)
-    # Then the comma value is parsed then converted, the huge one is still caught, and the empty one stays empty
+    checked = check_rows(_rows({"tax_rate": "8,5"}, {"tax_rate": "-800"}, {"tax_rate": ""}), "declarations", mapping)
+    # Then the comma value is parsed then converted, the negative one is still caught, and the empty one stays empty
     assert checked.valid.set_index("declaration_id").loc["D0", "tax_rate"] == pytest.approx(0.085)
-    assert checked.rejected["reason"].tolist() == ["out_of_range"]
+    assert checked.rejected["reason"].tolist() == ["negative_value"]
     assert checked.rejected.index.tolist() == [1]
     assert checked.valid.set_index("declaration_id")["tax_rate"].isna().tolist() == [False, True]
     assert checked.conversions == ["tax_rate: percent → fraction (÷100) on 2 values"]
