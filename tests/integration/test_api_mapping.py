@@ -123,6 +123,19 @@ def test_the_api_in_the_source_layout_agrees_with_batch_scoring(setup):
     np.testing.assert_allclose(got["risk_score"], expected["risk_score"], rtol=1e-9)
 
 
+def test_a_record_without_the_label_columns_scores_as_the_labelled_one(setup):
+    # Given the export's mapping names label columns, and an arriving declaration has none of them yet
+    client, batch, rows = setup["client"], setup["batch"], setup["rows"]
+    for i in _picks(batch)[:4]:
+        arriving = {k: v for k, v in rows[i].items() if k not in MAPPING["labels"].values()}
+        assert len(arriving) == len(rows[i]) - len(MAPPING["labels"])
+        # Then it is read in the source layout and gets the batch's score and lane: labels never change a score
+        answer = client.post("/v1/score", json=arriving)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["risk_score"] == pytest.approx(batch.loc[i, "risk_score"], rel=1e-9, abs=1e-12)
+        assert answer.json()["lane"] == batch.loc[i, "lane"]
+
+
 def test_values_may_be_numbers_as_well_as_text(setup):
     client, batch, rows = setup["client"], setup["batch"], setup["rows"]
     for i in _picks(batch)[:5]:
