@@ -181,7 +181,7 @@ def test_canonical_requests_keep_working_beside_the_source_layout(setup, world):
     ("change", "column", "field"),
     [
         ({"Tax %": "lots"}, "Tax %", "tax_rate"),
-        ({"Tax %": "700"}, "Tax %", "tax_rate"),  # 700 % is 7.0 as a fraction: over the contract's bound
+        ({"Tax %": "-5"}, "Tax %", "tax_rate"),  # a negative rate: impossible (a 754 % one is scored, below)
         ({"Origin": "Japan"}, "Origin", "origin_country"),
         ({"Date": "2024-05-01"}, "Date", "declaration_date"),  # not the mapping's date format
         ({"Value": "-3"}, "Value", "declared_value"),
@@ -193,6 +193,11 @@ def test_a_bad_record_is_422_with_its_column_named(setup, change, column, field)
     assert response.status_code == 422, response.text
     detail = response.json()["detail"]
     assert any(column in map(str, e["loc"]) and field in e["msg"] for e in detail), detail
+
+
+def test_a_754_percent_duty_in_the_source_layout_is_scored_as_ingest_stores_it(setup):
+    response = setup["client"].post("/v1/score", json={**setup["rows"][0], "Tax %": "754"})
+    assert response.status_code == 200, response.text
 
 
 def test_bad_records_in_a_list_say_which_one(setup):
