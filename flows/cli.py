@@ -77,6 +77,13 @@ def check_layouts(paths: list[Path], mapping: Path | None, kind: str | None = "d
         check_layout(path, kind, loaded)
 
 
+def headers_fit(*files: str) -> Callable[..., None]:
+    """A `check` for a command that reads declarations: its named file arguments' headers against its --mapping."""
+    def check(mapping: Path | None, **arguments) -> None:
+        check_layouts([arguments[name] for name in files if arguments[name] is not None], mapping)
+    return check
+
+
 def _check_ingest(paths: list[Path], mapping: Path | None, kind: str | None, **_) -> None:
     from features.contract import KINDS
 
@@ -101,7 +108,7 @@ class WorldName(StrEnum):
     """The embedded worlds `aduana generate` can write."""
 
     default = "default"  # declarations, manifests and traders in canonical fields
-    islas = "islas"  # a third-party export: islas_train.csv, islas_test.csv, islas_arrivals.csv and its mapping file
+    islas = "islas"  # a third-party export: islas_train.csv, islas_test.csv, islas_arrivals.csv, its mapping file
 
 
 @app.command()
@@ -114,7 +121,8 @@ def generate(
     world_name: Annotated[WorldName, typer.Option(
         "--world", help="default: declarations, manifests and traders in canonical fields. islas: a third-party "
                         "export in its own layout (islas_train.csv, islas_test.csv, and islas_arrivals.csv: the "
-                        "test rows without their labels), with islas_mapping.yaml to ingest them by.")] = WorldName.default,
+                        "test rows without their labels), with islas_mapping.yaml to ingest them all by.")
+    ] = WorldName.default,
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a customs administration: by default declarations, manifests and the trader registry."""
@@ -189,7 +197,7 @@ def train(
 
 
 @app.command()
-@runs_flows(check=lambda train_file, test_file, mapping, **_: check_layouts([train_file, test_file], mapping))
+@runs_flows(check=headers_fit("train_file", "test_file"))
 def evaluate(
     train_file: Annotated[Path, typer.Option("--train", help="Labelled declarations to train on (CSV or Parquet).", **INPUT)],
     test_file: Annotated[Path, typer.Option("--test", help="Labelled declarations to evaluate on.", **INPUT)],
@@ -206,7 +214,7 @@ def evaluate(
 
 
 @app.command()
-@runs_flows(check=lambda path, mapping, **_: check_layouts([path], mapping))
+@runs_flows(check=headers_fit("path"))
 def score(
     path: Annotated[Path, typer.Argument(help="Declarations to score (CSV or Parquet).", **INPUT)],
     out: Annotated[Path, typer.Option("--out", help="Score output file (.csv or .parquet).")],
@@ -316,7 +324,7 @@ def monitor(
 
 
 @app.command()
-@runs_flows(check=lambda path, mapping, **_: check_layouts([path] if path else [], mapping))
+@runs_flows(check=headers_fit("path"))
 def backtest(
     path: Annotated[Path | None, typer.Argument(help="Labelled declarations to replay (default: the simulator).", **INPUT)] = None,
     mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for PATH.", **INPUT)] = None,
