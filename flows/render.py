@@ -74,12 +74,25 @@ def metrics_text(result: dict) -> str:
     lines += [f"{name:<18} {_metric(result['metrics'].get(k)):>8} {_metric(result['reference_metrics'].get(k)):>10}"
               for k, name in _metric_rows()]
     lines.append("reference: a library-default CatBoost on the mapped columns")
+    lines += _ceiling_lines(result["metrics"])
     groups = result.get("feature_groups") or []
     if groups:
         lines.append("feature groups: " + ", ".join(
             f"{g['group']} {'kept' if g['kept'] else 'left out'}"
             + (f" ({g['delta']:+.4f})" if g["delta"] is not None else "") for g in groups))
     return "\n".join(lines)
+
+
+def _ceiling_lines(metrics: dict) -> list[str]:
+    """A rare label caps precision@n%: say so, with the cap, rather than let a low figure read as a poor model."""
+    from training.metrics import RATES, precision_ceiling
+
+    capped = [(n, precision_ceiling(metrics, n)) for n in RATES]
+    capped = [(n, c) for n, c in capped if c is not None and c < 1]
+    if not capped:
+        return []
+    return [f"frauds are {metrics['positive_share']:.1%} of the holdout, so precision@n% can reach at most "
+            + ", ".join(f"{c:.3f} at {n}%" for n, c in capped) + "; PR-AUC is the measure to compare"]
 
 
 def metrics_markdown(model: dict, reference: dict) -> str:

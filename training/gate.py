@@ -61,13 +61,18 @@ def metric_value(metric: str, fraud: np.ndarray, scores: np.ndarray, revenue: np
 
 def paired_bootstrap(metric: str, fraud: np.ndarray, challenger: np.ndarray, other: np.ndarray, other_name: str,
                      revenue: np.ndarray | None = None, policy: GatePolicy = GatePolicy()) -> Comparison:
-    """The difference challenger − other on `metric`, and its interval from resampling the rows of both together."""
+    """The difference challenger − other on `metric`, and its interval from resampling the rows of both together.
+
+    The resampling is stratified by label (frauds and the rest each drawn with replacement to their own number), so
+    that with a rare label no resample is left without frauds and the interval is not that of fewer resamples."""
     rng = np.random.default_rng(policy.seed)
-    n = len(fraud)
+    positives = np.flatnonzero(np.asarray(fraud) == 1)
+    negatives = np.flatnonzero(np.asarray(fraud) != 1)
     a, b = metric_value(metric, fraud, challenger, revenue), metric_value(metric, fraud, other, revenue)
     differences = []
     for _ in range(policy.resamples):
-        rows = rng.integers(0, n, n)
+        rows = np.concatenate([rng.choice(positives, len(positives)) if len(positives) else positives,
+                               rng.choice(negatives, len(negatives)) if len(negatives) else negatives])
         rev = revenue[rows] if revenue is not None else None
         d = metric_value(metric, fraud[rows], challenger[rows], rev) - metric_value(metric, fraud[rows], other[rows], rev)
         if not math.isnan(d):

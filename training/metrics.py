@@ -34,7 +34,15 @@ def selection_metrics(fraud: np.ndarray, scores: np.ndarray, revenue: np.ndarray
         out[f"recall_at_{n}pct"] = float(fraud[selected].sum() / total_fraud) if total_fraud else None
         out[f"revenue_at_{n}pct"] = float(revenue[selected].sum() / revenue.sum()) if has_revenue and revenue.sum() > 0 else None
     out["pr_auc"] = float(average_precision_score(fraud, scores)) if 0 < total_fraud < len(fraud) else None
+    out["positive_share"] = float(total_fraud / len(fraud)) if len(fraud) else None  # precision@n% ≤ share / n%
     return out
+
+
+def precision_ceiling(metrics: dict, rate: float) -> float | None:
+    """The highest precision@rate% any ranking can reach on these rows (below 1 where frauds are rarer than rate %:
+    a rare label), or None when unknown."""
+    share = metrics.get("positive_share")
+    return None if share is None else min(1.0, share / (rate / 100))
 
 
 def precision_by_segment(fraud: np.ndarray, scores: np.ndarray, segment: pd.Series, percent: float = 5,

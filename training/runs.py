@@ -213,6 +213,11 @@ class TrainingRuns:
                 if value is not None:
                     mlflow.log_metric(f"reference_{key}", value)
             mlflow.log_dict({"groups": [asdict(g) for g in result.groups]}, "feature_groups.json")
+            if result.blend is not None:  # the members, their weights and rounds, chosen on the validation window
+                mlflow.log_dict({k: result.model.params[k] for k in ("blend", "blend_refit", "blend_note")},
+                                "blend.json")
+                mlflow.log_params({f"blend_weight_{m.name.replace(' ', '_')}": m.weight for m in result.blend.members})
+                mlflow.log_metric("blend_validation_pr_auc", result.blend.validation_pr_auc)
             mlflow.log_metrics({f"group_delta_{g.group}": g.delta for g in result.groups if g.delta is not None}
                                | {k.removesuffix("_s") + "_seconds": v for k, v in result.timings.items()})
             _log_candidate(result.model, result.evaluation, fs, split, result.behaviour, predictions)
