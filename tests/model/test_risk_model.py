@@ -95,7 +95,10 @@ def test_feature_groups_are_kept_only_when_they_help_on_validation(trained):
     assert measured, trained.groups
     assert all(g.kept == (g.delta > 0) for g in measured)
     assert all(not g.kept for g in trained.groups if g.delta is None)
-    assert set(trained.model.columns) == set(trained.features.model_columns(tuple(trained.kept_groups)))
+    engineered = trained.blend.members[0]
+    assert set(engineered.columns) == set(trained.features.model_columns(tuple(trained.kept_groups)))
+    # The served model holds the engineered member and the mapped columns' member (blended, one CatBoost).
+    assert set(trained.model.columns) == set(engineered.columns) | set(trained.features.reference_columns)
     assert set(trained.reference.columns) == set(trained.features.reference_columns)
 
 
