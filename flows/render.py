@@ -80,6 +80,8 @@ def metrics_text(result: dict) -> str:
         lines.append("feature groups: " + ", ".join(
             f"{g['group']} {'kept' if g['kept'] else 'left out'}"
             + (f" ({g['delta']:+.4f})" if g["delta"] is not None else "") for g in groups))
+    if result.get("blend"):
+        lines.append(f"model: {result['blend']}")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from features.errors import UserError
 from tests.conftest import FAST
 from training.models import (
     BLEND_WEIGHTS,
+    Deadline,
     fit_blended_model,
     learning_rate_for,
     patience_for,
@@ -63,19 +64,16 @@ def test_the_refit_learns_from_the_validation_window_with_the_rounds_scaled(feat
     columns = fs.model_columns(("price",))
     model, blend = fit_blended_model(fs, split, FAST, columns)
     assert blend.refit and blend.before_refit is not None
-    scale = (split.train | split.valid).sum() / split.train.sum()
-    for member in (m for m in blend.members if m.weight > 0):
-        assert member.rounds >= 1
-    assert model.classifier.tree_count_ > 0
+    chosen = [m for m in blend.members if m.weight > 0]
+    assert model.classifier.tree_count_ == sum(m.rounds for m in chosen)  # the refitted members, summed
     before = blend.before_refit.predict_proba(model.pool(fs.X.loc[split.valid]))[:, 1]
     assert not np.allclose(before, model.risk(fs.X.loc[split.valid]))  # another model: it saw the window
-    assert scale > 1
 
 
 def test_a_spent_time_budget_stops_boosting_and_skips_the_refit(features):
     fs, split = features
-    model, blend = fit_blended_model(fs, split, replace(FAST, iterations=2000, time_budget_s=0.0),
-                                     fs.model_columns(()), deadline=__import__("training.models").models.Deadline(0.0))
+    model, blend = fit_blended_model(fs, split, replace(FAST, iterations=2000), fs.model_columns(()),
+                                     deadline=Deadline(0.0))
     assert not blend.refit and "time budget" in blend.note
     assert all(m.rounds <= 2 for m in blend.members)  # stopped after its first round, not at 2,000
 
