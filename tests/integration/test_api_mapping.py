@@ -250,11 +250,12 @@ def test_fuzzing_the_source_layout_finds_no_server_errors(setup):
 
 def test_a_mapping_that_keeps_canonical_names_reads_every_request_in_its_units(setup, world):
     """With no renamed column, the layout cannot be told from the names: the mapping's layout is assumed."""
-    mapping = ColumnMapping(units={"tax_rate": "percent"})
+    mapping = ColumnMapping(units={"tax_rate": "percent"}, date_format="%d/%m/%Y")
     client = TestClient(create_app(setup["scorer"], api_key="", mapping=mapping))
     row = world.declarations.iloc[ROWS - 1]
-    record = {"declaration_id": row["declaration_id"], "declaration_date": str(row["declaration_date"].date()),
+    # The mapping's day-first dates read in its layout, and fail as contract (ISO) dates.
+    record = {"declaration_id": row["declaration_id"], "declaration_date": row["declaration_date"].strftime("%d/%m/%Y"),
               "importer_id": row["importer_id"], "hs_code": row["hs_code"], "origin_country": row["origin_country"],
-              "declared_value": float(row["declared_value"]), "tax_rate": 250.0}  # 250 %: 2.5, within the bound
+              "declared_value": float(row["declared_value"]), "tax_rate": 250.0}  # 250 %
     assert client.post("/v1/score", json=record).status_code == 200
     assert client.post("/v1/score", params={"layout": "canonical"}, json=record).status_code == 422

@@ -28,7 +28,8 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     monkeypatch.setattr(bars, "_draw", lambda shown, what, done, total: (drawn.add(what), draw(shown, what, done, total)))
     with bars.showing():
         first = customs_retrain(dataset="test")
-    assert {"risk model", "reference (library-default CatBoost)", "feature groups: all"} <= drawn
+    assert {"risk model: engineered", "risk model: mapped columns", "risk model: engineered, refit",
+            "reference (library-default CatBoost)", "feature groups: all"} <= drawn
     assert any(what.startswith("features for ") for what in drawn)
     assert first["version"] == "1" and first["promoted"]  # a first training always leaves something to serve
     assert first["reference_metrics"]["precision_at_5pct"] is not None
