@@ -435,18 +435,12 @@ def _holdout(fraud, scores) -> dict:  # noqa: ANN001
     return {m: metrics[m] for m in QUALITY_METRICS}
 
 
-def _validation_pr_auc(model, fs, split) -> float:  # noqa: ANN001
-    from training.models import validation_score
-
-    return validation_score(model, fs, split)
-
-
 def _quality(result, counts_rows: int) -> dict:  # noqa: ANN001 - a TrainingResult
     """The model against the library-default CatBoost reference and a patient practitioner's CatBoost (both on the
     mapped columns) on the same holdout, with each technique's measured effect (validation window unless said)."""
     from dataclasses import replace
 
-    from training.models import FitConfig, fit_risk_model
+    from training.models import FitConfig, fit_risk_model, validation_score
 
     fs, split = result.features, result.split
     labelled = int((split.train | split.valid).sum())
@@ -465,7 +459,7 @@ def _quality(result, counts_rows: int) -> dict:  # noqa: ANN001 - a TrainingResu
     base = FitConfig()
 
     def variant(config: FitConfig) -> float:
-        return _validation_pr_auc(fit_risk_model(fs, split, config, columns, revenue=False), fs, split)
+        return validation_score(fit_risk_model(fs, split, config, columns, revenue=False), fs, split)
 
     techniques = {
         "feature_groups (validation PR-AUC with the group minus without it)":
@@ -481,8 +475,8 @@ def _quality(result, counts_rows: int) -> dict:  # noqa: ANN001 - a TrainingResu
         "blend with the mapped columns' patient CatBoost, weight chosen on validation (vs the engineered alone)":
             blend.validation_pr_auc - engineered.validation_pr_auc,
     }
-    if blend.refit and blend.before_refit is not None:
-        before = blend.before_refit.predict_proba(result.model.pool(holdout_X))[:, 1]
+    if blend.refit:
+        before = blend.train_only_logits(fs, split.holdout)
         techniques["refit on train + validation (HOLDOUT PR-AUC, the validation window being in the refit)"] = (
             model["pr_auc"] - _holdout(fraud, before)["pr_auc"])
     return {

@@ -9,9 +9,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
-from training.metrics import label
+from training.metrics import label, pr_auc
 from training.policies import GatePolicy
 
 
@@ -45,7 +44,7 @@ def metric_value(metric: str, fraud: np.ndarray, scores: np.ndarray, revenue: np
     """One selection metric (contract 8) on one set of rows."""
     fraud = np.asarray(fraud, dtype="float64")
     if metric == "pr_auc":
-        return float(average_precision_score(fraud, scores)) if 0 < fraud.sum() < len(fraud) else float("nan")
+        return pr_auc(fraud, scores)
     kind, _, rate = metric.partition("_at_")
     if not rate.endswith("pct") or kind not in ("precision", "recall", "revenue"):
         raise ValueError(f"unknown gate metric {metric!r}: use pr_auc or precision|recall|revenue_at_Npct")
@@ -71,8 +70,8 @@ def paired_bootstrap(metric: str, fraud: np.ndarray, challenger: np.ndarray, oth
     a, b = metric_value(metric, fraud, challenger, revenue), metric_value(metric, fraud, other, revenue)
     differences = []
     for _ in range(policy.resamples):
-        rows = np.concatenate([rng.choice(positives, len(positives)) if len(positives) else positives,
-                               rng.choice(negatives, len(negatives)) if len(negatives) else negatives])
+        rows = rng.permutation(np.concatenate([rng.choice(positives, len(positives)) if len(positives) else positives,
+                                               rng.choice(negatives, len(negatives)) if len(negatives) else negatives]))
         rev = revenue[rows] if revenue is not None else None
         d = metric_value(metric, fraud[rows], challenger[rows], rev) - metric_value(metric, fraud[rows], other[rows], rev)
         if not math.isnan(d):

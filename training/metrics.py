@@ -10,6 +10,12 @@ from sklearn.metrics import average_precision_score
 RATES = (1, 2, 5, 10)
 
 
+def pr_auc(fraud: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision (PR-AUC), or NaN where the rows do not hold both frauds and the rest."""
+    fraud = np.asarray(fraud, dtype="float64")
+    return float(average_precision_score(fraud, scores)) if 0 < fraud.sum() < len(fraud) else float("nan")
+
+
 def top_share(scores: np.ndarray, percent: float) -> np.ndarray:
     """Boolean mask of the top ⌈percent·N/100⌉ scores (ties broken by position, deterministically)."""
     scores = np.asarray(scores, dtype="float64")
@@ -33,7 +39,7 @@ def selection_metrics(fraud: np.ndarray, scores: np.ndarray, revenue: np.ndarray
         out[f"precision_at_{n}pct"] = float(fraud[selected].sum() / k) if k else 0.0
         out[f"recall_at_{n}pct"] = float(fraud[selected].sum() / total_fraud) if total_fraud else None
         out[f"revenue_at_{n}pct"] = float(revenue[selected].sum() / revenue.sum()) if has_revenue and revenue.sum() > 0 else None
-    out["pr_auc"] = float(average_precision_score(fraud, scores)) if 0 < total_fraud < len(fraud) else None
+    out["pr_auc"] = pr_auc(fraud, scores) if 0 < total_fraud < len(fraud) else None
     out["positive_share"] = float(total_fraud / len(fraud)) if len(fraud) else None  # precision@n% ≤ share / n%
     return out
 

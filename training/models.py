@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRegressor, Pool, sum_models
-from sklearn.metrics import average_precision_score
 
 from features.build import MONOTONE_INCREASING, FeatureSet
 from features.errors import UserError
 from features.prices import PriceBands
 from features.progress import Advance, quiet
+from training.metrics import pr_auc
 from training.policies import FitConfig
 
 MIN_REVENUE_ROWS = 30
@@ -224,7 +224,8 @@ def fit_risk_model(fs: FeatureSet, split: Split, config: FitConfig = FitConfig()
 
 @dataclass
 class Member:
-    """One CatBoost of a blend: its own columns (the others are ignored), its weight on the log-odds, its rounds."""
+    """One CatBoost of a blend: its own columns, its weight on the log-odds, its rounds (found on validation, then
+    scaled for the refit), and its train-only fit (`train_only`, for the record of what the refit changed)."""
 
     name: str
     columns: list[str]
@@ -232,6 +233,7 @@ class Member:
     rounds: int = 0
     seconds: float = 0.0
     validation_pr_auc: float = float("nan")
+    train_only: CatBoostClassifier | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -242,16 +244,16 @@ class Blend:
     refit: bool
     note: str = ""
     validation_pr_auc: float = float("nan")  # the blend's, train-only members
-    before_refit: CatBoostClassifier | None = field(default=None, repr=False)  # the blend of the train-only members
 
     def as_params(self) -> dict:
         return {"blend": [{"name": m.name, "weight": m.weight, "rounds": m.rounds, "columns": len(m.columns),
                            "validation_pr_auc": m.validation_pr_auc} for m in self.members],
                 "blend_refit": self.refit, "blend_note": self.note}
 
-
-def _pr_auc(fraud: np.ndarray, scores: np.ndarray) -> float:
-    return float(average_precision_score(fraud, scores)) if 0 < fraud.sum() < len(fraud) else float("nan")
+    def train_only_logits(self, fs: FeatureSet, rows: np.ndarray) -> np.ndarray:
+        """The blend's log-odds on `rows` from the members' train-only fits (before any refit)."""
+        return sum(m.weight * m.train_only.predict(_pool(fs, rows, m.columns), prediction_type="RawFormulaVal")
+                   for m in self.members if m.weight > 0)
 
 
 def _summed(classifiers: list[CatBoostClassifier], weights: list[float]) -> CatBoostClassifier:
@@ -266,6 +268,10 @@ def _summed(classifiers: list[CatBoostClassifier], weights: list[float]) -> CatB
         return CatBoostClassifier().load_model(str(path))
 
 
+def _member_params(params: dict, columns: list[str]) -> dict:
+    return {**params, **({"monotone_constraints": c} if (c := _constraints(columns, True)) else {})}
+
+
 def fit_blended_model(fs: FeatureSet, split: Split, config: FitConfig, columns: list[str],
                       advance: Advance = quiet, deadline: Deadline = NO_DEADLINE) -> tuple[RiskModel, Blend]:
     """The model `aduana train` serves: a patient CatBoost on `columns` (the engineered model), blended on the
@@ -273,55 +279,70 @@ def fit_blended_model(fs: FeatureSet, split: Split, config: FitConfig, columns: 
     (weight 1: the engineered model alone; 0: the mapped columns alone, where the engineered groups do not help),
     then refitted on train + validation with each member's rounds scaled to the larger data (`config.refit`).
 
-    Every member is fitted on the union of both column lists with the other's columns ignored, so that CatBoost can
-    sum them into one model."""
-    union = columns + [c for c in fs.reference_columns if c not in columns]
+    The served model holds exactly the columns of the members with weight: each is fitted on those columns with
+    the other's ignored, so that CatBoost can sum them into one model."""
     y = _labels(fs)
     params, patience = patient_params(config, int(split.train.sum()))
     members = [Member("engineered", columns)]
-    if config.blend and set(fs.reference_columns) != set(columns) and y[split.valid].sum() > 0:
-        members.append(Member("mapped columns", list(fs.reference_columns)))
-    fitted, valid_logits = [], []
+    note = []
+    if config.blend and set(fs.reference_columns) != set(columns):
+        if y[split.valid].sum() > 0:
+            members.append(Member("mapped columns", list(fs.reference_columns)))
+        else:
+            note.append("no blend: the validation window holds no fraud to weigh the members on")
+    valid_logits = []
     for member in members:
         started = time.monotonic()
-        own = {**params, "ignored_features": [c for c in union if c not in member.columns]}
-        if constraints := _constraints(member.columns, True):
-            own["monotone_constraints"] = constraints
-        classifier = _classifier(fs, split, union, own, patience, f"risk model: {member.name}", advance, deadline)
-        member.rounds, member.seconds = classifier.tree_count_, time.monotonic() - started
-        logits = classifier.predict(_pool(fs, split.valid, union), prediction_type="RawFormulaVal")
-        member.validation_pr_auc = _pr_auc(y[split.valid], logits)
-        fitted.append((own, classifier))
+        member.train_only = _classifier(fs, split, member.columns, _member_params(params, member.columns), patience,
+                                        f"risk model: {member.name}", advance, deadline)
+        member.rounds, member.seconds = member.train_only.tree_count_, time.monotonic() - started
+        if deadline.spent():
+            note.append(f"the time budget stopped {member.name} at {member.rounds:,} rounds")
+        logits = member.train_only.predict(_pool(fs, split.valid, member.columns), prediction_type="RawFormulaVal")
+        member.validation_pr_auc = pr_auc(y[split.valid], logits)
         valid_logits.append(logits)
-    blend = Blend(members, refit=False)
     if len(members) == 2:
-        scored = [(_pr_auc(y[split.valid], w * valid_logits[0] + (1 - w) * valid_logits[1]), w) for w in BLEND_WEIGHTS]
-        blend.validation_pr_auc, weight = max(scored, key=lambda s: (s[0], s[1]))  # ties: the engineered model
+        scored = [(pr_auc(y[split.valid], w * valid_logits[0] + (1 - w) * valid_logits[1]), w) for w in BLEND_WEIGHTS]
+        validation, weight = max(scored, key=lambda s: (np.nan_to_num(s[0], nan=-1.0), s[1]))  # ties: engineered
         members[0].weight, members[1].weight = weight, 1 - weight
     else:
-        blend.validation_pr_auc = members[0].validation_pr_auc
-    chosen = [(m, own, c) for m, (own, c) in zip(members, fitted, strict=True) if m.weight > 0]
-    weights = [m.weight for m, _, _ in chosen]
-    blend.before_refit = _summed([c for _, _, c in chosen], weights)
-    refit_seconds = sum(m.seconds for m, _, _ in chosen) * 1.3
-    if config.refit and split.valid.any() and deadline.left() > refit_seconds:
-        rows = split.train | split.valid
-        scale = rows.sum() / max(split.train.sum(), 1)
+        validation = members[0].validation_pr_auc
+    chosen = [m for m in members if m.weight > 0]
+    train_rows = split.train.sum()
+    refit_rows = split.train | split.valid
+    scale = refit_rows.sum() / max(train_rows, 1)
+    # A refit costs about its rounds × rows: both grow by `scale`.
+    refit = config.refit and split.valid.any() and deadline.left() > sum(m.seconds for m in chosen) * scale ** 2
+    if config.refit and not refit:
+        note.append("no refit: the time budget is spent" if split.valid.any() else "no refit: no validation window")
+    if not refit and len(chosen) == 2 and deadline.spent():  # no time to fit both on one layout: the better alone
+        best = max(chosen, key=lambda m: np.nan_to_num(m.validation_pr_auc, nan=-1.0))
+        for m in members:
+            m.weight = float(m is best)
+        chosen = [best]
+        note.append(f"the time budget is spent: {best.name} alone, as it scores higher on validation")
+    used = [c for c in columns + list(fs.reference_columns) if any(c in m.columns for m in chosen)]
+    used = list(dict.fromkeys(used))
+    if refit or len(chosen) == 2:  # fit each chosen member on the served columns, the others' ignored
+        rows = refit_rows if refit else split.train
         classifiers = []
-        for member, own, _ in chosen:
-            member.rounds = max(1, math.ceil(member.rounds * scale))
-            refit = CatBoostClassifier(**{**own, "iterations": member.rounds}, allow_writing_files=False, verbose=False)
-            _fit(refit, _pool(fs, rows, union, y[rows]), f"risk model: {member.name}, refit", advance)
-            classifiers.append(refit)
-        blend.refit = True
-        classifier = _summed(classifiers, weights)
+        for member in chosen:
+            if refit:
+                member.rounds = min(config.iterations, max(1, math.ceil(member.rounds * scale)))
+            own = {**_member_params(params, member.columns), "iterations": member.rounds}
+            if ignored := [c for c in used if c not in member.columns]:
+                own["ignored_features"] = ignored
+            final = CatBoostClassifier(**own, allow_writing_files=False, verbose=False)
+            _fit(final, _pool(fs, rows, used, y[rows]), f"risk model: {member.name}" + (", refit" if refit else ""),
+                 advance)
+            classifiers.append(final)
+        classifier = _summed(classifiers, [m.weight for m in chosen])
     else:
-        classifier = blend.before_refit
-        if config.refit:
-            blend.note = "no refit: the time budget is spent" if split.valid.any() else "no refit: no validation window"
-    model = _model(classifier, fs, union, {**params, "patience": patience, **blend.as_params()})
+        classifier = chosen[0].train_only
+    blend = Blend(members, refit=bool(refit), note="; ".join(note), validation_pr_auc=validation)
+    model = _model(classifier, fs, used, {**params, "patience": patience, **blend.as_params()})
     if "revenue" in fs.meta:
-        _fit_revenue(model, fs, split, config, union, advance)
+        _fit_revenue(model, fs, split, config, used, advance)
     return model, blend
 
 
@@ -355,11 +376,9 @@ def _fit_revenue(model: RiskModel, fs: FeatureSet, split: Split, config: FitConf
 
 
 def validation_score(model: RiskModel, fs: FeatureSet, split: Split) -> float:
-    """PR-AUC on the validation window (the ablation's yardstick)."""
+    """PR-AUC on the validation window (the ablation's yardstick); NaN without both classes."""
     fraud = fs.meta.loc[split.valid, "fraud"].fillna(0).astype(int).to_numpy()
-    if not 0 < fraud.sum() < len(fraud):
-        return float("nan")
-    return float(average_precision_score(fraud, model.risk(fs.X.loc[split.valid])))
+    return pr_auc(fraud, model.risk(fs.X.loc[split.valid])) if split.valid.any() else float("nan")
 
 
 def behaviour_checks(model: RiskModel, X: pd.DataFrame, sample: int = 500, seed: int = 0) -> dict[str, dict]:

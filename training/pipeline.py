@@ -105,6 +105,7 @@ def evaluate(model: RiskModel, fs: FeatureSet, rows: np.ndarray) -> Evaluation:
 
 SCREENING_ROUNDS = 120  # ablation fits: brisk, to compare groups, not to serve
 SCREENING_LEARNING_RATE = 0.25
+ABLATION_BUDGET_SHARE = 0.25  # of a retrain's time budget; the rest is the model's
 
 
 def _informative(fs: FeatureSet, split: Split, group: str) -> bool:
@@ -137,6 +138,10 @@ def select_groups(fs: FeatureSet, split: Split, config: FitConfig, report: Calla
     full = score(candidates, "all")
     report(f"feature groups: validation PR-AUC {full:.4f} with all {len(candidates)}; leaving each out in turn…")
     for group in candidates:
+        if deadline.spent():  # the ablation's share of the time budget: the rest is kept unscreened
+            effects[group] = GroupEffect(group, True, None, "kept without screening: the ablation's share of the "
+                                         "time budget is spent")
+            continue
         delta = full - score(tuple(g for g in candidates if g != group), f"without {group}")
         kept = bool(delta > 0)
         report(f"  {group}: {'kept' if kept else 'left out'} (without it {full - delta:.4f})")
@@ -170,7 +175,8 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
            f"validation, {int(split.holdout.sum()):,} holdout controlled declarations")
     deadline = Deadline(config.time_budget_s)
     timings, started = {}, time.perf_counter()
-    groups = select_groups(features, split, config, report, advance, deadline)
+    screening = Deadline(None if config.time_budget_s is None else config.time_budget_s * ABLATION_BUDGET_SHARE)
+    groups = select_groups(features, split, config, report, advance, screening)
     timings["ablation_s"] = time.perf_counter() - started
     kept = tuple(g.group for g in groups if g.kept)
     columns = features.model_columns(kept)

@@ -21,7 +21,7 @@ from training.models import (
     patience_for,
     time_split,
 )
-from training.pipeline import labelled_rows
+from training.pipeline import labelled_rows, select_groups
 
 
 @pytest.fixture(scope="module")
@@ -46,36 +46,56 @@ def test_the_blend_is_one_catboost_whose_weight_is_the_best_on_validation(featur
     columns = fs.model_columns(("price", "profiles"))
     model, blend = fit_blended_model(fs, split, replace(FAST, refit=False), columns)
     assert [m.name for m in blend.members] == ["engineered", "mapped columns"]
-    assert set(model.columns) == set(columns) | set(fs.reference_columns)
     engineered, mapped = blend.members
     assert engineered.weight in BLEND_WEIGHTS and engineered.weight + mapped.weight == pytest.approx(1)
-    # The grid holds 1 and 0 (each member alone), so the chosen blend is at least as good as either on validation.
-    assert blend.validation_pr_auc >= max(engineered.validation_pr_auc, mapped.validation_pr_auc) - 1e-12
     fraud = fs.meta.loc[split.valid, "fraud"].fillna(0).to_numpy()
     served = average_precision_score(fraud, model.risk(fs.X.loc[split.valid]))
-    assert served == pytest.approx(blend.validation_pr_auc, abs=1e-9)  # the served model is the chosen blend
+    if 0 < engineered.weight < 1:  # both members served, each fitted again on one layout with the same rounds
+        assert set(model.columns) == set(columns) | set(fs.reference_columns)
+    else:  # one member alone: the model holds its columns only (nothing it ignores is monitored or explained)
+        alone = engineered if engineered.weight == 1 else mapped
+        assert set(model.columns) == set(alone.columns)
+        assert served == pytest.approx(blend.validation_pr_auc, abs=1e-9)  # the served model is the chosen one
     shap = model.classifier.get_feature_importance(model.pool(fs.X.loc[split.valid].head(50)), type="ShapValues")
-    logits = np.log(model.risk(fs.X.loc[split.valid].head(50)) / (1 - model.risk(fs.X.loc[split.valid].head(50))))
-    np.testing.assert_allclose(shap.sum(axis=1), logits, atol=1e-6)  # reasons explain the served blend
+    risk = model.risk(fs.X.loc[split.valid].head(50))
+    np.testing.assert_allclose(shap.sum(axis=1), np.log(risk / (1 - risk)), atol=1e-6)  # reasons explain it
+
+
+def test_one_member_alone_serves_its_own_columns_only(features):
+    fs, split = features
+    columns = fs.model_columns(("price",))
+    model, blend = fit_blended_model(fs, split, replace(FAST, blend=False), columns)
+    assert [m.name for m in blend.members] == ["engineered"]
+    assert model.columns == columns  # no mapped column it would ignore, to monitor or explain
+    assert not set(fs.reference_columns) - set(columns) & set(model.columns)
 
 
 def test_the_refit_learns_from_the_validation_window_with_the_rounds_scaled(features):
     fs, split = features
     columns = fs.model_columns(("price",))
     model, blend = fit_blended_model(fs, split, FAST, columns)
-    assert blend.refit and blend.before_refit is not None
+    assert blend.refit
     chosen = [m for m in blend.members if m.weight > 0]
     assert model.classifier.tree_count_ == sum(m.rounds for m in chosen)  # the refitted members, summed
-    before = blend.before_refit.predict_proba(model.pool(fs.X.loc[split.valid]))[:, 1]
+    assert all(m.rounds <= FAST.iterations for m in chosen)  # the cap holds after scaling
+    before = 1 / (1 + np.exp(-blend.train_only_logits(fs, split.valid)))
     assert not np.allclose(before, model.risk(fs.X.loc[split.valid]))  # another model: it saw the window
 
 
-def test_a_spent_time_budget_stops_boosting_and_skips_the_refit(features):
+def test_a_spent_time_budget_stops_boosting_and_serves_one_member_unrefitted(features):
     fs, split = features
     model, blend = fit_blended_model(fs, split, replace(FAST, iterations=2000), fs.model_columns(()),
                                      deadline=Deadline(0.0))
     assert not blend.refit and "time budget" in blend.note
     assert all(m.rounds <= 2 for m in blend.members)  # stopped after its first round, not at 2,000
+    assert sum(m.weight > 0 for m in blend.members) == 1  # no time to fit both on one layout
+
+
+def test_a_spent_ablation_share_keeps_the_unscreened_groups_and_says_so(features):
+    fs, split = features
+    groups = select_groups(fs, split, replace(FAST, ablation=True), deadline=Deadline(0.0))
+    unscreened = [g for g in groups if "time budget" in g.note]
+    assert unscreened and all(g.kept and g.delta is None for g in unscreened)
 
 
 def test_the_time_split_leaves_every_window_its_positives_for_a_rare_label():
