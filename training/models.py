@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -262,6 +263,9 @@ def _summed(classifiers: list[CatBoostClassifier], weights: list[float]) -> CatB
     if len(classifiers) == 1 and weights[0] == 1.0:
         return classifiers[0]
     summed = sum_models(classifiers, weights=weights)
+    # sum_models records empty training parameters ({"flat_params": {}}), which CatBoost warns about on every load
+    # ("There are invalid params…"); the members' own parameters stay in the model's metadata (model0:params, …).
+    summed.get_metadata()["params"] = json.dumps({"flat_params": {"loss_function": "Logloss"}})
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "blend.cbm"
         summed.save_model(str(path))

@@ -111,3 +111,23 @@ def test_the_time_split_leaves_every_window_its_positives_for_a_rare_label():
     assert (split.train | split.valid | split.holdout).sum() == 1000
     with pytest.raises(UserError, match="no positive label"):
         time_split(dates, labelled, positive=np.eye(1, 1000, 999, dtype=bool)[0])
+
+
+def test_a_summed_model_saves_and_loads_silently_with_the_weighted_log_odds(tmp_path, capfd):
+    from catboost import CatBoostClassifier, Pool
+
+    from training.models import _summed
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.choice(list("xyz"), 500), "b": rng.normal(size=500), "c": rng.normal(size=500)})
+    pool = Pool(X, ((X["b"] + (X["a"] == "x")) > 0.5).astype(int), cat_features=["a"])
+    members = [CatBoostClassifier(iterations=20, verbose=False, thread_count=1, ignored_features=ignored).fit(pool)
+               for ignored in (["c"], ["a"])]
+    summed = _summed(members, [0.75, 0.25])
+    summed.save_model(str(tmp_path / "blend.cbm"))
+    loaded = CatBoostClassifier().load_model(str(tmp_path / "blend.cbm"))
+    raw = [m.predict(pool, prediction_type="RawFormulaVal") for m in members]
+    np.testing.assert_allclose(loaded.predict(pool, prediction_type="RawFormulaVal"), 0.75 * raw[0] + 0.25 * raw[1],
+                               atol=1e-9)
+    out, err = capfd.readouterr()
+    assert "invalid params" not in out + err  # served models load without CatBoost's warning
