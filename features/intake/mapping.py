@@ -203,7 +203,8 @@ def plan_layout(columns: list[str], mapping: ColumnMapping, kind: Kind) -> Layou
     """Check a file's header against the mapping, reading no row: a UserError says what does not fit.
 
     A label column the mapping names but the file lacks is not an error: labels arrive later (as outcomes) or
-    never, so the file's rows are unlabelled, and a note says so. A mapped field the kind requires must be there."""
+    never, so the file's rows lack that label (an absent inspected is taken from fraud where the file has fraud,
+    the contract's rule), and a note says which. A mapped field the kind requires must be there."""
     types = field_types(kind)
     used = for_kind(mapping, kind)
     check_options(used, kind)
@@ -241,18 +242,25 @@ def plan_layout(columns: list[str], mapping: ColumnMapping, kind: Kind) -> Layou
     if missing:
         hint = "; map them in a mapping file (--mapping)" if unknown else ""
         raise UserError(f"{kind} file lacks required column(s): {', '.join(missing)}{hint}")
-    return Layout(rename=rename, mapping=used, unknown_columns=unknown, notes=_absent_labels(absent, used, names))
+    return Layout(rename=rename, mapping=used, unknown_columns=unknown,
+                  notes=_absent_labels(absent, set(rename.values()), names))
 
 
-def _absent_labels(absent: dict[str, str], used: ColumnMapping, names: list[str]) -> list[str]:
-    """One line on the label columns the mapping names and the file lacks (none: no line)."""
+def _absent_labels(absent: dict[str, str], present: set[str], names: list[str]) -> list[str]:
+    """One line on the label columns the mapping names and the file lacks (none: no line).
+
+    `present` holds the canonical names the file does have. Where `inspected` is absent but `fraud` is there, the
+    contract's label rule (features/intake/validation.py) takes inspected from fraud: the line says so."""
     if not absent:
         return []
     columns = ", ".join(repr(source) + _suggest(source, names) for source in absent.values())
-    if not used.labels:
+    if not present & set(LABEL_FIELDS):
         return [f"no label columns ({columns}): the rows are unlabelled (scored, but not trained on until "
                 "outcomes label them)"]
-    return [f"no {columns} column: {', '.join(absent)} left empty on every row"]
+    effects = [("inspected taken from fraud (rows with a fraud value count as inspected)"
+                if label == "inspected" and "fraud" in present else f"{label} left empty on every row")
+               for label in absent]
+    return [f"no {columns} column{'s' if len(absent) > 1 else ''}: {'; '.join(effects)}"]
 
 
 def apply_mapping(raw: pd.DataFrame, mapping: ColumnMapping, kind: Kind) -> MappedFrame:

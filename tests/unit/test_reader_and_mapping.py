@@ -209,6 +209,26 @@ def test_a_file_with_some_label_columns_keeps_them_and_says_which_are_missing(tm
     assert valid.loc["A-1", "fraud"] == 1 and valid.loc["A-1", "inspected"] == 1 and "revenue" not in valid
 
 
+def test_an_absent_inspected_column_beside_fraud_is_taken_from_fraud_and_the_note_says_so(tmp_path):
+    # Given a mapping that names an inspected column, and a file of its layout that has fraud but not that column
+    mapping = ColumnMapping.model_validate(_foreign_mapping(tmp_path).model_dump() | {
+        "labels": {"inspected": "Controlled", "fraud": "Fraud", "revenue": "Recovered"}})
+    batch = prepare_batch(_foreign_export(tmp_path / "export.csv"), mapping=mapping)
+    # Then inspected follows the contract's rule (a row with a fraud value counts as inspected), and the note says so
+    assert batch.notes == ["no 'Controlled' column: inspected taken from fraud (rows with a fraud value count as "
+                           "inspected)"]
+    valid = batch.valid.set_index("declaration_id")
+    assert valid["inspected"].to_dict() == {"A-1": 1, "A-2": 0}
+    # and beside another absent label, each gets its own effect in the one line
+    partly = prepare_batch(_without_columns(tmp_path / "partly.csv", "Recovered"), mapping=mapping)
+    assert partly.notes == ["no 'Controlled', 'Recovered' columns: inspected taken from fraud (rows with a fraud "
+                            "value count as inspected); revenue left empty on every row"]
+    # without fraud either, the rows are unlabelled, as before
+    arrivals = prepare_batch(_without_columns(tmp_path / "arrivals.csv", "Fraud", "Recovered"), mapping=mapping)
+    [note] = arrivals.notes
+    assert "unlabelled" in note and "inspected" not in arrivals.valid
+
+
 def test_a_labelled_file_has_no_note(tmp_path):
     assert prepare_batch(_foreign_export(tmp_path / "export.csv"), mapping=_foreign_mapping(tmp_path)).notes == []
 
