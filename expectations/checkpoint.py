@@ -8,6 +8,11 @@ any customs data) and the self-bounded ones (reference.SELF_BOUNDED: outliers, j
 quantiles until there is a reference) apply from the first batch on. An expectation whose column is absent, or
 empty in the batch, is skipped and reported as skipped, not failed.
 
+GX runs on a seeded sample of a large batch, but a per-row bound (reference.PER_ROW: a ceiling, a date fence) is
+about single rows, which a sample misses: every row of the batch beyond such a bound (found in pandas from the very
+kwargs GX gets) joins the checked rows, its warning counts and shows them over the whole batch, and the sample's
+other expectations keep to the sample (a row condition on a marker column), so the added rows bias none of them.
+
 A failed `critical` expectation rejects the batch (its rows go to quarantine); a failed `warning` one is
 recorded on the batch, which then counts as not having passed validation until it is acknowledged.
 """
@@ -19,6 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from expectations import SUITES_DIR
@@ -26,6 +32,7 @@ from expectations.docs import configure_site, data_asset_name, publish_validatio
 from expectations.docs_assets import VENDOR_DIR
 from expectations.reference import (
     LABELLED,
+    PER_ROW,
     SELF_BOUNDED,
     NotComparable,
     labelled_rows,
@@ -36,6 +43,9 @@ from expectations.reference import (
 
 # GX's serialised form of the row condition `inspected == 1` (the contract's labelled rows).
 LABELLED_CONDITION = {"type": "comparison", "column": {"name": "inspected"}, "operator": "==", "parameter": 1}
+# A sampled batch's rows beyond a per-row bound join GX's rows marked 0 here; the other expectations keep to the 1s.
+IN_SAMPLE = "aduana_in_sample"
+IN_SAMPLE_CONDITION = {"type": "comparison", "column": {"name": IN_SAMPLE}, "operator": "==", "parameter": 1}
 
 
 @dataclass
@@ -126,14 +136,71 @@ def plan_expectations(sample: pd.DataFrame, spec: dict, reference: dict | None,
             kwargs["row_condition"] = LABELLED_CONDITION
             meta["rows"] = "labelled rows only (inspected == 1)"
         planned.append({"type": e["type"], "kwargs": kwargs, "severity": e.get("severity", "warning"),
-                        "notes": e.get("notes"), "meta": meta})
+                        "notes": e.get("notes"), "meta": meta, "labelled": e.get("rows") == LABELLED,
+                        "per_row": e.get("relative", {}).get("stat") in PER_ROW})
     return planned, skipped
+
+
+def beyond_bounds(values: pd.Series, kwargs: dict) -> np.ndarray:
+    """Which values lie outside an expect_column_values_to_be_between's min_value/max_value, as GX judges them (a
+    null never does). It reads the kwargs GX gets, so the bounds have one source (reference.relative_kwargs)."""
+    low, high = kwargs.get("min_value"), kwargs.get("max_value")
+    if pd.api.types.is_datetime64_any_dtype(values):  # date bounds travel as ISO strings, as GX takes them
+        low, high = (None if b is None else pd.Timestamp(b) for b in (low, high))
+    out = np.zeros(len(values), dtype=bool)
+    if low is not None:
+        out |= (values <= low if kwargs.get("strict_min") else values < low).to_numpy(dtype=bool, na_value=False)
+    if high is not None:
+        out |= (values >= high if kwargs.get("strict_max") else values > high).to_numpy(dtype=bool, na_value=False)
+    return out
+
+
+def _rows_beyond(frame: pd.DataFrame, sample: pd.DataFrame, planned: list[dict],
+                 limit: int) -> tuple[pd.Index, pd.Index]:
+    """A sampled batch's rows outside the sample that lie beyond a per-row bound: (those GX also checks, those the
+    profile also holds). Each planned per-row expectation gets the whole batch's count in meta["whole_batch"].
+
+    GX checks at most `limit` such rows (seeded), always with each bound's most extreme values among them, so
+    every bound a row of the batch breaks fails; the profile holds only those extremes (a few rows: the sample's
+    statistics stay the sample's), enough for an acknowledged batch's every value to count as accepted before
+    (reference.relative_kwargs raises a ceiling to the highest value, a fence to every month, in the reference)."""
+    outside, extremes = [], []
+    for p in (p for p in planned if p["per_row"]):
+        rows = labelled_rows(frame) if p["labelled"] else frame
+        values = rows[p["kwargs"]["column"]]
+        beyond = beyond_bounds(values, p["kwargs"])
+        p["meta"]["whole_batch"] = {"unexpected": int(beyond.sum()), "values": int(values.notna().sum())}
+        missed = values[beyond & ~values.index.isin(sample.index)]
+        if not missed.empty:
+            outside.append(missed.index)
+            extremes += [missed.idxmin(), missed.idxmax()]
+    if not outside:
+        return pd.Index([]), pd.Index([])
+    extremes = pd.Index(extremes).unique()
+    rest = pd.Index(np.concatenate([i.to_numpy() for i in outside])).unique().difference(extremes)
+    if len(rest) > limit:
+        rest = rest.to_series().sample(n=limit, random_state=0).index
+    return extremes.append(rest), extremes
+
+
+def _configuration(planned: dict, sample_only: bool) -> dict:
+    """A planned expectation as ExpectationConfiguration's arguments; `sample_only`: GX's rows hold rows beyond a
+    per-row bound besides the sample, and every expectation but those bounds (and table-level ones) keeps to the
+    sample."""
+    kwargs = dict(planned["kwargs"])
+    if sample_only and not planned["per_row"] and not planned["type"].startswith("expect_table_"):
+        condition = kwargs.get("row_condition")
+        kwargs["row_condition"] = IN_SAMPLE_CONDITION if condition is None else \
+            {"type": "and", "conditions": [condition, IN_SAMPLE_CONDITION]}
+    return {"type": planned["type"], "kwargs": kwargs, "severity": planned["severity"], "notes": planned["notes"],
+            "meta": planned["meta"]}
 
 
 def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows: int = 200_000,
                 suites_dir: Path = SUITES_DIR, reference: dict | None = None, *, batch_id: str | None = None,
                 source: str | None = None, docs_assets: Path | None = VENDOR_DIR) -> QualityReport:
-    """Run the kind's suite through a GX checkpoint (on a seeded sample of at most `sample_rows`) and build Data Docs.
+    """Run the kind's suite through a GX checkpoint (on a seeded sample of at most `sample_rows`, and on every row
+    beyond a per-row bound: see the module's docstring) and build Data Docs.
 
     `reference` is the kind's reference profile (reference.load_reference); None for a dataset's first batch.
     The Data Docs page is named `<batch_id>: <file name>` and its data asset `<kind>: <source>`; its assets come
@@ -148,11 +215,15 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     logging.captureWarnings(False)  # GX turns this on at import, hiding warnings from everyone else
     spec = load_suite(kind, suites_dir)
     sample = frame.sample(n=sample_rows, random_state=0) if len(frame) > sample_rows else frame
-    sample = _for_gx(sample)
-    profile = profile_frame(sample, spec, kind)
-    planned, skipped = plan_expectations(sample, spec, reference, profile)
+    checked = _for_gx(sample)
+    profile = profile_frame(checked, spec, kind)
+    planned, skipped = plan_expectations(checked, spec, reference, profile)
+    added, extremes = _rows_beyond(frame, sample, planned, sample_rows) if len(sample) < len(frame) else ((), ())
+    if len(added):
+        profile = profile_frame(pd.concat([checked, _for_gx(frame.loc[extremes])]), spec, kind)
+        checked = pd.concat([checked.assign(**{IN_SAMPLE: 1}), _for_gx(frame.loc[added]).assign(**{IN_SAMPLE: 0})])
     compared = _reference_status(reference, spec) is None
-    usable = [ExpectationConfiguration(**p) for p in planned]
+    usable = [ExpectationConfiguration(**_configuration(p, sample_only=len(added) > 0)) for p in planned]
 
     project_root.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(project_root))
@@ -172,7 +243,7 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
         name=f"{kind}-ingest", validation_definitions=[validation], actions=[], result_format="SUMMARY",
     ))
-    result = checkpoint.run(batch_parameters={"dataframe": sample},
+    result = checkpoint.run(batch_parameters={"dataframe": checked},
                             run_id=RunIdentifier(run_name=run_name(batch_id, source) or kind))
     failures, rejected = [], False
     for run in result.run_results.values():
@@ -182,12 +253,13 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
             config = r.expectation_config
             severity = str(getattr(config.severity, "value", config.severity))
             rejected |= severity == "critical"
-            failures.append(f"{severity}: {config.type} on {_target(config)} ({_observed(r.result)})"
+            observed = _observed(r.result, (config.meta or {}).get("whole_batch"))
+            failures.append(f"{severity}: {config.type} on {_target(config)} ({observed})"
                             + (f"; {config.meta['reference']}" if (config.meta or {}).get("reference") else ""))
     (key,) = result.run_results  # the checkpoint runs one validation definition
     key, docs_index, docs_note = publish_validation(context, key, data_asset_name(kind, source), batch_id,
                                                     docs_assets)
-    return QualityReport(passed=not failures, rejected=rejected, evaluated_rows=len(sample), failures=failures,
+    return QualityReport(passed=not failures, rejected=rejected, evaluated_rows=len(checked), failures=failures,
                          skipped=skipped, docs_index=docs_index, docs_validation=key.to_tuple(), docs_note=docs_note,
                          profile=profile, compared=compared)
 
@@ -210,16 +282,23 @@ def name_docs_after_batch(report: QualityReport, project_root: Path, batch_id: s
 
 def _target(config: object) -> str:
     column = config.kwargs.get("column", "table")
-    return f"{column} (labelled rows)" if config.kwargs.get("row_condition") else column
+    return f"{column} (labelled rows)" if (config.meta or {}).get("rows") else column
 
 
-def _observed(result: dict) -> str:
-    """What failed: the observed statistic, or how many rows were unexpected and a few of their values."""
+def _observed(result: dict, whole_batch: dict | None = None) -> str:
+    """What failed: the observed statistic, or how many rows were unexpected and a few of their values.
+
+    `whole_batch`: a per-row bound's count over every row of a sampled batch (_rows_beyond), which replaces GX's."""
     if "observed_value" in result:
         return f"observed {_short(result['observed_value'])}"
     count, percent = result.get("unexpected_count"), _short(result.get("unexpected_percent"))
+    if whole_batch:
+        count, values = whole_batch["unexpected"], whole_batch["values"]
+        percent = _short(100 * count / max(values, 1))
     text = f"observed {percent}% unexpected" if count is None else \
         f"observed {count:,} unexpected row{'' if count == 1 else 's'} ({percent}%)"
+    if whole_batch:
+        text += f" among the batch's {whole_batch['values']:,} values, every row checked"
     examples = list(dict.fromkeys(_short(v) for v in result.get("partial_unexpected_list") or []))
     return text + (", e.g. " + ", ".join(examples[:5]) if examples else "")
 

@@ -47,7 +47,8 @@ MAX_TRACKED_CODES = 1000
 SIGMAS = 3.0  # sampling slack: this many binomial standard errors of the batch's size
 LABELLED = "labelled"
 ALL = "all"
-SELF_BOUNDED = ("ceiling", "date_fence")  # relative statistics a batch can be judged on by itself (no reference yet)
+PER_ROW = ("ceiling", "date_fence")  # relative statistics that bound each value: checked on every row of a batch
+SELF_BOUNDED = PER_ROW  # relative statistics a batch can be judged on by itself (no reference yet)
 BOOKKEEPING = ("row_number", "row_hash")
 
 

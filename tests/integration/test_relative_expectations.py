@@ -315,6 +315,44 @@ def test_a_placeholder_date_is_stored_with_a_warning(home, tmp_path):
     assert "1 unexpected row" in failed and "e.g. 1900-01-01" in failed and "reference dates' middle half" in failed
 
 
+@pytest.mark.parametrize("first", [True, False], ids=["first-batch", "against-reference"])
+def test_ceilings_and_date_fences_see_every_row_of_a_batch_larger_than_the_gx_sample(home, tmp_path, monkeypatch,
+                                                                                      first):
+    # given a dataset with rates up to 35 % (or none yet), and GX's seeded sample far smaller than the next batch
+    if not first:
+        ingest(with_rates(foreign(300, seed=1), seed=1), tmp_path, "declarations_a")
+    monkeypatch.setenv("ADUANA_GX_SAMPLE_ROWS", "50")
+
+    def with_outliers(seed: int) -> pd.DataFrame:
+        # one 754 % rate and one placeholder date, in rows the seeded sample of 50 does not draw
+        frame = with_rates(foreign(300, seed=seed), seed=seed)
+        frame.loc[123, "tax_rate"] = 7.54
+        frame.loc[200, "declaration_date"] = pd.Timestamp("1900-01-01")
+        return frame
+
+    # when a batch of 300 rows is ingested
+    report, summary = ingest(with_outliers(6), tmp_path, "declarations_b")
+    # then both rows are stored, and each warns with the whole batch's count and the row's value
+    assert summary.stored == 300 and summary.reconciles and not report.rejected
+    assert 50 <= report.evaluated_rows < 300
+    (rate,) = _failed_on(report, "tax_rate")
+    assert "1 unexpected row " in rate and "e.g. 7.54" in rate, rate
+    (date,) = _failed_on(report, "declaration_date")
+    assert "1 unexpected row " in date and "e.g. 1900-01-01" in date, date
+    # and the only other failures are none: the sample's other checks judged the sample alone
+    assert sorted(report.failures) == sorted([rate, date])
+    # recorded on the batch, as `aduana warnings` lists it
+    warehouse = Warehouse(get_settings().warehouse_path)
+    (listed,) = warehouse.failed_batches("declarations")
+    assert listed["batch_id"] == summary.batch_id and listed["failures"] == report.failures
+    if first:
+        return
+    # and once acknowledged, both values are part of the history, though the sample never drew them
+    assert accept_pending(get_settings().reference_dir, summary.batch_id)
+    again, _ = ingest(with_outliers(7), tmp_path, "declarations_c")
+    assert _failed_on(again, "tax_rate") == [] and _failed_on(again, "declaration_date") == [], again.failures
+
+
 def test_simulated_data_raises_none_of_these_warnings(world, home, tmp_path):
     for kind, frame in (("traders", world.traders), ("manifests", world.manifests),
                         ("declarations", world.declarations.head(2000))):
