@@ -33,7 +33,8 @@ class Settings(BaseSettings):
 
     home: Path = Path(".aduana")
     gx_sample_rows: int = 200_000
-    """Great Expectations runs on at most this many rows of a batch (a seeded sample); pandera checks all rows."""
+    """Great Expectations runs on at most this many rows of a batch (a seeded sample), plus up to as many rows beyond
+    a ceiling or date fence (those checks see every row); pandera checks all rows."""
     lane_policy: Path | None = None  # YAML lane policy; default: serving.lanes.LanePolicy()
     reload_seconds: float = 30.0  # how often the API checks for a new champion and a changed warehouse
     prefect_server: Literal["home", "ephemeral"] = "home"
