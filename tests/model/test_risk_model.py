@@ -97,8 +97,9 @@ def test_feature_groups_are_kept_only_when_they_help_on_validation(trained):
     assert all(not g.kept for g in trained.groups if g.delta is None)
     engineered = trained.blend.members[0]
     assert set(engineered.columns) == set(trained.features.model_columns(tuple(trained.kept_groups)))
-    # The served model holds the engineered member and the mapped columns' member (blended, one CatBoost).
-    assert set(trained.model.columns) == set(engineered.columns) | set(trained.features.reference_columns)
+    # The served model holds the columns of the members the blend weighted (one CatBoost), and no others.
+    weighted = [m for m in trained.blend.members if m.weight > 0]
+    assert set(trained.model.columns) == set().union(*(m.columns for m in weighted))
     assert set(trained.reference.columns) == set(trained.features.reference_columns)
 
 
