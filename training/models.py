@@ -318,15 +318,15 @@ def fit_blended_model(fs: FeatureSet, split: Split, config: FitConfig, columns: 
     # A refit costs about its rounds × rows: both grow by `scale`.
     refit = config.refit and split.valid.any() and deadline.left() > sum(m.seconds for m in chosen) * scale ** 2
     if config.refit and not refit:
-        note.append("no refit: the time budget is spent" if split.valid.any() else "no refit: no validation window")
+        note.append("no refit: too little of the time budget is left" if split.valid.any()
+                    else "no refit: no validation window")
     if not refit and len(chosen) == 2 and deadline.spent():  # no time to fit both on one layout: the better alone
         best = max(chosen, key=lambda m: np.nan_to_num(m.validation_pr_auc, nan=-1.0))
         for m in members:
             m.weight = float(m is best)
         chosen = [best]
         note.append(f"the time budget is spent: {best.name} alone, as it scores higher on validation")
-    used = [c for c in columns + list(fs.reference_columns) if any(c in m.columns for m in chosen)]
-    used = list(dict.fromkeys(used))
+    used = [c for c in fs.columns if any(c in m.columns for m in chosen)]  # categorical first, as RiskModel orders
     if refit or len(chosen) == 2:  # fit each chosen member on the served columns, the others' ignored
         rows = refit_rows if refit else split.train
         classifiers = []
