@@ -58,6 +58,8 @@ ENVIRONMENT = {
     "ADUANA_TRAIN_ABLATION": "false",  # no feature-group ablation (its screening fits are the slow part)
     "ADUANA_TRAIN_ITERATIONS": "60",
     "ADUANA_TRAIN_REFERENCE_ITERATIONS": "60",
+    "ADUANA_TRAIN_BLEND": "false",  # one member, no refit: the commands are what is checked here, not the model
+    "ADUANA_TRAIN_REFIT": "false",
     "PREFECT_WORKER_QUERY_SECONDS": "2",  # the worker picks the deployment run up in 2 s, not 10
 }
 # A fresh terminal has none of the test session's Aduana or Prefect settings: the home server is what users get.
