@@ -108,7 +108,7 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
             "model_run_id": logged["model"], "reference_run_id": logged["reference"], "promoted": decision.promote,
             "reasons": decision.reasons, "trigger": tags["aduana.trigger"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
-            "feature_groups": groups_summary(result), "blend": describe_blend(result.blend) if result.blend else None,
+            "feature_groups": groups_summary(result), "blend": describe_blend(result.blend),
             "validation_warnings": warnings}
     create_markdown_artifact(key="customs-retrain-report", markdown=train_markdown(summary),
                              description="Holdout metrics of the retrained model and the reference, and the gate's decision")
@@ -133,5 +133,5 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
         logged = training_runs.log(result)
     return {"run_id": logged["model"], "reference_run_id": logged["reference"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
-            "feature_groups": groups_summary(result), "blend": describe_blend(result.blend) if result.blend else None,
+            "feature_groups": groups_summary(result), "blend": describe_blend(result.blend),
             "behaviour": result.behaviour}

@@ -214,8 +214,7 @@ def fit_risk_model(fs: FeatureSet, split: Split, config: FitConfig = FitConfig()
     E[revenue | fraud] if revenue exists. `advance` is told of each round as `what`."""
     columns = columns or fs.columns
     params, patience = patient_params(config, int(split.train.sum()))
-    if constraints := _constraints(columns, monotone):
-        params["monotone_constraints"] = constraints
+    params = _member_params(params, columns, monotone)
     classifier = _classifier(fs, split, columns, params, patience, what, advance, deadline)
     model = _model(classifier, fs, columns, params)
     if revenue and "revenue" in fs.meta:
@@ -272,8 +271,10 @@ def _summed(classifiers: list[CatBoostClassifier], weights: list[float]) -> CatB
         return CatBoostClassifier().load_model(str(path))
 
 
-def _member_params(params: dict, columns: list[str]) -> dict:
-    return {**params, **({"monotone_constraints": c} if (c := _constraints(columns, True)) else {})}
+def _member_params(params: dict, columns: list[str], monotone: bool = True) -> dict:
+    """`params` with the monotone constraints of those MONOTONE_INCREASING features that are among `columns`."""
+    constraints = _constraints(columns, monotone)
+    return {**params, "monotone_constraints": constraints} if constraints else params
 
 
 def fit_blended_model(fs: FeatureSet, split: Split, config: FitConfig, columns: list[str],

@@ -207,8 +207,10 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     )
 
 
-def describe_blend(blend: Blend) -> str:
+def describe_blend(blend: Blend | None) -> str | None:
     """One line: which members the model holds, with their weights and rounds, and whether they were refitted."""
+    if blend is None:
+        return None
     parts = [f"{m.name} ×{m.weight:g} ({m.rounds:,} rounds)" for m in blend.members if m.weight > 0]
     left = [m.name for m in blend.members if m.weight == 0]
     text = " + ".join(parts) + (f"; {', '.join(left)} weighted 0 on validation" if left else "")
