@@ -54,6 +54,8 @@ REASONS: dict[str, str] = {
     "negative_value": "an amount, mass, count or rate is negative",
     "out_of_range": "the whole number cannot be stored exactly (at most ±2^53)",
     "non_finite": "the number is infinite or too large to represent (inf, Infinity, 1e400)",
+    "invalid_text": ("the text holds a control character (a NUL byte, U+0001–U+001F but tab and line breaks, "
+                     "U+007F–U+009F) or an unpaired surrogate, which no text field may hold"),
     "too_long": f"the text is too long (ids: at most {MAX_ID_LENGTH} characters, other text: {MAX_TEXT_LENGTH:,})",
     "invalid_flag": "a 0/1 field holds another value",
     "invalid_hs_code": "the HS code is not 6, 8 or 10 digits (set hs_code_digits in the mapping if zeros were lost)",

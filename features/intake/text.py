@@ -12,9 +12,32 @@ ASCII text is already in this form apart from step 3, so only the values that ar
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import pandas as pd
+
+# What no text field may hold (reason `invalid_text`): C0 controls but tab, LF and CR (a quoted free-text cell may
+# hold a line break), DEL and the C1 controls, and unpaired surrogates (JSON's "\udfff" decodes to one; no file
+# decoded as UTF-8, UTF-16 or cp1252 can hold one). NFKC leaves all of them in place, so this is checked first.
+CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+INVALID_TEXT = re.compile(f"[{CONTROLS}\ud800-\udfff]")
+
+
+def invalid_text(value: str) -> str | None:
+    """Why `value` cannot be a text field's value ('holds U+0000 at position 3'), or None when it can."""
+    found = INVALID_TEXT.search(value)
+    if found is None:
+        return None
+    return f"holds U+{ord(found.group()):04X} at position {found.start() + 1}, which no text field may hold"
+
+
+def invalid_text_mask(s: pd.Series) -> pd.Series:
+    """True where a text value holds what `invalid_text` refuses (missing values are False). A pandas text column
+    cannot hold an unpaired surrogate (it is stored as UTF-8), so values from JSON go through `invalid_text` one by
+    one before they become a column (features/intake/records.py)."""
+    text = s if s.dtype == "str" else s.astype("str")
+    return text.str.contains(f"[{CONTROLS}]", regex=True).fillna(False).astype(bool)
 
 
 def normalise(value: str) -> str:
