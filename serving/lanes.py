@@ -41,6 +41,9 @@ class LanePolicy(BaseModel):
     yellow_share: float = Field(0.10, ge=0, le=1, description="documentary checks, as a share of the batch")
     rank_by: Literal["risk_score", "expected_revenue"] = "risk_score"
     seed: int = 20240101
+    threshold_min_rows: int = Field(
+        1_000, ge=1, description="real time: a scoring batch sets the lanes' cut-offs only with at least this many "
+                                 "scored rows (at 5 % red, 1,000 rows put 50 declarations above the red cut-off)")
     validation_lane: Literal["red", "yellow", "green"] = YELLOW
     rules: Rules = Field(default_factory=Rules)
 

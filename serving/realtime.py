@@ -2,8 +2,9 @@
 
 In real time there is no batch to rank within, so the capacity is applied through thresholds
 (serving/selection.py `Thresholds`): the risk cut-offs and the exploration draw cut-off of the latest scoring
-batch made with the same model (or, before any batch, of the most recent declarations in the warehouse scored
-as one batch). A declaration from that batch gets the same lane both ways.
+batch made with the same model and lane policy, of at least the policy's `threshold_min_rows` rows (a handful of
+rows would set the cut-offs by chance). Before any such batch they come from the most recent declarations in the
+warehouse scored as one batch. A declaration from that batch gets the same lane both ways.
 
 The service reads the warehouse only to refresh its snapshot (the scorer's `ScoringContext` and the thresholds);
 while another process holds the file, the last snapshot keeps serving. Every answer is appended to the decision
@@ -42,6 +43,7 @@ class ServiceState:
         self.scorer = scorer
         scorer.snapshot_wait = SNAPSHOT_WAIT_S  # a request never waits long on another process's lock
         self.thresholds: Thresholds | None = None
+        self.thresholds_source: dict | None = None  # where the thresholds came from (/readyz shows it)
         self.warehouse_error: str | None = None  # why the last refresh could not read the warehouse
         self._thresholds_for: tuple | None = None
         self._refreshed_at = -float("inf")
@@ -64,9 +66,15 @@ class ServiceState:
     def pin(self, thresholds: Thresholds) -> None:
         """Use these thresholds until the champion or the latest scoring batch changes (benchmarks and tests)."""
         self.thresholds = thresholds
-        reader = self.scorer.reader()
+        self.thresholds_source = {"from": "pinned", "batch_id": thresholds.batch_id}
+        self._thresholds_for = self._latest_key()
+
+    def _latest_key(self) -> tuple:
+        """What the thresholds depend on: the model, the lane policy and the batch they would be learned from."""
+        reader, policy = self.scorer.reader(), self.scorer.policy
         with reader.process_lock():
-            self._thresholds_for = (self.scorer.version, reader.decisions.latest_batch_id(self.scorer.version))
+            latest = reader.decisions.latest_batch_id(self.scorer.version, self.policy_hash, policy.threshold_min_rows)
+        return self.scorer.version, self.policy_hash, latest
 
     def refresh(self, wait: bool = True) -> None:
         """Reload the champion, the snapshot and the thresholds when needed, at most every reload_seconds.
@@ -84,11 +92,13 @@ class ServiceState:
                 return
             try:
                 self.scorer.context()
-                reader = self.scorer.reader()
-                with reader.process_lock():
-                    key = (self.scorer.version, reader.decisions.latest_batch_id(self.scorer.version))
+                key = self._latest_key()
                 if key != self._thresholds_for:
-                    self.thresholds = learn_thresholds(self.scorer)
+                    learned = learn_thresholds(self.scorer, self.policy_hash)
+                    if learned is not None and (learned[1]["enough"] or self.thresholds is None):
+                        self.thresholds, self.thresholds_source = learned
+                    elif learned is not None:
+                        log.warning("keeping the real-time thresholds of %s: %s", self.thresholds_source, learned[1])
                     self._thresholds_for = key
                 self.warehouse_error = None
             except WAREHOUSE_ERRORS as exc:
@@ -100,19 +110,26 @@ class ServiceState:
             self._lock.release()
 
 
-def learn_thresholds(scorer: Scorer) -> Thresholds | None:
-    """The cut-offs of the latest batch scored with the scorer's model, else of the most recent declarations."""
+def learn_thresholds(scorer: Scorer, policy_hash: str) -> tuple[Thresholds, dict] | None:
+    """The cut-offs of the latest batch scored with the scorer's model and lane policy of at least the policy's
+    `threshold_min_rows` rows, else of the most recent declarations scored as one batch; with where they came from
+    (`enough`: whether that source holds the policy's minimum). None when the warehouse holds no declaration."""
     policy, warehouse = scorer.policy, scorer.reader()
+    least = policy.threshold_min_rows
     with warehouse.process_lock():
-        latest = warehouse.decisions.latest_batch(scorer.version)
-        recent = warehouse.recent_declarations(THRESHOLD_WINDOW) if latest.empty else None
+        latest = warehouse.decisions.latest_batch(scorer.version, policy_hash, least)
+        recent = warehouse.recent_declarations(max(THRESHOLD_WINDOW, least)) if latest.empty else None
     if latest.empty:
         if recent.empty:
             return None
         # Every stored field but the labels and bookkeeping: extras (xcat_/xnum_) included, as the model may use them.
         recent = recent.drop(columns=[c for c in (*LABEL_FIELDS, *BOOKKEEPING) if c in recent])
         latest = scorer.score(recent, explain_lanes=()).assign(batch_id="recent-declarations")
-    return Thresholds.from_decisions(latest, policy.rank_by, policy.seed)
+        source = {"from": "recent declarations", "rows": len(latest)}
+    else:
+        source = {"from": "scoring batch", "batch_id": str(latest["batch_id"].iloc[0]), "rows": len(latest)}
+    thresholds = Thresholds.from_decisions(latest, policy.rank_by, policy.seed)
+    return thresholds, {**source, "min_rows": least, "enough": len(latest) >= least}
 
 
 LOG_COLUMNS = ("batch_id", "decided_at", "position", *OUTPUT_COLUMNS, *DETAIL_COLUMNS, "policy_hash", "source",

@@ -57,16 +57,26 @@ def _insert_sql(frame: str, lists: pa.Table | None) -> str:
     return f"SELECT * FROM {frame}" + (f" POSITIONAL JOIN {frame}_lists" if lists is not None else "")
 
 
-def _latest_batch_sql(con: duckdb.DuckDBPyConnection, any_version: bool = False) -> str | None:
-    """SQL for the id of the latest scoring batch of a model version (parameter: the version; none with
-    `any_version`), real-time answers aside; None when the warehouse has no decision log yet."""
+def _latest_batch_sql(con: duckdb.DuckDBPyConnection, any_version: bool = False, min_rows: int = 0,
+                      any_policy: bool = False) -> str | None:
+    """SQL for the id of the latest scoring batch (real-time answers aside), or None when the warehouse has no
+    decision log yet. Parameters: the model version, then the lane policy's hash unless `any_policy` (neither with
+    `any_version`, which takes the latest batch of any model and policy). With `min_rows`, only batches of at least
+    that many scored rows count: a few rows say little about where the cut-offs of a full day's batch lie."""
     columns = {r[0] for r in con.execute(
         "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'").fetchall()}
     if not columns:
         return None
-    batches = "request_id IS NULL AND " if "request_id" in columns else ""  # a warehouse from before real-time rows
-    version = "true" if any_version else "model_version = ?"
-    return f"SELECT batch_id FROM decisions WHERE {batches}{version} ORDER BY decided_at DESC LIMIT 1"
+    batches = "request_id IS NULL" if "request_id" in columns else "true"  # a warehouse from before real-time rows
+    if any_version:
+        return f"SELECT batch_id FROM decisions WHERE {batches} ORDER BY decided_at DESC LIMIT 1"
+    policy = "" if any_policy else " AND policy_hash = ?"
+    return (f"SELECT batch_id FROM decisions WHERE {batches} AND model_version = ?{policy} "
+            f"GROUP BY batch_id HAVING count(risk_score) >= {int(min_rows)} ORDER BY max(decided_at) DESC LIMIT 1")
+
+
+def _given(model_version: str | None, policy_hash: str | None) -> list:
+    return [model_version] if policy_hash is None else [model_version, policy_hash]
 
 
 class Decisions:
@@ -116,18 +126,19 @@ class Decisions:
                 con.unregister("answers_lists")
         return int(added)
 
-    def latest_batch(self, model_version: str | None) -> pd.DataFrame:
-        """The scored rows of the latest scoring batch made with this model version (real-time answers aside):
-        their lanes and scores, which the API learns its cut-offs from (not the stored reasons and contributions,
-        the bulk of the log)."""
+    def latest_batch(self, model_version: str | None, policy_hash: str | None = None,
+                     min_rows: int = 0) -> pd.DataFrame:
+        """The scored rows of the latest scoring batch made with this model version and lane policy (any policy
+        when None), of at least `min_rows` scored rows (real-time answers aside): their lanes and scores, which the
+        API learns its cut-offs from (not the stored reasons and contributions, the bulk of the log)."""
         if not self.warehouse.path.exists():
             return pd.DataFrame()
         with self.warehouse.connect(read_only=True) as con:
-            latest = _latest_batch_sql(con)
+            latest = _latest_batch_sql(con, min_rows=min_rows, any_policy=policy_hash is None)
             if latest is None:
                 return pd.DataFrame()
             return con.execute(f"SELECT {', '.join(LANE_COLUMNS)} FROM decisions WHERE batch_id = ({latest}) "
-                               "AND risk_score IS NOT NULL", [model_version]).df()
+                               "AND risk_score IS NOT NULL", _given(model_version, policy_hash)).df()
 
     def latest_scoring_batch(self) -> pd.DataFrame:
         """Every row of the latest scoring batch, whatever its model version (real-time answers aside), with the
@@ -161,13 +172,14 @@ class Decisions:
             record["contributions"] = [dict(c) for c in record["contributions"]]
         return record, int(record.pop("decisions"))
 
-    def latest_batch_id(self, model_version: str | None) -> str | None:
-        """The id of the latest scoring batch made with this model version (real-time answers aside), if any."""
+    def latest_batch_id(self, model_version: str | None, policy_hash: str | None = None,
+                        min_rows: int = 0) -> str | None:
+        """The id of the batch `latest_batch` reads, if any."""
         if not self.warehouse.path.exists():
             return None
         with self.warehouse.connect(read_only=True) as con:
-            latest = _latest_batch_sql(con)
-            found = con.execute(latest, [model_version]).fetchall() if latest is not None else []
+            latest = _latest_batch_sql(con, min_rows=min_rows, any_policy=policy_hash is None)
+            found = con.execute(latest, _given(model_version, policy_hash)).fetchall() if latest is not None else []
         return found[0][0] if found else None
 
     def released(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
