@@ -3,6 +3,7 @@ promotion by hand, rollback, and the promotions log (JSON lines under ADUANA_HOM
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict
@@ -23,6 +24,7 @@ if TYPE_CHECKING:  # reading the registry (`aduana promote`) needs neither sciki
 MODEL_NAME = "customs-risk"
 CHAMPION, CHALLENGER = "champion", "challenger"
 HISTORY_TAG = "aduana.champion_history"  # on the registered model: JSON list of past champion versions
+_logger = logging.getLogger("aduana.registry")
 
 
 def register_challenger(client: MlflowClient, run_id: str) -> str:
@@ -73,19 +75,52 @@ def load_version(version: str) -> RiskModel:
         return load_risk_model({key: str(files[name]) for key, name in parts.items() if name in files})
 
 
+PROMOTION_FIELDS = ("at", "action", "version", "by", "reason")  # what a reader (`aduana promote`) shows of a record
+
+
 def append_promotion(log: Path | None, record: dict) -> None:
-    """Append one line to the promotions log (JSON lines, never rewritten)."""
+    """Append one line to the promotions log (JSON lines, never rewritten).
+
+    The line goes out in one write on a descriptor opened for appending, then to disk, so a crash leaves at most
+    a torn last line; when the file does not end with a newline (such a tear), this line starts on a new one
+    instead of being glued to it."""
     if log is None:
         return
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as handle:
-        handle.write(json.dumps({"at": datetime.now(UTC).isoformat(), **record}) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    line = (json.dumps({"at": datetime.now(UTC).isoformat(), **record}) + "\n").encode()
+    fd = os.open(log, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            line = b"\n" + line
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"promotions log {log}: wrote {written} of {len(line)} bytes (disk full?)")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def read_promotions(log: Path) -> list[dict]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    """The promotions log's records, oldest first. A line that is not a whole record (torn by a crash while it
+    was written, or edited by hand) is skipped with a warning naming its line number: one bad line must not
+    hide the others, nor stop `aduana promote`."""
+    if not log.exists():
+        return []
+    records = []
+    for number, line in enumerate(log.read_text(errors="replace").split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or not all(field in record for field in PROMOTION_FIELDS):
+            _logger.warning("promotions log %s: line %d is not a whole record (torn or edited); skipped", log,
+                            number)
+            continue
+        records.append(record)
+    return records
 
 
 def _move_champion(client: MlflowClient, version: str) -> str | None:
