@@ -4,6 +4,7 @@ Errors are one line and a non-zero exit code; --debug shows the traceback."""
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import json
 import os
 import sys
@@ -34,14 +35,23 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print a machine-readab
 INPUT = {"exists": True, "dir_okay": False, "readable": True}
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        print(importlib.metadata.version("aduana"))
+        raise typer.Exit
+
+
 @app.callback()
 def _main(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     home: Annotated[Path | None, typer.Option("--home", help="Use this ADUANA_HOME.", envvar="ADUANA_HOME")] = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the package version and exit.",
+                                          callback=_print_version, is_eager=True)] = False,
 ) -> None:
     _state["debug"] = debug
     settings = Settings(home=home) if home is not None else Settings()
+    settings.make_home()
     ctx.with_resource(runtime.using(settings))  # the command's flows run with these settings, and only it
     runtime.configure(settings, debug)
     from flows import watchdog

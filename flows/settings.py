@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     def root(self) -> Path:
         return self.home.expanduser().resolve()
 
+    def make_home(self) -> Path:
+        """Create the home, open to its owner only (0700): it holds the warehouse, the model store, the Prefect
+        database and their secrets, which no other local user should read. A home that exists keeps its mode (the
+        administrator's choice); the folders above it are created as the umask says."""
+        root = self.root
+        if not root.exists():
+            root.parent.mkdir(parents=True, exist_ok=True)
+            root.mkdir(mode=0o700, exist_ok=True)  # the umask can only take bits away from 0700
+        return root
+
     @property
     def warehouse_path(self) -> Path:
         return self.root / "warehouse.duckdb"
