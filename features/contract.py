@@ -243,7 +243,8 @@ LABEL_DATE_COLUMN: dict[str, str | None] = {"declarations": "declaration_date", 
 
 
 def _consistent_labels(df: pd.DataFrame, date_column: str | None) -> pd.Series:
-    """A fraud finding needs a control; recovered revenue needs a fraud finding; controls end after filing."""
+    """A fraud finding needs a control; recovered revenue and a critical finding need a fraud finding; controls end
+    after filing."""
     return ~pd.concat(_contradictions(df, date_column), axis=1).any(axis=1) if len(df) else pd.Series(True, index=df.index)
 
 
@@ -251,33 +252,39 @@ def _contradictions(df: pd.DataFrame, date_column: str | None) -> list[pd.Series
     """One boolean Series per label rule: True where the row breaks it (see `label_contradictions`)."""
     none = pd.Series(False, index=df.index)
     fraud = df["fraud"].fillna(0) if "fraud" in df else None
-    found = [none, none, none]
+    found = [none, none, none, none]
     if fraud is not None and "inspected" in df:
         found[0] = ((fraud == 1) & (df["inspected"].fillna(1) == 0)).fillna(False).astype(bool)
     if fraud is not None and "revenue" in df:
         found[1] = ((df["revenue"].fillna(0) > 0) & (fraud == 0)).fillna(False).astype(bool)
     if date_column and "control_date" in df:
         found[2] = (df["control_date"] < df[date_column]).fillna(False).astype(bool)
+    if fraud is not None and "critical" in df:  # a critical fraud is a fraud
+        found[3] = ((df["critical"].fillna(0) == 1) & (fraud == 0)).fillna(False).astype(bool)
     return found
 
 
 def label_contradictions(df: pd.DataFrame, kind: str) -> pd.Series:
     """Which labels contradict, as text per row ('' where none): 'fraud=1 but inspected=0',
-    'revenue 120.0 > 0 but fraud=0', 'control_date 2024-02-01 before declaration_date 2024-03-01'."""
+    'revenue 120.0 > 0 but fraud=0', 'control_date 2024-02-01 before declaration_date 2024-03-01',
+    'critical=1 but fraud=0'."""
     date_column = LABEL_DATE_COLUMN.get(kind)
     out = pd.Series("", index=df.index, dtype="object")
     for rule, broken in enumerate(_contradictions(df, date_column)):
         if not broken.any():
             continue
         rows = df[broken]
+        fraud = pd.Series("fraud=0", index=rows.index).where(rows["fraud"].notna().to_numpy(), "fraud is empty") \
+            if "fraud" in rows else None
         if rule == 0:
             text = pd.Series("fraud=1 but inspected=0", index=rows.index)
         elif rule == 1:
-            fraud = pd.Series("fraud=0", index=rows.index).where(rows["fraud"].notna().to_numpy(), "fraud is empty")
             text = "revenue " + rows["revenue"].astype("float64").astype("str") + " > 0 but " + fraud
-        else:
+        elif rule == 2:
             text = ("control_date " + rows["control_date"].dt.strftime("%Y-%m-%d") + f" before {date_column} "
                     + rows[date_column].dt.strftime("%Y-%m-%d"))
+        else:
+            text = "critical=1 but " + fraud
         out[rows.index] = (out[rows.index] + "; ").where(out[rows.index] != "", "") + text.astype("object")
     return out
 

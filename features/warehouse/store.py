@@ -20,7 +20,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.contract import KEYS, LABEL_FIELDS, field_types
+from features.contract import KEYS, LABEL_FIELDS, field_types, label_contradictions
 from features.errors import UserError
 from features.intake.batch import PreparedBatch, reject
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
@@ -364,10 +364,10 @@ class Warehouse:
         updated = 0
         stored = 0
         if batch.kind == "outcomes":
-            stored, dup, unknown = self._apply_outcomes(con, incoming, batch_id)
+            stored, dup, refused = self._apply_outcomes(con, incoming, batch_id)
             updated = stored
             duplicates += dup
-            rejected.append(unknown)
+            rejected.extend(refused)
         elif len(incoming):
             self._add_extra_columns(con, batch.kind, incoming)
             con.register("incoming", incoming)
@@ -414,20 +414,30 @@ class Warehouse:
                 con.execute(f'ALTER TABLE {kind} ADD COLUMN IF NOT EXISTS "{column}" DOUBLE')
 
     def _apply_outcomes(self, con: duckdb.DuckDBPyConnection, outcomes: pd.DataFrame,
-                        batch_id: str) -> tuple[int, int, pd.DataFrame]:
-        """Relabel stored declarations. Returns (updated, unchanged, rejected unknown ids)."""
+                        batch_id: str) -> tuple[int, int, list[pd.DataFrame]]:
+        """Relabel stored declarations. Returns (updated, unchanged, [rejected unknown ids, rejected contradictions]).
+
+        An outcome is checked as the declaration it would leave: the stored labels overlaid with the outcome's
+        fields, against the stored filing date, by the declarations contract's label rules. So no relabel stores
+        what a declaration file would be refused for (a control before the filing, which would count as known
+        before the declaration existed; a fraud=0 under stored revenue or a critical finding)."""
         fields = [f for f in OUTCOME_FIELDS if f in outcomes.columns]
         con.register("outcomes", outcomes)
         current = con.execute(
-            f"SELECT o.declaration_id, d.declaration_id IS NOT NULL AS known, "
-            f"{', '.join(f'd.{f} AS stored_{f}' for f in fields)} "
+            f"SELECT o.declaration_id, d.declaration_id IS NOT NULL AS known, d.declaration_date, "
+            f"{', '.join(f'd.{f} AS stored_{f}' for f in LABEL_FIELDS)} "
             f"FROM outcomes o LEFT JOIN declarations d ON o.declaration_id = d.declaration_id"
         ).df().set_index("declaration_id").reindex(outcomes["declaration_id"])
+        current.index = outcomes.index
         known = current["known"].fillna(False).astype(bool).to_numpy()
-        unchanged = known.copy()
+        merged = pd.DataFrame({"declaration_date": current["declaration_date"]} | {
+            f: outcomes[f] if f in fields else current[f"stored_{f}"] for f in LABEL_FIELDS})
+        said = label_contradictions(merged[known], "declarations")
+        contradicts = known & merged.index.isin(said.index[said != ""])
+        unchanged = known & ~contradicts
         for f in fields:
             unchanged &= _same_values(outcomes[f], current[f"stored_{f}"])
-        changed = outcomes[known & ~unchanged]
+        changed = outcomes[known & ~contradicts & ~unchanged]
         if len(changed):
             con.register("changed", changed)
             assignments = ", ".join(f"{f} = changed.{f}" for f in fields)
@@ -438,7 +448,9 @@ class Warehouse:
             con.unregister("changed")
         con.unregister("outcomes")
         unknown = reject(outcomes[~known], "unknown_declaration", "declaration_id is not in the warehouse; ingest the declaration first")
-        return len(changed), int((known & unchanged).sum()), unknown
+        inconsistent = reject(outcomes[contradicts], "inconsistent_labels",
+                              ("inconsistent labels: " + said[said != ""]).tolist())
+        return len(changed), int(unchanged.sum()), [unknown, inconsistent]
 
     def quarantine(self, con: duckdb.DuckDBPyConnection, kind: str, source: str, rows: pd.DataFrame,
                     batch_id: str, at: datetime) -> pd.DataFrame:

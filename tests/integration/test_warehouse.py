@@ -121,6 +121,43 @@ def test_outcomes_relabel_stored_declarations(world, tmp_path, warehouse):
     assert (again.stored, again.quarantined, again.duplicates) == (0, 0, 4)
 
 
+def test_an_outcome_is_checked_as_the_declaration_it_would_leave(world, tmp_path, warehouse):
+    # Given stored declarations, among them one never inspected and one found a critical fraud with revenue
+    rows = world.declarations.head(2000)
+    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", rows)))
+    plain = rows[rows["inspected"] == 0].iloc[0]
+    found = rows[(rows["critical"] == 1) & (rows["revenue"] > 0)].iloc[0]
+    before = (plain["declaration_date"] - pd.Timedelta(days=1)).strftime("%Y-%m-%d")
+    # When outcomes arrive that are consistent on their own but not with what is stored: a control dated before the
+    # filing, a fraud=0 under the stored revenue and critical flag, a fraud=0 that clears only the revenue; and
+    # one that clears every finding
+    path = tmp_path / "outcomes.csv"
+    path.write_text(f"declaration_id,fraud,inspected,control_date\n{plain['declaration_id']},1,1,{before}\n")
+    dated = warehouse.store(prepare_batch(path, kind="outcomes"))
+    path.write_text(f"declaration_id,fraud\n{found['declaration_id']},0\n")
+    cleared = warehouse.store(prepare_batch(path, kind="outcomes"))
+    path.write_text(f"declaration_id,fraud,revenue\n{found['declaration_id']},0,0\n")
+    half = warehouse.store(prepare_batch(path, kind="outcomes"))
+    path.write_text(f"declaration_id,fraud,revenue,critical\n{found['declaration_id']},0,0,0\n")
+    whole = warehouse.store(prepare_batch(path, kind="outcomes"))
+    # Then the first three are quarantined with the declarations contract's reason and message, and only the last
+    # relabels; every count reconciles
+    for refused in (dated, cleared, half):
+        assert (refused.stored, refused.updated, refused.quarantined) == (0, 0, 1) and refused.reconciles
+        assert refused.reasons == {"inconsistent_labels": 1}
+    assert (whole.stored, whole.updated, whole.quarantined) == (1, 1, 0)
+    q = warehouse.read("SELECT message FROM quarantine WHERE reason = 'inconsistent_labels' ORDER BY quarantined_at")
+    revenue = float(found["revenue"])
+    assert q["message"].tolist() == [
+        f"inconsistent labels: control_date {before} before declaration_date {plain['declaration_date']:%Y-%m-%d}",
+        f"inconsistent labels: revenue {revenue} > 0 but fraud=0; critical=1 but fraud=0",
+        "inconsistent labels: critical=1 but fraud=0"]
+    unlabelled = warehouse.declaration(plain["declaration_id"])
+    assert unlabelled["inspected"] == 0 and pd.isna(unlabelled["fraud"]) and pd.isna(unlabelled["control_date"])
+    stored = warehouse.declaration(found["declaration_id"])
+    assert (stored["fraud"], stored["revenue"], stored["critical"]) == (0, 0, 0)
+
+
 def test_a_newer_registry_snapshot_updates_traders(world, tmp_path, warehouse):
     traders = world.traders.head(30)
     warehouse.store(prepare_batch(write_csv(tmp_path / "traders.csv", traders)))
