@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextvars import ContextVar
 from functools import cached_property
@@ -185,3 +186,18 @@ def file_away(path: Path, destination: Path, note: str | None = None) -> Path:
     if note:
         target.with_name(target.name + ".reason.txt").write_text(note + "\n")
     return target
+
+
+@contextlib.contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """A temporary name beside `path` (hidden, ending in .tmp) to write `path`'s new content to. When the block
+    ends without error it is renamed to `path` in one step; when it fails it is removed, and a previous file at
+    `path` stays as it was. So a file appears only once the work it stands for (a batch's logged decisions) is
+    done, and no reader ever sees a half-written one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # a unique name: two runs, one path
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)

@@ -13,7 +13,7 @@ from features.errors import UserError
 from features.intake.mapping import load_mapping
 from flows import bars, runtime
 from flows.render import score_markdown
-from flows.runtime import Runtime, file_away, landing_files, progress
+from flows.runtime import Runtime, file_away, landing_files, progress, staged
 from serving.batch import ScoredBatch, score_file, write_output
 from serving.scorer import Scorer
 
@@ -37,17 +37,20 @@ def score_declarations(rt: Runtime, path: str, mapping: str | None, policy: str 
 @task(name="record_decisions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
 def record_decisions(rt: Runtime, scored: ScoredBatch, scorer: Scorer, source: str, out: str,
                      batch_id: str | None = None) -> dict:
-    """Write the output file, append the decisions (idempotent per batch id, so a retry adds nothing), report."""
+    """Append the decisions (idempotent per batch id, so a retry adds nothing), then let the output file and the
+    report appear. Both are written first under temporary names and renamed only once the decisions are
+    committed: an officer's system never finds lanes that were not logged, and a failed run leaves a previous
+    file at `out` as it was."""
     settings = rt.settings
     decided_at = datetime.now(UTC).replace(tzinfo=None)
     batch_id = batch_id or new_batch_id()
-    write_output(scored.output, Path(out))
-    decisions = scored.output.assign(position=range(len(scored.output)), policy_hash=scorer.policy.digest())
-    quarantined = rt.warehouse.decisions.append_batch(decisions, scored.rejected, batch_id, source, decided_at)
     report = score_markdown(scored.output, batch_id, scorer.version, scorer.policy.digest())
-    settings.reports_dir.mkdir(parents=True, exist_ok=True)
     report_path = settings.reports_dir / f"{batch_id}.md"
-    report_path.write_text(report)
+    with staged(Path(out)) as lanes_file, staged(report_path) as report_file:
+        write_output(scored.output, lanes_file, suffix=Path(out).suffix)  # a file that cannot be written fails here
+        report_file.write_text(report)
+        decisions = scored.output.assign(position=range(len(scored.output)), policy_hash=scorer.policy.digest())
+        quarantined = rt.warehouse.decisions.append_batch(decisions, scored.rejected, batch_id, source, decided_at)
     create_markdown_artifact(key="customs-score-report", markdown=report, description=f"Scoring batch {batch_id}")
     lanes = scored.output["lane"].value_counts().to_dict()
     return {"batch_id": batch_id, "read": scored.read, "scored": int(scored.output["risk_score"].notna().sum()),
@@ -92,7 +95,6 @@ def customs_score_inbox(inbox: str | None = None, policy: str | None = None, map
             progress(f"refused {path.name}: {exc}")
             continue
         out = settings.reports_dir / "scores" / f"{path.stem}-scores.csv"
-        out.parent.mkdir(parents=True, exist_ok=True)
         batches.append(record_decisions(rt, scored, scorer, str(path.resolve()), str(out), new_batch_id()))
         file_away(path, settings.landing_dir)
     return {"inbox": str(root), "batches": batches, "refused": refused}

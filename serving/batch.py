@@ -63,18 +63,17 @@ def validation_messages(checked: Checked, positions: np.ndarray) -> list[list[st
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
 
 
-def write_output(output: pd.DataFrame, path: Path) -> None:
-    """The score output as Parquet (values verbatim) or CSV (text cells made safe to open in a spreadsheet)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_output(output: pd.DataFrame, path: Path, suffix: str | None = None) -> None:
+    """The score output as Parquet (values verbatim) or CSV (text cells made safe to open in a spreadsheet), as
+    `suffix` says (default: the path's own; a temporary name's is not the file's). The caller decides when the
+    file may be seen: the scoring flow writes to a temporary name and renames it once its decisions are logged."""
     output = output.drop(columns=[c for c in DETAIL_COLUMNS if c in output.columns])  # the contract's columns
-    tmp = path.with_name(path.name + ".tmp")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        output.to_parquet(tmp, index=False)
+    if (suffix or path.suffix).lower() in (".parquet", ".pq"):
+        output.to_parquet(path, index=False)
     else:
         # RFC 4180 line ends: with "\n" alone, Python's csv writer leaves a cell holding a bare "\r" unquoted,
         # and readers split the row there.
-        spreadsheet_safe(output).to_csv(tmp, index=False, lineterminator="\r\n")
-    tmp.replace(path)  # readers never see a half-written file
+        spreadsheet_safe(output).to_csv(path, index=False, lineterminator="\r\n")
 
 
 def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,8 @@
 """The scorer on a real warehouse: batch output contract, decisions log, reasons, real-time agreement, hot reload."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -285,6 +287,36 @@ def test_a_retried_decision_write_appends_nothing(prefect_api, scorer, incoming,
     again = _record(scored, scorer, str(incoming), str(tmp_path / "a.csv"), batch_id="score-retry-1")
     assert first["batch_id"] == again["batch_id"] == "score-retry-1"
     assert len(scorer.warehouse.read("SELECT * FROM decisions")) == 3000
+
+
+def test_no_lanes_file_or_report_appears_before_its_decisions_are_logged(prefect_api, scorer, incoming, tmp_path,
+                                                                         monkeypatch):
+    from features.warehouse import WarehouseBusy
+    from features.warehouse.decisions import Decisions
+
+    def busy(*args, **kwargs):
+        raise WarehouseBusy(scorer.warehouse.path, 95.0, "4242")
+
+    scored = score_file(incoming, scorer)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "previous.csv").write_text("declaration_id,lane\nD1,green\n")
+    with monkeypatch.context() as patched:  # the warehouse is busy when the decisions are written
+        patched.setattr(Decisions, "append_batch", busy)
+        for name in ("lanes.csv", "previous.csv", "lanes.parquet"):
+            with pytest.raises(WarehouseBusy):
+                _record(scored, scorer, str(incoming), str(out_dir / name), batch_id=f"score-busy-{name}")
+    assert sorted(p.name for p in out_dir.iterdir()) == ["previous.csv"]  # no lanes, no temporary left behind
+    assert (out_dir / "previous.csv").read_text() == "declaration_id,lane\nD1,green\n"  # the last good file kept
+    reports = get_settings().reports_dir
+    assert not reports.exists() or not list(reports.iterdir())  # nor a report of a batch that was not logged
+
+    recorded = _record(scored, scorer, str(incoming), str(out_dir / "previous.csv"), batch_id="score-busy-done")
+    written = pd.read_csv(out_dir / "previous.csv")
+    logged = scorer.warehouse.read("SELECT lane FROM decisions WHERE batch_id = 'score-busy-done' ORDER BY position")
+    assert len(written) == 3000 and written["lane"].tolist() == logged["lane"].tolist()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["previous.csv"]
+    assert sorted(p.name for p in reports.iterdir()) == ["score-busy-done.md"] == [Path(recorded["report"]).name]
 
 
 def test_the_inbox_flow_scores_waiting_files_and_passes_them_to_ingest(prefect_api, scorer, world, monkeypatch):
