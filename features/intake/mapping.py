@@ -19,6 +19,7 @@ from features.intake.text import normalise
 EXTRA_CATEGORICAL_PREFIX = "xcat_"
 EXTRA_NUMERIC_PREFIX = "xnum_"
 PERCENT = "percent"
+NOT_DELIMITERS = {'"', "\n", "\r"}
 
 
 class Scale(BaseModel):
@@ -63,13 +64,22 @@ class ColumnMapping(BaseModel):
     date_format: str | None = Field(None, description="strptime format of every date column, e.g. '%d/%m/%Y'")
     hs_code_digits: int | None = Field(None, ge=6, le=10, description="left-pad numeric HS codes to this width")
     decimal: Literal[".", ","] = "."
-    delimiter: str | None = None
+    delimiter: str | None = Field(None, description="one character: ',', ';', '|', a tab...; sniffed when unset")
     encoding: str = "utf-8"
     unknown_columns: Literal["ignore", "error"] = "ignore"
     units: dict[str, Unit] = Field(
         default_factory=dict, description="numeric field: 'percent' (8.0 means 8 %) or {scale: FACTOR}")
     values: dict[str, dict[str, RecodeTarget]] = Field(
         default_factory=dict, description="field or label: {source value: target value}, applied before parsing")
+
+    @field_validator("delimiter")
+    @classmethod
+    def _check_delimiter(cls, delimiter: str | None) -> str | None:
+        # a CSV reader splits on one character, and a quote or a line break already means something else
+        if delimiter is not None and (len(delimiter) != 1 or delimiter in NOT_DELIMITERS):
+            raise ValueError(f"expected one character other than a quote or a line break (e.g. ',', ';', '|', or "
+                             f"'\\t' for a tab), got {delimiter!r}")
+        return delimiter
 
     @field_validator("units", mode="before")
     @classmethod
@@ -182,6 +192,31 @@ def check_options(mapping: ColumnMapping, kind: Kind) -> None:
             raise UserError(f"mapping: values: {name!r} is not a field or label of {kind}{_suggest(name, list(types))}")
 
 
+def check_columns(mapping: ColumnMapping) -> None:
+    """Each file column becomes one field or one extra, and each field comes from one column, or a UserError names
+    the mapping's entries: otherwise one use would be dropped without a word (and the file then said to lack a
+    required column)."""
+    twice = sorted(set(mapping.columns) & set(mapping.labels))
+    if twice:
+        raise UserError(f"mapping: {', '.join(twice)} listed under both columns and labels; list each field once")
+    uses: dict[str, list[str]] = {}
+    for option in ("columns", "labels"):
+        for canonical, source in getattr(mapping, option).items():
+            uses.setdefault(source, []).append(f"{option}.{canonical}")
+    for option, prefix in (("extra_categorical", EXTRA_CATEGORICAL_PREFIX), ("extra_numeric", EXTRA_NUMERIC_PREFIX)):
+        named: dict[str, list[str]] = {}
+        for source in dict.fromkeys(getattr(mapping, option)):
+            uses.setdefault(source, []).append(option)
+            named.setdefault(prefix + slug(source), []).append(source)
+        for name, sources in named.items():
+            if len(sources) > 1:
+                raise UserError(f"mapping: {option}: columns {sources} would all become {name}; list one of them")
+    shared = [f"file column {source!r} is named by {' and '.join(used)}" for source, used in uses.items()
+              if len(used) > 1]
+    if shared:
+        raise UserError(f"mapping: {'; '.join(shared)}: a file column maps to one field or one extra")
+
+
 def _without(mapping: ColumnMapping, fields: set[str], extras: bool = False) -> ColumnMapping:
     """The mapping less these canonical fields (their columns, units and recodes), and less its extras if asked."""
     keep = lambda options: {k: v for k, v in options.items() if k not in fields}  # noqa: E731
@@ -206,6 +241,7 @@ def plan_layout(columns: list[str], mapping: ColumnMapping, kind: Kind) -> Layou
     never, so the file's rows lack that label (an absent inspected is taken from fraud where the file has fraud,
     the contract's rule), and a note says which. A mapped field the kind requires must be there."""
     types = field_types(kind)
+    check_columns(mapping)
     used = for_kind(mapping, kind)
     check_options(used, kind)
     for canonical in {**used.columns, **used.labels}:
@@ -239,6 +275,10 @@ def plan_layout(columns: list[str], mapping: ColumnMapping, kind: Kind) -> Layou
     if unknown and mapping.unknown_columns == "error":
         raise UserError(f"unknown columns {unknown}: map them, list them as extras, or set unknown_columns: ignore")
     missing = [f for f in required if f not in rename.values()]
+    as_extras = [f for f in missing if f in used.extra_categorical or f in used.extra_numeric]
+    if as_extras:
+        raise UserError(f"mapping: the file's column(s) {', '.join(as_extras)} are listed as extras, so they are not "
+                        f"read as the required field(s) of the same name; take them off extra_categorical/extra_numeric")
     if missing:
         hint = "; map them in a mapping file (--mapping)" if unknown else ""
         raise UserError(f"{kind} file lacks required column(s): {', '.join(missing)}{hint}")

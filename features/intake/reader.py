@@ -1,9 +1,11 @@
 """Read a landing file (CSV or Parquet) into a frame of raw values, refusing what is not one.
 
-What is refused as a whole (a UserError naming the place): a file that is not CSV or Parquet, text in another
-encoding than the mapping's (with the line, the byte offset and a guess at the right encoding), and a quote that
-opens a value and never closes (it swallows the rest of the file). A CSV row with more or fewer fields than the
-header is not a reason to refuse the file: `read_rows` returns it apart, with its line, for the quarantine.
+What is refused as a whole (a UserError naming the place): a file that is not CSV or Parquet (a NUL byte in the
+header line says binary content: a zip, an Excel workbook, a compressed file), text in another encoding than the
+mapping's (with the line, the byte offset and a guess at the right encoding), and a quote that opens a value and
+never closes (it swallows the rest of the file). Nothing in a row refuses the file: a CSV row with more or fewer
+fields than the header comes back apart, with its line, for the quarantine, and a NUL byte or a cell of any size in
+a data row is read as text, for the row checks to quarantine (`invalid_text`, `too_long`).
 """
 from __future__ import annotations
 
@@ -28,6 +30,13 @@ PARQUET_SUFFIXES = {".parquet", ".pq"}
 PARQUET_MAGIC = b"PAR1"
 UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")  # bytes cp1252 has no character for (latin-1 has)
+ZIP_MAGIC = b"PK\x03\x04"  # an .xlsx workbook is a zip archive
+# Arrow parses a CSV in blocks, and a row longer than a block is an error ("straddles two block boundaries"), so a
+# file with one giant cell is read again with blocks this many times larger, up to the file's size decoded to UTF-8
+# (a byte of a single-byte encoding takes at most 3 bytes there) and Arrow's largest block (2 GiB).
+BLOCK_GROWTH = 8
+UTF8_GROWTH = 3
+LARGEST_BLOCK = 2**31 - 1
 MALFORMED_COLUMNS = ["position", "line", "message", "text"]
 
 
@@ -75,8 +84,10 @@ def detect_format(path: Path) -> str:
         raise UserError(f"{path}: named {suffix} but is not a Parquet file")
     if suffix not in CSV_SUFFIXES:
         raise UserError(f"{path}: not a CSV or Parquet file (expected .csv, .txt, .tsv, .parquet or .pq)")
-    if b"\x00" in head and utf16_kind(head) is None:
-        raise UserError(f"{path}: binary content, not a CSV file")
+    if head.startswith(ZIP_MAGIC):
+        raise UserError(f"{path}: a zip archive (an Excel workbook is one), not a CSV file; export it as CSV")
+    if b"\x00" in head.split(b"\n", 1)[0] and utf16_kind(head) is None:
+        raise UserError(f"{path}: binary content (a NUL byte in the header line), not a CSV file")
     return "csv"
 
 
@@ -197,6 +208,22 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
 
 
 def _arrow_csv(path: Path, encoding: str, sep: str, names: list[str], threads: bool) -> tuple[pa.Table, list[dict]]:
+    """The file's rows as text, and the ragged ones apart. A row longer than Arrow's block (a giant cell) is read
+    by reading again with larger blocks: only such a file is read more than once, and never with blocks larger
+    than the file."""
+    block = pacsv.ReadOptions().block_size
+    largest = min(UTF8_GROWTH * path.stat().st_size + 1, LARGEST_BLOCK)
+    while True:
+        try:
+            return _arrow_csv_blocks(path, encoding, sep, names, threads, block)
+        except pa.ArrowInvalid as exc:
+            if "straddl" not in str(exc) or block >= largest:
+                raise UserError(f"{path}: malformed CSV ({str(exc).splitlines()[0]})") from exc
+            block = min(block * BLOCK_GROWTH, largest)
+
+
+def _arrow_csv_blocks(path: Path, encoding: str, sep: str, names: list[str], threads: bool,
+                      block: int) -> tuple[pa.Table, list[dict]]:
     ragged: list[dict] = []
 
     def keep_apart(row) -> str:  # noqa: ANN001 - pyarrow's InvalidRow
@@ -207,7 +234,8 @@ def _arrow_csv(path: Path, encoding: str, sep: str, names: list[str], threads: b
     try:
         table = pacsv.read_csv(
             path,
-            read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, skip_rows=1, use_threads=threads),
+            read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, skip_rows=1, use_threads=threads,
+                                           block_size=block),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True, invalid_row_handler=keep_apart),
             convert_options=pacsv.ConvertOptions(
                 column_types={name: pa.string() for name in names},
@@ -219,7 +247,7 @@ def _arrow_csv(path: Path, encoding: str, sep: str, names: list[str], threads: b
         if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "UTF-8" in str(exc):
             with path.open("rb") as fh:
                 raise UserError(_decode_message(path, encoding, fh.read(65536))) from exc
-        raise UserError(f"{path}: malformed CSV ({str(exc).splitlines()[0]})") from exc
+        raise
     return table, ragged
 
 

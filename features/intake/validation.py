@@ -5,6 +5,7 @@ Every row ends up either valid (typed) or rejected with machine-readable reason 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ from features.intake.mapping import (
     describe_unit,
     recode_key,
 )
-from features.intake.text import normalise_text
+from features.intake.text import invalid_text, invalid_text_mask, normalise_text
 
 UPPERCASE_FIELDS = {
     "origin_country", "departure_country", "port_of_loading", "port_of_discharge", "transshipment_ports",
@@ -44,6 +45,13 @@ FLAG_WORDS = {
 }
 # pandera's own check names → our reason codes (our custom checks are already named by reason).
 PANDERA_CHECKS = {"not_nullable": "missing_required"}
+# With `decimal: ","` a "." is read only as a thousands separator: groups of three digits after a leading group that
+# does not start with 0, before the decimal comma (1.017 is 1017, 1.234,5 is 1234.5). Any other "." (1017.0, 3.5,
+# 0.500, 1,017.5) means the file writes decimal points: read as a separator it would multiply the value (1017.0 as
+# 10170), so such a value is refused instead, naming the setting.
+COMMA_DECIMAL_GROUPED = r"[+-]?[1-9]\d{0,2}(\.\d{3})+(,\d*)?([eE][+-]?\d+)?"
+# A float holds every integer of up to 15 digits exactly; a longer one (or a fraction) is judged as a decimal.
+EXACT_IN_A_FLOAT = r"[+-]?\d{1,15}"
 
 
 @dataclass
@@ -56,10 +64,11 @@ class RowCheck:
 
 def _as_text(s: pd.Series) -> pd.Series:
     """Text in the normal form of features/intake/text.py (format characters removed, NFKC, stripped)."""
-    if pd.api.types.is_float_dtype(s):
-        present = s.dropna()
-        if present.mod(1).eq(0).all() and present.abs().lt(MAX_WHOLE_NUMBER).all():
-            s = s.astype("Int64")  # 870323.0 from a spreadsheet export is the code 870323
+    if pd.api.types.is_float_dtype(s):  # 870323.0 from a spreadsheet export is the code 870323
+        whole = (s.abs() < MAX_WHOLE_NUMBER) & s.mod(1).eq(0)
+        text = s.astype("str")
+        text[whole] = s[whole].astype("int64").astype("str")  # each value on its own: one 870323.5 spoils no other
+        return normalise_text(text)
     return normalise_text(s.astype("str"))
 
 
@@ -141,19 +150,57 @@ def _rows(n: int) -> str:
     return f"{n:,} row" + ("" if n == 1 else "s")
 
 
-def _parse_numbers(s: pd.Series, decimal: str) -> pd.Series:
+def _parse_numbers(s: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
+    """The values as floats, and where `decimal: ","` met a value written with a decimal point (left empty: see
+    COMMA_DECIMAL_GROUPED)."""
+    none = pd.Series(False, index=s.index)
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        return s.astype("float64")
+        return s.astype("float64"), none
     if s.dtype == object:  # numbers among text (a recoded column): the numbers are already numbers
         numbers = s.map(_is_number).astype(bool)
         if numbers.any():
-            out = _parse_numbers(s.where(~numbers, None).astype("str"), decimal)
+            out, misread = _parse_numbers(s.where(~numbers, None).astype("str"), decimal)
             out[numbers] = [_as_float(v) for v in s[numbers]]
-            return out
+            return out, misread & ~numbers
     text = s.astype("str").str.strip()
-    if decimal == ",":
-        text = text.str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-    return pd.to_numeric(text, errors="coerce").astype("float64")
+    if decimal != ",":
+        return pd.to_numeric(text, errors="coerce").astype("float64"), none
+    misread = (text.str.contains(".", regex=False) & ~text.str.fullmatch(COMMA_DECIMAL_GROUPED)).fillna(False)
+    text = text.mask(misread).str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
+    return pd.to_numeric(text, errors="coerce").astype("float64"), misread.astype(bool)
+
+
+def _exact_whole(raw: pd.Series, value: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
+    """Which values of an integer field lie beyond ±MAX_WHOLE_NUMBER, and which are not whole, judged on the value
+    as given rather than on its float (which rounds 9007199254740993 to 9007199254740992, within the bound)."""
+    if pd.api.types.is_integer_dtype(raw):  # Parquet int64: exact already
+        huge = (raw > MAX_WHOLE_NUMBER) | (raw < -MAX_WHOLE_NUMBER)
+        return huge.to_numpy(dtype=bool, na_value=False), np.zeros(len(raw), dtype=bool)
+    huge = value.abs().gt(MAX_WHOLE_NUMBER).to_numpy(copy=True)  # a float value (or inf) is what it is
+    fraction = value.mod(1).ne(0).to_numpy() & value.notna().to_numpy() & ~huge
+    if pd.api.types.is_float_dtype(raw):
+        return huge, fraction
+    exactly = value.notna() & np.isfinite(value) & ~raw.astype("str").str.strip().str.fullmatch(EXACT_IN_A_FLOAT)
+    for at in np.flatnonzero(exactly.fillna(False).to_numpy(dtype=bool)):
+        given = _as_decimal(raw.iloc[at], decimal)
+        if given is not None:
+            huge[at] = abs(given) > MAX_WHOLE_NUMBER
+            fraction[at] = not huge[at] and given != given.to_integral_value()
+    return huge, fraction
+
+
+def _as_decimal(value: object, decimal: str) -> Decimal | None:
+    """A raw number exactly, as `_parse_numbers` reads it (None where it cannot be read so)."""
+    if isinstance(value, str):
+        value = value.strip()
+        if decimal == ",":
+            value = value.replace(".", "").replace(",", ".")
+    elif isinstance(value, np.generic):
+        value = value.item()
+    try:
+        return Decimal(value)
+    except (InvalidOperation, TypeError, ValueError):
+        return None
 
 
 def _as_float(value: object) -> float:
@@ -200,14 +247,24 @@ def _parse_flags(s: pd.Series) -> pd.Series:
     return words.map(FLAG_WORDS).astype("float64").fillna(pd.to_numeric(words, errors="coerce"))
 
 
-def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cast raw columns to canonical types. Returns the typed frame and the parse failures (row, column, code)."""
+def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """Cast raw columns to canonical types. Returns the typed frame, the parse failures (row, column, code) and
+    one readable line per field that the mapping's decimal comma converted.
+
+    A value holding what no text may hold (a NUL byte, a control character: features/intake/text.py) is refused
+    as `invalid_text` whatever its field's type, before it is read as anything else."""
     types = field_types(kind)
     typed = {}
     failures = []
+    notes = []
     for column in frame.columns:
         raw = frame[column]
         parse_type = types.get(column, "number" if column.startswith(EXTRA_NUMERIC_PREFIX) else "text")
+        if raw.dtype == "str" or raw.dtype == object:
+            unreadable = invalid_text_mask(raw).to_numpy(dtype=bool)
+            if unreadable.any():
+                failures.append(_invalid_text(frame, unreadable, column))
+                raw = raw.mask(unreadable)
         if parse_type == "text":
             value = _as_text(raw)
             if column == "hs_code":
@@ -233,14 +290,21 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
         elif parse_type == "flag":
             value, code = _parse_flags(raw), "invalid_type"
         else:
-            value, code = _parse_numbers(raw, mapping.decimal), "invalid_type"
+            (value, misread), code = _parse_numbers(raw, mapping.decimal), "invalid_type"
+            if misread.any():
+                found = _failures(frame, misread, column, "invalid_type")
+                failures.append(found.assign(message=column + " " + found["value"].map(_quote) + ": a decimal "
+                                             "point, but the mapping sets decimal: ',' (a '.' is read only as a "
+                                             "thousands separator, as in 1.017,5)"))
+            if mapping.decimal == ",":
+                converted = int((value.notna() & raw.astype("str").str.contains(r"[.,]").fillna(False)).sum())
+                if converted:
+                    notes.append(f"{column}: decimal comma (1.234,5 → 1234.5) on {converted:,} values")
             if parse_type == "integer":  # beyond ±2^53 a float no longer holds every whole number
-                huge = value.abs().gt(MAX_WHOLE_NUMBER).to_numpy()
+                huge, fraction = _exact_whole(raw, value, mapping.decimal)
                 if huge.any():
                     failures.append(_failures(frame, huge, column, "out_of_range"))
-                    value = value.mask(huge)
-                value = value.where(value.isna() | value.mod(1).eq(0))
-                value = value.astype("Int64")
+                value = value.mask(huge | fraction).astype("Int64")
             else:
                 infinite = np.isinf(value.to_numpy())
                 if infinite.any():  # inf, Infinity, 1e400: a number, but not one to store
@@ -266,13 +330,19 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
     if kind in ("declarations", "outcomes") and "fraud" in typed_frame and "inspected" not in typed_frame:
         typed_frame["inspected"] = typed_frame["fraud"].notna().astype("Int8")  # the contract's label rule
     empty = pd.DataFrame(columns=["row", "column", "code", "value"])
-    return typed_frame, pd.concat(failures, ignore_index=True) if failures else empty
+    return typed_frame, pd.concat(failures, ignore_index=True) if failures else empty, notes
 
 
 def _failures(frame: pd.DataFrame, mask: np.ndarray | pd.Series, column: str, code: str) -> pd.DataFrame:
     mask = np.asarray(mask, dtype=bool)
     return pd.DataFrame({"row": frame.index[mask], "column": column, "code": code,
                          "value": frame[column][mask].astype("str").to_numpy()})
+
+
+def _invalid_text(frame: pd.DataFrame, mask: np.ndarray, column: str) -> pd.DataFrame:
+    """`invalid_text` failures, each message saying which character and where (the value shown escaped)."""
+    found = _failures(frame, mask, column, "invalid_text")
+    return found.assign(message=[f"{column} {_quote(v)}: {invalid_text(v)}" for v in found["value"]])
 
 
 def _pandera_failures(typed: pd.DataFrame, kind: Kind) -> pd.DataFrame:
@@ -307,11 +377,11 @@ def check_rows(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> RowCh
     """Parse and validate every row; nothing is dropped without a reason.
 
     Order: recode the mapping's `values` (raw text), parse, convert the mapping's `units`, then the contract's checks."""
-    frame = frame.reset_index(drop=True)
+    given = frame = frame.reset_index(drop=True)
     frame, recoded = recode_values(frame, kind, mapping)
-    typed, parse_failures = parse(frame, kind, mapping)
+    typed, parse_failures, decimals = parse(frame, kind, mapping)
     typed, converted = convert_units(typed, kind, mapping)
-    conversions = recoded + converted
+    conversions = recoded + decimals + converted
     overflow = []
     for name in mapping.units:  # a finite value scaled past what a float holds
         infinite = np.isinf(typed[name].to_numpy(dtype="float64", na_value=np.nan)) if name in typed else None
@@ -323,7 +393,7 @@ def check_rows(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> RowCh
         return RowCheck(valid=typed, rejected=pd.DataFrame({"reason": [], "message": []}, dtype="str"), failures=failures,
                         conversions=conversions)
     # The pandera check on a value the parser already rejected only repeats it.
-    failures = failures.drop_duplicates(subset=["row", "column"], keep="first")
+    failures = _as_given(failures.drop_duplicates(subset=["row", "column"], keep="first"), given)
     generic = (
         failures["column"] + " " + failures["value"].map(_quote) + ": " + failures["code"].map(REASONS).fillna("failed a check")
     )
@@ -335,6 +405,15 @@ def check_rows(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> RowCh
     })
     bad_rows = np.isin(typed.index, rejected.index)
     return RowCheck(valid=typed[~bad_rows], rejected=rejected, failures=failures, conversions=conversions)
+
+
+def _as_given(failures: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:
+    """Each failure's value as the input gave it, not as parsed: the HS code '870323.0' (parsed '8703230'), the
+    amount '-5' (parsed -5.0), a label before its recode."""
+    failures = failures.reset_index(drop=True)
+    for column, rows in failures[failures["column"].isin(given.columns)].groupby("column")["row"]:
+        failures.loc[rows.index, "value"] = given[column].reindex(rows.to_numpy()).astype("str").to_numpy()
+    return failures
 
 
 def _quote(value: object) -> str:

@@ -57,13 +57,17 @@ def test_a_754_percent_duty_in_percent_is_kept():
 def test_units_apply_after_parsing_and_before_the_checks():
     # Given decimal commas and a negative percent rate (still negative as a fraction)
     mapping = ColumnMapping(units={"tax_rate": "percent"}, decimal=",")
-    checked = check_rows(_rows({"tax_rate": "8,5"}, {"tax_rate": "-800"}, {"tax_rate": ""}), "declarations", mapping)
+    comma = {"declared_value": "25000,50"}
+    checked = check_rows(_rows({"tax_rate": "8,5", **comma}, {"tax_rate": "-800", **comma}, {"tax_rate": "", **comma}),
+                         "declarations", mapping)
     # Then the comma value is parsed then converted, the negative one is still caught, and the empty one stays empty
     assert checked.valid.set_index("declaration_id").loc["D0", "tax_rate"] == pytest.approx(0.085)
     assert checked.rejected["reason"].tolist() == ["negative_value"]
     assert checked.rejected.index.tolist() == [1]
     assert checked.valid.set_index("declaration_id")["tax_rate"].isna().tolist() == [False, True]
-    assert checked.conversions == ["tax_rate: percent → fraction (÷100) on 2 values"]
+    assert checked.conversions == ["declared_value: decimal comma (1.234,5 → 1234.5) on 3 values",
+                                   "tax_rate: decimal comma (1.234,5 → 1234.5) on 1 values",
+                                   "tax_rate: percent → fraction (÷100) on 2 values"]
 
 
 @pytest.mark.parametrize(("factor", "raw", "expected"), [(1000, "12.5", 12_500.0), (0.001, "2500", 2.5)])
@@ -174,7 +178,7 @@ def test_a_parquet_file_recodes_like_a_csv(tmp_path):
 def test_numeric_targets_are_numbers_whatever_the_files_decimal_mark():
     # Given decimal commas and a word recoded to a YAML number
     mapping = ColumnMapping(decimal=",", values={"tax_rate": {"exempt": 0, "reduced": 0.05}})
-    rows = _rows({"tax_rate": "exempt"}, {"tax_rate": "reduced"}, {"tax_rate": "0,15"})
+    rows = _rows({"tax_rate": "exempt"}, {"tax_rate": "reduced"}, {"tax_rate": "0,15"}).assign(declared_value="250,5")
     # Then the target is not re-read with the comma rule, and the file's own values still are
     checked = check_rows(rows, "declarations", mapping)
     assert checked.valid["tax_rate"].tolist() == pytest.approx([0.0, 0.05, 0.15])
