@@ -68,16 +68,25 @@ def settle_gc() -> None:
 
 
 def connect(settings: Settings) -> None:
-    """Point this process's flows at the home's Prefect server, starting it if none answers; nothing when the
-    user gave PREFECT_API_URL or chose the ephemeral server. Called by CLI commands that run flows, after their
-    arguments are checked."""
-    if "PREFECT_API_URL" in os.environ or settings.prefect_server == "ephemeral":
+    """Point this process's flows at the home's Prefect server, with the home's API secret, starting it if none
+    answers. The environment carries both to what the CLI starts (`prefect deploy`, the worker, its flow runs).
+    Nothing when the user chose the ephemeral server, nor when they gave PREFECT_API_URL (their server, their
+    credentials), except that a URL of this home's own server gets its secret if they gave none. Called by CLI
+    commands that run flows, after their arguments are checked."""
+    if settings.prefect_server == "ephemeral" and "PREFECT_API_URL" not in os.environ:
         return
     from flows import server
 
+    if "PREFECT_API_URL" in os.environ:
+        ours = server.recorded(settings.prefect_home)
+        if ours is not None and ours.protected and os.environ["PREFECT_API_URL"].rstrip("/") == ours.api_url:
+            with contextlib.suppress(OSError):  # no secret to read: Prefect then says what the server refused
+                os.environ.setdefault("PREFECT_API_AUTH_STRING", server.auth_string(settings.prefect_home))
+        return
     started_at = time.monotonic()
     found, started = server.ensure(settings.prefect_home)
     os.environ["PREFECT_API_URL"] = found.api_url
+    os.environ["PREFECT_API_AUTH_STRING"] = server.auth_string(settings.prefect_home)
     if started:
         progress(f"started this home's Prefect server in {time.monotonic() - started_at:.0f} s: UI at {found.ui_url} "
                  "(it keeps running for the next calls; 'aduana server stop' ends it)")

@@ -4,6 +4,10 @@ Prefect's ephemeral mode starts a temporary server in every CLI call (8–12 s b
 its runs when the call ends. A server per home pays that once, keeps every run for the Prefect UI, and runs
 schedules and automations. Its state is `<home>/prefect/server.json` (pid, port); its log is `server.log` beside
 it. It runs until `aduana server stop`. A user's own PREFECT_API_URL always wins: then no server is started.
+
+The server listens on loopback only, and its API asks for this home's secret (`<home>/prefect/api-auth`, mode
+0600, Prefect's basic auth): whoever may send it requests can have a worker run code, so another local user, who
+can reach the port but not read the file, is refused. infra/README.md states the boundary.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import contextlib
 import fcntl
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -35,6 +40,7 @@ class Server:
     pid: int
     port: int
     started: float
+    protected: bool = False  # started with the home's API secret; a state file from before secrets reads False
 
     @property
     def api_url(self) -> str:
@@ -51,6 +57,36 @@ def _state_file(prefect_home: Path) -> Path:
 
 def log_file(prefect_home: Path) -> Path:
     return prefect_home / "server.log"
+
+
+def auth_file(prefect_home: Path) -> Path:
+    """Where the home's API secret is kept: what a user exports as PREFECT_API_AUTH_STRING for the prefect CLI,
+    and types into the UI's login."""
+    return prefect_home / "api-auth"
+
+
+def auth_string(prefect_home: Path) -> str:
+    """The home's API secret ("aduana:" and 256 random bits, so that `curl -u` takes it as it is)."""
+    return auth_file(prefect_home).read_text().strip()
+
+
+def _ensure_secret(prefect_home: Path) -> str:
+    """The home's API secret, made on first start (under the start lock): written whole under a temporary name,
+    readable by its owner only, then renamed, so it is never seen empty or half written."""
+    with contextlib.suppress(FileNotFoundError):
+        if kept := auth_string(prefect_home):
+            return kept
+    path = auth_file(prefect_home)
+    secret = f"aduana:{secrets.token_urlsafe(32)}"
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return secret
 
 
 def healthy(server: Server, timeout: float = 1.0) -> bool:
@@ -100,12 +136,19 @@ def _free_port() -> int:
 
 
 def ensure(prefect_home: Path, timeout: float = START_TIMEOUT_SECONDS) -> tuple[Server, bool]:
-    """The home's server, started if none answers. Returns it and whether this call started it."""
+    """The home's server, started if none answers. Returns it and whether this call started it.
+
+    A server started without the home's secret (by an Aduana from before secrets), or whose secret is gone, is
+    stopped and started again with one: left running, it would let any local user in, or no client. Its runs
+    are kept."""
     server = running(prefect_home)
-    if server is not None:
+    if server is not None and _protected(server, prefect_home):
         return server, False
     with _locked(prefect_home):
         server = recorded(prefect_home)
+        if server is not None and not _protected(server, prefect_home):
+            stop(prefect_home)
+            server = None
         if server is None:
             server = _start(prefect_home)
             started = True
@@ -124,16 +167,22 @@ def ensure(prefect_home: Path, timeout: float = START_TIMEOUT_SECONDS) -> tuple[
     return server, started
 
 
+def _protected(server: Server, prefect_home: Path) -> bool:
+    """Started with the home's secret, and the secret is still there for its clients to read."""
+    return server.protected and auth_file(prefect_home).exists()
+
+
 def _start(prefect_home: Path) -> Server:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
-    env |= {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true"}
+    env |= {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true",
+            "PREFECT_SERVER_API_AUTH_STRING": _ensure_secret(prefect_home)}
     with open(log_file(prefect_home), "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=prefect_home,
             start_new_session=True)  # its own process group: it outlives the call, and stop() ends all of it
-    server = Server(pid=process.pid, port=port, started=time.time())
+    server = Server(pid=process.pid, port=port, started=time.time(), protected=True)
     _state_file(prefect_home).write_text(json.dumps(asdict(server)))
     return server
 

@@ -1,11 +1,15 @@
 """One Prefect server per ADUANA_HOME: the first flow command starts it, the next ones reuse it, its runs stay
-visible, two homes get two servers, and `aduana server stop` ends it."""
+visible, two homes get two servers, each answers only requests that carry its home's secret, and `aduana server
+stop` ends it."""
 from __future__ import annotations
 
+import base64
 import json
 import os
+import stat
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -21,11 +25,24 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=240)
 
 
-def _flow_runs(found: server.Server) -> list[str]:
-    request = urllib.request.Request(f"{found.api_url}/flow_runs/filter", data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json"})
+def _post(found: server.Server, path: str, auth: str | None, body: dict | None = None):
+    headers = {"Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(auth.encode()).decode()
+    request = urllib.request.Request(f"{found.api_url}/{path}", data=json.dumps(body or {}).encode(), method="POST",
+                                     headers=headers)
     with urllib.request.urlopen(request, timeout=10) as answer:
-        return [run["state_type"] for run in json.load(answer)]
+        return json.load(answer)
+
+
+def _flow_runs(found: server.Server, home: Path) -> list[str]:
+    return [run["state_type"] for run in _post(found, "flow_runs/filter", server.auth_string(home / "prefect"))]
+
+
+def _refused(found: server.Server, path: str, auth: str | None, body: dict | None = None) -> int:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        _post(found, path, auth, body)
+    return refused.value.code
 
 
 @pytest.fixture
@@ -49,13 +66,25 @@ def test_the_first_flow_starts_the_homes_server_and_the_next_reuse_it(homes, dec
     assert json.loads(second.stdout)["duplicates"] == json.loads(first.stdout)["stored"]
     assert "started this home's Prefect server" not in second.stderr
     assert server.running(a / "prefect") == started  # the same process, not a new one
-    assert _flow_runs(started).count("COMPLETED") == 2  # both calls' runs are kept for the UI
+    assert _flow_runs(started, a).count("COMPLETED") == 2  # both calls' runs are kept for the UI
+
+    # The API answers only the home's secret, kept where only its owner can read it: another local user reaches
+    # the port, but can neither read the runs nor create a work pool for a worker to run code from.
+    secret = server.auth_file(a / "prefect")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and server.auth_string(a / "prefect").startswith("aduana:")
+    for auth in (None, "aduana:guessed"):
+        assert _refused(started, "flow_runs/filter", auth) == 401
+        assert _refused(started, "work_pools/", auth, {"name": "intruder", "type": "process"}) == 401
+    with urllib.request.urlopen(f"{started.ui_url}/ui-settings", timeout=10) as answer:
+        assert json.load(answer)["auth"] == "BASIC"  # the UI asks for the secret on its login page
 
     other = _cli(b, "ingest", str(declarations_csv), "--json")  # another home: its own server, its own runs
     assert other.returncode == 0, other.stderr
     b_server = server.running(b / "prefect")
     assert b_server is not None and b_server.port != started.port
-    assert _flow_runs(b_server).count("COMPLETED") == 1
+    assert _flow_runs(b_server, b).count("COMPLETED") == 1
+    assert server.auth_string(b / "prefect") != server.auth_string(a / "prefect")
+    assert _refused(started, "flow_runs/filter", server.auth_string(b / "prefect")) == 401  # one home's, not another's
 
     status = json.loads(_cli(a, "server", "status", "--json").stdout)
     assert status["state"] == "running" and status["ui"] == started.ui_url
@@ -70,3 +99,67 @@ def test_commands_that_run_no_flow_start_no_server(homes, tmp_path):
     assert _cli(a, "promote", "--json").returncode == 0
     assert _cli(a, "ingest", str(tmp_path / "missing.csv")).returncode == 2  # checked before any server starts
     assert server.recorded(a / "prefect") is None
+
+
+def test_a_server_started_without_the_homes_secret_is_replaced_by_one_with_it(tmp_path, monkeypatch):
+    """A home whose server an older Aduana started (no secret) gets a protected one; the secret then stays."""
+    prefect_home = tmp_path / "prefect"
+    prefect_home.mkdir()
+    unprotected = subprocess.Popen(["sleep", "120"], start_new_session=True)
+    (prefect_home / "server.json").write_text(json.dumps({"pid": unprotected.pid, "port": 4200, "started": 0.0}))
+    environments, popen = [], subprocess.Popen
+
+    def start(args, **kwargs):  # no real server: what it would be started with, and a process to stand for it
+        environments.append(kwargs["env"])
+        return popen(["sleep", "120"], start_new_session=True)
+
+    monkeypatch.setattr(server.subprocess, "Popen", start)
+    monkeypatch.setattr(server, "healthy", lambda found, timeout=1.0: True)
+    try:
+        found, started = server.ensure(prefect_home)
+        assert started and found.protected and found.pid != unprotected.pid
+        assert unprotected.wait(timeout=15) is not None  # the open server was stopped
+        secret = server.auth_string(prefect_home)
+        assert environments[0]["PREFECT_SERVER_API_AUTH_STRING"] == secret
+        assert stat.S_IMODE(server.auth_file(prefect_home).stat().st_mode) == 0o600
+        assert server.ensure(prefect_home) == (found, False)  # a protected server is reused
+
+        server.stop(prefect_home)
+        again, _ = server.ensure(prefect_home)
+        assert environments[1]["PREFECT_SERVER_API_AUTH_STRING"] == secret  # the same secret for the next start
+        server.auth_file(prefect_home).unlink()  # a secret gone: no client could connect, so a new server and secret
+        replaced, started = server.ensure(prefect_home)
+        assert started and replaced.pid != again.pid
+        assert environments[2]["PREFECT_SERVER_API_AUTH_STRING"] == server.auth_string(prefect_home) != secret
+    finally:
+        server.stop(prefect_home)
+        unprotected.kill()
+        unprotected.wait()
+
+
+def test_the_cli_gives_its_clients_the_homes_secret_and_a_users_own_server_keeps_theirs(tmp_path, monkeypatch):
+    from flows import runtime
+    from flows.settings import Settings
+
+    monkeypatch.setenv("ADUANA_PREFECT_SERVER", "home")
+    settings = Settings(home=tmp_path / "home")
+    settings.prefect_home.mkdir(parents=True)
+    ours = server.Server(pid=os.getpid(), port=4311, started=0.0, protected=True)  # a live pid: "running"
+    (settings.prefect_home / "server.json").write_text(json.dumps(vars(ours)))
+    server.auth_file(settings.prefect_home).write_text("aduana:home-secret\n")
+    monkeypatch.setattr(server, "ensure", lambda prefect_home: (ours, False))
+    for variable in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):
+        monkeypatch.delenv(variable, raising=False)
+
+    runtime.connect(settings)  # what every flow command does: its flows, `prefect deploy` and the worker inherit it
+    assert (os.environ["PREFECT_API_URL"], os.environ["PREFECT_API_AUTH_STRING"]) == (ours.api_url, "aduana:home-secret")
+
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING")
+    monkeypatch.setenv("PREFECT_API_URL", ours.api_url + "/")  # the README's export of this home's API address
+    runtime.connect(settings)
+    assert os.environ["PREFECT_API_AUTH_STRING"] == "aduana:home-secret"
+
+    monkeypatch.delenv("PREFECT_API_AUTH_STRING")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:4999/api")  # the user's own server: not ours to sign in to
+    runtime.connect(settings)
+    assert "PREFECT_API_AUTH_STRING" not in os.environ
