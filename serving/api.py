@@ -24,14 +24,18 @@ the headers (time to arrive: `server_config`), then the JSON's shape (an object,
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import datetime as dt
 import functools
+import hashlib
 import hmac
+import importlib.metadata
 import importlib.util
 import json
 import math
 import re
+import sys
 import uuid
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import anyio
+import h11
 import pandas as pd
 import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request, Security
@@ -49,34 +54,36 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from pydantic import (
-    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     TypeAdapter,
     ValidationError,
-    field_validator,
-    model_validator,
+    WithJsonSchema,
 )
+from pydantic_core import PydanticCustomError
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from features.contract import (
     CANONICAL_DTYPES,
     EARLIEST_STORABLE_DATE,
     HS_CHAPTERS,
-    HS_CODE_PATTERN,
     ISO_COUNTRIES,
     MAX_ID_LENGTH,
     MAX_TEXT_LENGTH,
+    REASONS,
     field_types,
+    is_id_field,
     required_fields,
-    today_limit,
 )
 from features.errors import UserError
+from features.intake.cell import CellError, read_amount, read_country, read_date, read_hs_code, read_text
 from features.intake.checked import read_checked
 from features.intake.mapping import ColumnMapping, describe_unit
+from features.intake.reader import NULL_MARKERS
 from features.intake.records import non_scalar_values, records_frame, source_columns
-from features.intake.text import normalise
+from features.intake.text import invalid_text
 from serving import ui
 from serving.realtime import DecisionLog, ServiceState
 from serving.scorer import WAREHOUSE_ERRORS, Scorer
@@ -85,76 +92,134 @@ MAX_BODY_BYTES = 1_000_000
 BODY_TIMEOUT_S = 10.0  # the whole body must arrive within this (a 1 MB body: 100 KB/s), else 408
 HEADER_TIMEOUT_S = 10.0  # a connection's request line and headers must arrive within this, else it is closed
 KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this
-MAX_HEADER_BYTES = 16_384  # request line and headers together (h11's incomplete-event cap)
+MAX_HEADER_BYTES = 16_384  # request line and headers together, else 431 (SlowClientGuard)
 MAX_ERRORS = 20  # validation errors listed in a 422 (error_count says how many there were)
 MAX_FIELDS = 200  # keys in one record (or twice a mapping's columns): more is no declaration, and each costs
 SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
 RETRY_AFTER_S = 5
 
-Amount = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+class ServiceKey:
+    """The service's key (ADUANA_API_KEY) and the one check of it, in constant time: scoring, /readyz's details
+    and the analysts' page (serving/ui.py) all ask `matches`. Without a key every check passes (`aduana serve`
+    binds a keyless service to loopback unless told --allow-open)."""
+
+    def __init__(self, key: str | None):
+        self._secret = key.encode() if key else None
+
+    @property
+    def required(self) -> bool:
+        return self._secret is not None
+
+    def matches(self, given: str | None) -> bool:
+        if self._secret is None:
+            return True
+        return given is not None and hmac.compare_digest(given.encode(), self._secret)
+
+    def sign(self, message: bytes) -> str:
+        """An HMAC of `message` under the key (the analysts' page's cookie), so a token proves the key without
+        holding it."""
+        return hmac.new(self._secret or b"", message, hashlib.sha256).hexdigest()
 
 
-def _known_country(code: str) -> str:
-    if code not in ISO_COUNTRIES:
-        raise ValueError("the country is not an ISO 3166-1 alpha-2 code (ZZ, XX or XZ stand for unknown)")
-    return code
+def _read_with(reader: Callable[[object], object], required: bool) -> BeforeValidator:
+    """A field read by its features/intake/cell.py reader, so it is accepted, refused and typed as ingest would;
+    the error's type is ingest's reason code."""
+
+    def read(value: object) -> object:
+        try:
+            out = reader(value)
+        except CellError as exc:
+            raise PydanticCustomError(exc.code, str(exc)) from None
+        if out is None and required:
+            raise PydanticCustomError("missing_required", REASONS["missing_required"])
+        return out
+
+    return BeforeValidator(read)
 
 
-Country = Annotated[str, Field(pattern=r"^[A-Z]{2}$", examples=["JP"]), AfterValidator(_known_country)]
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)]
-OptionalId = Annotated[str, Field(max_length=MAX_ID_LENGTH)]
-OPTIONAL_TEXT = {"declarant_id", "exporter_id", "office_id", "transport_mode", "departure_country", "bill_of_lading"}
+def _two_digit_range(low: str, high: str) -> str:
+    """A regex alternation for the two-digit numbers low..high ('01', '97' → 0[1-9]|1[0-9]|...|9[0-7])."""
+    lo, hi = int(low), int(high)
+    return "|".join(f"{t}[{max(lo - 10 * t, 0)}-{min(hi - 10 * t, 9)}]" for t in range(lo // 10, hi // 10 + 1))
+
+
+# What the OpenAPI schema states of each field: what the readers enforce, as far as a JSON schema can say it. The
+# readers also take what ingest reads in a file cell (numbers for text, '8703.23', ' jp ', 20240601), so the schema
+# is the stricter of the two, never the looser (schemathesis' "schema looser than validator").
+NO_CONTROLS = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$"
+TEXT_RULE = ("Read as ingest reads a file cell: invisible format characters dropped, NFKC, surrounding spaces "
+             "stripped; no control characters (a NUL byte, U+0001-U+001F but tab and line breaks, U+007F-U+009F).")
+
+
+def _text_schema(cap: int, required: bool) -> dict:
+    text = {"type": "string", "maxLength": cap, "pattern": NO_CONTROLS,
+            "description": f"{TEXT_RULE} At most {cap} characters." + ("" if required else " Blank is missing.")}
+    if required:  # blank, or one of the reader's null markers, is missing
+        return {**text, "minLength": 1, "allOf": [{"pattern": "\\S"}], "not": {"enum": NULL_MARKERS}}
+    return text
+
+
+HS_SCHEMA = {"type": "string", "pattern": f"^({_two_digit_range(*HS_CHAPTERS)})[0-9]{{4}}([0-9]{{2}}){{0,2}}$",
+             "examples": ["870323"],
+             "description": f"6, 8 or 10 ASCII digits of a goods chapter ({HS_CHAPTERS[0]}-{HS_CHAPTERS[1]}); "
+                            "dots, spaces and hyphens are dropped first (8703.23, 87-03-23)."}
+COUNTRY_SCHEMA = {"type": "string", "enum": sorted(ISO_COUNTRIES) + sorted(c.lower() for c in ISO_COUNTRIES),
+                  "examples": ["JP"],
+                  "description": "ISO 3166-1 alpha-2 (ZZ, XX and XZ stand for unknown), in either case."}
+AMOUNT_SCHEMA = {"type": "number", "minimum": 0, "maximum": sys.float_info.max,
+                 "description": "A finite, non-negative number (no booleans; a numeric string is read as ingest "
+                                "reads it, e.g. '1e5')."}
+DATE_SCHEMA = {"type": "string", "format": "date", "examples": ["2024-06-01"],
+               "description": f"A day in ISO 8601, from {EARLIEST_STORABLE_DATE.date()} and not after today (one day "
+                              "of slack for time zones). Other ISO 8601 forms are read as ingest reads them: "
+                              "20240601, and 2024-06-01T10:00:00+02:00 converted to UTC, then the day."}
+
+
+def _field(reader: Callable[[object], object], schema: dict, required: bool) -> tuple:
+    """A field's annotations: its reader, and its schema (null allowed when optional)."""
+    if not required:
+        schema = {"anyOf": [{k: v for k, v in schema.items() if k != "description"}, {"type": "null"}],
+                  "description": schema["description"]}
+    return _read_with(reader, required), WithJsonSchema(schema)
+
+
+def _text(field: str, required: bool) -> tuple:
+    cap = MAX_ID_LENGTH if is_id_field(field) else MAX_TEXT_LENGTH
+    return _field(partial(read_text, field=field), _text_schema(cap, required), required)
+
+
+def _country(field: str, required: bool) -> tuple:
+    return _field(partial(read_country, field=field), COUNTRY_SCHEMA, required)
 
 
 class Declaration(BaseModel):
     """One goods item in canonical fields.
 
-    This model holds every rule of the declarations contract (features/contract.py) that applies to these
-    fields, so a declaration it accepts goes straight to the scorer: the API does not run the pandera checks
-    again per request (tests/integration/test_api.py proves the two agree).
+    Each field is read by features/intake/cell.py as ingest reads the same value in a file (`check_rows`): the same
+    normal form, the same parsing, and every rule of the declarations contract (features/contract.py) that applies to
+    these fields. So a declaration it accepts goes straight to the scorer, typed as ingest would type it, and one it
+    refuses is refused with ingest's reason codes as error types: the API does not run the pandera checks per request
+    (tests/unit/test_api_parity.py and tests/integration/test_api.py prove the two agree).
     """
 
     model_config = ConfigDict(extra="forbid")
-    declaration_id: Id
-    declaration_date: dt.date
-    importer_id: Id
-    hs_code: str = Field(pattern=HS_CODE_PATTERN, examples=["870323"])
-    origin_country: Country
-    declared_value: Amount
-    declarant_id: OptionalId | None = None
-    exporter_id: OptionalId | None = None
-    office_id: OptionalId | None = None
-    transport_mode: str | None = Field(None, max_length=MAX_TEXT_LENGTH)
-    departure_country: Country | None = None
-    net_mass_kg: Amount | None = None
-    quantity: Amount | None = None
-    tax_rate: Amount | None = None  # a fraction, unbounded above as in the contract (a 754 % duty is 7.54)
-    duty_paid: Amount | None = None
-    bill_of_lading: OptionalId | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _as_ingest_reads_text(cls, data: object) -> object:
-        """Text in ingest's normal form (features/intake/text.py: invisible format characters dropped, NFKC,
-        stripped), and a blank optional is missing."""
-        if not isinstance(data, dict):
-            return data
-        text = {k: normalise(v) if isinstance(v, str) else v for k, v in data.items()}
-        return {k: None if v == "" and k in OPTIONAL_TEXT else v for k, v in text.items()}
-
-    @field_validator("hs_code")
-    @classmethod
-    def _goods_chapter(cls, value: str) -> str:
-        if not HS_CHAPTERS[0] <= value[:2] <= HS_CHAPTERS[1]:
-            raise ValueError(f"the HS chapter {value[:2]} is not a goods chapter ({'–'.join(HS_CHAPTERS)})")
-        return value
-
-    @field_validator("declaration_date")
-    @classmethod
-    def _in_range(cls, value: dt.date) -> dt.date:
-        if not EARLIEST_STORABLE_DATE.date() <= value <= today_limit().date():  # the contract's date_out_of_range
-            raise ValueError(f"the date is outside {EARLIEST_STORABLE_DATE.date()} – today")
-        return value
+    declaration_id: Annotated[str, *_text("declaration_id", True)]
+    declaration_date: Annotated[dt.date, *_field(read_date, DATE_SCHEMA, True)]
+    importer_id: Annotated[str, *_text("importer_id", True)]
+    hs_code: Annotated[str, *_field(read_hs_code, HS_SCHEMA, True)]
+    origin_country: Annotated[str, *_country("origin_country", True)]
+    declared_value: Annotated[float, *_field(read_amount, AMOUNT_SCHEMA, True)]
+    declarant_id: Annotated[str | None, *_text("declarant_id", False)] = None
+    exporter_id: Annotated[str | None, *_text("exporter_id", False)] = None
+    office_id: Annotated[str | None, *_text("office_id", False)] = None
+    transport_mode: Annotated[str | None, *_text("transport_mode", False)] = None
+    departure_country: Annotated[str | None, *_country("departure_country", False)] = None
+    net_mass_kg: Annotated[float | None, *_field(read_amount, AMOUNT_SCHEMA, False)] = None
+    quantity: Annotated[float | None, *_field(read_amount, AMOUNT_SCHEMA, False)] = None
+    # a fraction, unbounded above as in the contract (a 754 % duty is 7.54)
+    tax_rate: Annotated[float | None, *_field(read_amount, AMOUNT_SCHEMA, False)] = None
+    duty_paid: Annotated[float | None, *_field(read_amount, AMOUNT_SCHEMA, False)] = None
+    bill_of_lading: Annotated[str | None, *_text("bill_of_lading", False)] = None
 
 
 def canonical_frame(items: list[Declaration]) -> pd.DataFrame:
@@ -238,23 +303,99 @@ async def _refuse(send, status: int, detail: str) -> None:  # noqa: ANN001
     await send({"type": "http.response.body", "body": body})
 
 
+# Every answer's security headers. A page that runs scripts or styles (/docs, /redoc, /ui) sends its own
+# Content-Security-Policy, which `SecurityHeaders` keeps; everything else is JSON, which needs no source at all.
+JSON_CSP = "default-src 'none'; frame-ancestors 'none'"
+SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy": JSON_CSP,
+                    "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+NO_STORE = {"Cache-Control": "no-store"}  # every answer but the docs' static files: scores and states go stale
+
+
+class SecurityHeaders:
+    """Add SECURITY_HEADERS (and NO_STORE) to every answer that lacks them, whoever writes it: routes, error
+    handlers, BodyGuard's 413/408. A pure ASGI middleware, so streamed and early answers pass through unchanged
+    otherwise. An unhandled error is answered 500 here, before Starlette's own error middleware (which sits
+    outside every other middleware) could answer it without the headers; the error is then raised on, to be
+    logged as before."""
+
+    def __init__(self, app):  # noqa: ANN001 - ASGI app
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI callables
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        static = scope["path"].startswith(DOCS_ASSETS + "/")
+        wanted = [(k.lower().encode(), v.encode()) for k, v in {**SECURITY_HEADERS, **({} if static else NO_STORE)}.items()]
+        started = False
+
+        async def send_secured(message: dict) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                message = {**message, "headers": headers + [(k, v) for k, v in wanted if k not in present]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_secured)
+        except Exception:
+            if not started:
+                await _refuse(send_secured, 500, "internal server error")
+            raise
+
+
+def _raw_answer(status: str, detail: str) -> bytes:
+    """An answer written by the protocol itself, before any request reached the app: closed, and secured."""
+    body = json.dumps({"detail": detail}).encode()
+    headers = {"content-type": "application/json", "content-length": str(len(body)), "connection": "close",
+               **SECURITY_HEADERS, **NO_STORE}
+    return (f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body
+
+
+HEAD_END = re.compile(rb"\n\r?\n")  # the blank line that ends a request's head (h11 takes a bare LF too)
+
+
 class SlowClientGuard(H11Protocol):
     """uvicorn's h11 protocol with a deadline for each request's line and headers: a client that opens a
     connection and sends nothing, or its headers a byte at a time, is cut off after `header_timeout` seconds
-    (uvicorn itself only times out idle kept-alive connections, and resets that timer on every byte)."""
+    (uvicorn itself only times out idle kept-alive connections, and resets that timer on every byte).
+
+    It also holds the request head (line and headers) to `max_header_bytes`, answering 431 past it: h11's own cap
+    applies only while a head is incomplete, so a larger head that arrives in one read would pass."""
 
     header_timeout = HEADER_TIMEOUT_S
+    max_header_bytes = MAX_HEADER_BYTES
     _header_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0  # bytes of the awaited request head received so far
+    _head_tail = b""  # its last bytes, where the blank line that ends it may have begun
 
     def connection_made(self, transport) -> None:  # noqa: ANN001
         super().connection_made(transport)
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self.conn.their_state is h11.IDLE and self._head_too_large(data):  # awaiting a request's head
+            self._unset_keepalive_if_required()
+            self.transport.write(_raw_answer("431 Request Header Fields Too Large",
+                                             f"request line and headers over {self.max_header_bytes} bytes"))
+            self.transport.close()
+            return
         cycle = self.cycle
         super().data_received(data)
         if self.cycle is not cycle:  # a request's headers are complete
             self._disarm()
+
+    def _head_too_large(self, data: bytes) -> bool:
+        """Count the awaited head's bytes in `data` (up to its end, when it ends here) against the cap."""
+        seen = self._head_tail + data
+        end = HEAD_END.search(seen)
+        size = self._head_bytes + (len(data) if end is None else end.end() - len(self._head_tail))
+        if end is None:
+            self._head_bytes, self._head_tail = size, seen[-2:]
+        else:
+            self._head_bytes, self._head_tail = 0, b""
+        return size > self.max_header_bytes
 
     def on_response_complete(self) -> None:
         cycle = self.cycle
@@ -280,7 +421,8 @@ class SlowClientGuard(H11Protocol):
         if self.transport.is_closing() or (self.cycle is not None and not self.cycle.response_complete):
             return
         self._unset_keepalive_if_required()
-        self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+        self.transport.write(_raw_answer("408 Request Timeout", f"request headers not received within "
+                                                                f"{self.header_timeout:g} s"))
         self.transport.close()
 
 
@@ -415,6 +557,35 @@ def _records(body: bytes, max_items: int, max_fields: int = MAX_FIELDS) -> tuple
     return records, as_list
 
 
+def _printable(text: str) -> str:
+    """Text safe to echo in an answer: an unpaired surrogate (which UTF-8 cannot encode) as its escape."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _invalid_text(records: list[dict], as_list: bool) -> list[dict]:
+    """422 details for keys and string values holding what no text field may hold (features/intake/text.py
+    `invalid_text`: NUL, control characters, unpaired surrogates), in either layout. Checked before anything else
+    reads the records: a pandas text column cannot hold a surrogate, and an error that echoed one could not be
+    encoded."""
+    errors = []
+    for i, record in enumerate(records):
+        where = ["body", i] if as_list else ["body"]
+        for key, value in record.items():
+            if (why := invalid_text(key)) is not None:
+                errors.append({"loc": [*where, _printable(key)], "msg": f"the field name {why}", "type": "invalid_text"})
+            elif isinstance(value, str) and (why := invalid_text(value)) is not None:
+                errors.append({"loc": [*where, key], "msg": f"the text {why}", "type": "invalid_text"})
+    return errors
+
+
+def read_canonical(records: list[dict], as_list: bool) -> list[Declaration]:
+    """The canonical layout's reading of parsed records: text no field may hold refused first, then `Declaration`
+    (an HTTPException 422 with field-level details when anything is refused)."""
+    if errors := _invalid_text(records, as_list):
+        raise _unprocessable(errors)
+    return _canonical_items(records, as_list)
+
+
 def _canonical_items(records: list[dict], as_list: bool) -> list[Declaration]:
     """Canonical records validated (errors located under 'body', and the record's position in a list)."""
     try:
@@ -491,6 +662,21 @@ def request_examples() -> dict:
 
 
 DOCS_ASSETS = "/docs-assets"
+# The docs pages' own Content-Security-Policy: their scripts and styles from this server only (Swagger UI's one
+# inline script by its hash), the OpenAPI document and "Try it out" requests to this server, and Redoc's search
+# worker, which it starts from a blob.
+PAGE_CSP = ("default-src 'none'; script-src 'self'{scripts}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+            "font-src 'self' data:; connect-src 'self'; {extra}frame-ancestors 'none'; base-uri 'none'; "
+            "form-action 'none'")
+REDOC_CSP = PAGE_CSP.format(scripts="", extra="worker-src blob:; ")
+INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+
+
+def docs_csp(html: bytes) -> str:
+    """Swagger UI's policy: its inline scripts allowed by their SHA-256 and nothing else inline."""
+    hashes = "".join(f" 'sha256-{base64.b64encode(hashlib.sha256(m).digest()).decode()}'"
+                     for m in INLINE_SCRIPT.findall(html))
+    return PAGE_CSP.format(scripts=hashes, extra="")
 
 
 def docs_assets() -> Path:
@@ -500,11 +686,14 @@ def docs_assets() -> Path:
 
 def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_BODY_BYTES,
                api_key: str | None = None, mapping: ColumnMapping | None = None, decision_log: bool = True,
-               body_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
+               body_timeout_s: float = BODY_TIMEOUT_S, secure_cookie: bool = False) -> FastAPI:
     """The FastAPI app around a scorer (injected, so tests can pass one with a fixed model). With a `mapping`,
     /v1/score also takes records in the mapping's source layout. `decision_log=False` leaves real-time answers
-    out of the decision log (benchmarks only: the contract logs every answer)."""
+    out of the decision log (benchmarks only: the contract logs every answer). `secure_cookie` marks the analysts'
+    page's cookie Secure even on plain HTTP requests (a TLS proxy the server does not see); a request that came
+    over HTTPS gets a Secure cookie either way."""
     state = ServiceState(scorer)
+    key = ServiceKey(api_key)
     source = SourceLayout(mapping) if mapping is not None else None
     answers_log = DecisionLog(scorer.warehouse) if decision_log else None
     max_fields = max(MAX_FIELDS, 2 * len(source.columns)) if source is not None else MAX_FIELDS
@@ -524,24 +713,29 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
             if answers_log is not None:
                 await anyio.to_thread.run_sync(answers_log.close)  # every buffered answer written (or spilled)
 
-    app = FastAPI(title="Aduana scoring API", version="0.5.0", description=description, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+    app = FastAPI(title="Aduana scoring API", version=importlib.metadata.version("aduana"), description=description,
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(BodyGuard, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
+    app.add_middleware(SecurityHeaders)  # outermost: BodyGuard's own answers are secured too
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(docs_assets())), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         """Swagger UI from local files: customs networks are often offline, and FastAPI's default loads a CDN."""
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: docs",
+        page = get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title}: docs",
                                    swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
                                    swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
                                    swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png")
+        page.headers["Content-Security-Policy"] = docs_csp(page.body)
+        return page
 
     @app.get("/redoc", include_in_schema=False)
     def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title}: reference",
+        page = get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title}: reference",
                               redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
                               redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)
+        page.headers["Content-Security-Policy"] = REDOC_CSP
+        return page
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -554,33 +748,42 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         return JSONResponse(status_code=exc.status_code, content=content, headers=exc.headers)
 
     security = []
-    if api_key:
+    if key.required:
         key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
                                   description="The service's key (ADUANA_API_KEY): required on /v1/score.")
-        expected = api_key.encode()
 
         def require_key(given: str | None = Security(key_header)) -> None:  # noqa: B008 - FastAPI's idiom
-            if given is None or not hmac.compare_digest(given.encode(), expected):  # constant time
+            if not key.matches(given):
                 raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
 
         security = [Security(require_key)]
-    app.state.ui = ui.install(app, scorer, api_key)  # GET /ui: the analysts' page, behind the same key
+    # GET /ui: the analysts' page, behind the same key
+    app.state.ui = ui.install(app, scorer, key, secure_cookie=secure_cookie)
 
     @app.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict:  # on the event loop: never waits behind scoring threads
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Readiness: a champion is loaded and the warehouse snapshot is readable")
-    def readyz() -> JSONResponse:
-        state.refresh(wait=False)
-        ready = state.ready
-        body = {"ready": ready, "model_version": scorer.version,
+    def readiness_details() -> dict:
+        """What /readyz tells a caller with the key (or anyone, on a keyless service): the service's internals."""
+        return {"model_version": scorer.version,
                 "registry": "unreachable" if scorer.registry_error else "ok",
                 "warehouse": "ok" if not (state.warehouse_error or scorer.snapshot_error) else
                 ("stale snapshot" if scorer.has_snapshot else "unavailable"),
                 "thresholds_from": state.thresholds.batch_id if state.thresholds else None,
                 "layouts": ["canonical", "source"] if source is not None else ["canonical"],
                 "decisions_pending": answers_log.pending if answers_log is not None else 0}
+
+    @app.get("/readyz", summary="Readiness: a champion is loaded and the warehouse snapshot is readable",
+             description="`{\"ready\": true}`, or 503 with `Retry-After` when not ready. With the service's key as "
+                         "`X-API-Key` (or on a service without a key) it also says which model version, thresholds' "
+                         "batch, layouts, registry and warehouse state it serves with, and the decisions pending.")
+    def readyz(request: Request) -> JSONResponse:
+        state.refresh(wait=False)
+        ready = state.ready
+        body = {"ready": ready}
+        if key.matches(request.headers.get("x-api-key")):
+            body.update(readiness_details())
         headers = None if ready else {"Retry-After": str(RETRY_AFTER_S)}
         return JSONResponse(status_code=200 if ready else 503, content=body, headers=headers)
 
@@ -608,9 +811,11 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         return _ANSWERS.dump_json(checked) if as_list else _ANSWER.dump_json(checked[0])
 
     def canonical(records: list[dict], as_list: bool, request_id: str) -> bytes:
-        return answer([i.model_dump() for i in _canonical_items(records, as_list)], as_list, request_id)
+        return answer([i.model_dump() for i in read_canonical(records, as_list)], as_list, request_id)
 
     def source_layout(records: list[dict], as_list: bool, request_id: str) -> bytes:
+        if errors := _invalid_text(records, as_list):
+            raise _unprocessable(errors)
         where = (lambda i: ["body"]) if not as_list else (lambda i: ["body", i])
         nested = non_scalar_values(records)
         if nested:

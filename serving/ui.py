@@ -14,13 +14,14 @@ waiting at most the scorer's `snapshot_wait` for another process, at most every 
 busy the last read keeps serving, so the page never blocks on a writer. A lookup reads one declaration live, with
 the same bounded wait (503 when the warehouse stays busy).
 
-With ADUANA_API_KEY set the page needs the key, like scoring: as X-API-Key, or once as `?key=` on any /ui URL, which
-answers a redirect to the same URL without it and sets an HttpOnly, SameSite=Strict cookie for /ui. The cookie holds
-a token derived from the key (an HMAC), not the key: a copied cookie opens these pages only, never /v1/score.
+With ADUANA_API_KEY set the page needs the key, like scoring (one check, serving/api.py `ServiceKey`): as
+X-API-Key, or once as `?key=` on any /ui URL, which answers a redirect to the same URL without it and sets an
+HttpOnly, SameSite=Strict cookie. The cookie holds a signed, expiring token (when it was issued, and an HMAC of that
+under the key), not the key: a copied cookie opens these pages only, never /v1/score, and only for
+SESSION_SECONDS. It is Secure when the request came over HTTPS, or always with `create_app(secure_cookie=True)`.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import threading
@@ -28,6 +29,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import numpy as np
@@ -42,7 +44,13 @@ from serving.reasons import TOP_CONTRIBUTIONS, explanations, feature_value_text
 from serving.scorer import WAREHOUSE_ERRORS, Scorer
 from serving.selection import GREEN, RED, YELLOW, Thresholds
 
+if TYPE_CHECKING:
+    from serving.api import ServiceKey
+
 KEY_COOKIE = "aduana_ui"
+# How long a /ui cookie opens the pages: an analyst's working day, after which `?key=` is needed again, so a cookie
+# copied from a shared or lost machine stops working by the next day.
+SESSION_SECONDS = 12 * 3600
 MAX_BARS = 30  # offices drawn as bars (the busiest); the table lists them all
 LANES = (RED, YELLOW, GREEN)
 COLOURS = {RED: "#c0392b", YELLOW: "#e2b007", GREEN: "#2e8b57"}
@@ -50,10 +58,11 @@ HISTOGRAM_BINS = 40
 MAX_LIST_ROWS = 100  # rows of an audit or ratings list shown (the rest are counted)
 NOT_STORED = "(not in the warehouse)"  # a scored declaration the warehouse does not hold: office and day unknown
 RETRY_AFTER_S = 5
+# The pages' own policy: inline CSS and SVG, no script. The app adds the other security headers to every answer
+# (serving/api.py `SecurityHeaders`).
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                                "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer", "Cache-Control": "no-store",
 }
 
 
@@ -514,32 +523,41 @@ def _logit(p: float) -> float:
 
 # ---------------------------------------------------------------- routes
 
-def install(app: FastAPI, scorer: Scorer, api_key: str | None) -> PageSnapshot:
+def session_token(key: ServiceKey, issued_at: int) -> str:
+    """A cookie's token: when it was issued (Unix seconds) and an HMAC of that under the service's key."""
+    return f"{issued_at}.{key.sign(f'aduana analysts page {issued_at}'.encode())}"
+
+
+def valid_session(key: ServiceKey, token: str | None, now: float) -> bool:
+    """The token was signed with the service's key less than SESSION_SECONDS ago (compared in constant time)."""
+    issued, _, _ = (token or "").partition(".")
+    if not issued.isdigit() or not 0 <= now - int(issued) < SESSION_SECONDS:
+        return False
+    return hmac.compare_digest(token.encode(), session_token(key, int(issued)).encode())
+
+
+def install(app: FastAPI, scorer: Scorer, key: ServiceKey, secure_cookie: bool = False) -> PageSnapshot:
     """Add the analysts' pages to the API app (see the module docstring); returns their warehouse snapshot."""
     snapshot = PageSnapshot(scorer)
-    expected = api_key.encode() if api_key else None
-    token = hmac.new(expected, b"aduana analysts' page", hashlib.sha256).hexdigest() if expected else ""
 
     def champion() -> str | None:
         return scorer.version
 
     def refused(request: Request) -> Response | None:
         """None when the request may see the page; else the answer: 401, or the redirect that keeps `?key=`."""
-        if expected is None:
+        if not key.required:
             return None
-
-        def same(given: str | None, wanted: bytes) -> bool:
-            return given is not None and hmac.compare_digest(given.encode(), wanted)  # constant time
-
         query = request.query_params.get("key")
-        if query is not None and same(query, expected):
+        if query is not None and key.matches(query):
             rest = [(k, v) for k, v in request.query_params.multi_items() if k != "key"]
             target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
             answer = RedirectResponse(target, status_code=303, headers=HEADERS)
-            answer.set_cookie(KEY_COOKIE, token, httponly=True, samesite="strict", path="/ui")
+            answer.set_cookie(KEY_COOKIE, session_token(key, int(time.time())), max_age=SESSION_SECONDS,
+                              httponly=True, samesite="strict", path="/",
+                              secure=secure_cookie or request.url.scheme == "https")
             return answer
-        if query is None and (same(request.headers.get("x-api-key"), expected)
-                              or same(request.cookies.get(KEY_COOKIE), token.encode())):
+        if query is None and (key.matches(request.headers.get("x-api-key"))
+                              or valid_session(key, request.cookies.get(KEY_COOKIE), time.time())):
             return None
         return page("Key needed", '<section><h2>This page needs the service\'s key</h2><p>The service was started '
                     'with <code>ADUANA_API_KEY</code>. Open <code>/ui?key=YOUR_KEY</code> once (a token derived from '

@@ -2,14 +2,10 @@
 exactly as a file does: a declaration gets the same typed row, hence the same score, from either side."""
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
+from features.intake.cell import SCALARS, file_text
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX, ColumnMapping, slug
-from features.intake.reader import NULL_MARKERS
-
-SCALARS = (str, int, float, bool, type(None))
 
 
 def source_columns(mapping: ColumnMapping) -> dict[str, str]:
@@ -25,22 +21,14 @@ def records_frame(records: list[dict], mapping: ColumnMapping) -> pd.DataFrame:
     `read_raw` gives for a CSV of the same rows: numbers written as the file writes them (with the mapping's
     decimal mark), the reader's null markers as missing. A column of the mapping that no record carries is
     missing (a record may leave out what it does not have); a required one then fails the checks by name. Label
-    columns that no record carries are left out, as a file without them is: the records are unlabelled."""
+    columns that no record carries are left out, as a file without them is: the records are unlabelled.
+
+    Each value becomes a cell as features/intake/cell.py `file_text` writes it. The caller refuses text that no
+    field may hold first (serving/api.py: a pandas text column cannot hold an unpaired surrogate)."""
     columns = list(dict.fromkeys(k for r in records for k in r))
     columns += [c for c, target in source_columns(mapping).items() if c not in columns and target not in mapping.labels]
-    text = {c: pd.Series([_as_file_text(r.get(c), mapping.decimal) for r in records], dtype="str") for c in columns}
+    text = {c: pd.Series([file_text(r.get(c), mapping.decimal) for r in records], dtype="str") for c in columns}
     return pd.DataFrame(text, index=pd.RangeIndex(len(records)))
-
-
-def _as_file_text(value: object, decimal: str) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None if value is None else str(value).lower()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        value = repr(value) if decimal == "." else repr(value).replace(".", ",")
-    text = str(value)
-    return None if text in NULL_MARKERS else text
 
 
 def non_scalar_values(records: list[dict]) -> list[tuple[int, str]]:

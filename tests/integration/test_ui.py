@@ -161,13 +161,50 @@ def test_with_a_key_the_page_needs_it_as_a_header_or_once_in_the_url_then_a_cook
     handed = keyed.get(f"/ui/declaration?id={one}&key=s3cret")
     assert handed.status_code == 303 and handed.headers["location"] == f"/ui/declaration?id={one}"  # key out of the URL
     cookie = handed.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert f"Max-Age={ui.SESSION_SECONDS}" in cookie and "Secure" not in cookie  # plain HTTP: no Secure
     assert "s3cret" not in cookie  # a token derived from the key, which opens the pages only
     assert keyed.get(handed.headers["location"]).status_code == 200  # the client keeps the cookie
     assert keyed.get("/ui").status_code == 200
     keyed.cookies.clear()
     assert keyed.get("/ui").status_code == 401
     assert keyed.get("/healthz").status_code == 200
+
+
+def test_the_cookie_expires_is_bound_to_the_key_and_is_secure_over_https(scored, monkeypatch):
+    """The cookie's token says when it was issued, signed with the key: it stops opening the pages after
+    SESSION_SECONDS, a token signed with another key (or edited) opens nothing, and over HTTPS, or with
+    `secure_cookie`, the cookie is Secure."""
+    from serving.api import ServiceKey
+
+    scorer, _ = scored
+    keyed = TestClient(create_app(scorer, api_key="s3cret", decision_log=False), follow_redirects=False)
+    key, now = ServiceKey("s3cret"), int(time.time())
+
+    def opens(token: str) -> bool:
+        keyed.cookies.clear()
+        keyed.cookies.set(ui.KEY_COOKIE, token)
+        return keyed.get("/ui").status_code == 200
+
+    assert opens(ui.session_token(key, now - 60))
+    assert not opens(ui.session_token(key, now - ui.SESSION_SECONDS - 1))  # expired
+    assert not opens(ui.session_token(ServiceKey("other"), now))  # another key's
+    signature = ui.session_token(key, now - ui.SESSION_SECONDS - 1).split(".")[1]
+    assert not opens(f"{now}.{signature}")  # an old signature with a new date
+    assert not opens(ui.session_token(key, now + 3600))  # issued in the future: not by this server
+    assert not opens("") and not opens("x.y") and not opens(ui.KEY_COOKIE)
+    keyed.cookies.clear()
+    assert keyed.get("/ui?key=s3cret").status_code == 303 and keyed.get("/ui").status_code == 200
+    monkeypatch.setattr(ui.time, "time", lambda: now + ui.SESSION_SECONDS + 5)  # the cookie handed out expires too
+    assert keyed.get("/ui").status_code == 401
+    monkeypatch.undo()
+
+    over_tls = TestClient(create_app(scorer, api_key="s3cret", decision_log=False), base_url="https://testserver",
+                          follow_redirects=False)
+    assert "Secure" in over_tls.get("/ui?key=s3cret").headers["set-cookie"]
+    behind_proxy = TestClient(create_app(scorer, api_key="s3cret", decision_log=False, secure_cookie=True),
+                              follow_redirects=False)
+    assert "Secure" in behind_proxy.get("/ui?key=s3cret").headers["set-cookie"]
 
 
 def test_while_another_process_writes_the_warehouse_the_page_serves_its_last_read(scored):
