@@ -74,6 +74,14 @@ BAD_ROWS = [
                  "importer_id", id="importer-id-over-cap"),
     pytest.param("manifests", f"{'B' * 500},CNSHA,5,2024-03-01,1", "too_long", "bill_of_lading",
                  id="bill-of-lading-over-cap"),
+    pytest.param("traders", "IMP9,2012-01-01,9007199254740993,A", "out_of_range", "'9007199254740993'",
+                 id="int-at-2^53+1"),
+    pytest.param("declarations", "D9,2024-03-01,IMP\x001,870323,JP,5,1", "invalid_text", "importer_id 'IMP\\x001'",
+                 id="nul-in-the-first-64kb"),
+    pytest.param("declarations", "D9,2024-03-01,IMP1,870323,J\x01P,5,1", "invalid_text", "origin_country",
+                 id="control-character"),
+    pytest.param("declarations", "D9,2024-03-01,IMP1,870323,JP,5\x00,1", "invalid_text", "declared_value",
+                 id="nul-in-a-number"),
     pytest.param("declarations", "D9,2024-03-01,IMP1,870323,JP", "malformed_row", "line 3", id="too-few-fields"),
     pytest.param("declarations", "D9,2024-03-01,IMP1,870323,JP,5,1,surplus", "malformed_row", "line 3",
                  id="too-many-fields"),
@@ -97,6 +105,53 @@ def test_a_bad_row_is_quarantined_and_the_rest_of_the_file_ingests(tmp_path, kin
     assert q["reason"].tolist() == [reason]
     if reason == "too_long":
         assert len(q.loc[0, "raw"]) > MAX_ID_LENGTH  # the whole value is kept in quarantine: nothing is lost
+
+
+def test_a_late_nul_byte_is_quarantined_like_an_early_one(tmp_path):
+    # Given a NUL byte far past the first 64 KB (it used to be stored: 'CO\x00BOG')
+    path = tmp_path / "declarations.csv"
+    path.write_text("\n".join([HEADERS["declarations"], *[GOOD["declarations"][0]] * 3000,
+                               "D9,2024-03-01,IMP1,870323,CO\x00BOG,5,1", GOOD["declarations"][1]]) + "\n")
+    # When ingested
+    batch, summary = _ingest(path, tmp_path)
+    # Then that row is quarantined invalid_text (its row number, the value escaped); nothing stored holds a NUL
+    assert (summary.read, summary.stored, summary.quarantined, summary.duplicates) == (3002, 2, 1, 2999)
+    assert summary.reasons == {"invalid_text": 1}
+    row = batch.rejected.iloc[0]
+    assert row["row_number"] == 3001 and "origin_country 'CO\\x00BOG': holds U+0000 at position 3" in row["message"]
+    q = Warehouse(tmp_path / "w.duckdb").read("SELECT raw FROM quarantine")
+    assert "CO\\u0000BOG" in q.loc[0, "raw"]  # JSON escapes it: the raw row is readable text
+    stored = Warehouse(tmp_path / "w.duckdb").read("SELECT origin_country FROM declarations")
+    assert not stored["origin_country"].str.contains("\x00", regex=False).any()
+
+
+def test_a_giant_cell_quarantines_its_row_and_the_rest_of_the_file_is_stored(tmp_path):
+    # Given a file with a 5 MB cell (beyond Arrow's block: "straddles two block boundaries") among valid rows
+    path = _file(tmp_path, "declarations", f"D9,2024-03-01,{'x' * 5_000_000},870323,JP,5,1",
+                 "D8,2024-03-01,IMP1,870323,JP,5,1")
+    # When ingested
+    batch, summary = _ingest(path, tmp_path)
+    # Then the valid rows are stored, the giant row is quarantined too_long, and the counts reconcile
+    assert (summary.read, summary.stored, summary.quarantined, summary.duplicates) == (4, 3, 1, 0)
+    assert summary.reasons == {"too_long": 1} and batch.rejected["row_number"].tolist() == [2]
+    q = Warehouse(tmp_path / "w.duckdb").read("SELECT raw FROM quarantine")
+    assert len(q.loc[0, "raw"]) > 5_000_000  # the whole value is kept in quarantine
+
+
+def test_only_a_file_with_a_giant_row_is_read_more_than_once(tmp_path, monkeypatch):
+    # Given a counter of the reader's passes over a file (each with its block size)
+    from features.intake import reader
+    blocks: list[int] = []
+    one_pass = reader._arrow_csv_blocks
+    monkeypatch.setattr(reader, "_arrow_csv_blocks", lambda *a: blocks.append(a[-1]) or one_pass(*a))
+    # When an ordinary file is read, Then it is read once
+    prepare_batch(_file(tmp_path, "declarations", "D9,2024-03-01,IMP1,870323,JP,5,1"))
+    assert len(blocks) == 1
+    # When a file with a 3 MB cell is read, Then again with larger blocks, never beyond its size decoded
+    blocks.clear()
+    path = _file(tmp_path, "declarations", f"D9,2024-03-01,{'x' * 3_000_000},870323,JP,5,1", name="big.csv")
+    assert prepare_batch(path, "declarations").rejected["reason"].tolist() == ["too_long"]
+    assert len(blocks) == 2 and blocks[1] > blocks[0] and blocks[1] <= 3 * path.stat().st_size + 1
 
 
 def test_rows_after_a_malformed_row_keep_their_row_numbers(tmp_path):

@@ -206,6 +206,46 @@ def test_identity_recodes_are_not_listed_as_changes():
     assert notes == ["fraud: every listed value maps to itself"]
 
 
+# --- decimal: "," -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "stored"), [
+    ("1234,5", 1234.5), ("1.234,5", 1234.5), ("1.234.567", 1234567.0), ("-1.017", None), ("1,5e3", 1500.0),
+    ("1017", 1017.0),
+    ("1.017", 1017.0),  # three digits after a single dot: a thousands separator, as the setting says
+    ("1017.0", "refused"), ("3.5", "refused"), ("0.500", "refused"), ("1.0170", "refused"), ("1,017.5", "refused"),
+    ("1.2.3", "refused"), ("1.5e3", "refused"),
+])
+def test_a_decimal_comma_never_multiplies_a_decimal_point(value, stored):
+    # Given a mapping with decimal: "," and a value that may be written with a decimal point instead
+    checked = check_rows(_rows({"declared_value": value}), "declarations", ColumnMapping(decimal=","))
+    # Then a '.' is read only as a thousands separator (groups of three); any other '.' is refused, naming the
+    # setting, rather than dropped (1017.0 would be 10170)
+    if stored == "refused":
+        assert checked.valid.empty and checked.rejected["reason"].tolist() == ["invalid_type"]
+        assert checked.rejected["message"].iloc[0] == (
+            f"declared_value {value!r}: a decimal point, but the mapping sets decimal: ',' (a '.' is read only as a "
+            "thousands separator, as in 1.017,5)")
+    elif stored is None:
+        assert checked.rejected["reason"].tolist() == ["negative_value"]
+    else:
+        assert checked.rejected.empty and checked.valid["declared_value"].tolist() == [stored]
+
+
+def test_the_decimal_comma_is_listed_among_the_conversions(tmp_path):
+    # Given a decimal-comma export
+    path = _write(tmp_path / "declarations.csv",
+                  "declaration_id;declaration_date;importer_id;hs_code;origin_country;declared_value;net_mass_kg\n"
+                  "D1;2024-03-01;I1;870323;JP;1.234,50;12\n"
+                  "D2;2024-03-02;I1;870323;JP;99;1017.0\n")
+    # When prepared with decimal: ","
+    batch = prepare_batch(path, mapping=ColumnMapping(decimal=","))
+    # Then the summary says which fields the setting converted, and the row it would have multiplied is refused
+    assert batch.conversions == ["declared_value: decimal comma (1.234,5 → 1234.5) on 1 values"]
+    assert batch.valid["declared_value"].tolist() == [1234.5]
+    assert batch.rejected["row_number"].tolist() == [2] and "decimal: ','" in batch.rejected["message"].iloc[0]
+
+
 # --- conversions reach the batch and the ingest summary ------------------------------------------------------------
 
 

@@ -89,6 +89,8 @@ def test_missing_required_column_is_a_clear_error(tmp_path, world):
         (b"declaration_id,declaration_date\n", "declarations.csv", "no data rows"),
         (b"PK\x03\x04 fake workbook", "declarations.xlsx", "not a CSV or Parquet"),
         (b"\x00\x01\x02binary", "declarations.csv", "binary"),
+        (b"id,name\x00\nD1,x\n", "declarations.csv", r"binary content \(a NUL byte in the header line\)"),
+        (b"PK\x03\x04\x14\x00\x06\x00[Content_Types].xml", "declarations.csv", "a zip archive"),
         (b"not parquet at all", "declarations.parquet", "not a Parquet file"),
         (b"\n\nid\n", "declarations.csv", "first line is empty"),
     ],
@@ -98,6 +100,15 @@ def test_files_that_are_not_data_are_refused(tmp_path, content, name, message):
     path.write_bytes(content)
     with pytest.raises(UserError, match=message):
         read_raw(path)
+
+
+def test_a_nul_byte_in_a_data_row_is_read_as_text_for_the_row_checks(tmp_path):
+    # Given NUL bytes in data rows, one in the first 64 KB (it used to refuse the file as binary) and one after
+    path = tmp_path / "declarations.csv"
+    path.write_bytes(b"id,name\nD1,a\x00b\n" + b"D2,ok\n" * 20_000 + b"D3,c\x00d\n")
+    # When read, Then every row is there, the NULs as they were (check_rows quarantines them as invalid_text)
+    frame = read_raw(path).frame
+    assert len(frame) == 20_002 and frame["name"].iloc[[0, -1]].tolist() == ["a\x00b", "c\x00d"]
 
 
 def test_utf16_is_text_not_binary(tmp_path):
@@ -141,12 +152,28 @@ def test_csv_keeps_leading_zeros_and_sniffs_the_delimiter(tmp_path):
         ("values: {critical: {yes: 1}}\n", "critical: key True was read by YAML as a boolean; quote it"),
         ("values: {critical: {2: 1, '2': 0}}\n", "critical: source value '2' is listed twice"),
         ("values: {critical: {'2': [1]}}\n", "critical: the target of '2' must be a single value"),
+        ("delimiter: '||'\n", r"delimiter: .*expected one character other than a quote or a line break .*'\|\|'"),
+        ("delimiter: ''\n", "delimiter: .*expected one character"),
+        ("delimiter: '\"'\n", "delimiter: .*expected one character"),
+        ("columns: {declaration_id: HS, importer_id: HS}\n",
+         "file column 'HS' is named by columns.declaration_id and columns.importer_id"),
+        ("columns: {hs_code: HS}\nextra_numeric: [HS]\n", "file column 'HS' is named by columns.hs_code and extra_numeric"),
+        ("labels: {fraud: HS}\nextra_categorical: [HS]\n", "'HS' is named by labels.fraud and extra_categorical"),
+        ("columns: {fraud: HS}\nlabels: {fraud: F}\n", "fraud listed under both columns and labels"),
+        ("extra_categorical: [HS, hs]\n", r"extra_categorical: columns \['HS', 'hs'\] would all become xcat_hs"),
     ],
 )
 def test_bad_mappings_are_explained(tmp_path, yaml_text, message):
     raw = pd.DataFrame({"HS": ["1"]})
     with pytest.raises(UserError, match=message):
         apply_mapping(raw, load_mapping(_write(tmp_path / "m.yaml", yaml_text)), "declarations")
+
+
+def test_a_required_field_listed_as_an_extra_is_named_as_the_mappings_mistake():
+    raw = pd.DataFrame({c: ["1"] for c in ["declaration_id", "declaration_date", "importer_id", "hs_code",
+                                             "origin_country", "declared_value"]})
+    with pytest.raises(UserError, match="hs_code are listed as extras"):
+        apply_mapping(raw, ColumnMapping(extra_categorical=["hs_code"]), "declarations")
 
 
 def test_a_mapped_column_missing_from_the_file_is_named():

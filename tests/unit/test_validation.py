@@ -211,3 +211,84 @@ def test_other_kinds_store_what_is_only_implausible(kind, row):
     assert checked.rejected.empty, checked.rejected["message"].tolist()
     assert len(checked.valid) == 1
 
+
+
+# --- text no field may hold, exact whole numbers, values shown as given (issue 19) ---------------------------------
+
+
+@pytest.mark.parametrize(("field", "value", "said"), [
+    ("importer_id", "IMP\x001", "U+0000 at position 4"),
+    ("origin_country", "J\x01P", "U+0001"),
+    ("declaration_id", "D1\x1b[0m", "U+001B"),
+    ("hs_code", "870323\x7f", "U+007F"),
+    ("importer_id", "IMP\x851", "U+0085"),  # a C1 control (NEL), as latin-1 decodes byte 0x85
+    ("declared_value", "1\x000", "U+0000"),  # a number field: the text is refused before it is read as a number
+    ("declaration_date", "2024-03-01\x00", "U+0000"),
+    ("fraud", "0\x00", "U+0000"),
+], ids=["nul-in-id", "soh-in-country", "escape-in-id", "del-in-hs", "c1-in-id", "nul-in-number", "nul-in-date",
+        "nul-in-flag"])
+def test_control_characters_are_invalid_text_in_every_field(field, value, said):
+    valid, rejected = _check(**{field: value})
+    assert valid.empty and rejected.loc[0, "reason"] == "invalid_text"
+    message = rejected.loc[0, "message"]
+    assert message.startswith(f"{field} {value!r}: ") and said in message  # escaped by repr: readable, one line
+    assert not any(ch in message for ch in "\x00\x01\x1b\x7f\x85")
+
+
+def test_tabs_and_line_breaks_are_text_and_extras_are_checked_too():
+    frame = pd.DataFrame([{**GOOD, "xcat_remarks": "two\nlines\tand a tab"},
+                          {**GOOD, "declaration_id": "D2", "xcat_remarks": "bell\x07"}], dtype="str")
+    checked = check_rows(frame, "declarations", ColumnMapping())
+    assert checked.valid["xcat_remarks"].tolist() == ["two\nlines\tand a tab"]
+    assert checked.rejected["reason"].tolist() == ["invalid_text"]
+    assert "xcat_remarks 'bell\\x07'" in checked.rejected["message"].iloc[0]
+
+
+@pytest.mark.parametrize(("value", "stored"), [
+    ("9007199254740992", 2**53), ("-9007199254740992", None), ("9007199254740993", "out_of_range"),
+    ("-9007199254740993", "out_of_range"), ("9007199254740992.5", "out_of_range"), ("9.007199254740993e15", "out_of_range"),
+    ("1.0000000000000001", "invalid_type"), ("12.0", 12), ("1e3", 1000), ("+7", 7), ("0012", 12),
+])
+def test_whole_numbers_are_bounded_exactly_not_after_rounding_to_a_float(value, stored):
+    # Given an integer field holding values at and around ±2^53 (9007199254740993 is 9007199254740992 as a float)
+    row = {"importer_id": "I1", "registration_date": "2010-01-01", "prior_violations": value}
+    # When checked
+    checked = check_rows(pd.DataFrame([row], dtype="str"), "traders", ColumnMapping())
+    # Then ±2^53 is stored, one past it is out_of_range, and a fraction a float hides is not a whole number
+    if stored is None:  # -2^53 is within the bound: only the contract's sign rule refuses it
+        assert checked.rejected.loc[0, "reason"] == "negative_value"
+    elif isinstance(stored, str):
+        assert checked.valid.empty and checked.rejected.loc[0, "reason"] == stored
+        assert f"'{value}'" in checked.rejected.loc[0, "message"]
+    else:
+        assert checked.rejected.empty and checked.valid.loc[0, "prior_violations"] == stored
+
+
+def test_int64_columns_are_bounded_exactly():
+    # Given a Parquet-like int64 column (no text to read): 2^53 + 1 became 2^53 through float64
+    frame = pd.DataFrame({"importer_id": ["I1", "I2", "I3"], "registration_date": ["2010-01-01"] * 3,
+                          "prior_violations": pd.array([2**53, 2**53 + 1, 2**63 - 1], dtype="int64")})
+    checked = check_rows(frame, "traders", ColumnMapping())
+    assert checked.valid["prior_violations"].tolist() == [2**53]
+    assert checked.rejected["reason"].tolist() == ["out_of_range"] * 2
+    assert "'9007199254740993'" in checked.rejected["message"].iloc[0]
+
+
+@pytest.mark.parametrize(("field", "value", "shown"), [
+    ("hs_code", "870323.0", "'870323.0'"),  # parsed as '8703230' (dots dropped), shown as given
+    ("hs_code", " 12 ", "' 12 '"),
+    ("declared_value", "-5", "'-5'"),  # parsed -5.0
+    ("origin_country", "qq", "'qq'"),  # parsed 'QQ'
+])
+def test_messages_show_the_value_as_given(field, value, shown):
+    _, rejected = _check(**{field: value})
+    assert rejected.loc[0, "message"].startswith(f"{field} {shown}: ")
+
+
+def test_a_float_column_of_codes_reads_each_code_on_its_own():
+    # Given HS codes a spreadsheet stored as floats, one of them not whole
+    frame = pd.DataFrame([GOOD] * 3).assign(declaration_id=["D1", "D2", "D3"], hs_code=[870323.0, 870324.0, 870323.5])
+    checked = check_rows(frame, "declarations", ColumnMapping())
+    # Then the whole ones are their codes, and only the other one is refused
+    assert checked.valid["hs_code"].tolist() == ["870323", "870324"]
+    assert checked.rejected["message"].iloc[0].startswith("hs_code '870323.5': ")
