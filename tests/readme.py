@@ -63,8 +63,8 @@ ENVIRONMENT = {
     "PREFECT_WORKER_QUERY_SECONDS": "2",  # the worker picks the deployment run up in 2 s, not 10
 }
 # A fresh terminal has none of the test session's Aduana or Prefect settings: the home server is what users get.
-CLEARED = ("ADUANA_HOME", "ADUANA_PREFECT_SERVER", "PREFECT_API_URL", "MLFLOW_TRACKING_URI", "ADUANA_CONFIG",
-           "ADUANA_API_KEY")
+CLEARED = ("ADUANA_HOME", "ADUANA_PREFECT_SERVER", "PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI",
+           "ADUANA_CONFIG", "ADUANA_API_KEY")
 NOT_CARRIED = ("_", "SHLVL", "PWD", "OLDPWD")
 
 
