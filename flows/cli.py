@@ -397,11 +397,12 @@ app.add_typer(server_app, name="server")
 
 def _server_result(found, state: str) -> dict:
     home = _settings().prefect_home
-    from flows.server import log_file
+    from flows.server import auth_file, log_file
 
+    where = {"log": str(log_file(home)), "auth_file": str(auth_file(home))}  # the secret its clients send
     if found is None:
-        return {"state": state, "ui": None, "api": None, "pid": None, "log": str(log_file(home))}
-    return {"state": state, "ui": found.ui_url, "api": found.api_url, "pid": found.pid, "log": str(log_file(home))}
+        return {"state": state, "ui": None, "api": None, "pid": None, **where}
+    return {"state": state, "ui": found.ui_url, "api": found.api_url, "pid": found.pid, **where}
 
 
 @server_app.command(name="status")
