@@ -26,7 +26,11 @@ When it is written: a batch that stored rows and passed every expectation is mer
 after the warehouse transaction has committed. A batch that stored rows but failed a warning keeps its
 profile in `pending/<batch_id>.json` until someone acknowledges it (`aduana warnings --ack`), so a unit
 error never becomes the yardstick by itself. Files are replaced atomically (tmp + fsync + rename), and a
-batch id is merged at most once.
+batch id is merged at most once (the reference lists the batch ids it holds).
+
+The warehouse keeps each stored batch's profile in the batch's own transaction (its batch_profiles table), so a
+run that dies after the commit but before the merge loses nothing: the next ingest folds every accepted batch
+the reference lacks into it (`fold_in`, flows/ingest.py) and says so.
 """
 from __future__ import annotations
 
@@ -311,6 +315,24 @@ def _locked(folder: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def fold_in(folder: Path, kind: str, profiles: list[tuple[str, dict]]) -> list[str]:
+    """Merge accepted batches' profiles (batch id, profile) into the kind's reference; the ids it lacked.
+
+    Their pending files go after the merge: a crash in between merges nothing twice (the reference keeps the ids)."""
+    folder = Path(folder)
+    with _locked(folder):
+        reference = load_reference(folder, kind)
+        known = set(reference["batches"]) if reference else set()
+        lacking = [(batch_id, profile) for batch_id, profile in profiles if batch_id not in known]
+        for batch_id, profile in lacking:
+            reference = merge(reference, profile, batch_id)
+        if lacking:
+            _write_atomic(reference_path(folder, kind), reference)
+    for batch_id, _ in profiles:
+        pending_path(folder, batch_id).unlink(missing_ok=True)
+    return [batch_id for batch_id, _ in lacking]
+
+
 def record_batch(folder: Path, batch_id: str, profile: dict, accepted: bool) -> Path:
     """After a batch stored rows: merge its profile into the reference if it passed, else keep it pending."""
     folder = Path(folder)
@@ -318,22 +340,17 @@ def record_batch(folder: Path, batch_id: str, profile: dict, accepted: bool) -> 
         path = pending_path(folder, batch_id)
         _write_atomic(path, profile)
         return path
-    with _locked(folder):
-        path = reference_path(folder, profile["kind"])
-        _write_atomic(path, merge(load_reference(folder, profile["kind"]), profile, batch_id))
-    return path
+    fold_in(folder, profile["kind"], [(batch_id, profile)])
+    return reference_path(folder, profile["kind"])
 
 
 def accept_pending(folder: Path, batch_id: str) -> bool:
     """Merge a pending (warned, now acknowledged) batch's profile into the reference. False if none is pending."""
-    folder, pending = Path(folder), pending_path(folder, batch_id)
+    pending = pending_path(folder, batch_id)
     if not pending.exists():
         return False
     profile = json.loads(pending.read_text())
-    with _locked(folder):
-        path = reference_path(folder, profile["kind"])
-        _write_atomic(path, merge(load_reference(folder, profile["kind"]), profile, batch_id))
-    pending.unlink(missing_ok=True)  # after the merge: a crash in between merges nothing twice (ids are kept)
+    fold_in(folder, profile["kind"], [(batch_id, profile)])
     return True
 
 

@@ -8,15 +8,18 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from expectations.checkpoint import QualityReport, check_batch, name_docs_after_batch
-from expectations.reference import load_reference, record_batch
+from expectations.reference import fold_in, load_reference, record_batch
 from features.contract import KINDS
 from features.errors import UserError
 from features.intake.batch import PreparedBatch, prepare_batch, reject_batch
 from features.intake.mapping import load_mapping
 from features.warehouse import IngestSummary
+from features.warehouse.store import ingest_turn
 from flows import bars, runtime
 from flows.render import ingest_markdown
 from flows.runtime import Runtime, file_away, landing_files, progress
+
+INGEST_TURN_WAIT = 600.0  # seconds an ingest waits for another one into the same home (a large file takes minutes)
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's hook signature
@@ -40,12 +43,26 @@ def validate_rows(path: str, kind: str | None, mapping_path: str | None) -> Prep
     return batch
 
 
+def _caught_up_reference(rt: Runtime, kind: str) -> dict | None:
+    """The kind's reference profile, with every accepted batch the warehouse holds: a run that died after its
+    store committed but before the reference took its profile left the batch out, and it is folded in now."""
+    folder = rt.settings.reference_dir
+    reference = load_reference(folder, kind)
+    lacking = rt.warehouse.accepted_profiles(kind, skip=reference["batches"] if reference else [])
+    if not lacking:
+        return reference
+    folded = fold_in(folder, kind, lacking)
+    progress(f"the {kind} reference profile lacked {len(folded)} stored batch(es) that passed or were acknowledged "
+             f"(an earlier run stopped before updating it): folded in {', '.join(folded)}")
+    return load_reference(folder, kind)
+
+
 @task(name="validate_batch", cache_policy=NO_CACHE)
 def validate_batch(rt: Runtime, batch: PreparedBatch) -> QualityReport:
     settings = rt.settings
     # the warehouse assigns the batch id when it stores the batch: until then the file's hash stands in for it
     report = check_batch(batch.valid, batch.kind, settings.gx_root, settings.gx_sample_rows,
-                         reference=load_reference(settings.reference_dir, batch.kind),
+                         reference=_caught_up_reference(rt, batch.kind),
                          batch_id=f"sha256-{batch.source_sha256[:12]}", source=batch.source)
     status = "passed" if report.passed else ("REJECTED the batch" if report.rejected else "warned")
     baseline = "" if report.compared or not report.evaluated_rows else \
@@ -62,7 +79,7 @@ def store_batch(rt: Runtime, batch: PreparedBatch, report: QualityReport) -> Ing
     if report.rejected:
         batch = reject_batch(batch, "; ".join(f for f in report.failures if f.startswith("critical")))
     settings = rt.settings
-    summary = rt.warehouse.store(batch, report.passed, report.failures)
+    summary = rt.warehouse.store(batch, report.passed, report.failures, report.profile)
     if docs_problem := name_docs_after_batch(report, settings.gx_root, summary.batch_id, batch.source):
         progress(docs_problem)
     if not summary.reconciles:  # a bug, not bad input: the transaction has committed, so say so loudly
@@ -71,7 +88,8 @@ def store_batch(rt: Runtime, batch: PreparedBatch, report: QualityReport) -> Ing
         try:
             record_batch(settings.reference_dir, summary.batch_id, report.profile, accepted=report.passed)
         except OSError as exc:  # the batch is stored; retrying the task would store it again, so only say so
-            progress(f"{summary.batch_id}: could not update the {batch.kind} reference profile ({exc})")
+            progress(f"{summary.batch_id}: could not update the {batch.kind} reference profile ({exc}); the warehouse "
+                     f"keeps it with the batch, and the next {batch.kind} ingest folds it in once accepted")
         if not report.passed:
             progress(f"{summary.batch_id} warned: its profile joins the {batch.kind} reference once acknowledged "
                      f"('aduana warnings --ack {summary.batch_id} --reason TEXT')")
@@ -89,15 +107,26 @@ def _ingest_order(paths: list[str], kind: str | None) -> list[str]:
 
 
 def ingest_file(rt: Runtime, path: str, kind: str | None, mapping: str | None) -> IngestSummary:
-    """One file through the three tasks, its progress told as each ends (a bar on the CLI's terminal)."""
+    """One file through the three tasks, its progress told as each ends (a bar on the CLI's terminal).
+
+    The file is read and checked row by row on its own; from the dataset-level check to the reference's update, the
+    run takes its turn on the home (features/warehouse/store.ingest_turn): concurrent ingests wait, and one that
+    waits longer than INGEST_TURN_WAIT gives up with IngestBusy (the CLI's exit 75: retry later)."""
     what = f"ingesting {Path(path).name}"
+
+    def waiting(holder: str | None) -> None:
+        by = f" (process {holder})" if holder else ""
+        progress(f"{Path(path).name}: waiting for another ingest into this home to finish{by}, "
+                 f"at most {INGEST_TURN_WAIT:.0f} s")
+
     bars.advance(what, 0, 3)
     try:
         batch = validate_rows(path, kind, mapping)
         bars.advance(what, 1, 3)
-        report = validate_batch(rt, batch)
-        bars.advance(what, 2, 3)
-        return store_batch(rt, batch, report)
+        with ingest_turn(rt.settings.root / "locks" / "ingest.lock", INGEST_TURN_WAIT, on_wait=waiting):
+            report = validate_batch(rt, batch)
+            bars.advance(what, 2, 3)
+            return store_batch(rt, batch, report)
     finally:
         bars.advance(what, 3, 3)
 

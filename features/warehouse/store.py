@@ -5,12 +5,14 @@ not at all, so a crash mid-way leaves the previous state intact.
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -64,6 +66,12 @@ CREATE TABLE IF NOT EXISTS ingest_batches (
     started_at TIMESTAMP, finished_at TIMESTAMP, "read" BIGINT, stored BIGINT, updated BIGINT,
     quarantined BIGINT, duplicates BIGINT, expectations_passed BOOLEAN, expectations VARCHAR,
     unknown_columns VARCHAR)
+"""
+# The profile of each batch that stored rows (expectations/reference.py), written in the batch's own transaction: the
+# reference profile under ADUANA_HOME is merged from these after the commit, and a run that dies in between leaves
+# what the next run needs to fold the batch in (Warehouse.accepted_profiles).
+PROFILES_DDL = """
+CREATE TABLE IF NOT EXISTS batch_profiles (batch_id VARCHAR PRIMARY KEY, kind VARCHAR NOT NULL, profile VARCHAR NOT NULL)
 """
 ACKS_DDL = """
 CREATE TABLE IF NOT EXISTS batch_acknowledgements (
@@ -141,6 +149,52 @@ class WarehouseBusy(RuntimeError):
 DEFAULT_BUSY_WAIT = 30.0  # seconds Warehouse.connect waits for another process to let go of the file
 
 
+class IngestBusy(WarehouseBusy):
+    """Another ingest into this home kept its turn for longer than the wait allowed. Not bad input: retry later."""
+
+    def __init__(self, lock: Path, waited: float, holder: str | None = None):
+        self.path, self.waited, self.holder = Path(lock), waited, holder
+        by = f" (process {holder})" if holder else ""
+        RuntimeError.__init__(self, f"another ingest into this home is running{by}; waited {waited:.1f} s for its turn "
+                                    f"({self.path}). Retry when it has finished")
+
+
+@contextmanager
+def ingest_turn(lock: Path, wait: float, on_wait: Callable[[str | None], None] | None = None) -> Iterator[None]:
+    """One ingest at a time per home: an exclusive lock on the file `lock` (fcntl, so released when the process
+    ends, however it ends), awaited with backoff for up to `wait` seconds, then IngestBusy.
+
+    What an ingest checks a batch against and writes besides the warehouse (the Great Expectations context, the
+    reference profile) is shared by every run on the home, so two runs must not interleave there. The holder writes
+    its process id into the file, so a waiting run (told once through `on_wait`) can say whom it waits for."""
+    lock = Path(lock)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a+") as handle:
+        started, pause, told = time.monotonic(), 0.05, False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or None
+                waited = time.monotonic() - started
+                if waited >= wait:
+                    raise IngestBusy(lock, waited, holder) from None
+                if on_wait is not None and not told:
+                    on_wait(holder)
+                    told = True
+                time.sleep(min(pause, wait - waited))
+                pause = min(pause * 2, 1.0)
+        try:
+            handle.truncate(0)
+            handle.write(str(os.getpid()))
+            handle.flush()
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class Warehouse:
     """A DuckDB file. Open a connection per operation; DuckDB allows one writing process at a time.
 
@@ -186,6 +240,7 @@ class Warehouse:
                 con.execute(BATCHES_DDL)
                 con.execute(DECISIONS_DDL)
                 con.execute(ACKS_DDL)  # append-only: who accepted a batch's failed warnings, when, why
+                con.execute(PROFILES_DDL)
                 con.execute(AUDITS_DDL)
                 con.execute(RATINGS_DDL)
             yield con
@@ -268,6 +323,22 @@ class Warehouse:
                 out.append(f"{r.batch_id}: {json.dumps(warnings)}")
         return out
 
+    def accepted_profiles(self, kind: str, skip: list[str]) -> list[tuple[str, dict]]:
+        """(batch id, profile) of the stored batches of this kind that passed their expectations or were acknowledged,
+        oldest first, but those in `skip` (the ones a reference already holds)."""
+        if not self.path.exists():
+            return []
+        with self.connect(read_only=True) as con:
+            if not _has_table(con, "batch_profiles"):
+                return []
+            acked = "OR b.batch_id IN (SELECT batch_id FROM batch_acknowledgements)" \
+                if _has_table(con, "batch_acknowledgements") else ""
+            found = con.execute(
+                "SELECT p.batch_id, p.profile FROM batch_profiles p JOIN ingest_batches b ON b.batch_id = p.batch_id "
+                f"WHERE p.kind = ? AND (b.expectations_passed {acked}) AND NOT list_contains(?::VARCHAR[], p.batch_id) "
+                "ORDER BY b.started_at", [kind, skip]).fetchall()
+        return [(batch_id, json.loads(profile)) for batch_id, profile in found]
+
     def failed_batches(self, kind: str | None = None) -> list[dict]:
         """Every batch whose dataset-level expectations failed, oldest first, with its latest acknowledgement."""
         if not self.path.exists():
@@ -342,8 +413,10 @@ class Warehouse:
             con.unregister("appended")
 
     def store(self, batch: PreparedBatch, expectations_passed: bool = True,
-              expectation_failures: list[str] | None = None) -> IngestSummary:
-        """Write one prepared batch atomically and return its reconciled summary."""
+              expectation_failures: list[str] | None = None, profile: dict | None = None) -> IngestSummary:
+        """Write one prepared batch atomically and return its reconciled summary.
+
+        `profile`: the checked rows' profile (expectations/reference.py), kept with the batch if it stores rows."""
         started = datetime.now(UTC).replace(tzinfo=None)
         batch_id = f"{batch.kind[:4]}-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         with self.transaction() as con:
@@ -353,6 +426,8 @@ class Warehouse:
             summary.conversions = list(batch.conversions)
             summary.notes = list(batch.notes)
             self._record_batch(con, batch, summary, started)
+            if summary.stored and profile is not None:
+                con.execute("INSERT INTO batch_profiles VALUES (?, ?, ?)", [batch_id, batch.kind, json.dumps(profile)])
         return summary
 
     def _store(self, con: duckdb.DuckDBPyConnection, batch: PreparedBatch, batch_id: str,

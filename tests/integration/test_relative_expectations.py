@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import flows.ingest
 from expectations.checkpoint import check_batch, load_suite, plan_expectations
 from expectations.reference import (
     accept_pending,
@@ -127,6 +128,51 @@ def test_a_later_batch_with_a_unit_error_or_unseen_codes_fails_a_warning_that_is
     assert json.loads(failures[0].split(": ", 1)[1]) == report.failures
     assert len(reference()["batches"]) == 1
     assert pending_path(get_settings().reference_dir, summary.batch_id).exists()
+
+
+class Killed(BaseException):
+    """The process dies (kill -9): nothing after this point runs, and no handler sees it."""
+
+
+def test_a_batch_stored_by_a_run_killed_before_the_reference_update_joins_it_on_the_next_run(home, tmp_path,
+                                                                                              monkeypatch):
+    # given a dataset with a reference, and a run killed after its store committed, before the reference took the
+    # batch's profile
+    said = []
+    monkeypatch.setattr(flows.ingest, "progress", said.append)
+    ingest(foreign(300, seed=1), tmp_path, "declarations_a")
+
+    def killed(*args, **kwargs):
+        raise Killed
+
+    warehouse = Warehouse(get_settings().warehouse_path)
+    batches = lambda: warehouse.read("SELECT batch_id FROM ingest_batches ORDER BY started_at")["batch_id"].tolist()  # noqa: E731
+    with monkeypatch.context() as m:
+        m.setattr(flows.ingest, "record_batch", killed)
+        with pytest.raises(Killed):
+            ingest(foreign(300, seed=2), tmp_path, "declarations_b")
+        lost = batches()[-1]
+        assert warehouse.counts()["declarations"] == 600 and lost not in reference()["batches"]
+        # when the next run comes (a batch that warns, killed too: its pending profile is never written)
+        with pytest.raises(Killed):
+            ingest(foreign(300, seed=3).assign(net_mass_kg=lambda d: d["net_mass_kg"] * 1000), tmp_path,
+                   "declarations_c")
+    # then it folded the lost batch into the reference before judging, and said so (the only run that had to)
+    warned = batches()[-1]
+    assert reference()["batches"][1:] == [lost]
+    assert [line for line in said if "folded in" in line] == [
+        "the declarations reference profile lacked 1 stored batch(es) that passed or were acknowledged (an earlier "
+        f"run stopped before updating it): folded in {lost}"]
+    # and once the warned batch is acknowledged (nothing pending to accept: its run died), the next run folds it in
+    warehouse.acknowledge(warned, "bulk ore: the masses are right", "tester")
+    assert not accept_pending(get_settings().reference_dir, warned)
+    report, summary = ingest(foreign(300, seed=4), tmp_path, "declarations_d")
+    ref = reference()
+    assert ref["batches"][1:] == [lost, warned, summary.batch_id] and ref["rows"] == 1200
+    assert [line for line in said if "folded in" in line][1:] == [
+        "the declarations reference profile lacked 1 stored batch(es) that passed or were acknowledged (an earlier "
+        f"run stopped before updating it): folded in {warned}"]
+    assert report.compared and report.passed, report.failures
 
 
 def test_an_unlabelled_batch_with_empty_label_columns_passes(world, home, tmp_path):
