@@ -209,8 +209,8 @@ def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
 
 def _arrow_csv(path: Path, encoding: str, sep: str, names: list[str], threads: bool) -> tuple[pa.Table, list[dict]]:
     """The file's rows as text, and the ragged ones apart. A row longer than Arrow's block (a giant cell) is read
-    by reading again with larger blocks: only such a file is read more than once, and never with blocks larger
-    than the file."""
+    by reading again with larger blocks (BLOCK_GROWTH): only such a file is read more than once, and a block is
+    never larger than the whole file decoded needs."""
     block = pacsv.ReadOptions().block_size
     largest = min(UTF8_GROWTH * path.stat().st_size + 1, LARGEST_BLOCK)
     while True:

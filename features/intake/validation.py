@@ -150,24 +150,26 @@ def _rows(n: int) -> str:
     return f"{n:,} row" + ("" if n == 1 else "s")
 
 
-def _parse_numbers(s: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series]:
-    """The values as floats, and where `decimal: ","` met a value written with a decimal point (left empty: see
-    COMMA_DECIMAL_GROUPED)."""
+def _parse_numbers(s: pd.Series, decimal: str) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """The values as floats; where `decimal: ","` met a value written with a decimal point (left empty: see
+    COMMA_DECIMAL_GROUPED); and where it converted one (a comma or a thousands separator read)."""
     none = pd.Series(False, index=s.index)
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
-        return s.astype("float64"), none
+        return s.astype("float64"), none, none
     if s.dtype == object:  # numbers among text (a recoded column): the numbers are already numbers
         numbers = s.map(_is_number).astype(bool)
         if numbers.any():
-            out, misread = _parse_numbers(s.where(~numbers, None).astype("str"), decimal)
+            out, misread, converted = _parse_numbers(s.where(~numbers, None).astype("str"), decimal)
             out[numbers] = [_as_float(v) for v in s[numbers]]
-            return out, misread & ~numbers
+            return out, misread & ~numbers, converted & ~numbers
     text = s.astype("str").str.strip()
     if decimal != ",":
-        return pd.to_numeric(text, errors="coerce").astype("float64"), none
-    misread = (text.str.contains(".", regex=False) & ~text.str.fullmatch(COMMA_DECIMAL_GROUPED)).fillna(False)
+        return pd.to_numeric(text, errors="coerce").astype("float64"), none, none
+    marked = text.str.contains(r"[.,]").fillna(False).astype(bool)
+    misread = marked & text.str.contains(".", regex=False).fillna(False) & ~text.str.fullmatch(COMMA_DECIMAL_GROUPED)
     text = text.mask(misread).str.replace(".", "", regex=False).str.replace(",", ".", regex=False)
-    return pd.to_numeric(text, errors="coerce").astype("float64"), misread.astype(bool)
+    out = pd.to_numeric(text, errors="coerce").astype("float64")
+    return out, misread.fillna(False).astype(bool), marked & ~misread & out.notna()
 
 
 def _exact_whole(raw: pd.Series, value: pd.Series, decimal: str) -> tuple[np.ndarray, np.ndarray]:
@@ -290,16 +292,14 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
         elif parse_type == "flag":
             value, code = _parse_flags(raw), "invalid_type"
         else:
-            (value, misread), code = _parse_numbers(raw, mapping.decimal), "invalid_type"
+            (value, misread, converted), code = _parse_numbers(raw, mapping.decimal), "invalid_type"
             if misread.any():
                 found = _failures(frame, misread, column, "invalid_type")
                 failures.append(found.assign(message=column + " " + found["value"].map(_quote) + ": a decimal "
                                              "point, but the mapping sets decimal: ',' (a '.' is read only as a "
                                              "thousands separator, as in 1.017,5)"))
-            if mapping.decimal == ",":
-                converted = int((value.notna() & raw.astype("str").str.contains(r"[.,]").fillna(False)).sum())
-                if converted:
-                    notes.append(f"{column}: decimal comma (1.234,5 → 1234.5) on {converted:,} values")
+            if converted.any():
+                notes.append(f"{column}: decimal comma (1.234,5 → 1234.5) on {int(converted.sum()):,} values")
             if parse_type == "integer":  # beyond ±2^53 a float no longer holds every whole number
                 huge, fraction = _exact_whole(raw, value, mapping.decimal)
                 if huge.any():

@@ -244,6 +244,11 @@ def test_the_decimal_comma_is_listed_among_the_conversions(tmp_path):
     assert batch.conversions == ["declared_value: decimal comma (1.234,5 → 1234.5) on 1 values"]
     assert batch.valid["declared_value"].tolist() == [1234.5]
     assert batch.rejected["row_number"].tolist() == [2] and "decimal: ','" in batch.rejected["message"].iloc[0]
+    # and numbers stored as numbers (Parquet floats) are neither converted nor listed
+    typed = _rows({"declared_value": "1.234,5"}).assign(net_mass_kg=[1.5])
+    checked = check_rows(typed, "declarations", ColumnMapping(decimal=","))
+    assert checked.valid[["declared_value", "net_mass_kg"]].values.tolist() == [[1234.5, 1.5]]
+    assert checked.conversions == ["declared_value: decimal comma (1.234,5 → 1234.5) on 1 values"]
 
 
 # --- conversions reach the batch and the ingest summary ------------------------------------------------------------
