@@ -8,13 +8,13 @@ WarehouseBusy).
 from __future__ import annotations
 
 import multiprocessing
-import os
 import time
 from pathlib import Path
 
 import pytest
 
-from features.warehouse import Warehouse
+import flows.ingest
+from features.warehouse import Warehouse, WarehouseBusy
 from features.warehouse.store import IngestBusy, ingest_turn
 from flows.settings import get_settings
 
@@ -24,15 +24,12 @@ PAIRS = 10
 ROWS = 40  # declarations per file
 
 
-def ingest_each(api_url: str, paths: list[str], barrier, results) -> None:  # noqa: ANN001 - multiprocessing objects
-    """In a spawned process: ingest each file through the flow when the pair's other process starts its own, and
-    report what happened and when this run held the home (its dataset-level check's start to its store's end)."""
-    os.environ.update({"PREFECT_API_URL": api_url, "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "CRITICAL"})
-    from features.warehouse import Warehouse, WarehouseBusy
-    from flows import ingest
-
+def ingest_each(paths: list[str], barrier, results) -> None:  # noqa: ANN001 - multiprocessing objects
+    """In a spawned process (the test's environment: its home, its Prefect API): ingest each file through the flow
+    when the pair's other process starts its own, and report what happened and when this run held the home (its
+    dataset-level check's start to its store's end)."""
     held: dict[str, float] = {}
-    check_batch, store = ingest.check_batch, Warehouse.store
+    check_batch, store = flows.ingest.check_batch, Warehouse.store
 
     def timed_check(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         held["from"] = time.time()
@@ -44,18 +41,19 @@ def ingest_each(api_url: str, paths: list[str], barrier, results) -> None:  # no
         finally:
             held["until"] = time.time()
 
-    ingest.check_batch, Warehouse.store = timed_check, timed_store
+    flows.ingest.check_batch, Warehouse.store = timed_check, timed_store
     for path in paths:
         held.clear()
         barrier.wait(timeout=300)
         try:
-            [summary] = ingest.customs_ingest([path], kind="declarations")
+            [summary] = flows.ingest.customs_ingest([path], kind="declarations")
             results.put({"path": path, "summary": summary, **held})
         except Exception as exc:  # noqa: BLE001 - what the CLI would turn into an exit code is the result
             results.put({"path": path, "error": f"{type(exc).__name__}: {exc}", "busy": isinstance(exc, WarehouseBusy)})
 
 
-def test_ten_pairs_of_concurrent_ingests_take_turns_and_none_crashes(prefect_api, world, home, tmp_path):
+def test_ten_pairs_of_concurrent_ingests_take_turns_and_none_crashes(prefect_api, world, home, tmp_path,
+                                                                     monkeypatch):
     # given 20 files of distinct declarations, two per pair
     files = tmp_path / "files"
     files.mkdir()
@@ -65,10 +63,12 @@ def test_ten_pairs_of_concurrent_ingests_take_turns_and_none_crashes(prefect_api
         world.declarations.iloc[i * ROWS:(i + 1) * ROWS].to_csv(path, index=False, date_format="%Y-%m-%d")
         paths.append(str(path))
     # when two processes ingest them into one home, each pair's two files at the same moment
+    monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # read when a spawned process imports Prefect
+    monkeypatch.setenv("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     spawn = multiprocessing.get_context("spawn")
     barrier, results = spawn.Barrier(2), spawn.Queue()
     started = time.monotonic()
-    workers = [spawn.Process(target=ingest_each, args=(prefect_api, paths[side::2], barrier, results))
+    workers = [spawn.Process(target=ingest_each, args=(paths[side::2], barrier, results))
                for side in (0, 1)]
     for w in workers:
         w.start()
@@ -93,31 +93,37 @@ def test_ten_pairs_of_concurrent_ingests_take_turns_and_none_crashes(prefect_api
     print(f"{PAIRS} concurrent pairs in {took:.1f} s")
 
 
-def test_an_ingest_that_waits_past_its_turn_is_busy_not_broken(home, tmp_path):
-    # given another process's ingest holding the home's turn
+def test_an_ingest_that_waits_past_its_turn_is_busy_and_loses_nothing(prefect_api, world, home, tmp_path,
+                                                                       monkeypatch):
+    # given another process's ingest holding the home's turn, and a run allowed to wait one second for it
     lock = get_settings().root / "locks" / "ingest.lock"
-    told = []
+    path = tmp_path / "declarations.csv"
+    world.declarations.head(ROWS).to_csv(path, index=False, date_format="%Y-%m-%d")
+    monkeypatch.setattr(flows.ingest, "INGEST_TURN_WAIT", 1.0)
+    said = []
+    monkeypatch.setattr(flows.ingest, "progress", said.append)
     spawn = multiprocessing.get_context("spawn")
     holding, release = spawn.Event(), spawn.Event()
     holder = spawn.Process(target=hold_turn, args=(str(lock), holding, release))
     holder.start()
     try:
         assert holding.wait(timeout=60)
-        # when this run asks for its turn, allowed to wait half a second
-        started = time.monotonic()
-        with pytest.raises(IngestBusy) as busy, ingest_turn(lock, 0.5, on_wait=told.append):
-            pass
-        waited = time.monotonic() - started
+        # when the file is ingested meanwhile
+        with pytest.raises(IngestBusy) as busy:
+            flows.ingest.customs_ingest([str(path)])
     finally:
         release.set()
         holder.join(timeout=60)
-    # then it gave up after about its wait with the CLI's "busy" error (exit 75), naming the holder, said once
-    assert 0.4 < waited < 3.0
-    assert told == [str(holder.pid)]
+    # then it gave up with the error the CLI turns into exit 75 (a busy warehouse: retry later), naming the holder,
+    # after saying once that it waited
+    assert isinstance(busy.value, WarehouseBusy)
     assert f"(process {holder.pid})" in str(busy.value) and "Retry" in str(busy.value)
-    # and once the holder is gone, the turn is free at once
-    with ingest_turn(lock, 0.0):
-        assert Path(lock).read_text() == str(os.getpid())
+    assert [line for line in said if "waiting" in line] == [
+        f"declarations.csv: waiting for another ingest into this home to finish (process {holder.pid}), at most 1 s"]
+    # and it stored nothing; once the holder is gone, the same file goes in whole
+    assert Warehouse(get_settings().warehouse_path).counts()["declarations"] == 0
+    [summary] = flows.ingest.customs_ingest([str(path)])
+    assert summary["stored"] == ROWS and summary["reconciles"]
 
 
 def hold_turn(lock: str, holding, release) -> None:  # noqa: ANN001 - multiprocessing events
