@@ -2,8 +2,12 @@
 and the decision log of real-time answers. Every case answers a documented status, never a 500."""
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
+import hashlib
+import importlib.metadata
+import re
 import socket
 import subprocess
 import sys
@@ -20,7 +24,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from features.contract import ISO_COUNTRIES
-from serving.api import create_app, server_config
+from serving import ui
+from serving.api import JSON_CSP, MAX_HEADER_BYTES, create_app, server_config
 from serving.lanes import LanePolicy
 from serving.scorer import Scorer
 from tests.integration.test_api import _declaration, api_scorer  # noqa: F401 - a module-scoped fixture
@@ -237,6 +242,7 @@ def test_a_body_that_trickles_in_is_408_and_the_connection_closed(api_scorer):  
             answer = _read_all(sock)
             assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
             assert time.perf_counter() - t < 5
+            assert b"x-content-type-options: nosniff" in answer.lower()  # BodyGuard's own answer is secured too
         finally:
             sock.close()
 
@@ -480,6 +486,28 @@ def test_the_key_is_a_declared_security_scheme_compared_in_constant_time(api_sco
     assert calls
 
 
+def test_readyz_shows_its_details_only_with_the_key(api_scorer):  # noqa: F811
+    """Without the key /readyz says only whether the service is ready: the model version, the thresholds' batch and
+    the pending decisions are the service's internals. A keyless service (loopback unless --allow-open) shows them."""
+    keyed = TestClient(create_app(api_scorer, api_key="s3cret", decision_log=False))
+    for headers in ({}, {"X-API-Key": "wrong"}):
+        answer = keyed.get("/readyz", headers=headers)
+        assert answer.status_code == 200 and answer.json() == {"ready": True}
+    detailed = keyed.get("/readyz", headers={"X-API-Key": "s3cret"}).json()
+    assert detailed["ready"] and detailed["model_version"] == "3" and "decisions_pending" in detailed
+    assert "thresholds_from" in detailed and detailed["layouts"] == ["canonical"]
+    assert TestClient(create_app(api_scorer, api_key="", decision_log=False)).get("/readyz").json()["model_version"] == "3"
+
+
+def test_readyz_when_not_ready_is_503_with_retry_after_and_no_details(home):
+    from features.warehouse import Warehouse
+    from flows.settings import get_settings
+
+    scorer = Scorer(Warehouse(get_settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
+    answer = TestClient(create_app(scorer, api_key="s3cret", decision_log=False)).get("/readyz")
+    assert answer.status_code == 503 and answer.headers["retry-after"] and answer.json() == {"ready": False}
+
+
 def test_readyz_tells_ready_and_version_but_no_error_text(api_scorer):  # noqa: F811
     c = TestClient(create_app(api_scorer, api_key="", decision_log=False))
     secret = "postgresql://admin:hunter2@10.0.0.5/mlflow refused"
@@ -497,6 +525,91 @@ def test_readyz_tells_ready_and_version_but_no_error_text(api_scorer):  # noqa: 
     finally:
         api_scorer.source.champion_version = original
         api_scorer.refresh_model(force=True)
+
+
+# --- 8. What every answer tells a browser -----------------------------------------------------------------------
+
+def _secured(response: httpx.Response, csp: str | None = JSON_CSP, stored: bool = False) -> bool:
+    h = response.headers
+    return (h.get("x-content-type-options") == "nosniff" and h.get("x-frame-options") == "DENY"
+            and h.get("referrer-policy") == "no-referrer" and "frame-ancestors 'none'" in h.get("content-security-policy", "")
+            and (csp is None or h["content-security-policy"] == csp)
+            and (h.get("cache-control") == "no-store") != stored)
+
+
+def test_every_answer_carries_the_security_headers(api_scorer, world, monkeypatch):  # noqa: F811
+    """nosniff, a Content-Security-Policy with frame-ancestors 'none', X-Frame-Options and no referrer on every
+    route and every error, 5xx included; no-store on all but the docs' static files."""
+    c = TestClient(create_app(api_scorer, api_key="k", max_body_bytes=20_000, decision_log=False),
+                   raise_server_exceptions=False)
+    key = {"X-API-Key": "k"}
+    json_answers = {
+        "score": c.post("/v1/score", json=_declaration(world), headers=key),
+        "422": c.post("/v1/score", json={**_declaration(world), "hs_code": "98"}, headers=key),
+        "401": c.post("/v1/score", json=_declaration(world)),
+        "413": c.post("/v1/score", content=b" " * 30_000, headers={**key, "content-type": "application/json"}),
+        "openapi": c.get("/openapi.json"), "healthz": c.get("/healthz"), "readyz": c.get("/readyz"),
+        "404": c.get("/nowhere"), "405": c.get("/v1/score"),
+    }
+    assert [r.status_code for r in json_answers.values()] == [200, 422, 401, 413, 200, 200, 200, 404, 405]
+    assert all(_secured(r) for r in json_answers.values()), {k: dict(r.headers) for k, r in json_answers.items()}
+    assert _secured(c.get("/ui", headers=key), csp=ui.HEADERS["Content-Security-Policy"])
+    assert _secured(c.get("/ui"), csp=ui.HEADERS["Content-Security-Policy"])  # its 401 page
+    assert _secured(c.get("/docs-assets/swagger-ui.css"), stored=True)
+    docs, redoc = c.get("/docs"), c.get("/redoc")
+    assert _secured(docs, csp=None) and _secured(redoc, csp=None)
+    # Swagger UI's one inline script runs by its hash; nothing else inline, and every source is this server
+    inline = re.search(r"<script>(.*?)</script>", docs.text, re.DOTALL).group(1).encode()
+    digest = base64.b64encode(hashlib.sha256(inline).digest()).decode()
+    script_src = next(d for d in docs.headers["content-security-policy"].split(";") if "script-src" in d)
+    assert script_src.split() == ["script-src", "'self'", f"'sha256-{digest}'"]
+    assert "script-src 'self';" in redoc.headers["content-security-policy"]
+    assert "worker-src blob:" in redoc.headers["content-security-policy"]
+
+    def broken(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(api_scorer, "score_realtime", broken)
+    crashed = c.post("/v1/score", json=_declaration(world), headers=key)
+    assert crashed.status_code == 500 and _secured(crashed) and "a bug" not in crashed.text
+
+
+def test_the_openapi_document_carries_the_package_version(client):
+    assert client.get("/openapi.json").json()["info"]["version"] == importlib.metadata.version("aduana")
+
+
+def _head_of(size: int) -> bytes:
+    """A GET /healthz (closing the connection after) whose request line and headers come to `size` bytes."""
+    start, end = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Padding: ", b"\r\n\r\n"
+    return start + b"p" * (size - len(start) - len(end)) + end
+
+
+def test_a_request_head_over_16_kb_is_431_even_in_one_read(api_scorer):  # noqa: F811
+    """h11 caps only an incomplete head: a 20 KB one that arrives in a single read was accepted before."""
+    with running(create_app(api_scorer, api_key="", decision_log=False)) as url:
+        for size, status in ((15_000, b"200"), (MAX_HEADER_BYTES, b"200"), (MAX_HEADER_BYTES + 1, b"431"),
+                             (20_000, b"431"), (64_000, b"431")):
+            sock = _raw(url)
+            try:
+                sock.sendall(_head_of(size))
+                answer = _read_all(sock)
+            finally:
+                sock.close()
+            assert answer.startswith(b"HTTP/1.1 " + status), (size, answer[:200])
+            if status == b"431":
+                assert b"x-content-type-options: nosniff" in answer.lower()
+        sock = _raw(url)  # a head in many small reads is counted the same way
+        try:
+            head = _head_of(20_000)[:MAX_HEADER_BYTES + 1000]  # not ended yet, and already over the cap
+            for i in range(0, len(head), 1000):
+                sock.sendall(head[i:i + 1000])
+                time.sleep(0.005)
+            assert _read_all(sock).startswith(b"HTTP/1.1 431")
+        finally:
+            sock.close()
+        with httpx.Client(base_url=url) as kept_alive:  # a kept-alive connection: each request's head on its own
+            for _ in range(3):
+                assert kept_alive.get("/healthz", headers={"X-Padding": "p" * 15_000}).status_code == 200
 
 
 def test_serve_refuses_an_open_interface_without_a_key(home, monkeypatch):
