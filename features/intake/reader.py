@@ -113,7 +113,7 @@ def read_rows(path: Path, delimiter: str | None = None, encoding: str = "utf-8")
     CSV rows with more or fewer fields than the header come back in `malformed`, with their line."""
     if detect_format(path) == "parquet":
         try:
-            raw = RawFile(pq.read_table(path).to_pandas().reset_index(drop=True))  # a stored pandas index is not data
+            raw = RawFile(_parquet_frame(pq.read_table(path)))
         except Exception as exc:  # a corrupt footer, a truncated upload
             raise UserError(f"{path}: unreadable Parquet file ({exc})") from exc
     else:
@@ -125,6 +125,20 @@ def read_rows(path: Path, delimiter: str | None = None, encoding: str = "utf-8")
         raise UserError(f"{path}: no data rows")
     _unique(path, raw.frame.columns)
     return raw
+
+
+INTEGER_TYPES = {t: pd.Int64Dtype() for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(),
+                                              pa.uint16(), pa.uint32())}
+
+
+def _parquet_frame(table: pa.Table) -> pd.DataFrame:
+    """A Parquet table as read rows: whole numbers stay exact integers where a value is missing (pandas' default
+    turns such a column into floats, and 9007199254740993 into ...992), and a dictionary-encoded (categorical)
+    column is its values, checked like any other text. A stored pandas index is not data."""
+    frame = table.to_pandas(types_mapper=INTEGER_TYPES.get).reset_index(drop=True)
+    for column in frame.columns[[isinstance(t, pd.CategoricalDtype) for t in frame.dtypes]]:
+        frame[column] = frame[column].astype(frame[column].cat.categories.dtype)
+    return frame
 
 
 def read_header(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> list[str]:

@@ -50,8 +50,9 @@ PANDERA_CHECKS = {"not_nullable": "missing_required"}
 # 0.500, 1,017.5) means the file writes decimal points: read as a separator it would multiply the value (1017.0 as
 # 10170), so such a value is refused instead, naming the setting.
 COMMA_DECIMAL_GROUPED = r"[+-]?[1-9]\d{0,2}(\.\d{3})+(,\d*)?([eE][+-]?\d+)?"
-# A float holds every integer of up to 15 digits exactly; a longer one (or a fraction) is judged as a decimal.
-EXACT_IN_A_FLOAT = r"[+-]?\d{1,15}"
+# A float holds every number of up to 15 significant digits closely enough to tell whether it is whole and within
+# ±2^53; only a value written with more digits is judged as a decimal (one by one: such values are rare).
+EXACT_DIGITS = 15
 
 
 @dataclass
@@ -182,7 +183,7 @@ def _exact_whole(raw: pd.Series, value: pd.Series, decimal: str) -> tuple[np.nda
     fraction = value.mod(1).ne(0).to_numpy() & value.notna().to_numpy() & ~huge
     if pd.api.types.is_float_dtype(raw):
         return huge, fraction
-    exactly = value.notna() & np.isfinite(value) & ~raw.astype("str").str.strip().str.fullmatch(EXACT_IN_A_FLOAT)
+    exactly = value.notna() & np.isfinite(value) & raw.astype("str").str.count(r"\d").gt(EXACT_DIGITS)
     for at in np.flatnonzero(exactly.fillna(False).to_numpy(dtype=bool)):
         given = _as_decimal(raw.iloc[at], decimal)
         if given is not None:
