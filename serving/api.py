@@ -1,14 +1,16 @@
 """The real-time scoring API (HTTP only): the batch scorer, one declaration (or a short list) per request.
 
 Two request layouts:
-- canonical fields (contract §4), always: validated here by the `Declaration` model, which holds the
-  contract's row rules, then scored;
+- canonical fields (contract §4), always: read by the `Declaration` model as ingest reads the same cells
+  (features/intake/cell.py: the same parsing, normal form, rules and reason codes), then scored;
 - with a column mapping (`aduana serve --mapping M.yaml`), also the mapping's source layout (its column names,
   units and codes): records go through features/intake (`read_checked`), the same mapping and row checks as ingest and batch
   scoring (`aduana score --mapping`), so a declaration gets the same score and lane both ways and the mapping's
   extras (xcat_/xnum_) reach the model.
-Either way each declaration is scored on the pandas-free one-row path (features/row.py), as if it came alone: an
-answer does not depend on what else the request holds.
+In either layout, keys and text values holding what no text field may hold (NUL, control characters, unpaired
+surrogates) are refused first, by name (422 `invalid_text`). Either way each declaration is scored on the
+pandas-free one-row path (features/row.py), as if it came alone: an answer does not depend on what else the
+request holds.
 
 Lanes in real time come from thresholds (serving/selection.py `Thresholds`) that serving/realtime.py learns
 from the latest scoring batch; every answer is appended to the decision log (serving/realtime.py `DecisionLog`).
@@ -17,9 +19,12 @@ The app also serves the analysts' page (`GET /ui`, serving/ui.py) behind the sam
 with request examples drawn from the built-in simulator (`request_examples`).
 
 What a request may cost is bounded before any per-item work: the body (size, and time to arrive: `BodyGuard`),
-the headers (time to arrive: `server_config`), then the JSON's shape (an object, or a list of at most
+the request head (size, 431, and time to arrive: `SlowClientGuard`), then the JSON's shape (an object, or a list of at most
 `max_items` objects); parsing, validation and scoring run in worker threads, never on the event loop, so
 /healthz answers while the heaviest request is served. Error lists are capped at MAX_ERRORS.
+
+Every answer carries security headers (`SecurityHeaders`: nosniff, a Content-Security-Policy, no framing, no
+referrer, no-store). /readyz says only whether the service is ready, unless the caller gives the key.
 """
 from __future__ import annotations
 
@@ -98,6 +103,7 @@ MAX_FIELDS = 200  # keys in one record (or twice a mapping's columns): more is n
 SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
 RETRY_AFTER_S = 5
 
+
 class ServiceKey:
     """The service's key (ADUANA_API_KEY) and the one check of it, in constant time: scoring, /readyz's details
     and the analysts' page (serving/ui.py) all ask `matches`. Without a key every check passes (`aduana serve`
@@ -153,7 +159,7 @@ TEXT_RULE = ("Read as ingest reads a file cell: invisible format characters drop
 
 def _text_schema(cap: int, required: bool) -> dict:
     text = {"type": "string", "maxLength": cap, "pattern": NO_CONTROLS,
-            "description": f"{TEXT_RULE} At most {cap} characters." + ("" if required else " Blank is missing.")}
+            "description": f"{TEXT_RULE} At most {cap} characters in that form." + ("" if required else " Blank is missing.")}
     if required:  # blank, or one of the reader's null markers, is missing
         return {**text, "minLength": 1, "allOf": [{"pattern": "\\S"}], "not": {"enum": NULL_MARKERS}}
     return text
