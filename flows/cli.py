@@ -227,7 +227,7 @@ def evaluate(
 @runs_flows(check=headers_fit("path"))
 def score(
     path: Annotated[Path, typer.Argument(help="Declarations to score (CSV or Parquet).", **INPUT)],
-    out: Annotated[Path, typer.Option("--out", help="Score output file (.csv or .parquet).")],
+    out: Annotated[Path, typer.Option("--out", help="Score output file (.csv or .parquet).", dir_okay=False)],
     mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping.", **INPUT)] = None,
     policy: Annotated[Path | None, typer.Option("--policy", help="YAML lane policy (capacity, exploration, rules).", **INPUT)] = None,
     as_json: JsonOption = False,

@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from features.errors import UserError
 from flows.settings import Settings
 
 if TYPE_CHECKING:
@@ -203,6 +204,8 @@ def staged(path: Path) -> Iterator[Path]:
     ends without error it is renamed to `path` in one step; when it fails it is removed, and a previous file at
     `path` stays as it was. So a file appears only once the work it stands for (a batch's logged decisions) is
     done, and no reader ever sees a half-written one."""
+    if path.is_dir():  # refused before the work, not at the rename after it
+        raise UserError(f"{path} is a folder: give the output a file name")
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")  # a unique name: two runs, one path
     try:

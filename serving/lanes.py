@@ -48,8 +48,11 @@ class LanePolicy(BaseModel):
     rules: Rules = Field(default_factory=Rules)
 
     def digest(self) -> str:
-        """A short hash recorded with every decision, so each can be traced to the policy that made it."""
-        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+        """A short hash recorded with every decision, so each can be traced to the policy that made it. It covers
+        what decides a lane; `threshold_min_rows` only says which batch real time learns from, so it is left out
+        (a policy keeps its hash across versions that add such fields)."""
+        lanes = self.model_dump(exclude={"threshold_min_rows"})
+        return hashlib.sha256(json.dumps(lanes, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def load_policy(path: Path | None) -> LanePolicy:

@@ -66,7 +66,8 @@ class ServiceState:
     def pin(self, thresholds: Thresholds) -> None:
         """Use these thresholds until the champion or the latest scoring batch changes (benchmarks and tests)."""
         self.thresholds = thresholds
-        self.thresholds_source = {"from": "pinned", "batch_id": thresholds.batch_id}
+        self.thresholds_source = {"from": "pinned", "batch_id": thresholds.batch_id,
+                                  "model_version": self.scorer.version, "policy_hash": self.policy_hash}
         self._thresholds_for = self._latest_key()
 
     def _latest_key(self) -> tuple:
@@ -94,11 +95,7 @@ class ServiceState:
                 self.scorer.context()
                 key = self._latest_key()
                 if key != self._thresholds_for:
-                    learned = learn_thresholds(self.scorer, self.policy_hash)
-                    if learned is not None and (learned[1]["enough"] or self.thresholds is None):
-                        self.thresholds, self.thresholds_source = learned
-                    elif learned is not None:
-                        log.warning("keeping the real-time thresholds of %s: %s", self.thresholds_source, learned[1])
+                    self._learn(key)
                     self._thresholds_for = key
                 self.warehouse_error = None
             except WAREHOUSE_ERRORS as exc:
@@ -108,6 +105,19 @@ class ServiceState:
                 self.warehouse_error = error
         finally:
             self._lock.release()
+
+
+    def _learn(self, key: tuple) -> None:
+        """New thresholds for `key`; those held are kept only when the new ones rest on fewer rows than the policy
+        asks for and the held ones were learned for the same model and lane policy (a small source never replaces
+        a full one, and thresholds of another model's scores or another capacity never outlive it)."""
+        learned = learn_thresholds(self.scorer, self.policy_hash)
+        held = self.thresholds_source or {}
+        same = (held.get("model_version"), held.get("policy_hash")) == key[:2]
+        if learned is not None and not learned[1]["enough"] and self.thresholds is not None and same:
+            log.warning("keeping the real-time thresholds of %s: the new source %s is smaller", held, learned[1])
+            return
+        self.thresholds, self.thresholds_source = learned if learned is not None else (None, None)
 
 
 def learn_thresholds(scorer: Scorer, policy_hash: str) -> tuple[Thresholds, dict] | None:
@@ -129,7 +139,8 @@ def learn_thresholds(scorer: Scorer, policy_hash: str) -> tuple[Thresholds, dict
     else:
         source = {"from": "scoring batch", "batch_id": str(latest["batch_id"].iloc[0]), "rows": len(latest)}
     thresholds = Thresholds.from_decisions(latest, policy.rank_by, policy.seed)
-    return thresholds, {**source, "min_rows": least, "enough": len(latest) >= least}
+    return thresholds, {**source, "min_rows": least, "enough": len(latest) >= least,
+                        "model_version": scorer.version, "policy_hash": policy_hash}
 
 
 LOG_COLUMNS = ("batch_id", "decided_at", "position", *OUTPUT_COLUMNS, *DETAIL_COLUMNS, "policy_hash", "source",

@@ -58,7 +58,8 @@ def test_a_batch_under_the_minimum_does_not_set_the_thresholds(scorer, world):
     state = _refreshed(scorer)
     assert state.thresholds.batch_id == "full-day"
     assert state.thresholds_source == {"from": "scoring batch", "batch_id": "full-day", "rows": 1_000,
-                                       "min_rows": MIN_ROWS, "enough": True}
+                                       "min_rows": MIN_ROWS, "enough": True, "model_version": "3",
+                                       "policy_hash": scorer.policy.digest()}
 
 
 def test_a_batch_of_another_lane_policy_does_not_set_the_thresholds(scorer, world):
@@ -87,3 +88,19 @@ def test_thresholds_learned_stay_when_only_a_small_source_is_left(scorer, world)
     state.refresh()
     assert state.thresholds.batch_id == "full-day"
 
+
+
+def test_thresholds_of_another_lane_policy_do_not_outlive_it(scorer, world):
+    """A new capacity with only a small source: the held thresholds (another capacity's cut-offs) are replaced."""
+    _log_batch(scorer, world.declarations.iloc[:1_000], "full-day", minutes=0)
+    state = _refreshed(scorer)
+    scorer.policy = scorer.policy.model_copy(update={"red_share": 0.2, "threshold_min_rows": 10 * len(world.declarations)})
+    state._refreshed_at = -float("inf")
+    state.refresh()
+    assert state.thresholds.batch_id == "recent-declarations" and not state.thresholds_source["enough"]
+
+
+def test_the_minimum_does_not_change_the_policy_digest():
+    """Decisions stay traceable to the same policy hash across a setting that only picks real time's source."""
+    assert LanePolicy(threshold_min_rows=5).digest() == LanePolicy().digest()
+    assert LanePolicy(red_share=0.06).digest() != LanePolicy().digest()
