@@ -274,7 +274,7 @@ def serve(
                    "can score declarations", err=True)
     scorer = rt.scorer(policy)
     app_ = create_app(scorer, max_items=max_items, mapping=load_mapping(mapping) if mapping else None,
-                      api_key=rt.settings.api_key)
+                      api_key=rt.settings.api_key, secure_cookie=rt.settings.ui_secure_cookie)
     app_.state.service.refresh()
     runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} "
                      "(docs: /docs, analysts' page: /ui)")

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     """`home`: the CLI's flows run on one local Prefect server per ADUANA_HOME, started once (flows/server.py);
     `ephemeral`: Prefect's temporary server per call. A PREFECT_API_URL in the environment overrides both."""
     api_key: str | None = None  # when set, every scoring call must carry it in X-API-Key
+    ui_secure_cookie: bool = False
+    """Mark the analysts' page's cookie Secure even when uvicorn sees plain HTTP: TLS ended at a proxy it does not
+    trust for X-Forwarded-Proto (a request it sees as https gets a Secure cookie anyway)."""
     mlflow_tracking_uri: str | None = Field(None, validation_alias="MLFLOW_TRACKING_URI")
     """The user's tracking store; default: the sqlite store under ADUANA_HOME."""
     gate: GatePolicy = GatePolicy()

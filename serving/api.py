@@ -777,6 +777,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
                 "warehouse": "ok" if not (state.warehouse_error or scorer.snapshot_error) else
                 ("stale snapshot" if scorer.has_snapshot else "unavailable"),
                 "thresholds_from": state.thresholds.batch_id if state.thresholds else None,
+                "thresholds_source": state.thresholds_source,  # a batch or the recent declarations, and its rows
                 "layouts": ["canonical", "source"] if source is not None else ["canonical"],
                 "decisions_pending": answers_log.pending if answers_log is not None else 0}
 

@@ -104,3 +104,11 @@ def test_the_minimum_does_not_change_the_policy_digest():
     """Decisions stay traceable to the same policy hash across a setting that only picks real time's source."""
     assert LanePolicy(threshold_min_rows=5).digest() == LanePolicy().digest()
     assert LanePolicy(red_share=0.06).digest() != LanePolicy().digest()
+
+
+def test_readyz_says_where_the_thresholds_came_from(scorer, world):
+    _log_batch(scorer, world.declarations.iloc[:1_000], "full-day", minutes=0)
+    with TestClient(create_app(scorer, api_key="", decision_log=False)) as client:
+        body = client.get("/readyz").json()
+    assert body["thresholds_from"] == "full-day"
+    assert body["thresholds_source"]["from"] == "scoring batch" and body["thresholds_source"]["rows"] == 1_000
