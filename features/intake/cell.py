@@ -19,6 +19,7 @@ import datetime as dt
 import math
 import re
 
+import numpy as np
 import pandas as pd
 
 from features.contract import (
@@ -57,7 +58,12 @@ class CellError(ValueError):
 
 def file_text(value: object, decimal: str = ".") -> str | None:
     """A JSON value as the cell a file of it holds: a number written as a CSV writes it (with the mapping's decimal
-    mark), a boolean as true/false, null and the reader's null markers as missing."""
+    mark), a boolean as true/false, null and the reader's null markers as missing. Python callers' values read as
+    pandas writes them: a date (or timestamp) in ISO form, a numpy scalar as its Python number."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, dt.date):
+        return value.isoformat()
     if not isinstance(value, SCALARS):
         raise CellError("invalid_type", "a value is a number, a string or null, as in a file cell")
     if value is None or isinstance(value, bool):
@@ -65,7 +71,7 @@ def file_text(value: object, decimal: str = ".") -> str | None:
     if isinstance(value, float):
         if math.isnan(value):
             return None
-        value = repr(value) if decimal == "." else repr(value).replace(".", ",")
+        value = float.__repr__(value) if decimal == "." else float.__repr__(value).replace(".", ",")
     text = str(value)
     return None if text in NULL_MARKERS else text
 

@@ -68,8 +68,11 @@ def test_a_foreign_export_ingests_trains_promotes_and_scores_alike_in_batch_and_
     assert all(batch[rows[i]["Declaration ID"]]["selected_by"] == "validation" for i in bad_ids)
 
     scorer = rt.scorer()
+    # This small world's batch is under the default threshold_min_rows: the lane policy lets it set the thresholds.
+    scorer.policy = scorer.policy.model_copy(update={"threshold_min_rows": scored["read"] - len(bad)})
     client = TestClient(create_app(scorer, max_items=100, api_key="", mapping=load_mapping(paths["mapping"])))
     client.app.state.service.refresh()  # the champion, and thresholds from the batch just scored
+    assert client.app.state.service.thresholds_source["from"] == "scoring batch"
     answers = []
     for start in range(0, len(valid), 100):
         response = client.post("/v1/score", json=valid[start:start + 100])
