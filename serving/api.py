@@ -143,10 +143,19 @@ def _read_with(reader: Callable[[object], object], required: bool) -> BeforeVali
     return BeforeValidator(read)
 
 
-def _two_digit_range(low: str, high: str) -> str:
-    """A regex alternation for the two-digit numbers low..high ('01', '97' → 0[1-9]|1[0-9]|...|9[0-7])."""
-    lo, hi = int(low), int(high)
-    return "|".join(f"{t}[{max(lo - 10 * t, 0)}-{min(hi - 10 * t, 9)}]" for t in range(lo // 10, hi // 10 + 1))
+def digits_range(low: str, high: str) -> str:
+    """A regex for the numbers low..high written with as many digits as they have ('01', '97' → 0[1-9]|[1-8][0-9]|
+    9[0-7]; '1678', '2026' → the years from 1678 to 2026)."""
+    if len(low) == 1:
+        return f"[{low}-{high}]"
+    if low[0] == high[0]:
+        return f"{low[0]}({digits_range(low[1:], high[1:])})"
+    rest = len(low) - 1
+    parts = [f"{low[0]}({digits_range(low[1:], '9' * rest)})"]
+    if int(high[0]) - int(low[0]) > 1:
+        parts.append(f"[{int(low[0]) + 1}-{int(high[0]) - 1}][0-9]{{{rest}}}")
+    parts.append(f"{high[0]}({digits_range('0' * rest, high[1:])})")
+    return "|".join(parts)
 
 
 # What the OpenAPI schema states of each field: what the readers enforce, as far as a JSON schema can say it. The
@@ -165,7 +174,7 @@ def _text_schema(cap: int, required: bool) -> dict:
     return text
 
 
-HS_SCHEMA = {"type": "string", "pattern": f"^({_two_digit_range(*HS_CHAPTERS)})[0-9]{{4}}([0-9]{{2}}){{0,2}}$",
+HS_SCHEMA = {"type": "string", "pattern": f"^({digits_range(*HS_CHAPTERS)})[0-9]{{4}}([0-9]{{2}}){{0,2}}$",
              "examples": ["870323"],
              "description": f"6, 8 or 10 ASCII digits of a goods chapter ({HS_CHAPTERS[0]}-{HS_CHAPTERS[1]}); "
                             "dots, spaces and hyphens are dropped first (8703.23, 87-03-23)."}
@@ -175,7 +184,10 @@ COUNTRY_SCHEMA = {"type": "string", "enum": sorted(ISO_COUNTRIES) + sorted(c.low
 AMOUNT_SCHEMA = {"type": "number", "minimum": 0, "maximum": sys.float_info.max,
                  "description": "A finite, non-negative number (no booleans; a numeric string is read as ingest "
                                 "reads it, e.g. '1e5')."}
+# Years from the first whole storable one to this one (the days of this year after today aside: a schema cannot
+# say "today"); stricter than the readers, which take 1677-09-22 on and other ISO 8601 forms.
 DATE_SCHEMA = {"type": "string", "format": "date", "examples": ["2024-06-01"],
+               "pattern": f"^({digits_range(str(EARLIEST_STORABLE_DATE.year + 1), str(dt.date.today().year))})-",
                "description": f"A day in ISO 8601, from {EARLIEST_STORABLE_DATE.date()} and not after today (one day "
                               "of slack for time zones). Other ISO 8601 forms are read as ingest reads them: "
                               "20240601, and 2024-06-01T10:00:00+02:00 converted to UTC, then the day."}
@@ -261,6 +273,10 @@ class BodyGuard:
     """Read each request's whole body before the app sees it: 413 past `max_bytes` (declared by Content-Length
     or streamed in chunks), 408 when it has not all arrived within `timeout_s`. Both close the connection.
 
+    It first holds the request's head to MAX_HEADER_BYTES (431), as the server reconstructs it: SlowClientGuard
+    counts the bytes of a head that arrives on its own, but a head pipelined behind another request is parsed
+    from the server's buffer without passing through that count.
+
     Reading it here, not inside the app, is what makes a chunked body over the cap a 413: FastAPI answers 400 to
     any error raised while it reads a body."""
 
@@ -270,6 +286,8 @@ class BodyGuard:
     async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI callables
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if head_size(scope) > MAX_HEADER_BYTES:
+            return await _refuse(send, 431, f"request line and headers over {MAX_HEADER_BYTES} bytes")
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await _refuse(send, 413, f"request body over {self.max_bytes} bytes")
@@ -299,6 +317,14 @@ class BodyGuard:
             return {"type": "http.request", "body": body, "more_body": False}
 
         return await self.app(scope, replay, send)
+
+
+def head_size(scope: dict) -> int:
+    """The bytes of a request's line and headers as sent on HTTP/1.1 ("GET /path?query HTTP/1.1", each header
+    line with its ": " and CRLF, and the blank line)."""
+    query = scope.get("query_string") or b""
+    line = len(scope["method"]) + len(scope.get("raw_path") or scope["path"].encode()) + (len(query) + 1 if query else 0)
+    return line + 12 + sum(len(k) + len(v) + 4 for k, v in scope.get("headers") or []) + 2
 
 
 async def _refuse(send, status: int, detail: str) -> None:  # noqa: ANN001
@@ -402,6 +428,12 @@ class SlowClientGuard(H11Protocol):
         else:
             self._head_bytes, self._head_tail = 0, b""
         return size > self.max_header_bytes
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse, with the same security headers as every other answer."""
+        self._unset_keepalive_if_required()
+        self.transport.write(_raw_answer("400 Bad Request", msg))
+        self.transport.close()
 
     def on_response_complete(self) -> None:
         cycle = self.cycle
@@ -520,24 +552,37 @@ class _TooMany(Exception):
     pass
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
 def _records(body: bytes, max_items: int, max_fields: int = MAX_FIELDS) -> tuple[list, bool]:
     """The body as (records, sent as a list), its shape checked before any per-item work: JSON, an object or a
     list of 1 to `max_items` objects, each with at most `max_fields` keys. Parsing stops at the first object past
-    `max_items` (declarations are flat objects), so 100,000 empty objects cost no more than 101."""
+    `max_items` (declarations are flat objects), so 100,000 empty objects cost no more than 101. A key given twice
+    in one object is refused: JSON parsers disagree on which value wins, so a proxy and this service could read two
+    different declarations from one body."""
     objects = 0
 
-    def count(obj: dict) -> dict:
+    def count(pairs: list[tuple[str, object]]) -> dict:
         nonlocal objects
         objects += 1
         if objects > max_items:
             raise _TooMany
+        obj = dict(pairs)
+        if len(obj) < len(pairs):
+            seen: set[str] = set()
+            raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
         return obj
 
     try:
-        payload = json.loads(body, object_hook=count)
+        payload = json.loads(body, object_pairs_hook=count)
     except _TooMany:
         raise HTTPException(status_code=413, detail=f"at most {max_items} declarations (JSON objects) per request") \
             from None
+    except _DuplicateKey as exc:
+        raise _unprocessable([{"loc": ["body"], "msg": f"the key {ascii(exc.args[0])} appears twice in one object",
+                               "type": "duplicate_key"}]) from None
     except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested past the parser's depth, huge ints
         msg = str(exc).splitlines()[0][:200] if isinstance(exc, ValueError) else "nested too deeply"
         raise _unprocessable([{"loc": ["body"], "msg": f"the body is not JSON: {msg}", "type": "json_invalid"}]) \

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import math
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ KEY_COOKIE = "aduana_ui"
 # How long a /ui cookie opens the pages: an analyst's working day, after which `?key=` is needed again, so a cookie
 # copied from a shared or lost machine stops working by the next day.
 SESSION_SECONDS = 12 * 3600
+CLOCK_SKEW_S = 60  # a token issued by a replica whose clock runs this much ahead is still taken
 MAX_BARS = 30  # offices drawn as bars (the busiest); the table lists them all
 LANES = (RED, YELLOW, GREEN)
 COLOURS = {RED: "#c0392b", YELLOW: "#e2b007", GREEN: "#2e8b57"}
@@ -531,7 +533,7 @@ def session_token(key: ServiceKey, issued_at: int) -> str:
 def valid_session(key: ServiceKey, token: str | None, now: float) -> bool:
     """The token was signed with the service's key less than SESSION_SECONDS ago (compared in constant time)."""
     issued, _, _ = (token or "").partition(".")
-    if not issued.isdigit() or not 0 <= now - int(issued) < SESSION_SECONDS:
+    if not re.fullmatch(r"[0-9]{1,12}", issued) or not -CLOCK_SKEW_S <= now - int(issued) < SESSION_SECONDS:
         return False
     return hmac.compare_digest(token.encode(), session_token(key, int(issued)).encode())
 
@@ -553,7 +555,7 @@ def install(app: FastAPI, scorer: Scorer, key: ServiceKey, secure_cookie: bool =
             target = request.url.path + (f"?{urlencode(rest)}" if rest else "")
             answer = RedirectResponse(target, status_code=303, headers=HEADERS)
             answer.set_cookie(KEY_COOKIE, session_token(key, int(time.time())), max_age=SESSION_SECONDS,
-                              httponly=True, samesite="strict", path="/",
+                              httponly=True, samesite="strict", path="/ui",
                               secure=secure_cookie or request.url.scheme == "https")
             return answer
         if query is None and (key.matches(request.headers.get("x-api-key"))

@@ -16,6 +16,7 @@ A refused value raises CellError with the quarantine reason code ingest gives it
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 
@@ -36,7 +37,7 @@ from features.contract import (
 )
 from features.intake.reader import NULL_MARKERS
 from features.intake.text import invalid_text, normalise
-from features.intake.validation import UPPERCASE_FIELDS
+from features.intake.validation import HS_SEPARATOR, UPPERCASE_FIELDS
 
 SCALARS = (str, int, float, bool, type(None))
 # pandas' number syntax: ASCII digits only (Python's float() also takes '1_000' and full-width digits, pandas not).
@@ -44,7 +45,7 @@ NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 WHOLE = re.compile(r"[+-]?[0-9]+")
 INFINITY = re.compile(r"([+-]?)(inf|infinity)", re.IGNORECASE)
 ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-HS_SEPARATORS = re.compile(r"[.\s-]")  # what ingest drops from an HS code (\s: any Unicode whitespace)
+HS_SEPARATORS = re.compile(HS_SEPARATOR)
 HS_CODE = re.compile(HS_CODE_PATTERN)
 
 
@@ -144,6 +145,24 @@ def read_amount(value: object) -> float | None:
     return number
 
 
+NOT_STORABLE = dt.date.min  # read, but outside what the warehouse stores
+
+
+@functools.lru_cache(maxsize=4096)
+def _other_iso_day(text: str) -> dt.date | None:
+    """The UTC day of an ISO 8601 text other than YYYY-MM-DD, by pandas' parser (a one-value Series costs a few
+    hundred microseconds, so the texts seen are remembered: a sender writes its dates one way); None when it
+    cannot be read, NOT_STORABLE when it is outside the warehouse's dates. "Not after today" is judged apart."""
+    try:
+        parsed = pd.to_datetime(pd.Series([text], dtype="str"), format="ISO8601", errors="coerce", utc=True).iloc[0]
+    except (ValueError, TypeError, OverflowError):
+        return None
+    if pd.isna(parsed):
+        return None
+    day = parsed.tz_localize(None).normalize()
+    return day.date() if EARLIEST_STORABLE_DATE <= day <= LATEST_STORABLE_DATE else NOT_STORABLE
+
+
 def read_date(value: object) -> dt.date | None:
     """A day: ISO 8601 as ingest reads it (a value with a UTC offset converted to UTC first, a time of day
     dropped), storable, and not after today (`today_limit`)."""
@@ -158,16 +177,11 @@ def read_date(value: object) -> dt.date | None:
         except ValueError:
             day = None
     if day is None:  # any other ISO 8601 form: pandas' own parser, as ingest calls it
-        try:
-            parsed = pd.to_datetime(pd.Series([text], dtype="str"), format="ISO8601", errors="coerce", utc=True).iloc[0]
-        except (ValueError, TypeError, OverflowError):
-            parsed = pd.NaT
-        if pd.isna(parsed):
+        day = _other_iso_day(text)
+        if day is None:
             raise CellError("invalid_date", f"{text[:60]!r}: {REASONS['invalid_date']} (ISO 8601)")
-        day = parsed.tz_localize(None).normalize()
-        if not EARLIEST_STORABLE_DATE <= day <= LATEST_STORABLE_DATE:
+        if day is NOT_STORABLE:
             raise CellError("date_out_of_range", f"{text[:60]!r}: {REASONS['date_out_of_range']}")
-        day = day.date()
     if not EARLIEST_STORABLE_DATE.date() <= day <= today_limit().date():
         raise CellError("date_out_of_range", f"{text[:60]!r}: {REASONS['date_out_of_range']}")
     return day

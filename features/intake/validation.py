@@ -53,6 +53,7 @@ COMMA_DECIMAL_GROUPED = r"[+-]?[1-9]\d{0,2}(\.\d{3})+(,\d*)?([eE][+-]?\d+)?"
 # A float holds every number of up to 15 significant digits closely enough to tell whether it is whole and within
 # ±2^53; only a value written with more digits is judged as a decimal (one by one: such values are rare).
 EXACT_DIGITS = 15
+HS_SEPARATOR = r"[.\s-]"  # what an HS code may be written with and loses (8703.23, 87 03 23, 87-03-23; \s: any space)
 
 
 @dataclass
@@ -271,7 +272,7 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
         if parse_type == "text":
             value = _as_text(raw)
             if column == "hs_code":
-                value = value.str.replace(r"[.\s-]", "", regex=True)
+                value = value.str.replace(HS_SEPARATOR, "", regex=True)
                 if mapping.hs_code_digits:
                     numeric = value.str.fullmatch(r"\d+").fillna(False).astype(bool)
                     value = value.where(~numeric, value.str.zfill(mapping.hs_code_digits))

@@ -201,6 +201,15 @@ def test_missing_fields_and_bad_json_are_422(client, world):
     assert client.post("/v1/score", json=[]).status_code == 422
 
 
+def test_a_key_given_twice_in_one_declaration_is_422(client, world):
+    """Parsers disagree on which of two values wins (a proxy may read the first, Python reads the last)."""
+    body = json.dumps(_declaration(world))[:-1] + ', "declared_value": -1}'
+    answer = client.post("/v1/score", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422
+    assert answer.json()["detail"] == [{"loc": ["body"], "msg": "the key 'declared_value' appears twice in one object",
+                                        "type": "duplicate_key"}]
+
+
 def test_oversized_bodies_and_lists_are_413(client, world):
     assert client.post("/v1/score", json=[_declaration(world, -i) for i in range(1, 7)]).status_code == 413
     huge = json.dumps({**_declaration(world), "declarant_id": "x" * 30_000})

@@ -6,13 +6,13 @@ import base64
 import csv
 import datetime as dt
 import hashlib
-import importlib.metadata
 import re
 import socket
 import subprocess
 import sys
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -575,7 +575,9 @@ def test_every_answer_carries_the_security_headers(api_scorer, world, monkeypatc
 
 
 def test_the_openapi_document_carries_the_package_version(client):
-    assert client.get("/openapi.json").json()["info"]["version"] == importlib.metadata.version("aduana")
+    """The version as pyproject.toml states it (the installed metadata would agree with a stale install too)."""
+    declared = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["version"]
+    assert client.get("/openapi.json").json()["info"]["version"] == declared
 
 
 def _head_of(size: int) -> bytes:
@@ -610,6 +612,27 @@ def test_a_request_head_over_16_kb_is_431_even_in_one_read(api_scorer):  # noqa:
         with httpx.Client(base_url=url) as kept_alive:  # a kept-alive connection: each request's head on its own
             for _ in range(3):
                 assert kept_alive.get("/healthz", headers={"X-Padding": "p" * 15_000}).status_code == 200
+        for sends in (1, 2):  # a head pipelined behind another request, in the same read or the next one
+            first = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+            sock = _raw(url)
+            try:
+                for part in ([first + _head_of(20_000)] if sends == 1 else [first, _head_of(20_000)]):
+                    sock.sendall(part)
+                answers = _read_all(sock)
+            finally:
+                sock.close()
+            assert answers.startswith(b"HTTP/1.1 200") and answers.count(b"HTTP/1.1 431") == 1, answers[:300]
+
+
+def test_a_request_the_server_cannot_parse_is_answered_with_the_security_headers(api_scorer):  # noqa: F811
+    with running(create_app(api_scorer, api_key="", decision_log=False)) as url:
+        sock = _raw(url)
+        try:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n")
+            answer = _read_all(sock)
+        finally:
+            sock.close()
+    assert answer.startswith(b"HTTP/1.1 400") and b"x-content-type-options: nosniff" in answer.lower()
 
 
 def test_serve_refuses_an_open_interface_without_a_key(home, monkeypatch):

@@ -161,7 +161,7 @@ def test_with_a_key_the_page_needs_it_as_a_header_or_once_in_the_url_then_a_cook
     handed = keyed.get(f"/ui/declaration?id={one}&key=s3cret")
     assert handed.status_code == 303 and handed.headers["location"] == f"/ui/declaration?id={one}"  # key out of the URL
     cookie = handed.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
     assert f"Max-Age={ui.SESSION_SECONDS}" in cookie and "Secure" not in cookie  # plain HTTP: no Secure
     assert "s3cret" not in cookie  # a token derived from the key, which opens the pages only
     assert keyed.get(handed.headers["location"]).status_code == 200  # the client keeps the cookie
@@ -192,7 +192,11 @@ def test_the_cookie_expires_is_bound_to_the_key_and_is_secure_over_https(scored,
     signature = ui.session_token(key, now - ui.SESSION_SECONDS - 1).split(".")[1]
     assert not opens(f"{now}.{signature}")  # an old signature with a new date
     assert not opens(ui.session_token(key, now + 3600))  # issued in the future: not by this server
+    assert opens(ui.session_token(key, now + 30))  # a replica's clock a little ahead
     assert not opens("") and not opens("x.y") and not opens(ui.KEY_COOKIE)
+    keyed.cookies.clear()
+    for cookie in ('aduana_ui="\\262.abc"', "aduana_ui=" + "9" * 5000 + ".abc"):  # '²' once unquoted; 5,000 digits
+        assert keyed.get("/ui", headers={"Cookie": cookie}).status_code == 401  # not the 500 of int()
     keyed.cookies.clear()
     assert keyed.get("/ui?key=s3cret").status_code == 303 and keyed.get("/ui").status_code == 200
     monkeypatch.setattr(ui.time, "time", lambda: now + ui.SESSION_SECONDS + 5)  # the cookie handed out expires too

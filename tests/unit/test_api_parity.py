@@ -84,9 +84,8 @@ CASES = [(field, value) for kind, value in CATALOGUE for field in FIELDS[kind]]
 SCHEMA_CANNOT_SAY = {
     ("importer_id", "\u200b"),  # blank once invisible format characters are dropped
     ("importer_id", "\ufdfa" * 6), ("office_id", "\ufdfa" * 6),  # over the cap once NFKC expands each to 18
-    ("declaration_date", "1677-09-21"), ("declaration_date", "0001-01-01"),  # before the first storable day
-    ("declaration_date", "2262-04-12"), ("declaration_date", "2999-01-01"), ("declaration_date", "9999-12-31"),
-    ("declaration_date", LATER),  # after today
+    # after today, within this year (the schema's years end with this one; days it cannot tell from today)
+    *([("declaration_date", LATER)] if LATER[:4] == str(dt.date.today().year) else []),
 }
 
 
