@@ -720,7 +720,7 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'{scripts}; style-src 'self' 'u
             "font-src 'self' data:; connect-src 'self'; {extra}frame-ancestors 'none'; base-uri 'none'; "
             "form-action 'none'")
 REDOC_CSP = PAGE_CSP.format(scripts="", extra="worker-src blob:; ")
-INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOTALL)  # every script without src
 
 
 def docs_csp(html: bytes) -> str:

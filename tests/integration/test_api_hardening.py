@@ -24,6 +24,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from features.contract import ISO_COUNTRIES
+from features.intake.reader import NULL_MARKERS
 from serving import ui
 from serving.api import JSON_CSP, MAX_HEADER_BYTES, create_app, server_config
 from serving.lanes import LanePolicy
@@ -100,7 +101,9 @@ def _contract_valid_declarations(world, count: int):
     from hypothesis import strategies as st
 
     stored = world.declarations.tail(400)
-    ids = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/", min_size=1, max_size=100)
+    # An id the contract accepts: a file's null markers (NULL, N/A, ...) are a missing value, in a file and the API.
+    ids = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_/", min_size=1, max_size=100).filter(
+        lambda v: v not in NULL_MARKERS)
     amount = st.one_of(st.sampled_from(EDGE_AMOUNTS), st.floats(0, 1e308, allow_nan=False, allow_infinity=False))
     hs = st.one_of(st.sampled_from(sorted(stored["hs_code"].unique())),
                    st.from_regex(r"(0[1-9]|[1-8][0-9]|9[0-7])[0-9]{4}([0-9]{2}){0,2}", fullmatch=True))
