@@ -2,7 +2,9 @@
 `threshold_min_rows`, or one made under another lane policy, does not set them (issue 19, finding 3)."""
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,11 +23,19 @@ pytestmark = pytest.mark.integration
 MIN_ROWS = 400
 
 
-@pytest.fixture
-def scorer(trained, world, tmp_path) -> Scorer:
-    warehouse = Warehouse(tmp_path / "warehouse.duckdb")
+@pytest.fixture(scope="module")
+def stored_world(world, tmp_path_factory) -> Path:
+    """A warehouse holding the small world and no decision yet, stored once: each test works on its own copy."""
+    tmp = tmp_path_factory.mktemp("thresholds")
+    warehouse = Warehouse(tmp / "warehouse.duckdb")
     for kind in ("traders", "manifests", "declarations"):
-        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
+        warehouse.store(prepare_batch(write_csv(tmp / f"{kind}.csv", getattr(world, kind))))
+    return warehouse.path
+
+
+@pytest.fixture
+def scorer(trained, stored_world, tmp_path) -> Scorer:
+    warehouse = Warehouse(Path(shutil.copy(stored_world, tmp_path / "warehouse.duckdb")))
     s = Scorer(warehouse, LanePolicy(threshold_min_rows=MIN_ROWS), source=FixedSource({"3": trained.model}, "3"),
                reload_seconds=0)
     s.refresh_model(force=True)
