@@ -106,7 +106,6 @@ class ServiceState:
         finally:
             self._lock.release()
 
-
     def _learn(self, key: tuple) -> None:
         """New thresholds for `key`; those held are kept only when the new ones rest on fewer rows than the policy
         asks for and the held ones were learned for the same model and lane policy (a small source never replaces
