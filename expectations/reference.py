@@ -38,7 +38,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -331,6 +331,19 @@ def fold_in(folder: Path, kind: str, profiles: list[tuple[str, dict]]) -> list[s
     for batch_id, _ in profiles:
         pending_path(folder, batch_id).unlink(missing_ok=True)
     return [batch_id for batch_id, _ in lacking]
+
+
+def caught_up(folder: Path, kind: str, stored: Callable[[list[str]], list[tuple[str, dict]]]) -> tuple[dict | None,
+                                                                                                      list[str]]:
+    """The kind's reference with every accepted batch it lacks folded in, and the ids folded. `stored(skip)` lists
+    the accepted batches' (id, profile) but those in `skip`: a run that died after its store committed and before
+    the reference took its profile left one out."""
+    reference = load_reference(folder, kind)
+    lacking = stored(reference["batches"] if reference else [])
+    if not lacking:
+        return reference, []
+    folded = fold_in(folder, kind, lacking)
+    return load_reference(folder, kind), folded
 
 
 def record_batch(folder: Path, batch_id: str, profile: dict, accepted: bool) -> Path:

@@ -1,6 +1,7 @@
 """customs-ingest: landing files → column mapping → pandera rows → GX batch → warehouse or quarantine."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from prefect import flow, task
@@ -8,7 +9,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from expectations.checkpoint import QualityReport, check_batch, name_docs_after_batch
-from expectations.reference import fold_in, load_reference, record_batch
+from expectations.reference import caught_up, record_batch
 from features.contract import KINDS
 from features.errors import UserError
 from features.intake.batch import PreparedBatch, prepare_batch, reject_batch
@@ -44,17 +45,12 @@ def validate_rows(path: str, kind: str | None, mapping_path: str | None) -> Prep
 
 
 def _caught_up_reference(rt: Runtime, kind: str) -> dict | None:
-    """The kind's reference profile, with every accepted batch the warehouse holds: a run that died after its
-    store committed but before the reference took its profile left the batch out, and it is folded in now."""
-    folder = rt.settings.reference_dir
-    reference = load_reference(folder, kind)
-    lacking = rt.warehouse.accepted_profiles(kind, skip=reference["batches"] if reference else [])
-    if not lacking:
-        return reference
-    folded = fold_in(folder, kind, lacking)
-    progress(f"the {kind} reference profile lacked {len(folded)} stored batch(es) that passed or were acknowledged "
-             f"(an earlier run stopped before updating it): folded in {', '.join(folded)}")
-    return load_reference(folder, kind)
+    """The kind's reference profile, with every accepted batch the warehouse holds (said when one was missing)."""
+    reference, folded = caught_up(rt.settings.reference_dir, kind, partial(rt.warehouse.accepted_profiles, kind))
+    if folded:
+        progress(f"the {kind} reference profile lacked {len(folded)} stored batch(es) that passed or were "
+                 f"acknowledged (an earlier run stopped before updating it): folded in {', '.join(folded)}")
+    return reference
 
 
 @task(name="validate_batch", cache_policy=NO_CACHE)
@@ -123,7 +119,7 @@ def ingest_file(rt: Runtime, path: str, kind: str | None, mapping: str | None) -
     try:
         batch = validate_rows(path, kind, mapping)
         bars.advance(what, 1, 3)
-        with ingest_turn(rt.settings.root / "locks" / "ingest.lock", INGEST_TURN_WAIT, on_wait=waiting):
+        with ingest_turn(rt.settings.locks_dir / "ingest.lock", INGEST_TURN_WAIT, on_wait=waiting):
             report = validate_batch(rt, batch)
             bars.advance(what, 2, 3)
             return store_batch(rt, batch, report)

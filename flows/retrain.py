@@ -66,7 +66,7 @@ def promote_model(rt: Runtime, result: TrainingResult, logged: dict[str, str],
                   warnings: list[str]) -> tuple[str, GateDecision]:
     settings = rt.settings
     version, decision = gate_challenger(rt.client, result, logged, warnings, settings.gate,
-                                        lock=settings.root / "locks" / "promotion.lock",
+                                        lock=settings.locks_dir / "promotion.lock",
                                         log=settings.promotions_log)
     progress(f"registered {registry.MODEL_NAME} v{version} ({decision.candidate}) as @{registry.CHALLENGER}")
     verdict = f"promoted v{version} to @{registry.CHAMPION}" if decision.promote else f"kept v{version} as challenger"

@@ -133,6 +133,11 @@ class Settings(BaseSettings):
         return self.root / "registry" / "promotions.jsonl"
 
     @property
+    def locks_dir(self) -> Path:
+        """Inter-process locks: ingests into the home take turns (ingest.lock), promotions too (promotion.lock)."""
+        return self.root / "locks"
+
+    @property
     def mlflow_artifacts(self) -> Path:
         return self.root / "mlartifacts"
 

@@ -96,7 +96,7 @@ def test_ten_pairs_of_concurrent_ingests_take_turns_and_none_crashes(prefect_api
 def test_an_ingest_that_waits_past_its_turn_is_busy_and_loses_nothing(prefect_api, world, home, tmp_path,
                                                                        monkeypatch):
     # given another process's ingest holding the home's turn, and a run allowed to wait one second for it
-    lock = get_settings().root / "locks" / "ingest.lock"
+    lock = get_settings().locks_dir / "ingest.lock"
     path = tmp_path / "declarations.csv"
     world.declarations.head(ROWS).to_csv(path, index=False, date_format="%Y-%m-%d")
     monkeypatch.setattr(flows.ingest, "INGEST_TURN_WAIT", 1.0)
