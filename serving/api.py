@@ -34,7 +34,6 @@ import copy
 import datetime as dt
 import functools
 import hashlib
-import hmac
 import importlib.metadata
 import importlib.util
 import json
@@ -90,6 +89,7 @@ from features.intake.reader import NULL_MARKERS
 from features.intake.records import non_scalar_values, records_frame, source_columns
 from features.intake.text import invalid_text
 from serving import ui
+from serving.keys import ServiceKey
 from serving.realtime import DecisionLog, ServiceState
 from serving.scorer import WAREHOUSE_ERRORS, Scorer
 
@@ -102,29 +102,6 @@ MAX_ERRORS = 20  # validation errors listed in a 422 (error_count says how many 
 MAX_FIELDS = 200  # keys in one record (or twice a mapping's columns): more is no declaration, and each costs
 SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
 RETRY_AFTER_S = 5
-
-
-class ServiceKey:
-    """The service's key (ADUANA_API_KEY) and the one check of it, in constant time: scoring, /readyz's details
-    and the analysts' page (serving/ui.py) all ask `matches`. Without a key every check passes (`aduana serve`
-    binds a keyless service to loopback unless told --allow-open)."""
-
-    def __init__(self, key: str | None):
-        self._secret = key.encode() if key else None
-
-    @property
-    def required(self) -> bool:
-        return self._secret is not None
-
-    def matches(self, given: str | None) -> bool:
-        if self._secret is None:
-            return True
-        return given is not None and hmac.compare_digest(given.encode(), self._secret)
-
-    def sign(self, message: bytes) -> str:
-        """An HMAC of `message` under the key (the analysts' page's cookie), so a token proves the key without
-        holding it."""
-        return hmac.new(self._secret or b"", message, hashlib.sha256).hexdigest()
 
 
 def _read_with(reader: Callable[[object], object], required: bool) -> BeforeValidator:

@@ -14,7 +14,7 @@ waiting at most the scorer's `snapshot_wait` for another process, at most every 
 busy the last read keeps serving, so the page never blocks on a writer. A lookup reads one declaration live, with
 the same bounded wait (503 when the warehouse stays busy).
 
-With ADUANA_API_KEY set the page needs the key, like scoring (one check, serving/api.py `ServiceKey`): as
+With ADUANA_API_KEY set the page needs the key, like scoring (one check, serving/keys.py `ServiceKey`): as
 X-API-Key, or once as `?key=` on any /ui URL, which answers a redirect to the same URL without it and sets an
 HttpOnly, SameSite=Strict cookie. The cookie holds a signed, expiring token (when it was issued, and an HMAC of that
 under the key), not the key: a copied cookie opens these pages only, never /v1/score, and only for
@@ -22,15 +22,12 @@ SESSION_SECONDS. It is Secure when the request came over HTTPS, or always with `
 """
 from __future__ import annotations
 
-import hmac
 import math
-import re
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import numpy as np
@@ -40,19 +37,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from features.contract import LABEL_FIELDS, MAX_ID_LENGTH
 from features.intake.text import normalise
+from serving.keys import KEY_COOKIE, SESSION_SECONDS, ServiceKey, session_token, valid_session
 from serving.realtime import BOOKKEEPING
 from serving.reasons import TOP_CONTRIBUTIONS, explanations, feature_value_text
 from serving.scorer import WAREHOUSE_ERRORS, Scorer
 from serving.selection import GREEN, RED, YELLOW, Thresholds
 
-if TYPE_CHECKING:
-    from serving.api import ServiceKey
-
-KEY_COOKIE = "aduana_ui"
 # How long a /ui cookie opens the pages: an analyst's working day, after which `?key=` is needed again, so a cookie
 # copied from a shared or lost machine stops working by the next day.
-SESSION_SECONDS = 12 * 3600
-CLOCK_SKEW_S = 60  # a token issued by a replica whose clock runs this much ahead is still taken
 MAX_BARS = 30  # offices drawn as bars (the busiest); the table lists them all
 LANES = (RED, YELLOW, GREEN)
 COLOURS = {RED: "#c0392b", YELLOW: "#e2b007", GREEN: "#2e8b57"}
@@ -524,19 +516,6 @@ def _logit(p: float) -> float:
 
 
 # ---------------------------------------------------------------- routes
-
-def session_token(key: ServiceKey, issued_at: int) -> str:
-    """A cookie's token: when it was issued (Unix seconds) and an HMAC of that under the service's key."""
-    return f"{issued_at}.{key.sign(f'aduana analysts page {issued_at}'.encode())}"
-
-
-def valid_session(key: ServiceKey, token: str | None, now: float) -> bool:
-    """The token was signed with the service's key less than SESSION_SECONDS ago (compared in constant time)."""
-    issued, _, _ = (token or "").partition(".")
-    if not re.fullmatch(r"[0-9]{1,12}", issued) or not -CLOCK_SKEW_S <= now - int(issued) < SESSION_SECONDS:
-        return False
-    return hmac.compare_digest(token.encode(), session_token(key, int(issued)).encode())
-
 
 def install(app: FastAPI, scorer: Scorer, key: ServiceKey, secure_cookie: bool = False) -> PageSnapshot:
     """Add the analysts' pages to the API app (see the module docstring); returns their warehouse snapshot."""

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from features.contract import LABEL_FIELDS
 from features.intake.batch import prepare_batch
 from features.warehouse import Warehouse
-from serving import ui
+from serving import keys, ui
 from serving.api import create_app
 from serving.audit import audit_candidates, entity_ratings
 from serving.lanes import LanePolicy
@@ -51,9 +51,9 @@ def store_scored_world(world, trained, tmp) -> tuple[Scorer, pd.DataFrame]:
     selected, _ = audit_candidates(released, warehouse.table("traders"), warehouse.control_history(), AUDIT_CAPACITY)
     warehouse.audits.record(selected, f"{dates.min().date()}:{dates.max().date()}", AUDIT_CAPACITY)
     history = warehouse.table("declarations")
-    for entity, keys in (("importer", ["importer_id"]), ("lane", ["origin_country", "office_id"])):
-        rated = entity_ratings(history, keys, 5).head(RATED_TOP).reset_index()
-        warehouse.ratings.record(rated, entity, keys, 5, None)
+    for entity, columns in (("importer", ["importer_id"]), ("lane", ["origin_country", "office_id"])):
+        rated = entity_ratings(history, columns, 5).head(RATED_TOP).reset_index()
+        warehouse.ratings.record(rated, entity, columns, 5, None)
     return scorer, decisions.assign(office_id=arrivals["office_id"], declaration_date=arrivals["declaration_date"])
 
 
@@ -162,7 +162,7 @@ def test_with_a_key_the_page_needs_it_as_a_header_or_once_in_the_url_then_a_cook
     assert handed.status_code == 303 and handed.headers["location"] == f"/ui/declaration?id={one}"  # key out of the URL
     cookie = handed.headers["set-cookie"]
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
-    assert f"Max-Age={ui.SESSION_SECONDS}" in cookie and "Secure" not in cookie  # plain HTTP: no Secure
+    assert f"Max-Age={keys.SESSION_SECONDS}" in cookie and "Secure" not in cookie  # plain HTTP: no Secure
     assert "s3cret" not in cookie  # a token derived from the key, which opens the pages only
     assert keyed.get(handed.headers["location"]).status_code == 200  # the client keeps the cookie
     assert keyed.get("/ui").status_code == 200
@@ -175,7 +175,7 @@ def test_the_cookie_expires_is_bound_to_the_key_and_is_secure_over_https(scored,
     """The cookie's token says when it was issued, signed with the key: it stops opening the pages after
     SESSION_SECONDS, a token signed with another key (or edited) opens nothing, and over HTTPS, or with
     `secure_cookie`, the cookie is Secure."""
-    from serving.api import ServiceKey
+    from serving.keys import ServiceKey
 
     scorer, _ = scored
     keyed = TestClient(create_app(scorer, api_key="s3cret", decision_log=False), follow_redirects=False)
@@ -183,23 +183,23 @@ def test_the_cookie_expires_is_bound_to_the_key_and_is_secure_over_https(scored,
 
     def opens(token: str) -> bool:
         keyed.cookies.clear()
-        keyed.cookies.set(ui.KEY_COOKIE, token)
+        keyed.cookies.set(keys.KEY_COOKIE, token)
         return keyed.get("/ui").status_code == 200
 
-    assert opens(ui.session_token(key, now - 60))
-    assert not opens(ui.session_token(key, now - ui.SESSION_SECONDS - 1))  # expired
-    assert not opens(ui.session_token(ServiceKey("other"), now))  # another key's
-    signature = ui.session_token(key, now - ui.SESSION_SECONDS - 1).split(".")[1]
+    assert opens(keys.session_token(key, now - 60))
+    assert not opens(keys.session_token(key, now - keys.SESSION_SECONDS - 1))  # expired
+    assert not opens(keys.session_token(ServiceKey("other"), now))  # another key's
+    signature = keys.session_token(key, now - keys.SESSION_SECONDS - 1).split(".")[1]
     assert not opens(f"{now}.{signature}")  # an old signature with a new date
-    assert not opens(ui.session_token(key, now + 3600))  # issued in the future: not by this server
-    assert opens(ui.session_token(key, now + 30))  # a replica's clock a little ahead
-    assert not opens("") and not opens("x.y") and not opens(ui.KEY_COOKIE)
+    assert not opens(keys.session_token(key, now + 3600))  # issued in the future: not by this server
+    assert opens(keys.session_token(key, now + 30))  # a replica's clock a little ahead
+    assert not opens("") and not opens("x.y") and not opens(keys.KEY_COOKIE)
     keyed.cookies.clear()
     for cookie in ('aduana_ui="\\262.abc"', "aduana_ui=" + "9" * 5000 + ".abc"):  # '²' once unquoted; 5,000 digits
         assert keyed.get("/ui", headers={"Cookie": cookie}).status_code == 401  # not the 500 of int()
     keyed.cookies.clear()
     assert keyed.get("/ui?key=s3cret").status_code == 303 and keyed.get("/ui").status_code == 200
-    monkeypatch.setattr(ui.time, "time", lambda: now + ui.SESSION_SECONDS + 5)  # the cookie handed out expires too
+    monkeypatch.setattr(ui.time, "time", lambda: now + keys.SESSION_SECONDS + 5)  # the cookie handed out expires too
     assert keyed.get("/ui").status_code == 401
     monkeypatch.undo()
 
