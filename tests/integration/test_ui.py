@@ -19,13 +19,14 @@ from features.contract import LABEL_FIELDS
 from features.intake.batch import prepare_batch
 from features.warehouse import Warehouse
 from serving import keys, ui
+from serving.ui import routes
 from serving.api import create_app
 from serving.audit import audit_candidates, entity_ratings
 from serving.lanes import LanePolicy
+from serving.model_source import FixedSource
 from serving.scorer import Scorer
 from tests.conftest import write_csv
 from tests.integration.test_api_hardening import write_locked
-from tests.integration.test_scoring import FixedSource
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +200,7 @@ def test_the_cookie_expires_is_bound_to_the_key_and_is_secure_over_https(scored,
         assert keyed.get("/ui", headers={"Cookie": cookie}).status_code == 401  # not the 500 of int()
     keyed.cookies.clear()
     assert keyed.get("/ui?key=s3cret").status_code == 303 and keyed.get("/ui").status_code == 200
-    monkeypatch.setattr(ui.time, "time", lambda: now + keys.SESSION_SECONDS + 5)  # the cookie handed out expires too
+    monkeypatch.setattr(routes.time, "time", lambda: now + keys.SESSION_SECONDS + 5)  # the cookie handed out expires too
     assert keyed.get("/ui").status_code == 401
     monkeypatch.undo()
 
