@@ -11,9 +11,9 @@ from features.warehouse import Warehouse
 from flows.settings import get_settings
 from serving.api import create_app
 from serving.lanes import LanePolicy
+from serving.model_source import FixedSource
 from serving.scorer import Scorer
 from tests.conftest import write_csv
-from tests.integration.test_scoring import FixedSource
 
 pytestmark = pytest.mark.integration
 

@@ -28,9 +28,9 @@ from features.intake.reader import NULL_MARKERS
 from serving import ui
 from serving.api import JSON_CSP, MAX_HEADER_BYTES, create_app, server_config
 from serving.lanes import LanePolicy
+from serving.model_source import FixedSource
 from serving.scorer import Scorer
 from tests.integration.test_api import _declaration, api_scorer  # noqa: F401 - a module-scoped fixture
-from tests.integration.test_scoring import FixedSource
 
 pytestmark = pytest.mark.integration
 

@@ -21,9 +21,9 @@ from features.warehouse import Warehouse
 from serving.api import create_app
 from serving.batch import score_file
 from serving.lanes import LanePolicy
+from serving.model_source import FixedSource
 from serving.scorer import Scorer, Thresholds
 from tests.conftest import FAST, write_csv
-from tests.integration.test_scoring import FixedSource
 from training.pipeline import train_and_evaluate
 
 pytestmark = pytest.mark.integration

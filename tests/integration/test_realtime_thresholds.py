@@ -14,10 +14,10 @@ from features.intake.batch import prepare_batch
 from features.warehouse import Warehouse
 from serving.api import create_app
 from serving.lanes import LanePolicy
+from serving.model_source import FixedSource
 from serving.realtime import ServiceState
 from serving.scorer import Scorer
 from tests.conftest import write_csv
-from tests.integration.test_scoring import FixedSource
 
 pytestmark = pytest.mark.integration
 MIN_ROWS = 400

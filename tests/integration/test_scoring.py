@@ -12,11 +12,12 @@ from features.contract import LABEL_FIELDS
 from features.intake.batch import prepare_batch
 from features.intake.checked import read_checked
 from features.warehouse import Warehouse
-from flows import runtime
+from flows.orchestration import runtime
 from flows.score import record_decisions
 from flows.settings import get_settings
 from serving.batch import score_file
 from serving.lanes import LanePolicy
+from serving.model_source import FixedSource
 from serving.reasons import TOP_CONTRIBUTIONS
 from serving.scorer import OUTPUT_COLUMNS, Scorer, Thresholds
 from tests.conftest import write_csv
@@ -28,21 +29,6 @@ pytestmark = pytest.mark.integration
 def _record(*args, **kwargs) -> dict:
     """record_decisions inside a flow run, as in customs-score (artifacts need a run)."""
     return record_decisions.fn(runtime.current(), *args, **kwargs)
-
-
-class FixedSource:
-    """A model source injected for tests: a given model under a given version, or a broken registry."""
-
-    def __init__(self, models: dict[str, object], champion: str):
-        self.models, self.champion, self.broken = models, champion, False
-
-    def champion_version(self) -> str:
-        if self.broken:
-            raise ConnectionError("registry unreachable")
-        return self.champion
-
-    def load(self, version: str):
-        return self.models[version]
 
 
 @pytest.fixture
