@@ -15,10 +15,12 @@ import pandas as pd
 
 from features import catalogue
 from features.contract import CANONICAL_DTYPES, LABEL_FIELDS, field_types
+from features.entities import MISSING
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
-from features.prices import PriceBands, log_unit_price
-from features.profiles import MISSING, ProfileIndex
+from features.prices import PriceBands
+from features.profiles import ProfileIndex
 from features.progress import Advance, quiet
+from features.signals import SIGNALS, Inputs
 
 if TYPE_CHECKING:
     from features.context import ScoringContext
@@ -29,7 +31,6 @@ MONOTONE_INCREASING = ("undervaluation_depth",)  # deeper under the price band n
 PASSTHROUGH = ("importer_id", "declarant_id", "exporter_id", "hs_code", "origin_country", "office_id", "transport_mode",
                "departure_country", "carrier", "credit_rating", "sector", "tax_rate", "duty_paid", "aeo_certified",
                "prior_violations", "bl_items", "declared_value", "net_mass_kg", "quantity")
-LOG_COLUMNS = ("declared_value", "net_mass_kg", "quantity")  # amounts the engineered model sees as log1p
 
 
 @dataclass
@@ -112,52 +113,6 @@ def keyed(table: pd.DataFrame | None, key: str) -> pd.DataFrame | None:
     return table.drop_duplicates(key, keep="last").set_index(key)
 
 
-def _value_signals(frame: pd.DataFrame, bands: PriceBands) -> pd.DataFrame:
-    lup = log_unit_price(frame)
-    med, mad, rows = bands.lookup(frame["hs_code"].str[:6].to_numpy(), frame["origin_country"].to_numpy())
-    deviation = lup - med  # log ratio to the reference: -0.5 is 39 % below
-    return pd.DataFrame({
-        "log_unit_price": lup,
-        "price_reference_log": med,
-        "undervaluation_depth": np.clip(-deviation, 0, None),
-        "overvaluation_depth": np.clip(deviation, 0, None),
-        "unit_price_zscore": deviation / (1.4826 * mad + 0.05),
-        "price_band_rows": np.nan_to_num(rows, nan=0.0),
-    }, index=frame.index)
-
-
-def _document_signals(frame: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame(index=frame.index)
-    origin = frame["origin_country"]
-    pol = frame["port_of_loading"] if "port_of_loading" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
-    out["loading_country"] = pol.str[:2]
-    out["loading_mismatch"] = np.where(pol.isna(), np.nan, (pol.str[:2] != origin).astype(float))
-    dep = frame["departure_country"] if "departure_country" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
-    out["departure_mismatch"] = np.where(dep.isna(), np.nan, (dep != origin).astype(float))
-    route = frame["transshipment_ports"] if "transshipment_ports" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
-    out["transshipped"] = np.where(pol.isna(), np.nan, route.notna().astype(float))
-    out["transshipment_count"] = route.str.count(";").add(1).fillna(0).astype(float)
-    gross = frame["gross_weight_kg"] if "gross_weight_kg" in frame else pd.Series(np.nan, index=frame.index)
-    declared = frame["bl_net_mass_kg"] if "bl_net_mass_kg" in frame else pd.Series(np.nan, index=frame.index)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        ratio = gross / declared
-    out["manifest_mass_ratio"] = np.where((declared > 0) & np.isfinite(ratio), ratio, np.nan)
-    return out
-
-
-def _registry_signals(frame: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame(index=frame.index)
-    registered = frame["registration_date"] if "registration_date" in frame else pd.Series(pd.NaT, index=frame.index)
-    out["company_age_days"] = (frame["declaration_date"] - registered).dt.days.astype(float)
-    return out
-
-
-def _log1p(frame: pd.DataFrame, column: str) -> pd.Series:
-    if column not in frame:
-        return pd.Series(np.nan, index=frame.index)
-    return np.log1p(frame[column].astype("float64").clip(lower=0))
-
-
 def feature_hash(X: pd.DataFrame) -> str:
     digest = hashlib.sha256(",".join(X.columns).encode())
     digest.update(pd.util.hash_pandas_object(X, index=False).to_numpy().tobytes())
@@ -175,23 +130,19 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     """
     frame = frame.reset_index(drop=True)
     history = frame if history is None else history
-    hs = frame["hs_code"].astype("str")
     extra_cat = sorted(c for c in frame.columns if c.startswith(EXTRA_CATEGORICAL_PREFIX))
     extra_num = sorted(c for c in frame.columns if c.startswith(EXTRA_NUMERIC_PREFIX))
     passthrough = [c for c in PASSTHROUGH if c in frame] + extra_cat + extra_num  # absent ones become NaN below
-    builders = [lambda: pd.DataFrame({"hs_chapter": hs.str[:2]}), lambda: _value_signals(frame, bands),
-                lambda: _document_signals(frame), lambda: _registry_signals(frame), lambda: profiles.lookup(frame),
-                lambda: pd.DataFrame({f.name: f.batch(frame) for f in catalogue.computed()}, index=frame.index),
-                lambda: pd.DataFrame({f"log_{c}": _log1p(frame, c) for c in LOG_COLUMNS})]
-    what, total = f"features for {len(frame):,} declarations", len(builders) + 1  # the history's indexes, each part
+    what, total = f"features for {len(frame):,} declarations", len(SIGNALS) + 2  # the history's indexes, each part
     advance(what, 0, total)
-    bands = PriceBands.fit(history) if bands is None else bands
-    profiles = profiles or ProfileIndex(history)
+    inputs = Inputs(PriceBands.fit(history) if bands is None else bands, profiles or ProfileIndex(history))
     advance(what, 1, total)
     parts = []
-    for done, build in enumerate(builders, start=2):
-        parts.append(build())
+    for done, signal in enumerate(SIGNALS, start=2):
+        parts.append(signal.batch(frame, inputs))
         advance(what, done, total)
+    parts.append(pd.DataFrame({f.name: f.batch(frame) for f in catalogue.computed()}, index=frame.index))
+    advance(what, total, total)
     # one concat, not a join per part: a one-row API call pays per pandas operation
     X = pd.concat([*parts, frame[passthrough]], axis=1)
     categorical, numeric = column_order(list(X.columns))
@@ -199,7 +150,7 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
     meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()
     mapped = [c for c in catalogue.REFERENCE_COLUMNS if c in frame] + extra_cat + extra_num
-    return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, price_bands=bands,
+    return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, price_bands=inputs.bands,
                       price_reference_log=reference, reference_columns=mapped)
 
 

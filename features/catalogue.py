@@ -2,10 +2,12 @@
 
 A feature declared with its two computations (`batch`: from the integrated declarations frame, `one`: from one
 integrated declaration as a dict) needs nothing else: build.py and row.py compute it from here, and the parity
-test holds the two equal. The older groups' features are computed together by build.py's and row.py's signal
-functions, which share work between them (price bands, manifests, profiles). Everything else reads this table: the column lists of the feature matrix, the reference model's inputs, the
-reason families officers read (serving/reasons.py), which features may raise a drift alert
-(training/monitoring.py), and the groups that training may leave out when they do not help (ablation).
+test holds the two equal. Features that share their work (price bands, manifests, profiles) are computed by the
+signals of features/signals.py, whose batch and one-row forms sit side by side there.
+
+Everything else reads this table: the column lists of the feature matrix, the reference model's inputs, the reason
+families officers read (serving/reasons.py), which features may raise a drift alert (training/monitoring.py), and
+the groups that training may leave out when they do not help (ablation).
 
 Groups:
 - `declaration`: the declaration's own fields as the models see them; never left out.
@@ -22,8 +24,9 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.contract import CREDIT_RATINGS
+from features.entities import ENTITIES
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
-from features.profiles import ENTITIES, PAIRS, PROFILE_SUFFIXES
+from features.profiles import PROFILE_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -73,8 +76,8 @@ CATALOGUE: tuple[Feature, ...] = tuple(
     + _f("registry", "registry", "company_age_days", alerts=False)  # grows with time by construction
     # Profiles trend with time by construction (days known, cumulative counts) and their effective sample is the
     # number of entities, not of rows: reported, but their effect shows in the score drift and outcome checks.
-    + [Feature(f"{entity}_{suffix}", "pair_profiles" if entity in PAIRS else "profiles", False, f"entity:{entity}",
-               False) for entity in ENTITIES for suffix in PROFILE_SUFFIXES]
+    + [Feature(f"{e.name}_{suffix}", "pair_profiles" if e.pair else "profiles", False, f"entity:{e.name}", False)
+       for e in ENTITIES for suffix in PROFILE_SUFFIXES]
     + _f("reference", "value", "declared_value", "net_mass_kg", "quantity")
 )
 BY_NAME = {f.name: f for f in CATALOGUE}

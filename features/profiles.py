@@ -13,51 +13,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features.entities import ENTITIES, MISSING, NAMES, entity_keys  # noqa: F401 - MISSING is re-exported
+from features.labels import labelled
+
 PRIOR_WEIGHT = 5.0
 RECENT_DAYS = 90
 LABEL_LAG_DAYS = 1  # when a label has no control_date, it counts from this many days after filing
 PROFILE_SUFFIXES = ("hit_rate", f"hit_rate_{RECENT_DAYS}d", "revenue_rate", "inspections", "volume",
                     f"volume_{RECENT_DAYS}d", "days_known")
-MISSING = "__missing__"
-
-# Entity name → the columns that identify it.
-ENTITIES: dict[str, tuple[str, ...]] = {
-    "importer": ("importer_id",),
-    "declarant": ("declarant_id",),
-    "exporter": ("exporter_id",),
-    "hs_chapter": ("hs_chapter",),
-    "hs_heading": ("hs_heading",),
-    "hs_subheading": ("hs_subheading",),
-    "origin": ("origin_country",),
-    "lane": ("origin_country", "office_id"),
-    # Pairs: customs fraud often lives in a combination (this importer with these goods, this broker at this
-    # office, this seller from this origin) while each party alone looks ordinary.
-    "importer_heading": ("importer_id", "hs_heading"),
-    "declarant_office": ("declarant_id", "office_id"),
-    "exporter_origin": ("exporter_id", "origin_country"),
-}
-PAIRS = ("importer_heading", "declarant_office", "exporter_origin")
-
-
-PROFILE_COLUMNS = [f"{name}_{suffix}" for name in ENTITIES for suffix in PROFILE_SUFFIXES]
-
-
-def entity_keys(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """One string key array per entity whose columns are present (missing values share one key)."""
-    def text(column: str) -> np.ndarray:
-        return frame[column].astype("str").fillna(MISSING).to_numpy(dtype=object)
-
-    hs = frame["hs_code"].astype("str")
-    parts = {"hs_chapter": hs.str[:2], "hs_heading": hs.str[:4], "hs_subheading": hs.str[:6]}
-    keys = {}
-    for name, columns in ENTITIES.items():
-        if all(c in frame.columns or c in parts for c in columns):
-            values = [parts[c].fillna(MISSING).to_numpy(dtype=object) if c in parts else text(c) for c in columns]
-            key = values[0]
-            for more in values[1:]:
-                key = key + "|" + more
-            keys[name] = key
-    return keys
+PROFILE_COLUMNS = [f"{entity.name}_{suffix}" for entity in ENTITIES for suffix in PROFILE_SUFFIXES]
 
 
 def to_seconds(times: np.ndarray) -> np.ndarray:
@@ -113,11 +77,11 @@ class _Totals:
 
 def _label_totals(history: pd.DataFrame, codes: np.ndarray) -> _Totals:
     """Running totals of controls (n), frauds and revenue per key, by the date each control ended."""
-    labelled = history["inspected"].fillna(0).to_numpy() == 1
+    rows = labelled(history)
     fraud = history["fraud"].fillna(0).astype("float64").to_numpy()
     revenue = history["revenue"].fillna(0).astype("float64").to_numpy() if "revenue" in history else np.zeros(len(history))
-    return _Totals(codes[labelled], history["control_date"].to_numpy()[labelled],
-                   {"n": np.ones(int(labelled.sum())), "fraud": fraud[labelled], "revenue": revenue[labelled]})
+    return _Totals(codes[rows], history["control_date"].to_numpy()[rows],
+                   {"n": np.ones(int(rows.sum())), "fraud": fraud[rows], "revenue": revenue[rows]})
 
 
 def smoothed_rate(hits: np.ndarray, n: np.ndarray, prior: np.ndarray | float) -> np.ndarray:
@@ -174,7 +138,7 @@ class ProfileIndex:
         prior_rate = np.where(known, g[:, 1] / np.maximum(g[:, 0], 1), np.nan)
         prior_revenue = np.where(known, g[:, 2] / np.maximum(g[:, 0], 1), np.nan)
         out = np.full((n_queries, len(PROFILE_COLUMNS)), np.nan)  # one block: no per-column frame assembly
-        for e, name in enumerate(ENTITIES):
+        for e, name in enumerate(NAMES):
             if name not in keys or name not in self.entities:  # the entity cannot be identified: unknown profile
                 continue
             entity, key = self.entities[name], keys[name]
@@ -210,8 +174,3 @@ def _batch_first(key: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         return seconds
     codes, _ = pd.factorize(key)
     return pd.Series(seconds).groupby(codes).transform("min").to_numpy()
-
-
-def build_profiles(history: pd.DataFrame, queries: pd.DataFrame) -> pd.DataFrame:
-    """Profile features for `queries` from `history` (in training both are the same frame)."""
-    return ProfileIndex(history).lookup(queries)

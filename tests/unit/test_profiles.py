@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.profiles import PRIOR_WEIGHT, build_profiles
+from features.profiles import PRIOR_WEIGHT, ProfileIndex
 
 
 def _history() -> pd.DataFrame:
@@ -26,7 +26,7 @@ def _history() -> pd.DataFrame:
 
 def test_only_controls_finished_before_the_date_count():
     h = _history()
-    p = build_profiles(h, h).set_index(h["declaration_id"])
+    p = ProfileIndex(h).lookup(h).set_index(h["declaration_id"])
     assert p.loc["d1", "importer_inspections"] == 0
     assert p.loc["d2", "importer_inspections"] == 1  # d1's control ended on 3 Jan, before 1 Feb
     assert p.loc["d3", "importer_inspections"] == 2
@@ -35,26 +35,26 @@ def test_only_controls_finished_before_the_date_count():
 
 def test_a_label_known_after_the_date_does_not_change_the_feature():
     h = _history()
-    before = build_profiles(h, h)
+    before = ProfileIndex(h).lookup(h)
     late = h.copy()
     late.loc[1, "control_date"] = pd.Timestamp("2024-03-10")  # d2's fraud now comes to light after d3 is filed
-    after = build_profiles(late, late)
+    after = ProfileIndex(late).lookup(late)
     assert after.loc[2, "importer_inspections"] == 1
     assert after.loc[2, "importer_hit_rate"] < before.loc[2, "importer_hit_rate"]
     flipped = late.copy()
     flipped.loc[1, "fraud"] = 0  # and whatever it says cannot move the feature
-    pd.testing.assert_series_equal(build_profiles(flipped, flipped)["importer_hit_rate"], after["importer_hit_rate"])
+    pd.testing.assert_series_equal(ProfileIndex(flipped).lookup(flipped)["importer_hit_rate"], after["importer_hit_rate"])
 
 
 def test_a_control_ending_on_the_filing_day_is_not_yet_known():
     h = _history()
     h.loc[1, "control_date"] = pd.Timestamp("2024-03-01")
-    assert build_profiles(h, h).loc[2, "importer_inspections"] == 1
+    assert ProfileIndex(h).lookup(h).loc[2, "importer_inspections"] == 1
 
 
 def test_rates_are_smoothed_towards_the_prior():
     h = _history()
-    p = build_profiles(h, h)
+    p = ProfileIndex(h).lookup(h)
     # d3: importer A has 1 fraud in 2 controls; global prior as of 1 Mar is 1 fraud in 3 controls.
     expected = (1 + PRIOR_WEIGHT * (1 / 3)) / (2 + PRIOR_WEIGHT)
     assert p.loc[2, "importer_hit_rate"] == pytest.approx(expected)
@@ -64,7 +64,7 @@ def test_rates_are_smoothed_towards_the_prior():
 
 def test_volume_and_first_seen_count_earlier_filings_only():
     h = _history()
-    p = build_profiles(h, h)
+    p = ProfileIndex(h).lookup(h)
     assert p["importer_volume"].tolist() == [0, 1, 2, 1, 0]
     assert p.loc[2, "importer_days_known"] == 60
     assert p.loc[0, "importer_days_known"] == 0
@@ -73,7 +73,7 @@ def test_volume_and_first_seen_count_earlier_filings_only():
 def test_the_recent_window_forgets_old_controls():
     h = _history()
     query = h.iloc[[2]].assign(declaration_date=pd.Timestamp("2024-04-20"))  # 3 Jan is > 90 days back; 5 Feb is not
-    p = build_profiles(h, query)
+    p = ProfileIndex(h).lookup(query)
     assert p.iloc[0]["importer_inspections"] == 2
     recent_prior = p.iloc[0]["importer_hit_rate_90d"]
     assert recent_prior > p.iloc[0]["importer_hit_rate"]
@@ -82,5 +82,5 @@ def test_the_recent_window_forgets_old_controls():
 def test_scoring_queries_use_the_history_not_their_own_labels():
     h = _history()
     new = h.iloc[[2]].assign(declaration_id="new", inspected=1, fraud=1, control_date=pd.Timestamp("2024-03-02"))
-    p = build_profiles(h, new)
+    p = ProfileIndex(h).lookup(new)
     assert p.iloc[0]["importer_inspections"] == 2
