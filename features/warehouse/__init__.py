@@ -1,10 +1,22 @@
-"""The DuckDB warehouse: the store (tables, ingest, relabelling, acknowledgements), the decision log and the
-snapshot that scoring and training read. No SQL is written outside this package."""
+"""The DuckDB warehouse: one `Warehouse` object over its rooms (schema, connection, reads, ingest, relabelling,
+acknowledgements), the append-only logs (decisions, audit lists, ratings) and the snapshot that scoring and training
+read. No SQL is written outside this package."""
 from features.warehouse.audits import AuditLists
+from features.warehouse.connection import (
+    BUSY,
+    WAREHOUSE_ERRORS,
+    IngestBusy,
+    WarehouseBusy,
+    failure_text,
+    ingest_turn,
+)
 from features.warehouse.decisions import Decisions
+from features.warehouse.ingest import IngestSummary
 from features.warehouse.ratings import Ratings
-from features.warehouse.snapshot import Tables, read_tables, snapshot_version
-from features.warehouse.store import IngestSummary, Warehouse, WarehouseBusy
+from features.warehouse.schema import STORED_BOOKKEEPING
+from features.warehouse.snapshot import Refreshing, Tables, read_tables, snapshot_version
+from features.warehouse.warehouse import Warehouse
 
-__all__ = ["AuditLists", "Decisions", "IngestSummary", "Ratings", "Tables", "Warehouse", "WarehouseBusy", "read_tables",
+__all__ = ["BUSY", "STORED_BOOKKEEPING", "WAREHOUSE_ERRORS", "AuditLists", "Decisions", "IngestBusy", "IngestSummary",
+           "Ratings", "Refreshing", "Tables", "Warehouse", "WarehouseBusy", "failure_text", "ingest_turn", "read_tables",
            "snapshot_version"]

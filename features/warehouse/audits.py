@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 if TYPE_CHECKING:
-    from features.warehouse.store import Warehouse
+    from features.warehouse.warehouse import Warehouse
 
 AUDITS_DDL = """
 CREATE TABLE IF NOT EXISTS audit_lists (

@@ -14,7 +14,27 @@ import pandas as pd
 import pyarrow as pa
 
 if TYPE_CHECKING:
-    from features.warehouse.store import Warehouse
+    from features.warehouse.warehouse import Warehouse
+
+DECISIONS_DDL = """
+CREATE TABLE IF NOT EXISTS decisions (
+    batch_id VARCHAR NOT NULL, decided_at TIMESTAMP NOT NULL, position BIGINT NOT NULL,
+    declaration_id VARCHAR, risk_score DOUBLE, expected_revenue DOUBLE, lane VARCHAR NOT NULL,
+    selected_by VARCHAR, reasons VARCHAR, model_version VARCHAR, policy_hash VARCHAR NOT NULL, source VARCHAR);
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS request_id VARCHAR;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS thresholds_batch_id VARCHAR;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS reason_list VARCHAR[];
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS contributions
+    STRUCT(feature VARCHAR, family VARCHAR, value VARCHAR, contribution DOUBLE)[];
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS contribution_base DOUBLE;
+"""
+# Real-time answers (the API) are decisions too: batch_id is the call's own id (rt-…), request_id the request's id
+# (the client's X-Request-ID when it sent one), position the item's place in the request, thresholds_batch_id the
+# scoring batch whose cut-offs gave the lane. Scoring batches leave the two added columns empty: `request_id IS
+# NULL` tells a batch decision. `reason_list` holds the reasons as a list (`reasons` is them joined with "; ");
+# `contributions` the deciding model's strongest SHAP contributions (log-odds) for an explained row, and
+# `contribution_base` their base value. Each writing connection adds the columns a warehouse of an earlier version
+# lacks (features/warehouse/schema.py); its older rows read as NULL there: no list, no stored contributions.
 
 # The latest decision per declaration (a declaration scored twice counts once, as last decided).
 LATEST = """

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 import flows.ingest
-from features.warehouse import Warehouse, WarehouseBusy
-from features.warehouse.store import IngestBusy, ingest_turn
+from features.warehouse import IngestBusy, Warehouse, WarehouseBusy, ingest_turn
 from flows.settings import get_settings
 
 pytestmark = pytest.mark.integration

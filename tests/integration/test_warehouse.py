@@ -13,7 +13,7 @@ import pytest
 
 from features.errors import UserError
 from features.intake.batch import prepare_batch, reject_batch
-from features.warehouse import Warehouse, WarehouseBusy
+from features.warehouse import Warehouse, WarehouseBusy, ingest
 from tests.conftest import write_csv
 
 
@@ -81,7 +81,7 @@ def test_a_changed_declaration_is_quarantined_not_overwritten(world, tmp_path, w
     assert stored["declared_value"].tolist() == pytest.approx(rows.sort_values("declaration_id")["declared_value"].tolist())
 
 
-@pytest.mark.parametrize("failing_step", ["quarantine", "_record_batch"])
+@pytest.mark.parametrize("failing_step", ["quarantine", "record_batch"])
 def test_a_failure_mid_way_leaves_the_warehouse_as_it_was(world, tmp_path, warehouse, monkeypatch, failing_step):
     warehouse.store(prepare_batch(write_csv(tmp_path / "declarations_first.csv", world.declarations.head(100))))
     before = warehouse.counts()
@@ -90,7 +90,7 @@ def test_a_failure_mid_way_leaves_the_warehouse_as_it_was(world, tmp_path, wareh
     def crash(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(Warehouse, failing_step, crash)
+    monkeypatch.setattr(ingest, failing_step, crash)
     with pytest.raises(RuntimeError, match="disk on fire"):
         warehouse.store(batch)
     assert warehouse.counts() == before

@@ -1,0 +1,52 @@
+"""The named reads of the canonical tables: row counts, one declaration, the most recent ones, a whole table."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from features.warehouse.schema import STORED_BOOKKEEPING, STORED_KINDS, TABLES
+
+if TYPE_CHECKING:
+    from features.warehouse.warehouse import Warehouse
+
+
+def counts(warehouse: Warehouse) -> dict[str, int]:
+    """Row count of every table (0 for a warehouse not created yet)."""
+    if not warehouse.path.exists():
+        return {t: 0 for t in TABLES}
+    with warehouse.connect(read_only=True) as con:
+        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        return {t: (con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] if t in tables else 0) for t in TABLES}
+
+
+def declaration(warehouse: Warehouse, declaration_id: str) -> dict | None:
+    """One stored declaration as stored (every column, bookkeeping included), or None."""
+    if not warehouse.path.exists():
+        return None
+    found = warehouse.read("SELECT * FROM declarations WHERE declaration_id = ?", [declaration_id])
+    return found.iloc[0].to_dict() if len(found) else None
+
+
+def newest_declaration_date(warehouse: Warehouse) -> pd.Timestamp | None:
+    """The latest filing date stored (None before any declaration)."""
+    newest = warehouse.read("SELECT max(declaration_date) AS newest FROM declarations")["newest"].iloc[0]
+    return None if pd.isna(newest) else pd.Timestamp(newest)
+
+
+def recent_declarations(warehouse: Warehouse, rows: int) -> pd.DataFrame:
+    """The `rows` most recently filed declarations, every stored column included."""
+    return warehouse.read("SELECT * FROM declarations ORDER BY declaration_date DESC LIMIT ?", [rows])
+
+
+def control_history(warehouse: Warehouse) -> pd.DataFrame:
+    """Every declaration's importer and control outcome (inspected, fraud)."""
+    return warehouse.read("SELECT importer_id, inspected, fraud FROM declarations")
+
+
+def table(warehouse: Warehouse, name: str) -> pd.DataFrame:
+    """A whole canonical table (declarations, manifests or traders), without bookkeeping columns."""
+    if name not in STORED_KINDS:
+        raise ValueError(f"unknown table {name!r}")
+    frame = warehouse.read(f"SELECT * FROM {name}")
+    return frame.drop(columns=[c for c in STORED_BOOKKEEPING if c in frame.columns])

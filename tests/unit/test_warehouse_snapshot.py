@@ -1,0 +1,71 @@
+"""Refreshing (features/warehouse/snapshot.py): a value read from the warehouse is re-read when due, only when its
+version changed, and kept while the warehouse is busy."""
+from __future__ import annotations
+
+import pytest
+
+from features.warehouse import Refreshing, Warehouse, WarehouseBusy
+
+
+class Source:
+    """A read that counts its calls, returns `value` and raises WarehouseBusy while `busy`."""
+
+    def __init__(self):
+        self.value, self.version, self.busy, self.reads = "first", 1, False, 0
+
+    def read(self, warehouse: Warehouse) -> str:
+        if self.busy:
+            raise WarehouseBusy(warehouse.path, 0.2, "4242")
+        self.reads += 1
+        return self.value
+
+    def current(self, warehouse: Warehouse) -> int:
+        if self.busy:
+            raise WarehouseBusy(warehouse.path, 0.2, "4242")
+        return self.version
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse.duckdb")
+
+
+def test_before_any_value_a_busy_warehouse_gives_none_and_require_raises_its_error(warehouse):
+    source = Source()
+    source.busy = True
+    refreshing = Refreshing(source.read)
+    assert refreshing.get(warehouse, max_age=60) is None
+    assert not refreshing.held and refreshing.error.startswith("WarehouseBusy: warehouse")
+    with pytest.raises(WarehouseBusy):
+        refreshing.require(warehouse, max_age=60)
+
+
+def test_a_value_is_read_again_only_when_due_and_its_version_changed(warehouse):
+    source = Source()
+    refreshing = Refreshing(source.read, build=str.upper, version=source.current)
+    assert refreshing.get(warehouse, max_age=60) == "FIRST" and refreshing.read_at is not None
+    source.value = "second"
+    assert refreshing.get(warehouse, max_age=60) == "FIRST"  # not due
+    assert refreshing.get(warehouse, max_age=0) == "FIRST" and source.reads == 1  # due, same version: not read
+    source.version = 2
+    assert refreshing.get(warehouse, max_age=0) == "SECOND" and source.reads == 2
+
+
+def test_a_busy_warehouse_keeps_the_last_value_and_says_why_until_a_read_succeeds(warehouse):
+    source = Source()
+    refreshing = Refreshing(source.read, version=source.current)
+    refreshing.get(warehouse, max_age=0)
+    source.busy, source.value, source.version = True, "second", 2
+    assert refreshing.require(warehouse, max_age=0) == "first"
+    assert "held by process 4242" in refreshing.error
+    source.busy = False
+    assert refreshing.get(warehouse, max_age=0) == "second" and refreshing.error is None
+
+
+def test_a_value_put_by_hand_stands_until_its_version_changes(warehouse):
+    source = Source()
+    refreshing = Refreshing(source.read, version=source.current)
+    refreshing.put("pinned", version=1)
+    assert refreshing.get(warehouse, max_age=0) == "pinned" and source.reads == 0
+    source.version = 2
+    assert refreshing.get(warehouse, max_age=0) == "first"
