@@ -25,7 +25,7 @@ test: venv
 	$(BIN)/pytest -n 2 --durations=20
 
 bench: venv
-	$(BIN)/python benchmarks/bench.py --out bench/results.json
+	$(BIN)/python benchmarks/bench.py --out benchmarks/results.json
 
 lint: venv
 	$(BIN)/ruff check .

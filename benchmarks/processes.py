@@ -1,0 +1,45 @@
+"""The bench's child processes: running one and timing it, a stage's peak memory, `aduana` calls on a home."""
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ENTRY = Path(__file__).with_name("bench.py")  # the bench's command line, which each child process runs
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_child(command: list[str], env: dict) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Run a child process: its wall time, its CPU time (user + system, its own children's included) and result."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, result
+
+
+def cli_cpu(env: dict, *args: str, check: bool = True) -> tuple[float, float, subprocess.CompletedProcess]:
+    wall, cpu, result = run_child([sys.executable, "-m", "flows.cli", *args], env)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"aduana {' '.join(args)} failed: {result.stderr[-2000:]}")
+    return wall, cpu, result
+
+
+def cli(env: dict, *args: str, check: bool = True) -> tuple[float, subprocess.CompletedProcess]:
+    wall, _, result = cli_cpu(env, *args, check=check)
+    return wall, result
+
+
+def home_env(home: Path, **extra: str) -> dict:
+    env = {**os.environ, "ADUANA_HOME": str(home), **extra}
+    env.pop("PREFECT_API_URL", None)
+    env.pop("PREFECT_HOME", None)
+    return env
+
