@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from features.contract import LABEL_FIELDS
-from serving.realtime import BOOKKEEPING
+from features.warehouse import STORED_BOOKKEEPING
 from serving.reasons import explanations
 from serving.scorer import Scorer
 
@@ -47,7 +47,7 @@ def stored_contributions(decision: dict) -> Contributions | None:
 def scorer_input(stored: dict) -> dict:
     """A stored declaration as the scorer takes one: canonical fields and a mapping's extras, labels and
     bookkeeping aside (what serving/realtime.py scores of the warehouse's own rows)."""
-    return {k: v for k, v in stored.items() if k not in LABEL_FIELDS and k not in BOOKKEEPING}
+    return {k: v for k, v in stored.items() if k not in LABEL_FIELDS and k not in STORED_BOOKKEEPING}
 
 
 def contributions(scorer: Scorer, declaration: dict) -> Contributions:

@@ -1,5 +1,11 @@
 """The latest scoring batch as the analysts' page shows it (`BatchView`: lanes by office and by day, the score
-histogram and the lanes' cut-offs), and everything the overview reads from the warehouse (`PageData`)."""
+histogram and the lanes' cut-offs, the red declarations), and everything the overview reads from the warehouse
+(`PageData`).
+
+The decision log keeps no office or filing date: they come from the stored declaration (features/warehouse/
+decisions.py `latest_scoring_batch` joins them). A batch scored from a file that was never ingested has neither, so
+the lanes by office and by day count only the declarations the warehouse holds, and the others are counted apart
+(`not_stored`), never drawn as an office or a day of their own."""
 from __future__ import annotations
 
 import math
@@ -24,12 +30,13 @@ class BatchView:
     decided_at: pd.Timestamp
     model_versions: list[str]
     lanes: dict[str, int]
-    by_office: pd.DataFrame  # office × lane counts (and total), busiest first
-    by_day: pd.DataFrame  # filing day × lane counts (and total), by day
+    by_office: pd.DataFrame  # office × lane counts (and total), busiest first; stored declarations only
+    by_day: pd.DataFrame  # filing day × lane counts (and total), by day; stored declarations only
     edges: np.ndarray  # histogram bin edges of the risk score
     counts: dict[str, np.ndarray]  # lane → declarations per bin
     cut_offs: dict[str, float]  # lane → the lowest risk score the model put in it (when lanes rank by risk)
-    not_stored: int  # scored declarations the warehouse does not hold
+    not_stored: int  # scored declarations the warehouse does not hold (in no office or day above)
+    red: pd.DataFrame  # declaration_id, risk_score, selected_by, office, day of each red one; highest risk first
 
 
 def lane_table(rows: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -42,10 +49,11 @@ def summarise_batch(rows: pd.DataFrame, rank_by: str, seed: int) -> BatchView | 
     """A scoring batch's decisions (features/warehouse/decisions.py `latest_scoring_batch`) as the page shows them."""
     if rows.empty:
         return None
-    stored = rows["declaration_date"].notna()
-    rows = rows.assign(office=rows["office_id"].astype("object").where(stored, NOT_STORED).fillna("(none)"),
+    stored = rows["declaration_date"].notna()  # a stored declaration always has its (required) date
+    rows = rows.assign(office=rows["office_id"].astype("object").fillna("(none)").where(stored, NOT_STORED),
                        day=pd.to_datetime(rows["declaration_date"]).dt.strftime("%Y-%m-%d").where(stored, NOT_STORED))
-    by_office = lane_table(rows, "office").sort_values(["total"], ascending=False, kind="stable")
+    held = rows[stored]
+    by_office = lane_table(held, "office").sort_values(["total"], ascending=False, kind="stable")
     scored = rows[rows["risk_score"].notna()]
     top = float(scored["risk_score"].max()) if len(scored) else 1.0
     edges = np.linspace(0.0, min(1.0, max(math.ceil(top * 20) / 20, 0.05)), HISTOGRAM_BINS + 1)
@@ -58,8 +66,14 @@ def summarise_batch(rows: pd.DataFrame, rank_by: str, seed: int) -> BatchView | 
     return BatchView(batch_id=str(rows["batch_id"].iloc[0]), decided_at=pd.Timestamp(rows["decided_at"].max()),
                      model_versions=sorted({str(v) for v in rows["model_version"].dropna()}),
                      lanes={lane: int((rows["lane"] == lane).sum()) for lane in LANES}, by_office=by_office,
-                     by_day=lane_table(rows, "day").sort_index(), edges=edges, counts=counts, cut_offs=cut_offs,
-                     not_stored=int((~stored).sum()))
+                     by_day=lane_table(held, "day").sort_index(), edges=edges, counts=counts, cut_offs=cut_offs,
+                     not_stored=int((~stored).sum()), red=red_declarations(rows))
+
+
+def red_declarations(rows: pd.DataFrame) -> pd.DataFrame:
+    """The batch's red declarations, highest risk first (unscored ones last, in batch order)."""
+    red = rows.loc[rows["lane"] == RED, ["declaration_id", "risk_score", "selected_by", "office", "day"]]
+    return red.sort_values("risk_score", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from html import escape
+from urllib.parse import urlencode
 
 import pandas as pd
 from fastapi.responses import HTMLResponse
@@ -46,17 +47,33 @@ def table(headers: list[str], rows: list[list[str]], numeric: set[int] = frozens
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def declaration_link(declaration_id: str) -> str:
+    """A link to a declaration's page. It carries the id only: behind the key, the /ui cookie opens it."""
+    return f'<a href="/ui/declaration?{escape(urlencode({"id": declaration_id}))}">{escape(declaration_id)}</a>'
+
+
+def record_table(pairs: list[tuple[str, str]], table_id: str) -> str:
+    """A record as a two-column table: one row per field (names are text, values HTML already)."""
+    body = "".join(f"<tr><th>{escape(name)}</th><td>{value}</td></tr>" for name, value in pairs)
+    return f'<table id="{table_id}">{body}</table>'
+
+
 def lookup_form(value: str = "") -> str:
     return (f'<form method="get" action="/ui/declaration"><label for="id"><b>Declaration</b></label>'
             f'<input type="text" id="id" name="id" value="{escape(value)}" maxlength="{MAX_ID_LENGTH}" required '
             f'placeholder="declaration id"><button type="submit">Look up</button></form>')
 
 
-def page(title: str, body: str, champion: str | None, status: int = 200, headers: dict | None = None) -> HTMLResponse:
+def page(title: str, body: str, champion: str | None, status: int = 200, headers: dict | None = None,
+         names_champion: bool = True) -> HTMLResponse:
+    """A whole page. Its header names the champion, unless `names_champion` is off (the 401 page: which model
+    decides is behind the key too)."""
+    named = (f'<span>champion customs-risk {escape("v" + champion) if champion else "(none loaded)"}</span>'
+             if names_champion else "")
     html = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head><body>'
             f'<header><h1><a href="/ui" style="color:inherit;text-decoration:none">Aduana: risk analysts</a></h1>'
-            f'<span>champion customs-risk {escape("v" + champion) if champion else "(none loaded)"}</span>'
-            f'<span><a href="/docs" style="color:#cfe3ff">API docs</a></span></header><main>{body}</main></body></html>')
+            f'{named}<span><a href="/docs" style="color:#cfe3ff">API docs</a></span></header><main>{body}</main>'
+            f'</body></html>')
     return HTMLResponse(html, status_code=status, headers={**HEADERS, **(headers or {})})
 

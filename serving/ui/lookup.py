@@ -1,16 +1,22 @@
-"""A declaration's page (`GET /ui/declaration?id=ID`): its latest decision and its feature contributions."""
+"""A declaration's page (`GET /ui/declaration?id=ID`): its latest decision, the declaration as the warehouse stores
+it (its own fields, bookkeeping aside) with its control outcome when it was controlled, and its feature
+contributions."""
 from __future__ import annotations
 
 import math
 from html import escape
 
+import numpy as np
 import pandas as pd
 
+from features.contract import LABEL_FIELDS
+from features.labels import labelled
+from features.warehouse import STORED_BOOKKEEPING
 from serving.reasons import TOP_CONTRIBUTIONS, feature_value_text
 from serving.selection import GREEN
 from serving.ui.charts import contributions_svg
 from serving.ui.contributions import Contributions
-from serving.ui.layout import lane_badge, score_text, table, when_text
+from serving.ui.layout import lane_badge, record_table, score_text, table, when_text
 
 
 def decision_section(decision: dict, decisions: int) -> str:
@@ -29,6 +35,40 @@ def decision_section(decision: dict, decisions: int) -> str:
     again = f'<p class="note">Decided {decisions} times: the latest is shown.</p>' if decisions > 1 else ""
     return (f'<section id="decision"><h2>Latest decision for <code>{escape(str(decision["declaration_id"]))}</code></h2>'
             f'<table>{body}</table>{again}<h3>Reasons</h3><ol id="reasons">{listed}</ol></section>')
+
+
+def declaration_section(stored: dict | None) -> str:
+    """The declaration's own fields as stored, and its control outcome (LABEL_FIELDS) apart: a table when it is
+    labelled (features/labels.py), else a line saying it was not controlled (or has no outcome yet)."""
+    if stored is None:
+        return ('<section id="declaration"><h2>The declaration</h2><p class="empty">The warehouse does not hold this '
+                'declaration: it was scored from a file that was not ingested (<code>aduana ingest FILE</code> '
+                'stores it).</p></section>')
+    fields = [(name, stored_text(value)) for name, value in stored.items()
+              if name not in LABEL_FIELDS and name not in STORED_BOOKKEEPING]
+    if labelled(pd.DataFrame([stored]))[0]:
+        outcome = record_table([(name, stored_text(stored.get(name))) for name in LABEL_FIELDS], "outcome")
+    elif stored.get("inspected") == 1:
+        outcome = '<p class="empty" id="outcome">Inspected, but no outcome is recorded yet.</p>'
+    else:
+        outcome = '<p class="empty" id="outcome">Not controlled (no outcome recorded).</p>'
+    return (f'<section id="declaration"><h2>The declaration, as the warehouse stores it</h2><div class="grid">'
+            f'<div>{record_table(fields, "declaration-fields")}</div><div><h3>Control outcome</h3>{outcome}</div>'
+            f'</div></section>')
+
+
+def stored_text(value: object) -> str:
+    """A stored value as it is (numbers unrounded, a date without a midnight time), escaped; missing as '(none)'."""
+    if value is None or value is pd.NA or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return '<span class="empty">(none)</span>'
+    if isinstance(value, pd.Timestamp):
+        return value.strftime("%Y-%m-%d") if value == value.normalize() else escape(str(value))
+    if isinstance(value, float | np.floating):
+        shown = repr(float(value))
+        return shown.removesuffix(".0")
+    if isinstance(value, np.integer):
+        return str(int(value))
+    return escape(str(value))
 
 
 def contributions_section(found: Contributions | None, decision: dict, unavailable: str | None) -> str:

@@ -1,4 +1,5 @@
-"""`install`: the analysts' routes on the API app (`/ui`, `/ui/declaration`) and the key check in front of them."""
+"""`install`: the analysts' routes on the API app (`/ui`, `/ui/declaration`) and the key check in front of them
+(serving/keys.py; its 401 page says nothing of the model behind the key)."""
 from __future__ import annotations
 
 import time
@@ -11,11 +12,12 @@ from fastapi.responses import RedirectResponse, Response
 
 from features.contract import MAX_ID_LENGTH
 from features.intake.text import normalise
+from features.warehouse import WAREHOUSE_ERRORS
 from serving.keys import KEY_COOKIE, SESSION_SECONDS, ServiceKey, session_token, valid_session
-from serving.scorer import WAREHOUSE_ERRORS, Scorer
+from serving.scorer import Scorer
 from serving.ui.contributions import contributions, scorer_input, stored_contributions
 from serving.ui.layout import HEADERS, lookup_form, page, when_text
-from serving.ui.lookup import contributions_section, decision_section
+from serving.ui.lookup import contributions_section, decision_section, declaration_section
 from serving.ui.overview import audit_section, batch_section, ratings_section
 from serving.ui.snapshot import PageSnapshot
 
@@ -49,7 +51,7 @@ def install(app: FastAPI, scorer: Scorer, key: ServiceKey, secure_cookie: bool =
                     'with <code>ADUANA_API_KEY</code>. Open <code>/ui?key=YOUR_KEY</code> once (a token derived from '
                     'it is then kept in a cookie for this browser\'s /ui pages), or send the key as the '
                     '<code>X-API-Key</code> header.'
-                    '</p></section>', None, status=401)
+                    '</p></section>', None, status=401, names_champion=False)
 
     @app.get("/ui", include_in_schema=False)
     def overview(request: Request) -> Response:
@@ -107,7 +109,7 @@ def install(app: FastAPI, scorer: Scorer, key: ServiceKey, secure_cookie: bool =
                 except WAREHOUSE_ERRORS:
                     unavailable = "Unavailable for now: the warehouse is busy (another process is writing it)."
         body = (f'<section>{lookup_form(wanted)}</section>{decision_section(decision, decisions)}'
-                f'{contributions_section(found, decision, unavailable)}')
+                f'{declaration_section(stored)}{contributions_section(found, decision, unavailable)}')
         return page(f"Declaration {wanted}", body, champion())
 
     return snapshot

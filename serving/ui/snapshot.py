@@ -8,7 +8,8 @@ import threading
 import time
 from datetime import UTC, datetime
 
-from serving.scorer import WAREHOUSE_ERRORS, Scorer
+from features.warehouse import WAREHOUSE_ERRORS
+from serving.scorer import Scorer
 from serving.ui.data import PageData, summarise_batch
 
 

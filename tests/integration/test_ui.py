@@ -1,5 +1,6 @@
-"""The analysts' page (/ui) on a real warehouse: a scored batch, an audit list and ratings as the flows store them;
-the lookup with the champion's real contributions; the key; a busy warehouse; empty states."""
+"""The analysts' page (/ui) on a real warehouse: a scored batch (its red declarations as links, a batch partly outside
+the warehouse), an audit list and ratings as the flows store them; the lookup with the declaration as stored, its
+control outcome and the champion's real contributions; a busy warehouse; empty states. The key: test_ui_routes.py."""
 from __future__ import annotations
 
 import math
@@ -17,14 +18,17 @@ from fastapi.testclient import TestClient
 
 from features.contract import LABEL_FIELDS
 from features.intake.batch import prepare_batch
+from features.labels import labelled
 from features.warehouse import Warehouse
-from serving import keys, ui
-from serving.ui import routes
+from serving import ui
 from serving.api import create_app
-from serving.audit import audit_candidates, entity_ratings
+from serving.entity_ratings import entity_ratings
 from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
+from serving.post_clearance import audit_candidates
 from serving.scorer import Scorer
+from serving.ui.data import NOT_STORED
+from serving.ui.overview import MAX_LIST_ROWS
 from tests.conftest import write_csv
 from tests.integration.test_api_hardening import write_locked
 
@@ -150,66 +154,51 @@ def test_bad_lookups_are_clear_4xx_pages(client, query, status, says):
     assert says in page.text and "<script>" not in page.text
 
 
-def test_with_a_key_the_page_needs_it_as_a_header_or_once_in_the_url_then_a_cookie(scored):
+def test_the_page_lists_the_batchs_red_declarations_as_links_highest_risk_first(client, scored):
+    _, batch = scored
+    html = client.get("/ui").text
+    listed = re.search(r'<div id="red-declarations">.*?</div>', html, re.S).group(0)
+    red = batch.loc[batch["lane"] == "red"].sort_values("risk_score", ascending=False, kind="stable")
+    shown = re.findall(r'<a href="/ui/declaration\?id=([^"]+)">', listed)
+    assert shown == list(red["declaration_id"].head(MAX_LIST_ROWS))  # the simulator's ids need no encoding
+    if len(red) > MAX_LIST_ROWS:
+        assert f"…and {len(red) - MAX_LIST_ROWS:,} more red declarations" in listed
+
+
+def test_the_lookup_shows_the_declaration_as_stored_and_its_control_outcome(client, scored):
     scorer, batch = scored
-    keyed = TestClient(create_app(scorer, api_key="s3cret", decision_log=False), follow_redirects=False)
-    one = batch["declaration_id"].iloc[0]
-    for path in ("/ui", f"/ui/declaration?id={one}", f"/ui/declaration?id={one}&key=wrong", "/ui?key="):
-        refused = keyed.get(path)
-        assert refused.status_code == 401 and "ADUANA_API_KEY" in refused.text, path
-    assert keyed.get("/ui", headers={"X-API-Key": "wrong"}).status_code == 401
-    assert keyed.get("/ui", headers={"X-API-Key": "s3cret"}).status_code == 200
-    handed = keyed.get(f"/ui/declaration?id={one}&key=s3cret")
-    assert handed.status_code == 303 and handed.headers["location"] == f"/ui/declaration?id={one}"  # key out of the URL
-    cookie = handed.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
-    assert f"Max-Age={keys.SESSION_SECONDS}" in cookie and "Secure" not in cookie  # plain HTTP: no Secure
-    assert "s3cret" not in cookie  # a token derived from the key, which opens the pages only
-    assert keyed.get(handed.headers["location"]).status_code == 200  # the client keeps the cookie
-    assert keyed.get("/ui").status_code == 200
-    keyed.cookies.clear()
-    assert keyed.get("/ui").status_code == 401
-    assert keyed.get("/healthz").status_code == 200
+    stored = scorer.warehouse.table("declarations")
+    stored = stored[stored["declaration_id"].isin(batch["declaration_id"])]
+    controlled = stored[labelled(stored)].iloc[0]
+    never = stored[~labelled(stored) & (stored["inspected"].fillna(0) != 1)].iloc[0]  # not inspected
+    for row, is_labelled in ((controlled, True), (never, False)):
+        html = client.get("/ui/declaration", params={"id": row["declaration_id"]}).text
+        fields = re.search(r'<table id="declaration-fields">(.*?)</table>', html, re.S).group(1)
+        for name in ("declaration_id", "importer_id", "hs_code", "origin_country", "office_id"):
+            assert f"<tr><th>{name}</th><td>{escape(str(row[name]))}</td></tr>" in fields
+        assert "row_hash" not in fields and "ingested_at" not in fields and "<th>fraud</th>" not in fields
+        if is_labelled:
+            outcome = re.search(r'<table id="outcome">(.*?)</table>', html, re.S).group(1)
+            assert f"<tr><th>fraud</th><td>{int(row['fraud'])}</td></tr>" in outcome
+            assert "<th>control_date</th>" in outcome and "Not controlled" not in html
+        else:
+            assert "Not controlled (no outcome recorded)." in html and '<table id="outcome">' not in html
 
 
-def test_the_cookie_expires_is_bound_to_the_key_and_is_secure_over_https(scored, monkeypatch):
-    """The cookie's token says when it was issued, signed with the key: it stops opening the pages after
-    SESSION_SECONDS, a token signed with another key (or edited) opens nothing, and over HTTPS, or with
-    `secure_cookie`, the cookie is Secure."""
-    from serving.keys import ServiceKey
-
-    scorer, _ = scored
-    keyed = TestClient(create_app(scorer, api_key="s3cret", decision_log=False), follow_redirects=False)
-    key, now = ServiceKey("s3cret"), int(time.time())
-
-    def opens(token: str) -> bool:
-        keyed.cookies.clear()
-        keyed.cookies.set(keys.KEY_COOKIE, token)
-        return keyed.get("/ui").status_code == 200
-
-    assert opens(keys.session_token(key, now - 60))
-    assert not opens(keys.session_token(key, now - keys.SESSION_SECONDS - 1))  # expired
-    assert not opens(keys.session_token(ServiceKey("other"), now))  # another key's
-    signature = keys.session_token(key, now - keys.SESSION_SECONDS - 1).split(".")[1]
-    assert not opens(f"{now}.{signature}")  # an old signature with a new date
-    assert not opens(keys.session_token(key, now + 3600))  # issued in the future: not by this server
-    assert opens(keys.session_token(key, now + 30))  # a replica's clock a little ahead
-    assert not opens("") and not opens("x.y") and not opens(keys.KEY_COOKIE)
-    keyed.cookies.clear()
-    for cookie in ('aduana_ui="\\262.abc"', "aduana_ui=" + "9" * 5000 + ".abc"):  # '²' once unquoted; 5,000 digits
-        assert keyed.get("/ui", headers={"Cookie": cookie}).status_code == 401  # not the 500 of int()
-    keyed.cookies.clear()
-    assert keyed.get("/ui?key=s3cret").status_code == 303 and keyed.get("/ui").status_code == 200
-    monkeypatch.setattr(routes.time, "time", lambda: now + keys.SESSION_SECONDS + 5)  # the cookie handed out expires too
-    assert keyed.get("/ui").status_code == 401
-    monkeypatch.undo()
-
-    over_tls = TestClient(create_app(scorer, api_key="s3cret", decision_log=False), base_url="https://testserver",
-                          follow_redirects=False)
-    assert "Secure" in over_tls.get("/ui?key=s3cret").headers["set-cookie"]
-    behind_proxy = TestClient(create_app(scorer, api_key="s3cret", decision_log=False, secure_cookie=True),
-                              follow_redirects=False)
-    assert "Secure" in behind_proxy.get("/ui?key=s3cret").headers["set-cookie"]
+def test_a_batch_partly_outside_the_warehouse_is_drawn_over_the_stored_declarations_only(scored, tmp_path):
+    scorer, batch = scored
+    copy = _copy_of(scorer, tmp_path)
+    scored_file = batch.head(5).drop(columns=["office_id", "declaration_date"]).assign(
+        declaration_id=[*batch["declaration_id"].head(3), "NEW-1", "NEW-2"], position=range(5),
+        policy_hash=scorer.policy.digest())
+    copy.warehouse.decisions.append_batch(scored_file, pd.DataFrame(), "score-not-ingested", "new.csv",
+                                          datetime(2025, 1, 3))
+    html = TestClient(create_app(copy, api_key="", decision_log=False)).get("/ui").text
+    assert "score-not-ingested" in html and "2 of the batch's 5 declarations are not in the warehouse" in html
+    offices = re.search(r'<svg id="lanes-by-office".*?</svg>', html, re.S).group(0)
+    assert NOT_STORED not in offices and NOT_STORED not in re.search(r'<svg id="lanes-by-day".*?</svg>', html,
+                                                                     re.S).group(0)
+    assert offices.count("<title>") >= 1 and all(o in offices for o in batch["office_id"].head(3))
 
 
 def test_while_another_process_writes_the_warehouse_the_page_serves_its_last_read(scored):
