@@ -31,18 +31,20 @@ from expectations import SUITES_DIR
 from expectations.docs import configure_site, data_asset_name, publish_validation, rename_validation, run_name
 from expectations.docs_assets import VENDOR_DIR
 from expectations.reference import (
+    INTAKE_COLUMNS,
     LABELLED,
     PER_ROW,
     SELF_BOUNDED,
     NotComparable,
-    labelled_rows,
     profile_frame,
     reference_summary,
     relative_kwargs,
 )
+from features.labels import labelled
 
-# GX's serialised form of the row condition `inspected == 1` (the contract's labelled rows).
-LABELLED_CONDITION = {"type": "comparison", "column": {"name": "inspected"}, "operator": "==", "parameter": 1}
+# GX checks label expectations on the rows features/labels.py calls labelled, marked 1 in this column.
+LABELLED_MARK = "aduana_labelled"
+LABELLED_CONDITION = {"type": "comparison", "column": {"name": LABELLED_MARK}, "operator": "==", "parameter": 1}
 # A sampled batch's rows beyond a per-row bound join GX's rows marked 0 here; the other expectations keep to the 1s.
 IN_SAMPLE = "aduana_in_sample"
 IN_SAMPLE_CONDITION = {"type": "comparison", "column": {"name": IN_SAMPLE}, "operator": "==", "parameter": 1}
@@ -74,7 +76,7 @@ def _columns_of(expectation: dict) -> list[str]:
 
 def _for_gx(frame: pd.DataFrame) -> pd.DataFrame:
     """Drop bookkeeping columns and give nullable integers a float dtype GX aggregates cleanly."""
-    out = frame.drop(columns=[c for c in ("row_number", "row_hash") if c in frame.columns])
+    out = frame.drop(columns=[c for c in INTAKE_COLUMNS if c in frame.columns])
     for column in out.columns:
         if isinstance(out[column].dtype, pd.api.extensions.ExtensionDtype) and pd.api.types.is_integer_dtype(out[column]):
             out[column] = out[column].astype("float64")
@@ -97,7 +99,7 @@ def plan_expectations(sample: pd.DataFrame, spec: dict, reference: dict | None,
 
     `profile` is the sample's own profile (profile_frame; computed here when None and needed)."""
     not_yet = _reference_status(reference, spec)
-    labelled = labelled_rows(sample)
+    labelled_sample = sample[labelled(sample)]
     planned, skipped = [], []
     for e in spec["expectations"]:
         columns = _columns_of(e)
@@ -106,7 +108,7 @@ def plan_expectations(sample: pd.DataFrame, spec: dict, reference: dict | None,
         if missing:
             skipped.append(f"{e['type']} on {', '.join(missing)}: column not in this file")
             continue
-        rows = labelled if e.get("rows") == LABELLED else sample
+        rows = labelled_sample if e.get("rows") == LABELLED else sample
         if e.get("rows") == LABELLED and rows.empty:
             skipped.append(f"{label}: no labelled rows in this batch")
             continue
@@ -134,7 +136,7 @@ def plan_expectations(sample: pd.DataFrame, spec: dict, reference: dict | None,
             kwargs |= bounds
         if e.get("rows") == LABELLED:
             kwargs["row_condition"] = LABELLED_CONDITION
-            meta["rows"] = "labelled rows only (inspected == 1)"
+            meta["rows"] = "labelled rows only (controlled, with a known outcome)"
         planned.append({"type": e["type"], "kwargs": kwargs, "severity": e.get("severity", "warning"),
                         "notes": e.get("notes"), "meta": meta, "labelled": e.get("rows") == LABELLED,
                         "per_row": e.get("relative", {}).get("stat") in PER_ROW})
@@ -166,7 +168,7 @@ def _rows_beyond(frame: pd.DataFrame, sample: pd.DataFrame, planned: list[dict],
     (reference.relative_kwargs raises a ceiling to the highest value, a fence to every month, in the reference)."""
     outside, extremes = [], []
     for p in (p for p in planned if p["per_row"]):
-        rows = labelled_rows(frame) if p["labelled"] else frame
+        rows = frame[labelled(frame)] if p["labelled"] else frame
         values = rows[p["kwargs"]["column"]]
         beyond = beyond_bounds(values, p["kwargs"])
         p["meta"]["whole_batch"] = {"unexpected": int(beyond.sum()), "values": int(values.notna().sum())}
@@ -222,6 +224,7 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
     if len(added):
         profile = profile_frame(pd.concat([checked, _for_gx(frame.loc[extremes])]), spec, kind)
         checked = pd.concat([checked.assign(**{IN_SAMPLE: 1}), _for_gx(frame.loc[added]).assign(**{IN_SAMPLE: 0})])
+    checked = checked.assign(**{LABELLED_MARK: labelled(checked).astype("int8")})
     compared = _reference_status(reference, spec) is None
     usable = [ExpectationConfiguration(**_configuration(p, sample_only=len(added) > 0)) for p in planned]
 

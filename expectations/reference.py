@@ -11,7 +11,7 @@ of mergeable statistics over every accepted batch of the kind:
 - code columns with a value_set template: every code seen with its count (dropped once a column has more
   than MAX_TRACKED_CODES distinct values: it is then no code column);
 - 0/1 columns with a mean template: sum and count of non-null values;
-- the same, restricted to labelled rows (`inspected == 1`), for templates with `"rows": "labelled"`.
+- the same, restricted to labelled rows (features/labels.py), for templates with `"rows": "labelled"`.
 
 A column whose every value is empty in a batch counts as absent from that batch, as in the checks.
 
@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.labels import labelled
+
 PROFILE_VERSION = 1
 BINS_PER_DECADE = 40
 MAX_TRACKED_CODES = 1000
@@ -53,18 +55,11 @@ LABELLED = "labelled"
 ALL = "all"
 PER_ROW = ("ceiling", "date_fence")  # relative statistics that bound each value: checked on every row of a batch
 SELF_BOUNDED = PER_ROW  # relative statistics a batch can be judged on by itself (no reference yet)
-BOOKKEEPING = ("row_number", "row_hash")
+INTAKE_COLUMNS = ("row_number", "row_hash")  # what intake adds to a checked batch: no data to profile
 
 
 class NotComparable(Exception):
     """The reference cannot bound this expectation (no history for the column, a zero median, too many codes)."""
-
-
-def labelled_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows whose control outcome is known: the contract's `inspected == 1`."""
-    if "inspected" not in frame.columns:
-        return frame.iloc[0:0]
-    return frame[(frame["inspected"] == 1).fillna(False).to_numpy(dtype=bool)]
 
 
 def section_of(expectation: dict) -> str:
@@ -108,8 +103,8 @@ def profile_frame(frame: pd.DataFrame, suite: dict, kind: str) -> dict:
     """The profile of one batch (the rows its expectations were checked on)."""
     needs = _needs(suite)
     sections = {}
-    for section, part, columns in ((ALL, frame, [c for c in frame.columns if c not in BOOKKEEPING]),
-                                   (LABELLED, labelled_rows(frame), list(needs[LABELLED]))):
+    for section, part, columns in ((ALL, frame, [c for c in frame.columns if c not in INTAKE_COLUMNS]),
+                                   (LABELLED, frame[labelled(frame)], list(needs[LABELLED]))):
         entries = {c: _column_profile(part[c], needs[section].get(c, set())) for c in columns if c in part.columns}
         sections[section] = {"rows": int(len(part)), "columns": {c: e for c, e in entries.items() if e is not None}}
     return {"version": PROFILE_VERSION, "kind": kind, "rows": int(len(frame)), "batches": [], "sections": sections}

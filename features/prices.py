@@ -14,6 +14,8 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from features.entities import hs_level
+
 MIN_BAND_ROWS = 20  # a price band needs at least this many reference rows
 BAND_COLUMNS = ["hs6", "origin", "median", "mad", "rows", "level"]
 NAN = float("nan")
@@ -51,7 +53,7 @@ class PriceBands:
         """Bands from `reference` declarations: a band needs MIN_BAND_ROWS rows with a unit price."""
         log_up = log_unit_price(reference)
         ok = np.isfinite(log_up)
-        ref = pd.DataFrame({"hs6": reference["hs_code"].str[:6], "origin": reference["origin_country"],
+        ref = pd.DataFrame({"hs6": hs_level(reference["hs_code"], "hs_subheading"), "origin": reference["origin_country"],
                             "lup": log_up})[ok]
         bands = []
         for keys, level in ((["hs6", "origin"], "hs_origin"), (["hs6"], "hs")):

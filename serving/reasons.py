@@ -19,21 +19,13 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import BY_NAME, family_of, is_extra
-from features.profiles import MISSING, PROFILE_SUFFIXES, RECENT_DAYS
+from features.entities import BY_NAME as ENTITIES
+from features.entities import HS_LEVELS, MISSING, hs_dotted, hs_prefix
+from features.profiles import PROFILE_SUFFIXES, RECENT_DAYS
 from training.models import RiskModel
 
 TOP_REASONS = 3
 TOP_CONTRIBUTIONS = 12  # features kept per explained decision, strongest (by size) first
-# Entity → what it is, and how a declaration's own one is named.
-ENTITY_LABELS = {
-    "importer": ("importer", "importer {importer_id}"), "declarant": ("declarant", "declarant {declarant_id}"),
-    "exporter": ("exporter", "exporter {exporter_id}"), "hs_chapter": ("HS chapter", "HS chapter {hs_chapter}"),
-    "hs_heading": ("HS heading", "HS heading {hs_heading}"), "hs_subheading": ("HS code", "goods HS {hs_dotted}"),
-    "origin": ("origin", "origin {origin_country}"), "lane": ("lane", "lane {origin_country} → {office_id}"),
-    "importer_heading": ("pair", "importer {importer_id} with HS heading {hs_heading}"),
-    "declarant_office": ("pair", "declarant {declarant_id} at office {office_id}"),
-    "exporter_origin": ("pair", "exporter {exporter_id} from {origin_country}"),
-}
 # The value family's amounts (a `log_` feature is quoted as its amount): what each is, and its value as text.
 AMOUNTS = {"declared_value": ("declared value", "{:,.0f}".format), "net_mass_kg": ("net mass", "{:,.0f} kg".format),
            "quantity": ("quantity", "{:,.0f}".format), "duty_paid": ("duty paid", "{:,.0f}".format),
@@ -59,7 +51,7 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
     `_Columns`), so a sentence quotes only what the model saw. None: nothing defensible to say."""
     hs = str(_v(row, "hs_code", ""))
     values = {**{k: _v(row, k, "?") for k in ("importer_id", "declarant_id", "exporter_id", "origin_country", "office_id")},
-              "hs_chapter": hs[:2], "hs_heading": hs[:4], "hs_dotted": f"{hs[:4]}.{hs[4:6]}" if len(hs) >= 6 else hs}
+              **{level: hs_prefix(hs, level) for level in HS_LEVELS}, "hs_dotted": hs_dotted(hs)}
     if family == "price":
         deviation = _v(row, "log_unit_price", np.nan) - _v(row, "price_reference_log", np.nan)
         if np.isnan(deviation):
@@ -98,8 +90,7 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
 
 def _entity(entity: str, strongest: str, row: dict | _Row, values: dict) -> str | None:
     """An entity's reason: the entity itself for its raw id (CatBoost's own statistics of it), else its profile."""
-    noun, label = ENTITY_LABELS[entity]
-    who = label.format(**values)
+    noun, who = ENTITIES[entity].noun, ENTITIES[entity].label.format(**values)
     suffix = strongest.removeprefix(f"{entity}_")
     if suffix not in PROFILE_SUFFIXES:  # the raw id (importer_id, hs_code, origin_country, hs_chapter...)
         if _v(row, strongest) is None:

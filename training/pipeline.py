@@ -16,6 +16,7 @@ from features.build import FeatureSet, build_features
 from features.catalogue import ENGINEERED_GROUPS
 from features.contract import LABEL_FIELDS
 from features.errors import UserError
+from features.labels import labelled
 from features.prices import PriceBands
 from features.progress import Advance, quiet
 from training.metrics import precision_by_segment, selection_metrics
@@ -78,12 +79,6 @@ class TrainingResult:
     @property
     def kept_groups(self) -> list[str]:
         return [g.group for g in self.groups if g.kept]
-
-
-def labelled_rows(frame: pd.DataFrame) -> np.ndarray:
-    """Controlled declarations with a known outcome: the only rows trained on."""
-    inspected = frame["inspected"].fillna(0).to_numpy() == 1 if "inspected" in frame else frame["fraud"].notna().to_numpy()
-    return inspected & frame["fraud"].notna().to_numpy()
 
 
 def evaluate(model: RiskModel, fs: FeatureSet, rows: np.ndarray) -> Evaluation:
@@ -166,7 +161,7 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     """
     starting("model")
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
-    split = split or time_split(frame["declaration_date"], labelled_rows(frame),
+    split = split or time_split(frame["declaration_date"], labelled(frame),
                                 positive=frame["fraud"].fillna(0).to_numpy() == 1)
     bands = PriceBands.fit(frame[frame["declaration_date"] < split.valid_start])
     report(f"building features for {len(frame):,} declarations…")
@@ -224,15 +219,15 @@ def explicit_split(train: pd.DataFrame, test: pd.DataFrame, valid_share: float =
     """
     frame = pd.concat([train.assign(_part="train"), test.assign(_part="test")], ignore_index=True)
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
-    labelled = labelled_rows(frame)
+    known = labelled(frame)
     is_train = (frame["_part"] == "train").to_numpy()
-    train_dates = frame.loc[is_train & labelled, "declaration_date"].sort_values()
-    if len(train_dates) < 50 or not (labelled & ~is_train).any():
+    train_dates = frame.loc[is_train & known, "declaration_date"].sort_values()
+    if len(train_dates) < 50 or not (known & ~is_train).any():
         raise UserError("evaluate needs at least 50 labelled rows in --train and some labelled rows in --test")
     valid_start = train_dates.iloc[int(len(train_dates) * (1 - valid_share))]
     dates = frame["declaration_date"].to_numpy()
-    split = Split(train=is_train & labelled & (dates < valid_start), valid=is_train & labelled & (dates >= valid_start),
-                  holdout=~is_train & labelled, valid_start=valid_start,
+    split = Split(train=is_train & known & (dates < valid_start), valid=is_train & known & (dates >= valid_start),
+                  holdout=~is_train & known, valid_start=valid_start,
                   holdout_start=frame.loc[~is_train, "declaration_date"].min())
     label_columns = [c for c in LABEL_FIELDS if c in frame]
     history = frame.copy()

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from features import labels
 from features.build import integrate
 from features.contract import LABEL_FIELDS
+from features.entities import source_columns
 from features.errors import UserError
 from features.simulator import World
-from training.pipeline import labelled_rows
 
-PROFILE_INPUTS = ["declaration_id", "declaration_date", "importer_id", "declarant_id", "exporter_id", "hs_code",
-                   "origin_country", "office_id"]
 HISTORY_LABELS = ["inspected", "fraud", "revenue", "control_date"]
 
 
@@ -58,7 +57,7 @@ def from_labelled(declarations: pd.DataFrame, source: str, manifests: pd.DataFra
     """A user's labelled history: the universe is the rows with a fraud label; the oracle is their own labels."""
     if "fraud" not in declarations:
         raise UserError(f"{source}: a backtest needs a fraud label column (map it under 'labels')")
-    labelled = labelled_rows(declarations)
+    labelled = labels.labelled(declarations)
     if not labelled.any():
         raise UserError(f"{source}: no row carries a fraud label")
     universe = declarations[labelled].assign(inspected=1)  # the contract's rule: a fraud value means controlled
@@ -71,5 +70,6 @@ def from_labelled(declarations: pd.DataFrame, source: str, manifests: pd.DataFra
 
 def label_free(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns entity profiles are keyed on, with no label at all (for the shared filings index)."""
-    out = frame[[c for c in PROFILE_INPUTS if c in frame]].copy()
+    keyed = ["declaration_id", "declaration_date", *source_columns()]
+    out = frame[[c for c in keyed if c in frame]].copy()
     return out.assign(inspected=0, fraud=np.nan, revenue=np.nan, control_date=pd.NaT)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import FeatureSet, build_features, column_order
+from features.entities import hs_level
 from features.errors import UserError
 from features.prices import PriceBands
 from features.profiles import ProfileIndex, smoothed_rate
@@ -48,7 +49,7 @@ class RuleBook:
     @classmethod
     def from_warmup(cls, labelled: pd.DataFrame, fraud: np.ndarray, rules: Rules) -> RuleBook:
         """Flag chapters, origins and importers whose smoothed warm-up hit rate is RISKY_LIFT × the overall rate."""
-        segments = labelled.assign(hs_chapter=labelled["hs_code"].astype("str").str[:2], fraud=fraud)
+        segments = labelled.assign(hs_chapter=hs_level(labelled["hs_code"], "hs_chapter"), fraud=fraud)
         base = float(np.mean(fraud)) if len(fraud) else 0.0
         risky = {}
         for column, minimum in MIN_INSPECTIONS.items():
@@ -60,7 +61,7 @@ class RuleBook:
     def score(self, frame: pd.DataFrame, X: pd.DataFrame) -> np.ndarray:
         """One point per flag (far under the price band, risky chapter, origin, importer); hard rules on top."""
         score = (X["unit_price_zscore"].to_numpy() <= UNDERPRICE_ZSCORE).astype("float64")
-        chapters = frame["hs_code"].astype("str").str[:2]
+        chapters = hs_level(frame["hs_code"], "hs_chapter")
         for column, values in (("hs_chapter", chapters), ("origin_country", frame["origin_country"]),
                                ("importer_id", frame["importer_id"])):
             score += values.isin(self.risky[column]).to_numpy()

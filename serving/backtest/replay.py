@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from features import labels
 from features.build import FeatureSet
 from features.errors import UserError
 from features.prices import PriceBands
@@ -101,7 +102,7 @@ def _warmup(data: BacktestData, plan: Plan, config: BacktestConfig) -> _Replay:
     """The initial history: the historical policy's labels of the warm-up weeks, the same for every policy."""
     cut = plan.bounds[plan.warmup]
     history = data.history_labels.iloc[:cut]
-    labelled = np.flatnonzero((history["inspected"].fillna(0).to_numpy() == 1) & history["fraud"].notna().to_numpy())
+    labelled = np.flatnonzero(labels.labelled(history))
     if len(labelled) == 0:
         raise UserError("no controlled declaration in the warm-up weeks: nothing to start from")
     fraud = history["fraud"].iloc[labelled].astype("int8").to_numpy()

@@ -29,8 +29,8 @@ from expectations.reference import (
 from features.intake.batch import prepare_batch
 from features.intake.mapping import ColumnMapping
 from features.warehouse import Warehouse
-from flows import runtime
 from flows.ingest import store_batch, validate_batch
+from flows.orchestration import runtime
 from flows.settings import get_settings
 from tests.conftest import write_csv
 
@@ -423,14 +423,18 @@ def test_the_profile_merges_once_per_batch_and_reads_quantiles_within_its_resolu
 
 
 def test_label_expectations_apply_to_labelled_rows_only():
+    from expectations.checkpoint import LABELLED_MARK
+
     suite = load_suite("declarations")
     frame = foreign(300, seed=1).assign(inspected=lambda d: (np.arange(len(d)) % 2).astype(float),
                                         fraud=lambda d: d["fraud"].where(d["inspected"] == 1))
     ref = merge(None, profile_frame(frame, suite, "declarations"), "b1")
     planned, _ = plan_expectations(frame, suite, ref)
     fraud = next(p for p in planned if p["kwargs"].get("column") == "fraud")
-    assert fraud["kwargs"]["row_condition"]["column"] == {"name": "inspected"}
+    assert fraud["kwargs"]["row_condition"]["column"] == {"name": LABELLED_MARK}
     assert ref["sections"]["labelled"]["columns"]["fraud"]["count"] == 150
+    pending = frame.assign(fraud=frame["fraud"].where(np.arange(len(frame)) % 4 != 1))  # controlled, outcome unknown
+    assert merge(None, profile_frame(pending, suite, "declarations"), "b1")["sections"]["labelled"]["rows"] == 75
 
 
 def test_a_pending_profile_merges_once_and_the_reference_is_replaced_atomically(tmp_path):

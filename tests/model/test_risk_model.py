@@ -8,7 +8,7 @@ import pytest
 from features.build import build_features, integrate
 from tests.conftest import FAST
 from training.models import behaviour_checks
-from training.pipeline import labelled_rows, train_and_evaluate
+from training.pipeline import train_and_evaluate
 
 
 def test_training_uses_controlled_rows_only_and_a_time_split(trained):
@@ -82,12 +82,6 @@ def test_behaviour_checks_catch_a_model_that_breaks_on_unseen_values(trained):
     checks = behaviour_checks(Fragile(), trained.features.X.head(50))
     assert checks.get("undervaluation_direction", {"passed": True})["passed"]
     assert not checks["unseen_categories_and_missing_fields"]["passed"]
-
-
-def test_labelled_rows_follow_the_contract():
-    frame = pd.DataFrame({"inspected": [1, 1, 0, None], "fraud": [1, None, None, 0]})
-    assert labelled_rows(frame).tolist() == [True, False, False, False]
-    assert labelled_rows(frame.drop(columns="inspected")).tolist() == [True, False, False, True]
 
 
 def test_feature_groups_are_kept_only_when_they_help_on_validation(trained):

@@ -12,6 +12,7 @@ from sklearn.metrics import average_precision_score
 
 from features.build import build_features, integrate
 from features.errors import UserError
+from features.labels import labelled
 from tests.conftest import FAST
 from training.models import (
     BLEND_WEIGHTS,
@@ -21,7 +22,7 @@ from training.models import (
     patience_for,
     time_split,
 )
-from training.pipeline import labelled_rows, select_groups
+from training.pipeline import select_groups
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,7 @@ def features(world):
     frame = integrate(world.declarations, world.manifests, world.traders)
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
     fs = build_features(frame)
-    split = time_split(fs.meta["declaration_date"], labelled_rows(frame),
+    split = time_split(fs.meta["declaration_date"], labelled(frame),
                        positive=frame["fraud"].fillna(0).to_numpy() == 1)
     return fs, split
 

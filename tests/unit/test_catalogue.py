@@ -13,11 +13,11 @@ from features import catalogue
 from features.build import build_features, integrate
 from features.catalogue import Feature
 from features.context import ScoringContext
+from features.labels import labelled
 from features.row import integrate_row, row_features
 from serving.reasons import explain
 from training.models import FitConfig, fit_risk_model, time_split
 from training.monitoring import monitor
-from training.pipeline import labelled_rows
 
 MADE_UP = Feature(
     "made_up_value_signal", "documents", family="office", alerts=True,
@@ -57,8 +57,7 @@ def test_a_declared_feature_speaks_in_its_reason_family_and_alerts_as_declared(d
     feature = declared(MADE_UP)
     frame = integrate(world.declarations, world.manifests, world.traders)
     fs = build_features(frame)
-    labelled = labelled_rows(frame)
-    split = time_split(fs.meta["declaration_date"], labelled)
+    split = time_split(fs.meta["declaration_date"], labelled(frame))
     model = fit_risk_model(fs, split, FitConfig(iterations=30, threads=2), columns=[feature.name], revenue=False)
 
     rows = fs.X.index[split.holdout][:200]

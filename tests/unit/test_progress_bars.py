@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from features.build import build_features, integrate
+from features.labels import labelled
 from flows import bars
 from training.models import FitConfig, fit_risk_model, time_split
-from training.pipeline import labelled_rows
 
 
 class Recorder:
@@ -41,7 +41,7 @@ def test_feature_building_tells_each_part_and_ends_complete(features):
 
 def test_boosting_rounds_are_told_as_they_happen_and_do_not_change_the_model(features):
     frame, fs, _ = features
-    split = time_split(fs.meta["declaration_date"], labelled_rows(frame))
+    split = time_split(fs.meta["declaration_date"], labelled(frame))
     config = FitConfig(iterations=40, learning_rate=0.2, depth=3, threads=1, early_stopping_rounds=1000)
     recorder = Recorder()
     told = fit_risk_model(fs, split, config, revenue=True, what="risk model", advance=recorder)

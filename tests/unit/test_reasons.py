@@ -16,12 +16,12 @@ from features.build import build_features, integrate
 from features.catalogue import ENGINEERED_GROUPS
 from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
+from features.labels import labelled
 from features.profiles import MISSING, PROFILE_COLUMNS
 from features.simulator import simulate_islas, write_islas
 from serving import ui
 from serving.reasons import Explanation, explanations, sentence
 from training.models import FitConfig, RiskModel, fit_risk_model, time_split
-from training.pipeline import labelled_rows
 
 TINY = FitConfig(iterations=30, learning_rate=0.2, depth=4, threads=2, early_stopping_rounds=30)
 PROFILE_GROUPS = ("profiles", "pair_profiles")
@@ -46,7 +46,7 @@ def islas(tmp_path_factory) -> Islas:
     frame = integrate(prepare_batch(paths["train"], "declarations", load_mapping(paths["mapping"])).valid)
     fs = build_features(frame)
     frame["price_reference_log"] = fs.price_reference_log.to_numpy()  # as the scorer gives it
-    split = time_split(fs.meta["declaration_date"], labelled_rows(frame))
+    split = time_split(fs.meta["declaration_date"], labelled(frame))
     kept = tuple(g for g in ENGINEERED_GROUPS if g not in PROFILE_GROUPS)
     fit = lambda groups: fit_risk_model(fs, split, TINY, fs.model_columns(groups), revenue=False)  # noqa: E731
     return Islas(frame[split.holdout].reset_index(drop=True), fs.X[split.holdout].reset_index(drop=True),
