@@ -1,4 +1,7 @@
-"""The backtest's settings: capacity, exploration, refit cadence, warm-up and the policies to compare."""
+"""The backtest's settings: capacity, exploration, refit cadence, warm-up and the policies to compare.
+
+Capacity, exploration and hard rules are the lane policy's (`BacktestConfig.from_lanes`): a backtest replays the
+policy that batch and real-time scoring apply (serving/lanes.py `LanePolicy`), not a second copy of it."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -6,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from features.errors import UserError
+from serving.lanes import LanePolicy
 from serving.selection import Rules
 from training.models import FitConfig
 
@@ -42,6 +46,16 @@ class BacktestConfig:
             problems.append(f"policies {list(self.policies)}: choose distinct ones among {', '.join(POLICIES)}")
         if problems:
             raise UserError("backtest: " + "; ".join(problems))
+
+    @classmethod
+    def from_lanes(cls, lanes: LanePolicy, **settings: object) -> BacktestConfig:
+        """The backtest of a lane policy: its red share as the weekly capacity, its exploration share and its hard
+        rules (`settings` give the rest, and may override capacity and exploration)."""
+        if lanes.red_per_office_day is not None and "capacity" not in settings:
+            raise UserError("backtest: the lane policy sets red_per_office_day; a replay selects a share of each "
+                            "week: give --capacity")
+        return cls(**{"capacity": lanes.red_share, "exploration": lanes.exploration_share, "rules": lanes.rules,
+                      **settings})
 
     def params(self) -> dict:
         """Flat parameters, for tracking."""

@@ -237,3 +237,16 @@ def test_a_users_file_replays_its_labelled_rows_only():
 def test_the_replayed_declarations_carry_no_label(data):
     assert not {"inspected", "fraud", "revenue", "critical", "control_date"} & set(data.frame.columns)
     assert len(data.oracle) == len(data.history_labels) == len(data.frame)
+
+
+def test_a_backtest_replays_the_lane_policys_capacity_exploration_and_rules():
+    from serving.lanes import LanePolicy
+    from serving.selection import Rules
+
+    lanes = LanePolicy(red_share=0.07, exploration_share=0.2, rules=Rules(watchlist_importers=["IMP1"]))
+    config = BacktestConfig.from_lanes(lanes, warmup_weeks=3)
+    assert (config.capacity, config.exploration, config.rules, config.warmup_weeks) == (0.07, 0.2, lanes.rules, 3)
+    assert BacktestConfig.from_lanes(lanes, capacity=0.03).capacity == 0.03
+    with pytest.raises(UserError, match="red_per_office_day"):
+        BacktestConfig.from_lanes(LanePolicy(red_per_office_day=4))
+    assert BacktestConfig.from_lanes(LanePolicy(red_per_office_day=4), capacity=0.05).capacity == 0.05
