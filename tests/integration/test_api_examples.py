@@ -8,7 +8,9 @@ from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 
 from features.simulator import simulate
-from serving.api import EXAMPLE_ROWS, EXAMPLE_SEED, Declaration, create_app
+from serving.api import create_app
+from serving.api.docs import EXAMPLE_ROWS, EXAMPLE_SEED
+from serving.api.schemas import Declaration
 from tests.integration.test_api import api_scorer  # noqa: F401 - a module-scoped fixture
 
 pytestmark = pytest.mark.integration

@@ -26,7 +26,8 @@ from fastapi.testclient import TestClient
 from features.contract import ISO_COUNTRIES
 from features.intake.reader import NULL_MARKERS
 from serving import ui
-from serving.api import JSON_CSP, MAX_HEADER_BYTES, create_app, server_config
+from serving.api import create_app, server_config
+from serving.api.guards import JSON_CSP, MAX_HEADER_BYTES
 from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
 from serving.scorer import Scorer
@@ -472,10 +473,10 @@ def test_logging_an_answer_costs_well_under_a_millisecond(api_scorer):  # noqa: 
 def test_the_key_is_a_declared_security_scheme_compared_in_constant_time(api_scorer, world, monkeypatch):  # noqa: F811
     import hmac
 
-    import serving.api
+    import serving.keys
 
     calls, compare = [], hmac.compare_digest
-    monkeypatch.setattr(serving.api.hmac, "compare_digest", lambda a, b: calls.append(1) or compare(a, b))
+    monkeypatch.setattr(serving.keys.hmac, "compare_digest", lambda a, b: calls.append(1) or compare(a, b))
     c = TestClient(create_app(api_scorer, api_key="s3cret", decision_log=False), raise_server_exceptions=False)
     spec = c.get("/openapi.json").json()
     assert {"type": "apiKey", "in": "header", "name": "X-API-Key"}.items() <= \

@@ -1,7 +1,7 @@
 """The canonical API reads every value as ingest does.
 
 Each cell of the catalogue goes through ingest's row checks (`check_rows` on the one-row frame of raw text that
-`records_frame` builds, as a file of it would give) and through the canonical API's reading (serving/api.py
+`records_frame` builds, as a file of it would give) and through the canonical API's reading (serving/api/body.py
 `read_canonical`: `Declaration`), in every declaration field of its type. Both must give the same verdict, the same
 reason code when they refuse and the same typed value when they accept. The catalogue is data: the next case is one
 line. Unpaired surrogates are left out (no file can hold one: tests/integration/test_api_hardening.py refuses them).
@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 from fastapi import HTTPException
 
+from features.contract import CANONICAL_DTYPES, field_types
 from features.intake.mapping import ColumnMapping
 from features.intake.records import records_frame
 from features.intake.validation import check_rows
-from serving.api import canonical_frame, read_canonical
+from serving.api.body import read_canonical
+from serving.api.schemas import Declaration
 
 BASE = {"declaration_id": "D1", "declaration_date": "2024-06-01", "importer_id": "IMP1", "hs_code": "870323",
         "origin_country": "JP", "declared_value": 1000.0}
@@ -89,6 +91,13 @@ SCHEMA_CANNOT_SAY = {
 }
 
 
+def canonical_frame(items: list[Declaration]) -> pd.DataFrame:
+    """Validated declarations as the typed frame ingest's row checks leave (the dtypes of `check_rows`)."""
+    frame = pd.DataFrame([i.model_dump() for i in items])
+    types = field_types("declarations")
+    return frame.astype({c: CANONICAL_DTYPES[types[c]] for c in frame.columns})
+
+
 def _ingest(record: dict) -> tuple[set[str], object]:
     """Ingest's verdict on the record's cells: the reason codes of its failures, and the typed row."""
     mapping = ColumnMapping()
@@ -131,8 +140,6 @@ def test_the_schema_is_never_looser_than_the_reading():
     catalogue value the API refuses fails the schema too, but for the few rules a JSON schema cannot state, which
     the fields' descriptions state in words."""
     from jsonschema import Draft202012Validator, FormatChecker
-
-    from serving.api import Declaration
 
     schema = Draft202012Validator(Declaration.model_json_schema(), format_checker=FormatChecker())
     looser = {(field, value) for field, value in CASES

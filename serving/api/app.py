@@ -1,0 +1,212 @@
+"""The scoring app (`create_app`): its routes (POST /v1/score, /healthz, /readyz, the analysts' page and the docs),
+error handlers and middleware, around an injected scorer.
+
+A scoring request is read in a worker thread, never on the event loop, so /healthz answers while the heaviest
+request is served: the body's shape and text (serving/api/body.py), then its declarations in canonical fields
+(`Declaration`) or in a mapping's source layout (serving/api/source.py); each declaration is scored on the
+pandas-free one-row path, as if it came alone, with the real-time thresholds of serving/realtime.py, and every
+answer is appended to the decision log before it leaves.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import importlib.metadata
+import math
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Annotated, Literal
+
+import anyio
+import pandas as pd
+from fastapi import FastAPI, HTTPException, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+
+from features.intake.mapping import ColumnMapping
+from serving import ui
+from serving.api.body import MAX_FIELDS, capped, parse_records, read_canonical, request_id_of
+from serving.api.docs import (
+    CANONICAL_LAYOUT,
+    DOCS_ASSETS,
+    ERROR_RESPONSES,
+    LAYOUT_HELP,
+    SCORE_SUMMARY,
+    install_docs,
+    request_examples,
+)
+from serving.api.guards import BODY_TIMEOUT_S, MAX_BODY_BYTES, BodyGuard, SecurityHeaders
+from serving.api.schemas import ANSWER, ANSWERS, Declaration, ScoreOut
+from serving.api.source import SourceLayout
+from serving.keys import ServiceKey
+from serving.realtime import DecisionLog, ServiceState
+from serving.scorer import WAREHOUSE_ERRORS, Scorer
+
+SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
+RETRY_AFTER_S = 5
+
+
+def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_BODY_BYTES,
+               api_key: str | None = None, mapping: ColumnMapping | None = None, decision_log: bool = True,
+               body_timeout_s: float = BODY_TIMEOUT_S, secure_cookie: bool = False) -> FastAPI:
+    """The FastAPI app around a scorer (injected, so tests can pass one with a fixed model). With a `mapping`,
+    /v1/score also takes records in the mapping's source layout. `decision_log=False` leaves real-time answers
+    out of the decision log (benchmarks only: the contract logs every answer). `secure_cookie` marks the analysts'
+    page's cookie Secure even on plain HTTP requests (a TLS proxy the server does not see); a request that came
+    over HTTPS gets a Secure cookie either way."""
+    state = ServiceState(scorer)
+    key = ServiceKey(api_key)
+    source = SourceLayout(mapping) if mapping is not None else None
+    answers_log = DecisionLog(scorer.warehouse) if decision_log else None
+    max_fields = max(MAX_FIELDS, 2 * len(source.columns)) if source is not None else MAX_FIELDS
+    description = ("Lanes (red/yellow/green), risk and reasons for import declarations. "
+                   "Real-time lanes apply thresholds learned from the latest scoring batch; every answer is "
+                   "appended to the decision log.\n\n" + CANONICAL_LAYOUT)
+    if source is not None:
+        description += "\n\n" + source.describe()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):  # noqa: ANN202
+        if answers_log is not None:
+            answers_log.start()
+        try:
+            yield
+        finally:
+            if answers_log is not None:
+                await anyio.to_thread.run_sync(answers_log.close)  # every buffered answer written (or spilled)
+
+    app = FastAPI(title="Aduana scoring API", version=importlib.metadata.version("aduana"), description=description,
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyGuard, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
+    app.add_middleware(SecurityHeaders, static_prefix=DOCS_ASSETS)  # outermost: BodyGuard's own answers are secured too
+    install_docs(app)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content=capped(list(exc.errors())))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        content = capped(exc.detail) if exc.status_code == 422 and isinstance(exc.detail, list) else \
+            {"detail": exc.detail}
+        return JSONResponse(status_code=exc.status_code, content=content, headers=exc.headers)
+
+    security = []
+    if key.required:
+        key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                                  description="The service's key (ADUANA_API_KEY): required on /v1/score.")
+
+        def require_key(given: str | None = Security(key_header)) -> None:  # noqa: B008 - FastAPI's idiom
+            if not key.matches(given):
+                raise HTTPException(status_code=401, detail="missing or wrong X-API-Key")
+
+        security = [Security(require_key)]
+    # GET /ui: the analysts' page, behind the same key
+    app.state.ui = ui.install(app, scorer, key, secure_cookie=secure_cookie)
+
+    @app.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict:  # on the event loop: never waits behind scoring threads
+        return {"status": "ok"}
+
+    def readiness_details() -> dict:
+        """What /readyz tells a caller with the key (or anyone, on a keyless service): the service's internals."""
+        return {"model_version": scorer.version,
+                "registry": "unreachable" if scorer.registry_error else "ok",
+                "warehouse": "ok" if not (state.warehouse_error or scorer.snapshot_error) else
+                ("stale snapshot" if scorer.has_snapshot else "unavailable"),
+                "thresholds_from": state.thresholds.batch_id if state.thresholds else None,
+                "thresholds_source": state.thresholds_source,  # a batch or the recent declarations, and its rows
+                "layouts": ["canonical", "source"] if source is not None else ["canonical"],
+                "decisions_pending": answers_log.pending if answers_log is not None else 0}
+
+    @app.get("/readyz", summary="Readiness: a champion is loaded and the warehouse snapshot is readable",
+             description="`{\"ready\": true}`, or 503 with `Retry-After` when not ready. With the service's key as "
+                         "`X-API-Key` (or on a service without a key) it also says which model version, thresholds' "
+                         "batch, layouts, registry and warehouse state it serves with, and the decisions pending.")
+    def readyz(request: Request) -> JSONResponse:
+        state.refresh(wait=False)
+        ready = state.ready
+        body = {"ready": ready}
+        if key.matches(request.headers.get("x-api-key")):
+            body.update(readiness_details())
+        headers = None if ready else {"Retry-After": str(RETRY_AFTER_S)}
+        return JSONResponse(status_code=200 if ready else 503, content=body, headers=headers)
+
+    def unavailable(detail: str) -> HTTPException:
+        return HTTPException(status_code=503, detail=detail, headers={"Retry-After": str(RETRY_AFTER_S)})
+
+    def answer(declarations: pd.DataFrame | list[dict], as_list: bool, request_id: str) -> bytes:
+        state.refresh()
+        if not scorer.ready:
+            raise unavailable("no champion model loaded yet")
+        if not scorer.has_snapshot:
+            raise unavailable("the warehouse cannot be read yet (another process is writing it)")
+        if answers_log is not None and answers_log.full:
+            raise unavailable("the decision log cannot be written (the warehouse is busy) and its buffer is full")
+        thresholds = state.thresholds
+        try:
+            out = scorer.score_realtime(declarations, thresholds)
+        except WAREHOUSE_ERRORS as exc:  # a snapshot refresh that failed before any snapshot existed
+            raise unavailable("the warehouse cannot be read yet (another process is writing it)") from exc
+        results = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+                   for r in out.to_dict("records")]
+        checked = ANSWERS.validate_python(results)  # the answers as documented, before they are logged
+        if answers_log is not None:
+            answers_log.record(results, request_id, state.policy_hash, thresholds.batch_id if thresholds else None)
+        return ANSWERS.dump_json(checked) if as_list else ANSWER.dump_json(checked[0])
+
+    def handle(body: bytes, layout: str, request_id: str) -> bytes:
+        """Everything a scoring request costs, in a worker thread: parse, check, validate, score, log."""
+        records, as_list = parse_records(body, max_items, max_fields)
+        if source is not None and source.layout(records, layout) == "source":
+            return answer(source.read(records, as_list), as_list, request_id)
+        return answer([i.model_dump() for i in read_canonical(records, as_list)], as_list, request_id)
+
+    limiters: dict[int, anyio.CapacityLimiter] = {}
+
+    def limiter() -> anyio.CapacityLimiter:
+        """The scoring threads' limiter, one per event loop (a TestClient may run several)."""
+        loop = id(asyncio.get_running_loop())
+        if loop not in limiters:
+            limiters.clear()
+            limiters[loop] = anyio.CapacityLimiter(SCORING_THREADS)
+        return limiters[loop]
+
+    async def respond(request: Request, layout: str) -> Response:
+        request_id = request_id_of(request.headers.get("x-request-id"))
+        body = await request.body()  # already read, and bounded, by BodyGuard
+        run: Callable[[], bytes] = partial(handle, body, layout, request_id)
+        content = await anyio.to_thread.run_sync(run, limiter=limiter())
+        return Response(content=content, media_type="application/json", headers={"X-Request-ID": request_id})
+
+    canonical_schema = Declaration.model_json_schema()
+    schemas = [canonical_schema, {"type": "array", "items": canonical_schema, "minItems": 1, "maxItems": max_items}]
+    if source is not None:
+        record = source.schema()
+        schemas += [record, {"type": "array", "items": record, "minItems": 1, "maxItems": max_items}]
+    route = {"dependencies": security, "response_model": ScoreOut | list[ScoreOut],
+             "responses": {**ERROR_RESPONSES, **({401: {"description": "Missing or wrong X-API-Key."}}
+                                                 if security else {})},
+             "openapi_extra": {"requestBody": {"required": True,
+                                               "content": {"application/json": {
+                                                   "schema": {"anyOf": schemas},
+                                                   "examples": copy.deepcopy(request_examples())}}}}}
+    if source is None:
+        @app.post("/v1/score", summary=SCORE_SUMMARY, description=CANONICAL_LAYOUT, **route)
+        async def score(request: Request) -> Response:
+            return await respond(request, "canonical")
+    else:
+        @app.post("/v1/score", summary=SCORE_SUMMARY, description=CANONICAL_LAYOUT + "\n\n" + source.describe(),
+                  **route)
+        async def score(
+            request: Request,
+            layout: Annotated[Literal["auto", "canonical", "source"], Query(description=LAYOUT_HELP)] = "auto",
+        ) -> Response:
+            return await respond(request, layout)
+
+    app.state.service = state
+    app.state.layout = source
+    app.state.decision_log = answers_log
+    return app
