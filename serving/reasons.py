@@ -20,7 +20,7 @@ import pandas as pd
 
 from features.catalogue import BY_NAME, family_of, is_extra
 from features.entities import BY_NAME as ENTITIES
-from features.entities import HS_LEVELS, MISSING, hs_dotted, hs_prefix
+from features.entities import HS_LEVELS, MISSING, hs_dotted, hs_prefix, source_columns
 from features.profiles import PROFILE_SUFFIXES, RECENT_DAYS
 from training.models import RiskModel
 
@@ -50,7 +50,7 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
     `row` gives the model's inputs and the declaration's other fields, never a feature the model lacks (see
     `_Columns`), so a sentence quotes only what the model saw. None: nothing defensible to say."""
     hs = str(_v(row, "hs_code", ""))
-    values = {**{k: _v(row, k, "?") for k in ("importer_id", "declarant_id", "exporter_id", "origin_country", "office_id")},
+    values = {**{k: _v(row, k, "?") for k in source_columns() if k != "hs_code"},
               **{level: hs_prefix(hs, level) for level in HS_LEVELS}, "hs_dotted": hs_dotted(hs)}
     if family == "price":
         deviation = _v(row, "log_unit_price", np.nan) - _v(row, "price_reference_log", np.nan)
