@@ -2,7 +2,8 @@
 
 CI installs Debian's `chromium` (.ci/run). Elsewhere, a test that needs it is skipped when it is missing; under
 CI=true a missing browser fails the test instead, so the pages are never silently unchecked.
-Screenshots go to ADUANA_SCREENSHOTS (default `build/screenshots` in the repository), for people to look at.
+Screenshots go to ADUANA_SCREENSHOTS (default `build/screenshots` in the repository), for people to look at, or to
+the folder a test names.
 """
 from __future__ import annotations
 
@@ -42,14 +43,24 @@ def dump_dom(url: str, budget_ms: int = 15_000) -> str:
     return _run(url, "--dump-dom", budget_ms=budget_ms).stdout
 
 
-def screenshot(url: str, name: str, size: str = "1400,1000", budget_ms: int = 15_000) -> Path:
-    """A PNG of the page (offline) under SCREENSHOTS; fails if the browser wrote nothing."""
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    path = SCREENSHOTS / f"{name}.png"
+def screenshot(url: str, name: str, size: str = "1400,1000", budget_ms: int = 15_000,
+               folder: Path | None = None) -> Path:
+    """A PNG of the page (offline) under `folder` (default SCREENSHOTS); fails if the browser wrote nothing."""
+    folder = folder or SCREENSHOTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     path.unlink(missing_ok=True)
     _run(url, f"--screenshot={path}", f"--window-size={size}", budget_ms=budget_ms)
     assert path.is_file() and path.stat().st_size > 0, f"no screenshot of {url}"
     return path
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """The screenshot's width and height in pixels."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size
 
 
 def distinct_colours(path: Path) -> int:
