@@ -19,6 +19,7 @@ from features.errors import UserError
 from features.labels import labelled
 from features.prices import PriceBands
 from features.progress import Advance, quiet
+from training.checks import behaviour_checks
 from training.metrics import precision_by_segment, selection_metrics
 from training.models import (
     NO_DEADLINE,
@@ -27,7 +28,6 @@ from training.models import (
     FitConfig,
     RiskModel,
     Split,
-    behaviour_checks,
     fit_blended_model,
     fit_reference,
     fit_risk_model,

@@ -7,7 +7,7 @@ import pytest
 
 from features.build import build_features, integrate
 from tests.conftest import FAST
-from training.models import behaviour_checks
+from training.checks import behaviour_checks
 from training.pipeline import train_and_evaluate
 
 
