@@ -20,20 +20,32 @@ import os
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from features.contract import LABEL_FIELDS
-from features.warehouse import Warehouse
-from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, WAREHOUSE_ERRORS, Scorer
+from features.warehouse import STORED_BOOKKEEPING, WAREHOUSE_ERRORS, Refreshing, Warehouse, failure_text
+from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from serving.selection import Thresholds
 
 THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
-BOOKKEEPING = ("batch_id", "row_number", "row_hash", "ingested_at", "label_batch_id")
+BOOKKEEPING = STORED_BOOKKEEPING  # the UI's name for them until it imports STORED_BOOKKEEPING itself
 SNAPSHOT_WAIT_S = 0.2  # a refresh waits this long for a warehouse another process holds, then keeps the last snapshot
 log = logging.getLogger("aduana.serving")
+
+
+@dataclass(frozen=True)
+class ThresholdSource:
+    """What thresholds are learned from, as read from the warehouse: the latest scoring batch of enough rows made
+    with the model and lane policy, else (`batch` empty) the most recent declarations, unscored."""
+
+    model_version: str | None
+    policy_hash: str
+    batch: pd.DataFrame
+    recent: pd.DataFrame | None
 
 
 class ServiceState:
@@ -42,10 +54,9 @@ class ServiceState:
     def __init__(self, scorer: Scorer):
         self.scorer = scorer
         scorer.snapshot_wait = SNAPSHOT_WAIT_S  # a request never waits long on another process's lock
-        self.thresholds: Thresholds | None = None
-        self.thresholds_source: dict | None = None  # where the thresholds came from (/readyz shows it)
-        self.warehouse_error: str | None = None  # why the last refresh could not read the warehouse
-        self._thresholds_for: tuple | None = None
+        # The thresholds and where they came from (/readyz shows it), learned again when the key changes.
+        self._thresholds: Refreshing[tuple[Thresholds, dict] | None] = Refreshing(
+            self._read_source, build=self._learn, version=self._key, what="snapshot and thresholds")
         self._refreshed_at = -float("inf")
         self._lock = threading.Lock()
         self._digest: tuple[object, str] | None = None
@@ -54,6 +65,20 @@ class ServiceState:
     def ready(self) -> bool:
         """A champion and a warehouse snapshot to score against."""
         return self.scorer.ready and self.scorer.has_snapshot
+
+    @property
+    def thresholds(self) -> Thresholds | None:
+        return self._thresholds.value[0] if self._thresholds.value is not None else None
+
+    @property
+    def thresholds_source(self) -> dict | None:
+        """Where the thresholds came from (/readyz shows it)."""
+        return self._thresholds.value[1] if self._thresholds.value is not None else None
+
+    @property
+    def warehouse_error(self) -> str | None:
+        """Why the last thresholds refresh could not read the warehouse."""
+        return self._thresholds.error
 
     @property
     def policy_hash(self) -> str:
@@ -65,17 +90,17 @@ class ServiceState:
 
     def pin(self, thresholds: Thresholds) -> None:
         """Use these thresholds until the champion or the latest scoring batch changes (benchmarks and tests)."""
-        self.thresholds = thresholds
-        self.thresholds_source = {"from": "pinned", "batch_id": thresholds.batch_id,
-                                  "model_version": self.scorer.version, "policy_hash": self.policy_hash}
-        self._thresholds_for = self._latest_key()
-
-    def _latest_key(self) -> tuple:
-        """What the thresholds depend on: the model, the lane policy and the batch they would be learned from."""
-        reader, policy = self.scorer.reader(), self.scorer.policy
+        reader = self.scorer.reader()
         with reader.process_lock():
-            latest = reader.decisions.latest_batch_id(self.scorer.version, self.policy_hash, policy.threshold_min_rows)
-        return self.scorer.version, self.policy_hash, latest
+            key = self._key(reader)
+        self._thresholds.put((thresholds, {"from": "pinned", "batch_id": thresholds.batch_id,
+                                           "model_version": self.scorer.version, "policy_hash": self.policy_hash}), key)
+
+    def _key(self, warehouse: Warehouse) -> tuple:
+        """What the thresholds depend on: the model, the lane policy and the batch they would be learned from."""
+        least = self.scorer.policy.threshold_min_rows
+        return (self.scorer.version, self.policy_hash,
+                warehouse.decisions.latest_batch_id(self.scorer.version, self.policy_hash, least))
 
     def refresh(self, wait: bool = True) -> None:
         """Reload the champion, the snapshot and the thresholds when needed, at most every reload_seconds.
@@ -91,59 +116,54 @@ class ServiceState:
             self.scorer.refresh_model()
             if not self.scorer.ready:
                 return
-            try:
+            with contextlib.suppress(WAREHOUSE_ERRORS):  # no snapshot yet: the scorer's snapshot_error says why
                 self.scorer.context()
-                key = self._latest_key()
-                if key != self._thresholds_for:
-                    self._learn(key)
-                    self._thresholds_for = key
-                self.warehouse_error = None
-            except WAREHOUSE_ERRORS as exc:
-                error = f"{type(exc).__name__}: {str(exc)[:200]}"
-                if error != self.warehouse_error:
-                    log.warning("warehouse unreadable, keeping the last snapshot and thresholds: %s", error)
-                self.warehouse_error = error
+                self._thresholds.get(self.scorer.reader(), max_age=0)  # this refresh is the schedule
         finally:
             self._lock.release()
 
-    def _learn(self, key: tuple) -> None:
-        """New thresholds for `key`; those held are kept only when the new ones rest on fewer rows than the policy
-        asks for and the held ones were learned for the same model and lane policy (a small source never replaces
-        a full one, and thresholds of another model's scores or another capacity never outlive it)."""
-        learned = learn_thresholds(self.scorer, self.policy_hash)
+    def _read_source(self, warehouse: Warehouse) -> ThresholdSource:
+        least = self.scorer.policy.threshold_min_rows
+        latest = warehouse.decisions.latest_batch(self.scorer.version, self.policy_hash, least)
+        recent = warehouse.recent_declarations(max(THRESHOLD_WINDOW, least)) if latest.empty else None
+        return ThresholdSource(self.scorer.version, self.policy_hash, latest, recent)
+
+    def _learn(self, source: ThresholdSource) -> tuple[Thresholds, dict] | None:
+        """New thresholds from `source`; those held are kept only when the new ones rest on fewer rows than the
+        policy asks for and the held ones were learned for the same model and lane policy (a small source never
+        replaces a full one, and thresholds of another model's scores or another capacity never outlive it)."""
+        learned = learn_thresholds(self.scorer, source)
         held = self.thresholds_source or {}
-        same = (held.get("model_version"), held.get("policy_hash")) == key[:2]
+        same = (held.get("model_version"), held.get("policy_hash")) == (source.model_version, source.policy_hash)
         if learned is not None and not learned[1]["enough"] and self.thresholds is not None and same:
             log.warning("keeping the real-time thresholds of %s: the new source %s is smaller", held, learned[1])
-            return
-        self.thresholds, self.thresholds_source = learned if learned is not None else (None, None)
+            return self._thresholds.value
+        return learned
 
 
-def learn_thresholds(scorer: Scorer, policy_hash: str) -> tuple[Thresholds, dict] | None:
+def learn_thresholds(scorer: Scorer, source: ThresholdSource) -> tuple[Thresholds, dict] | None:
     """The cut-offs of the latest batch scored with the scorer's model and lane policy of at least the policy's
     `threshold_min_rows` rows, else of the most recent declarations scored as one batch; with where they came from
     (`enough`: whether that source holds the policy's minimum). None when the warehouse holds no declaration."""
-    policy, warehouse = scorer.policy, scorer.reader()
+    policy, latest = scorer.policy, source.batch
     least = policy.threshold_min_rows
-    with warehouse.process_lock():
-        latest = warehouse.decisions.latest_batch(scorer.version, policy_hash, least)
-        recent = warehouse.recent_declarations(max(THRESHOLD_WINDOW, least)) if latest.empty else None
     if latest.empty:
-        if recent.empty:
+        if source.recent.empty:
             return None
         # Every stored field but the labels and bookkeeping: extras (xcat_/xnum_) included, as the model may use them.
-        recent = recent.drop(columns=[c for c in (*LABEL_FIELDS, *BOOKKEEPING) if c in recent])
+        recent = source.recent.drop(columns=[c for c in (*LABEL_FIELDS, *STORED_BOOKKEEPING) if c in source.recent])
         latest = scorer.score(recent, explain_lanes=()).assign(batch_id="recent-declarations")
-        source = {"from": "recent declarations", "rows": len(latest)}
+        described = {"from": "recent declarations", "rows": len(latest)}
     else:
-        source = {"from": "scoring batch", "batch_id": str(latest["batch_id"].iloc[0]), "rows": len(latest)}
+        described = {"from": "scoring batch", "batch_id": str(latest["batch_id"].iloc[0]), "rows": len(latest)}
     thresholds = Thresholds.from_decisions(latest, policy.rank_by, policy.seed)
-    return thresholds, {**source, "min_rows": least, "enough": len(latest) >= least,
-                        "model_version": scorer.version, "policy_hash": policy_hash}
+    return thresholds, {**described, "min_rows": least, "enough": len(latest) >= least,
+                        "model_version": source.model_version, "policy_hash": source.policy_hash}
 
 
-LOG_COLUMNS = ("batch_id", "decided_at", "position", *OUTPUT_COLUMNS, *DETAIL_COLUMNS, "policy_hash", "source",
-               "request_id", "thresholds_batch_id")
+# The columns of a real-time answer as the decision log stores it (features/warehouse/decisions.py DECISIONS_DDL).
+DECISION_LOG_COLUMNS = ("batch_id", "decided_at", "position", *OUTPUT_COLUMNS, *DETAIL_COLUMNS, "policy_hash",
+                        "source", "request_id", "thresholds_batch_id")
 
 
 class DecisionLog:
@@ -231,7 +251,7 @@ class DecisionLog:
             if not rows:
                 return 0
             try:
-                frame = pd.DataFrame.from_records(rows, columns=list(LOG_COLUMNS)).astype(
+                frame = pd.DataFrame.from_records(rows, columns=list(DECISION_LOG_COLUMNS)).astype(
                     {"position": "int64", "risk_score": "float64", "expected_revenue": "float64",
                      "contribution_base": "float64"})
                 with self.warehouse.process_lock():
@@ -239,7 +259,7 @@ class DecisionLog:
             except Exception as exc:  # noqa: BLE001 - whatever went wrong, the rows are kept for the next try
                 with self._lock:
                     self._rows[:0] = rows
-                error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                error = failure_text(exc)
                 if error != self.last_error:
                     (log.warning if isinstance(exc, WAREHOUSE_ERRORS) else log.error)(
                         "decision log: %d rows kept for the next flush: %s", len(self._rows), error)

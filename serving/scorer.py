@@ -8,21 +8,27 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from features.build import build_features, integrate
 from features.context import ScoringContext
-from features.errors import UserError
 from features.prices import PriceBands
 from features.profiles import MISSING
 from features.progress import Advance, quiet
 from features.row import integrate_row, row_features
-from features.warehouse import Warehouse, WarehouseBusy, read_tables, snapshot_version
+from features.warehouse import (  # noqa: F401 - WAREHOUSE_ERRORS is re-exported: serving.scorer.WAREHOUSE_ERRORS
+    WAREHOUSE_ERRORS,
+    Refreshing,
+    Tables,
+    Warehouse,
+    failure_text,
+    read_tables,
+    snapshot_version,
+)
 from serving.lanes import LanePolicy, allocate
 from serving.reasons import explanations
 from serving.selection import (  # noqa: F401 - Thresholds is re-exported: serving.scorer.Thresholds
@@ -42,9 +48,11 @@ OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "s
 # `Explanation`; None for a row not explained); `contribution_base`, the SHAP base value those add to.
 DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base"]
 EXPLORATION_REASON = "random exploration draw"
-# What reading the warehouse raises while another process holds it (or it cannot be opened): not a bug, a wait.
-WAREHOUSE_ERRORS = (UserError, WarehouseBusy, duckdb.Error)
 log = logging.getLogger("aduana.serving")
+
+
+def _scoring_context(tables: Tables) -> ScoringContext:
+    return ScoringContext.from_tables(tables.declarations, tables.manifests, tables.traders)
 
 
 class ModelSource(Protocol):
@@ -65,11 +73,11 @@ class Scorer:
     version: str | None = None
     registry_error: str | None = None
     snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
-    snapshot_error: str | None = None  # why the last snapshot refresh failed (the previous snapshot serves)
     _checked_at: float = -np.inf
-    _context: ScoringContext | None = None
-    _context_key: tuple | None = None
-    _context_checked_at: float = -np.inf
+    _snapshot: Refreshing[ScoringContext] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._snapshot = Refreshing(read_tables, build=_scoring_context, version=snapshot_version)
 
     def refresh_model(self, force: bool = False) -> None:
         """Pick up a new champion without a restart, checking at most every `reload_seconds`."""
@@ -82,7 +90,7 @@ class Scorer:
                 self.model, self.version = self.source.load(version), version
             self.registry_error = None
         except Exception as exc:  # keep serving the last good champion
-            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+            error = failure_text(exc)
             if error != self.registry_error:  # the details stay in the server's log
                 log.warning("model registry unreachable, serving v%s: %s", self.version, error)
             self.registry_error = error
@@ -93,7 +101,12 @@ class Scorer:
 
     @property
     def has_snapshot(self) -> bool:
-        return self._context is not None
+        return self._snapshot.held
+
+    @property
+    def snapshot_error(self) -> str | None:
+        """Why the last snapshot refresh failed (the previous snapshot serves); None after a good one."""
+        return self._snapshot.error
 
     def reader(self) -> Warehouse:
         """The warehouse as the snapshot reads it: waiting at most `snapshot_wait` for another process's lock."""
@@ -106,28 +119,7 @@ class Scorer:
 
         While the warehouse cannot be read (another process is writing it), the last snapshot keeps serving;
         before there is one, the error is raised (one of WAREHOUSE_ERRORS)."""
-        if self._context is not None and time.monotonic() - self._context_checked_at < self.reload_seconds:
-            return self._context
-        self._context_checked_at = time.monotonic()
-        warehouse = self.reader()
-        try:
-            with warehouse.process_lock():
-                key = snapshot_version(warehouse)
-                changed = self._context is None or key != self._context_key
-                tables = read_tables(warehouse) if changed else None
-            if tables is not None:
-                self._context = ScoringContext.from_tables(tables.declarations, tables.manifests, tables.traders)
-                self._context_key = key
-            self.snapshot_error = None
-        except WAREHOUSE_ERRORS as exc:
-            error = f"{type(exc).__name__}: {str(exc)[:200]}"
-            if error != self.snapshot_error:
-                log.warning("warehouse unreadable, %s: %s",
-                            "keeping the last snapshot" if self._context is not None else "no snapshot yet", error)
-            self.snapshot_error = error
-            if self._context is None:
-                raise
-        return self._context
+        return self._snapshot.require(self.reader(), self.reload_seconds)
 
     def _scores(self, declarations: pd.DataFrame, advance: Advance = quiet) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         if self.model is None:

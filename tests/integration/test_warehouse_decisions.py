@@ -1,0 +1,82 @@
+"""The decision log (features/warehouse/decisions.py): append-only, idempotent on retries, and read back by the
+latest scoring batch (real-time answers aside) with its lists intact. Other decisions tests, through the scorer or
+the API, are in tests/integration/test_scoring.py, test_api.py and test_ui.py."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from features.warehouse import Warehouse
+from serving.realtime import DECISION_LOG_COLUMNS
+
+pytestmark = pytest.mark.integration
+AT = datetime(2026, 1, 1)
+
+
+@pytest.fixture
+def warehouse(tmp_path) -> Warehouse:
+    return Warehouse(tmp_path / "warehouse.duckdb")
+
+
+def _decisions(n: int, model_version: str = "3", policy_hash: str = "p1") -> pd.DataFrame:
+    return pd.DataFrame({
+        "position": range(n), "declaration_id": [f"D{i}" for i in range(n)], "risk_score": 0.1, "expected_revenue": 5.0,
+        "lane": "green", "selected_by": "model", "reasons": "a; b", "model_version": model_version,
+        "policy_hash": policy_hash, "reason_list": [["a", "b"]] * n,
+        "contributions": [[{"feature": "f", "family": "price", "value": "1", "contribution": 0.5}]] * n,
+        "contribution_base": -2.0})
+
+
+def _answers(n: int, batch_id: str = "rt-1") -> pd.DataFrame:
+    return _decisions(n).assign(batch_id=batch_id, request_id="req-1", decided_at=AT + timedelta(hours=1),
+                                thresholds_batch_id="b1", source="api")
+
+
+def test_a_retried_scoring_batch_appends_nothing(warehouse):
+    assert warehouse.decisions.append_batch(_decisions(4), pd.DataFrame(), "b1", "test", AT) == 0
+    warehouse.decisions.append_batch(_decisions(4), pd.DataFrame(), "b1", "test", AT)
+    assert warehouse.counts()["decisions"] == 4
+
+
+def test_a_retried_flush_of_answers_appends_nothing(warehouse):
+    assert warehouse.decisions.append_answers(_answers(3)) == 3
+    assert warehouse.decisions.append_answers(_answers(3)) == 0
+    assert warehouse.decisions.append_answers(pd.DataFrame()) == 0
+    assert warehouse.counts()["decisions"] == 3
+
+
+def test_the_latest_batch_is_of_the_model_and_policy_with_enough_rows_real_time_answers_aside(warehouse):
+    decisions = warehouse.decisions
+    decisions.append_batch(_decisions(10), pd.DataFrame(), "full", "test", AT)
+    decisions.append_batch(_decisions(2), pd.DataFrame(), "small", "test", AT + timedelta(minutes=1))
+    decisions.append_batch(_decisions(10, policy_hash="p2"), pd.DataFrame(), "other-policy", "test",
+                           AT + timedelta(minutes=2))
+    decisions.append_answers(_answers(20))
+    assert decisions.latest_batch_id("3", "p1", min_rows=5) == "full"
+    assert decisions.latest_batch_id("3", "p1") == "small"
+    assert decisions.latest_batch_id("3", None, min_rows=5) == "other-policy"
+    assert decisions.latest_batch_id("4", "p1") is None
+    assert set(decisions.latest_batch("3", "p1", min_rows=5)["batch_id"]) == {"full"}
+    assert decisions.latest_scoring_batch()["batch_id"].unique().tolist() == ["other-policy"]
+
+
+def test_a_declarations_latest_decision_keeps_its_reasons_and_contributions_as_lists(warehouse):
+    warehouse.decisions.append_batch(_decisions(2), pd.DataFrame(), "b1", "test", AT)
+    warehouse.decisions.append_answers(_answers(1))
+    record, count = warehouse.decisions.latest_for("D0")
+    assert count == 2 and record["batch_id"] == "rt-1"
+    assert record["reason_list"] == ["a", "b"]
+    assert record["contributions"] == [{"feature": "f", "family": "price", "value": "1", "contribution": 0.5}]
+    assert warehouse.decisions.latest_for("unknown") == (None, 0)
+
+
+def test_an_empty_home_has_no_decisions_to_read(warehouse):
+    assert warehouse.decisions.latest_batch("3").empty and warehouse.decisions.latest_scoring_batch().empty
+    assert warehouse.decisions.latest_batch_id("3") is None and warehouse.decisions.latest_for("D0") == (None, 0)
+
+
+def test_every_column_a_real_time_answer_is_logged_with_is_a_column_of_the_table(warehouse):
+    warehouse.decisions.append_batch(_decisions(1), pd.DataFrame(), "b1", "test", AT)
+    assert set(DECISION_LOG_COLUMNS) <= set(warehouse.read("SELECT * FROM decisions").columns)
