@@ -1,6 +1,6 @@
 """One value read the way ingest reads a column of them (features/intake/validation.py `check_rows`), in plain Python.
 
-The canonical API reads each field of a declaration with these (serving/api.py `Declaration`), so a value is accepted,
+The canonical API reads each field of a declaration with these (serving/api/schemas.py `Declaration`), so a value is accepted,
 refused and typed alike whichever way it arrives, at microseconds a value: `read_checked` costs tens of
 milliseconds a row. tests/unit/test_api_parity.py runs a catalogue of cells through both and holds them together.
 
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import (
+    CONTRACTS,
     EARLIEST_STORABLE_DATE,
     HS_CHAPTERS,
     HS_CODE_PATTERN,
@@ -185,3 +186,10 @@ def read_date(value: object) -> dt.date | None:
     if not EARLIEST_STORABLE_DATE.date() <= day <= today_limit().date():
         raise CellError("date_out_of_range", f"{text[:60]!r}: {REASONS['date_out_of_range']}")
     return day
+
+
+def fields_checked_by(kind: str, check: str) -> list[str]:
+    """The fields of `kind` that the contract's pandera model checks with `check` (a reason code, e.g.
+    'invalid_country_code'), in the contract's order: which reader a field takes besides its type's."""
+    columns = CONTRACTS[kind].to_schema().columns
+    return [name for name, column in columns.items() if any(c.name == check for c in column.checks)]

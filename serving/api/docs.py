@@ -18,13 +18,14 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
+from features.contract import required_fields
 from serving.api.body import MAX_ERRORS
 from serving.api.schemas import Declaration
 
 LAYOUT_HELP = "auto: told apart by the column names; canonical: contract fields; source: the mapping's layout"
 CANONICAL_LAYOUT = ("Requests are declarations in canonical fields (one goods item per object; contract §4): "
-                    "`declaration_id`, `declaration_date`, `importer_id`, `hs_code`, `origin_country`, "
-                    "`declared_value` required, the other contract fields optional, nothing else.")
+                    + ", ".join(f"`{f}`" for f in required_fields("declarations"))
+                    + " required, the other contract fields optional, nothing else.")
 SCORE_SUMMARY = "Score declarations: lane, risk and reasons for each"
 ERROR_RESPONSES = {
     408: {"description": "The body did not arrive in time."},

@@ -1,31 +1,36 @@
-"""What the API reads and answers, as pydantic models: the request (`Declaration`) and the score answer (`ScoreOut`).
+"""What the API reads and answers, as pydantic models: the request (`Declaration`, derived from the declarations
+contract), the score answer (`ScoreOut`) and the probes' answers (`HealthOut`, `ReadyOut`).
 
-Each request field is read by its features/intake/cell.py reader, and documented by the JSON schema that states
-what that reader enforces (HS_SCHEMA, COUNTRY_SCHEMA, AMOUNT_SCHEMA,
+Each request field is read by its features/intake/cell.py reader, chosen by the field's contract type and checks,
+and documented by the JSON schema that states what that reader enforces (HS_SCHEMA, COUNTRY_SCHEMA, AMOUNT_SCHEMA,
 DATE_SCHEMA, `text_schema`).
 """
 from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from functools import partial
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, WithJsonSchema, create_model
 from pydantic_core import PydanticCustomError
 
 from features.contract import (
     EARLIEST_STORABLE_DATE,
     HS_CHAPTERS,
     ISO_COUNTRIES,
+    LABEL_FIELDS,
     MAX_ID_LENGTH,
     MAX_TEXT_LENGTH,
     REASONS,
+    field_types,
     is_id_field,
+    required_fields,
 )
 from features.intake.cell import (
     CellError,
+    fields_checked_by,
     read_amount,
     read_country,
     read_date,
@@ -101,7 +106,20 @@ DATE_SCHEMA = {"type": "string", "format": "date", "examples": ["2024-06-01"],
                               "of slack for time zones). Other ISO 8601 forms are read as ingest reads them: "
                               "20240601, and 2024-06-01T10:00:00+02:00 converted to UTC, then the day."}
 
-def _field(reader: Callable[[object], object], schema: dict, required: bool) -> tuple:
+# Text fields with a reader of their own: the contract checks them as HS codes or as country codes.
+HS_FIELDS = frozenset(fields_checked_by("declarations", "invalid_hs_code"))
+COUNTRY_FIELDS = frozenset(fields_checked_by("declarations", "invalid_country_code"))
+DECLARATION_DOC = """One goods item in canonical fields.
+
+Each field is read by features/intake/cell.py as ingest reads the same value in a file (`check_rows`): the same
+normal form, the same parsing, and every rule of the declarations contract (features/contract.py) that applies to
+these fields. So a declaration it accepts goes straight to the scorer, typed as ingest would type it, and one it
+refuses is refused with ingest's reason codes as error types: the API does not run the pandera checks per request
+(tests/unit/test_api_parity.py and tests/integration/test_api.py prove the two agree).
+"""
+
+
+def _annotations(reader: Callable[[object], object], schema: dict, required: bool) -> tuple:
     """A field's annotations: its reader, and its schema (null allowed when optional)."""
     if not required:
         schema = {"anyOf": [{k: v for k, v in schema.items() if k != "description"}, {"type": "null"}],
@@ -109,45 +127,41 @@ def _field(reader: Callable[[object], object], schema: dict, required: bool) -> 
     return _read_with(reader, required), WithJsonSchema(schema)
 
 
-def _text(field: str, required: bool) -> tuple:
-    cap = MAX_ID_LENGTH if is_id_field(field) else MAX_TEXT_LENGTH
-    return _field(partial(read_text, field=field), text_schema(cap, required), required)
+def _reading(field: str, kind: str, required: bool) -> tuple[type, tuple]:
+    """A request field's Python type and annotations, by its contract type (and, for text, the contract's check)."""
+    if kind == "text" and field in HS_FIELDS:
+        return str, _annotations(read_hs_code, HS_SCHEMA, required)
+    if kind == "text" and field in COUNTRY_FIELDS:
+        return str, _annotations(partial(read_country, field=field), COUNTRY_SCHEMA, required)
+    if kind == "text":
+        cap = MAX_ID_LENGTH if is_id_field(field) else MAX_TEXT_LENGTH
+        return str, _annotations(partial(read_text, field=field), text_schema(cap, required), required)
+    if kind == "number":
+        return float, _annotations(read_amount, AMOUNT_SCHEMA, required)
+    if kind == "date":
+        return dt.date, _annotations(read_date, DATE_SCHEMA, required)
+    raise ValueError(f"no API reader for {field} of type {kind}")
 
 
-def _country(field: str, required: bool) -> tuple:
-    return _field(partial(read_country, field=field), COUNTRY_SCHEMA, required)
+def declaration_fields() -> dict[str, str]:
+    """The declarations contract's fields that a request carries (its own, not the labels), with their types."""
+    return {f: kind for f, kind in field_types("declarations").items() if f not in LABEL_FIELDS}
 
 
-class Declaration(BaseModel):
-    """One goods item in canonical fields.
-
-    Each field is read by features/intake/cell.py as ingest reads the same value in a file (`check_rows`): the same
-    normal form, the same parsing, and every rule of the declarations contract (features/contract.py) that applies to
-    these fields. So a declaration it accepts goes straight to the scorer, typed as ingest would type it, and one it
-    refuses is refused with ingest's reason codes as error types: the API does not run the pandera checks per request
-    (tests/unit/test_api_parity.py and tests/integration/test_api.py prove the two agree).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-    declaration_id: Annotated[str, *_text("declaration_id", True)]
-    declaration_date: Annotated[dt.date, *_field(read_date, DATE_SCHEMA, True)]
-    importer_id: Annotated[str, *_text("importer_id", True)]
-    hs_code: Annotated[str, *_field(read_hs_code, HS_SCHEMA, True)]
-    origin_country: Annotated[str, *_country("origin_country", True)]
-    declared_value: Annotated[float, *_field(read_amount, AMOUNT_SCHEMA, True)]
-    declarant_id: Annotated[str | None, *_text("declarant_id", False)] = None
-    exporter_id: Annotated[str | None, *_text("exporter_id", False)] = None
-    office_id: Annotated[str | None, *_text("office_id", False)] = None
-    transport_mode: Annotated[str | None, *_text("transport_mode", False)] = None
-    departure_country: Annotated[str | None, *_country("departure_country", False)] = None
-    net_mass_kg: Annotated[float | None, *_field(read_amount, AMOUNT_SCHEMA, False)] = None
-    quantity: Annotated[float | None, *_field(read_amount, AMOUNT_SCHEMA, False)] = None
-    # a fraction, unbounded above as in the contract (a 754 % duty is 7.54)
-    tax_rate: Annotated[float | None, *_field(read_amount, AMOUNT_SCHEMA, False)] = None
-    duty_paid: Annotated[float | None, *_field(read_amount, AMOUNT_SCHEMA, False)] = None
-    bill_of_lading: Annotated[str | None, *_text("bill_of_lading", False)] = None
+def declaration_model(fields: dict[str, str], required: Collection[str]) -> type[BaseModel]:
+    """The request model of these fields (name → contract type), in their order: each read by its reader and
+    documented by its schema, required ones first-class, optional ones None by default, anything else refused."""
+    definitions = {}
+    for name, kind in fields.items():
+        needed = name in required
+        python, annotations = _reading(name, kind, needed)
+        definitions[name] = (Annotated[python, *annotations], ...) if needed else \
+            (Annotated[python | None, *annotations], None)
+    return create_model("Declaration", __config__=ConfigDict(extra="forbid"), __doc__=DECLARATION_DOC,
+                        **definitions)
 
 
+Declaration = declaration_model(declaration_fields(), required_fields("declarations"))
 DECLARATIONS = TypeAdapter(list[Declaration])
 
 
@@ -171,3 +185,25 @@ class ScoreOut(BaseModel):
 
 ANSWER = TypeAdapter(ScoreOut)
 ANSWERS = TypeAdapter(list[ScoreOut])
+
+
+class HealthOut(BaseModel):
+    """/healthz: the process answers."""
+
+    status: Literal["ok"]
+
+
+class ReadyOut(BaseModel):
+    """/readyz: whether the service is ready; the details only for a caller with the key (or on a keyless
+    service)."""
+
+    ready: bool = Field(description="a champion is loaded and a warehouse snapshot is readable")
+    model_version: str | None = Field(None, description="the champion's registry version")
+    registry: Literal["ok", "unreachable"] | None = Field(None, description="whether the registry answers")
+    warehouse: Literal["ok", "stale snapshot", "unavailable"] | None = Field(
+        None, description="ok, or a stale snapshot kept while another process writes, or none yet")
+    thresholds_from: str | None = Field(None, description="the scoring batch the real-time thresholds come from")
+    thresholds_source: dict | None = Field(None, description="where the thresholds came from: a batch or the recent "
+                                                             "declarations, and its rows")
+    layouts: list[Literal["canonical", "source"]] | None = Field(None, description="the request layouts read")
+    decisions_pending: int | None = Field(None, description="answers not yet written to the decision log")
