@@ -8,12 +8,12 @@ import pandas as pd
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from serving.audit import audit_candidates, entity_ratings, latest_complete_month
 
 from features.errors import UserError
-from flows import runtime
+from flows.orchestration import runtime
+from flows.orchestration.runtime import Runtime, progress
 from flows.render import ratings_markdown
-from flows.runtime import Runtime, progress
-from serving.audit import audit_candidates, entity_ratings, latest_complete_month
 
 RATED = {"importer": ["importer_id"], "declarant": ["declarant_id"], "hs_heading": ["hs_heading"],
          "lane": ["origin_country", "office_id"]}  # entity → the columns that identify it

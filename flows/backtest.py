@@ -11,9 +11,9 @@ from prefect.runtime import flow_run
 from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
 from features.simulator import simulate
-from flows import runtime
+from flows.orchestration import runtime
+from flows.orchestration.runtime import Runtime, progress
 from flows.render import backtest_markdown
-from flows.runtime import Runtime, progress
 from serving.backtest import (
     POLICIES,
     REFIT_ITERATIONS,

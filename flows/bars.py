@@ -10,7 +10,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 
-from flows import runtime
+from flows.orchestration import runtime
 
 LINE_EVERY_S = 15.0  # without a terminal: a step's progress line at most this often, the first after this long
 

@@ -16,7 +16,8 @@ from typing import Annotated
 import typer
 
 from features.errors import UserError
-from flows import bars, runtime
+from flows import bars
+from flows.orchestration import runtime
 from flows.settings import Settings
 
 app = typer.Typer(
@@ -54,7 +55,7 @@ def _main(
     settings.make_home()
     ctx.with_resource(runtime.using(settings))  # the command's flows run with these settings, and only it
     runtime.configure(settings, debug)
-    from flows import watchdog
+    from flows.orchestration import watchdog
 
     watchdog.start()  # Prefect's ephemeral server ends with this process, even after kill -9
 
@@ -376,7 +377,7 @@ def schedule(
     if not os.environ.get("PREFECT_API_URL"):
         raise UserError("aduana schedule needs a Prefect server that outlives it: unset ADUANA_PREFECT_SERVER=ephemeral "
                         "(the home's server is then used) or set PREFECT_API_URL")
-    from flows import deployments
+    from flows.orchestration import deployments
 
     pool = deployments.pool_of(deployments.chosen(names or None))
     registered = deployments.register(names or None)
@@ -397,7 +398,7 @@ app.add_typer(server_app, name="server")
 
 def _server_result(found, state: str) -> dict:
     home = _settings().prefect_home
-    from flows.server import auth_file, log_file
+    from flows.orchestration.server import auth_file, log_file
 
     where = {"log": str(log_file(home)), "auth_file": str(auth_file(home))}  # the secret its clients send
     if found is None:
@@ -408,7 +409,7 @@ def _server_result(found, state: str) -> dict:
 @server_app.command(name="status")
 def server_status(as_json: JsonOption = False) -> None:
     """Say whether this home's Prefect server runs, and where its UI is."""
-    from flows import server
+    from flows.orchestration import server
 
     found = server.running(_settings().prefect_home)
     result = _server_result(found, "running" if found else "stopped")
@@ -418,7 +419,7 @@ def server_status(as_json: JsonOption = False) -> None:
 @server_app.command(name="start")
 def server_start(as_json: JsonOption = False) -> None:
     """Start this home's Prefect server now (flows start it anyway when they need it)."""
-    from flows import server
+    from flows.orchestration import server
 
     found, started = server.ensure(_settings().prefect_home)
     result = _server_result(found, "started" if started else "running")
@@ -428,7 +429,7 @@ def server_start(as_json: JsonOption = False) -> None:
 @server_app.command(name="stop")
 def server_stop(as_json: JsonOption = False) -> None:
     """Stop this home's Prefect server (its runs are kept; the next flow starts it again)."""
-    from flows import server
+    from flows.orchestration import server
 
     found = server.stop(_settings().prefect_home)
     result = _server_result(found, "stopped" if found else "not running")

@@ -14,12 +14,12 @@ from prefect import flow, task
 
 from features.simulator import simulate, write_world
 from features.simulator.holdout import control_outcomes, selection_outcome, split_arrivals
-from flows import runtime
 from flows.audit import customs_audit
 from flows.ingest import customs_ingest
 from flows.monitor import customs_monitor
+from flows.orchestration import runtime
+from flows.orchestration.runtime import progress
 from flows.retrain import customs_retrain
-from flows.runtime import progress
 from flows.score import customs_score
 
 ARRIVAL_SHARE = 0.1  # the newest declarations, scored as if they were arriving now

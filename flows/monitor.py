@@ -10,9 +10,9 @@ from prefect.runtime import flow_run
 
 from features.errors import UserError
 from features.warehouse import read_tables
-from flows import runtime
+from flows.orchestration import runtime
+from flows.orchestration.runtime import Runtime, progress
 from flows.render import monitor_markdown
-from flows.runtime import Runtime, progress
 from training import registry, runs
 from training.monitoring import (
     MonitorReport,

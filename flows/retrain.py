@@ -15,9 +15,10 @@ from features.errors import UserError
 from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
 from features.warehouse import read_tables
-from flows import bars, runtime
+from flows import bars
+from flows.orchestration import runtime
+from flows.orchestration.runtime import Runtime, progress
 from flows.render import train_markdown
-from flows.runtime import Runtime, progress
 from training import registry, runs
 from training.gate import GateDecision
 from training.models import FitConfig

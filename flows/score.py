@@ -11,9 +11,10 @@ from prefect.cache_policies import NO_CACHE
 
 from features.errors import UserError
 from features.intake.mapping import load_mapping
-from flows import bars, runtime
+from flows import bars
+from flows.orchestration import runtime
+from flows.orchestration.runtime import Runtime, file_away, landing_files, progress, staged
 from flows.render import score_markdown
-from flows.runtime import Runtime, file_away, landing_files, progress, staged
 from serving.batch import ScoredBatch, score_file, write_output
 from serving.scorer import Scorer
 

@@ -268,7 +268,7 @@ class Runner:
             except subprocess.TimeoutExpired:
                 done = None
             if done is None or done.returncode != 0:  # the next homes' servers still have to go, whatever this one did
-                from flows import server
+                from flows.orchestration import server
 
                 server.stop(state.parent)
             stopped.append(home.name)

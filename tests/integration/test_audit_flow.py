@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from flows.audit import customs_audit
-from flows.runtime import current
+from flows.orchestration.runtime import current
 
 pytestmark = pytest.mark.integration
 

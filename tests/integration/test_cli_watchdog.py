@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.watchdog import TOKEN_VARIABLE
+from flows.orchestration.watchdog import TOKEN_VARIABLE
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration

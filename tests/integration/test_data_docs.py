@@ -24,7 +24,7 @@ from expectations import docs_assets
 from expectations.checkpoint import check_batch
 from expectations.docs import local_assets
 from flows import ingest
-from flows.runtime import Runtime
+from flows.orchestration.runtime import Runtime
 from flows.settings import get_settings
 from tests import browser
 from tests.conftest import write_csv

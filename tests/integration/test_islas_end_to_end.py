@@ -14,8 +14,8 @@ from features.intake.mapping import load_mapping
 from features.simulator import simulate_islas, write_islas
 from features.simulator.islas import LABEL_COLUMNS
 from flows.ingest import customs_ingest
+from flows.orchestration.runtime import Runtime
 from flows.retrain import customs_retrain
-from flows.runtime import Runtime
 from flows.score import customs_score
 from flows.settings import get_settings
 from serving.api import create_app

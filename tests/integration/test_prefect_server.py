@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from flows import server
+from flows.orchestration import server
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -138,7 +138,7 @@ def test_a_server_started_without_the_homes_secret_is_replaced_by_one_with_it(tm
 
 
 def test_the_cli_gives_its_clients_the_homes_secret_and_a_users_own_server_keeps_theirs(tmp_path, monkeypatch):
-    from flows import runtime
+    from flows.orchestration import runtime
     from flows.settings import Settings
 
     monkeypatch.setenv("ADUANA_PREFECT_SERVER", "home")

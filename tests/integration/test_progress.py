@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from prefect import flow
 
-from flows.runtime import progress
+from flows.orchestration.runtime import progress
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from flows.audit import customs_audit, customs_ratings
-from flows.runtime import current
+from flows.orchestration.runtime import current
 
 pytestmark = pytest.mark.integration
 

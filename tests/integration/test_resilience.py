@@ -6,8 +6,8 @@ import threading
 import pytest
 from mlflow.tracking import MlflowClient
 
+from flows.orchestration.runtime import Runtime
 from flows.retrain import customs_retrain
-from flows.runtime import Runtime
 from flows.settings import get_settings
 from training import promotion, runs
 from training import registry as reg

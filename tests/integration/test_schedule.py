@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from flows.deployments import deployment_specs
+from flows.orchestration.deployments import deployment_specs
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from features.errors import UserError
-from flows.runtime import staged
+from flows.orchestration.runtime import staged
 
 
 def test_a_folder_is_refused_before_the_work(tmp_path):

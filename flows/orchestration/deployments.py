@@ -16,7 +16,7 @@ import yaml
 
 from features.errors import UserError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PREFECT_FILE = REPO / "infra" / "prefect.yaml"
 
 

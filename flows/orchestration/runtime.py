@@ -76,7 +76,7 @@ def connect(settings: Settings) -> None:
     commands that run flows, after their arguments are checked."""
     if settings.prefect_server == "ephemeral" and "PREFECT_API_URL" not in os.environ:
         return
-    from flows import server
+    from flows.orchestration import server
 
     if "PREFECT_API_URL" in os.environ:
         ours = server.recorded(settings.prefect_home)

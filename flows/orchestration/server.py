@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from flows.watchdog import alive
+from flows.orchestration.watchdog import alive
 
 PREFERRED_PORT = 4200  # Prefect's own default, so the README's URL is right for the first home
 START_TIMEOUT_SECONDS = 90.0

@@ -4,7 +4,7 @@ Prefect starts its ephemeral server as a child process and stops it on a clean e
 the server is re-parented and lives on. The CLI marks its environment with a token that every process it starts
 inherits; this small process waits for the CLI to end, then terminates whatever still carries the token.
 
-    python -m flows.watchdog PID TOKEN
+    python -m flows.orchestration.watchdog PID TOKEN
 """
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def start() -> None:
 
     token = uuid.uuid4().hex
     os.environ[TOKEN_VARIABLE] = token
-    subprocess.Popen([sys.executable, "-m", "flows.watchdog", str(os.getpid()), token], stdin=subprocess.DEVNULL,
+    subprocess.Popen([sys.executable, "-m", "flows.orchestration.watchdog", str(os.getpid()), token], stdin=subprocess.DEVNULL,
                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
