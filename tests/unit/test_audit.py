@@ -1,11 +1,13 @@
-"""Post-clearance audit ranking and entity ratings on hand-made frames."""
+"""Post-clearance audit ranking (serving/post_clearance.py), entity ratings (serving/entity_ratings.py) and audit
+periods (serving/periods.py) on hand-made frames."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from flows.audit import parse_period
-from serving.audit import audit_candidates, entity_ratings
+from serving.entity_ratings import entity_ratings, rate_entities
+from serving.periods import latest_complete_month, parse_period
+from serving.post_clearance import audit_candidates
 
 RELEASED = pd.DataFrame({
     "declaration_id": ["a1", "a2", "b1", "c1", "c2", "c3"],
@@ -28,6 +30,7 @@ def test_enterprises_are_ranked_by_expected_unrecovered_revenue_adjusted_by_hist
     # A: 1500 × (1 + its hit rate) beats B: 2000 × (1 + a low hit rate) × 0.7 for AEO status.
     assert selected["importer_id"].tolist() == ["A", "B", "C"]
     assert "AEO-certified" in selected.loc[1, "reasons"] and "4 prior violations" in selected.loc[2, "reasons"]
+    assert "smoothed hit rate 50% over 10 controls" in selected.loc[0, "reasons"]
     assert evidence.groupby("importer_id").size().to_dict() == {"A": 2, "B": 1, "C": 3}
     assert evidence.loc[evidence["importer_id"] == "C", "declaration_id"].iloc[0] == "c3"
 
@@ -54,7 +57,8 @@ def test_ratings_band_entities_with_an_interval():
 
 @pytest.mark.parametrize(("period", "start", "end"), [
     ("2024-11", "2024-11-01", "2024-11-30"), ("2024", "2024-01-01", "2024-12-31"),
-    ("2024-10-05:2024-10-20", "2024-10-05", "2024-10-20")])
+    ("2024-10-05:2024-10-20", "2024-10-05", "2024-10-20"), ("2024-02", "2024-02-01", "2024-02-29"),
+    ("2024-11-05", "2024-11-05", "2024-11-05")])
 def test_periods(period, start, end):
     assert parse_period(period) == (pd.Timestamp(start), pd.Timestamp(end))
 
@@ -66,11 +70,29 @@ def test_a_bad_period_is_explained():
         parse_period("2024-12-01:2024-01-01")
     with pytest.raises(UserError, match="period"):
         parse_period("last week")
+    with pytest.raises(UserError, match="a month"):
+        parse_period("2024-13")
 
 
 def test_the_default_audit_period_is_the_datas_latest_complete_month():
-    from serving.audit import latest_complete_month
-
     assert latest_complete_month(pd.Timestamp("2025-01-02")) == "2024-12"  # the demo's data: January has begun
     assert latest_complete_month(pd.Timestamp("2024-12-31")) == "2024-12"
     assert latest_complete_month(pd.Timestamp("2024-03-01 00:00")) == "2024-02"
+
+
+def test_one_control_is_said_in_the_singular():
+    history = pd.DataFrame({"importer_id": ["A", "B"], "inspected": [1, 1], "fraud": [1, 0]})
+    selected, _ = audit_candidates(RELEASED[RELEASED["importer_id"] == "A"], None, history, capacity=1)
+    assert selected.loc[0, "reasons"].endswith("over 1 control")
+
+
+def test_every_entity_is_rated_by_its_columns_with_hs_levels_cut_from_the_code():
+    declarations = pd.DataFrame({"importer_id": ["A", "A", "B"], "hs_code": ["870323", "870324", "010121"],
+                                 "origin_country": ["CN", "CN", "FR"], "office_id": ["O1", "O1", "O2"],
+                                 "inspected": [1, 1, None], "fraud": [1, 0, None]})
+    headings = rate_entities(declarations, "hs_heading")
+    assert headings["hs_heading"].tolist() == ["8703", "0101"] and headings["controls"].tolist() == [2, 0]
+    pairs = rate_entities(declarations, "importer_heading")
+    assert set(zip(pairs["importer_id"], pairs["hs_heading"], strict=True)) == {("A", "8703"), ("B", "0101")}
+    lanes = rate_entities(declarations, "lane", min_controls=1)
+    assert lanes[["origin_country", "office_id"]].values.tolist() == [["CN", "O1"]]

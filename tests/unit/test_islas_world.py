@@ -174,7 +174,7 @@ def test_cli_generates_the_islas_world_with_its_mapping(tmp_path):
 
 
 def test_the_cli_offers_both_worlds_and_keeps_the_default():
-    from flows.cli import WorldName, generate
+    from flows.cli.data import WorldName, generate
 
     assert [w.value for w in WorldName] == ["default", "islas"]
     assert inspect.signature(generate).parameters["world_name"].default is WorldName.default

@@ -49,7 +49,7 @@ def test_a_new_home_is_open_to_its_owner_only(tmp_path):
 
 def test_the_cli_creates_its_home_0700_and_prints_its_version(tmp_path):
     home = tmp_path / "home"
-    done = subprocess.run([sys.executable, "-m", "flows.cli", "--home", str(home), "warnings", "--json"],
+    done = subprocess.run([sys.executable, "-m", "flows.cli", "--home", str(home), "server", "status", "--json"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(home.stat().st_mode) == 0o700

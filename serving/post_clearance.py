@@ -1,22 +1,17 @@
-"""Post-clearance audit (PCA) selection and entity risk ratings.
+"""Post-clearance audit (PCA) selection.
 
-Audit: enterprises are ranked by the expected revenue left unrecovered in the goods they had released (green
-or yellow) during a period, adjusted by their compliance history and registry attributes. Each selected
-enterprise comes with its reasons and its riskiest released declarations as evidence.
-
-Ratings: goods (HS heading), enterprises (importers, declarants) and trade lanes (origin → office) get a band
-from their smoothed hit rate, with a Beta credible interval and the volume behind it.
+Enterprises are ranked by the expected revenue left unrecovered in the goods they had released (green or yellow)
+during a period, adjusted by their compliance history and registry attributes. Each selected enterprise comes
+with its reasons and its riskiest released declarations as evidence.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta
 
-from features.profiles import PRIOR_WEIGHT, smoothed_rate
+from serving.entity_ratings import entity_ratings
 
 EVIDENCE_ROWS = 5
-BANDS = ("low", "medium", "high", "very high")
 
 
 def audit_candidates(released: pd.DataFrame, traders: pd.DataFrame | None, history: pd.DataFrame,
@@ -55,36 +50,9 @@ def audit_candidates(released: pd.DataFrame, traders: pd.DataFrame | None, histo
 def _audit_reasons(r) -> str:  # noqa: ANN001 - a namedtuple row
     parts = [f"expected unrecovered revenue {r.expected_unrecovered:,.0f} in {r.released_declarations} released declarations"]
     if not pd.isna(r.hit_rate) and r.controls:
-        parts.append(f"hit rate {r.hit_rate:.0%} over {int(r.controls)} controls")
+        parts.append(f"smoothed hit rate {r.hit_rate:.0%} over {int(r.controls)} control{'s' if r.controls != 1 else ''}")
     if not pd.isna(r.prior_violations) and r.prior_violations > 0:
         parts.append(f"{int(r.prior_violations)} prior violation{'s' if r.prior_violations != 1 else ''}")
     if r.aeo_certified == 1:
         parts.append("AEO-certified (priority lowered)")
     return "; ".join(parts)
-
-
-def latest_complete_month(newest: pd.Timestamp) -> str:
-    """The month of `newest` if it is that month's last day, else the month before (as '2024-11')."""
-    month = pd.Timestamp(newest).to_period("M")
-    return str(month if pd.Timestamp(newest).normalize() == month.end_time.normalize() else month - 1)
-
-
-def entity_ratings(history: pd.DataFrame, key: str | list[str], min_controls: int = 0) -> pd.DataFrame:
-    """Band, smoothed hit rate with a 90 % credible interval, controls and volume for each entity."""
-    labelled = history["inspected"].fillna(0).eq(1) & history["fraud"].notna()
-    base = history.loc[labelled, "fraud"].astype(float).mean() if labelled.any() else np.nan
-    keys = [key] if isinstance(key, str) else key
-    grouped = history.assign(_labelled=labelled.astype(float),
-                             _hit=history["fraud"].fillna(0).astype(float) * labelled).groupby(keys)
-    table = pd.DataFrame({"volume": grouped.size(), "controls": grouped["_labelled"].sum(), "hits": grouped["_hit"].sum()})
-    a = table["hits"] + PRIOR_WEIGHT * base
-    b = table["controls"] - table["hits"] + PRIOR_WEIGHT * (1 - base)
-    table["hit_rate"] = smoothed_rate(table["hits"], table["controls"], base)  # = a / (a + b)
-    table["interval_low"], table["interval_high"] = beta.ppf(0.05, a, b), beta.ppf(0.95, a, b)
-    ratio = table["hit_rate"] / base
-    table["band"] = pd.cut(ratio, [-np.inf, 0.75, 1.5, 3.0, np.inf], labels=BANDS).astype(str)
-    table["why"] = [f"{r.hits:.0f} frauds in {r.controls:.0f} controls ({r.volume:,} declarations): smoothed hit rate "
-                    f"{r.hit_rate:.0%} (90% interval {r.interval_low:.0%}–{r.interval_high:.0%}) vs {base:.0%} overall"
-                    for r in table.itertuples()]
-    table = table[table["controls"] >= min_controls].astype({"controls": "int64", "hits": "int64"})  # counts
-    return table.sort_values(["hit_rate", "controls"], ascending=False)
