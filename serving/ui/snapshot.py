@@ -1,14 +1,13 @@
-"""`PageSnapshot`: what /ui shows, read from the warehouse the way the scorer reads its snapshot: under the
-process's warehouse lock, waiting at most the scorer's `snapshot_wait` for another process, at most every
-`reload_seconds`; while the file is busy the last read keeps serving, so the page never blocks on a writer."""
+"""`PageSnapshot`: what /ui shows, read from the warehouse the way the scorer reads its snapshot
+(features/warehouse/snapshot.py `Refreshing`): under the process's warehouse lock, waiting at most the scorer's
+`snapshot_wait` for another process, at most every `reload_seconds`; while the file is busy the last read keeps
+serving, so the page never blocks on a writer."""
 from __future__ import annotations
 
-import math
-import threading
-import time
 from datetime import UTC, datetime
 
-from features.warehouse import WAREHOUSE_ERRORS
+from features.warehouse import Warehouse
+from features.warehouse.snapshot import Refreshing
 from serving.scorer import Scorer
 from serving.ui.data import PageData, summarise_batch
 
@@ -18,40 +17,27 @@ class PageSnapshot:
 
     def __init__(self, scorer: Scorer):
         self.scorer = scorer
-        self.data: PageData | None = None
-        self.error: str | None = None  # why the last refresh could not read the warehouse
-        self._version: tuple | None = None
-        self._checked_at = -math.inf
-        self._lock = threading.Lock()
+        self._held: Refreshing[PageData] = Refreshing(self._read, self._build, version=_version, what="page data")
+
+    @property
+    def error(self) -> str | None:
+        """Why the last refresh could not read the warehouse (None after a good one)."""
+        return self._held.error
 
     def get(self) -> PageData | None:
         """The page's data, refreshed when due; None only while there is none and the warehouse cannot be read."""
-        due = self.data is None or time.monotonic() - self._checked_at >= self.scorer.reload_seconds
-        if due and self._lock.acquire(blocking=self.data is None):  # a refresh under way: serve the last read
-            try:
-                self._refresh()
-            finally:
-                self._lock.release()
-        return self.data
+        return self._held.get(self.scorer.reader(), self.scorer.reload_seconds)
 
-    def _refresh(self) -> None:
-        self._checked_at = time.monotonic()
-        warehouse = self.scorer.reader()
+    @staticmethod
+    def _read(warehouse: Warehouse) -> tuple:
+        return warehouse.decisions.latest_scoring_batch(), warehouse.audits.latest(), warehouse.ratings.latest()
+
+    def _build(self, read: tuple) -> PageData:
+        batch, audit, ratings = read
         policy = self.scorer.policy
-        try:
-            with warehouse.process_lock():
-                counts = warehouse.counts()
-                version = tuple(sorted(counts.items()))
-                if self.data is not None and version == self._version:
-                    self.error = None
-                    return
-                batch = warehouse.decisions.latest_scoring_batch()
-                audit = warehouse.audits.latest()
-                ratings = warehouse.ratings.latest()
-        except WAREHOUSE_ERRORS as exc:
-            self.error = f"{type(exc).__name__}: {str(exc)[:200]}"
-            return
-        self.data = PageData(batch=summarise_batch(batch, policy.rank_by, policy.seed), audit=audit, ratings=ratings,
-                             read_at=datetime.now(UTC))
-        self._version, self.error = version, None
+        return PageData(batch=summarise_batch(batch, policy.rank_by, policy.seed), audit=audit, ratings=ratings,
+                        read_at=datetime.now(UTC))
 
+
+def _version(warehouse: Warehouse) -> tuple:
+    return tuple(sorted(warehouse.counts().items()))
