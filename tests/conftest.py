@@ -24,6 +24,7 @@ os.environ.update({
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
@@ -91,3 +92,23 @@ def prefect_api():
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:
     frame.to_csv(path, index=False, date_format="%Y-%m-%d")
     return path
+
+
+def foreign(n: int, seed: int, modes: tuple[str, ...] = ("1", "2", "3", "4")) -> pd.DataFrame:
+    """A third-party export unlike the simulator: numeric transport codes, bulk cargo around 10,000 t a goods
+    item, values in another currency, and every declaration inspected."""
+    rng = np.random.default_rng(seed)
+    weights = np.array([0.55, 0.25, 0.15, 0.05][: len(modes)])
+    return pd.DataFrame({
+        "declaration_id": [f"F{seed}-{i:05d}" for i in range(n)],
+        "declaration_date": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+        "importer_id": [f"IMP{k:03d}" for k in rng.integers(0, 40, n)],
+        "hs_code": rng.choice(["270900", "100199", "260111", "310230"], n),
+        "origin_country": rng.choice(["BR", "AU", "NO", "ZZ"], n),
+        "declared_value": rng.lognormal(np.log(2e6), 1.0, n),
+        "office_id": rng.choice(["A01", "A02", "B05"], n),
+        "transport_mode": rng.choice(list(modes), n, p=weights / weights.sum()),
+        "net_mass_kg": rng.lognormal(np.log(1e7), 0.5, n),
+        "inspected": 1,
+        "fraud": (rng.random(n) < 0.3).astype(int),
+    })

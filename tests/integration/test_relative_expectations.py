@@ -16,15 +16,12 @@ import pandas as pd
 import pytest
 
 import flows.ingest
-from expectations.checkpoint import check_batch, load_suite, plan_expectations
+from expectations.checkpoint import check_batch, load_suite
 from expectations.reference import (
     accept_pending,
     load_reference,
-    merge,
     pending_path,
-    profile_frame,
     quantile,
-    reference_path,
 )
 from features.intake.batch import prepare_batch
 from features.intake.mapping import ColumnMapping
@@ -32,31 +29,11 @@ from features.warehouse import Warehouse
 from flows.ingest import store_batch, validate_batch
 from flows.orchestration import runtime
 from flows.settings import get_settings
-from tests.conftest import write_csv
+from tests.conftest import foreign, write_csv
 
 pytestmark = pytest.mark.integration
 
 LABELS = ("inspected", "fraud", "revenue", "critical", "control_date")
-
-
-def foreign(n: int, seed: int, modes: tuple[str, ...] = ("1", "2", "3", "4")) -> pd.DataFrame:
-    """A third-party export unlike the simulator: numeric transport codes, bulk cargo around 10,000 t a goods
-    item, values in another currency, and every declaration inspected."""
-    rng = np.random.default_rng(seed)
-    weights = np.array([0.55, 0.25, 0.15, 0.05][: len(modes)])
-    return pd.DataFrame({
-        "declaration_id": [f"F{seed}-{i:05d}" for i in range(n)],
-        "declaration_date": pd.Timestamp("2023-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
-        "importer_id": [f"IMP{k:03d}" for k in rng.integers(0, 40, n)],
-        "hs_code": rng.choice(["270900", "100199", "260111", "310230"], n),
-        "origin_country": rng.choice(["BR", "AU", "NO", "ZZ"], n),
-        "declared_value": rng.lognormal(np.log(2e6), 1.0, n),
-        "office_id": rng.choice(["A01", "A02", "B05"], n),
-        "transport_mode": rng.choice(list(modes), n, p=weights / weights.sum()),
-        "net_mass_kg": rng.lognormal(np.log(1e7), 0.5, n),
-        "inspected": 1,
-        "fraud": (rng.random(n) < 0.3).astype(int),
-    })
 
 
 def ingest(frame: pd.DataFrame, tmp_path: Path, name: str, mapping: ColumnMapping | None = None,
@@ -404,47 +381,3 @@ def test_simulated_data_raises_none_of_these_warnings(world, home, tmp_path):
                         ("declarations", world.declarations.head(2000))):
         report, _ = ingest(frame, tmp_path, kind)
         assert report.passed, (kind, report.failures)
-
-
-# --- the reference profile itself (no GX) --------------------------------------------------------------------
-
-def test_the_profile_merges_once_per_batch_and_reads_quantiles_within_its_resolution():
-    suite = load_suite("declarations")
-    frame = foreign(2000, seed=5)
-    profile = profile_frame(frame, suite, "declarations")
-    ref = merge(merge(None, profile, "b1"), profile, "b1")
-    assert ref["batches"] == ["b1"] and ref["rows"] == 2000
-    ref = merge(ref, profile, "b2")
-    entry = ref["sections"]["all"]["columns"]["net_mass_kg"]
-    assert entry["rows"] == 4000 and entry["nulls"] == 0
-    assert quantile(entry, 0.5) == pytest.approx(frame["net_mass_kg"].median(), rel=0.07)
-    assert quantile(entry, 0.99) == pytest.approx(frame["net_mass_kg"].quantile(0.99), rel=0.07)
-    assert ref["sections"]["labelled"]["columns"]["fraud"]["count"] == 4000
-
-
-def test_label_expectations_apply_to_labelled_rows_only():
-    from expectations.checkpoint import LABELLED_MARK
-
-    suite = load_suite("declarations")
-    frame = foreign(300, seed=1).assign(inspected=lambda d: (np.arange(len(d)) % 2).astype(float),
-                                        fraud=lambda d: d["fraud"].where(d["inspected"] == 1))
-    ref = merge(None, profile_frame(frame, suite, "declarations"), "b1")
-    planned, _ = plan_expectations(frame, suite, ref)
-    fraud = next(p for p in planned if p["kwargs"].get("column") == "fraud")
-    assert fraud["kwargs"]["row_condition"]["column"] == {"name": LABELLED_MARK}
-    assert ref["sections"]["labelled"]["columns"]["fraud"]["count"] == 150
-    pending = frame.assign(fraud=frame["fraud"].where(np.arange(len(frame)) % 4 != 1))  # controlled, outcome unknown
-    assert merge(None, profile_frame(pending, suite, "declarations"), "b1")["sections"]["labelled"]["rows"] == 75
-
-
-def test_a_pending_profile_merges_once_and_the_reference_is_replaced_atomically(tmp_path):
-    from expectations.reference import record_batch
-
-    suite = load_suite("declarations")
-    profile = profile_frame(foreign(100, seed=1), suite, "declarations")
-    record_batch(tmp_path, "b1", profile, accepted=True)
-    record_batch(tmp_path, "b2", profile, accepted=False)
-    assert load_reference(tmp_path, "declarations")["batches"] == ["b1"]
-    assert accept_pending(tmp_path, "b2") and not accept_pending(tmp_path, "b2")
-    assert load_reference(tmp_path, "declarations")["batches"] == ["b1", "b2"]
-    assert sorted(p.name for p in reference_path(tmp_path, "declarations").parent.glob("*.tmp")) == []
