@@ -5,6 +5,7 @@ A training's two runs are open while the work is done (TrainingRuns): each start
 MLflow's system metrics (CPU, memory, disk) until it ends, and ends when its logging ends, or as FAILED."""
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -38,7 +39,17 @@ REFERENCE_FILE = Path("monitoring/reference.parquet")  # on the training run: th
 
 
 PLUMBING = {"thread_count", "verbose", "allow_writing_files"}  # how CatBoost ran, not what was fitted
-KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"  # the UI opens on runs, not GenAI
+# MLflow 3.17's UI decides between its GenAI overview and its runs table from the page's address (`/runs`, or
+# `?workflowType=machine_learning`) or the browser's last choice; the kind tag is what MLflow's experiment list and
+# its APIs read, and what the UI went by before 3.17.
+KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+# The runs table's columns can only be chosen through a shared view: an experiment tag the UI reads when the address
+# carries `viewStateShareKey` (experiment_path). Without it the table shows Source, Models and Dataset only.
+VIEW_KEY = "aduana-headline"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+HEADLINE_METRICS = ("pr_auc", "precision_at_5pct", "recall_at_5pct", "revenue_at_5pct", "precision_at_1pct")
+VIEW = json.dumps({"selectedColumns": ["attributes.`Models`", *(f"metrics.`{m}`" for m in HEADLINE_METRICS)],
+                   "orderByKey": "attributes.start_time", "orderByAsc": False})
 # MLflow samples every 10 s by default, which gives a 40 s fit four points; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL
 # (seconds) overrides this.
 SYSTEM_METRICS_INTERVAL_S = 2.0
@@ -47,16 +58,23 @@ RUN_NAMES = {"model": "catboost-risk-{stamp}", "reference": "reference-default-c
 _logger = logging.getLogger(__name__)
 
 
+def experiment_path(experiment_id: str) -> str:
+    """The UI's address (after the server's root) of an experiment's runs table with the headline metric columns."""
+    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+
+
 def ensure_experiment(client: MlflowClient, name: str, artifacts: Path) -> str:
     """One experiment per dataset, with its artifacts under ADUANA_HOME (never ./mlruns), marked as model
-    development so that the MLflow UI shows its runs rather than an empty traces view."""
+    development and carrying the runs table's headline columns (VIEW_TAG); an older experiment gets both here."""
+    tags = {KIND_TAG: MODEL_DEVELOPMENT, VIEW_TAG: VIEW}
     existing = client.get_experiment_by_name(name)
     if existing is not None:
-        if KIND_TAG not in existing.tags:  # an experiment made before the kind was set
-            client.set_experiment_tag(existing.experiment_id, KIND_TAG, MODEL_DEVELOPMENT)
+        for key, value in tags.items():
+            if existing.tags.get(key) != value:
+                client.set_experiment_tag(existing.experiment_id, key, value)
         return existing.experiment_id
     location = (artifacts / name.replace("/", "_")).as_uri()
-    return client.create_experiment(name, artifact_location=location, tags={KIND_TAG: MODEL_DEVELOPMENT})
+    return client.create_experiment(name, artifact_location=location, tags=tags)
 
 
 def _log_metrics(evaluation: Evaluation) -> None:
@@ -227,15 +245,6 @@ class TrainingRuns:
                     mlflow.log_params(trial.params)
                     mlflow.log_metrics({"validation_pr_auc": trial.value, "fit_seconds": trial.seconds})
         return {"model": self.run_ids["model"], "reference": reference_id}
-
-
-def log_training(client: MlflowClient, result: TrainingResult, dataset: str, artifacts: Path,
-                 flow_run_id: str | None = None, warnings: list[str] | None = None,
-                 tags: dict[str, str] | None = None) -> dict[str, str]:
-    """Log a training done without TrainingRuns open (its runs then last as long as the logging) as the two runs
-    of the dataset's experiment. Returns {"model": run id, "reference": run id}."""
-    with TrainingRuns(client, dataset, artifacts, flow_run_id, tags) as training_runs:
-        return training_runs.log(result, warnings)
 
 
 def load_reference(client: MlflowClient, version: str) -> pd.DataFrame:

@@ -65,6 +65,8 @@ def test_training_runs_span_their_fits_with_system_metrics_and_monitoring_has_pl
         assert run.data.tags[store.MODEL_URI_TAG] == f"models:/{logged[0].model_id}"
         contexts = [t.value for i in run.inputs.dataset_inputs for t in i.tags if t.key == "mlflow.data.context"]
         assert sorted(contexts) == ["holdout", "training", "validation"]
+    experiment = client.get_experiment(model.info.experiment_id)  # the UI shows its runs, with the headline metrics
+    assert experiment.tags[runs.KIND_TAG] == runs.MODEL_DEVELOPMENT and experiment.tags[runs.VIEW_TAG] == runs.VIEW
     versions = client.search_model_versions("name = 'customs-risk'")
     assert [v.run_id for v in versions] == [summary["run_id"]]  # only the candidate put forward is registered
 
@@ -105,13 +107,28 @@ def test_a_training_that_fails_leaves_its_runs_failed_and_nothing_registered(pre
     assert not _sampling_threads()
 
 
-def test_the_psi_plot_draws_the_alert_threshold():
-    table = pd.DataFrame({"feature": ["log_declared_value", "hs_chapter"], "psi": [0.6, 0.05],
-                          "alerting": [True, False]})
+def test_an_experiment_made_before_the_tags_gets_them_when_a_run_is_logged(tmp_path):
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    old = client.create_experiment("aduana-old", artifact_location=(tmp_path / "old").as_uri())
+    assert runs.ensure_experiment(client, "aduana-old", tmp_path) == old
+    new = runs.ensure_experiment(client, "aduana-new", tmp_path)
+    for experiment_id in (old, new):
+        tags = client.get_experiment(experiment_id).tags
+        assert tags[runs.KIND_TAG] == "custom_model_development" and tags[runs.VIEW_TAG] == runs.VIEW
+    assert runs.experiment_path(new) == (f"#/experiments/{new}/runs?workflowType=machine_learning"
+                                         f"&viewStateShareKey={runs.VIEW_KEY}")
+
+
+def test_the_psi_plot_shows_what_can_alert_first_and_what_is_only_reported_apart():
+    table = pd.DataFrame({"feature": ["importer_days_known", "log_declared_value", "hs_chapter", "company_age_days"],
+                          "psi": [8.3, 0.6, 0.05, 2.0], "alerting": [False, True, True, False]})
     fig = figures.feature_psi(table, threshold=0.25)
     try:
-        ax = fig.axes[0]
-        assert [line.get_xdata()[0] for line in ax.lines] == [0.25]
-        assert [t.get_text() for t in ax.get_yticklabels()] == ["hs_chapter", "log_declared_value"]  # worst on top
+        alerting, reported = fig.axes[0], fig.axes[1]
+        assert [line.get_xdata()[0] for line in alerting.lines] == [0.25]
+        assert [t.get_text() for t in alerting.get_yticklabels()] == ["hs_chapter", "log_declared_value"]  # worst on top
+        assert alerting.get_title() == "Features that can alert: 2"
+        assert [t.get_text() for t in reported.get_yticklabels()] == ["company_age_days", "importer_days_known"]
+        assert reported.get_title().startswith("Reported, not alerted on") and not reported.lines
     finally:
         figures.plt.close(fig)

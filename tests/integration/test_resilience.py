@@ -17,7 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 def _runs(client: MlflowClient, trained) -> dict[str, str]:  # noqa: ANN001
-    return runs.log_training(client, trained, "resilience", get_settings().mlflow_artifacts)
+    """The training's two runs, logged as the retrain flow logs them."""
+    with runs.TrainingRuns(client, "resilience", get_settings().mlflow_artifacts) as training_runs:
+        return training_runs.log(trained)
 
 
 @pytest.fixture
