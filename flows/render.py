@@ -14,12 +14,22 @@ if TYPE_CHECKING:
 # the flows import this module, and a CLI command pays for neither unless its result needs them.
 
 
-def _metric_rows() -> list[tuple[str, str]]:
-    """(metric key, its label) for the holdout tables, in reading order."""
+NO_REVENUE = "revenue metrics: none (the data has no revenue figures on the holdout)"
+
+
+def _metric_rows(*metrics: dict) -> list[tuple[str, str]]:
+    """(metric key, its label) for the holdout tables, in reading order; the revenue rows only where one of
+    `metrics` has a revenue figure (none at all is said once, by NO_REVENUE)."""
     from training.metrics import RATES, label
 
     keys = [f"{m}_at_{n}pct" for m in ("precision", "recall", "revenue") for n in RATES] + ["pr_auc"]
+    if metrics and not _has_revenue(*metrics):
+        keys = [k for k in keys if not k.startswith("revenue_")]
     return [(k, label(k)) for k in keys]
+
+
+def _has_revenue(*metrics: dict) -> bool:
+    return any(v is not None for m in metrics for k, v in m.items() if k.startswith("revenue_at_"))
 
 
 def _metric(value: float | None) -> str:
@@ -72,17 +82,27 @@ def ingest_markdown(summaries: list[dict], refused: dict[str, str] | None = None
 def metrics_text(result: dict) -> str:
     lines = [f"{'metric (holdout)':<18} {'model':>8} {'reference':>10}"]
     lines += [f"{name:<18} {_metric(result['metrics'].get(k)):>8} {_metric(result['reference_metrics'].get(k)):>10}"
-              for k, name in _metric_rows()]
+              for k, name in _metric_rows(result["metrics"], result["reference_metrics"])]
+    if not _has_revenue(result["metrics"], result["reference_metrics"]):
+        lines.append(NO_REVENUE)
     lines.append("reference: a library-default CatBoost on the mapped columns")
     lines += _ceiling_lines(result["metrics"])
     groups = result.get("feature_groups") or []
     if groups:
-        lines.append("feature groups: " + ", ".join(
-            f"{g['group']} {'kept' if g['kept'] else 'left out'}"
-            + (f" ({g['delta']:+.4f})" if g["delta"] is not None else "") for g in groups))
+        lines.append("feature groups: " + ", ".join(_group(g) for g in groups))
     if result.get("blend"):
         lines.append(f"model: {result['blend']}")
     return "\n".join(lines)
+
+
+def _group(g: dict) -> str:
+    """A feature group's fate: with its effect on validation where it was measured, else why it was not (a group
+    without data is left out unmeasured)."""
+    text = f"{g['group']} {'kept' if g['kept'] else 'left out'}"
+    if g["delta"] is not None:
+        return text + f" ({g['delta']:+.4f})"
+    note = g.get("note", "")
+    return text + (f" ({note})" if note and not g["kept"] else "")
 
 
 def _ceiling_lines(metrics: dict) -> list[str]:
@@ -99,8 +119,9 @@ def _ceiling_lines(metrics: dict) -> list[str]:
 
 def metrics_markdown(model: dict, reference: dict) -> str:
     rows = ["| metric | model | reference (default CatBoost) |", "|---|---:|---:|"]
-    rows += [f"| {name} | {_metric(model.get(k))} | {_metric(reference.get(k))} |" for k, name in _metric_rows()]
-    return "\n".join(rows)
+    rows += [f"| {name} | {_metric(model.get(k))} | {_metric(reference.get(k))} |"
+             for k, name in _metric_rows(model, reference)]
+    return "\n".join(rows) + ("" if _has_revenue(model, reference) else f"\n\n{NO_REVENUE}")
 
 
 def train_text(result: dict, settings: Settings) -> str:
@@ -111,9 +132,14 @@ def train_text(result: dict, settings: Settings) -> str:
              f"holdout {result['counts']['holdout']:,}", metrics_text(result),
              f"{MODEL_NAME} v{result['version']} ({result['candidate']}): {verdict}"]
     lines += [f"  - {r}" for r in result["reasons"]]
+    page = ""  # with the experiment's id: its runs table with the headline metrics, not MLflow's GenAI overview
+    if result.get("experiment_id"):
+        from training.runs import experiment_path
+
+        page = "/" + experiment_path(result["experiment_id"])
     lines.append(f"MLflow UI: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow server --backend-store-uri "
                  f"sqlite:///{settings.mlflow_db} --default-artifact-root {settings.mlflow_artifacts.as_uri()} "
-                 "--host 127.0.0.1 --port 5000 --workers 1  (then open http://127.0.0.1:5000)")
+                 f"--host 127.0.0.1 --port 5000 --workers 1  (then open http://127.0.0.1:5000{page})")
     return "\n".join(lines)
 
 
@@ -149,11 +175,15 @@ def score_markdown(output: pd.DataFrame, batch_id: str, model_version: str | Non
              f"Model `customs-risk` v{model_version}, lane policy `{policy_hash}`, {len(output):,} declarations.", "",
              "## Lanes", "", "| lane | selected by | rows |", "|---|---|---:|"]
     lines += [f"| {_cell(r.lane)} | {_cell(r.selected_by or '—')} | {r.rows:,} |" for r in counts.itertuples()]
-    lines += ["", f"## Top {top} by risk", "", "| declaration | risk | expected revenue | lane | reasons |", "|---|---:|---:|---|---|"]
-    for r in output.dropna(subset=["risk_score"]).nlargest(top, "risk_score").itertuples():
+    # The reasons go in a list under the table: a table cell of Prefect's artifact view clips long text.
+    lines += ["", f"## Top {top} by risk", "", "| declaration | risk | expected revenue | lane |", "|---|---:|---:|---|"]
+    highest = output.dropna(subset=["risk_score"]).nlargest(top, "risk_score")
+    for r in highest.itertuples():
         revenue = "" if pd.isna(r.expected_revenue) else f"{r.expected_revenue:,.0f}"
-        lines.append(f"| {_cell(r.declaration_id)} | {r.risk_score:.3f} | {revenue} | {_cell(r.lane)} | "
-                     f"{_cell(r.reasons)} |")
+        lines.append(f"| {_cell(r.declaration_id)} | {r.risk_score:.3f} | {revenue} | {_cell(r.lane)} |")
+    lines += ["", "Their reasons:", ""]
+    lines += [f"- **{_cell(r.declaration_id)}**: {' '.join(str(r.reasons or '—').splitlines())}"
+              for r in highest.itertuples()]
     edges = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0001]
     histogram = pd.cut(output["risk_score"].dropna(), edges, right=False).value_counts(sort=False)
     lines += ["", "## Score distribution", "", "| risk score | rows |", "|---|---:|"]
@@ -164,10 +194,12 @@ def score_markdown(output: pd.DataFrame, batch_id: str, model_version: str | Non
 # ---------------------------------------------------------------- monitoring
 
 def monitor_text(result: dict) -> str:
+    verdict = result.get("verdict") or ("DRIFT DETECTED" if result["drift_detected"] else "no drift")
     lines = [f"monitor: customs-risk v{result['model_version']}, window {result['window_start']}…{result['window_end']} "
-             f"({result['rows']:,} declarations): " + ("DRIFT DETECTED" if result["drift_detected"] else "no drift")]
+             f"({result['rows']:,} declarations): {verdict}"]
     lines += [f"  - {a}" for a in result["alerts"]]
-    lines.append("  top PSI: " + ", ".join(f"{f['feature']} {f['psi']:.3f}" for f in result["top_features"][:5])
+    lines.append("  top PSI (features that can alert): "
+                 + (", ".join(f"{f['feature']} {f['psi']:.3f}" for f in result["top_features"][:5]) or "none")
                  + f"; risk score {result['score_psi']:.3f}")
     for name, o in result["outcomes"].items():
         lines.append(f"  {name}: {o['controlled']:,} controlled, hit rate {_pct(o['hit_rate'])} "
@@ -178,16 +210,29 @@ def monitor_text(result: dict) -> str:
     return "\n".join(lines)
 
 
-def monitor_markdown(report) -> str:  # noqa: ANN001 - a training.monitoring.MonitorReport
-    verdict = "**drift detected**" if report.drift_detected else "no drift"
+def _drift_rows(features: pd.DataFrame) -> list[str]:
+    lines = ["| feature | PSI | test | statistic | missing (ref → now) |", "|---|---:|---|---:|---|"]
+    return lines + [f"| {row.feature} | {row.psi:.3f} | {row.test} | {row.statistic:.3g} | "
+                    f"{row.missing_reference:.1%} → {row.missing_current:.1%} |" for row in features.itertuples()]
+
+
+def monitor_markdown(report, top: int = 25) -> str:  # noqa: ANN001 - a training.monitoring.MonitorReport
+    """The check as a report: the verdict and why, the features that can alert (worst first), then apart the ones
+    only reported (they trend with time by construction), the score and the outcomes."""
+    verdict = "**drift detected**" if report.drift_detected else report.verdict()
     lines = [f"## customs-risk v{report.model_version}: {verdict}",
              f"Window {report.window[0].date()}…{report.window[1].date()}: {report.rows:,} declarations against "
              f"{report.reference_rows:,} reference rows.", ""]
     lines += [f"- {a}" for a in report.alerts] + ([""] if report.alerts else [])
-    lines += ["| feature | PSI | test | statistic | missing (ref → now) | alerts |", "|---|---:|---|---:|---|---|"]
-    for row in report.features.head(25).itertuples():
-        lines.append(f"| {row.feature} | {row.psi:.3f} | {row.test} | {row.statistic:.3g} | "
-                     f"{row.missing_reference:.1%} → {row.missing_current:.1%} | {'yes' if row.alerting else 'no (trends with time)'} |")
+    alerting = report.features[report.features["alerting"].astype(bool)]
+    reported = report.features[~report.features["alerting"].astype(bool)]
+    lines += [f"### Features that can alert ({len(alerting)}; alert at PSI ≥ {report.thresholds.psi:g})", ""]
+    lines += _drift_rows(alerting.head(top))
+    if len(alerting) > top:
+        lines.append(f"\n{len(alerting) - top} more with smaller PSI in the MLflow run's feature_drift table.")
+    if len(reported):
+        lines += ["", f"### Reported, not alerted on ({len(reported)}: they trend with time by construction)", ""]
+        lines += _drift_rows(reported.head(top))
     lines += ["", f"Risk score PSI {report.score['psi']:.3f}.", "", "| stratum | controlled | hit rate | 95% CI | expected |",
               "|---|---:|---:|---|---:|"]
     for name, o in report.outcomes.items():
@@ -247,7 +292,18 @@ def backtest_markdown(summary: dict) -> str:
 
 # ---------------------------------------------------------------- registry and warnings
 
+def _wrapped(text: str, indent: str, width: int = 110) -> list[str]:
+    """`text` (lines of it) wrapped at word boundaries, never cut: each line indented by `indent`."""
+    import textwrap
+
+    return [line for part in text.splitlines() or [""] for line in
+            textwrap.wrap(part, width, initial_indent=indent, subsequent_indent=indent + "  ", break_long_words=False,
+                          break_on_hyphens=False) or [indent]]
+
+
 def promote_text(result: dict, promotions_log: Path) -> str:
+    """The registry as `aduana promote` shows it: each alias's version with the gate's decision and its reasons,
+    the version's other tags (checksums left out), and the last promotions with their reasons whole."""
     from training.registry import CHALLENGER, CHAMPION
 
     if "demoted" in result:
@@ -255,9 +311,24 @@ def promote_text(result: dict, promotions_log: Path) -> str:
     if "reason" in result:
         return (f"@{CHAMPION} is now v{result['champion']}"
                 + (f" (was v{result['previous']})" if result["previous"] else "") + f"; logged in {promotions_log}")
-    text = "\n".join(f"@{a}: v{result[a]}" if result[a] else f"@{a}: none" for a in (CHAMPION, CHALLENGER))
-    return text + "".join(f"\n  {p['at'][:19]} {p['action']} v{p['version']} by {p['by']}: {p['reason'][:100]}"
-                          for p in result["promotions"])
+    lines = []
+    for alias in (CHAMPION, CHALLENGER):
+        if not result[alias]:
+            lines.append(f"@{alias}: none")
+            continue
+        summary = (result.get("versions") or {}).get(alias) or {}
+        gate = summary.get("gate")
+        lines.append(f"@{alias}: v{result[alias]}" + (f" (gate: {gate})" if gate else ""))
+        for reason in summary.get("gate_reasons", []):
+            lines += _wrapped(f"- {reason}", "    ")
+        tags = summary.get("tags") or {}
+        if tags:
+            lines += _wrapped("tags: " + ", ".join(f"{k}={v}" for k, v in tags.items()), "    ")
+    if result.get("promotions"):
+        lines.append("promotions (latest last):")
+    for p in result.get("promotions", []):
+        lines += _wrapped(f"{p['at'][:19]} {p['action']} v{p['version']} by {p['by']}: {p['reason']}", "  ")
+    return "\n".join(lines)
 
 
 def warnings_text(rows: list[dict]) -> str:

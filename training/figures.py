@@ -114,22 +114,33 @@ def backtest_cumulative(weekly: pd.DataFrame) -> plt.Figure:
 
 
 def feature_psi(features: pd.DataFrame, threshold: float, top: int = 30) -> plt.Figure:
-    """PSI per feature (the `top` largest), with the alert threshold: red bars cross it on a feature that may alert,
-    grey ones are features the catalogue never alerts on (they drift with the data's mix by design)."""
-    shown = features.sort_values("psi", ascending=False, kind="stable").head(top).iloc[::-1]
-    alerting = shown["alerting"].astype(bool) if "alerting" in shown else pd.Series(True, index=shown.index)
-    colours = np.where(~alerting, "lightgrey", np.where(shown["psi"] >= threshold, "tab:red", "tab:blue"))
-    fig, ax = plt.subplots(figsize=(7.5, 0.28 * len(shown) + 1.4))
-    ax.barh(shown["feature"], shown["psi"], color=colours)
-    ax.axvline(threshold, color="tab:red", linestyle="--")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:red", "tab:blue", "lightgrey")]
-    handles.append(plt.Line2D([], [], color="tab:red", linestyle="--"))
-    ax.legend(handles, ["over the threshold", "within it", "never alerts (catalogue)", f"alert threshold (PSI {threshold:g})"],
-              loc="lower right", fontsize="small")
-    ax.set(xlabel="PSI, reference → window", title=f"Feature drift (the {len(shown)} largest PSI)")
-    if shown.empty:
-        ax.text(0.5, 0.5, "no feature in both samples", ha="center", transform=ax.transAxes)
-    ax.grid(axis="x", alpha=0.3)
+    """PSI per feature against the alert threshold, in two parts: above, the features that can alert (the `top`
+    largest, worst on top; red where they cross the threshold); below, on their own scale, the features the
+    catalogue only reports, as they trend with time by construction (a PSI of 8 there must not squash the rest)."""
+    can_alert = features["alerting"].astype(bool) if "alerting" in features else pd.Series(True, index=features.index)
+    parts = [(features[can_alert], "Features that can alert"),
+             (features[~can_alert], "Reported, not alerted on (they trend with time by construction)")]
+    parts = [(p.sort_values("psi", ascending=False, kind="stable").head(top).iloc[::-1], title)
+             for p, title in parts if len(p) or title.startswith("Features")]
+    heights = [max(len(p), 1) for p, _ in parts]
+    fig, axes = plt.subplots(len(parts), 1, figsize=(7.5, 0.28 * sum(heights) + 1.4 * len(parts)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (shown, title) in zip(axes[:, 0], parts, strict=True):
+        alerting = title.startswith("Features")
+        colours = (np.where(shown["psi"] >= threshold, "tab:red", "tab:blue") if alerting
+                   else np.full(len(shown), "grey"))
+        ax.barh(shown["feature"], shown["psi"], color=colours)
+        ax.set(xlabel="PSI, reference → window", title=f"{title}: {len(shown)}")
+        ax.grid(axis="x", alpha=0.3)
+        if not alerting:
+            continue
+        ax.axvline(threshold, color="tab:red", linestyle="--")
+        handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in ("tab:red", "tab:blue")]
+        handles.append(plt.Line2D([], [], color="tab:red", linestyle="--"))
+        ax.legend(handles, ["over the threshold", "within it", f"alert threshold (PSI {threshold:g})"],
+                  loc="lower right", fontsize="small")
+        if shown.empty:
+            ax.text(0.5, 0.5, "no feature that can alert in both samples", ha="center", transform=ax.transAxes)
     fig.tight_layout()
     return fig
 

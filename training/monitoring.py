@@ -29,7 +29,7 @@ class MonitorReport:
     window: tuple[pd.Timestamp, pd.Timestamp]
     rows: int
     reference_rows: int
-    features: pd.DataFrame
+    features: pd.DataFrame  # per feature: those that can alert first (worst first), then those only reported
     score: dict
     outcomes: dict
     drifted_features: list[str] = field(default_factory=list)
@@ -43,6 +43,22 @@ class MonitorReport:
     def drift_detected(self) -> bool:
         return bool(self.alerts)
 
+    def verdict(self) -> str:
+        """The verdict in one line; beside "no drift", why: the largest PSI among the features that can alert
+        against the threshold, and how many features were reported only (they trend with time by construction)."""
+        if self.drift_detected:
+            return "DRIFT DETECTED"
+        if self.rows < self.thresholds.min_rows:
+            return (f"no drift verdict: {self.rows:,} declarations in the window, fewer than the "
+                    f"{self.thresholds.min_rows:,} a verdict needs")
+        alerting = self.features[self.features["alerting"]]
+        reported = len(self.features) - len(alerting)
+        told = (f"the largest PSI among the {len(alerting)} features that can alert is "
+                f"{alerting['psi'].max():.3f} (threshold {self.thresholds.psi:g})" if len(alerting)
+                else "no feature of this model can alert")
+        return (f"no drift: {told}; {reported} feature{'s' if reported != 1 else ''} that trend with time by "
+                "construction " + ("are" if reported != 1 else "is") + " reported, not alerted on")
+
     def payload(self) -> dict:
         """The event payload: what drifted, by how much, and where to look."""
         psi = self.features.set_index("feature")["psi"]
@@ -50,7 +66,7 @@ class MonitorReport:
                 "window_end": str(self.window[1].date()), "rows": self.rows,
                 "drifted_features": self.drifted_features,
                 "psi": {f: round(float(psi[f]), 4) for f in self.drifted_features},
-                "score_psi": round(self.score["psi"], 4), "alerts": self.alerts}
+                "score_psi": round(self.score["psi"], 4), "alerts": self.alerts, "verdict": self.verdict()}
 
 
 def window_bounds(newest: pd.Timestamp, as_of: pd.Timestamp | None, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -110,6 +126,8 @@ def monitor(model: RiskModel, version: str, reference: pd.DataFrame, current: pd
     inputs = [c for c in model.columns if c in reference.columns]  # only what this model reads
     table = feature_drift(reference[inputs], current[[c for c in inputs if c in current.columns]], model.categorical)
     table["alerting"] = table["feature"].map(alerts).astype(bool)  # the catalogue says which features may alert
+    # What can alert first, worst first; then what is only reported (it trends with time by construction).
+    table = table.sort_values(["alerting", "psi"], ascending=[False, False], kind="stable").reset_index(drop=True)
     scores_ref = pd.Series(model.risk(reference))
     scores_cur = pd.Series(model.risk(current)) if len(current) else pd.Series(dtype="float64")
     score = {**numeric_drift(scores_ref, scores_cur), "mean_reference": float(scores_ref.mean()),

@@ -46,6 +46,32 @@ def register_challenger(client: MlflowClient, run_id: str) -> str:
     return str(version.version)
 
 
+# A version's tags as `aduana promote` shows them: the gate's and people's first, in this order; the checksums
+# (HASH_TAGS) left out.
+TAG_ORDER = ("gate", "candidate", "gate_reference", "promoted_by", "promoted_at", "promotion_reason", "rolled_back")
+HASH_TAGS = ("artifact_sha256",)
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters at a word boundary, with "…" where it was cut (a tag's size limit
+    must not end a reason mid-word)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    return (cut.rsplit(maxsplit=1)[0] if " " in cut.strip() else cut) + "…"
+
+
+def version_summary(client: MlflowClient, version: str) -> dict:
+    """What `aduana promote` shows of a version: the gate's verdict and reasons, and its other tags, the gate's and
+    people's first and the checksums left out."""
+    tags = dict(client.get_model_version(MODEL_NAME, version).tags)
+    reasons = [r for r in tags.get("gate_reasons", "").split("\n") if r.strip()]
+    shown = {k: tags[k] for k in TAG_ORDER if k in tags and k not in ("gate", "gate_reasons")}
+    shown.update({k: v for k, v in sorted(tags.items()) if k not in shown and k not in HASH_TAGS
+                  and k not in ("gate", "gate_reasons")})
+    return {"version": str(version), "gate": tags.get("gate"), "gate_reasons": reasons, "tags": shown}
+
+
 def alias_version(client: MlflowClient, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(MODEL_NAME, alias).version)
@@ -149,13 +175,13 @@ def record_decision(client: MlflowClient, run_id: str, version: str, decision: G
     verdict = "promoted" if decision.promote else "refused"
     client.set_tag(run_id, "aduana.gate", verdict)
     client.log_text(run_id, json.dumps(asdict(decision), indent=2), "gate_decision.json")
-    for key, value in (("gate", verdict), ("gate_reference", decision.reference), ("gate_reasons", text[:5000]),
+    for key, value in (("gate", verdict), ("gate_reference", decision.reference), ("gate_reasons", clip(text, 5000)),
                        ("candidate", decision.candidate)):
         client.set_model_version_tag(MODEL_NAME, version, key, value)
     if decision.promote:
         previous = _move_champion(client, version)
         append_promotion(log, {"action": "promote", "version": version, "previous": previous, "by": "gate",
-                               "reason": text[:2000]})
+                               "reason": clip(text, 2000)})
 
 
 def promote_by_hand(client: MlflowClient, version: str, reason: str, who: str, log: Path | None) -> str | None:
@@ -168,7 +194,7 @@ def promote_by_hand(client: MlflowClient, version: str, reason: str, who: str, l
     except MlflowException as exc:
         raise UserError(f"{MODEL_NAME} has no version {version}") from exc
     when = datetime.now(UTC).isoformat()
-    for key, value in (("promoted_by", who), ("promoted_at", when), ("promotion_reason", reason[:5000])):
+    for key, value in (("promoted_by", who), ("promoted_at", when), ("promotion_reason", clip(reason, 5000))):
         client.set_model_version_tag(MODEL_NAME, version, key, value)
     previous = _move_champion(client, version)
     append_promotion(log, {"action": "promote", "version": version, "previous": previous, "by": who, "reason": reason})

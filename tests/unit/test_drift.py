@@ -83,6 +83,15 @@ def test_monitor_alerts_on_shifted_inputs_and_outcomes_but_not_on_trending_profi
     assert "log_declared_value" in report.drifted_features
     assert "importer_days_known" not in report.drifted_features
     assert report.features.set_index("feature").loc["importer_days_known", "psi"] > 1
+    # What can alert leads, worst first; what only trends with time follows, apart.
+    flags = report.features["alerting"].tolist()
+    assert flags == sorted(flags, reverse=True) and report.features.loc[0, "feature"] == "log_declared_value"
+    alerting = report.features[report.features["alerting"]]["psi"].tolist()
+    assert alerting == sorted(alerting, reverse=True)
+    assert calm.verdict().startswith(f"no drift: the largest PSI among the {int(calm.features['alerting'].sum())} "
+                                     "features that can alert is ")
+    assert "(threshold 0.25)" in calm.verdict() and "trend with time by construction" in calm.verdict()
+    assert report.verdict() == "DRIFT DETECTED"
     assert any("red-lane hit rate" in a for a in report.alerts)
     assert any("exploration draws" in a for a in report.alerts)
     payload = report.payload()
@@ -90,3 +99,4 @@ def test_monitor_alerts_on_shifted_inputs_and_outcomes_but_not_on_trending_profi
 
     few = monitor(model, "1", reference, drifted.head(50), _outcomes(0, 0, 0, 0, 0, 0), (pd.Timestamp("2024-01-01"),) * 2)
     assert not few.drift_detected  # too few rows for a verdict
+    assert few.verdict() == "no drift verdict: 50 declarations in the window, fewer than the 200 a verdict needs"
