@@ -30,6 +30,8 @@ _ATTR = re.compile(r"""\b(src|href)=(["'])(.*?)\2""", re.DOTALL)
 _SRI = re.compile(r"""\s(?:integrity|crossorigin)=(["']).*?\1""", re.DOTALL)
 _CSS_URL = re.compile(r"""(url\(\s*)(["']?)([^"')\s]+)\2(\s*\))""")
 _CSS_IMPORT = re.compile(r"""@import\s+(?:url\()?\s*["']?([^"')\s;]+)""")
+# GX's newsletter footer, fixed over the bottom of every page (and of the tables under it).
+_NEWSLETTER = re.compile(r"<footer>(?:(?!</footer>).)*?newsletter.*?</footer>\s*", re.DOTALL | re.IGNORECASE)
 _LOADED_BY = {"script": "src", "img": "src", "source": "src", "iframe": "src", "embed": "src", "link": "href"}
 
 
@@ -201,13 +203,25 @@ def site_index(context: object) -> Path | None:
     return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path)) if url else None
 
 
+def strip_newsletter(page: Path) -> bool:
+    """Take GX's newsletter footer out of a built page; True if it was there."""
+    html = page.read_text(encoding="utf-8")
+    stripped = _NEWSLETTER.sub("", html)
+    if stripped != html:
+        page.write_text(stripped, encoding="utf-8")
+    return stripped != html
+
+
 def build_site(context: object, resource_identifiers: list, vendor_dir: Path | None = VENDOR_DIR
                ) -> tuple[Path | None, str | None]:
-    """Build the pages of these resources and the index, then make the site offline-ready: (index, note)."""
+    """Build the pages of these resources and the index, take GX's newsletter footer out of them, then make the
+    site offline-ready: (index, note)."""
     context.build_data_docs(site_names=[SITE_NAME], resource_identifiers=resource_identifiers)
     index = site_index(context)
     if index is None:
         return None, "Data Docs: the context has no local site"
+    for page in index.parent.rglob("*.html"):
+        strip_newsletter(page)
     try:
         return index, make_offline(index.parent, vendor_dir)
     except OSError as exc:  # the pages are built; only their local assets are missing

@@ -1,13 +1,17 @@
-"""Data Docs renderers: the validation page's table gets a Severity column.
+"""Data Docs renderers: the validation page's table gets a Severity column, and its numbers 4 significant digits.
 
 GX 1.24 stores each expectation's `severity` but no renderer shows it, and here it decides what a failure does
 (critical rejects the batch, warning flags it). expectations/docs.py names this class in the site's configuration;
-GX loads it by module path when it renders a validation page.
+GX loads it by module path when it renders a validation page. Thresholds fitted on data ("4097.321098135413") are
+shown rounded ("4097"); the expectation keeps its exact value.
 """
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 
+import numpy as np
 from great_expectations.render.components import RenderedStringTemplateContent
 from great_expectations.render.renderer.content_block.validation_results_table_content_block import (
     ValidationResultsTableContentBlockRenderer,
@@ -16,6 +20,35 @@ from great_expectations.render.renderer.content_block.validation_results_table_c
 SEVERITY_HEADER = "Severity"
 # Neither badge is red or green, the colours of GX's failed and passed status icons.
 BADGE = {"critical": "badge-dark", "warning": "badge-warning", "info": "badge-info"}
+
+
+SIGNIFICANT = 4
+_LONG_DECIMAL = re.compile(r"-?\d+\.\d{5,}")  # a float already written out at full length
+
+
+def significant(value: float, digits: int = SIGNIFICANT) -> str:
+    """`value` to `digits` significant digits, written without an exponent: 4097.321… → "4097", 0.0123456 →
+    "0.01235"."""
+    return np.format_float_positional(float(f"{value:.{digits}g}"), trim="-")
+
+
+def _short(value: object) -> object:
+    if isinstance(value, float) and math.isfinite(value):
+        return significant(value)
+    if isinstance(value, str) and _LONG_DECIMAL.fullmatch(value.strip()):
+        return significant(float(value))
+    return value
+
+
+def rounded(cell: object) -> object:
+    """A rendered cell with the numbers of its string templates rounded, on a copy of each template (the
+    parameters may be the expectation's own)."""
+    if isinstance(cell, list):
+        return [rounded(c) for c in cell]
+    template = getattr(cell, "string_template", None)
+    if isinstance(template, dict) and isinstance(template.get("params"), dict):
+        cell.string_template = {**template, "params": {k: _short(v) for k, v in template["params"].items()}}
+    return cell
 
 
 def severity_of(config: object) -> str:
@@ -54,6 +87,6 @@ class SeverityTableRenderer(ValidationResultsTableContentBlockRenderer):
             rows = row_fn(configuration=configuration, result=result, runtime_configuration=runtime_configuration,
                           **kwargs)
             cell = severity_cell(result.expectation_config if result is not None else configuration)
-            return [[row[0], cell, *row[1:]] for row in rows]
+            return [[row[0], cell, *(rounded(c) for c in row[1:])] for row in rows]
 
         return rows_with_severity

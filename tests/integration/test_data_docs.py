@@ -23,6 +23,7 @@ import pytest
 from expectations import docs_assets
 from expectations.checkpoint import check_batch
 from expectations.docs import local_assets
+from expectations.renderers import significant
 from flows import ingest
 from flows.orchestration.runtime import Runtime
 from flows.settings import get_settings
@@ -147,6 +148,18 @@ def test_each_expectation_shows_its_severity_and_the_failed_one_is_marked(failin
     assert f"ge-severity-{severity}" in failed[0]
 
 
+def test_the_pages_have_no_newsletter_footer_and_show_fitted_thresholds_rounded(failing):
+    for page in (failing.page, failing.site / "index.html"):
+        assert "newsletter" not in page.read_text().lower(), page
+    html = failing.page.read_text()
+    result = json.loads(next(_gx_results(failing).rglob(f"{failing.summary.batch_id}.json")).read_text())
+    fitted = [v for r in result["results"] for v in r["expectation_config"]["kwargs"].values()
+              if isinstance(v, float) and len(repr(v)) > 8]  # thresholds fitted on data, stored exact
+    assert fitted
+    for value in fitted:
+        assert repr(value) not in html and significant(value) in html, value
+
+
 def test_without_the_fetched_assets_the_docs_build_and_the_ingest_says_how_to_get_them(unfetched):
     result, printed = unfetched
     assert result.summary.stored == 400 and result.page.is_file()
@@ -171,6 +184,7 @@ def test_the_validation_page_shows_the_failed_expectation_with_its_icon_offline(
     assert 'class="bootstrap-table' in dom  # jQuery and bootstrap-table ran from the local copies
     failed = [row for row in _rows(dom) if "fa-times" in row and "ge-severity-" in row]
     assert len(failed) == 1 and "unexpected values found" in failed[0]
+    assert "<footer" not in dom  # GX's newsletter footer no longer covers the tables' last rows
 
     shot = browser.screenshot(failing.page.as_uri(), "data-docs-validation", size="1400,1800")
     without_fonts = failing.root / "without-font-awesome"
