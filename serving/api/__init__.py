@@ -27,7 +27,8 @@ Every answer carries security headers (`SecurityHeaders`: nosniff, a Content-Sec
 referrer, no-store). /readyz says only whether the service is ready, unless the caller gives the key.
 
 Where each part lives:
-- schemas.py: the request model `Declaration`, the answer `ScoreOut`, and the fields' JSON schemas;
+- schemas.py: the request model `Declaration` (derived from the declarations contract), the answers `ScoreOut`,
+  `HealthOut` and `ReadyOut`, and the fields' JSON schemas;
 - body.py: the body read into records (`parse_records`), text no field may hold, canonical records read
   (`read_canonical`), 422 details;
 - source.py: a mapping's source layout (`SourceLayout`);

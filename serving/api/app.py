@@ -38,7 +38,7 @@ from serving.api.docs import (
     request_examples,
 )
 from serving.api.guards import BODY_TIMEOUT_S, MAX_BODY_BYTES, BodyGuard, SecurityHeaders
-from serving.api.schemas import ANSWER, ANSWERS, Declaration, ScoreOut
+from serving.api.schemas import ANSWER, ANSWERS, Declaration, HealthOut, ReadyOut, ScoreOut
 from serving.api.source import SourceLayout
 from serving.keys import ServiceKey
 from serving.realtime import DecisionLog, ServiceState
@@ -106,7 +106,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
     # GET /ui: the analysts' page, behind the same key
     app.state.ui = ui.install(app, scorer, key, secure_cookie=secure_cookie)
 
-    @app.get("/healthz", summary="Liveness: the process answers")
+    @app.get("/healthz", summary="Liveness: the process answers", response_model=HealthOut)
     async def healthz() -> dict:  # on the event loop: never waits behind scoring threads
         return {"status": "ok"}
 
@@ -124,7 +124,10 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
     @app.get("/readyz", summary="Readiness: a champion is loaded and the warehouse snapshot is readable",
              description="`{\"ready\": true}`, or 503 with `Retry-After` when not ready. With the service's key as "
                          "`X-API-Key` (or on a service without a key) it also says which model version, thresholds' "
-                         "batch, layouts, registry and warehouse state it serves with, and the decisions pending.")
+                         "batch, layouts, registry and warehouse state it serves with, and the decisions pending.",
+             response_model=ReadyOut,
+             responses={503: {"model": ReadyOut, "description": "Not ready: no champion model or no warehouse "
+                                                                "snapshot yet; retry after `Retry-After` seconds."}})
     def readyz(request: Request) -> JSONResponse:
         state.refresh(wait=False)
         ready = state.ready

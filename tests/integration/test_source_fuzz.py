@@ -16,7 +16,7 @@ from features.intake.mapping import load_mapping
 from features.simulator.islas import MAPPING_PATH, simulate_islas
 from serving.api import create_app
 from tests.integration.test_api import api_scorer  # noqa: F401 - a module-scoped fixture
-from tests.integration.test_api_hardening import running
+from tests.integration.test_api_guards import running
 
 pytestmark = pytest.mark.integration
 

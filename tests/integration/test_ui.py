@@ -30,7 +30,7 @@ from serving.scorer import Scorer
 from serving.ui.data import NOT_STORED
 from serving.ui.overview import MAX_LIST_ROWS
 from tests.conftest import write_csv
-from tests.integration.test_api_hardening import write_locked
+from tests.integration.test_api_app import write_locked
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from serving.api import create_app
 from tests.browser import chromium, distinct_colours, dump_dom, image_size, screenshot
-from tests.integration.test_api_hardening import running
+from tests.integration.test_api_guards import running
 from tests.integration.test_ui import store_scored_world
 
 pytestmark = pytest.mark.integration

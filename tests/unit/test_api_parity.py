@@ -4,7 +4,7 @@ Each cell of the catalogue goes through ingest's row checks (`check_rows` on the
 `records_frame` builds, as a file of it would give) and through the canonical API's reading (serving/api/body.py
 `read_canonical`: `Declaration`), in every declaration field of its type. Both must give the same verdict, the same
 reason code when they refuse and the same typed value when they accept. The catalogue is data: the next case is one
-line. Unpaired surrogates are left out (no file can hold one: tests/integration/test_api_hardening.py refuses them).
+line. Unpaired surrogates are left out (no file can hold one: tests/integration/test_api.py refuses them).
 """
 from __future__ import annotations
 

@@ -1,0 +1,136 @@
+"""The decision log of real-time answers (serving/realtime.py `DecisionLog`), as the app writes it: every answer
+logged with its provenance, kept while the warehouse is busy, spilled on a busy shutdown, and never an answer
+unlogged."""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.api import create_app
+from serving.scorer import Scorer
+from tests.integration.test_api import _declaration, api_scorer  # noqa: F401 - a module-scoped fixture
+from tests.integration.test_api_app import write_locked
+
+pytestmark = pytest.mark.integration
+
+
+def _realtime_decisions(scorer: Scorer) -> pd.DataFrame:
+    with scorer.warehouse.process_lock():
+        return scorer.warehouse.read("SELECT * FROM decisions WHERE request_id IS NOT NULL ORDER BY decided_at, position")
+
+
+def test_every_realtime_answer_is_logged_with_its_provenance(api_scorer, world):  # noqa: F811
+    with TestClient(create_app(api_scorer, api_key="")) as c:  # the lifespan: the log flushes on shutdown
+        state = c.app.state.service
+        answers = [c.post("/v1/score", json=_declaration(world, -i)) for i in range(1, 4)]
+        answers.append(c.post("/v1/score", json=[_declaration(world, -4), _declaration(world, -5)],
+                              headers={"X-Request-ID": "client-req-42"}))
+        assert all(a.status_code == 200 for a in answers)
+        thresholds_from = state.thresholds.batch_id if state.thresholds else None
+    ids = [a.headers["x-request-id"] for a in answers]
+    log = _realtime_decisions(api_scorer)
+    log = log[log["request_id"].isin(ids)]  # other tests' clients log too
+    assert len(log) == 5
+    assert log["request_id"].nunique() == 4 and (log["request_id"] == "client-req-42").sum() == 2
+    assert log["batch_id"].nunique() == 4 and log["batch_id"].str.startswith("rt-").all()
+    assert answers[-1].headers["x-request-id"] == "client-req-42"
+    assert set(log["model_version"]) == {"3"} and set(log["policy_hash"]) == {api_scorer.policy.digest()}
+    assert log["thresholds_batch_id"].isna().all() if thresholds_from is None else \
+        (log["thresholds_batch_id"] == thresholds_from).all()
+    assert log["declaration_id"].tolist() == [_declaration(world, -i)["declaration_id"] for i in range(1, 6)]
+    assert log[log["request_id"] == "client-req-42"]["position"].tolist() == [0, 1]
+    assert log["lane"].tolist() == [a.json()["lane"] for a in answers[:3]] + [r["lane"] for r in answers[3].json()]
+
+
+def test_a_busy_warehouse_keeps_the_log_buffered_until_it_is_free(api_scorer, world):  # noqa: F811
+    with TestClient(create_app(api_scorer, api_key="")) as c:
+        log = c.app.state.decision_log
+        with write_locked(api_scorer.warehouse.path):
+            answer = c.post("/v1/score", json=_declaration(world))
+            assert answer.status_code == 200
+            assert log.flush() == 0 and log.pending == 1  # kept, to retry
+        assert log.flush() == 1 and log.pending == 0
+    logged = _realtime_decisions(api_scorer)
+    assert (logged["request_id"] == answer.headers["x-request-id"]).sum() == 1
+
+
+def test_a_shutdown_while_the_warehouse_is_busy_spills_and_the_next_start_writes(api_scorer, world):  # noqa: F811
+    app = create_app(api_scorer, api_key="")
+    log = app.state.decision_log
+    log.close_timeout = 0.5
+    client, open_ = TestClient(app), True
+    client.__enter__()
+    try:
+        assert client.post("/v1/score", json=_declaration(world, -6)).status_code == 200  # the API has its snapshot
+        assert log.flush() == 1
+        with write_locked(api_scorer.warehouse.path):
+            answer = client.post("/v1/score", json=_declaration(world))
+            assert answer.status_code == 200, answer.text
+            client.__exit__(None, None, None)  # shut down while the warehouse is busy
+            open_ = False
+            assert log.spill_path.exists() and log.pending == 1  # not lost: on disk beside the warehouse
+    finally:
+        if open_:
+            client.__exit__(None, None, None)
+    again = create_app(api_scorer, api_key="")
+    with TestClient(again):
+        again.state.decision_log.flush()
+    assert not log.spill_path.exists()
+    logged = _realtime_decisions(api_scorer)
+    assert (logged["request_id"] == answer.headers["x-request-id"]).sum() == 1
+
+
+def test_a_full_log_buffer_refuses_to_score_rather_than_answer_unlogged(api_scorer, world):  # noqa: F811
+    with TestClient(create_app(api_scorer, api_key="")) as c:
+        log = c.app.state.decision_log
+        assert c.post("/v1/score", json=_declaration(world, -5)).status_code == 200  # the API has its snapshot
+        assert log.flush() == 1
+        log.max_rows = 1
+        with write_locked(api_scorer.warehouse.path):
+            first = c.post("/v1/score", json=_declaration(world))
+            assert first.status_code == 200, first.text
+            log.flush()  # the warehouse is busy: kept
+            refused = c.post("/v1/score", json=_declaration(world))
+            assert refused.status_code == 503 and "retry-after" in refused.headers
+        assert log.flush() == 1
+        assert c.post("/v1/score", json=_declaration(world)).status_code == 200
+
+
+def test_two_clients_with_the_same_request_id_are_both_logged(api_scorer, world):  # noqa: F811
+    with TestClient(create_app(api_scorer, api_key="")) as c:
+        for i in (1, 2):
+            assert c.post("/v1/score", json=_declaration(world, -i), headers={"X-Request-ID": "dup-7"}).status_code == 200
+        c.app.state.decision_log.flush()
+    logged = _realtime_decisions(api_scorer)
+    assert (logged["request_id"] == "dup-7").sum() == 2
+
+
+def test_realtime_rows_do_not_move_the_thresholds(api_scorer, world):  # noqa: F811
+    from serving.scorer import Thresholds
+
+    batch = api_scorer.score(world.declarations.iloc[-200:].reset_index(drop=True))
+    with TestClient(create_app(api_scorer, api_key="")) as c:
+        state = c.app.state.service
+        state.pin(Thresholds.from_decisions(batch.assign(batch_id="pinned"), "risk_score", api_scorer.policy.seed))
+        for i in range(1, 4):
+            assert c.post("/v1/score", json=_declaration(world, -i)).status_code == 200
+        c.app.state.decision_log.flush()
+        state._refreshed_at = -float("inf")
+        state.refresh()
+        assert state.thresholds.batch_id == "pinned"
+
+
+def test_logging_an_answer_costs_well_under_a_millisecond(api_scorer):  # noqa: F811
+    from serving.realtime import DecisionLog
+
+    log = DecisionLog(api_scorer.warehouse, flush_seconds=3600, flush_rows=10**9)
+    row = {"declaration_id": "x", "risk_score": 0.1, "expected_revenue": None, "lane": "green", "selected_by": "",
+           "reasons": "", "model_version": "3"}
+    t = time.perf_counter()
+    for _ in range(1000):
+        log.record([row], request_id="r", policy_hash="p", thresholds_batch_id=None)
+    assert (time.perf_counter() - t) / 1000 < 0.0002
+    log.discard()
