@@ -134,15 +134,15 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     extra_num = sorted(c for c in frame.columns if c.startswith(EXTRA_NUMERIC_PREFIX))
     passthrough = [c for c in PASSTHROUGH if c in frame] + extra_cat + extra_num  # absent ones become NaN below
     what, total = f"features for {len(frame):,} declarations", len(SIGNALS) + 2  # the history's indexes, each part
-    advance(what, 0, total)
+    advance(what, 0, total, label="started")
     inputs = Inputs(PriceBands.fit(history) if bands is None else bands, profiles or ProfileIndex(history))
-    advance(what, 1, total)
+    advance(what, 1, total, label="history indexed (price bands, entity profiles)")
     parts = []
     for done, signal in enumerate(SIGNALS, start=2):
         parts.append(signal.batch(frame, inputs))
-        advance(what, done, total)
+        advance(what, done, total, label=f"{signal.name} signals")
     parts.append(pd.DataFrame({f.name: f.batch(frame) for f in catalogue.computed()}, index=frame.index))
-    advance(what, total, total)
+    advance(what, total, total, label="catalogue features")
     # one concat, not a join per part: a one-row API call pays per pandas operation
     X = pd.concat([*parts, frame[passthrough]], axis=1)
     categorical, numeric = column_order(list(X.columns))

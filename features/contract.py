@@ -36,7 +36,7 @@ EARLIEST_STORABLE_DATE = pd.Timestamp.min.ceil("D")
 LATEST_STORABLE_DATE = pd.Timestamp.max.floor("D")
 
 # Ids (every *_id field, bill_of_lading, hs_code) longer than this are quarantined (`too_long`); the API caps them
-# the same (serving/api.py). Other text is capped at MAX_TEXT_LENGTH.
+# the same (serving/api/schemas.py). Other text is capped at MAX_TEXT_LENGTH.
 MAX_ID_LENGTH = 100
 MAX_TEXT_LENGTH = 1_000
 # Whole-number fields hold at most ±2^53, the integers a float (how a number is parsed) represents exactly.

@@ -33,6 +33,7 @@ PATIENT_ROWS = 100_000  # up to this many labelled training rows; above, the rat
 PATIENCE_DISTANCE = 15.0
 MAX_RATE = 0.3
 BLEND_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)  # the engineered member's share of the blend's log-odds
+ROUNDS = "boosting rounds"  # what a fit's progress counts
 
 
 def learning_rate_for(rows: int, iterations: int) -> float:
@@ -163,7 +164,7 @@ class _Rounds:
         self.advance, self.what, self.total, self.deadline = advance, what, total, deadline
 
     def after_iteration(self, info) -> bool:  # noqa: ANN001 - CatBoost's callback protocol
-        self.advance(self.what, min(info.iteration, self.total), self.total)
+        self.advance(self.what, min(info.iteration, self.total), self.total, unit=ROUNDS)
         return not self.deadline.spent()  # False stops boosting (the best round so far is kept)
 
 
@@ -173,7 +174,7 @@ def _fit(estimator: CatBoostClassifier | CatBoostRegressor, pool: Pool, what: st
     total = estimator.get_params().get("iterations") or CATBOOST_DEFAULT_ROUNDS
     listening = advance is not quiet or deadline.at is not None
     estimator.fit(pool, callbacks=[_Rounds(advance, what, total, deadline)] if listening else None, **fit_params)
-    advance(what, total, total)
+    advance(what, total, total, unit=ROUNDS)
 
 
 def _classifier(fs: FeatureSet, split: Split, columns: list[str], params: dict, early_stopping_rounds: int,

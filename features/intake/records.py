@@ -24,7 +24,7 @@ def records_frame(records: list[dict], mapping: ColumnMapping) -> pd.DataFrame:
     columns that no record carries are left out, as a file without them is: the records are unlabelled.
 
     Each value becomes a cell as features/intake/cell.py `file_text` writes it. The caller refuses text that no
-    field may hold first (serving/api.py: a pandas text column cannot hold an unpaired surrogate)."""
+    field may hold first (serving/api/body.py: a pandas text column cannot hold an unpaired surrogate)."""
     columns = list(dict.fromkeys(k for r in records for k in r))
     columns += [c for c, target in source_columns(mapping).items() if c not in columns and target not in mapping.labels]
     text = {c: pd.Series([file_text(r.get(c), mapping.decimal) for r in records], dtype="str") for c in columns}

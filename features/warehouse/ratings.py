@@ -34,7 +34,7 @@ class Ratings:
 
     def record(self, rated: pd.DataFrame, entity: str, keys: list[str], min_controls: int,
                audit_list_id: str | None = None) -> str | None:
-        """Append one ratings list (serving/audit.py `entity_ratings`, best first, its key columns as columns) in one
+        """Append one ratings list (serving/entity_ratings.py `entity_ratings`, best first, its key columns as columns) in one
         transaction; returns its id (None for an empty list: nothing is stored)."""
         if rated.empty:
             return None

@@ -15,7 +15,7 @@ request holds.
 Lanes in real time come from thresholds (serving/selection.py `Thresholds`) that serving/realtime.py learns
 from the latest scoring batch; every answer is appended to the decision log (serving/realtime.py `DecisionLog`).
 
-The app also serves the analysts' page (`GET /ui`, serving/ui.py) behind the same key, and documents `/v1/score`
+The app also serves the analysts' page (`GET /ui`, serving/ui/) behind the same key, and documents `/v1/score`
 with request examples drawn from the built-in simulator (`request_examples`).
 
 What a request may cost is bounded before any per-item work: the body (size, and time to arrive: `BodyGuard`),

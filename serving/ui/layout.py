@@ -13,7 +13,7 @@ from features.contract import MAX_ID_LENGTH
 from serving.ui.style import STYLE
 
 # The pages' own policy: inline CSS and SVG, no script. The app adds the other security headers to every answer
-# (serving/api.py `SecurityHeaders`).
+# (serving/api/guards.py `SecurityHeaders`).
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                                "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",

@@ -25,7 +25,7 @@ def test_the_flow_ingests_all_three_sources_and_publishes_a_summary(prefect_api,
                             world.drift_date)
     paths = write_world(small, tmp_path / "landing", "csv")
     told = []
-    monkeypatch.setattr(bars, "advance", lambda what, done, total: told.append((what, done, total)))
+    monkeypatch.setattr(bars, "advance", lambda what, done, total, **_: told.append((what, done, total)))
     summaries = customs_ingest([str(p) for p in paths.values()])
     assert [(d, t) for w, d, t in told if w == "ingesting declarations.csv"] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     kinds = [s["kind"] for s in summaries]

@@ -53,7 +53,7 @@ def incoming(world, tmp_path):
 
 def test_every_input_row_gets_an_output_row_in_order(scorer, incoming):
     told = []
-    scored = score_file(incoming, scorer, advance=lambda what, done, total: told.append((what, done, total)))
+    scored = score_file(incoming, scorer, advance=lambda what, done, total, **_: told.append((what, done, total)))
     assert [(done, total) for what, done, total in told if what == "scoring 2,999 declarations"] == [
         (0, 3), (1, 3), (2, 3), (3, 3)]  # the valid rows: features and scores, lanes, reasons
     assert ("features for 2,999 declarations", 8, 8) in told

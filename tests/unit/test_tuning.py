@@ -24,7 +24,7 @@ def test_a_budget_that_is_no_duration_is_refused(text):
 def test_tuning_keeps_the_best_trial_on_validation(world):
     frame = integrate(world.declarations.head(8000), world.manifests, world.traders)
     told = []
-    result = train_and_evaluate(frame, FAST, tune_seconds=3, advance=lambda *call: told.append(call))
+    result = train_and_evaluate(frame, FAST, tune_seconds=3, advance=lambda *call, **_: told.append(call))
     assert result.trials, "the first trial (the given configuration) always runs"
     budget = [(done, total) for what, done, total in told if what == "tuning: seconds of the budget"]
     assert budget[0] == (0, 3) and budget[-1] == (3, 3) and len(budget) == len(result.trials) + 2
