@@ -96,8 +96,9 @@ def test_the_first_flow_starts_the_homes_server_and_the_next_reuse_it(homes, dec
 
 def test_commands_that_run_no_flow_start_no_server(homes, tmp_path):
     a, _ = homes
-    assert _cli(a, "promote", "--json").returncode == 0
+    assert _cli(a, "server", "status", "--json").returncode == 0
     assert _cli(a, "ingest", str(tmp_path / "missing.csv")).returncode == 2  # checked before any server starts
+    assert _cli(a, "promote", "--version", "3").returncode == 2  # --reason missing: refused before any flow
     assert server.recorded(a / "prefect") is None
 
 
