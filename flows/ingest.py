@@ -4,7 +4,6 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from features.warehouse.store import ingest_turn
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -15,7 +14,7 @@ from features.contract import KINDS
 from features.errors import UserError
 from features.intake.batch import PreparedBatch, prepare_batch, reject_batch
 from features.intake.mapping import load_mapping
-from features.warehouse import IngestSummary
+from features.warehouse import IngestSummary, ingest_turn
 from flows import bars
 from flows.orchestration import runtime
 from flows.orchestration.runtime import Runtime, file_away, landing_files, progress

@@ -18,6 +18,8 @@ PROMOTIONS_SHOWN = 10  # the latest promotions shown beside the aliases
 def read_aliases(rt: Runtime) -> dict:
     """The champion's and the challenger's versions (None where unset), and the latest promotions."""
     result = {alias: registry.alias_version(rt.client, alias) for alias in (registry.CHAMPION, registry.CHALLENGER)}
+    result["versions"] = {alias: registry.version_summary(rt.client, version) for alias, version in result.items()
+                          if version is not None}
     result["promotions"] = registry.read_promotions(rt.settings.promotions_log)[-PROMOTIONS_SHOWN:]
     return result
 

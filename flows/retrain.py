@@ -110,7 +110,7 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
             "reasons": decision.reasons, "trigger": tags["aduana.trigger"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
             "feature_groups": groups_summary(result), "blend": describe_blend(result.blend),
-            "validation_warnings": warnings}
+            "validation_warnings": warnings, "experiment_id": training_runs.experiment_id}
     create_markdown_artifact(key="customs-retrain-report", markdown=train_markdown(summary),
                              description="Holdout metrics of the retrained model and the reference, and the gate's decision")
     return summary
@@ -135,4 +135,4 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
     return {"run_id": logged["model"], "reference_run_id": logged["reference"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
             "feature_groups": groups_summary(result), "blend": describe_blend(result.blend),
-            "behaviour": result.behaviour}
+            "behaviour": result.behaviour, "experiment_id": training_runs.experiment_id}

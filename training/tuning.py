@@ -4,24 +4,12 @@ The first trial starts from the given configuration's values, so the search keep
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, replace
 
 from features.build import FeatureSet
-from features.errors import UserError
 from features.progress import Advance, quiet
 from training.models import FitConfig, Split, fit_risk_model, validation_score
-
-UNITS = {"s": 1, "m": 60, "h": 3600}
-
-
-def parse_budget(text: str) -> float:
-    """'10m', '90s', '1h' or plain seconds → seconds."""
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text or "")
-    if not found or float(found.group(1)) <= 0:
-        raise UserError(f"--budget {text!r}: give a duration such as 90s, 10m or 1h")
-    return float(found.group(1)) * UNITS[found.group(2) or "s"]
 
 
 @dataclass

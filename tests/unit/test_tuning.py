@@ -4,21 +4,8 @@ from __future__ import annotations
 import pytest
 
 from features.build import integrate
-from features.errors import UserError
 from tests.conftest import FAST
 from training.pipeline import train_and_evaluate
-from training.tuning import parse_budget
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("10m", 600), ("90s", 90), ("1h", 3600), ("45", 45), ("1.5m", 90)])
-def test_budgets_read_as_people_write_them(text, seconds):
-    assert parse_budget(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "ten minutes", "0s", "-5m", "5d"])
-def test_a_budget_that_is_no_duration_is_refused(text):
-    with pytest.raises(UserError, match="--budget"):
-        parse_budget(text)
 
 
 def test_tuning_keeps_the_best_trial_on_validation(world):
