@@ -68,13 +68,21 @@ def ratings(
 
 @runs_flows(check=headers_fit("path"))
 def backtest(
-    path: Annotated[Path | None, typer.Argument(help="Labelled declarations to replay (default: the simulator).", **INPUT)] = None,
+    path: Annotated[Path | None, typer.Argument(help="Labelled declarations to replay (default: the warehouse's "
+                                                      "labelled declarations, or a simulated world when it has none).",
+                                                 **INPUT)] = None,
     mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping for PATH.", **INPUT)] = None,
-    rows: Annotated[int, typer.Option("--rows", min=5000, help="Declarations to simulate (no PATH).")] = 200_000,
+    rows: Annotated[int | None, typer.Option("--rows", min=5000, help="Replay a simulated world of this many "
+                                                                     "declarations instead (no PATH).")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 7,
-    capacity: Annotated[float, typer.Option("--capacity", min=0.001, max=1.0, help="Share inspected each week.")] = 0.05,
-    exploration: Annotated[float, typer.Option("--exploration", min=0.0, max=1.0,
-                                               help="Random share of the hybrid policy's capacity.")] = 0.1,
+    capacity: Annotated[float | None, typer.Option(
+        "--capacity", min=0.001, max=1.0, help="Share inspected each week (default: the lane policy's red_share).")] = None,
+    exploration: Annotated[float | None, typer.Option(
+        "--exploration", min=0.0, max=1.0,
+        help="Random share of the hybrid policy's capacity (default: the lane policy's exploration_share).")] = None,
+    lane_policy: Annotated[Path | None, typer.Option(
+        "--lanes", help="YAML lane policy whose capacity, exploration and hard rules are replayed (default: the "
+                        "home's, ADUANA_LANE_POLICY).", **INPUT)] = None,
     retrain_every: Annotated[int, typer.Option("--retrain-every", min=1, help="Weeks between refits.")] = 4,
     warmup_weeks: Annotated[int, typer.Option("--warmup-weeks", min=1, help="Weeks of historical labels to start from.")] = 8,
     policies: Annotated[list[str] | None, typer.Option("--policy", help="model, hybrid, random, rules (repeatable).")]
@@ -86,6 +94,10 @@ def backtest(
     from flows.backtest import customs_backtest
     from flows.render import backtest_markdown
 
-    result = customs_backtest(str(path) if path else None, str(mapping) if mapping else None, rows, seed, capacity,
-                              exploration, retrain_every, warmup_weeks, policies, iterations)
+    if path is not None and rows is not None:
+        raise UserError("backtest: give PATH or --rows (a simulated world), not both")
+    result = customs_backtest(path=str(path) if path else None, mapping=str(mapping) if mapping else None, rows=rows,
+                              seed=seed, capacity=capacity, exploration=exploration, retrain_every=retrain_every,
+                              warmup_weeks=warmup_weeks, policies=policies, iterations=iterations,
+                              lane_policy=str(lane_policy) if lane_policy else None)
     emit(result, as_json, backtest_markdown(result) + f"\n\nMLflow run: {result['mlflow_run_id']} (experiment aduana-backtest)")

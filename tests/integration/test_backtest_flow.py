@@ -53,3 +53,26 @@ def test_backtest_of_a_mapped_file_logs_one_mlflow_run(prefect_api, home, world,
     mlflow.set_tracking_uri(f"sqlite:///{get_settings().mlflow_db}")
     weekly = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/backtest/weekly.csv"))
     assert len(weekly) == 4 * 12 and (weekly["selected"] > 0).all()
+
+
+def test_a_plain_backtest_replays_the_warehouses_labels_under_the_homes_lane_policy(prefect_api, home, world,
+                                                                                   tmp_path, monkeypatch):
+    """Without a file or --rows, the backtest replays what the warehouse holds; capacity, exploration and hard
+    rules are the lane policy's, as batch and real-time scoring apply them."""
+    from features.intake.batch import prepare_batch
+    from features.labels import labelled
+    from features.warehouse import Warehouse
+
+    d = world.declarations[world.declarations["declaration_date"] < pd.Timestamp("2023-05-21")]
+    Warehouse(get_settings().warehouse_path).store(prepare_batch(write_csv(tmp_path / "declarations.csv", d)))
+    lanes = tmp_path / "lanes.yaml"
+    lanes.write_text("red_share: 0.2\nexploration_share: 0.3\nrules: {watchlist_importers: [IMP100001]}\n")
+    monkeypatch.setenv("ADUANA_LANE_POLICY", str(lanes))
+    summary = customs_backtest(warmup_weeks=8, retrain_every=50, iterations=10, seed=3, policies=["hybrid", "rules"])
+
+    assert summary["source"] == "warehouse" and summary["universe_rows"] == int(labelled(d).sum())
+    assert (summary["capacity"], summary["exploration"]) == (0.2, 0.3)
+    run = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}").get_run(summary["mlflow_run_id"])
+    assert json.loads(run.data.params["rules"])["watchlist_importers"] == ["IMP100001"]
+    assert customs_backtest(warmup_weeks=8, retrain_every=50, iterations=10, seed=3, policies=["random"],
+                            capacity=0.1)["capacity"] == 0.1  # a given capacity overrides the policy's
