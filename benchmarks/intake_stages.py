@@ -24,7 +24,7 @@ def stage_generate(work: Path, rows: int) -> dict:
 def stage_ingest(work: Path, rows: int) -> dict:
     """The ingest pipeline without Prefect: read → map → pandera → GX (sample) → DuckDB, for 1M declarations."""
     from expectations.checkpoint import check_batch
-    from features.intake.batch import prepare_batch
+    from features.intake.prepared import prepare_batch
     from features.warehouse import Warehouse
 
     path = work / "landing" / "declarations.parquet"

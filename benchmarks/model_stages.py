@@ -172,8 +172,8 @@ def stage_quality(work: Path, rows: int) -> dict:
     mapping file): the model as `aduana train` fits it, the library-default CatBoost reference and a patient
     practitioner's CatBoost, on the same holdout."""
     from features.build import integrate
-    from features.intake.batch import prepare_batch
     from features.intake.mapping import load_mapping
+    from features.intake.prepared import prepare_batch
     from features.simulator import simulate, simulate_islas, write_islas
     from training.models import FitConfig
     from training.pipeline import explicit_split, train_and_evaluate

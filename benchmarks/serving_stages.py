@@ -24,8 +24,8 @@ def stage_serving(work: Path, rows: int) -> dict:
     import uvicorn
 
     from features.build import build_features, integrate
-    from features.intake.batch import prepare_batch
     from features.intake.mapping import ColumnMapping
+    from features.intake.prepared import prepare_batch
     from features.intake.validation import check_rows
     from features.warehouse import Warehouse
     from serving.api import create_app, server_config
@@ -175,7 +175,7 @@ def stage_worst_request(work: Path, rows: int) -> dict:
 
     import uvicorn
 
-    from features.intake.batch import prepare_batch
+    from features.intake.prepared import prepare_batch
     from features.simulator import simulate, write_world
     from features.warehouse import Warehouse
     from serving.api import create_app, server_config

@@ -28,7 +28,13 @@ import numpy as np
 import pandas as pd
 
 from expectations import SUITES_DIR
-from expectations.docs import configure_site, data_asset_name, publish_validation, rename_validation, run_name
+from expectations.data_docs import (
+    configure_site,
+    data_asset_name,
+    publish_validation,
+    rename_validation,
+    run_name,
+)
 from expectations.docs_assets import VENDOR_DIR
 from expectations.reference import (
     INTAKE_COLUMNS,

@@ -4,7 +4,7 @@ GX's page templates load Bootstrap, jQuery, bootstrap-table, Font Awesome and Ve
 network the index's list stays empty and the status icons are missing. docs_assets.json pins each file to an npm
 package version and its registry integrity (sha512). `python -m expectations.docs_assets` (run by `make venv`)
 downloads each tarball once, checks it against that integrity and unpacks only the listed files into
-expectations/vendor/ (git-ignored). It does nothing when they are already there and verified. expectations/docs.py
+expectations/vendor/ (git-ignored). It does nothing when they are already there and verified. expectations/data_docs.py
 copies them into each Data Docs site.
 
 Standard library only: it runs while the virtual environment is being built.

@@ -1,7 +1,7 @@
 """Data Docs renderers: the validation page's table gets a Severity column, and its numbers 4 significant digits.
 
 GX 1.24 stores each expectation's `severity` but no renderer shows it, and here it decides what a failure does
-(critical rejects the batch, warning flags it). expectations/docs.py names this class in the site's configuration;
+(critical rejects the batch, warning flags it). expectations/data_docs.py names this class in the site's configuration;
 GX loads it by module path when it renders a validation page. Thresholds fitted on data ("4097.321098135413") are
 shown rounded ("4097"); the expectation keeps its exact value.
 """

@@ -8,8 +8,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
+from features.intake.prepared import prepare_batch
 from features.labels import labelled
 from features.simulator import simulate
 from features.warehouse import read_tables

@@ -12,8 +12,8 @@ from expectations.checkpoint import QualityReport, check_batch, name_docs_after_
 from expectations.reference import caught_up, record_batch
 from features.contract import KINDS
 from features.errors import UserError
-from features.intake.batch import PreparedBatch, prepare_batch, reject_batch
 from features.intake.mapping import load_mapping
+from features.intake.prepared import PreparedBatch, prepare_batch, reject_batch
 from features.warehouse import IngestSummary, ingest_turn
 from flows import bars
 from flows.orchestration import runtime

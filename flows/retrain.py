@@ -12,8 +12,8 @@ from prefect.runtime import flow_run
 
 from features.build import integrate
 from features.errors import UserError
-from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
+from features.intake.prepared import prepare_batch
 from features.warehouse import read_tables
 from flows import bars
 from flows.orchestration import runtime

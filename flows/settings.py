@@ -14,7 +14,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from training.policies import FitConfig, GatePolicy, MonitorThresholds
+from training.user_policies import FitConfig, GatePolicy, MonitorThresholds
 
 NESTED = ("gate", "train", "monitor")  # the policies' sections
 

@@ -68,7 +68,7 @@ def declarations_csv(tmp_path: Path, world: World) -> Path:
 @pytest.fixture
 def loaded_home(home, world, tmp_path):
     """A fresh ADUANA_HOME whose warehouse holds the small world."""
-    from features.intake.batch import prepare_batch
+    from features.intake.prepared import prepare_batch
     from features.warehouse import Warehouse
     from flows.settings import get_settings
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from training.metrics import label, pr_auc
-from training.policies import GatePolicy
+from training.user_policies import GatePolicy
 
 
 @dataclass

@@ -22,7 +22,7 @@ from features.errors import UserError
 from features.prices import PriceBands
 from features.progress import Advance, quiet
 from training.metrics import pr_auc
-from training.policies import FitConfig
+from training.user_policies import FitConfig
 
 MIN_REVENUE_ROWS = 30
 CATBOOST_DEFAULT_ROUNDS = 1000  # CatBoost's own default when `iterations` is not given

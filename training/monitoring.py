@@ -20,7 +20,7 @@ from features.errors import UserError
 from features.warehouse import Tables
 from training.drift import feature_drift, numeric_drift, wilson
 from training.models import RiskModel
-from training.policies import MonitorThresholds
+from training.user_policies import MonitorThresholds
 
 
 @dataclass

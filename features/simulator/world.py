@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.simulator import catalogue as cat
+from features.simulator import trade_data as cat
 
 TYPOLOGIES = ("undervaluation", "misclassification", "origin", "weight_mismatch", "shell", "new_scheme")
 DRIFT_SHARE = 0.65  # the new scheme starts at this share of the period

@@ -11,10 +11,10 @@ from features.warehouse.connection import (
     ingest_turn,
 )
 from features.warehouse.decisions import Decisions
-from features.warehouse.ingest import IngestSummary
 from features.warehouse.ratings import Ratings
 from features.warehouse.schema import STORED_BOOKKEEPING
 from features.warehouse.snapshot import Refreshing, Tables, read_tables, snapshot_version
+from features.warehouse.storing import IngestSummary
 from features.warehouse.warehouse import Warehouse
 
 __all__ = ["BUSY", "STORED_BOOKKEEPING", "WAREHOUSE_ERRORS", "AuditLists", "Decisions", "IngestBusy", "IngestSummary",

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import LABEL_FIELDS, label_contradictions
-from features.intake.batch import reject
+from features.intake.prepared import reject
 
 OUTCOME_FIELDS = LABEL_FIELDS  # what an outcomes file may relabel
 

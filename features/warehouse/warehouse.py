@@ -12,14 +12,14 @@ import duckdb
 import pandas as pd
 
 from features.errors import UserError
-from features.intake.batch import PreparedBatch
-from features.warehouse import acks, ingest, reads
+from features.intake.prepared import PreparedBatch
+from features.warehouse import acks, reads, storing
 from features.warehouse.audits import AuditLists
 from features.warehouse.connection import DEFAULT_BUSY_WAIT, open_connection, process_lock
 from features.warehouse.decisions import Decisions
-from features.warehouse.ingest import IngestSummary
 from features.warehouse.ratings import Ratings
 from features.warehouse.schema import create_tables
+from features.warehouse.storing import IngestSummary
 
 
 class Warehouse:
@@ -137,14 +137,14 @@ class Warehouse:
         """Record (append-only) that `by` accepts this batch's failed expectations, and why."""
         return acks.acknowledge(self, batch_id, reason, by)
 
-    # -- ingest (features/warehouse/ingest.py, relabelling in features/warehouse/relabel.py)
+    # -- ingest (features/warehouse/storing.py, relabelling in features/warehouse/relabel.py)
 
     def store(self, batch: PreparedBatch, expectations_passed: bool = True,
               expectation_failures: list[str] | None = None, profile: dict | None = None) -> IngestSummary:
         """Write one prepared batch atomically and return its reconciled summary."""
-        return ingest.store(self, batch, expectations_passed, expectation_failures, profile)
+        return storing.store(self, batch, expectations_passed, expectation_failures, profile)
 
     def quarantine(self, con: duckdb.DuckDBPyConnection, kind: str, source: str, rows: pd.DataFrame,
                    batch_id: str, at: datetime) -> pd.DataFrame:
         """Insert rejected rows in the caller's transaction, but those quarantined before; returns those inserted."""
-        return ingest.quarantine(con, kind, source, rows, batch_id, at)
+        return storing.quarantine(con, kind, source, rows, batch_id, at)

@@ -1,7 +1,7 @@
 """The `aduana` command line: wiring from options to flows, and from results to flows/render.py's text.
 
-The group and its global options are in root.py; the commands are in one module per family (data, models,
-risk, service), registered here in the order `aduana --help` lists them. `main` is the console script.
+The group and its global options are in root.py; the commands are in one module per family (data_commands,
+model_commands, risk_commands, service_commands), registered here in the order `aduana --help` lists them. `main` is the console script.
 Errors are one line and a non-zero exit code; --debug shows the traceback."""
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import sys
 import typer
 
 from features.errors import UserError
-from flows.cli import data, models, risk, service
+from flows.cli import data_commands as data
+from flows.cli import model_commands as models
+from flows.cli import risk_commands as risk
+from flows.cli import service_commands as service
 from flows.cli.output import fail
 from flows.cli.root import app, state
 from flows.orchestration import runtime

@@ -31,11 +31,11 @@ from __future__ import annotations
 
 from serving.reasons import TOP_CONTRIBUTIONS
 from serving.ui.contributions import Contributions, contributions, scorer_input, stored_contributions
-from serving.ui.data import BatchView, PageData, summarise_batch
 from serving.ui.layout import HEADERS
 from serving.ui.lookup import contributions_section
+from serving.ui.page_data import BatchView, PageData, summarise_batch
+from serving.ui.page_snapshot import PageSnapshot
 from serving.ui.routes import install
-from serving.ui.snapshot import PageSnapshot
 
 __all__ = ["HEADERS", "TOP_CONTRIBUTIONS", "BatchView", "Contributions", "PageData", "PageSnapshot", "contributions",
            "contributions_section", "install", "scorer_input", "stored_contributions", "summarise_batch"]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from serving.selection import GREEN, RED
-from serving.ui.data import LANES
+from serving.ui.page_data import LANES
 from serving.ui.style import COLOURS
 
 

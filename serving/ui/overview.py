@@ -10,8 +10,8 @@ import pandas as pd
 from features.entities import NAMES
 from serving.selection import RED
 from serving.ui.charts import histogram_svg, stacked_bars_svg
-from serving.ui.data import LANES, NOT_STORED, BatchView
 from serving.ui.layout import count_text, declaration_link, lane_badge, score_text, table, when_text
+from serving.ui.page_data import LANES, NOT_STORED, BatchView
 
 MAX_BARS = 30  # offices drawn as bars (the busiest); the table lists them all
 MAX_LIST_ROWS = 100  # rows of a red, audit or ratings list shown (the rest are counted)

@@ -19,7 +19,7 @@ from serving.ui.contributions import contributions, scorer_input, stored_contrib
 from serving.ui.layout import HEADERS, lookup_form, page, when_text
 from serving.ui.lookup import contributions_section, decision_section, declaration_section
 from serving.ui.overview import audit_section, batch_section, ratings_section
-from serving.ui.snapshot import PageSnapshot
+from serving.ui.page_snapshot import PageSnapshot
 
 RETRY_AFTER_S = 5
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from features.intake.batch import prepare_batch
+from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows.settings import get_settings
 from serving.api import create_app

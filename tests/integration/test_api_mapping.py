@@ -13,8 +13,8 @@ import yaml
 from fastapi.testclient import TestClient
 
 from features.build import integrate
-from features.intake.batch import prepare_batch
 from features.intake.mapping import ColumnMapping, load_mapping
+from features.intake.prepared import prepare_batch
 from features.intake.reader import read_raw
 from features.intake.records import records_frame
 from features.warehouse import Warehouse

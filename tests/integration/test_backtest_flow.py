@@ -59,7 +59,7 @@ def test_a_plain_backtest_replays_the_warehouses_labels_under_the_homes_lane_pol
                                                                                    tmp_path, monkeypatch):
     """Without a file or --rows, the backtest replays what the warehouse holds; capacity, exploration and hard
     rules are the lane policy's, as batch and real-time scoring apply them."""
-    from features.intake.batch import prepare_batch
+    from features.intake.prepared import prepare_batch
     from features.labels import labelled
     from features.warehouse import Warehouse
 

@@ -37,7 +37,7 @@ def _noise(output: str) -> list[str]:
 
 
 def test_train_and_score_print_no_library_noise(prefect_api, home, tmp_path):
-    from features.intake.batch import prepare_batch
+    from features.intake.prepared import prepare_batch
     from features.warehouse import Warehouse
     from flows.settings import get_settings
 

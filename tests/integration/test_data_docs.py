@@ -22,7 +22,7 @@ import pytest
 
 from expectations import docs_assets
 from expectations.checkpoint import check_batch
-from expectations.docs import local_assets
+from expectations.data_docs import local_assets
 from expectations.renderers import significant
 from flows import ingest
 from flows.orchestration.runtime import Runtime
@@ -33,7 +33,7 @@ from tests.conftest import write_csv
 pytestmark = pytest.mark.integration
 
 GX_TEMPLATES = Path(importlib.util.find_spec("great_expectations").origin).parent / "render" / "view" / "templates"
-# What loads a file, independent of expectations/docs.py's own parser: a script, a stylesheet or icon, an image,
+# What loads a file, independent of expectations/data_docs.py's own parser: a script, a stylesheet or icon, an image,
 # or a CSS url()/@import. Plain <a href> links are for reading and do not count.
 REMOTE_LOAD = re.compile(r"""<script\b[^>]*\bsrc=["']?(?:https?:)?//|<link\b[^>]*\bhref=["']?(?:https?:)?//"""
                          r"""|<img\b[^>]*\bsrc=["']?(?:https?:)?//|url\(\s*["']?(?:https?:)?//|@import\s+["']?(?:https?:)?//""",

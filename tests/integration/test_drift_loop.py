@@ -19,7 +19,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.events import emit_event
 
-from features.intake.batch import prepare_batch
+from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows.monitor import DRIFT_EVENT, MODEL_RESOURCE, customs_monitor
 from flows.retrain import customs_retrain

@@ -9,7 +9,7 @@ import pytest
 from expectations.checkpoint import check_batch, load_suite
 from expectations.reference import merge
 from features.contract import KINDS
-from features.intake.batch import prepare_batch
+from features.intake.prepared import prepare_batch
 from tests.conftest import write_csv
 
 DISTRIBUTION_TYPES = {"expect_column_median_to_be_between", "expect_column_mean_to_be_between",

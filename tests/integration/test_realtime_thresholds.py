@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.intake.batch import prepare_batch
+from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from serving.api import create_app
 from serving.lanes import LanePolicy

@@ -23,8 +23,8 @@ from expectations.reference import (
     pending_path,
     quantile,
 )
-from features.intake.batch import prepare_batch
 from features.intake.mapping import ColumnMapping
+from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows.ingest import store_batch, validate_batch
 from flows.orchestration import runtime

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from features.catalogue import ENGINEERED_GROUPS
-from features.intake.batch import prepare_batch
+from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows import bars
 from flows.retrain import customs_evaluate, customs_retrain

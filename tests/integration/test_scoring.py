@@ -9,8 +9,8 @@ import pytest
 from prefect import flow
 
 from features.contract import LABEL_FIELDS
-from features.intake.batch import prepare_batch
 from features.intake.checked import read_checked
+from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows.orchestration import runtime
 from flows.score import record_decisions

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.contract import LABEL_FIELDS
-from features.intake.batch import prepare_batch
+from features.intake.prepared import prepare_batch
 from features.labels import labelled
 from features.warehouse import Warehouse
 from serving import ui
@@ -27,8 +27,8 @@ from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
 from serving.post_clearance import audit_candidates
 from serving.scorer import Scorer
-from serving.ui.data import NOT_STORED
 from serving.ui.overview import MAX_LIST_ROWS
+from serving.ui.page_data import NOT_STORED
 from tests.conftest import write_csv
 from tests.integration.test_api_app import write_locked
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from features.errors import UserError
-from features.intake.batch import prepare_batch, reject_batch
-from features.warehouse import Warehouse, WarehouseBusy, ingest
+from features.intake.prepared import prepare_batch, reject_batch
+from features.warehouse import Warehouse, WarehouseBusy, storing
 from tests.conftest import write_csv
 
 
@@ -90,7 +90,7 @@ def test_a_failure_mid_way_leaves_the_warehouse_as_it_was(world, tmp_path, wareh
     def crash(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ingest, failing_step, crash)
+    monkeypatch.setattr(storing, failing_step, crash)
     with pytest.raises(RuntimeError, match="disk on fire"):
         warehouse.store(batch)
     assert warehouse.counts() == before

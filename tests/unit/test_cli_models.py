@@ -1,10 +1,10 @@
-"""flows/cli/models.py: the model commands' own argument types."""
+"""flows/cli/model_commands.py: the model commands' own argument types."""
 from __future__ import annotations
 
 import pytest
 import typer
 
-from flows.cli.models import duration
+from flows.cli.model_commands import duration
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("10m", 600), ("90s", 90), ("1h", 3600), ("45", 45), ("1.5m", 90)])

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from features.contract import MAX_ID_LENGTH, REASONS
 from features.errors import UserError
-from features.intake.batch import PreparedBatch, prepare_batch
 from features.intake.mapping import ColumnMapping
+from features.intake.prepared import PreparedBatch, prepare_batch
 from features.intake.text import invalid_text_mask, normalise_text
 from features.warehouse import IngestSummary, Warehouse
 from serving.selection import Rules, rule_hits

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.intake.batch import prepare_batch
 from features.intake.mapping import load_mapping
+from features.intake.prepared import prepare_batch
 from features.simulator import simulate_islas, write_islas
 from features.simulator.islas import BAD_KINDS, COLUMNS, LABEL_COLUMNS, MAPPING_PATH
 
@@ -174,7 +174,7 @@ def test_cli_generates_the_islas_world_with_its_mapping(tmp_path):
 
 
 def test_the_cli_offers_both_worlds_and_keeps_the_default():
-    from flows.cli.data import WorldName, generate
+    from flows.cli.data_commands import WorldName, generate
 
     assert [w.value for w in WorldName] == ["default", "islas"]
     assert inspect.signature(generate).parameters["world_name"].default is WorldName.default

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from features.errors import UserError
-from features.intake.batch import prepare_batch
 from features.intake.mapping import ColumnMapping, Scale, load_mapping
+from features.intake.prepared import prepare_batch
 from features.intake.validation import check_rows, convert_units, recode_values
 from features.warehouse import Warehouse
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from features.errors import UserError
-from features.intake.batch import prepare_batch
 from features.intake.checked import check_layout, read_checked
 from features.intake.mapping import ColumnMapping, apply_mapping, load_mapping, resolve_kind
+from features.intake.prepared import prepare_batch
 from features.intake.reader import read_header, read_raw
 from features.intake.records import records_frame
 from features.warehouse import Warehouse

@@ -9,7 +9,7 @@ from features.contract import field_types
 from features.intake.mapping import ColumnMapping
 from features.intake.validation import check_rows
 from features.simulator import simulate, write_world
-from features.simulator.catalogue import GOODS
+from features.simulator.trade_data import GOODS
 
 DUTY = {g.hs_code: g.duty for g in GOODS}
 AD = {g.hs_code: g.anti_dumping for g in GOODS}

@@ -1,9 +1,9 @@
-"""serving/ui/data.py: a scoring batch as the analysts' page summarises it, on tiny frames."""
+"""serving/ui/page_data.py: a scoring batch as the analysts' page summarises it, on tiny frames."""
 from __future__ import annotations
 
 import pandas as pd
 
-from serving.ui.data import NOT_STORED, summarise_batch
+from serving.ui.page_data import NOT_STORED, summarise_batch
 
 
 def batch_rows(stored: list[bool]) -> pd.DataFrame:

@@ -8,7 +8,7 @@ import pandas as pd
 
 from features.entities import NAMES
 from serving.ui import overview
-from serving.ui.data import NOT_STORED, summarise_batch
+from serving.ui.page_data import NOT_STORED, summarise_batch
 from tests.unit.test_ui_data import batch_rows
 
 

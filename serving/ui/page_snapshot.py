@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from features.warehouse import Warehouse
 from features.warehouse.snapshot import Refreshing
 from serving.scorer import Scorer
-from serving.ui.data import PageData, summarise_batch
+from serving.ui.page_data import PageData, summarise_batch
 
 
 class PageSnapshot:

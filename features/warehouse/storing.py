@@ -12,8 +12,8 @@ import duckdb
 import pandas as pd
 
 from features.contract import KEYS
-from features.intake.batch import PreparedBatch, reject
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.intake.prepared import PreparedBatch, reject
 from features.warehouse.relabel import apply_outcomes
 
 if TYPE_CHECKING:
