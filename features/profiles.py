@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.entities import ENTITIES, MISSING, NAMES, entity_keys  # noqa: F401 - MISSING is re-exported
+from features.entities import ENTITIES, NAMES, entity_keys
 from features.labels import labelled
 
 PRIOR_WEIGHT = 5.0

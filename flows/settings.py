@@ -140,8 +140,3 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifacts(self) -> Path:
         return self.root / "mlartifacts"
-
-
-def get_settings(**overrides: object) -> Settings:
-    """Read settings now (not at import time), so tests can point ADUANA_HOME elsewhere."""
-    return Settings(**overrides)

@@ -32,7 +32,6 @@ from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from serving.selection import Thresholds
 
 THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
-BOOKKEEPING = STORED_BOOKKEEPING  # the UI's name for them until it imports STORED_BOOKKEEPING itself
 SNAPSHOT_WAIT_S = 0.2  # a refresh waits this long for a warehouse another process holds, then keeps the last snapshot
 log = logging.getLogger("aduana.serving")
 

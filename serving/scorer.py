@@ -16,8 +16,8 @@ import pandas as pd
 
 from features.build import build_features, integrate
 from features.context import ScoringContext
+from features.entities import MISSING
 from features.prices import PriceBands
-from features.profiles import MISSING
 from features.progress import Advance, quiet
 from features.row import integrate_row, row_features
 from features.warehouse import (  # noqa: F401 - WAREHOUSE_ERRORS is re-exported: serving.scorer.WAREHOUSE_ERRORS

@@ -70,9 +70,9 @@ def loaded_home(home, world, tmp_path):
     """A fresh ADUANA_HOME whose warehouse holds the small world."""
     from features.intake.prepared import prepare_batch
     from features.warehouse import Warehouse
-    from flows.settings import get_settings
+    from flows.settings import Settings
 
-    warehouse = Warehouse(get_settings().warehouse_path)
+    warehouse = Warehouse(Settings().warehouse_path)
     for kind in ("traders", "manifests", "declarations"):
         warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
     return home

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from features.build import MISSING
+from features.entities import MISSING
 
 EPS = 1e-4  # floor for empty bins, so PSI stays finite
 TOP_CATEGORIES = 20  # categories beyond the reference's most frequent go to one "other" bin

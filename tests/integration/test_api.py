@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
-from flows.settings import get_settings
+from flows.settings import Settings
 from serving.api import create_app
 from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
@@ -97,7 +97,7 @@ def test_readyz_says_when_the_registry_is_unreachable(client, api_scorer, world)
 
 
 def test_not_ready_without_a_champion(home):
-    empty = Scorer(Warehouse(get_settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
+    empty = Scorer(Warehouse(Settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
     c = TestClient(create_app(empty, api_key=""))
     assert c.get("/readyz").status_code == 503
     assert c.get("/healthz").status_code == 200

@@ -179,9 +179,9 @@ def test_readyz_shows_its_details_only_with_the_key(api_scorer):  # noqa: F811
 
 def test_readyz_when_not_ready_is_503_with_retry_after_and_no_details(home):
     from features.warehouse import Warehouse
-    from flows.settings import get_settings
+    from flows.settings import Settings
 
-    scorer = Scorer(Warehouse(get_settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
+    scorer = Scorer(Warehouse(Settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
     answer = TestClient(create_app(scorer, api_key="s3cret", decision_log=False)).get("/readyz")
     assert answer.status_code == 503 and answer.headers["retry-after"] and answer.json() == {"ready": False}
 

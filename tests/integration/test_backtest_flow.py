@@ -9,7 +9,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.backtest import customs_backtest
-from flows.settings import get_settings
+from flows.settings import Settings
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ def test_backtest_of_a_mapped_file_logs_one_mlflow_run(prefect_api, home, world,
     assert model["refits"] == 3 and model["revenue_share"] is None and model["post_drift"] is None
     json.dumps(summary)  # JSON-able, for --json
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{Settings().mlflow_db}")
     run = client.get_run(summary["mlflow_run_id"])
     assert client.get_experiment(run.info.experiment_id).name == "aduana-backtest"
     assert run.data.tags["prefect.flow_run_id"]
@@ -50,7 +50,7 @@ def test_backtest_of_a_mapped_file_logs_one_mlflow_run(prefect_api, home, world,
     assert sorted(m.step for m in history) == list(range(1, 13))
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert artifacts == {"plots/precision_recall_by_week.png", "plots/cumulative_revenue_share.png"}
-    mlflow.set_tracking_uri(f"sqlite:///{get_settings().mlflow_db}")
+    mlflow.set_tracking_uri(f"sqlite:///{Settings().mlflow_db}")
     weekly = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/backtest/weekly.csv"))
     assert len(weekly) == 4 * 12 and (weekly["selected"] > 0).all()
 
@@ -64,7 +64,7 @@ def test_a_plain_backtest_replays_the_warehouses_labels_under_the_homes_lane_pol
     from features.warehouse import Warehouse
 
     d = world.declarations[world.declarations["declaration_date"] < pd.Timestamp("2023-05-21")]
-    Warehouse(get_settings().warehouse_path).store(prepare_batch(write_csv(tmp_path / "declarations.csv", d)))
+    Warehouse(Settings().warehouse_path).store(prepare_batch(write_csv(tmp_path / "declarations.csv", d)))
     lanes = tmp_path / "lanes.yaml"
     lanes.write_text("red_share: 0.2\nexploration_share: 0.3\nrules: {watchlist_importers: [IMP100001]}\n")
     monkeypatch.setenv("ADUANA_LANE_POLICY", str(lanes))
@@ -72,7 +72,7 @@ def test_a_plain_backtest_replays_the_warehouses_labels_under_the_homes_lane_pol
 
     assert summary["source"] == "warehouse" and summary["universe_rows"] == int(labelled(d).sum())
     assert (summary["capacity"], summary["exploration"]) == (0.2, 0.3)
-    run = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}").get_run(summary["mlflow_run_id"])
+    run = MlflowClient(tracking_uri=f"sqlite:///{Settings().mlflow_db}").get_run(summary["mlflow_run_id"])
     assert json.loads(run.data.params["rules"])["watchlist_importers"] == ["IMP100001"]
     assert customs_backtest(warmup_weeks=8, retrain_every=50, iterations=10, seed=3, policies=["random"],
                             capacity=0.1)["capacity"] == 0.1  # a given capacity overrides the policy's

@@ -39,10 +39,10 @@ def _noise(output: str) -> list[str]:
 def test_train_and_score_print_no_library_noise(prefect_api, home, tmp_path):
     from features.intake.prepared import prepare_batch
     from features.warehouse import Warehouse
-    from flows.settings import get_settings
+    from flows.settings import Settings
 
     world = simulate(3_000, seed=5)
-    warehouse = Warehouse(get_settings().warehouse_path)  # a fresh home: train creates its MLflow store
+    warehouse = Warehouse(Settings().warehouse_path)  # a fresh home: train creates its MLflow store
     for kind in ("traders", "manifests", "declarations"):
         warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
     to_score = write_csv(tmp_path / "to-score.csv", world.declarations.tail(200))

@@ -15,7 +15,7 @@ import pytest
 
 import flows.ingest
 from features.warehouse import IngestBusy, Warehouse, WarehouseBusy, ingest_turn
-from flows.settings import get_settings
+from flows.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +82,7 @@ def test_ten_pairs_of_concurrent_ingests_take_turns_and_none_crashes(prefect_api
     stored = [r["summary"] for r in runs if "summary" in r]
     assert all(s["stored"] == ROWS and s["reconciles"] for s in stored), stored
     # and counts reconcile: the warehouse holds exactly the stored files' rows, one batch each
-    counts = Warehouse(get_settings().warehouse_path).counts()
+    counts = Warehouse(Settings().warehouse_path).counts()
     assert counts["declarations"] == ROWS * len(stored) and counts["ingest_batches"] == len(stored)
     assert len(stored) == 2 * PAIRS  # the default wait outlasts a small file's ingest: every run had its turn
     # and the two runs of a pair never held the home at once (each checked and stored while the other waited)
@@ -95,7 +95,7 @@ def test_ten_pairs_of_concurrent_ingests_take_turns_and_none_crashes(prefect_api
 def test_an_ingest_that_waits_past_its_turn_is_busy_and_loses_nothing(prefect_api, world, home, tmp_path,
                                                                        monkeypatch):
     # given another process's ingest holding the home's turn, and a run allowed to wait one second for it
-    lock = get_settings().locks_dir / "ingest.lock"
+    lock = Settings().locks_dir / "ingest.lock"
     path = tmp_path / "declarations.csv"
     world.declarations.head(ROWS).to_csv(path, index=False, date_format="%Y-%m-%d")
     monkeypatch.setattr(flows.ingest, "INGEST_TURN_WAIT", 1.0)
@@ -120,7 +120,7 @@ def test_an_ingest_that_waits_past_its_turn_is_busy_and_loses_nothing(prefect_ap
     assert [line for line in said if "waiting" in line] == [
         f"declarations.csv: waiting for another ingest into this home to finish (process {holder.pid}), at most 1 s"]
     # and it stored nothing; once the holder is gone, the same file goes in whole
-    assert Warehouse(get_settings().warehouse_path).counts()["declarations"] == 0
+    assert Warehouse(Settings().warehouse_path).counts()["declarations"] == 0
     [summary] = flows.ingest.customs_ingest([str(path)])
     assert summary["stored"] == ROWS and summary["reconciles"]
 

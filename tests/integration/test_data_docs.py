@@ -26,7 +26,7 @@ from expectations.data_docs import local_assets
 from expectations.renderers import significant
 from flows import ingest
 from flows.orchestration.runtime import Runtime
-from flows.settings import get_settings
+from flows.settings import Settings
 from tests import browser
 from tests.conftest import write_csv
 
@@ -43,7 +43,7 @@ TEXT_DANGER, TEXT_SUCCESS = (220, 53, 69), (40, 167, 69)  # Bootstrap's colours 
 
 def _ingest(root: Path, rows, name: str) -> SimpleNamespace:
     """One file through validate_rows, validate_batch and store_batch (the flow's tasks, without the flow)."""
-    rt = Runtime(get_settings(home=root / "home"))
+    rt = Runtime(Settings(home=root / "home"))
     batch = ingest.validate_rows.fn(str(write_csv(root / name, rows)), None, None)
     report = ingest.validate_batch.fn(rt, batch)
     summary = ingest.store_batch.fn(rt, batch, report)
@@ -82,7 +82,7 @@ def unfetched(world, tmp_path_factory) -> tuple[SimpleNamespace, str]:
 
 
 def _gx_results(ingested: SimpleNamespace) -> Path:
-    return get_settings(home=ingested.root / "home").gx_root / "gx" / "uncommitted" / "validations"
+    return Settings(home=ingested.root / "home").gx_root / "gx" / "uncommitted" / "validations"
 
 
 def _pixels_near(path: Path, colour: tuple[int, int, int], tolerance: int = 40) -> int:

@@ -23,7 +23,7 @@ from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows.monitor import DRIFT_EVENT, MODEL_RESOURCE, customs_monitor
 from flows.retrain import customs_retrain
-from flows.settings import get_settings
+from flows.settings import Settings
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration
@@ -85,7 +85,7 @@ def test_drift_event_triggers_one_gated_retrain(prefect_api, loaded_home, world,
     try:
         deployment_id = _wait(lambda: asyncio.run(_deployment_with_trigger()), 90, "the served retrain deployment")
 
-        Warehouse(get_settings().warehouse_path).store(
+        Warehouse(Settings().warehouse_path).store(
             prepare_batch(write_csv(tmp_path / "declarations_new.csv", _drifted_arrivals(world))))
         result = customs_monitor(window_days=10)
         assert result["drift_detected"] and result["event_id"]
@@ -104,7 +104,7 @@ def test_drift_event_triggers_one_gated_retrain(prefect_api, loaded_home, world,
         assert drift["drifted_features"] == result["drifted_features"]
         assert drift["mlflow_run_id"] == result["mlflow_run_id"]
 
-        client = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
+        client = MlflowClient(tracking_uri=f"sqlite:///{Settings().mlflow_db}")
         retrained = client.search_runs(
             [client.get_experiment_by_name("aduana-warehouse").experiment_id],
             "tags.`aduana.trigger` = 'drift'")

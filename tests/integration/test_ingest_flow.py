@@ -14,7 +14,7 @@ from features.simulator import write_world
 from features.warehouse import Warehouse
 from flows import bars
 from flows.ingest import customs_ingest, customs_ingest_landing
-from flows.settings import get_settings
+from flows.settings import Settings
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration
@@ -32,10 +32,10 @@ def test_the_flow_ingests_all_three_sources_and_publishes_a_summary(prefect_api,
     assert kinds == ["traders", "manifests", "declarations"]
     for s in summaries:
         assert s["reconciles"] and s["quarantined"] == 0
-    counts = Warehouse(get_settings().warehouse_path).counts()
+    counts = Warehouse(Settings().warehouse_path).counts()
     assert counts["declarations"] == 2000
     assert counts["traders"] == len(world.traders)
-    assert get_settings().data_docs_index.exists()
+    assert Settings().data_docs_index.exists()
 
     async def artifact():
         async with get_client() as client:

@@ -17,7 +17,7 @@ from flows.ingest import customs_ingest
 from flows.orchestration.runtime import Runtime
 from flows.retrain import customs_retrain
 from flows.score import customs_score
-from flows.settings import get_settings
+from flows.settings import Settings
 from serving.api import create_app
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def test_a_foreign_export_ingests_trains_promotes_and_scores_alike_in_batch_and_
     [arrived] = customs_ingest([str(paths["arrivals"])], mapping=str(paths["mapping"]))
     assert arrived["reconciles"] and (arrived["stored"], arrived["quarantined"]) == (len(world.test) - len(bad), len(bad))
     assert len(arrived["notes"]) == 1 and "'Fraud'" in arrived["notes"][0] and "unlabelled" in arrived["notes"][0]
-    rt = Runtime(get_settings(reload_seconds=0))
+    rt = Runtime(Settings(reload_seconds=0))
     warehouse = rt.warehouse
     arrival_ids = world.test["Declaration ID"].tolist()
     labels = warehouse.read("SELECT inspected, fraud, critical FROM declarations WHERE declaration_id IN "

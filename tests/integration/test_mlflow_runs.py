@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.monitor import customs_monitor
 from flows.retrain import customs_retrain
-from flows.settings import get_settings
+from flows.settings import Settings
 from training import figures, pipeline, runs, store
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,7 @@ MS = 0.002  # run times are whole milliseconds (truncated); fit times are perf_c
 
 
 def _client() -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
+    return MlflowClient(tracking_uri=f"sqlite:///{Settings().mlflow_db}")
 
 
 def _seconds(run) -> float:  # noqa: ANN001

@@ -28,7 +28,7 @@ from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows.ingest import store_batch, validate_batch
 from flows.orchestration import runtime
-from flows.settings import get_settings
+from flows.settings import Settings
 from tests.conftest import foreign, write_csv
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def ingest(frame: pd.DataFrame, tmp_path: Path, name: str, mapping: ColumnMappin
 
 
 def reference(kind: str = "declarations") -> dict | None:
-    return load_reference(get_settings().reference_dir, kind)
+    return load_reference(Settings().reference_dir, kind)
 
 
 def test_a_new_datasets_first_batch_sets_the_reference_instead_of_failing(home, tmp_path):
@@ -64,7 +64,7 @@ def test_a_new_datasets_first_batch_sets_the_reference_instead_of_failing(home, 
     assert ref["batches"] == [summary.batch_id] and ref["rows"] == 300
     assert set(ref["sections"]["all"]["columns"]["transport_mode"]["codes"]) == {"1", "2", "3", "4"}
     assert 3e6 < quantile(ref["sections"]["all"]["columns"]["net_mass_kg"], 0.5) < 3e7
-    assert Warehouse(get_settings().warehouse_path).validation_failures() == []
+    assert Warehouse(Settings().warehouse_path).validation_failures() == []
 
 
 def test_a_second_batch_of_the_same_dataset_passes_against_its_reference(home, tmp_path):
@@ -77,7 +77,7 @@ def test_a_second_batch_of_the_same_dataset_passes_against_its_reference(home, t
     assert not any(s.startswith("expect_column_mean_to_be_between on inspected") for s in report.skipped)
     assert reference()["batches"][-1] == summary.batch_id and reference()["rows"] == 600
     # and the relative bounds are real GX expectations, filled from the reference, in the context's suite
-    suite = json.loads((get_settings().gx_root / "gx" / "expectations" / "declarations.json").read_text())
+    suite = json.loads((Settings().gx_root / "gx" / "expectations" / "declarations.json").read_text())
     median = next(e for e in suite["expectations"] if e["type"] == "expect_column_median_to_be_between"
                   and e["kwargs"]["column"] == "net_mass_kg")
     assert 3e5 < median["kwargs"]["min_value"] < median["kwargs"]["max_value"] < 3e8
@@ -100,11 +100,11 @@ def test_a_later_batch_with_a_unit_error_or_unseen_codes_fails_a_warning_that_is
     assert failed and all("reference" in f for f in failed), report.failures
     # and it is recorded on the batch, stored, listed for the gate, and kept out of the reference until acknowledged
     assert summary.stored == 300 and not summary.expectations_passed
-    failures = Warehouse(get_settings().warehouse_path).validation_failures()
+    failures = Warehouse(Settings().warehouse_path).validation_failures()
     assert len(failures) == 1 and failures[0].startswith(f"{summary.batch_id}: ")
     assert json.loads(failures[0].split(": ", 1)[1]) == report.failures
     assert len(reference()["batches"]) == 1
-    assert pending_path(get_settings().reference_dir, summary.batch_id).exists()
+    assert pending_path(Settings().reference_dir, summary.batch_id).exists()
 
 
 class Killed(BaseException):
@@ -122,7 +122,7 @@ def test_a_batch_stored_by_a_run_killed_before_the_reference_update_joins_it_on_
     def killed(*args, **kwargs):
         raise Killed
 
-    warehouse = Warehouse(get_settings().warehouse_path)
+    warehouse = Warehouse(Settings().warehouse_path)
     batches = lambda: warehouse.read("SELECT batch_id FROM ingest_batches ORDER BY started_at")["batch_id"].tolist()  # noqa: E731
     with monkeypatch.context() as m:
         m.setattr(flows.ingest, "record_batch", killed)
@@ -142,7 +142,7 @@ def test_a_batch_stored_by_a_run_killed_before_the_reference_update_joins_it_on_
         f"run stopped before updating it): folded in {lost}"]
     # and once the warned batch is acknowledged (nothing pending to accept: its run died), the next run folds it in
     warehouse.acknowledge(warned, "bulk ore: the masses are right", "tester")
-    assert not accept_pending(get_settings().reference_dir, warned)
+    assert not accept_pending(Settings().reference_dir, warned)
     report, summary = ingest(foreign(300, seed=4), tmp_path, "declarations_d")
     ref = reference()
     assert ref["batches"][1:] == [lost, warned, summary.batch_id] and ref["rows"] == 1200
@@ -165,7 +165,7 @@ def test_an_unlabelled_batch_with_empty_label_columns_passes(world, home, tmp_pa
                for s in report.skipped)
     assert any("fraud" in s and "labelled rows" in s for s in report.skipped)
     assert summary.stored == 3 and summary.expectations_passed
-    assert Warehouse(get_settings().warehouse_path).validation_failures() == []
+    assert Warehouse(Settings().warehouse_path).validation_failures() == []
 
 
 def test_an_unlabelled_first_batch_passes_too(world, home, tmp_path):
@@ -187,7 +187,7 @@ def test_a_failed_critical_expectation_still_rejects_the_batch(home, tmp_path):
     # when a batch with a unit error is checked and stored
     batch = prepare_batch(write_csv(tmp_path / "declarations_c.csv",
                                     foreign(200, seed=3).assign(net_mass_kg=lambda d: d["net_mass_kg"] * 1000)))
-    settings = get_settings()
+    settings = Settings()
     report = check_batch(batch.valid, "declarations", settings.gx_root, suites_dir=suites, reference=reference())
     summary = store_batch.fn(runtime.current(), batch, report)
     # then the batch is rejected: every row quarantined, nothing stored, the reference untouched
@@ -210,7 +210,7 @@ def test_acknowledging_a_warned_batch_clears_it_for_the_gate_and_shows_in_aduana
     ingest(foreign(300, seed=1), tmp_path, "declarations_a")
     _, warned = ingest(foreign(300, seed=3).assign(net_mass_kg=lambda d: d["net_mass_kg"] * 1000), tmp_path,
                        "declarations_c")
-    warehouse = Warehouse(get_settings().warehouse_path)
+    warehouse = Warehouse(Settings().warehouse_path)
     assert len(warehouse.validation_failures()) == 1
     listed = json.loads(_cli("warnings", "--json", home=home).stdout)
     assert [(r["batch_id"], r["file"], r["acknowledged"]) for r in listed] == \
@@ -230,7 +230,7 @@ def test_acknowledging_a_warned_batch_clears_it_for_the_gate_and_shows_in_aduana
     assert text.returncode == 0 and warned.batch_id in text.stdout and "acknowledged" in text.stdout
     # and its profile joined the reference, so the next batch like it is expected
     assert reference()["batches"][-1] == warned.batch_id
-    assert not pending_path(get_settings().reference_dir, warned.batch_id).exists()
+    assert not pending_path(Settings().reference_dir, warned.batch_id).exists()
     # an acknowledgement table is append-only: a second one adds a row, the latest is shown
     assert _cli("warnings", "--ack", warned.batch_id, "--reason", "checked again", home=home).returncode == 0
     assert len(warehouse.read("SELECT * FROM batch_acknowledgements")) == 2
@@ -273,7 +273,7 @@ def test_a_754_percent_duty_is_stored_with_a_warning_while_the_impossible_is_qua
     assert (summary.read, summary.stored, summary.quarantined, summary.duplicates) == (300, 296, 4, 0)
     assert summary.reconciles
     assert summary.reasons == {"negative_value": 1, "non_finite": 1, "invalid_type": 1, "invalid_date": 1}
-    warehouse = Warehouse(get_settings().warehouse_path)
+    warehouse = Warehouse(Settings().warehouse_path)
     assert warehouse.read("SELECT tax_rate FROM declarations WHERE declaration_id = 'F1-00007'")["tax_rate"].tolist() \
         == [7.54]
     # and the batch warns about the rate, judged against the batch's own rates (the dataset has no reference yet)
@@ -300,7 +300,7 @@ def test_a_754_percent_duty_in_a_percent_mapping_warns_against_the_reference_onc
     (failed,) = _failed_on(report, "tax_rate")
     assert report.compared and "e.g. 7.54" in failed and "reference 0.99 quantile" in failed
     # and once someone acknowledges it, the rate is part of the history: the next batch with it passes
-    assert accept_pending(get_settings().reference_dir, summary.batch_id)
+    assert accept_pending(Settings().reference_dir, summary.batch_id)
     again, _ = ingest(later.assign(declaration_id=lambda d: d["declaration_id"] + "-2"), tmp_path, "declarations_c",
                       mapping=percent)
     assert _failed_on(again, "tax_rate") == [], again.failures
@@ -321,7 +321,7 @@ def test_a_value_a_million_times_the_median_warns_with_its_count_and_examples(ho
     assert "2 unexpected rows" in failed and "e.g. " in failed
     assert ("this batch's own 0.5 quantile" if first else "reference 0.5 quantile") in failed
     # and it is recorded on the batch, as the promotion gate and `aduana warnings` read it
-    (warned,) = Warehouse(get_settings().warehouse_path).validation_failures()
+    (warned,) = Warehouse(Settings().warehouse_path).validation_failures()
     batch_id, recorded = warned.split(": ", 1)
     assert batch_id == summary.batch_id and failed in json.loads(recorded)
 
@@ -365,13 +365,13 @@ def test_ceilings_and_date_fences_see_every_row_of_a_batch_larger_than_the_gx_sa
     # and the only other failures are none: the sample's other checks judged the sample alone
     assert sorted(report.failures) == sorted([rate, date])
     # recorded on the batch, as `aduana warnings` lists it
-    warehouse = Warehouse(get_settings().warehouse_path)
+    warehouse = Warehouse(Settings().warehouse_path)
     (listed,) = warehouse.failed_batches("declarations")
     assert listed["batch_id"] == summary.batch_id and listed["failures"] == report.failures
     if first:
         return
     # and once acknowledged, both values are part of the history, though the sample never drew them
-    assert accept_pending(get_settings().reference_dir, summary.batch_id)
+    assert accept_pending(Settings().reference_dir, summary.batch_id)
     again, _ = ingest(with_outliers(7), tmp_path, "declarations_c")
     assert _failed_on(again, "tax_rate") == [] and _failed_on(again, "declaration_date") == [], again.failures
 

@@ -8,7 +8,7 @@ from mlflow.tracking import MlflowClient
 
 from flows.orchestration.runtime import Runtime
 from flows.retrain import customs_retrain
-from flows.settings import get_settings
+from flows.settings import Settings
 from training import promotion, runs
 from training import registry as reg
 from training.gate import GatePolicy
@@ -18,13 +18,13 @@ pytestmark = pytest.mark.integration
 
 def _runs(client: MlflowClient, trained) -> dict[str, str]:  # noqa: ANN001
     """The training's two runs, logged as the retrain flow logs them."""
-    with runs.TrainingRuns(client, "resilience", get_settings().mlflow_artifacts) as training_runs:
+    with runs.TrainingRuns(client, "resilience", Settings().mlflow_artifacts) as training_runs:
         return training_runs.log(trained)
 
 
 @pytest.fixture
 def registry(home, trained) -> MlflowClient:
-    client = Runtime(get_settings()).client
+    client = Runtime(Settings()).client
     return client
 
 
@@ -73,7 +73,7 @@ def test_a_retrain_that_fails_mid_way_leaves_the_champion(prefect_api, loaded_ho
     monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "40")
     monkeypatch.setenv("ADUANA_GATE_MARGIN", "-1")
     assert customs_retrain(dataset="test")["promoted"]
-    client = Runtime(get_settings()).client
+    client = Runtime(Settings()).client
 
     def crash(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
         raise RuntimeError("worker lost mid-evaluation")

@@ -11,7 +11,7 @@ from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows import bars
 from flows.retrain import customs_evaluate, customs_retrain
-from flows.settings import get_settings
+from flows.settings import Settings
 from tests.conftest import write_csv
 from training import registry, store
 
@@ -36,7 +36,7 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     assert {g["group"] for g in first["feature_groups"]} == set(ENGINEERED_GROUPS)
     assert all(g["delta"] is not None for g in first["feature_groups"])  # each group was measured
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{get_settings().mlflow_db}")
+    client = MlflowClient(tracking_uri=f"sqlite:///{Settings().mlflow_db}")
     run = client.get_run(first["model_run_id"])
     assert run.data.tags["prefect.flow_run_id"]
     assert client.get_run(first["run_id"]).data.tags["aduana.gate"] == "promoted"
@@ -62,7 +62,7 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     references = client.search_runs([run.info.experiment_id], "tags.`aduana.role` = 'reference'")
     assert len(references) == 1
 
-    mlflow.set_tracking_uri(f"sqlite:///{get_settings().mlflow_db}")
+    mlflow.set_tracking_uri(f"sqlite:///{Settings().mlflow_db}")
     champion = mlflow.pyfunc.load_model("models:/customs-risk@champion")
     X = pd.DataFrame(champion.input_example)
     scores = champion.predict(X)
@@ -81,32 +81,32 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     third = customs_retrain(dataset="test")
     assert third["promoted"] and registry.alias_version(client, "champion") == "3"
 
-    assert registry.rollback(client, get_settings().promotions_log, "tester") == ("3", "1")
+    assert registry.rollback(client, Settings().promotions_log, "tester") == ("3", "1")
     assert registry.alias_version(client, "champion") == "1"
     with pytest.raises(ValueError, match="no previous champion"):
         registry.rollback(client)
 
     # By hand, with a reason: the refused v2 serves, and the log says who, when and why.
     assert registry.promote_by_hand(client, "2", "reviewed offline on Q3 outcomes", "analyst",
-                                    get_settings().promotions_log) == "1"
+                                    Settings().promotions_log) == "1"
     assert registry.alias_version(client, "champion") == "2"
     tags = client.get_model_version("customs-risk", "2").tags
     assert tags["promoted_by"] == "analyst" and tags["promotion_reason"] == "reviewed offline on Q3 outcomes"
-    log = registry.read_promotions(get_settings().promotions_log)
+    log = registry.read_promotions(Settings().promotions_log)
     assert [(e["action"], e["version"], e["by"]) for e in log] == [
         ("promote", "1", "gate"), ("promote", "3", "gate"), ("rollback", "1", "tester"), ("promote", "2", "analyst")]
     assert all(e["at"] for e in log)
     with pytest.raises(ValueError, match="no version 9"):
-        registry.promote_by_hand(client, "9", "typo", "analyst", get_settings().promotions_log)
+        registry.promote_by_hand(client, "9", "typo", "analyst", Settings().promotions_log)
     with pytest.raises(ValueError, match="needs --reason"):
-        registry.promote_by_hand(client, "1", " ", "analyst", get_settings().promotions_log)
+        registry.promote_by_hand(client, "1", " ", "analyst", Settings().promotions_log)
 
 
 def test_validation_warnings_are_reported_and_block_only_when_the_policy_says(prefect_api, loaded_home, world,
                                                                              tmp_path, monkeypatch):
     monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "40")
     late = world.declarations.tail(10).assign(declaration_id=lambda d: d["declaration_id"] + "-late")
-    Warehouse(get_settings().warehouse_path).store(prepare_batch(write_csv(tmp_path / "declarations_late.csv", late)),
+    Warehouse(Settings().warehouse_path).store(prepare_batch(write_csv(tmp_path / "declarations_late.csv", late)),
                                                    expectations_passed=False, expectation_failures=["warning: x"])
     monkeypatch.setenv("ADUANA_GATE_BLOCK_ON_WARNINGS", "true")
     blocked = customs_retrain(dataset="test")
@@ -138,7 +138,7 @@ def test_evaluate_on_a_foreign_dataset_without_revenue(prefect_api, home, world,
     metrics = result["metrics"]
     assert metrics["revenue_at_5pct"] is None and metrics["precision_at_5pct"] is not None
     assert result["counts"]["holdout"] == int(d["fraud"][cut:].notna().sum())
-    uri = f"sqlite:///{get_settings().mlflow_db}"
+    uri = f"sqlite:///{Settings().mlflow_db}"
     run = MlflowClient(tracking_uri=uri).get_run(result["run_id"])
     assert run.data.tags.get("aduana.metrics_absent", "").startswith("revenue_at")
     mlflow.set_tracking_uri(uri)

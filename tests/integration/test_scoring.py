@@ -14,7 +14,7 @@ from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows.orchestration import runtime
 from flows.score import record_decisions
-from flows.settings import get_settings
+from flows.settings import Settings
 from serving.batch import score_file
 from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
@@ -33,7 +33,7 @@ def _record(*args, **kwargs) -> dict:
 
 @pytest.fixture
 def scorer(home, world, trained, tmp_path) -> Scorer:
-    warehouse = Warehouse(get_settings().warehouse_path)
+    warehouse = Warehouse(Settings().warehouse_path)
     for kind in ("traders", "manifests"):
         warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
     warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(17_000))))
@@ -90,7 +90,7 @@ def test_decisions_are_appended_never_rewritten(prefect_api, scorer, incoming, t
     again = both[both["batch_id"] == second["batch_id"]].reset_index(drop=True)
     assert again["lane"].tolist() == before["lane"].tolist()  # a re-score gives the same lanes
     assert pd.read_csv(tmp_path / "a.csv")["lane"].tolist() == before["lane"].tolist()
-    assert (get_settings().reports_dir / f"{first['batch_id']}.md").exists()
+    assert (Settings().reports_dir / f"{first['batch_id']}.md").exists()
     assert list(pd.read_csv(tmp_path / "a.csv").columns) == OUTPUT_COLUMNS  # the file keeps the contract
 
 
@@ -262,7 +262,7 @@ def test_a_new_champion_is_picked_up_and_a_broken_registry_keeps_the_last_one(sc
 
 
 def test_without_a_champion_scoring_says_so(home):
-    s = Scorer(Warehouse(get_settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
+    s = Scorer(Warehouse(Settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
     s.refresh_model(force=True)
     assert not s.ready
     with pytest.raises(RuntimeError, match="no champion"):
@@ -296,7 +296,7 @@ def test_no_lanes_file_or_report_appears_before_its_decisions_are_logged(prefect
                 _record(scored, scorer, str(incoming), str(out_dir / name), batch_id=f"score-busy-{name}")
     assert sorted(p.name for p in out_dir.iterdir()) == ["previous.csv"]  # no lanes, no temporary left behind
     assert (out_dir / "previous.csv").read_text() == "declaration_id,lane\nD1,green\n"  # the last good file kept
-    reports = get_settings().reports_dir
+    reports = Settings().reports_dir
     assert not reports.exists() or not list(reports.iterdir())  # nor a report of a batch that was not logged
 
     recorded = _record(scored, scorer, str(incoming), str(out_dir / "previous.csv"), batch_id="score-busy-done")
@@ -311,7 +311,7 @@ def test_the_inbox_flow_scores_waiting_files_and_passes_them_to_ingest(prefect_a
     from flows import score as score_flow
 
     monkeypatch.setattr(score_flow, "make_scorer", lambda rt, policy=None: scorer)
-    settings = get_settings()
+    settings = Settings()
     inbox = settings.landing_dir / "to-score"
     inbox.mkdir(parents=True)
     write_csv(inbox / "arrivals.csv", world.declarations.tail(40).drop(columns=list(LABEL_FIELDS)))
@@ -326,7 +326,7 @@ def test_the_inbox_flow_scores_waiting_files_and_passes_them_to_ingest(prefect_a
 
 
 def test_a_categorical_gap_is_stored_as_missing_not_as_the_models_placeholder():
-    from features.profiles import MISSING
+    from features.entities import MISSING
     from serving.reasons import feature_value_text
 
     assert feature_value_text(MISSING) is None and feature_value_text("CN") == "CN"

@@ -14,10 +14,11 @@ import pytest
 
 from features.build import build_features, integrate
 from features.catalogue import ENGINEERED_GROUPS
+from features.entities import MISSING
 from features.intake.mapping import load_mapping
 from features.intake.prepared import prepare_batch
 from features.labels import labelled
-from features.profiles import MISSING, PROFILE_COLUMNS
+from features.profiles import PROFILE_COLUMNS
 from features.simulator import simulate_islas, write_islas
 from serving import ui
 from serving.reasons import Explanation, explanations, sentence
