@@ -106,7 +106,7 @@ def ingest_file(rt: Runtime, path: str, kind: str | None, mapping: str | None) -
     """One file through the three tasks, its progress told as each ends (a bar on the CLI's terminal).
 
     The file is read and checked row by row on its own; from the dataset-level check to the reference's update, the
-    run takes its turn on the home (features/warehouse/store.ingest_turn): concurrent ingests wait, and one that
+    run takes its turn on the home (features/warehouse/connection.ingest_turn): concurrent ingests wait, and one that
     waits longer than INGEST_TURN_WAIT gives up with IngestBusy (the CLI's exit 75: retry later)."""
     what = f"ingesting {Path(path).name}"
 

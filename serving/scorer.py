@@ -20,8 +20,7 @@ from features.entities import MISSING
 from features.prices import PriceBands
 from features.progress import Advance, quiet
 from features.row import integrate_row, row_features
-from features.warehouse import (  # noqa: F401 - WAREHOUSE_ERRORS is re-exported: serving.scorer.WAREHOUSE_ERRORS
-    WAREHOUSE_ERRORS,
+from features.warehouse import (
     Refreshing,
     Tables,
     Warehouse,

@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 
 from features.intake.mapping import ColumnMapping
+from features.warehouse import BUSY, WAREHOUSE_ERRORS
 from serving import ui
 from serving.api.body import MAX_FIELDS, capped, parse_records, read_canonical, request_id_of
 from serving.api.docs import (
@@ -42,7 +43,7 @@ from serving.api.schemas import ANSWER, ANSWERS, Declaration, HealthOut, ReadyOu
 from serving.api.source import SourceLayout
 from serving.keys import ServiceKey
 from serving.realtime import DecisionLog, ServiceState
-from serving.scorer import WAREHOUSE_ERRORS, Scorer
+from serving.scorer import Scorer
 
 SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
 RETRY_AFTER_S = 5
@@ -145,14 +146,14 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         if not scorer.ready:
             raise unavailable("no champion model loaded yet")
         if not scorer.has_snapshot:
-            raise unavailable("the warehouse cannot be read yet (another process is writing it)")
+            raise unavailable(f"{BUSY}: nothing read from it yet")
         if answers_log is not None and answers_log.full:
-            raise unavailable("the decision log cannot be written (the warehouse is busy) and its buffer is full")
+            raise unavailable(f"{BUSY} and the decision log's buffer is full")
         thresholds = state.thresholds
         try:
             out = scorer.score_realtime(declarations, thresholds)
         except WAREHOUSE_ERRORS as exc:  # a snapshot refresh that failed before any snapshot existed
-            raise unavailable("the warehouse cannot be read yet (another process is writing it)") from exc
+            raise unavailable(f"{BUSY}: nothing read from it yet") from exc
         results = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
                    for r in out.to_dict("records")]
         checked = ANSWERS.validate_python(results)  # the answers as documented, before they are logged

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from features.contract import MAX_ID_LENGTH
 from features.intake.text import normalise
-from features.warehouse import WAREHOUSE_ERRORS
+from features.warehouse import BUSY, WAREHOUSE_ERRORS
 from serving.keys import KEY_COOKIE, SESSION_SECONDS, ServiceKey, session_token, valid_session
 from serving.scorer import Scorer
 from serving.ui.contributions import contributions, scorer_input, stored_contributions
@@ -59,10 +59,10 @@ def install(app: FastAPI, scorer: Scorer, key: ServiceKey, secure_cookie: bool =
             return answer
         data = snapshot.get()
         if data is None:
-            return page("Warehouse busy", '<section class="warn"><h2>The warehouse cannot be read yet</h2><p>Another '
-                        'process is writing it. This page retries on reload.</p></section>', champion(), status=503,
+            return page("Warehouse busy", f'<section class="warn"><h2>{BUSY.capitalize()}</h2><p>Nothing read from it '
+                        'yet. This page retries on reload.</p></section>', champion(), status=503,
                         headers={"Retry-After": str(RETRY_AFTER_S)})
-        stale = (f'<section class="warn">The warehouse is busy (another process is writing it): showing what was read '
+        stale = (f'<section class="warn">{BUSY.capitalize()}: showing what was read '
                  f'at {when_text(data.read_at)}.</section>' if snapshot.error else "")
         body = (f'<section>{lookup_form()}</section>{stale}{batch_section(data.batch)}{audit_section(data.audit)}'
                 f'{ratings_section(data.ratings)}<p class="note">Read from the warehouse at {when_text(data.read_at)}.</p>')
@@ -83,8 +83,8 @@ def install(app: FastAPI, scorer: Scorer, key: ServiceKey, secure_cookie: bool =
                 decision, decisions = warehouse.decisions.latest_for(wanted)
                 stored = warehouse.declaration(wanted) if decision is not None else None
         except WAREHOUSE_ERRORS:
-            return page("Warehouse busy", f'<section>{lookup_form(wanted)}</section><section class="warn"><h2>The '
-                        'warehouse is busy</h2><p>Another process is writing it: retry in a few seconds.</p></section>',
+            return page("Warehouse busy", f'<section>{lookup_form(wanted)}</section><section class="warn"><h2>'
+                        f'{BUSY.capitalize()}</h2><p>Retry in a few seconds.</p></section>',
                         champion(), status=503, headers={"Retry-After": str(RETRY_AFTER_S)})
         if decision is None:
             return page("Not found", f'<section>{lookup_form(wanted)}</section><section class="warn" id="not-found">'
@@ -107,7 +107,7 @@ def install(app: FastAPI, scorer: Scorer, key: ServiceKey, secure_cookie: bool =
                 try:
                     found = contributions(scorer, scorer_input(stored))
                 except WAREHOUSE_ERRORS:
-                    unavailable = "Unavailable for now: the warehouse is busy (another process is writing it)."
+                    unavailable = f"Unavailable for now: {BUSY}."
         body = (f'<section>{lookup_form(wanted)}</section>{decision_section(decision, decisions)}'
                 f'{declaration_section(stored)}{contributions_section(found, decision, unavailable)}')
         return page(f"Declaration {wanted}", body, champion())
