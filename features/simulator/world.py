@@ -24,7 +24,6 @@ import pandas as pd
 
 from features.simulator import trade_data as cat
 
-TYPOLOGIES = ("undervaluation", "misclassification", "origin", "weight_mismatch", "shell", "new_scheme")
 DRIFT_SHARE = 0.65  # the new scheme starts at this share of the period
 INSPECTION_RATE = 0.10
 RANDOM_INSPECTION_RATE = 0.015
