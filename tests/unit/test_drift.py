@@ -1,4 +1,4 @@
-"""Drift statistics and the monitor's verdicts, on controlled samples."""
+"""Drift statistics (training/drift.py) on controlled samples."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,6 @@ import pandas as pd
 import pytest
 
 from training.drift import categorical_drift, feature_drift, numeric_drift, psi, wilson
-from training.monitoring import MonitorThresholds, monitor, outcome_summary
 
 
 def test_psi_is_zero_for_identical_and_grows_with_shift():
@@ -49,54 +48,3 @@ def test_wilson_interval_covers_the_rate():
     assert low < 0.3 < high and high - low < 0.2
     assert wilson(0, 50)[0] == pytest.approx(0, abs=1e-12) and wilson(0, 50)[1] > 0
     assert all(np.isnan(wilson(0, 0)))
-
-
-def _outcomes(red_hits: int, red_n: int, red_expected: float, explored_hits: int, explored_n: int,
-              explored_expected: float) -> pd.DataFrame:
-    rows = [("red", "model", red_expected, float(i < red_hits)) for i in range(red_n)]
-    rows += [("red", "exploration", explored_expected, float(i < explored_hits)) for i in range(explored_n)]
-    frame = pd.DataFrame(rows, columns=["lane", "selected_by", "risk_score", "fraud"])
-    return frame.assign(expected_revenue=100.0, revenue=frame["fraud"] * 50)
-
-
-def test_outcomes_flag_a_red_lane_below_expectation_and_fraud_found_by_exploration():
-    summary = outcome_summary(_outcomes(20, 100, 0.6, 12, 60, 0.05))
-    assert summary["red_lane"]["hit_rate"] == pytest.approx(0.2)
-    assert summary["red_lane"]["ci_high"] < 0.6
-    assert summary["exploration"]["ci_low"] > 0.05
-    assert summary["red_lane"]["revenue"] == pytest.approx(1000)
-
-
-def test_monitor_alerts_on_shifted_inputs_and_outcomes_but_not_on_trending_profiles(trained):
-    model = trained.model
-    X = trained.features.X
-    reference, current = X.iloc[:4000].copy(), X.iloc[4000:8000].copy()
-    calm = monitor(model, "1", reference, current, _outcomes(55, 100, 0.6, 3, 60, 0.05), (pd.Timestamp("2024-01-01"),) * 2)
-    assert not calm.drift_detected, calm.alerts
-
-    drifted = current.copy()
-    drifted["importer_days_known"] += 10_000  # a profile trends with time: reported, no alert
-    drifted["log_declared_value"] -= 2.0  # undervaluation spree: an input shift
-    report = monitor(model, "1", reference, drifted, _outcomes(20, 100, 0.6, 12, 60, 0.05),
-                     (pd.Timestamp("2024-01-01"),) * 2, MonitorThresholds())
-    assert report.drift_detected
-    assert "log_declared_value" in report.drifted_features
-    assert "importer_days_known" not in report.drifted_features
-    assert report.features.set_index("feature").loc["importer_days_known", "psi"] > 1
-    # What can alert leads, worst first; what only trends with time follows, apart.
-    flags = report.features["alerting"].tolist()
-    assert flags == sorted(flags, reverse=True) and report.features.loc[0, "feature"] == "log_declared_value"
-    alerting = report.features[report.features["alerting"]]["psi"].tolist()
-    assert alerting == sorted(alerting, reverse=True)
-    assert calm.verdict().startswith(f"no drift: the largest PSI among the {int(calm.features['alerting'].sum())} "
-                                     "features that can alert is ")
-    assert "(threshold 0.25)" in calm.verdict() and "trend with time by construction" in calm.verdict()
-    assert report.verdict() == "DRIFT DETECTED"
-    assert any("red-lane hit rate" in a for a in report.alerts)
-    assert any("exploration draws" in a for a in report.alerts)
-    payload = report.payload()
-    assert payload["drifted_features"] == report.drifted_features and payload["psi"]["log_declared_value"] > 0.25
-
-    few = monitor(model, "1", reference, drifted.head(50), _outcomes(0, 0, 0, 0, 0, 0), (pd.Timestamp("2024-01-01"),) * 2)
-    assert not few.drift_detected  # too few rows for a verdict
-    assert few.verdict() == "no drift verdict: 50 declarations in the window, fewer than the 200 a verdict needs"

@@ -9,7 +9,7 @@ import pandas as pd
 from features.entities import NAMES
 from serving.ui import overview
 from serving.ui.page_data import NOT_STORED, summarise_batch
-from tests.unit.test_ui_data import batch_rows
+from tests.unit.test_ui_page_data import batch_rows
 
 
 def test_the_red_declarations_link_to_their_pages_at_most_max_list_rows_with_the_rest_counted(monkeypatch):

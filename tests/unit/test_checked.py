@@ -1,4 +1,6 @@
-"""The bad-input catalogue (tests/data/bad_inputs/): one folder per class of hostile file, its outcome beside it.
+"""features/intake/checked.py: the bad-input catalogue through `read_checked`, and `check_layout` on the header alone.
+
+The bad-input catalogue (tests/data/bad_inputs/): one folder per class of hostile file, its outcome beside it.
 
 Each folder holds an input file and `expected.json` (its README says how to add one). The file goes through
 `read_checked`, the one path every reader shares, and either is refused with a UserError holding the expected text
@@ -16,8 +18,11 @@ import pytest
 
 from features.contract import REASONS
 from features.errors import UserError
-from features.intake.checked import Checked, read_checked
-from features.intake.mapping import load_mapping
+from features.intake.checked import Checked, check_layout, read_checked
+from features.intake.mapping import ColumnMapping, load_mapping
+from features.intake.prepared import prepare_batch
+from features.intake.reader import read_header
+from tests.unit.test_mapping import _foreign_export, _foreign_mapping, _without_columns
 
 CATALOGUE = Path(__file__).parents[1] / "data" / "bad_inputs"
 CLASSES = sorted(p for p in CATALOGUE.iterdir() if p.is_dir())
@@ -87,3 +92,22 @@ def test_each_class_is_described_well_formed(folder):
         assert sum(expect["quarantined"].values()) == expect["read"] - expect["valid"] == len(expect["rows"])
     else:
         assert set(expect) == {"refused"}
+
+
+def test_the_header_alone_tells_what_reading_the_file_would_refuse(tmp_path):
+    # Given a mapping that does not fit the file (a typo in a required column's name)
+    bad = ColumnMapping(columns={"importer_id": "Importer Id"}, delimiter=";")
+    export = _foreign_export(tmp_path / "export.csv")
+    # Then the header check says exactly what reading the whole file says
+    with pytest.raises(UserError) as from_rows:
+        read_checked(export, "declarations", bad)
+    with pytest.raises(UserError) as from_header:
+        check_layout(export, "declarations", bad)
+    assert str(from_header.value) == str(from_rows.value) and "did you mean 'Importer ID'" in str(from_header.value)
+    parquet = tmp_path / "export.parquet"
+    pd.read_csv(export, sep=";", dtype="str").set_index("Declaration ID").to_parquet(parquet)
+    assert read_header(parquet) == ["Date", "Importer ID", "HS6 Code", "Country of Origin", "Item Price", "Office",
+                                    "Fraud", "Recovered", "Tax Type", "Gross Mass", "Remarks"]
+    arrivals = _without_columns(tmp_path / "arrivals.csv", "Fraud", "Recovered")
+    assert check_layout(arrivals, None, _foreign_mapping(tmp_path)).notes == \
+        prepare_batch(arrivals, mapping=_foreign_mapping(tmp_path)).notes
