@@ -17,7 +17,7 @@ os.environ.update({
     "GX_ANALYTICS_ENABLED": "False",
     "PREFECT_HOME": str(_SESSION_DIR / "prefect"),  # cached results must not leak between sessions
     "ADUANA_HOME": str(_SESSION_DIR / "home"),
-    "ADUANA_PREFECT_SERVER": "ephemeral",  # no test leaves a home's Prefect server behind; test_prefect_server starts one
+    "ADUANA_PREFECT_SERVER": "ephemeral",  # no test leaves a home's Prefect server behind; tests/integration/test_server.py starts one
     "ADUANA_TRAIN_ABLATION": "false",  # flows skip the feature-group ablation; tests that need it turn it on
     "ADUANA_TRAIN_REFERENCE_ITERATIONS": "80",  # the reference's default 1000 rounds are for real data
 })

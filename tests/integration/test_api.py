@@ -235,7 +235,7 @@ def test_what_the_api_model_accepts_the_contract_accepts_unchanged(world):
     from features.intake.mapping import ColumnMapping
     from features.intake.validation import check_rows
     from serving.api.schemas import Declaration
-    from tests.unit.test_api_parity import canonical_frame
+    from tests.unit.test_cell import canonical_frame
 
     base = _declaration(world)
     values = {

@@ -19,7 +19,7 @@ from serving.api import create_app
 from serving.lanes import LanePolicy
 from serving.scorer import Scorer
 from tests.integration.test_api import _declaration, api_scorer  # noqa: F401 - a module-scoped fixture
-from tests.integration.test_scoring import FixedSource
+from tests.integration.test_scorer import FixedSource
 
 pytestmark = pytest.mark.integration
 

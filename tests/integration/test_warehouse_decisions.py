@@ -1,6 +1,6 @@
 """The decision log (features/warehouse/decisions.py): append-only, idempotent on retries, and read back by the
 latest scoring batch (real-time answers aside) with its lists intact. Other decisions tests, through the scorer or
-the API, are in tests/integration/test_scoring.py, test_api.py and test_ui.py."""
+the API, are in tests/integration/test_scorer.py, test_api.py and test_ui.py."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta

@@ -161,7 +161,7 @@ def test_the_one_declaration_path_gives_build_features_values(scorer, world):
     """The API's pandas-free path for one declaration (features/row.py) against integrate + build_features, on
     stored and new declarations, with fields missing, unknown importers and HS codes, and shared bills of lading."""
     from serving.api.schemas import Declaration
-    from tests.unit.test_api_parity import canonical_frame
+    from tests.unit.test_cell import canonical_frame
 
     rows = pd.concat([world.declarations.iloc[16_800:16_900], world.declarations.tail(100)], ignore_index=True)
     fields = list(Declaration.model_fields)
@@ -202,7 +202,7 @@ def test_numeric_edge_values_give_the_same_features_on_both_paths(scorer, world)
     from features.build import build_features, integrate
     from features.row import integrate_row, row_features
     from serving.api.schemas import Declaration
-    from tests.unit.test_api_parity import canonical_frame
+    from tests.unit.test_cell import canonical_frame
 
     rows = world.declarations.iloc[16_800:17_000].reset_index(drop=True)
     fields = list(Declaration.model_fields)

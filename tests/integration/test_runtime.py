@@ -1,5 +1,7 @@
-"""Without --debug, `aduana train` and `aduana score` print Aduana's own lines only: none of the libraries'
-notes, warnings or progress bars, and each of the gate's reasons once."""
+"""flows/orchestration/runtime.py: progress lines appear once: on a worker (Prefect's console handler on) as the run
+log's line only; under the CLI, which silences that handler (`configure`), as the printed line. Without --debug,
+`aduana train` and `aduana score` print Aduana's own lines only: none of the libraries' notes, warnings or progress
+bars, and each of the gate's reasons once."""
 from __future__ import annotations
 
 import os
@@ -8,9 +10,27 @@ import sys
 from collections import Counter
 
 import pytest
+from prefect import flow
 
 from features.simulator import simulate
+from flows.orchestration.runtime import progress
 from tests.conftest import write_csv
+
+pytestmark = pytest.mark.integration
+
+
+@flow(name="test-progress")
+def _say(message: str) -> None:
+    progress(message)
+
+
+def test_a_progress_line_on_a_worker_is_shown_once(prefect_api, capfd):
+    """The tests' process logs to the console as a worker does (the CLI's own path is covered by its tests)."""
+    message = "progress-line-once"
+    _say(message)
+    out, err = capfd.readouterr()
+    assert (out + err).count(message) == 1, out + err
+
 
 pytestmark = pytest.mark.integration
 
