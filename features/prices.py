@@ -3,7 +3,7 @@ subheading's own band as the fallback.
 
 `PriceBands.fit` learns them from reference declarations (training fits them on rows filed before its validation
 window, and the model carries them to scoring); `lookup` serves a batch, `lookup_one` one declaration, and the
-two agree value for value (tests/integration/test_scoring.py).
+two agree value for value (tests/integration/test_scorer.py).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 `integrate` + `build_features` pay about 20 ms of pandas overhead for a single row, more than the model and
 the HTTP round trip together. This computes the same values for one declaration in canonical fields (and a
-mapping's extras) from the same warehouse snapshot; tests/integration/test_scoring.py proves the two agree value
+mapping's extras) from the same warehouse snapshot; tests/integration/test_scorer.py proves the two agree value
 for value, edge values included (a unit price that underflows to 0 or overflows to inf is missing on both).
 The API scores every declaration of a request this way, each as if it came alone.
 """

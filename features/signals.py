@@ -5,7 +5,7 @@ A signal computes a few features that share their work (one price-band lookup, o
 declaration as a dict, missing values as None (features/row.py `row_features`, the real-time path, which pays no
 pandas per call). The two forms give the same value for every row, edge values included (a unit price that
 underflows to 0 or overflows to inf is missing in both); tests/unit/test_catalogue.py and
-tests/integration/test_scoring.py hold them equal. What each feature is for (group, reason family, drift role)
+tests/integration/test_scorer.py hold them equal. What each feature is for (group, reason family, drift role)
 is declared in features/catalogue.py; a feature computed alone is declared there with its own two forms.
 """
 from __future__ import annotations

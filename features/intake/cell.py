@@ -2,7 +2,7 @@
 
 The canonical API reads each field of a declaration with these (serving/api/schemas.py `Declaration`), so a value is accepted,
 refused and typed alike whichever way it arrives, at microseconds a value: `read_checked` costs tens of
-milliseconds a row. tests/unit/test_api_parity.py runs a catalogue of cells through both and holds them together.
+milliseconds a row. tests/unit/test_cell.py runs a catalogue of cells through both and holds them together.
 
 A JSON value is first written as the cell a file of it would hold (`file_text`: what the source layout's records
 become, features/intake/records.py), then read with ingest's rule for the field's type:

@@ -115,7 +115,7 @@ Each field is read by features/intake/cell.py as ingest reads the same value in 
 normal form, the same parsing, and every rule of the declarations contract (features/contract.py) that applies to
 these fields. So a declaration it accepts goes straight to the scorer, typed as ingest would type it, and one it
 refuses is refused with ingest's reason codes as error types: the API does not run the pandera checks per request
-(tests/unit/test_api_parity.py and tests/integration/test_api.py prove the two agree).
+(tests/unit/test_cell.py and tests/integration/test_api.py prove the two agree).
 """
 
 
