@@ -45,7 +45,8 @@ class MonitorReport:
 
     def verdict(self) -> str:
         """The verdict in one line; beside "no drift", why: the largest PSI among the features that can alert
-        against the threshold, and how many features were reported only (they trend with time by construction)."""
+        against the threshold, and how many features were reported only (the catalogue's `alerts=False`: profiles and
+        ages trend with time by construction, and new traders' ids arrive all the time)."""
         if self.drift_detected:
             return "DRIFT DETECTED"
         if self.rows < self.thresholds.min_rows:
@@ -56,8 +57,8 @@ class MonitorReport:
         told = (f"the largest PSI among the {len(alerting)} features that can alert is "
                 f"{alerting['psi'].max():.3f} (threshold {self.thresholds.psi:g})" if len(alerting)
                 else "no feature of this model can alert")
-        return (f"no drift: {told}; {reported} feature{'s' if reported != 1 else ''} that trend with time by "
-                "construction " + ("are" if reported != 1 else "is") + " reported, not alerted on")
+        return (f"no drift: {told}; {reported} feature{'s' if reported != 1 else ''} that move by construction "
+                "(trends with time, new traders' ids) " + ("are" if reported != 1 else "is") + " reported, not alerted on")
 
     def payload(self) -> dict:
         """The event payload: what drifted, by how much, and where to look."""

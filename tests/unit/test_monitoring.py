@@ -46,7 +46,7 @@ def test_monitor_alerts_on_shifted_inputs_and_outcomes_but_not_on_trending_profi
     assert alerting == sorted(alerting, reverse=True)
     assert calm.verdict().startswith(f"no drift: the largest PSI among the {int(calm.features['alerting'].sum())} "
                                      "features that can alert is ")
-    assert "(threshold 0.25)" in calm.verdict() and "trend with time by construction" in calm.verdict()
+    assert "(threshold 0.25)" in calm.verdict() and "move by construction" in calm.verdict()
     assert report.verdict() == "DRIFT DETECTED"
     assert any("red-lane hit rate" in a for a in report.alerts)
     assert any("exploration draws" in a for a in report.alerts)

@@ -41,7 +41,8 @@ def _report() -> MonitorReport:
 def test_no_drift_says_why_and_the_features_that_can_alert_come_first():
     report = _report()
     assert report.verdict() == ("no drift: the largest PSI among the 2 features that can alert is 0.120 (threshold "
-                                "0.25); 2 features that trend with time by construction are reported, not alerted on")
+                                "0.25); 2 features that move by construction (trends with time, new traders' ids) are "
+                                "reported, not alerted on")
     text = monitor_markdown(report)
     assert text.splitlines()[0] == f"## customs-risk v3: {report.verdict()}"
     first, reported = text.index("### Features that can alert (2"), text.index("### Reported, not alerted on (2")
