@@ -15,10 +15,10 @@ import numpy as np
 import pandas as pd
 
 from features.build import FeatureSet, build_features, column_order
-from features.entities import hs_level
+from features.entities import entity_keys, hs_level
 from features.errors import UserError
 from features.prices import PriceBands
-from features.profiles import ProfileIndex, smoothed_rate
+from features.profiles import PROFILE_COLUMNS, ProfileIndex, smoothed_rate, to_seconds
 from serving.selection import Rules, capacity, exploration_draw, lowest_draws, rule_hits, select, top_k
 from training.models import FitConfig, RiskModel, Split, fit_risk_model
 
@@ -87,9 +87,25 @@ def shared_features(rows: pd.DataFrame, bands: PriceBands) -> FeatureSet:
     return build_features(rows, bands=bands, profiles=_NoProfiles())
 
 
-def with_profiles(shared: FeatureSet, rows: pd.DataFrame, profiles: ProfileIndex) -> FeatureSet:
-    """The full feature matrix: the shared part and a policy's entity profiles, in build_features' column order."""
-    found = profiles.lookup(rows.reset_index(drop=True)).astype("float64")
+@dataclass(frozen=True)
+class Queries:
+    """A week's declarations as profile queries (entity keys, filing times in seconds): what `ProfileIndex.lookup`
+    derives from the rows, made once a week and asked of each model policy's index."""
+
+    keys: dict[str, np.ndarray]
+    seconds: np.ndarray
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> Queries:
+        return cls(keys=entity_keys(rows), seconds=to_seconds(rows["declaration_date"].to_numpy()))
+
+
+def with_profiles(shared: FeatureSet, rows: pd.DataFrame, profiles: ProfileIndex,
+                  queries: Queries | None = None) -> FeatureSet:
+    """The full feature matrix: the shared part and a policy's entity profiles, in build_features' column order
+    (`queries`: the rows' `Queries`, when they are asked of several indexes)."""
+    queries = Queries.of(rows) if queries is None else queries
+    found = pd.DataFrame(profiles.lookup_keys(queries.keys, queries.seconds), columns=PROFILE_COLUMNS, dtype="float64")
     categorical, numeric = column_order(shared.columns + list(found.columns))
     X = pd.concat([shared.X, found], axis=1)[categorical + numeric]
     return FeatureSet(X=X, meta=shared.meta, categorical=categorical, numeric=numeric,
@@ -116,9 +132,11 @@ class Knowledge:
     X: list[pd.DataFrame] = field(default_factory=list)
     model: RiskModel | None = None
     trained_on: np.ndarray = field(default_factory=lambda: np.array([], dtype="int64"))  # positions of the last fit
+    _profiles: ProfileIndex | None = field(default=None, repr=False)  # of these reveals; None once more are added
 
     def add(self, positions: np.ndarray, fraud: np.ndarray, revenue: np.ndarray, control: np.ndarray,
             X: pd.DataFrame) -> None:
+        self._profiles = None
         self.positions.append(positions)
         self.fraud.append(fraud)
         self.revenue.append(revenue)
@@ -127,7 +145,14 @@ class Knowledge:
 
     def copy(self) -> Knowledge:
         return Knowledge(list(self.positions), list(self.fraud), list(self.revenue), list(self.control), list(self.X),
-                         self.model, self.trained_on)
+                         self.model, self.trained_on, self._profiles)
+
+    def profiles(self, keyed: pd.DataFrame, filings: ProfileIndex) -> ProfileIndex:
+        """`revealed_profiles` of what is known now, built once per state of knowledge (copies of the warm-up
+        share the warm-up's until their first reveal)."""
+        if self._profiles is None:
+            self._profiles = revealed_profiles(self.labels_frame(keyed), filings)
+        return self._profiles
 
     def labels_frame(self, keyed: pd.DataFrame) -> pd.DataFrame:
         """The revealed rows as a labelled history, for entity profiles."""
@@ -158,8 +183,10 @@ def fit_on(fs: FeatureSet, config: FitConfig) -> RiskModel:
 # ---------------------------------------------------------------- one policy's week
 
 
-def _select(replay: _Replay, policy: str, rows: pd.DataFrame, shared: FeatureSet) -> tuple[np.ndarray, np.ndarray, FeatureSet | None]:
-    """(positions chosen within the week, their stratum, the policy's features) for one policy."""
+def _select(replay: _Replay, policy: str, rows: pd.DataFrame, shared: FeatureSet,
+            queries: Queries | None = None) -> tuple[np.ndarray, np.ndarray, FeatureSet | None]:
+    """(positions chosen within the week, their stratum, the policy's features) for one policy (`queries`: the
+    week's profile queries, shared by the model policies)."""
     k = capacity(len(rows), replay.config.capacity)
     draw = draws(rows["declaration_id"], replay.config.seed, policy)
     if policy == "random":
@@ -169,7 +196,7 @@ def _select(replay: _Replay, policy: str, rows: pd.DataFrame, shared: FeatureSet
         chosen = top_k(replay.rulebook.score(rows.reset_index(drop=True), shared.X), k, draw)
         return chosen, np.full(len(chosen), "rules", dtype=object), None
     known = replay.knowledge[policy]
-    fs = with_profiles(shared, rows, revealed_profiles(known.labels_frame(replay.keyed), replay.filings))
+    fs = with_profiles(shared, rows, known.profiles(replay.keyed, replay.filings), queries)
     scores = known.model.risk(fs.X)
     if policy == "model":
         chosen = top_k(scores, k, draw)

@@ -22,10 +22,10 @@ from serving.backtest.config import BacktestConfig
 from serving.backtest.data import BacktestData, label_free
 from serving.backtest.policies import (
     Knowledge,
+    Queries,
     RuleBook,
     _select,
     fit_on,
-    revealed_profiles,
     shared_features,
     with_profiles,
 )
@@ -85,6 +85,7 @@ class _Replay:
     """The state of one replay: shared indexes, each policy's knowledge, and what has been recorded."""
 
     data: BacktestData
+    ids: np.ndarray  # declaration_id of every row of data.frame (converted once: a week reads only its picks')
     config: BacktestConfig
     plan: Plan
     filings: ProfileIndex
@@ -96,6 +97,7 @@ class _Replay:
     warmup_labelled: np.ndarray  # rows the historical policy labelled in the warm-up
     records: list[dict] = field(default_factory=list)
     selections: list[pd.DataFrame] = field(default_factory=list)
+    found: dict[str, list] = field(default_factory=dict)  # policy → [frauds found, selected] so far (progress)
 
 
 def _warmup(data: BacktestData, plan: Plan, config: BacktestConfig) -> _Replay:
@@ -115,12 +117,13 @@ def _warmup(data: BacktestData, plan: Plan, config: BacktestConfig) -> _Replay:
     start = Knowledge()
     start.positions, start.fraud, start.revenue, start.control = [labelled], [fraud], [revenue], [control]
     rows = data.frame.iloc[labelled]
-    fs = with_profiles(shared_features(rows, bands), rows, revealed_profiles(start.labels_frame(keyed), filings))
+    fs = with_profiles(shared_features(rows, bands), rows, start.profiles(keyed, filings))
     start.X = [fs.X]
     rulebook = RuleBook.from_warmup(rows, fraud, config.rules) if "rules" in config.policies else None
     knowledge = {p: start.copy() for p in config.policies if p in MODEL_POLICIES}
-    return _Replay(data=data, config=config, plan=plan, filings=filings, keyed=keyed, bands=bands, rulebook=rulebook,
-                   knowledge=knowledge, columns=(fs.categorical, fs.numeric), warmup_labelled=labelled)
+    return _Replay(data=data, ids=data.frame["declaration_id"].to_numpy(), config=config, plan=plan, filings=filings,
+                   keyed=keyed, bands=bands, rulebook=rulebook, knowledge=knowledge,
+                   columns=(fs.categorical, fs.numeric), warmup_labelled=labelled)
 
 
 def _refit(replay: _Replay, week: int, first: bool) -> dict[str, float]:
@@ -165,8 +168,11 @@ def _record(replay: _Replay, policy: str, week: int, chosen: np.ndarray, stratum
         "revenue_total": np.nansum(revenue) if has_revenue else np.nan,
         "explored": int(explored.sum()), "explored_frauds": fraud[chosen[explored]].sum(), **timing,
     })
+    found = replay.found.setdefault(policy, [0.0, 0])
+    found[0] += replay.records[-1]["frauds_found"]
+    found[1] += len(chosen)
     picked = pd.DataFrame({"week": number, "policy": policy, "stratum": stratum,
-                           "declaration_id": replay.data.frame["declaration_id"].to_numpy()[lo + chosen]})
+                           "declaration_id": replay.ids[lo + chosen]})
     if "typology" in oracle:  # the simulator's fraud scheme of each pick (evaluation only)
         picked["typology"] = oracle["typology"].to_numpy()[chosen]
     replay.selections.append(picked)
@@ -183,10 +189,11 @@ def _replay_week(replay: _Replay, week: int) -> None:
     lo, hi = replay.plan.bounds[week], replay.plan.bounds[week + 1]
     rows = replay.data.frame.iloc[lo:hi]
     shared = shared_features(rows, replay.bands)
+    queries = Queries.of(rows) if replay.knowledge else None
     shared_seconds = time.perf_counter() - t - sum(fit_seconds.values())
     for policy in replay.config.policies:
         t = time.perf_counter()
-        chosen, stratum, fs = _select(replay, policy, rows, shared)
+        chosen, stratum, fs = _select(replay, policy, rows, shared, queries)
         _reveal(replay, policy, week, lo + chosen, fs, chosen)
         timing = {"retrained": policy in fit_seconds, "fit_seconds": fit_seconds.get(policy, 0.0),
                   "select_seconds": time.perf_counter() - t, "shared_seconds": shared_seconds}
@@ -209,18 +216,16 @@ def run_backtest(data: BacktestData, config: BacktestConfig = BacktestConfig(),
     drift = config.drift_date if config.drift_date is not None else data.drift_date
     weekly = weekly_table(pd.DataFrame(replay.records), drift)
     selections = pd.concat(replay.selections, ignore_index=True)
-    ids = data.frame["declaration_id"].to_numpy()
+    ids = replay.ids
     return BacktestResult(weekly=weekly, summary=summarise(weekly, selections, replay, drift),
                           selections=selections, training_ids={p: ids[k.trained_on] for p, k in replay.knowledge.items()},
                           warmup_labelled_ids=ids[replay.warmup_labelled], config=config)
 
 
 def _progress(replay: _Replay, week: int) -> dict:
-    """Where the replay stands after `week`: cumulative precision per policy so far."""
-    done = pd.DataFrame(replay.records)
-    totals = done.groupby("policy")[["frauds_found", "selected"]].sum()
+    """Where the replay stands after `week`: cumulative precision per policy so far (running totals: a week's
+    progress costs the same in week 1 and week 100)."""
+    this_week = replay.records[-len(replay.config.policies):]  # _replay_week records each policy once
     return {"week": replay.plan.number(week), "weeks": replay.plan.end - replay.plan.warmup,
-            "week_start": replay.plan.start(week),
-            "retrained": bool(done.loc[done["week"] == replay.plan.number(week), "retrained"].any()),
-            "precision": {p: _ratio(totals.loc[p, "frauds_found"], totals.loc[p, "selected"])
-                          for p in replay.config.policies}}
+            "week_start": replay.plan.start(week), "retrained": any(r["retrained"] for r in this_week),
+            "precision": {p: _ratio(*replay.found[p]) for p in replay.config.policies}}

@@ -250,3 +250,51 @@ def test_a_backtest_replays_the_lane_policys_capacity_exploration_and_rules():
     with pytest.raises(UserError, match="red_per_office_day"):
         BacktestConfig.from_lanes(LanePolicy(red_per_office_day=4))
     assert BacktestConfig.from_lanes(LanePolicy(red_per_office_day=4), capacity=0.05).capacity == 0.05
+
+
+# ---------------------------------------------------------------- what the replay builds once a week and shares
+
+
+def test_a_weeks_queries_asked_of_an_index_give_that_index_lookup(data):
+    from serving.backtest.policies import Queries
+
+    rows, keyed = data.frame.iloc[6000:6400], label_free(data.frame)
+    labelled = data.history_labels.iloc[:6000]
+    history = keyed.iloc[:6000].assign(**{c: labelled[c].to_numpy() for c in labelled})
+    index = revealed_profiles(history[history["inspected"] == 1], ProfileIndex(keyed))
+    shared = shared_features(rows, PriceBands.fit(data.frame.iloc[:6000]))
+    once = with_profiles(shared, rows, index, Queries.of(rows))
+    pd.testing.assert_frame_equal(once.X, with_profiles(shared, rows, index).X)
+    looked_up = index.lookup(rows.reset_index(drop=True)).astype("float64")
+    pd.testing.assert_frame_equal(once.X[looked_up.columns], looked_up)
+
+
+def test_a_policys_profile_index_is_shared_by_its_copies_until_its_next_reveal(data):
+    keyed = label_free(data.frame)
+    filings = ProfileIndex(keyed)
+    day = data.frame["declaration_date"].iloc[5000].normalize()
+    control = np.array([day.to_datetime64()], dtype="datetime64[us]")
+    known = Knowledge()
+    known.add(np.array([100]), np.array([0], dtype="int8"), np.array([0.0]), control, pd.DataFrame(index=[0]))
+    built = known.profiles(keyed, filings)
+    twin = known.copy()  # as the warm-up's knowledge is copied to each model policy
+    assert twin.profiles(keyed, filings) is built and known.profiles(keyed, filings) is built
+    known.add(np.array([5000]), np.array([1], dtype="int8"), np.array([5.0]), control, pd.DataFrame(index=[0]))
+    query = data.frame.iloc[[5000]].assign(declaration_date=day + pd.Timedelta(days=1))
+    after = known.profiles(keyed, filings).lookup(query)
+    pd.testing.assert_frame_equal(after, revealed_profiles(known.labels_frame(keyed), filings).lookup(query))
+    before = twin.profiles(keyed, filings).lookup(query)
+    assert after["importer_inspections"].iloc[0] == before["importer_inspections"].iloc[0] + 1
+
+
+def test_progress_after_each_week_is_the_weekly_tables_cumulative_precision(data, replayed):
+    progress = []
+    result = run_backtest(data, CONFIG, on_week=progress.append)
+    pd.testing.assert_frame_equal(result.selections, replayed.selections)
+    assert [p["week"] for p in progress] == sorted(result.weekly["week"].unique())
+    for p in progress:
+        week = result.weekly[result.weekly["week"] == p["week"]].set_index("policy")
+        assert p["retrained"] == bool(week["retrained"].any())
+        expected = week["cum_precision"].to_dict()
+        assert p["precision"].keys() == expected.keys()
+        assert all(p["precision"][k] == v or (np.isnan(p["precision"][k]) and np.isnan(v)) for k, v in expected.items())
