@@ -34,7 +34,7 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     monkeypatch.setenv("TTY_INTERACTIVE", "1")
     drawn = set()
     draw = bars._draw
-    monkeypatch.setattr(bars, "_draw", lambda shown, what, done, total: (drawn.add(what), draw(shown, what, done, total)))
+    monkeypatch.setattr(bars, "_draw", lambda shown, what, *rest: (drawn.add(what), draw(shown, what, *rest)))
     with bars.showing():
         first = customs_retrain(dataset="test")
     assert {"risk model: engineered", "risk model: mapped columns", "risk model: engineered, refit",
