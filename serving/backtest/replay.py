@@ -182,10 +182,12 @@ def _replay_week(replay: _Replay, week: int) -> None:
     """One week: refit when due, the shared features, then each policy selects, learns its picks and is scored."""
     t = time.perf_counter()
     b = week - replay.plan.warmup
-    due = b % replay.config.retrain_every == 0
+    # The first fit comes with the first week that has declarations (a sparse history may start with empty ones).
+    unfitted = any(known.model is None for known in replay.knowledge.values())
+    due = unfitted or b % replay.config.retrain_every == 0
     if due and b > 0:  # reference bands carry no label: refreshed on every declaration filed so far
         replay.bands = PriceBands.fit(replay.data.frame.iloc[: replay.plan.bounds[week]])
-    fit_seconds = _refit(replay, week, first=b == 0) if due else {}
+    fit_seconds = _refit(replay, week, first=unfitted) if due else {}
     lo, hi = replay.plan.bounds[week], replay.plan.bounds[week + 1]
     rows = replay.data.frame.iloc[lo:hi]
     shared = shared_features(rows, replay.bands)

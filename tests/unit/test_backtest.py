@@ -298,3 +298,16 @@ def test_progress_after_each_week_is_the_weekly_tables_cumulative_precision(data
         expected = week["cum_precision"].to_dict()
         assert p["precision"].keys() == expected.keys()
         assert all(p["precision"][k] == v or (np.isnan(p["precision"][k]) and np.isnan(v)) for k, v in expected.items())
+
+
+def test_a_history_whose_first_replayed_week_is_empty_still_fits_before_it_selects(data):
+    """A sparse history (a user's few labelled rows) can leave the first week after the warm-up without a
+    declaration: the model policies fit with the first week that has some, not only at the refit cadence."""
+    week = ((data.frame["declaration_date"] - data.frame["declaration_date"].min()).dt.days // 7).to_numpy()
+    keep = week != CONFIG.warmup_weeks
+    sparse = dataclasses.replace(data, frame=data.frame[keep].reset_index(drop=True),
+                                 history_labels=data.history_labels[keep].reset_index(drop=True),
+                                 oracle=data.oracle[keep].reset_index(drop=True))
+    result = run_backtest(sparse, dataclasses.replace(CONFIG, retrain_every=50, policies=("model", "hybrid")))
+    assert result.weekly["week"].min() == 2  # week 1 had nothing to select
+    assert result.summary.to_dict()["policies"]["model"]["refits"] == 1
