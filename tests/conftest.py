@@ -4,6 +4,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import socket
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -112,3 +113,10 @@ def foreign(n: int, seed: int, modes: tuple[str, ...] = ("1", "2", "3", "4")) ->
         "inspected": 1,
         "fraud": (rng.random(n) < 0.3).astype(int),
     })
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -19,13 +19,14 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.conftest import free_port
 
 LONG_RUNNING = re.compile(r"#\s*runs until Ctrl-C")
 URL = re.compile(r"http://[^\s,;)]+")
@@ -122,11 +123,6 @@ def unfenced_commands(readme: Path) -> list[int]:
             suspicious.append(number)
     return suspicious
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def copy_tree(repo: Path, target: Path) -> Path:

@@ -20,21 +20,17 @@ from fastapi.testclient import TestClient
 from serving import ui
 from serving.api import create_app, server_config
 from serving.api.guards import JSON_CSP, MAX_HEADER_BYTES
+from tests.conftest import free_port
 from tests.integration.test_api import _declaration, api_scorer  # noqa: F401 - a module-scoped fixture
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @contextmanager
 def running(app, **config) -> Iterator[str]:  # noqa: ANN001
     """The app served by uvicorn (as `aduana serve` configures it) in a thread, stopped however the test ends."""
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(server_config(app, "127.0.0.1", port, **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from flows.monitor import customs_monitor
 from flows.retrain import customs_retrain
 from flows.settings import Settings
 from tests.browser import _run, chromium, distinct_colours, screenshot
+from tests.conftest import free_port
 from training import figures, pipeline, runs, store
 
 pytestmark = pytest.mark.integration
@@ -150,17 +150,12 @@ def test_the_psi_plot_shows_what_can_alert_first_and_what_is_only_reported_apart
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
 
 @contextmanager
 def mlflow_server(db: Path, artifacts: Path, timeout: float = 90) -> Iterator[str]:
     """`mlflow server` on the store as the CLI's printout starts it; stopped (its whole process group) however the
     test ends."""
-    port = _free_port()
+    port = free_port()
     command = [str(Path(sys.executable).parent / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{db}",
                "--default-artifact-root", artifacts.as_uri(), "--host", "127.0.0.1", "--port", str(port),
                "--workers", "1"]
