@@ -13,15 +13,15 @@ def stage_model(work: Path, rows: int) -> dict:
     import pandas as pd
 
     from features.build import build_features, integrate
+    from features.labels import labelled
     from features.prices import PriceBands
     from training.models import FitConfig, fit_risk_model, time_split
-    from training.pipeline import labelled_rows
 
     landing = work / "landing"
     frame = integrate(pd.read_parquet(landing / "declarations.parquet"), pd.read_parquet(landing / "manifests.parquet"),
                       pd.read_parquet(landing / "traders.parquet"))
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
-    split = time_split(frame["declaration_date"], labelled_rows(frame))
+    split = time_split(frame["declaration_date"], labelled(frame))
     t = time.perf_counter()
     features = build_features(frame, bands=PriceBands.fit(frame[frame["declaration_date"] < split.valid_start]))
     features_s = time.perf_counter() - t
