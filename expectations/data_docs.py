@@ -104,13 +104,6 @@ def remote_assets(html: str) -> list[str]:
     return [u for u in loaded_urls(html) if u.lower().startswith(("http://", "https://", "//"))]
 
 
-def local_assets(page: Path) -> dict[str, Path]:
-    """The local files a page loads, by the reference in the page (relative, possibly %-quoted)."""
-    return {u: (page.parent / urllib.parse.unquote(urllib.parse.urlsplit(u).path)).resolve()
-            for u in loaded_urls(page.read_text(encoding="utf-8"))
-            if not u.startswith("//") and not urllib.parse.urlsplit(u).scheme}
-
-
 @dataclass
 class _Site:
     root: Path

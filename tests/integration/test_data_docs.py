@@ -13,6 +13,7 @@ import json
 import re
 import shutil
 import tarfile
+import urllib.parse
 from collections import Counter
 from functools import partial
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 
 from expectations import docs_assets
 from expectations.checkpoint import check_batch
-from expectations.data_docs import local_assets
+from expectations.data_docs import loaded_urls
 from expectations.renderers import significant
 from flows import ingest
 from flows.orchestration.runtime import Runtime
@@ -31,6 +32,14 @@ from tests import browser
 from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration
+
+
+def local_assets(page: Path) -> dict[str, Path]:
+    """The local files a page loads, by the reference in the page (relative, possibly %-quoted)."""
+    return {u: (page.parent / urllib.parse.unquote(urllib.parse.urlsplit(u).path)).resolve()
+            for u in loaded_urls(page.read_text(encoding="utf-8"))
+            if not u.startswith("//") and not urllib.parse.urlsplit(u).scheme}
+
 
 GX_TEMPLATES = Path(importlib.util.find_spec("great_expectations").origin).parent / "render" / "view" / "templates"
 # What loads a file, independent of expectations/data_docs.py's own parser: a script, a stylesheet or icon, an image,
