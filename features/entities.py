@@ -11,9 +11,11 @@ HS levels are prefixes of the HS code: chapter (2 digits), heading (4), subheadi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported where a frame is cut: the table itself is read by the CLI's argument checks
+    import numpy as np
+    import pandas as pd
 
 MISSING = "__missing__"  # the one key of a missing value (and CatBoost's categorical gap)
 HS_LEVELS = {"hs_chapter": 2, "hs_heading": 4, "hs_subheading": 6}
