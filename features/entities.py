@@ -45,12 +45,6 @@ class Entity:
     enterprise: bool = False  # rated beside each post-clearance audit list
     pair: bool = False  # a combination of two parties or of a party and goods (its own profile group)
 
-    def describe(self, values: dict) -> str:
-        """The label for one declaration's values (missing ones as '?')."""
-        hs = str(values.get("hs_code") or "")
-        known = {c: ("?" if values.get(c) is None else values[c]) for c in self.columns}
-        return self.label.format(**known, hs_dotted=hs_dotted(hs) if hs else "?")
-
 
 ENTITIES: tuple[Entity, ...] = (
     Entity("importer", ("importer_id",), "importer", "importer {importer_id}", enterprise=True),

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import BY_NAME, family_of, is_extra
-from features.entities import BY_NAME as ENTITIES
+from features.entities import BY_NAME as ENTITY_BY_NAME
 from features.entities import HS_LEVELS, MISSING, hs_dotted, hs_prefix, source_columns
 from features.profiles import PROFILE_SUFFIXES, RECENT_DAYS
 from training.models import RiskModel
@@ -90,7 +90,8 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
 
 def _entity(entity: str, strongest: str, row: dict | _Row, values: dict) -> str | None:
     """An entity's reason: the entity itself for its raw id (CatBoost's own statistics of it), else its profile."""
-    noun, who = ENTITIES[entity].noun, ENTITIES[entity].label.format(**values)
+    described = ENTITY_BY_NAME[entity]
+    noun, who = described.noun, described.label.format(**values)
     suffix = strongest.removeprefix(f"{entity}_")
     if suffix not in PROFILE_SUFFIXES:  # the raw id (importer_id, hs_code, origin_country, hs_chapter...)
         if _v(row, strongest) is None:
