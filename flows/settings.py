@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     prefect_server: Literal["home", "ephemeral"] = "home"
     """`home`: the CLI's flows run on one local Prefect server per ADUANA_HOME, started once (flows/server.py);
     `ephemeral`: Prefect's temporary server per call. A PREFECT_API_URL in the environment overrides both."""
+    ops_url: str | None = None
+    """PostgreSQL URL of the operational store that many writers share (the decision log):
+    `postgresql://USER@HOST:PORT/DB`. Default: none; the log is journalled under ADUANA_HOME and the warehouse holds
+    it. The warehouse (DuckDB, the analytical store) keeps a copy of the log either way (features/warehouse/oplog.py)."""
+    prefect_server_idle_minutes: float = 30.0
+    """The home's Prefect server stops after this many minutes without a CLI call, a flow run or a worker (0: never)."""
     api_key: str | None = None  # when set, every scoring call must carry it in X-API-Key
     ui_secure_cookie: bool = False
     """Mark the analysts' page's cookie Secure even when uvicorn sees plain HTTP: TLS ended at a proxy it does not
