@@ -7,14 +7,13 @@ rows would set the cut-offs by chance). Before any such batch they come from the
 warehouse scored as one batch. A declaration from that batch gets the same lane both ways.
 
 The service reads the warehouse only to refresh its snapshot (the scorer's `ScoringContext` and the thresholds);
-while another process holds the file, the last snapshot keeps serving. Every answer is appended to the decision
-log (`DecisionLog`) from a background thread, so a call never waits on the warehouse.
+while another process holds the file, the last snapshot keeps serving. Every answer is made durable in the
+operational decision log (`DecisionLog`) before it is given; the warehouse receives a copy in the background, so a
+call never waits on the warehouse.
 """
 from __future__ import annotations
 
-import atexit
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -22,13 +21,19 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pandas as pd
 
 from features.contract import LABEL_FIELDS
-from features.warehouse import STORED_BOOKKEEPING, WAREHOUSE_ERRORS, Refreshing, Warehouse, failure_text
-from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
+from features.warehouse import (
+    STORED_BOOKKEEPING,
+    WAREHOUSE_ERRORS,
+    OperationalLog,
+    Refreshing,
+    Warehouse,
+    failure_text,
+)
+from serving.scorer import Scorer
 from serving.selection import Thresholds
 
 THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
@@ -160,151 +165,125 @@ def learn_thresholds(scorer: Scorer, source: ThresholdSource) -> tuple[Threshold
                         "model_version": source.model_version, "policy_hash": source.policy_hash}
 
 
-# The columns of a real-time answer as the decision log stores it (features/warehouse/decisions.py DECISIONS_DDL).
-DECISION_LOG_COLUMNS = ("batch_id", "decided_at", "position", *OUTPUT_COLUMNS, *DETAIL_COLUMNS, "policy_hash",
-                        "source", "request_id", "thresholds_batch_id")
+class LogUnavailable(RuntimeError):
+    """The operational log could not make an answer durable: the answer is not given (the API says 503)."""
+
+
+@dataclass
+class _Group:
+    """One request's rows, waiting for the commit that makes them durable."""
+
+    rows: list[dict]
+    done: threading.Event
+    error: str | None = None
 
 
 class DecisionLog:
-    """Real-time answers on their way to the warehouse's `decisions` table, beside the batch decisions.
+    """Real-time answers made durable in the operational log before they leave, and copied to the warehouse.
 
-    `record` appends to a buffer in memory (microseconds: a call pays nothing for its record). A background thread
-    writes the buffer in one transaction every `flush_seconds`, sooner past `flush_rows`. Opening the DuckDB file
-    and writing costs some 50 ms of CPU, which on a small machine delays the calls a flush overlaps, so the default
-    interval is a few seconds rather than one (`make bench` times calls with the log on and off).
+    `record` hands a request's rows to the committer thread and waits until they are durable (features/warehouse/
+    oplog.py: a synced journal segment, or a committed PostgreSQL transaction). Requests that arrive while a commit
+    runs are committed together in the next one (group commit), so the cost of durability is paid once per group,
+    not per request. A commit that fails raises LogUnavailable in every waiting request: no answer leaves without
+    its record. `kill -9` at any moment loses no answer that was given; an answer being committed when the process
+    died may be in the log without having been given (the client saw no answer, and retries under a new id).
 
-    While the warehouse is busy (another process writing it) the rows stay buffered and the next flush retries;
-    rows are keyed by their batch id (one per call) and position, so a retried flush adds nothing twice. The buffer
-    is bounded: when it holds `max_rows`, the API refuses to score (503) rather than answer without a record.
-    `close` (the app's shutdown) writes what is left, retrying for up to `close_timeout` seconds; rows it still
-    cannot write go to a spill file beside the warehouse, which the next `start` reads back, so a clean shutdown
-    loses nothing. A crash loses at most the last `flush_seconds` of answers."""
+    A second thread copies the log into the warehouse's `decisions` table every `sync_seconds` (idempotent, with
+    cursors: features/warehouse/decisions.py `sync`); while the warehouse is busy (another process writing it) the
+    rows wait in the log and the next sync copies them. Copying is not on the answer's path."""
 
-    def __init__(self, warehouse: Warehouse, flush_seconds: float = 5.0, flush_rows: int = 1_000,
-                 max_rows: int = 50_000, close_timeout: float = 30.0, write_wait: float = 0.5):
+    def __init__(self, warehouse: Warehouse, oplog: OperationalLog, sync_seconds: float = 5.0,
+                 commit_timeout: float = 10.0, write_wait: float = 0.5):
         self.warehouse = warehouse.waiting_at_most(write_wait)
-        self.spill_path = warehouse.path.with_name(warehouse.path.name + ".pending-decisions.jsonl")
-        self.flush_seconds, self.flush_rows, self.max_rows = flush_seconds, flush_rows, max_rows
-        self.close_timeout = close_timeout
-        self.last_error: str | None = None
-        self._rows: list[dict] = []
-        self._lock = threading.Lock()  # the buffer
-        self._flushing = threading.Lock()  # one flush at a time
-        self._wake, self._stop = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
-        self._spilled = False  # rows were read back from the spill file and are not all written yet
-
-    @property
-    def pending(self) -> int:
-        return len(self._rows)
-
-    @property
-    def full(self) -> bool:
-        return len(self._rows) >= self.max_rows
+        self.oplog = oplog
+        self.sync_seconds, self.commit_timeout = sync_seconds, commit_timeout
+        self.last_error: str | None = None  # the last commit's or sync's failure, until one succeeds
+        self.commits = 0  # groups committed (a group holds one or more requests)
+        self._queue: list[_Group] = []
+        self._ready = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
 
     def record(self, answers: list[dict], request_id: str, policy_hash: str, thresholds_batch_id: str | None) -> None:
-        """Buffer one request's answers (the scorer's output records, in request order: the score output, the
-        reason list and the contributions, which the log keeps). `request_id` may be the
-        client's own (X-Request-ID); the rows' batch_id is the server's, unique to this call."""
+        """Make one request's answers durable (the scorer's output records, in request order, with their reason
+        lists and contributions), or raise LogUnavailable. `request_id` may be the client's own (X-Request-ID); the
+        rows' batch_id is the server's, unique to this call."""
         at = datetime.now(UTC).replace(tzinfo=None)
         batch_id = f"rt-{uuid.uuid4().hex}"
         rows = [{**a, "batch_id": batch_id, "request_id": request_id, "position": i, "decided_at": at,
                  "policy_hash": policy_hash, "thresholds_batch_id": thresholds_batch_id, "source": "api"}
                 for i, a in enumerate(answers)]
-        with self._lock:
-            self._rows.extend(rows)
-            pending = len(self._rows)
-        if self._thread is None:
+        if not self._threads:
             self.start()
-        if pending >= self.flush_rows:
-            self._wake.set()
+        group = _Group(rows, threading.Event())
+        with self._ready:
+            self._queue.append(group)
+            self._ready.notify()
+        if not group.done.wait(self.commit_timeout):
+            raise LogUnavailable(f"the decision log ({self.oplog.where}) did not confirm within "
+                                 f"{self.commit_timeout:.0f} s")
+        if group.error is not None:
+            raise LogUnavailable(f"the decision log ({self.oplog.where}) cannot be written: {group.error}")
 
     def start(self) -> None:
-        """Start the background writer (once), after reading back rows a previous shutdown could not write."""
-        with self._lock:
-            if self._thread is not None:
+        """Start the committer and the copier (once)."""
+        with self._ready:
+            if self._threads:
                 return
-            if self.spill_path.exists():
-                self._rows[:0] = _read_spill(self.spill_path)
-                self._spilled = True
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="aduana-decision-log", daemon=True)
-            self._thread.start()
-        atexit.register(self.close)  # an app stopped without its shutdown (or none run) still writes its rows
+            self._threads = [threading.Thread(target=self._commit_loop, name="aduana-decision-commit", daemon=True),
+                             threading.Thread(target=self._sync_loop, name="aduana-decision-sync", daemon=True)]
+        for thread in self._threads:
+            thread.start()
 
-    def _run(self) -> None:
+    def _commit_loop(self) -> None:
+        while True:
+            with self._ready:
+                while not self._queue and not self._stop.is_set():
+                    self._ready.wait()
+                groups, self._queue = self._queue, []
+            if not groups:
+                return  # stopped, and nothing left to commit
+            try:
+                self.oplog.append([row for g in groups for row in g.rows])
+                error = None
+            except Exception as exc:  # noqa: BLE001 - whatever failed, the waiting requests are told, not answered
+                error = failure_text(exc)
+                log.error("decision log: %d answers not committed, not given: %s", len(groups), error)
+            self.last_error = error
+            self.commits += 1
+            for group in groups:
+                group.error = error
+                group.done.set()
+
+    def _sync_loop(self) -> None:
         with contextlib.suppress(AttributeError, OSError):  # background work: requests get the CPU first
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: a thread's own nice value
-        while not self._stop.is_set():
-            self._wake.wait(self.flush_seconds)
-            self._wake.clear()
-            if self._rows and not self._stop.is_set():
-                self.flush()
+        while not self._stop.wait(self.sync_seconds):
+            self.sync()
 
-    def flush(self) -> int:
-        """Write the buffered rows in one transaction. Returns the rows written (0 when the warehouse is busy:
-        they stay buffered)."""
-        with self._flushing:
-            with self._lock:
-                rows, self._rows = self._rows, []
-            if not rows:
-                return 0
-            try:
-                frame = pd.DataFrame.from_records(rows, columns=list(DECISION_LOG_COLUMNS)).astype(
-                    {"position": "int64", "risk_score": "float64", "expected_revenue": "float64",
-                     "contribution_base": "float64"})
-                with self.warehouse.process_lock():
-                    self.warehouse.decisions.append_answers(frame)
-            except Exception as exc:  # noqa: BLE001 - whatever went wrong, the rows are kept for the next try
-                with self._lock:
-                    self._rows[:0] = rows
-                error = failure_text(exc)
-                if error != self.last_error:
-                    (log.warning if isinstance(exc, WAREHOUSE_ERRORS) else log.error)(
-                        "decision log: %d rows kept for the next flush: %s", len(self._rows), error)
-                self.last_error = error
-                return 0
-            if self.last_error is not None:
-                log.info("decision log: writing again")
-            self.last_error = None
-            if self._spilled and not self._rows:
-                self.spill_path.unlink(missing_ok=True)
-                self._spilled = False
-            return len(rows)
+    def sync(self) -> int:
+        """Copy the log's new answers into the warehouse now. Returns the rows added (0 while it is busy)."""
+        try:
+            with self.warehouse.process_lock():
+                return self.warehouse.decisions.sync(self.oplog)
+        except Exception as exc:  # noqa: BLE001 - the rows stay in the log; the next sync copies them
+            error = failure_text(exc)
+            if error != self.last_error:
+                (log.warning if isinstance(exc, WAREHOUSE_ERRORS) else log.error)(
+                    "decision log: not copied to the warehouse yet: %s", error)
+            self.last_error = error
+            return 0
 
     def close(self) -> None:
-        """Stop the writer and write what is left, retrying while the warehouse is busy; spill what still fails."""
-        atexit.unregister(self.close)
+        """Commit what is queued, stop both threads, copy what the warehouse lacks (best effort: the log keeps it
+        otherwise) and release this process's log handle."""
         self._stop.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
+        with self._ready:
+            self._ready.notify_all()
+        threads, self._threads = self._threads, []
+        for thread in threads:
             thread.join()
-        deadline = time.monotonic() + self.close_timeout
-        while self._rows and not self.flush() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        with self._lock:
-            rows = list(self._rows)
-        if rows:
-            _write_spill(self.spill_path, rows)
-            self._spilled = True
-            log.error("decision log: %d rows could not be written; kept in %s for the next start", len(rows),
-                      self.spill_path)
-
-    def discard(self) -> None:
-        """Drop the buffered rows (tests)."""
-        with self._lock:
-            self._rows.clear()
-
-
-def _write_spill(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w") as fh:
-        for row in rows:
-            fh.write(json.dumps({**row, "decided_at": row["decided_at"].isoformat()}) + "\n")
-    tmp.replace(path)
-
-
-def _read_spill(path: Path) -> list[dict]:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [{**r, "decided_at": datetime.fromisoformat(r["decided_at"])} for r in rows]
+        if threads:
+            self.sync()
+        self.oplog.close()

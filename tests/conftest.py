@@ -24,6 +24,7 @@ os.environ.update({
 })
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("ADUANA_OPS_URL", None)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -88,6 +89,32 @@ def prefect_api():
         from prefect.settings import PREFECT_API_URL
 
         yield PREFECT_API_URL.value()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A PostgreSQL cluster from Debian's packages for the session (one per test process), removed however the
+    session ends. Skipped where PostgreSQL is not installed; .ci/run installs it."""
+    from flows.orchestration import postgres
+
+    if not postgres.available():
+        pytest.skip("PostgreSQL is not installed here (apt-get install -y postgresql)")
+    cluster = postgres.Cluster(_SESSION_DIR / "postgres", postgres.free_port())
+    try:
+        yield cluster.start()
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """A fresh database of the session's cluster, dropped after the test: its psycopg URL."""
+    import uuid
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    url = pg_cluster.create_database(name)
+    yield url
+    pg_cluster.drop_database(name)
 
 
 def write_csv(path: Path, frame: pd.DataFrame) -> Path:

@@ -1,6 +1,6 @@
 """The DuckDB warehouse: one `Warehouse` object over its rooms (schema, connection, reads, ingest, relabelling,
 acknowledgements), the append-only logs (decisions, audit lists, ratings) and the snapshot that scoring and training
-read. No SQL is written outside this package."""
+read; and the operational decision log whose answers it copies (oplog.py). No SQL is written outside this package."""
 from features.warehouse.audits import AuditLists
 from features.warehouse.connection import (
     BUSY,
@@ -11,6 +11,7 @@ from features.warehouse.connection import (
     ingest_turn,
 )
 from features.warehouse.decisions import Decisions
+from features.warehouse.oplog import OperationalLog, open_log
 from features.warehouse.ratings import Ratings
 from features.warehouse.schema import STORED_BOOKKEEPING
 from features.warehouse.snapshot import Refreshing, Tables, read_tables, snapshot_version
@@ -18,5 +19,5 @@ from features.warehouse.storing import IngestSummary
 from features.warehouse.warehouse import Warehouse
 
 __all__ = ["BUSY", "STORED_BOOKKEEPING", "WAREHOUSE_ERRORS", "AuditLists", "Decisions", "IngestBusy", "IngestSummary",
-           "Ratings", "Refreshing", "Tables", "Warehouse", "WarehouseBusy", "failure_text", "ingest_turn", "read_tables",
-           "snapshot_version"]
+           "OperationalLog", "Ratings", "Refreshing", "Tables", "Warehouse", "WarehouseBusy", "failure_text",
+           "ingest_turn", "open_log", "read_tables", "snapshot_version"]

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 
 if TYPE_CHECKING:
+    from features.warehouse.oplog import OperationalLog
     from features.warehouse.warehouse import Warehouse
 
 DECISIONS_DDL = """
@@ -27,6 +28,7 @@ ALTER TABLE decisions ADD COLUMN IF NOT EXISTS reason_list VARCHAR[];
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS contributions
     STRUCT(feature VARCHAR, family VARCHAR, value VARCHAR, contribution DOUBLE)[];
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS contribution_base DOUBLE;
+CREATE TABLE IF NOT EXISTS decision_sync (source VARCHAR PRIMARY KEY, position BIGINT NOT NULL, synced_at TIMESTAMP);
 """
 # Real-time answers (the API) are decisions too: batch_id is the call's own id (rt-…), request_id the request's id
 # (the client's X-Request-ID when it sent one), position the item's place in the request, thresholds_batch_id the
@@ -35,6 +37,8 @@ ALTER TABLE decisions ADD COLUMN IF NOT EXISTS contribution_base DOUBLE;
 # `contributions` the deciding model's strongest SHAP contributions (log-odds) for an explained row, and
 # `contribution_base` their base value. Each writing connection adds the columns a warehouse of an earlier version
 # lacks (features/warehouse/schema.py); its older rows read as NULL there: no list, no stored contributions.
+# Real-time answers reach this table as a copy of the operational log (features/warehouse/oplog.py), which made them
+# durable before they were given; `decision_sync` holds how far each of its sources has been copied.
 
 # The latest decision per declaration (a declaration scored twice counts once, as last decided).
 LATEST = """
@@ -95,6 +99,32 @@ def _latest_batch_sql(con: duckdb.DuckDBPyConnection, any_version: bool = False,
             f"GROUP BY batch_id HAVING count(risk_score) >= {int(min_rows)} ORDER BY max(decided_at) DESC LIMIT 1")
 
 
+def _answers_frame(rows: list[dict]) -> pd.DataFrame:
+    """The log's rows (JSON or PostgreSQL records) typed as the table's columns."""
+    frame = pd.DataFrame.from_records(rows)
+    frame["decided_at"] = pd.to_datetime(frame["decided_at"])
+    return frame.astype({"position": "int64", **{c: "float64" for c in ("risk_score", "expected_revenue",
+                                                                         "contribution_base") if c in frame}})
+
+
+def _insert_answers(con: duckdb.DuckDBPyConnection, answers: pd.DataFrame) -> int:
+    """Insert the rows of `answers` not logged yet (same batch id and position); returns how many were added."""
+    rows, lists = _split_lists(answers)
+    con.register("answers", rows)
+    if lists is not None:
+        con.register("answers_lists", lists)
+    # Only rows decided since the earliest of these can be the same ones: the filter lets DuckDB skip the older
+    # part of the log instead of scanning all of it.
+    added = con.execute(
+        f"INSERT INTO decisions BY NAME {_insert_sql('answers', lists)} WHERE NOT EXISTS (SELECT 1 FROM decisions d "
+        "WHERE d.decided_at >= ? AND d.batch_id = answers.batch_id AND d.position = answers.position)",
+        [answers["decided_at"].min()]).fetchone()[0]
+    con.unregister("answers")
+    if lists is not None:
+        con.unregister("answers_lists")
+    return int(added)
+
+
 def _given(model_version: str | None, policy_hash: str | None) -> list:
     return [model_version] if policy_hash is None else [model_version, policy_hash]
 
@@ -123,28 +153,21 @@ class Decisions:
                 con.unregister("new_decisions_lists")
             return len(self.warehouse.quarantine(con, "declarations", source, rejected, batch_id, decided_at))
 
-    def append_answers(self, answers: pd.DataFrame) -> int:
-        """Append real-time answers in one transaction (their columns: see DECISIONS_DDL).
-
-        A row already logged (same batch id and position) is skipped, so a retried flush adds nothing. Returns
-        the rows added."""
-        if answers.empty:
-            return 0
-        rows, lists = _split_lists(answers)
+    def sync(self, oplog: OperationalLog) -> int:
+        """Copy the answers the operational log holds and this table lacks, in one transaction with the cursor of
+        each source copied (features/warehouse/oplog.py): a copy that dies half-way leaves the previous state, and
+        a row copied twice (a repeated read) is added once. Returns the rows added."""
         with self.warehouse.transaction() as con:
-            con.register("answers", rows)
-            if lists is not None:
-                con.register("answers_lists", lists)
-            # Only rows decided since the earliest of these can be the same ones: the filter lets DuckDB skip the
-            # older part of the log instead of scanning all of it.
-            added = con.execute(
-                f"INSERT INTO decisions BY NAME {_insert_sql('answers', lists)} WHERE NOT EXISTS (SELECT 1 FROM "
-                "decisions d WHERE d.decided_at >= ? AND d.batch_id = answers.batch_id AND d.position = answers.position)",
-                [answers["decided_at"].min()]).fetchone()[0]
-            con.unregister("answers")
-            if lists is not None:
-                con.unregister("answers_lists")
-        return int(added)
+            cursors = dict(con.execute("SELECT source, position FROM decision_sync").fetchall())
+            changes = list(oplog.changes(cursors))
+            rows = [r for c in changes for r in c.rows]
+            added = _insert_answers(con, _answers_frame(rows)) if rows else 0
+            for change in changes:
+                con.execute("DELETE FROM decision_sync WHERE source = ?", [change.source])
+                if not change.finished:
+                    con.execute("INSERT INTO decision_sync VALUES (?, ?, now())", [change.source, change.cursor])
+        oplog.forget([c.source for c in changes if c.finished])
+        return added
 
     def latest_batch(self, model_version: str | None, policy_hash: str | None = None,
                      min_rows: int = 0) -> pd.DataFrame:

@@ -91,6 +91,13 @@ class Cluster:
         if self.data.exists() and self.running:
             _run(self, "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
 
+    def remove(self) -> None:
+        """Stop the cluster and delete its files (and the link to them)."""
+        self.stop()
+        shutil.rmtree(self.place, ignore_errors=True)
+        if self.folder.is_symlink():
+            self.folder.unlink()
+
     def create_database(self, name: str) -> str:
         """Create a database (nothing if it exists); returns its psycopg URL."""
         import psycopg
@@ -146,7 +153,9 @@ def _run(cluster: Cluster, tool: str, *args: str, check: bool = True) -> subproc
     command = [str(server_bin() / tool), *args]
     if _as_root():
         command = ["runuser", "-u", "postgres", "--", *command]
-    done = subprocess.run(command, capture_output=True, text=True, cwd=cluster.place, stdin=subprocess.DEVNULL)
+    # Without the CLI watchdog's token: the server pg_ctl starts outlives the call (flows/orchestration/watchdog.py).
+    env = {k: v for k, v in os.environ.items() if k != "ADUANA_CLI_RUN"}
+    done = subprocess.run(command, capture_output=True, text=True, cwd=cluster.place, stdin=subprocess.DEVNULL, env=env)
     if check and done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         raise UserError(f"PostgreSQL {tool} failed in {cluster.place}: {' / '.join(tail)} (log: {cluster.log})")

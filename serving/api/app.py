@@ -5,7 +5,7 @@ A scoring request is read in a worker thread, never on the event loop, so /healt
 request is served: the body's shape and text (serving/api/body.py), then its declarations in canonical fields
 (`Declaration`) or in a mapping's source layout (serving/api/source.py); each declaration is scored on the
 pandas-free one-row path, as if it came alone, with the real-time thresholds of serving/realtime.py, and every
-answer is appended to the decision log before it leaves.
+answer is durable in the decision log before it leaves.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 
 from features.intake.mapping import ColumnMapping
-from features.warehouse import BUSY, WAREHOUSE_ERRORS
+from features.warehouse import BUSY, WAREHOUSE_ERRORS, OperationalLog, open_log
 from serving import ui
 from serving.api.body import MAX_FIELDS, capped, parse_records, read_canonical, request_id_of
 from serving.api.docs import (
@@ -42,7 +42,7 @@ from serving.api.guards import BODY_TIMEOUT_S, MAX_BODY_BYTES, BodyGuard, Securi
 from serving.api.schemas import ANSWER, ANSWERS, Declaration, HealthOut, ReadyOut, ScoreOut
 from serving.api.source import SourceLayout
 from serving.keys import ServiceKey
-from serving.realtime import DecisionLog, ServiceState
+from serving.realtime import DecisionLog, LogUnavailable, ServiceState
 from serving.scorer import Scorer
 
 SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
@@ -51,16 +51,20 @@ RETRY_AFTER_S = 5
 
 def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_BODY_BYTES,
                api_key: str | None = None, mapping: ColumnMapping | None = None, decision_log: bool = True,
-               body_timeout_s: float = BODY_TIMEOUT_S, secure_cookie: bool = False) -> FastAPI:
+               body_timeout_s: float = BODY_TIMEOUT_S, secure_cookie: bool = False,
+               oplog: OperationalLog | None = None) -> FastAPI:
     """The FastAPI app around a scorer (injected, so tests can pass one with a fixed model). With a `mapping`,
-    /v1/score also takes records in the mapping's source layout. `decision_log=False` leaves real-time answers
-    out of the decision log (benchmarks only: the contract logs every answer). `secure_cookie` marks the analysts'
+    /v1/score also takes records in the mapping's source layout. Answers are made durable in `oplog` (default: the
+    journal beside the warehouse, features/warehouse/oplog.py); `decision_log=False` leaves them out of the decision
+    log (benchmarks only: the contract logs every answer). `secure_cookie` marks the analysts'
     page's cookie Secure even on plain HTTP requests (a TLS proxy the server does not see); a request that came
     over HTTPS gets a Secure cookie either way."""
     state = ServiceState(scorer)
     key = ServiceKey(api_key)
     source = SourceLayout(mapping) if mapping is not None else None
-    answers_log = DecisionLog(scorer.warehouse) if decision_log else None
+    if decision_log and oplog is None:
+        oplog = open_log(None, scorer.warehouse.path.with_name("decision-journal"))
+    answers_log = DecisionLog(scorer.warehouse, oplog) if decision_log else None
     max_fields = max(MAX_FIELDS, 2 * len(source.columns)) if source is not None else MAX_FIELDS
     description = ("Lanes (red/yellow/green), risk and reasons for import declarations. "
                    "Real-time lanes apply thresholds learned from the latest scoring batch; every answer is "
@@ -76,7 +80,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
             yield
         finally:
             if answers_log is not None:
-                await anyio.to_thread.run_sync(answers_log.close)  # every buffered answer written (or spilled)
+                await anyio.to_thread.run_sync(answers_log.close)  # the last copy to the warehouse
 
     app = FastAPI(title="Aduana scoring API", version=importlib.metadata.version("aduana"), description=description,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -120,7 +124,8 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
                 "thresholds_from": state.thresholds.batch_id if state.thresholds else None,
                 "thresholds_source": state.thresholds_source,  # a batch or the recent declarations, and its rows
                 "layouts": ["canonical", "source"] if source is not None else ["canonical"],
-                "decisions_pending": answers_log.pending if answers_log is not None else 0}
+                "decision_log": answers_log.oplog.where if answers_log is not None else "off",
+                "decision_log_error": answers_log.last_error if answers_log is not None else None}
 
     @app.get("/readyz", summary="Readiness: a champion is loaded and the warehouse snapshot is readable",
              description="`{\"ready\": true}`, or 503 with `Retry-After` when not ready. With the service's key as "
@@ -147,8 +152,6 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
             raise unavailable("no champion model loaded yet")
         if not scorer.has_snapshot:
             raise unavailable(f"{BUSY}: nothing read from it yet")
-        if answers_log is not None and answers_log.full:
-            raise unavailable(f"{BUSY} and the decision log's buffer is full")
         thresholds = state.thresholds
         try:
             out = scorer.score_realtime(declarations, thresholds)
@@ -157,8 +160,11 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         results = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
                    for r in out.to_dict("records")]
         checked = ANSWERS.validate_python(results)  # the answers as documented, before they are logged
-        if answers_log is not None:
-            answers_log.record(results, request_id, state.policy_hash, thresholds.batch_id if thresholds else None)
+        if answers_log is not None:  # durable before it is given; else no answer
+            try:
+                answers_log.record(results, request_id, state.policy_hash, thresholds.batch_id if thresholds else None)
+            except LogUnavailable as exc:
+                raise unavailable(str(exc)) from exc
         return ANSWERS.dump_json(checked) if as_list else ANSWER.dump_json(checked[0])
 
     def handle(body: bytes, layout: str, request_id: str) -> bytes:

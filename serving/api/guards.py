@@ -220,10 +220,12 @@ class SlowClientGuard(H11Protocol):
         self.transport.close()
 
 
-def server_config(app: FastAPI, host: str, port: int, header_timeout_s: float = HEADER_TIMEOUT_S,
-                  keep_alive_s: int = KEEP_ALIVE_S, log_level: str = "warning") -> uvicorn.Config:
-    """How `aduana serve` runs the app: slow or idle clients timed out, headers capped, a bounded shutdown."""
-    protocol = type("SlowClientGuard", (SlowClientGuard,), {"header_timeout": header_timeout_s})
+def server_config(app: FastAPI | str, host: str, port: int, header_timeout_s: float = HEADER_TIMEOUT_S,
+                  keep_alive_s: int = KEEP_ALIVE_S, log_level: str = "warning", workers: int = 1) -> uvicorn.Config:
+    """How `aduana serve` runs the app: slow or idle clients timed out, headers capped, a bounded shutdown. With
+    `workers` > 1, `app` is an app factory's import name, which each worker process calls."""
+    protocol = SlowClientGuard if header_timeout_s == HEADER_TIMEOUT_S else \
+        type("SlowClientGuard", (SlowClientGuard,), {"header_timeout": header_timeout_s})  # one process only
     return uvicorn.Config(app, host=host, port=port, http=protocol, timeout_keep_alive=keep_alive_s,
                           h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_graceful_shutdown=10,
-                          log_level=log_level)
+                          log_level=log_level, workers=workers, factory=isinstance(app, str))

@@ -206,4 +206,7 @@ class ReadyOut(BaseModel):
     thresholds_source: dict | None = Field(None, description="where the thresholds came from: a batch or the recent "
                                                              "declarations, and its rows")
     layouts: list[Literal["canonical", "source"]] | None = Field(None, description="the request layouts read")
-    decisions_pending: int | None = Field(None, description="answers not yet written to the decision log")
+    decision_log: str | None = Field(None, description="where answers are made durable (a journal folder or a "
+                                                       "PostgreSQL database), or off")
+    decision_log_error: str | None = Field(None, description="the log's last failure (a commit, or the copy to the "
+                                                             "warehouse), until one succeeds")

@@ -166,13 +166,13 @@ def test_the_key_is_a_declared_security_scheme_compared_in_constant_time(api_sco
 
 def test_readyz_shows_its_details_only_with_the_key(api_scorer):  # noqa: F811
     """Without the key /readyz says only whether the service is ready: the model version, the thresholds' batch and
-    the pending decisions are the service's internals. A keyless service (loopback unless --allow-open) shows them."""
+    the decision log are the service's internals. A keyless service (loopback unless --allow-open) shows them."""
     keyed = TestClient(create_app(api_scorer, api_key="s3cret", decision_log=False))
     for headers in ({}, {"X-API-Key": "wrong"}):
         answer = keyed.get("/readyz", headers=headers)
         assert answer.status_code == 200 and answer.json() == {"ready": True}
     detailed = keyed.get("/readyz", headers={"X-API-Key": "s3cret"}).json()
-    assert detailed["ready"] and detailed["model_version"] == "3" and "decisions_pending" in detailed
+    assert detailed["ready"] and detailed["model_version"] == "3" and detailed["decision_log"] == "off"
     assert "thresholds_from" in detailed and detailed["layouts"] == ["canonical"]
     assert TestClient(create_app(api_scorer, api_key="", decision_log=False)).get("/readyz").json()["model_version"] == "3"
 
@@ -216,7 +216,7 @@ def test_the_probes_answers_are_documented(client):
     spec = client.get("/openapi.json").json()
     models = spec["components"]["schemas"]
     assert set(models["HealthOut"]["properties"]) == {"status"}
-    assert {"ready", "model_version", "warehouse", "thresholds_from", "layouts", "decisions_pending"} <= \
+    assert {"ready", "model_version", "warehouse", "thresholds_from", "layouts", "decision_log"} <= \
         set(models["ReadyOut"]["properties"]) and models["ReadyOut"]["required"] == ["ready"]
     health, ready = spec["paths"]["/healthz"]["get"]["responses"], spec["paths"]["/readyz"]["get"]["responses"]
     schema = "content", "application/json", "schema", "$ref"
