@@ -1,9 +1,10 @@
-"""The scoring app on a fixed model, as a uvicorn app factory: what the crash and many-worker tests run in real
-server processes (`python -m uvicorn tests.fixed_api:app --factory --workers N`), as `aduana serve --workers N`
-runs flows/orchestration/api_workers.py's, without a registry.
+"""The scoring app on a fixed model file, as a uvicorn app factory, for tests and benchmarks: they run it in real
+server processes (`python -m uvicorn serving.api.fixed:app --factory --workers N`) as `aduana serve --workers N`
+runs flows/orchestration/api_workers.py's app on the registry's champion.
 
-The test gives, in ADUANA_TEST_API (JSON): the pickled model's path, the warehouse's path and the operational log's
-PostgreSQL URL (none: the journal beside the warehouse)."""
+ADUANA_FIXED_API (JSON) gives the pickled model's path, the warehouse's path, and the operational log's PostgreSQL
+URL (none: the journal beside the warehouse); optionally `pinned`, a decision batch (Parquet) whose cut-offs the
+real-time lanes use."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import os
 import pickle
 from pathlib import Path
 
+import pandas as pd
 from fastapi import FastAPI
 
 from features.warehouse import Warehouse, open_log
@@ -18,8 +20,9 @@ from serving.api import create_app
 from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
 from serving.scorer import Scorer
+from serving.selection import Thresholds
 
-SETTING = "ADUANA_TEST_API"
+SETTING = "ADUANA_FIXED_API"
 
 
 def app() -> FastAPI:
@@ -31,4 +34,7 @@ def app() -> FastAPI:
     oplog = open_log(given.get("ops_url"), warehouse.path.with_name("decision-journal"))
     app_ = create_app(scorer, api_key="", oplog=oplog)
     app_.state.service.refresh()
+    if given.get("pinned"):
+        batch = pd.read_parquet(given["pinned"])
+        app_.state.service.pin(Thresholds.from_decisions(batch, "risk_score", scorer.policy.seed))
     return app_
