@@ -25,6 +25,7 @@ RATINGS_TOP, RATINGS_MIN_CONTROLS = 20, 5  # `aduana ratings`' defaults, and the
 def select_audits(rt: Runtime, period: str, capacity: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     start, end = (pd.Timestamp(day) for day in parse_period(period))
     warehouse = rt.warehouse
+    rt.sync_decisions()  # every answer given, even those the API has not copied yet
     released = warehouse.decisions.released(start, end)
     selected, evidence = audit_candidates(released, warehouse.table("traders"), warehouse.control_history(), capacity)
     progress(f"{len(released):,} released declarations in {start.date()}…{end.date()}; {len(selected)} enterprises selected")

@@ -38,6 +38,7 @@ def load_window(rt: Runtime, window_days: int, as_of: str | None, outcome_days: 
     start, end = window_bounds(newest, pd.Timestamp(as_of) if as_of else None, window_days)
     model = registry.load_version(version)
     progress(f"monitoring customs-risk v{version} on declarations filed {start.date()}…{end.date()}")
+    rt.sync_decisions()  # every answer given, even those the API has not copied yet
     outcomes = warehouse.decisions.controlled_outcomes(end - pd.Timedelta(days=outcome_days - 1), end)
     return {"version": version, "model": model, "reference": runs.load_reference(rt.client, version),
             "current": window_features(read_tables(warehouse), model, start, end), "outcomes": outcomes, "window": (start, end)}

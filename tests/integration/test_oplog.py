@@ -117,3 +117,19 @@ def test_a_url_that_is_not_postgresql_is_refused(tmp_path):
     with pytest.raises(UserError, match="postgresql://"):
         open_log("mysql://host/db", tmp_path)
     assert "secret" not in PostgresLog("postgresql://aduana:secret@db:5432/ops").where
+
+
+@pytest.mark.parametrize("store", ["journal", "postgres"])
+def test_a_flow_reading_decisions_first_copies_every_answer_given(store, request, tmp_path):
+    """The audit and the monitor call `sync_decisions`: answers the API logged but has not copied yet are read."""
+    from flows.orchestration.runtime import Runtime
+    from flows.settings import Settings
+
+    ops_url = request.getfixturevalue("pg_url") if store == "postgres" else None
+    rt = Runtime(Settings(home=tmp_path / "home", ops_url=ops_url))
+    assert isinstance(rt.oplog, PostgresLog if ops_url else Journal)
+    writer = open_log(ops_url, rt.settings.root / "decision-journal")  # an API worker's own handle
+    writer.append([_answer("api-1"), _answer("api-1", 1)])
+    assert rt.sync_decisions() == 2 and rt.sync_decisions() == 0
+    assert len(_logged(rt.warehouse)) == 2
+    writer.close()
