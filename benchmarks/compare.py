@@ -53,8 +53,12 @@ def run_stage(tree: Path, stage: str, work: Path, rows: int) -> dict:
     out = subprocess.run(command, cwd=tree, env=tree_env(tree), capture_output=True, text=True)
     wall = time.perf_counter() - t
     if out.returncode != 0:
-        raise SystemExit(f"{tree}: bench stage {stage} failed:\n{out.stderr[-3000:]}")
+        raise StageFailed(out.stderr[-2000:])
     return {"stage_wall_s": wall, **json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+class StageFailed(Exception):
+    """A tree's bench could not run a stage (the old tree's backtest at some sizes, for example)."""
 
 
 def flatten(figures: dict, prefix: str = "") -> dict[str, float]:
@@ -101,30 +105,52 @@ def main() -> None:
     if not args.only or "generate" in args.only or any(s not in SELF_CONTAINED for s in chosen):
         chosen.insert(0, "generate")
     runs: dict[str, dict[str, list]] = {s: {"old": [], "new": []} for s in chosen}
+    failed: dict[str, dict] = {}
     started = time.perf_counter()
+
+    def write() -> dict:
+        """The figures so far, written after every stage, so that a long run that stops keeps what it measured."""
+        done = {s: r for s, r in runs.items() if r["old"] and len(r["old"]) == len(r["new"])}
+        stages = {s: {"rows": args.rows, "rounds": len(r["old"]), **compare(r["old"], r["new"])}
+                  for s, r in done.items()}
+        kept_runs = dict(done)
+        if args.only and args.out.exists():  # compare some stages, keep the others' figures from an earlier run
+            earlier = json.loads(args.out.read_text())
+            stages = {**{k: v for k, v in earlier["stages"].items() if k not in chosen}, **stages}
+            kept_runs = {**{k: v for k, v in earlier["runs"].items() if k not in chosen}, **kept_runs}
+        result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                              "platform": platform.platform(), "load_average_now": os.getloadavg()[0]},
+                  "rows": args.rows, "rounds": args.rounds, "trees": {k: str(v) for k, v in trees.items()},
+                  "imports_from": imports, "wall_s": time.perf_counter() - started,
+                  "slowest_stage_wall_s_new_over_old": max((s["stage_wall_s_new_over_old"] for s in stages.values()),
+                                                           default=None),
+                  "stages": stages, "failed": failed, "runs": kept_runs}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+        return stages
+
     with tempfile.TemporaryDirectory(prefix="aduana-compare-") as tmp:
         for round_ in range(args.rounds):
             order = ("old", "new") if round_ % 2 == 0 else ("new", "old")
             works = {name: Path(tmp) / f"{name}-{round_}" for name in order}
             for stage in chosen:
+                if stage in failed:
+                    continue
                 for name in order:
                     print(f"compare: round {round_ + 1}, {stage}, {name}…", file=sys.stderr, flush=True)
                     works[name].mkdir(exist_ok=True)
-                    runs[stage][name].append(run_stage(trees[name], stage, works[name], args.rows))
-    stages = {s: {"rows": args.rows, "rounds": args.rounds, **compare(r["old"], r["new"])} for s, r in runs.items()}
-    if args.only and args.out.exists():  # compare some stages, keep the others' figures from an earlier run
-        earlier = json.loads(args.out.read_text())
-        stages, runs = {**earlier["stages"], **stages}, {**earlier["runs"], **runs}
-    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "platform": platform.platform(), "load_average_at_end": os.getloadavg()[0]},
-              "rows": args.rows, "rounds": args.rounds, "trees": {k: str(v) for k, v in trees.items()},
-              "imports_from": imports, "wall_s": time.perf_counter() - started,
-              "slowest_stage_wall_s_new_over_old": max(s["stage_wall_s_new_over_old"] for s in stages.values()),
-              "stages": stages, "runs": runs}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+                    try:
+                        runs[stage][name].append(run_stage(trees[name], stage, works[name], args.rows))
+                    except StageFailed as error:
+                        failed[stage] = {"tree": name, "rows": args.rows, "stderr_tail": str(error)}
+                        runs.pop(stage)
+                        break
+                write()
+    stages = write()
     print(json.dumps({s: v["stage_wall_s_new_over_old"] for s, v in stages.items()}, indent=2))
-
+    if failed:
+        names = ", ".join(f"{stage} ({v['tree']} tree)" for stage, v in failed.items())
+        print(f"compare: could not run {names}", file=sys.stderr)
 
 if __name__ == "__main__":
     main()
