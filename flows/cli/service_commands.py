@@ -83,28 +83,40 @@ def schedule(
         raise RuntimeError(f"the Prefect worker ended with exit code {code}")
 
 
-server_app = typer.Typer(help="This home's local Prefect server (the CLI starts it when a flow first needs it).",
-                         no_args_is_help=True, rich_markup_mode=None)
+server_app = typer.Typer(
+    help="This home's local Prefect server. The CLI starts it when a flow first needs it; it stops after "
+         "ADUANA_PREFECT_SERVER_IDLE_MINUTES (default 30; 0: never) without a CLI call, flow run or worker, and "
+         "at once when its home is deleted. Scripts and CI that want none left running set "
+         "ADUANA_PREFECT_SERVER=ephemeral (Prefect's temporary server per call).",
+    no_args_is_help=True, rich_markup_mode=None)
 
 
-def _server_result(found, state: str) -> dict:
+def _server_result(found, state: str, servers: list | None = None) -> dict:
+    """This home's server, as scripts read it, and (`servers`) every home's server found running."""
     home = settings().prefect_home
     from flows.orchestration.server import auth_file, log_file
 
     where = {"log": str(log_file(home)), "auth_file": str(auth_file(home))}  # the secret its clients send
+    listed = {} if servers is None else {"servers": [resident.describe() for resident in servers]}
     if found is None:
-        return {"state": state, "ui": None, "api": None, "pid": None, **where}
-    return {"state": state, "ui": found.ui_url, "api": found.api_url, "pid": found.pid, **where}
+        return {"state": state, "ui": None, "api": None, "pid": None, **where, **listed}
+    return {"state": state, "ui": found.ui_url, "api": found.api_url, "pid": found.pid, **where, **listed}
 
 
 @server_app.command(name="status")
 def server_status(as_json: JsonOption = False) -> None:
-    """Say whether this home's Prefect server runs, and where its UI is."""
+    """Say whether this home's Prefect server runs, and where its UI is; list every home's server this user
+    runs, deleted homes' included ('aduana server stop --all' stops them)."""
     from flows.orchestration import server
 
     found = server.running(settings().prefect_home)
-    result = _server_result(found, "running" if found else "stopped")
-    emit(result, as_json, f"Prefect server: {result['state']}" + (f", UI at {result['ui']}" if found else ""))
+    result = _server_result(found, "running" if found else "stopped", server.servers())
+    lines = [f"Prefect server: {result['state']}" + (f", UI at {result['ui']}" if found else "")]
+    if result["servers"]:
+        lines.append("servers of this user's homes:")
+    lines += [f"  pid {s['pid']}: UI at {s['ui']} for {s['home']}" + ("" if s["home_exists"] else " (home deleted)")
+              for s in result["servers"]]
+    emit(result, as_json, "\n".join(lines))
 
 
 @server_app.command(name="start")
@@ -112,16 +124,35 @@ def server_start(as_json: JsonOption = False) -> None:
     """Start this home's Prefect server now (flows start it anyway when they need it)."""
     from flows.orchestration import server
 
-    found, started = server.ensure(settings().prefect_home)
+    idle_minutes = settings().prefect_server_idle_minutes
+    found, started = server.ensure(settings().prefect_home, idle_minutes)
     result = _server_result(found, "started" if started else "running")
-    emit(result, as_json, f"Prefect server {result['state']}: UI at {found.ui_url}, API at {found.api_url}")
+    emit(result, as_json, f"Prefect server {result['state']}: UI at {found.ui_url}, API at {found.api_url} "
+                          f"({server.lifetime(idle_minutes)})")
 
 
 @server_app.command(name="stop")
-def server_stop(as_json: JsonOption = False) -> None:
-    """Stop this home's Prefect server (its runs are kept; the next flow starts it again)."""
+def server_stop(
+    every: Annotated[bool, typer.Option("--all", help="Stop every home's server this user runs, deleted homes' "
+                                        "included, not only this home's.")] = False,
+    under: Annotated[Path | None, typer.Option("--under", help="With --all: only those of the homes inside this "
+                                               "folder (a script's temporary homes).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop this home's Prefect server (its runs are kept; the next flow starts it again), or with --all every
+    home's."""
     from flows.orchestration import server
 
-    found = server.stop(settings().prefect_home)
-    result = _server_result(found, "stopped" if found else "not running")
-    emit(result, as_json, f"Prefect server {result['state']}")
+    if under is not None and not every:
+        raise UserError("--under goes with --all")
+    if not every:
+        found = server.stop(settings().prefect_home)
+        result = _server_result(found, "stopped" if found else "not running")
+        emit(result, as_json, f"Prefect server {result['state']}")
+        return
+    found = server.recorded(settings().prefect_home)
+    stopped = server.stop_all(under)
+    ours = found is not None and any(resident.pid == found.pid for resident in stopped)
+    result = _server_result(found if ours else None, "stopped" if ours else "not running", stopped)
+    emit(result, as_json, f"stopped {len(stopped)} Prefect server(s)"
+                          + "".join(f"\n  pid {s['pid']} for {s['home']}" for s in result["servers"]))

@@ -85,12 +85,12 @@ def connect(settings: Settings) -> None:
                 os.environ.setdefault("PREFECT_API_AUTH_STRING", server.auth_string(settings.prefect_home))
         return
     started_at = time.monotonic()
-    found, started = server.ensure(settings.prefect_home)
+    found, started = server.ensure(settings.prefect_home, settings.prefect_server_idle_minutes)
     os.environ["PREFECT_API_URL"] = found.api_url
     os.environ["PREFECT_API_AUTH_STRING"] = server.auth_string(settings.prefect_home)
     if started:
         progress(f"started this home's Prefect server in {time.monotonic() - started_at:.0f} s: UI at {found.ui_url} "
-                 "(it keeps running for the next calls; 'aduana server stop' ends it)")
+                 f"(the next calls reuse it; {server.lifetime(settings.prefect_server_idle_minutes)})")
 
 
 _SETTINGS: ContextVar[Settings | None] = ContextVar("aduana_settings", default=None)
