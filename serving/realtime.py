@@ -13,11 +13,11 @@ call never waits on the warehouse.
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +33,7 @@ from features.warehouse import (
     Warehouse,
     failure_text,
 )
-from serving.scorer import Scorer
+from serving.scorer import Scorer, reload_slot
 from serving.selection import Thresholds
 
 THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
@@ -61,7 +61,7 @@ class ServiceState:
         # The thresholds and where they came from (/readyz shows it), learned again when the key changes.
         self._thresholds: Refreshing[tuple[Thresholds, dict] | None] = Refreshing(
             self._read_source, build=self._learn, version=self._key, what="snapshot and thresholds")
-        self._refreshed_at = -float("inf")
+        self._slot: float | None = None  # the reload slot of the last refresh
         self._lock = threading.Lock()
         self._digest: tuple[object, str] | None = None
 
@@ -107,16 +107,18 @@ class ServiceState:
                 warehouse.decisions.latest_batch_id(self.scorer.version, self.policy_hash, least))
 
     def refresh(self, wait: bool = True) -> None:
-        """Reload the champion, the snapshot and the thresholds when needed, at most every reload_seconds.
+        """Reload the champion, the snapshot and the thresholds when needed, once per reload slot: every worker
+        process refreshes in the same slots (serving/scorer.py `reload_slot`).
 
         With `wait=False` (readiness probes), a refresh already under way in another thread is not waited for.
         A warehouse that cannot be read leaves the last snapshot and thresholds in place."""
-        if time.monotonic() - self._refreshed_at < self.scorer.reload_seconds:
+        slot = reload_slot(self.scorer.reload_seconds)
+        if slot == self._slot:
             return
         if not self._lock.acquire(blocking=wait):
             return
         try:
-            self._refreshed_at = time.monotonic()
+            self._slot = slot
             self.scorer.refresh_model()
             if not self.scorer.ready:
                 return
@@ -235,6 +237,7 @@ class DecisionLog:
                              threading.Thread(target=self._sync_loop, name="aduana-decision-sync", daemon=True)]
         for thread in self._threads:
             thread.start()
+        atexit.register(self.close)  # an app stopped without its shutdown (or none run) still ends its threads
 
     def _commit_loop(self) -> None:
         while True:
@@ -278,6 +281,7 @@ class DecisionLog:
     def close(self) -> None:
         """Commit what is queued, stop both threads, copy what the warehouse lacks (best effort: the log keeps it
         otherwise) and release this process's log handle."""
+        atexit.unregister(self.close)
         self._stop.set()
         with self._ready:
             self._ready.notify_all()

@@ -1,7 +1,7 @@
 """The scorer: one piece of code for the batch flow and the API.
 
 Canonical declarations → features as of now (the warehouse snapshot) → customs-risk@champion → lanes → reasons.
-The champion is re-checked at most every `reload_seconds`; when the registry cannot be reached, the last good
+The champion is re-checked once per reload slot of `reload_seconds` (`reload_slot`, the same slots in every worker); when the registry cannot be reached, the last good
 champion keeps serving and `registry_error` says why.
 """
 from __future__ import annotations
@@ -62,6 +62,13 @@ class ModelSource(Protocol):
     def load(self, version: str) -> RiskModel: ...
 
 
+def reload_slot(period: float) -> float:
+    """The reload slot of now: wall-clock time cut into `period`-second slots, the same in every worker process and
+    replica, so that all of them check the champion and the thresholds in the same slots and switch to a new one
+    together, not each on the clock of its own start. A zero period gives every call a slot of its own."""
+    return float(time.time() // period) if period > 0 else time.monotonic()
+
+
 @dataclass
 class Scorer:
     warehouse: Warehouse
@@ -72,17 +79,18 @@ class Scorer:
     version: str | None = None
     registry_error: str | None = None
     snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
-    _checked_at: float = -np.inf
+    _checked_slot: float | None = None
     _snapshot: Refreshing[ScoringContext] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._snapshot = Refreshing(read_tables, build=_scoring_context, version=snapshot_version)
 
     def refresh_model(self, force: bool = False) -> None:
-        """Pick up a new champion without a restart, checking at most every `reload_seconds`."""
-        if not force and time.monotonic() - self._checked_at < self.reload_seconds:
+        """Pick up a new champion without a restart, checking once per reload slot (`reload_slot`)."""
+        slot = reload_slot(self.reload_seconds)
+        if not force and slot == self._checked_slot:
             return
-        self._checked_at = time.monotonic()
+        self._checked_slot = slot
         try:
             version = self.source.champion_version()
             if version is not None and version != self.version:

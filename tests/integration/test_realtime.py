@@ -123,7 +123,7 @@ def test_realtime_rows_do_not_move_the_thresholds(api_scorer, world):  # noqa: F
         for i in range(1, 4):
             assert c.post("/v1/score", json=_declaration(world, -i)).status_code == 200
         c.app.state.decision_log.sync()
-        state._refreshed_at = -float("inf")
+        state._slot = None
         state.refresh()
         assert state.thresholds.batch_id == "pinned"
 
@@ -203,7 +203,7 @@ def test_thresholds_learned_stay_when_only_a_small_source_is_left(scorer, world)
     state = _refreshed(scorer)
     policy = scorer.policy.model_copy(update={"threshold_min_rows": 10 * len(world.declarations)})
     scorer.policy = policy  # a new policy: no batch of it yet, and fewer recent declarations than it asks for
-    state._refreshed_at = -float("inf")
+    state._slot = None
     state.refresh()
     assert state.thresholds.batch_id == "full-day"
 
@@ -214,7 +214,7 @@ def test_thresholds_of_another_lane_policy_do_not_outlive_it(scorer, world):
     _log_batch(scorer, world.declarations.iloc[:1_000], "full-day", minutes=0)
     state = _refreshed(scorer)
     scorer.policy = scorer.policy.model_copy(update={"red_share": 0.2, "threshold_min_rows": 10 * len(world.declarations)})
-    state._refreshed_at = -float("inf")
+    state._slot = None
     state.refresh()
     assert state.thresholds.batch_id == "recent-declarations" and not state.thresholds_source["enough"]
 
