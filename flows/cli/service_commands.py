@@ -20,17 +20,23 @@ def serve(
     max_items: Annotated[int, typer.Option("--max-items", min=1, help="Declarations per request.")] = 100,
     mapping: Annotated[Path | None, typer.Option(
         "--mapping", help="YAML column mapping: /v1/score also takes records in its source layout.", **INPUT)] = None,
+    workers: Annotated[int, typer.Option(
+        "--workers", min=1, help="Worker processes (uvicorn's), all writing one decision log.")] = 1,
     allow_open: Annotated[bool, typer.Option(
         "--allow-open", help="Serve on an interface other than loopback without ADUANA_API_KEY: anyone who can "
                              "reach it can score.")] = False,
 ) -> None:
-    """Serve POST /v1/score, /healthz, /readyz and the OpenAPI docs (/docs) with uvicorn."""
+    """Serve POST /v1/score, /healthz, /readyz and the OpenAPI docs (/docs) with uvicorn.
+
+    Every answer is durable in the decision log before it leaves: the home's journal, or the PostgreSQL database of
+    ADUANA_OPS_URL (the production stack), which every worker and replica shares."""
     import ipaddress
 
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    from features.intake.mapping import load_mapping
-    from serving.api import create_app, server_config
+    from flows.orchestration import api_workers
+    from serving.api import server_config
 
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -44,13 +50,18 @@ def serve(
             raise typer.Exit(2)
         typer.echo(f"aduana: warning: serving scoring on {host} with no ADUANA_API_KEY: anyone who can reach it "
                    "can score declarations", err=True)
-    scorer = rt.scorer(policy)
-    app_ = create_app(scorer, max_items=max_items, mapping=load_mapping(mapping) if mapping else None,
-                      api_key=rt.settings.api_key, secure_cookie=rt.settings.ui_secure_cookie)
-    app_.state.service.refresh()
-    runtime.progress(f"serving customs-risk v{scorer.version or '(none yet)'} on http://{host}:{port} "
-                     "(docs: /docs, analysts' page: /ui)")
-    uvicorn.Server(server_config(app_, host, port)).run()
+    options = {"policy": str(policy) if policy else None, "max_items": max_items,
+               "mapping": str(mapping) if mapping else None}
+    where = f"on http://{host}:{port} (docs: /docs, analysts' page: /ui), decisions logged to {rt.oplog.where}"
+    if workers == 1:
+        app_ = api_workers.build(rt, **options)
+        runtime.progress(f"serving customs-risk v{app_.state.service.scorer.version or '(none yet)'} {where}")
+        uvicorn.Server(server_config(app_, host, port)).run()
+        return
+    api_workers.hand_over(rt.settings.root, **options)
+    runtime.progress(f"serving with {workers} worker processes {where}")
+    config = server_config("flows.orchestration.api_workers:app", host, port, workers=workers)
+    Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 @runs_flows
