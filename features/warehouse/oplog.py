@@ -11,8 +11,9 @@ The warehouse's copy (`Decisions.sync`) is replication, not DuckDB's `postgres` 
 DuckDB downloads on first use, which an offline site cannot do; the audit, the monitor and the analysts' page keep
 their window queries and joins on the local columnar copy, never on the transactional store; and the copy is
 idempotent (keyed by batch id and position) with a cursor per source kept in the warehouse in the same transaction,
-so a sync that dies half-way repeats nothing and loses nothing. The copy lags the log by the API's sync interval;
-the readers that need every answer (the audit, the monitor) sync first.
+so a sync that dies half-way repeats nothing and loses nothing. The API copies its log every few seconds where it
+can write the warehouse; the readers that need every answer (the audit, the monitor) copy first, so an API replica
+with the warehouse mounted read-only (or none) loses nothing either: its copy waits for theirs.
 """
 from __future__ import annotations
 
