@@ -72,6 +72,22 @@ class Settings(BaseSettings):
                 data[name] = {**{k.removeprefix(f"{name}_"): v for k, v in flat.items()}, **base}
         return data
 
+    @model_validator(mode="after")
+    def _stack_ops_url(self) -> Settings:
+        """ops_url defaults to the `aduana_ops` database of this home's production stack while `aduana stack up`
+        has it up; a URL the user gave (ADUANA_OPS_URL, the YAML file) wins."""
+        if self.ops_url is None:
+            self.ops_url = self.stack_stores().get("ADUANA_OPS_URL")
+        return self
+
+    def stack_stores(self) -> dict[str, str]:
+        """The settings of this home's production stack (PREFECT_API_URL, MLFLOW_TRACKING_URI, ADUANA_OPS_URL) while
+        its record says it is up, else none: what the runtime uses where the user set nothing
+        (flows/orchestration/stack.py)."""
+        from flows.orchestration.stack import stores
+
+        return stores(self.stack_dir)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -146,3 +162,8 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifacts(self) -> Path:
         return self.root / "mlartifacts"
+
+    @property
+    def stack_dir(self) -> Path:
+        """The production stack's record, logs, servers' state and PostgreSQL cluster (`aduana stack up`)."""
+        return self.root / "stack"

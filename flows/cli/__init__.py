@@ -14,6 +14,7 @@ from flows.cli import data_commands as data
 from flows.cli import model_commands as models
 from flows.cli import risk_commands as risk
 from flows.cli import service_commands as service
+from flows.cli import stack_commands as stack
 from flows.cli.output import fail
 from flows.cli.root import app, state
 from flows.orchestration import runtime
@@ -32,6 +33,7 @@ app.command()(models.monitor)
 app.command()(risk.backtest)
 app.command()(service.schedule)
 app.add_typer(service.server_app, name="server")
+app.add_typer(stack.stack_app, name="stack")
 app.command()(models.promote)
 app.command(name="warnings")(models.warnings_command)
 app.command()(data.demo)

@@ -53,6 +53,19 @@ def configure(settings: Settings, debug: bool = False) -> None:
     if "PREFECT_API_URL" not in os.environ and "PREFECT_HOME" not in os.environ:
         settings.prefect_home.mkdir(parents=True, exist_ok=True)
         os.environ["PREFECT_HOME"] = str(settings.prefect_home)
+    stacked = settings.stack_stores()
+    if stacked and "PREFECT_API_URL" not in os.environ:
+        # This home's production stack is up (`aduana stack up`): its Prefect server, with its secret, instead of the
+        # home's own server or the ephemeral one. `connect` then has nothing to start; the environment carries both
+        # to what the CLI starts (the worker, its flow runs). A PREFECT_API_URL the user gave wins.
+        from flows.orchestration import stack
+
+        os.environ["PREFECT_API_URL"] = stacked["PREFECT_API_URL"]
+        with contextlib.suppress(OSError):  # no secret to read: the server's refusal then says so
+            os.environ["PREFECT_API_AUTH_STRING"] = stack.auth_string(settings.stack_dir)
+        if ended := stack.stopped(settings.stack_dir):
+            print(f"aduana: warning: this home's stack is up but {', '.join(ended)} stopped: 'aduana stack up' "
+                  "starts it again ('aduana stack down': back to the embedded stores)", file=sys.stderr)
 
 
 def settle_gc() -> None:
@@ -112,6 +125,15 @@ def current() -> Runtime:
     return Runtime(_SETTINGS.get() or Settings())
 
 
+def tracking_uri(settings: Settings) -> str:
+    """The MLflow store of these settings: the user's MLFLOW_TRACKING_URI (not one this process exported itself),
+    else the stack's tracking server while it is up, else the sqlite store under ADUANA_HOME."""
+    user_uri = settings.mlflow_tracking_uri
+    if user_uri and user_uri not in _URIS_WE_SET:
+        return user_uri
+    return settings.stack_stores().get("MLFLOW_TRACKING_URI") or f"sqlite:///{settings.mlflow_db}"
+
+
 class Runtime:
     """What a flow works with, built once at its start and passed to its tasks. A plain class, not a dataclass:
     Prefect then hands it to tasks as it is, without copying its fields."""
@@ -127,12 +149,12 @@ class Runtime:
 
     @cached_property
     def client(self) -> MlflowClient:
-        """MLflow pointed at the user's MLFLOW_TRACKING_URI, or at the sqlite store under ADUANA_HOME."""
+        """MLflow pointed at the user's MLFLOW_TRACKING_URI, else at the tracking server of this home's production
+        stack while it is up, else at the sqlite store under ADUANA_HOME."""
         import mlflow
         from mlflow.tracking import MlflowClient
 
-        user_uri = self.settings.mlflow_tracking_uri
-        uri = user_uri if user_uri and user_uri not in _URIS_WE_SET else f"sqlite:///{self.settings.mlflow_db}"
+        uri = tracking_uri(self.settings)
         _URIS_WE_SET.add(uri)
         if uri.startswith("sqlite:///"):
             Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
