@@ -99,7 +99,7 @@ def pg_cluster():
 
     if not postgres.available():
         pytest.skip("PostgreSQL is not installed here (apt-get install -y postgresql)")
-    cluster = postgres.Cluster(_SESSION_DIR / "postgres", postgres.free_port())
+    cluster = postgres.Cluster(_SESSION_DIR / "postgres", postgres.free_port(), password="t3st p@ss/w:rd")
     try:
         yield cluster.start()
     finally:

@@ -6,7 +6,9 @@ run as root, so as root the cluster's folder is handed to the `postgres` user an
 (`runuser`); any other user runs them as itself. A root-owned home is closed to other users (0700), so as root the
 cluster's files live in Debian's PostgreSQL folder (/var/lib/postgresql/aduana/<key of the folder>) and the folder
 under the home is a link to them. The cluster listens on loopback only, with its socket in the
-folder, and trusts local connections of its one role (`aduana`): the folder, owned by one user, is the boundary.
+folder. Its one role (`aduana`) logs in with a password (SCRAM) when the cluster is given one, as `aduana stack up`
+does: a loopback port is open to every local user, so the folder alone is no boundary. Without one (throwaway test
+clusters) it trusts local connections.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from features.errors import UserError
 
@@ -51,6 +54,7 @@ class Cluster:
 
     folder: Path
     port: int
+    password: str | None = None
 
     @property
     def place(self) -> Path:
@@ -67,7 +71,8 @@ class Cluster:
 
     def url(self, database: str = ROLE, driver: str = "") -> str:
         """A connection URL: `driver` "" for libpq/psycopg, "+asyncpg" (Prefect), "+psycopg" (SQLAlchemy)."""
-        return f"postgresql{driver}://{ROLE}@127.0.0.1:{self.port}/{database}"
+        login = f"{ROLE}:{quote(self.password, safe='')}" if self.password else ROLE
+        return f"postgresql{driver}://{login}@127.0.0.1:{self.port}/{database}"
 
     @property
     def running(self) -> bool:
@@ -78,13 +83,29 @@ class Cluster:
         _make_place(self.folder)
         if not (self.data / "PG_VERSION").exists():
             shutil.rmtree(self.data, ignore_errors=True)  # a half-made cluster from an interrupted first start
-            _run(self, "initdb", "-D", str(self.data), "-A", "trust", "-U", ROLE, "-E", "UTF8", "--no-locale")
+            self._initdb()
         if self.running:
             return self
         options = f"-p {self.port} -k {self.place} -c listen_addresses=127.0.0.1 -c max_connections=200"
         _run(self, "pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "-t", str(int(timeout)),
              "start")
         return self
+
+    def _initdb(self) -> None:
+        """A new cluster: its role's password from a file only the server's user reads, removed at once."""
+        if not self.password:
+            _run(self, "initdb", "-D", str(self.data), "-A", "trust", "-U", ROLE, "-E", "UTF8", "--no-locale")
+            return
+        secret = self.place / "initdb-password"
+        with os.fdopen(os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+            handle.write(self.password + "\n")
+        try:
+            if _as_root():
+                _hand_over(self.place)
+            _run(self, "initdb", "-D", str(self.data), "-A", "scram-sha-256", f"--pwfile={secret}", "-U", ROLE,
+                 "-E", "UTF8", "--no-locale")
+        finally:
+            secret.unlink(missing_ok=True)
 
     def stop(self) -> None:
         """Stop the cluster (fast shutdown: open sessions are ended, committed work is kept)."""

@@ -24,7 +24,7 @@ from flows.settings import Settings
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from features.warehouse import Warehouse
+    from features.warehouse import OperationalLog, Warehouse
     from serving.scorer import Scorer
     from training.registry import RegistryModels
 
@@ -167,6 +167,21 @@ class Runtime:
         from training.registry import RegistryModels
 
         return RegistryModels(self.client)
+
+    @cached_property
+    def oplog(self) -> OperationalLog:
+        """The operational decision log: the PostgreSQL database of ADUANA_OPS_URL, else the home's journal."""
+        from features.warehouse import open_log
+
+        return open_log(self.settings.ops_url, self.settings.root / "decision-journal")
+
+    def sync_decisions(self) -> int:
+        """Copy the operational log's answers the warehouse lacks (the API copies them every few seconds; a flow
+        that reads the decisions, the audit and the monitor, first takes every answer given). Returns the rows."""
+        copied = self.warehouse.decisions.sync(self.oplog)
+        if copied:
+            progress(f"copied {copied:,} real-time decisions from {self.oplog.where} into the warehouse")
+        return copied
 
     def scorer(self, policy: Path | str | None = None) -> Scorer:
         """The scorer on this home's warehouse and champion, with the lane policy file given (or the settings')."""

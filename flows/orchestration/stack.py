@@ -76,11 +76,11 @@ def _write_record(folder: Path, record: dict) -> None:
     os.replace(temporary, _record_file(folder))
 
 
-def urls(ports: dict) -> dict[str, str]:
-    """The three settings a client of the stack uses, from its ports."""
+def urls(folder: Path, ports: dict) -> dict[str, str]:
+    """The three settings a client of the stack uses, from its ports (the operational store's with its password)."""
     return {"PREFECT_API_URL": f"http://127.0.0.1:{ports['prefect']}/api",
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports['mlflow']}",
-            "ADUANA_OPS_URL": postgres.Cluster(Path(), ports["postgres"]).url("aduana_ops")}
+            "ADUANA_OPS_URL": cluster(folder, ports["postgres"]).url("aduana_ops")}
 
 
 def stores(folder: Path) -> dict[str, str]:
@@ -89,7 +89,7 @@ def stores(folder: Path) -> dict[str, str]:
     loudly, 'aduana stack up' restarts it) rather than silently replaced by the embedded stores."""
     record = read_record(folder)
     try:
-        return urls(record["ports"]) if record.get("up") else {}
+        return urls(folder, record["ports"]) if record.get("up") else {}
     except (KeyError, TypeError):
         return {}
 
@@ -106,7 +106,14 @@ def stopped(folder: Path) -> list[str]:
 
 
 def cluster(folder: Path, port: int = 0) -> postgres.Cluster:
+    """The stack's PostgreSQL cluster, its role logging in with the stack's password (made by the first `up`)."""
+    with contextlib.suppress(OSError):
+        return postgres.Cluster(folder / "postgres", port, _password_file(folder).read_text().strip() or None)
     return postgres.Cluster(folder / "postgres", port)
+
+
+def _password_file(folder: Path) -> Path:
+    return folder / "postgres-password"
 
 
 def up(home: Path, timeout: float = START_TIMEOUT_SECONDS) -> dict:
@@ -121,6 +128,8 @@ def up(home: Path, timeout: float = START_TIMEOUT_SECONDS) -> dict:
         record["ports"] = ports
         pids = record.setdefault("pids", {})
         started, ready = [], {}
+        if not cluster(folder).data.exists():  # a new cluster: its role gets a password
+            _secret(_password_file(folder), "")
         pg = cluster(folder, ports["postgres"])
         began = time.monotonic()
         if not _pg_running(pg):
@@ -163,7 +172,7 @@ def status(home: Path) -> dict:
     running = [name for name, piece in pieces.items() if piece["running"]]
     state = "up" if len(running) == len(PIECES) else "down" if not running else "partial"
     return {"state": state, "recorded_up": bool(record.get("up")), "folder": str(folder), "pieces": pieces,
-            "settings": urls(ports) if ports else {}, "auth_file": str(auth_file(folder))}
+            "settings": urls(folder, ports) if ports else {}, "auth_file": str(auth_file(folder))}
 
 
 def down(home: Path, purge: bool = False) -> dict:
@@ -292,16 +301,16 @@ def _start(folder: Path, piece: str, ports: dict) -> int:
         home.mkdir(parents=True, exist_ok=True)
         env |= {"PREFECT_HOME": str(home), "PREFECT_API_DATABASE_CONNECTION_URL": pg.url("prefect", "+asyncpg"),
                 "PREFECT_UI_API_URL": f"http://127.0.0.1:{ports['prefect']}/api",
-                "PREFECT_SERVER_API_AUTH_STRING": _ensure_secret(folder)}
+                "PREFECT_SERVER_API_AUTH_STRING": _secret(auth_file(folder), "aduana:")}
         command = ["prefect", "server", "start", "--host", "127.0.0.1", "--port", str(ports["prefect"])]
         cwd = home
     else:
         artifacts = folder / "mlflow-artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
         env |= {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # about 0.5 GB instead of 2 (no job runner)
+        env |= {"MLFLOW_BACKEND_STORE_URI": pg.url("mlflow", "+psycopg")}  # not in the command line: no password in ps
         command = ["mlflow", "server", "--host", "127.0.0.1", "--port", str(ports["mlflow"]), "--workers", "1",
-                   "--backend-store-uri", pg.url("mlflow", "+psycopg"), "--serve-artifacts",
-                   "--artifacts-destination", str(artifacts)]
+                   "--serve-artifacts", "--artifacts-destination", str(artifacts)]
         cwd = folder
     log = log_file(folder, piece)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -347,15 +356,16 @@ def _last_line(folder: Path, piece: str) -> str:
     return ""
 
 
-def _ensure_secret(folder: Path) -> str:
-    """The Prefect server's API secret, made on first start: written whole, readable by its owner only."""
+def _secret(path: Path, prefix: str) -> str:
+    """A secret of the stack (the Prefect API's, PostgreSQL's password), made on first use: written whole, readable
+    by its owner only."""
     import secrets
 
     with contextlib.suppress(OSError):
-        if kept := auth_string(folder):
+        if kept := path.read_text().strip():
             return kept
-    path = auth_file(folder)
-    secret = f"aduana:{secrets.token_urlsafe(32)}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = f"{prefix}{secrets.token_urlsafe(32)}"
     temporary = path.with_name(path.name + ".tmp")
     temporary.unlink(missing_ok=True)
     with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:

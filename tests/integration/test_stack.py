@@ -116,6 +116,11 @@ def test_stack_up_runs_the_homes_flows_and_models_on_postgresql_then_down_stops_
     assert runtime.tracking_uri(settings) == urls["MLFLOW_TRACKING_URI"]
     assert settings.ops_url == urls["ADUANA_OPS_URL"] and _rows(settings.ops_url, "SELECT current_database()") == [
         ("aduana_ops",)]
+    import psycopg
+
+    with pytest.raises(psycopg.OperationalError, match="password"):  # the port is open to local users: a password
+        psycopg.connect(pg.url("aduana_ops").replace(f":{pg.password}@", "@"), connect_timeout=5)
+    assert pg.password and (stack.folder_of(home) / "postgres-password").stat().st_mode & 0o077 == 0
 
     # MLflow's server: a registered model with aliases, its tables in the `mlflow` database, artifacts served.
     from mlflow.tracking import MlflowClient
@@ -177,7 +182,7 @@ def test_a_setting_the_user_gave_wins_over_the_homes_stack(tmp_path, monkeypatch
     assert os.environ["PREFECT_API_URL"] == "http://127.0.0.1:4999/api"
     assert os.environ["PREFECT_API_AUTH_STRING"] == "aduana:stack-secret"
     assert runtime.tracking_uri(settings) == "http://127.0.0.1:5998"
-    assert settings.ops_url == "postgresql://aduana@127.0.0.1:5999/aduana_ops"
+    assert settings.ops_url == "postgresql://aduana@127.0.0.1:5999/aduana_ops"  # no password kept: none made
 
     monkeypatch.setenv("PREFECT_API_URL", "http://prefect.example:4200/api")
     monkeypatch.setenv("PREFECT_API_AUTH_STRING", "user:theirs")
