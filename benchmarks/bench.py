@@ -1,8 +1,8 @@
 """`make bench`: throughput and peak memory of each stage, next to the raw libraries measured in the same run.
 
 Each stage runs in its own child process so that its peak RSS is its own. Results go to one JSON file. This module
-holds the command line and the stage table; the stages are in intake_stages, cli_stages, model_stages and
-serving_stages, what they share about child processes in processes.
+holds the command line and the stage table; the stages are in intake_stages, cli_stages, model_stages,
+serving_stages and stack_stages, what they share about child processes in processes.
 """
 from __future__ import annotations
 
@@ -19,14 +19,15 @@ from cli_stages import ingest_work_cpu, stage_cli, stage_flow
 from intake_stages import stage_generate, stage_ingest, stage_raw_baseline
 from model_stages import stage_backtest, stage_model, stage_quality
 from serving_stages import load, stage_serving, stage_worst_request
+from stack_stages import stage_workers
 
 ROWS = 1_000_000
 
 
 STAGES = {"generate": stage_generate, "ingest": stage_ingest, "raw_baseline": stage_raw_baseline, "flow": stage_flow,
           "cli": stage_cli, "model": stage_model, "serving": stage_serving, "backtest": stage_backtest, "quality": stage_quality,
-          "worst_request": stage_worst_request}
-SELF_CONTAINED = {"backtest", "quality", "worst_request", "cli"}  # stages that simulate their own data: no landing files needed
+          "worst_request": stage_worst_request, "workers": stage_workers}
+SELF_CONTAINED = {"backtest", "quality", "worst_request", "cli", "workers"}  # stages that simulate their own data: no landing files needed
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""The bench's child processes: running one and timing it, a stage's peak memory, `aduana` calls on a home."""
+"""The bench's child processes: running one and timing it, a stage's peak memory, `aduana` calls on a home; a
+load's summary and a PostgreSQL cluster for the stages that need one."""
 from __future__ import annotations
 
 import os
@@ -43,3 +44,23 @@ def home_env(home: Path, **extra: str) -> dict:
     env.pop("PREFECT_HOME", None)
     return env
 
+
+
+def summary(ms, wall_s: float) -> dict:  # noqa: ANN001 - an array of milliseconds
+    """A load's latency percentiles and its throughput."""
+    import numpy as np
+
+    return {"requests": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+            "requests_per_s": len(ms) / wall_s}
+
+
+def postgres_cluster(work: Path):  # noqa: ANN201 - a flows.orchestration.postgres.Cluster, or None
+    """A PostgreSQL cluster for a stage (Debian's server, started in the work folder), or None where it is not
+    installed; the stage removes it."""
+    from flows.orchestration import postgres
+
+    if not postgres.available():
+        return None
+    import secrets
+
+    return postgres.Cluster(work / "postgres", postgres.free_port(), secrets.token_urlsafe(16)).start()

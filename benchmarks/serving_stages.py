@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from processes import ENTRY, peak_mb
+from processes import ENTRY, peak_mb, postgres_cluster, summary
 
 WORST_BODIES = ("empty_objects_100k", "fields_50k", "valid_list_100", "chunked_2mb")
 
@@ -27,7 +27,7 @@ def stage_serving(work: Path, rows: int) -> dict:
     from features.intake.mapping import ColumnMapping
     from features.intake.prepared import prepare_batch
     from features.intake.validation import check_rows
-    from features.warehouse import Warehouse
+    from features.warehouse import Warehouse, open_log
     from serving.api import create_app, server_config
     from serving.batch import score_file, write_output
     from serving.lanes import RED, YELLOW, LanePolicy, allocate
@@ -83,8 +83,14 @@ def stage_serving(work: Path, rows: int) -> dict:
 
     thresholds = Thresholds.from_decisions(scored.output.assign(batch_id="bench"), "risk_score", scorer.policy.seed)
     apps, servers = {}, {}
-    for port, decision_log in ((8765, True), (8766, False)):  # the second app leaves its answers out of the log
-        apps[port] = app = create_app(scorer, api_key="", decision_log=decision_log)
+    # 8765: every answer durable in the home's journal (the default); 8766: no log at all (what durability is
+    # measured against); 8767: durable in PostgreSQL (the production stack), when Debian's server is installed.
+    cluster = postgres_cluster(work)
+    logs = {8765: (True, None), 8766: (False, None)}
+    if cluster is not None:
+        logs[8767] = (True, open_log(cluster.create_database("bench_ops"), work))
+    for port, (decision_log, oplog) in logs.items():
+        apps[port] = app = create_app(scorer, api_key="", decision_log=decision_log, oplog=oplog)
         app.state.service.pin(thresholds)
         servers[port] = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="error"))
         threading.Thread(target=servers[port].run, daemon=True).start()
@@ -103,36 +109,40 @@ def stage_serving(work: Path, rows: int) -> dict:
         measured = json.loads(out.stdout)
         return np.array(measured["latencies"]) * 1000, measured["wall_s"]
 
-    def summary(ms: np.ndarray, wall_s: float) -> dict:
-        return {"requests": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                "requests_per_s": len(ms) / wall_s}
-
     def run(concurrency: int, requests: int, port: int = 8765) -> dict:
         return summary(*measure(concurrency, requests, port))
 
-    run(1, 20)  # warm-up
-    run(1, 20, port=8766)
-    # What logging every answer costs a call: the same calls against the app with the log on (8765) and off
-    # (8766), in rounds ordered on, off, off, on so that a drift in the machine's load favours neither. A log-on
-    # round holds its background flushes (once a second); what is left at its end is written before the next
-    # round, so that no flush lands in a log-off round's timings.
-    rounds: dict[int, list] = {8765: [], 8766: []}
-    for port in (8765, 8766, 8766, 8765):
+    for port in logs:
+        run(1, 20, port)  # warm-up
+    # What a durable record costs a call: the same calls against the app with each log and without one, in rounds
+    # ordered forwards then backwards so that a drift in the machine's load favours none. The copy of each log to
+    # the warehouse is made between rounds, so that none lands in another round's timings.
+    rounds: dict[int, list] = {port: [] for port in logs}
+    for port in [*logs, *reversed(logs)]:
         rounds[port].append(measure(1, 250, port))
-        apps[8765].state.decision_log.flush()
-    on, off = ({"ms": np.concatenate([m for m, _ in rounds[p]]), "wall": sum(w for _, w in rounds[p])}
-               for p in (8765, 8766))
-    result["api_concurrency_1"] = summary(on["ms"], on["wall"])
-    result["api_concurrency_1_decision_log_off"] = summary(off["ms"], off["wall"])
-    result["api_concurrency_1_decision_log_cost_ms"] = {
-        q: result["api_concurrency_1"][f"{q}_ms"] - result["api_concurrency_1_decision_log_off"][f"{q}_ms"]
-        for q in ("p50", "p99")}
+        for app in apps.values():
+            if app.state.decision_log is not None:
+                app.state.decision_log.sync()
+    named = {8765: "api_concurrency_1", 8766: "api_concurrency_1_decision_log_off",
+             8767: "api_concurrency_1_postgres_log"}
+    for port, measured in rounds.items():
+        result[named[port]] = summary(np.concatenate([m for m, _ in measured]), sum(w for _, w in measured))
+    off = result[named[8766]]
+    result["api_concurrency_1_durability_cost_ms"] = {
+        store: {q: result[named[port]][f"{q}_ms"] - off[f"{q}_ms"] for q in ("p50", "p99")}
+        for store, port in (("journal", 8765), ("postgres", 8767)) if port in logs}
     result["api_concurrency_16"] = run(16, 800)
-    apps[8765].state.decision_log.flush()
+    result["group_commits"] = {store: apps[port].state.decision_log.commits
+                               for store, port in (("journal", 8765), ("postgres", 8767)) if port in logs}
     for server in servers.values():
         server.should_exit = True
+    for app in apps.values():
+        if app.state.decision_log is not None:
+            app.state.decision_log.close()
     result["decisions_logged"] = int(warehouse.read(
         "SELECT count(*) AS n FROM decisions WHERE request_id IS NOT NULL")["n"].iloc[0])
+    if cluster is not None:
+        cluster.remove()
     result["peak_rss_mb"] = peak_mb()
     return result
 
