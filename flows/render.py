@@ -137,9 +137,13 @@ def train_text(result: dict, settings: Settings) -> str:
         from training.runs import experiment_path
 
         page = "/" + experiment_path(result["experiment_id"])
-    lines.append(f"MLflow UI: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow server --backend-store-uri "
-                 f"sqlite:///{settings.mlflow_db} --default-artifact-root {settings.mlflow_artifacts.as_uri()} "
-                 f"--host 127.0.0.1 --port 5000 --workers 1  (then open http://127.0.0.1:5000{page})")
+    server = result.get("tracking_uri", "")
+    if server.startswith(("http://", "https://")):  # a tracking server (the production stack's): its own UI
+        lines.append(f"MLflow UI: {server.rstrip('/')}{page}")
+    else:
+        lines.append(f"MLflow UI: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false .venv/bin/mlflow server --backend-store-uri "
+                     f"sqlite:///{settings.mlflow_db} --default-artifact-root {settings.mlflow_artifacts.as_uri()} "
+                     f"--host 127.0.0.1 --port 5000 --workers 1  (then open http://127.0.0.1:5000{page})")
     return "\n".join(lines)
 
 

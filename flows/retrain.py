@@ -110,7 +110,8 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
             "reasons": decision.reasons, "trigger": tags["aduana.trigger"], "counts": result.counts,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
             "feature_groups": groups_summary(result), "blend": describe_blend(result.blend),
-            "validation_warnings": warnings, "experiment_id": training_runs.experiment_id}
+            "validation_warnings": warnings, "experiment_id": training_runs.experiment_id,
+            "tracking_uri": rt.client.tracking_uri}
     create_markdown_artifact(key="customs-retrain-report", markdown=train_markdown(summary),
                              description="Holdout metrics of the retrained model and the reference, and the gate's decision")
     return summary

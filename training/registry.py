@@ -40,8 +40,10 @@ def register_challenger(client: MlflowClient, run_id: str) -> str:
     description = (f"The {'library-default CatBoost reference' if role == 'reference' else 'engineered risk model'} "
                    f"trained on dataset `{tags.get('aduana.dataset', '?')}` (data hash {tags.get('aduana.data_hash', '?')}); "
                    "the gate's verdict and reasons are in this version's tags.")
-    version = client.create_model_version(MODEL_NAME, tags[MODEL_URI_TAG], run_id=run_id, description=description,
-                                          tags={"artifact_sha256": tags[CHECKSUM_TAG]})
+    source = tags[MODEL_URI_TAG]  # models:/<model id>: a tracking server accepts it only with that id named
+    model_id = source.removeprefix("models:/") if source.startswith("models:/m-") else None
+    version = client.create_model_version(MODEL_NAME, source, run_id=run_id, model_id=model_id,
+                                          description=description, tags={"artifact_sha256": tags[CHECKSUM_TAG]})
     client.set_registered_model_alias(MODEL_NAME, CHALLENGER, version.version)
     return str(version.version)
 

@@ -64,8 +64,9 @@ def experiment_path(experiment_id: str) -> str:
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifacts: Path) -> str:
-    """One experiment per dataset, with its artifacts under ADUANA_HOME (never ./mlruns), marked as model
-    development and carrying the runs table's headline columns (VIEW_TAG); an older experiment gets both here."""
+    """One experiment per dataset, with its artifacts under ADUANA_HOME (never ./mlruns) or, on a tracking server,
+    where the server keeps them (served artifacts); marked as model development and carrying the runs table's
+    headline columns (VIEW_TAG); an older experiment gets both here."""
     tags = {KIND_TAG: MODEL_DEVELOPMENT, VIEW_TAG: VIEW}
     existing = client.get_experiment_by_name(name)
     if existing is not None:
@@ -73,6 +74,8 @@ def ensure_experiment(client: MlflowClient, name: str, artifacts: Path) -> str:
             if existing.tags.get(key) != value:
                 client.set_experiment_tag(existing.experiment_id, key, value)
         return existing.experiment_id
+    if client.tracking_uri.startswith(("http://", "https://")):  # a tracking server stores and serves them itself
+        return client.create_experiment(name, tags=tags)
     location = (artifacts / name.replace("/", "_")).as_uri()
     return client.create_experiment(name, artifact_location=location, tags=tags)
 
