@@ -64,3 +64,27 @@ def postgres_cluster(work: Path):  # noqa: ANN201 - a flows.orchestration.postgr
     import secrets
 
     return postgres.Cluster(work / "postgres", postgres.free_port(), secrets.token_urlsafe(16)).start()
+
+
+def fitted_world(work: Path, name: str, seed: int, iterations: int = 100):  # noqa: ANN201
+    """A 20,000-row simulated world stored in a warehouse of its own (`work/<name>-home`), and a scorer on it with a
+    model fitted on its history (100 rounds): the API stages' fixture. Returns (world, scorer)."""
+    from features.intake.prepared import prepare_batch
+    from features.simulator import simulate, write_world
+    from features.warehouse import Warehouse
+    from serving.lanes import LanePolicy
+    from serving.model_source import FixedSource
+    from serving.scorer import Scorer
+    from training.models import FitConfig
+    from training.pipeline import train_and_evaluate
+
+    world = simulate(20_000, seed=seed)
+    write_world(world, work / f"{name}-landing", "parquet")
+    warehouse = Warehouse(work / f"{name}-home" / "warehouse.duckdb")
+    for kind in ("traders", "manifests", "declarations"):
+        warehouse.store(prepare_batch(work / f"{name}-landing" / f"{kind}.parquet"))
+    scorer = Scorer(warehouse, LanePolicy(), FixedSource({}, None), reload_seconds=3600)
+    model = train_and_evaluate(scorer.context().history, FitConfig(iterations=iterations)).model
+    scorer.source = FixedSource({"bench": model}, "bench")
+    scorer.refresh_model(force=True)
+    return world, scorer

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from processes import ENTRY, peak_mb, postgres_cluster, summary
+from processes import ENTRY, fitted_world, peak_mb, postgres_cluster, summary
 
 WORST_BODIES = ("empty_objects_100k", "fields_50k", "valid_list_100", "chunked_2mb")
 
@@ -185,25 +185,9 @@ def stage_worst_request(work: Path, rows: int) -> dict:
 
     import uvicorn
 
-    from features.intake.prepared import prepare_batch
-    from features.simulator import simulate, write_world
-    from features.warehouse import Warehouse
     from serving.api import create_app, server_config
-    from serving.lanes import LanePolicy
-    from serving.model_source import FixedSource
-    from serving.scorer import Scorer
-    from training.models import FitConfig
-    from training.pipeline import train_and_evaluate
 
-    world = simulate(20_000, seed=7)
-    write_world(world, work / "worst-landing", "parquet")
-    warehouse = Warehouse(work / "worst-home" / "warehouse.duckdb")
-    for kind in ("traders", "manifests", "declarations"):
-        warehouse.store(prepare_batch(work / "worst-landing" / f"{kind}.parquet"))
-    scorer = Scorer(warehouse, LanePolicy(), FixedSource({}, None), reload_seconds=3600)
-    scorer.source = FixedSource(
-        {"bench": train_and_evaluate(scorer.context().history, FitConfig(iterations=100)).model}, "bench")
-    scorer.refresh_model(force=True)
+    world, scorer = fitted_world(work, "worst", seed=7)
     labels = ("inspected", "fraud", "revenue", "critical", "control_date")
     valid = [{k: (str(v.date()) if k == "declaration_date" else (None if v != v or v is None else v))
               for k, v in r.items() if k not in labels} for r in world.declarations.tail(100).to_dict("records")]

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from processes import ENTRY, peak_mb, postgres_cluster, summary
+from processes import ENTRY, fitted_world, peak_mb, postgres_cluster, summary
 
 WORKERS = (1, 2, 4)
 REQUESTS, CONCURRENCY = 800, 16
@@ -24,29 +24,11 @@ def stage_workers(work: Path, rows: int) -> dict:
     import numpy as np
     import psycopg
 
-    from features.intake.prepared import prepare_batch
-    from features.simulator import simulate, write_world
-    from features.warehouse import Warehouse
-    from serving.lanes import LanePolicy
-    from serving.model_source import FixedSource
-    from serving.scorer import Scorer
-    from training.models import FitConfig
-    from training.pipeline import train_and_evaluate
-
-    world = simulate(20_000, seed=11)
-    write_world(world, work / "workers-landing", "parquet")
-    warehouse = Warehouse(work / "workers-home" / "warehouse.duckdb")
-    for kind in ("traders", "manifests", "declarations"):
-        warehouse.store(prepare_batch(work / "workers-landing" / f"{kind}.parquet"))
-    scorer = Scorer(warehouse, LanePolicy(), FixedSource({}, None), reload_seconds=3600)
-    model = train_and_evaluate(scorer.context().history, FitConfig(iterations=100)).model
-    scorer.source = FixedSource({"3": model}, "3")
-    scorer.refresh_model(force=True)
-    (work / "workers-model.pickle").write_bytes(pickle.dumps(model))
-    scorer.score(world.declarations.drop(columns=["inspected", "fraud", "revenue", "critical", "control_date"],
-                                         errors="ignore")).assign(batch_id="pinned").to_parquet(
-        work / "workers-pinned.parquet")
+    world, scorer = fitted_world(work, "workers", seed=11)
+    (work / "workers-model.pickle").write_bytes(pickle.dumps(scorer.model))
     labels = ("inspected", "fraud", "revenue", "critical", "control_date")
+    unlabelled = world.declarations.drop(columns=list(labels), errors="ignore")
+    scorer.score(unlabelled).assign(batch_id="pinned").to_parquet(work / "workers-pinned.parquet")  # real time's cut-offs
     bodies = [{k: (str(v.date()) if k == "declaration_date" else (None if v != v or v is None else v))
                for k, v in r.items() if k not in labels} for r in world.declarations.tail(2000).to_dict("records")]
     (work / "bodies.json").write_text(json.dumps(bodies, default=float))

@@ -65,7 +65,7 @@ ENVIRONMENT = {
 }
 # A fresh terminal has none of the test session's Aduana or Prefect settings: the home server is what users get.
 CLEARED = ("ADUANA_HOME", "ADUANA_PREFECT_SERVER", "PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "MLFLOW_TRACKING_URI",
-           "ADUANA_CONFIG", "ADUANA_API_KEY")
+           "ADUANA_CONFIG", "ADUANA_API_KEY", "ADUANA_OPS_URL")
 NOT_CARRIED = ("_", "SHLVL", "PWD", "OLDPWD")
 
 
@@ -253,9 +253,17 @@ class Runner:
         self.background.clear()
 
     def stop_everything(self) -> list[str]:
-        """End every background process and every home's Prefect server. Returns the homes stopped."""
+        """End every background process, every home's production stack (its files removed: as root they live
+        outside the copy) and every home's Prefect server. Returns the homes stopped."""
         self.stop_background()
         stopped = []
+        aduana = str(self.root / ".venv" / "bin" / "aduana")
+        for record in sorted(self.root.glob("*/stack/stack.json")):
+            home = record.parent.parent
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                subprocess.run([aduana, "--home", str(home), "stack", "down", "--purge"], cwd=self.root, env=self.env,
+                               capture_output=True, timeout=120)
+            stopped.append(home.name)
         for state in sorted(self.root.glob("*/prefect/server.json")):
             home = state.parent.parent
             try:

@@ -131,13 +131,13 @@ def test_four_workers_under_load_log_every_answer_once(store, request, api_score
     answered: list = []
     with serving(api_scorer, trained, tmp_path, workers=4, ops_url=ops_url) as (url, _):
         stop = threading.Event()
-        clients = [threading.Thread(target=_load, args=(url, f"{prefix}-{c}", world, answered, stop, 40))
+        clients = [threading.Thread(target=_load, args=(url, f"{prefix}-{c}", world, answered, stop, 20))
                    for c in range(8)]
         for client in clients:
             client.start()
         for client in clients:
             client.join()
-    assert len(answered) == 8 * 40  # none refused
+    assert len(answered) == 8 * 20  # none refused
     oplog = open_log(ops_url, api_scorer.warehouse.path.with_name("decision-journal"))
     with api_scorer.warehouse.process_lock():
         api_scorer.warehouse.decisions.sync(oplog)
