@@ -113,18 +113,19 @@ def main() -> None:
         done = {s: r for s, r in runs.items() if r["old"] and len(r["old"]) == len(r["new"])}
         stages = {s: {"rows": args.rows, "rounds": len(r["old"]), **compare(r["old"], r["new"])}
                   for s, r in done.items()}
-        kept_runs = dict(done)
+        kept_runs, kept_failed = dict(done), dict(failed)
         if args.only and args.out.exists():  # compare some stages, keep the others' figures from an earlier run
             earlier = json.loads(args.out.read_text())
             stages = {**{k: v for k, v in earlier["stages"].items() if k not in chosen}, **stages}
             kept_runs = {**{k: v for k, v in earlier["runs"].items() if k not in chosen}, **kept_runs}
+            kept_failed = {**{k: v for k, v in earlier.get("failed", {}).items() if k not in chosen}, **kept_failed}
         result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                               "platform": platform.platform(), "load_average_now": os.getloadavg()[0]},
                   "rows": args.rows, "rounds": args.rounds, "trees": {k: str(v) for k, v in trees.items()},
                   "imports_from": imports, "wall_s": time.perf_counter() - started,
                   "slowest_stage_wall_s_new_over_old": max((s["stage_wall_s_new_over_old"] for s in stages.values()),
                                                            default=None),
-                  "stages": stages, "failed": failed, "runs": kept_runs}
+                  "stages": stages, "failed": kept_failed, "runs": kept_runs}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))
         return stages
