@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -176,23 +177,25 @@ class _Group:
     """One request's rows, waiting for the commit that makes them durable."""
 
     rows: list[dict]
-    done: threading.Event
+    done: bool = False
     error: str | None = None
 
 
 class DecisionLog:
     """Real-time answers made durable in the operational log before they leave, and copied to the warehouse.
 
-    `record` hands a request's rows to the committer thread and waits until they are durable (features/warehouse/
-    oplog.py: a synced journal segment, or a committed PostgreSQL transaction). Requests that arrive while a commit
-    runs are committed together in the next one (group commit), so the cost of durability is paid once per group,
-    not per request. A commit that fails raises LogUnavailable in every waiting request: no answer leaves without
-    its record. `kill -9` at any moment loses no answer that was given; an answer being committed when the process
-    died may be in the log without having been given (the client saw no answer, and retries under a new id).
+    `record` returns once a request's rows are durable (features/warehouse/oplog.py: a synced journal segment, or a
+    committed PostgreSQL transaction). Group commit, leader and followers: a request that finds no commit under way
+    commits itself, with every request queued by then; requests that arrive meanwhile wait, and when that commit
+    ends one of them commits them all in the next. So durability is paid once per group, not per request, and a
+    lone request pays no hand-over to another thread. A commit that fails raises LogUnavailable in every request of
+    its group: no answer leaves without its record. `kill -9` at any moment loses no answer that was given; an
+    answer being committed when the process died may be in the log without having been given (the client saw no
+    answer, and retries under a new id).
 
-    A second thread copies the log into the warehouse's `decisions` table every `sync_seconds` (idempotent, with
-    cursors: features/warehouse/decisions.py `sync`); while the warehouse is busy (another process writing it) the
-    rows wait in the log and the next sync copies them. Copying is not on the answer's path."""
+    A thread copies the log into the warehouse's `decisions` table every `sync_seconds` (idempotent, with cursors:
+    features/warehouse/decisions.py `sync`); while the warehouse is busy (another process writing it) the rows wait
+    in the log and the next sync copies them. Copying is not on the answer's path."""
 
     def __init__(self, warehouse: Warehouse, oplog: OperationalLog, sync_seconds: float = 5.0,
                  commit_timeout: float = 10.0, write_wait: float = 0.5):
@@ -202,9 +205,10 @@ class DecisionLog:
         self.last_error: str | None = None  # the last commit's or sync's failure, until one succeeds
         self.commits = 0  # groups committed (a group holds one or more requests)
         self._queue: list[_Group] = []
-        self._ready = threading.Condition()
+        self._turn = threading.Condition()  # the queue, and whether a commit is under way
+        self._committing = False
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._copier: threading.Thread | None = None
 
     def record(self, answers: list[dict], request_id: str, policy_hash: str, thresholds_batch_id: str | None) -> None:
         """Make one request's answers durable (the scorer's output records, in request order, with their reason
@@ -212,52 +216,51 @@ class DecisionLog:
         rows' batch_id is the server's, unique to this call."""
         at = datetime.now(UTC).replace(tzinfo=None)
         batch_id = f"rt-{uuid.uuid4().hex}"
-        rows = [{**a, "batch_id": batch_id, "request_id": request_id, "position": i, "decided_at": at,
-                 "policy_hash": policy_hash, "thresholds_batch_id": thresholds_batch_id, "source": "api"}
-                for i, a in enumerate(answers)]
-        if not self._threads:
+        group = _Group([{**a, "batch_id": batch_id, "request_id": request_id, "position": i, "decided_at": at,
+                         "policy_hash": policy_hash, "thresholds_batch_id": thresholds_batch_id, "source": "api"}
+                        for i, a in enumerate(answers)])
+        if self._copier is None:
             self.start()
-        group = _Group(rows, threading.Event())
-        with self._ready:
+        deadline = time.monotonic() + self.commit_timeout
+        with self._turn:
             self._queue.append(group)
-            self._ready.notify()
-        if not group.done.wait(self.commit_timeout):
-            raise LogUnavailable(f"the decision log ({self.oplog.where}) did not confirm within "
-                                 f"{self.commit_timeout:.0f} s")
+            while self._committing and not group.done:  # another request's commit: ours is in the next one
+                if not self._turn.wait(deadline - time.monotonic()):
+                    if group in self._queue:
+                        self._queue.remove(group)
+                    raise LogUnavailable(f"the decision log ({self.oplog.where}) did not confirm within "
+                                         f"{self.commit_timeout:.0f} s")
+            if not group.done:  # no commit under way: this request commits every group queued
+                groups, self._queue, self._committing = self._queue, [], True
+        if not group.done:
+            self._commit(groups)
         if group.error is not None:
             raise LogUnavailable(f"the decision log ({self.oplog.where}) cannot be written: {group.error}")
 
-    def start(self) -> None:
-        """Start the committer and the copier (once)."""
-        with self._ready:
-            if self._threads:
-                return
-            self._stop.clear()
-            self._threads = [threading.Thread(target=self._commit_loop, name="aduana-decision-commit", daemon=True),
-                             threading.Thread(target=self._sync_loop, name="aduana-decision-sync", daemon=True)]
-        for thread in self._threads:
-            thread.start()
-        atexit.register(self.close)  # an app stopped without its shutdown (or none run) still ends its threads
-
-    def _commit_loop(self) -> None:
-        while True:
-            with self._ready:
-                while not self._queue and not self._stop.is_set():
-                    self._ready.wait()
-                groups, self._queue = self._queue, []
-            if not groups:
-                return  # stopped, and nothing left to commit
-            try:
-                self.oplog.append([row for g in groups for row in g.rows])
-                error = None
-            except Exception as exc:  # noqa: BLE001 - whatever failed, the waiting requests are told, not answered
-                error = failure_text(exc)
-                log.error("decision log: %d answers not committed, not given: %s", len(groups), error)
+    def _commit(self, groups: list[_Group]) -> None:
+        try:
+            self.oplog.append([row for g in groups for row in g.rows])
+            error = None
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the waiting requests are told, not answered
+            error = failure_text(exc)
+            log.error("decision log: %d answers not committed, not given: %s", len(groups), error)
+        with self._turn:
             self.last_error = error
             self.commits += 1
-            for group in groups:
-                group.error = error
-                group.done.set()
+            for g in groups:
+                g.error, g.done = error, True
+            self._committing = False
+            self._turn.notify_all()
+
+    def start(self) -> None:
+        """Start the copier (once)."""
+        with self._turn:
+            if self._copier is not None:
+                return
+            self._stop.clear()
+            self._copier = threading.Thread(target=self._sync_loop, name="aduana-decision-sync", daemon=True)
+        self._copier.start()
+        atexit.register(self.close)  # an app stopped without its shutdown (or none run) still ends its thread
 
     def _sync_loop(self) -> None:
         with contextlib.suppress(AttributeError, OSError):  # background work: requests get the CPU first
@@ -279,15 +282,12 @@ class DecisionLog:
             return 0
 
     def close(self) -> None:
-        """Commit what is queued, stop both threads, copy what the warehouse lacks (best effort: the log keeps it
-        otherwise) and release this process's log handle."""
+        """Stop the copier, copy what the warehouse lacks (best effort: the log keeps it otherwise) and release this
+        process's log handle. Requests still being answered have committed or fail on the closed handle."""
         atexit.unregister(self.close)
         self._stop.set()
-        with self._ready:
-            self._ready.notify_all()
-        threads, self._threads = self._threads, []
-        for thread in threads:
-            thread.join()
-        if threads:
+        copier, self._copier = self._copier, None
+        if copier is not None:
+            copier.join()
             self.sync()
         self.oplog.close()
