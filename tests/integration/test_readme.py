@@ -50,11 +50,14 @@ def test_readme_runs_top_to_bottom(tmp_path):
 
     assert runner.used_patterns == {p for p, _, _ in readme.SUBSTITUTIONS}, "a substitution matches no command"
     homes = sorted(p.parent.name for p in root.glob("*/warehouse.duckdb"))
-    assert homes == [".aduana", ".aduana-cli", ".aduana-islas"]
+    assert homes == [".aduana", ".aduana-cli", ".aduana-islas", ".aduana-prod"]
     for home in homes:  # one world per home: no declaration id came back with other values
         with duckdb.connect(str(root / home / "warehouse.duckdb"), read_only=True) as db:
             mixed = db.execute("SELECT count(*) FROM quarantine WHERE reason = 'duplicate_id'").fetchone()[0]
         assert mixed == 0, f"{home}: {mixed} declarations quarantined as duplicate_id"
+    with duckdb.connect(str(root / ".aduana-prod" / "warehouse.duckdb"), read_only=True) as db:  # the stack's API
+        answered = db.execute("SELECT count(*) FROM decisions WHERE source = 'api'").fetchone()[0]
+    assert answered == 2, "the two declarations answered on the stack are not in its warehouse's decision log"
     assert not list(root.glob("*/prefect/server.json")), "a home's Prefect server is still recorded as running"
     left = sorted(p.name + "/" * p.is_dir() for p in root.iterdir() if p.name not in cloned)
     ignored = subprocess.run(["git", "check-ignore", "--no-index", "--", *left], cwd=REPO, capture_output=True,
