@@ -16,6 +16,7 @@ can reach the port but not read the file, is refused. infra/README.md states the
 """
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -145,6 +146,18 @@ def healthy(server: Server, timeout: float = 1.0) -> bool:
         return False
 
 
+def answers_with_secret(server: Server, prefect_home: Path, timeout: float = 1.0) -> bool:
+    """The server on the port takes this home's secret: it is this home's, not another home's server that took the
+    port first (its health check, open to all, would answer the same)."""
+    try:
+        secret = base64.b64encode(auth_string(prefect_home).encode()).decode()
+        request = urllib.request.Request(f"{server.api_url}/admin/version", headers={"Authorization": f"Basic {secret}"})
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
 def recorded(prefect_home: Path) -> Server | None:
     """The server this home started, if its process is still alive (healthy or still starting)."""
     try:
@@ -172,8 +185,8 @@ def locked(prefect_home: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _free_port() -> int:
-    for port in (PREFERRED_PORT, 0):
+def _free_port(preferred: bool = True) -> int:
+    for port in (PREFERRED_PORT, 0) if preferred else (0,):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
@@ -202,16 +215,27 @@ def ensure(prefect_home: Path, idle_minutes: float, timeout: float = START_TIMEO
             server = _start(prefect_home, idle_minutes)
         elif server.keeper is None or not alive(server.keeper):  # one an Aduana from before keepers started
             server = _record(replace(server, keeper=_keep(prefect_home, server, idle_minutes)), prefect_home)
-        _wait_healthy(server, prefect_home, timeout)
+        try:
+            _wait_healthy(server, prefect_home, timeout)
+        except PortTaken:  # another home's server took the port between the choice and the bind: once more
+            server = _start(prefect_home, idle_minutes, preferred=False)
+            _wait_healthy(server, prefect_home, timeout)
     return server, started
+
+
+class PortTaken(RuntimeError):
+    """The server this call started ended while another process served its port."""
 
 
 def _wait_healthy(server: Server, prefect_home: Path, timeout: float) -> None:
     """Wait for a server starting (this call's, or another's that is still starting) to answer."""
     deadline = time.monotonic() + timeout
-    while not healthy(server):
+    while not (healthy(server) and answers_with_secret(server, prefect_home)):
         _reap(server.pid)
         if not alive(server.pid):
+            if healthy(server):
+                _state_file(prefect_home).unlink(missing_ok=True)
+                raise PortTaken(f"port {server.port} is another server's")
             raise RuntimeError(f"the Prefect server for this home stopped while starting; see {log_file(prefect_home)}")
         if time.monotonic() > deadline:
             stop(prefect_home)
@@ -225,11 +249,11 @@ def _protected(server: Server, prefect_home: Path) -> bool:
     return server.protected and auth_file(prefect_home).exists()
 
 
-def _start(prefect_home: Path, idle_minutes: float) -> Server:
+def _start(prefect_home: Path, idle_minutes: float, preferred: bool = True) -> Server:
     """Start the server and its keeper, each in its own session: they outlive the call, and stop() ends all of
     the server's processes. The UI is told its own port's API: Prefect otherwise points every home's UI at
     4200 (the server's --port does not reach the UI's settings), where the first home's runs are."""
-    port = _free_port()
+    port = _free_port(preferred)
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
     env |= {"PREFECT_HOME": str(prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "true",
             "PREFECT_SERVER_API_AUTH_STRING": _ensure_secret(prefect_home), MARK: "1",

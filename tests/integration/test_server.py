@@ -136,6 +136,7 @@ def test_a_server_started_without_the_homes_secret_is_replaced_by_one_with_it(tm
 
     monkeypatch.setattr(server.subprocess, "Popen", start)
     monkeypatch.setattr(server, "healthy", lambda found, timeout=1.0: True)
+    monkeypatch.setattr(server, "answers_with_secret", lambda found, home, timeout=1.0: True)
     try:
         found, started = server.ensure(prefect_home, 30)
         assert started and found.protected and found.pid != unprotected.pid

@@ -1,5 +1,5 @@
-"""The decision log (features/warehouse/decisions.py): append-only, idempotent on retries, and read back by the
-latest scoring batch (real-time answers aside) with its lists intact. Other decisions tests, through the scorer or
+"""The decision log (features/warehouse/decisions.py): append-only, idempotent on retries (a copy of the operational
+log's answers included), and read back by the latest scoring batch (real-time answers aside) with its lists intact. Other decisions tests, through the scorer or
 the API, are in tests/integration/test_scorer.py, test_api.py and test_ui.py."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.warehouse import Warehouse
-from serving.realtime import DECISION_LOG_COLUMNS
+from features.warehouse.oplog import PG_COLUMNS, Journal
 
 pytestmark = pytest.mark.integration
 AT = datetime(2026, 1, 1)
@@ -34,16 +34,22 @@ def _answers(n: int, batch_id: str = "rt-1") -> pd.DataFrame:
                                 thresholds_batch_id="b1", source="api")
 
 
+def _copy(warehouse: Warehouse, answers: pd.DataFrame) -> int:
+    """Real-time answers as the API leaves them: in a journal beside the warehouse, then copied into it."""
+    journal = Journal(warehouse.path.with_name("decision-journal"))
+    journal.append(answers.to_dict("records"))
+    return warehouse.decisions.sync(journal)
+
+
 def test_a_retried_scoring_batch_appends_nothing(warehouse):
     assert warehouse.decisions.append_batch(_decisions(4), pd.DataFrame(), "b1", "test", AT) == 0
     warehouse.decisions.append_batch(_decisions(4), pd.DataFrame(), "b1", "test", AT)
     assert warehouse.counts()["decisions"] == 4
 
 
-def test_a_retried_flush_of_answers_appends_nothing(warehouse):
-    assert warehouse.decisions.append_answers(_answers(3)) == 3
-    assert warehouse.decisions.append_answers(_answers(3)) == 0
-    assert warehouse.decisions.append_answers(pd.DataFrame()) == 0
+def test_answers_journalled_twice_are_copied_once(warehouse):
+    assert _copy(warehouse, _answers(3)) == 3
+    assert _copy(warehouse, _answers(3)) == 0  # the same batch ids and positions: a retried commit
     assert warehouse.counts()["decisions"] == 3
 
 
@@ -53,7 +59,7 @@ def test_the_latest_batch_is_of_the_model_and_policy_with_enough_rows_real_time_
     decisions.append_batch(_decisions(2), pd.DataFrame(), "small", "test", AT + timedelta(minutes=1))
     decisions.append_batch(_decisions(10, policy_hash="p2"), pd.DataFrame(), "other-policy", "test",
                            AT + timedelta(minutes=2))
-    decisions.append_answers(_answers(20))
+    _copy(warehouse, _answers(20))
     assert decisions.latest_batch_id("3", "p1", min_rows=5) == "full"
     assert decisions.latest_batch_id("3", "p1") == "small"
     assert decisions.latest_batch_id("3", None, min_rows=5) == "other-policy"
@@ -64,7 +70,7 @@ def test_the_latest_batch_is_of_the_model_and_policy_with_enough_rows_real_time_
 
 def test_a_declarations_latest_decision_keeps_its_reasons_and_contributions_as_lists(warehouse):
     warehouse.decisions.append_batch(_decisions(2), pd.DataFrame(), "b1", "test", AT)
-    warehouse.decisions.append_answers(_answers(1))
+    _copy(warehouse, _answers(1))
     record, count = warehouse.decisions.latest_for("D0")
     assert count == 2 and record["batch_id"] == "rt-1"
     assert record["reason_list"] == ["a", "b"]
@@ -79,4 +85,4 @@ def test_an_empty_home_has_no_decisions_to_read(warehouse):
 
 def test_every_column_a_real_time_answer_is_logged_with_is_a_column_of_the_table(warehouse):
     warehouse.decisions.append_batch(_decisions(1), pd.DataFrame(), "b1", "test", AT)
-    assert set(DECISION_LOG_COLUMNS) <= set(warehouse.read("SELECT * FROM decisions").columns)
+    assert set(PG_COLUMNS) <= set(warehouse.read("SELECT * FROM decisions").columns)
