@@ -88,7 +88,7 @@ def stage_serving(work: Path, rows: int) -> dict:
     cluster = postgres_cluster(work)
     logs = {8765: (True, None), 8766: (False, None)}
     if cluster is not None:
-        logs[8767] = (True, open_log(cluster.create_database("bench_ops"), work))
+        logs[8767] = (True, open_log(cluster.create_database("bench_ops"), warehouse.path))
     for port, (decision_log, oplog) in logs.items():
         apps[port] = app = create_app(scorer, api_key="", decision_log=decision_log, oplog=oplog)
         app.state.service.pin(thresholds)

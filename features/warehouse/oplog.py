@@ -29,6 +29,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from features.processes import alive
+
 SEGMENT_BYTES = 64 * 2**20  # a writer starts a new segment past this size; the drained ones are removed
 SEGMENT = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-(?P<key>[0-9a-f]{8})(?P<closed>\.closed)?\.jsonl$")
 
@@ -151,15 +153,7 @@ class Journal:
 
 def _writer_alive(host: str, pid: int) -> bool:
     """Whether the segment's writer may still append (a process of another host is assumed alive)."""
-    if host != socket.gethostname():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return host != socket.gethostname() or alive(pid)
 
 
 PG_COLUMNS = ("batch_id", "position", "decided_at", "declaration_id", "risk_score", "expected_revenue", "lane",
@@ -253,12 +247,17 @@ class PostgresLog:
             self._drop()
 
 
-def open_log(url: str | None, journal: Path) -> OperationalLog:
-    """The operational log a setting names: a PostgreSQL URL, else the journal folder under the home."""
+def journal_folder(warehouse: Path) -> Path:
+    """The journal's folder: beside the warehouse it is copied into (`<home>/decision-journal`)."""
+    return Path(warehouse).with_name("decision-journal")
+
+
+def open_log(url: str | None, warehouse: Path) -> OperationalLog:
+    """The operational log a setting names: a PostgreSQL URL, else the journal beside the warehouse."""
     if url:
         if not url.startswith(("postgresql://", "postgres://")):
             from features.errors import UserError
 
             raise UserError(f"ADUANA_OPS_URL must be a postgresql:// URL, not {url.split(':', 1)[0]}://…")
         return PostgresLog(url)
-    return Journal(journal)
+    return Journal(journal_folder(warehouse))

@@ -173,7 +173,7 @@ class Runtime:
         """The operational decision log: the PostgreSQL database of ADUANA_OPS_URL, else the home's journal."""
         from features.warehouse import open_log
 
-        return open_log(self.settings.ops_url, self.settings.root / "decision-journal")
+        return open_log(self.settings.ops_url, self.settings.warehouse_path)
 
     def sync_decisions(self) -> int:
         """Copy the operational log's answers the warehouse lacks (the API copies them every few seconds; a flow

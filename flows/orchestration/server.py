@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from flows.orchestration.watchdog import alive
+from features.processes import alive
 
 PREFERRED_PORT = 4200  # Prefect's own default, so the README's URL is right for the first home
 START_TIMEOUT_SECONDS = 90.0
@@ -174,15 +174,20 @@ def running(prefect_home: Path) -> Server | None:
 
 
 @contextlib.contextmanager
-def locked(prefect_home: Path) -> Iterator[None]:
-    """One starter or stopper at a time per home: two CLI calls at once share one server, and the keeper never
-    stops it between a call's finding it and that call's use of it. Creates no folder: a home deleted stays so."""
-    with open(prefect_home / "server.lock", "w") as lock:
+def held(lock_file: Path) -> Iterator[None]:
+    """An exclusive lock on `lock_file` (fcntl: released when the process ends, however it ends)."""
+    with open(lock_file, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def locked(prefect_home: Path) -> contextlib.AbstractContextManager[None]:
+    """One starter or stopper at a time per home: two CLI calls at once share one server, and the keeper never
+    stops it between a call's finding it and that call's use of it. Creates no folder: a home deleted stays so."""
+    return held(prefect_home / "server.lock")
 
 
 def _free_port(preferred: bool = True) -> int:

@@ -15,7 +15,6 @@ own server does (flows/orchestration/server.py); MLflow and PostgreSQL listen on
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -24,12 +23,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from features.errors import UserError
-from flows.orchestration import postgres
-from flows.orchestration.watchdog import TOKEN_VARIABLE, alive
+from features.processes import alive
+from flows.orchestration import postgres, server
+from flows.orchestration.watchdog import TOKEN_VARIABLE
 
 PIECES = ("postgres", "prefect", "mlflow")
 DATABASES = ("prefect", "mlflow", "aduana_ops")
@@ -374,13 +373,7 @@ def _secret(path: Path, prefix: str) -> str:
     return secret
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
+def _locked(folder: Path) -> contextlib.AbstractContextManager[None]:
     """One `up` or `down` at a time per stack."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / "stack.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    return server.held(folder / "stack.lock")

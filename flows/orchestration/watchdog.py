@@ -15,19 +15,11 @@ import time
 import uuid
 from pathlib import Path
 
+from features.processes import alive
+
 TOKEN_VARIABLE = "ADUANA_CLI_RUN"
 POLL_SECONDS = 0.5
 GRACE_SECONDS = 5.0
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def marked(token: str) -> list[int]:

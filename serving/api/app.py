@@ -63,7 +63,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
     key = ServiceKey(api_key)
     source = SourceLayout(mapping) if mapping is not None else None
     if decision_log and oplog is None:
-        oplog = open_log(None, scorer.warehouse.path.with_name("decision-journal"))
+        oplog = open_log(None, scorer.warehouse.path)
     answers_log = DecisionLog(scorer.warehouse, oplog) if decision_log else None
     max_fields = max(MAX_FIELDS, 2 * len(source.columns)) if source is not None else MAX_FIELDS
     description = ("Lanes (red/yellow/green), risk and reasons for import declarations. "

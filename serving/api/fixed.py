@@ -31,7 +31,7 @@ def app() -> FastAPI:
     warehouse = Warehouse(Path(given["warehouse"]))
     scorer = Scorer(warehouse, LanePolicy(), source=FixedSource({"3": model}, "3"), reload_seconds=3600)
     scorer.refresh_model(force=True)
-    oplog = open_log(given.get("ops_url"), warehouse.path.with_name("decision-journal"))
+    oplog = open_log(given.get("ops_url"), warehouse.path)
     app_ = create_app(scorer, api_key="", oplog=oplog)
     app_.state.service.refresh()
     if given.get("pinned"):

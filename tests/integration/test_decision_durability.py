@@ -109,7 +109,7 @@ def test_kill_9_at_random_moments_loses_no_answered_decision(api_scorer, trained
                 client.join()
             per_round.append(len(answered) - before)
     assert all(n > 0 for n in per_round), per_round  # every round answered before it was killed
-    journal = open_log(None, api_scorer.warehouse.path.with_name("decision-journal"))
+    journal = open_log(None, api_scorer.warehouse.path)
     with api_scorer.warehouse.process_lock():
         api_scorer.warehouse.decisions.sync(journal)  # what the next start (or any sync) copies
     logged = _logged(api_scorer, prefix)
@@ -138,7 +138,7 @@ def test_four_workers_under_load_log_every_answer_once(store, request, api_score
         for client in clients:
             client.join()
     assert len(answered) == 8 * 20  # none refused
-    oplog = open_log(ops_url, api_scorer.warehouse.path.with_name("decision-journal"))
+    oplog = open_log(ops_url, api_scorer.warehouse.path)
     with api_scorer.warehouse.process_lock():
         api_scorer.warehouse.decisions.sync(oplog)
     logged = _logged(api_scorer, prefix)

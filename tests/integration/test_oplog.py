@@ -128,7 +128,7 @@ def test_a_flow_reading_decisions_first_copies_every_answer_given(store, request
     ops_url = request.getfixturevalue("pg_url") if store == "postgres" else None
     rt = Runtime(Settings(home=tmp_path / "home", ops_url=ops_url))
     assert isinstance(rt.oplog, PostgresLog if ops_url else Journal)
-    writer = open_log(ops_url, rt.settings.root / "decision-journal")  # an API worker's own handle
+    writer = open_log(ops_url, rt.settings.warehouse_path)  # an API worker's own handle
     writer.append([_answer("api-1"), _answer("api-1", 1)])
     assert rt.sync_decisions() == 2 and rt.sync_decisions() == 0
     assert len(_logged(rt.warehouse)) == 2

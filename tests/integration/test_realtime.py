@@ -96,7 +96,7 @@ def test_a_log_that_cannot_be_written_gives_no_answer(api_scorer, world):  # noq
     from features.warehouse import open_log
     from tests.conftest import free_port
 
-    down = open_log(f"postgresql://aduana@127.0.0.1:{free_port()}/ops", api_scorer.warehouse.path.parent)
+    down = open_log(f"postgresql://aduana@127.0.0.1:{free_port()}/ops", api_scorer.warehouse.path)
     with TestClient(create_app(api_scorer, api_key="", oplog=down)) as c:
         refused = c.post("/v1/score", json=_declaration(world), headers={"X-Request-ID": "never-given"})
         assert refused.status_code == 503 and "retry-after" in refused.headers

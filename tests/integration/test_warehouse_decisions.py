@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from features.warehouse import Warehouse
-from features.warehouse.oplog import PG_COLUMNS, Journal
+from features.warehouse.oplog import PG_COLUMNS, Journal, journal_folder
 
 pytestmark = pytest.mark.integration
 AT = datetime(2026, 1, 1)
@@ -36,7 +36,7 @@ def _answers(n: int, batch_id: str = "rt-1") -> pd.DataFrame:
 
 def _copy(warehouse: Warehouse, answers: pd.DataFrame) -> int:
     """Real-time answers as the API leaves them: in a journal beside the warehouse, then copied into it."""
-    journal = Journal(warehouse.path.with_name("decision-journal"))
+    journal = Journal(journal_folder(warehouse.path))
     journal.append(answers.to_dict("records"))
     return warehouse.decisions.sync(journal)
 
