@@ -80,19 +80,22 @@ def _lookup(frame: pd.DataFrame, table: pd.DataFrame | None, key: str, fields: l
 
 
 def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,
-              traders: pd.DataFrame | None = None, context: ScoringContext | None = None) -> pd.DataFrame:
+              traders: pd.DataFrame | None = None, context: ScoringContext | None = None,
+              batch_totals: pd.DataFrame | None = None) -> pd.DataFrame:
     """Join each declaration to its bill of lading and its importer's registry record.
 
     With a `context` (the warehouse snapshot), bill-of-lading totals also count the items already stored, so a
-    declaration gets the same features whether it arrives in a batch or alone.
+    declaration gets the same features whether it arrives in a batch or alone. `batch_totals`: the new items'
+    totals of the whole batch these declarations are a partition of (features/context.py `BatchState`), instead
+    of their own.
     """
     frame = declarations.copy()
     totals = bill_totals(frame)
     if context is not None:
         manifests, traders = context.manifests, context.traders
         new = frame[context.known_ids.get_indexer(frame["declaration_id"]) < 0]
-        stored = context.bill_totals.reindex(totals.index)
-        totals = stored.add(bill_totals(new).reindex(totals.index), fill_value=0)
+        added = bill_totals(new) if batch_totals is None else batch_totals
+        totals = context.bill_totals.reindex(totals.index).add(added.reindex(totals.index), fill_value=0)
     else:
         manifests = keyed(manifests, "bill_of_lading")
         traders = keyed(traders, "importer_id")
@@ -121,12 +124,13 @@ def feature_hash(X: pd.DataFrame) -> str:
 
 def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
                    bands: PriceBands | None = None, profiles: ProfileIndex | None = None,
-                   advance: Advance = quiet) -> FeatureSet:
+                   advance: Advance = quiet, batch_first: dict[str, pd.Series] | None = None) -> FeatureSet:
     """Build the model's feature matrix for `frame` (integrated declarations).
 
     `history`: past declarations whose labels and filings feed the entity profiles (default: `frame` itself,
     as in training), or `profiles` already indexed from it. `bands`: price reference bands (default: fitted
-    on the history). `advance` is told of each of its parts as it is built.
+    on the history). `advance` is told of each of its parts as it is built. `batch_first`: each entity key's
+    earliest filing in the whole batch `frame` is a partition of (features/context.py `BatchState`).
     """
     frame = frame.reset_index(drop=True)
     history = frame if history is None else history
@@ -135,7 +139,7 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     passthrough = [c for c in PASSTHROUGH if c in frame] + extra_cat + extra_num  # absent ones become NaN below
     what, total = f"features for {len(frame):,} declarations", len(SIGNALS) + 2  # the history's indexes, each part
     advance(what, 0, total, label="started")
-    inputs = Inputs(PriceBands.fit(history) if bands is None else bands, profiles or ProfileIndex(history))
+    inputs = Inputs(PriceBands.fit(history) if bands is None else bands, profiles or ProfileIndex(history), batch_first)
     advance(what, 1, total, label="history indexed (price bands, entity profiles)")
     parts = []
     for done, signal in enumerate(SIGNALS, start=2):

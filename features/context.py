@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
 from features.build import bill_totals, empty_declarations, integrate, keyed
 from features.prices import PriceBands
-from features.profiles import ProfileIndex
+from features.profiles import ProfileIndex, first_filings
 
 
 @dataclass
@@ -33,3 +34,22 @@ class ScoringContext:
     def price_bands(self) -> PriceBands:
         """Bands fitted on the whole history: for a model that carries none of its own."""
         return PriceBands.fit(self.history)
+
+    def stored(self, declaration_ids: pd.Series) -> np.ndarray:
+        """Which of these declarations the warehouse already holds (boolean array)."""
+        return self.known_ids.get_indexer(declaration_ids) >= 0
+
+
+@dataclass
+class BatchState:
+    """What scoring a batch reads across its rows: the bill-of-lading totals of its declarations the warehouse does
+    not hold yet, and each entity key's earliest filing in it. A partition scored with its whole batch's state gets
+    the features it gets in the whole batch, so scoring in partitions gives the same bytes."""
+
+    bill_totals: pd.DataFrame  # per bill of lading: bl_net_mass_kg, bl_items of the batch's new declarations
+    first_filed: dict[str, pd.Series]  # entity → key → earliest filing in the batch (seconds)
+
+    @classmethod
+    def of(cls, declarations: pd.DataFrame, stored: np.ndarray) -> BatchState:
+        """The state of a batch of canonical declarations; `stored`: which of them the warehouse holds."""
+        return cls(bill_totals=bill_totals(declarations[~stored]), first_filed=first_filings(declarations))

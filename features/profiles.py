@@ -124,12 +124,15 @@ class ProfileIndex:
             self.entities[name] = _Entity(vocabulary, _label_totals(history, codes),
                                           _Totals(codes, dates, {"filings": np.ones(len(key))}))
 
-    def lookup(self, queries: pd.DataFrame) -> pd.DataFrame:
-        """Profile features for each query row, from labels and filings strictly before its date."""
-        block = self.lookup_keys(entity_keys(queries), to_seconds(queries["declaration_date"].to_numpy()))
+    def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+        """Profile features for each query row, from labels and filings strictly before its date. A key first
+        filed in the batch is known from its earliest filing among `queries`, or, for queries that are a
+        partition of a larger batch, from `batch_first` (`first_filings` of the whole batch)."""
+        block = self.lookup_keys(entity_keys(queries), to_seconds(queries["declaration_date"].to_numpy()), batch_first)
         return pd.DataFrame(block, columns=PROFILE_COLUMNS, index=queries.index, copy=False)
 
-    def lookup_keys(self, keys: dict[str, np.ndarray], q_seconds: np.ndarray) -> np.ndarray:
+    def lookup_keys(self, keys: dict[str, np.ndarray], q_seconds: np.ndarray,
+                    batch_first: dict[str, pd.Series] | None = None) -> np.ndarray:
         """`lookup` on entity keys (as `entity_keys` makes them) and filing times in seconds: rows × PROFILE_COLUMNS."""
         n_queries = len(q_seconds)
         g = self.global_labels.before(np.zeros(n_queries, dtype="int64"), q_seconds)
@@ -147,7 +150,8 @@ class ProfileIndex:
             volume = entity.filings.before(codes, q_seconds)[:, 0]
             volume_old = entity.filings.before(codes, q_seconds, RECENT_DAYS)[:, 0]
             n, hits = total[:, 0], total[:, 1]
-            known_since = np.minimum(entity.filings.first_seen(codes), _batch_first(key, q_seconds))
+            in_batch = _batch_first(key, q_seconds) if batch_first is None else _first_of(batch_first[name], key)
+            known_since = np.minimum(entity.filings.first_seen(codes), in_batch)
             out[:, e * len(PROFILE_SUFFIXES):(e + 1) * len(PROFILE_SUFFIXES)] = np.column_stack([
                 smoothed_rate(hits, n, prior_rate),  # hit_rate
                 smoothed_rate(hits - older[:, 1], n - older[:, 0], prior_rate),  # over the last RECENT_DAYS
@@ -166,6 +170,21 @@ def _codes(vocabulary: pd.Index, keys: np.ndarray) -> np.ndarray:
         return np.array([vocabulary.get_loc(keys[0])])
     except KeyError:
         return np.array([-1])
+
+
+def first_filings(frame: pd.DataFrame) -> dict[str, pd.Series]:
+    """Each entity key's earliest filing (seconds) among `frame`'s declarations: what `lookup` reads of a batch
+    across its rows, computed once for a batch scored in partitions."""
+    seconds = pd.Series(to_seconds(frame["declaration_date"].to_numpy()))
+    return {name: seconds.groupby(key, sort=False).min() for name, key in entity_keys(frame).items()}
+
+
+def _first_of(first: pd.Series, key: np.ndarray) -> np.ndarray:
+    """The batch's earliest filing of each key (every key of a partition is one of its batch's)."""
+    position = first.index.get_indexer(key)
+    if (position < 0).any():
+        raise ValueError("a partition's entity key is missing from its batch's first filings")
+    return first.to_numpy()[position]
 
 
 def _batch_first(key: np.ndarray, seconds: np.ndarray) -> np.ndarray:

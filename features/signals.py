@@ -32,6 +32,7 @@ class Inputs:
 
     bands: PriceBands
     profiles: ProfileIndex
+    batch_first: dict[str, pd.Series] | None = None  # entity → key → earliest filing (s) in the whole batch
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ def _amounts_one(row: dict, inputs: Inputs) -> dict:
 
 
 def _profiles_batch(frame: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
-    return inputs.profiles.lookup(frame)
+    return inputs.profiles.lookup(frame, inputs.batch_first)
 
 
 def _profiles_one(row: dict, inputs: Inputs) -> dict:

@@ -22,6 +22,7 @@ from features.catalogue import BY_NAME, family_of, is_extra
 from features.entities import BY_NAME as ENTITY_BY_NAME
 from features.entities import HS_LEVELS, MISSING, hs_dotted, hs_prefix, source_columns
 from features.profiles import PROFILE_SUFFIXES, RECENT_DAYS
+from training.explainer import explainer
 from training.models import RiskModel
 
 TOP_REASONS = 3
@@ -189,7 +190,7 @@ def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: 
     """Each row's reasons (`explain`) and its strongest feature contributions, from one SHAP pass."""
     if X.empty:
         return Explanation([], [], math.nan)
-    shap = model.classifier.get_feature_importance(model.pool(X), type="ShapValues")
+    shap = explainer(model.classifier).get_feature_importance(model.pool(X), type="ShapValues")
     base, shap = float(shap[0, -1]), shap[:, :-1]
     member_family = [family_of(c) for c in model.columns]
     families = list(dict.fromkeys(member_family))

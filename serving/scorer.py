@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import build_features, integrate
-from features.context import ScoringContext
+from features.context import BatchState, ScoringContext
 from features.entities import MISSING
 from features.prices import PriceBands
 from features.progress import Advance, quiet
@@ -29,7 +29,7 @@ from features.warehouse import (
     snapshot_version,
 )
 from serving.lanes import LanePolicy, allocate
-from serving.reasons import explanations
+from serving.reasons import Explanation, explanations
 from serving.selection import (  # noqa: F401 - Thresholds is re-exported: serving.scorer.Thresholds
     NO_THRESHOLDS,
     RED,
@@ -46,6 +46,8 @@ OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "s
 # may itself hold "; "); `contributions`, an explained row's strongest SHAP contributions (serving/reasons.py
 # `Explanation`; None for a row not explained); `contribution_base`, the SHAP base value those add to.
 DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base"]
+# What lane allocation reads of a declaration besides its scores (serving/lanes.py `allocate`).
+ALLOCATION_COLUMNS = ["declaration_id", "importer_id", "hs_code", "origin_country", "office_id", "declaration_date"]
 EXPLORATION_REASON = "random exploration draw"
 log = logging.getLogger("aduana.serving")
 
@@ -79,6 +81,7 @@ class Scorer:
     version: str | None = None
     registry_error: str | None = None
     snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
+    pinned: ScoringContext | None = None  # a snapshot given, never refreshed (a Dask worker's: serving/partitions.py)
     _checked_slot: float | None = None
     _snapshot: Refreshing[ScoringContext] = field(init=False, repr=False)
 
@@ -126,14 +129,21 @@ class Scorer:
 
         While the warehouse cannot be read (another process is writing it), the last snapshot keeps serving;
         before there is one, the error is raised (one of WAREHOUSE_ERRORS)."""
+        if self.pinned is not None:
+            return self.pinned
         return self._snapshot.require(self.reader(), self.reload_seconds)
 
-    def _scores(self, declarations: pd.DataFrame, advance: Advance = quiet) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def _scores(self, declarations: pd.DataFrame, advance: Advance = quiet,
+                batch: BatchState | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+        """(integrated frame, model input, scores); `batch`: the state of the whole batch `declarations` are a
+        partition of (features/context.py), else theirs."""
         if self.model is None:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         context = self.context()
-        frame = integrate(declarations.reset_index(drop=True), context=context)
-        features = build_features(frame, bands=self._bands(context), profiles=context.profiles, advance=advance)
+        frame = integrate(declarations.reset_index(drop=True), context=context,
+                          batch_totals=None if batch is None else batch.bill_totals)
+        features = build_features(frame, bands=self._bands(context), profiles=context.profiles, advance=advance,
+                                  batch_first=None if batch is None else batch.first_filed)
         X = self._model_input(features.X)
         scores = self.model.predict(X)
         frame["price_reference_log"] = features.price_reference_log.to_numpy()
@@ -203,6 +213,24 @@ class Scorer:
         lanes = (thresholds or NO_THRESHOLDS).lanes(rules, rank, draw)
         return self._output(frame, X, scores, lanes, (RED, YELLOW))
 
+    def score_partition(self, declarations: pd.DataFrame, batch: BatchState) -> pd.DataFrame:
+        """A partition of a batch scored in partitions (serving/partitions.py): its scores, beside the columns lane
+        allocation reads, for lanes allocated over the whole batch."""
+        frame, _, scores = self._scores(declarations, batch=batch)
+        return pd.concat([frame[[c for c in ALLOCATION_COLUMNS if c in frame]], scores], axis=1)
+
+    def explain_partition(self, declarations: pd.DataFrame, scored: pd.DataFrame, batch: BatchState,
+                          explain_lanes: tuple[str, ...] = (RED, YELLOW)) -> pd.DataFrame:
+        """A partition's output, as `score` gives it for these rows in the whole batch: `scored` is its
+        `score_partition` with the batch's lanes (lane, selected_by, rule); the features are built again for the
+        explained rows only."""
+        chosen = scored["lane"].isin(explain_lanes).to_numpy()
+        explained = Explanation([], [], np.nan)
+        if chosen.any():
+            frame, X, _ = self._scores(declarations[chosen], batch=batch)
+            explained = explanations(self.model, X, frame)
+        return self._assemble(scored["declaration_id"].to_numpy(), scored, scored, chosen, explained)
+
     def _output(self, frame: pd.DataFrame, X: pd.DataFrame, scores: pd.DataFrame, lanes: pd.DataFrame,
                 explain_lanes: tuple[str, ...]) -> pd.DataFrame:
         chosen = lanes["lane"].isin(explain_lanes).to_numpy()
@@ -210,8 +238,14 @@ class Scorer:
             explained = explanations(self.model, X, frame)
         else:
             explained = explanations(self.model, X[chosen], frame[chosen])
+        return self._assemble(frame["declaration_id"].to_numpy(), scores, lanes, chosen, explained)
+
+    def _assemble(self, ids: np.ndarray, scores: pd.DataFrame, lanes: pd.DataFrame, chosen: np.ndarray,
+                  explained: Explanation) -> pd.DataFrame:
+        """The scorer's output (OUTPUT_COLUMNS, then DETAIL_COLUMNS): reasons from the explained (`chosen`) rows'
+        SHAP pass, the exploration draw and the rules."""
         rules, selected_by = lanes["rule"].to_numpy(), lanes["selected_by"].to_numpy()
-        n = len(frame)
+        n = len(ids)
         reasons = np.full(n, "", dtype=object)
         reason_list: list[list[str]] = [[] for _ in range(n)]
         contributions: list[list[dict] | None] = [None] * n
@@ -226,7 +260,7 @@ class Scorer:
                 ([rules[i]] if rules[i] else []) + said.get(i, [])
             reason_list[i], reasons[i] = items, "; ".join(items)
         return pd.DataFrame({
-            "declaration_id": frame["declaration_id"].to_numpy(),
+            "declaration_id": ids,
             "risk_score": scores["risk_score"].to_numpy(),
             "expected_revenue": scores["expected_revenue"].to_numpy(),
             "lane": lanes["lane"].to_numpy(),

@@ -1,6 +1,7 @@
 """The named reads of the canonical tables: row counts, one declaration, the most recent ones, a whole table."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -50,3 +51,20 @@ def table(warehouse: Warehouse, name: str) -> pd.DataFrame:
         raise ValueError(f"unknown table {name!r}")
     frame = warehouse.read(f"SELECT * FROM {name}")
     return frame.drop(columns=[c for c in STORED_BOOKKEEPING if c in frame.columns])
+
+
+def export_tables(warehouse: Warehouse, folder: Path) -> dict[str, str]:
+    """The canonical tables as Parquet files in `folder`, from one read of the file (one snapshot), without
+    bookkeeping columns and without passing through pandas: what a Dask worker reads instead of the warehouse."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    with warehouse.connect(read_only=True) as con:
+        con.begin()  # the three tables as of one moment
+        for name in STORED_KINDS:
+            columns = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall() if r[0] not in STORED_BOOKKEEPING]
+            paths[name] = str(folder / f"{name}.parquet")
+            selected = ", ".join(f'"{c}"' for c in columns)
+            target = paths[name].replace("'", "''")
+            con.execute(f"COPY (SELECT {selected} FROM {name}) TO '{target}' (FORMAT parquet)")
+        con.commit()
+    return paths

@@ -119,6 +119,10 @@ class Warehouse:
         """A whole canonical table (declarations, manifests or traders), without bookkeeping columns."""
         return reads.table(self, name)
 
+    def export_tables(self, folder: Path) -> dict[str, str]:
+        """The canonical tables as Parquet files in `folder` (one snapshot; table → path)."""
+        return reads.export_tables(self, folder)
+
     # -- failed expectations and their acknowledgements (features/warehouse/acks.py)
 
     def validation_failures(self, kind: str = "declarations") -> list[str]:

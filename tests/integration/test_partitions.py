@@ -1,0 +1,81 @@
+"""Scoring in partitions (serving/partitions.py) gives the bytes of scoring whole: in this process, and through the
+run folder a Dask worker reads."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from features.context import BatchState
+from features.intake.checked import read_checked
+from features.intake.prepared import prepare_batch
+from features.warehouse import Warehouse
+from flows.settings import Settings
+from serving.lanes import LanePolicy
+from serving.model_source import FixedSource
+from serving.partitions import PartitionRun, explain_part, lanes_of, score_in_partitions, score_part
+from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
+from tests.conftest import write_csv
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def scorer(home, world, trained, tmp_path) -> Scorer:
+    warehouse = Warehouse(Settings().warehouse_path)
+    for kind in ("traders", "manifests"):
+        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
+    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(16_000))))
+    s = Scorer(warehouse, LanePolicy(red_share=0.05, exploration_share=0.2, yellow_share=0.1),
+               source=FixedSource({"7": trained.model}, "7"), reload_seconds=0)
+    s.refresh_model(force=True)
+    return s
+
+
+@pytest.fixture
+def batch(world, tmp_path) -> pd.DataFrame:
+    """3,500 canonical declarations: 500 already stored, 3,000 new, in the file's order (bills of lading and
+    entities new to the warehouse span partition borders)."""
+    rows = world.declarations.iloc[15_500:19_000].reset_index(drop=True)
+    return read_checked(write_csv(tmp_path / "batch.csv", rows), "declarations").valid
+
+
+def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.columns) == OUTPUT_COLUMNS + DETAIL_COLUMNS
+    pd.testing.assert_frame_equal(got.drop(columns=["reason_list", "contributions"]),
+                                  want.drop(columns=["reason_list", "contributions"]), check_exact=True)
+    assert got["reason_list"].tolist() == want["reason_list"].tolist()
+    assert got["contributions"].tolist() == want["contributions"].tolist()
+
+
+def test_partitions_score_as_the_whole_batch(scorer, batch):
+    whole = scorer.score(batch)
+    assert (whole["lane"] == "red").sum() == 175 and whole["reasons"].str.len().gt(0).sum() > 400
+    parts = score_in_partitions(batch, scorer, rows=700)
+    assert_same(parts, whole)
+    assert_same(score_in_partitions(batch, scorer, rows=10_000), whole)  # one partition
+
+
+def test_a_partition_reads_its_whole_batch_across_rows(scorer, batch):
+    """Without its batch's state a partition's features would be its own: the items of bills of lading that go on
+    in later partitions, and the first filing of keys first filed before it in the batch."""
+    batch = batch.reset_index(drop=True)
+    batch.loc[1_999, "bill_of_lading"] = batch.loc[2_000, "bill_of_lading"]  # a bill across the partitions' border
+    state = BatchState.of(batch, scorer.context().stored(batch["declaration_id"]))
+    tail = batch.iloc[2_000:]
+    frame_alone, alone, _ = scorer._scores(tail)
+    frame_within, within, _ = scorer._scores(tail, batch=state)
+    _, whole, _ = scorer._scores(batch)
+    pd.testing.assert_frame_equal(within, whole.iloc[2_000:].reset_index(drop=True), check_exact=True)
+    assert any(c.endswith("_days_known") and not alone[c].equals(within[c]) for c in whole.columns)
+    assert frame_within["bl_items"].iloc[0] > frame_alone["bl_items"].iloc[0]  # the items before the border too
+
+
+def test_the_run_folder_a_worker_reads_gives_the_same_output(scorer, batch, tmp_path):
+    whole = scorer.score(batch)
+    snapshot = scorer.warehouse.export_tables(tmp_path / "run" / "snapshot")
+    run = PartitionRun.write(tmp_path / "run", batch, scorer, snapshot, rows=900)
+    assert run.partitions == 4
+    scored = [score_part(str(run.folder), i) for i in range(run.partitions)]
+    outputs = [explain_part(str(run.folder), i, part) for i, part in enumerate(lanes_of(scored, scorer.policy))]
+    assert_same(pd.concat(outputs, ignore_index=True), whole)
+

@@ -1,0 +1,55 @@
+"""SHAP values that belong to a declaration alone, whatever rows are explained with it.
+
+CatBoost's TreeSHAP weighs each leaf by the training rows that reached it. A model can hold leaves that no training
+row reached and that still have a value (monotone constraints adjust leaf values; a blend sums its members' trees).
+For such a model CatBoost adds the explained rows' own leaf counts to the weights (catboost/libs/fstr:
+`HasNonZeroApproxForZeroWeightLeaf`), so a row's SHAP values, and the reasons read from them, depend on which rows are
+explained with it: a declaration scored alone (the API), in a batch, or in one partition or another would be given
+other reasons. The explainer is a copy of the classifier in which each such leaf weighs one row; its leaf values,
+and so its predictions, are the classifier's, and CatBoost then reads the model's weights only.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+from catboost import CatBoostClassifier
+
+ZERO_APPROX = 1e-9  # CatBoost's own test for a leaf value that is not zero
+_EXPLAINERS: dict[int, tuple[CatBoostClassifier, CatBoostClassifier]] = {}  # by the classifier's id, a few at most
+_LOCK = threading.Lock()
+
+
+def explainer(classifier: CatBoostClassifier) -> CatBoostClassifier:
+    """The classifier to compute SHAP values with (itself when every leaf with a value has a weight)."""
+    with _LOCK:
+        found = _EXPLAINERS.get(id(classifier))
+        if found is not None and found[0] is classifier:
+            return found[1]
+        made = _weighted(classifier)
+        if len(_EXPLAINERS) >= 4:
+            _EXPLAINERS.pop(next(iter(_EXPLAINERS)))
+        _EXPLAINERS[id(classifier)] = (classifier, made)
+        return made
+
+
+def _weighted(classifier: CatBoostClassifier) -> CatBoostClassifier:
+    weights = np.asarray(classifier.get_leaf_weights())
+    dimension = np.asarray(classifier.get_leaf_values()).size // max(len(weights), 1)  # values per leaf
+    values = np.abs(np.asarray(classifier.get_leaf_values())).reshape(len(weights), dimension).sum(axis=1)
+    if not ((weights == 0) & (values >= ZERO_APPROX)).any():
+        return classifier
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.json"
+        classifier.save_model(str(path), format="json")
+        model = json.loads(path.read_text())
+        for tree in model["oblivious_trees"]:
+            leaf_values = tree["leaf_values"]
+            for leaf, weight in enumerate(tree["leaf_weights"]):
+                if weight == 0 and sum(abs(v) for v in leaf_values[leaf * dimension:(leaf + 1) * dimension]) >= ZERO_APPROX:
+                    tree["leaf_weights"][leaf] = 1.0
+        path.write_text(json.dumps(model))
+        return CatBoostClassifier().load_model(str(path), format="json")
