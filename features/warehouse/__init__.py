@@ -12,6 +12,7 @@ from features.warehouse.connection import (
 )
 from features.warehouse.decisions import Decisions
 from features.warehouse.oplog import OperationalLog, open_log
+from features.warehouse.profile_store import ProfileStore
 from features.warehouse.ratings import Ratings
 from features.warehouse.schema import STORED_BOOKKEEPING
 from features.warehouse.snapshot import Refreshing, Tables, read_tables, snapshot_version
@@ -19,5 +20,5 @@ from features.warehouse.storing import IngestSummary
 from features.warehouse.warehouse import Warehouse
 
 __all__ = ["BUSY", "STORED_BOOKKEEPING", "WAREHOUSE_ERRORS", "AuditLists", "Decisions", "IngestBusy", "IngestSummary",
-           "OperationalLog", "Ratings", "Refreshing", "Tables", "Warehouse", "WarehouseBusy", "failure_text",
+           "OperationalLog", "ProfileStore", "Ratings", "Refreshing", "Tables", "Warehouse", "WarehouseBusy", "failure_text",
            "ingest_turn", "open_log", "read_tables", "snapshot_version"]
