@@ -9,13 +9,21 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
+import os
+from collections.abc import Callable
+
+import pandas as pd
+from prefect import Flow
+
 from features.errors import UserError
+from features.intake.checked import Checked, read_checked
 from features.intake.mapping import load_mapping
 from flows import bars
 from flows.orchestration import runtime
 from flows.orchestration.runtime import Runtime, file_away, landing_files, progress, staged
 from flows.render import score_markdown
-from serving.batch import ScoredBatch, score_file, write_output
+from serving.batch import ScoredBatch, score_checked, score_file, write_output
+from serving.partitions import PartitionRun, explain_part, lanes_of, score_in_partitions, score_part
 from serving.scorer import Scorer
 
 
@@ -27,12 +35,58 @@ def make_scorer(rt: Runtime, policy_path: str | None = None) -> Scorer:
     return scorer
 
 
+def in_process(scorer: Scorer, rows: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Scoring in this process: whole up to `rows` declarations, beyond in partitions of `rows`."""
+    def score(valid: pd.DataFrame) -> pd.DataFrame:
+        if len(valid) <= rows:
+            return scorer.score(valid, advance=bars.advance)
+        return score_in_partitions(valid, scorer, rows, bars.advance)
+    return score
+
+
 @task(name="score_declarations", cache_policy=NO_CACHE)
-def score_declarations(rt: Runtime, path: str, mapping: str | None, policy: str | None) -> tuple[ScoredBatch, Scorer]:
+def score_declarations(rt: Runtime, path: str, mapping: str | None, policy: str | None,
+                       rows: int | None = None) -> tuple[ScoredBatch, Scorer]:
     scorer = make_scorer(rt, policy)
-    scored = score_file(Path(path), scorer, load_mapping(Path(mapping) if mapping else None), bars.advance)
+    scored = score_file(Path(path), scorer, load_mapping(Path(mapping) if mapping else None), bars.advance,
+                        in_process(scorer, rows or rt.settings.score_partition_rows))
     progress(f"scored {scored.read:,} declarations with customs-risk v{scorer.version}")
     return scored, scorer
+
+
+@task(name="read_declarations", cache_policy=NO_CACHE)
+def read_declarations(path: str, mapping: str | None) -> Checked:
+    return read_checked(Path(path), "declarations", load_mapping(Path(mapping) if mapping else None), every_row=True)
+
+
+@task(name="score_partition", cache_policy=NO_CACHE, retries=1)
+def score_partition(folder: str, i: int) -> pd.DataFrame:
+    """On a Dask worker: partition i's scores, from the run folder's Parquet files."""
+    return score_part(folder, i)
+
+
+@task(name="explain_partition", cache_policy=NO_CACHE, retries=1)
+def explain_partition(folder: str, i: int) -> pd.DataFrame:
+    """On a Dask worker: partition i's output, given the lanes the flow allocated over the whole batch."""
+    return explain_part(folder, i)
+
+
+def on_cluster(rt: Runtime, scorer: Scorer, rows: int, batch_id: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Scoring as partitioned tasks on the flow's task runner (a Dask cluster): the flow lays out the run folder
+    the workers read, allocates the lanes over the whole batch between their two steps, and removes the folder."""
+    def score(valid: pd.DataFrame) -> pd.DataFrame:
+        folder = rt.settings.work_dir / batch_id
+        try:
+            snapshot = scorer.warehouse.export_tables(folder / "snapshot")
+            run = PartitionRun.write(folder, valid, scorer, snapshot, rows)
+            progress(f"scoring {len(valid):,} declarations in {run.partitions} partitions on the Dask cluster")
+            scored = [f.result() for f in [score_partition.submit(str(folder), i) for i in range(run.partitions)]]
+            run.write_lanes(lanes_of(scored, scorer.policy))
+            outputs = [explain_partition.submit(str(folder), i) for i in range(run.partitions)]
+            return pd.concat([f.result() for f in outputs], ignore_index=True)
+        finally:
+            PartitionRun(folder).remove()
+    return score
 
 
 @task(name="record_decisions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
@@ -61,11 +115,34 @@ def record_decisions(rt: Runtime, scored: ScoredBatch, scorer: Scorer, source: s
 
 
 @flow(name="customs-score")
-def customs_score(path: str, out: str, mapping: str | None = None, policy: str | None = None) -> dict:
-    """Score a file of declarations with the champion; every decision is appended to the warehouse."""
+def customs_score(path: str, out: str, mapping: str | None = None, policy: str | None = None,
+                  partition_rows: int | None = None, cluster: bool = False) -> dict:
+    """Score a file of declarations with the champion; every decision is appended to the warehouse.
+
+    Beyond `partition_rows` declarations (default: the setting) the batch is scored in partitions: in this process,
+    or with `cluster`, as tasks on the flow's task runner (`with_dask`)."""
     rt = runtime.current()
-    scored, scorer = score_declarations(rt, path, mapping, policy)
-    return record_decisions(rt, scored, scorer, str(Path(path).resolve()), out, new_batch_id())
+    batch_id, rows = new_batch_id(), partition_rows or rt.settings.score_partition_rows
+    if not cluster:
+        scored, scorer = score_declarations(rt, path, mapping, policy, rows)
+    else:
+        scorer = make_scorer(rt, policy)
+        scored = score_checked(read_declarations(path, mapping), scorer, score=on_cluster(rt, scorer, rows, batch_id))
+        progress(f"scored {scored.read:,} declarations with customs-risk v{scorer.version} on the Dask cluster")
+    return record_decisions(rt, scored, scorer, str(Path(path).resolve()), out, batch_id)
+
+
+def with_dask(address: str, workers: int | None = None) -> Flow:
+    """customs-score on prefect-dask's DaskTaskRunner: the cluster at `address` (tcp://host:8786), or "local" for a
+    LocalCluster of `workers` processes (default: one per core) that lives as long as the flow run."""
+    from prefect_dask import DaskTaskRunner
+
+    if address == "local":
+        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1,
+                                                "processes": True, "dashboard_address": None})
+    else:
+        runner = DaskTaskRunner(address=address)
+    return customs_score.with_options(task_runner=runner)
 
 
 def new_batch_id() -> str:

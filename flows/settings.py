@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     gx_sample_rows: int = 200_000
     """Great Expectations runs on at most this many rows of a batch (a seeded sample), plus up to as many rows beyond
     a ceiling or date fence (those checks see every row); pandera checks all rows."""
+    ingest_chunk_rows: int = Field(200_000, ge=1)
+    """Ingest reads, checks and stores a file this many rows at a time, so its memory is set by this number, not by
+    the file's size; every result (stored rows, quarantine, counts, the expectations' sample) is the same whatever it
+    is."""
     lane_policy: Path | None = None  # YAML lane policy; default: serving.lanes.LanePolicy()
     reload_seconds: float = 30.0  # how often the API checks for a new champion and a changed warehouse
     prefect_server: Literal["home", "ephemeral"] = "home"
@@ -46,6 +50,12 @@ class Settings(BaseSettings):
     it. The warehouse (DuckDB, the analytical store) keeps a copy of the log either way (features/warehouse/oplog.py)."""
     prefect_server_idle_minutes: float = 30.0
     """The home's Prefect server stops after this many minutes without a CLI call, a flow run or a worker (0: never)."""
+    score_partition_rows: int = Field(250_000, ge=1)
+    """Batch scoring scores a larger batch this many declarations at a time (serving/partitions.py): its memory is
+    then that of a partition, whatever the batch's size; the scores, lanes and reasons are those of the whole."""
+    dask_address: str | None = None
+    """A Dask scheduler (`tcp://host:8786`) that `aduana score` runs its partitions on, through prefect-dask; `local`:
+    a LocalCluster started for the run. Default: none, the partitions are scored in this process."""
     api_key: str | None = None  # when set, every scoring call must carry it in X-API-Key
     ui_secure_cookie: bool = False
     """Mark the analysts' page's cookie Secure even when uvicorn sees plain HTTP: TLS ended at a proxy it does not
@@ -153,6 +163,11 @@ class Settings(BaseSettings):
     @property
     def promotions_log(self) -> Path:
         return self.root / "registry" / "promotions.jsonl"
+
+    @property
+    def work_dir(self) -> Path:
+        """Run folders that a Dask cluster's workers read (a batch's partitions, its snapshot, the champion)."""
+        return self.root / "work"
 
     @property
     def locks_dir(self) -> Path:

@@ -6,6 +6,7 @@ DETAIL_COLUMNS: the reasons as a list and the stored contributions) that the dec
 writes the contract's columns only."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,16 +27,20 @@ class ScoredBatch:
 
 
 def score_file(path: Path | pd.DataFrame, scorer: Scorer, mapping: ColumnMapping | None = None,
-               advance: Advance = quiet) -> ScoredBatch:
+               advance: Advance = quiet, score: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> ScoredBatch:
     """Declarations in the mapping's layout (a file, or raw values as read from one) → the score output, through
     the same intake as ingest and the API's source-layout requests. `advance` is told of the scoring's progress."""
-    return score_checked(read_checked(path, "declarations", mapping, every_row=True), scorer, advance)
+    return score_checked(read_checked(path, "declarations", mapping, every_row=True), scorer, advance, score)
 
 
-def score_checked(checked: Checked, scorer: Scorer, advance: Advance = quiet) -> ScoredBatch:
+def score_checked(checked: Checked, scorer: Scorer, advance: Advance = quiet,
+                  score: Callable[[pd.DataFrame], pd.DataFrame] | None = None) -> ScoredBatch:
+    """The valid rows scored by `score` (default: `scorer.score`, the batch whole; serving/partitions.py scores it
+    in partitions), the invalid ones in the policy's validation lane."""
     parts = []
     if len(checked.valid):
-        parts.append(scorer.score(checked.valid, advance=advance).set_index(checked.valid.index))
+        scored = score(checked.valid) if score is not None else scorer.score(checked.valid, advance=advance)
+        parts.append(scored.set_index(checked.valid.index))
     if len(checked.rejected):
         positions = checked.rejected["row_number"].to_numpy() - 1
         messages = validation_messages(checked, positions)

@@ -105,6 +105,14 @@ class PartitionRun:
             "snapshot": snapshot, "entities": list(state.first_filed)}))
         return run
 
+    def lanes(self, i: int) -> Path:
+        return self.folder / f"lanes-{i:05d}.parquet"
+
+    def write_lanes(self, with_lanes: list[pd.DataFrame]) -> None:
+        """Each partition's scores with the batch's lanes (`lanes_of`), for the workers' second step."""
+        for i, part in enumerate(with_lanes):
+            part.to_parquet(self.lanes(i), index=False)
+
     def state(self) -> BatchState:
         entities = json.loads((self.folder / "run.json").read_text())["entities"]
         first = {}
@@ -158,8 +166,9 @@ def score_part(folder: str, i: int) -> pd.DataFrame:
     return scorer.score_partition(pd.read_parquet(PartitionRun(Path(folder)).part(i)), state)
 
 
-def explain_part(folder: str, i: int, with_lanes: pd.DataFrame) -> pd.DataFrame:
-    """A worker's second step: partition i's output, given its scores with the batch's lanes."""
+def explain_part(folder: str, i: int) -> pd.DataFrame:
+    """A worker's second step: partition i's output, from its scores with the batch's lanes (`write_lanes`)."""
     scorer, state = worker_scorer(folder)
-    part = pd.read_parquet(PartitionRun(Path(folder)).part(i))
-    return output_columns(scorer.explain_partition(part, with_lanes, state, EXPLAIN_LANES))
+    run = PartitionRun(Path(folder))
+    with_lanes = pd.read_parquet(run.lanes(i))
+    return output_columns(scorer.explain_partition(pd.read_parquet(run.part(i)), with_lanes, state, EXPLAIN_LANES))

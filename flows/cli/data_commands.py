@@ -108,13 +108,23 @@ def score(
                                       callback=_score_out)],
     mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML column mapping.", **INPUT)] = None,
     policy: Annotated[Path | None, typer.Option("--policy", help="YAML lane policy (capacity, exploration, rules).", **INPUT)] = None,
+    dask: Annotated[str | None, typer.Option(
+        "--dask", help="Score the partitions on a Dask cluster: its scheduler (tcp://host:8786), or 'local' for a "
+                       "LocalCluster on this machine. Default: ADUANA_DASK_ADDRESS, else in this process.")] = None,
+    dask_workers: Annotated[int | None, typer.Option(
+        "--dask-workers", min=1, help="With --dask local: worker processes (default: one per core).")] = None,
+    partition_rows: Annotated[int | None, typer.Option(
+        "--partition-rows", min=1, help="Declarations per partition (default: ADUANA_SCORE_PARTITION_ROWS).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Give every declaration a lane (red/yellow/green) with reasons, using customs-risk@champion."""
     from flows.render import score_text
-    from flows.score import customs_score
+    from flows.score import customs_score, with_dask
 
-    result = customs_score(str(path), str(out), str(mapping) if mapping else None, str(policy) if policy else None)
+    address = dask or settings().dask_address
+    run = with_dask(address, dask_workers) if address else customs_score
+    result = run(str(path), str(out), str(mapping) if mapping else None, str(policy) if policy else None,
+                 partition_rows, cluster=bool(address))
     emit(result, as_json, score_text(result))
 
 

@@ -35,6 +35,7 @@ QUIET = {
     "GX_ANALYTICS_ENABLED": "False",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "DASK_LOGGING__DISTRIBUTED": "warning",  # a Dask cluster's workers and scheduler: no line per start and stop
 }
 
 

@@ -2,6 +2,7 @@
 run folder a Dask worker reads."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -76,6 +77,24 @@ def test_the_run_folder_a_worker_reads_gives_the_same_output(scorer, batch, tmp_
     run = PartitionRun.write(tmp_path / "run", batch, scorer, snapshot, rows=900)
     assert run.partitions == 4
     scored = [score_part(str(run.folder), i) for i in range(run.partitions)]
-    outputs = [explain_part(str(run.folder), i, part) for i, part in enumerate(lanes_of(scored, scorer.policy))]
+    run.write_lanes(lanes_of(scored, scorer.policy))
+    outputs = [explain_part(str(run.folder), i) for i in range(run.partitions)]
     assert_same(pd.concat(outputs, ignore_index=True), whole)
 
+
+
+def test_a_rows_reasons_are_its_own_whatever_rows_are_explained_with_it(trained, world):
+    """The explainer reads the model's leaf weights only: a row's SHAP values are the same alone and among others
+    (CatBoost itself adds the explained rows' leaf counts where a leaf no training row reached has a value)."""
+    from features.build import build_features, integrate
+    from training.explainer import explainer
+
+    model = trained.model
+    X = build_features(integrate(world.declarations.head(400), world.manifests, world.traders)).X[model.columns]
+    explaining = explainer(model.classifier)
+    assert explaining is not model.classifier  # this model has such leaves (monotone constraints adjust them)
+    together = explaining.get_feature_importance(model.pool(X), type="ShapValues")
+    alone = explaining.get_feature_importance(model.pool(X.iloc[[123]]), type="ShapValues")
+    np.testing.assert_array_equal(together[123], alone[0])
+    logit = model.classifier.predict(model.pool(X), prediction_type="RawFormulaVal")
+    np.testing.assert_allclose(together.sum(axis=1), logit, atol=1e-9)  # the same model: they add up to its log-odds

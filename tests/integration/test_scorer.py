@@ -21,6 +21,7 @@ from serving.model_source import FixedSource
 from serving.reasons import TOP_CONTRIBUTIONS
 from serving.scorer import OUTPUT_COLUMNS, Scorer, Thresholds
 from tests.conftest import write_csv
+from training.explainer import explainer
 
 pytestmark = pytest.mark.integration
 
@@ -109,7 +110,7 @@ def test_a_batchs_decisions_keep_the_reasons_as_a_list_and_the_contributions_it_
     model, valid = scorer.model, read_checked(incoming, "declarations", every_row=True).valid
     _, X, _ = scorer._scores(valid)
     chosen = log.drop(index=10)["lane"].isin(["red", "yellow"]).to_numpy()
-    shap = model.classifier.get_feature_importance(model.pool(X[chosen]), type="ShapValues")
+    shap = explainer(model.classifier).get_feature_importance(model.pool(X[chosen]), type="ShapValues")
     column = {c: j for j, c in enumerate(model.columns)}
     for row, kept in zip(shap, log.loc[explained, "contributions"], strict=True):
         kept = list(kept)

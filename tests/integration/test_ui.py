@@ -36,6 +36,7 @@ from tests.browser import chromium, distinct_colours, dump_dom, image_size, scre
 from tests.conftest import write_csv
 from tests.integration.test_api_app import write_locked
 from tests.integration.test_api_guards import running
+from training.explainer import explainer
 
 pytestmark = pytest.mark.integration
 
@@ -128,7 +129,7 @@ def test_the_lookup_shows_the_latest_decision_its_reasons_and_the_champions_real
     assert found.risk_score == pytest.approx(red["risk_score"], abs=1e-9)
     _, X, _ = scorer._scores(pd.DataFrame([ui.scorer_input(stored)]))
     model = scorer.model
-    batch_shap = model.classifier.get_feature_importance(model.pool(X), type="ShapValues")[0, :-1]
+    batch_shap = explainer(model.classifier).get_feature_importance(model.pool(X), type="ShapValues")[0, :-1]
     by_feature = found.features.set_index("feature")["contribution"]
     np.testing.assert_allclose(by_feature.reindex(model.columns).to_numpy(), batch_shap, atol=1e-9)
     section = re.search(r'<section id="contributions">.*?</section>', html, re.S).group(0)
