@@ -1,19 +1,16 @@
 """customs-score: a landing file → lanes, reasons and an append-only decision log, with a batch report."""
 from __future__ import annotations
 
+import os
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect import flow, task
+import pandas as pd
+from prefect import Flow, flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
-
-import os
-from collections.abc import Callable
-
-import pandas as pd
-from prefect import Flow
 
 from features.errors import UserError
 from features.intake.checked import Checked, read_checked
