@@ -1,6 +1,7 @@
 """The scoring context: what the warehouse knows, indexed once and reused by every batch and API call."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -19,7 +20,8 @@ class ScoringContext:
     bill_totals: pd.DataFrame
     known_ids: pd.Index  # unique declaration ids already stored
     history: pd.DataFrame  # integrated declarations
-    profiles: ProfileIndex
+    profiles: ProfileIndex  # or any index with its `lookup` (features/warehouse/profile_store.py ProfileStore)
+    bands: Callable[[], PriceBands] | None = None  # the history's price bands, where `history` does not hold it
 
     @classmethod
     def from_tables(cls, declarations: pd.DataFrame, manifests: pd.DataFrame, traders: pd.DataFrame) -> ScoringContext:
@@ -33,7 +35,7 @@ class ScoringContext:
     @cached_property
     def price_bands(self) -> PriceBands:
         """Bands fitted on the whole history: for a model that carries none of its own."""
-        return PriceBands.fit(self.history)
+        return self.bands() if self.bands is not None else PriceBands.fit(self.history)
 
     def stored(self, declaration_ids: pd.Series) -> np.ndarray:
         """Which of these declarations the warehouse already holds (boolean array)."""

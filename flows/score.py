@@ -20,7 +20,7 @@ from flows.orchestration import runtime
 from flows.orchestration.runtime import Runtime, file_away, landing_files, progress, staged
 from flows.render import score_markdown
 from serving.batch import ScoredBatch, score_checked, score_file, write_output
-from serving.partitions import PartitionRun, explain_part, lanes_of, score_in_partitions, score_part
+from serving.partitions import explain_part, score_part, score_partitioned
 from serving.scorer import Scorer
 
 
@@ -32,21 +32,22 @@ def make_scorer(rt: Runtime, policy_path: str | None = None) -> Scorer:
     return scorer
 
 
-def in_process(scorer: Scorer, rows: int) -> Callable[[pd.DataFrame], pd.DataFrame]:
+def in_process(rt: Runtime, scorer: Scorer, rows: int, batch_id: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """Scoring in this process: whole up to `rows` declarations, beyond in partitions of `rows`."""
     def score(valid: pd.DataFrame) -> pd.DataFrame:
         if len(valid) <= rows:
             return scorer.score(valid, advance=bars.advance)
-        return score_in_partitions(valid, scorer, rows, bars.advance)
+        return score_partitioned(valid, scorer, rows, rt.settings.work_dir / batch_id, advance=bars.advance,
+                                 memory_limit=rt.settings.score_memory_limit)
     return score
 
 
 @task(name="score_declarations", cache_policy=NO_CACHE)
 def score_declarations(rt: Runtime, path: str, mapping: str | None, policy: str | None,
-                       rows: int | None = None) -> tuple[ScoredBatch, Scorer]:
+                       rows: int | None = None, batch_id: str | None = None) -> tuple[ScoredBatch, Scorer]:
     scorer = make_scorer(rt, policy)
     scored = score_file(Path(path), scorer, load_mapping(Path(mapping) if mapping else None), bars.advance,
-                        in_process(scorer, rows or rt.settings.score_partition_rows))
+                        in_process(rt, scorer, rows or rt.settings.score_partition_rows, batch_id or new_batch_id()))
     progress(f"scored {scored.read:,} declarations with customs-risk v{scorer.version}")
     return scored, scorer
 
@@ -58,7 +59,7 @@ def read_declarations(path: str, mapping: str | None) -> Checked:
 
 @task(name="score_partition", cache_policy=NO_CACHE, retries=1)
 def score_partition(folder: str, i: int) -> pd.DataFrame:
-    """On a Dask worker: partition i's scores, from the run folder's Parquet files."""
+    """On a Dask worker: partition i's scores, from the run folder's Parquet files (serving/partitions.py)."""
     return score_part(folder, i)
 
 
@@ -69,20 +70,16 @@ def explain_partition(folder: str, i: int) -> pd.DataFrame:
 
 
 def on_cluster(rt: Runtime, scorer: Scorer, rows: int, batch_id: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Scoring as partitioned tasks on the flow's task runner (a Dask cluster): the flow lays out the run folder
-    the workers read, allocates the lanes over the whole batch between their two steps, and removes the folder."""
+    """Scoring in partitions as tasks on the flow's task runner (a Dask cluster), which read the run folder."""
+    def each(step: Callable[[str, int], pd.DataFrame], partitions: list[int]) -> list[pd.DataFrame]:
+        folder = str(rt.settings.work_dir / batch_id)
+        task_of = score_partition if step is score_part else explain_partition
+        return [future.result() for future in [task_of.submit(folder, i) for i in partitions]]
+
     def score(valid: pd.DataFrame) -> pd.DataFrame:
-        folder = rt.settings.work_dir / batch_id
-        try:
-            snapshot = scorer.warehouse.export_tables(folder / "snapshot")
-            run = PartitionRun.write(folder, valid, scorer, snapshot, rows)
-            progress(f"scoring {len(valid):,} declarations in {run.partitions} partitions on the Dask cluster")
-            scored = [f.result() for f in [score_partition.submit(str(folder), i) for i in range(run.partitions)]]
-            run.write_lanes(lanes_of(scored, scorer.policy))
-            outputs = [explain_partition.submit(str(folder), i) for i in range(run.partitions)]
-            return pd.concat([f.result() for f in outputs], ignore_index=True)
-        finally:
-            PartitionRun(folder).remove()
+        progress(f"scoring {len(valid):,} declarations in partitions of {rows:,} on the Dask cluster")
+        return score_partitioned(valid, scorer, rows, rt.settings.work_dir / batch_id, each,
+                                 memory_limit=rt.settings.score_memory_limit)
     return score
 
 
@@ -121,7 +118,7 @@ def customs_score(path: str, out: str, mapping: str | None = None, policy: str |
     rt = runtime.current()
     batch_id, rows = new_batch_id(), partition_rows or rt.settings.score_partition_rows
     if not cluster:
-        scored, scorer = score_declarations(rt, path, mapping, policy, rows)
+        scored, scorer = score_declarations(rt, path, mapping, policy, rows, batch_id)
     else:
         scorer = make_scorer(rt, policy)
         scored = score_checked(read_declarations(path, mapping), scorer, score=on_cluster(rt, scorer, rows, batch_id))

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     score_partition_rows: int = Field(250_000, ge=1)
     """Batch scoring scores a larger batch this many declarations at a time (serving/partitions.py): its memory is
     then that of a partition, whatever the batch's size; the scores, lanes and reasons are those of the whole."""
+    score_memory_limit: str = "1GB"
+    """DuckDB's memory for the warehouse's snapshot while scoring in partitions, per process that scores them (this
+    one, or each Dask worker); beyond it DuckDB spills to the system's temporary folder."""
     dask_address: str | None = None
     """A Dask scheduler (`tcp://host:8786`) that `aduana score` runs its partitions on, through prefect-dask; `local`:
     a LocalCluster started for the run. Default: none, the partitions are scored in this process."""

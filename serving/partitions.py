@@ -1,14 +1,17 @@
-"""Batch scoring in partitions: a batch of any size scored a fixed number of rows at a time, in this process or on a
-Dask cluster (flows/score.py), with the same bytes as scoring it whole.
+"""Batch scoring in partitions: a batch of any size scored a fixed number of rows at a time, in this process or as
+tasks on a Dask cluster (flows/score.py), each partition reading only what it needs.
 
 What whole scoring reads across a batch's rows is computed once first (features/context.py `BatchState`: the bills
 of lading's new items, each entity key's first filing); then each partition gets its scores; lanes are allocated
 over the whole batch at once (capacity is a share of the batch), from the scores and the few columns allocation
 reads; last, each partition's red and yellow rows get their features again and their reasons.
 
-A Dask worker reads what it needs itself (`PartitionRun`): its partition, the batch's state and the warehouse's
-snapshot as Parquet files, the champion as a pickled file, all in one run folder; nothing large goes through the
-scheduler but the scores coming back.
+Everything a partition needs is in a run folder (`PartitionRun`): the partition, the batch's state and the
+warehouse's snapshot as Parquet files, the champion as a pickled file. Whoever scores a partition (this process, a
+Dask worker) reads them itself, and reads the warehouse's snapshot through DuckDB for that partition's declarations
+only (features/warehouse/partition_context.py): its memory is a partition's and DuckDB's limit, not the history's.
+Nothing large goes through the Dask scheduler but the scores coming back. The same folder and the same functions
+serve both: the two paths give the same bytes.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ import functools
 import json
 import pickle
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,14 +27,18 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.context import BatchState, ScoringContext
+from features.context import BatchState
 from features.progress import Advance, quiet
+from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, SnapshotReader
 from serving.lanes import LanePolicy, allocate
 from serving.model_source import FixedSource
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from serving.selection import RED, YELLOW
 
 EXPLAIN_LANES = (RED, YELLOW)
+# How the partitions' steps run: `each(step, partitions)` calls step(folder, i) for each i and gives the results
+# in order (this process: one after the other; flows/score.py: Prefect tasks on a Dask cluster).
+Each = Callable[[Callable[[str, int], pd.DataFrame], list[int]], list[pd.DataFrame]]
 
 
 def bounds(rows: int, size: int) -> list[tuple[int, int]]:
@@ -46,46 +54,58 @@ def lanes_of(scored: list[pd.DataFrame], policy: LanePolicy) -> list[pd.DataFram
     return [whole.iloc[start:stop].reset_index(drop=True) for start, stop in zip(ends[:-1], ends[1:], strict=True)]
 
 
-def output_columns(output: pd.DataFrame) -> pd.DataFrame:
-    return output[OUTPUT_COLUMNS + DETAIL_COLUMNS]
+def in_order(step: Callable[[str, int], pd.DataFrame], partitions: list[int], folder: Path,
+             advance: Advance = quiet) -> list[pd.DataFrame]:
+    """`Each` in this process, telling `advance` as each partition is done."""
+    out = []
+    for i in partitions:
+        out.append(step(str(folder), i))
+        advance(f"partitions: {step.__name__}", len(out), len(partitions))
+    return out
 
 
-def score_in_partitions(declarations: pd.DataFrame, scorer: Scorer, rows: int,
-                        advance: Advance = quiet) -> pd.DataFrame:
-    """`scorer.score(declarations)`, `rows` declarations at a time, in this process."""
-    declarations = declarations.reset_index(drop=True)
-    batch = BatchState.of(declarations, scorer.context().stored(declarations["declaration_id"]))
-    parts = [declarations.iloc[start:stop] for start, stop in bounds(len(declarations), rows)]
-    what = f"scoring {len(declarations):,} declarations in {len(parts)} partitions"
-    advance(what, 0, 2 * len(parts))
-    scored = []
-    for part in parts:
-        scored.append(scorer.score_partition(part, batch))
-        advance(what, len(scored), 2 * len(parts))
-    outputs = []
-    for part, with_lanes in zip(parts, lanes_of(scored, scorer.policy), strict=True):
-        outputs.append(scorer.explain_partition(part, with_lanes, batch, EXPLAIN_LANES))
-        advance(what, len(parts) + len(outputs), 2 * len(parts))
-    return output_columns(pd.concat(outputs, ignore_index=True))
+def score_partitioned(declarations: pd.DataFrame, scorer: Scorer, rows: int, folder: Path,
+                      each: Each | None = None, advance: Advance = quiet,
+                      memory_limit: str = DEFAULT_MEMORY_LIMIT) -> pd.DataFrame:
+    """`scorer.score(declarations)`, `rows` declarations at a time, through a run folder at `folder` (removed
+    after): the scorer's warehouse snapshot is written there, and `each` runs the partitions' two steps (default:
+    in this process)."""
+    run_steps = each or (lambda step, partitions: in_order(step, partitions, folder, advance))
+    try:
+        snapshot = scorer.warehouse.export_tables(folder / "snapshot")
+        run = PartitionRun.write(folder, declarations, scorer, snapshot, rows, memory_limit)
+        partitions = list(range(run.partitions))
+        run.write_lanes(lanes_of(run_steps(score_part, partitions), scorer.policy))
+        return pd.concat(run_steps(explain_part, partitions), ignore_index=True)
+    finally:
+        PartitionRun(folder).remove()
 
 
 @dataclass(frozen=True)
 class PartitionRun:
-    """A run folder that Dask workers read: `part-NNNNN.parquet` (the batch's declarations), the batch's state,
-    the warehouse's snapshot (`snapshot/*.parquet`) and the champion (`model.pkl`, `run.json`)."""
+    """A run folder: `part-NNNNN.parquet` (the batch's declarations), the batch's state, the warehouse's snapshot
+    (`snapshot/*.parquet`), the champion (`model.pkl`, `run.json`) and, between the two steps, the partitions'
+    scores with the batch's lanes (`lanes-NNNNN.parquet`)."""
 
     folder: Path
 
     def part(self, i: int) -> Path:
         return self.folder / f"part-{i:05d}.parquet"
 
+    def lanes(self, i: int) -> Path:
+        return self.folder / f"lanes-{i:05d}.parquet"
+
+    @property
+    def meta(self) -> dict:
+        return json.loads((self.folder / "run.json").read_text())
+
     @property
     def partitions(self) -> int:
-        return json.loads((self.folder / "run.json").read_text())["partitions"]
+        return self.meta["partitions"]
 
     @classmethod
-    def write(cls, folder: Path, declarations: pd.DataFrame, scorer: Scorer, snapshot: dict[str, str],
-              rows: int) -> PartitionRun:
+    def write(cls, folder: Path, declarations: pd.DataFrame, scorer: Scorer, snapshot: dict[str, str], rows: int,
+              memory_limit: str = DEFAULT_MEMORY_LIMIT) -> PartitionRun:
         """Lay out the run: `snapshot` maps each canonical table to a Parquet file the warehouse wrote."""
         run = cls(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -93,8 +113,7 @@ class PartitionRun:
         limits = bounds(len(declarations), rows)
         for i, (start, stop) in enumerate(limits):
             declarations.iloc[start:stop].to_parquet(run.part(i), index=False)
-        stored = _stored(declarations["declaration_id"], snapshot["declarations"])
-        state = BatchState.of(declarations, stored)
+        state = BatchState.of(declarations, _stored(declarations["declaration_id"], snapshot["declarations"]))
         state.bill_totals.to_parquet(folder / "bill_totals.parquet")
         for name, first in state.first_filed.items():
             pd.DataFrame({"key": first.index.to_numpy(dtype=object), "first": first.to_numpy()}).to_parquet(
@@ -102,26 +121,23 @@ class PartitionRun:
         (folder / "model.pkl").write_bytes(pickle.dumps(scorer.model))
         (folder / "run.json").write_text(json.dumps({
             "partitions": len(limits), "version": scorer.version, "policy": scorer.policy.model_dump(mode="json"),
-            "snapshot": snapshot, "entities": list(state.first_filed)}))
+            "snapshot": snapshot, "entities": list(state.first_filed), "memory_limit": memory_limit}))
         return run
 
-    def lanes(self, i: int) -> Path:
-        return self.folder / f"lanes-{i:05d}.parquet"
-
     def write_lanes(self, with_lanes: list[pd.DataFrame]) -> None:
-        """Each partition's scores with the batch's lanes (`lanes_of`), for the workers' second step."""
+        """Each partition's scores with the batch's lanes (`lanes_of`), for the second step."""
         for i, part in enumerate(with_lanes):
             part.to_parquet(self.lanes(i), index=False)
 
     def state(self) -> BatchState:
-        entities = json.loads((self.folder / "run.json").read_text())["entities"]
         first = {}
-        for name in entities:
+        for name in self.meta["entities"]:
             table = pd.read_parquet(self.folder / f"first-{name}.parquet")
             first[name] = pd.Series(table["first"].to_numpy(), index=pd.Index(table["key"].to_numpy(dtype=object)))
         return BatchState(bill_totals=pd.read_parquet(self.folder / "bill_totals.parquet"), first_filed=first)
 
     def remove(self) -> None:
+        worker.cache_clear()
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -137,38 +153,30 @@ def _stored(ids: pd.Series, declarations_parquet: str) -> np.ndarray:
     return ids.astype("str").isin(found["declaration_id"]).to_numpy()
 
 
-@functools.lru_cache(maxsize=2)
-def worker_scorer(folder: str) -> tuple[Scorer, BatchState]:
-    """The run's scorer and batch state, built once per worker process and run: the champion from its file, the
-    snapshot from the run's Parquet files (read through DuckDB, as the warehouse reads its tables)."""
+@functools.lru_cache(maxsize=1)
+def worker(folder: str) -> tuple[Scorer, BatchState, SnapshotReader]:
+    """The run's scorer, batch state and snapshot reader, built once per process and run: the champion from its
+    file, the snapshot's profiles indexed in DuckDB (one run at a time: the next run's frees this one's)."""
     run = PartitionRun(Path(folder))
-    meta = json.loads((run.folder / "run.json").read_text())
+    meta = run.meta
     model = pickle.loads((run.folder / "model.pkl").read_bytes())
-    tables = {name: _read(path) for name, path in meta["snapshot"].items()}
-    context = ScoringContext.from_tables(tables["declarations"], tables["manifests"], tables["traders"])
-    scorer = Scorer(None, LanePolicy.model_validate(meta["policy"]),  # type: ignore[arg-type] - no warehouse
-                    FixedSource({meta["version"]: model}, meta["version"]), pinned=context)
+    scorer = Scorer(None, LanePolicy.model_validate(meta["policy"]),  # type: ignore[arg-type] - no warehouse: the
+                    FixedSource({meta["version"]: model}, meta["version"]))  # contexts come from the reader
     scorer.refresh_model(force=True)
-    return scorer, run.state()
-
-
-def _read(path: str) -> pd.DataFrame:
-    con = duckdb.connect()
-    try:
-        return con.execute("SELECT * FROM read_parquet(?)", [path]).df()
-    finally:
-        con.close()
+    return scorer, run.state(), SnapshotReader(meta["snapshot"], meta["memory_limit"])
 
 
 def score_part(folder: str, i: int) -> pd.DataFrame:
-    """A worker's first step: partition i's scores (Scorer.score_partition)."""
-    scorer, state = worker_scorer(folder)
-    return scorer.score_partition(pd.read_parquet(PartitionRun(Path(folder)).part(i)), state)
+    """The first step: partition i's scores (Scorer.score_partition)."""
+    scorer, state, reader = worker(folder)
+    part = pd.read_parquet(PartitionRun(Path(folder)).part(i))
+    return scorer.score_partition(part, state, reader.context(part))
 
 
 def explain_part(folder: str, i: int) -> pd.DataFrame:
-    """A worker's second step: partition i's output, from its scores with the batch's lanes (`write_lanes`)."""
-    scorer, state = worker_scorer(folder)
+    """The second step: partition i's output, from its scores with the batch's lanes (`write_lanes`)."""
+    scorer, state, reader = worker(folder)
     run = PartitionRun(Path(folder))
-    with_lanes = pd.read_parquet(run.lanes(i))
-    return output_columns(scorer.explain_partition(pd.read_parquet(run.part(i)), with_lanes, state, EXPLAIN_LANES))
+    part, with_lanes = pd.read_parquet(run.part(i)), pd.read_parquet(run.lanes(i))
+    output = scorer.explain_partition(part, with_lanes, state, EXPLAIN_LANES, reader.context(part))
+    return output[OUTPUT_COLUMNS + DETAIL_COLUMNS]

@@ -81,7 +81,6 @@ class Scorer:
     version: str | None = None
     registry_error: str | None = None
     snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
-    pinned: ScoringContext | None = None  # a snapshot given, never refreshed (a Dask worker's: serving/partitions.py)
     _checked_slot: float | None = None
     _snapshot: Refreshing[ScoringContext] = field(init=False, repr=False)
 
@@ -129,17 +128,16 @@ class Scorer:
 
         While the warehouse cannot be read (another process is writing it), the last snapshot keeps serving;
         before there is one, the error is raised (one of WAREHOUSE_ERRORS)."""
-        if self.pinned is not None:
-            return self.pinned
         return self._snapshot.require(self.reader(), self.reload_seconds)
 
-    def _scores(self, declarations: pd.DataFrame, advance: Advance = quiet,
-                batch: BatchState | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def _scores(self, declarations: pd.DataFrame, advance: Advance = quiet, batch: BatchState | None = None,
+                context: ScoringContext | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """(integrated frame, model input, scores); `batch`: the state of the whole batch `declarations` are a
-        partition of (features/context.py), else theirs."""
+        partition of (features/context.py), else theirs; `context`: what the warehouse holds for them (default: the
+        snapshot's)."""
         if self.model is None:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
-        context = self.context()
+        context = context or self.context()
         frame = integrate(declarations.reset_index(drop=True), context=context,
                           batch_totals=None if batch is None else batch.bill_totals)
         features = build_features(frame, bands=self._bands(context), profiles=context.profiles, advance=advance,
@@ -213,21 +211,23 @@ class Scorer:
         lanes = (thresholds or NO_THRESHOLDS).lanes(rules, rank, draw)
         return self._output(frame, X, scores, lanes, (RED, YELLOW))
 
-    def score_partition(self, declarations: pd.DataFrame, batch: BatchState) -> pd.DataFrame:
+    def score_partition(self, declarations: pd.DataFrame, batch: BatchState,
+                        context: ScoringContext | None = None) -> pd.DataFrame:
         """A partition of a batch scored in partitions (serving/partitions.py): its scores, beside the columns lane
         allocation reads, for lanes allocated over the whole batch."""
-        frame, _, scores = self._scores(declarations, batch=batch)
+        frame, _, scores = self._scores(declarations, batch=batch, context=context)
         return pd.concat([frame[[c for c in ALLOCATION_COLUMNS if c in frame]], scores], axis=1)
 
     def explain_partition(self, declarations: pd.DataFrame, scored: pd.DataFrame, batch: BatchState,
-                          explain_lanes: tuple[str, ...] = (RED, YELLOW)) -> pd.DataFrame:
+                          explain_lanes: tuple[str, ...] = (RED, YELLOW),
+                          context: ScoringContext | None = None) -> pd.DataFrame:
         """A partition's output, as `score` gives it for these rows in the whole batch: `scored` is its
         `score_partition` with the batch's lanes (lane, selected_by, rule); the features are built again for the
         explained rows only."""
         chosen = scored["lane"].isin(explain_lanes).to_numpy()
         explained = Explanation([], [], np.nan)
         if chosen.any():
-            frame, X, _ = self._scores(declarations[chosen], batch=batch)
+            frame, X, _ = self._scores(declarations[chosen], batch=batch, context=context)
             explained = explanations(self.model, X, frame)
         return self._assemble(scored["declaration_id"].to_numpy(), scored, scored, chosen, explained)
 

@@ -1,5 +1,5 @@
-"""Scoring in partitions (serving/partitions.py) gives the bytes of scoring whole: in this process, and through the
-run folder a Dask worker reads."""
+"""Scoring in partitions (serving/partitions.py), each reading the warehouse's snapshot for its own declarations
+through DuckDB, gives what scoring the batch whole gives."""
 from __future__ import annotations
 
 import numpy as np
@@ -13,7 +13,7 @@ from features.warehouse import Warehouse
 from flows.settings import Settings
 from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
-from serving.partitions import PartitionRun, explain_part, lanes_of, score_in_partitions, score_part
+from serving.partitions import score_partitioned
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from tests.conftest import write_csv
 
@@ -48,12 +48,13 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
     assert got["contributions"].tolist() == want["contributions"].tolist()
 
 
-def test_partitions_score_as_the_whole_batch(scorer, batch):
+def test_partitions_score_as_the_whole_batch(scorer, batch, tmp_path):
     whole = scorer.score(batch)
     assert (whole["lane"] == "red").sum() == 175 and whole["reasons"].str.len().gt(0).sum() > 400
-    parts = score_in_partitions(batch, scorer, rows=700)
+    parts = score_partitioned(batch, scorer, 700, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # the run folder goes with the run
     assert_same(parts, whole)
-    assert_same(score_in_partitions(batch, scorer, rows=10_000), whole)  # one partition
+    assert_same(score_partitioned(batch, scorer, 10_000, tmp_path / "run"), whole)  # one partition
 
 
 def test_a_partition_reads_its_whole_batch_across_rows(scorer, batch):
@@ -69,18 +70,6 @@ def test_a_partition_reads_its_whole_batch_across_rows(scorer, batch):
     pd.testing.assert_frame_equal(within, whole.iloc[2_000:].reset_index(drop=True), check_exact=True)
     assert any(c.endswith("_days_known") and not alone[c].equals(within[c]) for c in whole.columns)
     assert frame_within["bl_items"].iloc[0] > frame_alone["bl_items"].iloc[0]  # the items before the border too
-
-
-def test_the_run_folder_a_worker_reads_gives_the_same_output(scorer, batch, tmp_path):
-    whole = scorer.score(batch)
-    snapshot = scorer.warehouse.export_tables(tmp_path / "run" / "snapshot")
-    run = PartitionRun.write(tmp_path / "run", batch, scorer, snapshot, rows=900)
-    assert run.partitions == 4
-    scored = [score_part(str(run.folder), i) for i in range(run.partitions)]
-    run.write_lanes(lanes_of(scored, scorer.policy))
-    outputs = [explain_part(str(run.folder), i) for i in range(run.partitions)]
-    assert_same(pd.concat(outputs, ignore_index=True), whole)
-
 
 
 def test_a_rows_reasons_are_its_own_whatever_rows_are_explained_with_it(trained, world):

@@ -34,6 +34,9 @@ def champion_home(home, world, trained, tmp_path, monkeypatch):
     return warehouse
 
 
+# The flow is sent to the workers with its globals, here the fixture's scorer and its model (a user's flow names
+# module functions only): Dask says the graph is large.
+@pytest.mark.filterwarnings("ignore:Sending large graph")
 def test_the_dask_path_writes_the_bytes_of_the_single_process_path(prefect_api, champion_home, world, tmp_path,
                                                                    monkeypatch):
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # the workers report their task runs to the same API

@@ -1,0 +1,83 @@
+"""A partition's scoring context, read through DuckDB from the warehouse's snapshot in Parquet: what scoring reads of
+the warehouse for these declarations only, so that memory holds a partition, not the history.
+
+features/context.py's ScoringContext holds the whole history in pandas and indexes it (ProfileIndex): its memory
+grows with the history. A SnapshotReader keeps the snapshot in DuckDB instead. The entity profiles are a
+ProfileStore (running totals in DuckDB tables, under a memory limit, spilling to disk beyond it); for each partition
+it reads the stored totals of the partition's bills of lading, their manifests, the importers' registry records and
+which of its declarations are stored, and nothing else. Its one connection runs on one thread, so that every worker
+that reads the same snapshot adds up the same numbers in the same order and gets the same bytes.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from features.build import keyed
+from features.context import ScoringContext
+from features.prices import PriceBands
+from features.warehouse.profile_store import ProfileStore
+
+DEFAULT_MEMORY_LIMIT = "1GB"
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class SnapshotReader:
+    """The snapshot's Parquet files (table → path, as Warehouse.export_tables writes them), read a partition at a
+    time. Build once per process and run; `context(partition)` for each partition."""
+
+    def __init__(self, snapshot: dict[str, str], memory_limit: str = DEFAULT_MEMORY_LIMIT,
+                 temp_directory: str | Path | None = None):
+        self.con = duckdb.connect()
+        self.con.execute("SET threads = 1")  # the same order of additions on every worker: the same bytes
+        self.tables = {name: f"read_parquet({_quoted(path)})" for name, path in snapshot.items()}
+        self.profiles = ProfileStore.build(self.con, f"SELECT * FROM {self.tables['declarations']}", memory_limit,
+                                           temp_directory)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _columns(self, table: str) -> set[str]:
+        return {r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {self.tables[table]}").fetchall()}
+
+    def _matching(self, table: str, column: str, values: pd.Series, select: str = "*", group: str = "") -> pd.DataFrame:
+        """Rows of a snapshot table whose `column` is one of `values`, in the table's order."""
+        wanted = pd.DataFrame({"value": values.dropna().astype("str").unique()})
+        self.con.register("wanted", wanted)
+        try:
+            return self.con.execute(f"SELECT {select} FROM {self.tables[table]} WHERE \"{column}\" IN "
+                                    f"(SELECT value FROM wanted) {group}").df()
+        finally:
+            self.con.unregister("wanted")
+
+    def context(self, partition: pd.DataFrame) -> ScoringContext:
+        """What scoring these declarations reads of the warehouse (features/build.py `integrate`, the profiles)."""
+        declared = self._columns("declarations")
+        known = self._matching("declarations", "declaration_id", partition["declaration_id"], "DISTINCT declaration_id")
+        bills = pd.DataFrame(columns=["bl_net_mass_kg", "bl_items"])
+        if "bill_of_lading" in declared and "bill_of_lading" in partition:
+            mass = "sum(net_mass_kg)" if "net_mass_kg" in declared else "CAST(NULL AS DOUBLE)"
+            bills = self._matching("declarations", "bill_of_lading", partition["bill_of_lading"],
+                                   f"bill_of_lading, {mass} AS bl_net_mass_kg, count(*) AS bl_items",
+                                   "GROUP BY bill_of_lading").set_index("bill_of_lading")
+        manifests = traders = None
+        if "bill_of_lading" in partition and "bill_of_lading" in self._columns("manifests"):
+            manifests = keyed(self._matching("manifests", "bill_of_lading", partition["bill_of_lading"]), "bill_of_lading")
+        if "importer_id" in partition and "importer_id" in self._columns("traders"):
+            traders = keyed(self._matching("traders", "importer_id", partition["importer_id"]), "importer_id")
+        return ScoringContext(manifests=manifests, traders=traders, bill_totals=bills, known_ids=pd.Index(known["declaration_id"]), history=pd.DataFrame(),
+                              profiles=self.profiles, bands=lambda: self.price_bands)  # type: ignore[arg-type]
+
+    @cached_property
+    def price_bands(self) -> PriceBands:
+        """Bands fitted on the whole history, for a model that carries none (read: the four columns they need)."""
+        needed = [c for c in ("hs_code", "origin_country", "declared_value", "net_mass_kg")
+                  if c in self._columns("declarations")]
+        return PriceBands.fit(self.con.execute(f"SELECT {', '.join(needed)} FROM {self.tables['declarations']}").df())
+
