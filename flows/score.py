@@ -159,14 +159,16 @@ def customs_score_inbox(inbox: str | None = None, policy: str | None = None, map
     scorer = make_scorer(rt, policy)
     batches, refused = [], {}
     for path in files:
+        batch_id = new_batch_id()
         try:
-            scored = score_file(path, scorer, load_mapping(Path(mapping) if mapping else None), bars.advance)
+            scored = score_file(path, scorer, load_mapping(Path(mapping) if mapping else None), bars.advance,
+                                in_process(rt, scorer, settings.score_partition_rows, batch_id))
         except UserError as exc:
             refused[path.name] = str(exc)
             file_away(path, root / "refused", str(exc))
             progress(f"refused {path.name}: {exc}")
             continue
         out = settings.reports_dir / "scores" / f"{path.stem}-scores.csv"
-        batches.append(record_decisions(rt, scored, scorer, str(path.resolve()), str(out), new_batch_id()))
+        batches.append(record_decisions(rt, scored, scorer, str(path.resolve()), str(out), batch_id))
         file_away(path, settings.landing_dir)
     return {"inbox": str(root), "batches": batches, "refused": refused}

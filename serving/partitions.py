@@ -23,13 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
 
 from features.context import BatchState
 from features.progress import Advance, quiet
-from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, SnapshotReader
+from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, SnapshotReader, stored_in
 from serving.lanes import LanePolicy, allocate
 from serving.model_source import FixedSource
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
@@ -113,7 +112,7 @@ class PartitionRun:
         limits = bounds(len(declarations), rows)
         for i, (start, stop) in enumerate(limits):
             declarations.iloc[start:stop].to_parquet(run.part(i), index=False)
-        state = BatchState.of(declarations, _stored(declarations["declaration_id"], snapshot["declarations"]))
+        state = BatchState.of(declarations, stored_in(snapshot["declarations"], declarations["declaration_id"]))
         state.bill_totals.to_parquet(folder / "bill_totals.parquet")
         for name, first in state.first_filed.items():
             pd.DataFrame({"key": first.index.to_numpy(dtype=object), "first": first.to_numpy()}).to_parquet(
@@ -139,18 +138,6 @@ class PartitionRun:
     def remove(self) -> None:
         worker.cache_clear()
         shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _stored(ids: pd.Series, declarations_parquet: str) -> np.ndarray:
-    """Which ids the snapshot's declarations hold (read by DuckDB from the Parquet file, not into pandas)."""
-    con = duckdb.connect()
-    try:
-        con.register("batch_ids", pd.DataFrame({"declaration_id": ids.astype("str").to_numpy()}))
-        found = con.execute("SELECT DISTINCT declaration_id FROM read_parquet(?) WHERE declaration_id IN "
-                            "(SELECT declaration_id FROM batch_ids)", [declarations_parquet]).df()
-    finally:
-        con.close()
-    return ids.astype("str").isin(found["declaration_id"]).to_numpy()
 
 
 @functools.lru_cache(maxsize=1)

@@ -39,6 +39,7 @@ SUBSTITUTIONS: list[tuple[str, str, str]] = [
      "reinstall into the shared .venv if the copy's files looked newer than its stamp)"),
     (r"^make lint\b", ".venv/bin/ruff check .", "make lint is ruff once .venv is current (see make demo)"),
     (r"--rows 1000000\b", "--rows 3000", "the CLI tour's world: 3,000 declarations instead of a million"),
+    (r"--partition-rows 250000\b", "--partition-rows 1000", "the tour's 3,000 declarations in 3 partitions"),
     (r"--world islas --rows 50000\b", "--world islas --rows 2000", "the islas world: 2,000 goods items, not 50,000"),
     (r"(aduana backtest)\b", r"\1 --rows 5000 --iterations 10 --retrain-every 50 --warmup-weeks 60",
      "the backtest's smallest world, few rounds, one refit, and 45 of its 105 weeks replayed (the drift among them)"),

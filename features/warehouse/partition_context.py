@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from features.build import keyed
@@ -81,3 +82,14 @@ class SnapshotReader:
                   if c in self._columns("declarations")]
         return PriceBands.fit(self.con.execute(f"SELECT {', '.join(needed)} FROM {self.tables['declarations']}").df())
 
+
+def stored_in(declarations_parquet: str, ids: pd.Series) -> np.ndarray:
+    """Which of these declaration ids the snapshot's declarations hold (read by DuckDB, not into pandas)."""
+    con = duckdb.connect()
+    try:
+        con.register("batch_ids", pd.DataFrame({"declaration_id": ids.astype("str").to_numpy()}))
+        found = con.execute("SELECT DISTINCT declaration_id FROM read_parquet(?) WHERE declaration_id IN "
+                            "(SELECT declaration_id FROM batch_ids)", [declarations_parquet]).df()
+    finally:
+        con.close()
+    return ids.astype("str").isin(found["declaration_id"]).to_numpy()
