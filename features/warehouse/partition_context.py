@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.build import keyed
 from features.context import ScoringContext
@@ -49,8 +50,7 @@ class SnapshotReader:
 
     def _matching(self, table: str, column: str, values: pd.Series, select: str = "*", group: str = "") -> pd.DataFrame:
         """Rows of a snapshot table whose `column` is one of `values`, in the table's order."""
-        wanted = pd.DataFrame({"value": values.dropna().astype("str").unique()})
-        self.con.register("wanted", wanted)
+        self.con.register("wanted", pa.table({"value": _text(pd.Series(values.dropna().unique()))}))
         try:
             return self.con.execute(f"SELECT {select} FROM {self.tables[table]} WHERE \"{column}\" IN "
                                     f"(SELECT value FROM wanted) {group}").df()
@@ -84,12 +84,16 @@ class SnapshotReader:
 
 
 def stored_in(declarations_parquet: str, ids: pd.Series) -> np.ndarray:
-    """Which of these declaration ids the snapshot's declarations hold (read by DuckDB, not into pandas)."""
+    """Which of these declaration ids the snapshot's declarations hold (a semi-join in DuckDB, in the ids' order)."""
     con = duckdb.connect()
     try:
-        con.register("batch_ids", pd.DataFrame({"declaration_id": ids.astype("str").to_numpy()}))
-        found = con.execute("SELECT DISTINCT declaration_id FROM read_parquet(?) WHERE declaration_id IN "
-                            "(SELECT declaration_id FROM batch_ids)", [declarations_parquet]).df()
+        con.register("batch_ids", pa.table({"i": np.arange(len(ids)), "declaration_id": _text(ids)}))
+        return con.execute("SELECT declaration_id IN (SELECT declaration_id FROM read_parquet(?)) AS stored "
+                           "FROM batch_ids ORDER BY i", [declarations_parquet]).fetchnumpy()["stored"].astype(bool)
     finally:
         con.close()
-    return ids.astype("str").isin(found["declaration_id"]).to_numpy()
+
+
+def _text(values: pd.Series) -> pa.Array:
+    """Values as an Arrow string array: what DuckDB scans fastest (a pandas object column is read value by value)."""
+    return pa.array(values.astype("str").to_numpy(dtype=object), type=pa.string())
