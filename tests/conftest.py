@@ -80,6 +80,27 @@ def loaded_home(home, world, tmp_path):
     return home
 
 
+@pytest.fixture
+def stored_scorer(home, world, trained, tmp_path):
+    """A scorer on a fresh home whose warehouse holds the small world's traders, manifests and first 17,000
+    declarations, with the session's model as its champion (v7), reloading at every call."""
+    from features.intake.prepared import prepare_batch
+    from features.warehouse import Warehouse
+    from flows.settings import Settings
+    from serving.lanes import LanePolicy
+    from serving.model_source import FixedSource
+    from serving.scorer import Scorer
+
+    warehouse = Warehouse(Settings().warehouse_path)
+    for kind in ("traders", "manifests"):
+        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
+    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(17_000))))
+    scorer = Scorer(warehouse, LanePolicy(red_share=0.05, exploration_share=0.2, yellow_share=0.1),
+                    source=FixedSource({"7": trained.model}, "7"), reload_seconds=0)
+    scorer.refresh_model(force=True)
+    return scorer
+
+
 @pytest.fixture(scope="session")
 def prefect_api():
     """A real (temporary) Prefect API for the whole session."""

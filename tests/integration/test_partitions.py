@@ -8,11 +8,6 @@ import pytest
 
 from features.context import BatchState
 from features.intake.checked import read_checked
-from features.intake.prepared import prepare_batch
-from features.warehouse import Warehouse
-from flows.settings import Settings
-from serving.lanes import LanePolicy
-from serving.model_source import FixedSource
 from serving.partitions import score_partitioned
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from tests.conftest import write_csv
@@ -21,22 +16,15 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def scorer(home, world, trained, tmp_path) -> Scorer:
-    warehouse = Warehouse(Settings().warehouse_path)
-    for kind in ("traders", "manifests"):
-        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
-    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(16_000))))
-    s = Scorer(warehouse, LanePolicy(red_share=0.05, exploration_share=0.2, yellow_share=0.1),
-               source=FixedSource({"7": trained.model}, "7"), reload_seconds=0)
-    s.refresh_model(force=True)
-    return s
+def scorer(stored_scorer) -> Scorer:
+    return stored_scorer
 
 
 @pytest.fixture
 def batch(world, tmp_path) -> pd.DataFrame:
     """3,500 canonical declarations: 500 already stored, 3,000 new, in the file's order (bills of lading and
     entities new to the warehouse span partition borders)."""
-    rows = world.declarations.iloc[15_500:19_000].reset_index(drop=True)
+    rows = world.declarations.iloc[16_500:20_000].reset_index(drop=True)
     return read_checked(write_csv(tmp_path / "batch.csv", rows), "declarations").valid
 
 

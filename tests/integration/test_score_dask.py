@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from features.intake.prepared import prepare_batch
-from features.warehouse import Warehouse
 from flows import score as score_flow
 from flows.settings import Settings
-from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
 from serving.scorer import Scorer
 from tests.conftest import write_csv
@@ -17,21 +14,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def champion_home(home, world, trained, tmp_path, monkeypatch):
-    """A home holding 16,000 declarations, whose champion is the session's model (no registry needed: the flow's
+def champion_home(stored_scorer, monkeypatch):
+    """A home holding 17,000 declarations whose champion is the session's model (no registry needed: the flow's
     scorer is given; the workers read the champion from the run folder)."""
-    warehouse = Warehouse(Settings().warehouse_path)
-    for kind in ("traders", "manifests"):
-        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
-    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(16_000))))
+    model, lanes = stored_scorer.model, stored_scorer.policy
 
-    def scorer(rt, policy=None):
-        s = Scorer(rt.warehouse, LanePolicy(red_share=0.05, exploration_share=0.2, yellow_share=0.1),
-                   source=FixedSource({"7": trained.model}, "7"), reload_seconds=0)
-        s.refresh_model(force=True)
-        return s
-    monkeypatch.setattr(score_flow, "make_scorer", scorer)
-    return warehouse
+    def champion(rt, policy=None) -> Scorer:  # the flow goes to the workers with this: nothing that holds a lock
+        scorer = Scorer(rt.warehouse, lanes, source=FixedSource({"7": model}, "7"), reload_seconds=0)
+        scorer.refresh_model(force=True)
+        return scorer
+    monkeypatch.setattr(score_flow, "make_scorer", champion)
+    return stored_scorer.warehouse
 
 
 # The flow is sent to the workers with its globals, here the fixture's scorer and its model (a user's flow names
@@ -40,7 +33,7 @@ def champion_home(home, world, trained, tmp_path, monkeypatch):
 def test_the_dask_path_writes_the_bytes_of_the_single_process_path(prefect_api, champion_home, world, tmp_path,
                                                                    monkeypatch):
     monkeypatch.setenv("PREFECT_API_URL", prefect_api)  # the workers report their task runs to the same API
-    path = write_csv(tmp_path / "batch.csv", world.declarations.iloc[15_500:19_000])
+    path = write_csv(tmp_path / "batch.csv", world.declarations.iloc[16_500:20_000])
     whole = score_flow.customs_score(str(path), str(tmp_path / "whole.csv"))
     parts = score_flow.customs_score(str(path), str(tmp_path / "parts.csv"), partition_rows=800)
     dask = score_flow.with_dask("local", 2)(str(path), str(tmp_path / "dask.csv"), partition_rows=800, cluster=True)

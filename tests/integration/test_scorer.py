@@ -10,7 +10,6 @@ from prefect import flow
 
 from features.contract import LABEL_FIELDS
 from features.intake.checked import read_checked
-from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows.orchestration import runtime
 from flows.score import record_decisions
@@ -33,15 +32,8 @@ def _record(*args, **kwargs) -> dict:
 
 
 @pytest.fixture
-def scorer(home, world, trained, tmp_path) -> Scorer:
-    warehouse = Warehouse(Settings().warehouse_path)
-    for kind in ("traders", "manifests"):
-        warehouse.store(prepare_batch(write_csv(tmp_path / f"{kind}.csv", getattr(world, kind))))
-    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(17_000))))
-    s = Scorer(warehouse, LanePolicy(red_share=0.05, exploration_share=0.2, yellow_share=0.1),
-               source=FixedSource({"7": trained.model}, "7"), reload_seconds=0)
-    s.refresh_model(force=True)
-    return s
+def scorer(stored_scorer) -> Scorer:
+    return stored_scorer
 
 
 @pytest.fixture
