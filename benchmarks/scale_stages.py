@@ -1,8 +1,9 @@
 """The `scale` stage: generate, ingest, train and score at growing sizes, each step's wall time and peak memory, the
 scoring on the single-process path and on a 2-worker Dask LocalCluster (prefect-dask).
 
-Each step is an `aduana` command in a child process; its peak memory is the largest resident size of the command's
-process tree (its Dask workers included), sampled every 0.2 s. A step that would take the machine's memory is
+Each step is an `aduana` command in a child process, on a home whose Prefect server is started first; a step's peak
+memory is the largest resident size of the command's process tree (its Dask scheduler and workers included), sampled
+every 0.2 s. A step that would take the machine's memory is
 stopped at MEMORY_GUARD and recorded as such; the size's later steps are then skipped. The sizes come from
 BENCH_SCALE_SIZES (default 1M, 3M and 10M rows): it is a benchmark, the suite uses small sizes.
 """
@@ -63,8 +64,10 @@ def sizes() -> list[int]:
 
 def one_size(work: Path, rows: int) -> dict:
     home, landing = work / f"scale-{rows}", work / f"scale-{rows}-landing"
-    env = home_env(home, ADUANA_PREFECT_SERVER="ephemeral", **TRAIN)
+    env = home_env(home, **TRAIN)
     aduana = [sys.executable, "-m", "flows.cli"]
+    # The home's Prefect server, started before the steps (its memory is not theirs); the Dask workers report to it.
+    subprocess.run(aduana + ["server", "start"], env=env, capture_output=True, check=True)
     steps = {
         "generate": aduana + ["generate", "--rows", str(rows), "--out", str(landing)],
         "ingest": aduana + ["ingest", *(str(landing / f"{k}.parquet") for k in ("traders", "manifests", "declarations"))],
@@ -80,6 +83,7 @@ def one_size(work: Path, rows: int) -> dict:
         print(f"bench: scale {rows:,} {name}: {out[name]}", file=sys.stderr, flush=True)
         if "failed" in out[name]:
             break
+    subprocess.run(aduana + ["server", "stop"], env=env, capture_output=True)
     if (work / "scores.parquet").exists() and (work / "scores-dask.parquet").exists():
         out["dask_output_identical"] = (work / "scores.parquet").read_bytes() == (work / "scores-dask.parquet").read_bytes()
     subprocess.run(["rm", "-rf", str(home), str(landing), str(work / "scores.parquet"), str(work / "scores-dask.parquet")])
