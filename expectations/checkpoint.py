@@ -46,6 +46,7 @@ from expectations.reference import (
     reference_summary,
     relative_kwargs,
 )
+from features.intake.staging import Rows
 from features.labels import labelled
 
 # GX checks label expectations on the rows features/labels.py calls labelled, marked 1 in this column.
@@ -163,32 +164,66 @@ def beyond_bounds(values: pd.Series, kwargs: dict) -> np.ndarray:
     return out
 
 
-def _rows_beyond(frame: pd.DataFrame, sample: pd.DataFrame, planned: list[dict],
-                 limit: int) -> tuple[pd.Index, pd.Index]:
-    """A sampled batch's rows outside the sample that lie beyond a per-row bound: (those GX also checks, those the
-    profile also holds). Each planned per-row expectation gets the whole batch's count in meta["whole_batch"].
+def seeded_positions(count: int, n: int) -> np.ndarray:
+    """n of the positions 0..count-1, drawn without replacement with seed 0: those pandas' `sample(n=n,
+    random_state=0)` takes of `count` rows, in its order (it holds a permutation of `count` positions meanwhile)."""
+    return np.random.RandomState(0).choice(count, size=n, replace=False)
+
+
+class _Beyond:
+    """One per-row bound over a batch's chunks: how many values break it, and the rows outside the sample that do."""
+
+    def __init__(self, planned: dict):
+        self.planned, self.unexpected, self.values = planned, 0, 0
+        self.missed: list[np.ndarray] = []
+        self.low = self.high = None  # (value, position): the first of the lowest and of the highest missed
+
+    def add(self, chunk: pd.DataFrame, labelled_rows: np.ndarray, outside: np.ndarray) -> None:
+        kwargs = self.planned["kwargs"]
+        rows = labelled_rows if self.planned["labelled"] else np.ones(len(chunk), dtype=bool)
+        values = chunk[kwargs["column"]][rows]
+        beyond = beyond_bounds(values, kwargs)
+        self.unexpected += int(beyond.sum())
+        self.values += int(values.notna().sum())
+        missed = values[beyond & outside[rows]]
+        if missed.empty:
+            return
+        self.missed.append(missed.index.to_numpy())
+        if self.low is None or missed.min() < self.low[0]:
+            self.low = (missed.min(), missed.idxmin())
+        if self.high is None or missed.max() > self.high[0]:
+            self.high = (missed.max(), missed.idxmax())
+
+
+def _rows_beyond(rows: Rows, sample: pd.DataFrame, planned: list[dict], limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """A sampled batch's rows outside the sample that lie beyond a per-row bound, by position: (those GX also
+    checks, those the profile also holds), found in one pass over the batch's chunks. Each planned per-row
+    expectation gets the whole batch's count in meta["whole_batch"].
 
     GX checks at most `limit` such rows (seeded), always with each bound's most extreme values among them, so
     every bound a row of the batch breaks fails; the profile holds only those extremes (a few rows: the sample's
     statistics stay the sample's), enough for an acknowledged batch's every value to count as accepted before
     (reference.relative_kwargs raises a ceiling to the highest value, a fence to every month, in the reference)."""
+    bounds = [_Beyond(p) for p in planned if p["per_row"]]
+    if not bounds:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    in_sample = np.sort(sample.index.to_numpy())
+    for chunk in rows.chunks():
+        outside = ~np.isin(chunk.index.to_numpy(), in_sample, assume_unique=True)
+        labelled_rows = labelled(chunk)
+        for bound in bounds:
+            bound.add(chunk, labelled_rows, outside)
     outside, extremes = [], []
-    for p in (p for p in planned if p["per_row"]):
-        rows = frame[labelled(frame)] if p["labelled"] else frame
-        values = rows[p["kwargs"]["column"]]
-        beyond = beyond_bounds(values, p["kwargs"])
-        p["meta"]["whole_batch"] = {"unexpected": int(beyond.sum()), "values": int(values.notna().sum())}
-        missed = values[beyond & ~values.index.isin(sample.index)]
-        if not missed.empty:
-            outside.append(missed.index)
-            extremes += [missed.idxmin(), missed.idxmax()]
-    if not outside:
-        return pd.Index([]), pd.Index([])
-    extremes = pd.Index(extremes).unique()
-    rest = pd.Index(np.concatenate([i.to_numpy() for i in outside])).unique().difference(extremes)
+    for bound in bounds:
+        bound.planned["meta"]["whole_batch"] = {"unexpected": bound.unexpected, "values": bound.values}
+        if bound.missed:
+            outside += bound.missed
+            extremes += [bound.low[1], bound.high[1]]
+    extremes = pd.unique(np.asarray(extremes, dtype=np.int64))
+    rest = np.setdiff1d(np.concatenate(outside) if outside else np.empty(0, dtype=np.int64), extremes)
     if len(rest) > limit:
-        rest = rest.to_series().sample(n=limit, random_state=0).index
-    return extremes.append(rest), extremes
+        rest = rest[seeded_positions(len(rest), limit)]
+    return np.concatenate([extremes, rest]), extremes
 
 
 def _configuration(planned: dict, sample_only: bool) -> dict:
@@ -204,16 +239,21 @@ def _configuration(planned: dict, sample_only: bool) -> dict:
             "meta": planned["meta"]}
 
 
-def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows: int = 200_000,
+def check_batch(frame: pd.DataFrame | Rows, kind: str, project_root: Path, sample_rows: int = 200_000,
                 suites_dir: Path = SUITES_DIR, reference: dict | None = None, *, batch_id: str | None = None,
                 source: str | None = None, docs_assets: Path | None = VENDOR_DIR) -> QualityReport:
     """Run the kind's suite through a GX checkpoint (on a seeded sample of at most `sample_rows`, and on every row
     beyond a per-row bound: see the module's docstring) and build Data Docs.
 
+    `frame`: the batch's valid rows, in one frame or a chunk at a time (features/intake/staging.py `Rows`: a large
+    file's, read in two passes, one for the sample and one for the rows beyond a bound). Either way GX gets the
+    same rows, and the profile is the same.
+
     `reference` is the kind's reference profile (reference.load_reference); None for a dataset's first batch.
     The Data Docs page is named `<batch_id>: <file name>` and its data asset `<kind>: <source>`; its assets come
     from `docs_assets` (expectations/docs_assets.py; None: leave the CDN links)."""
-    if frame.empty:
+    rows = frame if isinstance(frame, Rows) else Rows.of(frame)
+    if not len(rows):
         return QualityReport(passed=True, rejected=False, evaluated_rows=0, skipped=["no valid rows to check"])
     import great_expectations as gx  # slow import (seconds): only when a batch is checked
     from great_expectations.core.expectation_suite import ExpectationSuite
@@ -222,14 +262,15 @@ def check_batch(frame: pd.DataFrame, kind: str, project_root: Path, sample_rows:
 
     logging.captureWarnings(False)  # GX turns this on at import, hiding warnings from everyone else
     spec = load_suite(kind, suites_dir)
-    sample = frame.sample(n=sample_rows, random_state=0) if len(frame) > sample_rows else frame
+    sampled = len(rows) > sample_rows
+    sample = rows.take(seeded_positions(len(rows), sample_rows) if sampled else np.arange(len(rows)))
     checked = _for_gx(sample)
     profile = profile_frame(checked, spec, kind)
     planned, skipped = plan_expectations(checked, spec, reference, profile)
-    added, extremes = _rows_beyond(frame, sample, planned, sample_rows) if len(sample) < len(frame) else ((), ())
+    added, extremes = _rows_beyond(rows, sample, planned, sample_rows) if sampled else ((), ())
     if len(added):
-        profile = profile_frame(pd.concat([checked, _for_gx(frame.loc[extremes])]), spec, kind)
-        checked = pd.concat([checked.assign(**{IN_SAMPLE: 1}), _for_gx(frame.loc[added]).assign(**{IN_SAMPLE: 0})])
+        profile = profile_frame(pd.concat([checked, _for_gx(rows.take(extremes))]), spec, kind)
+        checked = pd.concat([checked.assign(**{IN_SAMPLE: 1}), _for_gx(rows.take(added)).assign(**{IN_SAMPLE: 0})])
     checked = checked.assign(**{LABELLED_MARK: labelled(checked).astype("int8")})
     compared = _reference_status(reference, spec) is None
     usable = [ExpectationConfiguration(**_configuration(p, sample_only=len(added) > 0)) for p in planned]

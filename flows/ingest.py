@@ -21,6 +21,7 @@ from flows.orchestration.runtime import Runtime, file_away, landing_files, progr
 from flows.render import ingest_markdown
 
 INGEST_TURN_WAIT = 600.0  # seconds an ingest waits for another one into the same home (a large file takes minutes)
+STAGING = "staging"  # the folder under the home where a file's checked rows wait to be stored (one folder per run)
 
 
 def _retry_unless_bad_input(task, task_run, state) -> bool:  # noqa: ANN001 - Prefect's hook signature
@@ -35,10 +36,14 @@ def _retry_unless_bad_input(task, task_run, state) -> bool:  # noqa: ANN001 - Pr
 
 
 @task(name="validate_rows", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_retry_unless_bad_input)
-def validate_rows(path: str, kind: str | None, mapping_path: str | None) -> PreparedBatch:
-    batch = prepare_batch(Path(path), kind, load_mapping(Path(mapping_path) if mapping_path else None))
-    progress(f"{Path(path).name}: read {batch.read:,} {batch.kind} rows, {len(batch.valid):,} valid, "
-             f"{len(batch.rejected):,} rejected, {batch.duplicates:,} repeated in the file")
+def validate_rows(path: str, kind: str | None, mapping_path: str | None, staging: str | None = None,
+                  chunk_rows: int | None = None) -> PreparedBatch:
+    """Read and check the file, `chunk_rows` rows at a time, into a staging folder under `staging` (None: the whole
+    file at once, in memory). The caller discards the batch once stored."""
+    batch = prepare_batch(Path(path), kind, load_mapping(Path(mapping_path) if mapping_path else None),
+                          Path(staging) if staging else None, chunk_rows)
+    progress(f"{Path(path).name}: read {batch.read:,} {batch.kind} rows, {len(batch.valid_rows):,} valid, "
+             f"{batch.rejected_count:,} rejected, {batch.duplicates:,} repeated in the file")
     if batch.unknown_columns:
         progress(f"{Path(path).name}: ignored unknown columns {batch.unknown_columns} (map them to keep them)")
     return batch
@@ -57,7 +62,7 @@ def _caught_up_reference(rt: Runtime, kind: str) -> dict | None:
 def validate_batch(rt: Runtime, batch: PreparedBatch) -> QualityReport:
     settings = rt.settings
     # the warehouse assigns the batch id when it stores the batch: until then the file's hash stands in for it
-    report = check_batch(batch.valid, batch.kind, settings.gx_root, settings.gx_sample_rows,
+    report = check_batch(batch.valid_rows, batch.kind, settings.gx_root, settings.gx_sample_rows,
                          reference=_caught_up_reference(rt, batch.kind),
                          batch_id=f"sha256-{batch.source_sha256[:12]}", source=batch.source)
     status = "passed" if report.passed else ("REJECTED the batch" if report.rejected else "warned")
@@ -105,9 +110,11 @@ def _ingest_order(paths: list[str], kind: str | None) -> list[str]:
 def ingest_file(rt: Runtime, path: str, kind: str | None, mapping: str | None) -> IngestSummary:
     """One file through the three tasks, its progress told as each ends (a bar on the CLI's terminal).
 
-    The file is read and checked row by row on its own; from the dataset-level check to the reference's update, the
-    run takes its turn on the home (features/warehouse/connection.ingest_turn): concurrent ingests wait, and one that
-    waits longer than INGEST_TURN_WAIT gives up with IngestBusy (the CLI's exit 75: retry later)."""
+    The file is read and checked row by row on its own, ADUANA_INGEST_CHUNK_ROWS rows at a time, into a staging
+    folder under the home (STAGING) that goes once the file is stored or refused; from the dataset-level check to the
+    reference's update, the run takes its turn on the home (features/warehouse/connection.ingest_turn): concurrent
+    ingests wait, and one that waits longer than INGEST_TURN_WAIT gives up with IngestBusy (the CLI's exit 75: retry
+    later)."""
     what = f"ingesting {Path(path).name}"
 
     def waiting(holder: str | None) -> None:
@@ -116,14 +123,17 @@ def ingest_file(rt: Runtime, path: str, kind: str | None, mapping: str | None) -
                  f"at most {INGEST_TURN_WAIT:.0f} s")
 
     bars.advance(what, 0, 3)
+    batch = None
     try:
-        batch = validate_rows(path, kind, mapping)
+        batch = validate_rows(path, kind, mapping, str(rt.settings.root / STAGING), rt.settings.ingest_chunk_rows)
         bars.advance(what, 1, 3)
         with ingest_turn(rt.settings.locks_dir / "ingest.lock", INGEST_TURN_WAIT, on_wait=waiting):
             report = validate_batch(rt, batch)
             bars.advance(what, 2, 3)
             return store_batch(rt, batch, report)
     finally:
+        if batch is not None:
+            batch.discard()
         bars.advance(what, 3, 3)
 
 

@@ -3,7 +3,9 @@
 `read_checked` takes a file (CSV or Parquet) or a frame of raw values (the API's records, as `records_frame`
 makes them) and returns the typed rows that passed the contract, and a quarantine record, with its reason, for
 each row that did not. Ingest, batch scoring, evaluation, the backtest and the API all read through it, so a row
-gets the same verdict, and a declaration the same typed values, whichever way it arrives.
+gets the same verdict, and a declaration the same typed values, whichever way it arrives. `check_raw` is its second
+half, on rows already read: ingest gives it a large file chunk by chunk (features/intake/prepared.py), and every
+check is of one row, so a row's verdict does not depend on the chunk it came in.
 """
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.contract import Kind
 from features.intake.mapping import ColumnMapping, Layout, apply_mapping, plan_layout, resolve_kind
 from features.intake.reader import RawFile, read_header, read_raw, read_rows
-from features.intake.validation import check_rows
+from features.intake.validation import Conversion, check_rows, readable
 
 FAILURE_COLUMNS = ["row", "column", "code", "value", "message"]
 
@@ -35,9 +38,14 @@ class Checked:
     failures: pd.DataFrame  # one row per (row: position, column) problem: row, column, code, value, message
     unknown_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # about the file as a whole, e.g. that its labels are absent
-    conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
+    converted: list[Conversion] = field(default_factory=list)  # the mapping's recodes and unit conversions
     source: str = "records"
     source_sha256: str | None = None
+
+    @property
+    def conversions(self) -> list[str]:
+        """The mapping's recodes and unit conversions, readable."""
+        return readable(self.converted)
 
     @property
     def row_numbers(self) -> np.ndarray:
@@ -61,9 +69,16 @@ def read_checked(source: Path | str | pd.DataFrame, kind: str | None = None, map
         read = read_raw if every_row else read_rows
         raw_file = read(path, delimiter=mapping.delimiter, encoding=mapping.encoding)
         name, digest = str(path.resolve()), file_sha256(path)
+    return check_raw(raw_file, resolved, mapping, name, digest)
+
+
+def check_raw(raw_file: RawFile, kind: Kind, mapping: ColumnMapping, source: str = "records",
+              source_sha256: str | None = None) -> Checked:
+    """Map and check rows as read (a whole file, or a chunk of one: its positions are the file's), the malformed
+    ones quarantined (`malformed_row`)."""
     raw = raw_file.frame
-    mapped = apply_mapping(raw, mapping, resolved)
-    checked = check_rows(mapped.frame, resolved, mapped.layout.mapping)
+    mapped = apply_mapping(raw, mapping, kind)
+    checked = check_rows(mapped.frame, kind, mapped.layout.mapping)
     # check_rows indexes by position in what it was given: back to positions in the file
     valid = checked.valid.set_axis(raw.index[checked.valid.index.to_numpy()])
     rejected_rows = checked.rejected.set_axis(raw.index[checked.rejected.index.to_numpy()])
@@ -76,9 +91,9 @@ def read_checked(source: Path | str | pd.DataFrame, kind: str | None = None, map
     ids = mapped.frame["declaration_id"].set_axis(raw.index) if "declaration_id" in mapped.frame else \
         pd.Series(pd.NA, index=raw.index)
     layout = mapped.layout
-    return Checked(kind=resolved, read=raw_file.read, raw=raw, ids=ids, valid=valid, rejected=rejected, failures=failures,
-                   unknown_columns=layout.unknown_columns, notes=layout.notes, conversions=checked.conversions,
-                   source=name, source_sha256=digest)
+    return Checked(kind=kind, read=raw_file.read, raw=raw, ids=ids, valid=valid, rejected=rejected, failures=failures,
+                   unknown_columns=layout.unknown_columns, notes=layout.notes, converted=checked.converted,
+                   source=source, source_sha256=source_sha256)
 
 
 def check_layout(path: Path, kind: str | None = None, mapping: ColumnMapping | None = None) -> Layout:

@@ -1,18 +1,25 @@
 """A landing file prepared for the warehouse: checked rows (features/intake/checked.py), hashed, with in-file
-duplicates settled.
+duplicates settled (features/intake/staging.py).
 
-Pure: nothing here writes anywhere. The warehouse stores the result in one transaction.
+A file is read, checked and held `chunk_rows` rows at a time (None: all at once), in memory or, given a folder, in a
+staging folder of its own there: ingest holds a file of any size with the memory of a chunk that way. Every check
+is of one row, and what only the whole file shows (an id repeated) is settled over every chunk, so the result is the
+same whatever the chunks. Nothing here writes to the warehouse: it stores the result in one transaction.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
 
 from features.contract import KEYS, Kind
-from features.intake.checked import read_checked, reject, row_hashes
-from features.intake.mapping import ColumnMapping
+from features.intake.checked import QUARANTINE_COLUMNS, check_raw, file_sha256, reject, row_hashes
+from features.intake.mapping import ColumnMapping, resolve_kind
+from features.intake.reader import read_chunks
+from features.intake.staging import Rows, Staging
+from features.intake.validation import add_conversions, readable
 
 
 @dataclass
@@ -21,57 +28,81 @@ class PreparedBatch:
     source: str
     source_sha256: str
     read: int
-    valid: pd.DataFrame  # typed canonical rows + row_number, row_hash; ids unique within the batch
-    rejected: pd.DataFrame  # row_number, reason, message, raw (JSON), row_hash
     duplicates: int  # exact repeats of another row of the same file
+    staging: Staging  # the valid rows (ids unique within the batch) and the quarantine records
     unknown_columns: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # about the file as a whole, e.g. that its labels are absent
     conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
+    chunk_rows: int | None = None  # rows read (and quarantine records given) at a time; None: all at once
+    rejected_by: str | None = None  # a critical dataset-level expectation that failed: every row goes to quarantine
+
+    @property
+    def valid_rows(self) -> Rows:
+        """The valid rows (typed canonical rows + row_number, row_hash), a chunk at a time: none once rejected."""
+        return Rows([], self.staging.load) if self.rejected_by else self.staging.rows()
+
+    @property
+    def valid(self) -> pd.DataFrame:
+        """Every valid row in one frame, indexed 0, 1, ...: for a file read whole (ingest goes by `valid_rows`)."""
+        frames = list(self.valid_rows.chunks())
+        return pd.concat(frames) if frames else self.staging.load(0).iloc[0:0].reset_index(drop=True)
 
     @property
     def rows(self) -> pd.DataFrame:
         """The valid rows as canonical fields only (no row number or hash): for reading a file, not storing it."""
         return self.valid.drop(columns=["row_number", "row_hash"])
 
+    def rejected_chunks(self) -> Iterator[pd.DataFrame]:
+        """The quarantine records (row_number, reason, message, raw, row_hash): the file's own in row order, then, if
+        the batch was rejected whole, every valid row moved there, a chunk at a time."""
+        yield from self.staging.quarantine_records(self.chunk_rows)
+        if self.rejected_by:
+            for chunk in self.staging.rows().chunks():
+                yield reject(chunk, "batch_rejected", self.rejected_by)
 
-def prepare_batch(path: Path, kind: str | None = None, mapping: ColumnMapping | None = None) -> PreparedBatch:
-    """Read and check one file; every row read ends up valid, rejected or counted as an in-file duplicate."""
-    checked = read_checked(Path(path), kind, mapping)
-    rejected = checked.rejected
-    valid = checked.valid.assign(row_number=checked.row_numbers, row_hash=row_hashes(checked.valid))
-    valid = valid.reset_index(drop=True)
+    @property
+    def rejected(self) -> pd.DataFrame:
+        """Every quarantine record in one frame: for a file read whole."""
+        frames = list(self.rejected_chunks())
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=QUARANTINE_COLUMNS)
 
-    key = KEYS[checked.kind]
-    exact_repeat = valid.duplicated(subset=[key, "row_hash"], keep="first")
-    duplicates = int(exact_repeat.sum())
-    valid = valid[~exact_repeat]
-    conflicting = valid[key].duplicated(keep=False)
-    if conflicting.any():
-        clash = valid[conflicting]
-        counts = clash[key].map(clash[key].value_counts())
-        messages = key + " " + clash[key].map(repr) + " appears " + counts.astype(str) + " times in this file with different values"
-        rejected = pd.concat([rejected, reject(clash, "duplicate_id", messages.tolist())], ignore_index=True)
-        valid = valid[~conflicting]
-    repeated_bad = rejected.duplicated(subset=["row_hash"], keep="first")
-    duplicates += int(repeated_bad.sum())
-    rejected = rejected[~repeated_bad].sort_values("row_number", ignore_index=True)
-    return PreparedBatch(
-        kind=checked.kind,
-        source=checked.source,
-        source_sha256=checked.source_sha256,
-        read=checked.read,
-        valid=valid.reset_index(drop=True),
-        rejected=rejected,
-        duplicates=duplicates,
-        unknown_columns=checked.unknown_columns,
-        notes=checked.notes,
-        conversions=checked.conversions,
-    )
+    @property
+    def rejected_count(self) -> int:
+        return self.staging.quarantined + (len(self.staging.rows()) if self.rejected_by else 0)
+
+    def discard(self) -> None:
+        """Let go of the staged rows (and remove their folder): the batch is stored, or will not be."""
+        self.staging.discard()
+
+
+def prepare_batch(path: Path, kind: str | None = None, mapping: ColumnMapping | None = None,
+                  folder: Path | None = None, chunk_rows: int | None = None) -> PreparedBatch:
+    """Read and check one file; every row read ends up valid, rejected or counted as an in-file duplicate.
+
+    `folder`: stage the rows in a folder of their own under it (`discard` removes it), else in memory;
+    `chunk_rows`: read and check that many rows at a time (None: the whole file at once)."""
+    path, mapping = Path(path), mapping or ColumnMapping()
+    resolved = resolve_kind(path, kind, mapping)
+    staging = Staging.in_folder(folder) if folder is not None else Staging()
+    try:
+        read, first, converted = 0, None, []
+        for raw in read_chunks(path, chunk_rows, mapping.delimiter, mapping.encoding):
+            checked = check_raw(raw, resolved, mapping)
+            valid = checked.valid.assign(row_number=checked.row_numbers, row_hash=row_hashes(checked.valid))
+            staging.add(valid, KEYS[resolved], checked.rejected)
+            read += checked.read
+            converted = add_conversions(converted, checked.converted) if first else checked.converted
+            first = first or (checked.unknown_columns, checked.notes)
+        duplicates = staging.settle(KEYS[resolved])
+        digest = file_sha256(path)
+    except BaseException:
+        staging.discard()
+        raise
+    return PreparedBatch(kind=resolved, source=str(path.resolve()), source_sha256=digest, read=read,
+                         duplicates=duplicates, staging=staging, unknown_columns=first[0], notes=first[1],
+                         conversions=readable(converted), chunk_rows=chunk_rows)
 
 
 def reject_batch(batch: PreparedBatch, message: str) -> PreparedBatch:
-    """Move every valid row of a batch to quarantine (a critical dataset-level expectation failed)."""
-    moved = reject(batch.valid, "batch_rejected", message)
-    batch.rejected = pd.concat([batch.rejected, moved], ignore_index=True) if len(batch.rejected) else moved
-    batch.valid = batch.valid.iloc[0:0]
-    return batch
+    """The batch with every valid row moved to quarantine (a critical dataset-level expectation failed)."""
+    return replace(batch, rejected_by=message)

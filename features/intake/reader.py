@@ -1,4 +1,5 @@
-"""Read a landing file (CSV or Parquet) into a frame of raw values, refusing what is not one.
+"""Read a landing file (CSV or Parquet) into frames of raw values, the whole file or a chunk of rows at a time,
+refusing what is not one.
 
 What is refused as a whole (a UserError naming the place): a file that is not CSV or Parquet (a NUL byte in the
 header line says binary content: a zip, an Excel workbook, a compressed file), text in another encoding than the
@@ -6,12 +7,16 @@ mapping's (with the line, the byte offset and a guess at the right encoding), an
 never closes (it swallows the rest of the file). Nothing in a row refuses the file: a CSV row with more or fewer
 fields than the header comes back apart, with its line, for the quarantine, and a NUL byte or a cell of any size in
 a data row is read as text, for the row checks to quarantine (`invalid_text`, `too_long`).
+
+A file is read as a stream (Arrow's CSV reader on one thread, Parquet batch by batch), so reading it in chunks
+(`read_chunks`) holds one chunk of rows at a time; `read_rows` is the whole file as one chunk. Either way a row has
+the same position, the same values and the same verdict.
 """
 from __future__ import annotations
 
-import codecs
 import csv
-import io
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,14 +27,14 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.errors import UserError
+from features.intake.csv_lines import RecordLines, unclosed, where
+from features.intake.encoding import UTF16_BOMS, codec_name, decode_message, utf16_kind
 
 # "NA" is Namibia, so it is not a null marker here (pandas would read it as missing).
 NULL_MARKERS = ["", "NULL", "null", "NaN", "nan", "N/A", "n/a", "None", "#N/A"]
 CSV_SUFFIXES = {".csv", ".txt", ".tsv"}
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 PARQUET_MAGIC = b"PAR1"
-UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")  # bytes cp1252 has no character for (latin-1 has)
 ZIP_MAGIC = b"PK\x03\x04"  # an .xlsx workbook is a zip archive
 # Arrow parses a CSV in blocks, and a row longer than a block is an error ("straddles two block boundaries"), so a
 # file with one giant cell is read again with blocks this many times larger, up to the file's size decoded to UTF-8
@@ -42,8 +47,8 @@ MALFORMED_COLUMNS = ["position", "line", "message", "text"]
 
 @dataclass
 class RawFile:
-    """A file's rows as read. `frame` is indexed by each row's position among the file's data rows (0-based),
-    so positions skip the rows set aside in `malformed` (rows with the wrong number of fields)."""
+    """A file's rows as read (or a chunk of them). `frame` is indexed by each row's position among the file's data
+    rows (0-based), so positions skip the rows set aside in `malformed` (rows with the wrong number of fields)."""
 
     frame: pd.DataFrame
     malformed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=MALFORMED_COLUMNS))
@@ -51,20 +56,6 @@ class RawFile:
     @property
     def read(self) -> int:
         return len(self.frame) + len(self.malformed)
-
-
-def utf16_kind(head: bytes) -> str | None:
-    """'utf-16' (a byte-order mark), 'utf-16-le' or 'utf-16-be' (NULs in alternate bytes), or None."""
-    if head.startswith(UTF16_BOMS):
-        return "utf-16"
-    even, odd = head[0:4096:2], head[1:4096:2]
-    if len(odd) < 2:
-        return None
-    if odd.count(0) >= 0.9 * len(odd) and even.count(0) <= 0.1 * len(even):
-        return "utf-16-le"
-    if even.count(0) >= 0.9 * len(even) and odd.count(0) <= 0.1 * len(odd):
-        return "utf-16-be"
-    return None
 
 
 def detect_format(path: Path) -> str:
@@ -98,7 +89,7 @@ def sniff_delimiter(header: str) -> str:
 
 def read_raw(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> RawFile:
     """Every row of the file, or a UserError: a CSV row with the wrong number of fields refuses the file here,
-    naming its line (scoring answers every row, so it cannot set one aside). Ingest uses `read_rows`."""
+    naming its line (scoring answers every row, so it cannot set one aside). Ingest uses `read_chunks`."""
     raw = read_rows(path, delimiter, encoding)
     if len(raw.malformed):
         more = len(raw.malformed) - 1
@@ -111,20 +102,27 @@ def read_rows(path: Path, delimiter: str | None = None, encoding: str = "utf-8")
     """Read every column as stored: CSV as text (so leading zeros survive), Parquet with its own types.
 
     CSV rows with more or fewer fields than the header come back in `malformed`, with their line."""
-    if detect_format(path) == "parquet":
-        try:
-            raw = RawFile(_parquet_frame(pq.read_table(path)))
-        except Exception as exc:  # a corrupt footer, a truncated upload
-            raise UserError(f"{path}: unreadable Parquet file ({exc})") from exc
-    else:
-        raw = _read_csv(path, delimiter, encoding)
-    if len(raw.frame) == 0:
-        if len(raw.malformed):
-            first = raw.malformed["message"].iloc[0]
-            raise UserError(f"{path}: no row has as many fields as the header ({first}); check the delimiter")
-        raise UserError(f"{path}: no data rows")
-    _unique(path, raw.frame.columns)
+    (raw,) = read_chunks(path, None, delimiter, encoding)
     return raw
+
+
+def read_chunks(path: Path, chunk_rows: int | None, delimiter: str | None = None,
+                encoding: str = "utf-8") -> Iterator[RawFile]:
+    """The rows of `read_rows`, `chunk_rows` data rows at a time (None: the whole file as one chunk), in file order:
+    each chunk's frame indexed by position in the whole file, with the malformed CSV rows among its positions.
+
+    A refusal of the whole file comes when the reading meets it: a chunk before it may have been given already."""
+    chunks = _parquet_chunks(path, chunk_rows) if detect_format(path) == "parquet" else \
+        _csv_chunks(path, delimiter, encoding, chunk_rows)
+    for number, raw in enumerate(chunks):
+        if len(raw.frame) == 0:  # only a file without a single data row gives such a chunk
+            if len(raw.malformed):
+                first = raw.malformed["message"].iloc[0]
+                raise UserError(f"{path}: no row has as many fields as the header ({first}); check the delimiter")
+            raise UserError(f"{path}: no data rows")
+        if number == 0:
+            _unique(path, raw.frame.columns)
+        yield raw
 
 
 INTEGER_TYPES = {t: pd.Int64Dtype() for t in (pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.uint8(),
@@ -139,6 +137,31 @@ def _parquet_frame(table: pa.Table) -> pd.DataFrame:
     for column in frame.columns[[isinstance(t, pd.CategoricalDtype) for t in frame.dtypes]]:
         frame[column] = frame[column].astype(frame[column].cat.categories.dtype)
     return frame
+
+
+def _parquet_frames(path: Path, chunk_rows: int | None) -> Iterator[pd.DataFrame]:
+    """The file's rows, `chunk_rows` at a time (None: all at once); at least one frame, empty for a file of none."""
+    try:
+        if chunk_rows is None:
+            yield _parquet_frame(pq.read_table(path))
+            return
+        file, given = pq.ParquetFile(path), False
+        for batch in file.iter_batches(batch_size=chunk_rows):
+            if batch.num_rows:
+                given = True
+                yield _parquet_frame(pa.Table.from_batches([batch]))
+        if not given:
+            yield _parquet_frame(file.schema_arrow.empty_table())
+    except Exception as exc:  # a corrupt footer, a truncated upload
+        raise UserError(f"{path}: unreadable Parquet file ({exc})") from exc
+
+
+def _parquet_chunks(path: Path, chunk_rows: int | None) -> Iterator[RawFile]:
+    start = 0
+    for frame in _parquet_frames(path, chunk_rows):
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        start += len(frame)
+        yield RawFile(frame)
 
 
 def read_header(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> list[str]:
@@ -163,16 +186,9 @@ def _unique(path: Path, columns: pd.Index) -> None:
         raise UserError(f"{path}: repeated column names {repeated}")
 
 
-def _codec(path: Path, encoding: str) -> str:
-    try:
-        return codecs.lookup(encoding).name
-    except LookupError as exc:
-        raise UserError(f"{path}: unknown encoding {encoding!r} in the mapping (e.g. utf-8, cp1252, utf-16)") from exc
-
-
 def _csv_header(path: Path, delimiter: str | None, encoding: str) -> tuple[str, list[str]]:
     """The delimiter (given, or sniffed from the header line) and the column names."""
-    codec = _codec(path, encoding)
+    codec = codec_name(path, encoding)
     with path.open("rb") as fh:
         head = fh.read(65536)
     wide = utf16_kind(head)
@@ -184,71 +200,155 @@ def _csv_header(path: Path, delimiter: str | None, encoding: str) -> tuple[str, 
         with path.open(encoding="utf-8-sig" if codec == "utf-8" else encoding, newline="") as fh:
             header = fh.readline().lstrip("\ufeff")
     except UnicodeDecodeError as exc:
-        raise UserError(_decode_message(path, encoding, head)) from exc
+        raise UserError(decode_message(path, encoding, head)) from exc
     if not header.strip():
         raise UserError(f"{path}: the first line is empty; a CSV needs a header row")
     sep = delimiter or sniff_delimiter(header)
     return sep, next(csv.reader([header], delimiter=sep))
 
 
-def _read_csv(path: Path, delimiter: str | None, encoding: str) -> RawFile:
+def _csv_chunks(path: Path, delimiter: str | None, encoding: str, chunk_rows: int | None) -> Iterator[RawFile]:
+    """The CSV's rows as text, `chunk_rows` at a time: Arrow gives the good rows batch by batch and each ragged one
+    apart with its record number (one thread reads, so it numbers them), so each row's position is known as it
+    comes. A chunk is given once a row after it has come, so every chunk holds a good row (the last chunk holds every
+    malformed row left), and a file without good rows gives one chunk of none."""
     sep, names = _csv_header(path, delimiter, encoding)
-    table, ragged = _arrow_csv(path, encoding, sep, names, threads=True)
-    if ragged:  # read again on one thread: only then does Arrow number the rows it sets aside
-        table, ragged = _arrow_csv(path, encoding, sep, names, threads=False)
-    frame = table.to_pandas()
-    swallowed = [r for r in ragged if "\n" in r["text"] or "\r" in r["text"]]
-    last_spans = table.num_rows > 0 and any(
-        isinstance(v, str) and ("\n" in v or "\r" in v) for v in table.slice(table.num_rows - 1).to_pylist()[0].values())
-    if not ragged and not last_spans:
-        return RawFile(frame)
-    starts = _record_lines(path, encoding, sep)  # the physical line each record starts on (the header is record 1)
-    line = lambda number: starts[number - 1] if number is not None and 0 < number <= len(starts) else None  # noqa: E731
-    if swallowed:
-        at = line(swallowed[0]["number"])
-        raise UserError(f"{path}: {_where(at, swallowed[0]['number'])}: a quoted value runs over several lines and "
-                        "leaves the row with the wrong number of fields: a quote (\") opens a value that never closes, "
-                        "so the rest of the file cannot be read; fix that quote (a quote inside a quoted value is "
-                        "written twice: \"\")")
-    if last_spans:
-        last = 1 + len(frame) + len(ragged)
-        if _unclosed(path, encoding, sep, line(last)):
-            raise UserError(f"{path}: {_where(line(last), last)}: a quote (\") opens a value that never closes, so "
-                            "the rest of the file is read as that one value; fix that quote (a quote inside a quoted "
-                            "value is written twice: \"\")")
+    reported: list[pacsv.InvalidRow] = []
+    with closing(RecordLines(path, encoding, sep)) as line:
+        pending: dict[int, pacsv.InvalidRow] = {}  # ragged rows not yet in a chunk, by position
+        cursor, held, last = 0, _Held(), None  # cursor: the position after the last good row
+        for batch in _csv_batches(path, encoding, sep, names, reported.append):
+            _take_reported(path, reported, pending, cursor, line)
+            if batch.num_rows == 0:
+                continue
+            taken = sorted(pending)
+            span = np.arange(cursor, cursor + batch.num_rows + len(taken))
+            at = span[~np.isin(span, taken)][:batch.num_rows]
+            cursor, last = int(at[-1]) + 1, batch
+            held.add(batch, at, [pending.pop(p) for p in taken if p < cursor])
+            while chunk_rows is not None and held.rows > chunk_rows:
+                yield held.cut(chunk_rows, names, line)
+        _take_reported(path, reported, pending, cursor, line)
+        held.add(None, np.empty(0, dtype=np.int64), [pending.pop(p) for p in sorted(pending)])
+        final = held.cut(held.rows, names, line)
+        if last is not None and _spans_lines(last):
+            number = 1 + held.records  # the last record's (the header is record 1)
+            if unclosed(path, encoding, sep, line(number)):
+                raise UserError(f"{path}: {where(line(number), number)}: a quote (\") opens a value that never "
+                                "closes, so the rest of the file is read as that one value; fix that quote (a quote "
+                                "inside a quoted value is written twice: \"\")")
+        yield final
+
+
+def _take_reported(path: Path, reported: list, pending: dict, cursor: int, line: RecordLines) -> None:
+    """Ragged rows Arrow has set aside since last asked, by position, but those already in a chunk (a pass with
+    larger blocks reports them again). One whose text holds a line break refuses the file: a quote opened a value
+    that swallowed the line's end, and the lines after it."""
+    for row in reported:
+        position = row.number - 2  # the header is record 1
+        if position < cursor:
+            continue
+        if "\n" in row.text or "\r" in row.text:
+            at = line(row.number)
+            raise UserError(f"{path}: {where(at, row.number)}: a quoted value runs over several lines and leaves the "
+                            "row with the wrong number of fields: a quote (\") opens a value that never closes, so "
+                            "the rest of the file cannot be read; fix that quote (a quote inside a quoted value is "
+                            "written twice: \"\")")
+        pending[position] = row
+    reported.clear()
+
+
+def _spans_lines(batch: pa.RecordBatch) -> bool:
+    """Whether the batch's last row holds a line break in a value (its quote may be one that never closes)."""
+    return any(isinstance(v, str) and ("\n" in v or "\r" in v)
+               for v in batch.slice(batch.num_rows - 1).to_pylist()[0].values())
+
+
+class _Held:
+    """Rows read and not yet given: good rows (batches, their positions) and malformed ones (Arrow's rows); and how
+    many records, good or malformed, have been read in all."""
+
+    def __init__(self):
+        self.batches: list[pa.RecordBatch] = []
+        self.positions: list[np.ndarray] = []
+        self.ragged: list = []
+        self.records = 0
+
+    @property
+    def rows(self) -> int:
+        return sum(len(p) for p in self.positions)
+
+    def add(self, batch: pa.RecordBatch | None, positions: np.ndarray, ragged: list) -> None:
+        if batch is not None:
+            self.batches.append(batch)
+            self.positions.append(positions)
+        self.ragged += ragged
+        self.records += len(positions) + len(ragged)
+
+    def cut(self, rows: int, names: list[str], line: RecordLines) -> RawFile:
+        """The first `rows` good rows as a chunk, with the malformed rows before the first good row left."""
+        schema = pa.schema([(n, pa.string()) for n in names])
+        table = pa.Table.from_batches(self.batches, schema=schema)
+        positions = np.concatenate([np.empty(0, dtype=np.int64), *self.positions])
+        end = positions[rows] if rows < len(positions) else np.inf
+        ragged = [r for r in self.ragged if r.number - 2 < end]
+        self.ragged = [r for r in self.ragged if r.number - 2 >= end]
+        self.batches, self.positions = table.slice(rows).to_batches(), [positions[rows:]]
+        frame = table.slice(0, rows).to_pandas()
+        taken = positions[:rows]
+        contiguous = len(taken) == 0 or taken[-1] - taken[0] + 1 == len(taken)
+        frame.index = pd.RangeIndex(taken[0], taken[-1] + 1) if contiguous and len(taken) else pd.Index(taken)
+        return RawFile(frame, _malformed(ragged, line))
+
+
+def _malformed(ragged: list, line: RecordLines) -> pd.DataFrame:
+    """The ragged rows apart: position among the data rows, line, what is wrong, the line's text."""
     if not ragged:
-        return RawFile(frame)
-    return _set_aside(frame, ragged, line)
+        return pd.DataFrame(columns=MALFORMED_COLUMNS)
+    ragged = sorted(ragged, key=lambda r: r.number)
+    lines = [line(r.number) for r in ragged]
+    return pd.DataFrame({
+        "position": [r.number - 2 for r in ragged],
+        "line": lines,
+        "message": [f"{where(at, r.number)}: expected {r.expected_columns} fields, found {r.actual_columns}"
+                    for at, r in zip(lines, ragged, strict=True)],
+        "text": [r.text for r in ragged],
+    })
 
 
-def _arrow_csv(path: Path, encoding: str, sep: str, names: list[str], threads: bool) -> tuple[pa.Table, list[dict]]:
-    """The file's rows as text, and the ragged ones apart. A row longer than Arrow's block (a giant cell) is read
-    by reading again with larger blocks (BLOCK_GROWTH): only such a file is read more than once, and a block is
-    never larger than the whole file decoded needs."""
+def _csv_batches(path: Path, encoding: str, sep: str, names: list[str],
+                 on_ragged: Callable[[pacsv.InvalidRow], None]) -> Iterator[pa.RecordBatch]:
+    """The file's rows as text, batch by batch, the ragged ones to `on_ragged`. A row longer than Arrow's block (a
+    giant cell) is read by reading again with larger blocks (BLOCK_GROWTH), past the rows already given: only such a
+    file is read more than once, and a block is never larger than the whole file decoded needs."""
     block = pacsv.ReadOptions().block_size
     largest = min(UTF8_GROWTH * path.stat().st_size + 1, LARGEST_BLOCK)
+    given = 0
     while True:
+        skip = given
         try:
-            return _arrow_csv_blocks(path, encoding, sep, names, threads, block)
+            for batch in _arrow_csv_blocks(path, encoding, sep, names, on_ragged, block):
+                batch, skip = batch.slice(min(skip, batch.num_rows)), max(skip - batch.num_rows, 0)
+                given += batch.num_rows
+                yield batch
+            return
         except pa.ArrowInvalid as exc:
             if "straddl" not in str(exc) or block >= largest:
                 raise UserError(f"{path}: malformed CSV ({str(exc).splitlines()[0]})") from exc
             block = min(block * BLOCK_GROWTH, largest)
 
 
-def _arrow_csv_blocks(path: Path, encoding: str, sep: str, names: list[str], threads: bool,
-                      block: int) -> tuple[pa.Table, list[dict]]:
-    ragged: list[dict] = []
-
-    def keep_apart(row) -> str:  # noqa: ANN001 - pyarrow's InvalidRow
-        ragged.append({"number": row.number, "expected": row.expected_columns, "actual": row.actual_columns,
-                       "text": row.text})
+def _arrow_csv_blocks(path: Path, encoding: str, sep: str, names: list[str],
+                      on_ragged: Callable[[pacsv.InvalidRow], None], block: int) -> Iterator[pa.RecordBatch]:
+    """One pass over the file in blocks of `block` bytes: its rows batch by batch, every value as text."""
+    def keep_apart(row: pacsv.InvalidRow) -> str:
+        on_ragged(row)
         return "skip"
 
     try:
-        table = pacsv.read_csv(
+        yield from pacsv.open_csv(
             path,
-            read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, skip_rows=1, use_threads=threads,
+            read_options=pacsv.ReadOptions(encoding=encoding, column_names=names, skip_rows=1, use_threads=False,
                                            block_size=block),
             parse_options=pacsv.ParseOptions(delimiter=sep, newlines_in_values=True, invalid_row_handler=keep_apart),
             convert_options=pacsv.ConvertOptions(
@@ -260,111 +360,5 @@ def _arrow_csv_blocks(path: Path, encoding: str, sep: str, names: list[str], thr
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         if isinstance(exc, UnicodeDecodeError) or "UTF8" in str(exc) or "UTF-8" in str(exc):
             with path.open("rb") as fh:
-                raise UserError(_decode_message(path, encoding, fh.read(65536))) from exc
+                raise UserError(decode_message(path, encoding, fh.read(65536))) from exc
         raise
-    return table, ragged
-
-
-def _where(line: int | None, record: int | None) -> str:
-    if line is not None:
-        return f"line {line}"
-    return f"record {record} (the header is record 1)" if record is not None else "a row"
-
-
-def _set_aside(frame: pd.DataFrame, ragged: list[dict], line) -> RawFile:  # noqa: ANN001 - record → line
-    """The rows read, indexed by position among all data rows, and the ragged ones apart with their line."""
-    total = len(frame) + len(ragged)
-    positions = [r["number"] - 2 if r["number"] is not None else None for r in ragged]
-    if any(p is None or not 0 <= p < total for p in positions) or len(set(positions)) < len(positions):
-        positions = list(range(len(frame), total))  # unnumbered (should not happen): after the rows read
-    kept = np.setdiff1d(np.arange(total), positions)
-    frame.index = pd.Index(kept)
-    malformed = pd.DataFrame({
-        "position": positions,
-        "line": [line(r["number"]) for r in ragged],
-        "message": [f"{_where(line(r['number']), r['number'])}: expected {r['expected']} fields, found {r['actual']}"
-                    for r in ragged],
-        "text": [r["text"] for r in ragged],
-    })
-    return RawFile(frame, malformed.sort_values("position", ignore_index=True))
-
-
-def _lines(path: Path, encoding: str) -> list[str]:
-    with path.open(encoding="utf-8-sig" if _codec(path, encoding) == "utf-8" else encoding, newline="",
-                   errors="replace") as fh:
-        return list(fh)
-
-
-def _record_lines(path: Path, encoding: str, sep: str) -> list[int]:
-    """The line each non-empty CSV record starts on, as Python's csv module reads the file (only on the error path)."""
-    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
-    reader = csv.reader(iter(_lines(path, encoding)), delimiter=sep)
-    starts = []
-    while True:
-        before = reader.line_num
-        try:
-            record = next(reader)
-        except StopIteration:
-            return starts
-        except csv.Error:
-            return starts
-        if record:
-            starts.append(before + 1)
-
-
-def _unclosed(path: Path, encoding: str, sep: str, start: int | None) -> bool:
-    """Whether the record starting on line `start` opens a quote that the end of the file does not close."""
-    if start is None:
-        return False
-    tail = "".join(_lines(path, encoding)[start - 1:])
-    try:
-        for _ in csv.reader(io.StringIO(tail, newline=""), delimiter=sep, strict=True):
-            pass
-    except csv.Error as exc:
-        return "unexpected end of data" in str(exc)
-    return False
-
-
-def _decode_message(path: Path, encoding: str, head: bytes) -> str:
-    """Where the file stops being `encoding` text (line and byte offset), and which encoding it looks like."""
-    found = _first_undecodable(path, encoding)
-    if found is None:
-        return f"{path}: not {encoding} text; set 'encoding' in the mapping (e.g. cp1252, latin-1, utf-16)"
-    line, offset, byte, chunk = found
-    guess = _guess_encoding(head, chunk, _codec(path, encoding))
-    return (f"{path}: line {line} (byte offset {offset:,}): byte 0x{byte:02X} is not valid {encoding}; "
-            f"the file looks like {guess[1]} text: set encoding: {guess[0]} in the mapping")
-
-
-def _first_undecodable(path: Path, encoding: str) -> tuple[int, int, int, bytes] | None:
-    decoder = codecs.getincrementaldecoder(encoding)()
-    offset, lines = 0, 1
-    with path.open("rb") as fh:
-        for chunk in [*iter(lambda: fh.read(1 << 20), b""), b""]:
-            pending = len(decoder.getstate()[0])
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                within = max(exc.start - pending, 0)
-                byte = chunk[within] if within < len(chunk) else (exc.object[exc.start] if exc.object else 0)
-                return lines + chunk[:within].count(b"\n"), offset + within, byte, chunk
-            lines += chunk.count(b"\n")
-            offset += len(chunk)
-    return None
-
-
-def _guess_encoding(head: bytes, chunk: bytes, codec: str) -> tuple[str, str]:
-    """(encoding to set, what to call it): UTF-16 by its NULs, UTF-8 if it decodes, else a Western single-byte set."""
-    wide = utf16_kind(head)
-    if wide:
-        return wide, "UTF-16"
-    if codec != "utf-8":
-        try:
-            codecs.getincrementaldecoder("utf-8")().decode(chunk)
-            return "utf-8", "UTF-8"
-        except UnicodeDecodeError:
-            pass
-    if CP1252_UNDEFINED & set(chunk) or codec == "cp1252":
-        return "latin-1", "latin-1 (ISO 8859-1)"
-    return "cp1252", "cp1252/latin-1 (Western European)"
-

@@ -44,12 +44,46 @@ PANDERA_CHECKS = {"not_nullable": "missing_required"}
 HS_SEPARATOR = r"[.\s-]"  # what an HS code may be written with and loses (8703.23, 87 03 23, 87-03-23; \s: any space)
 
 
+class Conversion(str):
+    """One readable line on what the mapping did to a field (a recode, a unit, a decimal comma), as listed, with its
+    counts kept apart from its words: the lines of a file's chunks add up to the whole file's (`add_conversions`).
+
+    `per` says what a count counts: "row" (1 row, 2 rows) or "value" (always written "values"). A `quiet` line is
+    left out of the list while its counts are 0 (the decimal comma's: said only where it converted a value)."""
+
+    def __new__(cls, words: tuple[str, ...], counts: tuple[int, ...] = (), per: str = "value", quiet: bool = False):
+        said = [f"{n:,} row" + ("" if n == 1 else "s") if per == "row" else f"{n:,} values" for n in counts]
+        line = super().__new__(cls, "".join(w + c for w, c in zip(words, [*said, ""], strict=True)))
+        line.words, line.counts, line.per, line.quiet = words, counts, per, quiet
+        return line
+
+    def __getnewargs__(self) -> tuple:
+        return self.words, self.counts, self.per, self.quiet
+
+
+def add_conversions(lines: list[Conversion], more: list[Conversion]) -> list[Conversion]:
+    """Two chunks' conversions as those of both: the mapping and the header decide which lines a chunk lists, in
+    which order, so each chunk lists the same lines and their counts add up line by line."""
+    return [Conversion(a.words, tuple(map(sum, zip(a.counts, b.counts, strict=True))), a.per, a.quiet)
+            for a, b in zip(lines, more, strict=True)]
+
+
+def readable(lines: list[Conversion]) -> list[str]:
+    """The lines as listed to a user: a quiet line only where it counted something."""
+    return [str(line) for line in lines if not line.quiet or any(line.counts)]
+
+
 @dataclass
 class RowCheck:
     valid: pd.DataFrame  # typed canonical rows, index = position in the file
     rejected: pd.DataFrame  # index = position in the file; columns: reason, message
     failures: pd.DataFrame | None = None  # one row per (row, column) problem: row, column, code, value, message
-    conversions: list[str] = field(default_factory=list)  # the mapping's recodes and unit conversions, readable
+    converted: list[Conversion] = field(default_factory=list)  # the mapping's recodes and unit conversions
+
+    @property
+    def conversions(self) -> list[str]:
+        """The mapping's recodes and unit conversions, readable."""
+        return readable(self.converted)
 
 
 def _as_text(s: pd.Series) -> pd.Series:
@@ -86,7 +120,7 @@ def _show(target: object) -> str:
     return "(empty)" if target is None else _number_text(target) if is_number(target) else str(target)
 
 
-def recode_values(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.DataFrame, list[str]]:
+def recode_values(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.DataFrame, list[Conversion]]:
     """Apply the mapping's `values:` to canonical columns whose values are still raw (before parsing).
 
     A value whose stripped text (2.0 read as "2") is listed is replaced by its target; others pass unchanged.
@@ -95,14 +129,16 @@ def recode_values(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tu
     notes = []
     for name, recode in mapping.values.items():
         if name not in frame.columns:
-            notes.append(f"{name}: values listed in the mapping, but the file has no {name} column")
+            notes.append(Conversion((f"{name}: values listed in the mapping, but the file has no {name} column",)))
             continue
         text = _match_text(frame[name])
         hit = text.isin(list(recode)).to_numpy(dtype=bool)
         counts = text[hit].value_counts()
-        changes = [f"{key} → {_show(target)} on {_rows(int(counts.get(key, 0)))}"
-                   for key, target in recode.items() if target is None or _show(target) != key]
-        notes.append(f"{name}: recoded " + ", ".join(changes) if changes else f"{name}: every listed value maps to itself")
+        changes = [key for key, target in recode.items() if target is None or _show(target) != key]
+        words = [(", " if i else f"{name}: recoded ") + f"{key} → {_show(recode[key])} on "
+                 for i, key in enumerate(changes)]
+        notes.append(Conversion((*words, ""), tuple(int(counts.get(key, 0)) for key in changes), per="row")
+                     if changes else Conversion((f"{name}: every listed value maps to itself",)))
         if hit.any():
             recoded = frame[name].astype(object)
             recoded[hit] = [recode[key] for key in text[hit]]
@@ -110,7 +146,7 @@ def recode_values(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tu
     return frame, notes
 
 
-def convert_units(typed: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.DataFrame, list[str]]:
+def convert_units(typed: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.DataFrame, list[Conversion]]:
     """Apply the mapping's `units:` to parsed (float) columns, before the contract's checks.
 
     Returns the frame (a copy where anything was converted) and one readable line per field."""
@@ -118,22 +154,20 @@ def convert_units(typed: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tu
     notes = []
     for name, unit in mapping.units.items():
         if name not in typed.columns:
-            notes.append(f"{name}: {describe_unit(unit)} in the mapping, but the file has no {name} column")
+            notes.append(Conversion((f"{name}: {describe_unit(unit)} in the mapping, but the file has no {name} "
+                                     "column",)))
             continue
         column = typed[name].astype("float64")
         converted = column / 100 if unit == PERCENT else column * unit.scale
         typed = typed.assign(**{name: converted})
-        notes.append(f"{name}: {describe_unit(unit)} on {int(column.notna().sum()):,} values")
+        notes.append(Conversion((f"{name}: {describe_unit(unit)} on ", ""), (int(column.notna().sum()),)))
     return typed, notes
 
 
-def _rows(n: int) -> str:
-    return f"{n:,} row" + ("" if n == 1 else "s")
-
-
-def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """Cast raw columns to canonical types. Returns the typed frame, the parse failures (row, column, code) and
-    one readable line per field that the mapping's decimal comma converted.
+def parse(frame: pd.DataFrame, kind: Kind,
+          mapping: ColumnMapping) -> tuple[pd.DataFrame, pd.DataFrame, list[Conversion]]:
+    """Cast raw columns to canonical types. Returns the typed frame, the parse failures (row, column, code) and,
+    with the mapping's decimal comma, one quiet line per numeric field on the values it converted.
 
     A value holding what no text may hold (a NUL byte, a control character: features/intake/text.py) is refused
     as `invalid_text` whatever its field's type, before it is read as anything else."""
@@ -180,8 +214,9 @@ def parse(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> tuple[pd.D
                 failures.append(found.assign(message=column + " " + found["value"].map(_quote) + ": a decimal "
                                              "point, but the mapping sets decimal: ',' (a '.' is read only as a "
                                              "thousands separator, as in 1.017,5)"))
-            if converted.any():
-                notes.append(f"{column}: decimal comma (1.234,5 → 1234.5) on {int(converted.sum()):,} values")
+            if mapping.decimal == ",":
+                notes.append(Conversion((f"{column}: decimal comma (1.234,5 → 1234.5) on ", ""),
+                                        (int(converted.sum()),), quiet=True))
             if parse_type == "integer":  # beyond ±2^53 a float no longer holds every whole number
                 huge, fraction = exact_whole(raw, value, mapping.decimal)
                 if huge.any():
@@ -273,7 +308,7 @@ def check_rows(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> RowCh
     failures = pd.concat([parse_failures, *overflow, _pandera_failures(typed, kind)], ignore_index=True)
     if failures.empty:
         return RowCheck(valid=typed, rejected=pd.DataFrame({"reason": [], "message": []}, dtype="str"), failures=failures,
-                        conversions=conversions)
+                        converted=conversions)
     # The pandera check on a value the parser already rejected only repeats it.
     failures = _as_given(failures.drop_duplicates(subset=["row", "column"], keep="first"), given)
     generic = (
@@ -286,7 +321,7 @@ def check_rows(frame: pd.DataFrame, kind: Kind, mapping: ColumnMapping) -> RowCh
         "message": grouped["message"].agg("; ".join),
     })
     bad_rows = np.isin(typed.index, rejected.index)
-    return RowCheck(valid=typed[~bad_rows], rejected=rejected, failures=failures, conversions=conversions)
+    return RowCheck(valid=typed[~bad_rows], rejected=rejected, failures=failures, converted=conversions)
 
 
 def _as_given(failures: pd.DataFrame, given: pd.DataFrame) -> pd.DataFrame:

@@ -1,5 +1,9 @@
 """Storing one prepared batch: its valid rows, its quarantined rows and its batch record land in one transaction,
-together or not at all, so a crash mid-way leaves the previous state intact."""
+together or not at all, so a crash mid-way leaves the previous state intact.
+
+The rows go in a chunk at a time, as the batch gives them (features/intake/prepared.py), in that one transaction
+still: a failure at any chunk leaves the warehouse as it was. A chunk reaches DuckDB as a relation over its frame,
+never as a registered view, which DuckDB would keep (and the frame with it) until the transaction ends."""
 from __future__ import annotations
 
 import json
@@ -68,55 +72,67 @@ def store(warehouse: Warehouse, batch: PreparedBatch, expectations_passed: bool 
 
 def store_rows(con: duckdb.DuckDBPyConnection, batch: PreparedBatch, batch_id: str,
                started: datetime) -> IngestSummary:
-    """Insert (or, for outcomes, apply) the batch's valid rows and quarantine the rest, in the caller's transaction."""
-    key = KEYS[batch.kind]
-    incoming = batch.valid
-    rejected = [batch.rejected]
-    duplicates = batch.duplicates
-    updated = 0
-    stored = 0
-    if batch.kind == "outcomes":
-        stored, dup, refused = apply_outcomes(con, incoming, batch_id)
-        updated = stored
-        duplicates += dup
-        rejected.extend(refused)
-    elif len(incoming):
-        add_extra_columns(con, batch.kind, incoming)
-        con.register("incoming", incoming)
-        existing = con.execute(
-            f"SELECT i.{key} AS key, t.row_hash FROM incoming i JOIN {batch.kind} t ON i.{key} = t.{key}"
-        ).df()
-        con.unregister("incoming")
-        stored_hash = dict(zip(existing["key"], existing["row_hash"], strict=True))
-        known = incoming[key].map(stored_hash)
-        same = known.notna() & (known == incoming["row_hash"])
-        differs = known.notna() & ~same
-        duplicates += int(same.sum())
+    """Quarantine the batch's rejected rows, then insert (or, for outcomes, apply) its valid rows chunk by chunk,
+    quarantining those the warehouse refuses, all in the caller's transaction."""
+    summary = IngestSummary(batch_id=batch_id, kind=batch.kind, source=batch.source, read=batch.read, stored=0,
+                            quarantined=0, duplicates=batch.duplicates, unknown_columns=batch.unknown_columns)
+    reasons: dict[str, int] = {}
+
+    def to_quarantine(rows: pd.DataFrame) -> None:
+        fresh = quarantine(con, batch.kind, batch.source, rows, batch_id, started)
+        summary.quarantined += len(fresh)
+        summary.duplicates += len(rows) - len(fresh)
+        for reason, count in fresh["reason"].str.split(";").explode().value_counts(sort=False).items():
+            reasons[reason] = reasons.get(reason, 0) + int(count)
+
+    for rows in batch.rejected_chunks():
+        to_quarantine(rows)
+    for chunk in batch.valid_rows.chunks():
+        for rows in store_chunk(con, batch.kind, chunk, batch_id, started, summary):
+            to_quarantine(rows)
+    summary.reasons = dict(sorted(reasons.items(), key=lambda item: -item[1]))  # most first, as value_counts
+    return summary
+
+
+def store_chunk(con: duckdb.DuckDBPyConnection, kind: str, incoming: pd.DataFrame, batch_id: str,
+                started: datetime, summary: IngestSummary) -> list[pd.DataFrame]:
+    """Add (or apply) one chunk of valid rows, counted in `summary`; the rows the warehouse refuses, to quarantine.
+
+    A batch's ids are unique across its chunks, so a chunk meets only rows stored before the batch."""
+    if kind == "outcomes":
+        updated, unchanged, refused = apply_outcomes(con, incoming, batch_id)
+        summary.stored += updated
+        summary.updated += updated
+        summary.duplicates += unchanged
+        return refused
+    key = KEYS[kind]
+    add_extra_columns(con, kind, incoming)
+    existing = over(con, incoming[[key]], f"SELECT i.{key} AS key, t.row_hash FROM rows i JOIN {kind} t "
+                                          f"ON i.{key} = t.{key}").df()
+    stored_hash = dict(zip(existing["key"], existing["row_hash"], strict=True))
+    known = incoming[key].map(stored_hash)
+    same = known.notna() & (known == incoming["row_hash"])
+    differs = known.notna() & ~same
+    summary.duplicates += int(same.sum())
+    refused = []
+    if kind == "traders":  # the registry is a snapshot: a newer record replaces the old one
+        summary.updated += int(differs.sum())
+        changed = incoming[key][differs].tolist()
+        con.execute(f"DELETE FROM traders WHERE {key} IN (SELECT unnest(?::VARCHAR[]))", [changed])
         to_insert = incoming[~same]
-        if batch.kind == "traders":  # the registry is a snapshot: a newer record replaces the old one
-            updated = int(differs.sum())
-            con.register("changed", incoming[differs][[key]])
-            con.execute(f"DELETE FROM traders WHERE {key} IN (SELECT {key} FROM changed)")
-            con.unregister("changed")
-        else:
-            rejected.append(reject(incoming[differs], "duplicate_id",
-                                   f"{key} is already stored with different values"))
-            to_insert = incoming[~same & ~differs]
-        to_insert = to_insert.assign(batch_id=batch_id, ingested_at=started)
-        con.register("to_insert", to_insert)
-        con.execute(f"INSERT INTO {batch.kind} BY NAME SELECT * FROM to_insert")
-        con.unregister("to_insert")
-        stored = len(to_insert)
-    parts = [r for r in rejected if len(r)]
-    quarantined = pd.concat(parts, ignore_index=True) if parts else batch.rejected
-    fresh = quarantine(con, batch.kind, batch.source, quarantined, batch_id, started)
-    duplicates += len(quarantined) - len(fresh)
-    return IngestSummary(
-        batch_id=batch_id, kind=batch.kind, source=batch.source, read=batch.read, stored=stored,
-        quarantined=len(fresh), duplicates=duplicates, updated=updated,
-        unknown_columns=batch.unknown_columns,
-        reasons=fresh["reason"].str.split(";").explode().value_counts().to_dict() if len(fresh) else {},
-    )
+    else:
+        refused.append(reject(incoming[differs], "duplicate_id", f"{key} is already stored with different values"))
+        to_insert = incoming[~same & ~differs]
+    over(con, to_insert.assign(batch_id=batch_id, ingested_at=started),
+         f"INSERT INTO {kind} BY NAME SELECT * FROM rows")
+    summary.stored += len(to_insert)
+    return refused
+
+
+def over(con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, sql: str) -> duckdb.DuckDBPyRelation:
+    """`sql` run on the connection (in its transaction), the frame `rows` its table named rows: through a relation,
+    not a registered view, which DuckDB keeps (with its frame) until the transaction ends."""
+    return con.from_df(rows).query("rows", sql)
 
 
 def add_extra_columns(con: duckdb.DuckDBPyConnection, kind: str, frame: pd.DataFrame) -> None:
@@ -135,16 +151,11 @@ def quarantine(con: duckdb.DuckDBPyConnection, kind: str, source: str, rows: pd.
     Returns the rows inserted (the others count as duplicates)."""
     if rows.empty:
         return rows
-    con.register("rejected", rows)
-    seen = con.execute(
-        "SELECT DISTINCT r.row_hash FROM rejected r JOIN quarantine q ON q.row_hash = r.row_hash AND q.kind = ?",
-        [kind],
-    ).df()["row_hash"]
-    con.unregister("rejected")
-    fresh = rows[~rows["row_hash"].isin(seen)]
-    con.register("fresh", fresh.assign(batch_id=batch_id, kind=kind, source=source, quarantined_at=at))
-    con.execute("INSERT INTO quarantine BY NAME SELECT * FROM fresh")
-    con.unregister("fresh")
+    seen = over(con, rows[["row_hash"]], "SELECT DISTINCT r.row_hash, q.kind FROM rows r JOIN quarantine q "
+                                         "ON q.row_hash = r.row_hash").df()
+    fresh = rows[~rows["row_hash"].isin(seen.loc[seen["kind"] == kind, "row_hash"])]
+    over(con, fresh.assign(batch_id=batch_id, kind=kind, source=source, quarantined_at=at),
+         "INSERT INTO quarantine BY NAME SELECT * FROM rows")
     return fresh
 
 
