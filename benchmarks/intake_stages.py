@@ -22,18 +22,20 @@ def stage_generate(work: Path, rows: int) -> dict:
 
 
 def stage_ingest(work: Path, rows: int) -> dict:
-    """The ingest pipeline without Prefect: read → map → pandera → GX (sample) → DuckDB, for 1M declarations."""
+    """The ingest pipeline without Prefect, as the flow runs it: read → map → pandera a chunk at a time (staged on
+    disk) → GX (sample) → DuckDB, for 1M declarations."""
     from expectations.checkpoint import check_batch
     from features.intake.prepared import prepare_batch
     from features.warehouse import Warehouse
+    from flows.settings import Settings
 
     path = work / "landing" / "declarations.parquet"
     timings = {}
     t = time.perf_counter()
-    batch = prepare_batch(path)
+    batch = prepare_batch(path, folder=work / "home" / "staging", chunk_rows=Settings().ingest_chunk_rows)
     timings["read_map_validate_rows_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    report = check_batch(batch.valid, "declarations", work / "home", sample_rows=200_000)
+    report = check_batch(batch.valid_rows, "declarations", work / "home", sample_rows=200_000)
     timings["great_expectations_s"] = time.perf_counter() - t
     t = time.perf_counter()
     summary = Warehouse(work / "home" / "warehouse.duckdb").store(batch, report.passed, report.failures)
