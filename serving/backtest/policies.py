@@ -78,7 +78,7 @@ class _NoProfiles:
     """Stands in for a ProfileIndex when the week's shared features are built: profiles differ per policy, so
     none is looked up here; `with_profiles` adds each policy's."""
 
-    def lookup(self, queries: pd.DataFrame) -> pd.DataFrame:
+    def lookup(self, queries: pd.DataFrame, batch_first: dict | None = None) -> pd.DataFrame:  # noqa: ARG002
         return pd.DataFrame(index=queries.index)
 
 
