@@ -113,7 +113,8 @@ def test_training_reports_each_step_as_it_goes(world):
     lines: list[str] = []
     frame = integrate(world.declarations.head(8_000), world.manifests, world.traders)
     train_and_evaluate(frame, FAST, report=lines.append)
-    assert lines[0].startswith("building features for 8,000 declarations")
+    # the history's size is said (features may be built for its labelled rows only: "for N of 8,000 declarations")
+    assert lines[0].startswith("building features for ") and "8,000 declarations" in lines[0]
     assert any(line.startswith("fitting the risk model on ") for line in lines)
     assert any(line.startswith("reference: ") for line in lines) and "holdout" in lines[-1]
 
