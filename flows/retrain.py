@@ -53,7 +53,8 @@ def train_model(frame: pd.DataFrame, config: FitConfig, tune_seconds: float | No
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
         progress(f"{len(result.trials)} trials; best validation PR-AUC {best.value:.4f} with {best.params}")
-    progress(f"trained on {result.counts['train']:,} controlled rows; holdout {result.counts['holdout']:,} rows")
+    progress(f"trained on {result.counts['train']:,} controlled rows; holdout {result.counts['holdout']:,} rows; "
+             f"{result.fit_seconds_per_100k_labelled:.0f} s of fitting per 100k labelled rows")
     return result
 
 
@@ -108,6 +109,7 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
     summary = {"version": version, "candidate": decision.candidate, "run_id": logged[decision.candidate],
             "model_run_id": logged["model"], "reference_run_id": logged["reference"], "promoted": decision.promote,
             "reasons": decision.reasons, "trigger": tags["aduana.trigger"], "counts": result.counts,
+            "fit_seconds_per_100k_labelled": result.fit_seconds_per_100k_labelled,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
             "feature_groups": groups_summary(result), "blend": describe_blend(result.blend),
             "validation_warnings": warnings, "experiment_id": training_runs.experiment_id,
@@ -134,6 +136,7 @@ def customs_evaluate(train: str, test: str, mapping: str | None = None, iteratio
                                     starting=training_runs.begin, advance=bars.advance)
         logged = training_runs.log(result)
     return {"run_id": logged["model"], "reference_run_id": logged["reference"], "counts": result.counts,
+            "fit_seconds_per_100k_labelled": result.fit_seconds_per_100k_labelled,
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
             "feature_groups": groups_summary(result), "blend": describe_blend(result.blend),
             "behaviour": result.behaviour, "experiment_id": training_runs.experiment_id}

@@ -1,5 +1,10 @@
-"""Train and evaluate: features → time split → feature groups that help → engineered model and the reference
+"""Train and evaluate: time split → features → feature groups that help → engineered model and the reference
 (a library-default CatBoost on the mapped columns) → holdout metrics → behaviour.
+
+Features are built only for the rows training reads: the labelled rows of the split and the drift reference sample
+(a few percent of a national history), each exactly as it would be among all rows, since the entity profiles, the
+first filings and the bill-of-lading totals still come from the whole history. So a retrain's memory and time follow
+its labelled rows, not the declarations it has seen.
 
 Pure: no MLflow and no Prefect. The retrain flow logs what this returns.
 """
@@ -18,8 +23,10 @@ from features.contract import LABEL_FIELDS
 from features.errors import UserError
 from features.labels import labelled
 from features.prices import PriceBands
+from features.profiles import first_filings
 from features.progress import Advance, quiet
 from training.checks import behaviour_checks
+from training.drift import reference_sample
 from training.metrics import precision_by_segment, selection_metrics
 from training.models import (
     NO_DEADLINE,
@@ -58,6 +65,9 @@ class GroupEffect:
 
 @dataclass
 class TrainingResult:
+    """A training's models and what they were fitted and judged on. `features` holds the featured rows only (the
+    labelled rows and the drift reference sample); `split` and `drift_rows` are boolean arrays over them."""
+
     features: FeatureSet
     split: Split
     model: RiskModel
@@ -66,15 +76,32 @@ class TrainingResult:
     reference_evaluation: Evaluation
     behaviour: dict
     reference_behaviour: dict
+    drift_rows: np.ndarray  # the drift reference sample among the featured rows
+    history_rows: int  # the declarations of the history (the profiles, first filings and bill totals read them all)
     groups: list[GroupEffect] = field(default_factory=list)
     trials: list = field(default_factory=list)  # training.tuning.Trial, when hyperparameters were searched
     blend: Blend | None = None  # the model's members, weights and refit, as chosen on the validation window
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (ablation, fits, tuning)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step (features, ablation, fits, tuning)
 
     @property
     def counts(self) -> dict[str, int]:
-        return {"rows": len(self.features.X), "train": int(self.split.train.sum()),
+        """`rows`: the history's declarations; `featured`: those whose features were built (labelled or drift
+        reference); then the split's labelled rows."""
+        return {"rows": self.history_rows, "featured": len(self.features.X), "train": int(self.split.train.sum()),
                 "valid": int(self.split.valid.sum()), "holdout": int(self.split.holdout.sum())}
+
+    @property
+    def drift_reference(self) -> pd.DataFrame:
+        """The feature rows monitoring compares recent windows with (training/drift.py `reference_sample`)."""
+        return self.features.X.loc[self.drift_rows]
+
+    @property
+    def fit_seconds_per_100k_labelled(self) -> float:
+        """The retrain's fitting time (the ablation's screening, the model's fits and the reference's; not the
+        hyperparameter search, whose time is the user's) per 100k labelled rows fitted on (train + validation)."""
+        fitted = int((self.split.train | self.split.valid).sum())
+        seconds = sum(self.timings.get(k, 0.0) for k in ("ablation_s", "model_fit_s", "reference_fit_s"))
+        return seconds / max(fitted, 1) * 100_000
 
     @property
     def kept_groups(self) -> list[str]:
@@ -114,10 +141,22 @@ def _silent(message: str) -> None:
     pass
 
 
+def screening_split(split: Split, rows: int, seed: int) -> Split:
+    """The split the ablation's screening fits learn from: at most `rows` training rows, a seeded uniform sample
+    kept in date order (so its time does not grow with the labelled rows), and the whole validation window."""
+    train = np.flatnonzero(split.train)
+    if len(train) <= rows:
+        return split
+    sampled = np.zeros_like(split.train)
+    sampled[np.random.default_rng(seed).choice(train, rows, replace=False)] = True
+    return replace(split, train=sampled)
+
+
 def select_groups(fs: FeatureSet, split: Split, config: FitConfig, report: Callable[[str], None] = _silent,
                   advance: Advance = quiet, deadline: Deadline = NO_DEADLINE) -> list[GroupEffect]:
     """Backward ablation: fit with every informative group, then without each one; a group whose removal does
-    not lower the validation PR-AUC is left out. Screening fits stop early at a brisker learning rate."""
+    not lower the validation PR-AUC is left out. Screening fits stop early at a brisker learning rate, on at most
+    `config.screening_rows` training rows (`screening_split`)."""
     effects = {g: GroupEffect(g, False, None, "no data: its columns are constant on the training rows")
                for g in ENGINEERED_GROUPS if not _informative(fs, split, g)}
     candidates = tuple(g for g in ENGINEERED_GROUPS if g not in effects)
@@ -126,10 +165,14 @@ def select_groups(fs: FeatureSet, split: Split, config: FitConfig, report: Calla
         return [effects[g] for g in ENGINEERED_GROUPS]
     screening = replace(config, iterations=min(config.iterations, SCREENING_ROUNDS),
                         learning_rate=config.learning_rate or SCREENING_LEARNING_RATE)
+    sample = screening_split(split, config.screening_rows, config.seed)
     def score(groups: tuple[str, ...], what: str) -> float:
-        model = fit_risk_model(fs, split, screening, fs.model_columns(groups), revenue=False,
+        model = fit_risk_model(fs, sample, screening, fs.model_columns(groups), revenue=False,
                                what=f"feature groups: {what}", advance=advance, deadline=deadline)
-        return validation_score(model, fs, split)
+        return validation_score(model, fs, sample)
+    if sample is not split:
+        report(f"feature groups: screening on a sample of {int(sample.train.sum()):,} of "
+               f"{int(split.train.sum()):,} training rows")
     full = score(candidates, "all")
     report(f"feature groups: validation PR-AUC {full:.4f} with all {len(candidates)}; leaving each out in turn…")
     for group in candidates:
@@ -145,6 +188,16 @@ def select_groups(fs: FeatureSet, split: Split, config: FitConfig, report: Calla
     return [effects[g] for g in ENGINEERED_GROUPS]
 
 
+def featured_rows(frame: pd.DataFrame, split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """(featured, drift) boolean arrays over `frame`'s rows (date-sorted, a range index): the rows training builds
+    features for, and among them the drift reference (training/drift.py `reference_sample`: up to 20k declarations
+    filed from the validation window on, labelled or not, as monitoring compares every scored declaration with it;
+    controlled ones alone would be a selection on risk)."""
+    drift = np.zeros(len(frame), dtype=bool)
+    drift[reference_sample(frame[["declaration_date"]], frame["declaration_date"], split.valid_start).index] = True
+    return split.train | split.valid | split.holdout | drift, drift
+
+
 def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), split: Split | None = None,
                        history: pd.DataFrame | None = None, tune_seconds: float | None = None,
                        report: Callable[[str], None] = _silent, starting: Callable[[str], None] = _silent,
@@ -153,6 +206,8 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
 
     `frame` holds integrated declarations (labelled and not). Without an explicit `split`, labelled rows are cut
     by date into train → validation → holdout; price bands are fitted on rows filed before the validation window.
+    Features are built for the labelled rows and the drift reference only (`featured_rows`), with the entity profiles
+    of `history` (default: `frame`) and the first filings of all of `frame`: what they would be among all rows.
     `tune_seconds`: search hyperparameters with Optuna for this long (on the validation window) before the final fit.
     `report` receives a line as each step starts or ends (the flows pass their progress), `advance` the progress
     within a step (feature parts, boosting rounds).
@@ -164,12 +219,18 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     split = split or time_split(frame["declaration_date"], labelled(frame),
                                 positive=frame["fraud"].fillna(0).to_numpy() == 1)
     bands = PriceBands.fit(frame[frame["declaration_date"] < split.valid_start])
-    report(f"building features for {len(frame):,} declarations…")
-    features = build_features(frame, history=history, bands=bands, advance=advance)
+    featured, drift = featured_rows(frame, split)
+    report(f"building features for {int(featured.sum()):,} of {len(frame):,} declarations (the controlled ones and "
+           "the drift reference; entity profiles from all)…")
+    timings, started = {}, time.perf_counter()
+    features = build_features(frame[featured], history=frame if history is None else history, bands=bands,
+                              advance=advance, batch_first=first_filings(frame))
+    timings["features_s"] = time.perf_counter() - started
+    split = replace(split, train=split.train[featured], valid=split.valid[featured], holdout=split.holdout[featured])
     report(f"{len(features.columns)} features; split {int(split.train.sum()):,} train, {int(split.valid.sum()):,} "
            f"validation, {int(split.holdout.sum()):,} holdout controlled declarations")
     deadline = Deadline(config.time_budget_s)
-    timings, started = {}, time.perf_counter()
+    started = time.perf_counter()
     screening = Deadline(None if config.time_budget_s is None else config.time_budget_s * ABLATION_BUDGET_SHARE)
     groups = select_groups(features, split, config, report, advance, screening)
     timings["ablation_s"] = time.perf_counter() - started
@@ -198,7 +259,8 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
         features=features, split=split, model=model, evaluation=evaluate(model, features, split.holdout),
         reference=reference, reference_evaluation=evaluate(reference, features, split.holdout),
         behaviour=behaviour_checks(model, holdout), reference_behaviour=behaviour_checks(reference, holdout),
-        groups=groups, trials=trials, timings=timings, blend=blend,
+        drift_rows=drift[featured], history_rows=len(frame), groups=groups, trials=trials, timings=timings,
+        blend=blend,
     )
 
 

@@ -25,7 +25,6 @@ from mlflow.tracking.context.registry import resolve_tags
 from features.build import FeatureSet
 from features.errors import UserError
 from training import figures
-from training.drift import reference_sample
 from training.models import RiskModel, Split
 from training.monitoring import MonitorReport
 from training.pipeline import Evaluation, TrainingResult
@@ -99,9 +98,10 @@ def _log_inputs(fs: FeatureSet, split: Split, dataset: str) -> None:
                                                  digest=f"{fs.data_hash}-{context}"), context=context)
 
 
-def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, split: Split, behaviour: dict,
+def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, drift: pd.DataFrame, behaviour: dict,
                    predictions: dict[str, pd.DataFrame]) -> None:
-    """What every candidate run holds: its features, metrics, behaviour, plots, model and drift reference."""
+    """What every candidate run holds: its features, metrics, behaviour, plots, model and drift reference (`drift`:
+    the training's drift reference sample, TrainingResult.drift_reference)."""
     mlflow.log_params({k: v for k, v in model.params.items() if not isinstance(v, dict | list) and k not in PLUMBING}
                       | {"features": len(model.columns), "revenue_model": model.revenue_model is not None})
     mlflow.log_dict({"categorical": model.categorical, "numeric": model.numeric,
@@ -117,7 +117,7 @@ def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, spl
         figures.plt.close(fig)
     with tempfile.TemporaryDirectory() as tmp:  # the drift reference, which monitoring compares windows with
         path = Path(tmp) / REFERENCE_FILE.name
-        reference_sample(fs.X, fs.meta["declaration_date"], split.valid_start)[model.columns].to_parquet(path, index=False)
+        drift[model.columns].to_parquet(path, index=False)
         mlflow.log_artifact(str(path), str(REFERENCE_FILE.parent))
     log_model(model, fs.X)
 
@@ -205,6 +205,7 @@ class TrainingRuns:
         registered, and end both. Returns {"model": run id, "reference": run id}."""
         self.begin("reference")  # a result trained without telling these runs
         fs, split, dataset = result.features, result.split, self.dataset
+        # data_hash: of the features the training read (its labelled rows and its drift reference sample)
         tags = {"aduana.data_hash": fs.data_hash, "aduana.validation_warnings": str(len(warnings or []))}
         common_params = {"valid_start": str(split.valid_start.date()), "holdout_start": str(split.holdout_start.date()),
                          **{"rows" if k == "rows" else f"rows_{k}": v for k, v in result.counts.items()},
@@ -222,8 +223,8 @@ class TrainingRuns:
                 if "reference_fit_s" in result.timings:
                     mlflow.log_metric("reference_fit_seconds", result.timings["reference_fit_s"])
                 _log_inputs(fs, split, dataset)
-                _log_candidate(result.reference, result.reference_evaluation, fs, split, result.reference_behaviour,
-                               predictions)
+                _log_candidate(result.reference, result.reference_evaluation, fs, result.drift_reference,
+                               result.reference_behaviour, predictions)
         with self._logging("model", f"The engineered risk model (feature groups kept: "
                            f"{', '.join(result.kept_groups) or 'none'}) on {rows}; its reference is the run "
                            f"{reference_id}."):
@@ -240,8 +241,9 @@ class TrainingRuns:
                 mlflow.log_params({f"blend_weight_{m.name.replace(' ', '_')}": m.weight for m in result.blend.members})
                 mlflow.log_metric("blend_validation_pr_auc", result.blend.validation_pr_auc)
             mlflow.log_metrics({f"group_delta_{g.group}": g.delta for g in result.groups if g.delta is not None}
-                               | {k.removesuffix("_s") + "_seconds": v for k, v in result.timings.items()})
-            _log_candidate(result.model, result.evaluation, fs, split, result.behaviour, predictions)
+                               | {k.removesuffix("_s") + "_seconds": v for k, v in result.timings.items()}
+                               | {"fit_seconds_per_100k_labelled": result.fit_seconds_per_100k_labelled})
+            _log_candidate(result.model, result.evaluation, fs, result.drift_reference, result.behaviour, predictions)
             for trial in result.trials:  # each Optuna trial as a nested run under the training run
                 with mlflow.start_run(experiment_id=self.experiment_id, run_name=f"trial-{trial.number}", nested=True,
                                       tags={**self.tags, **tags, "aduana.role": "tuning-trial"}):

@@ -51,6 +51,9 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     assert client.get_run(first["run_id"]).data.tags["aduana.gate"] == "promoted"
     assert run.data.params["data_hash"] == run.data.tags["aduana.data_hash"]
     assert "rows" in run.data.params and "rows_rows" not in run.data.params
+    # the history's declarations, of which only the controlled ones and the drift reference were featured
+    assert int(run.data.params["rows_featured"]) < int(run.data.params["rows"]) == first["counts"]["rows"]
+    assert run.data.metrics["fit_seconds_per_100k_labelled"] == first["fit_seconds_per_100k_labelled"] > 0
     assert not {"thread_count", "verbose", "allow_writing_files"} & set(run.data.params)  # plumbing, not params
     assert "engineered risk model" in run.data.tags["mlflow.note.content"]  # the run's description in the UI
     assert "reference" in client.get_run(first["reference_run_id"]).data.tags["mlflow.note.content"]
