@@ -15,6 +15,9 @@ from features.profiles import PRIOR_WEIGHT, PROFILE_COLUMNS, ProfileIndex, first
 from features.simulator import World
 from features.warehouse import Warehouse
 from features.warehouse.profile_store import ProfileStore
+from tests.unit.test_profiles import (
+    _history,  # importer A: controls 1 Jan (clean), 5 Feb (fraud); B on 20 Jan
+)
 
 # Revenue is added up in another order than ProfileIndex's (per second, then over time): its rates may differ in the
 # last bits. Every other column is a count, a ratio of counts or a difference of seconds, and equal exactly.
@@ -93,22 +96,6 @@ def test_parquet_history_and_scoring_partitions(tmp_path: Path, history: pd.Data
     assert (alone["importer_days_known"] <= expected["importer_days_known"].iloc[150:]).all()
     with pytest.raises(ValueError, match="importer key is missing"):
         store.lookup(future, {**first, "importer": first["importer"].iloc[:3]})
-
-
-def _history() -> pd.DataFrame:
-    """As tests/unit/test_profiles.py: importer A controlled on 1 Jan (clean) and 5 Feb (fraud), B on 20 Jan."""
-    return pd.DataFrame({
-        "declaration_id": ["d1", "d2", "d3", "d4", "d5"],
-        "declaration_date": pd.to_datetime(["2024-01-01", "2024-02-01", "2024-03-01", "2024-03-01", "2024-01-15"]),
-        "importer_id": ["A", "A", "A", "B", "B"],
-        "hs_code": ["870323"] * 5,
-        "origin_country": ["JP"] * 5,
-        "office_id": ["CO-CTG"] * 5,
-        "inspected": pd.array([1, 1, 0, 0, 1], dtype="Int8"),
-        "fraud": pd.array([0, 1, pd.NA, pd.NA, 0], dtype="Int8"),
-        "revenue": [0.0, 500.0, np.nan, np.nan, 0.0],
-        "control_date": pd.to_datetime(["2024-01-03", "2024-02-05", None, None, "2024-01-20"]),
-    })
 
 
 def test_hand_computed_profiles():
