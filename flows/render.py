@@ -9,6 +9,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from flows.settings import Settings
+    from serving.batch import BatchSummary
 
 # training.metrics (scikit-learn) and training.registry (MLflow) are imported by the functions that use them:
 # the flows import this module, and a CLI command pays for neither unless its result needs them.
@@ -171,27 +172,24 @@ def score_text(result: dict) -> str:
             + f"\ninvalid rows (validation lane, quarantined): {result['invalid']:,}\nreport: {result['report']}")
 
 
-def score_markdown(output: pd.DataFrame, batch_id: str, model_version: str | None, policy_hash: str,
-                   top: int = 10) -> str:
+def score_markdown(summary: BatchSummary, batch_id: str, model_version: str | None, policy_hash: str) -> str:
     """A scoring batch: lane counts, the top-risk declarations with their reasons, the score distribution."""
-    counts = output.groupby(["lane", "selected_by"], dropna=False).size().rename("rows").reset_index()
     lines = [f"# Scoring batch {batch_id}", "",
-             f"Model `customs-risk` v{model_version}, lane policy `{policy_hash}`, {len(output):,} declarations.", "",
+             f"Model `customs-risk` v{model_version}, lane policy `{policy_hash}`, {summary.rows:,} declarations.", "",
              "## Lanes", "", "| lane | selected by | rows |", "|---|---|---:|"]
-    lines += [f"| {_cell(r.lane)} | {_cell(r.selected_by or '—')} | {r.rows:,} |" for r in counts.itertuples()]
+    lines += [f"| {_cell(r.lane)} | {_cell(r.selected_by or '—')} | {r.rows:,} |" for r in summary.lanes.itertuples()]
     # The reasons go in a list under the table: a table cell of Prefect's artifact view clips long text.
-    lines += ["", f"## Top {top} by risk", "", "| declaration | risk | expected revenue | lane |", "|---|---:|---:|---|"]
-    highest = output.dropna(subset=["risk_score"]).nlargest(top, "risk_score")
+    lines += ["", f"## Top {summary.top} by risk", "", "| declaration | risk | expected revenue | lane |",
+              "|---|---:|---:|---|"]
+    highest = summary.highest
     for r in highest.itertuples():
         revenue = "" if pd.isna(r.expected_revenue) else f"{r.expected_revenue:,.0f}"
         lines.append(f"| {_cell(r.declaration_id)} | {r.risk_score:.3f} | {revenue} | {_cell(r.lane)} |")
     lines += ["", "Their reasons:", ""]
     lines += [f"- **{_cell(r.declaration_id)}**: {' '.join(str(r.reasons or '—').splitlines())}"
               for r in highest.itertuples()]
-    edges = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0001]
-    histogram = pd.cut(output["risk_score"].dropna(), edges, right=False).value_counts(sort=False)
     lines += ["", "## Score distribution", "", "| risk score | rows |", "|---|---:|"]
-    lines += [f"| {i.left:.2f}–{min(i.right, 1):.2f} | {n:,} |" for i, n in histogram.items()]
+    lines += [f"| {i.left:.2f}–{min(i.right, 1):.2f} | {n:,} |" for i, n in summary.histogram.items()]
     return "\n".join(lines)
 
 

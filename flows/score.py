@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,14 +13,13 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from features.errors import UserError
-from features.intake.checked import Checked, read_checked
 from features.intake.mapping import load_mapping
 from flows import bars
 from flows.orchestration import runtime
 from flows.orchestration.runtime import Runtime, file_away, landing_files, progress, staged
 from flows.render import score_markdown
-from serving.batch import ScoredBatch, score_checked, score_file, write_output
-from serving.partitions import explain_part, score_part, score_partitioned
+from serving.batch import BatchSummary, ScoredBatch, write_output
+from serving.partitions import ScoredParts, explain_part, score_part, score_source
 from serving.scorer import Scorer
 
 
@@ -32,29 +31,22 @@ def make_scorer(rt: Runtime, policy_path: str | None = None) -> Scorer:
     return scorer
 
 
-def in_process(rt: Runtime, scorer: Scorer, rows: int, batch_id: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+Scored = ScoredBatch | ScoredParts
+
+
+def score_in_process(rt: Runtime, path: Path, scorer: Scorer, mapping: str | None, rows: int, batch_id: str) -> Scored:
     """Scoring in this process: whole up to `rows` declarations, beyond in partitions of `rows`."""
-    def score(valid: pd.DataFrame) -> pd.DataFrame:
-        if len(valid) <= rows:
-            return scorer.score(valid, advance=bars.advance)
-        return score_partitioned(valid, scorer, rows, rt.settings.work_dir / batch_id, advance=bars.advance,
-                                 memory_limit=rt.settings.score_memory_limit)
-    return score
+    return score_source(path, scorer, rows, rt.settings.work_dir / batch_id, load_mapping(Path(mapping) if mapping else None),
+                        advance=bars.advance, memory_limit=rt.settings.score_memory_limit)
 
 
 @task(name="score_declarations", cache_policy=NO_CACHE)
-def score_declarations(rt: Runtime, path: str, mapping: str | None, policy: str | None,
-                       rows: int | None = None, batch_id: str | None = None) -> tuple[ScoredBatch, Scorer]:
+def score_declarations(rt: Runtime, path: str, mapping: str | None, policy: str | None, rows: int,
+                       batch_id: str) -> tuple[Scored, Scorer]:
     scorer = make_scorer(rt, policy)
-    scored = score_file(Path(path), scorer, load_mapping(Path(mapping) if mapping else None), bars.advance,
-                        in_process(rt, scorer, rows or rt.settings.score_partition_rows, batch_id or new_batch_id()))
+    scored = score_in_process(rt, Path(path), scorer, mapping, rows, batch_id)
     progress(f"scored {scored.read:,} declarations with customs-risk v{scorer.version}")
     return scored, scorer
-
-
-@task(name="read_declarations", cache_policy=NO_CACHE)
-def read_declarations(path: str, mapping: str | None) -> Checked:
-    return read_checked(Path(path), "declarations", load_mapping(Path(mapping) if mapping else None), every_row=True)
 
 
 @task(name="score_partition", cache_policy=NO_CACHE, retries=1)
@@ -64,48 +56,60 @@ def score_partition(folder: str, i: int) -> pd.DataFrame:
 
 
 @task(name="explain_partition", cache_policy=NO_CACHE, retries=1)
-def explain_partition(folder: str, i: int) -> pd.DataFrame:
-    """On a Dask worker: partition i's output, given the lanes the flow allocated over the whole batch."""
+def explain_partition(folder: str, i: int) -> int:
+    """On a Dask worker: partition i's output rows, given the lanes the flow allocated over the whole batch."""
     return explain_part(folder, i)
 
 
-def on_cluster(rt: Runtime, scorer: Scorer, rows: int, batch_id: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+def score_on_cluster(rt: Runtime, path: Path, scorer: Scorer, mapping: str | None, rows: int, batch_id: str) -> Scored:
     """Scoring in partitions as tasks on the flow's task runner (a Dask cluster), which read the run folder."""
-    def each(step: Callable[[str, int], pd.DataFrame], partitions: list[int]) -> list[pd.DataFrame]:
+    def each(step: Callable[[str, int], object], partitions: list[int]) -> list:
         folder = str(rt.settings.work_dir / batch_id)
         task_of = score_partition if step is score_part else explain_partition
         return [future.result() for future in [task_of.submit(folder, i) for i in partitions]]
 
-    def score(valid: pd.DataFrame) -> pd.DataFrame:
-        progress(f"scoring {len(valid):,} declarations in partitions of {rows:,} on the Dask cluster")
-        return score_partitioned(valid, scorer, rows, rt.settings.work_dir / batch_id, each,
-                                 memory_limit=rt.settings.score_memory_limit)
-    return score
+    progress(f"scoring {path.name} in partitions of {rows:,} declarations on the Dask cluster")
+    return score_source(path, scorer, rows, rt.settings.work_dir / batch_id, load_mapping(Path(mapping) if mapping else None),
+                        each, memory_limit=rt.settings.score_memory_limit, partitioned=True)
 
 
 @task(name="record_decisions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def record_decisions(rt: Runtime, scored: ScoredBatch, scorer: Scorer, source: str, out: str,
+def record_decisions(rt: Runtime, scored: Scored, scorer: Scorer, source: str, out: str,
                      batch_id: str | None = None) -> dict:
     """Append the decisions (idempotent per batch id, so a retry adds nothing), then let the output file and the
     report appear. Both are written first under temporary names and renamed only once the decisions are
     committed: an officer's system never finds lanes that were not logged, and a failed run leaves a previous
-    file at `out` as it was."""
+    file at `out` as it was. A batch scored in partitions is written and logged a partition at a time."""
     settings = rt.settings
     decided_at = datetime.now(UTC).replace(tzinfo=None)
     batch_id = batch_id or new_batch_id()
-    report = score_markdown(scored.output, batch_id, scorer.version, scorer.policy.digest())
+    policy_hash = scorer.policy.digest()
     report_path = settings.reports_dir / f"{batch_id}.md"
+    summaries: list[BatchSummary] = []
+
+    def noted(parts: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for part in parts:
+            summaries.append(BatchSummary.of(part))
+            yield part
+
+    def positioned(parts: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        start = 0
+        for part in parts:
+            yield part.reset_index(drop=True).assign(position=range(start, start + len(part)), policy_hash=policy_hash)
+            start += len(part)
+
     with staged(Path(out)) as lanes_file, staged(report_path) as report_file:
-        write_output(scored.output, lanes_file, suffix=Path(out).suffix)  # a file that cannot be written fails here
+        write_output(noted(scored.output_chunks()), lanes_file, suffix=Path(out).suffix)  # fails here if it cannot
+        summary = BatchSummary.combine(summaries)
+        report = score_markdown(summary, batch_id, scorer.version, policy_hash)
         report_file.write_text(report)
-        decisions = scored.output.assign(position=range(len(scored.output)), policy_hash=scorer.policy.digest())
-        quarantined = rt.warehouse.decisions.append_batch(decisions, scored.rejected, batch_id, source, decided_at)
+        quarantined = rt.warehouse.decisions.append_batch(positioned(scored.output_chunks()), scored.rejected_chunks(),
+                                                          batch_id, source, decided_at)
     create_markdown_artifact(key="customs-score-report", markdown=report, description=f"Scoring batch {batch_id}")
-    lanes = scored.output["lane"].value_counts().to_dict()
-    return {"batch_id": batch_id, "read": scored.read, "scored": int(scored.output["risk_score"].notna().sum()),
-            "quarantined": quarantined, "invalid": len(scored.rejected), "lanes": lanes,
-            "selected_by": scored.output["selected_by"].value_counts().to_dict(), "model_version": scorer.version,
-            "policy_hash": scorer.policy.digest(), "out": out, "report": str(report_path)}
+    return {"batch_id": batch_id, "read": scored.read, "scored": summary.scored, "quarantined": quarantined,
+            "invalid": summary.counts("selected_by").get("validation", 0), "lanes": summary.counts("lane"),
+            "selected_by": summary.counts("selected_by"), "model_version": scorer.version, "policy_hash": policy_hash,
+            "out": out, "report": str(report_path)}
 
 
 @flow(name="customs-score")
@@ -113,17 +117,20 @@ def customs_score(path: str, out: str, mapping: str | None = None, policy: str |
                   partition_rows: int | None = None, cluster: bool = False) -> dict:
     """Score a file of declarations with the champion; every decision is appended to the warehouse.
 
-    Beyond `partition_rows` declarations (default: the setting) the batch is scored in partitions: in this process,
-    or with `cluster`, as tasks on the flow's task runner (`with_dask`)."""
+    Beyond `partition_rows` declarations (default: the setting) the file is read and scored in partitions: in this
+    process, or with `cluster`, as tasks on the flow's task runner (`with_dask`)."""
     rt = runtime.current()
     batch_id, rows = new_batch_id(), partition_rows or rt.settings.score_partition_rows
     if not cluster:
         scored, scorer = score_declarations(rt, path, mapping, policy, rows, batch_id)
     else:
         scorer = make_scorer(rt, policy)
-        scored = score_checked(read_declarations(path, mapping), scorer, score=on_cluster(rt, scorer, rows, batch_id))
+        scored = score_on_cluster(rt, Path(path), scorer, mapping, rows, batch_id)
         progress(f"scored {scored.read:,} declarations with customs-risk v{scorer.version} on the Dask cluster")
-    return record_decisions(rt, scored, scorer, str(Path(path).resolve()), out, batch_id)
+    try:
+        return record_decisions(rt, scored, scorer, str(Path(path).resolve()), out, batch_id)
+    finally:
+        scored.remove()
 
 
 def with_dask(address: str, workers: int | None = None) -> Flow:
@@ -161,14 +168,16 @@ def customs_score_inbox(inbox: str | None = None, policy: str | None = None, map
     for path in files:
         batch_id = new_batch_id()
         try:
-            scored = score_file(path, scorer, load_mapping(Path(mapping) if mapping else None), bars.advance,
-                                in_process(rt, scorer, settings.score_partition_rows, batch_id))
+            scored = score_in_process(rt, path, scorer, mapping, settings.score_partition_rows, batch_id)
         except UserError as exc:
             refused[path.name] = str(exc)
             file_away(path, root / "refused", str(exc))
             progress(f"refused {path.name}: {exc}")
             continue
         out = settings.reports_dir / "scores" / f"{path.stem}-scores.csv"
-        batches.append(record_decisions(rt, scored, scorer, str(path.resolve()), str(out), batch_id))
+        try:
+            batches.append(record_decisions(rt, scored, scorer, str(path.resolve()), str(out), batch_id))
+        finally:
+            scored.remove()
         file_away(path, settings.landing_dir)
     return {"inbox": str(root), "batches": batches, "refused": refused}

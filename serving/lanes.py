@@ -69,17 +69,34 @@ def load_policy(path: Path | None) -> LanePolicy:
 def allocate(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
     """Lanes for scored declarations. `frame` needs declaration_id, the rank column, importer_id, hs_code and
     origin_country (and office_id, declaration_date for per-office-day capacity). Returns lane, selected_by, rule."""
-    rules = rule_hits(frame, policy.rules)
+    return allocate_inputs(lane_inputs(frame, policy), policy)
+
+
+def lane_inputs(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
+    """What allocation reads of each scored declaration, each a value of its row alone: the rule it hits, its
+    exploration draw, its rank and (per-office-day capacity) its office and day. A batch scored in partitions
+    keeps only these of its rows for allocating over the whole batch (serving/partitions.py)."""
+    rank = frame[policy.rank_by].fillna(frame["risk_score"]).fillna(-1.0).to_numpy(dtype="float64")
+    inputs = pd.DataFrame({"rule": rule_hits(frame, policy.rules).to_numpy(dtype=object),
+                           "draw": exploration_draw(frame["declaration_id"], policy.seed), "rank": rank},
+                          index=frame.index)
+    if policy.red_per_office_day is not None:
+        inputs["office"] = frame["office_id"].fillna("?").to_numpy()
+        inputs["day"] = pd.to_datetime(frame["declaration_date"]).dt.date.to_numpy()
+    return inputs
+
+
+def allocate_inputs(inputs: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
+    """Lanes from `lane_inputs` of the whole batch: capacity is a share of it (or a number per office and day)."""
+    rules = inputs["rule"]
     ruled = rules.to_numpy() != ""
     lane = np.where(ruled, RED, GREEN).astype(object)
     selected_by = np.where(ruled, "rule", "").astype(object)
-    draw = exploration_draw(frame["declaration_id"], policy.seed)
-    rank = frame[policy.rank_by].fillna(frame["risk_score"]).fillna(-1.0).to_numpy(dtype="float64")
+    draw, rank = inputs["draw"].to_numpy(), inputs["rank"].to_numpy()
     if policy.red_per_office_day is None:
-        groups = [np.arange(len(frame))]
+        groups = [np.arange(len(inputs))]
     else:
-        keys = [frame["office_id"].fillna("?"), pd.to_datetime(frame["declaration_date"]).dt.date]
-        groups = list(frame.groupby(keys, sort=True, dropna=False).indices.values())
+        groups = list(inputs.groupby([inputs["office"], inputs["day"]], sort=True, dropna=False).indices.values())
     for positions in groups:
         n = len(positions)
         red = min(n, policy.red_per_office_day) if policy.red_per_office_day is not None \
@@ -91,4 +108,4 @@ def allocate(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
         rest = free[np.setdiff1d(np.arange(len(free)), np.concatenate([model, explored]))]
         yellow = rest[top_k(rank[rest], capacity(n, policy.yellow_share), draw[rest])]
         lane[yellow], selected_by[yellow] = YELLOW, "model"
-    return pd.DataFrame({"lane": lane, "selected_by": selected_by, "rule": rules.to_numpy()}, index=frame.index)
+    return pd.DataFrame({"lane": lane, "selected_by": selected_by, "rule": rules.to_numpy()}, index=inputs.index)

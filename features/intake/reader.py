@@ -90,7 +90,11 @@ def sniff_delimiter(header: str) -> str:
 def read_raw(path: Path, delimiter: str | None = None, encoding: str = "utf-8") -> RawFile:
     """Every row of the file, or a UserError: a CSV row with the wrong number of fields refuses the file here,
     naming its line (scoring answers every row, so it cannot set one aside). Ingest uses `read_chunks`."""
-    raw = read_rows(path, delimiter, encoding)
+    return every_row_of(path, read_rows(path, delimiter, encoding))
+
+
+def every_row_of(path: Path, raw: RawFile) -> RawFile:
+    """`raw` (a file or a chunk of it), or the UserError `read_raw` refuses a file with when a row is malformed."""
     if len(raw.malformed):
         more = len(raw.malformed) - 1
         raise UserError(f"{path}: {raw.malformed['message'].iloc[0]}"

@@ -5,6 +5,7 @@ API's thresholds read it through the methods below, so no other module writes SQ
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -135,23 +136,28 @@ class Decisions:
     def __init__(self, warehouse: Warehouse):
         self.warehouse = warehouse
 
-    def append_batch(self, decisions: pd.DataFrame, rejected: pd.DataFrame, batch_id: str, source: str,
+    def append_batch(self, decisions: pd.DataFrame | Iterable[pd.DataFrame],
+                     rejected: pd.DataFrame | Iterable[pd.DataFrame], batch_id: str, source: str,
                      decided_at: datetime) -> int:
-        """Append a scoring batch's decisions (never update or delete) and quarantine its invalid rows, atomically.
+        """Append a scoring batch's decisions (never update or delete) and quarantine its invalid rows, atomically:
+        each given as one frame, or as a batch's parts in order (a batch scored in partitions), a part in memory at a
+        time.
 
         Appending the same batch id twice (a retried task) adds nothing. Returns the rows newly quarantined."""
         with self.warehouse.transaction() as con:
             if con.execute("SELECT count(*) FROM decisions WHERE batch_id = ?", [batch_id]).fetchall()[0][0]:
                 return 0
-            rows, lists = _split_lists(decisions.assign(batch_id=batch_id, decided_at=decided_at, source=source))
-            con.register("new_decisions", rows)
-            if lists is not None:
-                con.register("new_decisions_lists", lists)
-            con.execute(f"INSERT INTO decisions BY NAME {_insert_sql('new_decisions', lists)}")
-            con.unregister("new_decisions")
-            if lists is not None:
-                con.unregister("new_decisions_lists")
-            return len(self.warehouse.quarantine(con, "declarations", source, rejected, batch_id, decided_at))
+            for part in [decisions] if isinstance(decisions, pd.DataFrame) else decisions:
+                rows, lists = _split_lists(part.assign(batch_id=batch_id, decided_at=decided_at, source=source))
+                con.register("new_decisions", rows)
+                if lists is not None:
+                    con.register("new_decisions_lists", lists)
+                con.execute(f"INSERT INTO decisions BY NAME {_insert_sql('new_decisions', lists)}")
+                con.unregister("new_decisions")
+                if lists is not None:
+                    con.unregister("new_decisions_lists")
+            return sum(len(self.warehouse.quarantine(con, "declarations", source, part, batch_id, decided_at))
+                       for part in ([rejected] if isinstance(rejected, pd.DataFrame) else rejected))
 
     def sync(self, oplog: OperationalLog) -> int:
         """Copy the answers the operational log holds and this table lacks, in one transaction with the cursor of

@@ -19,7 +19,8 @@ import pandas as pd
 import pyarrow as pa
 
 from features.build import keyed
-from features.context import ScoringContext
+from features.context import BatchState, ScoringContext
+from features.entities import entity_keys
 from features.prices import PriceBands
 from features.warehouse.profile_store import ProfileStore
 
@@ -49,13 +50,27 @@ class SnapshotReader:
         return {r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {self.tables[table]}").fetchall()}
 
     def _matching(self, table: str, column: str, values: pd.Series, select: str = "*", group: str = "") -> pd.DataFrame:
-        """Rows of a snapshot table whose `column` is one of `values`, in the table's order."""
+        """Rows of a snapshot table (or a `read_parquet(...)` relation) whose `column` is one of `values`."""
+        relation = self.tables.get(table, table)
         self.con.register("wanted", pa.table({"value": _text(pd.Series(values.dropna().unique()))}))
         try:
-            return self.con.execute(f"SELECT {select} FROM {self.tables[table]} WHERE \"{column}\" IN "
+            return self.con.execute(f"SELECT {select} FROM {relation} WHERE \"{column}\" IN "
                                     f"(SELECT value FROM wanted) {group}").df()
         finally:
             self.con.unregister("wanted")
+
+    def batch_state(self, tables: dict[str, str], partition: pd.DataFrame) -> BatchState:
+        """A partition's share of its batch's state: the batch-wide tables (serving/partition_run.py: "bills", and
+        the first filings of each entity) read for this partition's bills and entity keys only."""
+        bills = pd.DataFrame(columns=["bl_net_mass_kg", "bl_items"])
+        if "bill_of_lading" in partition:
+            bills = self._matching(f"read_parquet({_quoted(tables['bills'])})", "bill_of_lading",
+                                   partition["bill_of_lading"]).set_index("bill_of_lading")
+        first = {}
+        for name, key in entity_keys(partition).items():
+            found = self._matching(f"read_parquet({_quoted(tables[name])})", "key", pd.Series(key))
+            first[name] = pd.Series(found["first"].to_numpy(), index=pd.Index(found["key"].to_numpy(dtype=object)))
+        return BatchState(bill_totals=bills, first_filed=first)
 
     def context(self, partition: pd.DataFrame) -> ScoringContext:
         """What scoring these declarations reads of the warehouse (features/build.py `integrate`, the profiles)."""

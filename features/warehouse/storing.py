@@ -151,8 +151,9 @@ def quarantine(con: duckdb.DuckDBPyConnection, kind: str, source: str, rows: pd.
     Returns the rows inserted (the others count as duplicates)."""
     if rows.empty:
         return rows
+    this_batch = batch_id.replace("'", "''")  # its earlier chunks (a file stored or scored a chunk at a time)
     seen = over(con, rows[["row_hash"]], "SELECT DISTINCT r.row_hash, q.kind FROM rows r JOIN quarantine q "
-                                         "ON q.row_hash = r.row_hash").df()
+                                         f"ON q.row_hash = r.row_hash AND q.batch_id <> '{this_batch}'").df()
     fresh = rows[~rows["row_hash"].isin(seen.loc[seen["kind"] == kind, "row_hash"])]
     over(con, fresh.assign(batch_id=batch_id, kind=kind, source=source, quarantined_at=at),
          "INSERT INTO quarantine BY NAME SELECT * FROM rows")

@@ -75,3 +75,40 @@ def test_a_rows_reasons_are_its_own_whatever_rows_are_explained_with_it(trained,
     np.testing.assert_array_equal(together[123], alone[0])
     logit = model.classifier.predict(model.pool(X), prediction_type="RawFormulaVal")
     np.testing.assert_allclose(together.sum(axis=1), logit, atol=1e-9)  # the same model: they add up to its log-odds
+
+
+def test_a_file_read_a_chunk_at_a_time_gives_the_whole_files_output(scorer, world, tmp_path):
+    """A file beyond the partition size is read straight into partitions: invalid rows in several of them, a bill
+    of lading whose new items lie in three (its totals summed over all of them, in file order), the same output,
+    quarantine, summary and output files as the file scored whole."""
+    from serving.batch import BatchSummary, score_file, write_output
+    from serving.partitions import ScoredParts, score_source
+
+    rows = world.declarations.iloc[16_500:20_000].reset_index(drop=True)
+    rows["declared_value"] = rows["declared_value"].astype(object)
+    rows.loc[[5, 800, 2_100, 2_101], "declared_value"] = "not a number"
+    spanning = [10, 1_500, 3_000]
+    rows.loc[spanning, "bill_of_lading"] = "BL-SPANNING"
+    rows.loc[spanning, "net_mass_kg"] = [0.1, 0.2, 0.3]
+    path = write_csv(tmp_path / "batch.csv", rows)
+    whole = score_file(path, scorer)
+    parts = score_source(path, scorer, 700, tmp_path / "run")
+    assert isinstance(parts, ScoredParts) and parts.run.partitions == 5 and parts.read == whole.read == 3_500
+    got = pd.concat(list(parts.output_chunks()))
+    assert got.index.tolist() == list(range(3_500))  # every row, in file order
+    assert_same(got.reset_index(drop=True), whole.output)
+    assert (got["selected_by"] == "validation").sum() == 4
+    rejected = pd.concat(list(parts.rejected_chunks()), ignore_index=True)
+    pd.testing.assert_frame_equal(rejected, whole.rejected.reset_index(drop=True), check_dtype=False)
+    summary, want = parts.summary(), whole.summary()
+    pd.testing.assert_frame_equal(summary.lanes, want.lanes, check_dtype=False)
+    pd.testing.assert_frame_equal(summary.highest, want.highest)
+    assert summary.histogram.equals(want.histogram) and summary.counts("lane") == BatchSummary.of(whole.output).counts("lane")
+    for suffix in (".csv", ".parquet"):
+        write_output(parts.output_chunks(), tmp_path / f"parts{suffix}")
+        write_output(whole.output, tmp_path / f"whole{suffix}")
+    assert (tmp_path / "parts.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "parts.parquet"), pd.read_parquet(tmp_path / "whole.parquet"))
+    parts.remove()
+    assert not (tmp_path / "run").exists()
+    assert isinstance(score_source(path, scorer, 10_000, tmp_path / "run"), type(whole))  # one chunk: whole

@@ -15,8 +15,9 @@ def test_the_report_table_survives_pipes_and_newlines_in_cells():
     import re
 
     from flows.render import score_markdown
+    from serving.batch import BatchSummary
 
-    report = score_markdown(_output(["a|b", "c\nd", "e"]), "b1", "3", "hash", top=3).splitlines()
+    report = score_markdown(BatchSummary.of(_output(["a|b", "c\nd", "e"]), top=3), "b1", "3", "hash").splitlines()
     start = report.index("| declaration | risk | expected revenue | lane |") + 2
     rows = report[start:start + 3]
     assert len(rows) == 3 and all(r.startswith("| ") for r in rows), report

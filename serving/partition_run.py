@@ -1,0 +1,162 @@
+"""A batch scored in partitions, laid out in a run folder that every process scoring a partition reads itself.
+
+The folder holds, for each partition i (a chunk of the input file, read a chunk at a time):
+
+- `part-i.parquet`: its valid declarations (indexed by position in the file), `invalid-i.parquet`: the output rows of
+  its invalid ones, `rejected-i.parquet`: their quarantine records;
+- what whole scoring reads across the batch's rows, settled over every chunk once the file is read: the bills of
+  lading's totals over the batch's new declarations (`batch-bills.parquet`) and each entity key's first filing in
+  the batch (`batch-first-<entity>.parquet`), each partition reading only its own keys of them
+  (features/warehouse/partition_context.py);
+- the warehouse's snapshot (`snapshot/*.parquet`), the champion (`model.pkl`) and the run's facts (`run.json`);
+- as the steps go: `scores-i.parquet` (the partition's scores), `lanes-i.parquet` (its lanes, allocated over the
+  whole batch), `out-i.parquet` (its output rows, valid and invalid, in file order).
+
+Nothing here holds more than a chunk in memory: the batch-wide tables are settled by DuckDB over the chunks' files.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from features.build import bill_totals
+from features.profiles import first_filings
+from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, stored_in
+
+
+def _quoted(path: Path | str) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+@dataclass
+class Chunk:
+    """A chunk of the input: its valid declarations and its invalid rows' output, both indexed by position in the
+    file, and the invalid rows' quarantine records."""
+
+    valid: pd.DataFrame
+    invalid: pd.DataFrame
+    rejected: pd.DataFrame
+    read: int
+
+
+@dataclass(frozen=True)
+class PartitionRun:
+    folder: Path
+
+    def file(self, name: str, i: int) -> Path:
+        return self.folder / f"{name}-{i:05d}.parquet"
+
+    def part(self, i: int) -> Path:
+        return self.file("part", i)
+
+    @property
+    def meta(self) -> dict:
+        return json.loads((self.folder / "run.json").read_text())
+
+    @property
+    def partitions(self) -> int:
+        return self.meta["partitions"]
+
+    def batch_tables(self) -> dict[str, str]:
+        """The batch-wide tables a partition reads its keys of: "bills", and each entity's first filings."""
+        return {"bills": str(self.folder / "batch-bills.parquet"),
+                **{name: str(self.folder / f"batch-first-{name}.parquet") for name in self.meta["entities"]}}
+
+    def add(self, i: int, chunk: Chunk, snapshot: dict[str, str]) -> list[str]:
+        """Lay out chunk i: its rows, and its share of the batch-wide tables (settled by `settle`). Returns the
+        entities whose first filings it holds."""
+        valid = chunk.valid
+        chunk.invalid.to_parquet(self.file("invalid", i))
+        chunk.rejected.to_parquet(self.file("rejected", i), index=False)
+        valid.to_parquet(self.part(i))
+        if not len(valid):
+            return []
+        new = valid[~stored_in(snapshot["declarations"], valid["declaration_id"])]
+        if "bill_of_lading" in new:
+            mass = new["net_mass_kg"] if "net_mass_kg" in new else pd.Series(float("nan"), index=new.index)
+            pd.DataFrame({"chunk": i, "position": new.index.to_numpy(dtype="int64"),
+                          "bill_of_lading": new["bill_of_lading"].to_numpy(), "net_mass_kg": mass.to_numpy(
+                              dtype="float64")}).to_parquet(self.file("new", i), index=False)
+            bill_totals(new).rename_axis("bill_of_lading").reset_index().to_parquet(self.file("bills", i),
+                                                                                    index=False)
+        firsts = first_filings(valid)
+        for name, first in firsts.items():
+            pd.DataFrame({"key": first.index.to_numpy(dtype=object), "first": first.to_numpy()}).to_parquet(
+                self.file(f"first-{name}", i), index=False)
+        return list(firsts)
+
+    def settle(self, chunks: int, entities: list[str], memory_limit: str = DEFAULT_MEMORY_LIMIT) -> None:
+        """The batch-wide tables from the chunks' shares, each value as whole scoring computes it: a key's first
+        filing is the least of its chunks' (exact); a bill's totals are its chunk's where one chunk holds all its
+        new items, else summed again over its items in file order (pandas, as whole scoring sums them: the same
+        bits)."""
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET memory_limit = {_quoted(memory_limit)}")
+            con.execute(f"SET temp_directory = {_quoted(self.folder / 'spill')}")
+            for name in entities:
+                shares = self._shares(f"first-{name}", chunks)
+                target = self.folder / f"batch-first-{name}.parquet"
+                source = f"read_parquet({shares})" if shares else \
+                    "(SELECT CAST(NULL AS VARCHAR) AS key, CAST(NULL AS BIGINT) AS first WHERE false)"
+                con.execute(f"COPY (SELECT key, min(first) AS first FROM {source} GROUP BY key) "
+                            f"TO {_quoted(target)} (FORMAT parquet)")
+            self._settle_bills(con, chunks)
+        finally:
+            con.close()
+        for name in ("new", "bills", *[f"first-{e}" for e in entities]):
+            for i in range(chunks):
+                self.file(name, i).unlink(missing_ok=True)
+
+    def _shares(self, name: str, chunks: int) -> str:
+        paths = [self.file(name, i) for i in range(chunks) if self.file(name, i).exists()]
+        return "[" + ", ".join(_quoted(p) for p in paths) + "]" if paths else ""
+
+    def _settle_bills(self, con: duckdb.DuckDBPyConnection, chunks: int) -> None:
+        target = self.folder / "batch-bills.parquet"
+        bills, new = self._shares("bills", chunks), self._shares("new", chunks)
+        if not bills:
+            pd.DataFrame({"bill_of_lading": pd.Series(dtype="str"), "bl_net_mass_kg": pd.Series(dtype="float64"),
+                          "bl_items": pd.Series(dtype="int64")}).to_parquet(target, index=False)
+            return
+        con.execute(f"CREATE TEMP TABLE spanning AS SELECT bill_of_lading FROM read_parquet({bills}) "
+                    "GROUP BY bill_of_lading HAVING count(*) > 1")
+        items = con.execute(f"SELECT bill_of_lading, net_mass_kg FROM read_parquet({new}) "
+                            "SEMI JOIN spanning USING (bill_of_lading) ORDER BY chunk, position").df()
+        con.register("spanned", bill_totals(items).rename_axis("bill_of_lading").reset_index())
+        con.execute(f"COPY (SELECT * FROM read_parquet({bills}) ANTI JOIN spanning USING (bill_of_lading) "
+                    f"UNION ALL SELECT * FROM spanned) TO {_quoted(target)} (FORMAT parquet)")
+        con.unregister("spanned")
+
+    def write_meta(self, scorer, snapshot: dict[str, str], sizes: list[int], entities: list[str],
+                   memory_limit: str) -> None:
+        """The champion as a file and the run's facts, for the processes that score the partitions."""
+        (self.folder / "model.pkl").write_bytes(pickle.dumps(scorer.model))
+        (self.folder / "run.json").write_text(json.dumps({
+            "partitions": len(sizes), "sizes": sizes, "version": scorer.version,
+            "policy": scorer.policy.model_dump(mode="json"), "snapshot": snapshot, "entities": entities,
+            "memory_limit": memory_limit}))
+
+    def outputs(self) -> Iterator[pd.DataFrame]:
+        """Each partition's output rows (score output contract + detail columns), in file order, with the list
+        columns as the scorer gives them (Python lists; contributions as dicts, None where a row has none)."""
+        for i in range(self.partitions):
+            output = pd.read_parquet(self.file("out", i))
+            output["reason_list"] = [list(v) for v in output["reason_list"]]
+            output["contributions"] = [None if v is None else [dict(c) for c in v] for v in output["contributions"]]
+            yield output
+
+    def rejected(self) -> Iterator[pd.DataFrame]:
+        """Each partition's quarantine records."""
+        for i in range(self.partitions):
+            yield pd.read_parquet(self.file("rejected", i))
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
