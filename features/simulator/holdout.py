@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 
 from features.contract import LABEL_FIELDS
-from features.simulator.world import DETECTION_RATE, World
+from features.simulator.shipments import DETECTION_RATE
+from features.simulator.world import World
 
 
 def split_arrivals(world: World, share: float) -> tuple[World, pd.DataFrame, pd.DataFrame]:

@@ -37,7 +37,7 @@ def generate(
     as_json: JsonOption = False,
 ) -> None:
     """Simulate a customs administration: by default declarations, manifests and the trader registry."""
-    from features.simulator import simulate, simulate_islas, write_islas, write_world
+    from features.simulator import generate_world, simulate_islas, write_islas
     from flows.render import generate_text
 
     if world_name is WorldName.islas:
@@ -58,9 +58,13 @@ def generate(
     if fmt not in ("parquet", "csv"):
         raise UserError(f"--format must be parquet or csv, not {fmt!r}")
     runtime.progress(f"simulating {rows:,} declarations (seed {seed})…")
-    world = simulate(rows, seed=seed)
-    paths = write_world(world, out, fmt)
-    result = {name: {"path": str(p), "rows": len(getattr(world, name))} for name, p in paths.items()}
+
+    def written(declarations: int) -> None:  # big worlds are written a slice at a time: say how far
+        if declarations < rows:
+            runtime.progress(f"{declarations:,} of {rows:,} declarations written…")
+
+    files = generate_world(out, rows, seed=seed, fmt=fmt, on_slice=written)
+    result = {name: {"path": str(path), "rows": count} for name, (path, count) in files.items()}
     emit(result, as_json, generate_text(result))
 
 
