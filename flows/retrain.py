@@ -1,6 +1,8 @@
 """customs-retrain: features → train → evaluate → register → gate, tracked in MLflow."""
 from __future__ import annotations
 
+import shutil
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,16 +26,34 @@ from training.gate import GateDecision
 from training.models import FitConfig
 from training.pipeline import TrainingResult, describe_blend, explicit_split, train_and_evaluate
 from training.promotion import gate_challenger
+from training.snapshot_training import train_from_snapshot
+
+# The history training reads: the integrated declarations in pandas, or, beyond `training_memory_rows` declarations,
+# the warehouse's snapshot as Parquet files (table → path) that training reads through DuckDB.
+TrainingData = pd.DataFrame | dict[str, str]
 
 
 @task(name="load_training_data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def load_training_data(rt: Runtime) -> tuple[pd.DataFrame, list[str]]:
-    tables = read_tables(rt.warehouse)
-    if tables.declarations.empty:
+def load_training_data(rt: Runtime) -> tuple[TrainingData, list[str]]:
+    stored = rt.warehouse.counts()["declarations"]
+    if not stored:
         raise UserError("the warehouse holds no declarations: run 'aduana ingest' first")
+    warnings = rt.warehouse.validation_failures()
+    if stored > rt.settings.training_memory_rows:  # the flow removes the snapshot once training has read it
+        snapshot = rt.warehouse.export_tables(rt.settings.work_dir / f"train-{uuid.uuid4().hex[:12]}")
+        progress(f"{stored:,} declarations, more than training_memory_rows ({rt.settings.training_memory_rows:,}): "
+                 "training reads the warehouse's snapshot through DuckDB (its labelled rows and drift reference only)")
+        return snapshot, warnings
+    tables = read_tables(rt.warehouse)
     frame = integrate(tables.declarations, tables.manifests, tables.traders)
     progress(f"loaded {len(frame):,} declarations ({int((frame['inspected'] == 1).sum()):,} controlled)")
-    return frame, rt.warehouse.validation_failures()
+    return frame, warnings
+
+
+def remove_snapshot(data: TrainingData) -> None:
+    """The snapshot's folder, once training has read it."""
+    if isinstance(data, dict):
+        shutil.rmtree(Path(data["declarations"]).parent, ignore_errors=True)
 
 
 def fit_config(rt: Runtime, iterations: int | None = None) -> FitConfig:
@@ -42,14 +62,14 @@ def fit_config(rt: Runtime, iterations: int | None = None) -> FitConfig:
 
 
 @task(name="train_model", cache_policy=NO_CACHE)
-def train_model(frame: pd.DataFrame, config: FitConfig, tune_seconds: float | None = None,
+def train_model(data: TrainingData, config: FitConfig, tune_seconds: float | None = None,
                 training_runs: runs.TrainingRuns | None = None) -> TrainingResult:
     """Fit and evaluate; `training_runs` opens each model's MLflow run as its work starts."""
     if tune_seconds:
         progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
     starting = training_runs.begin if training_runs is not None else (lambda role: None)
-    result = train_and_evaluate(frame, config, tune_seconds=tune_seconds, report=progress, starting=starting,
-                                advance=bars.advance)
+    train = train_from_snapshot if isinstance(data, dict) else train_and_evaluate
+    result = train(data, config, tune_seconds=tune_seconds, report=progress, starting=starting, advance=bars.advance)
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
         progress(f"{len(result.trials)} trials; best validation PR-AUC {best.value:.4f} with {best.params}")
@@ -98,13 +118,16 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
     if drift:
         progress(f"triggered by drift on v{drift.get('model_version')}: {', '.join(drift.get('drifted_features', [])) or 'outcomes'}")
     rt = runtime.current()
-    frame, warnings = load_training_data(rt)
+    data, warnings = load_training_data(rt)
     tags = trigger_tags(drift)
     # The runs open before the training and end after their logging (FAILED if either raises), so that their
     # duration and system metrics are the training's.
-    with runs.TrainingRuns(rt.client, dataset, rt.artifacts, flow_run.get_id(), tags) as training_runs:
-        result = train_model(frame, fit_config(rt, iterations), tune_seconds, training_runs)
-        logged = track_training(training_runs, result, warnings)
+    try:
+        with runs.TrainingRuns(rt.client, dataset, rt.artifacts, flow_run.get_id(), tags) as training_runs:
+            result = train_model(data, fit_config(rt, iterations), tune_seconds, training_runs)
+            logged = track_training(training_runs, result, warnings)
+    finally:
+        remove_snapshot(data)
     version, decision = promote_model(rt, result, logged, warnings)
     summary = {"version": version, "candidate": decision.candidate, "run_id": logged[decision.candidate],
             "model_run_id": logged["model"], "reference_run_id": logged["reference"], "promoted": decision.promote,

@@ -50,9 +50,16 @@ class Settings(BaseSettings):
     it. The warehouse (DuckDB, the analytical store) keeps a copy of the log either way (features/warehouse/oplog.py)."""
     prefect_server_idle_minutes: float = 30.0
     """The home's Prefect server stops after this many minutes without a CLI call, a flow run or a worker (0: never)."""
-    score_partition_rows: int = Field(250_000, ge=1)
+    score_partition_rows: int = Field(100_000, ge=1)
     """Batch scoring scores a larger batch this many declarations at a time (serving/partitions.py): its memory is
     then that of a partition, whatever the batch's size; the scores, lanes and reasons are those of the whole."""
+    training_memory_rows: int = Field(1_000_000, ge=1)
+    """A retrain on a warehouse holding more declarations than this reads its snapshot through DuckDB (Parquet files
+    under work/, removed after): only the labelled rows and the drift reference come into pandas; the entity profiles,
+    bill-of-lading totals and price bands are computed from every row in DuckDB (at most 1 GB, spilling to the
+    system's temporary folder). Its memory then follows the labelled rows, not the history. Up to this many, the
+    history is read into pandas (features/profiles.py ProfileIndex). Both give the same features (revenue rates
+    within the last bits), so the same model."""
     score_memory_limit: str = "1GB"
     """DuckDB's memory for the warehouse's snapshot while scoring in partitions, per process that scores them (this
     one, or each Dask worker); beyond it DuckDB spills to the system's temporary folder."""

@@ -85,3 +85,10 @@ def reference_sample(X: pd.DataFrame, dates: pd.Series, since: pd.Timestamp, row
     the newest it was checked against), labelled or not, at most `rows` of them, seeded."""
     recent = X.loc[(dates >= since).to_numpy()]
     return recent.sample(min(rows, len(recent)), random_state=seed).sort_index() if len(recent) else recent
+
+
+def reference_positions(recent: int, rows: int = 20_000, seed: int = 0) -> np.ndarray:
+    """Which of `recent` declarations (filed from the reference's start on, in date order) `reference_sample` draws,
+    as sorted positions among them: the same draw, for a history that is not held in a frame."""
+    drawn = pd.Series(np.arange(recent, dtype="int64")).sample(min(rows, recent), random_state=seed)
+    return np.sort(drawn.to_numpy())

@@ -3,8 +3,10 @@
 
 Features are built only for the rows training reads: the labelled rows of the split and the drift reference sample
 (a few percent of a national history), each exactly as it would be among all rows, since the entity profiles, the
-first filings and the bill-of-lading totals still come from the whole history. So a retrain's memory and time follow
-its labelled rows, not the declarations it has seen.
+first filings and the bill-of-lading totals still come from the whole history. So a retrain's fits follow its labelled
+rows, not the declarations it has seen. The history itself is read into pandas here (`featured_in_memory`); beyond
+a size, training/snapshot_training.py builds the same features from the warehouse's snapshot through DuckDB, holding
+only the featured rows, and both hand them to `fit_and_evaluate`.
 
 Pure: no MLflow and no Prefect. The retrain flow logs what this returns.
 """
@@ -198,23 +200,24 @@ def featured_rows(frame: pd.DataFrame, split: Split) -> tuple[np.ndarray, np.nda
     return split.train | split.valid | split.holdout | drift, drift
 
 
-def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), split: Split | None = None,
-                       history: pd.DataFrame | None = None, tune_seconds: float | None = None,
-                       report: Callable[[str], None] = _silent, starting: Callable[[str], None] = _silent,
-                       advance: Advance = quiet) -> TrainingResult:
-    """Fit the engineered model and the reference on the same time split, and evaluate both on the same holdout.
+@dataclass
+class Featured:
+    """What the fits read: the featured rows' features, the split over them, which of them are the drift reference,
+    how many declarations the history holds and how long the features took."""
 
-    `frame` holds integrated declarations (labelled and not). Without an explicit `split`, labelled rows are cut
-    by date into train → validation → holdout; price bands are fitted on rows filed before the validation window.
-    Features are built for the labelled rows and the drift reference only (`featured_rows`), with the entity profiles
-    of `history` (default: `frame`) and the first filings of all of `frame`: what they would be among all rows.
-    `tune_seconds`: search hyperparameters with Optuna for this long (on the validation window) before the final fit.
-    `report` receives a line as each step starts or ends (the flows pass their progress), `advance` the progress
-    within a step (feature parts, boosting rounds).
-    `starting` is told whose work begins: "model" now, "reference" just before the reference's fit (the flows open
-    each one's MLflow run then, so that the run spans its own training).
-    """
-    starting("model")
+    features: FeatureSet
+    split: Split
+    drift_rows: np.ndarray
+    history_rows: int
+    seconds: float
+
+
+def featured_in_memory(frame: pd.DataFrame, split: Split | None = None, history: pd.DataFrame | None = None,
+                       report: Callable[[str], None] = _silent, advance: Advance = quiet) -> Featured:
+    """The features of `frame`'s labelled rows and drift reference (`featured_rows`), with the entity profiles of
+    `history` (default: `frame`) and the first filings of all of `frame`: what they would be among all rows.
+    Without an explicit `split`, labelled rows are cut by date into train → validation → holdout; price bands are
+    fitted on rows filed before the validation window."""
     frame = frame.sort_values(["declaration_date", "declaration_id"], kind="stable").reset_index(drop=True)
     split = split or time_split(frame["declaration_date"], labelled(frame),
                                 positive=frame["fraud"].fillna(0).to_numpy() == 1)
@@ -222,11 +225,40 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
     featured, drift = featured_rows(frame, split)
     report(f"building features for {int(featured.sum()):,} of {len(frame):,} declarations (the controlled ones and "
            "the drift reference; entity profiles from all)…")
-    timings, started = {}, time.perf_counter()
+    started = time.perf_counter()
     features = build_features(frame[featured], history=frame if history is None else history, bands=bands,
                               advance=advance, batch_first=first_filings(frame))
-    timings["features_s"] = time.perf_counter() - started
     split = replace(split, train=split.train[featured], valid=split.valid[featured], holdout=split.holdout[featured])
+    return Featured(features, split, drift[featured], len(frame), time.perf_counter() - started)
+
+
+def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), split: Split | None = None,
+                       history: pd.DataFrame | None = None, tune_seconds: float | None = None,
+                       report: Callable[[str], None] = _silent, starting: Callable[[str], None] = _silent,
+                       advance: Advance = quiet) -> TrainingResult:
+    """Fit the engineered model and the reference on the same time split, and evaluate both on the same holdout.
+
+    `frame` holds integrated declarations (labelled and not); `split` and `history` as `featured_in_memory` takes
+    them. A history too large for pandas trains from the warehouse's snapshot instead
+    (training/snapshot_training.py), through `fit_and_evaluate` as here."""
+    starting("model")
+    return fit_and_evaluate(featured_in_memory(frame, split, history, report, advance), config, tune_seconds,
+                            report, starting, advance)
+
+
+def fit_and_evaluate(featured: Featured, config: FitConfig = FitConfig(), tune_seconds: float | None = None,
+                     report: Callable[[str], None] = _silent, starting: Callable[[str], None] = _silent,
+                     advance: Advance = quiet) -> TrainingResult:
+    """The fits and their evaluation on featured rows: feature groups that help, the engineered model, the reference.
+
+    `tune_seconds`: search hyperparameters with Optuna for this long (on the validation window) before the final fit.
+    `report` receives a line as each step starts or ends (the flows pass their progress), `advance` the progress
+    within a step (feature parts, boosting rounds).
+    `starting` is told whose work begins: "reference" just before the reference's fit (the caller tells "model" as
+    the features start; the flows open each one's MLflow run then, so that the run spans its own training).
+    """
+    features, split = featured.features, featured.split
+    timings = {"features_s": featured.seconds}
     report(f"{len(features.columns)} features; split {int(split.train.sum()):,} train, {int(split.valid.sum()):,} "
            f"validation, {int(split.holdout.sum()):,} holdout controlled declarations")
     deadline = Deadline(config.time_budget_s)
@@ -259,7 +291,7 @@ def train_and_evaluate(frame: pd.DataFrame, config: FitConfig = FitConfig(), spl
         features=features, split=split, model=model, evaluation=evaluate(model, features, split.holdout),
         reference=reference, reference_evaluation=evaluate(reference, features, split.holdout),
         behaviour=behaviour_checks(model, holdout), reference_behaviour=behaviour_checks(reference, holdout),
-        drift_rows=drift[featured], history_rows=len(frame), groups=groups, trials=trials, timings=timings,
+        drift_rows=featured.drift_rows, history_rows=featured.history_rows, groups=groups, trials=trials, timings=timings,
         blend=blend,
     )
 

@@ -65,7 +65,7 @@ def _key(entity: Entity) -> str:
     return " || '|' || ".join(text(c) for c in entity.columns)
 
 
-def _label_sql(columns: set[str]) -> tuple[str, str, str, str]:
+def label_sql(columns: set[str]) -> tuple[str, str, str, str]:
     """SQL of (whether a row is a control with a known outcome, its fraud, its revenue, when its control ended), as
     `labelled` and ProfileIndex read them; with no `fraud` column no row is a control."""
     if "fraud" not in columns:
@@ -106,7 +106,7 @@ class ProfileStore:
         con.execute(f"SET memory_limit = {_quoted(memory_limit)}")
         con.execute(f"SET temp_directory = {_quoted(str(spill))}")
         columns = _columns(con, history_sql)
-        labelled, fraud, revenue, ended = _label_sql(columns)
+        labelled, fraud, revenue, ended = label_sql(columns)
         filed = _seconds("declaration_date")
         con.execute(f"""
             CREATE OR REPLACE TEMP TABLE {_PREFIX}_global AS
