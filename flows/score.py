@@ -20,7 +20,7 @@ from flows.orchestration.runtime import Runtime, file_away, landing_files, progr
 from flows.render import score_markdown
 from serving.batch import BatchSummary, ScoredBatch, write_output
 from serving.partitions import ScoredParts, explain_part, score_part, score_source
-from serving.scorer import Scorer
+from serving.scorer import OUTPUT_COLUMNS, Scorer
 
 
 def make_scorer(rt: Runtime, policy_path: str | None = None) -> Scorer:
@@ -99,7 +99,7 @@ def record_decisions(rt: Runtime, scored: Scored, scorer: Scorer, source: str, o
             start += len(part)
 
     with staged(Path(out)) as lanes_file, staged(report_path) as report_file:
-        write_output(noted(scored.output_chunks()), lanes_file, suffix=Path(out).suffix)  # fails here if it cannot
+        write_output(noted(scored.output_chunks(OUTPUT_COLUMNS)), lanes_file, suffix=Path(out).suffix)  # or fails
         summary = BatchSummary.combine(summaries)
         report = score_markdown(summary, batch_id, scorer.version, policy_hash)
         report_file.write_text(report)

@@ -64,9 +64,10 @@ class ScoredBatch:
     rejected: pd.DataFrame  # quarantine records of the invalid rows
     read: int
 
-    def output_chunks(self) -> Iterator[pd.DataFrame]:
-        """The output a part at a time, as serving/partitions.py's ScoredParts gives a batch scored in partitions."""
-        yield self.output
+    def output_chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """The output (or its `columns`) a part at a time, as serving/partitions.py's ScoredParts gives a batch
+        scored in partitions."""
+        yield self.output if columns is None else self.output[columns]
 
     def rejected_chunks(self) -> Iterator[pd.DataFrame]:
         yield self.rejected

@@ -144,13 +144,15 @@ class PartitionRun:
             "policy": scorer.policy.model_dump(mode="json"), "snapshot": snapshot, "entities": entities,
             "memory_limit": memory_limit}))
 
-    def outputs(self) -> Iterator[pd.DataFrame]:
-        """Each partition's output rows (score output contract + detail columns), in file order, with the list
-        columns as the scorer gives them (Python lists; contributions as dicts, None where a row has none)."""
+    def outputs(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        """Each partition's output rows (score output contract + detail columns, or only `columns`), in file order,
+        with the list columns as the scorer gives them (Python lists; contributions as dicts, None where none)."""
         for i in range(self.partitions):
-            output = pd.read_parquet(self.file("out", i))
-            output["reason_list"] = [list(v) for v in output["reason_list"]]
-            output["contributions"] = [None if v is None else [dict(c) for c in v] for v in output["contributions"]]
+            output = pd.read_parquet(self.file("out", i), columns=columns)
+            if "reason_list" in output:
+                output["reason_list"] = [list(v) for v in output["reason_list"]]
+            if "contributions" in output:
+                output["contributions"] = [None if v is None else [dict(c) for c in v] for v in output["contributions"]]
             yield output
 
     def rejected(self) -> Iterator[pd.DataFrame]:

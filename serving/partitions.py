@@ -62,14 +62,14 @@ class ScoredParts:
     run: PartitionRun
     read: int
 
-    def output_chunks(self) -> Iterator[pd.DataFrame]:
-        return self.run.outputs()
+    def output_chunks(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
+        return self.run.outputs(columns)
 
     def rejected_chunks(self) -> Iterator[pd.DataFrame]:
         return self.run.rejected()
 
     def summary(self) -> BatchSummary:
-        return BatchSummary.combine(BatchSummary.of(part) for part in self.output_chunks())
+        return BatchSummary.combine(BatchSummary.of(part) for part in self.output_chunks(OUTPUT_COLUMNS))
 
     def remove(self) -> None:
         worker.cache_clear()

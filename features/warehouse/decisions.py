@@ -149,13 +149,12 @@ class Decisions:
                 return 0
             for part in [decisions] if isinstance(decisions, pd.DataFrame) else decisions:
                 rows, lists = _split_lists(part.assign(batch_id=batch_id, decided_at=decided_at, source=source))
-                con.register("new_decisions", rows)
-                if lists is not None:
-                    con.register("new_decisions_lists", lists)
-                con.execute(f"INSERT INTO decisions BY NAME {_insert_sql('new_decisions', lists)}")
-                con.unregister("new_decisions")
-                if lists is not None:
-                    con.unregister("new_decisions_lists")
+                table = pa.Table.from_pandas(rows, preserve_index=False)
+                for column in lists.column_names if lists is not None else []:
+                    table = table.append_column(column, lists[column])
+                # Through a relation, not a registered view: DuckDB keeps a view's data until the transaction ends,
+                # and a batch's parts would add up there.
+                con.from_arrow(table).query("new_decisions", "INSERT INTO decisions BY NAME SELECT * FROM new_decisions")
             return sum(len(self.warehouse.quarantine(con, "declarations", source, part, batch_id, decided_at))
                        for part in ([rejected] if isinstance(rejected, pd.DataFrame) else rejected))
 
