@@ -37,10 +37,6 @@ class ScoringContext:
         """Bands fitted on the whole history: for a model that carries none of its own."""
         return self.bands() if self.bands is not None else PriceBands.fit(self.history)
 
-    def stored(self, declaration_ids: pd.Series) -> np.ndarray:
-        """Which of these declarations the warehouse already holds (boolean array)."""
-        return self.known_ids.get_indexer(declaration_ids) >= 0
-
 
 @dataclass
 class BatchState:
@@ -53,5 +49,6 @@ class BatchState:
 
     @classmethod
     def of(cls, declarations: pd.DataFrame, stored: np.ndarray) -> BatchState:
-        """The state of a batch of canonical declarations; `stored`: which of them the warehouse holds."""
+        """The state of a batch of canonical declarations held whole; `stored`: which of them the warehouse holds.
+        serving/partition_run.py settles the same tables over a file's chunks."""
         return cls(bill_totals=bill_totals(declarations[~stored]), first_filed=first_filings(declarations))

@@ -94,8 +94,7 @@ def score_chunks(chunks: Iterable[Chunk], scorer: Scorer, folder: Path, each: Ea
         run.settle(len(sizes), entities, memory_limit)
         run.write_meta(scorer, snapshot, sizes, entities, memory_limit)
         scored = [i for i, size in enumerate(sizes) if size]
-        inputs = dict(zip(scored, steps(score_part, scored), strict=True))
-        write_lanes(run, inputs, sizes, scorer.policy)
+        write_lanes(run, scored, steps(score_part, scored), sizes, scorer.policy)
         steps(explain_part, list(range(len(sizes))))
         return ScoredParts(run, read)
     except BaseException:
@@ -104,13 +103,18 @@ def score_chunks(chunks: Iterable[Chunk], scorer: Scorer, folder: Path, each: Ea
         raise
 
 
-def write_lanes(run: PartitionRun, inputs: dict[int, pd.DataFrame], sizes: list[int], policy: LanePolicy) -> None:
-    """Lanes allocated over the whole batch from each partition's `lane_inputs`, written back per partition."""
+def write_lanes(run: PartitionRun, scored: list[int], inputs: list[pd.DataFrame], sizes: list[int],
+                policy: LanePolicy) -> None:
+    """Lanes allocated over the whole batch from the `scored` partitions' `lane_inputs` (the list is emptied as
+    they are joined, so that they are held once), written back per partition."""
     if not inputs:
         return
-    lanes = allocate_inputs(pd.concat(inputs.values(), ignore_index=True), policy)
-    ends = np.cumsum([0, *[sizes[i] for i in inputs]]).tolist()
-    for i, start, stop in zip(inputs, ends[:-1], ends[1:], strict=True):
+    whole = pd.concat(inputs, ignore_index=True)
+    inputs.clear()
+    lanes = allocate_inputs(whole, policy)
+    del whole
+    ends = np.cumsum([0, *[sizes[i] for i in scored]]).tolist()
+    for i, start, stop in zip(scored, ends[:-1], ends[1:], strict=True):
         lanes.iloc[start:stop].reset_index(drop=True).to_parquet(run.file("lanes", i), index=False)
 
 
