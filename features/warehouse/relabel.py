@@ -30,12 +30,13 @@ def apply_outcomes(con: duckdb.DuckDBPyConnection, outcomes: pd.DataFrame,
     what a declaration file would be refused for (a control before the filing, which would count as known
     before the declaration existed; a fraud=0 under stored revenue or a critical finding)."""
     fields = [f for f in OUTCOME_FIELDS if f in outcomes.columns]
-    con.register("outcomes", outcomes)
-    current = con.execute(
+    # Frames reach DuckDB as relations, not registered views, whose data DuckDB keeps until the transaction ends: a
+    # file applied chunk by chunk in one transaction holds a chunk at a time.
+    current = con.from_df(outcomes).query("o", (
         f"SELECT o.declaration_id, d.declaration_id IS NOT NULL AS known, d.declaration_date, "
         f"{', '.join(f'd.{f} AS stored_{f}' for f in LABEL_FIELDS)} "
-        f"FROM outcomes o LEFT JOIN declarations d ON o.declaration_id = d.declaration_id"
-    ).df().set_index("declaration_id").reindex(outcomes["declaration_id"])
+        f"FROM o LEFT JOIN declarations d ON o.declaration_id = d.declaration_id"
+    )).df().set_index("declaration_id").reindex(outcomes["declaration_id"])
     current.index = outcomes.index
     known = current["known"].fillna(False).astype(bool).to_numpy()
     merged = pd.DataFrame({"declaration_date": current["declaration_date"]} | {
@@ -47,14 +48,11 @@ def apply_outcomes(con: duckdb.DuckDBPyConnection, outcomes: pd.DataFrame,
         unchanged &= same_values(outcomes[f], current[f"stored_{f}"])
     changed = outcomes[known & ~contradicts & ~unchanged]
     if len(changed):
-        con.register("changed", changed)
         assignments = ", ".join(f"{f} = changed.{f}" for f in fields)
-        con.execute(
-            f"UPDATE declarations SET {assignments}, label_batch_id = ? FROM changed "
-            f"WHERE declarations.declaration_id = changed.declaration_id", [batch_id]
-        )
-        con.unregister("changed")
-    con.unregister("outcomes")
+        label = batch_id.replace("'", "''")
+        con.from_df(changed).query("changed", (
+            f"UPDATE declarations SET {assignments}, label_batch_id = '{label}' FROM changed "
+            f"WHERE declarations.declaration_id = changed.declaration_id"))
     unknown = reject(outcomes[~known], "unknown_declaration",
                      "declaration_id is not in the warehouse; ingest the declaration first")
     inconsistent = reject(outcomes[contradicts], "inconsistent_labels",
