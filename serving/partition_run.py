@@ -101,13 +101,10 @@ class PartitionRun:
         try:
             con.execute(f"SET memory_limit = {_quoted(memory_limit)}")
             con.execute(f"SET temp_directory = {_quoted(self.folder / 'spill')}")
-            for name in entities:
-                shares = self._shares(f"first-{name}", chunks)
+            for name in entities:  # each written by at least one chunk (`add`)
                 target = self.folder / f"batch-first-{name}.parquet"
-                source = f"read_parquet({shares})" if shares else \
-                    "(SELECT CAST(NULL AS VARCHAR) AS key, CAST(NULL AS BIGINT) AS first WHERE false)"
-                con.execute(f"COPY (SELECT key, min(first) AS first FROM {source} GROUP BY key) "
-                            f"TO {_quoted(target)} (FORMAT parquet)")
+                con.execute(f"COPY (SELECT key, min(first) AS first FROM read_parquet({self._shares(f'first-{name}', chunks)}) "
+                            f"GROUP BY key) TO {_quoted(target)} (FORMAT parquet)")
             self._settle_bills(con, chunks)
         finally:
             con.close()
