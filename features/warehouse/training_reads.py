@@ -30,9 +30,9 @@ import pyarrow as pa
 from features.build import bill_totals, integrate, keyed
 from features.context import ScoringContext
 from features.prices import PriceBands
+from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT
 from features.warehouse.profile_store import ProfileStore, label_sql
 
-DEFAULT_MEMORY_LIMIT = "1GB"
 PART_ROWS = 250_000  # rows of a price-band fit or a profile lookup at a time
 ORDER = "declaration_date, declaration_id, file_row_number"  # pandas' stable sort by date and id, in file order
 BAND_COLUMNS = ("hs_code", "origin_country", "declared_value", "net_mass_kg")
