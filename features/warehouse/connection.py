@@ -57,13 +57,17 @@ def open_connection(path: Path, read_only: bool, busy_wait: float) -> duckdb.Duc
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only)
-        except duckdb.IOException as exc:
-            if "Could not set lock" not in str(exc):
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            # Another process holds a conflicting lock, or another thread of this one (the API's decision-log
+            # copier, say) has the file open in the other mode: DuckDB refuses both at once within a process.
+            if isinstance(exc, duckdb.IOException) and "Could not set lock" not in str(exc):
                 raise UserError(f"warehouse {path} cannot be opened ({str(exc).splitlines()[0]})") from exc
+            if isinstance(exc, duckdb.ConnectionException) and "different configuration" not in str(exc):
+                raise
             waited = time.monotonic() - started
             if waited >= busy_wait:
                 holder = re.search(r"\(PID (\d+)\)", str(exc))
-                raise WarehouseBusy(path, waited, holder.group(1) if holder else None) from exc
+                raise WarehouseBusy(path, waited, holder.group(1) if holder else str(os.getpid())) from exc
             time.sleep(min(pause, busy_wait - waited))
             pause = min(pause * 2, 1.0)
 

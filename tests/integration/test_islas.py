@@ -70,24 +70,25 @@ def test_a_foreign_export_ingests_trains_promotes_and_scores_alike_in_batch_and_
     scorer = rt.scorer()
     # This small world's batch is under the default threshold_min_rows: the lane policy lets it set the thresholds.
     scorer.policy = scorer.policy.model_copy(update={"threshold_min_rows": scored["read"] - len(bad)})
-    client = TestClient(create_app(scorer, max_items=100, api_key="", mapping=load_mapping(paths["mapping"])))
-    client.app.state.service.refresh()  # the champion, and thresholds from the batch just scored
-    assert client.app.state.service.thresholds_source["from"] == "scoring batch"
-    answers = []
-    for start in range(0, len(valid), 100):
-        response = client.post("/v1/score", json=valid[start:start + 100])
-        assert response.status_code == 200, response.text[:500]
-        answers += response.json()
-    assert len(answers) == len(valid)
-    for answer in answers:
-        expected = batch[answer["declaration_id"]]
-        assert answer["risk_score"] == pytest.approx(float(expected["risk_score"]), rel=1e-9)
-        assert answer["lane"] == expected["lane"], answer
-    one = client.post("/v1/score", json=valid[0])
-    assert one.status_code == 200 and one.json()["lane"] == batch[valid[0]["Declaration ID"]]["lane"]
-    for i in list(bad_ids)[:3]:
-        assert client.post("/v1/score", json=rows[i]).status_code == 422
+    with TestClient(create_app(scorer, max_items=100, api_key="", mapping=load_mapping(paths["mapping"]))) as client:
+        client.app.state.service.refresh()  # the champion, and thresholds from the batch just scored
+        assert client.app.state.service.thresholds_source["from"] == "scoring batch"
+        answers = []
+        for start in range(0, len(valid), 100):
+            response = client.post("/v1/score", json=valid[start:start + 100])
+            assert response.status_code == 200, response.text[:500]
+            answers += response.json()
+        assert len(answers) == len(valid)
+        for answer in answers:
+            expected = batch[answer["declaration_id"]]
+            assert answer["risk_score"] == pytest.approx(float(expected["risk_score"]), rel=1e-9)
+            assert answer["lane"] == expected["lane"], answer
+        one = client.post("/v1/score", json=valid[0])
+        assert one.status_code == 200 and one.json()["lane"] == batch[valid[0]["Declaration ID"]]["lane"]
+        for i in list(bad_ids)[:3]:
+            assert client.post("/v1/score", json=rows[i]).status_code == 422
 
+    # (the app has stopped: its decision-log copier no longer writes the warehouse from another thread)
     # Later, the controls' outcomes: the test file (the export's layout, labels included) read as outcomes
     [outcomes] = customs_ingest([str(paths["test"])], kind="outcomes", mapping=str(paths["mapping"]))
     assert outcomes["kind"] == "outcomes" and outcomes["reconciles"] and outcomes["notes"] == []

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -248,3 +249,41 @@ def test_readers_share_the_warehouse_with_another_reader(tmp_path, small_batch):
         started = time.monotonic()
         assert Warehouse(path, busy_wait=0.5).counts()["declarations"] == 10
         assert time.monotonic() - started < 1.0
+
+
+def test_a_reader_waits_while_another_thread_of_this_process_writes(tmp_path, small_batch):
+    # Given a warehouse another thread of this process (the API's decision-log copier, say) holds open for writing
+    path = tmp_path / "w.duckdb"
+    Warehouse(path).store(small_batch)
+    opened, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with Warehouse(path).connect():
+            opened.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert opened.wait(10)
+        threading.Timer(1.0, release.set).start()
+        # When this thread reads meanwhile
+        started = time.monotonic()
+        counts = Warehouse(path, busy_wait=5.0).counts()
+        # Then it waited for the writer to let go (DuckDB refuses the other mode within a process), then read
+        assert time.monotonic() - started > 0.5 and counts["declarations"] == 10
+    finally:
+        release.set()
+        holder.join()
+    # and past its wait it is told the warehouse is busy, not a connection error
+    opened.clear()
+    release.clear()
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert opened.wait(10)
+        with pytest.raises(WarehouseBusy):
+            Warehouse(path, busy_wait=0.3).counts()
+    finally:
+        release.set()
+        holder.join()
