@@ -25,6 +25,7 @@ from serving.selection import (  # noqa: F401 - RED, YELLOW, GREEN, Rules and ru
     Rules,
     capacity,
     exploration_draw,
+    others,
     rule_hits,
     select,
     top_k,
@@ -69,7 +70,8 @@ def load_policy(path: Path | None) -> LanePolicy:
 def allocate(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
     """Lanes for scored declarations. `frame` needs declaration_id, the rank column, importer_id, hs_code and
     origin_country (and office_id, declaration_date for per-office-day capacity). Returns lane, selected_by, rule."""
-    return allocate_inputs(lane_inputs(frame, policy), policy)
+    inputs = lane_inputs(frame, policy)
+    return pd.DataFrame(allocated(inputs, policy), index=inputs.index)
 
 
 def lane_inputs(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
@@ -86,12 +88,14 @@ def lane_inputs(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
     return inputs
 
 
-def allocate_inputs(inputs: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
-    """Lanes from `lane_inputs` of the whole batch: capacity is a share of it (or a number per office and day)."""
-    rules = inputs["rule"]
-    ruled = rules.to_numpy() != ""
-    lane = np.where(ruled, RED, GREEN).astype(object)
-    selected_by = np.where(ruled, "rule", "").astype(object)
+def allocated(inputs: pd.DataFrame, policy: LanePolicy) -> dict[str, np.ndarray]:
+    """Lanes from `lane_inputs` of the whole batch: capacity is a share of it (or a number per office and day).
+    The columns (lane, selected_by, rule) are object arrays: a batch of millions framed a partition at a time costs
+    a fraction of one frame of them all."""
+    rules = inputs["rule"].to_numpy(dtype=object)
+    ruled = rules != ""
+    lane, selected_by = np.full(len(inputs), GREEN, dtype=object), np.full(len(inputs), "", dtype=object)
+    lane[ruled], selected_by[ruled] = RED, "rule"
     draw, rank = inputs["draw"].to_numpy(), inputs["rank"].to_numpy()
     if policy.red_per_office_day is None:
         groups = [np.arange(len(inputs))]
@@ -102,10 +106,12 @@ def allocate_inputs(inputs: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
         red = min(n, policy.red_per_office_day) if policy.red_per_office_day is not None \
             else capacity(n, policy.red_share)
         free = positions[~ruled[positions]]  # rule hits are red outside capacity
-        model, explored = select(rank[free], red, policy.exploration_share, draw[free])
+        whole = len(free) == len(rank)  # the whole batch, no rule hit: the arrays themselves, not copies
+        model, explored = select(rank if whole else rank[free], red, policy.exploration_share,
+                                 draw if whole else draw[free])
         lane[free[model]], selected_by[free[model]] = RED, "model"
         lane[free[explored]], selected_by[free[explored]] = RED, "exploration"
-        rest = free[np.setdiff1d(np.arange(len(free)), np.concatenate([model, explored]))]
+        rest = free[others(len(free), model, explored)]
         yellow = rest[top_k(rank[rest], capacity(n, policy.yellow_share), draw[rest])]
         lane[yellow], selected_by[yellow] = YELLOW, "model"
-    return pd.DataFrame({"lane": lane, "selected_by": selected_by, "rule": rules.to_numpy()}, index=inputs.index)
+    return {"lane": lane, "selected_by": selected_by, "rule": rules}

@@ -32,7 +32,7 @@ from features.intake.reader import every_row_of, read_chunks
 from features.progress import Advance, quiet
 from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, SnapshotReader
 from serving.batch import BatchSummary, ScoredBatch, invalid_output, score_checked
-from serving.lanes import LanePolicy, allocate_inputs, lane_inputs
+from serving.lanes import LanePolicy, allocated, lane_inputs
 from serving.model_source import FixedSource
 from serving.partition_run import Chunk, PartitionRun
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
@@ -111,11 +111,12 @@ def write_lanes(run: PartitionRun, scored: list[int], inputs: list[pd.DataFrame]
         return
     whole = pd.concat(inputs, ignore_index=True)
     inputs.clear()
-    lanes = allocate_inputs(whole, policy)
+    lanes = allocated(whole, policy)
     del whole
     ends = np.cumsum([0, *[sizes[i] for i in scored]]).tolist()
     for i, start, stop in zip(scored, ends[:-1], ends[1:], strict=True):
-        lanes.iloc[start:stop].reset_index(drop=True).to_parquet(run.file("lanes", i), index=False)
+        pd.DataFrame({name: column[start:stop] for name, column in lanes.items()}).to_parquet(run.file("lanes", i),
+                                                                                           index=False)
 
 
 def score_partitioned(declarations: pd.DataFrame, scorer: Scorer, rows: int, folder: Path,

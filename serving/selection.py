@@ -52,15 +52,47 @@ def exploration_draw(declaration_ids: pd.Series, seed: int) -> np.ndarray:
 
 
 def top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
-    """Positions of the k highest scores; equal scores are ordered by `tiebreak` (a seeded draw), lowest first.
-    Missing scores come last."""
+    """Positions of the k highest scores, best first; equal scores are ordered by `tiebreak` (a seeded draw), lowest
+    first, then by position. Missing scores come last.
+
+    A partial sort: only the rows at or above the k-th highest score are sorted (all of them, so ties at the cut-off
+    are broken exactly as a full sort would), which keeps a batch of millions to O(n) time and a few arrays."""
     scores = np.asarray(scores, dtype="float64")
-    return np.lexsort((tiebreak, -np.nan_to_num(scores, nan=0.0), np.isnan(scores)))[:max(k, 0)]
+    k = min(max(k, 0), len(scores))
+    missing = np.isnan(scores)
+    values = scores[~missing] if missing.any() else scores
+    if k == 0:
+        return np.zeros(0, dtype="int64")
+    if k >= len(values):  # every score, then the missing ones by the draw
+        present, absent = np.flatnonzero(~missing), np.flatnonzero(missing)
+        order = np.concatenate([present[np.lexsort((tiebreak[present], -scores[present]))],
+                                absent[np.argsort(tiebreak[absent], kind="stable")]])
+        return order[:k]
+    kth = np.partition(values, len(values) - k)[len(values) - k]  # the k-th highest score
+    candidates = np.flatnonzero(scores >= kth)  # never a missing one
+    return candidates[np.lexsort((tiebreak[candidates], -scores[candidates]))][:k]
 
 
 def lowest_draws(draw: np.ndarray, n: int) -> np.ndarray:
-    """Positions of the n lowest draws (the exploration picks among some candidates)."""
-    return np.argsort(draw, kind="stable")[:max(n, 0)]
+    """Positions of the n lowest draws (the exploration picks among some candidates), equal draws by position.
+    A partial sort, as top_k."""
+    draw = np.asarray(draw)
+    n = min(max(n, 0), len(draw))
+    if n == 0:
+        return np.zeros(0, dtype="int64")
+    if n < len(draw):
+        candidates = np.flatnonzero(draw <= np.partition(draw, n - 1)[n - 1])
+    else:
+        candidates = np.arange(len(draw))
+    return candidates[np.argsort(draw[candidates], kind="stable")][:n]
+
+
+def others(n: int, *taken: np.ndarray) -> np.ndarray:
+    """Positions 0..n-1 not in any of `taken`, ascending."""
+    free = np.ones(n, dtype=bool)
+    for positions in taken:
+        free[positions] = False
+    return np.flatnonzero(free)
 
 
 def select(scores: np.ndarray, k: int, exploration: float, draw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +100,7 @@ def select(scores: np.ndarray, k: int, exploration: float, draw: np.ndarray) -> 
     (model positions, explored positions)."""
     exploit, explore = split_exploration(k, exploration)
     chosen = top_k(scores, exploit, draw)
-    rest = np.setdiff1d(np.arange(len(scores)), chosen)
+    rest = others(len(scores), chosen)
     return chosen, rest[lowest_draws(draw[rest], explore)]
 
 

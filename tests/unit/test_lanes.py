@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from serving.lanes import LanePolicy, Rules, allocate, load_policy
-from serving.selection import Thresholds, capacity, exploration_draw, rule_hits, top_k
+from serving.selection import Thresholds, capacity, exploration_draw, lowest_draws, rule_hits, top_k
 
 
 def _batch(n: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -141,6 +141,22 @@ def test_ties_are_broken_by_the_seeded_draw_not_the_row_order():
 
 def test_missing_scores_rank_last():
     assert top_k(np.array([np.nan, 0.2, 0.9, np.nan]), 3, np.zeros(4, dtype="uint64")).tolist() == [2, 1, 0]
+
+
+def _full_sort_top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
+    """top_k as a full sort of every row states it: missing last, highest score first, lowest draw, position."""
+    return np.lexsort((tiebreak, -np.nan_to_num(scores, nan=0.0), np.isnan(scores)))[:max(k, 0)]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_partial_sorts_pick_what_a_full_sort_picks_ties_and_missing_scores_included(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 300))
+    scores = rng.choice(np.r_[rng.random(5), 0.0, -0.0, np.nan], size=n)  # few distinct values: ties at every cut
+    draw = rng.integers(0, 6, size=n).astype("uint64")  # equal draws too: then the position decides
+    for k in (0, 1, int(rng.integers(0, n + 1)), n - 1, n, n + 3):
+        assert top_k(scores, k, draw).tolist() == _full_sort_top_k(scores, k, draw).tolist(), k
+        assert lowest_draws(draw, k).tolist() == np.argsort(draw, kind="stable")[:max(k, 0)].tolist(), k
 
 
 def test_rule_hits_name_the_rule():
