@@ -1,6 +1,9 @@
 """customs-monitor: drift of features and scores, and selection outcomes; emits aduana.drift.detected."""
 from __future__ import annotations
 
+import shutil
+import uuid
+
 import pandas as pd
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
@@ -14,12 +17,14 @@ from flows.orchestration import runtime
 from flows.orchestration.runtime import Runtime, progress
 from flows.render import monitor_markdown
 from training import registry, runs
+from training.models import RiskModel
 from training.monitoring import (
     MonitorReport,
     monitor,
     window_bounds,
     window_features,
 )
+from training.snapshot_training import window_from_snapshot
 
 DRIFT_EVENT = "aduana.drift.detected"
 MODEL_RESOURCE = f"aduana.model.{registry.MODEL_NAME}"
@@ -41,7 +46,22 @@ def load_window(rt: Runtime, window_days: int, as_of: str | None, outcome_days: 
     rt.sync_decisions()  # every answer given, even those the API has not copied yet
     outcomes = warehouse.decisions.controlled_outcomes(end - pd.Timedelta(days=outcome_days - 1), end)
     return {"version": version, "model": model, "reference": runs.load_reference(rt.client, version),
-            "current": window_features(read_tables(warehouse), model, start, end), "outcomes": outcomes, "window": (start, end)}
+            "current": current_features(rt, model, start, end), "outcomes": outcomes, "window": (start, end)}
+
+
+def current_features(rt: Runtime, model: RiskModel, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+    """The window's features: from the history in pandas, or, beyond `training_memory_rows` declarations (as a
+    retrain), from the warehouse's snapshot through DuckDB, only the window's rows in pandas."""
+    stored = rt.warehouse.counts()["declarations"]
+    if stored <= rt.settings.training_memory_rows:
+        return window_features(read_tables(rt.warehouse), model, start, end)
+    folder = rt.settings.work_dir / f"monitor-{uuid.uuid4().hex[:12]}"
+    try:
+        progress(f"{stored:,} declarations, more than training_memory_rows ({rt.settings.training_memory_rows:,}): "
+                 "the window's features come from the warehouse's snapshot through DuckDB")
+        return window_from_snapshot(rt.warehouse.export_tables(folder), model, start, end)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @task(name="track_monitoring", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

@@ -16,13 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from features.build import build_features
 from features.labels import labelled
 from features.progress import Advance, quiet
 from features.warehouse.training_reads import DEFAULT_MEMORY_LIMIT, LookedUp, TrainingReader
 from training.drift import reference_positions
-from training.models import FitConfig, Split, time_split
+from training.models import FitConfig, RiskModel, Split, time_split
 from training.pipeline import Featured, TrainingResult, fit_and_evaluate
 
 
@@ -70,3 +71,16 @@ def train_from_snapshot(snapshot: dict[str, str], config: FitConfig = FitConfig(
     starting("model")
     return fit_and_evaluate(featured_from_snapshot(snapshot, report, advance, memory_limit), config, tune_seconds,
                             report, starting, advance)
+
+
+def window_from_snapshot(snapshot: dict[str, str], model: RiskModel, start: pd.Timestamp, end: pd.Timestamp,
+                         memory_limit: str = DEFAULT_MEMORY_LIMIT) -> pd.DataFrame:
+    """training/monitoring.py `window_features` of the snapshot's declarations: only the window's rows come into
+    pandas, their profiles and bills' totals read across the history by DuckDB."""
+    with TrainingReader(snapshot, memory_limit) as reader:
+        frame = reader.filed(start, end)
+        if frame.empty:
+            return pd.DataFrame(columns=model.columns)
+        profiles = reader.profiles.lookup(frame)
+    features = build_features(frame, bands=model.price_bands, profiles=LookedUp(profiles))  # type: ignore[arg-type]
+    return features.X.reindex(columns=model.columns)

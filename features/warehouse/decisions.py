@@ -41,11 +41,17 @@ CREATE TABLE IF NOT EXISTS decision_sync (source VARCHAR PRIMARY KEY, position B
 # Real-time answers reach this table as a copy of the operational log (features/warehouse/oplog.py), which made them
 # durable before they were given; `decision_sync` holds how far each of its sources has been copied.
 
-# The latest decision per declaration (a declaration scored twice counts once, as last decided).
-LATEST = """
-WITH latest AS (
-    SELECT * FROM decisions
+# The latest decision per declaration (a declaration scored twice counts once, as last decided), among those of the
+# declarations filed in a period: the period's declarations are found first (DuckDB's zone maps skip the row groups
+# of other months), and only their decisions, and only the columns read, are ranked.
+FILED_LATEST = """
+WITH filed AS (
+    SELECT declaration_id, {filed} FROM declarations WHERE declaration_date BETWEEN ? AND ?{where}),
+latest AS (
+    SELECT declaration_id, {decided} FROM decisions
+    WHERE declaration_id IN (SELECT declaration_id FROM filed)
     QUALIFY row_number() OVER (PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1)
+SELECT * FROM latest JOIN filed USING (declaration_id) {then} ORDER BY declaration_id
 """
 
 
@@ -233,16 +239,14 @@ class Decisions:
     def released(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Declarations filed in [start, end] whose latest decision released them (green or yellow lane), with
         the importer and duty paid: the post-clearance audit's input."""
-        return self.warehouse.read(LATEST + """
-            SELECT l.declaration_id, l.lane, l.risk_score, l.expected_revenue, l.reasons, d.importer_id,
-                   d.duty_paid, d.declaration_date
-            FROM latest l JOIN declarations d USING (declaration_id)
-            WHERE l.lane IN ('green', 'yellow') AND d.declaration_date BETWEEN ? AND ?""", [start, end])
+        return self.warehouse.read(FILED_LATEST.format(
+            filed="importer_id, duty_paid, declaration_date", where="",
+            decided="lane, risk_score, expected_revenue, reasons", then="WHERE lane IN ('green', 'yellow')"), [start, end])
 
     def controlled_outcomes(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Declarations filed in [start, end] that were controlled and have a fraud outcome, with their latest
         decision (lane, who selected it, score): what the monitor compares the model's expectation with."""
-        return self.warehouse.read(LATEST + """
-            SELECT l.declaration_id, l.lane, l.selected_by, l.risk_score, l.expected_revenue, d.fraud, d.revenue
-            FROM latest l JOIN declarations d USING (declaration_id)
-            WHERE d.inspected = 1 AND d.fraud IS NOT NULL AND d.declaration_date BETWEEN ? AND ?""", [start, end])
+        return self.warehouse.read(FILED_LATEST.format(
+            filed="fraud, revenue", where=" AND inspected = 1 AND fraud IS NOT NULL",
+            decided="lane, selected_by, risk_score, expected_revenue", then=""), [start, end])
+

@@ -143,6 +143,13 @@ class TrainingReader:
         drift = frame.pop("training_drift").to_numpy(dtype=bool)
         return self._integrate(frame), drift
 
+    def filed(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """The declarations filed in [start, end] (a monitoring window), integrated and in training's order."""
+        frame = self.con.execute(f"SELECT * EXCLUDE (file_row_number) FROM {self.declarations} "
+                                 f"WHERE declaration_date BETWEEN ? AND ? ORDER BY {ORDER}",
+                                 [pd.Timestamp(start).to_pydatetime(), pd.Timestamp(end).to_pydatetime()]).df()
+        return self._integrate(frame)
+
     def _matching(self, table: str, column: str, values: pd.Series, select: str = "*", then: str = "") -> pd.DataFrame:
         """Rows of a snapshot table whose `column` is one of `values`, in the table's order (`then`: ORDER BY...)."""
         source = self.declarations if table == "declarations" else f"read_parquet({_quoted(self.snapshot[table])})"

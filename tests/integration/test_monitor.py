@@ -90,6 +90,11 @@ def test_drift_event_triggers_one_gated_retrain(prefect_api, loaded_home, world,
         result = customs_monitor(window_days=10)
         assert result["drift_detected"] and result["event_id"]
         assert "log_declared_value" in result["drifted_features"]
+        monkeypatch.setenv("ADUANA_TRAINING_MEMORY_ROWS", "1000")  # the window's features from the snapshot, in DuckDB
+        again = customs_monitor(window_days=10)
+        monkeypatch.delenv("ADUANA_TRAINING_MEMORY_ROWS")
+        assert (again["drifted_features"], again["top_features"]) == (result["drifted_features"], result["top_features"])
+        assert again["score_psi"] == pytest.approx(result["score_psi"], rel=1e-9)
         for _ in range(2):  # a burst of alerts: the trigger's `within` window debounces them into one run
             emit_event(event=DRIFT_EVENT, resource={"prefect.resource.id": MODEL_RESOURCE}, payload=result)
 

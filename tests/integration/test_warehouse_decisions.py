@@ -86,3 +86,28 @@ def test_an_empty_home_has_no_decisions_to_read(warehouse):
 def test_every_column_a_real_time_answer_is_logged_with_is_a_column_of_the_table(warehouse):
     warehouse.decisions.append_batch(_decisions(1), pd.DataFrame(), "b1", "test", AT)
     assert set(PG_COLUMNS) <= set(warehouse.read("SELECT * FROM decisions").columns)
+
+
+def test_a_periods_reads_take_each_declaration_filed_in_it_with_its_latest_decision(warehouse):
+    # Given six declarations, three filed in January and three in February, two of each controlled
+    dates = pd.to_datetime(["2026-01-05", "2026-01-20", "2026-01-31", "2026-02-01", "2026-02-10", "2026-02-28"])
+    warehouse.append("declarations", pd.DataFrame({
+        "declaration_id": [f"D{i}" for i in range(6)], "declaration_date": dates.date, "importer_id": "I1",
+        "duty_paid": 10.0, "inspected": [1, 1, 0, 1, 1, 0], "fraud": [1.0, 0.0, None, 0.0, 1.0, None],
+        "revenue": [50.0, 0.0, None, 0.0, 20.0, None]}))
+    # scored green in a batch, then D0 and D4 red in a second batch and D1 yellow by a later real-time answer
+    warehouse.decisions.append_batch(_decisions(6), pd.DataFrame(), "first", "test", AT)
+    again = _decisions(5).iloc[[0, 4]].assign(lane="red", risk_score=0.9)
+    warehouse.decisions.append_batch(again, pd.DataFrame(), "second", "test", AT + timedelta(minutes=1))
+    _copy(warehouse, _answers(2).iloc[[1]].assign(lane="yellow", position=0))
+    january = pd.Timestamp("2026-01-01"), pd.Timestamp("2026-01-31")
+    # When January's released declarations and controlled outcomes are read
+    released = warehouse.decisions.released(*january)
+    outcomes = warehouse.decisions.controlled_outcomes(*january)
+    # Then each January declaration counts once, as last decided; February's never appear
+    assert released[["declaration_id", "lane"]].values.tolist() == [["D1", "yellow"], ["D2", "green"]]
+    assert released["importer_id"].eq("I1").all() and released["duty_paid"].eq(10.0).all()
+    assert outcomes[["declaration_id", "lane", "fraud", "risk_score"]].values.tolist() == [
+        ["D0", "red", 1.0, 0.9], ["D1", "yellow", 0.0, 0.1]]
+    february = warehouse.decisions.controlled_outcomes(pd.Timestamp("2026-02-01"), pd.Timestamp("2026-02-28"))
+    assert february[["declaration_id", "lane"]].values.tolist() == [["D3", "green"], ["D4", "red"]]

@@ -5,6 +5,7 @@ every feature equal (counts, days and bill totals exactly; revenue rates, added 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,8 @@ from features.warehouse.training_reads import PartitionedProfiles, TrainingReade
 from tests.conftest import FAST, write_csv
 from training.drift import reference_positions, reference_sample
 from training.pipeline import Featured, featured_in_memory, fit_and_evaluate
-from training.snapshot_training import featured_from_snapshot
+from training.monitoring import window_features
+from training.snapshot_training import featured_from_snapshot, window_from_snapshot
 
 REVENUE_RATES = [c for c in PROFILE_COLUMNS if c.endswith("revenue_rate")]
 
@@ -79,6 +81,24 @@ def test_the_same_model(both):
     pd.testing.assert_frame_equal(b.evaluation.predictions, a.evaluation.predictions, check_exact=True)
     assert b.counts == a.counts
     assert b.evaluation.metrics == a.evaluation.metrics
+
+
+def test_a_monitoring_windows_features_from_the_snapshot_are_those_built_among_all_rows(snapshot, both):
+    warehouse, paths = snapshot
+    tables = read_tables(warehouse)
+    features = both[0].features
+    model = SimpleNamespace(columns=list(features.X.columns), price_bands=features.price_bands)  # what a window reads
+    dates = pd.to_datetime(tables.declarations["declaration_date"])
+    start, end = dates.quantile(0.8).normalize(), dates.quantile(0.9).normalize()
+    a = window_features(tables, model, start, end)  # type: ignore[arg-type]
+    b = window_from_snapshot(paths, model, start, end)  # type: ignore[arg-type]
+    assert len(a) == ((dates >= start) & (dates <= end)).sum() > 500
+    a, b = a.sort_index(), b.set_axis(a.index.sort_values())  # both in the history's order of date and id
+    exact = [c for c in a.columns if c not in REVENUE_RATES]
+    pd.testing.assert_frame_equal(b[exact], a[exact], check_exact=True)
+    assert np.allclose(b[REVENUE_RATES].to_numpy(), a[REVENUE_RATES].to_numpy(), rtol=1e-12, atol=0, equal_nan=True)
+    empty = window_from_snapshot(paths, model, pd.Timestamp("2100-01-01"), pd.Timestamp("2100-01-31"))  # type: ignore[arg-type]
+    assert empty.empty and list(empty.columns) == model.columns
 
 
 def test_price_bands_fitted_a_share_of_subheadings_at_a_time_are_those_of_all_rows(snapshot):
