@@ -14,7 +14,7 @@ from features.errors import UserError
 from flows.orchestration import runtime
 from flows.orchestration.runtime import Runtime, progress
 from flows.render import ratings_markdown
-from serving.entity_ratings import rate_entities
+from serving.entity_ratings import counted_columns, rate_counts
 from serving.periods import latest_complete_month, parse_period
 from serving.post_clearance import audit_candidates
 
@@ -27,7 +27,8 @@ def select_audits(rt: Runtime, period: str, capacity: int) -> tuple[pd.DataFrame
     warehouse = rt.warehouse
     rt.sync_decisions()  # every answer given, even those the API has not copied yet
     released = warehouse.decisions.released(start, end)
-    selected, evidence = audit_candidates(released, warehouse.table("traders"), warehouse.control_history(), capacity)
+    selected, evidence = audit_candidates(released, warehouse.table("traders"), warehouse.entity_counts(["importer_id"]),
+                                         capacity)
     progress(f"{len(released):,} released declarations in {start.date()}…{end.date()}; {len(selected)} enterprises selected")
     return selected, evidence
 
@@ -48,12 +49,17 @@ def customs_audit(period: str | None = None, capacity: int = 20) -> dict:
     if len(selected):
         create_table_artifact(key="customs-audit-list", table=selected.round(4).astype(str).to_dict("records"),
                               description=f"Post-clearance audit list for {period}")
-    declarations, rated = rt.warehouse.table("declarations"), {}
-    for entity in ENTERPRISES if len(declarations) else ():  # the enterprises' ratings beside the list they explain
-        table = rate_entities(declarations, entity, RATINGS_MIN_CONTROLS).head(RATINGS_TOP)
+    rated = {}
+    for entity in ENTERPRISES if rt.warehouse.counts()["declarations"] else ():  # beside the list they explain
+        table = rated_entities(rt, entity, RATINGS_MIN_CONTROLS).head(RATINGS_TOP)
         rated[entity] = record_ratings(rt, entity, table, RATINGS_MIN_CONTROLS, list_id)
     return {"period": period, "capacity": capacity, "list_id": list_id, "selected": selected.to_dict("records"),
             "evidence": evidence.to_dict("records"), "ratings": rated}
+
+
+def rated_entities(rt: Runtime, entity: str, min_controls: int) -> pd.DataFrame:
+    """An entity's ratings over the warehouse's declarations, counted by DuckDB (one row per entity reaches pandas)."""
+    return rate_counts(rt.warehouse.entity_counts(counted_columns(entity)), entity, min_controls)
 
 
 @task(name="record_ratings", cache_policy=NO_CACHE)
@@ -72,7 +78,7 @@ def customs_ratings(entity: str = "importer", top: int = RATINGS_TOP, min_contro
     """Risk ratings of an entity of features/entities.py (goods, enterprises, trade lanes, pairs), kept in the
     warehouse and published as a Prefect artifact."""
     rt = runtime.current()
-    table = rate_entities(rt.warehouse.table("declarations"), entity, min_controls).head(top)
+    table = rated_entities(rt, entity, min_controls).head(top)
     record_ratings(rt, entity, table, min_controls)
     create_markdown_artifact(key=f"customs-ratings-{entity.replace('_', '-')}",
                              markdown=ratings_markdown(table.to_dict("records"), list(BY_NAME[entity].columns)),

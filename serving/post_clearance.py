@@ -9,15 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from serving.entity_ratings import entity_ratings
+from serving.entity_ratings import ratings_of
 
 EVIDENCE_ROWS = 5
 
 
-def audit_candidates(released: pd.DataFrame, traders: pd.DataFrame | None, history: pd.DataFrame,
+def audit_candidates(released: pd.DataFrame, traders: pd.DataFrame | None, importers: pd.DataFrame,
                      capacity: int = 20) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rank importers for PCA. `released`: decisions of the period's green/yellow declarations joined to them
-    (declaration_id, importer_id, risk_score, expected_revenue, duty_paid, reasons). Returns (audit list, evidence)."""
+    (declaration_id, importer_id, risk_score, expected_revenue, duty_paid, reasons); `importers`: the history's
+    controls per importer (serving/entity_ratings.py `entity_counts` by importer_id). Returns (audit list,
+    evidence)."""
     if released.empty:
         return pd.DataFrame(), pd.DataFrame()
     residual = released["expected_revenue"].astype("float64")
@@ -26,7 +28,7 @@ def audit_candidates(released: pd.DataFrame, traders: pd.DataFrame | None, histo
     per_importer = released.groupby("importer_id").agg(
         released_declarations=("declaration_id", "size"), expected_unrecovered=("residual_revenue", "sum"),
         mean_risk=("risk_score", "mean"))
-    per_importer = per_importer.join(entity_ratings(history, "importer_id")[["controls", "hit_rate"]], how="left")
+    per_importer = per_importer.join(ratings_of(importers)[["controls", "hit_rate"]], how="left")
     if traders is not None and len(traders):
         per_importer = per_importer.join(traders.set_index("importer_id")[["aeo_certified", "prior_violations", "credit_rating"]],
                                          how="left")

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from features.warehouse.profile_store import label_sql
 from features.warehouse.schema import STORED_BOOKKEEPING, STORED_KINDS, TABLES
 
 if TYPE_CHECKING:
@@ -40,9 +41,17 @@ def recent_declarations(warehouse: Warehouse, rows: int) -> pd.DataFrame:
     return warehouse.read("SELECT * FROM declarations ORDER BY declaration_date DESC LIMIT ?", [rows])
 
 
-def control_history(warehouse: Warehouse) -> pd.DataFrame:
-    """Every declaration's importer and control outcome (inspected, fraud)."""
-    return warehouse.read("SELECT importer_id, inspected, fraud FROM declarations")
+def entity_counts(warehouse: Warehouse, keys: list[str]) -> pd.DataFrame:
+    """serving/entity_ratings.py `entity_counts` of every stored declaration, added up by DuckDB: a rating reads one
+    row per entity, not one per declaration."""
+    with warehouse.connect(read_only=True) as con:
+        columns = {r[0] for r in con.execute("DESCRIBE declarations").fetchall()}
+        controlled, fraud, _, _ = label_sql(columns)
+        grouped = ", ".join(f'"{k}"' for k in keys)
+        return con.execute(f"""
+            SELECT {grouped}, count(*) AS volume, sum(CAST({controlled} AS BIGINT)) AS controls,
+                   sum(CASE WHEN {controlled} THEN CAST({fraud} AS BIGINT) ELSE 0 END) AS hits
+            FROM declarations GROUP BY {grouped} ORDER BY {grouped}""").df().set_index(keys)
 
 
 def table(warehouse: Warehouse, name: str) -> pd.DataFrame:

@@ -111,9 +111,9 @@ class Warehouse:
         """The `rows` most recently filed declarations, every stored column included."""
         return reads.recent_declarations(self, rows)
 
-    def control_history(self) -> pd.DataFrame:
-        """Every declaration's importer and control outcome (inspected, fraud)."""
-        return reads.control_history(self)
+    def entity_counts(self, keys: list[str]) -> pd.DataFrame:
+        """Declarations, controls and frauds per value of the `keys` columns (features/warehouse/reads.py)."""
+        return reads.entity_counts(self, keys)
 
     def table(self, name: str) -> pd.DataFrame:
         """A whole canonical table (declarations, manifests or traders), without bookkeeping columns."""

@@ -59,7 +59,8 @@ def store_scored_world(world, trained, tmp) -> tuple[Scorer, pd.DataFrame]:
                                      pd.DataFrame(), "score-ui-test", "arrivals.csv", datetime(2025, 1, 2, 9, 30))
     dates = arrivals["declaration_date"]
     released = warehouse.decisions.released(dates.min(), dates.max())
-    selected, _ = audit_candidates(released, warehouse.table("traders"), warehouse.control_history(), AUDIT_CAPACITY)
+    selected, _ = audit_candidates(released, warehouse.table("traders"), warehouse.entity_counts(["importer_id"]),
+                                   AUDIT_CAPACITY)
     warehouse.audits.record(selected, f"{dates.min().date()}:{dates.max().date()}", AUDIT_CAPACITY)
     history = warehouse.table("declarations")
     for entity, columns in (("importer", ["importer_id"]), ("lane", ["origin_country", "office_id"])):

@@ -287,3 +287,14 @@ def test_a_reader_waits_while_another_thread_of_this_process_writes(tmp_path, sm
     finally:
         release.set()
         holder.join()
+
+
+def test_ratings_counted_by_the_warehouse_are_those_of_every_row_in_pandas(world, tmp_path, warehouse):
+    from serving.entity_ratings import counted_columns, rate_counts, rate_entities
+
+    warehouse.store(prepare_batch(write_csv(tmp_path / "declarations.csv", world.declarations.head(5_000))))
+    stored = warehouse.table("declarations")
+    for entity in ("importer", "hs_heading", "lane", "importer_heading"):
+        counted = rate_counts(warehouse.entity_counts(counted_columns(entity)), entity, 2)
+        pd.testing.assert_frame_equal(counted, rate_entities(stored, entity, 2), check_exact=True)
+        assert len(counted) > 3

@@ -20,8 +20,8 @@ from features.warehouse import Warehouse, read_tables
 from features.warehouse.training_reads import PartitionedProfiles, TrainingReader
 from tests.conftest import FAST, write_csv
 from training.drift import reference_positions, reference_sample
-from training.pipeline import Featured, featured_in_memory, fit_and_evaluate
 from training.monitoring import window_features
+from training.pipeline import Featured, featured_in_memory, fit_and_evaluate
 from training.snapshot_training import featured_from_snapshot, window_from_snapshot
 
 REVENUE_RATES = [c for c in PROFILE_COLUMNS if c.endswith("revenue_rate")]
