@@ -1,5 +1,6 @@
 """The `scale` stage: generate, ingest, train and score at growing sizes, each step's wall time and peak memory, the
-scoring on the single-process path and on a 2-worker Dask LocalCluster (prefect-dask).
+scoring on the single-process path and on a 2-worker Dask LocalCluster (prefect-dask), then the reads of a period
+(`aduana monitor`'s window, `aduana audit`'s month and ratings).
 
 Each step is an `aduana` command in a child process, on a home whose Prefect server is started first; a step's peak
 memory is the largest resident size of the command's process tree (its Dask scheduler and workers included), sampled
@@ -75,6 +76,9 @@ def one_size(work: Path, rows: int) -> dict:
         "score": aduana + ["score", str(landing / "declarations.parquet"), "--out", str(work / "scores.parquet")],
         "score_dask_local_2": aduana + ["score", str(landing / "declarations.parquet"), "--out",
                                         str(work / "scores-dask.parquet"), "--dask", "local", "--dask-workers", "2"],
+        # what a period reads: the monitor's window (its features and outcomes), the audit's month and ratings
+        "monitor": aduana + ["monitor"],
+        "audit": aduana + ["audit"],
     }
     out: dict = {}
     for name, command in steps.items():
@@ -91,6 +95,6 @@ def one_size(work: Path, rows: int) -> dict:
 
 
 def stage_scale(work: Path, rows: int) -> dict:  # noqa: ARG001 - the sizes are the stage's own
-    """generate, ingest, train and score at each size (BENCH_SCALE_SIZES), with time and peak memory."""
+    """generate, ingest, train, score, monitor and audit at each size (BENCH_SCALE_SIZES), with time and peak memory."""
     return {"train_config": TRAIN, "memory_guard": MEMORY_GUARD,
             "sizes": {str(n): one_size(work, n) for n in sizes()}}
