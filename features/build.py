@@ -152,10 +152,15 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     categorical, numeric = column_order(list(X.columns))
     reference = X["price_reference_log"]
     X = _model_dtypes(X.reindex(columns=categorical + numeric), categorical)  # absent sources → NaN columns
-    meta = frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].copy()
+    meta = feature_meta(frame)
     mapped = [c for c in catalogue.REFERENCE_COLUMNS if c in frame] + extra_cat + extra_num
     return FeatureSet(X=X, meta=meta, categorical=categorical, numeric=numeric, price_bands=inputs.bands,
                       price_reference_log=reference, reference_columns=mapped)
+
+
+def feature_meta(frame: pd.DataFrame) -> pd.DataFrame:
+    """What a feature set keeps of each row beside its features: its id, date and labels."""
+    return frame[["declaration_id", "declaration_date", *[c for c in LABEL_FIELDS if c in frame]]].reset_index(drop=True)
 
 
 def column_order(columns: list[str]) -> tuple[list[str], list[str]]:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, task
+from prefect import Flow, flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
@@ -17,33 +17,47 @@ from features.errors import UserError
 from features.intake.mapping import load_mapping
 from features.intake.prepared import prepare_batch
 from features.warehouse import read_tables
+from features.warehouse.training_reads import DEFAULT_MEMORY_LIMIT
 from flows import bars
 from flows.orchestration import runtime
+from flows.orchestration.dask import with_dask as on_dask
 from flows.orchestration.runtime import Runtime, progress
 from flows.render import train_markdown
 from training import registry, runs
+from training.feature_partitions import FeaturePartitions, build_part
 from training.gate import GateDecision
 from training.models import FitConfig
-from training.pipeline import TrainingResult, describe_blend, explicit_split, train_and_evaluate
+from training.pipeline import (
+    Featured,
+    TrainingResult,
+    describe_blend,
+    explicit_split,
+    fit_and_evaluate,
+    train_and_evaluate,
+)
 from training.promotion import gate_challenger
-from training.snapshot_training import train_from_snapshot
+from training.snapshot_training import featured_from_snapshot, train_from_snapshot
 
-# The history training reads: the integrated declarations in pandas, or, beyond `training_memory_rows` declarations,
-# the warehouse's snapshot as Parquet files (table → path) that training reads through DuckDB.
-TrainingData = pd.DataFrame | dict[str, str]
+# The history training reads: the integrated declarations in pandas, or, beyond `training_memory_rows` declarations
+# (or on a Dask cluster), the warehouse's snapshot as Parquet files (table → path) that training reads through
+# DuckDB; on a cluster, the featured rows' features built there (`Featured`).
+TrainingData = pd.DataFrame | dict[str, str] | Featured
 
 
 @task(name="load_training_data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
-def load_training_data(rt: Runtime) -> tuple[TrainingData, list[str]]:
+def load_training_data(rt: Runtime, snapshot: bool = False) -> tuple[TrainingData, list[str]]:
+    """The history (see TrainingData); `snapshot`: the snapshot whatever the warehouse's size."""
     stored = rt.warehouse.counts()["declarations"]
     if not stored:
         raise UserError("the warehouse holds no declarations: run 'aduana ingest' first")
     warnings = rt.warehouse.validation_failures()
-    if stored > rt.settings.training_memory_rows:  # the flow removes the snapshot once training has read it
-        snapshot = rt.warehouse.export_tables(rt.settings.work_dir / f"train-{uuid.uuid4().hex[:12]}")
-        progress(f"{stored:,} declarations, more than training_memory_rows ({rt.settings.training_memory_rows:,}): "
-                 "training reads the warehouse's snapshot through DuckDB (its labelled rows and drift reference only)")
-        return snapshot, warnings
+    if snapshot or stored > rt.settings.training_memory_rows:  # the flow removes it once training has read it
+        exported = rt.warehouse.export_tables(rt.settings.work_dir / f"train-{uuid.uuid4().hex[:12]}")
+        why = ("on the Dask cluster" if snapshot else
+               f"{stored:,} declarations, more than training_memory_rows ({rt.settings.training_memory_rows:,})")
+        progress(f"{why}: training reads the warehouse's snapshot through DuckDB (its labelled rows and drift "
+                 "reference only)")
+        return exported, warnings
     tables = read_tables(rt.warehouse)
     frame = integrate(tables.declarations, tables.manifests, tables.traders)
     progress(f"loaded {len(frame):,} declarations ({int((frame['inspected'] == 1).sum()):,} controlled)")
@@ -54,6 +68,28 @@ def remove_snapshot(data: TrainingData) -> None:
     """The snapshot's folder, once training has read it."""
     if isinstance(data, dict):
         shutil.rmtree(Path(data["declarations"]).parent, ignore_errors=True)
+
+
+@task(name="build_feature_partition", cache_policy=NO_CACHE, retries=1)
+def build_feature_partition(folder: str, i: int) -> int:
+    """On a Dask worker: partition i's features, from the run folder's Parquet files and the snapshot
+    (training/feature_partitions.py)."""
+    return build_part(folder, i)
+
+
+def featured_on_cluster(rt: Runtime, snapshot: dict[str, str]) -> Featured:
+    """The featured rows' features built as tasks on the flow's task runner (a Dask cluster), a partition of
+    `score_partition_rows` rows each; the rest of the feature work (split, bands, bills) in this process."""
+    folder = rt.settings.work_dir / f"features-{uuid.uuid4().hex[:12]}"
+
+    def each(parts: list[int]) -> list[int]:
+        return [future.result() for future in [build_feature_partition.submit(str(folder), i) for i in parts]]
+
+    partitions = FeaturePartitions(folder, snapshot, DEFAULT_MEMORY_LIMIT, rt.settings.score_partition_rows, each)
+    try:
+        return featured_from_snapshot(snapshot, progress, partitions=partitions)
+    finally:
+        partitions.remove()
 
 
 def fit_config(rt: Runtime, iterations: int | None = None) -> FitConfig:
@@ -68,7 +104,8 @@ def train_model(data: TrainingData, config: FitConfig, tune_seconds: float | Non
     if tune_seconds:
         progress(f"searching hyperparameters with Optuna for {tune_seconds:.0f} s (validation window only)…")
     starting = training_runs.begin if training_runs is not None else (lambda role: None)
-    train = train_from_snapshot if isinstance(data, dict) else train_and_evaluate
+    train = (fit_and_evaluate if isinstance(data, Featured) else train_from_snapshot if isinstance(data, dict)
+             else train_and_evaluate)
     result = train(data, config, tune_seconds=tune_seconds, report=progress, starting=starting, advance=bars.advance)
     if result.trials:
         best = max(result.trials, key=lambda t: t.value)
@@ -111,19 +148,25 @@ def trigger_tags(drift: dict | None) -> dict[str, str]:
 
 @flow(name="customs-retrain")
 def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, drift: dict | None = None,
-                    tune_seconds: float | None = None) -> dict:
+                    tune_seconds: float | None = None, cluster: bool = False) -> dict:
     """Retrain on the warehouse's controlled declarations and let the promotion gate decide.
 
-    `drift`: the payload of the aduana.drift.detected event that triggered this run, if one did."""
+    `drift`: the payload of the aduana.drift.detected event that triggered this run, if one did. `cluster`: build
+    the features as tasks on the flow's task runner (a Dask cluster: `with_dask`), from the warehouse's snapshot."""
     if drift:
         progress(f"triggered by drift on v{drift.get('model_version')}: {', '.join(drift.get('drifted_features', [])) or 'outcomes'}")
     rt = runtime.current()
-    data, warnings = load_training_data(rt)
+    data, warnings = load_training_data(rt, snapshot=cluster)
     tags = trigger_tags(drift)
     # The runs open before the training and end after their logging (FAILED if either raises), so that their
     # duration and system metrics are the training's.
     try:
         with runs.TrainingRuns(rt.client, dataset, rt.artifacts, flow_run.get_id(), tags) as training_runs:
+            if cluster:  # the feature tasks go to the cluster from the flow itself
+                training_runs.begin("model")
+                snapshot = data
+                data = featured_on_cluster(rt, snapshot)
+                remove_snapshot(snapshot)
             result = train_model(data, fit_config(rt, iterations), tune_seconds, training_runs)
             logged = track_training(training_runs, result, warnings)
     finally:
@@ -140,6 +183,11 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
     create_markdown_artifact(key="customs-retrain-report", markdown=train_markdown(summary),
                              description="Holdout metrics of the retrained model and the reference, and the gate's decision")
     return summary
+
+
+def with_dask(address: str, workers: int | None = None) -> Flow:
+    """customs-retrain on a Dask cluster (flows/orchestration/dask.py)."""
+    return on_dask(customs_retrain, address, workers)
 
 
 @flow(name="customs-evaluate")

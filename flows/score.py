@@ -1,7 +1,6 @@
 """customs-score: a landing file → lanes, reasons and an append-only decision log, with a batch report."""
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from features.errors import UserError
 from features.intake.mapping import load_mapping
 from flows import bars
 from flows.orchestration import runtime
+from flows.orchestration.dask import with_dask as on_dask
 from flows.orchestration.runtime import Runtime, file_away, landing_files, progress, staged
 from flows.render import score_markdown
 from serving.batch import BatchSummary, ScoredBatch, write_output
@@ -134,16 +134,8 @@ def customs_score(path: str, out: str, mapping: str | None = None, policy: str |
 
 
 def with_dask(address: str, workers: int | None = None) -> Flow:
-    """customs-score on prefect-dask's DaskTaskRunner: the cluster at `address` (tcp://host:8786), or "local" for a
-    LocalCluster of `workers` processes (default: one per core) that lives as long as the flow run."""
-    from prefect_dask import DaskTaskRunner
-
-    if address == "local":
-        runner = DaskTaskRunner(cluster_kwargs={"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1,
-                                                "processes": True, "dashboard_address": None})
-    else:
-        runner = DaskTaskRunner(address=address)
-    return customs_score.with_options(task_runner=runner)
+    """customs-score on a Dask cluster (flows/orchestration/dask.py)."""
+    return on_dask(customs_score, address, workers)
 
 
 def new_batch_id() -> str:

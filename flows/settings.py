@@ -64,8 +64,9 @@ class Settings(BaseSettings):
     """DuckDB's memory for the warehouse's snapshot while scoring in partitions, per process that scores them (this
     one, or each Dask worker); beyond it DuckDB spills to the system's temporary folder."""
     dask_address: str | None = None
-    """A Dask scheduler (`tcp://host:8786`) that `aduana score` runs its partitions on, through prefect-dask; `local`:
-    a LocalCluster started for the run. Default: none, the partitions are scored in this process."""
+    """A Dask scheduler (`tcp://host:8786`) that `aduana score` runs its partitions on and `aduana train` builds its
+    features on (in partitions of `score_partition_rows`), through prefect-dask; `local`: a LocalCluster started for
+    the run. Default: none, both work in this process."""
     api_key: str | None = None  # when set, every scoring call must carry it in X-API-Key
     ui_secure_cookie: bool = False
     """Mark the analysts' page's cookie Secure even when uvicorn sees plain HTTP: TLS ended at a proxy it does not

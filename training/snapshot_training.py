@@ -23,6 +23,7 @@ from features.labels import labelled
 from features.progress import Advance, quiet
 from features.warehouse.training_reads import DEFAULT_MEMORY_LIMIT, LookedUp, TrainingReader
 from training.drift import reference_positions
+from training.feature_partitions import FeaturePartitions
 from training.models import FitConfig, RiskModel, Split, time_split
 from training.pipeline import Featured, TrainingResult, fit_and_evaluate
 
@@ -40,9 +41,12 @@ def _among(featured: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 def featured_from_snapshot(snapshot: dict[str, str], report: Callable[[str], None] = _silent,
                            advance: Advance = quiet, memory_limit: str = DEFAULT_MEMORY_LIMIT,
-                           temp_directory: str | Path | None = None) -> Featured:
+                           temp_directory: str | Path | None = None,
+                           partitions: FeaturePartitions | None = None) -> Featured:
     """`featured_in_memory` of the snapshot's declarations (table → Parquet path, as Warehouse.export_tables
-    writes them), with DuckDB at most `memory_limit` (spilling to `temp_directory` beyond it)."""
+    writes them), with DuckDB at most `memory_limit` (spilling to `temp_directory` beyond it). With `partitions`,
+    the features are built a partition at a time by the processes they name (training/feature_partitions.py): this
+    process then never indexes the profiles."""
     started = time.perf_counter()
     with TrainingReader(snapshot, memory_limit, temp_directory) as reader:
         labels = reader.labels()
@@ -57,10 +61,13 @@ def featured_from_snapshot(snapshot: dict[str, str], report: Callable[[str], Non
         split = Split(train=_among(known, split.train), valid=_among(known, split.valid),
                       holdout=_among(known, split.holdout), valid_start=split.valid_start,
                       holdout_start=split.holdout_start)
-        bands, profiles, rows = reader.price_bands(split.valid_start), reader.profiles.lookup(frame), reader.rows
-    # DuckDB's tables are gone: the pandas work below holds the featured rows and their profiles only
-    features = build_features(frame, bands=bands, profiles=LookedUp(profiles),  # type: ignore[arg-type]
-                              advance=advance)
+        bands, rows = reader.price_bands(split.valid_start), reader.rows
+        profiles = reader.profiles.lookup(frame) if partitions is None else None
+    if partitions is not None:
+        features = partitions.build(frame, bands)
+    else:  # DuckDB's tables are gone: the pandas work below holds the featured rows and their profiles only
+        features = build_features(frame, bands=bands, profiles=LookedUp(profiles),  # type: ignore[arg-type]
+                                  advance=advance)
     return Featured(features, split, drift, rows, time.perf_counter() - started)
 
 

@@ -30,13 +30,21 @@ def train(
     tune: Annotated[bool, typer.Option("--tune", help="Search hyperparameters with Optuna first.")] = False,
     budget: Annotated[float, typer.Option("--budget", parser=duration, metavar="DURATION",
                                           help="Time for --tune, e.g. 10m, 90s, 1h.")] = "10m",
+    dask: Annotated[str | None, typer.Option(
+        "--dask", help="Build the features in partitions on a Dask cluster: its scheduler (tcp://host:8786), or "
+                       "'local' for a LocalCluster on this machine. Default: ADUANA_DASK_ADDRESS, else in this "
+                       "process.")] = None,
+    dask_workers: Annotated[int | None, typer.Option(
+        "--dask-workers", min=1, help="With --dask local: worker processes (default: one per core).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Retrain on the warehouse, log to MLflow, register @challenger and run the promotion gate."""
     from flows.render import train_text
-    from flows.retrain import customs_retrain
+    from flows.retrain import customs_retrain, with_dask
 
-    result = customs_retrain(dataset=dataset, iterations=iterations, tune_seconds=budget if tune else None)
+    address = dask or settings().dask_address
+    run = with_dask(address, dask_workers) if address else customs_retrain
+    result = run(dataset=dataset, iterations=iterations, tune_seconds=budget if tune else None, cluster=bool(address))
     emit(result, as_json, train_text(result, settings()))
 
 

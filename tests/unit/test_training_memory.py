@@ -20,6 +20,7 @@ from features.warehouse import Warehouse, read_tables
 from features.warehouse.training_reads import PartitionedProfiles, TrainingReader
 from tests.conftest import FAST, write_csv
 from training.drift import reference_positions, reference_sample
+from training.feature_partitions import FeaturePartitions, in_process
 from training.monitoring import window_features
 from training.pipeline import Featured, featured_in_memory, fit_and_evaluate
 from training.snapshot_training import featured_from_snapshot, window_from_snapshot
@@ -71,6 +72,22 @@ def test_every_feature_is_equal_and_revenue_rates_within_the_last_bits(both):
     assert np.array_equal(np.isnan(x), np.isnan(y))
     known = ~np.isnan(x)
     assert np.allclose(y[known], x[known], rtol=1e-12, atol=0)
+
+
+def test_features_built_a_partition_at_a_time_are_those_built_at_once(snapshot, both, tmp_path):
+    _, paths = snapshot
+    folder = tmp_path / "features"
+    partitions = FeaturePartitions(folder, paths, "1GB", rows=3_000, each=in_process(folder))  # 3 to 4 partitions
+    a, b = both[1], featured_from_snapshot(paths, partitions=partitions)
+    assert len(list(folder.glob("features-*.parquet"))) > 2
+    pd.testing.assert_frame_equal(b.features.X, a.features.X, check_exact=True)
+    pd.testing.assert_frame_equal(b.features.meta, a.features.meta, check_exact=True)
+    pd.testing.assert_series_equal(b.features.price_reference_log, a.features.price_reference_log, check_exact=True)
+    assert (b.features.categorical, b.features.numeric, b.features.reference_columns) == \
+        (a.features.categorical, a.features.numeric, a.features.reference_columns)
+    for part in ("train", "valid", "holdout"):
+        assert np.array_equal(getattr(b.split, part), getattr(a.split, part))
+    assert np.array_equal(b.drift_rows, a.drift_rows)
 
 
 def test_the_same_model(both):
