@@ -1,6 +1,6 @@
 """The `scale` stage: generate, ingest, train and score at growing sizes, each step's wall time and peak memory, the
-scoring on the single-process path and on a 2-worker Dask LocalCluster (prefect-dask), then the reads of a period
-(`aduana monitor`'s window, `aduana audit`'s month and ratings).
+scoring and training on the single-process path and on a 2-worker Dask LocalCluster (prefect-dask), then the reads
+of a period (`aduana monitor`'s window, `aduana audit`'s month and ratings).
 
 Each step is an `aduana` command in a child process, on a home whose Prefect server is started first; a step's peak
 memory is the largest resident size of the command's process tree (its Dask scheduler and workers included), sampled
@@ -76,6 +76,8 @@ def one_size(work: Path, rows: int) -> dict:
         "score": aduana + ["score", str(landing / "declarations.parquet"), "--out", str(work / "scores.parquet")],
         "score_dask_local_2": aduana + ["score", str(landing / "declarations.parquet"), "--out",
                                         str(work / "scores-dask.parquet"), "--dask", "local", "--dask-workers", "2"],
+        # the features built by a 2-worker LocalCluster from the warehouse's snapshot, the fits in the flow
+        "train_dask_local_2": aduana + ["train", "--dask", "local", "--dask-workers", "2"],
         # what a period reads: the monitor's window (its features and outcomes), the audit's month and ratings
         "monitor": aduana + ["monitor"],
         "audit": aduana + ["audit"],
