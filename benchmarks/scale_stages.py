@@ -23,6 +23,8 @@ from processes import home_env
 SIZES = (1_000_000, 3_000_000, 10_000_000)
 MEMORY_GUARD = 0.85  # a step stops at this share of the machine's memory
 TRAIN = {"ADUANA_TRAIN_ITERATIONS": "300", "ADUANA_TRAIN_ABLATION": "false"}  # one fit, the same at every size
+# The 2-worker LocalCluster's steps: its workers share the machine, so each gets half of the default DuckDB memory.
+LOCAL_CLUSTER = {"ADUANA_SCORE_MEMORY_LIMIT": "512MB"}
 
 
 def measured(command: list[str], env: dict) -> dict:
@@ -84,7 +86,7 @@ def one_size(work: Path, rows: int) -> dict:
     }
     out: dict = {}
     for name, command in steps.items():
-        out[name] = measured(command, env)
+        out[name] = measured(command, {**env, **LOCAL_CLUSTER} if "--dask" in command else env)
         out[name]["rows_per_s"] = round(rows / out[name]["wall_s"])
         print(f"bench: scale {rows:,} {name}: {out[name]}", file=sys.stderr, flush=True)
         if "failed" in out[name]:
@@ -98,5 +100,5 @@ def one_size(work: Path, rows: int) -> dict:
 
 def stage_scale(work: Path, rows: int) -> dict:  # noqa: ARG001 - the sizes are the stage's own
     """generate, ingest, train, score, monitor and audit at each size (BENCH_SCALE_SIZES), with time and peak memory."""
-    return {"train_config": TRAIN, "memory_guard": MEMORY_GUARD,
+    return {"train_config": TRAIN, "local_cluster_config": LOCAL_CLUSTER, "memory_guard": MEMORY_GUARD,
             "sizes": {str(n): one_size(work, n) for n in sizes()}}

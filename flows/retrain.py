@@ -17,7 +17,6 @@ from features.errors import UserError
 from features.intake.mapping import load_mapping
 from features.intake.prepared import prepare_batch
 from features.warehouse import read_tables
-from features.warehouse.training_reads import DEFAULT_MEMORY_LIMIT
 from flows import bars
 from flows.orchestration import runtime
 from flows.orchestration.dask import with_dask as on_dask
@@ -85,7 +84,8 @@ def featured_on_cluster(rt: Runtime, snapshot: dict[str, str]) -> Featured:
     def each(parts: list[int]) -> list[int]:
         return [future.result() for future in [build_feature_partition.submit(str(folder), i) for i in parts]]
 
-    partitions = FeaturePartitions(folder, snapshot, DEFAULT_MEMORY_LIMIT, rt.settings.score_partition_rows, each)
+    partitions = FeaturePartitions(folder, snapshot, rt.settings.score_memory_limit, rt.settings.score_partition_rows,
+                                   each)
     try:
         return featured_from_snapshot(snapshot, progress, partitions=partitions)
     finally:

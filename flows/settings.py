@@ -61,8 +61,10 @@ class Settings(BaseSettings):
     history is read into pandas (features/profiles.py ProfileIndex). Both give the same features (revenue rates
     within the last bits), so the same model."""
     score_memory_limit: str = "1GB"
-    """DuckDB's memory for the warehouse's snapshot while scoring in partitions, per process that scores them (this
-    one, or each Dask worker); beyond it DuckDB spills to the system's temporary folder."""
+    """DuckDB's memory for the warehouse's snapshot while scoring in partitions (or building training's features on
+    a Dask cluster), per process that does it (this one, or each Dask worker); beyond it DuckDB spills to the
+    system's temporary folder. Workers that share one machine share its memory: 512MB each for a 2-worker
+    LocalCluster within 4 GB."""
     dask_address: str | None = None
     """A Dask scheduler (`tcp://host:8786`) that `aduana score` runs its partitions on and `aduana train` builds its
     features on (in partitions of `score_partition_rows`), through prefect-dask; `local`: a LocalCluster started for
