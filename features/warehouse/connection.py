@@ -25,9 +25,10 @@ class WarehouseBusy(RuntimeError):
 
     def __init__(self, path: Path, waited: float, holder: str | None = None):
         self.path, self.waited, self.holder = Path(path), waited, holder
-        by = f" (held by process {holder})" if holder else ""
-        super().__init__(f"warehouse {self.path} is busy: another process has it open{by}; waited {waited:.1f} s. "
-                         "Retry when that process has finished (or allow a longer wait)")
+        who = "another thread of this process" if holder == str(os.getpid()) else "another process"
+        by = f" (held by process {holder})" if holder and who == "another process" else ""
+        super().__init__(f"warehouse {self.path} is busy: {who} has it open{by}; waited {waited:.1f} s. "
+                         "Retry when it has finished (or allow a longer wait)")
 
 
 class IngestBusy(WarehouseBusy):

@@ -282,7 +282,7 @@ def test_a_reader_waits_while_another_thread_of_this_process_writes(tmp_path, sm
     holder.start()
     try:
         assert opened.wait(10)
-        with pytest.raises(WarehouseBusy):
+        with pytest.raises(WarehouseBusy, match="another thread of this process has it open"):
             Warehouse(path, busy_wait=0.3).counts()
     finally:
         release.set()
