@@ -2,7 +2,8 @@
 
 Each stage runs in its own child process so that its peak RSS is its own. Results go to one JSON file. This module
 holds the command line and the stage table; the stages are in intake_stages, cli_stages, model_stages,
-serving_stages, stack_stages and scale_stages, what they share about child processes in processes.
+serving_stages, stack_stages and scale_stages, what they share about child processes in processes, the API's
+load generator and server processes in http_load.
 """
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import tempfile
 from pathlib import Path
 
 from cli_stages import ingest_work_cpu, stage_cli, stage_flow
+from http_load import load
 from intake_stages import stage_generate, stage_ingest, stage_raw_baseline
 from model_stages import stage_backtest, stage_model, stage_quality
 from scale_stages import stage_scale
-from serving_stages import load, stage_serving, stage_worst_request
+from serving_stages import stage_serving, stage_worst_request
 from stack_stages import stage_workers
 
 ROWS = 1_000_000

@@ -46,12 +46,17 @@ def home_env(home: Path, **extra: str) -> dict:
 
 
 
-def summary(ms, wall_s: float) -> dict:  # noqa: ANN001 - an array of milliseconds
-    """A load's latency percentiles and its throughput."""
+def summary(ms, wall_s: float, load_cpu_s: float | None = None) -> dict:  # noqa: ANN001 - milliseconds
+    """A load's latency percentiles and its throughput; with the load generator's CPU seconds, those and their
+    share of the wall time (the CPU the generator took from the machine the server runs on)."""
     import numpy as np
 
-    return {"requests": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "requests_per_s": len(ms) / wall_s}
+    out = {"requests": len(ms), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+           "requests_per_s": len(ms) / wall_s}
+    if load_cpu_s is not None:
+        out |= {"load_cpu_s": load_cpu_s, "load_cpu_per_request_ms": 1000 * load_cpu_s / len(ms),
+                "load_cpu_share_of_wall": load_cpu_s / wall_s}
+    return out
 
 
 def postgres_cluster(work: Path):  # noqa: ANN201 - a flows.orchestration.postgres.Cluster, or None

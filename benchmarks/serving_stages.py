@@ -1,26 +1,35 @@
 """The serving stages: batch scoring against CatBoost's own predict_proba and the API's latency under a load
-generator, then the costliest bodies a client can send the API."""
+generator against a plain FastAPI app around CatBoost's predict_proba (benchmarks/plain_api.py), then the costliest
+bodies a client can send the API."""
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from processes import ENTRY, fitted_world, peak_mb, postgres_cluster, summary
+from http_load import api_process, measure
+from processes import fitted_world, peak_mb, postgres_cluster, summary
 
 WORST_BODIES = ("empty_objects_100k", "fields_50k", "valid_list_100", "chunked_2mb")
+PLAIN = 8768  # the plain app's port, in this process
+C16_REQUESTS = 2000
 
 
 def stage_serving(work: Path, rows: int) -> dict:
-    """Batch scoring end to end on every declaration vs CatBoost's own predict_proba, where the time goes, then
-    API latency from a load generator in its own process."""
+    """Batch scoring end to end on every declaration vs CatBoost's own predict_proba, where the time goes; then the
+    API against the plain FastAPI + CatBoost app, from a load generator in its own process (benchmarks/http_load.py):
+    c=1 in this process (with the decision log in the journal, in PostgreSQL and off: what durability costs), c=16
+    on 2 uvicorn worker processes; each app's start to ready and first call; a promotion's model load; and the goals
+    (`goals`: p99 under 5 ms at c=1 with the decision log on, 500 calls/s at c=16 on 2 workers, aduana/plain)."""
     import threading
 
     import numpy as np
     import pandas as pd
+    import plain_api
     import uvicorn
 
     from features.build import build_features, integrate
@@ -29,6 +38,7 @@ def stage_serving(work: Path, rows: int) -> dict:
     from features.intake.validation import check_rows
     from features.warehouse import Warehouse, open_log
     from serving.api import create_app, server_config
+    from serving.api.body import read_canonical
     from serving.batch import score_file, write_output
     from serving.lanes import RED, YELLOW, LanePolicy, allocate
     from serving.model_source import FixedSource
@@ -81,10 +91,20 @@ def stage_serving(work: Path, rows: int) -> dict:
               "batch_vs_raw_including_pool": (raw_s + pool_s) / e2e_s,
               "batch_steps": steps, "explained_rows": int(chosen.sum())}
 
-    thresholds = Thresholds.from_decisions(scored.output.assign(batch_id="bench"), "risk_score", scorer.policy.seed)
+    # The API against the plain one (benchmarks/plain_api.py: a FastAPI route around CatBoost's predict_proba on the
+    # same model and the same bodies), measured the same way: at c=1 served in this process, at c=16 by 2 uvicorn
+    # worker processes (serving/api/fixed.py: the app on this model, with the batch's cut-offs pinned), as
+    # `aduana serve --workers 2` serves it.
+    decisions = scored.output.assign(batch_id="bench")
+    thresholds = Thresholds.from_decisions(decisions, "risk_score", scorer.policy.seed)
+    model_file, pinned = work / "serving-model.pickle", work / "serving-pinned.parquet"
+    model_file.write_bytes(pickle.dumps(model))
+    decisions[["declaration_id", "risk_score", "lane", "selected_by", "batch_id"]].to_parquet(pinned)
+    os.environ[plain_api.SETTING] = str(model_file)
     apps, servers = {}, {}
     # 8765: every answer durable in the home's journal (the default); 8766: no log at all (what durability is
-    # measured against); 8767: durable in PostgreSQL (the production stack), when Debian's server is installed.
+    # measured against); 8767: durable in PostgreSQL (the production stack), when Debian's server is installed;
+    # PLAIN: the plain app.
     cluster = postgres_cluster(work)
     logs = {8765: (True, None), 8766: (False, None)}
     if cluster is not None:
@@ -93,88 +113,104 @@ def stage_serving(work: Path, rows: int) -> dict:
         apps[port] = app = create_app(scorer, api_key="", decision_log=decision_log, oplog=oplog)
         app.state.service.pin(thresholds)
         servers[port] = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="error"))
-        threading.Thread(target=servers[port].run, daemon=True).start()
-        while not servers[port].started:
+    apps[PLAIN] = plain_api.app()
+    servers[PLAIN] = uvicorn.Server(uvicorn.Config(apps[PLAIN], "127.0.0.1", PLAIN, log_level="error"))
+    threads = [threading.Thread(target=server.run, daemon=True) for server in servers.values()]
+    for thread, server in zip(threads, servers.values(), strict=True):
+        thread.start()
+        while not server.started:
             time.sleep(0.05)
+    journals = [log for app in apps.values() if (log := getattr(app.state, "decision_log", None)) is not None]
     sample = pd.read_parquet(landing / "declarations.parquet").tail(2000)
     bodies = [{k: (str(v.date()) if k == "declaration_date" else (None if pd.isna(v) else v))
                for k, v in r.items() if k not in ("inspected", "fraud", "revenue", "critical", "control_date")}
               for r in sample.to_dict("records")]
     (work / "bodies.json").write_text(json.dumps(bodies, default=float))
 
-    def measure(concurrency: int, requests: int, port: int = 8765) -> tuple[np.ndarray, float]:
-        out = subprocess.run([sys.executable, str(ENTRY), "--load", f"http://127.0.0.1:{port}", "--work", str(work),
-                              "--rows", str(requests), "--concurrency", str(concurrency)],
-                             capture_output=True, text=True, check=True)
-        measured = json.loads(out.stdout)
-        return np.array(measured["latencies"]) * 1000, measured["wall_s"]
-
-    def run(concurrency: int, requests: int, port: int = 8765) -> dict:
-        return summary(*measure(concurrency, requests, port))
-
-    for port in logs:
-        run(1, 20, port)  # warm-up
-    # What a durable record costs a call: the same calls against the app with each log and without one, in rounds
-    # ordered forwards then backwards so that a drift in the machine's load favours none. The copy of each log to
-    # the warehouse is made between rounds, so that none lands in another round's timings.
-    rounds: dict[int, list] = {port: [] for port in logs}
-    for port in [*logs, *reversed(logs)]:
-        rounds[port].append(measure(1, 250, port))
-        for app in apps.values():
-            if app.state.decision_log is not None:
-                app.state.decision_log.sync()
+    for port in servers:
+        measure(f"http://127.0.0.1:{port}", work, 20, 1)  # warm-up
+    # What a durable record costs a call: the same calls against the app with each log and without one, and against
+    # the plain app, in rounds ordered forwards then backwards so that a drift in the machine's load favours none.
+    # The copy of each log to the warehouse is made between rounds, so that none lands in another round's timings.
+    rounds: dict[int, list] = {port: [] for port in servers}
+    for port in [*servers, *reversed(servers)]:
+        rounds[port].append(measure(f"http://127.0.0.1:{port}", work, 250, 1))
+        for log in journals:
+            log.sync()
     named = {8765: "api_concurrency_1", 8766: "api_concurrency_1_decision_log_off",
-             8767: "api_concurrency_1_postgres_log"}
+             8767: "api_concurrency_1_postgres_log", PLAIN: "plain_concurrency_1"}
     for port, measured in rounds.items():
-        result[named[port]] = summary(np.concatenate([m for m, _ in measured]), sum(w for _, w in measured))
+        ms, wall, load_cpu = zip(*measured, strict=True)
+        result[named[port]] = summary(np.concatenate(ms), sum(wall), sum(load_cpu))
     off = result[named[8766]]
     result["api_concurrency_1_durability_cost_ms"] = {
         store: {q: result[named[port]][f"{q}_ms"] - off[f"{q}_ms"] for q in ("p50", "p99")}
         for store, port in (("journal", 8765), ("postgres", 8767)) if port in logs}
-    result["api_concurrency_16"] = run(16, 800)
     result["group_commits"] = {store: apps[port].state.decision_log.commits
                                for store, port in (("journal", 8765), ("postgres", 8767)) if port in logs}
     for server in servers.values():
         server.should_exit = True
-    for app in apps.values():
-        if app.state.decision_log is not None:
-            app.state.decision_log.close()
+    for thread in threads:
+        thread.join(timeout=30)
+    for log in journals:
+        log.close()
     result["decisions_logged"] = int(warehouse.read(
         "SELECT count(*) AS n FROM decisions WHERE request_id IS NOT NULL")["n"].iloc[0])
     if cluster is not None:
         cluster.remove()
+
+    # Fixed costs: a process's start to its first 200 from /readyz (1 worker) and its first call; then c=16 on 2
+    # workers, their connections with TCP_NODELAY (benchmarks/uvicorn_tcp.py: what uvicorn's `--workers` leaves out). Last, a promotion's model load in this process: the champion's pickle read back, and the first
+    # scoring call on it against the next.
+    plain = {"api_concurrency_1": result.pop(named[PLAIN]), "model_columns": len(model.columns),  # how many of them
+             "model_columns_in_body": len(set(model.columns) & set(bodies[0]))}  # a body gives it: the rest missing
+    served_by = {"aduana": ("serving.api.fixed:app", {"ADUANA_FIXED_API": json.dumps(
+                     {"model": str(model_file), "warehouse": str(warehouse.path), "ops_url": None,
+                      "pinned": str(pinned)})}, result),
+                 "plain": ("benchmarks.plain_api:app", {plain_api.SETTING: str(model_file)}, plain)}
+    def concurrency_16(factory: str, env: dict, log: Path, tcp_nodelay: bool = True) -> dict:
+        with api_process(factory, env, 2, log, tcp_nodelay) as served:
+            measure(served.url, work, 40, 4)  # warm-up: every worker's first calls
+            return {**summary(*measure(served.url, work, C16_REQUESTS, 16)), "workers": 2, "tcp_nodelay": tcp_nodelay}
+
+    for name, (factory, env, into) in served_by.items():
+        with api_process(factory, env, 1, work / f"serving-{name}-1.log") as served:
+            into["start_to_ready_s"] = served.start_to_ready_s
+            into["first_call_ms"] = measure(served.url, work, 1, 1)[0][0]
+        into["api_concurrency_16"] = concurrency_16(factory, env, work / f"serving-{name}-2.log")
+    result["plain_fastapi_catboost"] = plain
+    # uvicorn's own `--workers 2`, as `aduana serve --workers 2` runs today: its connections lack TCP_NODELAY
+    # (benchmarks/uvicorn_tcp.py), so each call waits ~40 ms for the client's delayed ACK.
+    result["api_concurrency_16_uvicorn_as_is"] = concurrency_16(*served_by["aduana"][:2], work / "serving-as-is.log",
+                                                                tcp_nodelay=False)
+
+    record = read_canonical([json.loads((work / "bodies.json").read_text())[-1]], False)[0].model_dump()
+    blob = model_file.read_bytes()
+    t = time.perf_counter()
+    promoted = pickle.loads(blob)
+    loads_s = time.perf_counter() - t
+    scorer.source = FixedSource({"bench": model, "promoted": promoted}, "promoted")
+    scorer.refresh_model(force=True)
+    calls = []
+    for _ in range(2):
+        t = time.perf_counter()
+        scorer.score_realtime([record], thresholds)
+        calls.append(time.perf_counter() - t)
+    result["model_load_after_promotion"] = {"pickle_mb": len(blob) / 2**20, "pickle_loads_ms": 1000 * loads_s,
+                                            "first_call_ms": 1000 * calls[0], "next_call_ms": 1000 * calls[1]}
+
+    aduana_1, plain_1 = result["api_concurrency_1"], plain["api_concurrency_1"]
+    aduana_16, plain_16 = result["api_concurrency_16"], plain["api_concurrency_16"]
+    result["goals"] = {
+        "c1_p99_under_5ms_decision_log_on": aduana_1["p99_ms"] < 5,
+        "c16_at_least_500_requests_per_s_2_workers": aduana_16["requests_per_s"] >= 500, "cpus": os.cpu_count(),
+        "aduana_over_plain": {"c1_p50_ms": aduana_1["p50_ms"] / plain_1["p50_ms"],
+                              "c1_p99_ms": aduana_1["p99_ms"] / plain_1["p99_ms"],
+                              "c16_requests_per_s": aduana_16["requests_per_s"] / plain_16["requests_per_s"],
+                              "c16_p99_ms": aduana_16["p99_ms"] / plain_16["p99_ms"],
+                              "start_to_ready_s": result["start_to_ready_s"] / plain["start_to_ready_s"]}}
     result["peak_rss_mb"] = peak_mb()
     return result
-
-
-def load(url: str, work: Path, requests: int, concurrency: int) -> dict:
-    """The API load generator, in a process of its own so that it does not share the server's interpreter."""
-    import threading
-
-    import httpx
-
-    bodies = [json.dumps(b) for b in json.loads((work / "bodies.json").read_text())]
-    latencies: list[float] = []
-    lock = threading.Lock()
-
-    def worker(offset: int) -> None:
-        with httpx.Client(base_url=url, timeout=60) as client:
-            for i in range(offset, requests, concurrency):
-                start = time.perf_counter()
-                response = client.post("/v1/score", content=bodies[i % len(bodies)],
-                                       headers={"content-type": "application/json"})
-                elapsed = time.perf_counter() - start
-                assert response.status_code == 200, response.text
-                with lock:
-                    latencies.append(elapsed)
-
-    t = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(o,)) for o in range(concurrency)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    return {"latencies": latencies, "wall_s": time.perf_counter() - t}
 
 
 def stage_worst_request(work: Path, rows: int) -> dict:

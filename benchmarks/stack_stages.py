@@ -7,13 +7,10 @@ import contextlib
 import json
 import os
 import pickle
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-from processes import ENTRY, fitted_world, peak_mb, postgres_cluster, summary
+from http_load import api_process, measure
+from processes import fitted_world, peak_mb, postgres_cluster, summary
 
 WORKERS = (1, 2, 4)
 REQUESTS, CONCURRENCY = 800, 16
@@ -39,9 +36,9 @@ def stage_workers(work: Path, rows: int) -> dict:
     for store, url in stores.items():
         for workers in WORKERS:
             with _api(work, workers, url) as base:
-                _load(base, work, 40, 4)  # warm-up: every worker's first calls
-                ms, wall = _load(base, work, REQUESTS, CONCURRENCY)
-            figures = summary(np.array(ms), wall)
+                measure(base, work, 40, 4)  # warm-up: every worker's first calls
+                ms, wall, load_cpu = measure(base, work, REQUESTS, CONCURRENCY)
+            figures = summary(np.array(ms), wall, load_cpu)
             if url:
                 with psycopg.connect(url) as con:
                     figures["log_rows"] = con.execute("SELECT count(*) FROM decisions").fetchone()[0]
@@ -58,40 +55,9 @@ def stage_workers(work: Path, rows: int) -> dict:
 
 @contextlib.contextmanager
 def _api(work: Path, workers: int, ops_url: str | None):  # noqa: ANN202
-    """`uvicorn serving.api.fixed:app --workers N` in its own process group, every worker started (each logs
-    uvicorn's "Application startup complete"); stopped however the block ends."""
-    from flows.orchestration.postgres import free_port
-
-    port = free_port()
+    """`uvicorn serving.api.fixed:app --workers N` on the stage's model, every worker started."""
     given = {"model": str(work / "workers-model.pickle"), "warehouse": str(work / "workers-home" / "warehouse.duckdb"),
              "ops_url": ops_url, "pinned": str(work / "workers-pinned.parquet")}
-    log = work / f"workers-{port}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "serving.api.fixed:app", "--factory", "--port",
-                                 str(port), "--workers", str(workers), "--log-level", "info", "--no-access-log"],
-                                env={**os.environ, "ADUANA_FIXED_API": json.dumps(given)}, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, cwd=Path(__file__).parent.parent)
-    try:
-        deadline = time.monotonic() + 300
-        while log.read_text().count("Application startup complete") < workers:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the API with {workers} workers did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def _load(url: str, work: Path, requests: int, concurrency: int) -> tuple[list[float], float]:
-    """The load generator in its own process (the bench's `--load` mode): latencies in ms and the wall time."""
-    out = subprocess.run([sys.executable, str(ENTRY), "--load", url, "--work", str(work),
-                          "--rows", str(requests), "--concurrency", str(concurrency)],
-                         capture_output=True, text=True, check=True)
-    measured = json.loads(out.stdout)
-    return [t * 1000 for t in measured["latencies"]], measured["wall_s"]
+    with api_process("serving.api.fixed:app", {"ADUANA_FIXED_API": json.dumps(given)}, workers,
+                     work / f"workers-{workers}-{'pg' if ops_url else 'journal'}.log") as served:
+        yield served.url
