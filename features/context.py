@@ -13,6 +13,29 @@ from features.prices import PriceBands
 from features.profiles import ProfileIndex, first_filings
 
 
+class Records:
+    """One table's rows by its unique index, a row's fields read without building a Series: the index's hash
+    table finds the position, each field's array gives the value (missing values as None)."""
+
+    def __init__(self, table: pd.DataFrame | None):
+        self.index = None if table is None else table.index
+        self.arrays = {} if table is None else {c: table[c].array for c in table.columns}
+
+    def get(self, key: object, fields: list[str]) -> dict:
+        if self.index is None or key is None:
+            return {}
+        try:
+            position = self.index.get_loc(key)
+        except (KeyError, TypeError):
+            return {}
+        found = {}
+        for f in fields:
+            if f in self.arrays:
+                value = self.arrays[f][position]
+                found[f] = None if value is None or value is pd.NA or value is pd.NaT or value != value else value
+        return found
+
+
 @dataclass
 class ScoringContext:
     manifests: pd.DataFrame | None  # indexed by bill_of_lading
@@ -31,6 +54,16 @@ class ScoringContext:
         return cls(manifests=keyed(manifests, "bill_of_lading"), traders=keyed(traders, "importer_id"),
                    bill_totals=bill_totals(declarations), known_ids=pd.Index(declarations["declaration_id"].unique()),
                    history=history, profiles=ProfileIndex(history))
+
+    @cached_property
+    def records(self) -> dict[str, Records]:
+        """The manifests, the registry and the bill-of-lading totals as one-key lookups (the one-row path's)."""
+        return {"manifests": Records(self.manifests), "traders": Records(self.traders),
+                "bill_totals": Records(self.bill_totals)}
+
+    def known(self, declaration_id: object) -> bool:
+        """Whether the warehouse holds this declaration id."""
+        return declaration_id in self.known_ids
 
     @cached_property
     def price_bands(self) -> PriceBands:

@@ -27,17 +27,6 @@ def _missing(value: object) -> bool:
     return value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value))
 
 
-def _record(table: pd.DataFrame | None, key: object, fields: list[str]) -> dict:
-    """`fields` of the row of `table` (uniquely indexed) at `key`; missing values as None."""
-    if table is None or _missing(key):
-        return {}
-    try:
-        position = table.index.get_loc(key)
-    except KeyError:
-        return {}
-    return {f: (None if _missing(v := table[f].iat[position]) else v) for f in fields if f in table.columns}
-
-
 def _add(a: float, b: float) -> float:
     """a + b where a missing side counts as zero, missing only when both are (pandas' add with fill_value=0)."""
     return NAN if math.isnan(a) and math.isnan(b) else (0.0 if math.isnan(a) else a) + (0.0 if math.isnan(b) else b)
@@ -47,15 +36,16 @@ def integrate_row(declaration: dict, context: ScoringContext) -> dict:
     """`integrate` for one declaration: its bill of lading's totals (stored items plus itself when new), its
     manifest and its importer's registry record."""
     row = {k: (None if _missing(v) else v) for k, v in declaration.items()}
+    records = context.records
     bl = row.get("bill_of_lading")
     if bl is not None:
-        stored = _record(context.bill_totals, bl, ["bl_net_mass_kg", "bl_items"])
+        stored = records["bill_totals"].get(bl, ["bl_net_mass_kg", "bl_items"])
         mass, items = number(stored.get("bl_net_mass_kg")), number(stored.get("bl_items"))
-        if context.known_ids.get_indexer([row["declaration_id"]])[0] < 0:  # not stored yet: it counts itself
+        if not context.known(row["declaration_id"]):  # not stored yet: it counts itself
             mass, items = _add(mass, number(row.get("net_mass_kg"))), _add(items, 1.0)
         row.update(bl_net_mass_kg=mass, bl_items=items)
-    row.update(_record(context.manifests, bl, MANIFEST_FIELDS))
-    row.update(_record(context.traders, row.get("importer_id"), REGISTRY_FIELDS))
+    row.update(records["manifests"].get(bl, MANIFEST_FIELDS))
+    row.update(records["traders"].get(row.get("importer_id"), REGISTRY_FIELDS))
     return row
 
 
@@ -63,11 +53,12 @@ def row_features(row: dict, bands: PriceBands, context: ScoringContext) -> dict:
     """`build_features` for one integrated declaration (from `integrate_row`): every model input by name
     (categoricals as text, `MISSING` when absent; numerics as float), plus `price_reference_log` for reasons."""
     inputs = Inputs(bands, context.profiles)
+    categorical = set(catalogue.columns(categorical=True))
     features = {}
     for signal in SIGNALS:
         features.update(signal.one(row, inputs))
-    features.update({f.name: f.one(row) for f in catalogue.computed()})
-    categorical = set(catalogue.columns(categorical=True))
+    for f in catalogue.computed():
+        features[f.name] = f.one(row)
     for column in PASSTHROUGH:
         value = row.get(column)
         features[column] = (None if value is None else str(value)) if column in categorical else number(value)
@@ -76,4 +67,7 @@ def row_features(row: dict, bands: PriceBands, context: ScoringContext) -> dict:
             features[column] = MISSING if value is None else str(value)
         elif column.startswith(EXTRA_NUMERIC_PREFIX):
             features[column] = number(value)
-    return {k: (MISSING if v is None else v) if k in categorical else v for k, v in features.items()}
+    for column in categorical:
+        if features.get(column, MISSING) is None:
+            features[column] = MISSING
+    return features

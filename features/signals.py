@@ -152,9 +152,9 @@ def _profiles_batch(frame: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
 
 
 def _profiles_one(row: dict, inputs: Inputs) -> dict:
-    keys = {e.name: np.array([entity_key(row, e)], dtype=object) for e in ENTITIES}
     when = to_seconds(np.array([np.datetime64(pd.Timestamp(row["declaration_date"]), "us")]))
-    return dict(zip(PROFILE_COLUMNS, inputs.profiles.lookup_keys(keys, when)[0].tolist(), strict=True))
+    keys = {e.name: entity_key(row, e) for e in ENTITIES}
+    return dict(zip(PROFILE_COLUMNS, inputs.profiles.lookup_one(keys, int(when[0])), strict=True))
 
 
 SIGNALS: tuple[Signal, ...] = (

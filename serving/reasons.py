@@ -12,17 +12,19 @@ which the decision log keeps beside the decision: what the deciding model said, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
 import pandas as pd
+from catboost import Pool
 
 from features.catalogue import BY_NAME, family_of, is_extra
 from features.entities import BY_NAME as ENTITY_BY_NAME
 from features.entities import HS_LEVELS, MISSING, hs_dotted, hs_prefix, source_columns
 from features.profiles import PROFILE_SUFFIXES, RECENT_DAYS
-from training.explainer import explainer
+from training.explainer import shap_values
 from training.models import RiskModel
 
 TOP_REASONS = 3
@@ -190,7 +192,35 @@ def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: 
     """Each row's reasons (`explain`) and its strongest feature contributions, from one SHAP pass."""
     if X.empty:
         return Explanation([], [], math.nan)
-    shap = explainer(model.classifier).get_feature_importance(model.pool(X), type="ShapValues")
+    shap = shap_values(model.classifier, model.pool(X))
+    leading = _leading(shap, top_contributions)
+    # Python values in bulk (indexing numpy per cell costs more than the rest), for the columns some row shows only.
+    inputs = {j: X[model.columns[j]].to_numpy().tolist() for j in np.unique(leading).tolist()}
+    columns = _Columns(context, X)
+    return _explained(model, shap, leading, [_Row(columns, i) for i in range(len(X))], lambda i, j: inputs[j][i], top)
+
+
+def explain_values(model: RiskModel, pool: Pool, values: list[list], rows: list[dict], top: int = TOP_REASONS,
+                   top_contributions: int = TOP_CONTRIBUTIONS) -> Explanation:
+    """`explanations` for rows given as plain lists (`values`, the model's inputs in its column order, and `pool`,
+    their pool) with their integrated declarations (`rows`): the one-row path's, with no frame."""
+    if not values:
+        return Explanation([], [], math.nan)
+    shap = shap_values(model.classifier, pool)
+    positions = {c: j for j, c in enumerate(model.columns)}
+    readable = [_Values(positions, v, r) for v, r in zip(values, rows, strict=True)]
+    return _explained(model, shap, _leading(shap, top_contributions), readable, lambda i, j: values[i][j], top)
+
+
+def _leading(shap: np.ndarray, top_contributions: int) -> np.ndarray:
+    """Each row's `top_contributions` features of largest |SHAP|, strongest first."""
+    return np.argsort(-np.abs(shap[:, :-1]), axis=1, kind="stable")[:, :top_contributions]
+
+
+def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: list, value: Callable[[int, int], object],
+               top: int) -> Explanation:
+    """The reasons and contributions of SHAP values (`shap`, with the base value last); `rows[i]` reads row i's
+    values for the sentences, `value(i, j)` row i's input to model column j."""
     base, shap = float(shap[0, -1]), shap[:, :-1]
     member_family = [family_of(c) for c in model.columns]
     families = list(dict.fromkeys(member_family))
@@ -198,19 +228,15 @@ def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: 
     by_family = np.column_stack([shap[:, m].sum(axis=1) for m in members])  # rows × families
     strongest = np.column_stack([m[np.argmax(shap[:, m], axis=1)] for m in members])  # the leading feature
     order = np.argsort(-by_family, axis=1, kind="stable")
-    leading = np.argsort(-np.abs(shap), axis=1, kind="stable")[:, :top_contributions]
-    # Python values in bulk (indexing numpy per cell costs more than the rest), for the columns some row shows only.
-    inputs = {j: X[model.columns[j]].to_numpy().tolist() for j in np.unique(leading).tolist()}
     sizes = np.take_along_axis(shap, leading, axis=1).tolist()
-    columns = _Columns(context, X)
     reasons, contributions = [], []
     for i, (features, values) in enumerate(zip(leading.tolist(), sizes, strict=True)):
-        row = _Row(columns, i)
+        row = rows[i]
         said = (sentence(families[j], model.columns[strongest[i, j]], row) for j in order[i] if by_family[i, j] > 0)
         reasons.append(list(islice(filter(None, said), top)))  # a family with nothing defensible gives way
         contributions.append([{"feature": model.columns[j], "family": member_family[j],
-                               "value": feature_value_text(inputs[j][i]), "contribution": value}
-                              for j, value in zip(features, values, strict=True)])
+                               "value": feature_value_text(value(i, j)), "contribution": size}
+                              for j, size in zip(features, values, strict=True)])
     return Explanation(reasons, contributions, base)
 
 
@@ -231,6 +257,22 @@ class _Columns(dict):
             found = self.context[column].to_numpy()
         self[column] = found
         return found
+
+
+class _Values:
+    """One declaration given as plain values: the model's inputs (`values`, by column position), its integrated
+    fields (`row`) for the rest, and nothing for a catalogue feature the model does not have (as `_Columns`)."""
+
+    __slots__ = ("positions", "values", "row")
+
+    def __init__(self, positions: dict[str, int], values: list, row: dict):
+        self.positions, self.values, self.row = positions, values, row
+
+    def get(self, column: str, default: object = None) -> object:
+        j = self.positions.get(column)
+        if j is not None:
+            return self.values[j]
+        return default if column in BY_NAME else self.row.get(column, default)
 
 
 class _Row:

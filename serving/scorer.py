@@ -19,7 +19,6 @@ from features.context import BatchState, ScoringContext
 from features.entities import MISSING
 from features.prices import PriceBands
 from features.progress import Advance, quiet
-from features.row import integrate_row, row_features
 from features.warehouse import (
     Refreshing,
     Tables,
@@ -28,16 +27,16 @@ from features.warehouse import (
     read_tables,
     snapshot_version,
 )
+from serving import one_row
 from serving.lanes import LanePolicy, allocate
+from serving.one_row import EXPLORATION_REASON
 from serving.reasons import Explanation, explanations
 from serving.selection import (  # noqa: F401 - Thresholds is re-exported: serving.scorer.Thresholds
-    NO_THRESHOLDS,
     RED,
     YELLOW,
     Thresholds,
-    exploration_draw,
-    rule_hits,
 )
+from training.explainer import leaf_shap
 from training.models import RiskModel
 
 OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons", "model_version"]
@@ -48,7 +47,6 @@ OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "s
 DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base"]
 # What lane allocation reads of a declaration besides its scores (serving/lanes.py `allocate`).
 ALLOCATION_COLUMNS = ["declaration_id", "importer_id", "hs_code", "origin_country", "office_id", "declaration_date"]
-EXPLORATION_REASON = "random exploration draw"
 log = logging.getLogger("aduana.serving")
 
 
@@ -96,7 +94,9 @@ class Scorer:
         try:
             version = self.source.champion_version()
             if version is not None and version != self.version:
-                self.model, self.version = self.source.load(version), version
+                model = self.source.load(version)
+                leaf_shap(model.classifier)  # the reasons' SHAP tables, made before the model serves
+                self.model, self.version = model, version
             self.registry_error = None
         except Exception as exc:  # keep serving the last good champion
             error = failure_text(exc)
@@ -175,41 +175,35 @@ class Scorer:
         return output
 
     def scores_rows(self, declarations: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-        """Each declaration's features on the one-row path, as if it came alone; one model call for them all."""
-        if self.model is None:
+        """Each declaration's features on the one-row path, as if it came alone, as frames (integrated rows, model
+        input, scores): what the analysts' page and the tests read of it."""
+        scored = self._one_row(declarations)
+        X = pd.DataFrame(np.array(scored.values, dtype=object), columns=self.model.columns, dtype=object)
+        columns = list(dict.fromkeys(k for r in scored.rows for k in r))
+        frame = pd.DataFrame(np.array([[r.get(c) for c in columns] for r in scored.rows], dtype=object),
+                             columns=columns, dtype=object)
+        return frame, X, pd.DataFrame({"risk_score": scored.risk, "expected_revenue": scored.expected})
+
+    def _one_row(self, declarations: list[dict], model: RiskModel | None = None) -> one_row.RowsScored:
+        model = model or self.model
+        if model is None:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         context = self.context()
-        bands = self._bands(context)
-        categorical = set(self.model.categorical)
-        rows, values = [], []
-        for declaration in declarations:
-            row = integrate_row(declaration, context)
-            features = row_features(row, bands, context)
-            row["price_reference_log"] = features["price_reference_log"]
-            rows.append(row)
-            values.append([features.get(c, MISSING if c in categorical else np.nan) for c in self.model.columns])
-        # One object block each: building a small frame column by column costs more than the model.
-        X = pd.DataFrame(np.array(values, dtype=object), columns=self.model.columns, dtype=object)
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        frame = pd.DataFrame(np.array([[r.get(c) for c in columns] for r in rows], dtype=object), columns=columns,
-                             dtype=object)
-        return frame, X, self.model.predict(X)
+        bands = model.price_bands if model.price_bands is not None else context.price_bands
+        return one_row.score_rows(model, context, bands, declarations)
 
     def score_realtime(self, declarations: pd.DataFrame | dict | list[dict],
-                       thresholds: Thresholds | None) -> pd.DataFrame:
+                       thresholds: Thresholds | None) -> list[dict]:
         """A few declarations (canonical fields, as dicts or a typed frame) at a time, each scored as if it came
         alone (features/row.py: so an answer never depends on the rest of the request), lanes from thresholds
-        learned on the latest batch."""
+        learned on the latest batch: the scorer's output records (OUTPUT_COLUMNS, then DETAIL_COLUMNS), in request
+        order, on the one-row path (serving/one_row.py)."""
         if isinstance(declarations, pd.DataFrame):
             declarations = declarations.to_dict("records")
         elif isinstance(declarations, dict):
             declarations = [declarations]
-        frame, X, scores = self.scores_rows(declarations)
-        rules = rule_hits(frame, self.policy.rules).to_numpy()
-        rank = scores[self.policy.rank_by].fillna(scores["risk_score"]).to_numpy()
-        draw = exploration_draw(frame["declaration_id"], self.policy.seed)
-        lanes = (thresholds or NO_THRESHOLDS).lanes(rules, rank, draw)
-        return self._output(frame, X, scores, lanes, (RED, YELLOW))
+        model, version = self.model, self.version  # one champion for the whole request, even across a reload
+        return one_row.answers(model, version, self.policy, thresholds, self._one_row(declarations, model))
 
     def score_partition(self, declarations: pd.DataFrame, batch: BatchState,
                         context: ScoringContext | None = None) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from pandas._libs.hashing import hash_object_array
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.intake.text import normalise, normalise_text
@@ -49,6 +50,20 @@ def exploration_draw(declaration_ids: pd.Series, seed: int) -> np.ndarray:
     """A pseudo-random number per declaration that depends only on its id and the seed (uint64)."""
     keyed = pd.Series(declaration_ids).reset_index(drop=True).astype("str") + f"#{seed}"
     return pd.util.hash_pandas_object(keyed, index=False).to_numpy()
+
+
+_HASH_KEY = "0123456789123456"  # pandas' default hash key (pandas.core.util.hashing)
+_MASK = 2**64 - 1
+
+
+def draw_one(declaration_id: object, seed: int) -> int:
+    """`exploration_draw` of one declaration, without a Series: pandas' hash of the text, then its mixing steps."""
+    value = int(hash_object_array(np.array([f"{declaration_id}#{seed}"], dtype=object), _HASH_KEY, "utf8")[0])
+    value ^= value >> 30
+    value = (value * 0xBF58476D1CE4E5B9) & _MASK
+    value ^= value >> 27
+    value = (value * 0x94D049BB133111EB) & _MASK
+    return value ^ (value >> 31)
 
 
 def top_k(scores: np.ndarray, k: int, tiebreak: np.ndarray) -> np.ndarray:
@@ -128,6 +143,26 @@ def rule_hits(frame: pd.DataFrame, rules: Rules) -> pd.Series:
     return hits
 
 
+def rule_one(row: dict, rules: Rules) -> str:
+    """`rule_hits` for one declaration (a dict, missing values as None)."""
+    listed = rules.model_dump()
+    if not any(listed.values()):
+        return ""
+    shown = {c: None if row.get(c) is None else normalise(str(row[c])) for c in ("importer_id", "hs_code", "origin_country")}
+    importer, hs, origin = shown["importer_id"], shown["hs_code"], shown["origin_country"]
+    listed = {name: [normalise(v) for v in values] for name, values in listed.items()}
+    if importer is not None and importer in listed["watchlist_importers"]:
+        return f"importer {importer} is on the watch list"
+    for name, template in (("prohibited_hs_prefixes", "HS {} is prohibited"),
+                           ("licensed_hs_prefixes", "HS {} needs an import licence")):
+        prefixes = tuple(p for p in listed[name] if p)
+        if hs is not None and prefixes and hs.startswith(prefixes):
+            return template.format(hs)
+    if origin is not None and origin in listed["embargoed_origins"]:
+        return f"origin {origin} is under embargo"
+    return ""
+
+
 def _prefixed(hs: pd.Series, prefixes: list[str]) -> pd.Series:
     prefixes = [p for p in prefixes if p]  # an entry that normalises to nothing would match every code
     return hs.str.startswith(tuple(prefixes)) if prefixes else pd.Series(False, index=hs.index)
@@ -171,6 +206,18 @@ class Thresholds:
         return pd.DataFrame({"lane": np.select(conditions, [RED, RED, RED, YELLOW], default=GREEN),
                              "selected_by": np.select(conditions, ["rule", "model", "exploration", "model"], default=""),
                              "rule": rules})
+
+    def lane_one(self, rule: str, rank: float, draw: int) -> tuple[str, str]:
+        """`lanes` of one declaration: (lane, selected_by)."""
+        if rule:
+            return RED, "rule"
+        if rank > self.red or (rank == self.red and draw <= self.red_tie):
+            return RED, "model"
+        if draw <= self.exploration:
+            return RED, "exploration"
+        if rank > self.yellow or (rank == self.yellow and draw <= self.yellow_tie):
+            return YELLOW, "model"
+        return GREEN, ""
 
 
 def _cut(rank: np.ndarray, draws: np.ndarray, chosen: np.ndarray) -> tuple[float, int]:

@@ -16,10 +16,13 @@ import threading
 from pathlib import Path
 
 import numpy as np
-from catboost import CatBoostClassifier
+from catboost import CatBoostClassifier, Pool
+
+from training.leaf_shap import LeafShap
 
 ZERO_APPROX = 1e-9  # CatBoost's own test for a leaf value that is not zero
 _EXPLAINERS: dict[int, tuple[CatBoostClassifier, CatBoostClassifier]] = {}  # by the classifier's id, a few at most
+_TABLES: dict[int, tuple[CatBoostClassifier, LeafShap | None]] = {}
 _LOCK = threading.Lock()
 
 
@@ -34,6 +37,30 @@ def explainer(classifier: CatBoostClassifier) -> CatBoostClassifier:
             _EXPLAINERS.pop(next(iter(_EXPLAINERS)))
         _EXPLAINERS[id(classifier)] = (classifier, made)
         return made
+
+
+def leaf_shap(classifier: CatBoostClassifier) -> LeafShap | None:
+    """The explainer's SHAP tables (training/leaf_shap.py), made once per classifier; None where they would not be
+    exact (CatBoost's own SHAP serves then)."""
+    with _LOCK:
+        found = _TABLES.get(id(classifier))
+        if found is not None and found[0] is classifier:
+            return found[1]
+    made = LeafShap.of(explainer(classifier))
+    with _LOCK:
+        if len(_TABLES) >= 4:
+            _TABLES.pop(next(iter(_TABLES)))
+        _TABLES[id(classifier)] = (classifier, made)
+    return made
+
+
+def shap_values(classifier: CatBoostClassifier, pool: Pool) -> np.ndarray:
+    """The classifier's SHAP values of a pool, CatBoost's layout (rows × (columns + 1), the base value last): from
+    its leaf tables where they exist, so a declaration gets the same values alone (the API) or in a batch."""
+    tables = leaf_shap(classifier)
+    if tables is not None:
+        return tables.values(pool)
+    return explainer(classifier).get_feature_importance(pool, type="ShapValues")
 
 
 def _weighted(classifier: CatBoostClassifier) -> CatBoostClassifier:

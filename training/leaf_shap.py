@@ -25,13 +25,13 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 import numpy as np
 
 ZERO_APPROX = 1e-9  # CatBoost's own test for a leaf value that is not zero (see training/explainer.py)
-_CHUNK = 16  # rows summed at once: rows x trees x features doubles stay within a few MB (cache-sized)
+_CHUNK = 16  # up to this many rows, summed at once (rows x trees x features doubles, a few MB)
 
 
 class LeafShap:
@@ -84,14 +84,28 @@ class LeafShap:
         return self.from_leaves(self.model.calc_leaf_indexes(pool))
 
     def from_leaves(self, leaves) -> np.ndarray:
-        """The SHAP values of rows given their leaf in every tree (rows x trees, as `calc_leaf_indexes` gives)."""
+        """The SHAP values of rows given their leaf in every tree (rows x trees, as `calc_leaf_indexes` gives).
+
+        Each row's values are its trees' table rows added in tree order, so a row gets the same bits alone or in a
+        batch: a few rows sum their gathered table rows at once, many rows go tree by tree over the features each
+        tree touches (adding a zero changes nothing)."""
         leaves = np.atleast_2d(np.asarray(leaves, dtype=np.int64))
         out = np.empty((len(leaves), self.n_features + 1))
-        for start in range(0, len(leaves), _CHUNK):
-            rows = leaves[start:start + _CHUNK] + self.offsets
-            out[start:start + _CHUNK, :-1] = self.table[rows].sum(axis=1)
+        if len(leaves) <= _CHUNK:
+            out[:, :-1] = self.table[leaves + self.offsets].sum(axis=1)
+        else:
+            out[:, :-1] = 0.0
+            for tree, (offset, touched) in enumerate(zip(self.offsets, self.touched, strict=True)):
+                out[:, touched] += self.table[offset + leaves[:, tree]][:, touched]
         out[:, -1] = self.base
         return out
+
+    @cached_property
+    def touched(self) -> list[np.ndarray]:
+        """The features each tree gives a contribution to."""
+        ends = [*self.offsets[1:], len(self.table)]
+        return [np.flatnonzero((self.table[start:end] != 0).any(axis=0)) for start, end in zip(self.offsets, ends,
+                                                                                                strict=True)]
 
 
 def _split_classes(spec: dict) -> tuple[dict[int, tuple[int, ...]] | None, int]:

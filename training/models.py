@@ -131,8 +131,7 @@ class RiskModel:
         than a DataFrame, and gives the same predictions."""
         if len(X) <= SMALL_POOL:
             ordered = X if list(X.columns) == self.columns else X[self.columns]
-            return Pool(ordered.to_numpy(dtype=object).tolist(), cat_features=list(range(len(self.categorical))),
-                        feature_names=self.columns)
+            return self.values_pool(ordered.to_numpy(dtype=object).tolist())
         return Pool(X[self.columns], cat_features=self.categorical)
 
     def risk(self, X: pd.DataFrame) -> np.ndarray:
@@ -140,13 +139,19 @@ class RiskModel:
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:
         """risk_score = P(fraud); expected_revenue = P(fraud) × E[revenue | fraud] (NaN without a revenue model)."""
-        pool = self.pool(X)
+        risk, expected = self.predict_pool(self.pool(X))
+        return pd.DataFrame({"risk_score": risk, "expected_revenue": expected}, index=X.index)
+
+    def predict_pool(self, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+        """(risk_score, expected_revenue) of a pool of the model's columns (`pool`, or `values_pool`)."""
         risk = self.classifier.predict_proba(pool)[:, 1]
         if self.revenue_model is None:
-            expected = np.full(len(X), np.nan)
-        else:
-            expected = risk * np.expm1(self.revenue_model.predict(pool)).clip(min=0) * self.revenue_smearing
-        return pd.DataFrame({"risk_score": risk, "expected_revenue": expected}, index=X.index)
+            return risk, np.full(len(risk), np.nan)
+        return risk, risk * np.expm1(self.revenue_model.predict(pool)).clip(min=0) * self.revenue_smearing
+
+    def values_pool(self, rows: list[list]) -> Pool:
+        """The pool of rows given as plain lists in the model's column order (categoricals as text)."""
+        return Pool(rows, cat_features=list(range(len(self.categorical))), feature_names=self.columns)
 
 
 def _pool(fs: FeatureSet, rows: np.ndarray, columns: list[str], label: np.ndarray | None = None) -> Pool:

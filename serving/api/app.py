@@ -157,8 +157,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
             out = scorer.score_realtime(declarations, thresholds)
         except WAREHOUSE_ERRORS as exc:  # a snapshot refresh that failed before any snapshot existed
             raise unavailable(f"{BUSY}: nothing read from it yet") from exc
-        results = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
-                   for r in out.to_dict("records")]
+        results = [{k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()} for r in out]
         checked = ANSWERS.validate_python(results)  # the answers as documented, before they are logged
         if answers_log is not None:  # durable before it is given; else no answer
             try:

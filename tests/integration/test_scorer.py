@@ -130,7 +130,7 @@ def test_realtime_lanes_agree_with_the_batch(scorer, world):
     thresholds = Thresholds.from_decisions(out.assign(batch_id="b1"), "risk_score", scorer.policy.seed)
     picks = list(out.index[out["lane"] == "red"][:5]) + list(out.index[out["lane"] == "yellow"][:5]) + \
         list(out.index[out["lane"] == "green"][:5])
-    realtime = pd.concat([scorer.score_realtime(batch.iloc[[i]], thresholds) for i in picks], ignore_index=True)
+    realtime = pd.DataFrame([a for i in picks for a in scorer.score_realtime(batch.iloc[[i]], thresholds)])
     expected = out.loc[picks].reset_index(drop=True)
     assert realtime["lane"].tolist() == expected["lane"].tolist()
     assert realtime["selected_by"].tolist() == expected["selected_by"].tolist()
@@ -144,8 +144,7 @@ def test_seven_percent_of_a_hundred_declarations_is_seven_in_batch_and_in_real_t
     out = scorer.score(batch)
     assert (out["lane"] == "red").sum() == 7 and (out["selected_by"] == "exploration").sum() == 1
     thresholds = Thresholds.from_decisions(out.assign(batch_id="b7"), "risk_score", scorer.policy.seed)
-    realtime = pd.concat([scorer.score_realtime(batch.iloc[[i]], thresholds) for i in range(len(batch))],
-                         ignore_index=True)
+    realtime = pd.DataFrame([a for i in range(len(batch)) for a in scorer.score_realtime(batch.iloc[[i]], thresholds)])
     assert (realtime["lane"] == "red").sum() == 7
     assert realtime["selected_by"].tolist() == out["selected_by"].tolist()
 

@@ -1,0 +1,86 @@
+"""Real time at the model's speed: a request's declarations scored in plain Python, no frame built on the way.
+
+Each declaration's features come from the snapshot's indexed lookups (features/row.py), its model inputs go to
+CatBoost as plain lists in one pool (the risk and revenue models read the same pool, and the reasons' SHAP pass
+reads it again), its lane from the real-time thresholds, its draw and rule hits from the same functions' one-row
+forms. The answers are the batch path's for the same declaration (tests/integration/test_one_row.py holds score,
+lane and reasons equal, edge values included).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from catboost import Pool
+
+from features.context import ScoringContext
+from features.entities import MISSING
+from features.prices import PriceBands
+from features.row import integrate_row, row_features
+from serving.lanes import LanePolicy
+from serving.reasons import Explanation, explain_values
+from serving.selection import NO_THRESHOLDS, RED, YELLOW, Thresholds, draw_one, rule_one
+from training.models import RiskModel
+
+EXPLORATION_REASON = "random exploration draw"
+
+
+@dataclass
+class RowsScored:
+    """A request's declarations on the one-row path, in request order."""
+
+    rows: list[dict]  # each integrated declaration, with its price_reference_log
+    values: list[list]  # each one's model inputs, in the model's column order
+    pool: Pool  # `values` as the model reads them
+    risk: list[float]
+    expected: list[float]
+
+
+def score_rows(model: RiskModel, context: ScoringContext, bands: PriceBands, declarations: list[dict]) -> RowsScored:
+    """Each declaration's features as if it came alone; one model call for them all."""
+    categorical = set(model.categorical)
+    rows, values = [], []
+    for declaration in declarations:
+        row = integrate_row(declaration, context)
+        features = row_features(row, bands, context)
+        row["price_reference_log"] = features["price_reference_log"]
+        rows.append(row)
+        values.append([features.get(c, MISSING if c in categorical else math.nan) for c in model.columns])
+    pool = model.values_pool(values)
+    risk, expected = model.predict_pool(pool)
+    return RowsScored(rows, values, pool, risk.tolist(), expected.tolist())
+
+
+def answers(model: RiskModel, version: str | None, policy: LanePolicy, thresholds: Thresholds | None,
+            scored: RowsScored, explain_lanes: tuple[str, ...] = (RED, YELLOW)) -> list[dict]:
+    """The scorer's output records (serving/scorer.py OUTPUT_COLUMNS, then DETAIL_COLUMNS) of scored declarations:
+    lanes from the thresholds, reasons from one SHAP pass over the explained ones."""
+    out = []
+    for row, risk, expected in zip(scored.rows, scored.risk, scored.expected, strict=True):
+        rule = rule_one(row, policy.rules)
+        rank = expected if policy.rank_by == "expected_revenue" and not math.isnan(expected) else risk
+        lane, selected_by = (thresholds or NO_THRESHOLDS).lane_one(rule, rank, draw_one(row["declaration_id"],
+                                                                                                policy.seed))
+        out.append({"declaration_id": row["declaration_id"], "risk_score": risk, "expected_revenue": expected,
+                    "lane": lane, "selected_by": selected_by, "reasons": "", "model_version": version,
+                    "reason_list": [], "contributions": None, "contribution_base": math.nan, "_rule": rule})
+    chosen = [i for i, o in enumerate(out) if o["lane"] in explain_lanes]
+    explained = _explain(model, scored, chosen)
+    said = dict(zip(chosen, zip(explained.contributions, explained.reasons, strict=True), strict=True))
+    for i, o in enumerate(out):
+        rule = o.pop("_rule")
+        found, sentences = said.get(i, (None, []))
+        items = ([EXPLORATION_REASON] if o["selected_by"] == "exploration" else []) + ([rule] if rule else []) + \
+            sentences
+        o.update(reason_list=items, reasons="; ".join(items), contributions=found)
+        if i in said:
+            o["contribution_base"] = explained.base
+    return out
+
+
+def _explain(model: RiskModel, scored: RowsScored, chosen: list[int]) -> Explanation:
+    if len(chosen) == len(scored.rows):
+        return explain_values(model, scored.pool, scored.values, scored.rows)
+    values = [scored.values[i] for i in chosen]
+    return explain_values(model, model.values_pool(values) if values else scored.pool, values,
+                          [scored.rows[i] for i in chosen])
