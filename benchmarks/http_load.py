@@ -94,21 +94,20 @@ class Served:
 
 
 @contextlib.contextmanager
-def api_process(app: str, env: dict, workers: int, log: Path, tcp_nodelay: bool = False):  # noqa: ANN201
-    """`python -m uvicorn APP --factory --workers N` (APP: an app factory's import name, run from the repository
-    root) in its own process group, until /readyz answers 200 and every worker has logged "Application startup
-    complete"; stopped however the block ends. `tcp_nodelay`: through benchmarks/uvicorn_tcp.py, which gives
-    `--workers N`'s connections the TCP_NODELAY that uvicorn leaves out (its issue #3149: ~40 ms a call)."""
+def api_process(app: str, env: dict, workers: int, log: Path, plain: bool = False):  # noqa: ANN201
+    """APP (an app factory's import name, run from the repository root) served as `aduana serve --workers N` serves
+    (serving/api/workers.py; `plain`: with uvicorn's own configuration, benchmarks/serve_workers.py) in its own
+    process group, until /readyz answers 200 and every worker has logged "Application startup complete"; stopped
+    however the block ends."""
     from flows.orchestration.postgres import free_port
 
     port = free_port()
-    uvicorn = [str(Path(__file__).with_name("uvicorn_tcp.py"))] if tcp_nodelay else ["-m", "uvicorn"]
     t = time.perf_counter()
     with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, *uvicorn, app, "--factory", "--port", str(port),
-                                 "--workers", str(workers), "--log-level", "info", "--no-access-log"],
-                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, cwd=ROOT)
+        server = [str(Path(__file__).with_name("serve_workers.py"))] if plain else ["-m", "serving.api.workers"]
+        proc = subprocess.Popen([sys.executable, *server, app, str(port), str(workers)],
+                                env={**os.environ, **env, "PYTHONPATH": str(ROOT)}, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
     try:
         deadline = time.monotonic() + 600
         ready = started = None

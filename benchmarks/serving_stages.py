@@ -160,29 +160,22 @@ def stage_serving(work: Path, rows: int) -> dict:
         cluster.remove()
 
     # Fixed costs: a process's start to its first 200 from /readyz (1 worker) and its first call; then c=16 on 2
-    # workers, their connections with TCP_NODELAY (benchmarks/uvicorn_tcp.py: what uvicorn's `--workers` leaves out). Last, a promotion's model load in this process: the champion's pickle read back, and the first
-    # scoring call on it against the next.
+    # workers (benchmarks/serve_workers.py: as `aduana serve --workers 2` runs). Last, a promotion's model load in
+    # this process: the champion's pickle read back, and the first scoring call on it against the next.
     plain = {"api_concurrency_1": result.pop(named[PLAIN]), "model_columns": len(model.columns),  # how many of them
              "model_columns_in_body": len(set(model.columns) & set(bodies[0]))}  # a body gives it: the rest missing
     served_by = {"aduana": ("serving.api.fixed:app", {"ADUANA_FIXED_API": json.dumps(
                      {"model": str(model_file), "warehouse": str(warehouse.path), "ops_url": None,
                       "pinned": str(pinned)})}, result),
                  "plain": ("benchmarks.plain_api:app", {plain_api.SETTING: str(model_file)}, plain)}
-    def concurrency_16(factory: str, env: dict, log: Path, tcp_nodelay: bool = True) -> dict:
-        with api_process(factory, env, 2, log, tcp_nodelay) as served:
-            measure(served.url, work, 40, 4)  # warm-up: every worker's first calls
-            return {**summary(*measure(served.url, work, C16_REQUESTS, 16)), "workers": 2, "tcp_nodelay": tcp_nodelay}
-
     for name, (factory, env, into) in served_by.items():
-        with api_process(factory, env, 1, work / f"serving-{name}-1.log") as served:
+        with api_process(factory, env, 1, work / f"serving-{name}-1.log", plain=name == "plain") as served:
             into["start_to_ready_s"] = served.start_to_ready_s
             into["first_call_ms"] = measure(served.url, work, 1, 1)[0][0]
-        into["api_concurrency_16"] = concurrency_16(factory, env, work / f"serving-{name}-2.log")
+        with api_process(factory, env, 2, work / f"serving-{name}-2.log", plain=name == "plain") as served:
+            measure(served.url, work, 40, 4)  # warm-up: every worker's first calls
+            into["api_concurrency_16"] = {**summary(*measure(served.url, work, C16_REQUESTS, 16)), "workers": 2}
     result["plain_fastapi_catboost"] = plain
-    # uvicorn's own `--workers 2`, as `aduana serve --workers 2` runs today: its connections lack TCP_NODELAY
-    # (benchmarks/uvicorn_tcp.py), so each call waits ~40 ms for the client's delayed ACK.
-    result["api_concurrency_16_uvicorn_as_is"] = concurrency_16(*served_by["aduana"][:2], work / "serving-as-is.log",
-                                                                tcp_nodelay=False)
 
     record = read_canonical([json.loads((work / "bodies.json").read_text())[-1]], False)[0].model_dump()
     blob = model_file.read_bytes()

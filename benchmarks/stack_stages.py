@@ -55,7 +55,7 @@ def stage_workers(work: Path, rows: int) -> dict:
 
 @contextlib.contextmanager
 def _api(work: Path, workers: int, ops_url: str | None):  # noqa: ANN202
-    """`uvicorn serving.api.fixed:app --workers N` on the stage's model, every worker started."""
+    """serving.api.fixed:app served as `aduana serve --workers N` serves, on the stage's model, every worker started."""
     given = {"model": str(work / "workers-model.pickle"), "warehouse": str(work / "workers-home" / "warehouse.duckdb"),
              "ops_url": ops_url, "pinned": str(work / "workers-pinned.parquet")}
     with api_process("serving.api.fixed:app", {"ADUANA_FIXED_API": json.dumps(given)}, workers,

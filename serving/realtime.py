@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -168,6 +169,25 @@ def learn_thresholds(scorer: Scorer, source: ThresholdSource) -> tuple[Threshold
                         "model_version": source.model_version, "policy_hash": source.policy_hash}
 
 
+_CALLS = itertools.count()
+_PROCESS = uuid.uuid4().hex[:20]  # renewed in a forked worker by `_new_process`
+
+
+def _new_process() -> None:
+    global _PROCESS
+    _PROCESS = uuid.uuid4().hex[:20]
+
+
+os.register_at_fork(after_in_child=_new_process)
+
+
+def call_id() -> str:
+    """An id no other call gets, in this process or another: a random one per process, and a count. uuid4 per call
+    would read the kernel's random source each time, a system call that lets go of the GIL (see
+    features/profiles.py `before_one`)."""
+    return f"rt-{_PROCESS}{next(_CALLS):012x}"
+
+
 class LogUnavailable(RuntimeError):
     """The operational log could not make an answer durable: the answer is not given (the API says 503)."""
 
@@ -215,7 +235,7 @@ class DecisionLog:
         lists and contributions), or raise LogUnavailable. `request_id` may be the client's own (X-Request-ID); the
         rows' batch_id is the server's, unique to this call."""
         at = datetime.now(UTC).replace(tzinfo=None)
-        batch_id = f"rt-{uuid.uuid4().hex}"
+        batch_id = call_id()
         group = _Group([{**a, "batch_id": batch_id, "request_id": request_id, "position": i, "decided_at": at,
                          "policy_hash": policy_hash, "thresholds_batch_id": thresholds_batch_id, "source": "api"}
                         for i, a in enumerate(answers)])

@@ -33,10 +33,10 @@ def serve(
     import ipaddress
 
     import uvicorn
-    from uvicorn.supervisors import Multiprocess
 
     from flows.orchestration import api_workers
     from serving.api import server_config
+    from serving.api.workers import run as serve_workers
 
     try:
         loopback = host == "localhost" or ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -60,8 +60,7 @@ def serve(
         return
     api_workers.hand_over(rt.settings.root, **options)
     runtime.progress(f"serving with {workers} worker processes {where}")
-    config = server_config("flows.orchestration.api_workers:app", host, port, workers=workers)
-    Multiprocess(config, sockets=[config.bind_socket()]).run()
+    serve_workers(server_config("flows.orchestration.api_workers:app", host, port, workers=workers), workers)
 
 
 @runs_flows

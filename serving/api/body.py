@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 
 from fastapi import HTTPException
 from pydantic import ValidationError
 
 from features.intake.text import invalid_text
 from serving.api.schemas import DECLARATIONS, Declaration
+from serving.realtime import call_id
 
 MAX_ERRORS = 20  # validation errors listed in a 422 (error_count says how many there were)
 MAX_FIELDS = 200  # keys in one record (or twice a mapping's columns): more is no declaration, and each costs
@@ -136,4 +136,4 @@ def _canonical_items(records: list[dict], as_list: bool) -> list[Declaration]:
 
 def request_id_of(given: str | None) -> str:
     """The client's X-Request-ID when it is a plain token, else a new one."""
-    return given if given is not None and REQUEST_ID.fullmatch(given) else f"rt-{uuid.uuid4().hex}"
+    return given if given is not None and REQUEST_ID.fullmatch(given) else call_id()

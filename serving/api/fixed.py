@@ -1,5 +1,5 @@
 """The scoring app on a fixed model file, as a uvicorn app factory, for tests and benchmarks: they run it in real
-server processes (`python -m uvicorn serving.api.fixed:app --factory --workers N`) as `aduana serve --workers N`
+server processes (`python -m serving.api.workers serving.api.fixed:app PORT N`) as `aduana serve --workers N`
 runs flows/orchestration/api_workers.py's app on the registry's champion.
 
 ADUANA_FIXED_API (JSON) gives the pickled model's path, the warehouse's path, and the operational log's PostgreSQL

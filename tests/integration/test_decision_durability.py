@@ -1,9 +1,9 @@
 """Every answered decision is in the log, in real server processes: `kill -9` at random moments loses none, and
 four uvicorn workers under concurrent load write one log with every answer once (the journal, and PostgreSQL).
 
-The API runs as `python -m uvicorn serving.api.fixed:app --factory --workers N` (serving/api/fixed.py: the scoring
-app on the session's fixed model, as `aduana serve --workers N` runs it on the registry's champion), in its own
-process group, killed however the test ends."""
+The API runs as `python -m serving.api.workers serving.api.fixed:app PORT N` (serving/api/fixed.py: the scoring app
+on the session's fixed model, served by N worker processes as `aduana serve --workers N` serves the registry's
+champion), in its own process group, killed however the test ends."""
 from __future__ import annotations
 
 import contextlib
@@ -43,9 +43,9 @@ def serving(api_scorer, trained, tmp_path: Path, workers: int = 1,  # noqa: F811
     env = {**os.environ, "ADUANA_FIXED_API": json.dumps(
         {"model": str(model), "warehouse": str(api_scorer.warehouse.path), "ops_url": ops_url})}
     log = (tmp_path / f"api-{port}.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "serving.api.fixed:app", "--factory", "--port", str(port),
-                             "--workers", str(workers), "--log-level", "warning"], cwd=ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "serving.api.workers", "serving.api.fixed:app", str(port),
+                             str(workers)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
