@@ -188,11 +188,12 @@ def explain(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int =
 
 
 def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int = TOP_REASONS,
-                 top_contributions: int = TOP_CONTRIBUTIONS) -> Explanation:
-    """Each row's reasons (`explain`) and its strongest feature contributions, from one SHAP pass."""
+                 top_contributions: int = TOP_CONTRIBUTIONS, pool: Pool | None = None) -> Explanation:
+    """Each row's reasons (`explain`) and its strongest feature contributions, from one SHAP pass (over `pool`,
+    X's pool when it is already built)."""
     if X.empty:
         return Explanation([], [], math.nan)
-    shap = shap_values(model.classifier, model.pool(X))
+    shap = shap_values(model.classifier, model.pool(X) if pool is None else pool)
     leading = _leading(shap, top_contributions)
     # Python values in bulk (indexing numpy per cell costs more than the rest), for the columns some row shows only.
     inputs = {j: X[model.columns[j]].to_numpy().tolist() for j in np.unique(leading).tolist()}

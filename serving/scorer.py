@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
+from catboost import Pool
 
 from features.build import build_features, integrate
 from features.context import BatchState, ScoringContext
@@ -48,6 +49,16 @@ DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base"]
 # What lane allocation reads of a declaration besides its scores (serving/lanes.py `allocate`).
 ALLOCATION_COLUMNS = ["declaration_id", "importer_id", "hs_code", "origin_country", "office_id", "declaration_date"]
 log = logging.getLogger("aduana.serving")
+
+
+@dataclass
+class _Scored:
+    """A batch's integrated declarations, model input, scores and the model's pool of that input."""
+
+    frame: pd.DataFrame
+    X: pd.DataFrame
+    scores: pd.DataFrame
+    pool: Pool
 
 
 def _scoring_context(tables: Tables) -> ScoringContext:
@@ -135,6 +146,11 @@ class Scorer:
         """(integrated frame, model input, scores); `batch`: the state of the whole batch `declarations` are a
         partition of (features/context.py), else theirs; `context`: what the warehouse holds for them (default: the
         snapshot's)."""
+        scored = self._scored(declarations, advance, batch, context)
+        return scored.frame, scored.X, scored.scores
+
+    def _scored(self, declarations: pd.DataFrame, advance: Advance = quiet, batch: BatchState | None = None,
+                context: ScoringContext | None = None) -> _Scored:
         if self.model is None:
             raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         context = context or self.context()
@@ -143,9 +159,10 @@ class Scorer:
         features = build_features(frame, bands=self._bands(context), profiles=context.profiles, advance=advance,
                                   batch_first=None if batch is None else batch.first_filed)
         X = self._model_input(features.X)
-        scores = self.model.predict(X)
+        pool = self.model.pool(X)  # built once: the scores' and the reasons' (a slice of it)
+        risk, expected = self.model.predict_pool(pool)
         frame["price_reference_log"] = features.price_reference_log.to_numpy()
-        return frame, X, scores
+        return _Scored(frame, X, pd.DataFrame({"risk_score": risk, "expected_revenue": expected}), pool)
 
     def _bands(self, context: ScoringContext) -> PriceBands:
         """The model's own price bands; for a model without (the reference), the snapshot's."""
@@ -166,11 +183,11 @@ class Scorer:
         told as the features and scores, the lanes and the reasons are done."""
         what = f"scoring {len(declarations):,} declarations"
         advance(what, 0, 3)
-        frame, X, scores = self._scores(declarations, advance)
+        scored = self._scored(declarations, advance)
         advance(what, 1, 3)
-        lanes = allocate(pd.concat([frame, scores], axis=1), self.policy)
+        lanes = allocate(pd.concat([scored.frame, scored.scores], axis=1), self.policy)
         advance(what, 2, 3)
-        output = self._output(frame, X, scores, lanes, explain_lanes)
+        output = self._output(scored, lanes, explain_lanes)
         advance(what, 3, 3)
         return output
 
@@ -225,14 +242,14 @@ class Scorer:
             explained = explanations(self.model, X, frame)
         return self._assemble(scored["declaration_id"].to_numpy(), scored, scored, chosen, explained)
 
-    def _output(self, frame: pd.DataFrame, X: pd.DataFrame, scores: pd.DataFrame, lanes: pd.DataFrame,
-                explain_lanes: tuple[str, ...]) -> pd.DataFrame:
+    def _output(self, scored: _Scored, lanes: pd.DataFrame, explain_lanes: tuple[str, ...]) -> pd.DataFrame:
         chosen = lanes["lane"].isin(explain_lanes).to_numpy()
-        if chosen.all():  # one selected declaration (the API): no subsetting
-            explained = explanations(self.model, X, frame)
+        if chosen.all():
+            explained = explanations(self.model, scored.X, scored.frame, pool=scored.pool)
         else:
-            explained = explanations(self.model, X[chosen], frame[chosen])
-        return self._assemble(frame["declaration_id"].to_numpy(), scores, lanes, chosen, explained)
+            explained = explanations(self.model, scored.X[chosen], scored.frame[chosen],
+                                     pool=scored.pool.slice(np.flatnonzero(chosen).tolist()) if chosen.any() else None)
+        return self._assemble(scored.frame["declaration_id"].to_numpy(), scored.scores, lanes, chosen, explained)
 
     def _assemble(self, ids: np.ndarray, scores: pd.DataFrame, lanes: pd.DataFrame, chosen: np.ndarray,
                   explained: Explanation) -> pd.DataFrame:
