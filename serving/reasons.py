@@ -22,7 +22,7 @@ from catboost import Pool
 
 from features.catalogue import BY_NAME, family_of, is_extra
 from features.entities import BY_NAME as ENTITY_BY_NAME
-from features.entities import HS_LEVELS, MISSING, hs_dotted, hs_prefix, source_columns
+from features.entities import HS_LEVELS, MISSING, hs_dotted, hs_prefix
 from features.profiles import PROFILE_SUFFIXES, RECENT_DAYS
 from training.explainer import shap_values
 from training.models import RiskModel
@@ -39,8 +39,29 @@ RECORD = ("hit_rate", f"hit_rate_{RECENT_DAYS}d", "revenue_rate", "inspections")
 def _v(row: dict | _Row, column: str, default: object = None) -> object:
     """A value of the declaration or of the model's input; `default` when missing (a categorical gap included)."""
     value = row.get(column, default)
-    missing = value is None or value is pd.NA or value == MISSING or (isinstance(value, float) and math.isnan(value))
-    return default if missing else value
+    if value is None or value is pd.NA:
+        return default
+    if isinstance(value, str):
+        return default if value == MISSING else value
+    return default if isinstance(value, float) and value != value else value  # NaN is unequal to itself
+
+
+class _Said(dict):
+    """What a sentence may quote of a declaration, read when first quoted: its entity columns ("?" when missing), its
+    HS levels and its dotted HS code."""
+
+    def __init__(self, row: dict | _Row):
+        super().__init__()
+        self.row = row
+
+    def __missing__(self, key: str) -> str:
+        if key in HS_LEVELS or key == "hs_dotted":
+            hs = str(_v(self.row, "hs_code", ""))
+            found = hs_dotted(hs) if key == "hs_dotted" else hs_prefix(hs, key)
+        else:
+            found = _v(self.row, key, "?")
+        self[key] = found
+        return found
 
 
 def _many(n: float, what: str) -> str:
@@ -52,9 +73,7 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
 
     `row` gives the model's inputs and the declaration's other fields, never a feature the model lacks (see
     `_Columns`), so a sentence quotes only what the model saw. None: nothing defensible to say."""
-    hs = str(_v(row, "hs_code", ""))
-    values = {**{k: _v(row, k, "?") for k in source_columns() if k != "hs_code"},
-              **{level: hs_prefix(hs, level) for level in HS_LEVELS}, "hs_dotted": hs_dotted(hs)}
+    values = _Said(row)
     if family == "price":
         deviation = _v(row, "log_unit_price", np.nan) - _v(row, "price_reference_log", np.nan)
         if np.isnan(deviation):
@@ -94,7 +113,7 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
 def _entity(entity: str, strongest: str, row: dict | _Row, values: dict) -> str | None:
     """An entity's reason: the entity itself for its raw id (CatBoost's own statistics of it), else its profile."""
     described = ENTITY_BY_NAME[entity]
-    noun, who = described.noun, described.label.format(**values)
+    noun, who = described.noun, described.label.format_map(values)
     suffix = strongest.removeprefix(f"{entity}_")
     if suffix not in PROFILE_SUFFIXES:  # the raw id (importer_id, hs_code, origin_country, hs_chapter...)
         if _v(row, strongest) is None:
@@ -223,7 +242,8 @@ def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: li
     """The reasons and contributions of SHAP values (`shap`, with the base value last); `rows[i]` reads row i's
     values for the sentences, `value(i, j)` row i's input to model column j."""
     base, shap = float(shap[0, -1]), shap[:, :-1]
-    member_family = [family_of(c) for c in model.columns]
+    columns = model.columns
+    member_family = [family_of(c) for c in columns]
     families = list(dict.fromkeys(member_family))
     members = [np.flatnonzero(np.array(member_family) == f) for f in families]
     by_family = np.column_stack([shap[:, m].sum(axis=1) for m in members])  # rows × families
@@ -233,9 +253,9 @@ def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: li
     reasons, contributions = [], []
     for i, (features, values) in enumerate(zip(leading.tolist(), sizes, strict=True)):
         row = rows[i]
-        said = (sentence(families[j], model.columns[strongest[i, j]], row) for j in order[i] if by_family[i, j] > 0)
+        said = (sentence(families[j], columns[strongest[i, j]], row) for j in order[i] if by_family[i, j] > 0)
         reasons.append(list(islice(filter(None, said), top)))  # a family with nothing defensible gives way
-        contributions.append([{"feature": model.columns[j], "family": member_family[j],
+        contributions.append([{"feature": columns[j], "family": member_family[j],
                                "value": feature_value_text(value(i, j)), "contribution": size}
                               for j, size in zip(features, values, strict=True)])
     return Explanation(reasons, contributions, base)
