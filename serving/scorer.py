@@ -62,7 +62,7 @@ class _Scored:
 
 
 def _scoring_context(tables: Tables) -> ScoringContext:
-    return ScoringContext.from_tables(tables.declarations, tables.manifests, tables.traders)
+    return ScoringContext.from_tables(tables.declarations, tables.manifests, tables.traders).index_rows()
 
 
 class ModelSource(Protocol):

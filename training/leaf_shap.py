@@ -94,18 +94,24 @@ class LeafShap:
         if len(leaves) <= _CHUNK:
             out[:, :-1] = self.table[leaves + self.offsets].sum(axis=1)
         else:
-            out[:, :-1] = 0.0
-            for tree, (offset, touched) in enumerate(zip(self.offsets, self.touched, strict=True)):
-                out[:, touched] += self.table[offset + leaves[:, tree]][:, touched]
+            by_feature = np.zeros((self.n_features, len(leaves)))  # a feature's values contiguous
+            for tree, parts in enumerate(self.touched):
+                at = leaves[:, tree]
+                for feature, values in parts:
+                    by_feature[feature] += values[at]
+            out[:, :-1] = by_feature.T
         out[:, -1] = self.base
         return out
 
     @cached_property
-    def touched(self) -> list[np.ndarray]:
-        """The features each tree gives a contribution to."""
+    def touched(self) -> list[list[tuple[int, np.ndarray]]]:
+        """Per tree, each feature it gives a contribution to, with that feature's value at each of its leaves."""
         ends = [*self.offsets[1:], len(self.table)]
-        return [np.flatnonzero((self.table[start:end] != 0).any(axis=0)) for start, end in zip(self.offsets, ends,
-                                                                                                strict=True)]
+        parts = []
+        for start, end in zip(self.offsets, ends, strict=True):
+            leaves = self.table[start:end]
+            parts.append([(int(f), np.ascontiguousarray(leaves[:, f])) for f in np.flatnonzero((leaves != 0).any(axis=0))])
+        return parts
 
 
 def _split_classes(spec: dict) -> tuple[dict[int, tuple[int, ...]] | None, int]:
