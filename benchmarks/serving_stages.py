@@ -42,7 +42,7 @@ def stage_serving(work: Path, rows: int) -> dict:
     from serving.batch import score_file, write_output
     from serving.lanes import RED, YELLOW, LanePolicy, allocate
     from serving.model_source import FixedSource
-    from serving.reasons import explain
+    from serving.reasons import explanations
     from serving.scorer import Scorer, Thresholds
     from training.models import FitConfig
     from training.pipeline import train_and_evaluate
@@ -70,12 +70,13 @@ def stage_serving(work: Path, rows: int) -> dict:
     frame = integrate(declarations.reset_index(drop=True), context=scorer.context())
     X = build_features(frame, bands=model.price_bands, profiles=scorer.context().profiles).X[model.columns]
     steps["features_s"], t = time.perf_counter() - t, time.perf_counter()
-    scores = model.predict(X)
+    pool = model.pool(X)  # built once, as the scorer does: the scores and the reasons read it
+    risk, expected = model.predict_pool(pool)
     steps["predict_s"], t = time.perf_counter() - t, time.perf_counter()
-    lanes = allocate(pd.concat([frame, scores], axis=1), scorer.policy)
+    lanes = allocate(frame.assign(risk_score=risk, expected_revenue=expected), scorer.policy)
     steps["lanes_s"], t = time.perf_counter() - t, time.perf_counter()
     chosen = lanes["lane"].isin([RED, YELLOW]).to_numpy()
-    explain(model, X[chosen], frame[chosen])
+    explanations(model, X[chosen], frame[chosen], pool=pool.slice(np.flatnonzero(chosen).tolist()))
     steps["reasons_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
