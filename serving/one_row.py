@@ -55,27 +55,29 @@ def answers(model: RiskModel, version: str | None, policy: LanePolicy, threshold
             scored: RowsScored, explain_lanes: tuple[str, ...] = (RED, YELLOW)) -> list[dict]:
     """The scorer's output records (serving/scorer.py OUTPUT_COLUMNS, then DETAIL_COLUMNS) of scored declarations:
     lanes from the thresholds, reasons from one SHAP pass over the explained ones."""
-    out = []
-    for row, risk, expected in zip(scored.rows, scored.risk, scored.expected, strict=True):
-        rule = rule_one(row, policy.rules)
-        rank = expected if policy.rank_by == "expected_revenue" and not math.isnan(expected) else risk
-        lane, selected_by = (thresholds or NO_THRESHOLDS).lane_one(rule, rank, draw_one(row["declaration_id"],
-                                                                                                policy.seed))
-        out.append({"declaration_id": row["declaration_id"], "risk_score": risk, "expected_revenue": expected,
-                    "lane": lane, "selected_by": selected_by, "reasons": "", "model_version": version,
-                    "reason_list": [], "contributions": None, "contribution_base": math.nan, "_rule": rule})
-    chosen = [i for i, o in enumerate(out) if o["lane"] in explain_lanes]
+    rules = [rule_one(row, policy.rules) for row in scored.rows]
+    lanes = [(thresholds or NO_THRESHOLDS).lane_one(
+        rule, expected if policy.rank_by == "expected_revenue" and not math.isnan(expected) else risk,
+        draw_one(row["declaration_id"], policy.seed))
+        for row, rule, risk, expected in zip(scored.rows, rules, scored.risk, scored.expected, strict=True)]
+    chosen = [i for i, (lane, _) in enumerate(lanes) if lane in explain_lanes]
     explained = _explain(model, scored, chosen)
     said = dict(zip(chosen, zip(explained.contributions, explained.reasons, strict=True), strict=True))
-    for i, o in enumerate(out):
-        rule = o.pop("_rule")
+    out = []
+    for i, (row, rule, (lane, selected_by)) in enumerate(zip(scored.rows, rules, lanes, strict=True)):
         found, sentences = said.get(i, (None, []))
-        items = ([EXPLORATION_REASON] if o["selected_by"] == "exploration" else []) + ([rule] if rule else []) + \
-            sentences
-        o.update(reason_list=items, reasons="; ".join(items), contributions=found)
-        if i in said:
-            o["contribution_base"] = explained.base
+        items = reason_items(selected_by, rule, sentences)
+        out.append({"declaration_id": row["declaration_id"], "risk_score": scored.risk[i],
+                    "expected_revenue": scored.expected[i], "lane": lane, "selected_by": selected_by,
+                    "reasons": "; ".join(items), "model_version": version, "reason_list": items,
+                    "contributions": found, "contribution_base": explained.base if i in said else math.nan})
     return out
+
+
+def reason_items(selected_by: str, rule: str, sentences: list[str]) -> list[str]:
+    """A decision's reasons in order: the exploration draw that chose it, the rule it hit, then what the model's
+    SHAP values say."""
+    return ([EXPLORATION_REASON] if selected_by == "exploration" else []) + ([rule] if rule else []) + sentences
 
 
 def _explain(model: RiskModel, scored: RowsScored, chosen: list[int]) -> Explanation:

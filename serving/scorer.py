@@ -30,7 +30,7 @@ from features.warehouse import (
 )
 from serving import one_row
 from serving.lanes import LanePolicy, allocate
-from serving.one_row import EXPLORATION_REASON
+from serving.one_row import reason_items
 from serving.reasons import Explanation, explanations
 from serving.selection import (  # noqa: F401 - Thresholds is re-exported: serving.scorer.Thresholds
     RED,
@@ -267,8 +267,7 @@ class Scorer:
                                        strict=True):  # contributions from the reasons' own SHAP pass
             contributions[i], said[i] = found, sentences
         for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")).tolist():  # the rest: none
-            items = ([EXPLORATION_REASON] if selected_by[i] == "exploration" else []) + \
-                ([rules[i]] if rules[i] else []) + said.get(i, [])
+            items = reason_items(selected_by[i], rules[i], said.get(i, []))
             reason_list[i], reasons[i] = items, "; ".join(items)
         return pd.DataFrame({
             "declaration_id": ids,
