@@ -6,7 +6,8 @@ CPU, the other at 23 %, and two workers served no more than one). With a socket 
 group, the kernel spreads connections across the workers evenly by their addresses.
 
 `run(config, workers)` supervises the workers: each is started (spawned: a fresh interpreter, as uvicorn does),
-restarted if it dies, and all of them are stopped on SIGINT or SIGTERM (uvicorn's graceful shutdown in each). The
+restarted if it dies (one that dies while starting stops them all: the app cannot start), and all of them are
+stopped on SIGINT or SIGTERM (uvicorn's graceful shutdown in each). The
 supervisor binds the address first, without listening, to fail at once with a clear error when the port is taken
 and to hold it while workers restart; a socket in the group that listens nowhere would be given connections.
 `python -m serving.api.workers APP PORT WORKERS` serves an app factory this way (tests and benchmarks)."""
@@ -18,11 +19,13 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import uvicorn
 
 log = logging.getLogger("uvicorn.error")
 RESTART_PAUSE_S = 1.0
+STARTUP_GRACE_S = 30.0  # a worker that exits this soon after its start failed to start
 
 
 def listener(host: str, port: int, listen: bool = True) -> socket.socket:
@@ -59,9 +62,12 @@ def run(config: uvicorn.Config, workers: int) -> None:
     stop = threading.Event()
     processes: list[multiprocessing.process.BaseProcess] = []
 
+    started: dict[int, float] = {}
+
     def start() -> multiprocessing.process.BaseProcess:
         process = context.Process(target=_worker, args=(config,), daemon=False)
         process.start()
+        started[process.pid] = time.monotonic()
         return process
 
     def ask_to_stop(signum: int, frame: object) -> None:  # noqa: ARG001 - signal handler's signature
@@ -73,10 +79,14 @@ def run(config: uvicorn.Config, workers: int) -> None:
         log.info("started %d worker processes (one listening socket each, SO_REUSEPORT)", workers)
         while not stop.wait(0.5):
             for i, process in enumerate(processes):
-                if not process.is_alive() and not stop.is_set():
-                    log.warning("worker %s exited (code %s): starting another", process.pid, process.exitcode)
-                    stop.wait(RESTART_PAUSE_S)
-                    processes[i] = start()
+                if process.is_alive() or stop.is_set():
+                    continue
+                if time.monotonic() - started[process.pid] < STARTUP_GRACE_S:  # it cannot start: restarting won't help
+                    log.error("worker %s exited (code %s) while starting: stopping", process.pid, process.exitcode)
+                    raise SystemExit(1)
+                log.warning("worker %s exited (code %s): starting another", process.pid, process.exitcode)
+                stop.wait(RESTART_PAUSE_S)
+                processes[i] = start()
     finally:
         for process in processes:
             if process.is_alive():
