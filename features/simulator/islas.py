@@ -12,6 +12,16 @@ Fraud lives mainly in combinations of entities: risky (importer × HS heading), 
 alone is raked to the overall fraud rate, so single-entity hit rates say little; a small price signal
 and Bernoulli label noise come on top. A few malformed rows are injected on purpose; `IslasWorld.bad_rows`
 lists each one with the quarantine reason ingest must give it.
+
+Optionally (`scheme=True`) an emerging scheme starts part-way through the history, at a day drawn from the seed
+(55-70 % of the period): a small ring of established importers, active since the start, begin buying goods of a
+heading none of them ever bought (a high-duty one), from a few new foreign sellers (seller × origin pairs that did
+not exist before), all filed by one declarant the ring already used, at one office. About a third of those items
+are fraud, declared at roughly half their value (undervaluation, where the duty makes it pay); the scheme is about 1 %
+of the items filed from its start, taken from the other importers' traffic at random. It draws from a random stream
+of its own: every other row is the same as in the world without it, and a world without it is unchanged. Which
+rows are the scheme's, and which of them are fraud, stays in `IslasWorld.truth` (never in the files);
+`IslasWorld.drift_date` is its first day.
 """
 from __future__ import annotations
 
@@ -50,6 +60,14 @@ PAIR_EFFECTS = {"importer_heading": (0.93, None), "declarant_office": (0.93, 0.0
 RISKY_SHARE = 0.20
 BASE_RATE = 0.02
 NOISE = 0.25  # sd of a row-level logit shock
+# The emerging scheme (scheme=True): the ranges its world's own figures are drawn from, per seed.
+SCHEME_STREAM = 1  # its random stream: default_rng([seed, SCHEME_STREAM]), so the rest of the world is untouched
+SCHEME_START = (0.55, 0.70)  # the share of the period at which it starts
+SCHEME_SHARE = (0.006, 0.012)  # its share of the items filed from then on
+SCHEME_FRAUD_RATE = (0.30, 0.40)
+SCHEME_RING = (3, 5)  # importers in the ring
+SCHEME_SELLERS = (2, 3)  # new foreign sellers, one origin each
+SCHEME_UNDERVALUATION = 0.5  # median declared share of the real value of its frauds
 
 # HS6 code, MFN tax rate (percent), USD per kg, typical net mass of one item (kg).
 GOODS = (
@@ -102,8 +120,11 @@ class IslasWorld:
     test: pd.DataFrame  # the rows of islas_test.csv
     bad_rows: pd.DataFrame  # one per injected fault: file, row_number (1-based, as ingest counts), kind, column,
     #                         reason (the quarantine reason code ingest must give), value
-    truth: pd.DataFrame  # hidden, in filing order: each row's fraud probability and risky pair flags; never written
+    truth: pd.DataFrame  # hidden, in filing order: each row's fraud probability and risky pair flags, and with a
+    #                      scheme, whether the row is the scheme's and its typology ("new_scheme", "fraud" or ""
+    #                      where no fraud); never written
     test_start: pd.Timestamp
+    drift_date: pd.Timestamp | None = None  # the emerging scheme's first day (None: no scheme)
 
     @property
     def arrivals(self) -> pd.DataFrame:
@@ -185,8 +206,9 @@ def _risky_pairs(rng: np.random.Generator, owner: np.ndarray, partner: np.ndarra
     return risky.reindex(pd.MultiIndex.from_arrays([owner, partner])).to_numpy()
 
 
-def simulate_islas(rows: int = 50_000, seed: int = 7) -> IslasWorld:
-    """Simulate `rows` goods items over 18 months; the same seed gives the same world."""
+def simulate_islas(rows: int = 50_000, seed: int = 7, scheme: bool = False) -> IslasWorld:
+    """Simulate `rows` goods items over 18 months; the same seed gives the same world (`scheme`: with the emerging
+    scheme of the module's docstring, in place of about 1 % of the items filed from its start)."""
     if rows < 500:
         raise ValueError("the islas world needs at least 500 rows")
     rng = np.random.default_rng(seed)
@@ -274,12 +296,32 @@ def simulate_islas(rows: int = 50_000, seed: int = 7) -> IslasWorld:
     p_critical = 0.1 + 0.6 * pd.Series(at_stake).rank(pct=True).to_numpy()
     critical = np.where(fraud, np.where(rng.random(n) < p_critical, 2, 1), 0)
     courier = np.where(small & (rng.random(n) < 0.7), np.char.add("C", (imp_courier[imp] + 101).astype(str)), "")
+    typology = np.where(fraud, "fraud", "").astype(object)
+    in_scheme, drift_date, n_new_sellers = np.zeros(n, dtype=bool), None, 0
+    if scheme:
+        srng = np.random.default_rng([seed, SCHEME_STREAM])
+        start_day, at, items = _emerging_scheme(
+            srng, day, days, ~unknown, imp, imp_start, imp_headings, imp_heading_share, imp_offices, imp_office_share,
+            imp_decls, imp_decl_share, heading_of, n_sel, origin_share)
+        declared = _declare_scheme_items(srng, items, imp_price, imp_courier, np.sort(price * tax_rate / 100))
+        for name, values in {**items, **declared}.items():
+            {"imp": imp, "decl": decl, "office": office, "goods": goods, "seller": seller, "origin": origin,
+             "fraud": fraud, "p_fraud": p_fraud, "mode": mode, "mass": mass, "price": price, "tax_rate": tax_rate,
+             "tax_type": tax_type, "indicator": indicator, "departure": departure, "origin_name": origin_name,
+             "critical": critical, "courier": courier}[name][at] = values
+        typology[at] = np.where(items["fraud"], "new_scheme", "")
+        in_scheme[at] = True
+        risk = {f: flags & ~in_scheme for f, flags in risk.items()}  # the scheme's fraud is its own, no old pair's
+        drift_date = pd.Timestamp(START) + pd.Timedelta(days=start_day)
+        n_new_sellers = int(items["seller"].max()) + 1 - n_sel
 
     # Assemble in filing order; declaration ids rise with time.
     order = np.argsort(day, kind="stable")
     date = pd.to_datetime(t0 + day.astype("timedelta64[D]")).strftime("%Y-%m-%d").to_numpy()
     ids = 10_000_000 + np.sort(rng.choice(90_000_000, n, replace=False))
     imp_ids, dec_ids, sel_ids = _codes(rng, n_imp), _codes(rng, n_dec), _codes(rng, n_sel)
+    if n_new_sellers:
+        sel_ids = np.concatenate([sel_ids, _new_codes(srng, n_new_sellers, taken=set(sel_ids))])
     frame = pd.DataFrame({
         "Declaration ID": ids.astype(str),
         "Date": date[order],
@@ -306,13 +348,95 @@ def simulate_islas(rows: int = 50_000, seed: int = 7) -> IslasWorld:
     })
     truth = pd.DataFrame({"Declaration ID": frame["Declaration ID"], "p_fraud": p_fraud[order],
                           **{f: v[order] for f, v in risk.items()}})
+    if scheme:
+        truth["scheme"], truth["typology"] = in_scheme[order], typology[order]
 
     test_start = pd.Timestamp(START) + pd.DateOffset(months=MONTHS - TEST_MONTHS)
     n_train = int(np.searchsorted(day[order], (test_start - pd.Timestamp(START)).days))
     bad = _inject(rng, frame, n_train, exclude=np.flatnonzero(frame["Country of Origin"].to_numpy() == "ZZ"))
     train = frame.iloc[:n_train].reset_index(drop=True)
     test = frame.iloc[n_train:].reset_index(drop=True)
-    return IslasWorld(train, test, bad, truth, test_start)
+    return IslasWorld(train, test, bad, truth, test_start, drift_date)
+
+
+def _emerging_scheme(rng: np.random.Generator, day: np.ndarray, days: int, eligible: np.ndarray, imp: np.ndarray,
+                     imp_start: np.ndarray, imp_headings: np.ndarray, imp_heading_share: np.ndarray,
+                     imp_offices: np.ndarray, imp_office_share: np.ndarray, imp_decls: np.ndarray,
+                     imp_decl_share: np.ndarray, heading_of: np.ndarray, n_sel: int,
+                     origin_share: np.ndarray) -> tuple[int, np.ndarray, dict[str, np.ndarray]]:
+    """The scheme's first day, the rows (of `eligible` ones filed from then on) it takes the place of, and who
+    files what in them: importer, declarant, office, goods, seller (new ones numbered from `n_sel`), origin, fraud
+    and its probability."""
+    start = int(days * rng.uniform(*SCHEME_START))
+    n_imp = len(imp_start)
+    before = np.bincount(imp[day < start], minlength=n_imp)
+    # Established: active from the first day, and among the busier half of the importers before the start.
+    established = np.flatnonzero((imp_start == 0) & (before >= np.median(before[before > 0])))
+    ring = rng.choice(established, min(len(established), rng.integers(SCHEME_RING[0], SCHEME_RING[1] + 1)),
+                      replace=False)
+    bought = set(imp_headings[ring][imp_heading_share[ring] > 0].tolist())
+    duty = np.array([g[1] for g in GOODS])
+    never = np.array([h for h in range(heading_of.max() + 1) if h not in bought])
+    heading_duty = np.array([duty[heading_of == h].max() for h in never])
+    heading = rng.choice(never, p=(heading_duty + 1) / (heading_duty + 1).sum())  # undervaluation pays on duty
+    goods_of_heading = np.flatnonzero(heading_of == heading)
+    lead = ring[:1]  # the ring's broker and office: those the first member already files with
+    declarant = _draw(rng, lead, imp_decls, imp_decl_share)[0]
+    office = _draw(rng, lead, imp_offices, imp_office_share)[0]
+    n_sellers = rng.integers(SCHEME_SELLERS[0], SCHEME_SELLERS[1] + 1)
+    seller_origin = _weighted(rng, origin_share, n_sellers)
+    fraud_rate = rng.uniform(*SCHEME_FRAUD_RATE)
+
+    at = np.flatnonzero(eligible & (day >= start) & (rng.random(len(day)) < rng.uniform(*SCHEME_SHARE)))
+    k = len(at)
+    seller = _weighted(rng, rng.dirichlet(np.full(n_sellers, 3.0)), k)
+    fraud = rng.random(k) < fraud_rate
+    items = {
+        "imp": ring[_weighted(rng, rng.dirichlet(np.full(len(ring), 3.0)), k)],
+        "decl": np.full(k, declarant), "office": np.full(k, office),
+        "goods": np.where(rng.random(k) < 0.4, goods_of_heading[-1], goods_of_heading[0]),
+        "seller": n_sel + seller, "origin": seller_origin[seller],
+        "fraud": fraud, "p_fraud": np.full(k, fraud_rate),
+    }
+    return start, at, items
+
+
+def _declare_scheme_items(rng: np.random.Generator, items: dict[str, np.ndarray], imp_price: np.ndarray,
+                          imp_courier: np.ndarray, sorted_at_stake: np.ndarray) -> dict[str, np.ndarray]:
+    """What the scheme's items declare: drawn as every other item's are, except that its frauds are undervalued
+    by about half (not the weak signal of the other frauds)."""
+    k, goods, origin, imp = len(items["goods"]), items["goods"], items["origin"], items["imp"]
+    mode = _weighted(rng, OFFICES[items["office"][0] if k else 0][2], k)  # one office: its transport modes
+    small = np.isin(mode, [40, 50])
+    mass = np.array([g[3] for g in GOODS], float)[goods] * rng.lognormal(0, 0.9, k) * np.where(small, 0.03, 1.0)
+    mass = np.round(np.maximum(mass, 0.1), 1)
+    unit_price = np.array([g[2] for g in GOODS])[goods] * imp_price[imp] * rng.lognormal(0, 0.5, k)
+    unit_price *= np.where(items["fraud"], rng.lognormal(np.log(SCHEME_UNDERVALUATION), 0.2, k), 1.0)
+    price = np.round(mass * unit_price, 0)
+    origin_codes = np.array(list(ORIGINS))
+    fta = np.array([ORIGINS[c][1] for c in origin_codes])[origin]
+    claims = (fta != "A") & (rng.random(k) < 0.45)
+    mfn = np.array([g[1] for g in GOODS])[goods]
+    tax_rate = np.where(claims, np.round(mfn * 0.3, 1), mfn)
+    at_stake = price * tax_rate / 100
+    p_critical = 0.1 + 0.6 * np.searchsorted(sorted_at_stake, at_stake) / max(len(sorted_at_stake), 1)
+    return {
+        "mode": mode, "mass": mass, "price": price, "tax_rate": tax_rate, "tax_type": np.where(claims, fta, "A"),
+        "indicator": np.where(claims, "B", _weighted(rng, {"G": 85, "E": 10, "Y": 5}, k)),
+        "departure": np.where(rng.random(k) < 0.15, np.array(HUBS)[rng.integers(0, len(HUBS), k)],
+                              origin_codes[origin]),
+        "origin_name": origin_codes[origin],
+        "critical": np.where(items["fraud"], np.where(rng.random(k) < p_critical, 2, 1), 0),
+        "courier": np.where(small & (rng.random(k) < 0.7), np.char.add("C", (imp_courier[imp] + 101).astype(str)), ""),
+    }
+
+
+def _new_codes(rng: np.random.Generator, n: int, taken: set[str]) -> np.ndarray:
+    """n ids like `_codes`'s, none of them in `taken`."""
+    out: list[str] = []
+    while len(out) < n:
+        out += [c for c in _codes(rng, n) if c not in taken and c not in out][: n - len(out)]
+    return np.array(out)
 
 
 def _inject(rng: np.random.Generator, frame: pd.DataFrame, n_train: int, exclude: np.ndarray) -> pd.DataFrame:

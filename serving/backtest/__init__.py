@@ -19,13 +19,13 @@ reveals, never anything else.
 Pure: no Prefect, no MLflow.
 """
 from serving.backtest.config import POLICIES, REFIT_ITERATIONS, BacktestConfig
-from serving.backtest.data import BacktestData, from_labelled, from_world, label_free
+from serving.backtest.data import BacktestData, from_islas, from_labelled, from_world, label_free
 from serving.backtest.policies import Knowledge, revealed_profiles, shared_features, with_profiles
 from serving.backtest.replay import BacktestResult, run_backtest
 from serving.backtest.report import BacktestSummary, HitRates, PolicySummary, Totals, weekly_table
 
 __all__ = [
     "POLICIES", "REFIT_ITERATIONS", "BacktestConfig", "BacktestData", "BacktestResult", "BacktestSummary", "HitRates",
-    "Knowledge", "PolicySummary", "Totals", "from_labelled", "from_world", "label_free", "revealed_profiles",
-    "run_backtest", "shared_features", "weekly_table", "with_profiles",
+    "Knowledge", "PolicySummary", "Totals", "from_islas", "from_labelled", "from_world", "label_free",
+    "revealed_profiles", "run_backtest", "shared_features", "weekly_table", "with_profiles",
 ]

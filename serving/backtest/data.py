@@ -1,11 +1,14 @@
 """What a backtest replays: label-free declarations by date, the historical labels and the oracle, aligned.
 
 Two sources: the embedded simulator (the oracle is its hidden truth) and a user's labelled history (the oracle
-is their own labels).
+is their own labels). An islas world is the second kind, read from its export files as a user would read them,
+with its hidden typology and its scheme's start put back for evaluation.
 """
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,7 +18,9 @@ from features.build import integrate
 from features.contract import LABEL_FIELDS
 from features.entities import source_columns
 from features.errors import UserError
-from features.simulator import World
+from features.intake.mapping import load_mapping
+from features.intake.prepared import prepare_batch
+from features.simulator import IslasWorld, World, write_islas
 
 HISTORY_LABELS = ["inspected", "fraud", "revenue", "control_date"]
 
@@ -66,6 +71,23 @@ def from_labelled(declarations: pd.DataFrame, source: str, manifests: pd.DataFra
                else pd.Series(np.nan, index=frame.index))
     oracle = pd.DataFrame({"fraud": frame["fraud"].astype("int8").to_numpy(), "revenue": revenue.to_numpy()})
     return _assemble(frame, oracle, source, None, left_out=int((~labelled).sum()))
+
+
+def from_islas(world: IslasWorld, source: str = "islas") -> BacktestData:
+    """An islas world as a user's labelled history: its train and test files read through its mapping (the injected
+    bad rows quarantined), then `from_labelled`; the oracle also gets the world's hidden typology and the
+    backtest its scheme's start, where the world has an emerging scheme."""
+    with tempfile.TemporaryDirectory(prefix="aduana-islas-") as folder:
+        paths = write_islas(world, Path(folder))
+        mapping = load_mapping(paths["mapping"])
+        rows = pd.concat([prepare_batch(paths[name], "declarations", mapping).rows for name in ("train", "test")],
+                         ignore_index=True)
+    data = from_labelled(rows, source)
+    if "typology" in world.truth:
+        typology = world.truth.set_index("Declaration ID")["typology"]
+        data.oracle["typology"] = typology.reindex(data.frame["declaration_id"].astype(str).to_numpy()).to_numpy()
+    data.drift_date = world.drift_date
+    return data
 
 
 def label_free(frame: pd.DataFrame) -> pd.DataFrame:
