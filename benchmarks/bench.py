@@ -2,7 +2,7 @@
 
 Each stage runs in its own child process so that its peak RSS is its own. Results go to one JSON file. This module
 holds the command line and the stage table; the stages are in intake_stages, cli_stages, model_stages,
-serving_stages, stack_stages and scale_stages, what they share about child processes in processes, the API's
+serving_stages, stack_stages, scale_stages and detective_stages, what they share about child processes in processes, the API's
 load generator and server processes in http_load.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from cli_stages import ingest_work_cpu, stage_cli, stage_flow
+from detective_stages import stage_detective
 from http_load import load
 from intake_stages import stage_generate, stage_ingest, stage_raw_baseline
 from model_stages import stage_backtest, stage_model, stage_quality
@@ -29,8 +30,9 @@ ROWS = 1_000_000
 
 STAGES = {"generate": stage_generate, "ingest": stage_ingest, "raw_baseline": stage_raw_baseline, "flow": stage_flow,
           "cli": stage_cli, "model": stage_model, "serving": stage_serving, "backtest": stage_backtest, "quality": stage_quality,
-          "worst_request": stage_worst_request, "workers": stage_workers, "scale": stage_scale}
-SELF_CONTAINED = {"backtest", "quality", "worst_request", "cli", "workers", "scale"}  # stages that simulate their own data: no landing files needed
+          "worst_request": stage_worst_request, "workers": stage_workers, "scale": stage_scale,
+          "detective": stage_detective}
+SELF_CONTAINED = {"backtest", "quality", "worst_request", "cli", "workers", "scale", "detective"}  # stages that simulate their own data: no landing files needed
 
 
 def main() -> None:

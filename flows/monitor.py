@@ -45,8 +45,10 @@ def load_window(rt: Runtime, window_days: int, as_of: str | None, outcome_days: 
     progress(f"monitoring customs-risk v{version} on declarations filed {start.date()}…{end.date()}")
     rt.sync_decisions()  # every answer given, even those the API has not copied yet
     outcomes = warehouse.decisions.controlled_outcomes(end - pd.Timedelta(days=outcome_days - 1), end)
+    design = warehouse.decisions.selection_design(end - pd.Timedelta(days=outcome_days - 1), end)
     return {"version": version, "model": model, "reference": runs.load_reference(rt.client, version),
-            "current": current_features(rt, model, start, end), "outcomes": outcomes, "window": (start, end)}
+            "current": current_features(rt, model, start, end), "outcomes": outcomes, "design": design,
+            "window": (start, end)}
 
 
 def current_features(rt: Runtime, model: RiskModel, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -76,7 +78,7 @@ def customs_monitor(window_days: int | None = None, as_of: str | None = None, ou
     thresholds = rt.settings.monitor
     loaded = load_window(rt, window_days or thresholds.window_days, as_of, outcome_days or thresholds.outcome_days)
     report = monitor(loaded["model"], loaded["version"], loaded["reference"], loaded["current"],
-                     loaded["outcomes"], loaded["window"], thresholds)
+                     loaded["outcomes"], loaded["window"], thresholds, loaded["design"])
     run_id = track_monitoring(rt, report)
     create_markdown_artifact(key="customs-monitor-report", markdown=monitor_markdown(report),
                              description="Feature and score drift, and selection outcomes, against the champion")

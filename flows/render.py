@@ -206,6 +206,7 @@ def monitor_text(result: dict) -> str:
     for name, o in result["outcomes"].items():
         lines.append(f"  {name}: {o['controlled']:,} controlled, hit rate {_pct(o['hit_rate'])} "
                      f"(95% CI {_pct(o['ci_low'])}–{_pct(o['ci_high'])}), model expected {_pct(o['expected_hit_rate'])}")
+    lines += [f"  {line}" for line in compliance_lines(result.get("compliance")) if line and not line.startswith("#")]
     if result["event_id"]:
         lines.append(f"  event aduana.drift.detected emitted ({result['event_id']})")
     lines.append(f"  MLflow run: {result['mlflow_run_id']} (experiment aduana-monitoring)")
@@ -240,7 +241,35 @@ def monitor_markdown(report, top: int = 25) -> str:  # noqa: ANN001 - a training
     for name, o in report.outcomes.items():
         lines.append(f"| {name} | {o['controlled']:,} | {_pct(o['hit_rate'])} | {_pct(o['ci_low'])}–{_pct(o['ci_high'])} "
                      f"| {_pct(o['expected_hit_rate'])} |")
-    return "\n".join(lines)
+    return "\n".join(lines + compliance_lines(report.compliance))
+
+
+def compliance_lines(compliance: dict | None) -> list[str]:
+    """The estimate of fraud among all decided declarations, released ones included, as report lines."""
+    if not compliance:
+        return ["", "Compliance: no decision with an inclusion probability in the outcome window yet."]
+    rate = compliance["fraud_rate"]
+    level = f"{compliance['level']:.0%}"
+    lines = ["", f"### Fraud among all {compliance['declarations']:,} decided declarations (released included)", ""]
+    if rate["estimate"] is None:
+        lines.append(f"No estimate yet: {rate['method']}.")
+    else:
+        lines.append(f"Estimated fraud rate {_pct(rate['estimate'])} ({level} interval {_pct(rate['ci_low'])}–"
+                     f"{_pct(rate['ci_high'])}), from {rate['observed']:,} controlled declarations of which "
+                     f"{rate['sampled']:,} drawn at random; {rate['method']}.")
+    revenue = compliance.get("revenue_at_stake")
+    if revenue and revenue["estimate"] is not None:
+        high = "no upper bound" if revenue["ci_high"] is None else f"{revenue['ci_high']:,.0f}"
+        lines.append(f"Revenue at stake {revenue['estimate']:,.0f} ({level} interval {revenue['ci_low']:,.0f}–{high}).")
+    if compliance["outside_design"]:
+        lines.append(f"{compliance['outside_design']:,} declarations have no inclusion probability (validation "
+                     "failures, or answered before any batch set the exploration cut-off): not estimated.")
+    for group, found in compliance["groups"].items():
+        if found:
+            shown = ", ".join(f"{k} {_pct(v['estimate'])} ({_pct(v['ci_low'])}–{_pct(v['ci_high'])})"
+                              for k, v in list(found.items())[:12])
+            lines.append(f"- by {group}: {shown}")
+    return lines
 
 
 # ---------------------------------------------------------------- audit and ratings

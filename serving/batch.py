@@ -108,6 +108,7 @@ def invalid_output(checked: Checked, scorer: Scorer) -> pd.DataFrame:
         "expected_revenue": np.nan, "lane": scorer.policy.validation_lane, "selected_by": "validation",
         "reasons": checked.rejected["message"].to_numpy(), "model_version": scorer.version,
         "reason_list": validation_messages(checked, positions), "contributions": None, "contribution_base": np.nan,
+        "inclusion_probability": np.nan, "stratum": "",
     }, index=positions)[OUTPUT_COLUMNS + DETAIL_COLUMNS]
 
 

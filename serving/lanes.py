@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.errors import UserError, field_errors
+from serving.targeting import RANDOM, Targeting
 from serving.selection import (  # noqa: F401 - RED, YELLOW, GREEN, Rules and rule_hits are re-exported
     GREEN,
     RED,
@@ -47,12 +48,15 @@ class LanePolicy(BaseModel):
                                  "scored rows (at 5 % red, 1,000 rows put 50 declarations above the red cut-off)")
     validation_lane: Literal["red", "yellow", "green"] = YELLOW
     rules: Rules = Field(default_factory=Rules)
+    targeting: Targeting | None = Field(
+        None, description="targeted exploration: the bandit's bounds and the random stratum (serving/targeting.py); "
+                          "the backtest's targeted policy replays it")
 
     def digest(self) -> str:
         """A short hash recorded with every decision, so each can be traced to the policy that made it. It covers
         what decides a lane; `threshold_min_rows` only says which batch real time learns from, so it is left out
         (a policy keeps its hash across versions that add such fields)."""
-        lanes = self.model_dump(exclude={"threshold_min_rows"})
+        lanes = self.model_dump(exclude={"threshold_min_rows"} | ({"targeting"} if self.targeting is None else set()))
         return hashlib.sha256(json.dumps(lanes, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -69,7 +73,8 @@ def load_policy(path: Path | None) -> LanePolicy:
 
 def allocate(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
     """Lanes for scored declarations. `frame` needs declaration_id, the rank column, importer_id, hs_code and
-    origin_country (and office_id, declaration_date for per-office-day capacity). Returns lane, selected_by, rule."""
+    origin_country (and office_id, declaration_date for per-office-day capacity). Returns lane, selected_by, rule,
+    inclusion_probability and stratum."""
     inputs = lane_inputs(frame, policy)
     return pd.DataFrame(allocated(inputs, policy), index=inputs.index)
 
@@ -90,11 +95,16 @@ def lane_inputs(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
 
 def allocated(inputs: pd.DataFrame, policy: LanePolicy) -> dict[str, np.ndarray]:
     """Lanes from `lane_inputs` of the whole batch: capacity is a share of it (or a number per office and day).
+    `inclusion_probability` is each row's probability of going red: 1 for rule hits and model picks, and for every
+    other row the exploration draw's sampling rate among them (serving/targeting.py; training/compliance.py reads
+    it for the estimate of fraud among released goods).
     The columns (lane, selected_by, rule) are object arrays: a batch of millions framed a partition at a time costs
     a fraction of one frame of them all."""
     rules = inputs["rule"].to_numpy(dtype=object)
     ruled = rules != ""
     lane, selected_by = np.full(len(inputs), GREEN, dtype=object), np.full(len(inputs), "", dtype=object)
+    probability = np.ones(len(inputs))  # of going red: rule hits and model picks are certain
+    stratum = np.full(len(inputs), "", dtype=object)  # an exploration pick's stratum
     lane[ruled], selected_by[ruled] = RED, "rule"
     draw, rank = inputs["draw"].to_numpy(), inputs["rank"].to_numpy()
     if policy.red_per_office_day is None:
@@ -110,8 +120,11 @@ def allocated(inputs: pd.DataFrame, policy: LanePolicy) -> dict[str, np.ndarray]
         model, explored = select(rank if whole else rank[free], red, policy.exploration_share,
                                  draw if whole else draw[free])
         lane[free[model]], selected_by[free[model]] = RED, "model"
-        lane[free[explored]], selected_by[free[explored]] = RED, "exploration"
+        lane[free[explored]], selected_by[free[explored]], stratum[free[explored]] = RED, "exploration", RANDOM
+        drawn_from = free[others(len(free), model)]  # the exploration draw: a simple random sample of these
+        probability[drawn_from] = len(explored) / len(drawn_from) if len(drawn_from) else 1.0
         rest = free[others(len(free), model, explored)]
         yellow = rest[top_k(rank[rest], capacity(n, policy.yellow_share), draw[rest])]
         lane[yellow], selected_by[yellow] = YELLOW, "model"
-    return {"lane": lane, "selected_by": selected_by, "rule": rules}
+    return {"lane": lane, "selected_by": selected_by, "rule": rules, "inclusion_probability": probability,
+            "stratum": stratum}

@@ -56,7 +56,8 @@ def answers(model: RiskModel, version: str | None, policy: LanePolicy, threshold
     """The scorer's output records (serving/scorer.py OUTPUT_COLUMNS, then DETAIL_COLUMNS) of scored declarations:
     lanes from the thresholds, reasons from one SHAP pass over the explained ones."""
     rules = [rule_one(row, policy.rules) for row in scored.rows]
-    lanes = [(thresholds or NO_THRESHOLDS).lane_one(
+    thresholds = thresholds or NO_THRESHOLDS
+    lanes = [thresholds.lane_one(
         rule, expected if policy.rank_by == "expected_revenue" and not math.isnan(expected) else risk,
         draw_one(row["declaration_id"], policy.seed))
         for row, rule, risk, expected in zip(scored.rows, rules, scored.risk, scored.expected, strict=True)]
@@ -70,7 +71,9 @@ def answers(model: RiskModel, version: str | None, policy: LanePolicy, threshold
         out.append({"declaration_id": row["declaration_id"], "risk_score": scored.risk[i],
                     "expected_revenue": scored.expected[i], "lane": lane, "selected_by": selected_by,
                     "reasons": "; ".join(items), "model_version": version, "reason_list": items,
-                    "contributions": found, "contribution_base": explained.base if i in said else math.nan})
+                    "contributions": found, "contribution_base": explained.base if i in said else math.nan,
+                    "inclusion_probability": 1.0 if selected_by in ("rule", "model") and lane == RED
+                    else thresholds.exploration_rate, "stratum": "random" if selected_by == "exploration" else ""})
     return out
 
 

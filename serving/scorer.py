@@ -45,7 +45,7 @@ OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "s
 # output file): `reason_list`, the reasons as a list (the `reasons` sentence is these joined with "; ", so an item
 # may itself hold "; "); `contributions`, an explained row's strongest SHAP contributions (serving/reasons.py
 # `Explanation`; None for a row not explained); `contribution_base`, the SHAP base value those add to.
-DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base"]
+DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base", "inclusion_probability", "stratum"]
 # What lane allocation reads of a declaration besides its scores (serving/lanes.py `allocate`).
 ALLOCATION_COLUMNS = ["declaration_id", "importer_id", "hs_code", "origin_country", "office_id", "declaration_date"]
 log = logging.getLogger("aduana.serving")
@@ -280,4 +280,7 @@ class Scorer:
             "reason_list": reason_list,
             "contributions": contributions,
             "contribution_base": base,
+            "inclusion_probability": lanes["inclusion_probability"].to_numpy() if "inclusion_probability" in lanes
+            else np.nan,
+            "stratum": lanes["stratum"].to_numpy() if "stratum" in lanes else "",
         })

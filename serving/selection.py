@@ -207,6 +207,12 @@ class Thresholds:
                              "selected_by": np.select(conditions, ["rule", "model", "exploration", "model"], default=""),
                              "rule": rules})
 
+    @property
+    def exploration_rate(self) -> float:
+        """The probability that a declaration not picked by rule or model is explored: its draw, uniform over
+        uint64, is at most the cut-off (0 before any batch)."""
+        return (self.exploration + 1) / 2**64
+
     def lane_one(self, rule: str, rank: float, draw: int) -> tuple[str, str]:
         """`lanes` of one declaration: (lane, selected_by)."""
         if rule:

@@ -5,6 +5,9 @@
 - Outcomes, once controls report back: the red lane's hit rate and revenue against what the model expected, and
   the exploration stratum's hit rate (a random draw, so an unbiased estimate of fraud among goods the model would
   have released) with a Wilson interval.
+- Compliance: a Horvitz-Thompson estimate of the fraud rate and of the revenue at stake among ALL declarations
+  decided in the window, released ones included, from the controlled ones and their inclusion probabilities
+  (training/compliance.py), overall and per HS chapter, office and importer size band.
 Crossing a threshold raises an alert; the flow turns alerts into the `aduana.drift.detected` event.
 """
 from __future__ import annotations
@@ -18,6 +21,7 @@ from features.build import build_features, integrate
 from features.catalogue import alerts
 from features.errors import UserError
 from features.warehouse import Tables
+from training.compliance import by_group, fraud_rate, revenue_at_stake
 from training.drift import feature_drift, numeric_drift, wilson
 from training.models import RiskModel
 from training.user_policies import MonitorThresholds
@@ -36,6 +40,7 @@ class MonitorReport:
     alerts: list[str] = field(default_factory=list)
     thresholds: MonitorThresholds = field(default_factory=MonitorThresholds)  # what the alerts were judged on
     # The champion's risk scores on the reference and on the window, for the score-distribution plot.
+    compliance: dict | None = None  # `compliance_summary` of the window's decisions
     reference_scores: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
     current_scores: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
 
@@ -67,7 +72,8 @@ class MonitorReport:
                 "window_end": str(self.window[1].date()), "rows": self.rows,
                 "drifted_features": self.drifted_features,
                 "psi": {f: round(float(psi[f]), 4) for f in self.drifted_features},
-                "score_psi": round(self.score["psi"], 4), "alerts": self.alerts, "verdict": self.verdict()}
+                "score_psi": round(self.score["psi"], 4), "alerts": self.alerts, "verdict": self.verdict(),
+                "compliance": self.compliance}
 
 
 def window_bounds(newest: pd.Timestamp, as_of: pd.Timestamp | None, days: int) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -104,6 +110,47 @@ def outcome_summary(outcomes: pd.DataFrame) -> dict:
     return summary
 
 
+GROUPS = {"hs_chapter": "HS chapter", "office_id": "office", "importer_band": "importer size band"}
+
+
+def importer_bands(importer: pd.Series) -> pd.Series:
+    """Each declaration's importer by its volume in the window: small, medium or large, cut at the terciles of
+    declarations per importer (so each band holds about a third of the importers)."""
+    volume = importer.map(importer.value_counts())
+    cuts = importer.value_counts().quantile([1 / 3, 2 / 3]).to_numpy()
+    band = np.where(volume <= cuts[0], "small", np.where(volume <= cuts[1], "medium", "large"))
+    return pd.Series(band, index=importer.index).where(importer.notna(), "unknown")
+
+
+def compliance_summary(design: pd.DataFrame, level: float = 0.90, min_rows: int = 30) -> dict | None:
+    """The estimate of fraud among all the window's decided declarations (`Decisions.selection_design`): the rate
+    and the revenue at stake, overall and per group (groups with fewer than `min_rows` declarations are left out).
+
+    Declarations without a probability (validation failures, real-time answers before any batch set an exploration
+    cut-off) are outside the design: they are counted, not estimated. None when nothing is left."""
+    if design.empty:
+        return None
+    probability = design["inclusion_probability"].astype("float64")
+    inside = design[(probability > 0) & (probability <= 1)].copy()
+    if inside.empty:
+        return None
+    inside["fraud"] = inside["fraud"].astype("float64")
+    inside["revenue"] = inside["revenue"].astype("float64")
+    inside["hs_chapter"] = inside["hs_code"].astype("str").str[:2]
+    inside["importer_band"] = importer_bands(inside["importer_id"])
+    p = inside["inclusion_probability"].to_numpy(dtype="float64")
+    out = {"declarations": len(design), "outside_design": len(design) - len(inside), "level": level,
+           "fraud_rate": fraud_rate(inside["fraud"].to_numpy(), p, level).to_dict(),
+           "revenue_at_stake": revenue_at_stake(inside["revenue"].to_numpy(), p, level).to_dict()
+           if inside["revenue"].notna().any() else None, "groups": {}}
+    for column, name in GROUPS.items():
+        sizes = inside[column].value_counts()
+        kept = inside[inside[column].isin(sizes.index[sizes >= min_rows])]
+        found = by_group(kept, column, "fraud", "inclusion_probability", level) if len(kept) else {}
+        out["groups"][name] = {k: v.to_dict() for k, v in sorted(found.items()) if v.estimate is not None}
+    return out
+
+
 def _outcome_alerts(summary: dict, thresholds: MonitorThresholds) -> list[str]:
     """Alert when the 95 % interval of a stratum's hit rate lies beyond the model's expectation ± the tolerance."""
     alerts, tolerance = [], thresholds.hit_rate_tolerance
@@ -120,7 +167,7 @@ def _outcome_alerts(summary: dict, thresholds: MonitorThresholds) -> list[str]:
 
 def monitor(model: RiskModel, version: str, reference: pd.DataFrame, current: pd.DataFrame,
             outcomes: pd.DataFrame, window: tuple[pd.Timestamp, pd.Timestamp],
-            thresholds: MonitorThresholds = MonitorThresholds()) -> MonitorReport:
+            thresholds: MonitorThresholds = MonitorThresholds(), design: pd.DataFrame | None = None) -> MonitorReport:
     """Compare the window with the reference and raise alerts where thresholds are crossed."""
     if len(reference) == 0:
         raise UserError(f"champion v{version} has an empty drift reference")
@@ -135,7 +182,8 @@ def monitor(model: RiskModel, version: str, reference: pd.DataFrame, current: pd
              "mean_current": float(scores_cur.mean()) if len(scores_cur) else None}
     report = MonitorReport(model_version=version, window=window, rows=len(current), reference_rows=len(reference),
                            features=table, score=score, outcomes=outcome_summary(outcomes), thresholds=thresholds,
-                           reference_scores=scores_ref, current_scores=scores_cur)
+                           reference_scores=scores_ref, current_scores=scores_cur,
+                           compliance=compliance_summary(design) if design is not None else None)
     report.alerts += _outcome_alerts(report.outcomes, thresholds)
     if len(current) < thresholds.min_rows:
         return report  # too few declarations for a drift verdict; outcome alerts still stand

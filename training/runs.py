@@ -280,10 +280,13 @@ def log_monitoring(client: MlflowClient, report: MonitorReport, artifacts: Path,
                         "drifted_features": len(report.drifted_features), "alerts": len(report.alerts)})
         for stratum, figures_ in report.outcomes.items():
             metrics.update({f"{stratum}.{k}": v for k, v in figures_.items() if isinstance(v, int | float)})
+        for measure in ("fraud_rate", "revenue_at_stake"):  # the estimate among all declarations, released included
+            found = (report.compliance or {}).get(measure) or {}
+            metrics.update({f"compliance.{measure}.{k}": found.get(k) for k in ("estimate", "ci_low", "ci_high")})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and pd.notna(v)})
         mlflow.log_table(report.features, artifact_file="monitoring/feature_drift.json")
-        mlflow.log_dict({"payload": report.payload(), "outcomes": report.outcomes, "score": report.score},
-                        "monitoring/report.json")
+        mlflow.log_dict({"payload": report.payload(), "outcomes": report.outcomes, "score": report.score,
+                         "compliance": report.compliance}, "monitoring/report.json")
         thresholds = report.thresholds
         for name, fig in (("feature_psi", figures.feature_psi(report.features, thresholds.psi)),
                           ("score_distribution", figures.score_distribution(

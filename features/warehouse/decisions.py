@@ -29,6 +29,8 @@ ALTER TABLE decisions ADD COLUMN IF NOT EXISTS reason_list VARCHAR[];
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS contributions
     STRUCT(feature VARCHAR, family VARCHAR, value VARCHAR, contribution DOUBLE)[];
 ALTER TABLE decisions ADD COLUMN IF NOT EXISTS contribution_base DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS inclusion_probability DOUBLE;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS stratum VARCHAR;
 CREATE TABLE IF NOT EXISTS decision_sync (source VARCHAR PRIMARY KEY, position BIGINT NOT NULL, synced_at TIMESTAMP);
 """
 # Real-time answers (the API) are decisions too: batch_id is the call's own id (rt-…), request_id the request's id
@@ -36,7 +38,9 @@ CREATE TABLE IF NOT EXISTS decision_sync (source VARCHAR PRIMARY KEY, position B
 # scoring batch whose cut-offs gave the lane. Scoring batches leave the two added columns empty: `request_id IS
 # NULL` tells a batch decision. `reason_list` holds the reasons as a list (`reasons` is them joined with "; ");
 # `contributions` the deciding model's strongest SHAP contributions (log-odds) for an explained row, and
-# `contribution_base` their base value. Each writing connection adds the columns a warehouse of an earlier version
+# `contribution_base` their base value; `inclusion_probability` the row's probability of going red (1 for rule
+# hits and model picks, the exploration draw's rate for the others; serving/lanes.py), `stratum` an exploration
+# pick's stratum (`random`, or the targeted source that chose it; serving/targeting.py). Each writing connection adds the columns a warehouse of an earlier version
 # lacks (features/warehouse/schema.py); its older rows read as NULL there: no list, no stored contributions.
 # Real-time answers reach this table as a copy of the operational log (features/warehouse/oplog.py), which made them
 # durable before they were given; `decision_sync` holds how far each of its sources has been copied.
@@ -111,7 +115,8 @@ def _answers_frame(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(rows)
     frame["decided_at"] = pd.to_datetime(frame["decided_at"])
     return frame.astype({"position": "int64", **{c: "float64" for c in ("risk_score", "expected_revenue",
-                                                                         "contribution_base") if c in frame}})
+                                                                         "contribution_base", "inclusion_probability")
+                                                 if c in frame}})
 
 
 def _insert_answers(con: duckdb.DuckDBPyConnection, answers: pd.DataFrame) -> int:
@@ -196,17 +201,24 @@ class Decisions:
 
     def latest_scoring_batch(self) -> pd.DataFrame:
         """Every row of the latest scoring batch, whatever its model version (real-time answers aside), with the
-        office and filing date of the declarations the warehouse holds (missing for the others): the analysts'
-        page's lanes and score distribution."""
+        office and filing date of the declarations the warehouse holds (missing for the others), each row's
+        inclusion probability, and the outcome of those a control reported on: the analysts' page's lanes, score
+        distribution and estimate of fraud among the batch's declarations."""
         if not self.warehouse.path.exists():
             return pd.DataFrame()
         with self.warehouse.connect(read_only=True) as con:
             latest = _latest_batch_sql(con, any_version=True)
             if latest is None:
                 return pd.DataFrame()
+            logged = {r[0] for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'").fetchall()}
+            probability = "b.inclusion_probability" if "inclusion_probability" in logged else "NULL::DOUBLE"
             return con.execute(
                 "SELECT b.batch_id, b.decided_at, b.position, b.declaration_id, b.risk_score, b.expected_revenue, "
-                "b.lane, b.selected_by, b.model_version, b.policy_hash, d.office_id, d.declaration_date "
+                "b.lane, b.selected_by, b.model_version, b.policy_hash, d.office_id, d.declaration_date, "
+                f"{probability} AS inclusion_probability, d.hs_code, d.importer_id, "
+                "CASE WHEN d.inspected = 1 THEN d.fraud END AS fraud, "
+                "CASE WHEN d.inspected = 1 THEN d.revenue END AS revenue "
                 f"FROM decisions b LEFT JOIN declarations d USING (declaration_id) WHERE b.batch_id = ({latest}) "
                 "ORDER BY b.position").df()
 
@@ -242,6 +254,15 @@ class Decisions:
         return self.warehouse.read(FILED_LATEST.format(
             filed="importer_id, duty_paid, declaration_date", where="",
             decided="lane, risk_score, expected_revenue, reasons", then="WHERE lane IN ('green', 'yellow')"), [start, end])
+
+    def selection_design(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
+        """Every declaration filed in [start, end] with a decision: its latest decision's lane, selector and
+        inclusion probability, its outcome where a control reported one (fraud and revenue, else missing), and its
+        HS code, office and importer: the design training/compliance.py estimates fraud among all goods from."""
+        return self.warehouse.read(FILED_LATEST.format(
+            filed="hs_code, office_id, importer_id, CASE WHEN inspected = 1 THEN fraud END AS fraud, "
+                  "CASE WHEN inspected = 1 THEN revenue END AS revenue", where="",
+            decided="lane, selected_by, inclusion_probability", then=""), [start, end])
 
     def controlled_outcomes(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Declarations filed in [start, end] that were controlled and have a fraud outcome, with their latest

@@ -158,7 +158,8 @@ def _writer_alive(host: str, pid: int) -> bool:
 
 PG_COLUMNS = ("batch_id", "position", "decided_at", "declaration_id", "risk_score", "expected_revenue", "lane",
               "selected_by", "reasons", "model_version", "policy_hash", "source", "request_id",
-              "thresholds_batch_id", "reason_list", "contributions", "contribution_base")
+              "thresholds_batch_id", "reason_list", "contributions", "contribution_base", "inclusion_probability",
+              "stratum")
 PG_DDL = """
 CREATE TABLE IF NOT EXISTS decisions (
     seq BIGSERIAL PRIMARY KEY, txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
@@ -167,6 +168,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     reasons TEXT, model_version TEXT, policy_hash TEXT NOT NULL, source TEXT, request_id TEXT,
     thresholds_batch_id TEXT, reason_list TEXT[], contributions JSONB, contribution_base DOUBLE PRECISION,
     UNIQUE (batch_id, position));
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS inclusion_probability DOUBLE PRECISION;
+ALTER TABLE decisions ADD COLUMN IF NOT EXISTS stratum TEXT;
 CREATE INDEX IF NOT EXISTS decisions_txid ON decisions (txid);
 CREATE INDEX IF NOT EXISTS decisions_declaration ON decisions (declaration_id);
 """

@@ -1,6 +1,6 @@
 """The backtest's settings: capacity, exploration, refit cadence, warm-up and the policies to compare.
 
-Capacity, exploration and hard rules are the lane policy's (`BacktestConfig.from_lanes`): a backtest replays the
+Capacity, exploration, targeting bounds and hard rules are the lane policy's (`BacktestConfig.from_lanes`): a backtest replays the
 policy that batch and real-time scoring apply (serving/lanes.py `LanePolicy`), not a second copy of it."""
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import pandas as pd
 from features.errors import UserError
 from serving.lanes import LanePolicy
 from serving.selection import Rules
+from serving.targeting import Targeting
 from training.models import FitConfig
 
-POLICIES = ("model", "hybrid", "random", "rules")
+POLICIES = ("model", "hybrid", "targeted", "random", "rules")
 REFIT_ITERATIONS = 100  # boosting rounds per refit: a replay refits each model policy every few weeks
 
 
@@ -21,6 +22,7 @@ REFIT_ITERATIONS = 100  # boosting rounds per refit: a replay refits each model 
 class BacktestConfig:
     capacity: float = 0.05  # inspections per week, as a share of the week's declarations: ⌈capacity·N⌉
     exploration: float = 0.10  # hybrid: share of the capacity drawn at random
+    targeting: Targeting = field(default_factory=Targeting)  # targeted: the bandit's bounds and random stratum
     retrain_every: int = 4  # weeks between refits of the model policies
     warmup_weeks: int = 8  # initial history, labelled by the historical inspection policy
     warmup_share: float | None = None  # instead of warmup_weeks: this share of the weeks
@@ -55,12 +57,13 @@ class BacktestConfig:
             raise UserError("backtest: the lane policy sets red_per_office_day; a replay selects a share of each "
                             "week: give --capacity")
         return cls(**{"capacity": lanes.red_share, "exploration": lanes.exploration_share, "rules": lanes.rules,
-                      **settings})
+                      "targeting": lanes.targeting or Targeting(), **settings})
 
     def params(self) -> dict:
         """Flat parameters, for tracking."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("fit", "rules", "policies")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("fit", "rules", "policies", "targeting")}
         out.update({f"fit_{k}": v for k, v in asdict(self.fit).items()})
         out["policies"] = ",".join(self.policies)
         out["rules"] = self.rules.model_dump_json()
+        out["targeting"] = self.targeting.model_dump_json()
         return out

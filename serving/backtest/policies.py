@@ -2,8 +2,9 @@
 
 - `random`: the capacity drawn at random (`draws`: one independent, seeded draw per policy).
 - `rules`: a static rule score fixed from the warm-up (`RuleBook`), as traditional risk profiles are.
-- `model` and `hybrid`: a risk model fitted on what the policy has revealed (`Knowledge`, `fit_on`); the hybrid
-  draws a share of its capacity at random. Their features are the week's label-free part (`shared_features`)
+- `model`, `hybrid` and `targeted`: a risk model fitted on what the policy has revealed (`Knowledge`, `fit_on`);
+  the hybrid draws a share of its capacity at random; the targeted policy spends a share on informative sources
+  (anomaly, novelty, uncertainty) as its bandit allots it, and draws a random stratum (serving/targeting.py). Their features are the week's label-free part (`shared_features`)
   plus entity profiles from the policy's own reveals only (`with_profiles`, `revealed_profiles`).
 """
 from __future__ import annotations
@@ -20,12 +21,13 @@ from features.errors import UserError
 from features.prices import PriceBands
 from features.profiles import PROFILE_COLUMNS, ProfileIndex, smoothed_rate, to_seconds
 from serving.selection import Rules, capacity, exploration_draw, lowest_draws, rule_hits, select, top_k
+from serving.targeting import RANDOM, Selection, allocation, select_targeted
 from training.models import FitConfig, RiskModel, Split, fit_risk_model
 
 if TYPE_CHECKING:
     from serving.backtest.replay import _Replay
 
-DRAW_OFFSET = {"model": 0, "hybrid": 1, "random": 2, "rules": 3}  # independent seeded draws per policy
+DRAW_OFFSET = {"model": 0, "hybrid": 1, "random": 2, "rules": 3, "targeted": 4}  # independent seeded draws per policy
 # The rules policy flags a segment whose smoothed warm-up hit rate is RISKY_LIFT times the overall rate,
 # once it has at least this many warm-up inspections.
 RISKY_LIFT = 2.0
@@ -183,24 +185,59 @@ def fit_on(fs: FeatureSet, config: FitConfig) -> RiskModel:
 # ---------------------------------------------------------------- one policy's week
 
 
+@dataclass(frozen=True)
+class Picked:
+    """One policy's week: positions chosen within the week, the stratum of each, the policy's features (model
+    policies) and every row's inclusion probability (None for a policy with no random part)."""
+
+    chosen: np.ndarray
+    stratum: np.ndarray
+    fs: FeatureSet | None = None
+    probability: np.ndarray | None = None
+    selection: Selection | None = None  # the targeted policy's, for its bandit
+    risk: np.ndarray | None = None  # an exploring policy's model scores of the week's rows (its bandit, its alert)
+
+
+def _srs_probability(n: int, certain: np.ndarray, drawn: int) -> np.ndarray:
+    """Inclusion probabilities of a week: 1 for the certain picks, drawn / (n − certain) for every other row."""
+    probability = np.full(n, drawn / (n - len(certain)) if n > len(certain) else 1.0)
+    probability[certain] = 1.0
+    return probability
+
+
 def _select(replay: _Replay, policy: str, rows: pd.DataFrame, shared: FeatureSet,
-            queries: Queries | None = None) -> tuple[np.ndarray, np.ndarray, FeatureSet | None]:
-    """(positions chosen within the week, their stratum, the policy's features) for one policy (`queries`: the
-    week's profile queries, shared by the model policies)."""
+            queries: Queries | None = None) -> Picked:
+    """One policy's picks of a week (`queries`: the week's profile queries, shared by the model policies)."""
     k = capacity(len(rows), replay.config.capacity)
     draw = draws(rows["declaration_id"], replay.config.seed, policy)
     if policy == "random":
         chosen = lowest_draws(draw, k)
-        return chosen, np.full(len(chosen), "random", dtype=object), None
+        return Picked(chosen, np.full(len(chosen), "random", dtype=object),
+                      probability=_srs_probability(len(rows), chosen[:0], len(chosen)))
     if policy == "rules":
         chosen = top_k(replay.rulebook.score(rows.reset_index(drop=True), shared.X), k, draw)
-        return chosen, np.full(len(chosen), "rules", dtype=object), None
+        return Picked(chosen, np.full(len(chosen), "rules", dtype=object))
     known = replay.knowledge[policy]
     fs = with_profiles(shared, rows, known.profiles(replay.keyed, replay.filings), queries)
     scores = known.model.risk(fs.X)
     if policy == "model":
         chosen = top_k(scores, k, draw)
-        return chosen, np.full(len(chosen), "model", dtype=object), fs
+        return Picked(chosen, np.full(len(chosen), "model", dtype=object), fs)
+    if policy == "targeted":
+        return _targeted(replay, scores, k, draw, fs)
     exploit, explored = select(scores, k, replay.config.exploration, draw)
     stratum = np.array(["model"] * len(exploit) + ["exploration"] * len(explored), dtype=object)
-    return np.concatenate([exploit, explored]), stratum, fs
+    return Picked(np.concatenate([exploit, explored]), stratum, fs, _srs_probability(len(rows), exploit, len(explored)),
+                  risk=scores)
+
+
+def _targeted(replay: _Replay, risk: np.ndarray, k: int, draw: np.ndarray, fs: FeatureSet) -> Picked:
+    """The targeted policy's week: its bandit allots the capacity; the week's signals rank each source."""
+    targeting = replay.config.targeting
+    slots = allocation(k, targeting, replay.bandit, replay.rng)
+    scores = {name: replay.signals[name] for name in targeting.sources if name != "uncertainty"}
+    if "uncertainty" in targeting.sources:
+        scores["uncertainty"] = risk * (1 - risk)
+    flexible = min(k - slots[RANDOM], round(targeting.max_share * k))
+    selection = select_targeted(risk, scores, slots, draw, flexible)
+    return Picked(selection.positions, selection.stratum, fs, selection.probability, selection, risk)

@@ -16,12 +16,14 @@ import pandas as pd
 from features import labels
 from features.build import FeatureSet
 from features.errors import UserError
+from features.novelty import NOVELTY_COLUMNS, NoveltyIndex
 from features.prices import PriceBands
 from features.profiles import LABEL_LAG_DAYS, ProfileIndex
 from serving.backtest.config import BacktestConfig
 from serving.backtest.data import BacktestData, label_free
 from serving.backtest.policies import (
     Knowledge,
+    Picked,
     Queries,
     RuleBook,
     _select,
@@ -30,8 +32,13 @@ from serving.backtest.policies import (
     with_profiles,
 )
 from serving.backtest.report import BacktestSummary, _ratio, summarise, weekly_table
+from serving.targeting import MODEL, Bandit, outcomes
+from training.anomaly import AnomalyModel, anomaly_columns
+from training.compliance import fraud_rate
+from training.drift import wilson
+from training.user_policies import MonitorThresholds
 
-MODEL_POLICIES = ("model", "hybrid")
+MODEL_POLICIES = ("model", "hybrid", "targeted")
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,51 @@ class _Replay:
     records: list[dict] = field(default_factory=list)
     selections: list[pd.DataFrame] = field(default_factory=list)
     found: dict[str, list] = field(default_factory=dict)  # policy → [frauds found, selected] so far (progress)
+    targeted: _Targeted | None = None  # the targeted policy's label-free sources and bandit
+    designs: dict[str, list] = field(default_factory=dict)  # policy → per week (outcomes revealed, inclusion probability)
+    pooled: dict[str, dict] = field(default_factory=dict)  # policy → the estimate over the whole replay
+    unexpected: dict[str, tuple] = field(default_factory=dict)  # policy → its exploration picks since its last refit:
+    # (frauds, picks, frauds its model expected)
+    alert_refits: dict[str, int] = field(default_factory=dict)  # policy → refits its exploration's alert brought forward
+
+    @property
+    def bandit(self) -> Bandit:
+        return self.targeted.bandit
+
+    @property
+    def rng(self) -> np.random.Generator:
+        return self.targeted.rng
+
+    @property
+    def signals(self) -> dict[str, np.ndarray]:
+        return self.targeted.signals
+
+
+@dataclass
+class _Targeted:
+    """What the targeted policy reads besides its model: novelty from every filing so far, an anomaly model of the
+    recent weeks' declarations (label-free: refitted on the last weeks' shared features when the models refit),
+    the week's signals, and its bandit."""
+
+    novelty: NoveltyIndex
+    bandit: Bandit
+    rng: np.random.Generator
+    recent: list[pd.DataFrame]  # the shared feature matrices of the last weeks (the anomaly model's data)
+    keep_weeks: int
+    anomaly: AnomalyModel | None = None
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+    allotted: list[dict] = field(default_factory=list)  # per week: slots per arm
+
+    def refit_anomaly(self, numeric: list[str]) -> None:
+        X = pd.concat(self.recent, ignore_index=True)
+        self.anomaly = AnomalyModel().fit(X, anomaly_columns([c for c in numeric if c in X.columns]))
+
+    def week(self, rows: pd.DataFrame, shared: FeatureSet) -> None:
+        """The week's signals (every source but the model's uncertainty), and its matrix kept for the next refit."""
+        found = self.novelty.lookup(rows)
+        self.signals = {name: found[name].to_numpy() for name in NOVELTY_COLUMNS}
+        self.signals["anomaly"] = self.anomaly.score(shared.X)
+        self.recent = [*self.recent, shared.X][-self.keep_weeks:]
 
 
 def _warmup(data: BacktestData, plan: Plan, config: BacktestConfig) -> _Replay:
@@ -121,24 +173,53 @@ def _warmup(data: BacktestData, plan: Plan, config: BacktestConfig) -> _Replay:
     start.X = [fs.X]
     rulebook = RuleBook.from_warmup(rows, fraud, config.rules) if "rules" in config.policies else None
     knowledge = {p: start.copy() for p in config.policies if p in MODEL_POLICIES}
+    targeted = _targeted_start(data, plan, config, keyed, bands, fs.numeric) if "targeted" in config.policies else None
     return _Replay(data=data, ids=data.frame["declaration_id"].to_numpy(), config=config, plan=plan, filings=filings,
                    keyed=keyed, bands=bands, rulebook=rulebook, knowledge=knowledge,
-                   columns=(fs.categorical, fs.numeric), warmup_labelled=labelled)
+                   columns=(fs.categorical, fs.numeric), warmup_labelled=labelled, targeted=targeted)
 
 
-def _refit(replay: _Replay, week: int, first: bool) -> dict[str, float]:
-    """Refit every model policy on what it knew at the week's start (the first fit is shared: same labels)."""
+def _targeted_start(data: BacktestData, plan: Plan, config: BacktestConfig, keyed: pd.DataFrame, bands: PriceBands,
+                    numeric: list[str]) -> _Targeted:
+    """The targeted policy's start: novelty over every filing, an anomaly model of the warm-up's declarations
+    (all of them: it needs no label), and a bandit that knows nothing yet."""
+    warmup = data.frame.iloc[: plan.bounds[plan.warmup]]
+    arms = (MODEL, *config.targeting.sources)
+    targeted = _Targeted(novelty=NoveltyIndex(keyed), bandit=Bandit(arms, config.targeting.discount),
+                         rng=np.random.default_rng(config.seed), recent=[shared_features(warmup, bands).X],
+                         keep_weeks=plan.warmup)
+    targeted.refit_anomaly(numeric)
+    return targeted
+
+
+def _refit(replay: _Replay, week: int, first: bool, policies: list[str]) -> dict[str, float]:
+    """Refit these model policies on what each knew at the week's start (the first fit is shared: same labels)."""
     start = replay.plan.start(week)
     seconds = {}
     shared_model = None
-    for policy, known in replay.knowledge.items():
+    for policy in policies:
+        known = replay.knowledge[policy]
         t = time.perf_counter()
         fs, positions = known.training_set(start, *replay.columns)
         if not (first and shared_model is not None):
             shared_model = fit_on(fs, replay.config.fit)
         known.model, known.trained_on = shared_model, positions
+        replay.unexpected.pop(policy, None)
         seconds[policy] = time.perf_counter() - t
     return seconds
+
+
+def _alerted(replay: _Replay, policy: str) -> bool:
+    """The monitor's outcome alert (training/monitoring.py), on the policy's exploration picks revealed since its
+    last refit: with at least `min_outcomes` of them, the 95 % Wilson interval of their hit rate lies above what
+    its model expected of them by more than the tolerance. Fraud the model does not see: the policy refits next
+    week instead of waiting for its cadence, as a drift alert triggers retraining."""
+    hits, picks, expected = replay.unexpected.get(policy, (0.0, 0, 0.0))
+    thresholds = MonitorThresholds()
+    if picks < thresholds.min_outcomes:
+        return False
+    low, _ = wilson(int(hits), picks)
+    return low > expected / picks * (1 + thresholds.hit_rate_tolerance)
 
 
 def _reveal(replay: _Replay, policy: str, week: int, positions: np.ndarray, fs: FeatureSet | None,
@@ -152,30 +233,59 @@ def _reveal(replay: _Replay, policy: str, week: int, positions: np.ndarray, fs: 
                                  control, fs.X.iloc[chosen])
 
 
-def _record(replay: _Replay, policy: str, week: int, chosen: np.ndarray, stratum: np.ndarray, timing: dict) -> None:
+def _estimate(replay: _Replay, policy: str, fraud: np.ndarray, picked: Picked) -> dict:
+    """The week's Horvitz-Thompson estimate of the fraud rate among all its declarations, from the labels the
+    policy's picks revealed and their inclusion probabilities (NaN for a policy with no random part); the week's
+    design is kept for the estimate over the whole replay."""
+    if picked.probability is None:
+        return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+    outcome = np.full(len(fraud), np.nan)
+    outcome[picked.chosen] = fraud[picked.chosen]
+    replay.designs.setdefault(policy, []).append((outcome, picked.probability))
+    found = fraud_rate(outcome, picked.probability)
+    return {k: np.nan if v is None else v for k, v in
+            (("estimate", found.estimate), ("ci_low", found.ci_low), ("ci_high", found.ci_high))}
+
+
+def _pooled(replay: _Replay) -> dict[str, dict]:
+    """Each policy's estimate of the fraud rate over every replayed week, from all its weeks' designs at once."""
+    out = {}
+    for policy, weeks in replay.designs.items():
+        found = fraud_rate(np.concatenate([o for o, _ in weeks]), np.concatenate([p for _, p in weeks]))
+        out[policy] = {"estimate": found.estimate, "ci_low": found.ci_low, "ci_high": found.ci_high,
+                       "level": found.level, "sampled": found.sampled, "method": found.method}
+    return out
+
+
+def _record(replay: _Replay, policy: str, week: int, picked: Picked, timing: dict) -> None:
     """Outcome counts of one policy's week, by the oracle (the only other reader of it besides `_reveal`)."""
+    chosen, stratum = picked.chosen, picked.stratum
     lo, hi = replay.plan.bounds[week], replay.plan.bounds[week + 1]
     oracle = replay.data.oracle.iloc[lo:hi]
     fraud = oracle["fraud"].to_numpy().astype("float64")
     revenue = oracle["revenue"].to_numpy()
     has_revenue = not np.isnan(revenue).all()
-    explored = stratum == "exploration"
+    explored = np.isin(stratum, ["exploration", "random"]) if policy != "random" else np.zeros(len(chosen), bool)
     number = replay.plan.number(week)
+    scheme = (oracle["typology"].to_numpy() == "new_scheme") if "typology" in oracle else None
     replay.records.append({
         "week": number, "week_start": replay.plan.start(week), "policy": policy, "declarations": hi - lo,
         "selected": len(chosen), "frauds_found": fraud[chosen].sum(), "frauds_total": fraud.sum(),
         "revenue_found": np.nansum(revenue[chosen]) if has_revenue else np.nan,
         "revenue_total": np.nansum(revenue) if has_revenue else np.nan,
-        "explored": int(explored.sum()), "explored_frauds": fraud[chosen[explored]].sum(), **timing,
+        "explored": int(explored.sum()), "explored_frauds": fraud[chosen[explored]].sum(),
+        "new_scheme_found": int(scheme[chosen].sum()) if scheme is not None else np.nan,
+        "new_scheme_total": int(scheme.sum()) if scheme is not None else np.nan,
+        "true_rate": fraud.mean(), **_estimate(replay, policy, fraud, picked), **timing,
     })
     found = replay.found.setdefault(policy, [0.0, 0])
     found[0] += replay.records[-1]["frauds_found"]
     found[1] += len(chosen)
-    picked = pd.DataFrame({"week": number, "policy": policy, "stratum": stratum,
-                           "declaration_id": replay.ids[lo + chosen]})
+    frame = pd.DataFrame({"week": number, "policy": policy, "stratum": stratum,
+                          "declaration_id": replay.ids[lo + chosen], "fraud": fraud[chosen]})
     if "typology" in oracle:  # the simulator's fraud scheme of each pick (evaluation only)
-        picked["typology"] = oracle["typology"].to_numpy()[chosen]
-    replay.selections.append(picked)
+        frame["typology"] = oracle["typology"].to_numpy()[chosen]
+    replay.selections.append(frame)
 
 
 def _replay_week(replay: _Replay, week: int) -> None:
@@ -185,21 +295,46 @@ def _replay_week(replay: _Replay, week: int) -> None:
     # The first fit comes with the first week that has declarations (a sparse history may start with empty ones).
     unfitted = any(known.model is None for known in replay.knowledge.values())
     due = unfitted or b % replay.config.retrain_every == 0
+    alerted = [] if due else [p for p in replay.knowledge if _alerted(replay, p)]
+    for policy in alerted:
+        replay.alert_refits[policy] = replay.alert_refits.get(policy, 0) + 1
     if due and b > 0:  # reference bands carry no label: refreshed on every declaration filed so far
         replay.bands = PriceBands.fit(replay.data.frame.iloc[: replay.plan.bounds[week]])
-    fit_seconds = _refit(replay, week, first=unfitted) if due else {}
+    refitted = list(replay.knowledge) if due else alerted
+    fit_seconds = _refit(replay, week, unfitted, refitted) if refitted else {}
     lo, hi = replay.plan.bounds[week], replay.plan.bounds[week + 1]
     rows = replay.data.frame.iloc[lo:hi]
     shared = shared_features(rows, replay.bands)
     queries = Queries.of(rows) if replay.knowledge else None
+    if replay.targeted is not None:
+        if due and b > 0:
+            replay.targeted.refit_anomaly(replay.columns[1])
+        replay.targeted.week(rows, shared)
     shared_seconds = time.perf_counter() - t - sum(fit_seconds.values())
     for policy in replay.config.policies:
         t = time.perf_counter()
-        chosen, stratum, fs = _select(replay, policy, rows, shared, queries)
-        _reveal(replay, policy, week, lo + chosen, fs, chosen)
+        picked = _select(replay, policy, rows, shared, queries)
+        _reveal(replay, policy, week, lo + picked.chosen, picked.fs, picked.chosen)
+        if policy in replay.knowledge:
+            _count_unexpected(replay, policy, picked)
+        if picked.selection is not None:  # the bandit learns its arms' hits from the labels just revealed
+            replay.bandit.update(outcomes(picked.selection, replay.knowledge[policy].fraud[-1], picked.risk))
+            replay.targeted.allotted.append(
+                {"week": replay.plan.number(week), **pd.Series(picked.stratum).value_counts().to_dict()})
         timing = {"retrained": policy in fit_seconds, "fit_seconds": fit_seconds.get(policy, 0.0),
                   "select_seconds": time.perf_counter() - t, "shared_seconds": shared_seconds}
-        _record(replay, policy, week, chosen, stratum, timing)
+        _record(replay, policy, week, picked, timing)
+
+
+def _count_unexpected(replay: _Replay, policy: str, picked: Picked) -> None:
+    """Add the week's exploration picks (every stratum but the model's) to what the policy's alert reads."""
+    explored = picked.stratum != "model"
+    if not explored.any() or picked.risk is None:
+        return
+    fraud = replay.knowledge[policy].fraud[-1]  # the labels just revealed, in pick order
+    hits, picks, expected = replay.unexpected.get(policy, (0.0, 0, 0.0))
+    replay.unexpected[policy] = (hits + float(fraud[explored].sum()), picks + int(explored.sum()),
+                                 expected + float(picked.risk[picked.chosen[explored]].sum()))
 
 
 def run_backtest(data: BacktestData, config: BacktestConfig = BacktestConfig(),
@@ -218,6 +353,7 @@ def run_backtest(data: BacktestData, config: BacktestConfig = BacktestConfig(),
     drift = config.drift_date if config.drift_date is not None else data.drift_date
     weekly = weekly_table(pd.DataFrame(replay.records), drift)
     selections = pd.concat(replay.selections, ignore_index=True)
+    replay.pooled = _pooled(replay)
     ids = replay.ids
     return BacktestResult(weekly=weekly, summary=summarise(weekly, selections, replay, drift),
                           selections=selections, training_ids={p: ids[k.trained_on] for p, k in replay.knowledge.items()},

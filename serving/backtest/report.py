@@ -98,15 +98,27 @@ class PolicySummary:
     seconds_per_week: float  # selection and refits
     hit_rates: HitRates | None = None  # only when the policy explored
     found_by_typology: dict[str, int] | None = None  # frauds found per simulated scheme (simulator only)
+    revenue_found: float | None = None  # None when the data has no revenue
+    new_scheme_frauds_found: int | None = None  # None when the data names no new scheme (simulator only)
+    weeks_to_first_detection: int | None = None  # 1 = the scheme's first week; None when never found
+    compliance_estimate: dict | None = None  # a policy with a random part: the HT estimate of the fraud rate
+    strata: dict[str, dict] | None = None  # the targeted policy: picks, frauds and hit rate per source
+    bandit: dict[str, dict] | None = None  # the targeted policy: each arm's posterior hit rate at the end
+    alert_refits: int | None = None  # a model policy: refits its exploration's outcome alert brought forward
 
     def to_dict(self) -> dict:
         out = {**self.overall.to_dict(), "pre_drift": _or_none(self.pre_drift), "post_drift": _or_none(self.post_drift),
-               "refits": self.refits, "seconds_per_week": self.seconds_per_week}
+               "refits": self.refits, "seconds_per_week": self.seconds_per_week,
+               "revenue_found": self.revenue_found, "new_scheme_frauds_found": self.new_scheme_frauds_found,
+               "weeks_to_first_detection": self.weeks_to_first_detection}
         if self.hit_rates is not None:
             out["exploration_hit_rate"] = self.hit_rates.exploration
             out["exploitation_hit_rate"] = self.hit_rates.exploitation
         if self.found_by_typology is not None:
             out["found_by_typology"] = dict(self.found_by_typology)
+        for name in ("alert_refits", "compliance_estimate", "strata", "bandit"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
 
@@ -157,8 +169,38 @@ class BacktestSummary:
         return out
 
 
-def _policy_summary(weekly: pd.DataFrame, selections: pd.DataFrame, policy: str) -> PolicySummary:
+def _first_detection(rows: pd.DataFrame) -> int | None:
+    """Weeks from the scheme's first replayed fraud to the policy's first find of one (1: the same week)."""
+    if rows["new_scheme_total"].isna().all() or rows["new_scheme_total"].sum() == 0:
+        return None
+    start = rows.loc[rows["new_scheme_total"] > 0, "week"].min()
+    found = rows.loc[rows["new_scheme_found"] > 0, "week"]
+    return int(found.min() - start + 1) if len(found) else None
+
+
+def _compliance(rows: pd.DataFrame, pooled: dict | None) -> dict | None:
+    """The estimate over the whole replay (pooled), its weekly intervals' coverage of the true weekly rate, and
+    the true rate over the replay (evaluation: the oracle)."""
+    estimated = rows[rows["ci_low"].notna()]
+    if pooled is None or estimated.empty:
+        return None
+    covered = (estimated["ci_low"] <= estimated["true_rate"] + 1e-12) & (estimated["true_rate"] <= estimated["ci_high"] + 1e-12)
+    truth = rows["frauds_total"].sum() / rows["declarations"].sum()
+    return {**pooled, "truth": _json(truth), "weeks_estimated": len(estimated),
+            "weekly_coverage": _json(float(covered.mean())),
+            "weekly_width": _json(float((estimated["ci_high"] - estimated["ci_low"]).median()))}
+
+
+def _strata(selections: pd.DataFrame) -> dict[str, dict]:
+    counts = selections.groupby("stratum", sort=True)["fraud"].agg(["size", "sum"])
+    return {str(k): {"picks": int(r["size"]), "frauds": int(r["sum"]), "hit_rate": _json(r["sum"] / r["size"])}
+            for k, r in counts.iterrows()}
+
+
+def _policy_summary(weekly: pd.DataFrame, selections: pd.DataFrame, policy: str,
+                    replay: _Replay | None = None) -> PolicySummary:
     rows = weekly[weekly["policy"] == policy]
+    mine = selections[selections["policy"] == policy]
     hit_rates = found = None
     if rows["explored"].sum() > 0:
         exploit = rows["selected"].sum() - rows["explored"].sum()
@@ -166,12 +208,23 @@ def _policy_summary(weekly: pd.DataFrame, selections: pd.DataFrame, policy: str)
             exploration=_json(_ratio(rows["explored_frauds"].sum(), rows["explored"].sum())),
             exploitation=_json(_ratio(rows["frauds_found"].sum() - rows["explored_frauds"].sum(), exploit)))
     if "typology" in selections:
-        mine = selections[(selections["policy"] == policy) & (selections["typology"] != "")]
-        found = {str(k): int(v) for k, v in mine["typology"].value_counts().sort_index().items()}
+        frauds = mine[mine["typology"] != ""]
+        found = {str(k): int(v) for k, v in frauds["typology"].value_counts().sort_index().items()}
+    scheme = None if rows["new_scheme_total"].isna().all() else int(rows["new_scheme_found"].sum())
+    revenue = rows["revenue_found"].sum(skipna=False)
+    targeted = policy == "targeted" and replay is not None and replay.targeted is not None
+    pooled = replay.pooled.get(policy) if replay is not None else None
     return PolicySummary(overall=Totals.of(rows), pre_drift=Totals.of(rows[~rows["after_drift"]]),
                          post_drift=Totals.of(rows[rows["after_drift"]]), refits=int(rows["retrained"].sum()),
                          seconds_per_week=round(float((rows["select_seconds"] + rows["fit_seconds"]).mean()), 3),
-                         hit_rates=hit_rates, found_by_typology=found)
+                         hit_rates=hit_rates, found_by_typology=found,
+                         revenue_found=None if np.isnan(revenue) else round(float(revenue), 2),
+                         new_scheme_frauds_found=scheme, weeks_to_first_detection=_first_detection(rows),
+                         compliance_estimate=_compliance(rows, pooled),
+                         strata=_strata(mine) if targeted else None,
+                         bandit=replay.bandit.to_dict() if targeted else None,
+                         alert_refits=replay.alert_refits.get(policy, 0)
+                         if replay is not None and policy in replay.knowledge else None)
 
 
 def summarise(weekly: pd.DataFrame, selections: pd.DataFrame, replay: _Replay,
@@ -183,7 +236,7 @@ def summarise(weekly: pd.DataFrame, selections: pd.DataFrame, replay: _Replay,
     if "typology" in data.oracle:
         truth = data.oracle["typology"].iloc[replayed]
         by_typology = {str(k): int(v) for k, v in truth[truth != ""].value_counts().sort_index().items()}
-    policies = {policy: _policy_summary(weekly, selections, policy) for policy in config.policies}
+    policies = {policy: _policy_summary(weekly, selections, policy, replay) for policy in config.policies}
     drift_date = str(drift.date()) if drift is not None else None
     return BacktestSummary(
         source=data.source, universe_rows=len(data.frame), unlabelled_rows_left_out=data.left_out,

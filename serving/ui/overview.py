@@ -34,7 +34,37 @@ def batch_section(batch: BatchView | None) -> str:
             f'<h3>Score distribution</h3>{histogram_svg(batch.edges, batch.counts, batch.cut_offs)}'
             f'<p class="note">Lane cut-offs (the lowest score the model put in each lane): {cut}. Red below the '
             f'cut-off is the random exploration draw or a rule hit.</p>'
+            f'{compliance_section(batch.compliance)}'
             f'{lanes_by_office_and_day(batch, total)}{red_list(batch.red)}</section>')
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def compliance_section(compliance: dict | None) -> str:
+    """The estimate of fraud among all the batch's declarations, released ones included, in an officer's words."""
+    head = '<h3 id="compliance">Fraud among all declarations of this batch, released ones included</h3>'
+    rate = (compliance or {}).get("fraud_rate")
+    if not rate or rate["estimate"] is None:
+        why = escape(rate["method"]) if rate else "no declaration of the batch has an inclusion probability"
+        return (f'{head}<p class="empty">No estimate yet: {why}. It needs the outcomes of the controls of this '
+                'batch\'s random draws (<code>aduana ingest OUTCOMES --kind outcomes</code>).</p>')
+    level = f"{compliance['level']:.0%}"
+    revenue = compliance.get("revenue_at_stake") or {}
+    said = (f' Revenue at stake among them: about {revenue["estimate"]:,.0f}.' if revenue.get("estimate") is not None
+            else "")
+    rows = [[escape(group), escape(str(key)), _pct(v["estimate"]), f'{_pct(v["ci_low"])}–{_pct(v["ci_high"])}',
+             count_text(v["population"])]
+            for group, found in compliance["groups"].items() for key, v in list(found.items())[:MAX_BARS]]
+    return (f'{head}<p>About <strong>{_pct(rate["estimate"])}</strong> of the batch\'s '
+            f'{count_text(rate["population"])} declarations are fraudulent ({level} interval {_pct(rate["ci_low"])}–'
+            f'{_pct(rate["ci_high"])}): estimated from {count_text(rate["observed"])} controlled declarations, each '
+            f'weighted by its chance of being selected; {count_text(rate["sampled"])} of them were drawn at '
+            f'random, which is what lets the estimate speak for the released goods.{said}</p>'
+            + (f'<details><summary>By HS chapter, office and importer size</summary>'
+               f'{table(["by", "group", "estimate", f"{level} interval", "declarations"], rows, {4})}</details>'
+               if rows else ""))
 
 
 def lanes_by_office_and_day(batch: BatchView, total: int) -> str:
@@ -65,11 +95,19 @@ def red_list(red: pd.DataFrame) -> str:
     if red.empty:
         return '<h3>Red declarations</h3><p class="empty" id="red-declarations">None in this batch.</p>'
     rows = [[declaration_link(str(r.declaration_id)), score_text(r.risk_score),
-             "" if pd.isna(r.selected_by) else escape(str(r.selected_by)), escape(str(r.office)),
-             "" if r.day == NOT_STORED else escape(str(r.day))] for r in red.head(MAX_LIST_ROWS).itertuples()]
+             "" if pd.isna(r.selected_by) else escape(str(r.selected_by)), _chance(getattr(r, "inclusion_probability", None)),
+             escape(str(r.office)), "" if r.day == NOT_STORED else escape(str(r.day))]
+            for r in red.head(MAX_LIST_ROWS).itertuples()]
     return (f'<h3>Red declarations ({count_text(len(red))}, highest risk first)</h3><div id="red-declarations">'
-            f'{table(["declaration", "risk score", "selected by", "office", "filing day"], rows, {1})}'
+            f'{table(["declaration", "risk score", "selected by", "chance of selection", "office", "filing day"], rows, {1, 3})}'
             f'{more_rows(len(rows), len(red), "red declarations")}</div>')
+
+
+def _chance(probability: float | None) -> str:
+    """A selection's inclusion probability as an officer reads it: certain (rule or model), or 1 in N."""
+    if probability is None or pd.isna(probability):
+        return ""
+    return "certain" if probability >= 1 else f"1 in {1 / probability:,.0f}" if probability > 0 else "0"
 
 
 def more_rows(shown: int, total: int, what: str = "rows") -> str:

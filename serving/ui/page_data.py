@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from serving.selection import GREEN, RED, YELLOW, Thresholds
+from training.monitoring import compliance_summary
 
 LANES = (RED, YELLOW, GREEN)
 HISTOGRAM_BINS = 40
@@ -37,6 +38,7 @@ class BatchView:
     cut_offs: dict[str, float]  # lane → the lowest risk score the model put in it (when lanes rank by risk)
     not_stored: int  # scored declarations the warehouse does not hold (in no office or day above)
     red: pd.DataFrame  # declaration_id, risk_score, selected_by, office, day of each red one; highest risk first
+    compliance: dict | None = None  # training/monitoring.py `compliance_summary` of the batch's declarations
 
 
 def lane_table(rows: pd.DataFrame, by: str) -> pd.DataFrame:
@@ -67,12 +69,14 @@ def summarise_batch(rows: pd.DataFrame, rank_by: str, seed: int) -> BatchView | 
                      model_versions=sorted({str(v) for v in rows["model_version"].dropna()}),
                      lanes={lane: int((rows["lane"] == lane).sum()) for lane in LANES}, by_office=by_office,
                      by_day=lane_table(held, "day").sort_index(), edges=edges, counts=counts, cut_offs=cut_offs,
-                     not_stored=int((~stored).sum()), red=red_declarations(rows))
+                     not_stored=int((~stored).sum()), red=red_declarations(rows),
+                     compliance=compliance_summary(rows) if "inclusion_probability" in rows else None)
 
 
 def red_declarations(rows: pd.DataFrame) -> pd.DataFrame:
     """The batch's red declarations, highest risk first (unscored ones last, in batch order)."""
-    red = rows.loc[rows["lane"] == RED, ["declaration_id", "risk_score", "selected_by", "office", "day"]]
+    wanted = ["declaration_id", "risk_score", "selected_by", "office", "day", "inclusion_probability"]
+    red = rows.loc[rows["lane"] == RED, [c for c in wanted if c in rows]]
     return red.sort_values("risk_score", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
 
 

@@ -134,7 +134,7 @@ def test_a_revealed_label_counts_from_the_next_week_not_the_same_week(data):
 
 def test_each_policy_selects_exactly_its_capacity_every_week(replayed):
     weekly = replayed.weekly
-    assert set(weekly["policy"]) == {"model", "hybrid", "random", "rules"} and weekly["week"].nunique() == 5
+    assert set(weekly["policy"]) == {"model", "hybrid", "targeted", "random", "rules"} and weekly["week"].nunique() == 5
     expected = weekly["declarations"].map(lambda n: capacity(n, CONFIG.capacity))
     assert (weekly["selected"] == expected).all()
     counts = replayed.selections.groupby(["policy", "week"])["declaration_id"].nunique()
@@ -148,7 +148,7 @@ def test_each_policy_selects_exactly_its_capacity_every_week(replayed):
 def test_models_refit_every_k_weeks_and_only_model_policies_fit(replayed):
     fitted = replayed.weekly.pivot(index="week", columns="policy", values="retrained")
     assert fitted["model"].tolist() == [True, False, True, False, True]
-    assert fitted["hybrid"].tolist() == fitted["model"].tolist()
+    assert fitted["hybrid"].tolist() == fitted["model"].tolist() == fitted["targeted"].tolist()
     assert not fitted["random"].any() and not fitted["rules"].any()
 
 
@@ -157,7 +157,7 @@ def test_models_train_only_on_their_own_selections_and_the_warmup_labels(replaye
     before = (data.frame["declaration_date"] < pd.Timestamp(replayed.summary.replay_start)).to_numpy()
     inspected = (data.history_labels["inspected"] == 1).to_numpy()
     assert warmup == set(data.frame["declaration_id"][before & inspected]) and len(warmup) > 100
-    for policy in ("model", "hybrid"):
+    for policy in ("model", "hybrid", "targeted"):
         trained = set(replayed.training_ids[policy])
         own = set(replayed.selections.loc[replayed.selections["policy"] == policy, "declaration_id"])
         assert trained <= own | warmup
@@ -182,7 +182,7 @@ def test_outcomes_of_unselected_rows_never_change_any_selection(replayed, data):
     labels.loc[after_warmup, "fraud"] = 1
     poisoned = dataclasses.replace(data, oracle=oracle, history_labels=labels)
     again = run_backtest(poisoned, CONFIG)
-    for policy in ("model", "hybrid", "random", "rules"):
+    for policy in ("model", "hybrid", "targeted", "random", "rules"):
         assert _picks(again, policy) == _picks(replayed, policy), policy
 
 
@@ -215,8 +215,12 @@ def test_the_summary_dict_is_flat_per_policy_and_json_able(replayed):
     assert list(out)[16:] == ["rulebook", "frauds_by_typology", "findings"]
     hybrid, model = out["policies"]["hybrid"], out["policies"]["model"]
     assert list(hybrid) == ["weeks", "selected", "frauds_found", "frauds_total", "precision", "recall", "revenue_share",
-                            "pre_drift", "post_drift", "refits", "seconds_per_week", "exploration_hit_rate",
-                            "exploitation_hit_rate", "found_by_typology"]
+                            "pre_drift", "post_drift", "refits", "seconds_per_week", "revenue_found",
+                            "new_scheme_frauds_found", "weeks_to_first_detection", "exploration_hit_rate",
+                            "exploitation_hit_rate", "found_by_typology", "alert_refits", "compliance_estimate"]
+    assert set(out["policies"]["targeted"]) >= {"compliance_estimate", "strata", "bandit", "new_scheme_frauds_found"}
+    assert {"estimate", "ci_low", "ci_high", "truth", "weekly_coverage"} <= set(hybrid["compliance_estimate"])
+    assert "compliance_estimate" not in model
     assert "exploration_hit_rate" not in model and model["pre_drift"]["weeks"] + model["post_drift"]["weeks"] == 5
     assert out["policies"]["random"]["precision"] == replayed.summary.policies["random"].overall.precision
 
@@ -311,3 +315,29 @@ def test_a_history_whose_first_replayed_week_is_empty_still_fits_before_it_selec
     result = run_backtest(sparse, dataclasses.replace(CONFIG, retrain_every=50, policies=("model", "hybrid")))
     assert result.weekly["week"].min() == 2  # week 1 had nothing to select
     assert result.summary.to_dict()["policies"]["model"]["refits"] == 1
+
+
+def test_the_targeted_policy_keeps_its_strata_disjoint_and_within_the_capacity(replayed):
+    picks = replayed.selections[replayed.selections["policy"] == "targeted"]
+    assert not picks.duplicated(["week", "declaration_id"]).any()  # model, sources and random never overlap
+    per_week = picks.groupby("week")["stratum"].value_counts().unstack(fill_value=0)
+    bounds = CONFIG.targeting
+    weekly = replayed.weekly[replayed.weekly["policy"] == "targeted"].set_index("week")
+    k = weekly["selected"]
+    sources = per_week[[c for c in per_week.columns if c not in ("model", "random")]].sum(axis=1)
+    assert (per_week["random"] >= 1).all() and (per_week.sum(axis=1) == k).all()
+    assert (sources <= (bounds.max_share * k).round()).all()
+    assert weekly["ci_low"].notna().all()  # every week has a random stratum, so an estimate
+
+
+def test_the_weekly_estimate_reads_only_the_policys_own_reveals(replayed, data):
+    """Scrambling the oracle of rows the targeted policy did not pick leaves its estimates unchanged (the truth,
+    for coverage, is the only other reader)."""
+    mine = set(replayed.selections.loc[replayed.selections["policy"] == "targeted", "declaration_id"])
+    others = ~data.frame["declaration_id"].isin(mine).to_numpy()
+    oracle = data.oracle.copy()
+    oracle.loc[others, "fraud"] = np.random.default_rng(1).integers(0, 2, others.sum()).astype("int8")
+    again = run_backtest(dataclasses.replace(data, oracle=oracle), dataclasses.replace(CONFIG, policies=("targeted",)))
+    before = replayed.weekly[replayed.weekly["policy"] == "targeted"][["estimate", "ci_low", "ci_high"]]
+    after = again.weekly[["estimate", "ci_low", "ci_high"]]
+    assert np.allclose(before.to_numpy(), after.to_numpy(), equal_nan=True)

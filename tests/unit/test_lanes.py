@@ -123,7 +123,7 @@ def test_seven_percent_of_a_hundred_is_seven_in_batch_real_time_and_backtest():
     assert realtime[["lane", "selected_by"]].equals(lanes[["lane", "selected_by"]].reset_index(drop=True))
     # The backtest: a week of 100 declarations at a 7 % capacity, under every policy that needs no model.
     replay = SimpleNamespace(config=BacktestConfig(capacity=0.07, seed=3), rulebook=None)
-    chosen, _, _ = _select(replay, "random", batch, None)
+    chosen = _select(replay, "random", batch, None).chosen
     assert len(chosen) == 7
 
 
@@ -177,3 +177,23 @@ def test_a_bad_policy_file_is_explained(tmp_path):
 
     with pytest.raises(UserError, match="red_share"):
         load_policy(path)
+
+
+@pytest.mark.parametrize("policy", [POLICY, LanePolicy(red_per_office_day=9, exploration_share=0.3, seed=2)])
+def test_inclusion_probabilities_sum_to_the_red_capacity_and_are_certain_for_rule_and_model_picks(policy):
+    batch = _batch()
+    lanes = allocate(batch, policy.model_copy(update={"rules": Rules(prohibited_hs_prefixes=["9301"])}))
+    p = lanes["inclusion_probability"]
+    certain = lanes["selected_by"].isin(["rule", "model"]) & lanes["lane"].eq("red")
+    assert (p[certain] == 1).all() and (p[~certain] < 1).all() and (p > 0).all()
+    assert p.sum() == pytest.approx((lanes["lane"] == "red").sum())  # the draws' probabilities add up to the draws
+    explored = lanes["selected_by"] == "exploration"
+    assert p[explored].nunique() <= (1 if policy.red_per_office_day is None else batch["office_id"].nunique() * 3)
+
+
+def test_real_time_exploration_has_the_batchs_sampling_rate():
+    batch = _batch(5000)
+    lanes = allocate(batch, POLICY)
+    thresholds = Thresholds.from_decisions(batch.assign(**lanes, batch_id="b"), "risk_score", POLICY.seed)
+    rate = lanes.loc[lanes["selected_by"] == "exploration", "inclusion_probability"].iloc[0]
+    assert thresholds.exploration_rate == pytest.approx(rate, rel=0.25)  # the draw's cut-off, as a probability

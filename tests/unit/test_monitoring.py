@@ -56,3 +56,32 @@ def test_monitor_alerts_on_shifted_inputs_and_outcomes_but_not_on_trending_profi
     few = monitor(model, "1", reference, drifted.head(50), _outcomes(0, 0, 0, 0, 0, 0), (pd.Timestamp("2024-01-01"),) * 2)
     assert not few.drift_detected  # too few rows for a verdict
     assert few.verdict() == "no drift verdict: 50 declarations in the window, fewer than the 200 a verdict needs"
+
+
+def test_the_compliance_estimate_covers_the_true_fraud_rate_of_all_declarations():
+    """A simulated period: the model's red picks are certain, the rest are drawn at random; only picks show their
+    outcome. The estimate of fraud among all declarations (released included) must cover the truth."""
+    import numpy as np
+
+    from training.monitoring import compliance_summary
+
+    rng = np.random.default_rng(3)
+    n = 6000
+    truth = rng.random(n) < np.where(np.arange(n) < 300, 0.6, 0.04)  # the first 300 are the model's red picks
+    drawn = np.zeros(n, dtype=bool)
+    drawn[300 + rng.choice(n - 300, 120, replace=False)] = True
+    probability = np.where(np.arange(n) < 300, 1.0, 120 / (n - 300))
+    controlled = (np.arange(n) < 300) | drawn
+    design = pd.DataFrame({"declaration_id": [f"D{i}" for i in range(n)], "inclusion_probability": probability,
+                           "fraud": np.where(controlled, truth, np.nan), "revenue": np.where(controlled, truth * 100.0, np.nan),
+                           "hs_code": np.where(np.arange(n) % 2, "870323", "610910"),
+                           "office_id": np.where(np.arange(n) % 3, "A", "B"), "importer_id": [f"I{i % 40}" for i in range(n)],
+                           "lane": "green", "selected_by": ""})
+    design.loc[0, "inclusion_probability"] = np.nan  # a validation failure: outside the design, counted
+    found = compliance_summary(design)
+    rate = found["fraud_rate"]
+    assert found["outside_design"] == 1 and rate["population"] == n - 1
+    assert rate["ci_low"] <= truth[1:].mean() <= rate["ci_high"]
+    assert controlled[1:][truth[1:]].sum() / (n - 1) < rate["estimate"]  # more than the frauds found: released ones too
+    assert set(found["groups"]) == {"HS chapter", "office", "importer size band"}
+    assert set(found["groups"]["HS chapter"]) == {"61", "87"}

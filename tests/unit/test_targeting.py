@@ -1,0 +1,88 @@
+"""Targeted exploration: the bandit's bounds, its learning, and the inclusion probabilities of a selection."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from serving.targeting import MODEL, RANDOM, SOURCES, Bandit, Targeting, allocation, outcomes, select_targeted
+
+
+def _bandit(hits: list[float], trials: list[float]) -> Bandit:
+    arms = (MODEL, *SOURCES)
+    return Bandit(arms, 0.9, dict(zip(arms, hits, strict=True)), dict(zip(arms, trials, strict=True)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(0, 400), random_share=st.floats(0, 0.2), low=st.floats(0, 0.3), width=st.floats(0, 0.3),
+       seed=st.integers(0, 10**6), rates=st.lists(st.floats(0, 1), min_size=6, max_size=6))
+def test_the_allocation_stays_within_the_policys_bounds(k, random_share, low, width, seed, rates):
+    policy = Targeting(random_share=random_share, min_share=low, max_share=min(low + width, 1 - random_share))
+    trials = [50.0] * 6
+    slots = allocation(k, policy, _bandit([r * 50 for r in rates], trials), np.random.default_rng(seed))
+    targeted = sum(slots[s] for s in SOURCES)
+    assert sum(slots.values()) == k and min(slots.values()) >= 0
+    assert targeted <= round(policy.max_share * k)
+    assert targeted >= min(round(policy.min_share * k), k - slots[RANDOM], round(policy.max_share * k))
+    if k and random_share > 0:
+        assert slots[RANDOM] >= 1
+
+
+def test_thompson_sampling_gives_most_flexible_slots_to_the_arm_that_hits():
+    bandit = _bandit([5, 1, 1, 18, 1, 1], [20, 20, 20, 20, 20, 20])  # importer_mix_shift hits 90 %
+    slots = allocation(100, Targeting(max_share=0.2, random_share=0.03), bandit, np.random.default_rng(0))
+    assert slots["importer_mix_shift"] >= 15 and slots[MODEL] >= 100 - 3 - 20
+
+
+def test_the_bandit_forgets_at_its_discount():
+    bandit = _bandit([0] * 6, [0] * 6)
+    bandit.update({"anomaly": (10, 10, 2.0)})
+    assert bandit.mean("anomaly") == pytest.approx(11 / 12)
+    for _ in range(60):
+        bandit.update({})
+    assert bandit.trials["anomaly"] == pytest.approx(10 * 0.9**60)
+    assert bandit.expected["anomaly"] == pytest.approx(2 * 0.9**60) and bandit.lift("anomaly") == pytest.approx(1, abs=0.05)
+    assert abs(bandit.mean("anomaly") - 0.5) < 0.05  # back near the prior
+
+
+def test_a_policy_outside_its_bounds_is_refused():
+    with pytest.raises(ValidationError, match="min_share"):
+        Targeting(min_share=0.3, max_share=0.1)
+    with pytest.raises(ValidationError, match="unknown sources"):
+        Targeting(sources=["anomaly", "gossip"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 500), seed=st.integers(0, 10**6), share=st.floats(0.01, 1))
+def test_inclusion_probabilities_sum_to_the_capacity_and_strata_are_disjoint(n, seed, share):
+    rng = np.random.default_rng(seed)
+    k = max(1, round(share * n))
+    policy = Targeting(random_share=0.1, max_share=0.3)
+    bandit = _bandit(list(rng.uniform(0, 20, 6)), [20.0] * 6)
+    slots = allocation(k, policy, bandit, rng)
+    scores = {s: np.where(rng.random(n) < 0.1, np.nan, rng.random(n)) for s in SOURCES}
+    flexible = min(k - slots[RANDOM], round(policy.max_share * k))
+    chosen = select_targeted(rng.random(n), scores, slots, rng.integers(0, 2**63, n).astype("uint64"), flexible)
+    assert len(chosen.positions) == len(set(chosen.positions.tolist())) == k
+    assert chosen.probability.sum() == pytest.approx(k)
+    assert (chosen.probability[chosen.positions[chosen.stratum != RANDOM]] == 1).all()
+    random = chosen.positions[chosen.stratum == RANDOM]
+    assert ((chosen.probability[random] < 1) | (len(random) == n - (k - len(random)))).all()
+    risk = rng.random(n)
+    found = outcomes(chosen, rng.integers(0, 2, k).astype(float), risk)
+    assert found[MODEL][1] == len(chosen.margin) <= slots[MODEL]
+    assert all(found[s][1] == slots[s] for s in SOURCES if s in found)
+    assert found[MODEL][2] == pytest.approx(risk[chosen.margin].sum())
+
+
+def test_a_source_that_finds_what_the_model_does_not_expect_wins_the_mix_not_one_that_hits_as_expected():
+    arms = (MODEL, "uncertainty", "importer_mix_shift")
+    bandit = Bandit(arms, 0.9, {MODEL: 40, "uncertainty": 4, "importer_mix_shift": 5},
+                    {MODEL: 100, "uncertainty": 20, "importer_mix_shift": 20},
+                    {MODEL: 40, "uncertainty": 4, "importer_mix_shift": 0.5})  # the model expected 4 of 4, 0.5 of 5
+    mix = bandit.mix(100, ["uncertainty", "importer_mix_shift"], np.random.default_rng(0))
+    assert mix["importer_mix_shift"] > 90
+    share = bandit.draw(100, ["uncertainty", "importer_mix_shift"], np.random.default_rng(0))
+    assert share[MODEL] > 70  # at 20-25 % against the margin's 40 %, the sources win few flexible slots
