@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import bill_totals, empty_declarations, integrate, keyed
+from features.novelty import NoveltyIndex
 from features.prices import PriceBands
 from features.profiles import ProfileIndex, first_filings
 
@@ -54,6 +55,11 @@ class ScoringContext:
         return cls(manifests=keyed(manifests, "bill_of_lading"), traders=keyed(traders, "importer_id"),
                    bill_totals=bill_totals(declarations), known_ids=pd.Index(declarations["declaration_id"].unique()),
                    history=history, profiles=ProfileIndex(history))
+
+    @cached_property
+    def novelty(self) -> NoveltyIndex:
+        """The history's filings as novelty lookups (targeted exploration reads them; built on first use)."""
+        return NoveltyIndex(self.history)
 
     @cached_property
     def records(self) -> dict[str, Records]:

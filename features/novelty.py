@@ -77,8 +77,9 @@ class _Windowed:
         base = codes.astype("int64") * self.span + (seconds - origin)
         bounds = [np.searchsorted(self.order_key, base - days * DAY, side="left")
                   for days in (WINDOW_DAYS + NEW_DAYS, WINDOW_DAYS, 0)]
-        count = [np.where(known, hi - lo, 0) for lo, hi in zip(bounds, bounds[1:])]
-        novel = [np.where(known, self.novel_before[hi] - self.novel_before[lo], 0) for lo, hi in zip(bounds, bounds[1:])]
+        windows = list(zip(bounds, bounds[1:], strict=False))  # (past, recent)
+        count = [np.where(known, hi - lo, 0) for lo, hi in windows]
+        novel = [np.where(known, self.novel_before[hi] - self.novel_before[lo], 0) for lo, hi in windows]
         past_rate = (novel[0] + 1) / (count[0] + 2)
         return np.maximum(novel[1] - count[1] * past_rate, 0.0)
 

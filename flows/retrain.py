@@ -23,6 +23,7 @@ from flows.orchestration.dask import with_dask as on_dask
 from flows.orchestration.runtime import Runtime, progress
 from flows.render import train_markdown
 from training import registry, runs
+from training.anomaly import ANOMALY_MODEL_NAME, fit_anomaly, log_anomaly_model, register_anomaly
 from training.feature_partitions import FeaturePartitions, build_part
 from training.gate import GateDecision
 from training.models import FitConfig
@@ -120,6 +121,19 @@ def track_training(training_runs: runs.TrainingRuns, result: TrainingResult, war
     return training_runs.log(result, warnings)
 
 
+@task(name="track_anomaly_model", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)
+def track_anomaly_model(rt: Runtime, result: TrainingResult, run_id: str) -> str:
+    """The unsupervised assessment model: fitted on every featured declaration (the labelled ones and the drift
+    reference sample of all declarations, labelled or not), logged in the training run and registered as
+    customs-anomaly@champion, which targeted exploration reads (an unsupervised model has no labelled gate)."""
+    model = fit_anomaly(result.features)
+    log_anomaly_model(rt.client, model, run_id=run_id, X=result.features.X)
+    version = register_anomaly(rt.client, run_id)
+    progress(f"registered {ANOMALY_MODEL_NAME} v{version} as @champion ({len(model.used)} columns, "
+             f"{model.rows_fitted:,} declarations)")
+    return version
+
+
 @task(name="promote_model", cache_policy=NO_CACHE)
 def promote_model(rt: Runtime, result: TrainingResult, logged: dict[str, str],
                   warnings: list[str]) -> tuple[str, GateDecision]:
@@ -171,6 +185,7 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
             logged = track_training(training_runs, result, warnings)
     finally:
         remove_snapshot(data)
+    anomaly_version = track_anomaly_model(rt, result, logged["model"])
     version, decision = promote_model(rt, result, logged, warnings)
     summary = {"version": version, "candidate": decision.candidate, "run_id": logged[decision.candidate],
             "model_run_id": logged["model"], "reference_run_id": logged["reference"], "promoted": decision.promote,
@@ -179,6 +194,7 @@ def customs_retrain(dataset: str = "warehouse", iterations: int | None = None, d
             "metrics": result.evaluation.metrics, "reference_metrics": result.reference_evaluation.metrics,
             "feature_groups": groups_summary(result), "blend": describe_blend(result.blend),
             "validation_warnings": warnings, "experiment_id": training_runs.experiment_id,
+            "anomaly_model_version": anomaly_version,
             "tracking_uri": rt.client.tracking_uri}
     create_markdown_artifact(key="customs-retrain-report", markdown=train_markdown(summary),
                              description="Holdout metrics of the retrained model and the reference, and the gate's decision")

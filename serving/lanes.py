@@ -18,7 +18,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.errors import UserError, field_errors
-from serving.targeting import RANDOM, Targeting
 from serving.selection import (  # noqa: F401 - RED, YELLOW, GREEN, Rules and rule_hits are re-exported
     GREEN,
     RED,
@@ -30,6 +29,17 @@ from serving.selection import (  # noqa: F401 - RED, YELLOW, GREEN, Rules and ru
     rule_hits,
     select,
     top_k,
+)
+from serving.targeting import (
+    MARGIN,
+    MODEL,
+    RANDOM,
+    SOURCE_PREFIX,
+    Bandit,
+    Targeting,
+    allocation,
+    select_targeted,
+    source_columns,
 )
 
 
@@ -71,12 +81,12 @@ def load_policy(path: Path | None) -> LanePolicy:
         raise UserError(f"lane policy {path}: {field_errors(exc)}") from exc
 
 
-def allocate(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
+def allocate(frame: pd.DataFrame, policy: LanePolicy, bandit: Bandit | None = None) -> pd.DataFrame:
     """Lanes for scored declarations. `frame` needs declaration_id, the rank column, importer_id, hs_code and
     origin_country (and office_id, declaration_date for per-office-day capacity). Returns lane, selected_by, rule,
     inclusion_probability and stratum."""
     inputs = lane_inputs(frame, policy)
-    return pd.DataFrame(allocated(inputs, policy), index=inputs.index)
+    return pd.DataFrame(allocated(inputs, policy, bandit), index=inputs.index)
 
 
 def lane_inputs(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
@@ -90,14 +100,22 @@ def lane_inputs(frame: pd.DataFrame, policy: LanePolicy) -> pd.DataFrame:
     if policy.red_per_office_day is not None:
         inputs["office"] = frame["office_id"].fillna("?").to_numpy()
         inputs["day"] = pd.to_datetime(frame["declaration_date"]).dt.date.to_numpy()
+    if policy.targeting is not None:  # the targeted sources' scores (the scorer adds them) and the model's own risk
+        inputs["risk"] = frame["risk_score"].to_numpy(dtype="float64")
+        for column in source_columns(policy.targeting):
+            inputs[column] = frame[column].to_numpy(dtype="float64") if column in frame else np.nan
     return inputs
 
 
-def allocated(inputs: pd.DataFrame, policy: LanePolicy) -> dict[str, np.ndarray]:
+def allocated(inputs: pd.DataFrame, policy: LanePolicy, bandit: Bandit | None = None) -> dict[str, np.ndarray]:
     """Lanes from `lane_inputs` of the whole batch: capacity is a share of it (or a number per office and day).
     `inclusion_probability` is each row's probability of going red: 1 for rule hits and model picks, and for every
     other row the exploration draw's sampling rate among them (serving/targeting.py; training/compliance.py reads
     it for the estimate of fraud among released goods).
+
+    With the policy's `targeting`, the red capacity is shared between the model, the targeted sources and a random
+    stratum as `bandit` (the decision log's evidence, serving/targeting.py `bandit_from_evidence`) allots it; a
+    targeted pick has selected_by `exploration`, its source as `stratum` and the source's score as `source_score`.
     The columns (lane, selected_by, rule) are object arrays: a batch of millions framed a partition at a time costs
     a fraction of one frame of them all."""
     rules = inputs["rule"].to_numpy(dtype=object)
@@ -111,20 +129,57 @@ def allocated(inputs: pd.DataFrame, policy: LanePolicy) -> dict[str, np.ndarray]
         groups = [np.arange(len(inputs))]
     else:
         groups = list(inputs.groupby([inputs["office"], inputs["day"]], sort=True, dropna=False).indices.values())
+    source_score = np.full(len(inputs), np.nan)
     for positions in groups:
         n = len(positions)
         red = min(n, policy.red_per_office_day) if policy.red_per_office_day is not None \
             else capacity(n, policy.red_share)
         free = positions[~ruled[positions]]  # rule hits are red outside capacity
-        whole = len(free) == len(rank)  # the whole batch, no rule hit: the arrays themselves, not copies
-        model, explored = select(rank if whole else rank[free], red, policy.exploration_share,
-                                 draw if whole else draw[free])
+        if policy.targeting is not None:
+            model, explored = _targeted(inputs, free, red, policy, bandit, probability, stratum, source_score)
+        else:
+            whole = len(free) == len(rank)  # the whole batch, no rule hit: the arrays themselves, not copies
+            model, explored = select(rank if whole else rank[free], red, policy.exploration_share,
+                                     draw if whole else draw[free])
+            stratum[free[explored]] = RANDOM
+            drawn_from = free[others(len(free), model)]  # the exploration draw: a simple random sample of these
+            probability[drawn_from] = len(explored) / len(drawn_from) if len(drawn_from) else 1.0
         lane[free[model]], selected_by[free[model]] = RED, "model"
-        lane[free[explored]], selected_by[free[explored]], stratum[free[explored]] = RED, "exploration", RANDOM
-        drawn_from = free[others(len(free), model)]  # the exploration draw: a simple random sample of these
-        probability[drawn_from] = len(explored) / len(drawn_from) if len(drawn_from) else 1.0
+        lane[free[explored]], selected_by[free[explored]] = RED, "exploration"
         rest = free[others(len(free), model, explored)]
         yellow = rest[top_k(rank[rest], capacity(n, policy.yellow_share), draw[rest])]
         lane[yellow], selected_by[yellow] = YELLOW, "model"
-    return {"lane": lane, "selected_by": selected_by, "rule": rules, "inclusion_probability": probability,
-            "stratum": stratum}
+    out = {"lane": lane, "selected_by": selected_by, "rule": rules, "inclusion_probability": probability,
+           "stratum": stratum}
+    return out | ({"source_score": source_score} if policy.targeting is not None else {})
+
+
+def _targeted(inputs: pd.DataFrame, free: np.ndarray, red: int, policy: LanePolicy, bandit: Bandit | None,
+              probability: np.ndarray, stratum: np.ndarray, source_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A group's red capacity under targeted exploration: (model positions, explored positions) within `free`;
+    fills the explored rows' stratum and source score and every free row's inclusion probability."""
+    targeting = policy.targeting
+    bandit = bandit or Bandit((MODEL, *targeting.sources), targeting.discount)
+    draw = inputs["draw"].to_numpy()[free]
+    rng = np.random.default_rng([policy.seed, int(draw.sum(dtype="uint64") % 2**32)])  # the same batch, the same draw
+    slots = allocation(red, targeting, bandit, rng)
+    risk = inputs["risk"].to_numpy(dtype="float64")[free]
+    scores = {s: inputs[f"{SOURCE_PREFIX}{s}"].to_numpy(dtype="float64")[free] for s in targeting.sources
+              if s != "uncertainty"}
+    if "uncertainty" in targeting.sources:
+        scores["uncertainty"] = risk * (1 - risk)
+    for source, values in list(scores.items()):  # a source with no score here (no anomaly model): its slots go back
+        if np.isnan(values).all():
+            slots[MODEL] += slots.pop(source, 0)
+            del scores[source]
+    rank = inputs["rank"].to_numpy(dtype="float64")[free]
+    chosen = select_targeted(rank, scores, slots, draw, min(red - slots[RANDOM], round(targeting.max_share * red)))
+    probability[free] = chosen.probability
+    model = chosen.positions[chosen.stratum == MODEL]
+    explored = chosen.positions[chosen.stratum != MODEL]
+    stratum[free[explored]] = chosen.stratum[chosen.stratum != MODEL]
+    stratum[free[chosen.margin]] = MARGIN
+    for source, positions in chosen.by_stratum().items():
+        if source in scores:
+            source_score[free[positions]] = scores[source][positions]
+    return model, explored

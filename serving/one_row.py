@@ -20,6 +20,7 @@ from features.row import integrate_row, row_features
 from serving.lanes import LanePolicy
 from serving.reasons import Explanation, explain_values
 from serving.selection import NO_THRESHOLDS, RED, YELLOW, Thresholds, draw_one, rule_one
+from serving.targeting import SOURCE_WORDS
 from training.models import RiskModel
 
 EXPLORATION_REASON = "random exploration draw"
@@ -77,10 +78,20 @@ def answers(model: RiskModel, version: str | None, policy: LanePolicy, threshold
     return out
 
 
-def reason_items(selected_by: str, rule: str, sentences: list[str]) -> list[str]:
-    """A decision's reasons in order: the exploration draw that chose it, the rule it hit, then what the model's
-    SHAP values say."""
-    return ([EXPLORATION_REASON] if selected_by == "exploration" else []) + ([rule] if rule else []) + sentences
+def reason_items(selected_by: str, rule: str, sentences: list[str], stratum: str = "",
+                 source_score: float = math.nan) -> list[str]:
+    """A decision's reasons in order: the exploration that chose it (the random draw, or the targeted source and
+    its score), the rule it hit, then what the model's SHAP values say."""
+    explored = []
+    if selected_by == "exploration":
+        explored = [EXPLORATION_REASON if stratum in ("", "random") else targeted_reason(stratum, source_score)]
+    return explored + ([rule] if rule else []) + sentences
+
+
+def targeted_reason(stratum: str, score: float) -> str:
+    """Why a targeted source chose a declaration, in an officer's words, with the source's score."""
+    said = SOURCE_WORDS.get(stratum, stratum)
+    return f"selected to explore: {said}" + ("" if math.isnan(score) else f" (score {score:.3g})")
 
 
 def _explain(model: RiskModel, scored: RowsScored, chosen: list[int]) -> Explanation:

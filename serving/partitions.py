@@ -37,6 +37,7 @@ from serving.model_source import FixedSource
 from serving.partition_run import Chunk, PartitionRun
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from serving.selection import RED, YELLOW
+from serving.targeting import Bandit
 
 EXPLAIN_LANES = (RED, YELLOW)
 # How the partitions' steps run: `each(step, partitions)` calls step(folder, i) for each i and gives the results
@@ -94,7 +95,7 @@ def score_chunks(chunks: Iterable[Chunk], scorer: Scorer, folder: Path, each: Ea
         run.settle(len(sizes), entities, memory_limit)
         run.write_meta(scorer, snapshot, sizes, entities, memory_limit)
         scored = [i for i, size in enumerate(sizes) if size]
-        write_lanes(run, scored, steps(score_part, scored), sizes, scorer.policy)
+        write_lanes(run, scored, steps(score_part, scored), sizes, scorer.policy, scorer.bandit())
         steps(explain_part, list(range(len(sizes))))
         return ScoredParts(run, read)
     except BaseException:
@@ -104,14 +105,14 @@ def score_chunks(chunks: Iterable[Chunk], scorer: Scorer, folder: Path, each: Ea
 
 
 def write_lanes(run: PartitionRun, scored: list[int], inputs: list[pd.DataFrame], sizes: list[int],
-                policy: LanePolicy) -> None:
+                policy: LanePolicy, bandit: Bandit | None = None) -> None:
     """Lanes allocated over the whole batch from the `scored` partitions' `lane_inputs` (the list is emptied as
     they are joined, so that they are held once), written back per partition."""
     if not inputs:
         return
     whole = pd.concat(inputs, ignore_index=True)
     inputs.clear()
-    lanes = allocated(whole, policy)
+    lanes = allocated(whole, policy, bandit)
     del whole
     ends = np.cumsum([0, *[sizes[i] for i in scored]]).tolist()
     for i, start, stop in zip(scored, ends[:-1], ends[1:], strict=True):

@@ -18,9 +18,11 @@ from catboost import Pool
 from features.build import build_features, integrate
 from features.context import BatchState, ScoringContext
 from features.entities import MISSING
+from features.novelty import NOVELTY_COLUMNS
 from features.prices import PriceBands
 from features.progress import Advance, quiet
 from features.warehouse import (
+    WAREHOUSE_ERRORS,
     Refreshing,
     Tables,
     Warehouse,
@@ -37,6 +39,8 @@ from serving.selection import (  # noqa: F401 - Thresholds is re-exported: servi
     YELLOW,
     Thresholds,
 )
+from serving.targeting import SOURCE_PREFIX, Bandit, bandit_from_evidence
+from training.anomaly import AnomalyModel, load_anomaly
 from training.explainer import leaf_shap
 from training.models import RiskModel
 
@@ -90,6 +94,7 @@ class Scorer:
     version: str | None = None
     registry_error: str | None = None
     snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
+    anomaly: AnomalyModel | None = None  # customs-anomaly@champion, read when the lane policy targets exploration
     _checked_slot: float | None = None
     _snapshot: Refreshing[ScoringContext] = field(init=False, repr=False)
 
@@ -108,12 +113,40 @@ class Scorer:
                 model = self.source.load(version)
                 leaf_shap(model.classifier)  # the reasons' SHAP tables, made before the model serves
                 self.model, self.version = model, version
+            if self.policy.targeting is not None and "anomaly" in self.policy.targeting.sources:
+                self.anomaly = self._anomaly_model()
             self.registry_error = None
         except Exception as exc:  # keep serving the last good champion
             error = failure_text(exc)
             if error != self.registry_error:  # the details stay in the server's log
                 log.warning("model registry unreachable, serving v%s: %s", self.version, error)
             self.registry_error = error
+
+    def bandit(self) -> Bandit | None:
+        """Targeted exploration's bandit, from the decision log's targeted picks whose controls reported (None
+        without targeting; a bandit that knows nothing when the log cannot be read)."""
+        targeting = self.policy.targeting
+        if targeting is None:
+            return None
+        try:
+            evidence = self.reader().decisions.targeting_evidence()
+        except WAREHOUSE_ERRORS as exc:
+            log.warning("targeted exploration without the decision log's evidence: %s", failure_text(exc))
+            evidence = pd.DataFrame()
+        return bandit_from_evidence(evidence, targeting, pd.Timestamp.now())
+
+    def _anomaly_model(self) -> AnomalyModel | None:
+        """customs-anomaly@champion from the registry the champion comes from; None (the anomaly source is left out
+        of targeting, with a warning) when none is registered or the source is not a registry."""
+        client = getattr(self.source, "client", None)
+        if client is None:
+            return None
+        try:
+            return load_anomaly(client=client)
+        except Exception as exc:  # noqa: BLE001 - any registry failure leaves the source out, never the scoring
+            if self.anomaly is None:
+                log.warning("targeted exploration without its anomaly source: %s", failure_text(exc))
+            return self.anomaly
 
     @property
     def ready(self) -> bool:
@@ -162,7 +195,24 @@ class Scorer:
         pool = self.model.pool(X)  # built once: the scores' and the reasons' (a slice of it)
         risk, expected = self.model.predict_pool(pool)
         frame["price_reference_log"] = features.price_reference_log.to_numpy()
-        return _Scored(frame, X, pd.DataFrame({"risk_score": risk, "expected_revenue": expected}), pool)
+        scores = pd.DataFrame({"risk_score": risk, "expected_revenue": expected})
+        if self.policy.targeting is not None:
+            scores = pd.concat([scores, self._sources(frame, features.X, context)], axis=1)
+        return _Scored(frame, X, scores, pool)
+
+    def _sources(self, frame: pd.DataFrame, X: pd.DataFrame, context: ScoringContext) -> pd.DataFrame:
+        """The targeted sources' scores of a batch (serving/targeting.py): novelty against the warehouse's filings,
+        how unusual each declaration is to the anomaly model. A source that cannot be scored here (no anomaly
+        model; novelty in a partition, whose context holds no history in pandas) is missing, and its slots go to
+        the model."""
+        if len(context.history):
+            found = context.novelty.lookup(frame).reset_index(drop=True)
+            out = pd.DataFrame({f"{SOURCE_PREFIX}{c}": found[c].to_numpy() for c in NOVELTY_COLUMNS})
+        else:  # a partition's context reads the warehouse through DuckDB, with no history in pandas: no novelty
+            out = pd.DataFrame({f"{SOURCE_PREFIX}{c}": np.full(len(frame), np.nan) for c in NOVELTY_COLUMNS})
+        usable = self.anomaly is not None and all(c in X.columns for c in self.anomaly.used)
+        out[f"{SOURCE_PREFIX}anomaly"] = self.anomaly.score(X) if usable else np.nan
+        return out
 
     def _bands(self, context: ScoringContext) -> PriceBands:
         """The model's own price bands; for a model without (the reference), the snapshot's."""
@@ -185,7 +235,7 @@ class Scorer:
         advance(what, 0, 3)
         scored = self._scored(declarations, advance)
         advance(what, 1, 3)
-        lanes = allocate(pd.concat([scored.frame, scored.scores], axis=1), self.policy)
+        lanes = allocate(pd.concat([scored.frame, scored.scores], axis=1), self.policy, self.bandit())
         advance(what, 2, 3)
         output = self._output(scored, lanes, explain_lanes)
         advance(what, 3, 3)
@@ -266,8 +316,10 @@ class Scorer:
         for i, found, sentences in zip(np.flatnonzero(chosen).tolist(), explained.contributions, explained.reasons,
                                        strict=True):  # contributions from the reasons' own SHAP pass
             contributions[i], said[i] = found, sentences
+        stratum = lanes["stratum"].to_numpy() if "stratum" in lanes else np.full(n, "", dtype=object)
+        source_score = lanes["source_score"].to_numpy() if "source_score" in lanes else np.full(n, np.nan)
         for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")).tolist():  # the rest: none
-            items = reason_items(selected_by[i], rules[i], said.get(i, []))
+            items = reason_items(selected_by[i], rules[i], said.get(i, []), stratum[i], source_score[i])
             reason_list[i], reasons[i] = items, "; ".join(items)
         return pd.DataFrame({
             "declaration_id": ids,
@@ -282,5 +334,5 @@ class Scorer:
             "contribution_base": base,
             "inclusion_probability": lanes["inclusion_probability"].to_numpy() if "inclusion_probability" in lanes
             else np.nan,
-            "stratum": lanes["stratum"].to_numpy() if "stratum" in lanes else "",
+            "stratum": stratum,
         })

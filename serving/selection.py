@@ -190,7 +190,10 @@ class Thresholds:
         rank = decisions[rank_by].fillna(decisions["risk_score"]).to_numpy()
         model_red = (decisions["selected_by"].eq("model") & decisions["lane"].eq(RED)).to_numpy()
         yellow = (decisions["lane"].eq(YELLOW) & decisions["selected_by"].eq("model")).to_numpy()  # not validation
-        explored = decisions["selected_by"].eq("exploration").to_numpy()
+        explored = decisions["selected_by"].eq("exploration")
+        if "stratum" in decisions:  # a targeted pick is not the random draw's: only the random stratum sets its cut-off
+            explored &= decisions["stratum"].fillna("").isin(["", "random"])
+        explored = explored.to_numpy()
         draws = exploration_draw(decisions["declaration_id"], seed)
         red, red_tie = _cut(rank, draws, model_red)
         low, yellow_tie = _cut(rank, draws, yellow)

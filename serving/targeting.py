@@ -36,12 +36,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serving.selection import lowest_draws, others, top_k
+from serving.selection import lowest_draws, top_k
 
 MODEL = "model"
 RANDOM = "random"
+MARGIN = "model-margin"  # the decision log's stratum of a model pick a targeted slot could have taken
+SOURCE_PREFIX = "source_"  # a scored frame's column of a source's score: source_anomaly, source_new_pairs, …
 SOURCES = ("anomaly", "new_pairs", "importer_mix_shift", "heading_origin_shift", "uncertainty")
 SOURCE_WORDS = {
     "anomaly": "unusual for its goods, origin and importer",
@@ -74,6 +77,11 @@ class Targeting(BaseModel):
         if self.random_share + self.max_share > 1:
             raise ValueError("random_share + max_share must leave the model part of the capacity (≤ 1)")
         return self
+
+
+def source_columns(policy: Targeting) -> list[str]:
+    """The scored frame's columns the policy's sources read (uncertainty comes from the risk score itself)."""
+    return [f"{SOURCE_PREFIX}{s}" for s in policy.sources if s != "uncertainty"]
 
 
 @dataclass
@@ -211,3 +219,23 @@ def outcomes(selection: Selection, fraud: np.ndarray, risk: np.ndarray) -> dict[
     margin = selection.margin
     out[MODEL] = (sum(hit[p] for p in margin.tolist()), len(margin), float(np.sum(risk[margin])))
     return out
+
+
+def bandit_from_evidence(evidence: pd.DataFrame, policy: Targeting, now: pd.Timestamp) -> Bandit:
+    """The bandit of a batch, from the decision log: every past targeted pick, random pick aside, and every model
+    pick in the contested window (stratum `model-margin`) whose control reported (`stratum`, `risk_score`, `fraud`,
+    `decided_at`), each weighted by the policy's discount per week of age, as the weekly updates would have left it."""
+    bandit = Bandit((MODEL, *policy.sources), policy.discount)
+    if evidence.empty:
+        return bandit
+    weeks = ((now - pd.to_datetime(evidence["decided_at"])).dt.days // 7).clip(lower=0).to_numpy()
+    weight = policy.discount ** weeks
+    arm = evidence["stratum"].replace({MARGIN: MODEL}).to_numpy()
+    fraud = evidence["fraud"].astype("float64").to_numpy()
+    risk = evidence["risk_score"].astype("float64").fillna(0.0).to_numpy()
+    for name in bandit.arms:
+        mine = arm == name
+        bandit.hits[name] = float((weight * fraud)[mine].sum())
+        bandit.trials[name] = float(weight[mine].sum())
+        bandit.expected[name] = float((weight * risk)[mine].sum())
+    return bandit

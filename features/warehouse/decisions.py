@@ -92,14 +92,19 @@ def _insert_sql(frame: str, lists: pa.Table | None) -> str:
     return f"SELECT * FROM {frame}" + (f" POSITIONAL JOIN {frame}_lists" if lists is not None else "")
 
 
+def _logged_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    """The decisions table's columns (a warehouse of an earlier version, not written since, lacks the newer ones)."""
+    return {r[0] for r in con.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'").fetchall()}
+
+
 def _latest_batch_sql(con: duckdb.DuckDBPyConnection, any_version: bool = False, min_rows: int = 0,
                       any_policy: bool = False) -> str | None:
     """SQL for the id of the latest scoring batch (real-time answers aside), or None when the warehouse has no
     decision log yet. Parameters: the model version, then the lane policy's hash unless `any_policy` (neither with
     `any_version`, which takes the latest batch of any model and policy). With `min_rows`, only batches of at least
     that many scored rows count: a few rows say little about where the cut-offs of a full day's batch lie."""
-    columns = {r[0] for r in con.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'").fetchall()}
+    columns = _logged_columns(con)
     if not columns:
         return None
     batches = "request_id IS NULL" if "request_id" in columns else "true"  # a warehouse from before real-time rows
@@ -196,8 +201,9 @@ class Decisions:
             latest = _latest_batch_sql(con, min_rows=min_rows, any_policy=policy_hash is None)
             if latest is None:
                 return pd.DataFrame()
-            return con.execute(f"SELECT {', '.join(LANE_COLUMNS)} FROM decisions WHERE batch_id = ({latest}) "
-                               "AND risk_score IS NOT NULL", _given(model_version, policy_hash)).df()
+            stratum = "stratum" if "stratum" in _logged_columns(con) else "NULL::VARCHAR AS stratum"
+            return con.execute(f"SELECT {', '.join(LANE_COLUMNS)}, {stratum} FROM decisions WHERE batch_id = "
+                               f"({latest}) AND risk_score IS NOT NULL", _given(model_version, policy_hash)).df()
 
     def latest_scoring_batch(self) -> pd.DataFrame:
         """Every row of the latest scoring batch, whatever its model version (real-time answers aside), with the
@@ -210,9 +216,8 @@ class Decisions:
             latest = _latest_batch_sql(con, any_version=True)
             if latest is None:
                 return pd.DataFrame()
-            logged = {r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = 'decisions'").fetchall()}
-            probability = "b.inclusion_probability" if "inclusion_probability" in logged else "NULL::DOUBLE"
+            probability = "b.inclusion_probability" if "inclusion_probability" in _logged_columns(con) \
+                else "NULL::DOUBLE"
             return con.execute(
                 "SELECT b.batch_id, b.decided_at, b.position, b.declaration_id, b.risk_score, b.expected_revenue, "
                 "b.lane, b.selected_by, b.model_version, b.policy_hash, d.office_id, d.declaration_date, "
@@ -263,6 +268,22 @@ class Decisions:
             filed="hs_code, office_id, importer_id, CASE WHEN inspected = 1 THEN fraud END AS fraud, "
                   "CASE WHEN inspected = 1 THEN revenue END AS revenue", where="",
             decided="lane, selected_by, inclusion_probability", then=""), [start, end])
+
+    def targeting_evidence(self) -> pd.DataFrame:
+        """Targeted exploration's evidence: every decision whose stratum is a targeted source or the model's
+        contested margin (random picks aside) and whose control reported, the latest decision per declaration,
+        with its stratum, risk score, outcome and when it was decided (serving/targeting.py)."""
+        if not self.warehouse.path.exists():
+            return pd.DataFrame()
+        with self.warehouse.connect(read_only=True) as con:
+            if "stratum" not in _logged_columns(con):
+                return pd.DataFrame()
+            return con.execute(
+                "WITH latest AS (SELECT declaration_id, stratum, risk_score, decided_at FROM decisions "
+                "WHERE stratum IS NOT NULL AND stratum NOT IN ('', 'random') QUALIFY row_number() OVER "
+                "(PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1) "
+                "SELECT l.stratum, l.risk_score, d.fraud, l.decided_at FROM latest l JOIN declarations d "
+                "USING (declaration_id) WHERE d.inspected = 1 AND d.fraud IS NOT NULL").df()
 
     def controlled_outcomes(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Declarations filed in [start, end] that were controlled and have a fraud outcome, with their latest

@@ -23,6 +23,7 @@ from flows.retrain import customs_evaluate, customs_retrain
 from flows.settings import Settings
 from tests.conftest import write_csv
 from training import registry, store
+from training.anomaly import load_anomaly
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +59,11 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     assert "engineered risk model" in run.data.tags["mlflow.note.content"]  # the run's description in the UI
     assert "reference" in client.get_run(first["reference_run_id"]).data.tags["mlflow.note.content"]
     assert "trained on dataset `test`" in client.get_model_version("customs-risk", "1").description
+    # the unsupervised assessment model: logged in the training run, registered and loadable as @champion
+    assert first["anomaly_model_version"] == "1" and run.data.metrics["anomaly_rows_fitted"] > 0
+    anomaly = load_anomaly(client=client)
+    scores = anomaly.score(pd.DataFrame({c: [float("nan"), 0.0] for c in anomaly.used}))
+    assert anomaly.used and ((scores >= 0) & (scores <= 1)).all()
     assert "precision_at_5pct" in run.data.metrics and "reference_pr_auc" in run.data.metrics
     plots = {f"plots/{p}.png" for p in ("precision_revenue_at_k", "pr_curve", "feature_importance", "calibration")}
     for run_id in (first["model_run_id"], first["reference_run_id"]):  # both runs hold a servable model and plots

@@ -51,7 +51,8 @@ def test_every_input_row_gets_an_output_row_in_order(scorer, incoming):
         (0, 3), (1, 3), (2, 3), (3, 3)]  # the valid rows: features and scores, lanes, reasons
     assert ("features for 2,999 declarations", 8, 8) in told
     out = scored.output
-    assert list(out.columns) == [*OUTPUT_COLUMNS, "reason_list", "contributions", "contribution_base"]
+    assert list(out.columns) == [*OUTPUT_COLUMNS, "reason_list", "contributions", "contribution_base",
+                                 "inclusion_probability", "stratum"]
     assert OUTPUT_COLUMNS == ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons",
                               "model_version"]  # the contract's; the others go to the decision log, not the file
     assert (out["reason_list"].map("; ".join) == out["reasons"]).all()

@@ -1,0 +1,67 @@
+"""Targeted exploration in batch scoring: the lanes, the decision log's strata and probabilities, the reasons, and the
+bandit's evidence read back from the log once the controls report."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect import flow
+
+from features.intake.prepared import prepare_batch
+from flows.orchestration import runtime
+from flows.score import record_decisions
+from serving.batch import score_file
+from serving.targeting import MARGIN, MODEL, SOURCES, Targeting, bandit_from_evidence
+from tests.conftest import write_csv
+from training.anomaly import fit_anomaly
+
+pytestmark = pytest.mark.integration
+
+TARGETING = Targeting(random_share=0.1, min_share=0.2, max_share=0.4)
+
+
+@flow(name="test-record-targeted")
+def _record(*args, **kwargs) -> dict:
+    return record_decisions.fn(runtime.current(), *args, **kwargs)
+
+
+@pytest.fixture
+def targeted(stored_scorer, trained):
+    scorer = stored_scorer
+    scorer.policy = scorer.policy.model_copy(update={"targeting": TARGETING})
+    scorer.anomaly = fit_anomaly(trained.features)  # as customs-anomaly@champion would give it
+    return scorer
+
+
+def test_a_batch_spends_its_red_capacity_on_the_model_the_sources_and_a_random_stratum(prefect_api, targeted, world,
+                                                                                      tmp_path):
+    rows = world.declarations.tail(3000).reset_index(drop=True)
+    incoming = write_csv(tmp_path / "incoming.csv", rows.drop(columns=["inspected", "fraud", "revenue", "critical",
+                                                                       "control_date"]))
+    out = score_file(incoming, targeted).output
+    red = out[out["lane"] == "red"]
+    assert len(red) == 150  # 5 % of 3,000: the capacity is unchanged
+    explored = red[red["selected_by"] == "exploration"]
+    assert set(explored["stratum"]) <= {*SOURCES, "random"} and (explored["stratum"] == "random").sum() == 15
+    targeted_picks = explored[explored["stratum"] != "random"]
+    assert 30 <= len(targeted_picks) <= 60  # min_share and max_share of the capacity
+    assert targeted_picks["reasons"].str.startswith("selected to explore: ").all()
+    assert (out.loc[out["stratum"] == MARGIN, "selected_by"] == MODEL).all()
+    p = out["inclusion_probability"]
+    certain = (out["lane"].eq("red") & out["selected_by"].isin(["model", "rule"])) | out.index.isin(targeted_picks.index)
+    assert (p[certain] == 1).all() and p.sum() == pytest.approx(150)
+    drawn = explored[explored["stratum"] == "random"]
+    assert (p[drawn.index] < 1).all() and p[drawn.index].nunique() == 1
+
+    # The batch is logged; its controls report (the labelled rows are stored); the next batch's bandit reads them.
+    _record(score_file(incoming, targeted), targeted, str(incoming), str(tmp_path / "out.csv"))
+    log = targeted.warehouse.read("SELECT stratum, inclusion_probability FROM decisions")
+    assert len(log) == 3000 and set(log["stratum"].dropna()) >= {"random", MARGIN} and log["inclusion_probability"].sum() == pytest.approx(150)
+    targeted.warehouse.store(prepare_batch(write_csv(tmp_path / "declarations-tail.csv", rows)))
+    evidence = targeted.warehouse.decisions.targeting_evidence()
+    inspected = rows.set_index("declaration_id")["inspected"].eq(1)
+    picked = out[out["stratum"].isin([*SOURCES, MARGIN])]
+    assert len(evidence) == int(inspected.reindex(picked["declaration_id"]).sum())
+    bandit = bandit_from_evidence(evidence, TARGETING, pd.Timestamp.now())
+    assert sum(bandit.trials.values()) == pytest.approx(len(evidence))
+    assert np.isclose(sum(bandit.hits.values()), evidence["fraud"].sum())
