@@ -318,7 +318,29 @@ def backtest_markdown(summary: dict) -> str:
     if summary["unlabelled_rows_left_out"]:
         setup += f" {summary['unlabelled_rows_left_out']:,} unlabelled rows were left out of the universe."
     return ("## Backtest (BACUDA protocol)\n\n" + setup + "\n\n" + "\n".join(rows) + "\n\n"
-            + "\n".join(f"- {line}" for line in summary["findings"]))
+            + "\n".join(_detective_lines(summary)) + "\n".join(f"- {line}" for line in summary["findings"]))
+
+
+def _detective_lines(summary: dict) -> list[str]:
+    """The emerging scheme per policy (simulator only), and each estimate of fraud among all declarations."""
+    lines = []
+    scheme = (summary.get("frauds_by_typology") or {}).get("new_scheme")
+    if scheme:
+        lines += [f"New scheme ({scheme:,} frauds replayed): frauds found and weeks to the first one, by policy: "
+                  + ", ".join(f"{n} {p['new_scheme_frauds_found']} ({p['weeks_to_first_detection'] or 'never'})"
+                              for n, p in summary["policies"].items()), ""]
+    for name, p in summary["policies"].items():
+        found = p.get("compliance_estimate")
+        if found and found.get("estimate") is not None:
+            truth = f"; true rate {_share(found['truth'])}" if found.get("truth") is not None else ""
+            lines.append(f"- {name}: estimated fraud rate among all declarations {_share(found['estimate'])} "
+                         f"({found['level']:.0%} interval {_share(found['ci_low'])}–{_share(found['ci_high'])}){truth}; "
+                         f"its weekly intervals covered the week's true rate in {_share(found['weekly_coverage'])} of "
+                         f"{found['weeks_estimated']} weeks")
+        if p.get("strata"):
+            lines.append(f"- {name}'s picks per stratum: " + ", ".join(
+                f"{k} {v['frauds']}/{v['picks']}" for k, v in p["strata"].items()))
+    return lines + ([""] if lines else [])
 
 
 # ---------------------------------------------------------------- registry and warnings

@@ -85,7 +85,7 @@ def backtest(
                         "home's, ADUANA_LANE_POLICY).", **INPUT)] = None,
     retrain_every: Annotated[int, typer.Option("--retrain-every", min=1, help="Weeks between refits.")] = 4,
     warmup_weeks: Annotated[int, typer.Option("--warmup-weeks", min=1, help="Weeks of historical labels to start from.")] = 8,
-    policies: Annotated[list[str] | None, typer.Option("--policy", help="model, hybrid, random, rules (repeatable).")]
+    policies: Annotated[list[str] | None, typer.Option("--policy", help="model, hybrid, targeted, random, rules (repeatable).")]
     = None,
     iterations: Annotated[int | None, typer.Option("--iterations", min=10, help="CatBoost rounds per refit.")] = None,
     as_json: JsonOption = False,

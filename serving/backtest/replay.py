@@ -235,9 +235,9 @@ def _reveal(replay: _Replay, policy: str, week: int, positions: np.ndarray, fs: 
 
 def _estimate(replay: _Replay, policy: str, fraud: np.ndarray, picked: Picked) -> dict:
     """The week's Horvitz-Thompson estimate of the fraud rate among all its declarations, from the labels the
-    policy's picks revealed and their inclusion probabilities (NaN for a policy with no random part); the week's
-    design is kept for the estimate over the whole replay."""
-    if picked.probability is None:
+    policy's picks revealed and their inclusion probabilities (NaN for a policy with no random part, or a week
+    too small to draw one); the week's design is kept for the estimate over the whole replay."""
+    if picked.probability is None or not (picked.probability > 0).all():  # no random part this week (a small week)
         return {"estimate": np.nan, "ci_low": np.nan, "ci_high": np.nan}
     outcome = np.full(len(fraud), np.nan)
     outcome[picked.chosen] = fraud[picked.chosen]

@@ -185,7 +185,7 @@ def _compliance(rows: pd.DataFrame, pooled: dict | None) -> dict | None:
     if pooled is None or estimated.empty:
         return None
     covered = (estimated["ci_low"] <= estimated["true_rate"] + 1e-12) & (estimated["true_rate"] <= estimated["ci_high"] + 1e-12)
-    truth = rows["frauds_total"].sum() / rows["declarations"].sum()
+    truth = estimated["frauds_total"].sum() / estimated["declarations"].sum()  # over the weeks it estimated
     return {**pooled, "truth": _json(truth), "weeks_estimated": len(estimated),
             "weekly_coverage": _json(float(covered.mean())),
             "weekly_width": _json(float((estimated["ci_high"] - estimated["ci_low"]).median()))}
@@ -263,7 +263,7 @@ def findings(policies: dict[str, PolicySummary], drift_date: str | None,
     out = []
     if drift_date is None:
         return ["no drift date: pre/post-drift figures are not computed (pass one to compare the two periods)"]
-    for name in ("model", "hybrid", "random", "rules"):
+    for name in ("model", "hybrid", "targeted", "random", "rules"):
         p = policies.get(name)
         if p and p.pre_drift and p.post_drift:
             out.append(f"{name}: precision {_pct(p.pre_drift.precision)} before the drift, "
@@ -287,4 +287,10 @@ def findings(policies: dict[str, PolicySummary], drift_date: str | None,
                    + ", ".join(f"{n} {k}" for n, k in found.items()))
         if "model" in found and "random" in found and found["model"] < found["random"]:
             out.append("model-only is blind to the new scheme: it found fewer of its frauds than random selection")
+    targeted = policies.get("targeted")
+    if targeted and model and model.overall.precision:
+        kept = (targeted.overall.precision or 0) / model.overall.precision
+        out.append(f"targeted exploration kept {kept:.1%} of model-only precision"
+                   + (f" and found {targeted.new_scheme_frauds_found} new-scheme frauds against model-only's "
+                      f"{model.new_scheme_frauds_found}" if targeted.new_scheme_frauds_found is not None else ""))
     return out
