@@ -35,7 +35,7 @@ def test_backtest_of_a_mapped_file_logs_one_mlflow_run(prefect_api, home, world,
     labelled = int(d["fraud"].notna().sum())
     assert summary["universe_rows"] == labelled and summary["unlabelled_rows_left_out"] == len(d) - labelled
     assert summary["weeks"] == 12 and summary["drift_date"] is None
-    assert set(summary["policies"]) == {"model", "hybrid", "random", "rules"}
+    assert set(summary["policies"]) == {"model", "hybrid", "targeted", "random", "rules"}
     model = summary["policies"]["model"]
     assert model["refits"] == 3 and model["revenue_share"] is None and model["post_drift"] is None
     json.dumps(summary)  # JSON-able, for --json
@@ -52,7 +52,7 @@ def test_backtest_of_a_mapped_file_logs_one_mlflow_run(prefect_api, home, world,
     assert artifacts == {"plots/precision_recall_by_week.png", "plots/cumulative_revenue_share.png"}
     mlflow.set_tracking_uri(f"sqlite:///{Settings().mlflow_db}")
     weekly = pd.read_csv(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/backtest/weekly.csv"))
-    assert len(weekly) == 4 * 12 and (weekly["selected"] > 0).all()
+    assert len(weekly) == 5 * 12 and (weekly["selected"] > 0).all()
 
 
 def test_a_plain_backtest_replays_the_warehouses_labels_under_the_homes_lane_policy(prefect_api, home, world,
