@@ -216,12 +216,13 @@ class Decisions:
             latest = _latest_batch_sql(con, any_version=True)
             if latest is None:
                 return pd.DataFrame()
-            probability = "b.inclusion_probability" if "inclusion_probability" in _logged_columns(con) \
-                else "NULL::DOUBLE"
+            logged = _logged_columns(con)
+            probability = "b.inclusion_probability" if "inclusion_probability" in logged else "NULL::DOUBLE"
+            stratum = "b.stratum" if "stratum" in logged else "NULL::VARCHAR"
             return con.execute(
                 "SELECT b.batch_id, b.decided_at, b.position, b.declaration_id, b.risk_score, b.expected_revenue, "
                 "b.lane, b.selected_by, b.model_version, b.policy_hash, d.office_id, d.declaration_date, "
-                f"{probability} AS inclusion_probability, d.hs_code, d.importer_id, "
+                f"{probability} AS inclusion_probability, {stratum} AS stratum, d.hs_code, d.importer_id, "
                 "CASE WHEN d.inspected = 1 THEN d.fraud END AS fraud, "
                 "CASE WHEN d.inspected = 1 THEN d.revenue END AS revenue "
                 f"FROM decisions b LEFT JOIN declarations d USING (declaration_id) WHERE b.batch_id = ({latest}) "

@@ -138,7 +138,6 @@ class _Targeted:
     keep_weeks: int
     anomaly: AnomalyModel | None = None
     signals: dict[str, np.ndarray] = field(default_factory=dict)
-    allotted: list[dict] = field(default_factory=list)  # per week: slots per arm
 
     def refit_anomaly(self, numeric: list[str]) -> None:
         X = pd.concat(self.recent, ignore_index=True)
@@ -319,8 +318,6 @@ def _replay_week(replay: _Replay, week: int) -> None:
             _count_unexpected(replay, policy, picked)
         if picked.selection is not None:  # the bandit learns its arms' hits from the labels just revealed
             replay.bandit.update(outcomes(picked.selection, replay.knowledge[policy].fraud[-1], picked.risk))
-            replay.targeted.allotted.append(
-                {"week": replay.plan.number(week), **pd.Series(picked.stratum).value_counts().to_dict()})
         timing = {"retrained": policy in fit_seconds, "fit_seconds": fit_seconds.get(policy, 0.0),
                   "select_seconds": time.perf_counter() - t, "shared_seconds": shared_seconds}
         _record(replay, policy, week, picked, timing)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from features.entities import NAMES
 from serving.selection import RED
+from serving.targeting import SOURCE_WORDS
 from serving.ui.charts import histogram_svg, stacked_bars_svg
 from serving.ui.layout import count_text, declaration_link, lane_badge, score_text, table, when_text
 from serving.ui.page_data import LANES, NOT_STORED, BatchView
@@ -95,12 +96,21 @@ def red_list(red: pd.DataFrame) -> str:
     if red.empty:
         return '<h3>Red declarations</h3><p class="empty" id="red-declarations">None in this batch.</p>'
     rows = [[declaration_link(str(r.declaration_id)), score_text(r.risk_score),
-             "" if pd.isna(r.selected_by) else escape(str(r.selected_by)), _chance(getattr(r, "inclusion_probability", None)),
+             _selected_by(r.selected_by, getattr(r, "stratum", None)), _chance(getattr(r, "inclusion_probability", None)),
              escape(str(r.office)), "" if r.day == NOT_STORED else escape(str(r.day))]
             for r in red.head(MAX_LIST_ROWS).itertuples()]
     return (f'<h3>Red declarations ({count_text(len(red))}, highest risk first)</h3><div id="red-declarations">'
             f'{table(["declaration", "risk score", "selected by", "chance of selection", "office", "filing day"], rows, {1, 3})}'
             f'{more_rows(len(rows), len(red), "red declarations")}</div>')
+
+
+def _selected_by(selected_by: object, stratum: object) -> str:
+    """Who put a declaration red, and for an exploration pick how: the random draw or the targeted source."""
+    if pd.isna(selected_by):
+        return ""
+    if selected_by == "exploration" and isinstance(stratum, str) and stratum:
+        return escape(f"exploration: {SOURCE_WORDS.get(stratum, stratum)}")
+    return escape(str(selected_by))
 
 
 def _chance(probability: float | None) -> str:

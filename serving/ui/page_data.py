@@ -75,7 +75,7 @@ def summarise_batch(rows: pd.DataFrame, rank_by: str, seed: int) -> BatchView | 
 
 def red_declarations(rows: pd.DataFrame) -> pd.DataFrame:
     """The batch's red declarations, highest risk first (unscored ones last, in batch order)."""
-    wanted = ["declaration_id", "risk_score", "selected_by", "office", "day", "inclusion_probability"]
+    wanted = ["declaration_id", "risk_score", "selected_by", "stratum", "office", "day", "inclusion_probability"]
     red = rows.loc[rows["lane"] == RED, [c for c in wanted if c in rows]]
     return red.sort_values("risk_score", ascending=False, kind="stable", na_position="last").reset_index(drop=True)
 

@@ -70,11 +70,13 @@ def test_the_audit_lists_importers_are_text():
 def test_the_batch_shows_the_estimate_of_fraud_among_all_its_declarations_in_words():
     rows = batch_rows([True] * 60).assign(hs_code="870323", importer_id="I1", revenue=None,
                                           inclusion_probability=[1.0 if i % 6 in (0, 3) else 0.1 for i in range(60)])
+    rows.loc[5, ["selected_by", "stratum"]] = ["exploration", "importer_mix_shift"]
     rows["fraud"] = [float(i % 4 == 0) if (i % 6 in (0, 3) or i % 10 == 1) else None for i in range(60)]
     view = summarise_batch(rows, "risk_score", 0)
     html = overview.batch_section(view)
     assert 'id="compliance"' in html and "drawn at random" in html
     assert re.search(r"About <strong>\d+\.\d%</strong> of the batch's 60 declarations", html)
     assert "chance of selection" in html and "certain" in html
+    assert "exploration: a sudden change in its importer&#x27;s partners or goods" in html
     empty = overview.batch_section(summarise_batch(rows.assign(fraud=None), "risk_score", 0))
     assert "No estimate yet" in empty
