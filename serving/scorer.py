@@ -40,7 +40,7 @@ from serving.selection import (  # noqa: F401 - Thresholds is re-exported: servi
     Thresholds,
 )
 from serving.targeting import SOURCE_PREFIX, Bandit, bandit_from_evidence
-from training.anomaly import AnomalyModel, load_anomaly
+from training.anomaly import ANOMALY_MODEL_NAME, CHAMPION, AnomalyModel, load_anomaly
 from training.explainer import leaf_shap
 from training.models import RiskModel
 
@@ -95,6 +95,7 @@ class Scorer:
     registry_error: str | None = None
     snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
     anomaly: AnomalyModel | None = None  # customs-anomaly@champion, read when the lane policy targets exploration
+    _anomaly_version: str | None = None
     _checked_slot: float | None = None
     _snapshot: Refreshing[ScoringContext] = field(init=False, repr=False)
 
@@ -142,11 +143,13 @@ class Scorer:
         if client is None:
             return None
         try:
-            return load_anomaly(client=client)
+            version = client.get_model_version_by_alias(ANOMALY_MODEL_NAME, CHAMPION).version
+            if version != self._anomaly_version:  # read again only when @champion moves
+                self.anomaly, self._anomaly_version = load_anomaly(client=client), version
         except Exception as exc:  # noqa: BLE001 - any registry failure leaves the source out, never the scoring
             if self.anomaly is None:
                 log.warning("targeted exploration without its anomaly source: %s", failure_text(exc))
-            return self.anomaly
+        return self.anomaly
 
     @property
     def ready(self) -> bool:

@@ -21,9 +21,13 @@ from flows.ingest import customs_ingest
 from flows.render import metrics_text
 from flows.retrain import customs_evaluate, customs_retrain
 from flows.settings import Settings
+from serving.lanes import LanePolicy
+from serving.scorer import Scorer
+from serving.targeting import Targeting
 from tests.conftest import write_csv
 from training import registry, store
 from training.anomaly import load_anomaly
+from training.registry import RegistryModels
 
 pytestmark = pytest.mark.integration
 
@@ -64,6 +68,9 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     anomaly = load_anomaly(client=client)
     scores = anomaly.score(pd.DataFrame({c: [float("nan"), 0.0] for c in anomaly.used}))
     assert anomaly.used and ((scores >= 0) & (scores <= 1)).all()
+    targeted = Scorer(Warehouse(Settings().warehouse_path), LanePolicy(targeting=Targeting()), RegistryModels(client))
+    targeted.refresh_model(force=True)  # a scorer that targets exploration reads it with the champion
+    assert targeted.anomaly is not None and targeted.anomaly.used == anomaly.used
     assert "precision_at_5pct" in run.data.metrics and "reference_pr_auc" in run.data.metrics
     plots = {f"plots/{p}.png" for p in ("precision_revenue_at_k", "pr_curve", "feature_importance", "calibration")}
     for run_id in (first["model_run_id"], first["reference_run_id"]):  # both runs hold a servable model and plots
