@@ -135,16 +135,20 @@ def test_to_dict_round_trip(synthetic):
 def tracking(tmp_path):
     """A fresh sqlite tracking store and experiment under tmp_path; the tracking URI is restored afterwards."""
     import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
     from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
     previous = mlflow.get_tracking_uri() if is_tracking_uri_set() else None
+    previous_registry = registry_utils._registry_uri  # a flow run earlier in this process set it to its home's store
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     try:
-        client = mlflow.MlflowClient(uri)
+        client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
         yield client, client.create_experiment("anomaly", artifact_location=(tmp_path / "artifacts").as_uri())
     finally:
         mlflow.set_tracking_uri(previous)
+        registry_utils._registry_uri = previous_registry
 
 
 def test_mlflow_round_trip(synthetic, tracking):
