@@ -38,8 +38,10 @@ from serving.targeting import (
     Bandit,
     Targeting,
     allocation,
+    ceiling,
     select_targeted,
     source_columns,
+    source_scores,
 )
 
 
@@ -164,16 +166,15 @@ def _targeted(inputs: pd.DataFrame, free: np.ndarray, red: int, policy: LanePoli
     rng = np.random.default_rng([policy.seed, int(draw.sum(dtype="uint64") % 2**32)])  # the same batch, the same draw
     slots = allocation(red, targeting, bandit, rng)
     risk = inputs["risk"].to_numpy(dtype="float64")[free]
-    scores = {s: inputs[f"{SOURCE_PREFIX}{s}"].to_numpy(dtype="float64")[free] for s in targeting.sources
+    scored = {s: inputs[f"{SOURCE_PREFIX}{s}"].to_numpy(dtype="float64")[free] for s in targeting.sources
               if s != "uncertainty"}
-    if "uncertainty" in targeting.sources:
-        scores["uncertainty"] = risk * (1 - risk)
+    scores = source_scores(scored, risk, targeting)
     for source, values in list(scores.items()):  # a source with no score here (no anomaly model): its slots go back
         if np.isnan(values).all():
             slots[MODEL] += slots.pop(source, 0)
             del scores[source]
     rank = inputs["rank"].to_numpy(dtype="float64")[free]
-    chosen = select_targeted(rank, scores, slots, draw, min(red - slots[RANDOM], round(targeting.max_share * red)))
+    chosen = select_targeted(rank, scores, slots, draw, ceiling(red, slots[RANDOM], targeting))
     probability[free] = chosen.probability
     model = chosen.positions[chosen.stratum == MODEL]
     explored = chosen.positions[chosen.stratum != MODEL]

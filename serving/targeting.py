@@ -84,6 +84,17 @@ def source_columns(policy: Targeting) -> list[str]:
     return [f"{SOURCE_PREFIX}{s}" for s in policy.sources if s != "uncertainty"]
 
 
+def source_scores(scored: dict[str, np.ndarray], risk: np.ndarray, policy: Targeting) -> dict[str, np.ndarray]:
+    """Each of the policy's sources' scores of a batch: `scored` holds the sources scored apart (anomaly, novelty);
+    uncertainty comes from the model's own risk, p·(1 − p)."""
+    return {s: risk * (1 - risk) if s == "uncertainty" else scored[s] for s in policy.sources}
+
+
+def ceiling(k: int, random: int, policy: Targeting) -> int:
+    """The most slots of a capacity k the sources may take: `max_share` of it, within what the random stratum leaves."""
+    return min(k - random, round(policy.max_share * k))
+
+
 @dataclass
 class Bandit:
     """Discounted Thompson sampling over the arms (the model's margin and the targeted sources): Beta-Bernoulli on
@@ -158,9 +169,9 @@ def allocation(k: int, policy: Targeting, bandit: Bandit, rng: np.random.Generat
     goes to the sources whatever the evidence, and up to `max_share` when they out-hit the model's margin (see
     `Bandit.draw`); the sources' slots are mixed by lift."""
     random = min(k, max(1, round(policy.random_share * k))) if policy.random_share > 0 and k > 0 else 0
-    ceiling = min(k - random, round(policy.max_share * k))
-    floor = min(ceiling, round(policy.min_share * k))
-    won = bandit.draw(ceiling - floor, policy.sources, rng)
+    most = ceiling(k, random, policy)
+    floor = min(most, round(policy.min_share * k))
+    won = bandit.draw(most - floor, policy.sources, rng)
     floor_mix = bandit.mix(floor, policy.sources, rng)
     sources = {s: won.get(s, 0) + floor_mix.get(s, 0) for s in policy.sources}
     return {MODEL: k - random - sum(sources.values()), **sources, RANDOM: random}

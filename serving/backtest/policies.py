@@ -21,7 +21,7 @@ from features.errors import UserError
 from features.prices import PriceBands
 from features.profiles import PROFILE_COLUMNS, ProfileIndex, smoothed_rate, to_seconds
 from serving.selection import Rules, capacity, exploration_draw, lowest_draws, rule_hits, select, top_k
-from serving.targeting import RANDOM, Selection, allocation, select_targeted
+from serving.targeting import RANDOM, Selection, allocation, ceiling, select_targeted, source_scores
 from training.models import FitConfig, RiskModel, Split, fit_risk_model
 
 if TYPE_CHECKING:
@@ -235,9 +235,6 @@ def _targeted(replay: _Replay, risk: np.ndarray, k: int, draw: np.ndarray, fs: F
     """The targeted policy's week: its bandit allots the capacity; the week's signals rank each source."""
     targeting = replay.config.targeting
     slots = allocation(k, targeting, replay.bandit, replay.rng)
-    scores = {name: replay.signals[name] for name in targeting.sources if name != "uncertainty"}
-    if "uncertainty" in targeting.sources:
-        scores["uncertainty"] = risk * (1 - risk)
-    flexible = min(k - slots[RANDOM], round(targeting.max_share * k))
-    selection = select_targeted(risk, scores, slots, draw, flexible)
+    scores = source_scores(replay.signals, risk, targeting)
+    selection = select_targeted(risk, scores, slots, draw, ceiling(k, slots[RANDOM], targeting))
     return Picked(selection.positions, selection.stratum, fs, selection.probability, selection, risk)
