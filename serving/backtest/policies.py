@@ -234,7 +234,8 @@ def _select(replay: _Replay, policy: str, rows: pd.DataFrame, shared: FeatureSet
 def _targeted(replay: _Replay, risk: np.ndarray, k: int, draw: np.ndarray, fs: FeatureSet) -> Picked:
     """The targeted policy's week: its bandit allots the capacity; the week's signals rank each source."""
     targeting = replay.config.targeting
-    slots = allocation(k, targeting, replay.bandit, replay.rng)
-    scores = source_scores(replay.signals, risk, targeting)
+    found = replay.targeted
+    slots = allocation(k, targeting, found.bandit, found.rng)
+    scores = source_scores(found.signals, risk, targeting)
     selection = select_targeted(risk, scores, slots, draw, ceiling(k, slots[RANDOM], targeting))
     return Picked(selection.positions, selection.stratum, fs, selection.probability, selection, risk)

@@ -112,18 +112,6 @@ class _Replay:
     # (frauds, picks, frauds its model expected)
     alert_refits: dict[str, int] = field(default_factory=dict)  # policy → refits its exploration's alert brought forward
 
-    @property
-    def bandit(self) -> Bandit:
-        return self.targeted.bandit
-
-    @property
-    def rng(self) -> np.random.Generator:
-        return self.targeted.rng
-
-    @property
-    def signals(self) -> dict[str, np.ndarray]:
-        return self.targeted.signals
-
 
 @dataclass
 class _Targeted:
@@ -317,7 +305,7 @@ def _replay_week(replay: _Replay, week: int) -> None:
         if policy in replay.knowledge:
             _count_unexpected(replay, policy, picked)
         if picked.selection is not None:  # the bandit learns its arms' hits from the labels just revealed
-            replay.bandit.update(outcomes(picked.selection, replay.knowledge[policy].fraud[-1], picked.risk))
+            replay.targeted.bandit.update(outcomes(picked.selection, replay.knowledge[policy].fraud[-1], picked.risk))
         timing = {"retrained": policy in fit_seconds, "fit_seconds": fit_seconds.get(policy, 0.0),
                   "select_seconds": time.perf_counter() - t, "shared_seconds": shared_seconds}
         _record(replay, policy, week, picked, timing)

@@ -222,7 +222,7 @@ def _policy_summary(weekly: pd.DataFrame, selections: pd.DataFrame, policy: str,
                          new_scheme_frauds_found=scheme, weeks_to_first_detection=_first_detection(rows),
                          compliance_estimate=_compliance(rows, pooled),
                          strata=_strata(mine) if targeted else None,
-                         bandit=replay.bandit.to_dict() if targeted else None,
+                         bandit=replay.targeted.bandit.to_dict() if targeted else None,
                          alert_refits=replay.alert_refits.get(policy, 0)
                          if replay is not None and policy in replay.knowledge else None)
 
