@@ -18,7 +18,7 @@ from features.contract import CANONICAL_DTYPES, LABEL_FIELDS, field_types
 from features.entities import MISSING
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.prices import PriceBands
-from features.profiles import ProfileIndex
+from features.profiles import ProfileIndex, profile_entities
 from features.progress import Advance, quiet
 from features.signals import SIGNALS, Inputs
 
@@ -124,13 +124,16 @@ def feature_hash(X: pd.DataFrame) -> str:
 
 def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
                    bands: PriceBands | None = None, profiles: ProfileIndex | None = None,
-                   advance: Advance = quiet, batch_first: dict[str, pd.Series] | None = None) -> FeatureSet:
+                   advance: Advance = quiet, batch_first: dict[str, pd.Series] | None = None,
+                   columns: list[str] | None = None) -> FeatureSet:
     """Build the model's feature matrix for `frame` (integrated declarations).
 
     `history`: past declarations whose labels and filings feed the entity profiles (default: `frame` itself,
     as in training), or `profiles` already indexed from it. `bands`: price reference bands (default: fitted
     on the history). `advance` is told of each of its parts as it is built. `batch_first`: each entity key's
-    earliest filing in the whole batch `frame` is a partition of (features/context.py `BatchState`).
+    earliest filing in the whole batch `frame` is a partition of (features/context.py `BatchState`). `columns`:
+    the features a scorer reads (its model's); entity profiles that give none of them are left out (default:
+    every feature, as training needs).
     """
     frame = frame.reset_index(drop=True)
     history = frame if history is None else history
@@ -139,7 +142,8 @@ def build_features(frame: pd.DataFrame, history: pd.DataFrame | None = None,
     passthrough = [c for c in PASSTHROUGH if c in frame] + extra_cat + extra_num  # absent ones become NaN below
     what, total = f"features for {len(frame):,} declarations", len(SIGNALS) + 2  # the history's indexes, each part
     advance(what, 0, total, label="started")
-    inputs = Inputs(PriceBands.fit(history) if bands is None else bands, profiles or ProfileIndex(history), batch_first)
+    inputs = Inputs(PriceBands.fit(history) if bands is None else bands, profiles or ProfileIndex(history), batch_first,
+                    profile_entities(columns))
     advance(what, 1, total, label="history indexed (price bands, entity profiles)")
     parts = []
     for done, signal in enumerate(SIGNALS, start=2):

@@ -78,17 +78,22 @@ def with_levels(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(**{level: hs_level(frame["hs_code"], level) for level in HS_LEVELS})
 
 
-def entity_keys(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """One string key array per entity whose columns are present (missing values share one key)."""
-    levels = {level: hs_level(frame["hs_code"], level) for level in HS_LEVELS}
+def entity_keys(frame: pd.DataFrame, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """One string key array per entity whose columns are present (missing values share one key); `names`: only
+    these entities' (default: every one)."""
+    texts: dict[str, np.ndarray] = {}
 
-    def text(column: str) -> np.ndarray:
-        series = levels[column] if column in levels else frame[column].astype("str")
-        return series.fillna(MISSING).to_numpy(dtype=object)
+    def text(column: str) -> np.ndarray:  # each column (or HS level) converted once, shared by its entities
+        if column not in texts:
+            series = hs_level(frame["hs_code"], column) if column in HS_LEVELS else frame[column].astype("str")
+            texts[column] = series.fillna(MISSING).to_numpy(dtype=object)
+        return texts[column]
 
     keys = {}
     for entity in ENTITIES:
-        if all(c in frame.columns or c in levels for c in entity.columns):
+        if names is not None and entity.name not in names:
+            continue
+        if all(c in frame.columns or c in HS_LEVELS for c in entity.columns):
             values = [text(c) for c in entity.columns]
             key = values[0]
             for more in values[1:]:

@@ -27,6 +27,20 @@ PROFILE_SUFFIXES = ("hit_rate", f"hit_rate_{RECENT_DAYS}d", "revenue_rate", "ins
 PROFILE_COLUMNS = [f"{entity.name}_{suffix}" for entity in ENTITIES for suffix in PROFILE_SUFFIXES]
 
 
+def profile_columns(names: tuple[str, ...] = NAMES) -> list[str]:
+    """The profile columns of these entities, in PROFILE_COLUMNS' order for them."""
+    return [f"{name}_{suffix}" for name in names for suffix in PROFILE_SUFFIXES]
+
+
+def profile_entities(columns: list[str] | None) -> tuple[str, ...]:
+    """The entities (in NAMES' order) whose profiles give at least one of `columns` (every entity for None): what a
+    model's inputs need looked up, since a profile's lookups are shared by its columns."""
+    if columns is None:
+        return NAMES
+    wanted = set(columns)
+    return tuple(name for name in NAMES if any(c in wanted for c in profile_columns((name,))))
+
+
 def to_seconds(times: np.ndarray) -> np.ndarray:
     """datetime64 → int64 seconds (profiles resolve time to the second; NaT sorts first)."""
     return np.asarray(times).astype("datetime64[s]").astype("int64")
@@ -166,26 +180,30 @@ class ProfileIndex:
             self.entities[name] = _Entity(vocabulary, _label_totals(history, codes),
                                           _Totals(codes, dates, {"filings": np.ones(len(key))}))
 
-    def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+    def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None,
+               names: tuple[str, ...] = NAMES) -> pd.DataFrame:
         """Profile features for each query row, from labels and filings strictly before its date. A key first
         filed in the batch is known from its earliest filing among `queries`, or, for queries that are a
-        partition of a larger batch, from `batch_first` (`first_filings` of the whole batch)."""
-        block = self.lookup_keys(entity_keys(queries), to_seconds(queries["declaration_date"].to_numpy()), batch_first)
-        return pd.DataFrame(block, columns=PROFILE_COLUMNS, index=queries.index, copy=False)
+        partition of a larger batch, from `batch_first` (`first_filings` of the whole batch). `names`: the
+        entities to look up (`profile_columns(names)`; scoring asks only for those its model reads)."""
+        block = self.lookup_keys(entity_keys(queries, names), to_seconds(queries["declaration_date"].to_numpy()),
+                                 batch_first, names)
+        return pd.DataFrame(block, columns=profile_columns(names), index=queries.index, copy=False)
 
     def lookup_keys(self, keys: dict[str, np.ndarray], q_seconds: np.ndarray,
-                    batch_first: dict[str, pd.Series] | None = None) -> np.ndarray:
-        """`lookup` on entity keys (as `entity_keys` makes them) and filing times in seconds: rows × PROFILE_COLUMNS."""
+                    batch_first: dict[str, pd.Series] | None = None, names: tuple[str, ...] = NAMES) -> np.ndarray:
+        """`lookup` on entity keys (as `entity_keys` makes them) and filing times in seconds: rows ×
+        `profile_columns(names)`."""
         n_queries = len(q_seconds)
         if n_queries >= SORT_NEEDLES:
-            return self._lookup_sorted(keys, q_seconds, batch_first)
+            return self._lookup_sorted(keys, q_seconds, batch_first, names)
         g = self.global_labels.before(np.zeros(n_queries, dtype="int64"), q_seconds)
         # Before the first control ends nothing is known, not even the base rate: rates are then missing (NaN).
         known = g[:, 0] > 0
         prior_rate = np.where(known, g[:, 1] / np.maximum(g[:, 0], 1), np.nan)
         prior_revenue = np.where(known, g[:, 2] / np.maximum(g[:, 0], 1), np.nan)
-        out = np.full((n_queries, len(PROFILE_COLUMNS)), np.nan)  # one block: no per-column frame assembly
-        for e, name in enumerate(NAMES):
+        out = np.full((n_queries, len(names) * len(PROFILE_SUFFIXES)), np.nan)  # one block: no frame assembly
+        for e, name in enumerate(names):
             if name not in keys or name not in self.entities:  # the entity cannot be identified: unknown profile
                 continue
             entity, key = self.entities[name], keys[name]
@@ -206,7 +224,7 @@ class ProfileIndex:
         return out
 
     def _lookup_sorted(self, keys: dict[str, np.ndarray], q_seconds: np.ndarray,
-                       batch_first: dict[str, pd.Series] | None) -> np.ndarray:
+                       batch_first: dict[str, pd.Series] | None, names: tuple[str, ...]) -> np.ndarray:
         """`lookup_keys` for a large batch, the same values computed in another order: the queries are sorted by
         time once, then per entity by key code (a stable radix pass keeps the time order within a key), and
         all four lookups of the entity (labels and filings, now and RECENT_DAYS earlier: clipping and shifting
@@ -223,8 +241,8 @@ class ProfileIndex:
         prior_revenue[by_time] = np.where(known, g[:, 2] / np.maximum(g[:, 0], 1), np.nan)
         # column-major: each entity's columns are scattered back one column at a time, and a column is then one
         # stretch of memory (twice as fast as rows 77 values apart); pandas keeps a frame's columns that way too
-        out = np.full((n_queries, len(PROFILE_COLUMNS)), np.nan, order="F")
-        for e, name in enumerate(NAMES):
+        out = np.full((n_queries, len(names) * len(PROFILE_SUFFIXES)), np.nan, order="F")
+        for e, name in enumerate(names):
             if name not in keys or name not in self.entities:
                 continue
             entity, key = self.entities[name], keys[name]
@@ -253,14 +271,14 @@ class ProfileIndex:
                 columns[order, c] = values
         return out
 
-    def lookup_one(self, keys: dict[str, str], second: int) -> list[float]:
+    def lookup_one(self, keys: dict[str, str], second: int, names: tuple[str, ...] = NAMES) -> list[float]:
         """`lookup_keys` for one query (entity keys as `entity_key` makes them, its filing time in seconds), in
         Python floats: the same values, without the array setup that costs a one-row call more than the lookups."""
         g_n, g_fraud, g_revenue = self.global_labels.before_one(0, second)
         prior_rate = g_fraud / max(g_n, 1) if g_n > 0 else NAN
         prior_revenue = g_revenue / max(g_n, 1) if g_n > 0 else NAN
-        out = [NAN] * len(PROFILE_COLUMNS)
-        for e, name in enumerate(NAMES):
+        out = [NAN] * (len(names) * len(PROFILE_SUFFIXES))
+        for e, name in enumerate(names):
             if name not in keys or name not in self.entities:
                 continue
             entity, key = self.entities[name], keys[name]

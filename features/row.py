@@ -15,7 +15,7 @@ import pandas as pd
 from features import catalogue
 from features.build import MANIFEST_FIELDS, PASSTHROUGH, REGISTRY_FIELDS
 from features.context import ScoringContext
-from features.entities import MISSING
+from features.entities import MISSING, NAMES
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
 from features.prices import PriceBands
 from features.signals import SIGNALS, Inputs, number
@@ -49,10 +49,12 @@ def integrate_row(declaration: dict, context: ScoringContext) -> dict:
     return row
 
 
-def row_features(row: dict, bands: PriceBands, context: ScoringContext) -> dict:
+def row_features(row: dict, bands: PriceBands, context: ScoringContext, names: tuple[str, ...] = NAMES) -> dict:
     """`build_features` for one integrated declaration (from `integrate_row`): every model input by name
-    (categoricals as text, `MISSING` when absent; numerics as float), plus `price_reference_log` for reasons."""
-    inputs = Inputs(bands, context.profiles)
+    (categoricals as text, `MISSING` when absent; numerics as float), plus `price_reference_log` for reasons.
+    `names`: the entities whose profiles are looked up (`build_features`' `columns` as `profile_entities` reads
+    them)."""
+    inputs = Inputs(bands, context.profiles, names=names)
     categorical = set(catalogue.columns(categorical=True))
     features = {}
     for signal in SIGNALS:

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.entities import ENTITIES, entity_key, hs_level, hs_prefix
+from features.entities import ENTITIES, NAMES, entity_key, hs_level, hs_prefix
 from features.prices import PriceBands, log_ratio, log_unit_price
-from features.profiles import PROFILE_COLUMNS, ProfileIndex, to_seconds
+from features.profiles import ProfileIndex, profile_columns, to_seconds
 
 NAN = float("nan")
 LOG_AMOUNTS = ("declared_value", "net_mass_kg", "quantity")  # amounts the engineered model sees as log1p
@@ -33,6 +33,9 @@ class Inputs:
     bands: PriceBands
     profiles: ProfileIndex
     batch_first: dict[str, pd.Series] | None = None  # entity → key → earliest filing (s) in the whole batch
+    # the entities whose profiles are looked up (features/profiles.py `profile_entities`): scoring asks for its
+    # model's only, a lookup costing about as much per entity as the rest of the features together
+    names: tuple[str, ...] = NAMES
 
 
 @dataclass(frozen=True)
@@ -148,13 +151,14 @@ def _amounts_one(row: dict, inputs: Inputs) -> dict:
 
 
 def _profiles_batch(frame: pd.DataFrame, inputs: Inputs) -> pd.DataFrame:
-    return inputs.profiles.lookup(frame, inputs.batch_first)
+    return inputs.profiles.lookup(frame, inputs.batch_first, inputs.names)
 
 
 def _profiles_one(row: dict, inputs: Inputs) -> dict:
     when = to_seconds(np.array([np.datetime64(pd.Timestamp(row["declaration_date"]), "us")]))
-    keys = {e.name: entity_key(row, e) for e in ENTITIES}
-    return dict(zip(PROFILE_COLUMNS, inputs.profiles.lookup_one(keys, int(when[0])), strict=True))
+    keys = {e.name: entity_key(row, e) for e in ENTITIES if e.name in inputs.names}
+    return dict(zip(profile_columns(inputs.names), inputs.profiles.lookup_one(keys, int(when[0]), inputs.names),
+                    strict=True))
 
 
 SIGNALS: tuple[Signal, ...] = (

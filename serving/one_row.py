@@ -16,6 +16,7 @@ from catboost import Pool
 from features.context import ScoringContext
 from features.entities import MISSING
 from features.prices import PriceBands
+from features.profiles import profile_entities
 from features.row import integrate_row, row_features
 from serving.lanes import LanePolicy
 from serving.reasons import Explanation, explain_values
@@ -39,11 +40,11 @@ class RowsScored:
 
 def score_rows(model: RiskModel, context: ScoringContext, bands: PriceBands, declarations: list[dict]) -> RowsScored:
     """Each declaration's features as if it came alone; one model call for them all."""
-    categorical = set(model.categorical)
+    categorical, names = set(model.categorical), profile_entities(model.columns)
     rows, values = [], []
     for declaration in declarations:
         row = integrate_row(declaration, context)
-        features = row_features(row, bands, context)
+        features = row_features(row, bands, context, names)
         row["price_reference_log"] = features["price_reference_log"]
         rows.append(row)
         values.append([features.get(c, MISSING if c in categorical else math.nan) for c in model.columns])

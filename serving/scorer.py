@@ -193,7 +193,7 @@ class Scorer:
         frame = integrate(declarations.reset_index(drop=True), context=context,
                           batch_totals=None if batch is None else batch.bill_totals)
         features = build_features(frame, bands=self._bands(context), profiles=context.profiles, advance=advance,
-                                  batch_first=None if batch is None else batch.first_filed)
+                                  batch_first=None if batch is None else batch.first_filed, columns=self._read())
         X = self._model_input(features.X)
         pool = self.model.pool(X)  # built once: the scores' and the reasons' (a slice of it)
         risk, expected = self.model.predict_pool(pool)
@@ -216,6 +216,11 @@ class Scorer:
         usable = self.anomaly is not None and all(c in X.columns for c in self.anomaly.used)
         out[f"{SOURCE_PREFIX}anomaly"] = self.anomaly.score(X) if usable else np.nan
         return out
+
+    def _read(self) -> list[str]:
+        """The features scoring reads: the model's inputs, and the anomaly source's when targeting reads it."""
+        used = list(self.anomaly.used) if self.policy.targeting is not None and self.anomaly is not None else []
+        return [*self.model.columns, *used]
 
     def _bands(self, context: ScoringContext) -> PriceBands:
         """The model's own price bands; for a model without (the reference), the snapshot's."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,13 @@ class Rules(BaseModel):
     prohibited_hs_prefixes: list[str] = Field(default_factory=list)
     licensed_hs_prefixes: list[str] = Field(default_factory=list)
     embargoed_origins: list[str] = Field(default_factory=list)
+
+    @cached_property
+    def normalised(self) -> dict[str, list[str]]:
+        """Each list in the text normal form (features/intake/text.py), as declarations are compared to it; made
+        once per policy, not once per declaration. Empty when no rule is configured."""
+        listed = {name: [normalise(v) for v in values] for name, values in self.model_dump().items()}
+        return listed if any(listed.values()) else {}
 
 
 def capacity(rows: int, share: float) -> int:
@@ -125,11 +133,11 @@ def rule_hits(frame: pd.DataFrame, rules: Rules) -> pd.Series:
     Ids, codes and the lists are compared in the text normal form (features/intake/text.py), so ' IMP1', 'IMP\u200b1'
     and 'ＩＭＰ１' are all the listed IMP1, whether or not the frame came through ingest's parser."""
     hits = pd.Series("", index=frame.index, dtype="object")
-    if not any(rules.model_dump().values()):  # no rules configured
+    listed = rules.normalised
+    if not listed:  # no rules configured
         return hits
     shown = pd.DataFrame({c: normalise_text(frame[c].astype("str")) for c in ("importer_id", "hs_code", "origin_country")},
                          index=frame.index)
-    listed = {name: [normalise(v) for v in values] for name, values in rules.model_dump().items()}
     hs = shown["hs_code"]
     checks = [
         (shown["importer_id"].isin(listed["watchlist_importers"]), "importer {importer_id} is on the watch list"),
@@ -145,12 +153,11 @@ def rule_hits(frame: pd.DataFrame, rules: Rules) -> pd.Series:
 
 def rule_one(row: dict, rules: Rules) -> str:
     """`rule_hits` for one declaration (a dict, missing values as None)."""
-    listed = rules.model_dump()
-    if not any(listed.values()):
+    listed = rules.normalised
+    if not listed:
         return ""
     shown = {c: None if row.get(c) is None else normalise(str(row[c])) for c in ("importer_id", "hs_code", "origin_country")}
     importer, hs, origin = shown["importer_id"], shown["hs_code"], shown["origin_country"]
-    listed = {name: [normalise(v) for v in values] for name, values in listed.items()}
     if importer is not None and importer in listed["watchlist_importers"]:
         return f"importer {importer} is on the watch list"
     for name, template in (("prohibited_hs_prefixes", "HS {} is prohibited"),

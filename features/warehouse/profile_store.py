@@ -28,9 +28,9 @@ import pandas as pd
 from features.entities import ENTITIES, HS_LEVELS, MISSING, NAMES, Entity
 from features.profiles import (
     LABEL_LAG_DAYS,
-    PROFILE_COLUMNS,
     PROFILE_SUFFIXES,
     RECENT_DAYS,
+    profile_columns,
     smoothed_rate,
     to_seconds,
 )
@@ -135,20 +135,21 @@ class ProfileStore:
                 WINDOW w AS (PARTITION BY key ORDER BY t ROWS UNBOUNDED PRECEDING)""")
         return cls(con, entities)
 
-    def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+    def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None,
+               names: tuple[str, ...] = NAMES) -> pd.DataFrame:
         """PROFILE_COLUMNS for each query row (on the queries' index), from the labels and filings of the history
         strictly before its declaration_date: what `ProfileIndex(history).lookup(queries)` gives.
 
         A key not filed before a query is known from its earliest filing among `queries`, or, when the queries are
         a partition of a larger batch, from `batch_first` (entity name → earliest filing in int64 seconds per key,
         over the whole batch, as `first_filings` here or in features/profiles.py gives it; a partition's key
-        missing from it is a ValueError, as in `ProfileIndex.lookup`)."""
-        out = np.full((len(queries), len(PROFILE_COLUMNS)), np.nan)
+        missing from it is a ValueError, as in `ProfileIndex.lookup`). `names`: the entities to look up, as there."""
+        out = np.full((len(queries), len(names) * len(PROFILE_SUFFIXES)), np.nan)
         if not len(queries):
-            return pd.DataFrame(out, columns=PROFILE_COLUMNS, index=queries.index)
+            return pd.DataFrame(out, columns=profile_columns(names), index=queries.index)
         q_seconds = to_seconds(queries["declaration_date"].to_numpy())
         columns = set(queries.columns)
-        entities = [e for e in self.entities if _present(e, columns)]
+        entities = [e for e in self.entities if e.name in names and _present(e, columns)]
         self._register_queries(queries, q_seconds, entities)
         try:
             prior_rate, prior_revenue = self._priors(len(queries))
@@ -156,7 +157,7 @@ class ProfileStore:
                 first = None if batch_first is None else batch_first[entity.name]
                 totals, older, known_since = self._entity_totals(entity, len(queries), first)
                 n, hits = totals[:, 1], totals[:, 2]
-                e = NAMES.index(entity.name)
+                e = names.index(entity.name)
                 out[:, e * len(PROFILE_SUFFIXES):(e + 1) * len(PROFILE_SUFFIXES)] = np.column_stack([
                     smoothed_rate(hits, n, prior_rate),  # as features/profiles.py ProfileIndex.lookup_keys
                     smoothed_rate(hits - older[:, 2], n - older[:, 1], prior_rate),
@@ -166,7 +167,7 @@ class ProfileStore:
                 ])
         finally:
             self.con.execute(f"DROP TABLE IF EXISTS {_PREFIX}_queries")
-        return pd.DataFrame(out, columns=PROFILE_COLUMNS, index=queries.index, copy=False)
+        return pd.DataFrame(out, columns=profile_columns(names), index=queries.index, copy=False)
 
     def first_filings(self, queries: pd.DataFrame | str) -> dict[str, pd.Series]:
         """Each entity key's earliest filing (int64 seconds) among a batch: a frame, or the SQL selecting it (e.g.

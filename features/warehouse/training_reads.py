@@ -29,7 +29,9 @@ import pyarrow as pa
 
 from features.build import bill_totals, integrate, keyed
 from features.context import ScoringContext
+from features.entities import NAMES
 from features.prices import PriceBands
+from features.profiles import profile_columns
 from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT
 from features.warehouse.profile_store import ProfileStore, label_sql
 
@@ -48,12 +50,13 @@ class PartitionedProfiles:
     def __init__(self, store: ProfileStore, rows: int = PART_ROWS):
         self.store, self.rows = store, rows
 
-    def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+    def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None,
+               names: tuple[str, ...] = NAMES) -> pd.DataFrame:
         """`ProfileStore.lookup`, in parts. The queries are rows of the history the store indexes, so each key's
         first filing is the store's own: no batch is needed across the parts (`batch_first` is passed on as given)."""
         if len(queries) <= self.rows:
-            return self.store.lookup(queries, batch_first)
-        return pd.concat([self.store.lookup(queries.iloc[start:start + self.rows], batch_first)
+            return self.store.lookup(queries, batch_first, names)
+        return pd.concat([self.store.lookup(queries.iloc[start:start + self.rows], batch_first, names)
                           for start in range(0, len(queries), self.rows)])
 
 
@@ -64,10 +67,12 @@ class LookedUp:
     def __init__(self, table: pd.DataFrame):
         self.table = table
 
-    def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None) -> pd.DataFrame:
+    def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None,
+               names: tuple[str, ...] = NAMES) -> pd.DataFrame:
         if len(queries) != len(self.table):
             raise ValueError(f"profiles were looked up for {len(self.table):,} rows, not {len(queries):,}")
-        return self.table.set_axis(queries.index)
+        table = self.table if names == NAMES else self.table[profile_columns(names)]
+        return table.set_axis(queries.index)
 
 
 class TrainingReader:

@@ -36,6 +36,7 @@ def serve(
 
     from flows.orchestration import api_workers
     from serving.api import server_config
+    from serving.api.workers import claim
     from serving.api.workers import run as serve_workers
 
     try:
@@ -50,6 +51,7 @@ def serve(
             raise typer.Exit(2)
         typer.echo(f"aduana: warning: serving scoring on {host} with no ADUANA_API_KEY: anyone who can reach it "
                    "can score declarations", err=True)
+    claim(host, port)  # a taken port fails here, not after the app (the warehouse's snapshot) is built
     options = {"policy": str(policy) if policy else None, "max_items": max_items,
                "mapping": str(mapping) if mapping else None}
     where = f"on http://{host}:{port} (docs: /docs, analysts' page: /ui), decisions logged to {rt.oplog.where}"

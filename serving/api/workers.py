@@ -13,6 +13,7 @@ and to hold it while workers restart; a socket in the group that listens nowhere
 `python -m serving.api.workers APP PORT WORKERS` serves an app factory this way (tests and benchmarks)."""
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import signal
@@ -22,6 +23,8 @@ import threading
 import time
 
 import uvicorn
+
+from features.errors import UserError
 
 log = logging.getLogger("uvicorn.error")
 RESTART_PAUSE_S = 1.0
@@ -43,6 +46,25 @@ def listener(host: str, port: int, listen: bool = True) -> socket.socket:
         sock.listen(2048)
     sock.set_inheritable(False)
     return sock
+
+
+def claim(host: str, port: int) -> None:
+    """Fail now, with a clear error, when host:port cannot be served: another server listens there (this one's
+    workers would otherwise join its SO_REUSEPORT group and share its connections), or the address is not this
+    machine's. Checked before the app is built, which at national volume takes seconds."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise UserError(f"cannot serve on {host}:{port}: {exc.strerror}") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a closed connection's TIME_WAIT is no owner
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            taken = exc.errno == errno.EADDRINUSE
+            raise UserError(f"cannot serve on {host}:{port}: " + (
+                "the port is in use by another process (choose another with --port, or stop that one)" if taken
+                else exc.strerror or str(exc))) from None
 
 
 def _worker(config: uvicorn.Config) -> None:

@@ -80,7 +80,8 @@ class _NoProfiles:
     """Stands in for a ProfileIndex when the week's shared features are built: profiles differ per policy, so
     none is looked up here; `with_profiles` adds each policy's."""
 
-    def lookup(self, queries: pd.DataFrame, batch_first: dict | None = None) -> pd.DataFrame:  # noqa: ARG002
+    def lookup(self, queries: pd.DataFrame, batch_first: dict | None = None,  # noqa: ARG002
+               names: tuple[str, ...] = ()) -> pd.DataFrame:  # noqa: ARG002
         return pd.DataFrame(index=queries.index)
 
 

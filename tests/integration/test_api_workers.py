@@ -86,3 +86,23 @@ def test_an_app_that_cannot_start_stops_the_supervisor():
         with contextlib.suppress(ProcessLookupError):
             os.killpg(supervisor.pid, signal.SIGKILL)
         supervisor.wait()
+
+
+def test_a_taken_port_is_refused_before_anything_is_built_with_a_clear_error():
+    """A port another process listens on: `claim` says so (a UserError: the CLI prints one line), where the
+    workers' SO_REUSEPORT sockets would otherwise have joined that process's group; a free port passes."""
+    import socket
+
+    from features.errors import UserError
+    from serving.api.workers import claim
+
+    port = free_port()
+    claim("127.0.0.1", port)  # free: no error
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # as a worker of another `aduana serve` binds it
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        with pytest.raises(UserError, match=rf"127\.0\.0\.1:{port}: the port is in use by another process"):
+            claim("127.0.0.1", port)
+    with pytest.raises(UserError, match="cannot serve on no-such-host.invalid"):
+        claim("no-such-host.invalid", port)

@@ -183,6 +183,24 @@ def test_the_one_declaration_path_gives_build_features_values(scorer, world):
     assert checked == 200
 
 
+def test_scoring_looks_up_only_the_profiles_its_model_reads_and_gets_the_same_inputs(scorer, world):
+    """Scoring builds the entity profiles of its model's columns only: the model's inputs are those of every
+    feature built, value for value, and the other entities' profile columns are not computed at all."""
+    from features.build import build_features, integrate
+    from features.profiles import PROFILE_COLUMNS, profile_columns
+
+    model, context = scorer.model, scorer.context()
+    frame = integrate(world.declarations.tail(500).reset_index(drop=True), context=context)
+    everything = build_features(frame, bands=model.price_bands, profiles=context.profiles).X
+    # a model that reads the importer's profile and no other entity's
+    columns = [c for c in model.columns if c not in PROFILE_COLUMNS or c.startswith("importer_hit")]
+    read = build_features(frame, bands=model.price_bands, profiles=context.profiles, columns=columns).X
+    assert set(read.columns) & set(PROFILE_COLUMNS) == set(profile_columns(("importer",)))
+    pd.testing.assert_frame_equal(read[columns], everything[columns], check_exact=True)
+    _, X, _ = scorer._scores(world.declarations.tail(500))  # the scorer's own model's inputs
+    pd.testing.assert_frame_equal(X, everything[model.columns], check_exact=True)
+
+
 EDGE_AMOUNTS = [0.0, 5e-324, 2.2250738585072014e-308, 1e-300, 1.0, 2.0, 1e300, 1e308, 1.7976931348623157e308]
 
 

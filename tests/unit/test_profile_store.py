@@ -178,3 +178,26 @@ def test_no_queries_give_an_empty_block():
     h = _history()
     p = _store(h).lookup(h.iloc[:0])
     assert list(p.columns) == PROFILE_COLUMNS and p.empty
+
+
+def test_a_subset_of_entities_gives_those_entities_columns_exactly(history: pd.DataFrame, future: pd.DataFrame):
+    """Scoring looks up only the entities its model reads (features/profiles.py `profile_entities`): each path, the
+    index large and small, one row, and the store, gives the full lookup's values for those columns, and no other."""
+    from features.entities import ENTITIES, entity_key
+    from features.profiles import profile_columns, profile_entities, to_seconds
+
+    names = profile_entities(["hs_code", "importer_heading_volume", "exporter_origin_hit_rate_90d", "office_id"])
+    assert names == ("importer_heading", "exporter_origin")
+    wanted = profile_columns(names)
+    index = ProfileIndex(history)
+    full = index.lookup(future)
+    queries = pd.concat([future] * 12)  # past SORT_NEEDLES: the sorted path
+    for subset in (index.lookup(future, names=names), index.lookup(queries, names=names).iloc[:len(future)],
+                   _store(history).lookup(future, names=names)):
+        assert list(subset.columns) == wanted
+        pd.testing.assert_frame_equal(subset, full[wanted], check_exact=False, rtol=1e-12)
+    row = future.iloc[7].where(future.iloc[7].notna(), None).to_dict()
+    seconds = int(to_seconds(np.array([future["declaration_date"].iloc[7]]))[0])
+    one = index.lookup_one({e.name: entity_key(row, e) for e in ENTITIES if e.name in names}, seconds, names)
+    assert np.allclose(one, full[wanted].iloc[7].to_numpy(), equal_nan=True, rtol=1e-12)
+    assert profile_entities(None) == tuple(e.name for e in ENTITIES) and profile_entities(["hs_code"]) == ()
