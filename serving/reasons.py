@@ -12,7 +12,6 @@ which the decision log keeps beside the decision: what the deciding model said, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 
@@ -214,10 +213,23 @@ def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: 
         return Explanation([], [], math.nan)
     shap = shap_values(model.classifier, model.pool(X) if pool is None else pool)
     leading = _leading(shap, top_contributions)
-    # Python values in bulk (indexing numpy per cell costs more than the rest), for the columns some row shows only.
-    inputs = {j: X[model.columns[j]].to_numpy().tolist() for j in np.unique(leading).tolist()}
     columns = _Columns(context, X)
-    return _explained(model, shap, leading, [_Row(columns, i) for i in range(len(X))], lambda i, j: inputs[j][i], top)
+    return _explained(model, shap, leading, [_Row(columns, i) for i in range(len(X))], _texts(model, X, leading), top)
+
+
+def _texts(model: RiskModel, X: pd.DataFrame, leading: np.ndarray) -> list[list[str | None]]:
+    """`feature_value_text` of each row's leading features' inputs (rows x leading), a column at a time: each
+    column's cells that some row shows, gathered and converted in one pass."""
+    out = np.empty(leading.shape, dtype=object)
+    for j in np.unique(leading).tolist():
+        rows, at = np.nonzero(leading == j)
+        values = X[model.columns[j]].to_numpy()[rows]
+        if values.dtype == np.float64:
+            shown = [None if v != v else f"{v:.6g}" for v in values.tolist()]  # NaN: the value unequal to itself
+        else:
+            shown = [feature_value_text(v) for v in values.tolist()]
+        out[rows, at] = shown
+    return out.tolist()
 
 
 def explain_values(model: RiskModel, pool: Pool, values: list[list], rows: list[dict], top: int = TOP_REASONS,
@@ -229,7 +241,9 @@ def explain_values(model: RiskModel, pool: Pool, values: list[list], rows: list[
     shap = shap_values(model.classifier, pool)
     positions = {c: j for j, c in enumerate(model.columns)}
     readable = [_Values(positions, v, r) for v, r in zip(values, rows, strict=True)]
-    return _explained(model, shap, _leading(shap, top_contributions), readable, lambda i, j: values[i][j], top)
+    leading = _leading(shap, top_contributions)
+    texts = [[feature_value_text(row[j]) for j in features] for row, features in zip(values, leading.tolist(), strict=True)]
+    return _explained(model, shap, leading, readable, texts, top)
 
 
 def _leading(shap: np.ndarray, top_contributions: int) -> np.ndarray:
@@ -237,10 +251,10 @@ def _leading(shap: np.ndarray, top_contributions: int) -> np.ndarray:
     return np.argsort(-np.abs(shap[:, :-1]), axis=1, kind="stable")[:, :top_contributions]
 
 
-def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: list, value: Callable[[int, int], object],
+def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: list, texts: list[list[str | None]],
                top: int) -> Explanation:
     """The reasons and contributions of SHAP values (`shap`, with the base value last); `rows[i]` reads row i's
-    values for the sentences, `value(i, j)` row i's input to model column j."""
+    values for the sentences, `texts[i][k]` is row i's input to its k-th leading feature as text."""
     base, shap = float(shap[0, -1]), shap[:, :-1]
     columns = model.columns
     member_family = [family_of(c) for c in columns]
@@ -250,14 +264,14 @@ def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: li
     strongest = np.column_stack([m[np.argmax(shap[:, m], axis=1)] for m in members])  # the leading feature
     order = np.argsort(-by_family, axis=1, kind="stable")
     sizes = np.take_along_axis(shap, leading, axis=1).tolist()
+    names = np.array(columns, dtype=object)[leading].tolist()
+    kinds = np.array(member_family, dtype=object)[leading].tolist()
     reasons, contributions = [], []
-    for i, (features, values) in enumerate(zip(leading.tolist(), sizes, strict=True)):
-        row = rows[i]
+    for i, row in enumerate(rows):
         said = (sentence(families[j], columns[strongest[i, j]], row) for j in order[i] if by_family[i, j] > 0)
         reasons.append(list(islice(filter(None, said), top)))  # a family with nothing defensible gives way
-        contributions.append([{"feature": columns[j], "family": member_family[j],
-                               "value": feature_value_text(value(i, j)), "contribution": size}
-                              for j, size in zip(features, values, strict=True)])
+        contributions.append([{"feature": name, "family": kind, "value": text, "contribution": size}
+                              for name, kind, text, size in zip(names[i], kinds[i], texts[i], sizes[i], strict=True)])
     return Explanation(reasons, contributions, base)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from catboost import Pool
 
 from features.build import build_features, integrate
+from features.collector import collector_paused
 from features.context import BatchState, ScoringContext
 from features.entities import MISSING
 from features.novelty import NOVELTY_COLUMNS
@@ -241,11 +242,12 @@ class Scorer:
         told as the features and scores, the lanes and the reasons are done."""
         what = f"scoring {len(declarations):,} declarations"
         advance(what, 0, 3)
-        scored = self._scored(declarations, advance)
-        advance(what, 1, 3)
-        lanes = allocate(pd.concat([scored.frame, scored.scores], axis=1), self.policy, self.bandit())
-        advance(what, 2, 3)
-        output = self._output(scored, lanes, explain_lanes)
+        with collector_paused():
+            scored = self._scored(declarations, advance)
+            advance(what, 1, 3)
+            lanes = allocate(pd.concat([scored.frame, scored.scores], axis=1), self.policy, self.bandit())
+            advance(what, 2, 3)
+            output = self._output(scored, lanes, explain_lanes)
         advance(what, 3, 3)
         return output
 
@@ -284,8 +286,9 @@ class Scorer:
                         context: ScoringContext | None = None) -> pd.DataFrame:
         """A partition of a batch scored in partitions (serving/partitions.py): its scores, beside the columns lane
         allocation reads, for lanes allocated over the whole batch."""
-        frame, _, scores = self._scores(declarations, batch=batch, context=context)
-        return pd.concat([frame[[c for c in ALLOCATION_COLUMNS if c in frame]], scores], axis=1)
+        with collector_paused():
+            frame, _, scores = self._scores(declarations, batch=batch, context=context)
+            return pd.concat([frame[[c for c in ALLOCATION_COLUMNS if c in frame]], scores], axis=1)
 
     def explain_partition(self, declarations: pd.DataFrame, scored: pd.DataFrame, batch: BatchState,
                           explain_lanes: tuple[str, ...] = (RED, YELLOW),
@@ -295,10 +298,11 @@ class Scorer:
         explained rows only."""
         chosen = scored["lane"].isin(explain_lanes).to_numpy()
         explained = Explanation([], [], np.nan)
-        if chosen.any():
-            frame, X, _ = self._scores(declarations[chosen], batch=batch, context=context)
-            explained = explanations(self.model, X, frame)
-        return self._assemble(scored["declaration_id"].to_numpy(), scored, scored, chosen, explained)
+        with collector_paused():
+            if chosen.any():
+                frame, X, _ = self._scores(declarations[chosen], batch=batch, context=context)
+                explained = explanations(self.model, X, frame)
+            return self._assemble(scored["declaration_id"].to_numpy(), scored, scored, chosen, explained)
 
     def _output(self, scored: _Scored, lanes: pd.DataFrame, explain_lanes: tuple[str, ...]) -> pd.DataFrame:
         chosen = lanes["lane"].isin(explain_lanes).to_numpy()

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache, cached_property
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import numpy as np
 
 ZERO_APPROX = 1e-9  # CatBoost's own test for a leaf value that is not zero (see training/explainer.py)
 _CHUNK = 16  # up to this many rows, summed at once (rows x trees x features doubles, a few MB)
+_ROWS = 8192  # more rows go tree by tree in parts of this many (measured: 3 times faster than all rows at once)
 
 
 class LeafShap:
@@ -89,19 +92,35 @@ class LeafShap:
         Each row's values are its trees' table rows added in tree order, so a row gets the same bits alone or in a
         batch: a few rows sum their gathered table rows at once, many rows go tree by tree over the features each
         tree touches (adding a zero changes nothing)."""
-        leaves = np.atleast_2d(np.asarray(leaves, dtype=np.int64))
+        leaves = np.atleast_2d(np.asarray(leaves))  # CatBoost's uint32 as it is: no copy of rows x trees
+        if not np.issubdtype(leaves.dtype, np.integer):
+            leaves = leaves.astype(np.int64)
         out = np.empty((len(leaves), self.n_features + 1))
         if len(leaves) <= _CHUNK:
             out[:, :-1] = self.table[leaves + self.offsets].sum(axis=1)
         else:
-            by_feature = np.zeros((self.n_features, len(leaves)))  # a feature's values contiguous
-            for tree, parts in enumerate(self.touched):
-                at = leaves[:, tree]
-                for feature, values in parts:
-                    by_feature[feature] += values[at]
-            out[:, :-1] = by_feature.T
+            def part(start: int) -> None:
+                out[start:start + _ROWS, :-1] = self._summed(leaves[start:start + _ROWS]).T
+
+            starts = range(0, len(leaves), _ROWS)
+            if len(starts) == 1:
+                part(0)
+            else:  # numpy lets go of the GIL while it gathers and adds: the parts run on every core
+                with ThreadPoolExecutor(min(len(starts), os.cpu_count() or 1)) as pool:
+                    list(pool.map(part, starts))
         out[:, -1] = self.base
         return out
+
+    def _summed(self, leaves: np.ndarray) -> np.ndarray:
+        """features x rows: the rows' values tree by tree over the features each tree touches, a part of rows small
+        enough that its running sums stay in the processor's cache, its leaves one contiguous row per tree."""
+        by_tree = np.ascontiguousarray(leaves.T)
+        by_feature = np.zeros((self.n_features, len(leaves)))  # a feature's values contiguous
+        for tree, parts in enumerate(self.touched):
+            at = by_tree[tree]
+            for feature, values in parts:
+                by_feature[feature] += values[at]
+        return by_feature
 
     @cached_property
     def touched(self) -> list[list[tuple[int, np.ndarray]]]:

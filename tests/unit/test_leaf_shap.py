@@ -108,6 +108,19 @@ def test_one_row_and_leaf_indexes_give_the_same_values(classifier, data):
     np.testing.assert_allclose(shap.from_leaves(leaves[57]), shap.values(one), rtol=0, atol=1e-12)
 
 
+def test_rows_in_parts_and_threads_get_the_bits_they_get_in_one_part(classifier, data):
+    """More rows than a part (`_ROWS`) are summed a part at a time on several threads: each row's values are
+    those it gets among a few rows, bit for bit, wherever the parts cut."""
+    from training.leaf_shap import _ROWS
+
+    model = explainer(classifier)
+    shap = LeafShap.of(model)
+    leaves = model.calc_leaf_indexes(data[3])
+    many = np.tile(leaves, (2 * _ROWS // len(leaves) + 2, 1))[:2 * _ROWS + 37]
+    assert len(many) > 2 * _ROWS
+    np.testing.assert_array_equal(shap.from_leaves(many), np.tile(shap.from_leaves(leaves), (len(many) // len(leaves) + 1, 1))[:len(many)])
+
+
 def test_regressor_matches_catboost(data):
     frame, _, score, pool = data
     regressor = CatBoostRegressor(iterations=40, depth=5, **FIT).fit(frame, score, cat_features=CATS)
