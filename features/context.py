@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import bill_totals, empty_declarations, integrate, keyed
+from features.entities import NAMES
 from features.novelty import NoveltyIndex
 from features.prices import PriceBands
 from features.profiles import ProfileIndex, first_filings
@@ -67,11 +68,13 @@ class ScoringContext:
         return {"manifests": Records(self.manifests), "traders": Records(self.traders),
                 "bill_totals": Records(self.bill_totals)}
 
-    def index_rows(self) -> ScoringContext:
+    def index_rows(self, names: tuple[str, ...] = NAMES) -> ScoringContext:
         """Build now the hash tables the one-row path looks up in (pandas builds an index's on its first lookup:
-        ~250 ms at a million rows, which the first real-time call would otherwise pay)."""
+        ~250 ms at a million rows, which the first real-time call would otherwise pay), and the profile indexes
+        of the entities `names` (the scorer's model's: another entity's is built on its first lookup)."""
         indexes = [r.index for r in self.records.values() if r.index is not None] + [self.known_ids]
-        indexes += [e.vocabulary for e in getattr(self.profiles, "entities", {}).values()]
+        if isinstance(self.profiles, ProfileIndex):
+            indexes += [e.vocabulary for e in self.profiles.entities_of(names).values()]
         for index in indexes:
             if len(index):
                 index.get_indexer(index[:1])

@@ -8,6 +8,7 @@ Rates are smoothed towards the global hit rate known at d (a Bayesian prior wort
 """
 from __future__ import annotations
 
+import threading
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cached_property
@@ -163,22 +164,51 @@ class ProfileIndex:
     def __init__(self, history: pd.DataFrame, filings: ProfileIndex | None = None):
         assumed = history["declaration_date"] + pd.Timedelta(days=LABEL_LAG_DAYS)
         control = history["control_date"].fillna(assumed) if "control_date" in history else assumed
-        history = history.assign(control_date=control)
-        keys = entity_keys(history)
-        self.global_labels = _label_totals(history, np.zeros(len(history), dtype="int64"))
-        self.entities: dict[str, _Entity] = {}
+        self._history = history.assign(control_date=control)
+        self._filings = filings
+        self.global_labels = _label_totals(self._history, np.zeros(len(history), dtype="int64"))
+        self._built: dict[str, _Entity | None] = {}
+        self._lock = threading.Lock()
+
+    def entities_of(self, names: tuple[str, ...]) -> dict[str, _Entity]:
+        """The named entities' indexes, each built on its first use (the missing ones in one pass over the
+        history): a scorer whose model reads three entities' profiles indexes those three. An entity the history
+        cannot identify (its columns absent) has none."""
+        if any(name not in self._built for name in names):
+            with self._lock:  # the API's threads: one builds, the others wait for it
+                missing = tuple(name for name in names if name not in self._built)
+                if missing:
+                    self._build(missing)
+        return {name: entity for name in names if (entity := self._built[name]) is not None}
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}  # a lock does not pickle
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
+
+    @property
+    def entities(self) -> dict[str, _Entity]:
+        """Every entity's index (built now where not yet)."""
+        return self.entities_of(NAMES)
+
+    def _build(self, names: tuple[str, ...]) -> None:
+        history = self._history
+        keys = entity_keys(history, names)
         dates = history["declaration_date"].to_numpy()
-        for name, key in keys.items():
-            if filings is not None:
-                if name in filings.entities:
-                    shared = filings.entities[name]
+        for name in names:
+            key, entity = keys.get(name), None
+            if key is not None and self._filings is not None:
+                shared = self._filings.entities_of((name,)).get(name)
+                if shared is not None:
                     labels = _label_totals(history, shared.vocabulary.get_indexer(key))
-                    self.entities[name] = _Entity(shared.vocabulary, labels, shared.filings)
-                continue
-            vocabulary = pd.Index(pd.unique(key))
-            codes = vocabulary.get_indexer(key)
-            self.entities[name] = _Entity(vocabulary, _label_totals(history, codes),
-                                          _Totals(codes, dates, {"filings": np.ones(len(key))}))
+                    entity = _Entity(shared.vocabulary, labels, shared.filings)
+            elif key is not None:
+                vocabulary = pd.Index(pd.unique(key))
+                codes = vocabulary.get_indexer(key)
+                entity = _Entity(vocabulary, _label_totals(history, codes),
+                                 _Totals(codes, dates, {"filings": np.ones(len(key))}))
+            self._built[name] = entity
 
     def lookup(self, queries: pd.DataFrame, batch_first: dict[str, pd.Series] | None = None,
                names: tuple[str, ...] = NAMES) -> pd.DataFrame:
@@ -203,10 +233,11 @@ class ProfileIndex:
         prior_rate = np.where(known, g[:, 1] / np.maximum(g[:, 0], 1), np.nan)
         prior_revenue = np.where(known, g[:, 2] / np.maximum(g[:, 0], 1), np.nan)
         out = np.full((n_queries, len(names) * len(PROFILE_SUFFIXES)), np.nan)  # one block: no frame assembly
+        entities = self.entities_of(names)
         for e, name in enumerate(names):
-            if name not in keys or name not in self.entities:  # the entity cannot be identified: unknown profile
+            if name not in keys or name not in entities:  # the entity cannot be identified: unknown profile
                 continue
-            entity, key = self.entities[name], keys[name]
+            entity, key = entities[name], keys[name]
             codes = _codes(entity.vocabulary, key)
             total, older = entity.labels.before(codes, q_seconds), entity.labels.before(codes, q_seconds, RECENT_DAYS)
             volume = entity.filings.before(codes, q_seconds)[:, 0]
@@ -242,10 +273,11 @@ class ProfileIndex:
         # column-major: each entity's columns are scattered back one column at a time, and a column is then one
         # stretch of memory (twice as fast as rows 77 values apart); pandas keeps a frame's columns that way too
         out = np.full((n_queries, len(names) * len(PROFILE_SUFFIXES)), np.nan, order="F")
+        entities = self.entities_of(names)
         for e, name in enumerate(names):
-            if name not in keys or name not in self.entities:
+            if name not in keys or name not in entities:
                 continue
-            entity, key = self.entities[name], keys[name]
+            entity, key = entities[name], keys[name]
             codes = _codes(entity.vocabulary, key)
             order = _by_code(codes, by_time)
             codes, seconds = codes[order], q_seconds[order]
@@ -278,10 +310,11 @@ class ProfileIndex:
         prior_rate = g_fraud / max(g_n, 1) if g_n > 0 else NAN
         prior_revenue = g_revenue / max(g_n, 1) if g_n > 0 else NAN
         out = [NAN] * (len(names) * len(PROFILE_SUFFIXES))
+        entities = self.entities_of(names)
         for e, name in enumerate(names):
-            if name not in keys or name not in self.entities:
+            if name not in keys or name not in entities:
                 continue
-            entity, key = self.entities[name], keys[name]
+            entity, key = entities[name], keys[name]
             code = _code(entity.vocabulary, key)
             n, hits, revenue = entity.labels.before_one(code, second)
             old_n, old_hits, _ = entity.labels.before_one(code, second, RECENT_DAYS)

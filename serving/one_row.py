@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 
 from catboost import Pool
 
@@ -40,7 +41,7 @@ class RowsScored:
 
 def score_rows(model: RiskModel, context: ScoringContext, bands: PriceBands, declarations: list[dict]) -> RowsScored:
     """Each declaration's features as if it came alone; one model call for them all."""
-    categorical, names = set(model.categorical), profile_entities(model.columns)
+    categorical, names = set(model.categorical), _profiles_read(tuple(model.columns))
     rows, values = [], []
     for declaration in declarations:
         row = integrate_row(declaration, context)
@@ -51,6 +52,12 @@ def score_rows(model: RiskModel, context: ScoringContext, bands: PriceBands, dec
     pool = model.values_pool(values)
     risk, expected = model.predict_pool(pool)
     return RowsScored(rows, values, pool, risk.tolist(), expected.tolist())
+
+
+@lru_cache(maxsize=8)
+def _profiles_read(columns: tuple[str, ...]) -> tuple[str, ...]:
+    """`profile_entities` of a model's columns, worked out once per model rather than per call."""
+    return profile_entities(list(columns))
 
 
 def answers(model: RiskModel, version: str | None, policy: LanePolicy, thresholds: Thresholds | None,

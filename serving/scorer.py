@@ -21,6 +21,7 @@ from features.context import BatchState, ScoringContext
 from features.entities import MISSING
 from features.novelty import NOVELTY_COLUMNS
 from features.prices import PriceBands
+from features.profiles import profile_entities
 from features.progress import Advance, quiet
 from features.warehouse import (
     WAREHOUSE_ERRORS,
@@ -66,8 +67,10 @@ class _Scored:
     pool: Pool
 
 
-def _scoring_context(tables: Tables) -> ScoringContext:
-    return ScoringContext.from_tables(tables.declarations, tables.manifests, tables.traders).index_rows()
+def _scoring_context(tables: Tables, names: tuple[str, ...]) -> ScoringContext:
+    """The snapshot's context, with the profile indexes of the entities `names` built now (the others are built on
+    their first lookup)."""
+    return ScoringContext.from_tables(tables.declarations, tables.manifests, tables.traders).index_rows(names)
 
 
 class ModelSource(Protocol):
@@ -101,7 +104,8 @@ class Scorer:
     _snapshot: Refreshing[ScoringContext] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._snapshot = Refreshing(read_tables, build=_scoring_context, version=snapshot_version)
+        self._snapshot = Refreshing(read_tables, build=lambda tables: _scoring_context(tables, self._profiles_read()),
+                                    version=snapshot_version)
 
     def refresh_model(self, force: bool = False) -> None:
         """Pick up a new champion without a restart, checking once per reload slot (`reload_slot`)."""
@@ -222,6 +226,10 @@ class Scorer:
         """The features scoring reads: the model's inputs, and the anomaly source's when targeting reads it."""
         used = list(self.anomaly.used) if self.policy.targeting is not None and self.anomaly is not None else []
         return [*self.model.columns, *used]
+
+    def _profiles_read(self) -> tuple[str, ...]:
+        """The entities whose profiles scoring reads (none before a champion is loaded)."""
+        return profile_entities(self._read()) if self.model is not None else ()
 
     def _bands(self, context: ScoringContext) -> PriceBands:
         """The model's own price bands; for a model without (the reference), the snapshot's."""

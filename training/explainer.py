@@ -21,22 +21,28 @@ from catboost import CatBoostClassifier, Pool
 from training.leaf_shap import LeafShap
 
 ZERO_APPROX = 1e-9  # CatBoost's own test for a leaf value that is not zero
-_EXPLAINERS: dict[int, tuple[CatBoostClassifier, CatBoostClassifier]] = {}  # by the classifier's id, a few at most
+_EXPLAINERS: dict[int, list] = {}  # by the classifier's id, a few at most: [classifier, explainer, its JSON or None]
 _TABLES: dict[int, tuple[CatBoostClassifier, LeafShap | None]] = {}
 _LOCK = threading.Lock()
 
 
 def explainer(classifier: CatBoostClassifier) -> CatBoostClassifier:
     """The classifier to compute SHAP values with (itself when every leaf with a value has a weight)."""
+    return _explainer(classifier)[0]
+
+
+def _explainer(classifier: CatBoostClassifier) -> tuple[CatBoostClassifier, dict | None]:
+    """`explainer`, and the JSON it was loaded from when it had to be made (None once read, or when it is the
+    classifier itself): its SHAP tables are read from that JSON, not from another export of the model."""
     with _LOCK:
         found = _EXPLAINERS.get(id(classifier))
         if found is not None and found[0] is classifier:
-            return found[1]
-        made = _weighted(classifier)
+            return found[1], found[2]
+        made, spec = _weighted(classifier)
         if len(_EXPLAINERS) >= 4:
             _EXPLAINERS.pop(next(iter(_EXPLAINERS)))
-        _EXPLAINERS[id(classifier)] = (classifier, made)
-        return made
+        _EXPLAINERS[id(classifier)] = [classifier, made, spec]
+        return made, spec
 
 
 def leaf_shap(classifier: CatBoostClassifier) -> LeafShap | None:
@@ -46,7 +52,11 @@ def leaf_shap(classifier: CatBoostClassifier) -> LeafShap | None:
         found = _TABLES.get(id(classifier))
         if found is not None and found[0] is classifier:
             return found[1]
-    made = LeafShap.of(explainer(classifier))
+    model, spec = _explainer(classifier)
+    made = LeafShap.of(model, spec)
+    with _LOCK:
+        if (entry := _EXPLAINERS.get(id(classifier))) is not None and entry[0] is classifier:
+            entry[2] = None  # a model's whole JSON is large: not kept once its tables are made
     with _LOCK:
         if len(_TABLES) >= 4:
             _TABLES.pop(next(iter(_TABLES)))
@@ -63,12 +73,12 @@ def shap_values(classifier: CatBoostClassifier, pool: Pool) -> np.ndarray:
     return explainer(classifier).get_feature_importance(pool, type="ShapValues")
 
 
-def _weighted(classifier: CatBoostClassifier) -> CatBoostClassifier:
+def _weighted(classifier: CatBoostClassifier) -> tuple[CatBoostClassifier, dict | None]:
     weights = np.asarray(classifier.get_leaf_weights())
     dimension = np.asarray(classifier.get_leaf_values()).size // max(len(weights), 1)  # values per leaf
     values = np.abs(np.asarray(classifier.get_leaf_values())).reshape(len(weights), dimension).sum(axis=1)
     if not ((weights == 0) & (values >= ZERO_APPROX)).any():
-        return classifier
+        return classifier, None
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.json"
         classifier.save_model(str(path), format="json")
@@ -79,4 +89,4 @@ def _weighted(classifier: CatBoostClassifier) -> CatBoostClassifier:
                 if weight == 0 and sum(abs(v) for v in leaf_values[leaf * dimension:(leaf + 1) * dimension]) >= ZERO_APPROX:
                     tree["leaf_weights"][leaf] = 1.0
         path.write_text(json.dumps(model))
-        return CatBoostClassifier().load_model(str(path), format="json")
+        return CatBoostClassifier().load_model(str(path), format="json"), model

@@ -48,12 +48,14 @@ class LeafShap:
         self.n_features = n_features
 
     @classmethod
-    def of(cls, model) -> LeafShap | None:
-        """The tables of a fitted CatBoostClassifier or CatBoostRegressor, or None where they would not be exact."""
-        with tempfile.TemporaryDirectory() as folder:
-            path = Path(folder) / "model.json"
-            model.save_model(str(path), format="json")
-            spec = json.loads(path.read_text())
+    def of(cls, model, spec: dict | None = None) -> LeafShap | None:
+        """The tables of a fitted CatBoostClassifier or CatBoostRegressor, or None where they would not be exact.
+        `spec`: the model's JSON export, where the caller already holds it."""
+        if spec is None:
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / "model.json"
+                model.save_model(str(path), format="json")
+                spec = json.loads(path.read_text())
         trees = spec.get("oblivious_trees")
         if not trees or spec.get("trees"):
             return None  # non-symmetric trees
