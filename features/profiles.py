@@ -364,11 +364,11 @@ def _indexer(index: pd.Index, keys: np.ndarray) -> np.ndarray:
     return index.get_indexer(keys)
 
 
-def first_filings(frame: pd.DataFrame) -> dict[str, pd.Series]:
+def first_filings(frame: pd.DataFrame, names: tuple[str, ...] = NAMES) -> dict[str, pd.Series]:
     """Each entity key's earliest filing (seconds) among `frame`'s declarations: what `lookup` reads of a batch
-    across its rows, computed once for a batch scored in partitions."""
+    across its rows, computed once for a batch scored in partitions (for the entities `names`)."""
     seconds = pd.Series(to_seconds(frame["declaration_date"].to_numpy()))
-    return {name: seconds.groupby(key, sort=False).min() for name, key in entity_keys(frame).items()}
+    return {name: seconds.groupby(key, sort=False).min() for name, key in entity_keys(frame, names).items()}
 
 
 def _first_of(first: pd.Series, key: np.ndarray) -> np.ndarray:

@@ -69,9 +69,10 @@ class PartitionRun:
         return {"bills": str(self.folder / "batch-bills.parquet"),
                 **{name: str(self.folder / f"batch-first-{name}.parquet") for name in self.meta["entities"]}}
 
-    def add(self, i: int, chunk: Chunk, snapshot: dict[str, str]) -> list[str]:
-        """Lay out chunk i: its rows, and its share of the batch-wide tables (settled by `settle`). Returns the
-        entities whose first filings it holds."""
+    def add(self, i: int, chunk: Chunk, snapshot: dict[str, str], names: tuple[str, ...]) -> list[str]:
+        """Lay out chunk i: its rows, and its share of the batch-wide tables (settled by `settle`), for the
+        entities `names` (those the scorer reads the profiles of). Returns the entities whose first filings it
+        holds."""
         valid = chunk.valid
         chunk.invalid.to_parquet(self.file("invalid", i))
         chunk.rejected.to_parquet(self.file("rejected", i), index=False)
@@ -86,7 +87,7 @@ class PartitionRun:
                               dtype="float64")}).to_parquet(self.file("new", i), index=False)
             bill_totals(new).rename_axis("bill_of_lading").reset_index().to_parquet(self.file("bills", i),
                                                                                     index=False)
-        firsts = first_filings(valid)
+        firsts = first_filings(valid, names)
         for name, first in firsts.items():
             pd.DataFrame({"key": first.index.to_numpy(dtype=object), "first": first.to_numpy()}).to_parquet(
                 self.file(f"first-{name}", i), index=False)

@@ -87,8 +87,9 @@ def score_chunks(chunks: Iterable[Chunk], scorer: Scorer, folder: Path, each: Ea
     try:
         snapshot = scorer.warehouse.export_tables(folder / "snapshot")
         sizes, read, entities = [], 0, {}
+        names = scorer.profiles_read()
         for i, chunk in enumerate(chunks):
-            entities.update(dict.fromkeys(run.add(i, chunk, snapshot)))
+            entities.update(dict.fromkeys(run.add(i, chunk, snapshot, names)))
             sizes.append(len(chunk.valid))
             read += chunk.read
         entities = list(entities)
@@ -144,7 +145,7 @@ def worker(folder: str) -> tuple[Scorer, SnapshotReader]:
     scorer = Scorer(None, LanePolicy.model_validate(meta["policy"]),  # type: ignore[arg-type] - no warehouse: the
                     FixedSource({meta["version"]: model}, meta["version"]))  # contexts come from the reader
     scorer.refresh_model(force=True)
-    return scorer, SnapshotReader(meta["snapshot"], meta["memory_limit"])
+    return scorer, SnapshotReader(meta["snapshot"], meta["memory_limit"], names=tuple(meta["entities"]))
 
 
 def score_part(folder: str, i: int) -> pd.DataFrame:

@@ -104,7 +104,7 @@ class Scorer:
     _snapshot: Refreshing[ScoringContext] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._snapshot = Refreshing(read_tables, build=lambda tables: _scoring_context(tables, self._profiles_read()),
+        self._snapshot = Refreshing(read_tables, build=lambda tables: _scoring_context(tables, self.profiles_read()),
                                     version=snapshot_version)
 
     def refresh_model(self, force: bool = False) -> None:
@@ -227,7 +227,7 @@ class Scorer:
         used = list(self.anomaly.used) if self.policy.targeting is not None and self.anomaly is not None else []
         return [*self.model.columns, *used]
 
-    def _profiles_read(self) -> tuple[str, ...]:
+    def profiles_read(self) -> tuple[str, ...]:
         """The entities whose profiles scoring reads (none before a champion is loaded)."""
         return profile_entities(self._read()) if self.model is not None else ()
 

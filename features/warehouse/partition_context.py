@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from features.build import keyed
 from features.context import BatchState, ScoringContext
-from features.entities import entity_keys
+from features.entities import NAMES, entity_keys
 from features.prices import PriceBands
 from features.warehouse.profile_store import ProfileStore
 
@@ -36,12 +36,12 @@ class SnapshotReader:
     time. Build once per process and run; `context(partition)` for each partition."""
 
     def __init__(self, snapshot: dict[str, str], memory_limit: str = DEFAULT_MEMORY_LIMIT,
-                 temp_directory: str | Path | None = None):
+                 temp_directory: str | Path | None = None, names: tuple[str, ...] = NAMES):
         self.con = duckdb.connect()
         self.con.execute("SET threads = 1")  # the same order of additions on every worker: the same bytes
         self.tables = {name: f"read_parquet({_quoted(path)})" for name, path in snapshot.items()}
         self.profiles = ProfileStore.build(self.con, f"SELECT * FROM {self.tables['declarations']}", memory_limit,
-                                           temp_directory)
+                                           temp_directory, names)  # the entities the run's scorer reads
 
     def close(self) -> None:
         self.con.close()
@@ -67,7 +67,7 @@ class SnapshotReader:
             bills = self._matching(f"read_parquet({_quoted(tables['bills'])})", "bill_of_lading",
                                    partition["bill_of_lading"]).set_index("bill_of_lading")
         first = {}
-        for name, key in entity_keys(partition).items():
+        for name, key in entity_keys(partition, tuple(n for n in tables if n != "bills")).items():
             found = self._matching(f"read_parquet({_quoted(tables[name])})", "key", pd.Series(key))
             first[name] = pd.Series(found["first"].to_numpy(), index=pd.Index(found["key"].to_numpy(dtype=object)))
         return BatchState(bill_totals=bills, first_filed=first)

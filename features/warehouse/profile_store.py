@@ -96,9 +96,10 @@ class ProfileStore:
 
     @classmethod
     def build(cls, con: duckdb.DuckDBPyConnection, history_sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT,
-              temp_directory: str | Path | None = None) -> ProfileStore:
+              temp_directory: str | Path | None = None, names: tuple[str, ...] = NAMES) -> ProfileStore:
         """Index the declarations `history_sql` selects (e.g. 'SELECT * FROM declarations', or "SELECT * FROM
-        read_parquet('snapshot/declarations.parquet')"; columns named as the contract names them).
+        read_parquet('snapshot/declarations.parquet')"; columns named as the contract names them), for the
+        entities `names` (a scorer's: those its model reads).
 
         Sets the connection's database to `memory_limit`, spilling beyond it to `temp_directory` (by default a
         folder of this process under the system's temporary folder, which DuckDB creates and removes)."""
@@ -114,7 +115,7 @@ class ProfileStore:
             FROM (SELECT {ended} AS t, count(*) AS n, sum({fraud}) AS fraud, sum({revenue}) AS revenue
                   FROM ({history_sql}) WHERE {labelled} GROUP BY ALL)
             WINDOW w AS (ORDER BY t ROWS UNBOUNDED PRECEDING)""")
-        entities = tuple(e for e in ENTITIES if _present(e, columns))
+        entities = tuple(e for e in ENTITIES if e.name in names and _present(e, columns))
         for entity in entities:
             key = _key(entity)
             con.execute(f"""
