@@ -95,7 +95,10 @@ def score_checked(checked: Checked, scorer: Scorer, advance: Advance = quiet) ->
         parts.append(scored.set_index(checked.valid.index))
     if len(checked.rejected):
         parts.append(invalid_output(checked, scorer))
-    output = pd.concat(parts).sort_index()[OUTPUT_COLUMNS + DETAIL_COLUMNS].reset_index(drop=True)
+    if len(parts) == 1 and parts[0].index.is_monotonic_increasing:  # every row valid: already in input order
+        output = parts[0][OUTPUT_COLUMNS + DETAIL_COLUMNS].reset_index(drop=True)
+    else:
+        output = pd.concat(parts).sort_index()[OUTPUT_COLUMNS + DETAIL_COLUMNS].reset_index(drop=True)
     return ScoredBatch(output=output, rejected=checked.rejected, read=checked.read)
 
 
