@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -13,6 +14,12 @@ from features.entities import NAMES
 from features.novelty import NoveltyIndex
 from features.prices import PriceBands
 from features.profiles import ProfileIndex, first_filings
+
+
+class NoveltyLookup(Protocol):
+    """features/novelty.py NoveltyIndex, or a store of the same lookups (features/warehouse/novelty_store.py)."""
+
+    def lookup(self, rows: pd.DataFrame) -> pd.DataFrame: ...
 
 
 class Records:
@@ -47,6 +54,8 @@ class ScoringContext:
     history: pd.DataFrame  # integrated declarations
     profiles: ProfileIndex  # or any index with its `lookup` (features/warehouse/profile_store.py ProfileStore)
     bands: Callable[[], PriceBands] | None = None  # the history's price bands, where `history` does not hold it
+    # the history's novelty lookups (features/warehouse/novelty_store.py), where `history` does not hold it
+    novelty_of: Callable[[], NoveltyLookup] | None = None
 
     @classmethod
     def from_tables(cls, declarations: pd.DataFrame, manifests: pd.DataFrame, traders: pd.DataFrame) -> ScoringContext:
@@ -57,10 +66,15 @@ class ScoringContext:
                    bill_totals=bill_totals(declarations), known_ids=pd.Index(declarations["declaration_id"].unique()),
                    history=history, profiles=ProfileIndex(history))
 
+    @property
+    def has_novelty(self) -> bool:
+        """Whether the novelty signals can be looked up: a history in pandas, or a store of it."""
+        return len(self.history) > 0 or self.novelty_of is not None
+
     @cached_property
-    def novelty(self) -> NoveltyIndex:
+    def novelty(self) -> NoveltyLookup:
         """The history's filings as novelty lookups (targeted exploration reads them; built on first use)."""
-        return NoveltyIndex(self.history)
+        return self.novelty_of() if self.novelty_of is not None else NoveltyIndex(self.history)
 
     @cached_property
     def records(self) -> dict[str, Records]:

@@ -137,6 +137,8 @@ class PartitionRun:
                    memory_limit: str) -> None:
         """The champion as a file and the run's facts, for the processes that score the partitions."""
         (self.folder / "model.pkl").write_bytes(pickle.dumps(scorer.model))
+        if scorer.anomaly is not None:  # targeted exploration's anomaly source, as the scorer holds it
+            (self.folder / "anomaly.pkl").write_bytes(pickle.dumps(scorer.anomaly))
         (self.folder / "run.json").write_text(json.dumps({
             "partitions": len(sizes), "sizes": sizes, "version": scorer.version,
             "policy": scorer.policy.model_dump(mode="json"), "snapshot": snapshot, "entities": entities,

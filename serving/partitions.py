@@ -145,6 +145,8 @@ def worker(folder: str) -> tuple[Scorer, SnapshotReader]:
     scorer = Scorer(None, LanePolicy.model_validate(meta["policy"]),  # type: ignore[arg-type] - no warehouse: the
                     FixedSource({meta["version"]: model}, meta["version"]))  # contexts come from the reader
     scorer.refresh_model(force=True)
+    if (anomaly := Path(folder) / "anomaly.pkl").exists():
+        scorer.anomaly = pickle.loads(anomaly.read_bytes())
     return scorer, SnapshotReader(meta["snapshot"], meta["memory_limit"], names=tuple(meta["entities"]))
 
 

@@ -209,14 +209,13 @@ class Scorer:
         return _Scored(frame, X, scores, pool)
 
     def _sources(self, frame: pd.DataFrame, X: pd.DataFrame, context: ScoringContext) -> pd.DataFrame:
-        """The targeted sources' scores of a batch (serving/targeting.py): novelty against the warehouse's filings,
-        how unusual each declaration is to the anomaly model. A source that cannot be scored here (no anomaly
-        model; novelty in a partition, whose context holds no history in pandas) is missing, and its slots go to
-        the model."""
-        if len(context.history):
+        """The targeted sources' scores of a batch (serving/targeting.py): novelty against the warehouse's filings
+        (in pandas, or in DuckDB for a partition), how unusual each declaration is to the anomaly model. A source
+        that cannot be scored here (no anomaly model; no history yet) is missing, and its slots go to the model."""
+        if context.has_novelty:
             found = context.novelty.lookup(frame).reset_index(drop=True)
             out = pd.DataFrame({f"{SOURCE_PREFIX}{c}": found[c].to_numpy() for c in NOVELTY_COLUMNS})
-        else:  # a partition's context reads the warehouse through DuckDB, with no history in pandas: no novelty
+        else:  # an empty warehouse: nothing to be new against
             out = pd.DataFrame({f"{SOURCE_PREFIX}{c}": np.full(len(frame), np.nan) for c in NOVELTY_COLUMNS})
         usable = self.anomaly is not None and all(c in X.columns for c in self.anomaly.used)
         out[f"{SOURCE_PREFIX}anomaly"] = self.anomaly.score(X) if usable else np.nan

@@ -22,6 +22,7 @@ from features.build import keyed
 from features.context import BatchState, ScoringContext
 from features.entities import NAMES, entity_keys
 from features.prices import PriceBands
+from features.warehouse.novelty_store import NoveltyStore
 from features.warehouse.profile_store import ProfileStore
 
 DEFAULT_MEMORY_LIMIT = "1GB"
@@ -88,7 +89,13 @@ class SnapshotReader:
         if "importer_id" in partition and "importer_id" in self._columns("traders"):
             traders = keyed(self._matching("traders", "importer_id", partition["importer_id"]), "importer_id")
         return ScoringContext(manifests=manifests, traders=traders, bill_totals=bills, known_ids=pd.Index(known["declaration_id"]), history=pd.DataFrame(),
-                              profiles=self.profiles, bands=lambda: self.price_bands)  # type: ignore[arg-type]
+                              profiles=self.profiles, bands=lambda: self.price_bands,  # type: ignore[arg-type]
+                              novelty_of=lambda: self.novelty)
+
+    @cached_property
+    def novelty(self) -> NoveltyStore:
+        """The snapshot's filings as novelty lookups in DuckDB (built when targeted exploration first reads them)."""
+        return NoveltyStore.build(self.con, f"SELECT * FROM {self.tables['declarations']}")
 
     @cached_property
     def price_bands(self) -> PriceBands:
