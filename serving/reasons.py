@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import islice
 
 import numpy as np
 import pandas as pd
@@ -262,14 +261,24 @@ def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: li
     members = [np.flatnonzero(np.array(member_family) == f) for f in families]
     by_family = np.column_stack([shap[:, m].sum(axis=1) for m in members])  # rows × families
     strongest = np.column_stack([m[np.argmax(shap[:, m], axis=1)] for m in members])  # the leading feature
+    # Per row, its families by their sum, strongest first: which, their leading feature, whether they raise it
+    # (as Python lists: indexing numpy a cell at a time costs more than the sentences)
     order = np.argsort(-by_family, axis=1, kind="stable")
+    raising = (np.take_along_axis(by_family, order, axis=1) > 0).tolist()
+    leaders = np.array(columns, dtype=object)[np.take_along_axis(strongest, order, axis=1)].tolist()
+    order = order.tolist()
     sizes = np.take_along_axis(shap, leading, axis=1).tolist()
     names = np.array(columns, dtype=object)[leading].tolist()
     kinds = np.array(member_family, dtype=object)[leading].tolist()
     reasons, contributions = [], []
     for i, row in enumerate(rows):
-        said = (sentence(families[j], columns[strongest[i, j]], row) for j in order[i] if by_family[i, j] > 0)
-        reasons.append(list(islice(filter(None, said), top)))  # a family with nothing defensible gives way
+        said = []
+        for j, leader, up in zip(order[i], leaders[i], raising[i], strict=True):
+            if not up or len(said) == top:  # the rest lower the risk
+                break
+            if text := sentence(families[j], leader, row):  # a family with nothing defensible gives way
+                said.append(text)
+        reasons.append(said)
         contributions.append([{"feature": name, "family": kind, "value": text, "contribution": size}
                               for name, kind, text, size in zip(names[i], kinds[i], texts[i], sizes[i], strict=True)])
     return Explanation(reasons, contributions, base)
