@@ -57,7 +57,6 @@ def leaf_shap(classifier: CatBoostClassifier) -> LeafShap | None:
     with _LOCK:
         if (entry := _EXPLAINERS.get(id(classifier))) is not None and entry[0] is classifier:
             entry[2] = None  # a model's whole JSON is large: not kept once its tables are made
-    with _LOCK:
         if len(_TABLES) >= 4:
             _TABLES.pop(next(iter(_TABLES)))
         _TABLES[id(classifier)] = (classifier, made)
