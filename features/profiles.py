@@ -187,11 +187,6 @@ class ProfileIndex:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
 
-    @property
-    def entities(self) -> dict[str, _Entity]:
-        """Every entity's index (built now where not yet)."""
-        return self.entities_of(NAMES)
-
     def _build(self, names: tuple[str, ...]) -> None:
         history = self._history
         keys = entity_keys(history, names)
