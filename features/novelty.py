@@ -12,6 +12,9 @@ from new origins. Three signals, each as of the declaration's date, from the fil
   give (an importer that always changes partners does not shift; an established one that suddenly does, does).
 - `heading_origin_shift`: the same for the declaration's HS heading and its origins: a heading moving to new
   origins.
+- `new_parties`: how recently its parties (importer, exporter, declarant) were first seen: each counts 1 when it
+  never filed before, falling linearly to 0 once it first filed `NEW_DAYS` ago; the mean over the three (a party
+  not given counts 0). A seller nobody has traded with before is a first-seen entity.
 
 Each is a separate source of targeted selections (serving/targeting.py): a bandit learns which of them finds
 fraud, so none needs a weight. A declaration's signals do not depend on the others scored with it, so batch and
@@ -32,17 +35,26 @@ NEW_DAYS = RECENT_DAYS  # a pair first filed within the profiles' recent window 
 WINDOW_DAYS = 30  # the recent mix: the last month's filings
 PAIRS = {"declarant": "declarant_id", "office": "office_id", "heading": "hs_heading", "origin": "origin_country"}
 SPAN = 2**40  # seconds between two groups' keys (35,000 years: any query's window stays within its group)
-NOVELTY_COLUMNS = ["new_pairs", "importer_mix_shift", "heading_origin_shift"]
+PARTIES = ("importer_id", "exporter_id", "declarant_id")  # the parties whose first filing `new_parties` reads
+NOVELTY_COLUMNS = ["new_pairs", "importer_mix_shift", "heading_origin_shift", "new_parties"]
 
 
 def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The text of each column the signals read (missing values share one key; an absent column is all missing)."""
     out = {}
-    for column in ("importer_id", "declarant_id", "office_id", "origin_country"):
+    for column in ("importer_id", "exporter_id", "declarant_id", "office_id", "origin_country"):
         values = frame[column].astype("str").fillna(MISSING) if column in frame else pd.Series(MISSING, index=frame.index)
         out[column] = values.to_numpy(dtype=object)
     out["hs_heading"] = hs_level(frame["hs_code"], "hs_heading").fillna(MISSING).to_numpy(dtype=object)
     return out
+
+
+def youth(first: np.ndarray, seconds: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """A party's newness at each query: 1 when it never filed strictly before (`first` NaN or not earlier),
+    falling linearly to 0 at NEW_DAYS after its first filing; 0 where the party is not given."""
+    with np.errstate(invalid="ignore"):
+        young = np.where(first < seconds, np.clip(1.0 - (seconds - first) / (NEW_DAYS * DAY), 0.0, None), 1.0)
+    return np.where(missing, 0.0, young)
 
 
 def _joined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -106,6 +118,7 @@ class NoveltyIndex:
         first = pd.Series(seconds).groupby(heading_origin, sort=False).min()
         self._first["heading_origin"] = first
         moved = seconds - first.reindex(heading_origin).to_numpy() <= NEW_DAYS * DAY
+        self._parties = {column: pd.Series(seconds).groupby(columns[column], sort=False).min() for column in PARTIES}
         self._importers = _Windowed.of(importer, seconds, novel.astype("int64"))
         self._headings = _Windowed.of(columns["hs_heading"], seconds, moved.astype("int64"))
 
@@ -122,22 +135,9 @@ class NoveltyIndex:
         out["new_pairs"] = new / len(PAIRS)
         out["importer_mix_shift"] = self._importers.shift(importer, seconds, self._origin)
         out["heading_origin_shift"] = self._headings.shift(columns["hs_heading"], seconds, self._origin)
-        return out
-
-    @staticmethod
-    def reasons(found: pd.DataFrame) -> list[str]:
-        """One sentence per row of `lookup`'s result saying what is new about it (why it was worth a look)."""
-        out = []
-        for pairs, mix, moved in found[NOVELTY_COLUMNS].itertuples(index=False):
-            parts = []
-            if pairs > 0:
-                parts.append(f"{round(pairs * len(PAIRS))} of its importer's {len(PAIRS)} pairings (declarant, "
-                             "office, HS heading, origin) never filed before")
-            if mix >= 0.5:
-                parts.append(f"the importer filed {mix:.0f} more declarations with a new declarant, office, heading "
-                             f"or origin in the last {WINDOW_DAYS} days than its usual rate gives")
-            if moved >= 0.5:
-                parts.append(f"its HS heading had {moved:.0f} more filings from origins new to it in the last "
-                             f"{WINDOW_DAYS} days than its usual rate gives")
-            out.append("; ".join(parts) or "nothing new in its filings")
+        parties = np.zeros(len(rows))
+        for column in PARTIES:
+            first = self._parties[column].reindex(columns[column]).to_numpy(dtype="float64")
+            parties += youth(first, seconds, columns[column] == MISSING)
+        out["new_parties"] = parties / len(PARTIES)
         return out

@@ -5,7 +5,7 @@ A model trained on inspection outcomes only learns the schemes earlier selection
 the capacity therefore goes to declarations that are informative about what the model has not seen:
 
 - `anomaly`: unusual for their context (training/anomaly.py);
-- `new_pairs`, `importer_mix_shift`, `heading_origin_shift`: what is new in how trade is filed
+- `new_pairs`, `importer_mix_shift`, `heading_origin_shift`, `new_parties`: what is new in how trade is filed
   (features/novelty.py);
 - `uncertainty`: where the model is least sure, p·(1 − p) (uncertainty sampling; Lewis & Gale 1994).
 
@@ -45,12 +45,13 @@ MODEL = "model"
 RANDOM = "random"
 MARGIN = "model-margin"  # the decision log's stratum of a model pick a targeted slot could have taken
 SOURCE_PREFIX = "source_"  # a scored frame's column of a source's score: source_anomaly, source_new_pairs, …
-SOURCES = ("anomaly", "new_pairs", "importer_mix_shift", "heading_origin_shift", "uncertainty")
+SOURCES = ("anomaly", "new_pairs", "importer_mix_shift", "heading_origin_shift", "new_parties", "uncertainty")
 SOURCE_WORDS = {
     "anomaly": "unusual for its goods, origin and importer",
     "new_pairs": "new pairings of its importer",
     "importer_mix_shift": "a sudden change in its importer's partners or goods",
     "heading_origin_shift": "its goods arriving from new origins",
+    "new_parties": "a party first seen recently (importer, exporter or declarant)",
     "uncertainty": "the model is least sure about it",
     "model": "the model's risk score",
     "random": "drawn at random (unbiased sample)",

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.entities import HS_LEVELS, MISSING
-from features.novelty import NEW_DAYS, NOVELTY_COLUMNS, PAIRS, WINDOW_DAYS
+from features.novelty import NEW_DAYS, NOVELTY_COLUMNS, PAIRS, PARTIES, WINDOW_DAYS, youth
 from features.profiles import to_seconds
 from features.warehouse.profile_store import DAY, _columns, _quoted, _seconds
 
@@ -33,11 +33,12 @@ def _keys(columns: set[str]) -> dict[str, str]:
     keys = {"importer": text("importer_id"), "heading": text("hs_heading")}
     keys.update({f"pair_{name}": f"{text('importer_id')} || chr(31) || {text(column)}" for name, column in PAIRS.items()})
     keys["pair_heading_origin"] = f"{text('hs_heading')} || chr(31) || {text('origin_country')}"
+    keys.update({f"party_{column}": text(column) for column in PARTIES})
     return keys
 
 
 IMPORTER_PAIRS = tuple(f"pair_{name}" for name in PAIRS)
-FIRSTS = (*IMPORTER_PAIRS, "pair_heading_origin")  # the pairs whose first filing is kept
+FIRSTS = (*IMPORTER_PAIRS, "pair_heading_origin", *(f"party_{c}" for c in PARTIES))  # whose first filing is kept
 
 
 class NoveltyStore:
@@ -56,7 +57,8 @@ class NoveltyStore:
         for name in FIRSTS:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {_PREFIX}_first_{name} AS "
                         f"SELECT \"{name}\" AS key, min(t) AS first FROM {_PREFIX}_rows GROUP BY ALL")
-        joins = " ".join(f"JOIN {_PREFIX}_first_{name} f_{name} ON r.\"{name}\" = f_{name}.key" for name in FIRSTS)
+        joins = " ".join(f"JOIN {_PREFIX}_first_{name} f_{name} ON r.\"{name}\" = f_{name}.key"
+                         for name in (*IMPORTER_PAIRS, "pair_heading_origin"))
         recent = NEW_DAYS * DAY
         novel = " OR ".join(f"r.t - f_{name}.first <= {recent}" for name in IMPORTER_PAIRS)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {_PREFIX}_flags AS SELECT r.importer, r.heading, r.t, "
@@ -80,7 +82,8 @@ class NoveltyStore:
             return out
         q_t = to_seconds(rows["declaration_date"].to_numpy())
         keys = _keys(set(rows.columns))
-        needed = [c for c in ("importer_id", "declarant_id", "office_id", "origin_country", "hs_code") if c in rows]
+        needed = [c for c in ("importer_id", "exporter_id", "declarant_id", "office_id", "origin_country", "hs_code")
+                  if c in rows]
         self.con.register(f"{_PREFIX}_input", rows[needed].reset_index(drop=True).assign(
             q_row=np.arange(n, dtype="int64"), q_t=q_t))
         try:
@@ -92,17 +95,27 @@ class NoveltyStore:
         try:
             new = np.zeros(n)
             for name in IMPORTER_PAIRS:
-                found = self.con.execute(f"SELECT q.q_row, q.q_t, f.first FROM {_PREFIX}_queries q "
-                                         f"LEFT JOIN {_PREFIX}_first_{name} f ON q.\"{name}\" = f.key").fetchnumpy()
-                first = np.full(n, np.nan)
-                first[found["q_row"]] = np.ma.filled(np.ma.asarray(found["first"], dtype="float64"), np.nan)
-                new += ~(first < q_t)  # never filed strictly before (NaN: never filed at all)
+                new += ~(self._first(name, n) < q_t)  # never filed strictly before (NaN: never filed at all)
             out["new_pairs"] = new / len(PAIRS)
             out["importer_mix_shift"] = self._shift("importer", n)
             out["heading_origin_shift"] = self._shift("heading", n)
+            parties = np.zeros(n)
+            for column in PARTIES:
+                missing = (rows[column].astype("str").fillna(MISSING).to_numpy(dtype=object) == MISSING
+                           if column in rows else np.ones(n, dtype=bool))  # as features/novelty.py reads a party
+                parties += youth(self._first(f"party_{column}", n), q_t, missing)
+            out["new_parties"] = parties / len(PARTIES)
         finally:
             self.con.execute(f"DROP TABLE IF EXISTS {_PREFIX}_queries")
         return out
+
+    def _first(self, name: str, n: int) -> np.ndarray:
+        """Each query's key's first filing in seconds (NaN: never filed)."""
+        found = self.con.execute(f"SELECT q.q_row, f.first FROM {_PREFIX}_queries q "
+                                 f"LEFT JOIN {_PREFIX}_first_{name} f ON q.\"{name}\" = f.key").fetchnumpy()
+        first = np.full(n, np.nan)
+        first[found["q_row"]] = np.ma.filled(np.ma.asarray(found["first"], dtype="float64"), np.nan)
+        return first
 
     def _shift(self, group: str, n: int) -> np.ndarray:
         """`_Windowed.shift` of features/novelty.py: the group's filings and flagged ones strictly before each edge of

@@ -10,8 +10,9 @@ from features.warehouse.novelty_store import NoveltyStore
 
 
 def test_a_partitions_novelty_from_duckdb_is_the_indexs_exactly(world):
-    """Stored declarations and new ones, with new importers, pairs never filed, missing declarants and offices, and
-    dates before, inside and after the history: every signal equal to NoveltyIndex's, bit for bit."""
+    """Stored declarations and new ones, with new importers and sellers, pairs never filed, missing declarants,
+    exporters and offices, and dates before, inside and after the history: every signal equal to NoveltyIndex's,
+    bit for bit."""
     declarations = world.declarations
     history = declarations.iloc[:15_000]
     rng = np.random.default_rng(11)
@@ -19,6 +20,8 @@ def test_a_partitions_novelty_from_duckdb_is_the_indexs_exactly(world):
     queries.loc[rng.random(len(queries)) < 0.1, "importer_id"] = "NEW-IMPORTER"
     queries.loc[rng.random(len(queries)) < 0.1, "declarant_id"] = None
     queries.loc[rng.random(len(queries)) < 0.1, "office_id"] = None
+    queries.loc[rng.random(len(queries)) < 0.1, "exporter_id"] = None
+    queries.loc[rng.random(len(queries)) < 0.05, "exporter_id"] = "NEW-SELLER"
     queries.loc[rng.random(len(queries)) < 0.05, "hs_code"] = "979797"
     queries.index = pd.Index([f"q{i}" for i in range(len(queries))])
     con = duckdb.connect()
@@ -28,5 +31,6 @@ def test_a_partitions_novelty_from_duckdb_is_the_indexs_exactly(world):
     assert list(got.columns) == NOVELTY_COLUMNS and got.index.equals(queries.index)
     assert (want["new_pairs"] > 0).any() and (want["new_pairs"] < 1).any()
     assert (want["importer_mix_shift"] > 0).any() and (want["heading_origin_shift"] > 0).any()
+    assert (want["new_parties"] > 0).any() and (want["new_parties"] < want["new_parties"].max()).any()
     pd.testing.assert_frame_equal(got, want[NOVELTY_COLUMNS], check_exact=True)
     assert store.lookup(queries.iloc[:0]).empty

@@ -17,10 +17,10 @@ def _bandit(hits: list[float], trials: list[float]) -> Bandit:
 
 @settings(max_examples=60, deadline=None)
 @given(k=st.integers(0, 400), random_share=st.floats(0, 0.2), low=st.floats(0, 0.3), width=st.floats(0, 0.3),
-       seed=st.integers(0, 10**6), rates=st.lists(st.floats(0, 1), min_size=6, max_size=6))
+       seed=st.integers(0, 10**6), rates=st.lists(st.floats(0, 1), min_size=len(SOURCES) + 1, max_size=len(SOURCES) + 1))
 def test_the_allocation_stays_within_the_policys_bounds(k, random_share, low, width, seed, rates):
     policy = Targeting(random_share=random_share, min_share=low, max_share=min(low + width, 1 - random_share))
-    trials = [50.0] * 6
+    trials = [50.0] * (len(SOURCES) + 1)
     slots = allocation(k, policy, _bandit([r * 50 for r in rates], trials), np.random.default_rng(seed))
     targeted = sum(slots[s] for s in SOURCES)
     assert sum(slots.values()) == k and min(slots.values()) >= 0
@@ -31,13 +31,13 @@ def test_the_allocation_stays_within_the_policys_bounds(k, random_share, low, wi
 
 
 def test_thompson_sampling_gives_most_flexible_slots_to_the_arm_that_hits():
-    bandit = _bandit([5, 1, 1, 18, 1, 1], [20, 20, 20, 20, 20, 20])  # importer_mix_shift hits 90 %
+    bandit = _bandit([5, 1, 1, 18, 1, 1, 1], [20] * 7)  # importer_mix_shift hits 90 %
     slots = allocation(100, Targeting(max_share=0.2, random_share=0.03), bandit, np.random.default_rng(0))
     assert slots["importer_mix_shift"] >= 15 and slots[MODEL] >= 100 - 3 - 20
 
 
 def test_the_bandit_forgets_at_its_discount():
-    bandit = _bandit([0] * 6, [0] * 6)
+    bandit = _bandit([0] * (len(SOURCES) + 1), [0] * (len(SOURCES) + 1))
     bandit.update({"anomaly": (10, 10, 2.0)})
     assert bandit.mean("anomaly") == pytest.approx(11 / 12)
     for _ in range(60):
@@ -60,7 +60,7 @@ def test_inclusion_probabilities_sum_to_the_capacity_and_strata_are_disjoint(n, 
     rng = np.random.default_rng(seed)
     k = max(1, round(share * n))
     policy = Targeting(random_share=0.1, max_share=0.3)
-    bandit = _bandit(list(rng.uniform(0, 20, 6)), [20.0] * 6)
+    bandit = _bandit(list(rng.uniform(0, 20, len(SOURCES) + 1)), [20.0] * (len(SOURCES) + 1))
     slots = allocation(k, policy, bandit, rng)
     scores = {s: np.where(rng.random(n) < 0.1, np.nan, rng.random(n)) for s in SOURCES}
     flexible = min(k - slots[RANDOM], round(policy.max_share * k))
