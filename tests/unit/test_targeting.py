@@ -22,7 +22,7 @@ def test_the_allocation_stays_within_the_policys_bounds(k, random_share, low, wi
     policy = Targeting(random_share=random_share, min_share=low, max_share=min(low + width, 1 - random_share))
     trials = [50.0] * (len(SOURCES) + 1)
     slots = allocation(k, policy, _bandit([r * 50 for r in rates], trials), np.random.default_rng(seed))
-    targeted = sum(slots[s] for s in SOURCES)
+    targeted = sum(slots[s] for s in policy.sources)
     assert sum(slots.values()) == k and min(slots.values()) >= 0
     assert targeted <= round(policy.max_share * k)
     assert targeted >= min(round(policy.min_share * k), k - slots[RANDOM], round(policy.max_share * k))
