@@ -286,6 +286,8 @@ class DecisionLog:
         with contextlib.suppress(AttributeError, OSError):  # background work: requests get the CPU first
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: a thread's own nice value
         while not self._stop.wait(self.sync_seconds):
+            if not self.warehouse.path.parent.exists():  # its home was removed (a test's temporary folder, say):
+                return  # nothing left to copy into
             self.sync()
 
     def sync(self) -> int:
