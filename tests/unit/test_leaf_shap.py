@@ -121,6 +121,17 @@ def test_rows_in_parts_and_threads_get_the_bits_they_get_in_one_part(classifier,
     np.testing.assert_array_equal(shap.from_leaves(many), np.tile(shap.from_leaves(leaves), (len(many) // len(leaves) + 1, 1))[:len(many)])
 
 
+def test_a_pool_beyond_a_part_reads_its_leaves_a_part_at_a_time_with_the_same_bits(classifier, data, monkeypatch):
+    from training import leaf_shap
+
+    monkeypatch.setattr(leaf_shap, "_ROWS", 64)  # parts of 64 rows, the last one short
+    model = explainer(classifier)
+    shap = LeafShap.of(model)
+    pool = data[3]
+    assert pool.num_row() > 2 * 64 and pool.num_row() % 64
+    np.testing.assert_array_equal(shap.values(pool), shap.from_leaves(model.calc_leaf_indexes(pool)))
+
+
 def test_regressor_matches_catboost(data):
     frame, _, score, pool = data
     regressor = CatBoostRegressor(iterations=40, depth=5, **FIT).fit(frame, score, cat_features=CATS)
