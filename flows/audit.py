@@ -22,29 +22,36 @@ RATINGS_TOP, RATINGS_MIN_CONTROLS = 20, 5  # `aduana ratings`' defaults, and the
 
 
 @task(name="select_audits", cache_policy=NO_CACHE)
-def select_audits(rt: Runtime, period: str, capacity: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def select_audits(rt: Runtime, period: str, capacity: int, random_share: float) -> tuple[pd.DataFrame, pd.DataFrame]:
     start, end = (pd.Timestamp(day) for day in parse_period(period))
     warehouse = rt.warehouse
     rt.sync_decisions()  # every answer given, even those the API has not copied yet
     released = warehouse.decisions.released(start, end)
     selected, evidence = audit_candidates(released, warehouse.table("traders"), warehouse.entity_counts(["importer_id"]),
-                                         capacity)
-    progress(f"{len(released):,} released declarations in {start.date()}…{end.date()}; {len(selected)} enterprises selected")
+                                         capacity, random_share, seed=period)
+    drawn = int((selected["selected_by"] == "random").sum()) if len(selected) else 0
+    progress(f"{len(released):,} released declarations in {start.date()}…{end.date()}; {len(selected)} enterprises "
+             f"selected ({drawn} drawn at random)")
     return selected, evidence
 
 
 @flow(name="customs-audit")
-def customs_audit(period: str | None = None, capacity: int = 20) -> dict:
+def customs_audit(period: str | None = None, capacity: int = 20, random_share: float | None = None) -> dict:
     """Rank enterprises for post-clearance audit within the audit capacity (default period: the latest complete
-    month of the warehouse's declarations, so a schedule follows the data, not the wall clock)."""
+    month of the warehouse's declarations, so a schedule follows the data, not the wall clock), `random_share` of it
+    drawn at random from the rest (default: the audit_random_share setting)."""
     rt = runtime.current()
+    if random_share is None:
+        random_share = rt.settings.audit_random_share
+    if not 0 <= random_share <= 1:
+        raise UserError(f"random_share must be between 0 and 1, not {random_share}")
     if period is None:
         newest = rt.warehouse.newest_declaration_date()
         if newest is None:
             raise UserError("the warehouse holds no declarations: run 'aduana ingest' first")
         period = latest_complete_month(newest)
         progress(f"audit period {period}: the latest complete month of the declarations (newest {newest.date()})")
-    selected, evidence = select_audits(rt, period, capacity)
+    selected, evidence = select_audits(rt, period, capacity, random_share)
     list_id = rt.warehouse.audits.record(selected, period, capacity) if len(selected) else None
     if len(selected):
         create_table_artifact(key="customs-audit-list", table=selected.round(4).astype(str).to_dict("records"),
@@ -53,7 +60,7 @@ def customs_audit(period: str | None = None, capacity: int = 20) -> dict:
     for entity in ENTERPRISES if rt.warehouse.counts()["declarations"] else ():  # beside the list they explain
         table = rated_entities(rt, entity, RATINGS_MIN_CONTROLS).head(RATINGS_TOP)
         rated[entity] = record_ratings(rt, entity, table, RATINGS_MIN_CONTROLS, list_id)
-    return {"period": period, "capacity": capacity, "list_id": list_id, "selected": selected.to_dict("records"),
+    return {"period": period, "capacity": capacity, "random_share": random_share, "list_id": list_id, "selected": selected.to_dict("records"),
             "evidence": evidence.to_dict("records"), "ratings": rated}
 
 

@@ -275,10 +275,12 @@ def compliance_lines(compliance: dict | None) -> list[str]:
 # ---------------------------------------------------------------- audit and ratings
 
 def audit_text(result: dict) -> str:
+    drawn = sum(r.get("selected_by") == "random" for r in result["selected"])
     lines = [f"post-clearance audit list for {result['period']} ({len(result['selected'])} of capacity "
-             f"{result['capacity']})"]
+             f"{result['capacity']}, {drawn} drawn at random)"]
     for r in result["selected"]:
-        lines.append(f"{r['rank']:>3}. {r['importer_id']:<12} priority {r['audit_priority']:>12,.0f}  {r['reasons']}")
+        how = "random  " if r.get("selected_by") == "random" else "priority"
+        lines.append(f"{r['rank']:>3}. {r['importer_id']:<12} {how} {r['audit_priority']:>12,.0f}  {r['reasons']}")
         for e in [e for e in result["evidence"] if e["importer_id"] == r["importer_id"]][:3]:
             lines.append(f"       {e['declaration_id']} ({e['lane']}, risk {e['risk_score']:.2f}, "
                          f"expected {e['residual_revenue']:,.0f})")

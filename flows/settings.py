@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     """A Dask scheduler (`tcp://host:8786`) that `aduana score` runs its partitions on and `aduana train` builds its
     features on (in partitions of `score_partition_rows`), through prefect-dask; `local`: a LocalCluster started for
     the run. Default: none, both work in this process."""
+    audit_random_share: float = Field(0.1, ge=0, le=1)
+    """The share of the post-clearance audit capacity drawn at random from the enterprises the ranking leaves out
+    (serving/post_clearance.py), each with its inclusion probability, so that audit findings measure compliance in
+    released goods without the ranking's bias. 0: a ranked list only."""
     api_key: str | None = None  # when set, every scoring call must carry it in X-API-Key
     ui_secure_cookie: bool = False
     """Mark the analysts' page's cookie Secure even when uvicorn sees plain HTTP: TLS ended at a proxy it does not

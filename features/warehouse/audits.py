@@ -15,9 +15,14 @@ AUDITS_DDL = """
 CREATE TABLE IF NOT EXISTS audit_lists (
     list_id VARCHAR NOT NULL, period VARCHAR NOT NULL, capacity BIGINT NOT NULL, selected_at TIMESTAMP NOT NULL,
     rank BIGINT NOT NULL, importer_id VARCHAR NOT NULL, audit_priority DOUBLE, expected_unrecovered DOUBLE,
-    reasons VARCHAR)
+    reasons VARCHAR);
+ALTER TABLE audit_lists ADD COLUMN IF NOT EXISTS selected_by VARCHAR;
+ALTER TABLE audit_lists ADD COLUMN IF NOT EXISTS inclusion_probability DOUBLE;
 """
-LIST_COLUMNS = ["rank", "importer_id", "audit_priority", "expected_unrecovered", "reasons"]
+# selected_by: "priority" (ranked) or "random" (drawn); inclusion_probability: the enterprise's chance of being listed
+# (1 when ranked). Lists stored before 0.17 have neither (all ranked).
+LIST_COLUMNS = ["rank", "importer_id", "audit_priority", "expected_unrecovered", "reasons", "selected_by",
+                "inclusion_probability"]
 STORED_COLUMNS = ["list_id", "period", "capacity", "selected_at", *LIST_COLUMNS]
 
 

@@ -38,13 +38,17 @@ def audit(
         "--period", callback=_period, help="START:END dates, a month (2024-11) or a year (2024). Default: the "
                                            "latest complete month of the declarations in the warehouse.")] = None,
     capacity: Annotated[int, typer.Option("--capacity", min=1, help="Enterprises the audit teams can take.")] = 20,
+    random_share: Annotated[float | None, typer.Option(
+        "--random-share", min=0.0, max=1.0, help="Share of the capacity drawn at random from the enterprises the "
+                                                 "ranking leaves out (default: ADUANA_AUDIT_RANDOM_SHARE, 0.1).")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Pick enterprises for post-clearance audit: expected unrecovered revenue in their released goods."""
+    """Pick enterprises for post-clearance audit: expected unrecovered revenue in their released goods, and a random
+    share to measure compliance where the ranking does not look."""
     from flows.audit import customs_audit
     from flows.render import audit_text
 
-    result = customs_audit(period, capacity)
+    result = customs_audit(period, capacity, random_share)
     emit(result, as_json, audit_text(result))
 
 

@@ -129,14 +129,23 @@ def audit_section(audit: pd.DataFrame) -> str:
         return ('<section id="audit"><h2>Post-clearance audit list</h2><p class="empty">No audit list yet: run '
                 '<code>aduana audit</code>.</p></section>')
     first = audit.iloc[0]
-    rows = [[count_text(r.rank), escape(str(r.importer_id)), score_text(r.audit_priority, 0),
-             score_text(r.expected_unrecovered, 0), escape(str(r.reasons or ""))]
+    audit = audit.reindex(columns=[*audit.columns, *{"selected_by", "inclusion_probability"} - set(audit.columns)])
+    how = audit["selected_by"]
+    rows = [[count_text(r.rank), escape(str(r.importer_id)), _audit_how(r.selected_by, r.inclusion_probability),
+             score_text(r.audit_priority, 0), score_text(r.expected_unrecovered, 0), escape(str(r.reasons or ""))]
             for r in audit.head(MAX_LIST_ROWS).itertuples()]
+    drawn = int((how == "random").sum())
     return (f'<section id="audit"><h2>Post-clearance audit list</h2><p>List <code>{escape(str(first.list_id))}</code> '
             f'for {escape(str(first.period))}, selected {when_text(first.selected_at)}: {len(audit)} enterprises '
-            f'(capacity {count_text(first.capacity)}).</p>'
-            f'{table(["rank", "importer", "priority", "expected unrecovered", "reasons"], rows, {0, 2, 3})}'
+            f'(capacity {count_text(first.capacity)}), {drawn} of them drawn at random from those the ranking left '
+            f'out, so that their findings measure compliance in released goods.</p>'
+            f'{table(["rank", "importer", "selected by", "priority", "expected unrecovered", "reasons"], rows, {0, 3, 4})}'
             f'{more_rows(len(rows), len(audit))}</section>')
+
+
+def _audit_how(kind: object, probability: float | None) -> str:
+    """How an enterprise came onto the audit list, in words (a list stored before the random share: ranked)."""
+    return f"random draw ({_chance(probability)})" if kind == "random" else "priority"
 
 
 def entity_order(entity: str) -> tuple[int, str]:

@@ -11,7 +11,9 @@ import pandas as pd
 import pytest
 
 from flows.audit import customs_audit, customs_ratings
+from features.warehouse import Warehouse
 from flows.orchestration.runtime import current
+from serving.periods import parse_period
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +38,37 @@ def test_the_audit_list_is_kept_in_the_warehouse_and_defaults_to_the_datas_lates
     assert result["list_id"] and set(stored["list_id"]) == {result["list_id"]}
     assert stored["importer_id"].tolist() == [r["importer_id"] for r in result["selected"]] and len(stored) == 5
     assert stored["rank"].tolist() == [1, 2, 3, 4, 5] and stored["period"].eq(expected).all()
+    # The default random share (0.1 of 5, rounded half up): the fifth is drawn from the enterprises left out.
+    start, end = (pd.Timestamp(day) for day in parse_period(expected))
+    in_period = declarations[declarations["declaration_date"].between(start, end)]
+    others = in_period["importer_id"].nunique() - 4
+    assert stored["selected_by"].tolist() == ["priority"] * 4 + ["random"]
+    assert stored["inclusion_probability"].tolist() == pytest.approx([1.0] * 4 + [1 / others])
+    assert result["random_share"] == 0.1 and result["selected"][4]["reasons"].startswith("drawn at random (1 of the")
 
-    again = customs_audit(period=expected, capacity=3)  # a later list replaces it as the latest; both are kept
-    assert warehouse.audits.latest()["list_id"].unique().tolist() == [again["list_id"]]
+    again = customs_audit(period=expected, capacity=3, random_share=0.0)  # a later list is the latest; both kept
+    latest = warehouse.audits.latest()
+    assert latest["list_id"].unique().tolist() == [again["list_id"]] and set(latest["selected_by"]) == {"priority"}
     assert warehouse.counts()["audit_lists"] == 8
+
+
+def test_a_warehouse_whose_audit_lists_predate_the_random_share_gains_its_columns(tmp_path):
+    import duckdb
+
+    path = tmp_path / "warehouse.duckdb"
+    with duckdb.connect(str(path)) as con:  # the table as 0.16 wrote it, with one list
+        con.execute("CREATE TABLE audit_lists (list_id VARCHAR NOT NULL, period VARCHAR NOT NULL, capacity BIGINT "
+                    "NOT NULL, selected_at TIMESTAMP NOT NULL, rank BIGINT NOT NULL, importer_id VARCHAR NOT NULL, "
+                    "audit_priority DOUBLE, expected_unrecovered DOUBLE, reasons VARCHAR)")
+        con.execute("INSERT INTO audit_lists VALUES ('old', '2024-11', 1, TIMESTAMP '2024-12-01', 1, 'I1', 5, 5, 'r')")
+    warehouse = Warehouse(path)
+    assert warehouse.audits.latest()["list_id"].tolist() == ["old"]  # read as it is
+    warehouse.audits.record(pd.DataFrame({"rank": [1], "importer_id": ["I2"], "selected_by": ["random"],
+                                          "inclusion_probability": [0.25]}), "2024-12", 1)
+    assert warehouse.audits.latest()[["selected_by", "inclusion_probability"]].values.tolist() == [["random", 0.25]]
+    with warehouse.connect(read_only=True) as con:
+        assert con.execute("SELECT selected_by, inclusion_probability FROM audit_lists WHERE list_id = 'old'"
+                           ).fetchall() == [(None, None)]
 
 
 pytestmark = pytest.mark.integration

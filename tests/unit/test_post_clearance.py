@@ -1,11 +1,12 @@
 """Post-clearance audit ranking (serving/post_clearance.py) on hand-made frames."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from serving.entity_ratings import entity_counts
-from serving.post_clearance import audit_candidates
+from serving.post_clearance import audit_candidates, random_draw
 
 RELEASED = pd.DataFrame({
     "declaration_id": ["a1", "a2", "b1", "c1", "c2", "c3"],
@@ -48,3 +49,49 @@ def test_one_control_is_said_in_the_singular():
     history = pd.DataFrame({"importer_id": ["A", "B"], "inspected": [1, 1], "fraud": [1, 0]})
     selected, _ = audit_candidates(RELEASED[RELEASED["importer_id"] == "A"], None, entity_counts(history, ["importer_id"]), capacity=1)
     assert selected.loc[0, "reasons"].endswith("over 1 control")
+
+
+def _many_importers(n: int = 50) -> tuple[pd.DataFrame, pd.DataFrame]:
+    released = pd.DataFrame({"declaration_id": [f"d{i}" for i in range(n)], "importer_id": [f"I{i:02d}" for i in range(n)],
+                             "lane": "green", "risk_score": 0.1, "expected_revenue": [float(1000 - i) for i in range(n)],
+                             "duty_paid": 1.0, "reasons": "r"})
+    history = pd.DataFrame({"importer_id": released["importer_id"], "inspected": 1, "fraud": 0})
+    return released, entity_counts(history, ["importer_id"])
+
+
+def test_a_random_share_of_the_capacity_is_drawn_from_the_enterprises_the_ranking_leaves_out():
+    released, importers = _many_importers()
+    ranked, _ = audit_candidates(released, None, importers, capacity=10)
+    assert set(ranked["selected_by"]) == {"priority"} and (ranked["inclusion_probability"] == 1).all()
+    selected, evidence = audit_candidates(released, None, importers, capacity=10, random_share=0.2, seed="2024-11")
+    priority, drawn = selected[selected["selected_by"] == "priority"], selected[selected["selected_by"] == "random"]
+    assert priority["importer_id"].tolist() == ranked["importer_id"].head(8).tolist()  # the ranking's first 8
+    assert len(drawn) == 2 and not set(drawn["importer_id"]) & set(ranked["importer_id"].head(8))
+    assert drawn["inclusion_probability"].tolist() == [2 / 42] * 2
+    assert selected["rank"].tolist() == list(range(1, 11))
+    assert all(r.startswith("drawn at random (2 of the 42 enterprises") for r in drawn["reasons"])
+    assert set(evidence["importer_id"]) == set(selected["importer_id"])
+    # Over every enterprise, listed or not, the inclusion probabilities sum to the capacity.
+    assert len(priority) + (50 - 8) * drawn["inclusion_probability"].iloc[0] == pytest.approx(10)
+    again, _ = audit_candidates(released, None, importers, capacity=10, random_share=0.2, seed="2024-11")
+    assert again["importer_id"].tolist() == selected["importer_id"].tolist()  # a period's list is reproducible
+
+
+def test_the_draw_gives_every_left_out_enterprise_its_stated_probability():
+    periods = 5000
+    counts = np.zeros(10)
+    for period in range(periods):
+        drawn = random_draw(10, 2, str(period))
+        assert len(set(drawn.tolist())) == 2
+        counts[drawn] += 1
+    # Each of the 10 is drawn with probability 2/10: 1000 of 5000, within 4 binomial standard deviations.
+    assert (np.abs(counts - periods * 0.2) < 4 * (periods * 0.2 * 0.8) ** 0.5).all(), counts
+    assert random_draw(3, 5, "x").tolist() == [0, 1, 2]
+
+
+def test_a_small_capacity_rounds_the_random_share_half_up_and_never_beyond_the_capacity():
+    released, importers = _many_importers()
+    assert (audit_candidates(released, None, importers, capacity=5, random_share=0.1)[0]["selected_by"] == "random").sum() == 1
+    assert (audit_candidates(released, None, importers, capacity=4, random_share=0.1)[0]["selected_by"] == "random").sum() == 0
+    every, _ = audit_candidates(released, None, importers, capacity=3, random_share=1.0)
+    assert (every["selected_by"] == "random").all() and (every["inclusion_probability"] == 3 / 50).all()

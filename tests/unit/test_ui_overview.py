@@ -63,8 +63,11 @@ def test_the_audit_lists_importers_are_text():
                           "expected_unrecovered": [100.0, 90.0], "reasons": ["a", None], "list_id": "audit-1",
                           "period": "2025-01-01:2025-01-02", "selected_at": pd.Timestamp("2025-01-02"),
                           "capacity": 2})
-    html = overview.audit_section(audit)
+    html = overview.audit_section(audit)  # a list stored before the random share: every enterprise ranked
     assert "<td>IMP&lt;1&gt;</td>" in html and "<td>IMP2</td>" in html and "<a " not in html
+    assert html.count("<td>priority</td>") == 2 and "0 of them drawn at random" in html
+    drawn = overview.audit_section(audit.assign(selected_by=["priority", "random"], inclusion_probability=[1.0, 0.05]))
+    assert "<td>random draw (1 in 20)</td>" in drawn and "1 of them drawn at random" in drawn
 
 
 def test_the_batch_shows_the_estimate_of_fraud_among_all_its_declarations_in_words():
