@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flows.audit import customs_audit, customs_ratings
 from features.warehouse import Warehouse
+from flows.audit import customs_audit, customs_ratings
 from flows.orchestration.runtime import current
 from serving.periods import parse_period
 
