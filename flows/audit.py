@@ -16,7 +16,7 @@ from flows.orchestration.runtime import Runtime, progress
 from flows.render import ratings_markdown
 from serving.entity_ratings import counted_columns, rate_counts
 from serving.periods import latest_complete_month, parse_period
-from serving.post_clearance import audit_candidates
+from serving.post_clearance import audit_candidates, released_compliance
 
 RATINGS_TOP, RATINGS_MIN_CONTROLS = 20, 5  # `aduana ratings`' defaults, and the audit flow's enterprise ratings
 
@@ -53,6 +53,7 @@ def customs_audit(period: str | None = None, capacity: int = 20, random_share: f
         progress(f"audit period {period}: the latest complete month of the declarations (newest {newest.date()})")
     selected, evidence = select_audits(rt, period, capacity, random_share)
     list_id = rt.warehouse.audits.record(selected, period, capacity) if len(selected) else None
+    compliance = released_findings(rt)
     if len(selected):
         create_table_artifact(key="customs-audit-list", table=selected.round(4).astype(str).to_dict("records"),
                               description=f"Post-clearance audit list for {period}")
@@ -60,8 +61,24 @@ def customs_audit(period: str | None = None, capacity: int = 20, random_share: f
     for entity in ENTERPRISES if rt.warehouse.counts()["declarations"] else ():  # beside the list they explain
         table = rated_entities(rt, entity, RATINGS_MIN_CONTROLS).head(RATINGS_TOP)
         rated[entity] = record_ratings(rt, entity, table, RATINGS_MIN_CONTROLS, list_id)
-    return {"period": period, "capacity": capacity, "random_share": random_share, "list_id": list_id, "selected": selected.to_dict("records"),
+    return {"period": period, "capacity": capacity, "random_share": random_share, "list_id": list_id,
+            "released_compliance": compliance, "selected": selected.to_dict("records"),
             "evidence": evidence.to_dict("records"), "ratings": rated}
+
+
+@task(name="released_findings", cache_policy=NO_CACHE)
+def released_findings(rt: Runtime) -> dict | None:
+    """Fraud in the released goods the audit rankings leave out, from the findings reported on every period's
+    random draws (serving/post_clearance.py `released_compliance`); None before any finding."""
+    lists = rt.warehouse.audits.every_period()
+    released = [rt.warehouse.decisions.released(*(pd.Timestamp(day) for day in parse_period(period))).assign(period=period)
+                for period in lists["period"].unique().tolist()]
+    found = released_compliance(lists, pd.concat(released, ignore_index=True)) if released else None
+    if found and found["fraud_rate"]:
+        rate = found["fraud_rate"]
+        progress(f"random audits: {found['random_audited']} of {found['random_drawn']} drawn enterprises reported "
+                 f"findings; fraud in released goods outside the rankings ≈ {rate['estimate']:.1%}")
+    return found
 
 
 def rated_entities(rt: Runtime, entity: str, min_controls: int) -> pd.DataFrame:

@@ -284,7 +284,25 @@ def audit_text(result: dict) -> str:
         for e in [e for e in result["evidence"] if e["importer_id"] == r["importer_id"]][:3]:
             lines.append(f"       {e['declaration_id']} ({e['lane']}, risk {e['risk_score']:.2f}, "
                          f"expected {e['residual_revenue']:,.0f})")
+    if found := result.get("released_compliance"):
+        lines.append(released_compliance_text(found))
     return "\n".join(lines)
+
+
+def released_compliance_text(found: dict) -> str:
+    """What the random audits' findings say of fraud in the released goods the rankings leave out."""
+    periods = found["periods"][0] + (f"…{found['periods'][-1]}" if len(found["periods"]) > 1 else "")
+    said = [f"random audits ({periods}): {found['random_audited']} of {found['random_drawn']} drawn enterprises "
+            f"reported findings, {found['examined']:,} declarations examined, {found['frauds_found']:,} frauds"]
+    if rate := found["fraud_rate"]:
+        interval = (f" ({100 * found['level']:.0f} % CI {rate['ci_low']:.1%}–{rate['ci_high']:.1%})"
+                    if rate["ci_low"] is not None else " (no interval below 2 audited draws)")
+        said.append(f"fraud in the {found['released_outside_priority']:,} released declarations outside the rankings "
+                    f"≈ {rate['estimate']:.1%}{interval}, about {rate['released_total']:,.0f} declarations")
+    if found["priority_audited"]:
+        said.append(f"priority audits: {found['priority_audited']} enterprises, {found['priority_frauds_found']:,} "
+                    f"frauds in {found['priority_examined']:,} declarations examined")
+    return "; ".join(said)
 
 
 def ratings_text(rows: list[dict], keys: list[str]) -> str:

@@ -9,17 +9,25 @@ enterprises with released goods, as tax and customs administrations keep random 
 what a ranked list finds says nothing of the enterprises it never picks. Each listed enterprise carries its
 `selected_by` ("priority" or "random") and its `inclusion_probability` (1 for the ranked ones; k of the M others
 for the drawn ones), so that audit findings can weigh each audited enterprise by 1/probability (Horvitz-Thompson).
-The draw is seeded by the period: an audit list rerun for a period draws the same enterprises.
+The draw is seeded by the period (serving each enterprise a permanent random number): a list rerun for a period draws
+the same enterprises unless one of them has since entered the ranked part. The latest list of a period is its design.
+
+Audit findings come back as outcomes on the released declarations they examined (`aduana ingest FILE --kind
+outcomes`): labels on released goods that training reads like any control's. `released_compliance` weighs the random
+draws' findings by their inclusion probabilities into an estimate of fraud in the released goods the rankings leave
+out, with an interval: the evidence on the green lane that no ranked list and no lane selection gives.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-import zlib
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from serving.entity_ratings import ratings_of
+from training.compliance import korn_graubard
 
 EVIDENCE_ROWS = 5
 
@@ -54,7 +62,7 @@ def audit_candidates(released: pd.DataFrame, traders: pd.DataFrame | None, impor
     ranked = per_importer.sort_values("audit_priority", ascending=False, kind="stable")
     drawn = min(math.floor(capacity * random_share + 0.5), capacity)
     priority, rest = ranked.iloc[:capacity - drawn], ranked.iloc[capacity - drawn:]
-    picked = rest.iloc[random_draw(len(rest), drawn, seed)]
+    picked = rest.iloc[random_draw([str(i) for i in rest.index], drawn, seed)]
     selected = pd.concat([priority.assign(selected_by="priority", inclusion_probability=1.0),
                           picked.assign(selected_by="random", inclusion_probability=len(picked) / max(len(rest), 1))]
                          ).reset_index()
@@ -66,11 +74,16 @@ def audit_candidates(released: pd.DataFrame, traders: pd.DataFrame | None, impor
     return selected, evidence.reset_index(drop=True)
 
 
-def random_draw(population: int, size: int, seed: str) -> np.ndarray:
-    """`size` positions of `population` (all of them when fewer), drawn uniformly without replacement, in order;
-    the same for the same `seed`."""
-    rng = np.random.default_rng(zlib.crc32(f"audit {seed}".encode()))
-    return np.sort(rng.choice(population, size=min(size, population), replace=False))
+def random_draw(ids: list[str], size: int, seed: str) -> np.ndarray:
+    """The positions of `size` of `ids` (all of them when fewer), drawn uniformly without replacement, in order.
+
+    Each id gets a permanent random number for the `seed` (a hash of both), and the draw is the `size` smallest
+    (sequential simple random sampling, as statistical offices coordinate samples): a simple random sample, so
+    each id's probability is size/len(ids), and the same draw for the same seed whatever order the ids come in or
+    how the others move."""
+    numbers = np.array([int.from_bytes(hashlib.blake2b(f"audit {seed} {i}".encode(), digest_size=8).digest(), "big")
+                        for i in ids], dtype=np.uint64)
+    return np.sort(np.argsort(numbers, kind="stable")[:size])
 
 
 def _audit_reasons(r, picked: int, others: int) -> str:  # noqa: ANN001 - a namedtuple row
@@ -85,3 +98,61 @@ def _audit_reasons(r, picked: int, others: int) -> str:  # noqa: ANN001 - a name
     if r.aeo_certified == 1:
         parts.append("AEO-certified (priority lowered)")
     return "; ".join(parts)
+
+
+def released_compliance(lists: pd.DataFrame, released: pd.DataFrame, level: float = 0.90) -> dict | None:
+    """Fraud among the released goods outside the audit lists' rankings, from the random draws' findings.
+
+    `lists`: the enterprises of each period's audit list (period, importer_id, selected_by, inclusion_probability);
+    `released`: those periods' released declarations (period, importer_id, fraud, revenue; fraud missing where no
+    finding was reported). Each drawn enterprise with findings is a cluster weighed by 1/its probability; the rate is
+    the weighted frauds over the weighted examined declarations (a Hajek ratio: an audit may examine a part of an
+    enterprise's declarations), with a Taylor-linearised variance over the clusters (with replacement: conservative)
+    and a Korn-Graubard interval whose effective size is cut by the Student t on (audited draws - 1) degrees of
+    freedom (measured: 87-95 % coverage of 90 % intervals from 12 draws of five skewed simulated populations), so none
+    below 2 audited draws. The priority
+    enterprises' findings are counted as they are: what the ranking found. None before any finding on either."""
+    if lists.empty or released.empty:
+        return None
+    per = released.assign(examined=released["fraud"].notna(), found=released["fraud"].fillna(0),
+                          recovered=released["revenue"].where(released["fraud"].notna()).fillna(0))
+    per = per.groupby(["period", "importer_id"]).agg(declarations=("examined", "size"), examined=("examined", "sum"),
+                                                     frauds=("found", "sum"), revenue=("recovered", "sum"))
+    listed = lists.set_index(["period", "importer_id"])[["selected_by", "inclusion_probability"]]
+    units = listed.join(per, how="left").fillna({"declarations": 0, "examined": 0, "frauds": 0, "revenue": 0.0})
+    drawn, priority = units[units["selected_by"] == "random"], units[units["selected_by"] != "random"]
+    audited = drawn[drawn["examined"] > 0]
+    ranked = priority[priority["examined"] > 0]
+    if audited.empty and ranked.empty:
+        return None
+    outside = int(per["declarations"].sum() - per["declarations"].reindex(priority.index).fillna(0).sum())
+    out = {"periods": sorted(lists["period"].unique().tolist()), "level": level, "released_outside_priority": outside,
+           "random_drawn": len(drawn), "random_audited": len(audited), "examined": int(audited["examined"].sum()),
+           "frauds_found": int(audited["frauds"].sum()),
+           "priority_audited": len(ranked), "priority_examined": int(ranked["examined"].sum()),
+           "priority_frauds_found": int(ranked["frauds"].sum()),
+           "priority_hit_rate": float(ranked["frauds"].sum() / ranked["examined"].sum()) if len(ranked) else None,
+           "method": "Hajek ratio over the random audits' clusters, Taylor-linearised variance; Korn-Graubard interval "
+                     "on the clusters' degrees of freedom (revenue: Student t)",
+           "fraud_rate": None, "revenue_per_declaration": None}
+    if audited.empty:
+        return out
+    weight = 1 / audited["inclusion_probability"].to_numpy(dtype="float64")
+    examined = (weight * audited["examined"].to_numpy(dtype="float64")).sum()
+    for key, column in (("fraud_rate", "frauds"), ("revenue_per_declaration", "revenue")):
+        y = audited[column].to_numpy(dtype="float64")
+        ratio = float((weight * y).sum() / examined)
+        low = high = None
+        if len(audited) >= 2:
+            z = weight * (y - ratio * audited["examined"].to_numpy(dtype="float64"))
+            variance = len(z) / (len(z) - 1) * (z ** 2).sum() / examined ** 2
+            t = float(stats.t.ppf((1 + level) / 2, len(z) - 1))
+            if key == "fraud_rate":  # Korn-Graubard, its effective size cut by the clusters' degrees of freedom
+                z_ratio = t / float(stats.norm.ppf((1 + level) / 2))
+                low, high = korn_graubard(ratio, variance * z_ratio ** 2, int(audited["examined"].sum()), level)
+            else:
+                low, high = max(ratio - t * math.sqrt(variance), 0.0), ratio + t * math.sqrt(variance)
+        out[key] = {"estimate": ratio, "ci_low": low, "ci_high": high, "released_total": ratio * outside,
+                    "total_ci_low": None if low is None else low * outside,
+                    "total_ci_high": None if high is None else high * outside}
+    return out

@@ -48,3 +48,16 @@ class AuditLists:
         with self.warehouse.connect(read_only=True) as con:
             return con.execute("SELECT * FROM audit_lists WHERE list_id = (SELECT list_id FROM audit_lists "
                                "ORDER BY selected_at DESC LIMIT 1) ORDER BY rank").df()
+
+    def every_period(self) -> pd.DataFrame:
+        """Each period's latest list that drew at random (lists stored before 0.17 drew none): the enterprises and
+        how each was selected, what the random audits' estimate weighs findings by."""
+        if not self.warehouse.counts()["audit_lists"]:
+            return pd.DataFrame(columns=STORED_COLUMNS)
+        with self.warehouse.connect(read_only=True) as con:
+            if "selected_by" not in {r[0] for r in con.execute("DESCRIBE audit_lists").fetchall()}:
+                return pd.DataFrame(columns=STORED_COLUMNS)
+            return con.execute(
+                "SELECT * FROM audit_lists WHERE list_id IN (SELECT arg_max(list_id, selected_at) FROM audit_lists "
+                "GROUP BY period) AND list_id IN (SELECT list_id FROM audit_lists WHERE selected_by = 'random') "
+                "ORDER BY period, rank").df()

@@ -72,6 +72,13 @@ LIST_TYPES = {
 }
 
 
+def _red_outcomes(design: pd.DataFrame) -> pd.DataFrame:
+    """fraud and revenue where the red lane's control reported them, else missing (`Decisions.selection_design`)."""
+    observed = design.pop("inspected").eq(1) & design["lane"].eq("red")
+    found_fraud, found_revenue = design.pop("found_fraud"), design.pop("found_revenue")
+    return design.assign(fraud=found_fraud.where(observed), revenue=found_revenue.where(observed))
+
+
 def _listed(value: object) -> list | None:
     """A list cell as a Python list (a list, a tuple or an array as read back), None when missing."""
     if isinstance(value, list | tuple | np.ndarray):
@@ -256,19 +263,24 @@ class Decisions:
 
     def released(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Declarations filed in [start, end] whose latest decision released them (green or yellow lane), with
-        the importer and duty paid: the post-clearance audit's input."""
+        the importer, duty paid and the outcome where a control (a post-clearance audit's, say) reported one: the
+        post-clearance audit's input."""
         return self.warehouse.read(FILED_LATEST.format(
-            filed="importer_id, duty_paid, declaration_date", where="",
+            filed="importer_id, duty_paid, declaration_date, CASE WHEN inspected = 1 THEN fraud END AS fraud, "
+                  "CASE WHEN inspected = 1 THEN revenue END AS revenue", where="",
             decided="lane, risk_score, expected_revenue, reasons", then="WHERE lane IN ('green', 'yellow')"), [start, end])
 
     def selection_design(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Every declaration filed in [start, end] with a decision: its latest decision's lane, selector and
-        inclusion probability, its outcome where a control reported one (fraud and revenue, else missing), and its
-        HS code, office and importer: the design training/compliance.py estimates fraud among all goods from."""
+        inclusion probability, its outcome where the red lane's control reported one (fraud and revenue, else
+        missing), and its HS code, office and importer: the design training/compliance.py estimates fraud among all
+        goods from. An outcome on a released declaration (a post-clearance audit's finding) is not a draw of this
+        design, whose probabilities are those of going red: the audit's own design weighs it
+        (serving/post_clearance.py `released_compliance`)."""
         return self.warehouse.read(FILED_LATEST.format(
-            filed="hs_code, office_id, importer_id, CASE WHEN inspected = 1 THEN fraud END AS fraud, "
-                  "CASE WHEN inspected = 1 THEN revenue END AS revenue", where="",
-            decided="lane, selected_by, inclusion_probability", then=""), [start, end])
+            filed="hs_code, office_id, importer_id, inspected, fraud AS found_fraud, revenue AS found_revenue",
+            where="", decided="lane, selected_by, inclusion_probability",
+            then=""), [start, end]).pipe(_red_outcomes)
 
     def targeting_evidence(self) -> pd.DataFrame:
         """Targeted exploration's evidence: every decision whose stratum is a targeted source or the model's

@@ -10,16 +10,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from features.intake.prepared import prepare_batch
 from features.warehouse import Warehouse
 from flows.audit import customs_audit, customs_ratings
 from flows.orchestration.runtime import current
+from flows.render import audit_text
 from serving.periods import parse_period
+from tests.conftest import write_csv
 
 pytestmark = pytest.mark.integration
 
 
 def test_the_audit_list_is_kept_in_the_warehouse_and_defaults_to_the_datas_latest_month(prefect_api, loaded_home,
-                                                                                        world):
+                                                                                        world, tmp_path):
     warehouse = current().warehouse
     declarations = world.declarations
     newest = declarations["declaration_date"].max()
@@ -46,10 +49,27 @@ def test_the_audit_list_is_kept_in_the_warehouse_and_defaults_to_the_datas_lates
     assert stored["inclusion_probability"].tolist() == pytest.approx([1.0] * 4 + [1 / others])
     assert result["random_share"] == 0.1 and result["selected"][4]["reasons"].startswith("drawn at random (1 of the")
 
-    again = customs_audit(period=expected, capacity=3, random_share=0.0)  # a later list is the latest; both kept
+    # The drawn enterprise's audit reports back: every released declaration of the period examined, one fraud
+    drawn = stored["importer_id"].iloc[4]
+    mine = in_period[in_period["importer_id"] == drawn]
+    control = (end + pd.Timedelta(days=30)).date()
+    findings = pd.DataFrame({"declaration_id": mine["declaration_id"], "inspected": 1, "control_date": control,
+                             "fraud": [1] + [0] * (len(mine) - 1), "revenue": [250.0] + [0.0] * (len(mine) - 1),
+                             "critical": 0})
+    summary = warehouse.store(prepare_batch(write_csv(tmp_path / "findings.csv", findings), kind="outcomes"))
+    assert summary.stored == len(mine)
+    found = customs_audit(period=expected, capacity=5)["released_compliance"]
+    assert found["periods"] == [expected] and (found["random_drawn"], found["random_audited"]) == (1, 1)
+    assert (found["examined"], found["frauds_found"]) == (len(mine), 1)
+    assert found["fraud_rate"]["estimate"] == pytest.approx(1 / len(mine)) and found["fraud_rate"]["ci_low"] is None
+    assert found["revenue_per_declaration"]["estimate"] == pytest.approx(250 / len(mine))
+    assert "1 of 1 drawn enterprises reported findings" in audit_text({**result, "released_compliance": found})
+
+    again = customs_audit(period=expected, capacity=3, random_share=0.0)  # a later list is the latest; all kept
     latest = warehouse.audits.latest()
     assert latest["list_id"].unique().tolist() == [again["list_id"]] and set(latest["selected_by"]) == {"priority"}
-    assert warehouse.counts()["audit_lists"] == 8
+    assert warehouse.counts()["audit_lists"] == 13
+    assert again["released_compliance"] is None  # the period's latest list drew none
 
 
 def test_a_warehouse_whose_audit_lists_predate_the_random_share_gains_its_columns(tmp_path):

@@ -111,3 +111,9 @@ def test_a_periods_reads_take_each_declaration_filed_in_it_with_its_latest_decis
         ["D0", "red", 1.0, 0.9], ["D1", "yellow", 0.0, 0.1]]
     february = warehouse.decisions.controlled_outcomes(pd.Timestamp("2026-02-01"), pd.Timestamp("2026-02-28"))
     assert february[["declaration_id", "lane"]].values.tolist() == [["D3", "green"], ["D4", "red"]]
+    # The released declarations carry their outcomes (an audit's findings); the red-lane design only the red lane's
+    assert released["fraud"].tolist()[:1] == [0.0] and released["fraud"].isna().tolist() == [False, True]
+    design = warehouse.decisions.selection_design(*january)
+    assert design[["declaration_id", "lane"]].values.tolist() == [["D0", "red"], ["D1", "yellow"], ["D2", "green"]]
+    assert design["fraud"].tolist()[0] == 1.0 and design["fraud"].isna().tolist() == [False, True, True]
+    assert design["revenue"].tolist()[0] == 50.0 and "inspected" not in design
