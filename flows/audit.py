@@ -16,7 +16,7 @@ from flows.orchestration.runtime import Runtime, progress
 from flows.render import ratings_markdown
 from serving.entity_ratings import counted_columns, rate_counts
 from serving.periods import latest_complete_month, parse_period
-from serving.post_clearance import audit_candidates, released_compliance
+from serving.post_clearance import audit_candidates, audit_findings
 
 RATINGS_TOP, RATINGS_MIN_CONTROLS = 20, 5  # `aduana ratings`' defaults, and the audit flow's enterprise ratings
 
@@ -69,11 +69,8 @@ def customs_audit(period: str | None = None, capacity: int = 20, random_share: f
 @task(name="released_findings", cache_policy=NO_CACHE)
 def released_findings(rt: Runtime) -> dict | None:
     """Fraud in the released goods the audit rankings leave out, from the findings reported on every period's
-    random draws (serving/post_clearance.py `released_compliance`); None before any finding."""
-    lists = rt.warehouse.audits.every_period()
-    released = [rt.warehouse.decisions.released(*(pd.Timestamp(day) for day in parse_period(period))).assign(period=period)
-                for period in lists["period"].unique().tolist()]
-    found = released_compliance(lists, pd.concat(released, ignore_index=True)) if released else None
+    random draws (serving/post_clearance.py `audit_findings`); None before any finding."""
+    found = audit_findings(rt.warehouse)
     if found and found["fraud_rate"]:
         rate = found["fraud_rate"]
         progress(f"random audits: {found['random_audited']} of {found['random_drawn']} drawn enterprises reported "

@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats
 
 from serving.entity_ratings import ratings_of
+from serving.periods import parse_period
 from training.compliance import korn_graubard
 
 EVIDENCE_ROWS = 5
@@ -98,6 +99,15 @@ def _audit_reasons(r, picked: int, others: int) -> str:  # noqa: ANN001 - a name
     if r.aeo_certified == 1:
         parts.append("AEO-certified (priority lowered)")
     return "; ".join(parts)
+
+
+def audit_findings(warehouse) -> dict | None:  # noqa: ANN001 - a features.warehouse.Warehouse
+    """`released_compliance` of a warehouse's audit lists: each period's latest list that drew at random, and that
+    period's released declarations with the outcomes reported on them."""
+    lists = warehouse.audits.every_period()
+    released = [warehouse.decisions.released(*(pd.Timestamp(day) for day in parse_period(period))).assign(period=period)
+                for period in lists["period"].unique().tolist()]
+    return released_compliance(lists, pd.concat(released, ignore_index=True)) if released else None
 
 
 def released_compliance(lists: pd.DataFrame, released: pd.DataFrame, level: float = 0.90) -> dict | None:

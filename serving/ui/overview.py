@@ -124,7 +124,7 @@ def more_rows(shown: int, total: int, what: str = "rows") -> str:
     return f'<p class="note">…and {total - shown:,} more {what}.</p>' if total > shown else ""
 
 
-def audit_section(audit: pd.DataFrame) -> str:
+def audit_section(audit: pd.DataFrame, findings: dict | None = None) -> str:
     if audit.empty:
         return ('<section id="audit"><h2>Post-clearance audit list</h2><p class="empty">No audit list yet: run '
                 '<code>aduana audit</code>.</p></section>')
@@ -139,8 +139,25 @@ def audit_section(audit: pd.DataFrame) -> str:
             f'for {escape(str(first.period))}, selected {when_text(first.selected_at)}: {len(audit)} enterprises '
             f'(capacity {count_text(first.capacity)}), {drawn} of them drawn at random from those the ranking left '
             f'out, so that their findings measure compliance in released goods.</p>'
+            f'{_findings(findings)}'
             f'{table(["rank", "importer", "selected by", "priority", "expected unrecovered", "reasons"], rows, {0, 3, 4})}'
             f'{more_rows(len(rows), len(audit))}</section>')
+
+
+def _findings(found: dict | None) -> str:
+    """What the random audits' findings say of fraud in the released goods the rankings leave out, in words."""
+    if not found or not found["fraud_rate"]:
+        return ('<p id="audit-findings" class="note">No findings reported yet on the enterprises drawn at random: '
+                'once their audits report (<code>aduana ingest FILE --kind outcomes</code>), this estimates the '
+                'fraud in released goods.</p>')
+    rate, level = found["fraud_rate"], 100 * found["level"]
+    interval = (f" ({level:.0f} % interval {rate['ci_low']:.1%} to {rate['ci_high']:.1%})"
+                if rate["ci_low"] is not None else " (no interval before two drawn enterprises have reported)")
+    return (f'<p id="audit-findings">From the findings of {found["random_audited"]} enterprises drawn at random '
+            f'({found["examined"]:,} declarations examined, {found["frauds_found"]:,} frauds), about '
+            f'<strong>{rate["estimate"]:.1%}</strong>{interval} of the {found["released_outside_priority"]:,} '
+            f'declarations released outside the audit rankings are fraudulent: some '
+            f'{rate["released_total"]:,.0f} declarations nobody selected.</p>')
 
 
 def _audit_how(kind: object, probability: float | None) -> str:

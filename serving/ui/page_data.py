@@ -86,4 +86,5 @@ class PageData:
     audit: pd.DataFrame
     ratings: pd.DataFrame
     read_at: datetime
+    audit_findings: dict | None = None  # serving/post_clearance.py `audit_findings`
 

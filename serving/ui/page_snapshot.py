@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from features.warehouse import Warehouse
 from features.warehouse.snapshot import Refreshing
+from serving.post_clearance import audit_findings
 from serving.scorer import Scorer
 from serving.ui.page_data import PageData, summarise_batch
 
@@ -30,13 +31,14 @@ class PageSnapshot:
 
     @staticmethod
     def _read(warehouse: Warehouse) -> tuple:
-        return warehouse.decisions.latest_scoring_batch(), warehouse.audits.latest(), warehouse.ratings.latest()
+        return (warehouse.decisions.latest_scoring_batch(), warehouse.audits.latest(), warehouse.ratings.latest(),
+                audit_findings(warehouse))
 
     def _build(self, read: tuple) -> PageData:
-        batch, audit, ratings = read
+        batch, audit, ratings, findings = read
         policy = self.scorer.policy
         return PageData(batch=summarise_batch(batch, policy.rank_by, policy.seed), audit=audit, ratings=ratings,
-                        read_at=datetime.now(UTC))
+                        read_at=datetime.now(UTC), audit_findings=findings)
 
 
 def _version(warehouse: Warehouse) -> tuple:

@@ -64,7 +64,7 @@ def install(app: FastAPI, scorer: Scorer, key: ServiceKey, secure_cookie: bool =
                         headers={"Retry-After": str(RETRY_AFTER_S)})
         stale = (f'<section class="warn">{BUSY.capitalize()}: showing what was read '
                  f'at {when_text(data.read_at)}.</section>' if snapshot.error else "")
-        body = (f'<section>{lookup_form()}</section>{stale}{batch_section(data.batch)}{audit_section(data.audit)}'
+        body = (f'<section>{lookup_form()}</section>{stale}{batch_section(data.batch)}{audit_section(data.audit, data.audit_findings)}'
                 f'{ratings_section(data.ratings)}<p class="note">Read from the warehouse at {when_text(data.read_at)}.</p>')
         return page("Aduana: risk analysts", body, champion())
 

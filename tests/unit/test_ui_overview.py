@@ -68,6 +68,12 @@ def test_the_audit_lists_importers_are_text():
     assert html.count("<td>priority</td>") == 2 and "0 of them drawn at random" in html
     drawn = overview.audit_section(audit.assign(selected_by=["priority", "random"], inclusion_probability=[1.0, 0.05]))
     assert "<td>random draw (1 in 20)</td>" in drawn and "1 of them drawn at random" in drawn
+    assert "No findings reported yet" in drawn
+    found = {"level": 0.9, "random_audited": 3, "examined": 120, "frauds_found": 6, "released_outside_priority": 5000,
+             "fraud_rate": {"estimate": 0.05, "ci_low": 0.02, "ci_high": 0.11, "released_total": 250.0}}
+    said = overview.audit_section(audit, found)
+    assert "about <strong>5.0%</strong> (90 % interval 2.0% to 11.0%) of the 5,000 declarations" in said
+    assert "some 250 declarations nobody selected" in said
 
 
 def test_the_batch_shows_the_estimate_of_fraud_among_all_its_declarations_in_words():
