@@ -16,6 +16,7 @@ from features.warehouse import read_tables
 from flows.orchestration import runtime
 from flows.orchestration.runtime import Runtime, progress
 from flows.render import monitor_markdown
+from serving.post_clearance import audit_findings
 from training import registry, runs
 from training.models import RiskModel
 from training.monitoring import (
@@ -48,7 +49,7 @@ def load_window(rt: Runtime, window_days: int, as_of: str | None, outcome_days: 
     design = warehouse.decisions.selection_design(end - pd.Timedelta(days=outcome_days - 1), end)
     return {"version": version, "model": model, "reference": runs.load_reference(rt.client, version),
             "current": current_features(rt, model, start, end), "outcomes": outcomes, "design": design,
-            "window": (start, end)}
+            "window": (start, end), "audit_findings": audit_findings(warehouse)}
 
 
 def current_features(rt: Runtime, model: RiskModel, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -79,6 +80,7 @@ def customs_monitor(window_days: int | None = None, as_of: str | None = None, ou
     loaded = load_window(rt, window_days or thresholds.window_days, as_of, outcome_days or thresholds.outcome_days)
     report = monitor(loaded["model"], loaded["version"], loaded["reference"], loaded["current"],
                      loaded["outcomes"], loaded["window"], thresholds, loaded["design"])
+    report.audit_findings = loaded["audit_findings"]
     run_id = track_monitoring(rt, report)
     create_markdown_artifact(key="customs-monitor-report", markdown=monitor_markdown(report),
                              description="Feature and score drift, and selection outcomes, against the champion")
@@ -93,6 +95,6 @@ def customs_monitor(window_days: int | None = None, as_of: str | None = None, ou
     else:
         progress("no drift beyond the thresholds")
     return {**payload, "drift_detected": report.drift_detected, "event_id": event_id,
-            "outcomes": report.outcomes, "score_psi": report.score["psi"],
+            "outcomes": report.outcomes, "score_psi": report.score["psi"], "released_compliance": report.audit_findings,
             "top_features": report.features[report.features["alerting"]].head(10)[["feature", "psi"]].round(4)
             .to_dict("records")}

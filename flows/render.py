@@ -207,6 +207,8 @@ def monitor_text(result: dict) -> str:
         lines.append(f"  {name}: {o['controlled']:,} controlled, hit rate {_pct(o['hit_rate'])} "
                      f"(95% CI {_pct(o['ci_low'])}–{_pct(o['ci_high'])}), model expected {_pct(o['expected_hit_rate'])}")
     lines += [f"  {line}" for line in compliance_lines(result.get("compliance")) if line and not line.startswith("#")]
+    if found := result.get("released_compliance"):
+        lines.append(f"  {released_compliance_text(found)}")
     if result["event_id"]:
         lines.append(f"  event aduana.drift.detected emitted ({result['event_id']})")
     lines.append(f"  MLflow run: {result['mlflow_run_id']} (experiment aduana-monitoring)")
@@ -241,7 +243,10 @@ def monitor_markdown(report, top: int = 25) -> str:  # noqa: ANN001 - a training
     for name, o in report.outcomes.items():
         lines.append(f"| {name} | {o['controlled']:,} | {_pct(o['hit_rate'])} | {_pct(o['ci_low'])}–{_pct(o['ci_high'])} "
                      f"| {_pct(o['expected_hit_rate'])} |")
-    return "\n".join(lines + compliance_lines(report.compliance))
+    lines += compliance_lines(report.compliance)
+    if report.audit_findings:
+        lines += ["", "### Released goods: the random audits' findings", "", released_compliance_text(report.audit_findings)]
+    return "\n".join(lines)
 
 
 def compliance_lines(compliance: dict | None) -> list[str]:

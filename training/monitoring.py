@@ -41,6 +41,7 @@ class MonitorReport:
     thresholds: MonitorThresholds = field(default_factory=MonitorThresholds)  # what the alerts were judged on
     # The champion's risk scores on the reference and on the window, for the score-distribution plot.
     compliance: dict | None = None  # `compliance_summary` of the window's decisions
+    audit_findings: dict | None = None  # the random audits' estimate of fraud in released goods (serving/post_clearance.py)
     reference_scores: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
     current_scores: pd.Series = field(default_factory=lambda: pd.Series(dtype="float64"))
 

@@ -283,10 +283,15 @@ def log_monitoring(client: MlflowClient, report: MonitorReport, artifacts: Path,
         for measure in ("fraud_rate", "revenue_at_stake"):  # the estimate among all declarations, released included
             found = (report.compliance or {}).get(measure) or {}
             metrics.update({f"compliance.{measure}.{k}": found.get(k) for k in ("estimate", "ci_low", "ci_high")})
+        if found := report.audit_findings:  # fraud in the released goods the audit rankings leave out
+            metrics.update({f"audit.fraud_rate.{k}": (found["fraud_rate"] or {}).get(k)
+                            for k in ("estimate", "ci_low", "ci_high")})
+            metrics.update({"audit.random_audited": found["random_audited"], "audit.examined": found["examined"]})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None and pd.notna(v)})
         mlflow.log_table(report.features, artifact_file="monitoring/feature_drift.json")
         mlflow.log_dict({"payload": report.payload(), "outcomes": report.outcomes, "score": report.score,
-                         "compliance": report.compliance}, "monitoring/report.json")
+                         "compliance": report.compliance, "audit_findings": report.audit_findings},
+                        "monitoring/report.json")
         thresholds = report.thresholds
         for name, fig in (("feature_psi", figures.feature_psi(report.features, thresholds.psi)),
                           ("score_distribution", figures.score_distribution(

@@ -13,13 +13,16 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from flows.monitor import customs_monitor
+from flows.orchestration.runtime import current
 from flows.retrain import customs_retrain
 from flows.settings import Settings
 from tests.browser import _run, chromium, distinct_colours, screenshot
@@ -43,7 +46,7 @@ def _sampling_threads() -> list[threading.Thread]:
 
 
 def test_training_runs_span_their_fits_with_system_metrics_and_monitoring_has_plots(prefect_api, loaded_home,
-                                                                                    monkeypatch):
+                                                                                    monkeypatch, world):
     monkeypatch.setenv("ADUANA_TRAIN_ITERATIONS", "60")
     monkeypatch.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "0.5")  # a short test training: sample often
     summary = customs_retrain(dataset="test")
@@ -85,8 +88,27 @@ def test_training_runs_span_their_fits_with_system_metrics_and_monitoring_has_pl
     versions = client.search_model_versions("name = 'customs-risk'")
     assert [v.run_id for v in versions] == [summary["run_id"]]  # only the candidate put forward is registered
 
+    # A random audit whose findings are in: the newest month's released goods of one drawn importer
+    declarations = world.declarations
+    month = str(pd.Timestamp(declarations["declaration_date"].max()).to_period("M"))
+    in_month = declarations[declarations["declaration_date"].dt.to_period("M").astype(str) == month]
+    importer = in_month.loc[in_month["inspected"] == 1, "importer_id"].iloc[0]
+    mine = in_month[in_month["importer_id"] == importer]
+    warehouse = current().warehouse
+    warehouse.decisions.append_batch(pd.DataFrame({
+        "declaration_id": mine["declaration_id"].to_numpy(), "position": np.arange(len(mine)), "risk_score": 0.1,
+        "expected_revenue": 10.0, "lane": "green", "selected_by": "", "reasons": "", "model_version": "1",
+        "policy_hash": "test"}), pd.DataFrame(), "score-test", "test", datetime(2025, 1, 1))
+    warehouse.audits.record(pd.DataFrame({"rank": [1], "importer_id": [importer], "selected_by": ["random"],
+                                          "inclusion_probability": [0.1]}), month, 1)
+
     monitored = customs_monitor(window_days=30)
     monitoring = client.get_run(monitored["mlflow_run_id"])
+    examined = int((mine["inspected"] == 1).sum())
+    assert monitored["released_compliance"]["examined"] == examined  # the findings' estimate, tracked in MLflow
+    assert monitoring.data.metrics["audit.examined"] == examined
+    assert monitoring.data.metrics["audit.fraud_rate.estimate"] == pytest.approx(
+        mine.loc[mine["inspected"] == 1, "fraud"].mean())
     artifacts = {a.path: a.file_size for a in client.list_artifacts(monitoring.info.run_id, "plots")}
     assert set(artifacts) == {"plots/feature_psi.png", "plots/score_distribution.png"}
     assert all(size > 10_000 for size in artifacts.values())  # drawn figures, not empty canvases
