@@ -74,7 +74,7 @@ LIST_TYPES = {
 
 def _red_outcomes(design: pd.DataFrame) -> pd.DataFrame:
     """fraud and revenue where the red lane's control reported them, else missing (`Decisions.selection_design`)."""
-    observed = design.pop("inspected").eq(1) & design["lane"].eq("red")
+    observed = (design.pop("inspected").eq(1).fillna(False) & design["lane"].eq("red").fillna(False)).astype(bool)
     found_fraud, found_revenue = design.pop("found_fraud"), design.pop("found_revenue")
     return design.assign(fraud=found_fraud.where(observed), revenue=found_revenue.where(observed))
 
