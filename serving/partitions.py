@@ -169,8 +169,10 @@ def explain_part(folder: str, i: int) -> int:
     if len(part):
         scorer, reader = worker(folder)
         scored = pd.concat([pd.read_parquet(run.file("scores", i)), pd.read_parquet(run.file("lanes", i))], axis=1)
-        output = scorer.explain_partition(part, scored, reader.batch_state(run.batch_tables(), part), EXPLAIN_LANES,
-                                          reader.context(part))
+        explained = part[scored["lane"].isin(EXPLAIN_LANES).to_numpy()]  # the warehouse is read for these only
+        batch, context = ((reader.batch_state(run.batch_tables(), explained), reader.context(explained))
+                          if len(explained) else (None, None))
+        output = scorer.explain_partition(part, scored, batch, EXPLAIN_LANES, context)
         frames = [output[OUTPUT_COLUMNS + DETAIL_COLUMNS].set_axis(part.index), invalid]
     output = pd.concat([f for f in frames if len(f)]).sort_index() if any(len(f) for f in frames) else invalid
     output.to_parquet(run.file("out", i))

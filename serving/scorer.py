@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from catboost import Pool
 
-from features.build import build_features, integrate
+from features.build import FeatureSet, build_features, integrate
 from features.collector import collector_paused
 from features.context import BatchState, ScoringContext
 from features.entities import MISSING
@@ -192,21 +192,27 @@ class Scorer:
 
     def _scored(self, declarations: pd.DataFrame, advance: Advance = quiet, batch: BatchState | None = None,
                 context: ScoringContext | None = None) -> _Scored:
-        if self.model is None:
-            raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         context = context or self.context()
-        frame = integrate(declarations.reset_index(drop=True), context=context,
-                          batch_totals=None if batch is None else batch.bill_totals)
-        features = build_features(frame, bands=self._bands(context), profiles=context.profiles, advance=advance,
-                                  batch_first=None if batch is None else batch.first_filed, columns=self._read())
+        frame, features = self._features(declarations, advance, batch, context)
         X = self._model_input(features.X)
         pool = self.model.pool(X)  # built once: the scores' and the reasons' (a slice of it)
         risk, expected = self.model.predict_pool(pool)
-        frame["price_reference_log"] = features.price_reference_log.to_numpy()
         scores = pd.DataFrame({"risk_score": risk, "expected_revenue": expected})
         if self.policy.targeting is not None:
             scores = pd.concat([scores, self._sources(frame, features.X, context)], axis=1)
         return _Scored(frame, X, scores, pool)
+
+    def _features(self, declarations: pd.DataFrame, advance: Advance, batch: BatchState | None,
+                  context: ScoringContext) -> tuple[pd.DataFrame, FeatureSet]:
+        """The declarations integrated with what the warehouse holds for them, and their features."""
+        if self.model is None:
+            raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
+        frame = integrate(declarations.reset_index(drop=True), context=context,
+                          batch_totals=None if batch is None else batch.bill_totals)
+        features = build_features(frame, bands=self._bands(context), profiles=context.profiles, advance=advance,
+                                  batch_first=None if batch is None else batch.first_filed, columns=self._read())
+        frame["price_reference_log"] = features.price_reference_log.to_numpy()
+        return frame, features
 
     def _sources(self, frame: pd.DataFrame, X: pd.DataFrame, context: ScoringContext) -> pd.DataFrame:
         """The targeted sources' scores of a batch (serving/targeting.py): novelty against the warehouse's filings
@@ -297,18 +303,18 @@ class Scorer:
             frame, _, scores = self._scores(declarations, batch=batch, context=context)
             return pd.concat([frame[[c for c in ALLOCATION_COLUMNS if c in frame]], scores], axis=1)
 
-    def explain_partition(self, declarations: pd.DataFrame, scored: pd.DataFrame, batch: BatchState,
+    def explain_partition(self, declarations: pd.DataFrame, scored: pd.DataFrame, batch: BatchState | None,
                           explain_lanes: tuple[str, ...] = (RED, YELLOW),
                           context: ScoringContext | None = None) -> pd.DataFrame:
         """A partition's output, as `score` gives it for these rows in the whole batch: `scored` is its
         `score_partition` with the batch's lanes (lane, selected_by, rule); the features are built again for the
-        explained rows only."""
+        explained rows only (`batch` and `context` need hold only theirs), and not scored again."""
         chosen = scored["lane"].isin(explain_lanes).to_numpy()
         explained = Explanation([], [], np.nan)
         with collector_paused():
             if chosen.any():
-                frame, X, _ = self._scores(declarations[chosen], batch=batch, context=context)
-                explained = explanations(self.model, X, frame)
+                frame, features = self._features(declarations[chosen], quiet, batch, context or self.context())
+                explained = explanations(self.model, self._model_input(features.X), frame)
             return self._assemble(scored["declaration_id"].to_numpy(), scored, scored, chosen, explained)
 
     def _output(self, scored: _Scored, lanes: pd.DataFrame, explain_lanes: tuple[str, ...]) -> pd.DataFrame:
