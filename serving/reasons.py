@@ -71,8 +71,8 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
 
     `row` gives the model's inputs and the declaration's other fields, never a feature the model lacks (see
     `_Columns`), so a sentence quotes only what the model saw. None: nothing defensible to say."""
-    values = _Said(row)
     if family == "price":
+        values = _Said(row)
         deviation = _v(row, "log_unit_price", np.nan) - _v(row, "price_reference_log", np.nan)
         if np.isnan(deviation):
             return "unit price cannot be checked against a reference (no net mass or no price band)"
@@ -89,7 +89,7 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
             return "no manifest gross weight to check the declared net mass against"
         return f"manifest gross weight is {ratio:.2f}× the net mass declared on bill of lading {_v(row, 'bill_of_lading', '?')}"
     if family == "route":
-        return _route(strongest, row, values["origin_country"])
+        return _route(strongest, row, _Said(row)["origin_country"])
     if family == "registry":
         return _registry(strongest, row)
     if family == "value":
@@ -99,9 +99,9 @@ def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
             return f"no {what} declared"
         return f"{what} {shown(math.expm1(amount) if strongest.startswith('log_') else amount)}"
     if family.startswith("entity:"):
-        return _entity(family.split(":", 1)[1], strongest, row, values)
+        return _entity(family.split(":", 1)[1], strongest, row, _Said(row))
     if family == "office":
-        return f"entry through office {values['office_id']}"
+        return f"entry through office {_Said(row)['office_id']}"
     if is_extra(family):  # a column the mapping added: its own name and value
         value = _v(row, family)
         return f"{family.split('_', 1)[1].replace('_', ' ')} {'not given' if value is None else value}"
@@ -285,21 +285,21 @@ def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: li
 
 
 class _Columns(dict):
-    """Column arrays converted on first use: the model's inputs as the model saw them, the declarations' other
+    """Column values converted on first use: the model's inputs as the model saw them, the declarations' other
     fields, and nothing for a feature the model does not have (even where the declarations carry it)."""
 
     def __init__(self, context: pd.DataFrame, X: pd.DataFrame):
         super().__init__()
         self.context, self.X = context, X
 
-    def __missing__(self, column: str) -> np.ndarray | None:
+    def __missing__(self, column: str) -> list | None:
         if column in self.X.columns:
-            found = self.X[column].to_numpy()
+            found = self.X[column].to_numpy().tolist()
         elif column in BY_NAME or column not in self.context.columns:
             found = None
         else:
-            found = self.context[column].to_numpy()
-        self[column] = found
+            found = self.context[column].to_numpy().tolist()
+        self[column] = found  # as a list: a row's value is then a Python object, as the one-row path reads it
         return found
 
 
