@@ -9,8 +9,8 @@ enterprises with released goods, as tax and customs administrations keep random 
 what a ranked list finds says nothing of the enterprises it never picks. Each listed enterprise carries its
 `selected_by` ("priority" or "random") and its `inclusion_probability` (1 for the ranked ones; k of the M others
 for the drawn ones), so that audit findings can weigh each audited enterprise by 1/probability (Horvitz-Thompson).
-The draw is seeded by the period (serving each enterprise a permanent random number): a list rerun for a period draws
-the same enterprises unless one of them has since entered the ranked part. The latest list of a period is its design.
+The draw gives each enterprise a permanent random number for the period: a list rerun for a period draws the same
+enterprises unless one of them has since entered the ranked part. The latest list of a period is its design.
 
 Audit findings come back as outcomes on the released declarations they examined (`aduana ingest FILE --kind
 outcomes`): labels on released goods that training reads like any control's. `released_compliance` weighs the random
@@ -120,8 +120,8 @@ def released_compliance(lists: pd.DataFrame, released: pd.DataFrame, level: floa
     enterprise's declarations), with a Taylor-linearised variance over the clusters (with replacement: conservative)
     and a Korn-Graubard interval whose effective size is cut by the Student t on (audited draws - 1) degrees of
     freedom (measured: 87-95 % coverage of 90 % intervals from 12 draws of five skewed simulated populations), so none
-    below 2 audited draws. The priority
-    enterprises' findings are counted as they are: what the ranking found. None before any finding on either."""
+    below 2 audited draws. The priority enterprises' findings are counted as they are: what the ranking found. None
+    before any finding on either."""
     if lists.empty or released.empty:
         return None
     per = released.assign(examined=released["fraud"].notna(), found=released["fraud"].fillna(0),
