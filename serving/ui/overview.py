@@ -130,11 +130,10 @@ def audit_section(audit: pd.DataFrame, findings: dict | None = None) -> str:
                 '<code>aduana audit</code>.</p></section>')
     first = audit.iloc[0]
     audit = audit.reindex(columns=[*audit.columns, *{"selected_by", "inclusion_probability"} - set(audit.columns)])
-    how = audit["selected_by"]
     rows = [[count_text(r.rank), escape(str(r.importer_id)), _audit_how(r.selected_by, r.inclusion_probability),
              score_text(r.audit_priority, 0), score_text(r.expected_unrecovered, 0), escape(str(r.reasons or ""))]
             for r in audit.head(MAX_LIST_ROWS).itertuples()]
-    drawn = int((how == "random").sum())
+    drawn = int((audit["selected_by"] == "random").sum())
     return (f'<section id="audit"><h2>Post-clearance audit list</h2><p>List <code>{escape(str(first.list_id))}</code> '
             f'for {escape(str(first.period))}, selected {when_text(first.selected_at)}: {len(audit)} enterprises '
             f'(capacity {count_text(first.capacity)}), {drawn} of them drawn at random from those the ranking left '
