@@ -39,12 +39,16 @@ PARTIES = ("importer_id", "exporter_id", "declarant_id")  # the parties whose fi
 NOVELTY_COLUMNS = ["new_pairs", "importer_mix_shift", "heading_origin_shift", "new_parties"]
 
 
+def as_text(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A column's values as the signals key them: text, MISSING where missing (an absent column is all missing)."""
+    values = frame[column].astype("str").fillna(MISSING) if column in frame else pd.Series(MISSING, index=frame.index)
+    return values.to_numpy(dtype=object)
+
+
 def _columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
     """The text of each column the signals read (missing values share one key; an absent column is all missing)."""
-    out = {}
-    for column in ("importer_id", "exporter_id", "declarant_id", "office_id", "origin_country"):
-        values = frame[column].astype("str").fillna(MISSING) if column in frame else pd.Series(MISSING, index=frame.index)
-        out[column] = values.to_numpy(dtype=object)
+    out = {column: as_text(frame, column)
+           for column in ("importer_id", "exporter_id", "declarant_id", "office_id", "origin_country")}
     out["hs_heading"] = hs_level(frame["hs_code"], "hs_heading").fillna(MISSING).to_numpy(dtype=object)
     return out
 

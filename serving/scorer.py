@@ -192,6 +192,7 @@ class Scorer:
 
     def _scored(self, declarations: pd.DataFrame, advance: Advance = quiet, batch: BatchState | None = None,
                 context: ScoringContext | None = None) -> _Scored:
+        self._require_model()
         context = context or self.context()
         frame, features = self._features(declarations, advance, batch, context)
         X = self._model_input(features.X)
@@ -205,14 +206,17 @@ class Scorer:
     def _features(self, declarations: pd.DataFrame, advance: Advance, batch: BatchState | None,
                   context: ScoringContext) -> tuple[pd.DataFrame, FeatureSet]:
         """The declarations integrated with what the warehouse holds for them, and their features."""
-        if self.model is None:
-            raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
         frame = integrate(declarations.reset_index(drop=True), context=context,
                           batch_totals=None if batch is None else batch.bill_totals)
         features = build_features(frame, bands=self._bands(context), profiles=context.profiles, advance=advance,
                                   batch_first=None if batch is None else batch.first_filed, columns=self._read())
         frame["price_reference_log"] = features.price_reference_log.to_numpy()
         return frame, features
+
+    def _require_model(self) -> None:
+        """Before any read of the snapshot: scoring needs a champion."""
+        if self.model is None:
+            raise RuntimeError("no champion model is loaded: train and promote one first ('aduana train')")
 
     def _sources(self, frame: pd.DataFrame, X: pd.DataFrame, context: ScoringContext) -> pd.DataFrame:
         """The targeted sources' scores of a batch (serving/targeting.py): novelty against the warehouse's filings
@@ -313,6 +317,7 @@ class Scorer:
         explained = Explanation([], [], np.nan)
         with collector_paused():
             if chosen.any():
+                self._require_model()
                 frame, features = self._features(declarations[chosen], quiet, batch, context or self.context())
                 explained = explanations(self.model, self._model_input(features.X), frame)
             return self._assemble(scored["declaration_id"].to_numpy(), scored, scored, chosen, explained)

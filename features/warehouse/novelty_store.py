@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from features.entities import HS_LEVELS, MISSING
-from features.novelty import NEW_DAYS, NOVELTY_COLUMNS, PAIRS, PARTIES, WINDOW_DAYS, youth
+from features.novelty import NEW_DAYS, NOVELTY_COLUMNS, PAIRS, PARTIES, WINDOW_DAYS, as_text, youth
 from features.profiles import to_seconds
 from features.warehouse.profile_store import DAY, _columns, _quoted, _seconds
 
@@ -101,9 +101,7 @@ class NoveltyStore:
             out["heading_origin_shift"] = self._shift("heading", n)
             parties = np.zeros(n)
             for column in PARTIES:
-                missing = (rows[column].astype("str").fillna(MISSING).to_numpy(dtype=object) == MISSING
-                           if column in rows else np.ones(n, dtype=bool))  # as features/novelty.py reads a party
-                parties += youth(self._first(f"party_{column}", n), q_t, missing)
+                parties += youth(self._first(f"party_{column}", n), q_t, as_text(rows, column) == MISSING)
             out["new_parties"] = parties / len(PARTIES)
         finally:
             self.con.execute(f"DROP TABLE IF EXISTS {_PREFIX}_queries")
