@@ -12,6 +12,11 @@ from new origins. Four signals, each as of the declaration's date, from the fili
   give (an importer that always changes partners does not shift; an established one that suddenly does, does).
 - `heading_origin_shift`: the same for the declaration's HS heading and its origins: a heading moving to new
   origins.
+- `new_relationships`: an established importer filing with partners, goods or origins it took up only recently:
+  the mean, over the declaration's importer pairs and its importer × exporter pair, of each pair's newness (1 when
+  never filed before, falling linearly to 0 once first filed `NEW_DAYS` ago), times how established the importer is
+  (1 − its own newness). The declaration is itself the change: a newcomer, all of whose pairs are new, has none;
+  an importer that took up a new seller and new goods a month ago has it on each of those filings.
 - `new_parties`: how recently its parties (importer, exporter, declarant) were first seen: each counts 1 when it
   never filed before, falling linearly to 0 once it first filed `NEW_DAYS` ago; the mean over the three (a party
   not given counts 0). A seller nobody has traded with before is a first-seen entity.
@@ -36,7 +41,8 @@ WINDOW_DAYS = 30  # the recent mix: the last month's filings
 PAIRS = {"declarant": "declarant_id", "office": "office_id", "heading": "hs_heading", "origin": "origin_country"}
 SPAN = 2**40  # seconds between two groups' keys (35,000 years: any query's window stays within its group)
 PARTIES = ("importer_id", "exporter_id", "declarant_id")  # the parties whose first filing `new_parties` reads
-NOVELTY_COLUMNS = ["new_pairs", "importer_mix_shift", "heading_origin_shift", "new_parties"]
+RELATIONSHIPS = {**PAIRS, "exporter": "exporter_id"}  # the importer pairs `new_relationships` reads
+NOVELTY_COLUMNS = ["new_pairs", "importer_mix_shift", "heading_origin_shift", "new_parties", "new_relationships"]
 
 
 def as_text(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -59,6 +65,13 @@ def youth(first: np.ndarray, seconds: np.ndarray, missing: np.ndarray) -> np.nda
     with np.errstate(invalid="ignore"):
         young = np.where(first < seconds, np.clip(1.0 - (seconds - first) / (NEW_DAYS * DAY), 0.0, None), 1.0)
     return np.where(missing, 0.0, young)
+
+
+def relationships(firsts: list[np.ndarray], seconds: np.ndarray, importer_youth: np.ndarray) -> np.ndarray:
+    """`new_relationships` from the first filing of each of the declaration's RELATIONSHIPS pairs (NaN: never) and
+    its importer's newness."""
+    recent = sum(youth(first, seconds, np.zeros(len(seconds), dtype=bool)) for first in firsts)
+    return recent / len(RELATIONSHIPS) * (1.0 - importer_youth)
 
 
 def _joined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -113,11 +126,12 @@ class NoveltyIndex:
         importer = columns["importer_id"]
         self._first: dict[str, pd.Series] = {}
         novel = np.zeros(len(filings), dtype=bool)
-        for name, column in PAIRS.items():
+        for name, column in RELATIONSHIPS.items():
             key = _joined(importer, columns[column])
             first = pd.Series(seconds).groupby(key, sort=False).min()
             self._first[name] = first
-            novel |= seconds - first.reindex(key).to_numpy() <= NEW_DAYS * DAY
+            if name in PAIRS:
+                novel |= seconds - first.reindex(key).to_numpy() <= NEW_DAYS * DAY
         heading_origin = _joined(columns["hs_heading"], columns["origin_country"])
         first = pd.Series(seconds).groupby(heading_origin, sort=False).min()
         self._first["heading_origin"] = first
@@ -139,9 +153,10 @@ class NoveltyIndex:
         out["new_pairs"] = new / len(PAIRS)
         out["importer_mix_shift"] = self._importers.shift(importer, seconds, self._origin)
         out["heading_origin_shift"] = self._headings.shift(columns["hs_heading"], seconds, self._origin)
-        parties = np.zeros(len(rows))
-        for column in PARTIES:
-            first = self._parties[column].reindex(columns[column]).to_numpy(dtype="float64")
-            parties += youth(first, seconds, columns[column] == MISSING)
-        out["new_parties"] = parties / len(PARTIES)
+        young = {column: youth(self._parties[column].reindex(columns[column]).to_numpy(dtype="float64"), seconds,
+                               columns[column] == MISSING) for column in PARTIES}
+        out["new_parties"] = sum(young.values()) / len(PARTIES)
+        firsts = [self._first[name].reindex(_joined(importer, columns[column])).to_numpy(dtype="float64")
+                  for name, column in RELATIONSHIPS.items()]
+        out["new_relationships"] = relationships(firsts, seconds, young["importer_id"])
         return out

@@ -168,11 +168,7 @@ def _targeted(inputs: pd.DataFrame, free: np.ndarray, red: int, policy: LanePoli
     risk = inputs["risk"].to_numpy(dtype="float64")[free]
     scored = {s: inputs[f"{SOURCE_PREFIX}{s}"].to_numpy(dtype="float64")[free] for s in targeting.sources
               if s != "uncertainty"}
-    scores = source_scores(scored, risk, targeting)
-    for source, values in list(scores.items()):  # a source with no score here (no anomaly model): its slots go back
-        if np.isnan(values).all():
-            slots[MODEL] += slots.pop(source, 0)
-            del scores[source]
+    scores = source_scores(scored, risk, targeting)  # a row a source cannot score is not its pick (select_targeted)
     rank = inputs["rank"].to_numpy(dtype="float64")[free]
     chosen = select_targeted(rank, scores, slots, draw, ceiling(red, slots[RANDOM], targeting))
     probability[free] = chosen.probability

@@ -139,6 +139,8 @@ class PartitionRun:
         (self.folder / "model.pkl").write_bytes(pickle.dumps(scorer.model))
         if scorer.anomaly is not None:  # targeted exploration's anomaly source, as the scorer holds it
             (self.folder / "anomaly.pkl").write_bytes(pickle.dumps(scorer.anomaly))
+        if scorer.policy.targeting is not None and "leads" in scorer.policy.targeting.sources:  # read once a run
+            (self.folder / "leads.pkl").write_bytes(pickle.dumps(scorer.lead_residuals()))
         (self.folder / "run.json").write_text(json.dumps({
             "partitions": len(sizes), "sizes": sizes, "version": scorer.version,
             "policy": scorer.policy.model_dump(mode="json"), "snapshot": snapshot, "entities": entities,

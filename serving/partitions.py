@@ -147,6 +147,8 @@ def worker(folder: str) -> tuple[Scorer, SnapshotReader]:
     scorer.refresh_model(force=True)
     if (anomaly := Path(folder) / "anomaly.pkl").exists():
         scorer.anomaly = pickle.loads(anomaly.read_bytes())
+    if (leads := Path(folder) / "leads.pkl").exists():
+        scorer.leads = pickle.loads(leads.read_bytes())
     return scorer, SnapshotReader(meta["snapshot"], meta["memory_limit"], names=tuple(meta["entities"]))
 
 

@@ -19,9 +19,10 @@ from features.build import FeatureSet, build_features, integrate
 from features.collector import collector_paused
 from features.context import BatchState, ScoringContext
 from features.entities import MISSING
+from features.leads import lead_keys, lead_scores, residuals
 from features.novelty import NOVELTY_COLUMNS
 from features.prices import PriceBands
-from features.profiles import profile_entities
+from features.profiles import RECENT_DAYS, profile_entities
 from features.progress import Advance, quiet
 from features.warehouse import (
     WAREHOUSE_ERRORS,
@@ -41,7 +42,7 @@ from serving.selection import (  # noqa: F401 - Thresholds is re-exported: servi
     YELLOW,
     Thresholds,
 )
-from serving.targeting import SOURCE_PREFIX, Bandit, bandit_from_evidence
+from serving.targeting import RANDOM, SOURCE_PREFIX, SOURCES, Bandit, bandit_from_evidence
 from training.anomaly import ANOMALY_MODEL_NAME, CHAMPION, AnomalyModel, load_anomaly
 from training.explainer import leaf_shap
 from training.models import RiskModel
@@ -100,6 +101,7 @@ class Scorer:
     snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
     anomaly: AnomalyModel | None = None  # customs-anomaly@champion, read when the lane policy targets exploration
     _anomaly_version: str | None = None
+    leads: dict[str, pd.Series] | None = None  # the leads source's residuals pinned for a run (None: read per batch)
     _checked_slot: float | None = None
     _snapshot: Refreshing[ScoringContext] = field(init=False, repr=False)
 
@@ -140,6 +142,23 @@ class Scorer:
             log.warning("targeted exploration without the decision log's evidence: %s", failure_text(exc))
             evidence = pd.DataFrame()
         return bandit_from_evidence(evidence, targeting, pd.Timestamp.now())
+
+    def lead_residuals(self) -> dict[str, pd.Series]:
+        """The leads source's residuals (features/leads.py), from the decision log's exploration picks (random or
+        targeted) decided in the last RECENT_DAYS whose control reported; none without a `leads` source, or while
+        the log cannot be read. A partition's scorer reads its run's, pinned in `leads`."""
+        targeting = self.policy.targeting
+        if self.leads is not None or targeting is None or "leads" not in targeting.sources:
+            return self.leads or {}
+        try:
+            evidence = self.reader().decisions.lead_evidence(pd.Timestamp.now() - pd.Timedelta(days=RECENT_DAYS))
+        except WAREHOUSE_ERRORS as exc:
+            log.warning("targeted exploration without its leads: %s", failure_text(exc))
+            return {}
+        evidence = evidence[evidence["stratum"].isin([RANDOM, *SOURCES])] if len(evidence) else evidence
+        if evidence.empty:
+            return {}
+        return residuals(lead_keys(evidence), evidence["fraud"].to_numpy(), evidence["risk_score"].to_numpy())
 
     def _anomaly_model(self) -> AnomalyModel | None:
         """customs-anomaly@champion from the registry the champion comes from; None (the anomaly source is left out
@@ -220,8 +239,9 @@ class Scorer:
 
     def _sources(self, frame: pd.DataFrame, X: pd.DataFrame, context: ScoringContext) -> pd.DataFrame:
         """The targeted sources' scores of a batch (serving/targeting.py): novelty against the warehouse's filings
-        (in pandas, or in DuckDB for a partition), how unusual each declaration is to the anomaly model. A source
-        that cannot be scored here (no anomaly model; no history yet) is missing, and its slots go to the model."""
+        (in pandas, or in DuckDB for a partition), how unusual each declaration is to the anomaly model, and its
+        leads from recent controls. A source that cannot score a row (no anomaly model; no history yet; no lead) leaves
+        it missing, and the slots it cannot fill go to the model."""
         if context.has_novelty:
             found = context.novelty.lookup(frame).reset_index(drop=True)
             out = pd.DataFrame({f"{SOURCE_PREFIX}{c}": found[c].to_numpy() for c in NOVELTY_COLUMNS})
@@ -229,6 +249,8 @@ class Scorer:
             out = pd.DataFrame({f"{SOURCE_PREFIX}{c}": np.full(len(frame), np.nan) for c in NOVELTY_COLUMNS})
         usable = self.anomaly is not None and all(c in X.columns for c in self.anomaly.used)
         out[f"{SOURCE_PREFIX}anomaly"] = self.anomaly.score(X) if usable else np.nan
+        if "leads" in self.policy.targeting.sources:
+            out[f"{SOURCE_PREFIX}leads"] = lead_scores(self.lead_residuals(), lead_keys(frame), len(frame))
         return out
 
     def _read(self) -> list[str]:

@@ -14,7 +14,17 @@ import numpy as np
 import pandas as pd
 
 from features.entities import HS_LEVELS, MISSING
-from features.novelty import NEW_DAYS, NOVELTY_COLUMNS, PAIRS, PARTIES, WINDOW_DAYS, as_text, youth
+from features.novelty import (
+    NEW_DAYS,
+    NOVELTY_COLUMNS,
+    PAIRS,
+    PARTIES,
+    RELATIONSHIPS,
+    WINDOW_DAYS,
+    as_text,
+    relationships,
+    youth,
+)
 from features.profiles import to_seconds
 from features.warehouse.profile_store import DAY, _columns, _quoted, _seconds
 
@@ -31,14 +41,16 @@ def _keys(columns: set[str]) -> dict[str, str]:
         return f"coalesce(CAST(\"{column}\" AS VARCHAR), {_quoted(MISSING)})" if column in columns else _quoted(MISSING)
 
     keys = {"importer": text("importer_id"), "heading": text("hs_heading")}
-    keys.update({f"pair_{name}": f"{text('importer_id')} || chr(31) || {text(column)}" for name, column in PAIRS.items()})
+    keys.update({f"pair_{name}": f"{text('importer_id')} || chr(31) || {text(column)}"
+                 for name, column in RELATIONSHIPS.items()})
     keys["pair_heading_origin"] = f"{text('hs_heading')} || chr(31) || {text('origin_country')}"
     keys.update({f"party_{column}": text(column) for column in PARTIES})
     return keys
 
 
 IMPORTER_PAIRS = tuple(f"pair_{name}" for name in PAIRS)
-FIRSTS = (*IMPORTER_PAIRS, "pair_heading_origin", *(f"party_{c}" for c in PARTIES))  # whose first filing is kept
+FIRSTS = (*(f"pair_{name}" for name in RELATIONSHIPS), "pair_heading_origin",
+          *(f"party_{c}" for c in PARTIES))  # whose first filing is kept
 
 
 class NoveltyStore:
@@ -99,10 +111,11 @@ class NoveltyStore:
             out["new_pairs"] = new / len(PAIRS)
             out["importer_mix_shift"] = self._shift("importer", n)
             out["heading_origin_shift"] = self._shift("heading", n)
-            parties = np.zeros(n)
-            for column in PARTIES:
-                parties += youth(self._first(f"party_{column}", n), q_t, as_text(rows, column) == MISSING)
-            out["new_parties"] = parties / len(PARTIES)
+            young = {column: youth(self._first(f"party_{column}", n), q_t, as_text(rows, column) == MISSING)
+                     for column in PARTIES}
+            out["new_parties"] = sum(young.values()) / len(PARTIES)
+            out["new_relationships"] = relationships([self._first(f"pair_{name}", n) for name in RELATIONSHIPS], q_t,
+                                                     young["importer_id"])
         finally:
             self.con.execute(f"DROP TABLE IF EXISTS {_PREFIX}_queries")
         return out

@@ -16,9 +16,10 @@ import pandas as pd
 from features import labels
 from features.build import FeatureSet
 from features.errors import UserError
+from features.leads import lead_keys, lead_scores, residuals
 from features.novelty import NOVELTY_COLUMNS, NoveltyIndex
 from features.prices import PriceBands
-from features.profiles import LABEL_LAG_DAYS, ProfileIndex
+from features.profiles import LABEL_LAG_DAYS, RECENT_DAYS, ProfileIndex
 from serving.backtest.config import BacktestConfig
 from serving.backtest.data import BacktestData, label_free
 from serving.backtest.policies import (
@@ -117,13 +118,15 @@ class _Replay:
 class _Targeted:
     """What the targeted policy reads besides its model: novelty from every filing so far, an anomaly model of the
     recent weeks' declarations (label-free: refitted on the last weeks' shared features when the models refit),
-    the week's signals, and its bandit."""
+    the leads of its own exploration picks' outcomes, the week's signals, and its bandit."""
 
     novelty: NoveltyIndex
     bandit: Bandit
     rng: np.random.Generator
     recent: list[pd.DataFrame]  # the shared feature matrices of the last weeks (the anomaly model's data)
     keep_weeks: int
+    keys: dict[str, np.ndarray] = field(default_factory=dict)  # every row's lead entity keys (features/leads.py)
+    evidence: list[tuple] = field(default_factory=list)  # per week: (positions, fraud, risk at selection, week's end)
     anomaly: AnomalyModel | None = None
     signals: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -131,12 +134,29 @@ class _Targeted:
         X = pd.concat(self.recent, ignore_index=True)
         self.anomaly = AnomalyModel().fit(X, anomaly_columns([c for c in numeric if c in X.columns]))
 
-    def week(self, rows: pd.DataFrame, shared: FeatureSet) -> None:
-        """The week's signals (every source but the model's uncertainty), and its matrix kept for the next refit."""
+    def week(self, rows: pd.DataFrame, shared: FeatureSet, lo: int, start: pd.Timestamp) -> None:
+        """The week's signals (every source but the model's uncertainty), and its matrix kept for the next refit
+        (`lo`: the week's first row; `start`: its first day)."""
         found = self.novelty.lookup(rows)
         self.signals = {name: found[name].to_numpy() for name in NOVELTY_COLUMNS}
         self.signals["anomaly"] = self.anomaly.score(shared.X)
+        self.signals["leads"] = self._leads(slice(lo, lo + len(rows)), start)
         self.recent = [*self.recent, shared.X][-self.keep_weeks:]
+
+    def _leads(self, week: slice, start: pd.Timestamp) -> np.ndarray:
+        """The week's lead scores, from the controls revealed in the RECENT_DAYS before it."""
+        since = (start - pd.Timedelta(days=RECENT_DAYS)).to_datetime64()
+        self.evidence = [e for e in self.evidence if e[3] >= since]
+        if not self.evidence:
+            return np.full(week.stop - week.start, np.nan)
+        positions = np.concatenate([e[0] for e in self.evidence])
+        found = residuals({k: v[positions] for k, v in self.keys.items()},
+                          np.concatenate([e[1] for e in self.evidence]), np.concatenate([e[2] for e in self.evidence]))
+        return lead_scores(found, {k: v[week] for k, v in self.keys.items()}, week.stop - week.start)
+
+    def learn(self, positions: np.ndarray, fraud: np.ndarray, risk: np.ndarray, known: np.datetime64) -> None:
+        """A week's revealed controls (rows of the frame), for the leads of the weeks after."""
+        self.evidence.append((positions, np.asarray(fraud, dtype="float64"), risk, known))
 
 
 def _warmup(data: BacktestData, plan: Plan, config: BacktestConfig) -> _Replay:
@@ -174,7 +194,7 @@ def _targeted_start(data: BacktestData, plan: Plan, config: BacktestConfig, keye
     arms = (MODEL, *config.targeting.sources)
     targeted = _Targeted(novelty=NoveltyIndex(keyed), bandit=Bandit(arms, config.targeting.discount),
                          rng=np.random.default_rng(config.seed), recent=[shared_features(warmup, bands).X],
-                         keep_weeks=plan.warmup)
+                         keep_weeks=plan.warmup, keys=lead_keys(keyed))
     targeted.refit_anomaly(numeric)
     return targeted
 
@@ -296,7 +316,7 @@ def _replay_week(replay: _Replay, week: int) -> None:
     if replay.targeted is not None:
         if due and b > 0:
             replay.targeted.refit_anomaly(replay.columns[1])
-        replay.targeted.week(rows, shared)
+        replay.targeted.week(rows, shared, lo, replay.plan.start(week))
     shared_seconds = time.perf_counter() - t - sum(fit_seconds.values())
     for policy in replay.config.policies:
         t = time.perf_counter()
@@ -304,8 +324,12 @@ def _replay_week(replay: _Replay, week: int) -> None:
         _reveal(replay, policy, week, lo + picked.chosen, picked.fs, picked.chosen)
         if policy in replay.knowledge:
             _count_unexpected(replay, policy, picked)
-        if picked.selection is not None:  # the bandit learns its arms' hits from the labels just revealed
-            replay.targeted.bandit.update(outcomes(picked.selection, replay.knowledge[policy].fraud[-1], picked.risk))
+        if picked.selection is not None:  # the bandit and the leads learn from the labels just revealed
+            fraud = replay.knowledge[policy].fraud[-1]
+            replay.targeted.bandit.update(outcomes(picked.selection, fraud, picked.risk))
+            explored = picked.stratum != MODEL
+            replay.targeted.learn(lo + picked.chosen[explored], fraud[explored], picked.risk[picked.chosen[explored]],
+                                  replay.plan.last_day(week).to_datetime64())
         timing = {"retrained": policy in fit_seconds, "fit_seconds": fit_seconds.get(policy, 0.0),
                   "select_seconds": time.perf_counter() - t, "shared_seconds": shared_seconds}
         _record(replay, policy, week, picked, timing)

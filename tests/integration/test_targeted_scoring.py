@@ -8,6 +8,7 @@ import pytest
 from prefect import flow
 
 from features.intake.prepared import prepare_batch
+from features.leads import lead_keys, lead_scores
 from flows.orchestration import runtime
 from flows.score import record_decisions
 from serving.batch import score_file
@@ -17,7 +18,7 @@ from training.anomaly import fit_anomaly
 
 pytestmark = pytest.mark.integration
 
-TARGETING = Targeting(random_share=0.1, min_share=0.2, max_share=0.4)
+TARGETING = Targeting(random_share=0.1, min_share=0.2, max_share=0.4, sources=list(SOURCES))
 
 
 @flow(name="test-record-targeted")
@@ -65,6 +66,19 @@ def test_a_batch_spends_its_red_capacity_on_the_model_the_sources_and_a_random_s
     bandit = bandit_from_evidence(evidence, TARGETING, pd.Timestamp.now())
     assert sum(bandit.trials.values()) == pytest.approx(len(evidence))
     assert np.isclose(sum(bandit.hits.values()), evidence["fraud"].sum())
+
+    # Leads: the relationships where the exploration picks' controls found fraud the model did not expect; the next
+    # batch's declarations that share one.
+    leads = targeted.lead_residuals()
+    reported = explored[explored["declaration_id"].isin(rows.loc[rows["inspected"] == 1, "declaration_id"])]
+    unexpected = rows.set_index("declaration_id").loc[reported["declaration_id"], "fraud"].to_numpy() \
+        - reported["risk_score"].to_numpy()
+    assert leads and (unexpected > 0).any()
+    exporters = rows.set_index("declaration_id").loc[reported["declaration_id"], "exporter_id"].to_numpy()
+    assert set(leads["exporter"].index) <= set(exporters[unexpected > 0])
+    assert (leads["exporter"] > 0).all()
+    score = lead_scores(leads, lead_keys(rows), len(rows))
+    assert np.isfinite(score).any() and np.isnan(score).any()
 
 
 def test_a_batch_scored_in_partitions_targets_as_it_does_whole(targeted, world, tmp_path):

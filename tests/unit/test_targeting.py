@@ -31,7 +31,7 @@ def test_the_allocation_stays_within_the_policys_bounds(k, random_share, low, wi
 
 
 def test_thompson_sampling_gives_most_flexible_slots_to_the_arm_that_hits():
-    bandit = _bandit([5, 1, 1, 18, 1, 1, 1], [20] * 7)  # importer_mix_shift hits 90 %
+    bandit = _bandit([5, 1, 1, 18, 1, 1, 1, 1, 1], [20] * 9)  # importer_mix_shift hits 90 %
     slots = allocation(100, Targeting(max_share=0.2, random_share=0.03), bandit, np.random.default_rng(0))
     assert slots["importer_mix_shift"] >= 15 and slots[MODEL] >= 100 - 3 - 20
 
@@ -72,8 +72,12 @@ def test_inclusion_probabilities_sum_to_the_capacity_and_strata_are_disjoint(n, 
     assert ((chosen.probability[random] < 1) | (len(random) == n - (k - len(random)))).all()
     risk = rng.random(n)
     found = outcomes(chosen, rng.integers(0, 2, k).astype(float), risk)
-    assert found[MODEL][1] == len(chosen.margin) <= slots[MODEL]
-    assert all(found[s][1] == slots[s] for s in SOURCES if s in found)
+    spare = sum(slots[s] - found[s][1] for s in SOURCES if s in found)  # a source takes only rows it scored
+    assert all(found[s][1] <= slots[s] for s in SOURCES if s in found)
+    assert found[MODEL][1] == len(chosen.margin) <= slots[MODEL] + spare
+    for source, positions in chosen.by_stratum().items():
+        if source in SOURCES:
+            assert np.isfinite(scores[source][positions]).all()
     assert found[MODEL][2] == pytest.approx(risk[chosen.margin].sum())
 
 
