@@ -7,11 +7,12 @@ scheme it has only just met; a lead follows the handful at once.
 
 The evidence is every exploration pick (the random stratum's and the targeted sources') whose control reported in
 the recent past (`RECENT_DAYS`): its entity keys, its outcome and the risk the model gave it when it was selected.
-The model's own picks are left out: what they find, the model's next refit learns. Per lead entity (a seller, an importer with a heading, a seller from
-an origin, a broker at an office), the residual is the mean of (outcome − risk) over its controls, shrunk by one
-pseudo-control that found what the model expected: (Σ (fraud − risk)) / (n + 1). A declaration's lead score sums
-the positive residuals of its entities; a declaration none of whose entities has one has no score (NaN), and is
-never a lead. The residual is what the model misses: a relationship the model already scores high earns none.
+The model's own picks are left out: what they find, the model's next refit learns. Per lead entity (a seller, an
+importer with a heading, a seller from an origin, a broker at an office), the residual is the mean of
+(outcome − risk) over its controls, shrunk by one pseudo-control that found what the model expected:
+Σ (fraud − risk) / (n + 1). A declaration's lead score sums the positive residuals of its entities; a declaration
+none of whose entities has one has no score (NaN), and is never a lead. The residual is what the model misses: a
+relationship the model already scores high earns none.
 
 Pure: numpy and pandas, as of the moment the evidence is given (the caller keeps it to the window).
 """
