@@ -286,33 +286,31 @@ class Decisions:
         """Targeted exploration's evidence: every decision whose stratum is a targeted source or the model's
         contested margin (random picks aside) and whose control reported, the latest decision per declaration,
         with its stratum, risk score, outcome and when it was decided (serving/targeting.py)."""
-        if not self.warehouse.path.exists():
-            return pd.DataFrame()
-        with self.warehouse.connect(read_only=True) as con:
-            if "stratum" not in _logged_columns(con):
-                return pd.DataFrame()
-            return con.execute(
-                "WITH latest AS (SELECT declaration_id, stratum, risk_score, decided_at FROM decisions "
-                "WHERE stratum IS NOT NULL AND stratum NOT IN ('', 'random') QUALIFY row_number() OVER "
-                "(PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1) "
-                "SELECT l.stratum, l.risk_score, d.fraud, l.decided_at FROM latest l JOIN declarations d "
-                "USING (declaration_id) WHERE d.inspected = 1 AND d.fraud IS NOT NULL").df()
+        return self._read_strata(
+            "WITH latest AS (SELECT declaration_id, stratum, risk_score, decided_at FROM decisions "
+            "WHERE stratum IS NOT NULL AND stratum NOT IN ('', 'random') QUALIFY row_number() OVER "
+            "(PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1) "
+            "SELECT l.stratum, l.risk_score, d.fraud, l.decided_at FROM latest l JOIN declarations d "
+            "USING (declaration_id) WHERE d.inspected = 1 AND d.fraud IS NOT NULL")
 
     def lead_evidence(self, since: datetime) -> pd.DataFrame:
         """The leads' evidence (features/leads.py): every declaration with a stratum decided since `since` whose
         control reported, as last decided: its stratum, risk score, outcome and the columns of its lead entities."""
+        return self._read_strata(
+            "WITH latest AS (SELECT declaration_id, stratum, risk_score FROM decisions WHERE decided_at >= ? "
+            "QUALIFY row_number() OVER (PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1) "
+            "SELECT l.stratum, l.risk_score, d.fraud, d.importer_id, d.exporter_id, d.declarant_id, d.office_id, "
+            "d.hs_code, d.origin_country FROM latest l JOIN declarations d USING (declaration_id) "
+            "WHERE l.stratum <> '' AND d.inspected = 1 AND d.fraud IS NOT NULL AND l.risk_score IS NOT NULL", [since])
+
+    def _read_strata(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        """A read of the log's strata: empty where there is no warehouse yet, or its log predates the strata."""
         if not self.warehouse.path.exists():
             return pd.DataFrame()
         with self.warehouse.connect(read_only=True) as con:
             if "stratum" not in _logged_columns(con):
                 return pd.DataFrame()
-            return con.execute(
-                "WITH latest AS (SELECT declaration_id, stratum, risk_score FROM decisions WHERE decided_at >= ? "
-                "QUALIFY row_number() OVER (PARTITION BY declaration_id ORDER BY decided_at DESC, position DESC) = 1) "
-                "SELECT l.stratum, l.risk_score, d.fraud, d.importer_id, d.exporter_id, d.declarant_id, d.office_id, "
-                "d.hs_code, d.origin_country FROM latest l JOIN declarations d USING (declaration_id) "
-                "WHERE l.stratum <> '' AND d.inspected = 1 AND d.fraud IS NOT NULL AND l.risk_score IS NOT NULL",
-                [since]).df()
+            return con.execute(sql, params or []).df()
 
     def controlled_outcomes(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Declarations filed in [start, end] that were controlled and have a fraud outcome, with their latest
