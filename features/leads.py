@@ -27,10 +27,10 @@ from features.entities import entity_keys
 LEAD_ENTITIES = ("exporter", "importer_heading", "exporter_origin", "declarant_office")
 
 
-def lead_keys(frame: pd.DataFrame) -> dict[str, np.ndarray]:
-    """The lead entities' keys of each row (`features/entities.py entity_keys`; an entity whose columns the frame
-    lacks is left out)."""
-    return entity_keys(frame, LEAD_ENTITIES)
+def lead_keys(frame: pd.DataFrame, names: tuple[str, ...] = LEAD_ENTITIES) -> dict[str, np.ndarray]:
+    """The keys of each row for the lead entities `names` (`features/entities.py entity_keys`; an entity whose
+    columns the frame lacks is left out)."""
+    return entity_keys(frame, names)
 
 
 def residuals(keys: dict[str, np.ndarray], fraud: np.ndarray, risk: np.ndarray) -> dict[str, pd.Series]:

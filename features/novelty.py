@@ -2,7 +2,7 @@
 
 A scheme nobody has inspected yet leaves no label to learn from, but it changes how trade is filed: an
 established importer starts using another declarant, office, heading or origin; a heading starts arriving
-from new origins. Four signals, each as of the declaration's date, from the filings strictly before it:
+from new origins. Five signals, each as of the declaration's date, from the filings strictly before it:
 
 - `new_pairs`: the share of the declaration's importer pairs (importer × declarant, × office, × HS heading,
   × origin) never filed before. A first-seen importer has all of them new.

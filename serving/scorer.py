@@ -250,7 +250,9 @@ class Scorer:
         usable = self.anomaly is not None and all(c in X.columns for c in self.anomaly.used)
         out[f"{SOURCE_PREFIX}anomaly"] = self.anomaly.score(X) if usable else np.nan
         if "leads" in self.policy.targeting.sources:
-            out[f"{SOURCE_PREFIX}leads"] = lead_scores(self.lead_residuals(), lead_keys(frame), len(frame))
+            found = self.lead_residuals()  # the batch's keys are cut only for the entities with a lead
+            keys = lead_keys(frame, tuple(name for name, residual in found.items() if len(residual)))
+            out[f"{SOURCE_PREFIX}leads"] = lead_scores(found, keys, len(frame))
         return out
 
     def _read(self) -> list[str]:
