@@ -54,15 +54,16 @@ def test_a_policy_outside_its_bounds_is_refused():
         Targeting(sources=["anomaly", "gossip"])
 
 
+@pytest.mark.parametrize("missing", [0.0, 0.1])  # the share of rows each source has no score for
 @settings(max_examples=60, deadline=None)
 @given(n=st.integers(1, 500), seed=st.integers(0, 10**6), share=st.floats(0.01, 1))
-def test_inclusion_probabilities_sum_to_the_capacity_and_strata_are_disjoint(n, seed, share):
+def test_inclusion_probabilities_sum_to_the_capacity_and_strata_are_disjoint(missing, n, seed, share):
     rng = np.random.default_rng(seed)
     k = max(1, round(share * n))
     policy = Targeting(random_share=0.1, max_share=0.3)
     bandit = _bandit(list(rng.uniform(0, 20, len(SOURCES) + 1)), [20.0] * (len(SOURCES) + 1))
     slots = allocation(k, policy, bandit, rng)
-    scores = {s: np.where(rng.random(n) < 0.1, np.nan, rng.random(n)) for s in SOURCES}
+    scores = {s: np.where(rng.random(n) < missing, np.nan, rng.random(n)) for s in SOURCES}
     flexible = min(k - slots[RANDOM], round(policy.max_share * k))
     chosen = select_targeted(rng.random(n), scores, slots, rng.integers(0, 2**63, n).astype("uint64"), flexible)
     assert len(chosen.positions) == len(set(chosen.positions.tolist())) == k
@@ -72,6 +73,9 @@ def test_inclusion_probabilities_sum_to_the_capacity_and_strata_are_disjoint(n, 
     assert ((chosen.probability[random] < 1) | (len(random) == n - (k - len(random)))).all()
     risk = rng.random(n)
     found = outcomes(chosen, rng.integers(0, 2, k).astype(float), risk)
+    if not missing:  # every row scored: each source fills its slots
+        assert found[MODEL][1] == len(chosen.margin) <= slots[MODEL]
+        assert all(found[s][1] == slots[s] for s in SOURCES if s in found)
     spare = sum(slots[s] - found[s][1] for s in SOURCES if s in found)  # a source takes only rows it scored
     assert all(found[s][1] <= slots[s] for s in SOURCES if s in found)
     assert found[MODEL][1] == len(chosen.margin) <= slots[MODEL] + spare
