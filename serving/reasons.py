@@ -12,7 +12,10 @@ which the decision log keeps beside the decision: what the deciding model said, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from string import Formatter
 
 import numpy as np
 import pandas as pd
@@ -27,6 +30,7 @@ from training.models import RiskModel
 
 TOP_REASONS = 3
 TOP_CONTRIBUTIONS = 12  # features kept per explained decision, strongest (by size) first
+PART_ROWS = 16_384  # rows explained at a time in a large batch (`explanations`)
 # The value family's amounts (a `log_` feature is quoted as its amount): what each is, and its value as text.
 AMOUNTS = {"declared_value": ("declared value", "{:,.0f}".format), "net_mass_kg": ("net mass", "{:,.0f} kg".format),
            "quantity": ("quantity", "{:,.0f}".format), "duty_paid": ("duty paid", "{:,.0f}".format),
@@ -34,148 +38,220 @@ AMOUNTS = {"declared_value": ("declared value", "{:,.0f}".format), "net_mass_kg"
 RECORD = ("hit_rate", f"hit_rate_{RECENT_DAYS}d", "revenue_rate", "inspections")  # what the entity's controls found
 
 
-def _v(row: dict | _Row, column: str, default: object = None) -> object:
-    """A value of the declaration or of the model's input; `default` when missing (a categorical gap included)."""
-    value = row.get(column, default)
+def _present(value: object) -> object:
+    """A value of the declaration or of the model's input, None when missing (a categorical gap included)."""
     if value is None or value is pd.NA:
-        return default
+        return None
     if isinstance(value, str):
-        return default if value == MISSING else value
-    return default if isinstance(value, float) and value != value else value  # NaN is unequal to itself
+        return None if value == MISSING else value
+    return None if isinstance(value, float) and value != value else value  # NaN is unequal to itself
 
 
-class _Said(dict):
-    """What a sentence may quote of a declaration, read when first quoted: its entity columns ("?" when missing), its
-    HS levels and its dotted HS code."""
+def _presented(values: np.ndarray | list) -> list:
+    """`_present` of each value: a column (an array, a column at a time) or a few rows' values (a list)."""
+    if isinstance(values, list):
+        return [_present(v) for v in values]
+    if values.dtype.kind in "iub":
+        return values.tolist()
+    missing = np.isnan(values) if values.dtype.kind == "f" else (pd.isna(values) | (values == MISSING))
+    out = values.astype(object)
+    out[missing] = None
+    return out.tolist()
 
-    def __init__(self, row: dict | _Row):
-        super().__init__()
-        self.row = row
 
-    def __missing__(self, key: str) -> str:
-        if key in HS_LEVELS or key == "hs_dotted":
-            hs = str(_v(self.row, "hs_code", ""))
-            found = hs_dotted(hs) if key == "hs_dotted" else hs_prefix(hs, key)
-        else:
-            found = _v(self.row, key, "?")
-        self[key] = found
+class _Table:
+    """The explained rows' values a column at a time, read when first quoted and then kept: `read(column)` gives
+    every row's value (None for a column a sentence may not quote: a catalogue feature the model does not have), and
+    a missing value reads as None. `said` gives what a sentence quotes of the declaration: its entity columns ("?"
+    when missing), its HS levels and its dotted HS code."""
+
+    def __init__(self, n: int, read: Callable[[str], np.ndarray | list | None]):
+        self.n, self.read = n, read
+        self.columns: dict[str, list] = {}
+        self.quoted: dict[str, list] = {}
+
+    @classmethod
+    def of(cls, row: dict) -> _Table:
+        """One declaration's table: its fields, or its model inputs and fields (`_Values`)."""
+        return cls(1, lambda column: [row.get(column)])
+
+    def __getitem__(self, column: str) -> list:
+        found = self.columns.get(column)
+        if found is None:
+            values = self.read(column)
+            found = self.columns[column] = [None] * self.n if values is None else _presented(values)
         return found
+
+    def said(self, key: str) -> list:
+        found = self.quoted.get(key)
+        if found is None:
+            if key in HS_LEVELS or key == "hs_dotted":
+                shown: dict[object, str] = {}  # each code's text once
+                make = hs_dotted if key == "hs_dotted" else (lambda hs: hs_prefix(hs, key))
+                found = [shown[v] if v in shown else shown.setdefault(v, make(str("" if v is None else v)))
+                         for v in self["hs_code"]]
+            else:
+                found = ["?" if v is None else v for v in self[key]]
+            self.quoted[key] = found
+        return found
+
+    def labels(self, template: str, rows: list[int]) -> list[str]:
+        """An entity's label (features/entities.py: a template of the columns `said` gives) for each of `rows`."""
+        parsed = list(Formatter().parse(template))
+        fields = [field for _, field, _, _ in parsed if field]
+        positional = "".join(text.replace("{", "{{").replace("}", "}}") + (f"{{{fields.index(field)}}}" if field else "")
+                             for text, field, _, _ in parsed)
+        columns = [self.said(field) for field in fields]
+        return [positional.format(*[column[i] for column in columns]) for i in rows]
+
+
+def _or(value: object, default: object) -> object:
+    return default if value is None else value
 
 
 def _many(n: float, what: str) -> str:
     return f"{int(n):,} {what}{'' if int(n) == 1 else 's'}"
 
 
-def sentence(family: str, strongest: str, row: dict | _Row) -> str | None:
-    """One readable reason for a feature family, from its `strongest` feature's value on the declaration.
+def sentence(family: str, strongest: str, row: dict) -> str | None:
+    """One readable reason for a feature family, from its `strongest` feature's value on the declaration `row`
+    (`_sentences` for one row)."""
+    return _sentences(family, strongest, _Table.of(row), [0])[0]
 
-    `row` gives the model's inputs and the declaration's other fields, never a feature the model lacks (see
-    `_Columns`), so a sentence quotes only what the model saw. None: nothing defensible to say."""
+
+UNCHECKED_PRICE = "unit price cannot be checked against a reference (no net mass or no price band)"
+
+
+def _sentences(family: str, strongest: str, table: _Table, rows: list[int]) -> list[str | None]:
+    """One readable reason for a feature family for each of `rows`, from its `strongest` feature's value there.
+
+    `table` gives the model's inputs and the declarations' other fields, never a feature the model lacks (see
+    `_Table`), so a sentence quotes only what the model saw. None: nothing defensible to say."""
     if family == "price":
-        values = _Said(row)
-        deviation = _v(row, "log_unit_price", np.nan) - _v(row, "price_reference_log", np.nan)
-        if np.isnan(deviation):
-            return "unit price cannot be checked against a reference (no net mass or no price band)"
-        side = "below" if deviation < 0 else "above"
-        return (f"unit price {abs(math.expm1(deviation)):.0%} {side} the HS {values['hs_dotted']} reference "
-                f"for origin {values['origin_country']}")
+        price, reference = table["log_unit_price"], table["price_reference_log"]
+        hs, origin = table.said("hs_dotted"), table.said("origin_country")
+        out = []
+        for i in rows:
+            deviation = _or(price[i], math.nan) - _or(reference[i], math.nan)
+            out.append(UNCHECKED_PRICE if deviation != deviation else  # NaN: unequal to itself
+                       f"unit price {abs(math.expm1(deviation)):.0%} {'below' if deviation < 0 else 'above'} the HS "
+                       f"{hs[i]} reference for origin {origin[i]}")
+        return out
     if family == "manifest":
+        lading = table["bill_of_lading"]
         if strongest == "bl_items":
-            items = _v(row, "bl_items")
-            return "no bill of lading declared" if items is None else \
-                f"bill of lading {_v(row, 'bill_of_lading', '?')} carries {_many(items, 'declared item')}"
-        ratio = _v(row, "manifest_mass_ratio")
-        if ratio is None:
-            return "no manifest gross weight to check the declared net mass against"
-        return f"manifest gross weight is {ratio:.2f}× the net mass declared on bill of lading {_v(row, 'bill_of_lading', '?')}"
+            items = table["bl_items"]
+            return ["no bill of lading declared" if items[i] is None else
+                    f"bill of lading {_or(lading[i], '?')} carries {_many(items[i], 'declared item')}" for i in rows]
+        ratio = table["manifest_mass_ratio"]
+        return ["no manifest gross weight to check the declared net mass against" if ratio[i] is None else
+                f"manifest gross weight is {ratio[i]:.2f}× the net mass declared on bill of lading "
+                f"{_or(lading[i], '?')}" for i in rows]
     if family == "route":
-        return _route(strongest, row, _Said(row)["origin_country"])
+        return _route(strongest, table, rows)
     if family == "registry":
-        return _registry(strongest, row)
+        return _registry(strongest, table, rows)
     if family == "value":
         what, shown = AMOUNTS.get(strongest.removeprefix("log_"), (strongest, str))
-        amount = _v(row, strongest)
-        if amount is None:
-            return f"no {what} declared"
-        return f"{what} {shown(math.expm1(amount) if strongest.startswith('log_') else amount)}"
+        amounts, logged = table[strongest], strongest.startswith("log_")
+        return [f"no {what} declared" if amounts[i] is None else
+                f"{what} {shown(math.expm1(amounts[i]) if logged else amounts[i])}" for i in rows]
     if family.startswith("entity:"):
-        return _entity(family.split(":", 1)[1], strongest, row, _Said(row))
+        return _entity(family.split(":", 1)[1], strongest, table, rows)
     if family == "office":
-        return f"entry through office {_Said(row)['office_id']}"
+        office = table.said("office_id")
+        return [f"entry through office {office[i]}" for i in rows]
+    values = table[family]
     if is_extra(family):  # a column the mapping added: its own name and value
-        value = _v(row, family)
-        return f"{family.split('_', 1)[1].replace('_', ' ')} {'not given' if value is None else value}"
-    return f"{family} = {_v(row, family, '(missing)')}"
+        what = family.split("_", 1)[1].replace("_", " ")
+        return [f"{what} {_or(values[i], 'not given')}" for i in rows]
+    return [f"{family} = {_or(values[i], '(missing)')}" for i in rows]
 
 
-def _entity(entity: str, strongest: str, row: dict | _Row, values: dict) -> str | None:
+def _entity(entity: str, strongest: str, table: _Table, rows: list[int]) -> list[str | None]:
     """An entity's reason: the entity itself for its raw id (CatBoost's own statistics of it), else its profile."""
     described = ENTITY_BY_NAME[entity]
-    noun, who = described.noun, described.label.format_map(values)
+    noun, who = described.noun, dict(zip(rows, table.labels(described.label, rows), strict=True))
     suffix = strongest.removeprefix(f"{entity}_")
+    value = table[strongest]
     if suffix not in PROFILE_SUFFIXES:  # the raw id (importer_id, hs_code, origin_country, hs_chapter...)
-        if _v(row, strongest) is None:
-            return f"no {noun} declared: the model's learned risk where it is missing"
-        return f"{who}: the model's learned risk for this {noun}"
-    value = _v(row, strongest)
-    if value is None:  # an entity the profiles cannot identify: nothing known to quote
-        return None
+        return [f"no {noun} declared: the model's learned risk where it is missing" if value[i] is None else
+                f"{who[i]}: the model's learned risk for this {noun}" for i in rows]
+    out: list[str | None] = []
     if suffix in RECORD:  # a record of controls: said only over the controls it counts
-        controls = _v(row, f"{entity}_inspections")
-        if controls is None:
-            return None
-        if controls == 0:
-            return f"{who} has no earlier controls"
-        if suffix == "revenue_rate":
-            return f"{who}'s controls recovered {value:,.0f} on average over {_many(controls, 'control')}"
-        if suffix == f"hit_rate_{RECENT_DAYS}d":
-            return f"{who}'s hit rate {value:.0%} over the last {RECENT_DAYS} days ({_many(controls, 'control')} in all)"
-        rate = _v(row, f"{entity}_hit_rate")
-        return f"{who}'s hit rate {rate:.0%} over {_many(controls, 'control')}" if rate is not None else \
-            f"{who} has {_many(controls, 'earlier control')}"
+        controls, rate = table[f"{entity}_inspections"], table[f"{entity}_hit_rate"]
+        for i in rows:
+            found, count = value[i], controls[i]
+            if found is None or count is None:  # an entity the profiles cannot identify: nothing known to quote
+                out.append(None)
+            elif count == 0:
+                out.append(f"{who[i]} has no earlier controls")
+            elif suffix == "revenue_rate":
+                out.append(f"{who[i]}'s controls recovered {found:,.0f} on average over {_many(count, 'control')}")
+            elif suffix == f"hit_rate_{RECENT_DAYS}d":
+                out.append(f"{who[i]}'s hit rate {found:.0%} over the last {RECENT_DAYS} days "
+                           f"({_many(count, 'control')} in all)")
+            else:
+                out.append(f"{who[i]}'s hit rate {rate[i]:.0%} over {_many(count, 'control')}" if rate[i] is not None
+                           else f"{who[i]} has {_many(count, 'earlier control')}")
+        return out
     if suffix == f"volume_{RECENT_DAYS}d":
-        return f"{who}: {_many(value, 'filing')} in the last {RECENT_DAYS} days"
-    days, volume = _v(row, f"{entity}_days_known"), _v(row, f"{entity}_volume")
-    known = ([f"first seen {_many(days, 'day')} ago"] if days is not None else []) + \
-        ([_many(volume, "earlier filing")] if volume is not None else [])
-    return f"{who}: {', '.join(known)}"
+        return [None if value[i] is None else f"{who[i]}: {_many(value[i], 'filing')} in the last {RECENT_DAYS} days"
+                for i in rows]
+    days, volume = table[f"{entity}_days_known"], table[f"{entity}_volume"]
+    for i in rows:
+        if value[i] is None:
+            out.append(None)
+            continue
+        known = ([f"first seen {_many(days[i], 'day')} ago"] if days[i] is not None else []) + \
+            ([_many(volume[i], "earlier filing")] if volume[i] is not None else [])
+        out.append(f"{who[i]}: {', '.join(known)}")
+    return out
 
 
-def _registry(strongest: str, row: dict | _Row) -> str:
+REGISTRY_WORDS = {"aeo_certified": "AEO status", "company_age_days": "registration date"}
+
+
+def _registry(strongest: str, table: _Table, rows: list[int]) -> list[str]:
     if strongest in ("credit_rating", "credit_rating_rank"):
-        rating = _v(row, "credit_rating")
-        return f"importer's credit rating is {rating}" if rating else "importer's credit rating: not on record"
-    value = _v(row, strongest)
-    if value is None:
-        what = {"aeo_certified": "AEO status", "company_age_days": "registration date"}.get(strongest, strongest.replace("_", " "))
-        return f"importer's {what}: not on record"
-    if strongest == "aeo_certified":
-        return "importer is AEO-certified" if value == 1 else "importer is not AEO-certified"
-    if strongest == "prior_violations":
-        return f"importer has {_many(value, 'prior violation')}"
-    if strongest == "company_age_days":
-        return f"importer registered {_many(value, 'day')} before filing"
-    return f"importer's {strongest.replace('_', ' ')} is {value}"
+        rating = table["credit_rating"]
+        return [f"importer's credit rating is {rating[i]}" if rating[i] else "importer's credit rating: not on record"
+                for i in rows]
+    values, out = table[strongest], []
+    for i in rows:
+        value = values[i]
+        if value is None:
+            out.append(f"importer's {REGISTRY_WORDS.get(strongest, strongest.replace('_', ' '))}: not on record")
+        elif strongest == "aeo_certified":
+            out.append("importer is AEO-certified" if value == 1 else "importer is not AEO-certified")
+        elif strongest == "prior_violations":
+            out.append(f"importer has {_many(value, 'prior violation')}")
+        elif strongest == "company_age_days":
+            out.append(f"importer registered {_many(value, 'day')} before filing")
+        else:
+            out.append(f"importer's {strongest.replace('_', ' ')} is {value}")
+    return out
 
 
-def _route(strongest: str, row: dict | _Row, origin: str) -> str:
+def _route(strongest: str, table: _Table, rows: list[int]) -> list[str]:
+    origin = table.said("origin_country")
     if strongest in ("loading_country", "loading_mismatch"):
-        loading = _v(row, "loading_country")
-        if loading is None:
-            return "no port of loading on the manifest"
-        return f"loaded in {loading}" + (f" although the declared origin is {origin}"
-                                         if _v(row, "loading_mismatch") == 1 else "")
+        loading, mismatch = table["loading_country"], table["loading_mismatch"]
+        return ["no port of loading on the manifest" if loading[i] is None else f"loaded in {loading[i]}" +
+                (f" although the declared origin is {origin[i]}" if mismatch[i] == 1 else "") for i in rows]
     if strongest in ("transshipped", "transshipment_count"):
-        moved = _v(row, "transshipped")
-        if moved is None:
-            return "no manifest route to check"
-        return f"transshipped via {_v(row, 'transshipment_ports', 'a hub')}" if moved == 1 else "shipped without transshipment"
+        moved, ports = table["transshipped"], table["transshipment_ports"]
+        return ["no manifest route to check" if moved[i] is None else
+                f"transshipped via {_or(ports[i], 'a hub')}" if moved[i] == 1 else "shipped without transshipment"
+                for i in rows]
     if strongest == "carrier":
-        return f"carried by {_v(row, 'carrier', 'an unknown carrier')}"
-    departure = _v(row, "departure_country")
-    if strongest == "departure_mismatch" and _v(row, "departure_mismatch") == 1:
-        return f"departed from {departure} although the declared origin is {origin}"
-    return f"shipped from {departure or 'an undeclared country'} by {_v(row, 'transport_mode', 'an undeclared mode')}"
+        carrier = table["carrier"]
+        return [f"carried by {_or(carrier[i], 'an unknown carrier')}" for i in rows]
+    departure, mismatch, mode = table["departure_country"], table["departure_mismatch"], table["transport_mode"]
+    return [f"departed from {departure[i]} although the declared origin is {origin[i]}"
+            if strongest == "departure_mismatch" and mismatch[i] == 1 else
+            f"shipped from {departure[i] or 'an undeclared country'} by {_or(mode[i], 'an undeclared mode')}"
+            for i in rows]
 
 
 @dataclass(frozen=True)
@@ -207,27 +283,60 @@ def explain(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int =
 def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int = TOP_REASONS,
                  top_contributions: int = TOP_CONTRIBUTIONS, pool: Pool | None = None) -> Explanation:
     """Each row's reasons (`explain`) and its strongest feature contributions, from one SHAP pass (over `pool`,
-    X's pool when it is already built)."""
+    X's pool when it is already built).
+
+    Many rows are explained PART_ROWS at a time, the next part's SHAP values computed on another thread while this
+    part's sentences are made (CatBoost and numpy let go of the GIL): a row's SHAP values are its own
+    (training/explainer.py), so its reasons are the same in any part."""
     if X.empty:
         return Explanation([], [], math.nan)
-    shap = shap_values(model.classifier, model.pool(X) if pool is None else pool)
+    pool = model.pool(X) if pool is None else pool
+    if len(X) <= PART_ROWS:
+        return _explained_part(model, shap_values(model.classifier, pool), X, context, top, top_contributions)
+    starts = range(0, len(X), PART_ROWS)
+    parts = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="aduana-shap") as background:
+        def shap_of(start: int) -> Future:
+            rows = list(range(start, min(start + PART_ROWS, len(X))))
+            return background.submit(shap_values, model.classifier, pool.slice(rows))
+
+        coming = shap_of(0)
+        for start in starts:
+            shap = coming.result()
+            if start + PART_ROWS < len(X):
+                coming = shap_of(start + PART_ROWS)
+            end = start + PART_ROWS
+            parts.append(_explained_part(model, shap, X.iloc[start:end], context.iloc[start:end], top,
+                                         top_contributions))
+    return Explanation([r for part in parts for r in part.reasons],
+                       [c for part in parts for c in part.contributions], parts[0].base)
+
+
+def _explained_part(model: RiskModel, shap: np.ndarray, X: pd.DataFrame, context: pd.DataFrame, top: int,
+                    top_contributions: int) -> Explanation:
+    """`explanations` of rows whose SHAP values are `shap`."""
     leading = _leading(shap, top_contributions)
-    columns = _Columns(context, X)
-    return _explained(model, shap, leading, [_Row(columns, i) for i in range(len(X))], _texts(model, X, leading), top)
+
+    def read(column: str) -> np.ndarray | None:  # the model's inputs as the model saw them, else the declarations'
+        if column in X.columns:
+            return X[column].to_numpy()
+        return None if column in BY_NAME or column not in context.columns else context[column].to_numpy()
+
+    return _explained(model, shap, leading, _Table(len(X), read), _texts(model, X, leading), top)
 
 
 def _texts(model: RiskModel, X: pd.DataFrame, leading: np.ndarray) -> list[list[str | None]]:
     """`feature_value_text` of each row's leading features' inputs (rows x leading), a column at a time: each
-    column's cells that some row shows, gathered and converted in one pass."""
+    column's cells that some row shows, gathered, and each of their distinct values converted once."""
     out = np.empty(leading.shape, dtype=object)
     for j in np.unique(leading).tolist():
         rows, at = np.nonzero(leading == j)
-        values = X[model.columns[j]].to_numpy()[rows]
-        if values.dtype == np.float64:
-            shown = [None if v != v else f"{v:.6g}" for v in values.tolist()]  # NaN: the value unequal to itself
+        codes, distinct = pd.factorize(X[model.columns[j]].to_numpy()[rows], use_na_sentinel=False)
+        if distinct.dtype == np.float64:
+            shown = [None if v != v else f"{v:.6g}" for v in distinct.tolist()]  # NaN: the value unequal to itself
         else:
-            shown = [feature_value_text(v) for v in values.tolist()]
-        out[rows, at] = shown
+            shown = [feature_value_text(v) for v in distinct.tolist()]
+        out[rows, at] = np.array(shown, dtype=object)[codes]
     return out.tolist()
 
 
@@ -239,10 +348,16 @@ def explain_values(model: RiskModel, pool: Pool, values: list[list], rows: list[
         return Explanation([], [], math.nan)
     shap = shap_values(model.classifier, pool)
     positions = {c: j for j, c in enumerate(model.columns)}
-    readable = [_Values(positions, v, r) for v, r in zip(values, rows, strict=True)]
+
+    def read(column: str) -> list | None:  # as `explanations` reads a frame's
+        j = positions.get(column)
+        if j is not None:
+            return [v[j] for v in values]
+        return None if column in BY_NAME else [r.get(column) for r in rows]
+
     leading = _leading(shap, top_contributions)
     texts = [[feature_value_text(row[j]) for j in features] for row, features in zip(values, leading.tolist(), strict=True)]
-    return _explained(model, shap, leading, readable, texts, top)
+    return _explained(model, shap, leading, _Table(len(values), read), texts, top)
 
 
 def _leading(shap: np.ndarray, top_contributions: int) -> np.ndarray:
@@ -250,9 +365,9 @@ def _leading(shap: np.ndarray, top_contributions: int) -> np.ndarray:
     return np.argsort(-np.abs(shap[:, :-1]), axis=1, kind="stable")[:, :top_contributions]
 
 
-def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: list, texts: list[list[str | None]],
-               top: int) -> Explanation:
-    """The reasons and contributions of SHAP values (`shap`, with the base value last); `rows[i]` reads row i's
+def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, table: _Table,
+               texts: list[list[str | None]], top: int) -> Explanation:
+    """The reasons and contributions of SHAP values (`shap`, with the base value last); `table` reads the rows'
     values for the sentences, `texts[i][k]` is row i's input to its k-th leading feature as text."""
     base, shap = float(shap[0, -1]), shap[:, :-1]
     columns = model.columns
@@ -261,72 +376,50 @@ def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, rows: li
     members = [np.flatnonzero(np.array(member_family) == f) for f in families]
     by_family = np.column_stack([shap[:, m].sum(axis=1) for m in members])  # rows × families
     strongest = np.column_stack([m[np.argmax(shap[:, m], axis=1)] for m in members])  # the leading feature
-    # Per row, its families by their sum, strongest first: which, their leading feature, whether they raise it
-    # (as Python lists: indexing numpy a cell at a time costs more than the sentences)
+    # Per row, the families that raise its risk by their sum, strongest first, with their leading feature (as Python
+    # lists: indexing numpy a cell at a time costs more than the sentences)
     order = np.argsort(-by_family, axis=1, kind="stable")
-    raising = (np.take_along_axis(by_family, order, axis=1) > 0).tolist()
+    raising = (np.take_along_axis(by_family, order, axis=1) > 0).sum(axis=1).tolist()
     leaders = np.array(columns, dtype=object)[np.take_along_axis(strongest, order, axis=1)].tolist()
-    order = order.tolist()
+    reasons = _reasons(families, order.tolist(), leaders, raising, table, top)
     sizes = np.take_along_axis(shap, leading, axis=1).tolist()
     names = np.array(columns, dtype=object)[leading].tolist()
     kinds = np.array(member_family, dtype=object)[leading].tolist()
-    reasons, contributions = [], []
-    for i, row in enumerate(rows):
-        said = []
-        for j, leader, up in zip(order[i], leaders[i], raising[i], strict=True):
-            if not up or len(said) == top:  # the rest lower the risk
-                break
-            if text := sentence(families[j], leader, row):  # a family with nothing defensible gives way
-                said.append(text)
-        reasons.append(said)
-        contributions.append([{"feature": name, "family": kind, "value": text, "contribution": size}
-                              for name, kind, text, size in zip(names[i], kinds[i], texts[i], sizes[i], strict=True)])
+    contributions = [[{"feature": name, "family": kind, "value": text, "contribution": size}
+                      for name, kind, text, size in zip(names[i], kinds[i], texts[i], sizes[i], strict=True)]
+                     for i in range(len(names))]
     return Explanation(reasons, contributions, base)
 
 
-class _Columns(dict):
-    """Column values converted on first use: the model's inputs as the model saw them, the declarations' other
-    fields, and nothing for a feature the model does not have (even where the declarations carry it)."""
-
-    def __init__(self, context: pd.DataFrame, X: pd.DataFrame):
-        super().__init__()
-        self.context, self.X = context, X
-
-    def __missing__(self, column: str) -> list | None:
-        if column in self.X.columns:
-            found = self.X[column].to_numpy().tolist()
-        elif column in BY_NAME or column not in self.context.columns:
-            found = None
-        else:
-            found = self.context[column].to_numpy().tolist()
-        self[column] = found  # as a list: a row's value is then a Python object, as the one-row path reads it
-        return found
-
-
-class _Values:
-    """One declaration given as plain values: the model's inputs (`values`, by column position), its integrated
-    fields (`row`) for the rest, and nothing for a catalogue feature the model does not have (as `_Columns`)."""
-
-    __slots__ = ("positions", "values", "row")
-
-    def __init__(self, positions: dict[str, int], values: list, row: dict):
-        self.positions, self.values, self.row = positions, values, row
-
-    def get(self, column: str, default: object = None) -> object:
-        j = self.positions.get(column)
-        if j is not None:
-            return self.values[j]
-        return default if column in BY_NAME else self.row.get(column, default)
-
-
-class _Row:
-    """One declaration's values, read from the column arrays (no per-row dict of every column)."""
-
-    __slots__ = ("columns", "i")
-
-    def __init__(self, columns: _Columns, i: int):
-        self.columns, self.i = columns, i
-
-    def get(self, column: str, default: object = None) -> object:
-        values = self.columns[column]
-        return default if values is None else values[self.i]
+def _reasons(families: list[str], order: list[list[int]], leaders: list[list[str]], raising: list[int],
+             table: _Table, top: int) -> list[list[str]]:
+    """Each row's first `top` sentences (one per family) among its families that raise its risk (`order[i]`, the
+    first `raising[i]` of them; a family with nothing defensible to say gives way to the next). The sentences are
+    made a family and leading feature at a time, for every row that asks for one, in rounds: a row asks for as many
+    as it lacks, and again only where one of them had nothing to say."""
+    reasons: list[list[str]] = [[] for _ in order]
+    asked = [0] * len(order)  # each row's candidates asked for so far
+    active = range(len(order))
+    while active:
+        wanted: dict[tuple[int, str], list[int]] = {}  # a family and its leading feature → the rows asking
+        asks = []
+        for i in active:
+            k = asked[i]
+            end = min(k + top - len(reasons[i]), raising[i])
+            mine = []
+            for j, leader in zip(order[i][k:end], leaders[i][k:end], strict=True):
+                rows = wanted.setdefault((j, leader), [])
+                mine.append(((j, leader), len(rows)))
+                rows.append(i)
+            asked[i] = end
+            asks.append((i, mine))
+        said = {key: _sentences(families[key[0]], key[1], table, rows) for key, rows in wanted.items()}
+        again = []
+        for i, mine in asks:
+            for key, at in mine:
+                if text := said[key][at]:
+                    reasons[i].append(text)
+            if len(reasons[i]) < top and asked[i] < raising[i]:
+                again.append(i)
+        active = again
+    return reasons

@@ -7,13 +7,17 @@ champion keeps serving and `registry_error` says why.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 from catboost import Pool
+from pandas.api.extensions import ExtensionArray
 
 from features.build import FeatureSet, build_features, integrate
 from features.collector import collector_paused
@@ -58,14 +62,29 @@ ALLOCATION_COLUMNS = ["declaration_id", "importer_id", "hs_code", "origin_countr
 log = logging.getLogger("aduana.serving")
 
 
+# Where a batch's expected revenue is predicted while its lanes and reasons are made: CatBoost lets go of the GIL, so
+# the revenue model takes a core the Python of the lanes and the sentences leaves free.
+_BACKGROUND = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="aduana-revenue")
+
+
 @dataclass
 class _Scored:
-    """A batch's integrated declarations, model input, scores and the model's pool of that input."""
+    """A batch's integrated declarations, model input, the scores lane allocation reads (`ranked`: risk_score, then
+    the targeted sources'), the model's pool of that input and its expected revenue (`revenue`, perhaps still being
+    predicted on another thread)."""
 
     frame: pd.DataFrame
     X: pd.DataFrame
-    scores: pd.DataFrame
+    ranked: pd.DataFrame
     pool: Pool
+    revenue: Future
+
+    @cached_property
+    def scores(self) -> pd.DataFrame:
+        """risk_score, expected_revenue, then the targeted sources' scores: once the revenue is predicted."""
+        out = self.ranked.copy(deep=False)
+        out.insert(1, "expected_revenue", self.revenue.result())
+        return out
 
 
 def _scoring_context(tables: Tables, names: tuple[str, ...]) -> ScoringContext:
@@ -210,17 +229,24 @@ class Scorer:
         return scored.frame, scored.X, scored.scores
 
     def _scored(self, declarations: pd.DataFrame, advance: Advance = quiet, batch: BatchState | None = None,
-                context: ScoringContext | None = None) -> _Scored:
+                context: ScoringContext | None = None, revenue_later: bool = False) -> _Scored:
+        """`revenue_later`: the expected revenue predicted on another thread, on one core, while the caller goes on
+        (`scores` waits for it); else before this returns, on every core."""
         self._require_model()
         context = context or self.context()
         frame, features = self._features(declarations, advance, batch, context)
         X = self._model_input(features.X)
         pool = self.model.pool(X)  # built once: the scores' and the reasons' (a slice of it)
-        risk, expected = self.model.predict_pool(pool)
-        scores = pd.DataFrame({"risk_score": risk, "expected_revenue": expected})
+        risk = self.model.classifier.predict_proba(pool)[:, 1]
+        if revenue_later:
+            revenue = _BACKGROUND.submit(self.model.expected_revenue, pool, risk, 1)
+        else:
+            revenue = Future()
+            revenue.set_result(self.model.expected_revenue(pool, risk))
+        ranked = pd.DataFrame({"risk_score": risk})
         if self.policy.targeting is not None:
-            scores = pd.concat([scores, self._sources(frame, features.X, context)], axis=1)
-        return _Scored(frame, X, scores, pool)
+            ranked = pd.concat([ranked, self._sources(frame, features.X, context)], axis=1)
+        return _Scored(frame, X, ranked, pool, revenue)
 
     def _features(self, declarations: pd.DataFrame, advance: Advance, batch: BatchState | None,
                   context: ScoringContext) -> tuple[pd.DataFrame, FeatureSet]:
@@ -284,9 +310,11 @@ class Scorer:
         what = f"scoring {len(declarations):,} declarations"
         advance(what, 0, 3)
         with collector_paused():
-            scored = self._scored(declarations, advance)
+            later = self.policy.rank_by != "expected_revenue"  # the lanes do not read it: predicted meanwhile
+            scored = self._scored(declarations, advance, revenue_later=later)
             advance(what, 1, 3)
-            lanes = allocate(pd.concat([scored.frame, scored.scores], axis=1), self.policy, self.bandit())
+            lanes = allocate(pd.concat([scored.frame, scored.ranked if later else scored.scores], axis=1), self.policy,
+                             self.bandit())
             advance(what, 2, 3)
             output = self._output(scored, lanes, explain_lanes)
         advance(what, 3, 3)
@@ -344,7 +372,7 @@ class Scorer:
                 self._require_model()
                 frame, features = self._features(declarations[chosen], quiet, batch, context or self.context())
                 explained = explanations(self.model, self._model_input(features.X), frame)
-            return self._assemble(scored["declaration_id"].to_numpy(), scored, scored, chosen, explained)
+            return self._assemble(scored["declaration_id"].array, scored, scored, chosen, explained)
 
     def _output(self, scored: _Scored, lanes: pd.DataFrame, explain_lanes: tuple[str, ...]) -> pd.DataFrame:
         chosen = lanes["lane"].isin(explain_lanes).to_numpy()
@@ -353,12 +381,13 @@ class Scorer:
         else:
             explained = explanations(self.model, scored.X[chosen], scored.frame[chosen],
                                      pool=scored.pool.slice(np.flatnonzero(chosen).tolist()) if chosen.any() else None)
-        return self._assemble(scored.frame["declaration_id"].to_numpy(), scored.scores, lanes, chosen, explained)
+        return self._assemble(scored.frame["declaration_id"].array, scored.scores, lanes, chosen, explained)
 
-    def _assemble(self, ids: np.ndarray, scores: pd.DataFrame, lanes: pd.DataFrame, chosen: np.ndarray,
-                  explained: Explanation) -> pd.DataFrame:
+    def _assemble(self, ids: ExtensionArray | np.ndarray, scores: pd.DataFrame, lanes: pd.DataFrame,
+                  chosen: np.ndarray, explained: Explanation) -> pd.DataFrame:
         """The scorer's output (OUTPUT_COLUMNS, then DETAIL_COLUMNS): reasons from the explained (`chosen`) rows'
-        SHAP pass, the exploration draw and the rules."""
+        SHAP pass, the exploration draw and the rules. `ids`: the declarations' ids as their frame holds them (an
+        id column of text is not converted to Python strings and back)."""
         rules, selected_by = lanes["rule"].to_numpy(), lanes["selected_by"].to_numpy()
         n = len(ids)
         reasons = np.full(n, "", dtype=object)

@@ -55,9 +55,12 @@ def split_exploration(k: int, exploration: float) -> tuple[int, int]:
 
 
 def exploration_draw(declaration_ids: pd.Series, seed: int) -> np.ndarray:
-    """A pseudo-random number per declaration that depends only on its id and the seed (uint64)."""
+    """A pseudo-random number per declaration that depends only on its id and the seed (uint64): pandas' hash of the
+    text `<id>#<seed>` (`hash_pandas_object`'s, without its Series)."""
     keyed = pd.Series(declaration_ids).reset_index(drop=True).astype("str") + f"#{seed}"
-    return pd.util.hash_pandas_object(keyed, index=False).to_numpy()
+    if keyed.isna().any():  # no text to hash: pandas' own value for a missing one
+        return pd.util.hash_pandas_object(keyed, index=False).to_numpy()
+    return _mixed(hash_object_array(keyed.to_numpy(dtype=object), _HASH_KEY, "utf8"))
 
 
 _HASH_KEY = "0123456789123456"  # pandas' default hash key (pandas.core.util.hashing)
@@ -65,8 +68,13 @@ _MASK = 2**64 - 1
 
 
 def draw_one(declaration_id: object, seed: int) -> int:
-    """`exploration_draw` of one declaration, without a Series: pandas' hash of the text, then its mixing steps."""
-    value = int(hash_object_array(np.array([f"{declaration_id}#{seed}"], dtype=object), _HASH_KEY, "utf8")[0])
+    """`exploration_draw` of one declaration, as a Python int."""
+    return _mixed(int(hash_object_array(np.array([f"{declaration_id}#{seed}"], dtype=object), _HASH_KEY, "utf8")[0]))
+
+
+def _mixed(value: int | np.ndarray) -> int | np.ndarray:
+    """The mixing steps pandas applies to a text hash (pandas.core.util.hashing), to an int (kept to 64 bits) or to
+    a uint64 array (which wraps)."""
     value ^= value >> 30
     value = (value * 0xBF58476D1CE4E5B9) & _MASK
     value ^= value >> 27

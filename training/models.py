@@ -145,9 +145,14 @@ class RiskModel:
     def predict_pool(self, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
         """(risk_score, expected_revenue) of a pool of the model's columns (`pool`, or `values_pool`)."""
         risk = self.classifier.predict_proba(pool)[:, 1]
+        return risk, self.expected_revenue(pool, risk)
+
+    def expected_revenue(self, pool: Pool, risk: np.ndarray, thread_count: int = -1) -> np.ndarray:
+        """risk × the revenue model's E[revenue | fraud] of `pool` (NaN without a revenue model)."""
         if self.revenue_model is None:
-            return risk, np.full(len(risk), np.nan)
-        return risk, risk * np.expm1(self.revenue_model.predict(pool)).clip(min=0) * self.revenue_smearing
+            return np.full(len(risk), np.nan)
+        found = self.revenue_model.predict(pool, thread_count=thread_count)
+        return risk * np.expm1(found).clip(min=0) * self.revenue_smearing
 
     def values_pool(self, rows: list[list]) -> Pool:
         """The pool of rows given as plain lists in the model's column order (categoricals as text)."""

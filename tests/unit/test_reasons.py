@@ -136,3 +136,32 @@ ROW = {"importer_id": "I1", "declarant_id": "D1", "exporter_id": "LS341ZS", "ori
 ])
 def test_a_sentence_quotes_only_the_models_own_values(family, strongest, values, says):
     assert sentence(family, strongest, {**ROW, **values}) == says
+
+
+def test_a_batch_gives_each_row_the_reasons_it_gets_alone_when_families_have_nothing_to_say(islas, monkeypatch):
+    """The batch makes its sentences a family at a time for all the rows that ask, in rounds; a row whose strongest
+    families have nothing defensible to say (here: pair profiles with no count of controls) gets the next ones,
+    exactly as when it is explained alone."""
+    from serving import reasons
+
+    model = islas.full
+    X = islas.X[model.columns].copy()
+    inspections = [c for c in model.columns if c.endswith("_inspections")]
+    assert inspections
+    X.loc[: len(X) // 2, inspections] = np.nan  # half the rows: hit rates the sentences may not quote
+    made = reasons._sentences
+    silent = []
+
+    def spied(family, strongest, table, rows):  # noqa: ANN001, ANN202
+        out = made(family, strongest, table, rows)
+        silent.extend(text for text in out if text is None)
+        return out
+
+    monkeypatch.setattr(reasons, "_sentences", spied)
+    whole = explanations(model, X, islas.frame)
+    assert silent  # some families had nothing to say, so rows asked again
+    assert sum(len(r) == 3 for r in whole.reasons) > len(X) // 2
+    for i in range(0, len(X), max(1, len(X) // 120)):
+        alone = explanations(model, X.iloc[[i]], islas.frame.iloc[[i]])
+        assert alone.reasons[0] == whole.reasons[i]
+        assert alone.contributions[0] == whole.contributions[i]
