@@ -186,7 +186,10 @@ def parse(frame: pd.DataFrame, kind: Kind,
         if parse_type == "text":
             value = _as_text(raw)
             if column == "hs_code":
-                value = value.str.replace(HS_SEPARATOR, "", regex=True)
+                plain = value.str.fullmatch("[0-9A-Za-z]*").fillna(True).astype(bool)  # no separator to lose
+                if not plain.all():  # Python's regex (its \s is any Unicode space), on those values only
+                    value = value.copy()
+                    value[~plain] = value[~plain].str.replace(HS_SEPARATOR, "", regex=True)
                 if mapping.hs_code_digits:
                     numeric = value.str.fullmatch(r"\d+").fillna(False).astype(bool)
                     value = value.where(~numeric, value.str.zfill(mapping.hs_code_digits))
