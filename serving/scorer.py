@@ -7,7 +7,6 @@ champion keeps serving and `registry_error` says why.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -60,11 +59,6 @@ DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base", "inclusio
 # What lane allocation reads of a declaration besides its scores (serving/lanes.py `allocate`).
 ALLOCATION_COLUMNS = ["declaration_id", "importer_id", "hs_code", "origin_country", "office_id", "declaration_date"]
 log = logging.getLogger("aduana.serving")
-
-
-# Where a batch's expected revenue is predicted while its lanes and reasons are made: CatBoost lets go of the GIL, so
-# the revenue model takes a core the Python of the lanes and the sentences leaves free.
-_BACKGROUND = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="aduana-revenue")
 
 
 @dataclass
@@ -238,8 +232,10 @@ class Scorer:
         X = self._model_input(features.X)
         pool = self.model.pool(X)  # built once: the scores' and the reasons' (a slice of it)
         risk = self.model.classifier.predict_proba(pool)[:, 1]
-        if revenue_later:
-            revenue = _BACKGROUND.submit(self.model.expected_revenue, pool, risk, 1)
+        if revenue_later:  # CatBoost lets go of the GIL: it takes the core the lanes' and reasons' Python leaves
+            background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aduana-revenue")
+            revenue = background.submit(self.model.expected_revenue, pool, risk, 1)
+            background.shutdown(wait=False)  # its thread ends with the prediction: no pool outlives the batch
         else:
             revenue = Future()
             revenue.set_result(self.model.expected_revenue(pool, risk))
