@@ -51,3 +51,14 @@ def lead_scores(found: dict[str, pd.Series], keys: dict[str, np.ndarray], n: int
         if name in keys and len(residual):
             score += residual.reindex(keys[name]).fillna(0.0).to_numpy()
     return np.where(score > 0, score, np.nan)
+
+
+def strongest_leads(found: dict[str, pd.Series], keys: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """Each row's lead entity of largest residual: the relationship its lead follows, by name ("" with none)."""
+    best, name = np.zeros(n), np.full(n, "", dtype=object)
+    for entity, residual in found.items():
+        if entity in keys and len(residual):
+            value = residual.reindex(keys[entity]).fillna(0.0).to_numpy()
+            stronger = value > best
+            best[stronger], name[stronger] = value[stronger], entity
+    return name

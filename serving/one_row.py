@@ -87,18 +87,19 @@ def answers(model: RiskModel, version: str | None, policy: LanePolicy, threshold
 
 
 def reason_items(selected_by: str, rule: str, sentences: list[str], stratum: str = "",
-                 source_score: float = math.nan) -> list[str]:
-    """A decision's reasons in order: the exploration that chose it (the random draw, or the targeted source and
-    its score), the rule it hit, then what the model's SHAP values say."""
+                 source_score: float = math.nan, followed: str = "") -> list[str]:
+    """A decision's reasons in order: the exploration that chose it (the random draw, or the targeted source, what
+    it follows and its score), the rule it hit, then what the model's SHAP values say."""
     explored = []
     if selected_by == "exploration":
-        explored = [EXPLORATION_REASON if stratum in ("", "random") else targeted_reason(stratum, source_score)]
+        explored = [EXPLORATION_REASON if stratum in ("", "random") else targeted_reason(stratum, source_score, followed)]
     return explored + ([rule] if rule else []) + sentences
 
 
-def targeted_reason(stratum: str, score: float) -> str:
-    """Why a targeted source chose a declaration, in an officer's words, with the source's score."""
-    said = SOURCE_WORDS.get(stratum, stratum)
+def targeted_reason(stratum: str, score: float, followed: str = "") -> str:
+    """Why a targeted source chose a declaration, in an officer's words: the source, what it follows (a lead's
+    relationship) and its score."""
+    said = SOURCE_WORDS.get(stratum, stratum) + (f": {followed}" if followed else "")
     return f"selected to explore: {said}" + ("" if math.isnan(score) else f" (score {score:.3g})")
 
 

@@ -21,8 +21,9 @@ from pandas.api.extensions import ExtensionArray
 from features.build import FeatureSet, build_features, integrate
 from features.collector import collector_paused
 from features.context import BatchState, ScoringContext
-from features.entities import MISSING
-from features.leads import lead_keys, lead_scores, residuals
+from features.entities import BY_NAME as ENTITIES
+from features.entities import MISSING, entity_label
+from features.leads import lead_keys, lead_scores, residuals, strongest_leads
 from features.novelty import NOVELTY_COLUMNS
 from features.prices import PriceBands
 from features.profiles import RECENT_DAYS, profile_entities
@@ -56,6 +57,8 @@ OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "s
 # may itself hold "; "); `contributions`, an explained row's strongest SHAP contributions (serving/reasons.py
 # `Explanation`; None for a row not explained); `contribution_base`, the SHAP base value those add to.
 DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base", "inclusion_probability", "stratum"]
+# A scored frame's column of the lead entity each declaration's leads score follows most (features/leads.py).
+LEAD_ENTITY = "lead_entity"
 # What lane allocation reads of a declaration besides its scores (serving/lanes.py `allocate`).
 ALLOCATION_COLUMNS = ["declaration_id", "importer_id", "hs_code", "origin_country", "office_id", "declaration_date"]
 log = logging.getLogger("aduana.serving")
@@ -275,6 +278,7 @@ class Scorer:
             found = self.lead_residuals()  # the batch's keys are cut only for the entities with a lead
             keys = lead_keys(frame, tuple(name for name, residual in found.items() if len(residual)))
             out[f"{SOURCE_PREFIX}leads"] = lead_scores(found, keys, len(frame))
+            out[LEAD_ENTITY] = strongest_leads(found, keys, len(frame))
         return out
 
     def _read(self) -> list[str]:
@@ -362,13 +366,14 @@ class Scorer:
         `score_partition` with the batch's lanes (lane, selected_by, rule); the features are built again for the
         explained rows only (`batch` and `context` need hold only theirs), and not scored again."""
         chosen = scored["lane"].isin(explain_lanes).to_numpy()
-        explained = Explanation([], [], np.nan)
+        explained, followed = Explanation([], [], np.nan), {}
         with collector_paused():
             if chosen.any():
                 self._require_model()
                 frame, features = self._features(declarations[chosen], quiet, batch, context or self.context())
                 explained = explanations(self.model, self._model_input(features.X), frame)
-            return self._assemble(scored["declaration_id"].array, scored, scored, chosen, explained)
+                followed = _followed(scored, scored, frame, np.flatnonzero(chosen))
+            return self._assemble(scored["declaration_id"].array, scored, scored, chosen, explained, followed)
 
     def _output(self, scored: _Scored, lanes: pd.DataFrame, explain_lanes: tuple[str, ...]) -> pd.DataFrame:
         chosen = lanes["lane"].isin(explain_lanes).to_numpy()
@@ -377,13 +382,15 @@ class Scorer:
         else:
             explained = explanations(self.model, scored.X[chosen], scored.frame[chosen],
                                      pool=scored.pool.slice(np.flatnonzero(chosen).tolist()) if chosen.any() else None)
-        return self._assemble(scored.frame["declaration_id"].array, scored.scores, lanes, chosen, explained)
+        followed = _followed(scored.ranked, lanes, scored.frame, np.arange(len(scored.frame)))
+        return self._assemble(scored.frame["declaration_id"].array, scored.scores, lanes, chosen, explained, followed)
 
     def _assemble(self, ids: ExtensionArray | np.ndarray, scores: pd.DataFrame, lanes: pd.DataFrame,
-                  chosen: np.ndarray, explained: Explanation) -> pd.DataFrame:
+                  chosen: np.ndarray, explained: Explanation, followed: dict[int, str]) -> pd.DataFrame:
         """The scorer's output (OUTPUT_COLUMNS, then DETAIL_COLUMNS): reasons from the explained (`chosen`) rows'
-        SHAP pass, the exploration draw and the rules. `ids`: the declarations' ids as their frame holds them (an
-        id column of text is not converted to Python strings and back)."""
+        SHAP pass, the exploration draw (`followed`: a leads pick's relationship, by position) and the rules.
+        `ids`: the declarations' ids as their frame holds them (an id column of text is not converted to Python
+        strings and back)."""
         rules, selected_by = lanes["rule"].to_numpy(), lanes["selected_by"].to_numpy()
         n = len(ids)
         reasons = np.full(n, "", dtype=object)
@@ -398,7 +405,8 @@ class Scorer:
         stratum = lanes["stratum"].to_numpy() if "stratum" in lanes else np.full(n, "", dtype=object)
         source_score = lanes["source_score"].to_numpy() if "source_score" in lanes else np.full(n, np.nan)
         for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")).tolist():  # the rest: none
-            items = reason_items(selected_by[i], rules[i], said.get(i, []), stratum[i], source_score[i])
+            items = reason_items(selected_by[i], rules[i], said.get(i, []), stratum[i], source_score[i],
+                                 followed.get(i, ""))
             reason_list[i], reasons[i] = items, "; ".join(items)
         return pd.DataFrame({
             "declaration_id": ids,
@@ -415,3 +423,18 @@ class Scorer:
             else np.nan,
             "stratum": stratum,
         })
+
+
+def _followed(scores: pd.DataFrame, lanes: pd.DataFrame, frame: pd.DataFrame, at: np.ndarray) -> dict[int, str]:
+    """Each leads pick's relationship in words (features/entities.py's label of its strongest lead entity), by
+    position; `frame` holds the integrated declarations at positions `at` (the picks among them)."""
+    if LEAD_ENTITY not in scores or "stratum" not in lanes:
+        return {}
+    picks = np.flatnonzero(lanes["stratum"].to_numpy() == "leads")
+    picks = picks[np.isin(picks, at)]
+    if not len(picks):
+        return {}
+    rows = frame.iloc[np.searchsorted(at, picks)].to_dict("records")
+    names = scores[LEAD_ENTITY].to_numpy()[picks]
+    return {i: entity_label(ENTITIES[name], row) for i, name, row in zip(picks.tolist(), names, rows, strict=True)
+            if name}

@@ -7,12 +7,14 @@ import pandas as pd
 import pytest
 from prefect import flow
 
+from features.entities import BY_NAME as ENTITIES
+from features.entities import entity_label
 from features.intake.prepared import prepare_batch
 from features.leads import lead_keys, lead_scores
 from flows.orchestration import runtime
 from flows.score import record_decisions
 from serving.batch import score_file
-from serving.targeting import MARGIN, MODEL, SOURCES, Targeting, bandit_from_evidence
+from serving.targeting import MARGIN, MODEL, SOURCE_WORDS, SOURCES, Targeting, bandit_from_evidence
 from tests.conftest import write_csv
 from training.anomaly import fit_anomaly
 
@@ -79,6 +81,28 @@ def test_a_batch_spends_its_red_capacity_on_the_model_the_sources_and_a_random_s
     assert (leads["exporter"] > 0).all()
     score = lead_scores(leads, lead_keys(rows), len(rows))
     assert np.isfinite(score).any() and np.isnan(score).any()
+
+    # A leads pick's reason names the relationship its lead follows most: the lead entity of largest residual.
+    targeted.policy = targeted.policy.model_copy(update={"targeting": TARGETING.model_copy(update={"sources": ["leads"]})})
+    again = score_file(incoming, targeted).output
+    picks = again[again["stratum"] == "leads"]
+    assert len(picks)
+    keys = lead_keys(rows)
+    for i, reasons in zip(picks.index, picks["reasons"], strict=True):
+        found = {name: leads[name].get(keys[name][i], 0.0) for name in leads}
+        strongest = max(found, key=found.get)
+        assert found[strongest] > 0
+        assert reasons.startswith(f"selected to explore: {SOURCE_WORDS['leads']}: "
+                                  f"{entity_label(ENTITIES[strongest], rows.loc[i].to_dict())} (score ")
+
+    # Scored in partitions, the leads (carried in the run folder) name the same relationships.
+    from features.intake.checked import read_checked
+    from serving.partitions import score_partitioned
+
+    batch = read_checked(incoming, "declarations").valid
+    parts = score_partitioned(batch, targeted, 700, tmp_path / "run")
+    assert (parts["stratum"] == "leads").sum() == len(picks)
+    pd.testing.assert_series_equal(parts["reasons"], targeted.score(batch)["reasons"], check_exact=True)
 
 
 def test_a_batch_scored_in_partitions_targets_as_it_does_whole(targeted, world, tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.leads import lead_keys, lead_scores, residuals
+from features.entities import BY_NAME, entity_label
+from features.leads import lead_keys, lead_scores, residuals, strongest_leads
 from features.novelty import NEW_DAYS, NoveltyIndex
 
 
@@ -32,6 +33,19 @@ def test_a_relationship_where_controls_found_fraud_the_model_did_not_expect_is_a
     assert score[0] == pytest.approx(found["exporter"]["NEW"])  # the seller alone
     assert np.isnan(score[1]) and np.isnan(score[2]) and np.isnan(score[3])  # as expected, clean, never controlled
     assert score[4] == pytest.approx(4 * found["exporter"]["NEW"])  # seller, importer × heading, seller × origin, broker
+
+
+def test_a_lead_names_the_relationship_with_the_largest_residual():
+    evidence = _rows(exporter_id=["E1", "E1", "E1", "E2"], importer_id=["A", "B", "C", "D"],
+                     declarant_id=["DA", "DB", "DC", "DD"], origin_country=["TH", "VN", "MY", "CN"])
+    found = residuals(lead_keys(evidence), np.ones(4), np.zeros(4))  # E1: 3 finds; each importer × heading: 1
+    queries = _rows(exporter_id=["E1", "E9", "E9"], importer_id=["Z", "A", "Z"], origin_country=["US", "US", "US"],
+                    declarant_id=["DZ", "DZ", "DZ"])
+    named = strongest_leads(found, lead_keys(queries), len(queries))
+    assert named.tolist() == ["exporter", "importer_heading", ""]  # the seller; importer A with the heading; none
+    row = queries.iloc[1].to_dict()
+    assert entity_label(BY_NAME[named[1]], row) == "importer A with HS heading 6109"
+    assert entity_label(BY_NAME["exporter_origin"], {**row, "exporter_id": np.nan}) == "exporter ? from US"
 
 
 def test_one_unexpected_find_counts_less_than_several():
