@@ -373,7 +373,7 @@ class Scorer:
                 frame, features = self._features(declarations[chosen], quiet, batch, context or self.context())
                 explained = explanations(self.model, self._model_input(features.X), frame)
                 followed = _followed(scored, scored, frame, np.flatnonzero(chosen))
-            return self._assemble(scored["declaration_id"].array, scored, scored, chosen, explained, followed)
+            return self._assemble(scored["declaration_id"], scored, scored, chosen, explained, followed)
 
     def _output(self, scored: _Scored, lanes: pd.DataFrame, explain_lanes: tuple[str, ...]) -> pd.DataFrame:
         chosen = lanes["lane"].isin(explain_lanes).to_numpy()
@@ -383,14 +383,12 @@ class Scorer:
             explained = explanations(self.model, scored.X[chosen], scored.frame[chosen],
                                      pool=scored.pool.slice(np.flatnonzero(chosen).tolist()) if chosen.any() else None)
         followed = _followed(scored.ranked, lanes, scored.frame, np.arange(len(scored.frame)))
-        return self._assemble(scored.frame["declaration_id"].array, scored.scores, lanes, chosen, explained, followed)
+        return self._assemble(scored.frame["declaration_id"], scored.scores, lanes, chosen, explained, followed)
 
-    def _assemble(self, ids: ExtensionArray | np.ndarray, scores: pd.DataFrame, lanes: pd.DataFrame,
-                  chosen: np.ndarray, explained: Explanation, followed: dict[int, str]) -> pd.DataFrame:
+    def _assemble(self, ids: pd.Series, scores: pd.DataFrame, lanes: pd.DataFrame, chosen: np.ndarray,
+                  explained: Explanation, followed: dict[int, str]) -> pd.DataFrame:
         """The scorer's output (OUTPUT_COLUMNS, then DETAIL_COLUMNS): reasons from the explained (`chosen`) rows'
-        SHAP pass, the exploration draw (`followed`: a leads pick's relationship, by position) and the rules.
-        `ids`: the declarations' ids as their frame holds them (an id column of text is not converted to Python
-        strings and back)."""
+        SHAP pass, the exploration draw (`followed`: a leads pick's relationship, by position) and the rules."""
         rules, selected_by = lanes["rule"].to_numpy(), lanes["selected_by"].to_numpy()
         n = len(ids)
         reasons = np.full(n, "", dtype=object)
@@ -409,11 +407,11 @@ class Scorer:
                                  followed.get(i, ""))
             reason_list[i], reasons[i] = items, "; ".join(items)
         return pd.DataFrame({
-            "declaration_id": ids,
+            "declaration_id": _text(ids),
             "risk_score": scores["risk_score"].to_numpy(),
             "expected_revenue": scores["expected_revenue"].to_numpy(),
-            "lane": lanes["lane"].to_numpy(),
-            "selected_by": lanes["selected_by"].to_numpy(),
+            "lane": _text(lanes["lane"]),
+            "selected_by": _text(lanes["selected_by"]),
             "reasons": reasons,
             "model_version": self.version,
             "reason_list": reason_list,
@@ -421,8 +419,14 @@ class Scorer:
             "contribution_base": base,
             "inclusion_probability": lanes["inclusion_probability"].to_numpy() if "inclusion_probability" in lanes
             else np.nan,
-            "stratum": stratum,
+            "stratum": _text(lanes["stratum"]) if "stratum" in lanes else stratum,
         })
+
+
+def _text(column: pd.Series) -> ExtensionArray | np.ndarray:
+    """A column of text as the output frame takes it: as it is when it already is text (not made Python strings and
+    text again), else its values."""
+    return column.array if isinstance(column.dtype, pd.StringDtype) else column.to_numpy()
 
 
 def _followed(scores: pd.DataFrame, lanes: pd.DataFrame, frame: pd.DataFrame, at: np.ndarray) -> dict[int, str]:
