@@ -33,6 +33,7 @@ def stage_serving(work: Path, rows: int) -> dict:
     import uvicorn
 
     from features.build import build_features, integrate
+    from features.collector import collector_paused
     from features.intake.mapping import ColumnMapping
     from features.intake.prepared import prepare_batch
     from features.intake.validation import check_rows
@@ -57,28 +58,35 @@ def stage_serving(work: Path, rows: int) -> dict:
     scorer.source = FixedSource({"bench": model}, "bench")
     scorer.refresh_model(force=True)
 
-    t = time.perf_counter()
-    scored = score_file(landing / "declarations.parquet", scorer)
-    write_output(scored.output, work / "scores.parquet")
-    e2e_s = time.perf_counter() - t
+    runs = []  # the first in this process (cold: its memory not yet the process's), then two more (warm)
+    for _ in range(3):
+        t = time.perf_counter()
+        scored = score_file(landing / "declarations.parquet", scorer)
+        write_output(scored.output, work / "scores.parquet")
+        runs.append(time.perf_counter() - t)
+    e2e_s, warm_s = runs[0], min(runs[1:])
 
-    # The same work again, step by step, to show where the time goes.
+    # The same work again, step by step, to show where the time goes. As the scorer does, with Python's cyclic
+    # collector held off once the rows are read; both models predicted one after the other (the scorer predicts the revenue model's on another
+    # thread while the lanes and reasons are made).
     steps = {}
     t = time.perf_counter()
     declarations = check_rows(pd.read_parquet(landing / "declarations.parquet"), "declarations", ColumnMapping()).valid
-    steps["read_validate_s"], t = time.perf_counter() - t, time.perf_counter()
-    frame = integrate(declarations.reset_index(drop=True), context=scorer.context())
-    X = build_features(frame, bands=model.price_bands, profiles=scorer.context().profiles,
-                       columns=model.columns).X[model.columns]  # the profiles the model reads, as the scorer builds
-    steps["features_s"], t = time.perf_counter() - t, time.perf_counter()
-    pool = model.pool(X)  # built once, as the scorer does: the scores and the reasons read it
-    risk, expected = model.predict_pool(pool)
-    steps["predict_s"], t = time.perf_counter() - t, time.perf_counter()
-    lanes = allocate(frame.assign(risk_score=risk, expected_revenue=expected), scorer.policy)
-    steps["lanes_s"], t = time.perf_counter() - t, time.perf_counter()
-    chosen = lanes["lane"].isin([RED, YELLOW]).to_numpy()
-    explanations(model, X[chosen], frame[chosen], pool=pool.slice(np.flatnonzero(chosen).tolist()))
-    steps["reasons_s"] = time.perf_counter() - t
+    steps["read_validate_s"] = time.perf_counter() - t
+    with collector_paused():
+        t = time.perf_counter()
+        frame = integrate(declarations.reset_index(drop=True), context=scorer.context())
+        X = build_features(frame, bands=model.price_bands, profiles=scorer.context().profiles,
+                           columns=model.columns).X[model.columns]  # the profiles the model reads, as the scorer builds
+        steps["features_s"], t = time.perf_counter() - t, time.perf_counter()
+        pool = model.pool(X)  # built once, as the scorer does: the scores and the reasons read it
+        risk, expected = model.predict_pool(pool)
+        steps["predict_s"], t = time.perf_counter() - t, time.perf_counter()
+        lanes = allocate(frame.assign(risk_score=risk, expected_revenue=expected), scorer.policy)
+        steps["lanes_s"], t = time.perf_counter() - t, time.perf_counter()
+        chosen = lanes["lane"].isin([RED, YELLOW]).to_numpy()
+        explanations(model, X[chosen], frame[chosen], pool=pool.slice(np.flatnonzero(chosen).tolist()))
+        steps["reasons_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
     pool = model.pool(X)
@@ -102,6 +110,7 @@ def stage_serving(work: Path, rows: int) -> dict:
               "catboost_pool_from_dataframe_s": pool_s,
               "batch_vs_raw_throughput": raw_s / e2e_s,
               "batch_vs_raw_including_pool": (raw_s + pool_s) / e2e_s,
+              "batch_end_to_end_runs_s": runs, "batch_vs_raw_including_pool_warm": (raw_s + pool_s) / warm_s,
               "batch_steps": steps, "explained_rows": int(chosen.sum())}
 
     # The API against the plain one (benchmarks/plain_api.py: a FastAPI route around CatBoost's predict_proba on the
@@ -209,6 +218,8 @@ def stage_serving(work: Path, rows: int) -> dict:
     result["goals"] = {
         "c1_p99_under_5ms_decision_log_on": aduana_1["p99_ms"] < 5,
         "c16_at_least_500_requests_per_s_2_workers": aduana_16["requests_per_s"] >= 500, "cpus": os.cpu_count(),
+        "batch_at_least_0_4_of_raw_pool_and_predict": {"cold": result["batch_vs_raw_including_pool"] >= 0.4,
+                                                       "warm": result["batch_vs_raw_including_pool_warm"] >= 0.4},
         "aduana_over_plain": {"c1_p50_ms": aduana_1["p50_ms"] / plain_1["p50_ms"],
                               "c1_p99_ms": aduana_1["p99_ms"] / plain_1["p99_ms"],
                               "c16_requests_per_s": aduana_16["requests_per_s"] / plain_16["requests_per_s"],
