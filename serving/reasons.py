@@ -72,7 +72,7 @@ class _Table:
 
     @classmethod
     def of(cls, row: dict) -> _Table:
-        """One declaration's table: its fields, or its model inputs and fields (`_Values`)."""
+        """One declaration's table: its fields (a dict)."""
         return cls(1, lambda column: [row.get(column)])
 
     def __getitem__(self, column: str) -> list:
@@ -97,12 +97,8 @@ class _Table:
 
     def labels(self, template: str, rows: list[int]) -> list[str]:
         """An entity's label (features/entities.py: a template of the columns `said` gives) for each of `rows`."""
-        parsed = list(Formatter().parse(template))
-        fields = [field for _, field, _, _ in parsed if field]
-        positional = "".join(text.replace("{", "{{").replace("}", "}}") + (f"{{{fields.index(field)}}}" if field else "")
-                             for text, field, _, _ in parsed)
-        columns = [self.said(field) for field in fields]
-        return [positional.format(*[column[i] for column in columns]) for i in rows]
+        columns = {field: self.said(field) for _, field, _, _ in Formatter().parse(template) if field}
+        return [template.format_map({field: values[i] for field, values in columns.items()}) for i in rows]
 
 
 def _or(value: object, default: object) -> object:
