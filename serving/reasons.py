@@ -53,7 +53,9 @@ def _presented(values: np.ndarray | list) -> list:
         return [_present(v) for v in values]
     if values.dtype.kind in "iub":
         return values.tolist()
-    missing = np.isnan(values) if values.dtype.kind == "f" else (pd.isna(values) | (values == MISSING))
+    missing = np.isnan(values) if values.dtype.kind == "f" else pd.isna(values)
+    if values.dtype == object:  # a categorical gap (compared where a value is present: pandas' NA has no truth)
+        missing[~missing] = values[~missing] == MISSING
     out = values.astype(object)
     out[missing] = None
     return out.tolist()

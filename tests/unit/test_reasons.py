@@ -165,3 +165,15 @@ def test_a_batch_gives_each_row_the_reasons_it_gets_alone_when_families_have_not
         alone = explanations(model, X.iloc[[i]], islas.frame.iloc[[i]])
         assert alone.reasons[0] == whole.reasons[i]
         assert alone.contributions[0] == whole.contributions[i]
+
+
+def test_a_column_reads_each_kind_of_missing_value_as_missing():
+    """What a sentence quotes of a batch is read a column at a time: NaN, None, pandas' NA, NaT and the categorical
+    gap are all missing, whatever the column's type, as they are for one declaration."""
+    from serving.reasons import _present, _presented
+
+    mixed = np.array(["CN", MISSING, None, np.nan, pd.NA, 3], dtype=object)
+    assert _presented(mixed) == ["CN", None, None, None, None, 3] == [_present(v) for v in mixed]
+    assert _presented(np.array([1.5, np.nan])) == [1.5, None]
+    assert _presented(np.array(["2026-01-02", "NaT"], dtype="datetime64[D]"))[1] is None
+    assert _presented(np.array([3, 4])) == [3, 4]
