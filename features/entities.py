@@ -102,19 +102,6 @@ def entity_keys(frame: pd.DataFrame, names: tuple[str, ...] | None = None) -> di
     return keys
 
 
-def entity_label(entity: Entity, row: dict) -> str:
-    """An entity's label for one declaration (a dict; a missing value reads "?"), as a reason names it."""
-    hs = "" if _missing(row.get("hs_code")) else str(row["hs_code"])
-    values = {c: "?" if _missing(row.get(c)) else row[c] for c in entity.columns if c not in HS_LEVELS}
-    return entity.label.format(**values, **{c: hs_prefix(hs, c) for c in HS_LEVELS}, hs_dotted=hs_dotted(hs))
-
-
-def _missing(value: object) -> bool:
-    if value is None or (isinstance(value, float) and value != value):  # NaN is unequal to itself
-        return True
-    return type(value).__name__ == "NAType"  # pandas' NA (pandas is not imported here)
-
-
 def entity_key(row: dict, entity: Entity) -> str:
     """`entity_keys` for one declaration (a dict with missing values as None)."""
     hs = str(row["hs_code"])

@@ -111,6 +111,11 @@ def _many(n: float, what: str) -> str:
     return f"{int(n):,} {what}{'' if int(n) == 1 else 's'}"
 
 
+def entity_named(entity: str, row: dict) -> str:
+    """An entity's label for one declaration (a dict), as its reasons name it: "?" for a missing column."""
+    return _Table.of(row).labels(ENTITY_BY_NAME[entity].label, [0])[0]
+
+
 def sentence(family: str, strongest: str, row: dict) -> str | None:
     """One readable reason for a feature family, from its `strongest` feature's value on the declaration `row`
     (`_sentences` for one row)."""

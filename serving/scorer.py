@@ -21,8 +21,7 @@ from pandas.api.extensions import ExtensionArray
 from features.build import FeatureSet, build_features, integrate
 from features.collector import collector_paused
 from features.context import BatchState, ScoringContext
-from features.entities import BY_NAME as ENTITIES
-from features.entities import MISSING, entity_label
+from features.entities import MISSING
 from features.leads import lead_keys, lead_scores, residuals, strongest_leads
 from features.novelty import NOVELTY_COLUMNS
 from features.prices import PriceBands
@@ -40,7 +39,7 @@ from features.warehouse import (
 from serving import one_row
 from serving.lanes import LanePolicy, allocate
 from serving.one_row import reason_items
-from serving.reasons import Explanation, explanations
+from serving.reasons import Explanation, entity_named, explanations
 from serving.selection import (  # noqa: F401 - Thresholds is re-exported: serving.scorer.Thresholds
     RED,
     YELLOW,
@@ -430,7 +429,7 @@ def _text(column: pd.Series) -> ExtensionArray | np.ndarray:
 
 
 def _followed(scores: pd.DataFrame, lanes: pd.DataFrame, frame: pd.DataFrame, at: np.ndarray) -> dict[int, str]:
-    """Each leads pick's relationship in words (features/entities.py's label of its strongest lead entity), by
+    """Each leads pick's relationship in words (the label of its strongest lead entity, as reasons name it), by
     position; `frame` holds the integrated declarations at positions `at` (the picks among them)."""
     if LEAD_ENTITY not in scores or "stratum" not in lanes:
         return {}
@@ -440,5 +439,5 @@ def _followed(scores: pd.DataFrame, lanes: pd.DataFrame, frame: pd.DataFrame, at
         return {}
     rows = frame.iloc[np.searchsorted(at, picks)].to_dict("records")
     names = scores[LEAD_ENTITY].to_numpy()[picks]
-    return {i: entity_label(ENTITIES[name], row) for i, name, row in zip(picks.tolist(), names, rows, strict=True)
+    return {i: entity_named(name, row) for i, name, row in zip(picks.tolist(), names, rows, strict=True)
             if name}

@@ -7,13 +7,12 @@ import pandas as pd
 import pytest
 from prefect import flow
 
-from features.entities import BY_NAME as ENTITIES
-from features.entities import entity_label
 from features.intake.prepared import prepare_batch
 from features.leads import lead_keys, lead_scores
 from flows.orchestration import runtime
 from flows.score import record_decisions
 from serving.batch import score_file
+from serving.reasons import entity_named
 from serving.targeting import MARGIN, MODEL, SOURCE_WORDS, SOURCES, Targeting, bandit_from_evidence
 from tests.conftest import write_csv
 from training.anomaly import fit_anomaly
@@ -93,7 +92,7 @@ def test_a_batch_spends_its_red_capacity_on_the_model_the_sources_and_a_random_s
         strongest = max(found, key=found.get)
         assert found[strongest] > 0
         assert reasons.startswith(f"selected to explore: {SOURCE_WORDS['leads']}: "
-                                  f"{entity_label(ENTITIES[strongest], rows.loc[i].to_dict())} (score ")
+                                  f"{entity_named(strongest, rows.loc[i].to_dict())} (score ")
 
     # Scored in partitions, the leads (carried in the run folder) name the same relationships.
     from features.intake.checked import read_checked

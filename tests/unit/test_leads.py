@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.entities import BY_NAME, entity_label
 from features.leads import lead_keys, lead_scores, residuals, strongest_leads
 from features.novelty import NEW_DAYS, NoveltyIndex
+from serving.reasons import entity_named
 
 
 def _rows(**columns: list) -> pd.DataFrame:
@@ -44,8 +44,8 @@ def test_a_lead_names_the_relationship_with_the_largest_residual():
     named = strongest_leads(found, lead_keys(queries), len(queries))
     assert named.tolist() == ["exporter", "importer_heading", ""]  # the seller; importer A with the heading; none
     row = queries.iloc[1].to_dict()
-    assert entity_label(BY_NAME[named[1]], row) == "importer A with HS heading 6109"
-    assert entity_label(BY_NAME["exporter_origin"], {**row, "exporter_id": np.nan}) == "exporter ? from US"
+    assert entity_named(named[1], row) == "importer A with HS heading 6109"
+    assert entity_named("exporter_origin", {**row, "exporter_id": np.nan}) == "exporter ? from US"
 
 
 def test_one_unexpected_find_counts_less_than_several():
