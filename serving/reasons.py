@@ -330,17 +330,23 @@ def _explained_part(model: RiskModel, shap: np.ndarray, X: pd.DataFrame, context
 
 def _texts(model: RiskModel, X: pd.DataFrame, leading: np.ndarray) -> list[list[str | None]]:
     """`feature_value_text` of each row's leading features' inputs (rows x leading), a column at a time: each
-    column's cells that some row shows, gathered, and each of their distinct values converted once."""
-    out = np.empty(leading.shape, dtype=object)
-    for j in np.unique(leading).tolist():
-        rows, at = np.nonzero(leading == j)
-        codes, distinct = pd.factorize(X[model.columns[j]].to_numpy()[rows], use_na_sentinel=False)
+    column's cells that some row shows, gathered (in the column's own storage: text stays Arrow's), and each of their
+    distinct values converted once."""
+    n, k = leading.shape
+    flat = leading.ravel()
+    cells = np.argsort(flat, kind="stable")  # the cells grouped by the feature they show
+    features, starts = np.unique(flat[cells], return_index=True)
+    out = np.empty(n * k, dtype=object)
+    for j, start, end in zip(features.tolist(), starts.tolist(), [*starts[1:].tolist(), n * k], strict=True):
+        at, column = cells[start:end], X[model.columns[j]]
+        gathered = column.to_numpy()[at // k] if isinstance(column.dtype, np.dtype) else column.array.take(at // k)
+        codes, distinct = pd.factorize(gathered, use_na_sentinel=False)
         if distinct.dtype == np.float64:
             shown = [None if v != v else f"{v:.6g}" for v in distinct.tolist()]  # NaN: the value unequal to itself
         else:
             shown = [feature_value_text(v) for v in distinct.tolist()]
-        out[rows, at] = np.array(shown, dtype=object)[codes]
-    return out.tolist()
+        out[at] = np.array(shown, dtype=object)[codes]
+    return out.reshape(n, k).tolist()
 
 
 def explain_values(model: RiskModel, pool: Pool, values: list[list], rows: list[dict], top: int = TOP_REASONS,

@@ -15,13 +15,16 @@ from __future__ import annotations
 import re
 import unicodedata
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 # What no text field may hold (reason `invalid_text`): C0 controls but tab, LF and CR (a quoted free-text cell may
 # hold a line break), DEL and the C1 controls, and unpaired surrogates (JSON's "\udfff" decodes to one; no file
 # decoded as UTF-8, UTF-16 or cp1252 can hold one). NFKC leaves all of them in place, so this is checked first.
 CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
 INVALID_TEXT = re.compile(f"[{CONTROLS}\ud800-\udfff]")
+_LINE_BYTES = np.array([0x09, 0x0A, 0x0D], dtype=np.uint8)  # tab, LF and CR: the C0 characters text may hold
 
 
 def invalid_text(value: str) -> str | None:
@@ -37,7 +40,30 @@ def invalid_text_mask(s: pd.Series) -> pd.Series:
     cannot hold an unpaired surrogate (it is stored as UTF-8), so values from JSON go through `invalid_text` one by
     one before they become a column (features/intake/records.py)."""
     text = s if s.dtype == "str" else s.astype("str")
+    if not _may_hold_controls(text):  # the usual case: a pass over the bytes, not a regex over every value
+        return pd.Series(False, index=s.index)
     return text.str.contains(f"[{CONTROLS}]", regex=True).fillna(False).astype(bool)
+
+
+def _may_hold_controls(text: pd.Series) -> bool:
+    """False when no byte of the column's UTF-8 text (its Arrow data buffers) can start a control character: a
+    few passes over the bytes, where the regex reads every value."""
+    if not hasattr(text.array, "__arrow_array__"):
+        return True
+    found = text.array.__arrow_array__()
+    for chunk in found.chunks if isinstance(found, pa.ChunkedArray) else [found]:
+        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
+            return True
+        data = chunk.buffers()[2]
+        if data is None:
+            continue
+        found = np.frombuffer(data, dtype=np.uint8)
+        if (found == 0x7F).any() or (found == 0xC2).any():  # DEL; 0xC2 leads the C1 controls (and U+00A0-U+00BF)
+            return True
+        low = found < 0x20
+        if low.any() and np.isin(found[low], _LINE_BYTES, invert=True).any():
+            return True
+    return False
 
 
 def normalise(value: str) -> str:

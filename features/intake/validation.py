@@ -232,7 +232,8 @@ def parse(frame: pd.DataFrame, kind: Kind,
                     value = value.mask(infinite)
         if code is not None:
             bad = raw.notna() & value.isna()  # text only for these few: casting every value to str is slow
-            bad[bad] = raw[bad].astype("str").str.strip() != ""
+            if bad.any():
+                bad[bad] = raw[bad].astype("str").str.strip() != ""
             for earlier in failures:  # already quarantined with a more precise reason
                 if len(earlier) and earlier["column"].iloc[0] == column:
                     bad[frame.index.isin(earlier["row"])] = False
@@ -267,7 +268,9 @@ def _invalid_text(frame: pd.DataFrame, mask: np.ndarray, column: str) -> pd.Data
 
 def _pandera_failures(typed: pd.DataFrame, kind: Kind) -> pd.DataFrame:
     try:
-        CONTRACTS[kind].validate(typed, lazy=True)
+        # A shallow copy validated in place: pandera's own copy of every column costs more than its checks, and
+        # copy-on-write keeps `typed` as it is where the contract's coercion changes a column.
+        CONTRACTS[kind].validate(typed.copy(deep=False), lazy=True, inplace=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         schema_level = cases[cases["index"].isna()]
