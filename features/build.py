@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features import catalogue
 from features.contract import CANONICAL_DTYPES, LABEL_FIELDS, field_types
@@ -75,8 +77,28 @@ def _lookup(frame: pd.DataFrame, table: pd.DataFrame | None, key: str, fields: l
     """Left-join `fields` of `table` (indexed by `key`) onto `frame` by `key`."""
     if table is None or table.empty or key not in frame:
         return frame
-    found = table[[f for f in fields if f in table.columns]].reindex(frame[key].to_numpy())
-    return pd.concat([frame, found.set_index(frame.index)], axis=1)
+    found = table[[f for f in fields if f in table.columns]]
+    at = positions(found.index, frame[key])
+    return pd.concat([frame, pd.DataFrame({c: pd.api.extensions.take(found[c].array, at, allow_fill=True)
+                                           for c in found.columns}, index=frame.index)], axis=1)
+
+
+def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
+    """Each key's position in the unique `index`, -1 where it is absent (`Index.get_indexer`). Text on both sides
+    is matched by Arrow's hash join, without a Python string per value."""
+    within, found = _arrow_text(index), _arrow_text(keys)
+    if within is None or found is None:
+        return index.get_indexer(keys)
+    return pc.index_in(found, value_set=within.cast(found.type)).fill_null(-1).to_numpy().astype(np.intp)
+
+
+def _arrow_text(values: pd.Index | pd.Series) -> pa.Array | None:
+    """Text values as the Arrow array they are stored in, None for values stored otherwise."""
+    if not isinstance(values.dtype, pd.StringDtype) or values.dtype.storage != "pyarrow":
+        return None
+    found = values.array.__arrow_array__()
+    found = found.combine_chunks() if isinstance(found, pa.ChunkedArray) else found
+    return found if pa.types.is_string(found.type) or pa.types.is_large_string(found.type) else None
 
 
 def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from features.contract import CREDIT_RATINGS
@@ -45,7 +46,9 @@ RATING_RANK = {r: float(len(CREDIT_RATINGS) - i) for i, r in enumerate(CREDIT_RA
 
 def _rating_rank(frame: pd.DataFrame) -> pd.Series:
     rating = frame["credit_rating"] if "credit_rating" in frame else pd.Series(pd.NA, index=frame.index, dtype="str")
-    return rating.map(RATING_RANK).astype(float)
+    codes, distinct = pd.factorize(rating)  # each rating looked up once
+    ranks = np.array([RATING_RANK.get(r, np.nan) for r in distinct.tolist()] + [np.nan])  # the last: missing (-1)
+    return pd.Series(ranks[codes], index=frame.index)
 
 
 def _f(group: str, family: str, *names: str, categorical: bool = False, alerts: bool = True) -> list[Feature]:

@@ -77,14 +77,9 @@ class PriceBands:
         """(median, MAD, rows) per declaration: its HS subheading × origin band, else its subheading's band,
         else missing."""
         by_origin, by_hs = self._by_origin, self._by_hs
-        idx = pd.MultiIndex.from_arrays([hs6, origin])
-        med = by_origin["median"].reindex(idx).to_numpy(dtype="float64", copy=True)
-        mad = by_origin["mad"].reindex(idx).to_numpy(dtype="float64", copy=True)
-        rows = by_origin["rows"].reindex(idx).to_numpy(dtype="float64", copy=True)
+        med, mad, rows = _taken(by_origin, by_origin.index.get_indexer(pd.MultiIndex.from_arrays([hs6, origin])))
         fallback = np.isnan(med)
-        med[fallback] = by_hs["median"].reindex(hs6[fallback]).to_numpy()
-        mad[fallback] = by_hs["mad"].reindex(hs6[fallback]).to_numpy()
-        rows[fallback] = by_hs["rows"].reindex(hs6[fallback]).to_numpy(dtype="float64")
+        med[fallback], mad[fallback], rows[fallback] = _taken(by_hs, by_hs.index.get_indexer(hs6[fallback]))
         return med, mad, rows
 
     @cached_property
@@ -98,3 +93,14 @@ class PriceBands:
         """`lookup` for one declaration."""
         by_origin, by_hs = self._one
         return by_origin.get((hs6, origin)) or by_hs.get(hs6) or (NAN, NAN, NAN)
+
+
+def _taken(bands: pd.DataFrame, at: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(median, MAD, rows) of the bands at positions `at` (one index lookup for the three), NaN where -1."""
+    found = at >= 0
+    out = []
+    for column in ("median", "mad", "rows"):
+        values = np.full(len(at), np.nan)
+        values[found] = bands[column].to_numpy(dtype="float64")[at[found]]
+        out.append(values)
+    return out[0], out[1], out[2]
