@@ -25,7 +25,8 @@ def stage_workers(work: Path, rows: int) -> dict:
     (work / "workers-model.pickle").write_bytes(pickle.dumps(scorer.model))
     labels = ("inspected", "fraud", "revenue", "critical", "control_date")
     unlabelled = world.declarations.drop(columns=list(labels), errors="ignore")
-    scorer.score(unlabelled).assign(batch_id="pinned").to_parquet(work / "workers-pinned.parquet")  # real time's cut-offs
+    scorer.score(unlabelled).drop(columns="contributions").assign(batch_id="pinned").to_parquet(
+        work / "workers-pinned.parquet")  # real time's cut-offs (the contributions are not read)
     bodies = [{k: (str(v.date()) if k == "declaration_date" else (None if v != v or v is None else v))
                for k, v in r.items() if k not in labels} for r in world.declarations.tail(2000).to_dict("records")]
     (work / "bodies.json").write_text(json.dumps(bodies, default=float))

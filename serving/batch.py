@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 from features.intake.checked import Checked, read_checked
 from features.intake.mapping import ColumnMapping
 from features.progress import Advance, quiet
+from serving.reasons import CONTRIBUTIONS_TYPE
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 
 SCORE_EDGES = [0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 1.0001]  # the report's score distribution
@@ -110,8 +111,9 @@ def invalid_output(checked: Checked, scorer: Scorer) -> pd.DataFrame:
         "declaration_id": checked.ids.reindex(positions).astype("str").to_numpy(), "risk_score": np.nan,
         "expected_revenue": np.nan, "lane": scorer.policy.validation_lane, "selected_by": "validation",
         "reasons": checked.rejected["message"].to_numpy(), "model_version": scorer.version,
-        "reason_list": validation_messages(checked, positions), "contributions": None, "contribution_base": np.nan,
-        "inclusion_probability": np.nan, "stratum": "",
+        "reason_list": validation_messages(checked, positions),
+        "contributions": pd.array([None] * len(positions), dtype=pd.ArrowDtype(CONTRIBUTIONS_TYPE)),  # none: as typed
+        "contribution_base": np.nan, "inclusion_probability": np.nan, "stratum": "",
     }, index=positions)[OUTPUT_COLUMNS + DETAIL_COLUMNS]
 
 

@@ -25,10 +25,12 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from features.build import bill_totals
 from features.profiles import first_filings
 from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, stored_in
+from serving.reasons import CONTRIBUTIONS_TYPE
 
 
 def _quoted(path: Path | str) -> str:
@@ -148,13 +150,11 @@ class PartitionRun:
 
     def outputs(self, columns: list[str] | None = None) -> Iterator[pd.DataFrame]:
         """Each partition's output rows (score output contract + detail columns, or only `columns`), in file order,
-        with the list columns as the scorer gives them (Python lists; contributions as dicts, None where none)."""
+        with the list columns as the scorer gives them (reasons as Python lists; contributions in Arrow)."""
         for i in range(self.partitions):
-            output = pd.read_parquet(self.file("out", i), columns=columns)
+            output = read_output(self.file("out", i), columns)
             if "reason_list" in output:
                 output["reason_list"] = [list(v) for v in output["reason_list"]]
-            if "contributions" in output:
-                output["contributions"] = [None if v is None else [dict(c) for c in v] for v in output["contributions"]]
             yield output
 
     def rejected(self) -> Iterator[pd.DataFrame]:
@@ -164,3 +164,15 @@ class PartitionRun:
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def read_output(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """Score output rows as a run folder holds them, with the contributions in Arrow as written (pandas cannot read
+    a nested Arrow type back from the file's own metadata, and a Python dict per contribution costs more than the
+    rest of the read)."""
+    held = "contributions" in pq.read_schema(path).names
+    read = None if columns is None else [*columns, *(["contributions"] if held and "contributions" not in columns else [])]
+    table = pq.read_table(path, columns=read, use_pandas_metadata=True)  # the metadata names the column: it is read
+    frame = table.to_pandas(types_mapper=lambda kind: pd.ArrowDtype(CONTRIBUTIONS_TYPE) if kind == CONTRIBUTIONS_TYPE
+                            else None)
+    return frame if columns is None else frame[columns]

@@ -34,7 +34,7 @@ from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, SnapshotR
 from serving.batch import BatchSummary, ScoredBatch, invalid_output, score_checked
 from serving.lanes import LanePolicy, allocated, lane_inputs
 from serving.model_source import FixedSource
-from serving.partition_run import Chunk, PartitionRun
+from serving.partition_run import Chunk, PartitionRun, read_output
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from serving.selection import RED, YELLOW
 from serving.targeting import Bandit
@@ -166,7 +166,7 @@ def explain_part(folder: str, i: int) -> int:
     """The second step: partition i's output rows (its valid rows with the batch's lanes and their reasons, its
     invalid rows' validation output), in file order, written to the run folder. Gives back how many."""
     run = PartitionRun(Path(folder))
-    part, invalid = pd.read_parquet(run.part(i)), pd.read_parquet(run.file("invalid", i))
+    part, invalid = pd.read_parquet(run.part(i)), read_output(run.file("invalid", i))
     frames = [invalid]
     if len(part):
         scorer, reader = worker(folder)

@@ -19,12 +19,14 @@ from string import Formatter
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from catboost import Pool
 
 from features.catalogue import BY_NAME, family_of, is_extra
 from features.entities import BY_NAME as ENTITY_BY_NAME
 from features.entities import HS_LEVELS, MISSING, hs_dotted, hs_prefix
 from features.profiles import PROFILE_SUFFIXES, RECENT_DAYS
+from features.warehouse.decisions import LIST_TYPES
 from training.explainer import shap_values
 from training.models import RiskModel
 
@@ -257,15 +259,81 @@ def _route(strongest: str, table: _Table, rows: list[int]) -> list[str]:
             for i in rows]
 
 
+CONTRIBUTIONS_TYPE = LIST_TYPES["contributions"]  # the decision log's column: a list of (feature, family, value, contribution)
+
+
+@dataclass(frozen=True)
+class TopContributions:
+    """Each explained row's `top_contributions` features of largest |SHAP| (log-odds), strongest first, as columns
+    (rows × top): the model's column numbers (`features`, naming `columns` of `families`), the model's input as text
+    (None when missing) and the contribution. Read as dicts (`rows`) or as the decision log's Arrow column (`arrow`):
+    a large batch's contributions never become a Python object each."""
+
+    columns: list[str]
+    families: list[str]
+    features: np.ndarray  # integers
+    texts: np.ndarray  # objects: text or None
+    sizes: np.ndarray  # floats
+
+    @classmethod
+    def none(cls) -> TopContributions:
+        return cls([], [], np.zeros((0, 0), dtype=np.intp), np.zeros((0, 0), dtype=object), np.zeros((0, 0)))
+
+    @classmethod
+    def joined(cls, parts: list[TopContributions]) -> TopContributions:
+        """The parts' rows, in order (parts of the same model)."""
+        return cls(parts[0].columns, parts[0].families, *(np.concatenate([getattr(p, a) for p in parts])
+                                                          for a in ("features", "texts", "sizes")))
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def rows(self) -> list[list[dict]]:
+        """Each row's contributions as {"feature", "family", "value", "contribution"}."""
+        if not len(self):
+            return []
+        flat = self.features.ravel()
+        dicts = [{"feature": name, "family": family, "value": text, "contribution": size} for name, family, text, size
+                 in zip(np.array(self.columns, dtype=object)[flat].tolist(),
+                        np.array(self.families, dtype=object)[flat].tolist(), self.texts.ravel().tolist(),
+                        self.sizes.ravel().tolist(), strict=True)]
+        top = self.features.shape[1]
+        return [dicts[start:start + top] for start in range(0, len(dicts), top)]
+
+    def arrow(self, at: np.ndarray, n: int) -> pa.ListArray:
+        """The decision log's contributions column (CONTRIBUTIONS_TYPE) of `n` rows: these rows' at the increasing
+        positions `at`, null at the others."""
+        top = self.features.shape[1] if len(self) else 0
+        counts = np.zeros(n, dtype=np.int64)
+        counts[at] = top
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        flat = pa.array(self.features.ravel().astype(np.int32))
+        named = lambda words: pa.DictionaryArray.from_arrays(flat, pa.array(words, pa.string())).cast(pa.string())  # noqa: E731
+        items = pa.StructArray.from_arrays(
+            [named(self.columns), named(self.families), pa.array(self.texts.ravel(), pa.string()),
+             pa.array(self.sizes.ravel(), pa.float64())], fields=list(CONTRIBUTIONS_TYPE.value_type))
+        missing = np.ones(n, dtype=bool)
+        missing[at] = False
+        return pa.ListArray.from_arrays(pa.array(offsets), items, type=CONTRIBUTIONS_TYPE, mask=pa.array(missing))
+
+
 @dataclass(frozen=True)
 class Explanation:
     """What one SHAP pass says about each explained row, in row order."""
 
     reasons: list[list[str]]  # sentences raising the risk, strongest first (one family each)
-    # The `top_contributions` features of largest |SHAP| (log-odds), strongest first, each
-    # {"feature", "family", "value" (the model's input as text, None when missing), "contribution"}.
-    contributions: list[list[dict]]
+    top: TopContributions  # the strongest feature contributions
     base: float  # the SHAP base value (log-odds): base + every feature's contribution = logit(risk)
+
+    @classmethod
+    def none(cls) -> Explanation:
+        return cls([], TopContributions.none(), math.nan)
+
+    @property
+    def contributions(self) -> list[list[dict]]:
+        """Each row's strongest feature contributions, as {"feature", "family", "value" (the model's input as text,
+        None when missing), "contribution"}."""
+        return self.top.rows()
 
 
 def feature_value_text(value: object) -> str | None:
@@ -292,7 +360,7 @@ def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: 
     part's sentences are made (CatBoost and numpy let go of the GIL): a row's SHAP values are its own
     (training/explainer.py), so its reasons are the same in any part."""
     if X.empty:
-        return Explanation([], [], math.nan)
+        return Explanation.none()
     pool = model.pool(X) if pool is None else pool
     if len(X) <= PART_ROWS:
         return _explained_part(model, shap_values(model.classifier, pool), X, context, top, top_contributions)
@@ -311,8 +379,8 @@ def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: 
             end = start + PART_ROWS
             parts.append(_explained_part(model, shap, X.iloc[start:end], context.iloc[start:end], top,
                                          top_contributions))
-    return Explanation([r for part in parts for r in part.reasons],
-                       [c for part in parts for c in part.contributions], parts[0].base)
+    return Explanation([r for part in parts for r in part.reasons], TopContributions.joined([p.top for p in parts]),
+                       parts[0].base)
 
 
 def _explained_part(model: RiskModel, shap: np.ndarray, X: pd.DataFrame, context: pd.DataFrame, top: int,
@@ -328,7 +396,7 @@ def _explained_part(model: RiskModel, shap: np.ndarray, X: pd.DataFrame, context
     return _explained(model, shap, leading, _Table(len(X), read), _texts(model, X, leading), top)
 
 
-def _texts(model: RiskModel, X: pd.DataFrame, leading: np.ndarray) -> list[list[str | None]]:
+def _texts(model: RiskModel, X: pd.DataFrame, leading: np.ndarray) -> np.ndarray:
     """`feature_value_text` of each row's leading features' inputs (rows x leading), a column at a time: each
     column's cells that some row shows, gathered (in the column's own storage: text stays Arrow's), and each of their
     distinct values converted once."""
@@ -346,7 +414,7 @@ def _texts(model: RiskModel, X: pd.DataFrame, leading: np.ndarray) -> list[list[
         else:
             shown = [feature_value_text(v) for v in distinct.tolist()]
         out[at] = np.array(shown, dtype=object)[codes]
-    return out.reshape(n, k).tolist()
+    return out.reshape(n, k)
 
 
 def explain_values(model: RiskModel, pool: Pool, values: list[list], rows: list[dict], top: int = TOP_REASONS,
@@ -354,7 +422,7 @@ def explain_values(model: RiskModel, pool: Pool, values: list[list], rows: list[
     """`explanations` for rows given as plain lists (`values`, the model's inputs in its column order, and `pool`,
     their pool) with their integrated declarations (`rows`): the one-row path's, with no frame."""
     if not values:
-        return Explanation([], [], math.nan)
+        return Explanation.none()
     shap = shap_values(model.classifier, pool)
     positions = {c: j for j, c in enumerate(model.columns)}
 
@@ -365,7 +433,9 @@ def explain_values(model: RiskModel, pool: Pool, values: list[list], rows: list[
         return None if column in BY_NAME else [r.get(column) for r in rows]
 
     leading = _leading(shap, top_contributions)
-    texts = [[feature_value_text(row[j]) for j in features] for row, features in zip(values, leading.tolist(), strict=True)]
+    texts = np.empty(leading.shape, dtype=object)
+    texts[:] = [[feature_value_text(row[j]) for j in features]
+                for row, features in zip(values, leading.tolist(), strict=True)]
     return _explained(model, shap, leading, _Table(len(values), read), texts, top)
 
 
@@ -375,9 +445,9 @@ def _leading(shap: np.ndarray, top_contributions: int) -> np.ndarray:
 
 
 def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, table: _Table,
-               texts: list[list[str | None]], top: int) -> Explanation:
+               texts: np.ndarray, top: int) -> Explanation:
     """The reasons and contributions of SHAP values (`shap`, with the base value last); `table` reads the rows'
-    values for the sentences, `texts[i][k]` is row i's input to its k-th leading feature as text."""
+    values for the sentences, `texts[i, k]` is row i's input to its k-th leading feature as text."""
     base, shap = float(shap[0, -1]), shap[:, :-1]
     columns = model.columns
     member_family = [family_of(c) for c in columns]
@@ -391,13 +461,9 @@ def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, table: _
     raising = (np.take_along_axis(by_family, order, axis=1) > 0).sum(axis=1).tolist()
     leaders = np.array(columns, dtype=object)[np.take_along_axis(strongest, order, axis=1)].tolist()
     reasons = _reasons(families, order.tolist(), leaders, raising, table, top)
-    sizes = np.take_along_axis(shap, leading, axis=1).tolist()
-    names = np.array(columns, dtype=object)[leading].tolist()
-    kinds = np.array(member_family, dtype=object)[leading].tolist()
-    contributions = [[{"feature": name, "family": kind, "value": text, "contribution": size}
-                      for name, kind, text, size in zip(names[i], kinds[i], texts[i], sizes[i], strict=True)]
-                     for i in range(len(names))]
-    return Explanation(reasons, contributions, base)
+    top_contributions = TopContributions(list(columns), member_family, leading, texts,
+                                         np.take_along_axis(shap, leading, axis=1))
+    return Explanation(reasons, top_contributions, base)
 
 
 def _reasons(families: list[str], order: list[list[int]], leaders: list[list[str]], raising: list[int],

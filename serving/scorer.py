@@ -54,7 +54,8 @@ OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "s
 # What the scorer's output carries beyond the score output contract, for the API and the decision log (not for the
 # output file): `reason_list`, the reasons as a list (the `reasons` sentence is these joined with "; ", so an item
 # may itself hold "; "); `contributions`, an explained row's strongest SHAP contributions (serving/reasons.py
-# `Explanation`; None for a row not explained); `contribution_base`, the SHAP base value those add to.
+# `TopContributions`: in a batch's frame an Arrow list column, the decision log's type, missing for a row not
+# explained; in a real-time answer a list of dicts, None); `contribution_base`, the SHAP base value those add to.
 DETAIL_COLUMNS = ["reason_list", "contributions", "contribution_base", "inclusion_probability", "stratum"]
 # A scored frame's column of the lead entity each declaration's leads score follows most (features/leads.py).
 LEAD_ENTITY = "lead_entity"
@@ -365,7 +366,7 @@ class Scorer:
         `score_partition` with the batch's lanes (lane, selected_by, rule); the features are built again for the
         explained rows only (`batch` and `context` need hold only theirs), and not scored again."""
         chosen = scored["lane"].isin(explain_lanes).to_numpy()
-        explained, followed = Explanation([], [], np.nan), {}
+        explained, followed = Explanation.none(), {}
         with collector_paused():
             if chosen.any():
                 self._require_model()
@@ -392,13 +393,10 @@ class Scorer:
         n = len(ids)
         reasons = np.full(n, "", dtype=object)
         reason_list: list[list[str]] = [[] for _ in range(n)]
-        contributions: list[list[dict] | None] = [None] * n
+        at = np.flatnonzero(chosen)
         base = np.full(n, np.nan)
         base[chosen] = explained.base
-        said = {}
-        for i, found, sentences in zip(np.flatnonzero(chosen).tolist(), explained.contributions, explained.reasons,
-                                       strict=True):  # contributions from the reasons' own SHAP pass
-            contributions[i], said[i] = found, sentences
+        said = dict(zip(at.tolist(), explained.reasons, strict=True))
         stratum = lanes["stratum"].to_numpy() if "stratum" in lanes else np.full(n, "", dtype=object)
         source_score = lanes["source_score"].to_numpy() if "source_score" in lanes else np.full(n, np.nan)
         for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")).tolist():  # the rest: none
@@ -414,7 +412,7 @@ class Scorer:
             "reasons": reasons,
             "model_version": self.version,
             "reason_list": reason_list,
-            "contributions": contributions,
+            "contributions": pd.arrays.ArrowExtensionArray(explained.top.arrow(at, n)),  # the reasons' own SHAP pass
             "contribution_base": base,
             "inclusion_probability": lanes["inclusion_probability"].to_numpy() if "inclusion_probability" in lanes
             else np.nan,

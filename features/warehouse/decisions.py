@@ -91,8 +91,15 @@ def _split_lists(frame: pd.DataFrame) -> tuple[pd.DataFrame, pa.Table | None]:
     present = [c for c in LIST_TYPES if c in frame.columns]
     if not present:
         return frame, None
-    lists = pa.table({c: pa.array([_listed(v) for v in frame[c]], type=LIST_TYPES[c]) for c in present})
+    lists = pa.table({c: _list_column(frame[c], LIST_TYPES[c]) for c in present})
     return frame.drop(columns=present), lists
+
+
+def _list_column(column: pd.Series, kind: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    """A list column as Arrow: as it is when it already is (a batch's contributions), else from its Python lists."""
+    if isinstance(column.dtype, pd.ArrowDtype) and column.dtype.pyarrow_dtype == kind:
+        return column.array.__arrow_array__()
+    return pa.array([_listed(v) for v in column], type=kind)
 
 
 def _insert_sql(frame: str, lists: pa.Table | None) -> str:

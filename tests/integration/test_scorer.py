@@ -59,7 +59,7 @@ def test_every_input_row_gets_an_output_row_in_order(scorer, incoming):
     assert out["declaration_id"].tolist() == pd.read_csv(incoming)["declaration_id"].tolist()
     bad = out.iloc[10]
     assert (bad["lane"], bad["selected_by"]) == ("yellow", "validation") and "declared_value" in bad["reasons"]
-    assert bad["reason_list"] == [bad["reasons"]] and bad["contributions"] is None
+    assert bad["reason_list"] == [bad["reasons"]] and pd.isna(bad["contributions"])
     assert len(scored.rejected) == 1 and scored.rejected["reason"].item() == "invalid_type"
     assert (out["model_version"] == "7").all()
     valid = out.drop(index=10)

@@ -281,7 +281,7 @@ def test_the_lookup_shows_the_contributions_stored_with_the_decision_not_recompu
 def test_a_decision_without_stored_contributions_says_they_are_recomputed(client, scored):
     _, batch = scored
     green = batch[batch["lane"] == "green"].iloc[0]
-    assert green["contributions"] is None  # a green release is not explained when decided
+    assert pd.isna(green["contributions"])  # a green release is not explained when decided
     section = _contributions_section(client.get("/ui/declaration", params={"id": green["declaration_id"]}).text)
     assert 'data-source="recomputed"' in section and "Recomputed now" in section
     assert "a green release is not explained" in section and 'id="contributions-chart"' in section
