@@ -170,9 +170,10 @@ def read_output(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """Score output rows as a run folder holds them, with the contributions in Arrow as written (pandas cannot read
     a nested Arrow type back from the file's own metadata, and a Python dict per contribution costs more than the
     rest of the read)."""
-    held = "contributions" in pq.read_schema(path).names
-    read = None if columns is None else [*columns, *(["contributions"] if held and "contributions" not in columns else [])]
-    table = pq.read_table(path, columns=read, use_pandas_metadata=True)  # the metadata names the column: it is read
+    read = columns
+    if columns is not None and "contributions" not in columns and "contributions" in pq.read_schema(path).names:
+        read = [*columns, "contributions"]  # the file's metadata names the column: it is read, then left out
+    table = pq.read_table(path, columns=read, use_pandas_metadata=True)
     frame = table.to_pandas(types_mapper=lambda kind: pd.ArrowDtype(CONTRIBUTIONS_TYPE) if kind == CONTRIBUTIONS_TYPE
                             else None)
     return frame if columns is None else frame[columns]

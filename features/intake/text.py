@@ -50,18 +50,18 @@ def _may_hold_controls(text: pd.Series) -> bool:
     few passes over the bytes, where the regex reads every value."""
     if not hasattr(text.array, "__arrow_array__"):
         return True
-    found = text.array.__arrow_array__()
-    for chunk in found.chunks if isinstance(found, pa.ChunkedArray) else [found]:
+    stored = text.array.__arrow_array__()
+    for chunk in stored.chunks if isinstance(stored, pa.ChunkedArray) else [stored]:
         if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
             return True
         data = chunk.buffers()[2]
         if data is None:
             continue
-        found = np.frombuffer(data, dtype=np.uint8)
-        if (found == 0x7F).any() or (found == 0xC2).any():  # DEL; 0xC2 leads the C1 controls (and U+00A0-U+00BF)
+        held = np.frombuffer(data, dtype=np.uint8)
+        if (held == 0x7F).any() or (held == 0xC2).any():  # DEL; 0xC2 leads the C1 controls (and U+00A0-U+00BF)
             return True
-        low = found < 0x20
-        if low.any() and np.isin(found[low], _LINE_BYTES, invert=True).any():
+        low = held < 0x20
+        if low.any() and np.isin(held[low], _LINE_BYTES, invert=True).any():
             return True
     return False
 
