@@ -19,6 +19,7 @@ from features import catalogue
 from features.contract import CANONICAL_DTYPES, LABEL_FIELDS, field_types
 from features.entities import MISSING
 from features.intake.mapping import EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX
+from features.intake.text import text_chunks
 from features.prices import PriceBands
 from features.profiles import ProfileIndex, profile_entities
 from features.progress import Advance, quiet
@@ -86,19 +87,12 @@ def _lookup(frame: pd.DataFrame, table: pd.DataFrame | None, key: str, fields: l
 def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
     """Each key's position in the unique `index`, -1 where it is absent (`Index.get_indexer`). Text on both sides
     is matched by Arrow's hash join, without a Python string per value."""
-    within, found = _arrow_text(index), _arrow_text(keys)
-    if within is None or found is None:
+    within, found = text_chunks(index), text_chunks(keys)
+    if not (within and found):  # not text on both sides (or nothing to look up): pandas' own
         return index.get_indexer(keys)
-    return pc.index_in(found, value_set=within.cast(found.type)).fill_null(-1).to_numpy().astype(np.intp)
-
-
-def _arrow_text(values: pd.Index | pd.Series) -> pa.Array | None:
-    """Text values as the Arrow array they are stored in, None for values stored otherwise."""
-    if not isinstance(values.dtype, pd.StringDtype) or values.dtype.storage != "pyarrow":
-        return None
-    found = values.array.__arrow_array__()
-    found = found.combine_chunks() if isinstance(found, pa.ChunkedArray) else found
-    return found if pa.types.is_string(found.type) or pa.types.is_large_string(found.type) else None
+    found = pa.chunked_array(found)
+    value_set = pa.chunked_array(within).combine_chunks().cast(found.type)
+    return pc.index_in(found, value_set=value_set).fill_null(-1).to_numpy().astype(np.intp)
 
 
 def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,

@@ -48,12 +48,10 @@ def invalid_text_mask(s: pd.Series) -> pd.Series:
 def _may_hold_controls(text: pd.Series) -> bool:
     """False when no byte of the column's UTF-8 text (its Arrow data buffers) can start a control character: a
     few passes over the bytes, where the regex reads every value."""
-    if not hasattr(text.array, "__arrow_array__"):
+    chunks = text_chunks(text)
+    if chunks is None:
         return True
-    stored = text.array.__arrow_array__()
-    for chunk in stored.chunks if isinstance(stored, pa.ChunkedArray) else [stored]:
-        if not (pa.types.is_string(chunk.type) or pa.types.is_large_string(chunk.type)):
-            return True
+    for chunk in chunks:
         data = chunk.buffers()[2]
         if data is None:
             continue
@@ -64,6 +62,16 @@ def _may_hold_controls(text: pd.Series) -> bool:
         if low.any() and np.isin(held[low], _LINE_BYTES, invert=True).any():
             return True
     return False
+
+
+def text_chunks(values: pd.Series | pd.Index) -> list[pa.Array] | None:
+    """A text column's values as the Arrow string arrays pandas keeps them in (no copy), None where it keeps them
+    otherwise."""
+    if not isinstance(values.dtype, pd.StringDtype) or values.dtype.storage != "pyarrow":
+        return None
+    stored = values.array.__arrow_array__()
+    chunks = stored.chunks if isinstance(stored, pa.ChunkedArray) else [stored]
+    return chunks if all(pa.types.is_string(c.type) or pa.types.is_large_string(c.type) for c in chunks) else None
 
 
 def normalise(value: str) -> str:
