@@ -5,6 +5,7 @@ them, so a field is declared once.
 """
 from __future__ import annotations
 
+import datetime as dt
 from typing import Literal
 
 import pandas as pd
@@ -81,8 +82,14 @@ LABEL_FIELDS = ("inspected", "fraud", "revenue", "critical", "control_date")
 CANONICAL_DTYPES = {"text": "str", "date": "datetime64[us]", "number": "float64", "integer": "Int64", "flag": "Int8"}
 
 
+def latest_day() -> dt.date:
+    """The last day a date may hold: tomorrow, on this machine's clock (a plain date: an API call reads it per
+    declaration, where pandas' Timestamp arithmetic cost more than the rest of the date's check)."""
+    return dt.date.today() + dt.timedelta(days=1)
+
+
 def today_limit() -> pd.Timestamp:
-    return pd.Timestamp.now().normalize() + pd.Timedelta(days=1)
+    return pd.Timestamp(latest_day())
 
 
 def _not_after_today(s: pd.Series) -> pd.Series:

@@ -34,7 +34,7 @@ from features.contract import (
     MAX_TEXT_LENGTH,
     REASONS,
     is_id_field,
-    today_limit,
+    latest_day,
 )
 from features.intake.reader import NULL_MARKERS
 from features.intake.text import invalid_text, normalise
@@ -166,7 +166,7 @@ def _other_iso_day(text: str) -> dt.date | None:
 
 def read_date(value: object) -> dt.date | None:
     """A day: ISO 8601 as ingest reads it (a value with a UTC offset converted to UTC first, a time of day
-    dropped), storable, and not after today (`today_limit`)."""
+    dropped), storable, and not after today (`latest_day`)."""
     text = _cell(value)
     text = text.strip() if text is not None else ""
     if not text:
@@ -183,7 +183,7 @@ def read_date(value: object) -> dt.date | None:
             raise CellError("invalid_date", f"{text[:60]!r}: {REASONS['invalid_date']} (ISO 8601)")
         if day is NOT_STORABLE:
             raise CellError("date_out_of_range", f"{text[:60]!r}: {REASONS['date_out_of_range']}")
-    if not EARLIEST_STORABLE_DATE.date() <= day <= today_limit().date():
+    if not EARLIEST_STORABLE_DATE.date() <= day <= latest_day():
         raise CellError("date_out_of_range", f"{text[:60]!r}: {REASONS['date_out_of_range']}")
     return day
 

@@ -50,21 +50,20 @@ class BodyGuard:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await _refuse(send, 413, f"request body over {self.max_bytes} bytes")
         chunks, size = [], 0
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
         try:
-            while True:
-                left = deadline - asyncio.get_running_loop().time()
-                message = await asyncio.wait_for(receive(), timeout=max(left, 0))
-                if message["type"] == "http.disconnect":
-                    return None  # the client went away: nobody to answer
-                size += len(message.get("body", b""))
-                if size > self.max_bytes:
-                    return await _refuse(send, 413, f"request body over {self.max_bytes} bytes")
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
+            async with asyncio.timeout(self.timeout_s):  # the whole body, one deadline (no task per message)
+                while size <= self.max_bytes:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None  # the client went away: nobody to answer
+                    size += len(message.get("body", b""))
+                    chunks.append(message.get("body", b""))
+                    if not message.get("more_body", False):
+                        break
         except TimeoutError:
             return await _refuse(send, 408, f"request body not received within {self.timeout_s:g} s")
+        if size > self.max_bytes:
+            return await _refuse(send, 413, f"request body over {self.max_bytes} bytes")
         body, replayed = b"".join(chunks), False
 
         async def replay() -> dict:

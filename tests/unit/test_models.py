@@ -132,3 +132,27 @@ def test_a_summed_model_saves_and_loads_silently_with_the_weighted_log_odds(tmp_
                                atol=1e-9)
     out, err = capfd.readouterr()
     assert "invalid params" not in out + err  # served models load without CatBoost's warning
+
+
+def test_the_revenue_model_predicts_through_a_lean_copy_with_the_same_bits_and_leaves_the_model_as_it_was():
+    import json
+
+    from catboost import CatBoostRegressor, Pool
+
+    from training.models import revenue_predictor
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"a": rng.choice(list("xyzw"), 400), "b": rng.normal(size=400), "c": rng.normal(size=400)})
+    y = X["b"] * 2 + (X["a"] == "x") + rng.normal(scale=0.1, size=400)
+    regressor = CatBoostRegressor(iterations=30, verbose=False, thread_count=1).fit(Pool(X, y, cat_features=["a"]))
+    params = regressor.get_metadata()["params"]
+    lean = revenue_predictor(regressor)
+    assert lean is not regressor and revenue_predictor(regressor) is lean  # made once per model
+    assert regressor.get_metadata()["params"] == params  # what is stored and logged keeps its parameters
+    assert json.loads(lean.get_metadata()["params"]) == {"flat_params": {"loss_function": "RMSE"}}
+    rows = X.to_numpy(dtype=object).tolist()
+    for one in rows[:20]:  # a request's single row, as the API builds its pool
+        single = Pool([one], cat_features=[0], feature_names=list(X.columns), thread_count=1)
+        assert lean.predict(single, thread_count=1).tobytes() == regressor.predict(single).tobytes()
+    whole = Pool(X, cat_features=["a"])
+    assert lean.predict(whole).tobytes() == regressor.predict(whole).tobytes()
