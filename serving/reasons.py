@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from string import Formatter
 
 import numpy as np
@@ -450,20 +451,29 @@ def _explained(model: RiskModel, shap: np.ndarray, leading: np.ndarray, table: _
     values for the sentences, `texts[i, k]` is row i's input to its k-th leading feature as text."""
     base, shap = float(shap[0, -1]), shap[:, :-1]
     columns = model.columns
-    member_family = [family_of(c) for c in columns]
-    families = list(dict.fromkeys(member_family))
-    members = [np.flatnonzero(np.array(member_family) == f) for f in families]
+    member_family, families, members, names = _grouped(tuple(columns))
     by_family = np.column_stack([shap[:, m].sum(axis=1) for m in members])  # rows × families
     strongest = np.column_stack([m[np.argmax(shap[:, m], axis=1)] for m in members])  # the leading feature
     # Per row, the families that raise its risk by their sum, strongest first, with their leading feature (as Python
     # lists: indexing numpy a cell at a time costs more than the sentences)
     order = np.argsort(-by_family, axis=1, kind="stable")
     raising = (np.take_along_axis(by_family, order, axis=1) > 0).sum(axis=1).tolist()
-    leaders = np.array(columns, dtype=object)[np.take_along_axis(strongest, order, axis=1)].tolist()
+    leaders = names[np.take_along_axis(strongest, order, axis=1)].tolist()
     reasons = _reasons(families, order.tolist(), leaders, raising, table, top)
     top_contributions = TopContributions(list(columns), member_family, leading, texts,
                                          np.take_along_axis(shap, leading, axis=1))
     return Explanation(reasons, top_contributions, base)
+
+
+@lru_cache(maxsize=8)
+def _grouped(columns: tuple[str, ...]) -> tuple[list[str], list[str], list[np.ndarray], np.ndarray]:
+    """A model's columns by family, worked out once per model rather than per call (an API call explains one
+    declaration): each column's family, the families in order, each one's column positions, and the columns' names
+    as an array to index."""
+    member_family = [family_of(c) for c in columns]
+    families = list(dict.fromkeys(member_family))
+    members = [np.flatnonzero(np.array(member_family) == f) for f in families]
+    return member_family, families, members, np.array(columns, dtype=object)
 
 
 def _reasons(families: list[str], order: list[list[int]], leaders: list[list[str]], raising: list[int],

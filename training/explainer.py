@@ -54,6 +54,8 @@ def leaf_shap(classifier: CatBoostClassifier) -> LeafShap | None:
             return found[1]
     model, spec = _explainer(classifier)
     made = LeafShap.of(model, spec)
+    if made is not None:  # the explainer's splits are the classifier's (only leaf weights differ), so the leaves
+        made.model = classifier  # are read from the classifier: a model loaded from JSON costs more per call
     with _LOCK:
         if (entry := _EXPLAINERS.get(id(classifier))) is not None and entry[0] is classifier:
             entry[2] = None  # a model's whole JSON is large: not kept once its tables are made
