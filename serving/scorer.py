@@ -48,7 +48,7 @@ from serving.selection import (  # noqa: F401 - Thresholds is re-exported: servi
 from serving.targeting import RANDOM, SOURCE_PREFIX, SOURCES, Bandit, bandit_from_evidence
 from training.anomaly import ANOMALY_MODEL_NAME, CHAMPION, AnomalyModel, load_anomaly
 from training.explainer import leaf_shap
-from training.models import RiskModel
+from training.models import RiskModel, revenue_predictor
 
 OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons", "model_version"]
 # What the scorer's output carries beyond the score output contract, for the API and the decision log (not for the
@@ -136,6 +136,8 @@ class Scorer:
             if version is not None and version != self.version:
                 model = self.source.load(version)
                 leaf_shap(model.classifier)  # the reasons' SHAP tables, made before the model serves
+                if model.revenue_model is not None:
+                    revenue_predictor(model.revenue_model)  # and the revenue model's lean copy
                 self.model, self.version = model, version
             if self.policy.targeting is not None and "anomaly" in self.policy.targeting.sources:
                 self.anomaly = self._anomaly_model()
