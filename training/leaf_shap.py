@@ -91,7 +91,7 @@ class LeafShap:
         CatBoost reads the leaves of all rows at once more than twice as slowly (measured at 150k rows, 600 trees),
         and they would take rows x trees x 4 bytes."""
         rows = pool.num_row()
-        if rows <= _ROWS:  # an API call's few rows on one core: CatBoost's other threads would spin longer than that
+        if rows <= _ROWS:  # up to _CHUNK rows (an API call's) on one core: CatBoost's other threads would spin longer
             return self.from_leaves(self.model.calc_leaf_indexes(pool, thread_count=1 if rows <= _CHUNK else -1))
         out = np.empty((rows, self.n_features + 1))
 
