@@ -5,7 +5,9 @@ A scoring request is read in a worker thread, never on the event loop, so /healt
 request is served: the body's shape and text (serving/api/body.py), then its declarations in canonical fields
 (`Declaration`) or in a mapping's source layout (serving/api/source.py); each declaration is scored on the
 pandas-free one-row path, as if it came alone, with the real-time thresholds of serving/realtime.py, and every
-answer is durable in the decision log before it leaves.
+answer is durable in the decision log before it leaves. A scoring call with the key and a plain query is answered
+by `DirectScore` before FastAPI's router (the route's own answer, for less of the event loop's time); any other goes
+the route's way.
 """
 from __future__ import annotations
 
@@ -13,10 +15,10 @@ import asyncio
 import copy
 import importlib.metadata
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import anyio
 import pandas as pd
@@ -47,6 +49,51 @@ from serving.scorer import Scorer
 
 SCORING_THREADS = 4  # requests scored at once; more wait their turn without holding a thread
 RETRY_AFTER_S = 5
+Layout = Literal["auto", "canonical", "source"]
+LAYOUTS = get_args(Layout)
+
+
+def refusal(exc: HTTPException) -> JSONResponse:
+    """An HTTPException as the API answers it: a 422's field-level list capped, any other detail as it is."""
+    content = capped(exc.detail) if exc.status_code == 422 and isinstance(exc.detail, list) else {"detail": exc.detail}
+    return JSONResponse(status_code=exc.status_code, content=content, headers=exc.headers)
+
+
+def header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """A request's first header `name` (lower case), as Starlette reads it."""
+    return next((value.decode("latin-1") for key, value in headers if key == name), None)
+
+
+class DirectScore:
+    """POST /v1/score answered straight from the ASGI call, past FastAPI's routing, dependencies and exception
+    middleware: a third of the event loop's work on a one-declaration call (0.3-0.4 ms of ~3 ms). The call is the
+    route's in every other respect: the same scoring in a worker thread, the same answer and headers, an
+    HTTPException answered as the app's handler answers it. Only the calls `layout_of` accepts (the key given
+    where one is set; no query but a valid `layout`) come here; any other goes on to the route, so a missing key
+    is its 401 and a wrong layout its 422, as documented."""
+
+    def __init__(self, app, layout_of: Callable[[bytes, list], str | None],  # noqa: ANN001 - ASGI app
+                 scored: Callable[[bytes, str, str | None], Awaitable[Response]]):
+        self.app, self.layout_of, self.scored = app, layout_of, scored
+
+    async def __call__(self, scope, receive, send) -> None:  # noqa: ANN001 - ASGI callables
+        if scope["type"] != "http" or scope["path"] != "/v1/score" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        layout = self.layout_of(scope.get("query_string") or b"", scope["headers"])
+        if layout is None:
+            return await self.app(scope, receive, send)
+        chunks, more = [], True
+        while more:  # BodyGuard has read it whole: one message
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        try:
+            response = await self.scored(b"".join(chunks), layout, header(scope["headers"], b"x-request-id"))
+        except HTTPException as exc:
+            response = refusal(exc)
+        await response(scope, receive, send)
 
 
 def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_BODY_BYTES,
@@ -84,8 +131,6 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
 
     app = FastAPI(title="Aduana scoring API", version=importlib.metadata.version("aduana"), description=description,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
-    app.add_middleware(BodyGuard, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
-    app.add_middleware(SecurityHeaders, static_prefix=DOCS_ASSETS)  # outermost: BodyGuard's own answers are secured too
     install_docs(app)
 
     @app.exception_handler(RequestValidationError)
@@ -94,9 +139,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        content = capped(exc.detail) if exc.status_code == 422 and isinstance(exc.detail, list) else \
-            {"detail": exc.detail}
-        return JSONResponse(status_code=exc.status_code, content=content, headers=exc.headers)
+        return refusal(exc)
 
     security = []
     if key.required:
@@ -183,12 +226,28 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
             limiters[loop] = anyio.CapacityLimiter(SCORING_THREADS)
         return limiters[loop]
 
-    async def respond(request: Request, layout: str) -> Response:
-        request_id = request_id_of(request.headers.get("x-request-id"))
-        body = await request.body()  # already read, and bounded, by BodyGuard
+    async def scored(body: bytes, layout: str, given_id: str | None) -> Response:
+        request_id = request_id_of(given_id)
         run: Callable[[], bytes] = partial(handle, body, layout, request_id)
         content = await anyio.to_thread.run_sync(run, limiter=limiter())
         return Response(content=content, media_type="application/json", headers={"X-Request-ID": request_id})
+
+    async def respond(request: Request, layout: str) -> Response:
+        return await scored(await request.body(), layout, request.headers.get("x-request-id"))
+
+    def direct_layout(query: bytes, headers: list[tuple[bytes, bytes]]) -> str | None:
+        """The layout of a scoring call DirectScore may answer itself (with the key, no query but a valid layout),
+        else None: the route answers it (401, 422) as documented."""
+        if key.required and not key.matches(header(headers, b"x-api-key")):
+            return None
+        if not query:
+            return "auto" if source is not None else "canonical"
+        layout = query.removeprefix(b"layout=").decode("latin-1")
+        return layout if source is not None and query.startswith(b"layout=") and layout in LAYOUTS else None
+
+    app.add_middleware(DirectScore, layout_of=direct_layout, scored=scored)
+    app.add_middleware(BodyGuard, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
+    app.add_middleware(SecurityHeaders, static_prefix=DOCS_ASSETS)  # outermost: BodyGuard's own answers are secured too
 
     canonical_schema = Declaration.model_json_schema()
     schemas = [canonical_schema, {"type": "array", "items": canonical_schema, "minItems": 1, "maxItems": max_items}]
@@ -211,7 +270,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
                   **route)
         async def score(
             request: Request,
-            layout: Annotated[Literal["auto", "canonical", "source"], Query(description=LAYOUT_HELP)] = "auto",
+            layout: Annotated[Layout, Query(description=LAYOUT_HELP)] = "auto",
         ) -> Response:
             return await respond(request, layout)
 

@@ -3,6 +3,7 @@ another process is writing, the key, and what /readyz and the OpenAPI document t
 from __future__ import annotations
 
 import datetime as dt
+import json
 import subprocess
 import sys
 import tomllib
@@ -162,6 +163,38 @@ def test_the_key_is_a_declared_security_scheme_compared_in_constant_time(api_sco
     assert c.post("/v1/score", json=_declaration(world), headers={"X-API-Key": "s3cr\u00e9t".encode()}).status_code == 401
     assert c.post("/v1/score", json=_declaration(world), headers={"X-API-Key": "s3cret"}).status_code == 200
     assert calls
+
+
+def test_a_scoring_call_answered_past_the_router_is_the_routes_answer(api_scorer, world, monkeypatch):  # noqa: F811
+    """DirectScore answers POST /v1/score before FastAPI's router; a call it leaves to the route (here one with a
+    query string, which the route ignores) gets the same status, body and headers, refusals included."""
+    import starlette.routing
+
+    routed, call = [], starlette.routing.Router.__call__
+
+    async def spy(self, scope, receive, send):  # noqa: ANN001, ANN202
+        routed.append(scope["path"])
+        return await call(self, scope, receive, send)
+
+    monkeypatch.setattr(starlette.routing.Router, "__call__", spy)
+    c = TestClient(create_app(api_scorer, api_key="s3cret", decision_log=False), raise_server_exceptions=False)
+    headers = {"X-API-Key": "s3cret", "X-Request-ID": "same-call", "Content-Type": "application/json"}
+    bodies = [_declaration(world), [_declaration(world), {**_declaration(world), "declaration_id": "D-2"}],
+              {**_declaration(world), "net_mass_kg": -1}, "not json", []]
+    statuses = set()
+    for body in bodies:
+        content = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        direct = c.post("/v1/score", content=content, headers=headers)
+        assert routed == [], body
+        routed_answer = c.post("/v1/score?via=route", content=content, headers=headers)
+        assert routed == ["/v1/score"], body
+        routed.clear()
+        assert direct.status_code == routed_answer.status_code and direct.content == routed_answer.content, body
+        statuses.add(direct.status_code)
+        assert {k: v for k, v in direct.headers.items() if k != "date"} == \
+            {k: v for k, v in routed_answer.headers.items() if k != "date"}
+    assert statuses == {200, 422}
+    assert c.post("/v1/score", json=_declaration(world)).status_code == 401 and routed == ["/v1/score"]
 
 
 def test_readyz_shows_its_details_only_with_the_key(api_scorer):  # noqa: F811
