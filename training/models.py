@@ -173,9 +173,10 @@ def _threads(rows: int) -> int:
 
 def revenue_predictor(regressor: CatBoostRegressor) -> CatBoostRegressor:
     """The revenue model to predict with: a copy that keeps of its training parameters (the model's metadata
-    "params") only the loss function. CatBoost 1.2 parses those parameters on every regressor prediction, 0.2–0.35 ms
-    a call whatever the rows (the lean copy predicts one declaration in 0.05–0.10 ms); the copy's trees are the model's, and so
-    its predictions, bit for bit. Made once per model; the model itself (what is stored and logged) is unchanged."""
+    "params") only the loss function. CatBoost 1.2 parses those parameters on every regressor prediction, 0.2–0.35
+    ms a call whatever the rows (the lean copy predicts one declaration in 0.05–0.10 ms); the copy's trees are the
+    model's, and so its predictions, bit for bit. Made once per model; the model itself (what is stored and logged)
+    is unchanged."""
     with _PREDICTORS_LOCK:
         found = _PREDICTORS.get(id(regressor))
         if found is not None and found[0] is regressor:
