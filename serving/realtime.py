@@ -18,6 +18,8 @@ import contextlib
 import itertools
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -35,10 +37,12 @@ from features.warehouse import (
     Warehouse,
     failure_text,
 )
+from serving.decision_copy import LOCATOR, copy_once
 from serving.scorer import Scorer, reload_slot
 from serving.selection import Thresholds
 
 THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
+COPIER_STOP_S = 60.0  # how long a shutdown waits for the copier's copy under way before it kills it
 SNAPSHOT_WAIT_S = 0.2  # a refresh waits this long for a warehouse another process holds, then keeps the last snapshot
 log = logging.getLogger("aduana.serving")
 
@@ -213,9 +217,10 @@ class DecisionLog:
     answer being committed when the process died may be in the log without having been given (the client saw no
     answer, and retries under a new id).
 
-    A thread copies the log into the warehouse's `decisions` table every `sync_seconds` (idempotent, with cursors:
-    features/warehouse/decisions.py `sync`); while the warehouse is busy (another process writing it) the rows wait
-    in the log and the next sync copies them. Copying is not on the answer's path."""
+    A process of its own (serving/decision_copy.py) copies the log into the warehouse's `decisions` table every
+    `sync_seconds` (idempotent, with cursors: features/warehouse/decisions.py `sync`); while the warehouse is busy
+    (another process writing it) the rows wait in the log and the next copy takes them. Copying is not on the
+    answer's path, nor in this process: it would hold the GIL the requests need."""
 
     def __init__(self, warehouse: Warehouse, oplog: OperationalLog, sync_seconds: float = 5.0,
                  commit_timeout: float = 10.0, write_wait: float = 0.5):
@@ -227,8 +232,9 @@ class DecisionLog:
         self._queue: list[_Group] = []
         self._turn = threading.Condition()  # the queue, and whether a commit is under way
         self._committing = False
-        self._stop = threading.Event()
-        self._copier: threading.Thread | None = None
+        self._copier: subprocess.Popen | None = None
+        self._follower: threading.Thread | None = None
+        self._copy_state: str | None = None  # the last copy's outcome as reported (None: copied)
 
     def record(self, answers: list[dict], request_id: str, policy_hash: str, thresholds_batch_id: str | None) -> None:
         """Make one request's answers durable (the scorer's output records, in request order, with their reason
@@ -273,43 +279,53 @@ class DecisionLog:
             self._turn.notify_all()
 
     def start(self) -> None:
-        """Start the copier (once)."""
+        """Start the copier (once): a process of its own (serving/decision_copy.py), so its parsing and framing
+        never hold this process's GIL, and a thread that follows what it reports."""
         with self._turn:
             if self._copier is not None:
                 return
-            self._stop.clear()
-            self._copier = threading.Thread(target=self._sync_loop, name="aduana-decision-sync", daemon=True)
-        self._copier.start()
-        atexit.register(self.close)  # an app stopped without its shutdown (or none run) still ends its thread
+            self._copier = subprocess.Popen(
+                [sys.executable, "-m", "serving.decision_copy", str(self.warehouse.path), str(self.sync_seconds),
+                 str(self.warehouse.busy_wait)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                env={**os.environ, LOCATOR: self.oplog.locator})
+            self._follower = threading.Thread(target=self._follow, args=(self._copier,), daemon=True,
+                                              name="aduana-decision-copy")
+        self._follower.start()
+        atexit.register(self.close)  # an app stopped without its shutdown (or none run) still ends its copier
 
-    def _sync_loop(self) -> None:
-        with contextlib.suppress(AttributeError, OSError):  # background work: requests get the CPU first
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # Linux: a thread's own nice value
-        while not self._stop.wait(self.sync_seconds):
-            if not self.warehouse.path.parent.exists():  # its home was removed (a test's temporary folder, say):
-                return  # nothing left to copy into
-            self.sync()
+    def _follow(self, copier: subprocess.Popen) -> None:
+        for line in copier.stdout:
+            state = line.strip()
+            self._copied(None if state == "ok" else state)
+
+    def _copied(self, state: str | None) -> None:
+        """A copy's outcome: None, or `warning <why>` / `error <why>` (logged when it differs from the last)."""
+        if state is not None and state != self._copy_state:
+            level, why = state.split(" ", 1)
+            (log.warning if level == "warning" else log.error)("decision log: not copied to the warehouse yet: %s",
+                                                                why)
+        self._copy_state = state
+        self.last_error = state.split(" ", 1)[1] if state else None
 
     def sync(self) -> int:
-        """Copy the log's new answers into the warehouse now. Returns the rows added (0 while it is busy)."""
-        try:
-            with self.warehouse.process_lock():
-                return self.warehouse.decisions.sync(self.oplog)
-        except Exception as exc:  # noqa: BLE001 - the rows stay in the log; the next sync copies them
-            error = failure_text(exc)
-            if error != self.last_error:
-                (log.warning if isinstance(exc, WAREHOUSE_ERRORS) else log.error)(
-                    "decision log: not copied to the warehouse yet: %s", error)
-            self.last_error = error
-            return 0
+        """Copy the log's new answers into the warehouse now, in this process. Returns the rows added (0 while it
+        is busy)."""
+        added, state = copy_once(self.warehouse, self.oplog)
+        self._copied(state)
+        return added
 
     def close(self) -> None:
         """Stop the copier, copy what the warehouse lacks (best effort: the log keeps it otherwise) and release this
         process's log handle. Requests still being answered have committed or fail on the closed handle."""
         atexit.unregister(self.close)
-        self._stop.set()
         copier, self._copier = self._copier, None
         if copier is not None:
-            copier.join()
+            copier.stdin.close()  # its signal to stop, after the copy under way
+            try:
+                copier.wait(timeout=COPIER_STOP_S)
+            except subprocess.TimeoutExpired:  # a copy killed half-way leaves the previous state (one transaction)
+                copier.kill()
+                copier.wait()
+            self._follower.join()
             self.sync()
         self.oplog.close()

@@ -11,7 +11,7 @@ from features.warehouse.connection import (
     ingest_turn,
 )
 from features.warehouse.decisions import Decisions
-from features.warehouse.oplog import OperationalLog, open_log
+from features.warehouse.oplog import OperationalLog, open_log, reopen_log
 from features.warehouse.profile_store import ProfileStore
 from features.warehouse.ratings import Ratings
 from features.warehouse.schema import STORED_BOOKKEEPING
@@ -21,4 +21,4 @@ from features.warehouse.warehouse import Warehouse
 
 __all__ = ["BUSY", "STORED_BOOKKEEPING", "WAREHOUSE_ERRORS", "AuditLists", "Decisions", "IngestBusy", "IngestSummary",
            "OperationalLog", "ProfileStore", "Ratings", "Refreshing", "Tables", "Warehouse", "WarehouseBusy", "failure_text",
-           "ingest_turn", "open_log", "read_tables", "snapshot_version"]
+           "ingest_turn", "open_log", "read_tables", "reopen_log", "snapshot_version"]

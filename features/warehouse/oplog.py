@@ -51,6 +51,7 @@ class OperationalLog(Protocol):
     """What the API writes answers to and the warehouse copies them from."""
 
     where: str
+    locator: str  # what opens this log again in another process (`reopen_log`); a URL may hold a password
 
     def append(self, rows: list[dict]) -> None:
         """Make these rows durable (one group), or raise."""
@@ -82,7 +83,7 @@ class Journal:
 
     def __init__(self, folder: Path, segment_bytes: int = SEGMENT_BYTES):
         self.folder = Path(folder)
-        self.where = str(self.folder)
+        self.where = self.locator = str(self.folder)
         self.segment_bytes = segment_bytes
         self._fd: int | None = None
         self._path: Path | None = None
@@ -186,7 +187,7 @@ class PostgresLog:
     read twice are skipped by the warehouse's key."""
 
     def __init__(self, url: str):
-        self.url = url
+        self.url = self.locator = url
         self.where = re.sub(r"//([^:@/]+):[^@/]*@", r"//\1:***@", url)  # never a password in a message
         self._con = None
         self._lock = threading.Lock()
@@ -253,6 +254,11 @@ class PostgresLog:
 def journal_folder(warehouse: Path) -> Path:
     """The journal's folder: beside the warehouse it is copied into (`<home>/decision-journal`)."""
     return Path(warehouse).with_name("decision-journal")
+
+
+def reopen_log(locator: str) -> OperationalLog:
+    """The log a `locator` names, opened in this process (the copier's: serving/decision_copy.py)."""
+    return PostgresLog(locator) if locator.startswith(("postgresql://", "postgres://")) else Journal(Path(locator))
 
 
 def open_log(url: str | None, warehouse: Path) -> OperationalLog:

@@ -9,7 +9,9 @@ Real-time thresholds come from enough evidence: a scoring batch smaller than the
 """
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -74,6 +76,25 @@ def test_an_answer_is_durable_in_the_journal_before_the_warehouse_has_it(api_sco
         assert log.sync() >= 1 and log.sync() == 0
     logged = _realtime_decisions(api_scorer)
     assert (logged["request_id"] == answer.headers["x-request-id"]).sum() == 1
+
+
+def test_the_copy_to_the_warehouse_runs_in_a_process_of_its_own_and_stops_with_the_app(api_scorer, world):  # noqa: F811
+    """The copier is not a thread of the API's process (its parsing would hold the GIL the requests need): a child
+    process copies the answers on its own every few seconds, with no sync called, and ends with the app."""
+    app = create_app(api_scorer, api_key="")
+    app.state.decision_log.sync_seconds = 0.2
+    with TestClient(app) as c:
+        copier = app.state.decision_log._copier
+        assert copier.pid != os.getpid() and copier.poll() is None
+        answer = c.post("/v1/score", json=_declaration(world, -7))
+        assert answer.status_code == 200, answer.text
+        deadline = time.monotonic() + 60
+        while (_realtime_decisions(api_scorer)["request_id"] == answer.headers["x-request-id"]).sum() == 0:
+            assert time.monotonic() < deadline, "the copier did not copy the answer"
+            time.sleep(0.2)
+        assert app.state.decision_log.last_error is None
+    assert copier.poll() is not None  # stopped with the app's shutdown
+    assert (_realtime_decisions(api_scorer)["request_id"] == answer.headers["x-request-id"]).sum() == 1
 
 
 def test_a_shutdown_while_the_warehouse_is_busy_keeps_the_answers_for_the_next_sync(api_scorer, world):  # noqa: F811
