@@ -31,6 +31,7 @@ from serving.selection import (  # noqa: F401 - RED, YELLOW, GREEN, Rules and ru
     top_k,
 )
 from serving.targeting import (
+    COMBINED,
     MARGIN,
     MODEL,
     RANDOM,
@@ -40,8 +41,11 @@ from serving.targeting import (
     allocation,
     ceiling,
     select_targeted,
+    signal_scores,
+    signals,
     source_columns,
     source_scores,
+    strongest,
 )
 
 
@@ -117,8 +121,8 @@ def allocated(inputs: pd.DataFrame, policy: LanePolicy, bandit: Bandit | None = 
 
     With the policy's `targeting`, the red capacity is shared between the model, the targeted sources and a random
     stratum as `bandit` (the decision log's evidence, serving/targeting.py `bandit_from_evidence`) allots it; a
-    targeted pick has selected_by `exploration`, its source as `stratum` and the source's score as `source_score`.
-    The columns (lane, selected_by, rule) are object arrays: a batch of millions framed a partition at a time costs
+    targeted pick has selected_by `exploration`, its source as `stratum`, the source's score as `source_score` and,
+    for a `combined` pick, the signals that ranked it high as `source_detail` (words). The columns (lane, selected_by, rule) are object arrays: a batch of millions framed a partition at a time costs
     a fraction of one frame of them all."""
     rules = inputs["rule"].to_numpy(dtype=object)
     ruled = rules != ""
@@ -132,13 +136,15 @@ def allocated(inputs: pd.DataFrame, policy: LanePolicy, bandit: Bandit | None = 
     else:
         groups = list(inputs.groupby([inputs["office"], inputs["day"]], sort=True, dropna=False).indices.values())
     source_score = np.full(len(inputs), np.nan)
+    source_detail = np.full(len(inputs), "", dtype=object)  # what a combined pick's signals saw, in words
     for positions in groups:
         n = len(positions)
         red = min(n, policy.red_per_office_day) if policy.red_per_office_day is not None \
             else capacity(n, policy.red_share)
         free = positions[~ruled[positions]]  # rule hits are red outside capacity
         if policy.targeting is not None:
-            model, explored = _targeted(inputs, free, red, policy, bandit, probability, stratum, source_score)
+            model, explored = _targeted(inputs, free, red, policy, bandit, probability, stratum, source_score,
+                                        source_detail)
         else:
             whole = len(free) == len(rank)  # the whole batch, no rule hit: the arrays themselves, not copies
             model, explored = select(rank if whole else rank[free], red, policy.exploration_share,
@@ -153,20 +159,22 @@ def allocated(inputs: pd.DataFrame, policy: LanePolicy, bandit: Bandit | None = 
         lane[yellow], selected_by[yellow] = YELLOW, "model"
     out = {"lane": lane, "selected_by": selected_by, "rule": rules, "inclusion_probability": probability,
            "stratum": stratum}
-    return out | ({"source_score": source_score} if policy.targeting is not None else {})
+    return out | ({"source_score": source_score, "source_detail": source_detail} if policy.targeting is not None
+                  else {})
 
 
 def _targeted(inputs: pd.DataFrame, free: np.ndarray, red: int, policy: LanePolicy, bandit: Bandit | None,
-              probability: np.ndarray, stratum: np.ndarray, source_score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+              probability: np.ndarray, stratum: np.ndarray, source_score: np.ndarray,
+              source_detail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A group's red capacity under targeted exploration: (model positions, explored positions) within `free`;
-    fills the explored rows' stratum and source score and every free row's inclusion probability."""
+    fills the explored rows' stratum, source score and detail and every free row's inclusion probability."""
     targeting = policy.targeting
     bandit = bandit or Bandit((MODEL, *targeting.sources), targeting.discount)
     draw = inputs["draw"].to_numpy()[free]
     rng = np.random.default_rng([policy.seed, int(draw.sum(dtype="uint64") % 2**32)])  # the same batch, the same draw
     slots = allocation(red, targeting, bandit, rng)
     risk = inputs["risk"].to_numpy(dtype="float64")[free]
-    scored = {s: inputs[f"{SOURCE_PREFIX}{s}"].to_numpy(dtype="float64")[free] for s in targeting.sources
+    scored = {s: inputs[f"{SOURCE_PREFIX}{s}"].to_numpy(dtype="float64")[free] for s in signals(targeting)
               if s != "uncertainty"}
     scores = source_scores(scored, risk, targeting)  # a row a source cannot score is not its pick (select_targeted)
     rank = inputs["rank"].to_numpy(dtype="float64")[free]
@@ -179,4 +187,7 @@ def _targeted(inputs: pd.DataFrame, free: np.ndarray, red: int, policy: LanePoli
     for source, positions in chosen.by_stratum().items():
         if source in scores:
             source_score[free[positions]] = scores[source][positions]
+        if source == COMBINED:  # what it saw, for the officer
+            seen = signal_scores(scored, risk, targeting)
+            source_detail[free[positions]] = strongest({s: seen[s] for s in targeting.combined_of}, positions)
     return model, explored

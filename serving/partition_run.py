@@ -31,6 +31,7 @@ from features.build import bill_totals
 from features.profiles import first_filings
 from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, stored_in
 from serving.reasons import CONTRIBUTIONS_TYPE
+from serving.targeting import signals
 
 
 def _quoted(path: Path | str) -> str:
@@ -141,7 +142,7 @@ class PartitionRun:
         (self.folder / "model.pkl").write_bytes(pickle.dumps(scorer.model))
         if scorer.anomaly is not None:  # targeted exploration's anomaly source, as the scorer holds it
             (self.folder / "anomaly.pkl").write_bytes(pickle.dumps(scorer.anomaly))
-        if scorer.policy.targeting is not None and "leads" in scorer.policy.targeting.sources:  # read once a run
+        if scorer.policy.targeting is not None and "leads" in signals(scorer.policy.targeting):  # read once a run
             (self.folder / "leads.pkl").write_bytes(pickle.dumps(scorer.lead_residuals()))
         (self.folder / "run.json").write_text(json.dumps({
             "partitions": len(sizes), "sizes": sizes, "version": scorer.version,

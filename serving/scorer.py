@@ -45,7 +45,7 @@ from serving.selection import (  # noqa: F401 - Thresholds is re-exported: servi
     YELLOW,
     Thresholds,
 )
-from serving.targeting import RANDOM, SOURCE_PREFIX, SOURCES, Bandit, bandit_from_evidence
+from serving.targeting import COMBINED, RANDOM, SOURCE_PREFIX, SOURCES, Bandit, bandit_from_evidence, signals
 from training.anomaly import ANOMALY_MODEL_NAME, CHAMPION, AnomalyModel, load_anomaly
 from training.explainer import leaf_shap
 from training.models import RiskModel, revenue_predictor
@@ -139,7 +139,7 @@ class Scorer:
                 if model.revenue_model is not None:
                     revenue_predictor(model.revenue_model)  # and the revenue model's lean copy
                 self.model, self.version = model, version
-            if self.policy.targeting is not None and "anomaly" in self.policy.targeting.sources:
+            if self.policy.targeting is not None and "anomaly" in signals(self.policy.targeting):
                 self.anomaly = self._anomaly_model()
             self.registry_error = None
         except Exception as exc:  # keep serving the last good champion
@@ -166,7 +166,7 @@ class Scorer:
         targeted) decided in the last RECENT_DAYS whose control reported; none without a `leads` source, or while
         the log cannot be read. A partition's scorer reads its run's, pinned in `leads`."""
         targeting = self.policy.targeting
-        if self.leads is not None or targeting is None or "leads" not in targeting.sources:
+        if self.leads is not None or targeting is None or "leads" not in signals(targeting):
             return self.leads or {}
         try:
             evidence = self.reader().decisions.lead_evidence(pd.Timestamp.now() - pd.Timedelta(days=RECENT_DAYS))
@@ -276,7 +276,7 @@ class Scorer:
             out = pd.DataFrame({f"{SOURCE_PREFIX}{c}": np.full(len(frame), np.nan) for c in NOVELTY_COLUMNS})
         usable = self.anomaly is not None and all(c in X.columns for c in self.anomaly.used)
         out[f"{SOURCE_PREFIX}anomaly"] = self.anomaly.score(X) if usable else np.nan
-        if "leads" in self.policy.targeting.sources:
+        if "leads" in signals(self.policy.targeting):
             found = self.lead_residuals()  # the batch's keys are cut only for the entities with a lead
             keys = lead_keys(frame, tuple(name for name, residual in found.items() if len(residual)))
             out[f"{SOURCE_PREFIX}leads"] = lead_scores(found, keys, len(frame))
@@ -401,6 +401,9 @@ class Scorer:
         said = dict(zip(at.tolist(), explained.reasons, strict=True))
         stratum = lanes["stratum"].to_numpy() if "stratum" in lanes else np.full(n, "", dtype=object)
         source_score = lanes["source_score"].to_numpy() if "source_score" in lanes else np.full(n, np.nan)
+        if "source_detail" in lanes:  # what a combined pick's signals saw
+            detail = lanes["source_detail"].to_numpy()
+            followed = followed | {i: detail[i] for i in np.flatnonzero(stratum == COMBINED).tolist() if detail[i]}
         for i in np.flatnonzero(chosen | (rules != "") | (selected_by == "exploration")).tolist():  # the rest: none
             items = reason_items(selected_by[i], rules[i], said.get(i, []), stratum[i], source_score[i],
                                  followed.get(i, ""))

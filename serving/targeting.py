@@ -9,7 +9,14 @@ the capacity therefore goes to declarations that are informative about what the 
   trade is filed (features/novelty.py);
 - `uncertainty`: where the model is least sure, p·(1 − p) (uncertainty sampling; Lewis & Gale 1994);
 - `leads`: the trade relationships where recent exploration picks found fraud the model did not expect
-  (features/leads.py).
+  (features/leads.py);
+- `combined`: the signals above ranked as one (the policy's `combined_of`), by Fisher's combination of each
+  signal's rank in the batch (Fisher 1932): a declaration's empirical p-value under a signal is the share of the
+  batch's declarations that signal scores at least as high, and its combined score is Σ −log p. A declaration that
+  several signals rank high at once (new partners and goods for its importer, an unusual price, a relationship
+  where controls found fraud) comes first; one signal's noise alone rarely does. Each signal on its own gets a
+  few slots, and in each the new scheme's rows compete with that signal's ordinary noise; ranked together, they
+  stand out.
 
 How the capacity is shared is decided each week by discounted Thompson sampling (Thompson 1933; Raj & Kalyani
 2017, "Taming non-stationary bandits"). Every arm (each source, and `model` for the model's marginal picks, the
@@ -35,6 +42,7 @@ Pure: numpy and pandas; the bandit's randomness comes from a seeded generator.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -48,13 +56,17 @@ RANDOM = "random"
 MARGIN = "model-margin"  # the decision log's stratum of a model pick a targeted slot could have taken
 SOURCE_PREFIX = "source_"  # a scored frame's column of a source's score: source_anomaly, source_new_pairs, …
 SOURCES = ("anomaly", "new_pairs", "importer_mix_shift", "heading_origin_shift", "new_parties", "new_relationships",
-           "uncertainty", "leads")
-# The sources a policy mixes unless it names its own. `new_parties` is asked for by name: on Islas's emerging scheme
-# (new sellers) it found 6, 9 and 10 of the ring's frauds where the others found 2, 0 and 0, but on the default
-# world it cost finds on two seeds of three (one replay each, README "Backtest"). So are `new_pairs` (a pair never
-# filed is one of `new_relationships`'s at its newest) and `heading_origin_shift` (in every replay of both worlds its
-# lift stayed below 1, and it found at most one scheme fraud): every arm more thins the few slots each gets.
-DEFAULT_SOURCES = tuple(s for s in SOURCES if s not in ("new_parties", "new_pairs", "heading_origin_shift"))
+           "uncertainty", "leads", "combined")
+COMBINED = "combined"
+# The policy's default: two arms. `combined` ranks the signals that speak of something new in the filings (an unusual
+# value, a relationship taken up recently, a change in an importer's mix, a lead) as one; `leads` follows a find on
+# its own as well, for a lead is a control's evidence, where the others are signs, and in the combined ranking a
+# strong lead alone ranks below declarations that several signs point at. Not the model's own doubt
+# (`uncertainty`: the model's part) nor what only a newcomer shows (`new_parties`, `new_pairs`, `heading_origin_shift`):
+# their own arms when a policy names them. Measured in the backtest (README "Backtest"): with each signal its own
+# arm, each got 1-5 slots a week, and their noise buried the new scheme's rows.
+DEFAULT_SOURCES = (COMBINED, "leads")
+DEFAULT_COMBINED = ("anomaly", "importer_mix_shift", "new_relationships", "leads")
 SOURCE_WORDS = {
     "anomaly": "unusual for its goods, origin and importer",
     "new_pairs": "new pairings of its importer",
@@ -64,6 +76,7 @@ SOURCE_WORDS = {
     "new_relationships": "an established importer with partners, goods or origins it took up recently",
     "uncertainty": "the model is least sure about it",
     "leads": "a trade relationship where recent controls found fraud the model did not expect",
+    "combined": "several signals of something new at once",
     "model": "the model's risk score",
     "random": "drawn at random (unbiased sample)",
 }
@@ -75,6 +88,8 @@ class Targeting(BaseModel):
     model_config = ConfigDict(extra="forbid")
     sources: list[str] = Field(default_factory=lambda: list(DEFAULT_SOURCES),
                                description="targeted sources the bandit mixes")
+    combined_of: list[str] = Field(default_factory=lambda: list(DEFAULT_COMBINED),
+                                   description="the signals the `combined` source ranks as one")
     random_share: float = Field(0.03, ge=0, le=1, description="pure random stratum (at least one declaration)")
     min_share: float = Field(0.05, ge=0, le=1, description="targeted share: lower bound")
     max_share: float = Field(0.15, ge=0, le=1, description="targeted share: upper bound")
@@ -85,6 +100,11 @@ class Targeting(BaseModel):
         unknown = [s for s in self.sources if s not in SOURCES]
         if unknown:
             raise ValueError(f"unknown sources {unknown}: choose among {', '.join(SOURCES)}")
+        signals = [s for s in SOURCES if s != COMBINED]
+        if COMBINED in self.sources and not self.combined_of:
+            raise ValueError("the combined source needs at least one signal in combined_of")
+        if any(s not in signals for s in self.combined_of):
+            raise ValueError(f"combined_of {self.combined_of}: choose among {', '.join(signals)}")
         if self.min_share > self.max_share:
             raise ValueError(f"min_share {self.min_share} is above max_share {self.max_share}")
         if self.random_share + self.max_share > 1:
@@ -92,15 +112,61 @@ class Targeting(BaseModel):
         return self
 
 
+def signals(policy: Targeting) -> list[str]:
+    """The signals a policy's sources read: each source's own, and the combined source's `combined_of`."""
+    named = [*policy.sources, *(policy.combined_of if COMBINED in policy.sources else ())]
+    return [s for s in dict.fromkeys(named) if s != COMBINED]
+
+
 def source_columns(policy: Targeting) -> list[str]:
-    """The scored frame's columns the policy's sources read (uncertainty comes from the risk score itself)."""
-    return [f"{SOURCE_PREFIX}{s}" for s in policy.sources if s != "uncertainty"]
+    """The scored frame's columns the policy's signals read (uncertainty comes from the risk score itself)."""
+    return [f"{SOURCE_PREFIX}{s}" for s in signals(policy) if s != "uncertainty"]
 
 
 def source_scores(scored: dict[str, np.ndarray], risk: np.ndarray, policy: Targeting) -> dict[str, np.ndarray]:
-    """Each of the policy's sources' scores of a batch: `scored` holds the sources scored apart (anomaly, novelty);
-    uncertainty comes from the model's own risk, p·(1 − p)."""
-    return {s: risk * (1 - risk) if s == "uncertainty" else scored[s] for s in policy.sources}
+    """Each of the policy's sources' scores of a batch: `scored` holds the signals scored apart (anomaly, novelty,
+    leads); uncertainty comes from the model's own risk, p·(1 − p); `combined` from the signals it combines."""
+    read = signal_scores(scored, risk, policy)
+    return {s: combined(read[c] for c in policy.combined_of) if s == COMBINED else read[s] for s in policy.sources}
+
+
+def signal_scores(scored: dict[str, np.ndarray], risk: np.ndarray, policy: Targeting) -> dict[str, np.ndarray]:
+    """Each of the policy's signals' scores of a batch (see `source_scores`)."""
+    return {s: risk * (1 - risk) if s == "uncertainty" else scored[s] for s in signals(policy)}
+
+
+def upper_p(score: np.ndarray) -> np.ndarray:
+    """Each row's empirical p-value under one signal in its batch: the share of the batch's rows (n + 1, the row's
+    own draw counted) scored at least as high; 1 for a row the signal has no score for."""
+    score = np.asarray(score, dtype="float64")
+    p = np.ones(len(score))
+    finite = np.isfinite(score)
+    if finite.any():
+        values = score[finite]
+        at_least = len(values) - np.searchsorted(np.sort(values), values, side="left")
+        p[finite] = at_least / (len(score) + 1)
+    return p
+
+
+def combined(scores: Iterable[np.ndarray]) -> np.ndarray:
+    """Fisher's combination of the signals' empirical p-values in the batch (`upper_p`): Σ −log p."""
+    return sum(-np.log(upper_p(score)) for score in scores)
+
+
+def strongest(scores: dict[str, np.ndarray], at: np.ndarray, most: int = 3, level: float = 0.05) -> list[str]:
+    """What the combined source saw in each row at positions `at`, in an officer's words: the signals (at most
+    `most`, strongest first) under which the row is in the batch's top `level`, each with its share."""
+    p = {s: upper_p(score)[at] for s, score in scores.items()}
+    out = []
+    for i in range(len(at)):
+        top = sorted((p[s][i], s) for s in p if p[s][i] <= level)[:most]
+        out.append("; ".join(f"{SOURCE_WORDS[s]} (top {_share(q)})" for q, s in top))
+    return out
+
+
+def _share(p: float) -> str:
+    percent = 100 * p
+    return f"{percent:.2g} %" if percent < 1 else f"{percent:.0f} %"
 
 
 def ceiling(k: int, random: int, policy: Targeting) -> int:

@@ -118,3 +118,23 @@ def test_a_batch_scored_in_partitions_targets_as_it_does_whole(targeted, world, 
     assert novelty & set(whole["stratum"]) and "anomaly" in set(whole["stratum"])
     columns = ["declaration_id", "risk_score", "lane", "selected_by", "stratum", "inclusion_probability", "reasons"]
     pd.testing.assert_frame_equal(parts[columns], whole[columns], check_exact=True)
+
+
+def test_a_combined_pick_says_which_signals_ranked_it_high_whole_or_in_partitions(targeted, world, tmp_path):
+    from features.intake.checked import read_checked
+    from serving.partitions import score_partitioned
+
+    targeted.policy = targeted.policy.model_copy(update={"targeting": TARGETING.model_copy(update={"sources": ["combined"]})})
+    rows = world.declarations.tail(3000).reset_index(drop=True)
+    batch = read_checked(write_csv(tmp_path / "batch.csv", rows), "declarations").valid
+    whole = targeted.score(batch)
+    picks = whole[whole["stratum"] == "combined"]
+    assert 30 <= len(picks) <= 60 and set(whole.loc[whole["selected_by"] == "exploration", "stratum"]) == {"combined", "random"}
+    assert picks["reasons"].str.startswith(f"selected to explore: {SOURCE_WORDS['combined']}").all()
+    told = picks["reasons"].str.extract(r"at once: (.*) \(score")[0].dropna()
+    words = [SOURCE_WORDS[s] for s in TARGETING.combined_of]
+    assert len(told) and told.map(lambda t: all(any(part.startswith(w) for w in words) and "(top " in part
+                                                   for part in t.split("; "))).all()
+    parts = score_partitioned(batch, targeted, 700, tmp_path / "run")
+    columns = ["declaration_id", "lane", "stratum", "inclusion_probability", "reasons"]
+    pd.testing.assert_frame_equal(parts[columns], whole[columns], check_exact=True)

@@ -7,7 +7,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from serving.targeting import MODEL, RANDOM, SOURCES, Bandit, Targeting, allocation, outcomes, select_targeted
+from serving.targeting import (
+    MODEL,
+    RANDOM,
+    SOURCE_WORDS,
+    SOURCES,
+    Bandit,
+    Targeting,
+    allocation,
+    combined,
+    outcomes,
+    select_targeted,
+    source_columns,
+    strongest,
+    upper_p,
+)
 
 
 def _bandit(hits: list[float], trials: list[float]) -> Bandit:
@@ -31,8 +45,9 @@ def test_the_allocation_stays_within_the_policys_bounds(k, random_share, low, wi
 
 
 def test_thompson_sampling_gives_most_flexible_slots_to_the_arm_that_hits():
-    bandit = _bandit([5, 1, 1, 18, 1, 1, 1, 1, 1], [20] * 9)  # importer_mix_shift hits 90 %
-    slots = allocation(100, Targeting(max_share=0.2, random_share=0.03), bandit, np.random.default_rng(0))
+    bandit = _bandit([5, 1, 1, 18, 1, 1, 1, 1, 1, 1], [20] * 10)  # importer_mix_shift hits 90 %
+    policy = Targeting(sources=[s for s in SOURCES if s != "combined"], max_share=0.2, random_share=0.03)
+    slots = allocation(100, policy, bandit, np.random.default_rng(0))
     assert slots["importer_mix_shift"] >= 15 and slots[MODEL] >= 100 - 3 - 20
 
 
@@ -94,3 +109,43 @@ def test_a_source_that_finds_what_the_model_does_not_expect_wins_the_mix_not_one
     assert mix["importer_mix_shift"] > 90
     share = bandit.draw(100, ["uncertainty", "importer_mix_shift"], np.random.default_rng(0))
     assert share[MODEL] > 70  # at 20-25 % against the margin's 40 %, the sources win few flexible slots
+
+
+def test_the_combined_source_ranks_rows_by_fishers_combination_of_their_ranks_under_each_signal():
+    rng = np.random.default_rng(3)
+    signals = {"anomaly": rng.random(1000), "leads": np.where(rng.random(1000) < 0.7, np.nan, rng.random(1000)),
+               "importer_mix_shift": rng.integers(0, 3, 1000).astype(float)}
+    p = {name: upper_p(score) for name, score in signals.items()}
+    for name, score in signals.items():  # the share of the batch (n + 1) scored at least as high; 1 with no score
+        finite = np.isfinite(score)
+        by_hand = [(score[finite] >= v).sum() / 1001 for v in score[finite]]
+        assert np.allclose(p[name][finite], by_hand) and (p[name][~finite] == 1).all()
+    score = combined(signals.values())
+    assert np.allclose(score, -sum(np.log(q) for q in p.values()))
+    # a row at least as high under every signal, and higher under one, comes first
+    a, b = 0, 1
+    for name in signals:
+        signals[name][[a, b]] = [0.99, 0.5] if name == "anomaly" else [2.0, 2.0]
+    score = combined(signals.values())
+    assert score[a] > score[b]
+    assert combined([np.full(5, np.nan)]).tolist() == [0.0] * 5  # no signal: no evidence
+
+
+def test_a_combined_pick_is_told_by_the_signals_that_ranked_it_in_the_top_of_its_batch():
+    anomaly = np.arange(100, dtype=float)  # row 99 is the most unusual
+    leads = np.full(100, np.nan)
+    leads[99] = leads[98] = 1.0
+    said = strongest({"anomaly": anomaly, "leads": leads}, np.array([99, 50]))
+    assert said[0] == (f"{SOURCE_WORDS['anomaly']} (top 0.99 %); {SOURCE_WORDS['leads']} (top 2 %)")
+    assert said[1] == ""  # in no signal's top 5 %
+
+
+def test_a_combined_source_needs_known_signals():
+    assert Targeting().sources == ["combined", "leads"] and "leads" in Targeting().combined_of
+    with pytest.raises(ValidationError, match="combined_of"):
+        Targeting(combined_of=["anomaly", "gossip"])
+    with pytest.raises(ValidationError, match="combined_of"):
+        Targeting(combined_of=["combined"])
+    with pytest.raises(ValidationError, match="combined_of"):
+        Targeting(combined_of=[])
+    assert source_columns(Targeting(combined_of=["anomaly", "uncertainty"])) == ["source_leads", "source_anomaly"]
