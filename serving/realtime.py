@@ -300,12 +300,12 @@ class DecisionLog:
 
     def _copied(self, state: str | None) -> None:
         """A copy's outcome: None, or `warning <why>` / `error <why>` (logged when it differs from the last)."""
+        level, _, why = (state or "").partition(" ")
         if state is not None and state != self._copy_state:
-            level, why = state.split(" ", 1)
             (log.warning if level == "warning" else log.error)("decision log: not copied to the warehouse yet: %s",
-                                                                why)
+                                                                why or level)
         self._copy_state = state
-        self.last_error = state.split(" ", 1)[1] if state else None
+        self.last_error = (why or level) if state else None
 
     def sync(self) -> int:
         """Copy the log's new answers into the warehouse now, in this process. Returns the rows added (0 while it

@@ -149,8 +149,10 @@ def upper_p(score: np.ndarray) -> np.ndarray:
 
 
 def combined(scores: Iterable[np.ndarray]) -> np.ndarray:
-    """Fisher's combination of the signals' empirical p-values in the batch (`upper_p`): Σ −log p."""
-    return sum(-np.log(upper_p(score)) for score in scores)
+    """Fisher's combination of the signals' empirical p-values in the batch (`upper_p`): Σ −log p; NaN for a row no
+    signal scores (no evidence: never the combined source's pick)."""
+    total = sum(-np.log(upper_p(score)) for score in scores)
+    return np.where(total > 0, total, np.nan)
 
 
 def strongest(scores: dict[str, np.ndarray], at: np.ndarray, most: int = 3, level: float = 0.05) -> list[str]:

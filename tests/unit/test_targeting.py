@@ -121,14 +121,14 @@ def test_the_combined_source_ranks_rows_by_fishers_combination_of_their_ranks_un
         by_hand = [(score[finite] >= v).sum() / 1001 for v in score[finite]]
         assert np.allclose(p[name][finite], by_hand) and (p[name][~finite] == 1).all()
     score = combined(signals.values())
-    assert np.allclose(score, -sum(np.log(q) for q in p.values()))
+    assert np.allclose(score, -sum(np.log(q) for q in p.values()), equal_nan=True)
     # a row at least as high under every signal, and higher under one, comes first
     a, b = 0, 1
     for name in signals:
         signals[name][[a, b]] = [0.99, 0.5] if name == "anomaly" else [2.0, 2.0]
     score = combined(signals.values())
     assert score[a] > score[b]
-    assert combined([np.full(5, np.nan)]).tolist() == [0.0] * 5  # no signal: no evidence
+    assert np.isnan(combined([np.full(5, np.nan)])).all()  # no signal: no evidence, never a combined pick
 
 
 def test_a_combined_pick_is_told_by_the_signals_that_ranked_it_in_the_top_of_its_batch():
