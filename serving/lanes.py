@@ -122,8 +122,9 @@ def allocated(inputs: pd.DataFrame, policy: LanePolicy, bandit: Bandit | None = 
     With the policy's `targeting`, the red capacity is shared between the model, the targeted sources and a random
     stratum as `bandit` (the decision log's evidence, serving/targeting.py `bandit_from_evidence`) allots it; a
     targeted pick has selected_by `exploration`, its source as `stratum`, the source's score as `source_score` and,
-    for a `combined` pick, the signals that ranked it high as `source_detail` (words). The columns (lane, selected_by, rule) are object arrays: a batch of millions framed a partition at a time costs
-    a fraction of one frame of them all."""
+    for a `combined` pick, the signals that ranked it high as `source_detail` (words). The columns (lane,
+    selected_by, rule) are object arrays: a batch of millions framed a partition at a time costs a fraction of one
+    frame of them all."""
     rules = inputs["rule"].to_numpy(dtype=object)
     ruled = rules != ""
     lane, selected_by = np.full(len(inputs), GREEN, dtype=object), np.full(len(inputs), "", dtype=object)

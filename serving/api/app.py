@@ -67,10 +67,11 @@ def header(headers: list[tuple[bytes, bytes]], name: bytes) -> str | None:
 class DirectScore:
     """POST /v1/score answered straight from the ASGI call, past FastAPI's routing, dependencies and exception
     middleware: the event loop's CPU on a one-declaration call drops from 1.0 to 0.7 ms (measured per thread, one
-    worker at concurrency 1; 0.16-0.36 ms less in a slow round). The call is the route's in every other respect: the same scoring in a worker thread, the same answer and headers, an
-    HTTPException answered as the app's handler answers it. Only the calls `layout_of` accepts (the key given
-    where one is set; no query but a valid `layout`) come here; any other goes on to the route, so a missing key
-    is its 401 and a wrong layout its 422, as documented."""
+    worker at concurrency 1; 0.16-0.36 ms less in a slow round). The call is the route's in every other respect:
+    the same scoring in a worker thread, the same answer and headers, an HTTPException answered as the app's
+    handler answers it. Only the calls `layout_of` accepts (the key given where one is set; no query but a valid
+    `layout`) come here; any other goes on to the route, so a missing key is its 401 and a wrong layout its 422,
+    as documented."""
 
     def __init__(self, app, layout_of: Callable[[bytes, list], str | None],  # noqa: ANN001 - ASGI app
                  scored: Callable[[bytes, str, str | None], Awaitable[Response]]):

@@ -124,12 +124,14 @@ def test_a_combined_pick_says_which_signals_ranked_it_high_whole_or_in_partition
     from features.intake.checked import read_checked
     from serving.partitions import score_partitioned
 
-    targeted.policy = targeted.policy.model_copy(update={"targeting": TARGETING.model_copy(update={"sources": ["combined"]})})
+    combined_only = TARGETING.model_copy(update={"sources": ["combined"]})
+    targeted.policy = targeted.policy.model_copy(update={"targeting": combined_only})
     rows = world.declarations.tail(3000).reset_index(drop=True)
     batch = read_checked(write_csv(tmp_path / "batch.csv", rows), "declarations").valid
     whole = targeted.score(batch)
     picks = whole[whole["stratum"] == "combined"]
-    assert 30 <= len(picks) <= 60 and set(whole.loc[whole["selected_by"] == "exploration", "stratum"]) == {"combined", "random"}
+    explored = set(whole.loc[whole["selected_by"] == "exploration", "stratum"])
+    assert 30 <= len(picks) <= 60 and explored == {"combined", "random"}
     assert picks["reasons"].str.startswith(f"selected to explore: {SOURCE_WORDS['combined']}").all()
     told = picks["reasons"].str.extract(r"at once: (.*) \(score")[0].dropna()
     words = [SOURCE_WORDS[s] for s in TARGETING.combined_of]
