@@ -62,6 +62,9 @@ class OperationalLog(Protocol):
     def forget(self, sources: list[str]) -> None:
         """The sources whose rows are all copied and no longer written: their storage can be released."""
 
+    def fingerprint(self) -> object | None:
+        """A cheap token that changes whenever `changes` could yield something new (None: unknown, copy anyway)."""
+
     def close(self) -> None:
         """Release this process's handle (its segment, its connection)."""
 
@@ -143,6 +146,14 @@ class Journal:
             done = named["closed"] is not None or not _writer_alive(named["host"], int(named["pid"]))
             if whole or done:
                 yield Change(source, [json.loads(line) for line in whole.splitlines() if line.strip()], cursor, done)
+
+    def fingerprint(self) -> tuple | None:
+        """Each segment's name, size and whether its writer lives: no file read, no warehouse opened."""
+        try:
+            return tuple((p.name, p.stat().st_size, _writer_alive(m["host"], int(m["pid"])))
+                         for p in sorted(self.folder.iterdir()) if (m := SEGMENT.match(p.name)))
+        except FileNotFoundError:  # the folder or a drained segment went meanwhile
+            return None
 
     def forget(self, sources: list[str]) -> None:
         for source in sources:
@@ -238,6 +249,9 @@ class PostgresLog:
 
     def forget(self, sources: list[str]) -> None:
         """Nothing: the PostgreSQL table is the record; it is never emptied by the copy."""
+
+    def fingerprint(self) -> None:
+        """Unknown without a query as dear as the copy's own: always copy."""
 
     def _drop(self) -> None:
         if self._con is not None:

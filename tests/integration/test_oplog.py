@@ -85,6 +85,21 @@ def test_a_segment_whose_writer_died_is_released_once_copied(tmp_path):
     assert warehouse.decisions.sync(journal) == 1 and not dead.exists()
 
 
+def test_the_journals_fingerprint_changes_with_every_new_row_or_finished_segment_only(tmp_path):
+    """The copier skips the warehouse while the fingerprint holds (serving/decision_copy.py)."""
+    journal = Journal(tmp_path / "journal")
+    assert journal.fingerprint() is None  # no folder yet: unknown, so copied
+    journal.append([_answer("a")])
+    first = journal.fingerprint()
+    assert first is not None and journal.fingerprint() == first
+    journal.append([_answer("b")])
+    grown = journal.fingerprint()
+    assert grown != first
+    journal.close()  # its segment is finished: the copy can release it
+    assert journal.fingerprint() not in (first, grown)
+    assert PostgresLog("postgresql://u@localhost/db").fingerprint() is None
+
+
 def test_postgres_late_commits_are_copied_by_the_next_sync(pg_url, tmp_path):
     """A transaction that took its sequence number first but commits after a later one is not skipped."""
     log = PostgresLog(pg_url)
