@@ -80,7 +80,8 @@ def test_an_answer_is_durable_in_the_journal_before_the_warehouse_has_it(api_sco
 
 def test_the_copy_to_the_warehouse_runs_in_a_process_of_its_own_and_stops_with_the_app(api_scorer, world):  # noqa: F811
     """The copier is not a thread of the API's process (its parsing would hold the GIL the requests need): a child
-    process copies the answers on its own every few seconds, with no sync called, and ends with the app."""
+    process copies the answers on its own every few seconds, with no sync called, leaves the warehouse alone while
+    nothing is new, and ends with the app."""
     app = create_app(api_scorer, api_key="")
     app.state.decision_log.sync_seconds = 0.2
     with TestClient(app) as c:
@@ -93,6 +94,17 @@ def test_the_copy_to_the_warehouse_runs_in_a_process_of_its_own_and_stops_with_t
             assert time.monotonic() < deadline, "the copier did not copy the answer"
             time.sleep(0.2)
         assert app.state.decision_log.last_error is None
+        with write_locked(api_scorer.warehouse.path):  # another process holds the warehouse
+            time.sleep(1.5)  # seven copies' turns with nothing new: the copier does not open it, so finds it not busy
+            assert app.state.decision_log.last_error is None
+            late = c.post("/v1/score", json=_declaration(world, -8))
+            assert late.status_code == 200, late.text
+            while app.state.decision_log.last_error is None:  # something new: it tries, and reports it busy
+                assert time.monotonic() < deadline + 60, "the copier did not try the new answer"
+                time.sleep(0.1)
+        while (_realtime_decisions(api_scorer)["request_id"] == late.headers["x-request-id"]).sum() == 0:
+            assert time.monotonic() < deadline + 120, "the copier did not copy once the warehouse was free"
+            time.sleep(0.2)
     assert copier.poll() is not None  # stopped with the app's shutdown
     assert (_realtime_decisions(api_scorer)["request_id"] == answer.headers["x-request-id"]).sum() == 1
 
