@@ -94,6 +94,7 @@ def test_the_copy_to_the_warehouse_runs_in_a_process_of_its_own_and_stops_with_t
             assert time.monotonic() < deadline, "the copier did not copy the answer"
             time.sleep(0.2)
         assert app.state.decision_log.last_error is None
+        time.sleep(0.6)  # a copy whose fingerprint predates the answer it took copies once more, before the lock
         with write_locked(api_scorer.warehouse.path):  # another process holds the warehouse
             time.sleep(1.5)  # seven copies' turns with nothing new: the copier does not open it, so finds it not busy
             assert app.state.decision_log.last_error is None
