@@ -23,7 +23,9 @@ from pathlib import Path
 from features.warehouse import WAREHOUSE_ERRORS, OperationalLog, Warehouse, failure_text, reopen_log
 
 LOCATOR = "ADUANA_COPY_LOG"
-IDLE_COPY_S = 60.0  # with the log unchanged since its last good copy, the copier still copies this often
+# With the log unchanged since its last good copy, the copier still copies this often: a warehouse restored from a
+# backup meanwhile (its cursors behind the log) is caught up without a new answer.
+IDLE_COPY_S = 60.0
 
 
 def copy_once(warehouse: Warehouse, oplog: OperationalLog) -> tuple[int, str | None]:

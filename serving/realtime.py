@@ -218,9 +218,10 @@ class DecisionLog:
     answer, and retries under a new id).
 
     A process of its own (serving/decision_copy.py) copies the log into the warehouse's `decisions` table every
-    `sync_seconds` (idempotent, with cursors: features/warehouse/decisions.py `sync`); while the warehouse is busy
-    (another process writing it) the rows wait in the log and the next copy takes them. Copying is not on the
-    answer's path, nor in this process: it would hold the GIL the requests need."""
+    `sync_seconds` while the log has anything new, once a minute while it has not (idempotent, with cursors:
+    features/warehouse/decisions.py `sync`); while the warehouse is busy (another process writing it) the rows wait
+    in the log and the next copy takes them. Copying is not on the answer's path, nor in this process: it would hold
+    the GIL the requests need."""
 
     def __init__(self, warehouse: Warehouse, oplog: OperationalLog, sync_seconds: float = 5.0,
                  commit_timeout: float = 10.0, write_wait: float = 0.5):

@@ -132,10 +132,7 @@ class Journal:
     def changes(self, cursors: dict[str, int]) -> Iterator[Change]:
         if not self.folder.is_dir():
             return
-        for path in sorted(self.folder.iterdir()):
-            named = SEGMENT.match(path.name)
-            if named is None:
-                continue
+        for path, named in self._segments():
             source = f"journal:{named['host']}-{named['pid']}-{named['key']}"
             start = cursors.get(source, 0)
             with path.open("rb") as handle:
@@ -150,10 +147,15 @@ class Journal:
     def fingerprint(self) -> tuple | None:
         """Each segment's name, size and whether its writer lives: no file read, no warehouse opened."""
         try:
-            return tuple((p.name, p.stat().st_size, _writer_alive(m["host"], int(m["pid"])))
-                         for p in sorted(self.folder.iterdir()) if (m := SEGMENT.match(p.name)))
+            return tuple((p.name, p.stat().st_size, _writer_alive(m["host"], int(m["pid"]))) for p, m in self._segments())
         except FileNotFoundError:  # the folder or a drained segment went meanwhile
             return None
+
+    def _segments(self) -> Iterator[tuple[Path, re.Match]]:
+        """The folder's segment files in name order, with their name's parts (host, pid, key, closed)."""
+        for path in sorted(self.folder.iterdir()):
+            if named := SEGMENT.match(path.name):
+                yield path, named
 
     def forget(self, sources: list[str]) -> None:
         for source in sources:
