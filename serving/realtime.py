@@ -112,12 +112,14 @@ class ServiceState:
         return (self.scorer.version, self.policy_hash,
                 warehouse.decisions.latest_batch_id(self.scorer.version, self.policy_hash, least))
 
-    def refresh(self, wait: bool = True) -> None:
+    def refresh(self, wait: bool = True, patient: bool = False) -> None:
         """Reload the champion, the snapshot and the thresholds when needed, once per reload slot: every worker
         process refreshes in the same slots (serving/scorer.py `reload_slot`).
 
         With `wait=False` (readiness probes), a refresh already under way in another thread is not waited for.
-        A warehouse that cannot be read leaves the last snapshot and thresholds in place."""
+        A warehouse that cannot be read leaves the last snapshot and thresholds in place; a request's refresh waits
+        `SNAPSHOT_WAIT_S` for another process's lock, a `patient` one (the service starting) the warehouse's own
+        wait."""
         slot = reload_slot(self.scorer.reload_seconds)
         if slot == self._slot:
             return
@@ -129,8 +131,8 @@ class ServiceState:
             if not self.scorer.ready:
                 return
             with contextlib.suppress(WAREHOUSE_ERRORS):  # no snapshot yet: the scorer's snapshot_error says why
-                self.scorer.context()
-                self._thresholds.get(self.scorer.reader(), max_age=0)  # this refresh is the schedule
+                self.scorer.context(patient)
+                self._thresholds.get(self.scorer.reader(patient), max_age=0)  # this refresh is the schedule
         finally:
             self._lock.release()
 

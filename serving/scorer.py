@@ -206,18 +206,19 @@ class Scorer:
         """Why the last snapshot refresh failed (the previous snapshot serves); None after a good one."""
         return self._snapshot.error
 
-    def reader(self) -> Warehouse:
-        """The warehouse as the snapshot reads it: waiting at most `snapshot_wait` for another process's lock."""
-        if self.snapshot_wait is None:
+    def reader(self, patient: bool = False) -> Warehouse:
+        """The warehouse as the snapshot reads it: waiting at most `snapshot_wait` for another process's lock, or,
+        `patient` (a service starting), the warehouse's own wait."""
+        if self.snapshot_wait is None or patient:
             return self.warehouse
         return self.warehouse.waiting_at_most(self.snapshot_wait)
 
-    def context(self) -> ScoringContext:
+    def context(self, patient: bool = False) -> ScoringContext:
         """The warehouse snapshot, rebuilt when the warehouse has changed (checked at most every reload_seconds).
 
         While the warehouse cannot be read (another process is writing it), the last snapshot keeps serving;
         before there is one, the error is raised (one of WAREHOUSE_ERRORS)."""
-        return self._snapshot.require(self.reader(), self.reload_seconds)
+        return self._snapshot.require(self.reader(patient), self.reload_seconds)
 
     def _scores(self, declarations: pd.DataFrame, advance: Advance = quiet, batch: BatchState | None = None,
                 context: ScoringContext | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

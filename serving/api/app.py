@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import importlib.metadata
 import math
 from collections.abc import Awaitable, Callable
@@ -122,6 +123,9 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):  # noqa: ANN202
+        # The first snapshot and thresholds, read before the copier starts its first copy (a write) and waiting for
+        # any other process's lock as long as the warehouse waits: the first requests find them read.
+        await anyio.to_thread.run_sync(functools.partial(state.refresh, patient=True))
         if answers_log is not None:
             answers_log.start()
         try:

@@ -31,7 +31,8 @@ def api_scorer(trained, world, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(api_scorer):
-    return TestClient(create_app(api_scorer, max_items=5, max_body_bytes=20_000, api_key=""))
+    with TestClient(create_app(api_scorer, max_items=5, max_body_bytes=20_000, api_key="")) as c:
+        yield c  # the lifespan: the app's copier stops with the module
 
 
 def _declaration(world, i: int = -1) -> dict:
@@ -217,11 +218,11 @@ def test_oversized_bodies_and_lists_are_413(client, world):
 
 
 def test_an_api_key_is_required_when_set(api_scorer, world):
-    c = TestClient(create_app(api_scorer, api_key="s3cret"))
-    assert c.post("/v1/score", json=_declaration(world)).status_code == 401
-    assert c.post("/v1/score", json=_declaration(world), headers={"X-API-Key": "wrong"}).status_code == 401
-    assert c.post("/v1/score", json=_declaration(world), headers={"X-API-Key": "s3cret"}).status_code == 200
-    assert c.get("/healthz").status_code == 200
+    with TestClient(create_app(api_scorer, api_key="s3cret")) as c:
+        assert c.post("/v1/score", json=_declaration(world)).status_code == 401
+        assert c.post("/v1/score", json=_declaration(world), headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.post("/v1/score", json=_declaration(world), headers={"X-API-Key": "s3cret"}).status_code == 200
+        assert c.get("/healthz").status_code == 200
 
 
 def test_what_the_api_model_accepts_the_contract_accepts_unchanged(world):

@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import threading
+import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +31,8 @@ EDGE_AMOUNTS = [0.0, 5e-324, 2.2250738585072014e-308, 1e-300, 1.0, 2.0, 1e300, 1
 
 @pytest.fixture(scope="module")
 def client(api_scorer):  # noqa: F811
-    return TestClient(create_app(api_scorer, max_items=5, api_key=""), raise_server_exceptions=False)
+    with TestClient(create_app(api_scorer, max_items=5, api_key=""), raise_server_exceptions=False) as c:
+        yield c  # the lifespan: the app's copier stops with the module
 
 
 @contextmanager
@@ -143,6 +146,33 @@ def test_before_any_snapshot_a_locked_warehouse_is_503_with_retry_after(api_scor
         assert score.status_code == 503 and "retry-after" in score.headers, score.text
     assert c.get("/readyz").status_code == 200
     assert c.post("/v1/score", json=_declaration(world)).status_code == 200
+
+
+def test_a_service_started_while_another_process_writes_reads_its_snapshot_once_that_is_done(api_scorer,  # noqa: F811
+                                                                                            world):
+    """The start waits for the warehouse as long as the warehouse itself waits (a request would wait 0.2 s), so the
+    first answers have a snapshot and thresholds to give a lane with."""
+    fresh = Scorer(api_scorer.warehouse, LanePolicy(), source=FixedSource({"3": api_scorer.model}, "3"),
+                   reload_seconds=0)
+    locked = threading.Event()
+
+    def hold() -> None:
+        with write_locked(api_scorer.warehouse.path):
+            locked.set()
+            time.sleep(1.5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert locked.wait(60)
+        since = time.monotonic()
+        with TestClient(create_app(fresh, api_key="", decision_log=False), raise_server_exceptions=False) as c:
+            assert time.monotonic() - since > 1.0  # the start waited for the writer
+            assert c.get("/readyz").status_code == 200
+            answer = c.post("/v1/score", json=_declaration(world))
+            assert answer.status_code == 200 and answer.json()["lane"] in {"red", "yellow", "green"}, answer.text
+    finally:
+        holder.join()
 
 
 def test_the_key_is_a_declared_security_scheme_compared_in_constant_time(api_scorer, world, monkeypatch):  # noqa: F811

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def client(api_scorer):  # noqa: F811
-    return TestClient(create_app(api_scorer, max_items=5, api_key=""), raise_server_exceptions=False)
+    with TestClient(create_app(api_scorer, max_items=5, api_key=""), raise_server_exceptions=False) as c:
+        yield c  # the lifespan: the app's copier stops with the module
 
 
 @pytest.mark.parametrize("code", ["980000", "990110", "000000", "0012345678",

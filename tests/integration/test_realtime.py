@@ -110,8 +110,10 @@ def test_the_copy_to_the_warehouse_runs_in_a_process_of_its_own_and_stops_with_t
     assert (_realtime_decisions(api_scorer)["request_id"] == answer.headers["x-request-id"]).sum() == 1
 
 
-def test_a_shutdown_while_the_warehouse_is_busy_keeps_the_answers_for_the_next_sync(api_scorer, world):  # noqa: F811
+def test_a_shutdown_while_the_warehouse_is_busy_keeps_the_answers_for_the_next_sync(api_scorer, world,  # noqa: F811
+                                                                                      monkeypatch):
     api_scorer.context()  # the snapshot, read before the other process takes the file (whatever ran before)
+    monkeypatch.setattr(api_scorer.warehouse, "busy_wait", 0.5)  # the start's first thresholds read gives up soon
     app = create_app(api_scorer, api_key="")
     with write_locked(api_scorer.warehouse.path), TestClient(app) as client:
         client.app.state.decision_log.warehouse.busy_wait = 0.2
