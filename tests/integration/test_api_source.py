@@ -93,13 +93,13 @@ def setup(world, tmp_path_factory):
     export.tail(SCORED).to_csv(scoring, index=False, date_format="%d/%m/%Y")  # already ingested: complete B/Ls
     batch_out = score_file(scoring, scorer, mapping).output
     assert batch_out["risk_score"].notna().all()
-    client = TestClient(create_app(scorer, max_items=50, api_key="", mapping=mapping))
-    client.app.state.service.pin(Thresholds.from_decisions(batch_out.assign(batch_id="b"), "risk_score",
-                                                           scorer.policy.seed))
     with scoring.open(newline="") as fh:
         rows = list(csv.DictReader(fh))  # the file's own rows: every value as the text the file holds
-    return {"client": client, "batch": batch_out, "rows": rows, "mapping": mapping, "scorer": scorer,
-            "scoring": scoring, "export": export}
+    with TestClient(create_app(scorer, max_items=50, api_key="", mapping=mapping)) as client:  # its copier stops
+        client.app.state.service.pin(Thresholds.from_decisions(batch_out.assign(batch_id="b"), "risk_score",
+                                                               scorer.policy.seed))
+        yield {"client": client, "batch": batch_out, "rows": rows, "mapping": mapping, "scorer": scorer,
+               "scoring": scoring, "export": export}
 
 
 def _picks(batch: pd.DataFrame) -> list[int]:
@@ -235,8 +235,8 @@ def test_the_openapi_document_says_which_layout_the_service_expects(setup):
 
 
 def test_without_a_mapping_the_source_layout_is_refused(setup):
-    plain = TestClient(create_app(setup["scorer"], api_key=""))
-    response = plain.post("/v1/score", json=setup["rows"][0])
+    with TestClient(create_app(setup["scorer"], api_key="")) as plain:
+        response = plain.post("/v1/score", json=setup["rows"][0])
     assert response.status_code == 422 and any("Decl No" in map(str, e["loc"]) for e in response.json()["detail"])
 
 
@@ -262,17 +262,15 @@ def test_fuzzing_the_source_layout_finds_no_server_errors(setup):
 def test_a_mapping_that_keeps_canonical_names_reads_every_request_in_its_units(setup, world):
     """With no renamed column, the layout cannot be told from the names: the mapping's layout is assumed."""
     mapping = ColumnMapping(units={"tax_rate": "percent"}, date_format="%d/%m/%Y")
-    client = TestClient(create_app(setup["scorer"], api_key="", mapping=mapping))
     row = world.declarations.iloc[ROWS - 1]
     # The mapping's day-first dates read in its layout, and fail as contract (ISO) dates.
     record = {"declaration_id": row["declaration_id"], "declaration_date": row["declaration_date"].strftime("%d/%m/%Y"),
               "importer_id": row["importer_id"], "hs_code": row["hs_code"], "origin_country": row["origin_country"],
               "declared_value": float(row["declared_value"]), "tax_rate": 250.0}  # 250 %
-    assert client.post("/v1/score", json=record).status_code == 200
-    assert client.post("/v1/score", params={"layout": "canonical"}, json=record).status_code == 422
+    with TestClient(create_app(setup["scorer"], api_key="", mapping=mapping)) as client:
+        assert client.post("/v1/score", json=record).status_code == 200
+        assert client.post("/v1/score", params={"layout": "canonical"}, json=record).status_code == 422
 
-
-pytestmark = pytest.mark.integration
 
 SEED = 19
 REQUESTS = 1_000
