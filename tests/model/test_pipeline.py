@@ -45,6 +45,28 @@ def test_expected_revenue_is_risk_times_conditional_revenue(trained):
     assert ((out["expected_revenue"] == 0) == (out["risk_score"] == 0)).all()
 
 
+def test_a_batch_pool_built_from_arrays_reads_as_the_frames_pool_does(trained):
+    """A batch's pool is built from two arrays (CatBoost's FeaturesData, numbers first): CatBoost places the columns
+    by name, so the risk, the expected revenue and the SHAP values are the frame pool's, bit for bit. A frame those
+    arrays would not read alike (a missing text value) gets the frame's pool."""
+    from catboost import Pool
+
+    from training.explainer import shap_values
+    from training.models import _arrays_pool
+
+    model = trained.model
+    X = trained.features.X[model.columns].head(3_000)
+    fast, plain = _arrays_pool(X, model.categorical, model.numeric), Pool(X, cat_features=model.categorical)
+    assert fast is not None and fast.get_feature_names() != model.columns  # its columns in another order
+    risk = model.classifier.predict_proba(plain)[:, 1]
+    np.testing.assert_array_equal(model.classifier.predict_proba(fast)[:, 1], risk)
+    np.testing.assert_array_equal(model.expected_revenue(fast, risk), model.expected_revenue(plain, risk))
+    np.testing.assert_array_equal(shap_values(model.classifier, fast), shap_values(model.classifier, plain))
+    first = model.categorical[0]
+    holed = X.assign(**{first: X[first].where(np.arange(len(X)) > 0)})
+    assert _arrays_pool(holed, model.categorical, model.numeric) is None
+
+
 def test_unseen_categories_and_missing_optional_fields_still_score(trained, world):
     required = ["declaration_id", "declaration_date", "importer_id", "hs_code", "origin_country", "declared_value"]
     new = world.declarations[required].tail(20).assign(
