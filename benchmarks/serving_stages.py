@@ -31,6 +31,7 @@ def stage_serving(work: Path, rows: int) -> dict:
     import pandas as pd
     import plain_api
     import uvicorn
+    from catboost import Pool
 
     from features.build import build_features, integrate
     from features.collector import collector_paused
@@ -88,8 +89,9 @@ def stage_serving(work: Path, rows: int) -> dict:
         explanations(model, X[chosen], frame[chosen], pool=pool.slice(np.flatnonzero(chosen).tolist()))
         steps["reasons_s"] = time.perf_counter() - t
 
+    # Raw CatBoost as a user would call it: its pool from the same frame, then its own predict_proba.
     t = time.perf_counter()
-    pool = model.pool(X)
+    pool = Pool(X[model.columns], cat_features=model.categorical)
     pool_s = time.perf_counter() - t
     t = time.perf_counter()
     model.classifier.predict_proba(pool)
