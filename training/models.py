@@ -171,9 +171,10 @@ def _arrays_pool(X: pd.DataFrame, categorical: list[str], numeric: list[str]) ->
     """The pool of many rows from two arrays (CatBoost's FeaturesData): the numbers as float32, as CatBoost reads a
     frame's, and the text columns each as its distinct values gathered by code (no string made per cell). CatBoost
     places the columns by name, so the predictions and SHAP values are a frame pool's, bit for bit; at 1M rows of 36
-    columns it took 1.9 s against 2.6–3.0 s from the frame. None where the frame holds what FeaturesData does not read
-    as a frame pool would (a text column that is not text, or has a missing value; numbers that are not plain):
-    the frame's pool is built then."""
+    columns it took 1.9 s against 2.6–3.0 s from the frame, and the pool held about 190 MB more while it lived (RSS
+    over the frame: 245 against 59 MB). None where the frame holds what FeaturesData does not read as a frame pool
+    would (a text column that is not text, or has a missing value; numbers that are not plain): the frame's pool is
+    built then."""
     if not categorical or not numeric:
         return None
     if not all(isinstance(X[c].dtype, pd.StringDtype) and not X[c].hasnans for c in categorical):
