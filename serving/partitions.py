@@ -38,8 +38,12 @@ from serving.partition_run import Chunk, PartitionRun, read_output
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from serving.selection import RED, YELLOW
 from serving.targeting import Bandit
+from training.models import RiskModel
 
 EXPLAIN_LANES = (RED, YELLOW)
+# The champion of the process that lays out a run, by run folder: a partition scored in that process takes it as it
+# is, its SHAP tables and lean revenue copy already made (~2.5 s at load), not the folder's copy a Dask worker reads.
+_HELD: dict[str, RiskModel] = {}
 # How the partitions' steps run: `each(step, partitions)` calls step(folder, i) for each i and gives the results
 # in order (this process: one after the other; flows/score.py: Prefect tasks on a Dask cluster).
 Each = Callable[[Callable[[str, int], object], list[int]], list]
@@ -74,6 +78,7 @@ class ScoredParts:
 
     def remove(self) -> None:
         worker.cache_clear()
+        _HELD.pop(str(self.run.folder), None)
         self.run.remove()
 
 
@@ -96,11 +101,14 @@ def score_chunks(chunks: Iterable[Chunk], scorer: Scorer, folder: Path, each: Ea
         run.settle(len(sizes), entities, memory_limit)
         run.write_meta(scorer, snapshot, sizes, entities, memory_limit)
         scored = [i for i, size in enumerate(sizes) if size]
+        if each is None:
+            _HELD[str(folder)] = scorer.model
         write_lanes(run, scored, steps(score_part, scored), sizes, scorer.policy, scorer.bandit())
         steps(explain_part, list(range(len(sizes))))
         return ScoredParts(run, read)
     except BaseException:
         worker.cache_clear()
+        _HELD.pop(str(folder), None)
         run.remove()
         raise
 
@@ -138,10 +146,11 @@ def score_partitioned(declarations: pd.DataFrame, scorer: Scorer, rows: int, fol
 
 @functools.lru_cache(maxsize=1)
 def worker(folder: str) -> tuple[Scorer, SnapshotReader]:
-    """The run's scorer and snapshot reader, built once per process and run: the champion from its file, the
-    snapshot's profiles indexed in DuckDB (one run at a time: the next run's frees this one's)."""
+    """The run's scorer and snapshot reader, built once per process and run: the champion from its file (or as the
+    process that laid out the run holds it), the snapshot's profiles indexed in DuckDB (one run at a time: the next
+    run's frees this one's)."""
     meta = PartitionRun(Path(folder)).meta
-    model = pickle.loads((Path(folder) / "model.pkl").read_bytes())
+    model = _HELD.get(folder) or pickle.loads((Path(folder) / "model.pkl").read_bytes())
     scorer = Scorer(None, LanePolicy.model_validate(meta["policy"]),  # type: ignore[arg-type] - no warehouse: the
                     FixedSource({meta["version"]: model}, meta["version"]))  # contexts come from the reader
     scorer.refresh_model(force=True)
