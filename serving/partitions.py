@@ -34,7 +34,7 @@ from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, SnapshotR
 from serving.batch import BatchSummary, ScoredBatch, invalid_output, score_checked
 from serving.lanes import LanePolicy, allocated, lane_inputs
 from serving.model_source import FixedSource
-from serving.partition_run import Chunk, PartitionRun, read_output
+from serving.partition_run import Chunk, PartitionRun, read_output, write
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from serving.selection import RED, YELLOW
 from serving.targeting import Bandit
@@ -125,8 +125,8 @@ def write_lanes(run: PartitionRun, scored: list[int], inputs: list[pd.DataFrame]
     del whole
     ends = np.cumsum([0, *[sizes[i] for i in scored]]).tolist()
     for i, start, stop in zip(scored, ends[:-1], ends[1:], strict=True):
-        pd.DataFrame({name: column[start:stop] for name, column in lanes.items()}).to_parquet(run.file("lanes", i),
-                                                                                           index=False)
+        write(pd.DataFrame({name: column[start:stop] for name, column in lanes.items()}), run.file("lanes", i),
+              index=False)
 
 
 def score_partitioned(declarations: pd.DataFrame, scorer: Scorer, rows: int, folder: Path,
@@ -167,7 +167,7 @@ def score_part(folder: str, i: int) -> pd.DataFrame:
     run = PartitionRun(Path(folder))
     part = pd.read_parquet(run.part(i))
     scored = scorer.score_partition(part, reader.batch_state(run.batch_tables(), part), reader.context(part))
-    scored.to_parquet(run.file("scores", i), index=False)
+    write(scored, run.file("scores", i), index=False)
     return lane_inputs(scored, scorer.policy).reset_index(drop=True)
 
 
@@ -186,7 +186,7 @@ def explain_part(folder: str, i: int) -> int:
         output = scorer.explain_partition(part, scored, batch, EXPLAIN_LANES, context)
         frames = [output[OUTPUT_COLUMNS + DETAIL_COLUMNS].set_axis(part.index), invalid]
     output = pd.concat([f for f in frames if len(f)]).sort_index() if any(len(f) for f in frames) else invalid
-    output.to_parquet(run.file("out", i))
+    write(output, run.file("out", i))
     return len(output)
 
 
