@@ -32,9 +32,9 @@ from features.build import bill_totals
 from features.profiles import first_filings
 from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, stored_in
 from serving.reasons import CONTRIBUTIONS_TYPE
+from serving.targeting import signals
 
 ARROW_LISTS = (CONTRIBUTIONS_TYPE, pa.list_(pa.string()))  # the output's list columns: contributions, reason_list
-from serving.targeting import signals
 
 
 def _quoted(path: Path | str) -> str:

@@ -149,7 +149,8 @@ def worker(folder: str) -> tuple[Scorer, SnapshotReader]:
     """The run's scorer and snapshot reader, built once per process and run: the champion from its file (or as the
     process that laid out the run holds it), the snapshot's profiles indexed in DuckDB (one run at a time: the next
     run's frees this one's)."""
-    meta = PartitionRun(Path(folder)).meta
+    run = PartitionRun(Path(folder))
+    meta = run.meta
     model = _HELD.get(folder) or pickle.loads((Path(folder) / "model.pkl").read_bytes())
     scorer = Scorer(None, LanePolicy.model_validate(meta["policy"]),  # type: ignore[arg-type] - no warehouse: the
                     FixedSource({meta["version"]: model}, meta["version"]))  # contexts come from the reader
@@ -158,7 +159,8 @@ def worker(folder: str) -> tuple[Scorer, SnapshotReader]:
         scorer.anomaly = pickle.loads(anomaly.read_bytes())
     if (leads := Path(folder) / "leads.pkl").exists():
         scorer.leads = pickle.loads(leads.read_bytes())
-    return scorer, SnapshotReader(meta["snapshot"], meta["memory_limit"], names=tuple(meta["entities"]))
+    batch = [str(run.part(i)) for i, size in enumerate(meta["sizes"]) if size]  # what the run will ask about
+    return scorer, SnapshotReader(meta["snapshot"], meta["memory_limit"], names=tuple(meta["entities"]), batch=batch)
 
 
 def score_part(folder: str, i: int) -> pd.DataFrame:

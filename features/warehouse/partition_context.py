@@ -37,13 +37,40 @@ class SnapshotReader:
     time. Build once per process and run; `context(partition)` for each partition."""
 
     def __init__(self, snapshot: dict[str, str], memory_limit: str = DEFAULT_MEMORY_LIMIT,
-                 temp_directory: str | Path | None = None, names: tuple[str, ...] = NAMES):
+                 temp_directory: str | Path | None = None, names: tuple[str, ...] = NAMES,
+                 batch: list[str] | None = None):
+        """`batch`: the Parquet files of every declaration the run will ask about (its partitions); the snapshot's
+        rows of their keys are then set apart once (`_set_apart`), and each partition's reads join those alone."""
         self.con = duckdb.connect()
         self.con.execute("SET threads = 1")  # the same order of additions on every worker: the same bytes
         self.tables = {name: f"read_parquet({_quoted(path)})" for name, path in snapshot.items()}
         self._described: dict[str, list[str]] = {}
+        asked = (f"SELECT * FROM read_parquet([{', '.join(_quoted(p) for p in batch)}], union_by_name = true)"
+                 if batch else None)
         self.profiles = ProfileStore.build(self.con, f"SELECT * FROM {self.tables['declarations']}", memory_limit,
-                                           temp_directory, names)  # the entities the run's scorer reads
+                                           temp_directory, names, asked)  # the entities the run's scorer reads
+        # What `context` reads each of its tables from: the snapshot's files, or their rows set apart for the batch
+        self.reads = {"ids": self.tables["declarations"], "bill_items": self.tables["declarations"],
+                      "manifests": self.tables["manifests"], "traders": self.tables["traders"]}
+        if asked is not None:
+            self._set_apart(asked)
+
+    def _set_apart(self, asked: str) -> None:
+        """The snapshot's rows whose key one of the `asked` declarations holds (ids, bills of lading, importers),
+        as temporary tables, in the files' order: a partition's read asks for keys of the batch only, so it finds
+        the same rows, in the same order, in a table of the batch's share of the history instead of the whole
+        history (the cost of each read grew with the history: scoring a day's file against years)."""
+        given = {d[0] for d in self.con.execute(f"SELECT * FROM ({asked}) LIMIT 0").description}
+        declared = self._columns("declarations")
+        wanted = {"ids": ("declarations", "declaration_id", []),
+                  "bill_items": ("declarations", "bill_of_lading", [c for c in ("net_mass_kg",) if c in declared]),
+                  "manifests": ("manifests", "bill_of_lading", MANIFEST_FIELDS),
+                  "traders": ("traders", "importer_id", REGISTRY_FIELDS)}
+        for name, (table, key, fields) in wanted.items():
+            if key in given and key in self._columns(table):
+                self.con.execute(f"CREATE TEMP TABLE run_{name} AS SELECT {self._fields(table, key, fields)} FROM "
+                                 f"{self.tables[table]} WHERE \"{key}\" IN (SELECT \"{key}\" FROM ({asked}))")
+                self.reads[name] = f"run_{name}"
 
     def close(self) -> None:
         self.con.close()
@@ -57,9 +84,9 @@ class SnapshotReader:
 
     def _matching(self, table: str, column: str, values: pd.Series, select: str = "*", group: str = "",
                   arrow: bool = False) -> pd.DataFrame:
-        """Rows of a snapshot table (or a `read_parquet(...)` relation) whose `column` is one of `values`. `arrow`:
-        fetched through Arrow, for a query whose columns are text and numbers that cannot be missing (ids, counts,
-        sums), which Arrow gives pandas as DuckDB's own conversion does, in half the time."""
+        """Rows of a snapshot table (or a relation: `read_parquet(...)`, a table) whose `column` is one of `values`.
+        `arrow`: fetched through Arrow, for a query whose columns are text and numbers that cannot be missing (ids,
+        counts, sums), which Arrow gives pandas as DuckDB's own conversion does, in half the time."""
         relation = self.tables.get(table, table)
         self.con.register("wanted", pa.table({"value": _text(pd.Series(values.dropna().unique()))}))
         try:
@@ -89,21 +116,21 @@ class SnapshotReader:
     def context(self, partition: pd.DataFrame) -> ScoringContext:
         """What scoring these declarations reads of the warehouse (features/build.py `integrate`, the profiles)."""
         declared = self._columns("declarations")
-        known = self._matching("declarations", "declaration_id", partition["declaration_id"], "DISTINCT declaration_id",
-                               arrow=True)
+        known = self._matching(self.reads["ids"], "declaration_id", partition["declaration_id"],
+                               "DISTINCT declaration_id", arrow=True)
         bills = pd.DataFrame(columns=["bl_net_mass_kg", "bl_items"])
         if "bill_of_lading" in declared and "bill_of_lading" in partition:
             mass = "sum(net_mass_kg)" if "net_mass_kg" in declared else "CAST(NULL AS DOUBLE)"
-            bills = self._matching("declarations", "bill_of_lading", partition["bill_of_lading"],
+            bills = self._matching(self.reads["bill_items"], "bill_of_lading", partition["bill_of_lading"],
                                    f"bill_of_lading, {mass} AS bl_net_mass_kg, count(*) AS bl_items",
                                    "GROUP BY bill_of_lading", arrow=True).set_index("bill_of_lading")
         manifests = traders = None
         if "bill_of_lading" in partition and "bill_of_lading" in self._columns("manifests"):
-            manifests = keyed(self._matching("manifests", "bill_of_lading", partition["bill_of_lading"],
+            manifests = keyed(self._matching(self.reads["manifests"], "bill_of_lading", partition["bill_of_lading"],
                                              self._fields("manifests", "bill_of_lading", MANIFEST_FIELDS)),
                               "bill_of_lading")
         if "importer_id" in partition and "importer_id" in self._columns("traders"):
-            traders = keyed(self._matching("traders", "importer_id", partition["importer_id"],
+            traders = keyed(self._matching(self.reads["traders"], "importer_id", partition["importer_id"],
                                            self._fields("traders", "importer_id", REGISTRY_FIELDS)), "importer_id")
         return ScoringContext(manifests=manifests, traders=traders, bill_totals=bills, known_ids=pd.Index(known["declaration_id"]), history=pd.DataFrame(),
                               profiles=self.profiles, bands=lambda: self.price_bands,  # type: ignore[arg-type]

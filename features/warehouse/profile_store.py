@@ -96,10 +96,13 @@ class ProfileStore:
 
     @classmethod
     def build(cls, con: duckdb.DuckDBPyConnection, history_sql: str, memory_limit: str = DEFAULT_MEMORY_LIMIT,
-              temp_directory: str | Path | None = None, names: tuple[str, ...] = NAMES) -> ProfileStore:
+              temp_directory: str | Path | None = None, names: tuple[str, ...] = NAMES,
+              queries_sql: str | None = None) -> ProfileStore:
         """Index the declarations `history_sql` selects (e.g. 'SELECT * FROM declarations', or "SELECT * FROM
         read_parquet('snapshot/declarations.parquet')"; columns named as the contract names them), for the
-        entities `names` (a scorer's: those its model reads).
+        entities `names` (a scorer's: those its model reads). With `queries_sql`, the declarations every later
+        lookup will ask about (a batch to score), only their keys' totals are kept: a lookup joins its keys' rows
+        alone, so it finds the same totals, and the tables hold the batch's share of the history, not all of it.
 
         Sets the connection's database to `memory_limit`, spilling beyond it to `temp_directory` (by default a
         folder of this process under the system's temporary folder, which DuckDB creates and removes)."""
@@ -116,8 +119,11 @@ class ProfileStore:
                   FROM ({history_sql}) WHERE {labelled} GROUP BY ALL)
             WINDOW w AS (ORDER BY t ROWS UNBOUNDED PRECEDING)""")
         entities = tuple(e for e in ENTITIES if e.name in names and _present(e, columns))
+        asked = _columns(con, queries_sql) if queries_sql is not None else set()
         for entity in entities:
             key = _key(entity)
+            wanted = (f"WHERE key IN (SELECT {key} FROM ({queries_sql}))" if _present(entity, asked)
+                      else "")  # queries without the entity's columns never look it up: left whole
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {_PREFIX}_{entity.name} AS
                 WITH events AS (
@@ -127,7 +133,7 @@ class ProfileStore:
                     SELECT {key}, {ended}, 0, 1, {fraud}, {revenue} FROM ({history_sql}) WHERE {labelled}),
                 seconds AS (
                     SELECT key, t, sum(filings) AS filings, sum(n) AS n, sum(fraud) AS fraud, sum(revenue) AS revenue
-                    FROM events GROUP BY key, t)
+                    FROM events {wanted} GROUP BY key, t)
                 SELECT key, t, CAST(sum(filings) OVER w AS BIGINT) AS filings, CAST(sum(n) OVER w AS BIGINT) AS n,
                        sum(fraud) OVER w AS fraud, sum(revenue) OVER w AS revenue,
                        min(CASE WHEN filings > 0 THEN t END) OVER (PARTITION BY key) AS first_filed,

@@ -112,3 +112,29 @@ def test_a_file_read_a_chunk_at_a_time_gives_the_whole_files_output(scorer, worl
     parts.remove()
     assert not (tmp_path / "run").exists()
     assert isinstance(score_source(path, scorer, 10_000, tmp_path / "run"), type(whole))  # one chunk: whole
+
+
+def test_a_reader_given_its_batch_reads_the_batchs_share_of_the_snapshot_and_finds_the_same(scorer, batch, tmp_path):
+    """Told the batch it will be asked about, the reader sets apart the snapshot's rows of the batch's ids, bills and
+    importers once; each partition's context is then read from those, and is the context read from the whole
+    snapshot."""
+    from features.warehouse.partition_context import SnapshotReader
+
+    snapshot = scorer.warehouse.export_tables(tmp_path / "snapshot")
+    batch.iloc[:1_500].to_parquet(tmp_path / "part-0.parquet")
+    batch.iloc[1_500:].to_parquet(tmp_path / "part-1.parquet")
+    names = scorer.profiles_read()
+    whole = SnapshotReader(snapshot, names=names)
+    kept = SnapshotReader(snapshot, names=names, batch=[str(tmp_path / f"part-{i}.parquet") for i in (0, 1)])
+    stored = whole.con.execute(f"SELECT count(*) FROM {whole.tables['declarations']}").fetchall()[0][0]
+    assert set(kept.reads.values()) == {"run_ids", "run_bill_items", "run_manifests", "run_traders"}
+    assert kept.con.execute("SELECT count(*) FROM run_ids").fetchall()[0][0] == 500  # the 500 stored, of 17,000
+    assert 0 < kept.con.execute("SELECT count(*) FROM run_bill_items").fetchall()[0][0] < stored
+    part = batch.iloc[200:1_200]  # 300 of them stored
+    got, want = kept.context(part), whole.context(part)
+    assert got.known_ids.sort_values().equals(want.known_ids.sort_values()) and len(want.known_ids)
+    for table in ("manifests", "traders", "bill_totals"):
+        pd.testing.assert_frame_equal(getattr(got, table).sort_index(), getattr(want, table).sort_index(),
+                                      check_exact=True)
+    whole.close()
+    kept.close()

@@ -98,6 +98,26 @@ def test_parquet_history_and_scoring_partitions(tmp_path: Path, history: pd.Data
         store.lookup(future, {**first, "importer": first["importer"].iloc[:3]})
 
 
+def test_a_store_kept_for_a_batch_holds_its_keys_alone_and_looks_them_up_alike(history: pd.DataFrame,
+                                                                             future: pd.DataFrame):
+    """Built for the declarations it will be asked about (a batch to score), the store keeps only their keys' running
+    totals: fewer rows, and for any part of the batch the lookup of the store kept whole (its revenue rates to the
+    last bits, as the store's against ProfileIndex's)."""
+    con = duckdb.connect()
+    con.register("history", history)
+    con.register("batch", future.reset_index(drop=True))
+    whole = ProfileStore.build(con, "SELECT * FROM history")
+    expected = {part: whole.lookup(rows) for part, rows in (("all", future), ("tail", future.iloc[250:]))}
+    sizes = {e.name: con.execute(f"SELECT count(*) FROM profile_store_{e.name}").fetchone()[0] for e in whole.entities}
+    kept = ProfileStore.build(con, "SELECT * FROM history", queries_sql="SELECT * FROM batch")
+    kept_sizes = {name: con.execute(f"SELECT count(*) FROM profile_store_{name}").fetchone()[0] for name in sizes}
+    assert all(kept_sizes[n] <= sizes[n] for n in sizes) and kept_sizes["importer"] < 0.8 * sizes["importer"]
+    importers = set(con.execute("SELECT key FROM profile_store_importer").df()["key"])
+    assert importers <= set(future["importer_id"]) and len(importers) > 100
+    assert_same(kept.lookup(future), expected["all"])  # revenue: added up along a shorter table, the last bits
+    assert_same(kept.lookup(future.iloc[250:]), expected["tail"])
+
+
 def test_hand_computed_profiles():
     h = _history()
     p = _store(h).lookup(h)
