@@ -5,8 +5,10 @@ features/context.py's ScoringContext holds the whole history in pandas and index
 grows with the history. A SnapshotReader keeps the snapshot in DuckDB instead. The entity profiles are a
 ProfileStore (running totals in DuckDB tables, under a memory limit, spilling to disk beyond it); for each partition
 it reads the stored totals of the partition's bills of lading, their manifests, the importers' registry records and
-which of its declarations are stored, and nothing else. Its one connection runs on one thread, so that every worker
-that reads the same snapshot adds up the same numbers in the same order and gets the same bytes.
+which of its declarations are stored, and nothing else. Given the run's batch, it first sets apart the snapshot's
+rows of the batch's keys (and keeps the profiles of those keys only), so that a partition's read costs what the
+batch's share of the history costs, not the whole history. Its one connection runs on one thread, so that every
+worker that reads the same snapshot adds up the same numbers in the same order and gets the same bytes.
 """
 from __future__ import annotations
 
