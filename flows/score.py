@@ -35,9 +35,16 @@ Scored = ScoredBatch | ScoredParts
 
 
 def score_in_process(rt: Runtime, path: Path, scorer: Scorer, mapping: str | None, rows: int, batch_id: str) -> Scored:
-    """Scoring in this process: whole up to `rows` declarations, beyond in partitions of `rows`."""
+    """Scoring in this process: whole up to `rows` declarations, beyond in partitions of `rows`; and in partitions
+    however small the file when the warehouse holds more than `training_memory_rows` declarations, as a retrain and
+    the monitor read such a history: through its snapshot in DuckDB, never whole in pandas."""
+    stored = rt.warehouse.counts()["declarations"]
+    large = stored > rt.settings.training_memory_rows
+    if large:
+        progress(f"{stored:,} declarations stored, more than training_memory_rows "
+                 f"({rt.settings.training_memory_rows:,}): the warehouse is read through its snapshot in DuckDB")
     return score_source(path, scorer, rows, rt.settings.work_dir / batch_id, load_mapping(Path(mapping) if mapping else None),
-                        advance=bars.advance, memory_limit=rt.settings.score_memory_limit)
+                        advance=bars.advance, memory_limit=rt.settings.score_memory_limit, partitioned=large)
 
 
 @task(name="score_declarations", cache_policy=NO_CACHE)

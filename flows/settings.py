@@ -59,7 +59,8 @@ class Settings(BaseSettings):
     bill-of-lading totals and price bands are computed from every row in DuckDB (at most 1 GB, spilling to the
     system's temporary folder). Its memory then follows the labelled rows, not the history. Up to this many, the
     history is read into pandas (features/profiles.py ProfileIndex). Both give the same features (revenue rates
-    within the last bits), so the same model."""
+    within the last bits), so the same model. The monitor's window and `aduana score` (a file of any size, as one
+    partition at least) read such a warehouse through its snapshot too."""
     score_memory_limit: str = "1GB"
     """DuckDB's memory for the warehouse's snapshot while scoring in partitions (or building training's features on
     a Dask cluster), per process that does it (this one, or each Dask worker); beyond it DuckDB spills to the

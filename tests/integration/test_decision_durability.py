@@ -101,6 +101,9 @@ def test_kill_9_at_random_moments_loses_no_answered_decision(api_scorer, trained
             before = len(answered)
             for client in clients:
                 client.start()
+            deadline = time.monotonic() + 60  # the round's first answer (a loaded machine is slow to give it), then
+            while len(answered) == before and time.monotonic() < deadline:  # a random moment of the load after it
+                time.sleep(0.01)
             time.sleep(rng.uniform(0.5, 2.0))
             os.killpg(proc.pid, signal.SIGKILL)  # mid-load: requests in flight, commits under way
             proc.wait()

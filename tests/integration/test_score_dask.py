@@ -49,3 +49,20 @@ def test_the_dask_path_writes_the_bytes_of_the_single_process_path(prefect_api, 
     for batch in (parts, dask):
         assert by_batch[batch["batch_id"]].equals(by_batch[whole["batch_id"]])
     assert not list((Settings().work_dir).glob("*"))  # the run folder is removed
+
+
+def test_a_small_file_against_a_history_beyond_training_memory_rows_goes_through_the_snapshot(
+        prefect_api, champion_home, world, tmp_path, monkeypatch):
+    """A file of one partition is scored whole, the history held in pandas, while the warehouse holds at most
+    training_memory_rows declarations; beyond, in partitions, the history read through its snapshot in DuckDB (as a
+    retrain reads it): the same output file."""
+    taken = []
+    real = score_flow.score_source
+    monkeypatch.setattr(score_flow, "score_source",
+                        lambda *a, **k: taken.append(k["partitioned"]) or real(*a, **k))
+    path = write_csv(tmp_path / "batch.csv", world.declarations.iloc[16_500:17_500])
+    score_flow.customs_score(str(path), str(tmp_path / "whole.csv"))
+    monkeypatch.setenv("ADUANA_TRAINING_MEMORY_ROWS", "10000")  # the home holds 17,000
+    score_flow.customs_score(str(path), str(tmp_path / "snapshot.csv"))
+    assert taken == [False, True]
+    assert (tmp_path / "snapshot.csv").read_bytes() == (tmp_path / "whole.csv").read_bytes()
