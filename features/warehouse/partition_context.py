@@ -26,6 +26,7 @@ from features.entities import NAMES, entity_keys
 from features.prices import PriceBands
 from features.warehouse.novelty_store import NoveltyStore
 from features.warehouse.profile_store import ProfileStore
+from features.warehouse.profile_store import _columns as selected_columns
 
 DEFAULT_MEMORY_LIMIT = "1GB"
 
@@ -62,13 +63,12 @@ class SnapshotReader:
         as temporary tables, in the files' order: a partition's read asks for keys of the batch only, so it finds
         the same rows, in the same order, in a table of the batch's share of the history instead of the whole
         history (the cost of each read grew with the history: scoring a day's file against years)."""
-        given = {d[0] for d in self.con.execute(f"SELECT * FROM ({asked}) LIMIT 0").description}
-        declared = self._columns("declarations")
+        given = selected_columns(self.con, asked)
         wanted = {"ids": ("declarations", "declaration_id", []),
-                  "bill_items": ("declarations", "bill_of_lading", [c for c in ("net_mass_kg",) if c in declared]),
+                  "bill_items": ("declarations", "bill_of_lading", ["net_mass_kg"]),
                   "manifests": ("manifests", "bill_of_lading", MANIFEST_FIELDS),
                   "traders": ("traders", "importer_id", REGISTRY_FIELDS)}
-        for name, (table, key, fields) in wanted.items():
+        for name, (table, key, fields) in wanted.items():  # `_fields` keeps those of `fields` the table holds
             if key in given and key in self._columns(table):
                 self.con.execute(f"CREATE TEMP TABLE run_{name} AS SELECT {self._fields(table, key, fields)} FROM "
                                  f"{self.tables[table]} WHERE \"{key}\" IN (SELECT \"{key}\" FROM ({asked}))")
