@@ -20,6 +20,7 @@ import functools
 import itertools
 import pickle
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,10 @@ EXPLAIN_LANES = (RED, YELLOW)
 # The champion of the process that lays out a run, by run folder: a partition scored in that process takes it as it
 # is, its SHAP tables and lean revenue copy already made (~2.5 s at load), not the folder's copy a Dask worker reads.
 _HELD: dict[str, RiskModel] = {}
+# The expected revenue of a partition scored in the process that laid out its run, where the lanes do not rank by it,
+# by (run folder, partition): predicted on another thread, on one core, while this one builds the next partition's
+# features (as whole scoring predicts it meanwhile); its explaining step takes it (a Dask worker predicts it at once).
+_REVENUE: dict[tuple[str, int], Future] = {}
 # How the partitions' steps run: `each(step, partitions)` calls step(folder, i) for each i and gives the results
 # in order (this process: one after the other; flows/score.py: Prefect tasks on a Dask cluster).
 Each = Callable[[Callable[[str, int], object], list[int]], list]
@@ -77,8 +82,7 @@ class ScoredParts:
         return BatchSummary.combine(BatchSummary.of(part) for part in self.output_chunks(OUTPUT_COLUMNS))
 
     def remove(self) -> None:
-        worker.cache_clear()
-        _HELD.pop(str(self.run.folder), None)
+        _forget(str(self.run.folder))
         self.run.remove()
 
 
@@ -107,10 +111,18 @@ def score_chunks(chunks: Iterable[Chunk], scorer: Scorer, folder: Path, each: Ea
         steps(explain_part, list(range(len(sizes))))
         return ScoredParts(run, read)
     except BaseException:
-        worker.cache_clear()
-        _HELD.pop(str(folder), None)
+        _forget(str(folder))
         run.remove()
         raise
+
+
+def _forget(folder: str) -> None:
+    """What this process holds of a run: its worker, champion and pending revenue predictions (a thread still
+    predicting one reads nothing of the folder, and ends with it)."""
+    worker.cache_clear()
+    _HELD.pop(folder, None)
+    for key in [key for key in _REVENUE if key[0] == folder]:
+        _REVENUE.pop(key)
 
 
 def write_lanes(run: PartitionRun, scored: list[int], inputs: list[pd.DataFrame], sizes: list[int],
@@ -168,7 +180,13 @@ def score_part(folder: str, i: int) -> pd.DataFrame:
     scorer, reader = worker(folder)
     run = PartitionRun(Path(folder))
     part = pd.read_parquet(run.part(i))
-    scored = scorer.score_partition(part, reader.batch_state(run.batch_tables(), part), reader.context(part))
+    later = folder in _HELD and scorer.policy.rank_by != "expected_revenue"
+    scored, revenue = scorer.score_partition(part, reader.batch_state(run.batch_tables(), part), reader.context(part),
+                                             revenue_later=later)
+    if later:
+        _REVENUE[(folder, i)] = revenue
+    else:
+        scored.insert(scored.columns.get_loc("risk_score") + 1, "expected_revenue", revenue.result())
     write(scored, run.file("scores", i), index=False)
     return lane_inputs(scored, scorer.policy).reset_index(drop=True)
 
@@ -181,7 +199,10 @@ def explain_part(folder: str, i: int) -> int:
     frames = [invalid]
     if len(part):
         scorer, reader = worker(folder)
-        scored = pd.concat([pd.read_parquet(run.file("scores", i)), pd.read_parquet(run.file("lanes", i))], axis=1)
+        scores = pd.read_parquet(run.file("scores", i))
+        if (revenue := _REVENUE.pop((folder, i), None)) is not None:
+            scores.insert(scores.columns.get_loc("risk_score") + 1, "expected_revenue", revenue.result())
+        scored = pd.concat([scores, pd.read_parquet(run.file("lanes", i))], axis=1)
         explained = part[scored["lane"].isin(EXPLAIN_LANES).to_numpy()]  # the warehouse is read for these only
         batch, context = ((reader.batch_state(run.batch_tables(), explained), reader.context(explained))
                           if len(explained) else (None, None))

@@ -354,13 +354,15 @@ class Scorer:
         model, version = self.model, self.version  # one champion for the whole request, even across a reload
         return one_row.answers(model, version, self.policy, thresholds, self._one_row(declarations, model))
 
-    def score_partition(self, declarations: pd.DataFrame, batch: BatchState,
-                        context: ScoringContext | None = None) -> pd.DataFrame:
-        """A partition of a batch scored in partitions (serving/partitions.py): its scores, beside the columns lane
-        allocation reads, for lanes allocated over the whole batch."""
+    def score_partition(self, declarations: pd.DataFrame, batch: BatchState, context: ScoringContext | None = None,
+                        revenue_later: bool = False) -> tuple[pd.DataFrame, Future]:
+        """A partition of a batch scored in partitions (serving/partitions.py): its scores but the expected revenue,
+        beside the columns lane allocation reads, for lanes allocated over the whole batch; and its expected revenue,
+        still being predicted on another thread when `revenue_later` (as `score` predicts it)."""
         with collector_paused():
-            frame, _, scores = self._scores(declarations, batch=batch, context=context)
-            return pd.concat([frame[[c for c in ALLOCATION_COLUMNS if c in frame]], scores], axis=1)
+            scored = self._scored(declarations, batch=batch, context=context, revenue_later=revenue_later)
+            return pd.concat([scored.frame[[c for c in ALLOCATION_COLUMNS if c in scored.frame]], scored.ranked],
+                             axis=1), scored.revenue
 
     def explain_partition(self, declarations: pd.DataFrame, scored: pd.DataFrame, batch: BatchState | None,
                           explain_lanes: tuple[str, ...] = (RED, YELLOW),
