@@ -8,7 +8,8 @@ The folder holds, for each partition i (a chunk of the input file, read a chunk 
   lading's totals over the batch's new declarations (`batch-bills.parquet`) and each entity key's first filing in
   the batch (`batch-first-<entity>.parquet`), each partition reading only its own keys of them
   (features/warehouse/partition_context.py);
-- the warehouse's snapshot (`snapshot/*.parquet`), the champion (`model.pkl`) and the run's facts (`run.json`);
+- the warehouse's snapshot (`snapshot/*.parquet`), the champion (`model.pkl`, where other processes score the
+  partitions) and the run's facts (`run.json`);
 - as the steps go: `scores-i.parquet` (the partition's scores), `lanes-i.parquet` (its lanes, allocated over the
   whole batch), `out-i.parquet` (its output rows, valid and invalid, in file order).
 
@@ -140,9 +141,11 @@ class PartitionRun:
         con.unregister("spanned")
 
     def write_meta(self, scorer, snapshot: dict[str, str], sizes: list[int], entities: list[str],
-                   memory_limit: str) -> None:
-        """The champion as a file and the run's facts, for the processes that score the partitions."""
-        (self.folder / "model.pkl").write_bytes(pickle.dumps(scorer.model))
+                   memory_limit: str, model_file: bool = True) -> None:
+        """The run's facts, and the champion as a file (`model_file`), for the processes that score the
+        partitions."""
+        if model_file:
+            (self.folder / "model.pkl").write_bytes(pickle.dumps(scorer.model))
         if scorer.anomaly is not None:  # targeted exploration's anomaly source, as the scorer holds it
             (self.folder / "anomaly.pkl").write_bytes(pickle.dumps(scorer.anomaly))
         if scorer.policy.targeting is not None and "leads" in signals(scorer.policy.targeting):  # read once a run

@@ -103,10 +103,10 @@ def score_chunks(chunks: Iterable[Chunk], scorer: Scorer, folder: Path, each: Ea
             read += chunk.read
         entities = list(entities)
         run.settle(len(sizes), entities, memory_limit)
-        run.write_meta(scorer, snapshot, sizes, entities, memory_limit)
-        scored = [i for i, size in enumerate(sizes) if size]
-        if each is None:
+        if each is None:  # the champion stays in this process: no file of it for other processes (~1 s)
             _HELD[str(folder)] = scorer.model
+        run.write_meta(scorer, snapshot, sizes, entities, memory_limit, model_file=each is not None)
+        scored = [i for i, size in enumerate(sizes) if size]
         write_lanes(run, scored, steps(score_part, scored), sizes, scorer.policy, scorer.bandit())
         steps(explain_part, list(range(len(sizes))))
         return ScoredParts(run, read)

@@ -69,3 +69,16 @@ def test_a_value_put_by_hand_stands_until_its_version_changes(warehouse):
     assert refreshing.get(warehouse, max_age=0) == "pinned" and source.reads == 0
     source.version = 2
     assert refreshing.get(warehouse, max_age=0) == "first"
+
+
+def test_stored_in_marks_each_id_the_snapshot_holds_in_the_ids_order_repeats_included(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from features.warehouse.partition_context import stored_in
+
+    path = tmp_path / "declarations.parquet"
+    pd.DataFrame({"declaration_id": ["a", "b", "b", "c"], "x": [1, 2, 3, 4]}).to_parquet(path)
+    ids = pd.Series(["z", "b", "a", "y", "b", "c"])
+    assert stored_in(str(path), ids).tolist() == [False, True, True, False, True, True]
+    assert stored_in(str(path), pd.Series([], dtype="str")).dtype == np.bool_
