@@ -85,10 +85,13 @@ def _lookup(frame: pd.DataFrame, table: pd.DataFrame | None, key: str, fields: l
 
 
 def positions(index: pd.Index, keys: pd.Series) -> np.ndarray:
-    """Each key's position in the unique `index`, -1 where it is absent (`Index.get_indexer`). Text on both sides
-    is matched by Arrow's hash join, without a Python string per value."""
+    """Each key's position in the unique `index`, -1 where it is absent (`Index.get_indexer`). Text on both sides,
+    at least as many keys as the index holds values, is matched by Arrow's hash join, without a Python string per
+    value; fewer keys go to pandas' own, whose hash table of the index is built on its first lookup and kept with
+    the index: the partitions of a batch and the API's small batches look up the same history's index again and
+    again (100k keys against 526k values: 37 ms, against Arrow's 127 ms that hashes the index on every call)."""
     within, found = text_chunks(index), text_chunks(keys)
-    if not (within and found):  # not text on both sides (or nothing to look up): pandas' own
+    if not (within and found) or len(keys) < len(index):
         return index.get_indexer(keys)
     found = pa.chunked_array(found)
     value_set = pa.chunked_array(within).combine_chunks().cast(found.type)

@@ -35,16 +35,17 @@ Scored = ScoredBatch | ScoredParts
 
 
 def score_in_process(rt: Runtime, path: Path, scorer: Scorer, mapping: str | None, rows: int, batch_id: str) -> Scored:
-    """Scoring in this process: whole up to `rows` declarations, beyond in partitions of `rows`; and in partitions
-    however small the file when the warehouse holds more than `training_memory_rows` declarations, as a retrain and
-    the monitor read such a history: through its snapshot in DuckDB, never whole in pandas."""
+    """Scoring in this process: whole up to `rows` declarations, beyond in partitions of `rows` (the history in
+    pandas, as whole scoring reads it); and in partitions however small the file when the warehouse holds more than
+    `training_memory_rows` declarations, as a retrain and the monitor read such a history: through its snapshot in
+    DuckDB, never whole in pandas."""
     stored = rt.warehouse.counts()["declarations"]
     large = stored > rt.settings.training_memory_rows
     if large:
         progress(f"{stored:,} declarations stored, more than training_memory_rows "
                  f"({rt.settings.training_memory_rows:,}): the warehouse is read through its snapshot in DuckDB")
     return score_source(path, scorer, rows, rt.settings.work_dir / batch_id, load_mapping(Path(mapping) if mapping else None),
-                        advance=bars.advance, memory_limit=rt.settings.score_memory_limit, partitioned=large)
+                        advance=bars.advance, memory_limit=rt.settings.score_memory_limit, snapshot=large)
 
 
 @task(name="score_declarations", cache_policy=NO_CACHE)
@@ -77,7 +78,7 @@ def score_on_cluster(rt: Runtime, path: Path, scorer: Scorer, mapping: str | Non
 
     progress(f"scoring {path.name} in partitions of {rows:,} declarations on the Dask cluster")
     return score_source(path, scorer, rows, rt.settings.work_dir / batch_id, load_mapping(Path(mapping) if mapping else None),
-                        each, memory_limit=rt.settings.score_memory_limit, partitioned=True)
+                        each, memory_limit=rt.settings.score_memory_limit, snapshot=True)
 
 
 @task(name="record_decisions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2)

@@ -8,8 +8,8 @@ The folder holds, for each partition i (a chunk of the input file, read a chunk 
   lading's totals over the batch's new declarations (`batch-bills.parquet`) and each entity key's first filing in
   the batch (`batch-first-<entity>.parquet`), each partition reading only its own keys of them
   (features/warehouse/partition_context.py);
-- the warehouse's snapshot (`snapshot/*.parquet`), the champion (`model.pkl`, where other processes score the
-  partitions) and the run's facts (`run.json`);
+- the warehouse's snapshot (`snapshot/*.parquet`, where the partitions read it through DuckDB), the champion
+  (`model.pkl`, where other processes score the partitions) and the run's facts (`run.json`);
 - as the steps go: `scores-i.parquet` (the partition's scores), `lanes-i.parquet` (its lanes, allocated over the
   whole batch), `out-i.parquet` (its output rows, valid and invalid, in file order).
 
@@ -20,18 +20,19 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.build import bill_totals
 from features.profiles import first_filings
-from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, stored_in
+from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT
 from serving.reasons import CONTRIBUTIONS_TYPE
 from serving.targeting import signals
 
@@ -76,17 +77,17 @@ class PartitionRun:
         return {"bills": str(self.folder / "batch-bills.parquet"),
                 **{name: str(self.folder / f"batch-first-{name}.parquet") for name in self.meta["entities"]}}
 
-    def add(self, i: int, chunk: Chunk, snapshot: dict[str, str], names: tuple[str, ...]) -> list[str]:
+    def add(self, i: int, chunk: Chunk, stored: Callable[[pd.Series], np.ndarray], names: tuple[str, ...]) -> list[str]:
         """Lay out chunk i: its rows, and its share of the batch-wide tables (settled by `settle`), for the
-        entities `names` (those the scorer reads the profiles of). Returns the entities whose first filings it
-        holds."""
+        entities `names` (those the scorer reads the profiles of); `stored(ids)`: which of these ids the warehouse
+        holds. Returns the entities whose first filings it holds."""
         valid = chunk.valid
         write(chunk.invalid, self.file("invalid", i))
         write(chunk.rejected, self.file("rejected", i), index=False)
         write(valid, self.part(i))
         if not len(valid):
             return []
-        new = valid[~stored_in(snapshot["declarations"], valid["declaration_id"])]
+        new = valid[~stored(valid["declaration_id"])]
         if "bill_of_lading" in new:
             mass = new["net_mass_kg"] if "net_mass_kg" in new else pd.Series(float("nan"), index=new.index)
             pd.DataFrame({"chunk": i, "position": new.index.to_numpy(dtype="int64"),

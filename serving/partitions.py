@@ -1,5 +1,6 @@
 """Batch scoring in partitions: a batch of any size scored a fixed number of rows at a time, in this process or as
-tasks on a Dask cluster (flows/score.py), with the memory of a partition, not of the batch or the history.
+tasks on a Dask cluster (flows/score.py), with the memory of a partition (and in this process of the history the
+scorer holds, unless read through the snapshot), not of the batch.
 
 The input file is read a chunk at a time straight into a run folder (serving/partition_run.py): each chunk's valid
 declarations are a partition, its invalid rows' output is ready at once. What whole scoring reads across the batch's
@@ -9,10 +10,12 @@ allocated over the whole batch at once (capacity is a share of the batch); last,
 rows get their features again and their reasons, and its output rows are written beside it (`explain_part`). The
 flow then streams the partitions' outputs into the output file and the decision log (`ScoredParts`).
 
-Whoever scores a partition (this process, a Dask worker) reads the run folder itself, and the warehouse's snapshot
-through DuckDB for that partition's declarations only (features/warehouse/partition_context.py). Nothing large goes
-through the Dask scheduler. The same folder and the same functions serve both: the two paths give the same bytes,
-and the same output as scoring the batch whole.
+Whoever scores a partition (this process, a Dask worker) reads the run folder itself. What the warehouse holds for
+the partition's declarations comes, in this process, from the scorer's history in pandas, as whole scoring reads it
+(memory holds the history and a partition, not the batch); on a Dask worker, or for a warehouse beyond what pandas
+should hold (`snapshot`), from the warehouse's snapshot through DuckDB, for that partition's declarations only
+(features/warehouse/partition_context.py). Nothing large goes through the Dask scheduler. The same folder and the
+same functions serve every path: they give the same bytes, and the same output as scoring the batch whole.
 """
 from __future__ import annotations
 
@@ -27,11 +30,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.context import ScoringContext
 from features.intake.checked import check_raw, file_sha256
 from features.intake.mapping import ColumnMapping, resolve_kind
 from features.intake.reader import every_row_of, read_chunks
 from features.progress import Advance, quiet
-from features.warehouse.partition_context import DEFAULT_MEMORY_LIMIT, SnapshotReader
+from features.warehouse.partition_context import (
+    DEFAULT_MEMORY_LIMIT,
+    HeldContext,
+    SnapshotReader,
+    stored_in,
+)
 from serving.batch import BatchSummary, ScoredBatch, invalid_output, score_checked
 from serving.lanes import LanePolicy, allocated, lane_inputs
 from serving.model_source import FixedSource
@@ -39,12 +48,22 @@ from serving.partition_run import Chunk, PartitionRun, read_output, write
 from serving.scorer import DETAIL_COLUMNS, OUTPUT_COLUMNS, Scorer
 from serving.selection import RED, YELLOW
 from serving.targeting import Bandit
-from training.models import RiskModel
 
 EXPLAIN_LANES = (RED, YELLOW)
-# The champion of the process that lays out a run, by run folder: a partition scored in that process takes it as it
-# is, its SHAP tables and lean revenue copy already made (~2.5 s at load), not the folder's copy a Dask worker reads.
-_HELD: dict[str, RiskModel] = {}
+
+
+@dataclass(frozen=True)
+class _Held:
+    """What the process that lays out a run holds for the partitions it scores itself: its scorer, whose champion
+    has its SHAP tables and lean revenue copy already made (~2.5 s at load; a Dask worker reads the folder's copy),
+    and, where the partitions read the scorer's history in pandas, that context (taken once: the same for every
+    partition, whatever the warehouse does meanwhile)."""
+
+    scorer: Scorer
+    context: ScoringContext | None
+
+
+_HELD: dict[str, _Held] = {}  # by run folder
 # The expected revenue of a partition scored in the process that laid out its run, where the lanes do not rank by it,
 # by (run folder, partition): predicted on another thread, on one core, while this one builds the next partition's
 # features (as whole scoring predicts it meanwhile); its explaining step takes it (a Dask worker predicts it at once).
@@ -87,25 +106,35 @@ class ScoredParts:
 
 
 def score_chunks(chunks: Iterable[Chunk], scorer: Scorer, folder: Path, each: Each | None = None,
-                 advance: Advance = quiet, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> ScoredParts:
-    """Score a batch given a chunk at a time (each chunk a partition) through a run folder at `folder`: the
-    scorer's warehouse snapshot is written there, and `each` runs the partitions' two steps (default: in this
-    process). The folder stays until the result's `remove` (removed at once when the scoring fails)."""
+                 advance: Advance = quiet, memory_limit: str = DEFAULT_MEMORY_LIMIT,
+                 snapshot: bool = False) -> ScoredParts:
+    """Score a batch given a chunk at a time (each chunk a partition) through a run folder at `folder`; `each` runs
+    the partitions' two steps (default: in this process). Partitions scored in this process read the scorer's
+    history in pandas, as whole scoring does, unless `snapshot`; those of `each`, or with `snapshot`, read the
+    scorer's warehouse snapshot, written to the folder, through DuckDB. The folder stays until the result's `remove`
+    (removed at once when the scoring fails)."""
     run = PartitionRun(folder)
     steps = each or (lambda step, partitions: in_order(step, partitions, folder, advance))
     try:
-        snapshot = scorer.warehouse.export_tables(folder / "snapshot")
+        folder.mkdir(parents=True, exist_ok=True)
+        if each is not None or snapshot:
+            tables = scorer.warehouse.export_tables(folder / "snapshot")
+            stored = functools.partial(stored_in, tables["declarations"])
+            held = None
+        else:  # the snapshot's profiles and known ids as the scorer holds them, taken once
+            tables, held = {}, scorer.context()
+            stored = lambda ids: held.known_ids.get_indexer(ids) >= 0  # noqa: E731
+        if each is None:  # the champion stays in this process: no file of it for other processes (~1 s)
+            _HELD[str(folder)] = _Held(scorer, held)
         sizes, read, entities = [], 0, {}
         names = scorer.profiles_read()
         for i, chunk in enumerate(chunks):
-            entities.update(dict.fromkeys(run.add(i, chunk, snapshot, names)))
+            entities.update(dict.fromkeys(run.add(i, chunk, stored, names)))
             sizes.append(len(chunk.valid))
             read += chunk.read
         entities = list(entities)
         run.settle(len(sizes), entities, memory_limit)
-        if each is None:  # the champion stays in this process: no file of it for other processes (~1 s)
-            _HELD[str(folder)] = scorer.model
-        run.write_meta(scorer, snapshot, sizes, entities, memory_limit, model_file=each is not None)
+        run.write_meta(scorer, tables, sizes, entities, memory_limit, model_file=each is not None)
         scored = [i for i, size in enumerate(sizes) if size]
         write_lanes(run, scored, steps(score_part, scored), sizes, scorer.policy, scorer.bandit())
         steps(explain_part, list(range(len(sizes))))
@@ -143,13 +172,13 @@ def write_lanes(run: PartitionRun, scored: list[int], inputs: list[pd.DataFrame]
 
 def score_partitioned(declarations: pd.DataFrame, scorer: Scorer, rows: int, folder: Path,
                       each: Each | None = None, advance: Advance = quiet,
-                      memory_limit: str = DEFAULT_MEMORY_LIMIT) -> pd.DataFrame:
-    """`scorer.score(declarations)` (valid canonical declarations), `rows` at a time, as one frame."""
+                      memory_limit: str = DEFAULT_MEMORY_LIMIT, snapshot: bool = False) -> pd.DataFrame:
+    """`scorer.score(declarations)` (valid canonical declarations), `rows` at a time, as one frame (`score_chunks`)."""
     declarations = declarations.reset_index(drop=True)
     empty = pd.DataFrame(columns=OUTPUT_COLUMNS + DETAIL_COLUMNS)
     chunks = (Chunk(declarations.iloc[start:start + rows], empty, pd.DataFrame(), min(rows, len(declarations) - start))
               for start in range(0, len(declarations), max(rows, 1)))
-    scored = score_chunks(chunks, scorer, folder, each, advance, memory_limit)
+    scored = score_chunks(chunks, scorer, folder, each, advance, memory_limit, snapshot)
     try:
         return pd.concat(list(scored.output_chunks()), ignore_index=True)
     finally:
@@ -157,13 +186,17 @@ def score_partitioned(declarations: pd.DataFrame, scorer: Scorer, rows: int, fol
 
 
 @functools.lru_cache(maxsize=1)
-def worker(folder: str) -> tuple[Scorer, SnapshotReader]:
-    """The run's scorer and snapshot reader, built once per process and run: the champion from its file (or as the
-    process that laid out the run holds it), the snapshot's profiles indexed in DuckDB (one run at a time: the next
-    run's frees this one's)."""
+def worker(folder: str) -> tuple[Scorer, HeldContext | SnapshotReader]:
+    """The run's scorer and the reader of what its partitions read of the warehouse and the batch, built once per
+    process and run (one run at a time: the next run's frees this one's): the scorer and context the process that
+    laid out the run holds, or the champion from its file (or as that process holds it) and the snapshot's profiles
+    indexed in DuckDB."""
     run = PartitionRun(Path(folder))
     meta = run.meta
-    model = _HELD.get(folder) or pickle.loads((Path(folder) / "model.pkl").read_bytes())
+    held = _HELD.get(folder)
+    if held is not None and held.context is not None:
+        return held.scorer, HeldContext(held.context)
+    model = held.scorer.model if held is not None else pickle.loads((Path(folder) / "model.pkl").read_bytes())
     scorer = Scorer(None, LanePolicy.model_validate(meta["policy"]),  # type: ignore[arg-type] - no warehouse: the
                     FixedSource({meta["version"]: model}, meta["version"]))  # contexts come from the reader
     scorer.refresh_model(force=True)
@@ -215,17 +248,17 @@ def explain_part(folder: str, i: int) -> int:
 
 def score_source(path: Path, scorer: Scorer, rows: int, folder: Path, mapping: ColumnMapping | None = None,
                  each: Each | None = None, advance: Advance = quiet, memory_limit: str = DEFAULT_MEMORY_LIMIT,
-                 partitioned: bool = False) -> ScoredBatch | ScoredParts:
+                 snapshot: bool = False) -> ScoredBatch | ScoredParts:
     """A file of declarations (in the mapping's layout) scored: whole when it holds at most `rows` rows (and
-    `partitioned` is not asked), else read `rows` at a time straight into partitions (`score_chunks`). Either way a
-    row has the same verdict and the batch the same output; a malformed row refuses the file (scoring answers
-    every row)."""
+    `snapshot` is not asked), else read `rows` at a time straight into partitions (`score_chunks`; with `snapshot`,
+    the warehouse read through its snapshot in DuckDB, never whole in pandas). Either way a row has the same verdict
+    and the batch the same output; a malformed row refuses the file (scoring answers every row)."""
     mapping = mapping or ColumnMapping()
     kind, source = resolve_kind(path, "declarations", mapping), str(path.resolve())
     raws = read_chunks(path, rows, mapping.delimiter, mapping.encoding)
     first = next(raws)
     second = next(raws, None)
-    if second is None and not partitioned:
+    if second is None and not snapshot:
         checked = check_raw(every_row_of(path, first), kind, mapping, source, file_sha256(path))
         return score_checked(checked, scorer, advance)
 
@@ -235,4 +268,4 @@ def score_source(path: Path, scorer: Scorer, rows: int, folder: Path, mapping: C
             invalid = invalid_output(checked, scorer) if len(checked.rejected) else \
                 pd.DataFrame(columns=OUTPUT_COLUMNS + DETAIL_COLUMNS)
             yield Chunk(checked.valid, invalid, checked.rejected, checked.read)
-    return score_chunks(chunks(), scorer, folder, each, advance, memory_limit)
+    return score_chunks(chunks(), scorer, folder, each, advance, memory_limit, snapshot)

@@ -35,7 +35,59 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-class SnapshotReader:
+class BatchTables:
+    """The batch-wide tables of a run scored in partitions (serving/partition_run.py), read a partition at a time
+    through DuckDB: `batch_state(tables, partition)`."""
+
+    def __init__(self):
+        self.con = duckdb.connect()
+        self.con.execute("SET threads = 1")  # the same order of additions on every worker: the same bytes
+        self.tables: dict[str, str] = {}
+
+    def close(self) -> None:
+        self.con.close()
+
+    def _matching(self, table: str, column: str, values: pd.Series, select: str = "*", group: str = "",
+                  arrow: bool = False) -> pd.DataFrame:
+        """Rows of a snapshot table (or a relation: `read_parquet(...)`, a table) whose `column` is one of `values`.
+        `arrow`: fetched through Arrow, for a query whose columns are text and numbers that cannot be missing (ids,
+        counts, sums), which Arrow gives pandas as DuckDB's own conversion does, in half the time."""
+        relation = self.tables.get(table, table)
+        self.con.register("wanted", pa.table({"value": _text(pd.Series(values.dropna().unique()))}))
+        try:
+            found = self.con.sql(f"SELECT {select} FROM {relation} WHERE \"{column}\" IN "
+                                 f"(SELECT value FROM wanted) {group}")
+            return found.to_arrow_table().to_pandas() if arrow else found.df()
+        finally:
+            self.con.unregister("wanted")
+
+    def batch_state(self, tables: dict[str, str], partition: pd.DataFrame) -> BatchState:
+        """A partition's share of its batch's state: the batch-wide tables (serving/partition_run.py: "bills", and
+        the first filings of each entity) read for this partition's bills and entity keys only."""
+        bills = pd.DataFrame(columns=["bl_net_mass_kg", "bl_items"])
+        if "bill_of_lading" in partition:
+            bills = self._matching(f"read_parquet({_quoted(tables['bills'])})", "bill_of_lading",
+                                   partition["bill_of_lading"]).set_index("bill_of_lading")
+        first = {}
+        for name, key in entity_keys(partition, tuple(n for n in tables if n != "bills")).items():
+            found = self._matching(f"read_parquet({_quoted(tables[name])})", "key", pd.Series(key))
+            first[name] = pd.Series(found["first"].to_numpy(), index=pd.Index(found["key"].to_numpy(dtype=object)))
+        return BatchState(bill_totals=bills, first_filed=first)
+
+
+class HeldContext(BatchTables):
+    """A run's partitions read against a scoring context already in memory (the scorer's history in pandas, as
+    whole scoring reads it): `context(partition)` gives that context whole, whatever the partition."""
+
+    def __init__(self, context: ScoringContext):
+        super().__init__()
+        self.held = context
+
+    def context(self, partition: pd.DataFrame) -> ScoringContext:  # noqa: ARG002 - the same for every partition
+        return self.held
+
+
+class SnapshotReader(BatchTables):
     """The snapshot's Parquet files (table → path, as Warehouse.export_tables writes them), read a partition at a
     time. Build once per process and run; `context(partition)` for each partition."""
 
@@ -44,8 +96,7 @@ class SnapshotReader:
                  batch: list[str] | None = None):
         """`batch`: the Parquet files of every declaration the run will ask about (its partitions); the snapshot's
         rows of their keys are then set apart once (`_set_apart`), and each partition's reads join those alone."""
-        self.con = duckdb.connect()
-        self.con.execute("SET threads = 1")  # the same order of additions on every worker: the same bytes
+        super().__init__()
         self.tables = {name: f"read_parquet({_quoted(path)})" for name, path in snapshot.items()}
         self._described: dict[str, list[str]] = {}
         asked = (f"SELECT * FROM read_parquet([{', '.join(_quoted(p) for p in batch)}], union_by_name = true)"
@@ -74,9 +125,6 @@ class SnapshotReader:
                                  f"{self.tables[table]} WHERE \"{key}\" IN (SELECT \"{key}\" FROM ({asked}))")
                 self.reads[name] = f"run_{name}"
 
-    def close(self) -> None:
-        self.con.close()
-
     def _columns(self, table: str) -> list[str]:
         """A snapshot table's columns (read from its file's metadata once)."""
         if table not in self._described:
@@ -84,36 +132,9 @@ class SnapshotReader:
                 f"DESCRIBE SELECT * FROM {self.tables[table]}").fetchall()]
         return self._described[table]
 
-    def _matching(self, table: str, column: str, values: pd.Series, select: str = "*", group: str = "",
-                  arrow: bool = False) -> pd.DataFrame:
-        """Rows of a snapshot table (or a relation: `read_parquet(...)`, a table) whose `column` is one of `values`.
-        `arrow`: fetched through Arrow, for a query whose columns are text and numbers that cannot be missing (ids,
-        counts, sums), which Arrow gives pandas as DuckDB's own conversion does, in half the time."""
-        relation = self.tables.get(table, table)
-        self.con.register("wanted", pa.table({"value": _text(pd.Series(values.dropna().unique()))}))
-        try:
-            found = self.con.sql(f"SELECT {select} FROM {relation} WHERE \"{column}\" IN "
-                                 f"(SELECT value FROM wanted) {group}")
-            return found.to_arrow_table().to_pandas() if arrow else found.df()
-        finally:
-            self.con.unregister("wanted")
-
     def _fields(self, table: str, key: str, fields: list[str]) -> str:
         """The SELECT list of a table's key and those of `fields` it holds: what integrating reads of it."""
         return ", ".join(f'"{c}"' for c in [key, *[f for f in fields if f in self._columns(table)]])
-
-    def batch_state(self, tables: dict[str, str], partition: pd.DataFrame) -> BatchState:
-        """A partition's share of its batch's state: the batch-wide tables (serving/partition_run.py: "bills", and
-        the first filings of each entity) read for this partition's bills and entity keys only."""
-        bills = pd.DataFrame(columns=["bl_net_mass_kg", "bl_items"])
-        if "bill_of_lading" in partition:
-            bills = self._matching(f"read_parquet({_quoted(tables['bills'])})", "bill_of_lading",
-                                   partition["bill_of_lading"]).set_index("bill_of_lading")
-        first = {}
-        for name, key in entity_keys(partition, tuple(n for n in tables if n != "bills")).items():
-            found = self._matching(f"read_parquet({_quoted(tables[name])})", "key", pd.Series(key))
-            first[name] = pd.Series(found["first"].to_numpy(), index=pd.Index(found["key"].to_numpy(dtype=object)))
-        return BatchState(bill_totals=bills, first_filed=first)
 
     def context(self, partition: pd.DataFrame) -> ScoringContext:
         """What scoring these declarations reads of the warehouse (features/build.py `integrate`, the profiles)."""

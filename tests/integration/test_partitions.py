@@ -1,5 +1,5 @@
-"""Scoring in partitions (serving/partitions.py), each reading the warehouse's snapshot for its own declarations
-through DuckDB, gives what scoring the batch whole gives."""
+"""Scoring in partitions (serving/partitions.py), each reading the scorer's history in pandas or the warehouse's
+snapshot for its own declarations through DuckDB, gives what scoring the batch whole gives."""
 from __future__ import annotations
 
 import numpy as np
@@ -36,13 +36,14 @@ def assert_same(got: pd.DataFrame, want: pd.DataFrame) -> None:
     assert got["contributions"].tolist() == want["contributions"].tolist()
 
 
-def test_partitions_score_as_the_whole_batch(scorer, batch, tmp_path):
+@pytest.mark.parametrize("snapshot", [False, True], ids=["history-in-pandas", "snapshot-in-duckdb"])
+def test_partitions_score_as_the_whole_batch(scorer, batch, tmp_path, snapshot):
     whole = scorer.score(batch)
     assert (whole["lane"] == "red").sum() == 175 and whole["reasons"].str.len().gt(0).sum() > 400
-    parts = score_partitioned(batch, scorer, 700, tmp_path / "run")
+    parts = score_partitioned(batch, scorer, 700, tmp_path / "run", snapshot=snapshot)
     assert not (tmp_path / "run").exists()  # the run folder goes with the run
     assert_same(parts, whole)
-    assert_same(score_partitioned(batch, scorer, 10_000, tmp_path / "run"), whole)  # one partition
+    assert_same(score_partitioned(batch, scorer, 10_000, tmp_path / "run", snapshot=snapshot), whole)  # one partition
 
 
 def test_a_partition_reads_its_whole_batch_across_rows(scorer, batch):

@@ -59,7 +59,7 @@ def test_a_small_file_against_a_history_beyond_training_memory_rows_goes_through
     taken = []
     real = score_flow.score_source
     monkeypatch.setattr(score_flow, "score_source",
-                        lambda *a, **k: taken.append(k["partitioned"]) or real(*a, **k))
+                        lambda *a, **k: taken.append(k["snapshot"]) or real(*a, **k))
     path = write_csv(tmp_path / "batch.csv", world.declarations.iloc[16_500:17_500])
     score_flow.customs_score(str(path), str(tmp_path / "whole.csv"))
     monkeypatch.setenv("ADUANA_TRAINING_MEMORY_ROWS", "10000")  # the home holds 17,000

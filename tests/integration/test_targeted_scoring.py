@@ -104,16 +104,18 @@ def test_a_batch_spends_its_red_capacity_on_the_model_the_sources_and_a_random_s
     pd.testing.assert_series_equal(parts["reasons"], targeted.score(batch)["reasons"], check_exact=True)
 
 
-def test_a_batch_scored_in_partitions_targets_as_it_does_whole(targeted, world, tmp_path):
-    """Each partition reads the novelty of its declarations from the snapshot in DuckDB and the anomaly model from
-    the run folder: the sources, and so the lanes, strata and probabilities, are those of the batch scored whole."""
+@pytest.mark.parametrize("snapshot", [False, True], ids=["history-in-pandas", "snapshot-in-duckdb"])
+def test_a_batch_scored_in_partitions_targets_as_it_does_whole(targeted, world, tmp_path, snapshot):
+    """Each partition reads the novelty of its declarations from the history in pandas or the snapshot in DuckDB
+    (and there the anomaly model from the run folder): the sources, and so the lanes, strata and probabilities, are
+    those of the batch scored whole."""
     from features.intake.checked import read_checked
     from serving.partitions import score_partitioned
 
     rows = world.declarations.tail(3000).reset_index(drop=True)
     batch = read_checked(write_csv(tmp_path / "batch.csv", rows), "declarations").valid
     whole = targeted.score(batch)
-    parts = score_partitioned(batch, targeted, 700, tmp_path / "run")
+    parts = score_partitioned(batch, targeted, 700, tmp_path / "run", snapshot=snapshot)
     novelty = {"new_pairs", "importer_mix_shift", "heading_origin_shift"}
     assert novelty & set(whole["stratum"]) and "anomaly" in set(whole["stratum"])
     columns = ["declaration_id", "risk_score", "lane", "selected_by", "stratum", "inclusion_probability", "reasons"]

@@ -35,6 +35,7 @@ def test_arrow_positions_equal_pandas_get_indexer():
     index = pd.Index(["B1", "B2", None, "B4"], dtype="str")
     keys = pd.Series(["B4", "B9", None, "B1", "B1", "b1"], dtype="str")
     assert positions(index, keys).tolist() == index.get_indexer(keys.to_numpy()).tolist() == [3, -1, 2, 0, 0, -1]
+    assert positions(index, keys.iloc[[0, 2, 5]]).tolist() == [3, 2, -1]  # fewer keys than values: pandas' own
     numbers = pd.Index([10, 20, 30])
     assert positions(numbers, pd.Series([30, 5])).tolist() == [2, -1]  # not text: pandas' own
 
