@@ -79,6 +79,8 @@ def as_duckdb_gives(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
     pandas' nullable integers), through Arrow: a million declarations in 0.4 s against 1.8–2.0 s, the history's
     read when scoring or the API starts. A column of another kind, or no rows, is left to `.df()`."""
     table = con.sql(sql).to_arrow_table()
+    if not table.num_rows:
+        return con.execute(sql).df()
     frame = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         kind = column.type
@@ -91,8 +93,6 @@ def as_duckdb_gives(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
             frame[name] = column.cast(pa.timestamp("us")).to_pandas()
         else:
             return con.execute(sql).df()
-    if not table.num_rows:
-        return con.execute(sql).df()
     return pd.DataFrame(frame)
 
 

@@ -82,3 +82,22 @@ def test_stored_in_marks_each_id_the_snapshot_holds_in_the_ids_order_repeats_inc
     ids = pd.Series(["z", "b", "a", "y", "b", "c"])
     assert stored_in(str(path), ids).tolist() == [False, True, True, False, True, True]
     assert stored_in(str(path), pd.Series([], dtype="str")).dtype == np.bool_
+
+
+@pytest.mark.parametrize("where", ["", "WHERE false"], ids=["rows", "no-rows"])
+def test_a_read_through_arrow_gives_the_frame_duckdbs_own_conversion_gives(where):
+    import duckdb
+    import pandas as pd
+
+    from features.warehouse.reads import as_duckdb_gives
+
+    con = duckdb.connect()
+    con.execute("""CREATE TABLE t AS SELECT * FROM (VALUES
+        ('a', DATE '2024-01-02', TIMESTAMP '2024-01-02 03:04:05', 1::TINYINT, NULL::TINYINT, 5::BIGINT, 1.5, true),
+        (NULL, NULL, NULL, 2::TINYINT, 1::TINYINT, NULL::BIGINT, NULL, false))
+        AS v(text, day, moment, flag, outcome, count, amount, yes)""")
+    sql = f"SELECT * FROM t {where}"
+    pd.testing.assert_frame_equal(as_duckdb_gives(con, sql), con.execute(sql).df(), check_exact=True)
+    listed = f"SELECT text, [1, 2] AS items FROM t {where}"  # a kind it does not convert: DuckDB's own
+    pd.testing.assert_frame_equal(as_duckdb_gives(con, listed), con.execute(listed).df())
+    con.close()
