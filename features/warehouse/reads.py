@@ -61,12 +61,14 @@ def table(warehouse: Warehouse, name: str) -> pd.DataFrame:
     if name not in STORED_KINDS:
         raise ValueError(f"unknown table {name!r}")
     with warehouse.connect(read_only=True) as con:
-        columns = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall() if r[0] not in STORED_BOOKKEEPING]
-        return as_duckdb_gives(con, f"SELECT {', '.join(_quoted(c) for c in columns)} FROM {name}")
+        return as_duckdb_gives(con, _canonical(con, name))
 
 
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _canonical(con: duckdb.DuckDBPyConnection, name: str) -> str:
+    """The SELECT of a stored table's canonical columns: every column but the bookkeeping ones."""
+    columns = ['"' + r[0].replace('"', '""') + '"' for r in con.execute(f"DESCRIBE {name}").fetchall()
+               if r[0] not in STORED_BOOKKEEPING]
+    return f"SELECT {', '.join(columns)} FROM {name}"
 
 
 _NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
@@ -104,10 +106,8 @@ def export_tables(warehouse: Warehouse, folder: Path) -> dict[str, str]:
     with warehouse.connect(read_only=True) as con:
         con.begin()  # the three tables as of one moment
         for name in STORED_KINDS:
-            columns = [r[0] for r in con.execute(f"DESCRIBE {name}").fetchall() if r[0] not in STORED_BOOKKEEPING]
             paths[name] = str(folder / f"{name}.parquet")
-            selected = ", ".join(f'"{c}"' for c in columns)
             target = paths[name].replace("'", "''")
-            con.execute(f"COPY (SELECT {selected} FROM {name}) TO '{target}' (FORMAT parquet)")
+            con.execute(f"COPY ({_canonical(con, name)}) TO '{target}' (FORMAT parquet)")
         con.commit()
     return paths
