@@ -187,7 +187,8 @@ def stage_serving(work: Path, rows: int) -> dict:
 
     # Fixed costs: a process's start to its first 200 from /readyz (1 worker) and its first call; then c=16 on 2
     # workers (benchmarks/serve_workers.py: as `aduana serve --workers 2` runs). Last, a promotion's model load in
-    # this process: the champion's pickle read back, and the first scoring call on it against the next.
+    # this process: the champion's pickle read back, the switch to it (refresh_model), and the first scoring call on
+    # it against the next.
     plain = {"api_concurrency_1": result.pop(named[PLAIN]), "model_columns": len(model.columns),  # how many of them
              "model_columns_in_body": len(set(model.columns) & set(bodies[0]))}  # a body gives it: the rest missing
     served_by = {"aduana": ("serving.api.fixed:app", {"ADUANA_FIXED_API": json.dumps(
@@ -209,13 +210,16 @@ def stage_serving(work: Path, rows: int) -> dict:
     promoted = pickle.loads(blob)
     loads_s = time.perf_counter() - t
     scorer.source = FixedSource({"bench": model, "promoted": promoted}, "promoted")
-    scorer.refresh_model(force=True)
+    t = time.perf_counter()
+    scorer.refresh_model(force=True)  # the switch: the model made ready to serve (its SHAP tables, as pickled)
+    switch_s = time.perf_counter() - t
     calls = []
     for _ in range(2):
         t = time.perf_counter()
         scorer.score_realtime([record], thresholds)
         calls.append(time.perf_counter() - t)
     result["model_load_after_promotion"] = {"pickle_mb": len(blob) / 2**20, "pickle_loads_ms": 1000 * loads_s,
+                                            "switch_ms": 1000 * switch_s,
                                             "first_call_ms": 1000 * calls[0], "next_call_ms": 1000 * calls[1]}
 
     aduana_1, plain_1 = result["api_concurrency_1"], plain["api_concurrency_1"]

@@ -61,9 +61,10 @@ class ScoringContext:
     def from_tables(cls, declarations: pd.DataFrame, manifests: pd.DataFrame, traders: pd.DataFrame) -> ScoringContext:
         if declarations.empty:
             declarations = empty_declarations()
-        history = integrate(declarations, manifests, traders)
+        totals = bill_totals(declarations)
+        history = integrate(declarations, manifests, traders, totals=totals)
         return cls(manifests=keyed(manifests, "bill_of_lading"), traders=keyed(traders, "importer_id"),
-                   bill_totals=bill_totals(declarations), known_ids=pd.Index(declarations["declaration_id"].unique()),
+                   bill_totals=totals, known_ids=pd.Index(declarations["declaration_id"].unique()),
                    history=history, profiles=ProfileIndex(history))
 
     @property

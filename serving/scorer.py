@@ -47,7 +47,6 @@ from serving.selection import (  # noqa: F401 - Thresholds is re-exported: servi
 )
 from serving.targeting import COMBINED, RANDOM, SOURCE_PREFIX, SOURCES, Bandit, bandit_from_evidence, signals
 from training.anomaly import ANOMALY_MODEL_NAME, CHAMPION, AnomalyModel, load_anomaly
-from training.explainer import leaf_shap
 from training.models import RiskModel, revenue_predictor
 
 OUTPUT_COLUMNS = ["declaration_id", "risk_score", "expected_revenue", "lane", "selected_by", "reasons", "model_version"]
@@ -135,7 +134,7 @@ class Scorer:
             version = self.source.champion_version()
             if version is not None and version != self.version:
                 model = self.source.load(version)
-                leaf_shap(model.classifier)  # the reasons' SHAP tables, made before the model serves
+                model.shap_tables()  # the reasons' SHAP tables, stored with the model or made before it serves
                 if model.revenue_model is not None:
                     revenue_predictor(model.revenue_model)  # and the revenue model's lean copy
                 self.model, self.version = model, version

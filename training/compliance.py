@@ -36,7 +36,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy.stats import beta, norm
 
 STRATUM_DIGITS = 12  # probabilities equal to 12 digits form one stratum
 ROUND_DIGITS = 6  # floats in to_dict
@@ -174,6 +173,9 @@ def korn_graubard(rate: float, variance: float, observed: int, level: float) -> 
         n = float(observed)
     else:
         n = min(rate * (1 - rate) / variance, float(observed))
+    # imported here: scipy.stats takes ~0.5 s to import, which the API's start would pay for nothing
+    from scipy.stats import beta
+
     x = n * rate
     alpha = 1 - level
     low = float(beta.ppf(alpha / 2, x, n - x + 1)) if x > 0 else 0.0
@@ -221,6 +223,8 @@ def revenue_at_stake(outcome: np.ndarray, probability: np.ndarray, level: float 
     totals = _totals(_strata(y, p), fallback) if len(y) else None
     if totals is None:
         return Estimate(None, None, None, level, method=_method(base, totals), **counts)
+    from scipy.stats import norm  # imported here, as `beta` in korn_graubard
+
     half_width = float(norm.ppf((1 + level) / 2)) * totals.variance ** 0.5
     low = max(totals.total - half_width, float(seen.sum()))
     if totals.estimated_rows and totals.variance == 0:

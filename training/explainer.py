@@ -21,48 +21,51 @@ from catboost import CatBoostClassifier, Pool
 from training.leaf_shap import LeafShap
 
 ZERO_APPROX = 1e-9  # CatBoost's own test for a leaf value that is not zero
-_EXPLAINERS: dict[int, list] = {}  # by the classifier's id, a few at most: [classifier, explainer, its JSON or None]
+_EXPLAINERS: dict[int, tuple[CatBoostClassifier, CatBoostClassifier]] = {}  # by the classifier's id, a few at most
 _TABLES: dict[int, tuple[CatBoostClassifier, LeafShap | None]] = {}
 _LOCK = threading.Lock()
 
 
 def explainer(classifier: CatBoostClassifier) -> CatBoostClassifier:
     """The classifier to compute SHAP values with (itself when every leaf with a value has a weight)."""
-    return _explainer(classifier)[0]
+    found = _cached(_EXPLAINERS, classifier)
+    if found is not None:
+        return found
+    spec = _weighted(classifier)
+    return _remember(_EXPLAINERS, classifier, classifier if spec is None else _loaded(spec))
 
 
-def _explainer(classifier: CatBoostClassifier) -> tuple[CatBoostClassifier, dict | None]:
-    """`explainer`, and the JSON it was loaded from when it had to be made (None once read, or when it is the
-    classifier itself): its SHAP tables are read from that JSON, not from another export of the model."""
-    with _LOCK:
-        found = _EXPLAINERS.get(id(classifier))
-        if found is not None and found[0] is classifier:
-            return found[1], found[2]
-        made, spec = _weighted(classifier)
-        if len(_EXPLAINERS) >= 4:
-            _EXPLAINERS.pop(next(iter(_EXPLAINERS)))
-        _EXPLAINERS[id(classifier)] = [classifier, made, spec]
-        return made, spec
-
-
-def leaf_shap(classifier: CatBoostClassifier) -> LeafShap | None:
-    """The explainer's SHAP tables (training/leaf_shap.py), made once per classifier; None where they would not be
-    exact (CatBoost's own SHAP serves then)."""
+def leaf_shap(classifier: CatBoostClassifier, stored: LeafShap | None = None) -> LeafShap | None:
+    """The explainer's SHAP tables (training/leaf_shap.py), made once per classifier (~1 s at 600 trees, most of it
+    CatBoost's JSON export), or `stored`: those the model was stored with; None where they would not be exact
+    (CatBoost's own SHAP serves then). They are read from the explainer's JSON: the explainer's splits and leaf
+    values are the classifier's (only leaf weights differ), so the leaves are read from the classifier, and the
+    explainer itself is never loaded for them."""
     with _LOCK:
         found = _TABLES.get(id(classifier))
         if found is not None and found[0] is classifier:
             return found[1]
-    model, spec = _explainer(classifier)
-    made = LeafShap.of(model, spec)
-    if made is not None:  # the explainer's splits are the classifier's (only leaf weights differ), so the leaves
-        made.model = classifier  # are read from the classifier: a model loaded from JSON costs more per call
+    if stored is not None:
+        return _remember(_TABLES, classifier, stored)
+    spec = _weighted(classifier)
+    made = LeafShap.of(classifier, spec)
+    if made is None and spec is not None:  # CatBoost's own SHAP serves: its explainer from this export
+        _remember(_EXPLAINERS, classifier, _loaded(spec))
+    return _remember(_TABLES, classifier, made)
+
+
+def _cached(cache: dict, classifier: CatBoostClassifier):  # noqa: ANN202 - the cache's value
     with _LOCK:
-        if (entry := _EXPLAINERS.get(id(classifier))) is not None and entry[0] is classifier:
-            entry[2] = None  # a model's whole JSON is large: not kept once its tables are made
-        if len(_TABLES) >= 4:
-            _TABLES.pop(next(iter(_TABLES)))
-        _TABLES[id(classifier)] = (classifier, made)
-    return made
+        found = cache.get(id(classifier))
+        return found[1] if found is not None and found[0] is classifier else None
+
+
+def _remember(cache: dict, classifier: CatBoostClassifier, value):  # noqa: ANN001, ANN202 - the cache's value
+    with _LOCK:
+        if len(cache) >= 4:
+            cache.pop(next(iter(cache)))
+        cache[id(classifier)] = (classifier, value)
+    return value
 
 
 def shap_values(classifier: CatBoostClassifier, pool: Pool) -> np.ndarray:
@@ -74,20 +77,29 @@ def shap_values(classifier: CatBoostClassifier, pool: Pool) -> np.ndarray:
     return explainer(classifier).get_feature_importance(pool, type="ShapValues")
 
 
-def _weighted(classifier: CatBoostClassifier) -> tuple[CatBoostClassifier, dict | None]:
+def _weighted(classifier: CatBoostClassifier) -> dict | None:
+    """The classifier's JSON export with each leaf that has a value but no weight weighing one row; None where it
+    has none (the classifier is its own explainer)."""
     weights = np.asarray(classifier.get_leaf_weights())
     dimension = np.asarray(classifier.get_leaf_values()).size // max(len(weights), 1)  # values per leaf
     values = np.abs(np.asarray(classifier.get_leaf_values())).reshape(len(weights), dimension).sum(axis=1)
     if not ((weights == 0) & (values >= ZERO_APPROX)).any():
-        return classifier, None
+        return None
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.json"
         classifier.save_model(str(path), format="json")
         model = json.loads(path.read_text())
-        for tree in model["oblivious_trees"]:
-            leaf_values = tree["leaf_values"]
-            for leaf, weight in enumerate(tree["leaf_weights"]):
-                if weight == 0 and sum(abs(v) for v in leaf_values[leaf * dimension:(leaf + 1) * dimension]) >= ZERO_APPROX:
-                    tree["leaf_weights"][leaf] = 1.0
-        path.write_text(json.dumps(model))
-        return CatBoostClassifier().load_model(str(path), format="json"), model
+    for tree in model["oblivious_trees"]:
+        leaf_values = tree["leaf_values"]
+        for leaf, weight in enumerate(tree["leaf_weights"]):
+            if weight == 0 and sum(abs(v) for v in leaf_values[leaf * dimension:(leaf + 1) * dimension]) >= ZERO_APPROX:
+                tree["leaf_weights"][leaf] = 1.0
+    return model
+
+
+def _loaded(spec: dict) -> CatBoostClassifier:
+    """A classifier from its JSON export."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.json"
+        path.write_text(json.dumps(spec))
+        return CatBoostClassifier().load_model(str(path), format="json")

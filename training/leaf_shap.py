@@ -47,6 +47,20 @@ class LeafShap:
         self.base = base  # the mean prediction under the leaf weights, plus the model's bias
         self.n_features = n_features
 
+    def __getstate__(self) -> dict:
+        """Pickled without `touched`, which is made again from the table on first use."""
+        return {name: value for name, value in self.__dict__.items() if name != "touched"}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The tables as plain arrays (training/store.py writes them beside the model)."""
+        return {"table": self.table, "offsets": self.offsets, "base": np.array(self.base),
+                "n_features": np.array(self.n_features)}
+
+    @classmethod
+    def from_arrays(cls, model, arrays) -> LeafShap:  # noqa: ANN001 - a CatBoost model, `arrays`' mapping
+        """The tables `arrays` gave of `model`."""
+        return cls(model, arrays["table"], arrays["offsets"], float(arrays["base"]), int(arrays["n_features"]))
+
     @classmethod
     def of(cls, model, spec: dict | None = None) -> LeafShap | None:
         """The tables of a fitted CatBoostClassifier or CatBoostRegressor, or None where they would not be exact.

@@ -22,6 +22,8 @@ from features.build import MONOTONE_INCREASING, FeatureSet
 from features.errors import UserError
 from features.prices import PriceBands
 from features.progress import Advance, quiet
+from training.explainer import leaf_shap
+from training.leaf_shap import LeafShap
 from training.metrics import pr_auc
 from training.user_policies import FitConfig
 
@@ -126,6 +128,18 @@ class RiskModel:
     revenue_smearing: float = 1.0  # Duan's smearing factor for a log-scale regression
     params: dict = field(default_factory=dict)
     price_bands: PriceBands | None = None  # the unit-price bands it was trained with, for scoring
+    # the classifier's SHAP tables as the model was stored or pickled with them (`shap_tables`)
+    stored_tables: LeafShap | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict:
+        """A pickled model carries its SHAP tables, so that whoever unpickles it (a Dask worker, a fixed model's
+        app) does not make them again."""
+        return {**self.__dict__, "stored_tables": self.shap_tables()}
+
+    def shap_tables(self) -> LeafShap | None:
+        """The classifier's SHAP tables for the reasons (training/explainer.py `leaf_shap`): those the model was
+        stored with, else made now, once per classifier."""
+        return leaf_shap(self.classifier, self.stored_tables)
 
     @property
     def columns(self) -> list[str]:

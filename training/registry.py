@@ -99,7 +99,7 @@ def load_version(version: str) -> RiskModel:
             raise UserError(f"{MODEL_NAME} v{version}: its artifacts do not match the checksums recorded at "
                             "registration; refusing to serve a model that was changed in the store")
         parts = {"classifier": "classifier.cbm", "revenue": "revenue.cbm", "spec": "spec.json",
-                 "price_bands": "price_bands.parquet"}
+                 "price_bands": "price_bands.parquet", "shap_tables": "shap_tables.npz"}
         return load_risk_model({key: str(files[name]) for key, name in parts.items() if name in files})
 
 

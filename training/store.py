@@ -1,6 +1,7 @@
-"""The model store: a RiskModel as files (CatBoost's own format, a JSON spec, the price bands as Parquet), logged
-to MLflow as a pyfunc model whose code is logged as code (training/risk_pyfunc.py), never pickled, with a SHA-256
-per file, so that loading refuses files changed in the store."""
+"""The model store: a RiskModel as files (CatBoost's own format, a JSON spec, the price bands as Parquet, the
+reasons' SHAP tables as NumPy arrays), logged to MLflow as a pyfunc model whose code is logged as code
+(training/risk_pyfunc.py), never pickled, with a SHA-256 per file, so that loading refuses files changed in the
+store."""
 from __future__ import annotations
 
 import hashlib
@@ -9,11 +10,13 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 from catboost import CatBoostClassifier, CatBoostRegressor
 from mlflow.models import infer_signature
 
 from features.prices import PriceBands
+from training.leaf_shap import LeafShap
 from training.models import RiskModel
 
 MODEL_URI_TAG = "aduana.model_uri"  # on the run: where its logged model is
@@ -39,6 +42,10 @@ def save_risk_model(model: RiskModel, directory: Path) -> dict[str, str]:
     if model.revenue_model is not None:
         artifacts["revenue"] = str(directory / "revenue.cbm")
         model.revenue_model.save_model(artifacts["revenue"])
+    tables = model.shap_tables()
+    if tables is not None:  # the reasons' SHAP tables, so that a server loading the model need not make them (~1 s)
+        artifacts["shap_tables"] = str(directory / "shap_tables.npz")
+        np.savez(artifacts["shap_tables"], **tables.arrays())
     spec = {"categorical": model.categorical, "numeric": model.numeric, "revenue_smearing": model.revenue_smearing}
     Path(artifacts["spec"]).write_text(json.dumps(spec, indent=2))
     model.price_bands.table.to_parquet(artifacts["price_bands"], index=False)
@@ -56,6 +63,9 @@ def load_risk_model(artifacts: dict[str, str]) -> RiskModel:
     model = RiskModel(classifier=classifier, categorical=spec["categorical"], numeric=spec["numeric"],
                       revenue_model=revenue, revenue_smearing=spec["revenue_smearing"])
     model.price_bands = PriceBands(pd.read_parquet(artifacts["price_bands"]))
+    if "shap_tables" in artifacts:  # plain arrays: nothing unpickled
+        with np.load(artifacts["shap_tables"], allow_pickle=False) as tables:
+            model.stored_tables = LeafShap.from_arrays(classifier, tables)
     return model
 
 

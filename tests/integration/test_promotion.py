@@ -88,11 +88,14 @@ def test_a_retrain_that_fails_mid_way_leaves_the_champion(prefect_api, loaded_ho
 
 
 def test_the_registry_holds_no_pickle_and_a_changed_model_file_is_refused(registry, trained, home):
-    """Loading a version runs no code from the store, and its CatBoost files must match their registered checksums."""
+    """Loading a version runs no code from the store, and its files (CatBoost's, the SHAP tables') must match their
+    registered checksums."""
     version, _ = promotion.gate_challenger(registry, trained, _runs(registry, trained), [], GatePolicy())
     stored = [p for p in home.rglob("*") if p.is_file() and "mlartifacts" in p.parts]
     assert not [p for p in stored if p.suffix in (".pkl", ".pickle")]
-    assert reg.load_version(version).columns in (trained.model.columns, trained.reference.columns)
+    loaded = reg.load_version(version)
+    assert loaded.columns in (trained.model.columns, trained.reference.columns)
+    assert loaded.stored_tables is not None  # the reasons' SHAP tables come with it: a server need not make them
     classifier = next(p for p in stored if p.name == "classifier.cbm"
                       and registry.get_model_version(reg.MODEL_NAME, version).source.split("/")[-1] in str(p))
     classifier.write_bytes(classifier.read_bytes() + b"tampered")

@@ -164,3 +164,26 @@ def test_non_symmetric_and_multiclass_models_give_none(data):
     multi = CatBoostClassifier(iterations=5, depth=4, loss_function="MultiClass", **FIT).fit(
         frame, classes, cat_features=CATS)
     assert LeafShap.of(multi) is None
+
+
+def test_a_model_pickled_or_stored_carries_its_tables_and_explains_alike_without_making_them(classifier, data,
+                                                                                               monkeypatch, tmp_path):
+    """A RiskModel's SHAP tables travel with it (in its pickle, beside its files in the store): the copy explains
+    each row with the same bits, and never exports its classifier to make them again."""
+    import pickle
+
+    from features.prices import PriceBands
+    from training import explainer as explainer_module
+    from training.explainer import shap_values
+    from training.models import RiskModel
+    from training.store import load_risk_model, save_risk_model
+
+    explained = data[3]
+    model = RiskModel(classifier=classifier, categorical=CATS, numeric=["x", "gap", "mono"], price_bands=PriceBands())
+    expected = shap_values(classifier, explained)
+    copies = [pickle.loads(pickle.dumps(model)), load_risk_model(save_risk_model(model, tmp_path / "stored"))]
+    monkeypatch.setattr(explainer_module, "_weighted", lambda _: pytest.fail("the tables were made again"))
+    for copy in copies:
+        assert copy.classifier is not classifier and copy.stored_tables is not None
+        assert copy.shap_tables().model is copy.classifier
+        assert np.array_equal(shap_values(copy.classifier, explained), expected)
