@@ -2,7 +2,8 @@
 
 A scheme nobody has inspected yet leaves no label to learn from, but it changes how trade is filed: an
 established importer starts using another declarant, office, heading or origin; a heading starts arriving
-from new origins. Five signals, each as of the declaration's date, from the filings strictly before it:
+from new origins; a declarant starts filing for importers it never served. Six signals, each as of the
+declaration's date, from the filings strictly before it:
 
 - `new_pairs`: the share of the declaration's importer pairs (importer × declarant, × office, × HS heading,
   × origin) never filed before. A first-seen importer has all of them new.
@@ -12,6 +13,9 @@ from new origins. Five signals, each as of the declaration's date, from the fili
   give (an importer that always changes partners does not shift; an established one that suddenly does, does).
 - `heading_origin_shift`: the same for the declaration's HS heading and its origins: a heading moving to new
   origins.
+- `declarant_client_shift`: the same for the declaration's declarant (the customs broker) and its clients: a
+  declarant suddenly filing for importers new to it, beyond its own rate of taking on clients (a broker through
+  whom established importers all start to file at once). Zero where no declarant is given.
 - `new_relationships`: an established importer filing with partners, goods or origins it took up only recently:
   the mean, over the declaration's importer pairs and its importer × exporter pair, of each pair's newness (1 when
   never filed before, falling linearly to 0 once first filed `NEW_DAYS` ago), times how established the importer is
@@ -42,7 +46,8 @@ PAIRS = {"declarant": "declarant_id", "office": "office_id", "heading": "hs_head
 SPAN = 2**40  # seconds between two groups' keys (35,000 years: any query's window stays within its group)
 PARTIES = ("importer_id", "exporter_id", "declarant_id")  # the parties whose first filing `new_parties` reads
 RELATIONSHIPS = {**PAIRS, "exporter": "exporter_id"}  # the importer pairs `new_relationships` reads
-NOVELTY_COLUMNS = ["new_pairs", "importer_mix_shift", "heading_origin_shift", "new_parties", "new_relationships"]
+NOVELTY_COLUMNS = ["new_pairs", "importer_mix_shift", "heading_origin_shift", "declarant_client_shift", "new_parties",
+                   "new_relationships"]
 
 
 def as_text(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -72,6 +77,14 @@ def relationships(firsts: list[np.ndarray], seconds: np.ndarray, importer_youth:
     its importer's newness."""
     recent = sum(youth(first, seconds, np.zeros(len(seconds), dtype=bool)) for first in firsts)
     return recent / len(RELATIONSHIPS) * (1.0 - importer_youth)
+
+
+def excess(past: tuple[np.ndarray, np.ndarray], recent: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """How many more of the recent window's filings (count, novel) were novel than the past window's novel rate
+    would give (that rate Laplace-smoothed, (novel + 1) / (filings + 2)), at least 0: `_Windowed.shift`'s, and
+    features/warehouse/novelty_store.py's from its running counts."""
+    rate = (past[1] + 1) / (past[0] + 2)
+    return np.maximum(recent[1] - recent[0] * rate, 0.0)
 
 
 def _joined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -109,8 +122,7 @@ class _Windowed:
         windows = list(zip(bounds, bounds[1:], strict=False))  # (past, recent)
         count = [np.where(known, hi - lo, 0) for lo, hi in windows]
         novel = [np.where(known, self.novel_before[hi] - self.novel_before[lo], 0) for lo, hi in windows]
-        past_rate = (novel[0] + 1) / (count[0] + 2)
-        return np.maximum(novel[1] - count[1] * past_rate, 0.0)
+        return excess((count[0], novel[0]), (count[1], novel[1]))
 
 
 class NoveltyIndex:
@@ -126,12 +138,16 @@ class NoveltyIndex:
         importer = columns["importer_id"]
         self._first: dict[str, pd.Series] = {}
         novel = np.zeros(len(filings), dtype=bool)
+        taken_on = novel  # each filing's importer new to its declarant (its pair first filed at most NEW_DAYS before)
         for name, column in RELATIONSHIPS.items():
             key = _joined(importer, columns[column])
             first = pd.Series(seconds).groupby(key, sort=False).min()
             self._first[name] = first
             if name in PAIRS:
-                novel |= seconds - first.reindex(key).to_numpy() <= NEW_DAYS * DAY
+                recent = seconds - first.reindex(key).to_numpy() <= NEW_DAYS * DAY
+                novel = novel | recent
+                if column == "declarant_id":
+                    taken_on = recent
         heading_origin = _joined(columns["hs_heading"], columns["origin_country"])
         first = pd.Series(seconds).groupby(heading_origin, sort=False).min()
         self._first["heading_origin"] = first
@@ -139,6 +155,7 @@ class NoveltyIndex:
         self._parties = {column: pd.Series(seconds).groupby(columns[column], sort=False).min() for column in PARTIES}
         self._importers = _Windowed.of(importer, seconds, novel.astype("int64"))
         self._headings = _Windowed.of(columns["hs_heading"], seconds, moved.astype("int64"))
+        self._declarants = _Windowed.of(columns["declarant_id"], seconds, taken_on.astype("int64"))
 
     def lookup(self, rows: pd.DataFrame) -> pd.DataFrame:
         """NOVELTY_COLUMNS for each row, as of its declaration date (same index as `rows`)."""
@@ -153,6 +170,9 @@ class NoveltyIndex:
         out["new_pairs"] = new / len(PAIRS)
         out["importer_mix_shift"] = self._importers.shift(importer, seconds, self._origin)
         out["heading_origin_shift"] = self._headings.shift(columns["hs_heading"], seconds, self._origin)
+        declarant = columns["declarant_id"]
+        out["declarant_client_shift"] = np.where(declarant == MISSING, 0.0,
+                                                 self._declarants.shift(declarant, seconds, self._origin))
         young = {column: youth(self._parties[column].reindex(columns[column]).to_numpy(dtype="float64"), seconds,
                                columns[column] == MISSING) for column in PARTIES}
         out["new_parties"] = sum(young.values()) / len(PARTIES)

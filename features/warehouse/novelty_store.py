@@ -2,10 +2,10 @@
 warehouse when a batch is scored in partitions, with the memory of a partition, not of the history.
 
 `NoveltyIndex` holds every filing in pandas. A NoveltyStore keeps, as temporary tables of one DuckDB connection, the
-first filing of each importer pair and heading × origin pair, and each importer's and heading's running count of
-filings and of novel ones per second; a partition's lookup reads the first filings of its pairs and, with an ASOF
-join, the running counts at the edges of each declaration's windows. The values are `NoveltyIndex`'s, value for value
-(tests/unit/test_novelty_store.py).
+first filing of each importer pair and heading × origin pair, and each importer's, heading's and declarant's
+running count of filings and of novel ones per second; a partition's lookup reads the first filings of its pairs
+and, with an ASOF join, the running counts at the edges of each declaration's windows. The values are
+`NoveltyIndex`'s, value for value (tests/unit/test_novelty_store.py).
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from features.novelty import (
     RELATIONSHIPS,
     WINDOW_DAYS,
     as_text,
+    excess,
     relationships,
     youth,
 )
@@ -29,7 +30,7 @@ from features.profiles import to_seconds
 from features.warehouse.profile_store import DAY, _columns, _quoted, _seconds
 
 _PREFIX = "novelty_store"
-GROUPS = {"importer": "novel", "heading": "moved"}  # each windowed group and the flag its shift counts
+GROUPS = {"importer": "novel", "heading": "moved", "declarant": "taken_on"}  # each windowed group, the flag it counts
 
 
 def _keys(columns: set[str]) -> dict[str, str]:
@@ -40,7 +41,7 @@ def _keys(columns: set[str]) -> dict[str, str]:
             return f"coalesce(left(CAST(hs_code AS VARCHAR), {HS_LEVELS['hs_heading']}), {_quoted(MISSING)})"
         return f"coalesce(CAST(\"{column}\" AS VARCHAR), {_quoted(MISSING)})" if column in columns else _quoted(MISSING)
 
-    keys = {"importer": text("importer_id"), "heading": text("hs_heading")}
+    keys = {"importer": text("importer_id"), "heading": text("hs_heading"), "declarant": text("declarant_id")}
     keys.update({f"pair_{name}": f"{text('importer_id')} || chr(31) || {text(column)}"
                  for name, column in RELATIONSHIPS.items()})
     keys["pair_heading_origin"] = f"{text('hs_heading')} || chr(31) || {text('origin_country')}"
@@ -73,9 +74,10 @@ class NoveltyStore:
                          for name in (*IMPORTER_PAIRS, "pair_heading_origin"))
         recent = NEW_DAYS * DAY
         novel = " OR ".join(f"r.t - f_{name}.first <= {recent}" for name in IMPORTER_PAIRS)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {_PREFIX}_flags AS SELECT r.importer, r.heading, r.t, "
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {_PREFIX}_flags AS SELECT r.importer, r.heading, r.declarant, r.t, "
                     f"CAST({novel} AS BIGINT) AS novel, CAST(r.t - f_pair_heading_origin.first <= {recent} AS BIGINT) "
-                    f"AS moved FROM {_PREFIX}_rows r {joins}")
+                    f"AS moved, CAST(r.t - f_pair_declarant.first <= {recent} AS BIGINT) AS taken_on "
+                    f"FROM {_PREFIX}_rows r {joins}")
         for group, flag in GROUPS.items():
             con.execute(f"""
                 CREATE OR REPLACE TEMP TABLE {_PREFIX}_{group} AS
@@ -111,6 +113,8 @@ class NoveltyStore:
             out["new_pairs"] = new / len(PAIRS)
             out["importer_mix_shift"] = self._shift("importer", n)
             out["heading_origin_shift"] = self._shift("heading", n)
+            out["declarant_client_shift"] = np.where(as_text(rows, "declarant_id") == MISSING, 0.0,
+                                                     self._shift("declarant", n))
             young = {column: youth(self._first(f"party_{column}", n), q_t, as_text(rows, column) == MISSING)
                      for column in PARTIES}
             out["new_parties"] = sum(young.values()) / len(PARTIES)
@@ -140,6 +144,4 @@ class NoveltyStore:
         count, flagged = np.zeros((len(edges), n), dtype="int64"), np.zeros((len(edges), n), dtype="int64")
         count[found["edge"], found["q_row"]] = found["n"]
         flagged[found["edge"], found["q_row"]] = found["flagged"]
-        past, recent = (count[1] - count[0], flagged[1] - flagged[0]), (count[2] - count[1], flagged[2] - flagged[1])
-        past_rate = (past[1] + 1) / (past[0] + 2)
-        return np.maximum(recent[1] - recent[0] * past_rate, 0.0)
+        return excess((count[1] - count[0], flagged[1] - flagged[0]), (count[2] - count[1], flagged[2] - flagged[1]))

@@ -69,3 +69,28 @@ def test_new_relationships_mark_an_established_importers_new_seller_and_goods_no
     assert found[1] == 0  # its usual seller and goods
     assert found[2] == 0  # a newcomer: all its pairs are new, and none of them is a change
     assert found[3] == 0  # the same relationships once NEW_DAYS old
+
+
+def test_a_declarant_that_suddenly_files_for_importers_new_to_it_shifts_one_that_always_takes_clients_on_does_not():
+    """`declarant_client_shift`: established importers all moving to one broker at once shift that broker; a broker
+    whose clients come and go at the same rate as before does not; no declarant given, no shift."""
+    day = pd.Timestamp("2024-01-01")
+    steady_days = range(0, 240, 4)  # BUSY takes on a new client every 4 days, all along
+    history = [_rows(declaration_date=[day + pd.Timedelta(days=d) for d in steady_days], declarant_id=["BUSY"] * 60,
+                     importer_id=[f"C{d}" for d in steady_days])]
+    quiet_days = range(0, 240, 10)  # QUIET files for one client, then for five established importers at once
+    history.append(_rows(declaration_date=[day + pd.Timedelta(days=d) for d in quiet_days], declarant_id=["QUIET"] * 24,
+                         importer_id=["Q0"] * 24))
+    movers = [f"M{i}" for i in range(5)]
+    for importer in movers:  # each established with another broker before
+        history.append(_rows(declaration_date=[day + pd.Timedelta(days=d) for d in range(0, 225, 15)],
+                             importer_id=[importer] * 15, declarant_id=["OTHER"] * 15))
+        history.append(_rows(declaration_date=[day + pd.Timedelta(days=d) for d in (230, 233, 236)],
+                             importer_id=[importer] * 3, declarant_id=["QUIET"] * 3))
+    novelty = NoveltyIndex(pd.concat(history, ignore_index=True))
+    at = day + pd.Timedelta(days=240)
+    queries = _rows(declaration_date=[at] * 3, declarant_id=["QUIET", "BUSY", None], importer_id=["M0", "C999", "M1"])
+    found = novelty.lookup(queries)["declarant_client_shift"].to_numpy()
+    assert found[0] > 10  # 15 filings for importers new to it in the last month, where it took on none before
+    assert found[1] < 1  # BUSY's new clients come at its usual rate
+    assert found[2] == 0  # no declarant

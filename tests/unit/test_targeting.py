@@ -45,7 +45,8 @@ def test_the_allocation_stays_within_the_policys_bounds(k, random_share, low, wi
 
 
 def test_thompson_sampling_gives_most_flexible_slots_to_the_arm_that_hits():
-    bandit = _bandit([5, 1, 1, 18, 1, 1, 1, 1, 1, 1], [20] * 10)  # importer_mix_shift hits 90 %
+    bandit = _bandit([5, *(18 if s == "importer_mix_shift" else 1 for s in SOURCES)],  # importer_mix_shift hits 90 %
+                     [20] * (len(SOURCES) + 1))
     policy = Targeting(sources=[s for s in SOURCES if s != "combined"], max_share=0.2, random_share=0.03)
     slots = allocation(100, policy, bandit, np.random.default_rng(0))
     assert slots["importer_mix_shift"] >= 15 and slots[MODEL] >= 100 - 3 - 20
