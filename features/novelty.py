@@ -137,17 +137,14 @@ class NoveltyIndex:
         self._origin = int(seconds.min()) if len(seconds) else 0
         importer = columns["importer_id"]
         self._first: dict[str, pd.Series] = {}
-        novel = np.zeros(len(filings), dtype=bool)
-        taken_on = novel  # each filing's importer new to its declarant (its pair first filed at most NEW_DAYS before)
+        recent: dict[str, np.ndarray] = {}  # per importer pair: each filing's pair first filed at most NEW_DAYS before
         for name, column in RELATIONSHIPS.items():
             key = _joined(importer, columns[column])
             first = pd.Series(seconds).groupby(key, sort=False).min()
             self._first[name] = first
             if name in PAIRS:
-                recent = seconds - first.reindex(key).to_numpy() <= NEW_DAYS * DAY
-                novel = novel | recent
-                if column == "declarant_id":
-                    taken_on = recent
+                recent[name] = seconds - first.reindex(key).to_numpy() <= NEW_DAYS * DAY
+        novel = np.logical_or.reduce(list(recent.values()))
         heading_origin = _joined(columns["hs_heading"], columns["origin_country"])
         first = pd.Series(seconds).groupby(heading_origin, sort=False).min()
         self._first["heading_origin"] = first
@@ -155,7 +152,7 @@ class NoveltyIndex:
         self._parties = {column: pd.Series(seconds).groupby(columns[column], sort=False).min() for column in PARTIES}
         self._importers = _Windowed.of(importer, seconds, novel.astype("int64"))
         self._headings = _Windowed.of(columns["hs_heading"], seconds, moved.astype("int64"))
-        self._declarants = _Windowed.of(columns["declarant_id"], seconds, taken_on.astype("int64"))
+        self._declarants = _Windowed.of(columns["declarant_id"], seconds, recent["declarant"].astype("int64"))
 
     def lookup(self, rows: pd.DataFrame) -> pd.DataFrame:
         """NOVELTY_COLUMNS for each row, as of its declaration date (same index as `rows`)."""

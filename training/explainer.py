@@ -30,7 +30,7 @@ def explainer(classifier: CatBoostClassifier) -> CatBoostClassifier:
     """The classifier to compute SHAP values with (itself when every leaf with a value has a weight)."""
     found = _cached(_EXPLAINERS, classifier)
     if found is not None:
-        return found
+        return found[1]
     spec = _weighted(classifier)
     return _remember(_EXPLAINERS, classifier, classifier if spec is None else _loaded(spec))
 
@@ -41,10 +41,9 @@ def leaf_shap(classifier: CatBoostClassifier, stored: LeafShap | None = None) ->
     (CatBoost's own SHAP serves then). They are read from the explainer's JSON: the explainer's splits and leaf
     values are the classifier's (only leaf weights differ), so the leaves are read from the classifier, and the
     explainer itself is never loaded for them."""
-    with _LOCK:
-        found = _TABLES.get(id(classifier))
-        if found is not None and found[0] is classifier:
-            return found[1]
+    found = _cached(_TABLES, classifier)
+    if found is not None:
+        return found[1]
     if stored is not None:
         return _remember(_TABLES, classifier, stored)
     spec = _weighted(classifier)
@@ -54,10 +53,11 @@ def leaf_shap(classifier: CatBoostClassifier, stored: LeafShap | None = None) ->
     return _remember(_TABLES, classifier, made)
 
 
-def _cached(cache: dict, classifier: CatBoostClassifier):  # noqa: ANN202 - the cache's value
+def _cached(cache: dict, classifier: CatBoostClassifier) -> tuple | None:
+    """The cache's (classifier, value) entry of this classifier (its value may be None), else None."""
     with _LOCK:
         found = cache.get(id(classifier))
-        return found[1] if found is not None and found[0] is classifier else None
+        return found if found is not None and found[0] is classifier else None
 
 
 def _remember(cache: dict, classifier: CatBoostClassifier, value):  # noqa: ANN001, ANN202 - the cache's value

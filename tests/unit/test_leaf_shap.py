@@ -5,6 +5,7 @@ regressor, a weighted blend and a model with a bias, every row explained (unseen
 from __future__ import annotations
 
 import json
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -13,8 +14,12 @@ import pandas as pd
 import pytest
 from catboost import CatBoostClassifier, CatBoostRegressor, Pool, sum_models
 
-from training.explainer import ZERO_APPROX, explainer
+from features.prices import PriceBands
+from training import explainer as explainer_module
+from training.explainer import ZERO_APPROX, explainer, shap_values
 from training.leaf_shap import LeafShap
+from training.models import RiskModel
+from training.store import load_risk_model, save_risk_model
 
 CATS = ["hi", "lo", "mid", "tiny"]
 FIT = dict(thread_count=1, verbose=0, random_seed=0, one_hot_max_size=4, max_ctr_complexity=3)
@@ -170,14 +175,6 @@ def test_a_model_pickled_or_stored_carries_its_tables_and_explains_alike_without
                                                                                                monkeypatch, tmp_path):
     """A RiskModel's SHAP tables travel with it (in its pickle, beside its files in the store): the copy explains
     each row with the same bits, and never exports its classifier to make them again."""
-    import pickle
-
-    from features.prices import PriceBands
-    from training import explainer as explainer_module
-    from training.explainer import shap_values
-    from training.models import RiskModel
-    from training.store import load_risk_model, save_risk_model
-
     explained = data[3]
     model = RiskModel(classifier=classifier, categorical=CATS, numeric=["x", "gap", "mono"], price_bands=PriceBands())
     expected = shap_values(classifier, explained)
