@@ -150,12 +150,13 @@ NOT_STORABLE = dt.date.min  # read, but outside what the warehouse stores
 
 
 @functools.lru_cache(maxsize=4096)
-def _other_iso_day(text: str) -> dt.date | None:
-    """The UTC day of an ISO 8601 text other than YYYY-MM-DD, by pandas' parser (a one-value Series costs a few
-    hundred microseconds, so the texts seen are remembered: a sender writes its dates one way); None when it
-    cannot be read, NOT_STORABLE when it is outside the warehouse's dates. "Not after today" is judged apart."""
+def _pandas_day(text: str, date_format: str = "ISO8601") -> dt.date | None:
+    """The UTC day of a text by pandas' parser in `date_format` (ISO 8601 by default), as ingest calls it (a
+    one-value Series costs a few hundred microseconds, so the texts seen are remembered: a sender writes its dates
+    one way); None when it cannot be read, NOT_STORABLE when it is outside the warehouse's dates. "Not after today"
+    is judged apart."""
     try:
-        parsed = pd.to_datetime(pd.Series([text], dtype="str"), format="ISO8601", errors="coerce", utc=True).iloc[0]
+        parsed = pd.to_datetime(pd.Series([text], dtype="str"), format=date_format, errors="coerce", utc=True).iloc[0]
     except (ValueError, TypeError, OverflowError):
         return None
     if pd.isna(parsed):
@@ -164,23 +165,24 @@ def _other_iso_day(text: str) -> dt.date | None:
     return day.date() if EARLIEST_STORABLE_DATE <= day <= LATEST_STORABLE_DATE else NOT_STORABLE
 
 
-def read_date(value: object) -> dt.date | None:
+def read_date(value: object, date_format: str | None = None) -> dt.date | None:
     """A day: ISO 8601 as ingest reads it (a value with a UTC offset converted to UTC first, a time of day
-    dropped), storable, and not after today (`latest_day`)."""
+    dropped), or a mapping's `date_format` as ingest reads it, storable, and not after today (`latest_day`)."""
     text = _cell(value)
     text = text.strip() if text is not None else ""
     if not text:
         return None
     day = None
-    if ISO_DAY.fullmatch(text):  # the usual form, read without pandas
+    if date_format is None and ISO_DAY.fullmatch(text):  # the usual form, read without pandas
         try:
             day = dt.date.fromisoformat(text)
         except ValueError:
             day = None
-    if day is None:  # any other ISO 8601 form: pandas' own parser, as ingest calls it
-        day = _other_iso_day(text)
+    if day is None:  # any other form: pandas' own parser, as ingest calls it
+        day = _pandas_day(text, date_format or "ISO8601")
         if day is None:
-            raise CellError("invalid_date", f"{text[:60]!r}: {REASONS['invalid_date']} (ISO 8601)")
+            raise CellError("invalid_date", f"{text[:60]!r}: {REASONS['invalid_date']} "
+                                            f"({date_format or 'ISO 8601'})")
         if day is NOT_STORABLE:
             raise CellError("date_out_of_range", f"{text[:60]!r}: {REASONS['date_out_of_range']}")
     if not EARLIEST_STORABLE_DATE.date() <= day <= latest_day():

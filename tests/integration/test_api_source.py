@@ -8,9 +8,11 @@ may answer 5xx, none may cost the connection, and every 4xx names the field it r
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import functools
 import http.client
 import json
+import math
 import random
 import time
 
@@ -21,13 +23,17 @@ import yaml
 from fastapi.testclient import TestClient
 
 from features.build import integrate
+from features.errors import UserError
+from features.intake.checked import read_checked
 from features.intake.mapping import ColumnMapping, load_mapping
 from features.intake.prepared import prepare_batch
 from features.intake.reader import read_raw
-from features.intake.records import records_frame
+from features.intake.records import non_scalar_values, records_frame
 from features.simulator.islas import MAPPING_PATH, simulate_islas
 from features.warehouse import Warehouse
 from serving.api import create_app
+from serving.api.body import invalid_text_errors
+from serving.api.source import SourceLayout
 from serving.batch import score_file
 from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
@@ -331,8 +337,11 @@ def _field_level(detail: list[dict]) -> bool:
 @pytest.fixture(scope="module")
 def islas_app(api_scorer):  # noqa: F811
     """The service as `aduana serve --mapping islas_mapping.yaml` starts it (the decision log left out: the fuzzer
-    checks answers, and 1,000 of them would only cost warehouse writes)."""
-    return create_app(api_scorer, api_key="", mapping=load_mapping(MAPPING_PATH), decision_log=False)
+    checks answers, and 1,000 of them would only cost warehouse writes), on api_scorer's warehouse and model with
+    the default reload slot (api_scorer's own reloads before every call)."""
+    scorer = Scorer(api_scorer.warehouse, api_scorer.policy, source=api_scorer.source)
+    scorer.refresh_model(force=True)
+    return create_app(scorer, api_key="", mapping=load_mapping(MAPPING_PATH), decision_log=False)
 
 
 def test_text_no_field_may_hold_is_422_by_its_column_as_sent(islas_app):
@@ -378,3 +387,66 @@ def test_a_thousand_fuzzed_source_records_on_one_connection_never_fail_the_serve
     assert sum(statuses.values()) == REQUESTS
     assert statuses.get(200, 0) >= REQUESTS // 20 and statuses.get(422, 0) >= REQUESTS // 2, statuses  # both ways
     print(f"{REQUESTS} fuzzed source-layout requests on one connection in {elapsed:.1f} s: {statuses}")
+
+
+def _plain(value: object) -> object:
+    """A typed value as both readings can be compared: missing as None, a day as a date."""
+    if value is None or value is pd.NA or value is pd.NaT or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.date() if isinstance(value, pd.Timestamp) else value
+
+
+def _both_ways(layout: SourceLayout, payloads: list) -> tuple[list, list, int]:
+    """Each payload the API would read (no text that no field may hold, no nested value) read in plain Python
+    and as a frame: (the records `fast` read, the frame's typed rows for them, the payloads left to the frame)."""
+    fast, framed, left = [], [], 0
+    for payload in payloads:
+        records = payload if isinstance(payload, list) else [payload]
+        if invalid_text_errors(records, True) or non_scalar_values(records):
+            continue
+        rows = layout.fast(records)
+        if rows is None:
+            left += 1
+            continue
+        try:
+            taken = read_checked(records_frame(records, layout.mapping), "declarations", layout.mapping)
+        except UserError as exc:
+            raise AssertionError(f"read in plain Python, refused as a frame: {records}") from exc
+        assert taken.rejected.empty, (records, taken.rejected.to_dict("records"))
+        fast += rows
+        framed += taken.valid.to_dict("records")
+    return fast, framed, left
+
+
+@pytest.mark.parametrize("export", ["islas", "this module's export"])
+def test_what_the_plain_python_reading_accepts_the_frame_accepts_and_types_alike(export, setup):
+    """The source layout's fast reading (serving/api/source.py `fast`) on the fuzzer's records: where it reads a
+    request, the frame's way (`read_checked`, ingest's checks) accepts every record and types every field alike;
+    it leaves the rest to the frame. The islas mapping recodes, converts a percent and pads HS codes; this module's
+    also reads dates in its own format."""
+    if export == "islas":
+        layout, records = SourceLayout(load_mapping(MAPPING_PATH)), _arrivals()
+    else:
+        labels = set(setup["mapping"].labels.values())
+        layout, records = SourceLayout(setup["mapping"]), [{k: v for k, v in r.items() if k not in labels}
+                                                           for r in setup["rows"]]
+    payloads = _payloads(records)[:400]
+    fast, framed, left = _both_ways(layout, payloads)
+    for one, other in zip(fast, framed, strict=True):
+        assert {k: _plain(one.get(k)) for k in one | other} == {k: _plain(other.get(k)) for k in one | other}
+    assert all(isinstance(r["declaration_date"], dt.date) for r in fast)
+    untouched = sum(isinstance(p, dict) and p in records for p in payloads)
+    assert len(fast) > untouched > 0 and left > 0  # mutated ones read both ways too, and refused ones left over
+    print(f"{export}: {len(fast)} records read in plain Python, {left} payloads left to the frame")
+
+
+def test_a_request_read_in_plain_python_is_answered_as_the_frames_reading_is(setup):
+    """The same records scored from their plain-Python reading and from the frame's: the same answers."""
+    labels = set(setup["mapping"].labels.values())
+    records = [{k: v for k, v in r.items() if k not in labels} for r in setup["rows"]][:120]
+    layout, scorer = SourceLayout(setup["mapping"]), setup["scorer"]
+    rows = layout.fast(records)
+    assert rows is not None
+    frame = read_checked(records_frame(records, layout.mapping), "declarations", layout.mapping).valid
+    thresholds = setup["client"].app.state.service.thresholds
+    assert scorer.score_realtime(rows, thresholds) == scorer.score_realtime(frame, thresholds)
