@@ -22,7 +22,7 @@ from http_load import load
 from intake_stages import stage_generate, stage_ingest, stage_raw_baseline
 from model_stages import stage_backtest, stage_model, stage_quality
 from scale_stages import stage_scale
-from serving_stages import stage_serving, stage_worst_request
+from serving_stages import stage_serving, stage_source_layout, stage_worst_request
 from stack_stages import stage_workers
 
 ROWS = 1_000_000
@@ -31,8 +31,8 @@ ROWS = 1_000_000
 STAGES = {"generate": stage_generate, "ingest": stage_ingest, "raw_baseline": stage_raw_baseline, "flow": stage_flow,
           "cli": stage_cli, "model": stage_model, "serving": stage_serving, "backtest": stage_backtest, "quality": stage_quality,
           "worst_request": stage_worst_request, "workers": stage_workers, "scale": stage_scale,
-          "detective": stage_detective}
-SELF_CONTAINED = {"backtest", "quality", "worst_request", "cli", "workers", "scale", "detective"}  # stages that simulate their own data: no landing files needed
+          "detective": stage_detective, "source_layout": stage_source_layout}
+SELF_CONTAINED = {"backtest", "quality", "worst_request", "cli", "workers", "scale", "detective", "source_layout"}  # stages that simulate their own data: no landing files needed
 
 
 def main() -> None:

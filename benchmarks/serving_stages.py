@@ -241,6 +241,72 @@ def stage_serving(work: Path, rows: int) -> dict:
     return result
 
 
+def stage_source_layout(work: Path, rows: int) -> dict:
+    """The API in an export's own layout (`aduana serve --mapping`, every answer durable in the journal), served by
+    uvicorn in this process: one islas arrival per call at concurrency 1, its records read in plain Python (as
+    served) against the same records read through the frame and pandera (`fast_reads` off, the way before 0.25.1),
+    in rounds forwards then backwards. The arrivals are those the export's checks accept (it holds refused rows
+    too)."""
+    import csv
+    import threading
+
+    import numpy as np
+    import uvicorn
+
+    from features.intake.checked import read_checked
+    from features.intake.mapping import load_mapping
+    from features.intake.prepared import prepare_batch
+    from features.intake.records import records_frame
+    from features.simulator import simulate_islas, write_islas
+    from features.warehouse import Warehouse
+    from serving.api import create_app, server_config
+    from serving.lanes import LanePolicy
+    from serving.model_source import FixedSource
+    from serving.scorer import Scorer
+    from training.models import FitConfig
+    from training.pipeline import train_and_evaluate
+
+    paths = write_islas(simulate_islas(20_000, seed=7), work / "layout-islas")
+    mapping = load_mapping(paths["mapping"])
+    warehouse = Warehouse(work / "layout-home" / "warehouse.duckdb")
+    warehouse.store(prepare_batch(paths["train"], "declarations", mapping))
+    scorer = Scorer(warehouse, LanePolicy(), FixedSource({}, None), reload_seconds=3600)
+    model = train_and_evaluate(scorer.context().history, FitConfig(iterations=100)).model
+    scorer.source = FixedSource({"bench": model}, "bench")
+    scorer.refresh_model(force=True)
+    with paths["arrivals"].open(newline="") as fh:
+        arrivals = list(csv.DictReader(fh))
+    accepted = read_checked(records_frame(arrivals, mapping), "declarations", mapping).valid.index
+    bodies = [arrivals[i] for i in accepted[:2000]]
+    (work / "layout").mkdir(exist_ok=True)
+    (work / "layout" / "bodies.json").write_text(json.dumps(bodies))
+    app = create_app(scorer, api_key="", mapping=mapping)
+    server = uvicorn.Server(server_config(app, "127.0.0.1", 8768, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url, layout = "http://127.0.0.1:8768", app.state.layout
+    measure(url, work / "layout", 20, 1)  # warm-up
+    rounds: dict[bool, list] = {True: [], False: []}
+    for fast in (True, False, False, True):
+        layout.fast_reads = fast
+        rounds[fast].append(measure(url, work / "layout", 250, 1))
+        app.state.decision_log.sync()
+    server.should_exit = True
+    thread.join(timeout=30)
+    app.state.decision_log.close()
+    result = {"arrivals": len(bodies), "mapping": "islas"}
+    for fast, name in ((True, "plain_python"), (False, "frame")):
+        ms, wall, load_cpu = zip(*rounds[fast], strict=True)
+        result[f"api_concurrency_1_{name}"] = summary(np.concatenate(ms), sum(wall), sum(load_cpu))
+    result["frame_over_plain_python"] = {
+        q: result["api_concurrency_1_frame"][f"{q}_ms"] / result["api_concurrency_1_plain_python"][f"{q}_ms"]
+        for q in ("p50", "p99")}
+    result["peak_rss_mb"] = peak_mb()
+    return result
+
+
 def stage_worst_request(work: Path, rows: int) -> dict:
     """The costliest bodies a client can send the API (100,000 empty objects in 400 KB, one object with 50,000
     fields, the largest valid list, a 2 MB chunked body), each timed while another process polls /healthz

@@ -47,9 +47,10 @@ class SourceLayout:
         self.names = {target: source for source, target in self.columns.items()}  # for error messages
         # Fields the file keeps under their canonical names (apply_mapping takes those as they are).
         self.passthrough = [f for f in field_types("declarations") if f not in self.names and f not in self.columns]
-        # What `fast` reads: each column a record may carry → its field or extra, the label fields it leaves to
-        # `read`, the recodes it can apply (to text or to empty), and the date fields.
+        # What `fast` reads: each column a record may carry → its field or extra, the extras, the label fields it
+        # leaves to `read`, the recodes it can apply (to text or to empty), and the date fields.
         self.targets = self.columns | {f: f for f in self.passthrough}
+        self.extras = [c for c in self.columns.values() if c.startswith((EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX))]
         self.labels = set(LABEL_FIELDS)
         self.recodes = {name: recode for name, recode in mapping.values.items() if name not in self.labels}
         self.dates = [f for f, kind in field_types("declarations").items() if kind == "date" and f not in self.labels]
@@ -137,11 +138,10 @@ class SourceLayout:
         return rows
 
     def _fast_row(self, record: dict) -> dict | None:
-        fields, extras = {}, dict.fromkeys(c for c in self.columns.values()
-                                             if c.startswith((EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX)))
+        fields, extras = {}, dict.fromkeys(self.extras)  # an extra the record lacks is missing
         for column, value in record.items():
             target = self.targets.get(column)
-            if target is None and self.mapping.unknown_columns == "error" or target in self.labels:
+            if (target is None and self.mapping.unknown_columns == "error") or target in self.labels:
                 return None
             if target is not None:
                 (extras if target in extras else fields)[target] = value
