@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import precision_by_segment, selection_metrics, top_share
+from training.metrics import pr_auc, precision_by_segment, selection_metrics, top_share
 
 FRAUD = np.array([1, 0, 1, 0, 0, 0, 0, 0, 0, 1] * 10)  # 100 rows, 30 frauds
 SCORES = np.linspace(1, 0, 100)  # rank = position
@@ -51,3 +51,16 @@ def test_precision_by_segment_ranks_within_each_segment():
     table = precision_by_segment(FRAUD, SCORES, segment, percent=10, min_rows=10).set_index("segment")
     assert table.loc["a", "precision_at_10pct"] == pytest.approx(2 / 5)  # rows 0-4 of segment a: 1,0,1,0,0
     assert table.loc["b", "base_rate"] == pytest.approx(FRAUD[50:].mean())
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_pr_auc_is_scikit_learns_average_precision(seed):
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 400))
+    fraud = (rng.random(n) < rng.uniform(0.01, 0.6)).astype(float)
+    fraud[rng.integers(n)], fraud[rng.integers(n)] = 1.0, 0.0  # both classes, mostly
+    scores = rng.random(n) if seed % 2 else rng.integers(0, 5, n) / 4  # ties in every other case
+    expected = average_precision_score(fraud, scores) if 0 < fraud.sum() < n else float("nan")
+    assert pr_auc(fraud, scores) == pytest.approx(expected, rel=1e-12, abs=1e-15, nan_ok=True)
