@@ -29,6 +29,15 @@ def api_scorer(trained, world, tmp_path_factory):
     return s
 
 
+def on_the_default_slot(scorer: Scorer) -> Scorer:
+    """A scorer on `scorer`'s warehouse, policy and models that reloads on the default slot, as a service does:
+    api_scorer reloads before every call, ~20-50 ms of warehouse checks a request, for the tests that change what
+    it serves between calls."""
+    slotted = Scorer(scorer.warehouse, scorer.policy, source=scorer.source)
+    slotted.refresh_model(force=True)
+    return slotted
+
+
 @pytest.fixture(scope="module")
 def client(api_scorer):
     with TestClient(create_app(api_scorer, max_items=5, max_body_bytes=20_000, api_key="")) as c:

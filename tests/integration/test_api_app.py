@@ -21,7 +21,7 @@ from features.intake.reader import NULL_MARKERS
 from serving.api import create_app
 from serving.lanes import LanePolicy
 from serving.scorer import Scorer
-from tests.integration.test_api import _declaration, api_scorer  # noqa: F401 - a module-scoped fixture
+from tests.integration.test_api import _declaration, api_scorer, on_the_default_slot  # noqa: F401 - a module-scoped fixture
 from tests.integration.test_scorer import FixedSource
 
 pytestmark = pytest.mark.integration
@@ -31,7 +31,8 @@ EDGE_AMOUNTS = [0.0, 5e-324, 2.2250738585072014e-308, 1e-300, 1.0, 2.0, 1e300, 1
 
 @pytest.fixture(scope="module")
 def client(api_scorer):  # noqa: F811
-    with TestClient(create_app(api_scorer, max_items=5, api_key=""), raise_server_exceptions=False) as c:
+    with TestClient(create_app(on_the_default_slot(api_scorer), max_items=5, api_key=""),
+                    raise_server_exceptions=False) as c:
         yield c  # the lifespan: the app's copier stops with the module
 
 

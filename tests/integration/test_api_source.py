@@ -39,7 +39,7 @@ from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
 from serving.scorer import Scorer, Thresholds
 from tests.conftest import FAST, write_csv
-from tests.integration.test_api import api_scorer  # noqa: F401 - a module-scoped fixture
+from tests.integration.test_api import api_scorer, on_the_default_slot  # noqa: F401 - a module-scoped fixture
 from tests.integration.test_api_guards import running
 from training.pipeline import train_and_evaluate
 
@@ -337,11 +337,9 @@ def _field_level(detail: list[dict]) -> bool:
 @pytest.fixture(scope="module")
 def islas_app(api_scorer):  # noqa: F811
     """The service as `aduana serve --mapping islas_mapping.yaml` starts it (the decision log left out: the fuzzer
-    checks answers, and 1,000 of them would only cost warehouse writes), on api_scorer's warehouse and model with
-    the default reload slot (api_scorer's own reloads before every call)."""
-    scorer = Scorer(api_scorer.warehouse, api_scorer.policy, source=api_scorer.source)
-    scorer.refresh_model(force=True)
-    return create_app(scorer, api_key="", mapping=load_mapping(MAPPING_PATH), decision_log=False)
+    checks answers, and 1,000 of them would only cost warehouse writes)."""
+    return create_app(on_the_default_slot(api_scorer), api_key="", mapping=load_mapping(MAPPING_PATH),
+                      decision_log=False)
 
 
 def test_text_no_field_may_hold_is_422_by_its_column_as_sent(islas_app):
