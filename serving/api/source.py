@@ -47,13 +47,12 @@ class SourceLayout:
         self.names = {target: source for source, target in self.columns.items()}  # for error messages
         # Fields the file keeps under their canonical names (apply_mapping takes those as they are).
         self.passthrough = [f for f in field_types("declarations") if f not in self.names and f not in self.columns]
-        # What `fast` reads: each column a record may carry → its field or extra, the extras, the label fields it
-        # leaves to `read`, the recodes it can apply (to text or to empty), and the date fields.
+        # What `fast` reads: each column a record may carry → its field or extra, the extras, the recodes it can
+        # apply (to text or to empty), and the date fields (labels it leaves to `read`).
         self.targets = self.columns | {f: f for f in self.passthrough}
         self.extras = [c for c in self.columns.values() if c.startswith((EXTRA_CATEGORICAL_PREFIX, EXTRA_NUMERIC_PREFIX))]
-        self.labels = set(LABEL_FIELDS)
-        self.recodes = {name: recode for name, recode in mapping.values.items() if name not in self.labels}
-        self.dates = [f for f, kind in field_types("declarations").items() if kind == "date" and f not in self.labels]
+        self.recodes = {name: recode for name, recode in mapping.values.items() if name not in LABEL_FIELDS}
+        self.dates = [f for f, kind in field_types("declarations").items() if kind == "date" and f not in LABEL_FIELDS]
         self.fast_reads = mapping.decimal == "." and all(isinstance(target, str | None) for recode in
                                                          self.recodes.values() for target in recode.values())
 
@@ -141,7 +140,7 @@ class SourceLayout:
         fields, extras = {}, dict.fromkeys(self.extras)  # an extra the record lacks is missing
         for column, value in record.items():
             target = self.targets.get(column)
-            if (target is None and self.mapping.unknown_columns == "error") or target in self.labels:
+            if (target is None and self.mapping.unknown_columns == "error") or target in LABEL_FIELDS:
                 return None
             if target is not None:
                 (extras if target in extras else fields)[target] = value
@@ -154,8 +153,9 @@ class SourceLayout:
             if mapping.hs_code_digits and (text := file_text(fields.get("hs_code"))) is not None:
                 code = HS_SEPARATORS.sub("", normalise(text))
                 fields["hs_code"] = code.zfill(mapping.hs_code_digits) if code.isascii() and code.isdigit() else code
-            for name in self.dates if mapping.date_format else ():
-                fields[name] = read_date(fields.get(name), mapping.date_format)
+            if mapping.date_format:
+                for name in self.dates:
+                    fields[name] = read_date(fields.get(name), mapping.date_format)
             row = Declaration.model_validate(fields).model_dump()
             for name, unit in mapping.units.items():  # after parsing, as check_rows converts them
                 if row.get(name) is not None:

@@ -416,14 +416,21 @@ def _both_ways(layout: SourceLayout, payloads: list) -> tuple[list, list, int]:
     return fast, framed, left
 
 
-@pytest.mark.parametrize("export", ["islas", "this module's export"])
+@pytest.mark.parametrize("export", ["islas", "islas, scaled and with a numeric extra", "this module's export"])
 def test_what_the_plain_python_reading_accepts_the_frame_accepts_and_types_alike(export, setup):
     """The source layout's fast reading (serving/api/source.py `fast`) on the fuzzer's records: where it reads a
     request, the frame's way (`read_checked`, ingest's checks) accepts every record and types every field alike;
-    it leaves the rest to the frame. The islas mapping recodes, converts a percent and pads HS codes; this module's
-    also reads dates in its own format."""
-    if export == "islas":
-        layout, records = SourceLayout(load_mapping(MAPPING_PATH)), _arrivals()
+    it leaves the rest to the frame. The islas mapping recodes, converts a percent and pads HS codes; its variant
+    also scales a value and reads an extra as a number; this module's reads dates in its own format."""
+    if export.startswith("islas"):
+        mapping = load_mapping(MAPPING_PATH)
+        if export != "islas":
+            mapping = mapping.model_copy(update={
+                "units": {**mapping.units, "declared_value": {"scale": 1000}},
+                "extra_categorical": [c for c in mapping.extra_categorical if c != "Import Type"],
+                "extra_numeric": ["Import Type"]})
+            mapping = ColumnMapping.model_validate(mapping.model_dump())
+        layout, records = SourceLayout(mapping), _arrivals()
     else:
         labels = set(setup["mapping"].labels.values())
         layout, records = SourceLayout(setup["mapping"]), [{k: v for k, v in r.items() if k not in labels}
