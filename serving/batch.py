@@ -84,6 +84,7 @@ def score_file(path: Path | pd.DataFrame, scorer: Scorer, mapping: ColumnMapping
                advance: Advance = quiet) -> ScoredBatch:
     """Declarations in the mapping's layout (a file, or raw values as read from one) → the score output, through
     the same intake as ingest and the API's source-layout requests. `advance` is told of the scoring's progress."""
+    scorer.read_ahead()  # the warehouse snapshot read while the file is
     return score_checked(read_checked(path, "declarations", mapping, every_row=True), scorer, advance)
 
 

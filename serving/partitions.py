@@ -255,6 +255,8 @@ def score_source(path: Path, scorer: Scorer, rows: int, folder: Path, mapping: C
     and the batch the same output; a malformed row refuses the file (scoring answers every row)."""
     mapping = mapping or ColumnMapping()
     kind, source = resolve_kind(path, "declarations", mapping), str(path.resolve())
+    if each is None and not snapshot:  # the history in pandas: read while the file is
+        scorer.read_ahead()
     raws = read_chunks(path, rows, mapping.delimiter, mapping.encoding)
     first = next(raws)
     second = next(raws, None)

@@ -72,8 +72,9 @@ class _Scored:
     frame: pd.DataFrame
     X: pd.DataFrame
     ranked: pd.DataFrame
-    pool: Pool
+    pool: Pool | None
     revenue: Future
+    parent: Pool | None = None  # the pool `pool` is a slice of: a CatBoost slice reads its parent's data
 
     @cached_property
     def scores(self) -> pd.DataFrame:
@@ -81,6 +82,15 @@ class _Scored:
         out = self.ranked.copy(deep=False)
         out.insert(1, "expected_revenue", self.revenue.result())
         return out
+
+    def explained_rows(self, chosen: np.ndarray) -> _Scored:
+        """The same scores (every row's) with the integrated declarations, model input and pool of the `chosen` rows
+        only: what explaining them reads, so that the batch's own can go once its lanes are allocated."""
+        if chosen.all():
+            return self
+        at = np.flatnonzero(chosen)
+        pool = self.pool.slice(at.tolist()) if len(at) else None
+        return _Scored(self.frame.iloc[at], self.X.iloc[at], self.ranked, pool, self.revenue, parent=self.pool)
 
 
 def _scoring_context(tables: Tables, names: tuple[str, ...]) -> ScoringContext:
@@ -212,6 +222,14 @@ class Scorer:
             return self.warehouse
         return self.warehouse.waiting_at_most(self.snapshot_wait)
 
+    def read_ahead(self) -> None:
+        """Before the first snapshot, start reading it on another thread, so that a batch's file is read and checked
+        meanwhile (DuckDB and Arrow let go of the GIL): `context` waits for it, and reads again, raising why, where
+        it failed. Nothing is read before there is a champion (scoring refuses first). A scorer that holds a snapshot
+        refreshes it when a batch asks, as before: read ahead, the batch would be scored on the last one."""
+        if self.model is not None:
+            self._snapshot.start(self.reader())
+
     def context(self, patient: bool = False) -> ScoringContext:
         """The warehouse snapshot, rebuilt when the warehouse has changed (checked at most every reload_seconds).
 
@@ -318,7 +336,12 @@ class Scorer:
             lanes = allocate(pd.concat([scored.frame, scored.ranked if later else scored.scores], axis=1), self.policy,
                              self.bandit())
             advance(what, 2, 3)
-            output = self._output(scored, lanes, explain_lanes)
+            chosen = lanes["lane"].isin(explain_lanes).to_numpy()
+            ids = scored.frame["declaration_id"]
+            followed = _followed(scored.ranked, lanes, scored.frame, np.arange(len(ids)))
+            scored = scored.explained_rows(chosen)  # the batch's frame and model input go before the reasons
+            explained = explanations(self.model, scored.X, scored.frame, pool=scored.pool)
+            output = self._assemble(ids, scored.scores, lanes, chosen, explained, followed)
         advance(what, 3, 3)
         return output
 
@@ -378,16 +401,6 @@ class Scorer:
                 explained = explanations(self.model, self._model_input(features.X), frame)
                 followed = _followed(scored, scored, frame, np.flatnonzero(chosen))
             return self._assemble(scored["declaration_id"], scored, scored, chosen, explained, followed)
-
-    def _output(self, scored: _Scored, lanes: pd.DataFrame, explain_lanes: tuple[str, ...]) -> pd.DataFrame:
-        chosen = lanes["lane"].isin(explain_lanes).to_numpy()
-        if chosen.all():
-            explained = explanations(self.model, scored.X, scored.frame, pool=scored.pool)
-        else:
-            explained = explanations(self.model, scored.X[chosen], scored.frame[chosen],
-                                     pool=scored.pool.slice(np.flatnonzero(chosen).tolist()) if chosen.any() else None)
-        followed = _followed(scored.ranked, lanes, scored.frame, np.arange(len(scored.frame)))
-        return self._assemble(scored.frame["declaration_id"], scored.scores, lanes, chosen, explained, followed)
 
     def _assemble(self, ids: pd.Series, scores: pd.DataFrame, lanes: pd.DataFrame, chosen: np.ndarray,
                   explained: Explanation, followed: dict[int, str]) -> pd.DataFrame:

@@ -31,7 +31,6 @@ class Checked:
 
     kind: str
     read: int
-    raw: pd.DataFrame  # the rows as read, indexed by position among the data rows (gaps where rows were malformed)
     ids: pd.Series  # declaration_id as given, per position (missing when the mapping has none)
     valid: pd.DataFrame  # typed canonical rows (extras xcat_/xnum_ included), indexed by position
     rejected: pd.DataFrame  # quarantine records: row_number (position + 1), reason, message, raw (JSON), row_hash
@@ -91,7 +90,7 @@ def check_raw(raw_file: RawFile, kind: Kind, mapping: ColumnMapping, source: str
     ids = mapped.frame["declaration_id"].set_axis(raw.index) if "declaration_id" in mapped.frame else \
         pd.Series(pd.NA, index=raw.index)
     layout = mapped.layout
-    return Checked(kind=kind, read=raw_file.read, raw=raw, ids=ids, valid=valid, rejected=rejected, failures=failures,
+    return Checked(kind=kind, read=raw_file.read, ids=ids, valid=valid, rejected=rejected, failures=failures,
                    unknown_columns=layout.unknown_columns, notes=layout.notes, converted=checked.converted,
                    source=source, source_sha256=source_sha256)
 

@@ -94,6 +94,23 @@ class Refreshing(Generic[T]):
             raise self.failure
         return value
 
+    def start(self, warehouse: Warehouse) -> bool:
+        """While none is held, refresh on another thread, the caller going on: a `get` meanwhile waits for it, and
+        refreshes again where it failed. False (nothing started) where a value is held or a refresh is running."""
+        if self.held or not self._lock.acquire(blocking=False):
+            return False
+
+        def refresh() -> None:
+            try:
+                self._refresh(warehouse)
+            except Exception:  # noqa: BLE001, S110 - none held: the next `get` refreshes again and raises it
+                pass
+            finally:
+                self._lock.release()
+
+        threading.Thread(target=refresh, name=f"aduana-{self.what}", daemon=True).start()
+        return True
+
     def put(self, value: T, version: Hashable | None = None) -> None:
         """Hold `value` as if read now at `version` (a value set by hand, e.g. pinned thresholds)."""
         self.value, self._version = value, version

@@ -1,6 +1,7 @@
 """The scorer on a real warehouse: batch output contract, decisions log, reasons, real-time agreement, hot reload."""
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -270,6 +271,44 @@ def test_a_new_champion_is_picked_up_and_a_broken_registry_keeps_the_last_one(sc
     scorer.source.broken = False
     scorer.refresh_model()
     assert scorer.registry_error is None
+
+
+def _counting_reads(scorer: Scorer, fail: bool = False) -> list[str]:
+    """The threads the scorer's snapshot reads ran on, as they run (each read fails, `fail`)."""
+    threads, read = [], scorer._snapshot.read
+
+    def counted(warehouse):  # noqa: ANN001, ANN202
+        threads.append(threading.current_thread().name)
+        if fail:
+            raise RuntimeError("the snapshot could not be built")
+        return read(warehouse)
+
+    scorer._snapshot.read = counted
+    return threads
+
+
+def test_a_first_batch_reads_the_snapshot_ahead_once_and_scores_as_a_read_in_turn(scorer, incoming):
+    fresh = Scorer(scorer.warehouse, scorer.policy, scorer.source, reload_seconds=3600)
+    fresh.refresh_model(force=True)
+    threads = _counting_reads(fresh)
+    ahead = score_file(incoming, fresh).output
+    assert threads == ["aduana-snapshot"]  # read on its own thread while the file was read, and only there
+    fresh.read_ahead()  # a held snapshot is refreshed when a batch asks, not ahead of it
+    assert threads == ["aduana-snapshot"]
+    in_turn = Scorer(scorer.warehouse, scorer.policy, scorer.source, reload_seconds=3600)
+    in_turn.refresh_model(force=True)
+    in_turn.context()  # the snapshot read before the batch, on this thread
+    pd.testing.assert_frame_equal(ahead, score_file(incoming, in_turn).output)
+
+
+def test_a_read_ahead_that_fails_is_read_again_and_raised_by_the_batch(scorer, incoming):
+    fresh = Scorer(scorer.warehouse, scorer.policy, scorer.source, reload_seconds=3600)
+    fresh.refresh_model(force=True)
+    threads = _counting_reads(fresh, fail=True)
+    with pytest.raises(RuntimeError, match="the snapshot could not be built"):
+        score_file(incoming, fresh)
+    assert threads == ["aduana-snapshot", "MainThread"]
+    assert not fresh.has_snapshot
 
 
 def test_without_a_champion_scoring_says_so(home):

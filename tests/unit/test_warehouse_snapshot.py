@@ -2,6 +2,8 @@
 version changed, and kept while the warehouse is busy."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from features.warehouse import Refreshing, Warehouse, WarehouseBusy
@@ -69,6 +71,28 @@ def test_a_value_put_by_hand_stands_until_its_version_changes(warehouse):
     assert refreshing.get(warehouse, max_age=0) == "pinned" and source.reads == 0
     source.version = 2
     assert refreshing.get(warehouse, max_age=0) == "first"
+
+
+def test_a_refresh_started_on_another_thread_is_waited_for_and_read_once(warehouse):
+    source, started, let_go = Source(), threading.Event(), threading.Event()
+    slow = lambda w: (started.set(), let_go.wait(10), source.read(w))[-1]  # noqa: E731
+    refreshing = Refreshing(slow)
+    assert refreshing.start(warehouse)
+    assert started.wait(10) and not refreshing.start(warehouse)  # one refresh at a time
+    threading.Timer(0.2, let_go.set).start()
+    assert refreshing.get(warehouse, max_age=60) == "first" and source.reads == 1  # waited for it, no read of its own
+    assert not refreshing.start(warehouse)  # a value held: nothing started
+
+
+def test_a_refresh_on_another_thread_that_fails_leaves_the_next_get_to_read_again(warehouse):
+    source = Source()
+    source.busy = True
+    refreshing = Refreshing(source.read)
+    assert refreshing.start(warehouse)
+    assert refreshing.get(warehouse, max_age=60) is None  # waited for the failed one, then failed itself
+    assert refreshing.error.startswith("WarehouseBusy")
+    source.busy = False
+    assert refreshing.start(warehouse) and refreshing.require(warehouse, max_age=60) == "first"
 
 
 def test_stored_in_marks_each_id_the_snapshot_holds_in_the_ids_order_repeats_included(tmp_path):
