@@ -6,10 +6,11 @@ batch made with the same model and lane policy, of at least the policy's `thresh
 rows would set the cut-offs by chance). Before any such batch they come from the most recent declarations in the
 warehouse scored as one batch. A declaration from that batch gets the same lane both ways.
 
-The service reads the warehouse only to refresh its snapshot (the scorer's `ScoringContext` and the thresholds);
-while another process holds the file, the last snapshot keeps serving. Every answer is made durable in the
-operational decision log (`DecisionLog`) before it is given; the warehouse receives a copy in the background, so a
-call never waits on the warehouse.
+The service reads the warehouse only to refresh its snapshot (the scorer's `ScoringContext` and the thresholds), with
+the champion, at the start of each reload slot on a thread of its own (no request waits on it); while another process
+holds the file, the last snapshot keeps serving. Every answer is made durable in the operational decision log
+(`DecisionLog`) before it is given; the warehouse receives a copy in the background, so a call never waits on the
+warehouse.
 """
 from __future__ import annotations
 
@@ -44,6 +45,8 @@ from serving.selection import Thresholds
 THRESHOLD_WINDOW = 5_000  # recent declarations scored to learn thresholds when no batch was scored yet
 COPIER_STOP_S = 60.0  # how long a shutdown waits for the copier's copy under way before it kills it
 SNAPSHOT_WAIT_S = 0.2  # a refresh waits this long for a warehouse another process holds, then keeps the last snapshot
+REFRESHER_STOP_S = 60.0  # how long a shutdown waits for the refresher's refresh under way
+SLOT_MARGIN_S = 0.01  # the refresher wakes this long after a slot starts, so that the clock reads the new slot
 log = logging.getLogger("aduana.serving")
 
 
@@ -70,6 +73,7 @@ class ServiceState:
         self._slot: float | None = None  # the reload slot of the last refresh
         self._lock = threading.Lock()
         self._digest: tuple[object, str] | None = None
+        self._refresher: tuple[threading.Thread, threading.Event] | None = None
 
     @property
     def ready(self) -> bool:
@@ -131,10 +135,43 @@ class ServiceState:
             if not self.scorer.ready:
                 return
             with contextlib.suppress(WAREHOUSE_ERRORS):  # no snapshot yet: the scorer's snapshot_error says why
-                self.scorer.context(patient)
-                self._thresholds.get(self.scorer.reader(patient), max_age=0)  # this refresh is the schedule
+                self.scorer.context(patient, check=True)  # this refresh is the schedule
+                self._thresholds.get(self.scorer.reader(patient), max_age=0)
         finally:
             self._lock.release()
+
+    def refresh_for_request(self, wait: bool = True) -> None:
+        """A request's refresh: none where the refresher keeps what is held (`start_refresher`), else `refresh`."""
+        if self._refresher is None or not self.ready:
+            self.refresh(wait)
+
+    def start_refresher(self) -> None:
+        """Refresh at the start of each reload slot on a thread of its own, so that no request waits on the champion's
+        load, the warehouse's checks or a snapshot rebuilt after an ingest: requests refresh only while nothing is held
+        yet. A zero period (every call a slot of its own) keeps the refresh in the request."""
+        if self.scorer.reload_seconds <= 0 or self._refresher is not None:
+            return
+        stop = threading.Event()
+        thread = threading.Thread(target=self._refresh_each_slot, args=(stop,), name="aduana-refresher", daemon=True)
+        self._refresher = (thread, stop)
+        self.scorer.refreshed_apart = True
+        thread.start()
+
+    def stop_refresher(self, timeout: float = REFRESHER_STOP_S) -> None:
+        """Stop the refresher (a refresh under way ends first, up to `timeout` seconds)."""
+        if self._refresher is not None:
+            thread, stop = self._refresher
+            stop.set()
+            thread.join(timeout)
+            self._refresher, self.scorer.refreshed_apart = None, False
+
+    def _refresh_each_slot(self, stop: threading.Event) -> None:
+        period = self.scorer.reload_seconds
+        while not stop.wait(period - time.time() % period + SLOT_MARGIN_S):  # until just after the next slot starts
+            try:
+                self.refresh()
+            except Exception:  # a bug, not the warehouse or the registry (`refresh` keeps the last of those)
+                log.exception("the background refresh failed: the service goes on with what it holds")
 
     def _read_source(self, warehouse: Warehouse) -> ThresholdSource:
         least = self.scorer.policy.threshold_min_rows

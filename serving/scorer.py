@@ -7,6 +7,7 @@ champion keeps serving and `registry_error` says why.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ class Scorer:
     version: str | None = None
     registry_error: str | None = None
     snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
+    refreshed_apart: bool = False  # a refresher checks the snapshot each reload slot (serving/realtime.py): calls don't
     anomaly: AnomalyModel | None = None  # customs-anomaly@champion, read when the lane policy targets exploration
     _anomaly_version: str | None = None
     leads: dict[str, pd.Series] | None = None  # the leads source's residuals pinned for a run (None: read per batch)
@@ -230,12 +232,14 @@ class Scorer:
         if self.model is not None:
             self._snapshot.start(self.reader())
 
-    def context(self, patient: bool = False) -> ScoringContext:
-        """The warehouse snapshot, rebuilt when the warehouse has changed (checked at most every reload_seconds).
+    def context(self, patient: bool = False, check: bool = False) -> ScoringContext:
+        """The warehouse snapshot, rebuilt when the warehouse has changed (checked at most every reload_seconds, or,
+        while a refresher keeps it (`refreshed_apart`), only when it `check`s; always before there is one).
 
         While the warehouse cannot be read (another process is writing it), the last snapshot keeps serving;
         before there is one, the error is raised (one of WAREHOUSE_ERRORS)."""
-        return self._snapshot.require(self.reader(patient), self.reload_seconds)
+        max_age = 0 if check else math.inf if self.refreshed_apart else self.reload_seconds
+        return self._snapshot.require(self.reader(patient), max_age)
 
     def _scores(self, declarations: pd.DataFrame, advance: Advance = quiet, batch: BatchState | None = None,
                 context: ScoringContext | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -128,9 +128,11 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         await anyio.to_thread.run_sync(functools.partial(state.refresh, patient=True))
         if answers_log is not None:
             answers_log.start()
+        state.start_refresher()
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(state.stop_refresher)
             if answers_log is not None:
                 await anyio.to_thread.run_sync(answers_log.close)  # the last copy to the warehouse
 
@@ -183,7 +185,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
              responses={503: {"model": ReadyOut, "description": "Not ready: no champion model or no warehouse "
                                                                 "snapshot yet; retry after `Retry-After` seconds."}})
     def readyz(request: Request) -> JSONResponse:
-        state.refresh(wait=False)
+        state.refresh_for_request(wait=False)
         ready = state.ready
         body = {"ready": ready}
         if key.matches(request.headers.get("x-api-key")):
@@ -195,7 +197,7 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         return HTTPException(status_code=503, detail=detail, headers={"Retry-After": str(RETRY_AFTER_S)})
 
     def answer(declarations: pd.DataFrame | list[dict], as_list: bool, request_id: str) -> bytes:
-        state.refresh()
+        state.refresh_for_request()
         if not scorer.ready:
             raise unavailable("no champion model loaded yet")
         if not scorer.has_snapshot:

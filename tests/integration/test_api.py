@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -319,3 +321,38 @@ def test_a_reason_holding_a_semicolon_comes_back_as_one_item_and_is_logged_as_on
     assert logged["reason_list"] == answer["reason_list"]
     assert logged["contributions"] and logged["contributions"][0].keys() == {"feature", "family", "value",
                                                                             "contribution"}
+
+
+def test_a_refresher_reloads_each_slot_and_no_request_waits_on_it(api_scorer, world):
+    scorer = Scorer(api_scorer.warehouse, api_scorer.policy, source=FixedSource(dict(api_scorer.source.models), "3"),
+                    reload_seconds=0.4)
+    scorer.refresh_model(force=True)
+    checks = []  # the threads that checked the champion or the warehouse's snapshot version, in turn
+
+    def on_thread(check):  # noqa: ANN001, ANN202
+        def checked(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            checks.append(threading.current_thread().name)
+            return check(*args, **kwargs)
+        return checked
+
+    scorer.source.champion_version = on_thread(scorer.source.champion_version)
+    scorer._snapshot.version = on_thread(scorer._snapshot.version)
+    with TestClient(create_app(scorer, api_key="", decision_log=False)) as c:
+        started = len(checks)  # the service's first refresh, as it starts
+        until = time.monotonic() + 1.5
+        while time.monotonic() < until:
+            assert c.post("/v1/score", json=_declaration(world)).status_code == 200
+        assert set(checks[started:]) == {"aduana-refresher"} and len(checks) - started >= 4  # two slots at least
+        scorer.source.models["4"] = scorer.model
+        scorer.source.champion = "4"
+        until = time.monotonic() + 5
+        while scorer.version != "4" and time.monotonic() < until:  # no request: the refresher picks it up
+            time.sleep(0.05)
+        assert scorer.version == "4"
+        assert c.post("/v1/score", json=_declaration(world)).json()["model_version"] == "4"
+        refresher = c.app.state.service._refresher[0]
+    assert not refresher.is_alive() and not scorer.refreshed_apart  # stopped with the app
+
+
+def test_a_service_reloading_before_every_call_refreshes_in_the_call(client):
+    assert client.app.state.service._refresher is None  # api_scorer's zero period: each call a slot of its own
