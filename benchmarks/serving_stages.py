@@ -16,6 +16,9 @@ from processes import fitted_world, peak_mb, postgres_cluster, summary
 
 WORST_BODIES = ("empty_objects_100k", "fields_50k", "valid_list_100", "chunked_2mb")
 PLAIN = 8768  # the plain app's port, in this process
+CROSSING_PORT = 8769  # the slot-crossing app's (`slot_crossings`)
+SLOT_S = 2.0  # its reload slots: short, so that a run crosses a few dozen
+CROSSING_CALLS = 6_000  # about 20 s of calls at c=1
 C16_REQUESTS = 2000
 
 
@@ -185,6 +188,8 @@ def stage_serving(work: Path, rows: int) -> dict:
     if cluster is not None:
         cluster.remove()
 
+    result["api_slot_crossings"] = slot_crossings(scorer, work)
+
     # Fixed costs: a process's start to its first 200 from /readyz (1 worker) and its first call; then c=16 on 2
     # workers (benchmarks/serve_workers.py: as `aduana serve --workers 2` runs). Last, a promotion's model load in
     # this process: the champion's pickle read back, the switch to it (refresh_model), and the first scoring call on
@@ -239,6 +244,41 @@ def stage_serving(work: Path, rows: int) -> dict:
                               "start_to_ready_s": result["start_to_ready_s"] / plain["start_to_ready_s"]}}
     result["peak_rss_mb"] = peak_mb()
     return result
+
+
+def slot_crossings(scorer, work: Path) -> dict:  # noqa: ANN001 - a Scorer
+    """Reload slots crossed under load: the scorer on SLOT_S-second slots, CROSSING_CALLS calls at c=1 (a few dozen
+    slots) to an app without a decision log, with the refresher (each slot's reload on a thread of its own) and
+    without it (as before 0.25.2: the call that crosses a slot checks the champion, the snapshot's version and the
+    thresholds itself)."""
+    import threading
+
+    import numpy as np
+    import uvicorn
+
+    from serving.api import create_app, server_config
+
+    period, out = scorer.reload_seconds, {}
+    scorer.reload_seconds = SLOT_S
+    try:
+        for name, refresher in (("refresher", True), ("in_the_crossing_call", False)):
+            app = create_app(scorer, api_key="", decision_log=False, refresher=refresher)
+            server = uvicorn.Server(server_config(app, "127.0.0.1", CROSSING_PORT, log_level="error"))
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            while not server.started:
+                time.sleep(0.05)
+            url = f"http://127.0.0.1:{CROSSING_PORT}"
+            measure(url, work, 20, 1)  # warm-up
+            ms, wall, load_cpu = measure(url, work, CROSSING_CALLS, 1)
+            server.should_exit = True
+            thread.join(timeout=30)
+            out[name] = {**summary(ms, wall, load_cpu), "p999_ms": float(np.percentile(ms, 99.9)),
+                         "max_ms": float(max(ms)), "calls_over_20_ms": int(sum(m > 20 for m in ms)),
+                         "slots_crossed": int(wall // SLOT_S)}
+    finally:
+        scorer.reload_seconds = period
+    return {"slot_s": SLOT_S, **out}
 
 
 def stage_source_layout(work: Path, rows: int) -> dict:

@@ -101,13 +101,14 @@ class DirectScore:
 def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_BODY_BYTES,
                api_key: str | None = None, mapping: ColumnMapping | None = None, decision_log: bool = True,
                body_timeout_s: float = BODY_TIMEOUT_S, secure_cookie: bool = False,
-               oplog: OperationalLog | None = None) -> FastAPI:
+               oplog: OperationalLog | None = None, refresher: bool = True) -> FastAPI:
     """The FastAPI app around a scorer (injected, so tests can pass one with a fixed model). With a `mapping`,
     /v1/score also takes records in the mapping's source layout. Answers are made durable in `oplog` (default: the
     journal beside the warehouse, features/warehouse/oplog.py); `decision_log=False` leaves them out of the decision
     log (benchmarks only: the contract logs every answer). `secure_cookie` marks the analysts'
     page's cookie Secure even on plain HTTP requests (a TLS proxy the server does not see); a request that came
-    over HTTPS gets a Secure cookie either way."""
+    over HTTPS gets a Secure cookie either way. `refresher=False` leaves each reload slot's refresh to the request
+    that crosses it (benchmarks only: what the refresher saves a call)."""
     state = ServiceState(scorer)
     key = ServiceKey(api_key)
     source = SourceLayout(mapping) if mapping is not None else None
@@ -128,7 +129,8 @@ def create_app(scorer: Scorer, max_items: int = 100, max_body_bytes: int = MAX_B
         await anyio.to_thread.run_sync(functools.partial(state.refresh, patient=True))
         if answers_log is not None:
             answers_log.start()
-        state.start_refresher()
+        if refresher:
+            state.start_refresher()
         try:
             yield
         finally:
