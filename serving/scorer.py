@@ -125,7 +125,7 @@ class Scorer:
     version: str | None = None
     registry_error: str | None = None
     snapshot_wait: float | None = None  # seconds to wait for a warehouse another process holds (None: its own wait)
-    refreshed_apart: bool = False  # a refresher checks the snapshot each reload slot (serving/realtime.py): calls don't
+    refreshed_apart: bool = False  # a refresher checks the snapshot each slot (serving/realtime.py), not `context`
     anomaly: AnomalyModel | None = None  # customs-anomaly@champion, read when the lane policy targets exploration
     _anomaly_version: str | None = None
     leads: dict[str, pd.Series] | None = None  # the leads source's residuals pinned for a run (None: read per batch)
@@ -228,7 +228,7 @@ class Scorer:
         """Before the first snapshot, start reading it on another thread, so that a batch's file is read and checked
         meanwhile (DuckDB and Arrow let go of the GIL): `context` waits for it, and reads again, raising why, where
         it failed. Nothing is read before there is a champion (scoring refuses first). A scorer that holds a snapshot
-        refreshes it when a batch asks, as before: read ahead, the batch would be scored on the last one."""
+        refreshes it when its batch asks, as before (read ahead, that batch would be scored on the last one)."""
         if self.model is not None:
             self._snapshot.start(self.reader())
 
