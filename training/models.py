@@ -445,20 +445,47 @@ def fit_reference(fs: FeatureSet, split: Split, config: FitConfig = FitConfig(),
 
 def _fit_revenue(model: RiskModel, fs: FeatureSet, split: Split, config: FitConfig, columns: list[str],
                  advance: Advance = quiet) -> None:
-    """E[revenue | fraud]: log revenue of the caught frauds, with Duan's smearing back to the money scale."""
+    """E[revenue | fraud]: log revenue of the caught frauds, with Duan's smearing back to the money scale.
+
+    Every declaration scored predicts it, so its categorical statistics are chosen on the validation window where
+    the configuration leaves them to CatBoost: one categorical at a time (`max_ctr_complexity` 1: at 1M rows a sixth
+    of the prediction's time) unless CatBoost's own combinations predict the window's log revenue better."""
     y = _labels(fs)
     revenue = fs.meta["revenue"].astype("float64").to_numpy()
-    caught = (split.train | split.valid) & (y == 1) & (np.nan_to_num(revenue) > 0)
+    found = (y == 1) & (np.nan_to_num(revenue) > 0)
+    caught = (split.train | split.valid) & found
     if caught.sum() < MIN_REVENUE_ROWS:
         return
     params = {k: v for k, v in config.catboost_params().items() if k != "eval_metric"}
-    regressor = CatBoostRegressor(**{**params, "iterations": min(config.iterations, 400)}, loss_function="RMSE",
-                                  thread_count=config.threads, allow_writing_files=False, verbose=False)
+    params = {**params, "iterations": min(config.iterations, 400)}
+    if "max_ctr_complexity" not in params and _single_statistics_suffice(
+            fs, split.train & found, split.valid & found, columns, np.log1p(revenue), params, config, advance):
+        params["max_ctr_complexity"] = 1
+    regressor = _revenue_regressor(params, config)
     target = np.log1p(revenue[caught])
     _fit(regressor, _pool(fs, caught, columns, target), "revenue model", advance)
     residual = target - regressor.predict(_pool(fs, caught, columns))
     model.revenue_model = regressor
     model.revenue_smearing = float(np.mean(np.exp(residual)))
+
+
+def _revenue_regressor(params: dict, config: FitConfig) -> CatBoostRegressor:
+    return CatBoostRegressor(**params, loss_function="RMSE", thread_count=config.threads, allow_writing_files=False,
+                             verbose=False)
+
+
+def _single_statistics_suffice(fs: FeatureSet, train: np.ndarray, valid: np.ndarray, columns: list[str],
+                               target: np.ndarray, params: dict, config: FitConfig, advance: Advance) -> bool:
+    """Whether, fit on `train`, the regressor reading each categorical alone predicts `valid`'s `target` at least as
+    well (RMSE) as with CatBoost's own combinations of them; False where either holds fewer than MIN_REVENUE_ROWS."""
+    if train.sum() < MIN_REVENUE_ROWS or valid.sum() < MIN_REVENUE_ROWS:
+        return False
+    errors = []
+    for tried in ({**params, "max_ctr_complexity": 1}, params):
+        regressor = _revenue_regressor(tried, config)
+        _fit(regressor, _pool(fs, train, columns, target[train]), "revenue model (its statistics)", advance)
+        errors.append(float(np.sqrt(np.mean((regressor.predict(_pool(fs, valid, columns)) - target[valid]) ** 2))))
+    return errors[0] <= errors[1]
 
 
 def validation_score(model: RiskModel, fs: FeatureSet, split: Split) -> float:
