@@ -456,8 +456,8 @@ def _fit_revenue(model: RiskModel, fs: FeatureSet, split: Split, config: FitConf
     caught = (split.train | split.valid) & found
     if caught.sum() < MIN_REVENUE_ROWS:
         return
-    params = {k: v for k, v in config.catboost_params().items() if k != "eval_metric"}
-    params = {**params, "iterations": min(config.iterations, 400)}
+    params = {k: v for k, v in config.catboost_params().items() if k != "eval_metric"} | {
+        "iterations": min(config.iterations, 400)}
     if "max_ctr_complexity" not in params and _single_statistics_suffice(
             fs, split.train & found, split.valid & found, columns, np.log1p(revenue), params, config, advance):
         params["max_ctr_complexity"] = 1
