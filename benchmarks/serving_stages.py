@@ -83,13 +83,13 @@ def stage_serving(work: Path, rows: int) -> dict:
         X = build_features(frame, bands=model.price_bands, profiles=scorer.context().profiles,
                            columns=model.columns).X[model.columns]  # the profiles the model reads, as the scorer builds
         steps["features_s"], t = time.perf_counter() - t, time.perf_counter()
-        pool = model.pool(X)  # built once, as the scorer does: the scores and the reasons read it
+        pool = model.pool(X)  # built once, as the scorer does: both models read it
         risk, expected = model.predict_pool(pool)
         steps["predict_s"], t = time.perf_counter() - t, time.perf_counter()
         lanes = allocate(frame.assign(risk_score=risk, expected_revenue=expected), scorer.policy)
         steps["lanes_s"], t = time.perf_counter() - t, time.perf_counter()
         chosen = lanes["lane"].isin([RED, YELLOW]).to_numpy()
-        explanations(model, X[chosen], frame[chosen], pool=pool.slice(np.flatnonzero(chosen).tolist()))
+        explanations(model, X[chosen], frame[chosen])  # their own pool, as the scorer builds
         steps["reasons_s"] = time.perf_counter() - t
 
     # Raw CatBoost as a user would call it: its pool from the same frame, then its own predict_proba.

@@ -262,6 +262,7 @@ def score_source(path: Path, scorer: Scorer, rows: int, folder: Path, mapping: C
     second = next(raws, None)
     if second is None and not snapshot:
         checked = check_raw(every_row_of(path, first), kind, mapping, source, file_sha256(path))
+        first = None  # the file's rows as read go before the scoring: it reads the checked ones
         return score_checked(checked, scorer, advance)
 
     def chunks() -> Iterator[Chunk]:

@@ -353,16 +353,15 @@ def explain(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int =
 
 
 def explanations(model: RiskModel, X: pd.DataFrame, context: pd.DataFrame, top: int = TOP_REASONS,
-                 top_contributions: int = TOP_CONTRIBUTIONS, pool: Pool | None = None) -> Explanation:
-    """Each row's reasons (`explain`) and its strongest feature contributions, from one SHAP pass (over `pool`,
-    X's pool when it is already built).
+                 top_contributions: int = TOP_CONTRIBUTIONS) -> Explanation:
+    """Each row's reasons (`explain`) and its strongest feature contributions, from one SHAP pass over X's pool.
 
     Many rows are explained PART_ROWS at a time, the next part's SHAP values computed on another thread while this
     part's sentences are made (CatBoost and numpy let go of the GIL): a row's SHAP values are its own
     (training/explainer.py), so its reasons are the same in any part."""
     if X.empty:
         return Explanation.none()
-    pool = model.pool(X) if pool is None else pool
+    pool = model.pool(X)
     if len(X) <= PART_ROWS:
         return _explained_part(model, shap_values(model.classifier, pool), X, context, top, top_contributions)
     starts = range(0, len(X), PART_ROWS)
