@@ -19,7 +19,7 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
 from features.build import FeatureSet, build_features, integrate
-from features.collector import arrow_released, collector_paused
+from features.collector import collector_paused
 from features.context import BatchState, ScoringContext
 from features.entities import MISSING
 from features.leads import lead_keys, lead_scores, residuals, strongest_leads
@@ -95,9 +95,7 @@ class _Scored:
 def _scoring_context(tables: Tables, names: tuple[str, ...]) -> ScoringContext:
     """The snapshot's context, with the profile indexes of the entities `names` built now (the others are built on
     their first lookup)."""
-    context = ScoringContext.from_tables(tables.declarations, tables.manifests, tables.traders).index_rows(names)
-    arrow_released()  # what reading the tables decoded
-    return context
+    return ScoringContext.from_tables(tables.declarations, tables.manifests, tables.traders).index_rows(names)
 
 
 class ModelSource(Protocol):
