@@ -98,12 +98,21 @@ def _log_inputs(fs: FeatureSet, split: Split, dataset: str) -> None:
                                                  digest=f"{fs.data_hash}-{context}"), context=context)
 
 
+def _revenue_params(model: RiskModel) -> dict:
+    """The revenue model's categorical statistics as training chose them (training/models.py `_fit_revenue`): 1,
+    each categorical alone, or CatBoost's own combinations (`default`)."""
+    if model.revenue_model is None:
+        return {}
+    return {"revenue_max_ctr_complexity": model.revenue_model.get_params().get("max_ctr_complexity", "default")}
+
+
 def _log_candidate(model: RiskModel, evaluation: Evaluation, fs: FeatureSet, drift: pd.DataFrame, behaviour: dict,
                    predictions: dict[str, pd.DataFrame]) -> None:
     """What every candidate run holds: its features, metrics, behaviour, plots, model and drift reference (`drift`:
     the training's drift reference sample, TrainingResult.drift_reference)."""
     mlflow.log_params({k: v for k, v in model.params.items() if not isinstance(v, dict | list) and k not in PLUMBING}
-                      | {"features": len(model.columns), "revenue_model": model.revenue_model is not None})
+                      | {"features": len(model.columns), "revenue_model": model.revenue_model is not None}
+                      | _revenue_params(model))
     mlflow.log_dict({"categorical": model.categorical, "numeric": model.numeric,
                      "monotone_constraints": model.params.get("monotone_constraints", {})}, "features.json")
     _log_metrics(evaluation)

@@ -60,6 +60,8 @@ def test_retrain_tracks_registers_gates_and_rolls_back(prefect_api, loaded_home,
     assert int(run.data.params["rows_featured"]) < int(run.data.params["rows"]) == first["counts"]["rows"]
     assert run.data.metrics["fit_seconds_per_100k_labelled"] == first["fit_seconds_per_100k_labelled"] > 0
     assert not {"thread_count", "verbose", "allow_writing_files"} & set(run.data.params)  # plumbing, not params
+    if run.data.params["revenue_model"] == "True":  # its categorical statistics, as chosen on the validation window
+        assert run.data.params["revenue_max_ctr_complexity"] in {"1", "default"}
     assert "engineered risk model" in run.data.tags["mlflow.note.content"]  # the run's description in the UI
     assert "reference" in client.get_run(first["reference_run_id"]).data.tags["mlflow.note.content"]
     assert "trained on dataset `test`" in client.get_model_version("customs-risk", "1").description

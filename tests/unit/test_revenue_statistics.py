@@ -13,6 +13,7 @@ from features.build import FeatureSet
 from features.progress import quiet
 from training import models
 from training.models import MIN_REVENUE_ROWS, FitConfig, Split, _fit_revenue, _single_statistics_suffice
+from training.runs import _revenue_params
 
 COLUMNS = ["a", "b", "x"]
 
@@ -82,3 +83,9 @@ def test_the_revenue_model_takes_the_choice_or_the_configured_setting(configured
     else:
         assert model.revenue_model.get_params()["max_ctr_complexity"] == configured
     assert model.revenue_smearing > 1.0  # Duan's factor of a fitted log-scale regression
+    # the training run logs the setting the revenue model was fitted with
+    assert _revenue_params(model) == {"revenue_max_ctr_complexity": configured or (1 if alone else "default")}
+
+
+def test_no_revenue_model_logs_no_setting():
+    assert _revenue_params(SimpleNamespace(revenue_model=None)) == {}
