@@ -113,8 +113,8 @@ def integrate(declarations: pd.DataFrame, manifests: pd.DataFrame | None = None,
     totals = bill_totals(frame) if totals is None else totals
     if context is not None:
         manifests, traders = context.manifests, context.traders
-        new = frame[context.known_ids.get_indexer(frame["declaration_id"]) < 0]
-        added = bill_totals(new) if batch_totals is None else batch_totals
+        added = batch_totals if batch_totals is not None else \
+            bill_totals(frame[context.known_ids.get_indexer(frame["declaration_id"]) < 0])  # its items not stored yet
         totals = context.bill_totals.reindex(totals.index).add(added.reindex(totals.index), fill_value=0)
     else:
         manifests = keyed(manifests, "bill_of_lading")

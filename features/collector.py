@@ -1,7 +1,5 @@
 """Memory housekeeping of a batch: Python's cyclic garbage collector held off while it is built, and Arrow's pool
-told to give back what it no longer uses.
-
-The collector:
+told to give back what it no longer uses (`arrow_released`).
 
 A batch's reasons and decision records are hundreds of thousands of small lists and dicts, none of them in a
 reference cycle. Each allocation past the collector's thresholds starts a collection, and a full one walks every
@@ -32,7 +30,7 @@ def collector_paused() -> Iterator[None]:
 
 def arrow_released() -> None:
     """Arrow's memory pool (mimalloc in pyarrow's wheels) keeps the pages of what was freed for its next
-    allocations. After a large transient (a file decoded, the warehouse's tables turned into frames) that is hundreds
-    of megabytes the process holds and no one uses: measured on a 1M-row Parquet file, 218 of its 613 MB after the
-    read. This gives them back to the system; what is in use stays."""
+    allocations. After a large transient (a file decoded) that is hundreds of megabytes the process holds and no one
+    uses: measured on a 1M-row Parquet file, 218 of its 613 MB after the read. This gives them back to the system;
+    what is in use stays."""
     pa.default_memory_pool().release_unused()

@@ -1,7 +1,9 @@
 """The scorer on a real warehouse: batch output contract, decisions log, reasons, real-time agreement, hot reload."""
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from features.warehouse import Warehouse
 from flows.orchestration import runtime
 from flows.score import record_decisions
 from flows.settings import Settings
+from serving import scorer as scoring
 from serving.batch import score_file
 from serving.lanes import LanePolicy
 from serving.model_source import FixedSource
@@ -309,6 +312,34 @@ def test_a_read_ahead_that_fails_is_read_again_and_raised_by_the_batch(scorer, i
         score_file(incoming, fresh)
     assert threads == ["aduana-snapshot", "MainThread"]
     assert not fresh.has_snapshot
+
+
+def test_a_batch_lets_go_of_its_pool_before_its_rows_are_explained(scorer, incoming, monkeypatch):
+    """The batch's pool (at a million rows, about 280 MB) goes once both models have read it: its explained rows are
+    read from a pool of their own. The revenue model predicted before the lanes (ranked by it), so that no thread
+    still reads the batch's pool when the reasons start."""
+    by_revenue = Scorer(scorer.warehouse, LanePolicy(rank_by="expected_revenue"), scorer.source, reload_seconds=3600)
+    by_revenue.refresh_model(force=True)
+    model_type, built, alive = type(by_revenue.model), [], []
+    pool, explain = model_type.pool, scoring.explanations
+
+    def recording(model, X):
+        made = pool(model, X)
+        built.append((len(X), weakref.ref(made)))
+        return made
+
+    def explaining(model, X, context, *args, **kwargs):
+        gc.collect()
+        alive.extend(rows for rows, made in built if made() is not None)
+        return explain(model, X, context, *args, **kwargs)
+
+    monkeypatch.setattr(model_type, "pool", recording)
+    monkeypatch.setattr(scoring, "explanations", explaining)
+    out = score_file(incoming, by_revenue).output
+    explained = (out["lane"].isin(["red", "yellow"]) & (out["selected_by"] != "validation")).sum()
+    assert [rows for rows, _ in built] == [2999, explained]  # the batch's, then the explained rows' own
+    assert alive == []  # none left when the reasons started
+    assert out.loc[out["lane"] == "red", "reasons"].str.len().gt(0).all()
 
 
 def test_without_a_champion_scoring_says_so(home):
