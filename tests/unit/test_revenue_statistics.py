@@ -80,11 +80,13 @@ def test_the_revenue_model_takes_the_choice_or_the_configured_setting(configured
         target = np.log1p(fs.meta["revenue"].to_numpy())
         alone = _single_statistics_suffice(fs, split.train, split.valid, COLUMNS, target, params, config, quiet)
         assert model.revenue_model.get_params().get("max_ctr_complexity") == (1 if alone else None)
+        logged = 1 if alone else "default"
     else:
         assert model.revenue_model.get_params()["max_ctr_complexity"] == configured
+        logged = configured
     assert model.revenue_smearing > 1.0  # Duan's factor of a fitted log-scale regression
     # the training run logs the setting the revenue model was fitted with
-    assert _revenue_params(model) == {"revenue_max_ctr_complexity": configured or (1 if alone else "default")}
+    assert _revenue_params(model) == {"revenue_max_ctr_complexity": logged}
 
 
 def test_no_revenue_model_logs_no_setting():
