@@ -1,5 +1,5 @@
-"""Memory housekeeping of a batch: Python's cyclic garbage collector held off while it is built, and Arrow's pool
-told to give back what it no longer uses (`arrow_released`).
+"""Memory housekeeping of a batch: Python's cyclic garbage collector held off while it is built, and what the process
+holds freed given back to the system between its steps (`memory_returned`).
 
 A batch's reasons and decision records are hundreds of thousands of small lists and dicts, none of them in a
 reference cycle. Each allocation past the collector's thresholds starts a collection, and a full one walks every
@@ -9,6 +9,7 @@ cycle made meanwhile is collected after, at the next collection.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +29,28 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def arrow_released() -> None:
-    """Arrow's memory pool (mimalloc in pyarrow's wheels) keeps the pages of what was freed for its next
-    allocations. After a large transient (a file decoded) that is hundreds of megabytes the process holds and no one
-    uses: measured on a 1M-row Parquet file, 218 of its 613 MB after the read. This gives them back to the system;
-    what is in use stays."""
+def memory_returned() -> None:
+    """Give back to the system the memory this process holds freed. Both allocators a batch uses keep freed pages for
+    their next allocations:
+    - Arrow's pool (mimalloc in pyarrow's wheels): after reading a 1M-row Parquet file it held 218 of its 613 MB
+      unused;
+    - glibc's heap, where a batch's column-sized arrays land once glibc's mmap threshold has risen to their size (it
+      rises to each mapped block freed): `malloc_trim` gives back its free pages wherever they lie (nothing where the
+      C library is not glibc).
+    Called between a batch's steps, each step's transients go before the next one's peak: whole scoring of a million
+    declarations peaked at 1.96 against 2.11 GB, in the same time (4 rounds in turn; a trim takes milliseconds). What
+    is in use stays."""
     pa.default_memory_pool().release_unused()
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()

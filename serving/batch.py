@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.collector import arrow_released
+from features.collector import memory_returned
 from features.intake.checked import Checked, read_checked
 from features.intake.mapping import ColumnMapping
 from features.progress import Advance, quiet
@@ -93,7 +93,7 @@ def score_checked(checked: Checked, scorer: Scorer, advance: Advance = quiet) ->
     """The valid rows scored whole (serving/partitions.py scores a large file in partitions), the invalid ones in
     the policy's validation lane."""
     parts = []
-    arrow_released()  # what reading the file decoded
+    memory_returned()  # what reading the file decoded
     if len(checked.valid):
         scored = scorer.score(checked.valid, advance=advance)
         parts.append(scored.set_index(checked.valid.index))

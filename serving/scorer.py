@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import pandas as pd
 from pandas.api.extensions import ExtensionArray
 
 from features.build import FeatureSet, build_features, integrate
-from features.collector import collector_paused
+from features.collector import collector_paused, memory_returned
 from features.context import BatchState, ScoringContext
 from features.entities import MISSING
 from features.leads import lead_keys, lead_scores, residuals, strongest_leads
@@ -61,6 +62,8 @@ LEAD_ENTITY = "lead_entity"
 # What lane allocation reads of a declaration besides its scores (serving/lanes.py `allocate`).
 ALLOCATION_COLUMNS = ["declaration_id", "importer_id", "hs_code", "origin_country", "office_id", "declaration_date"]
 log = logging.getLogger("aduana.serving")
+# A batch's model input goes to CatBoost this many rows at a time (`_predicted`): each part's pool is 50-70 MB.
+POOL_ROWS = 250_000
 
 
 @dataclass
@@ -90,6 +93,59 @@ class _Scored:
             return self
         at = np.flatnonzero(chosen)
         return _Scored(self.frame.iloc[at], self.X.iloc[at], self.ranked, self.revenue)
+
+
+def _predicted(model: RiskModel, X: pd.DataFrame, revenue_later: bool) -> tuple[np.ndarray, Future]:
+    """The risk scores of a batch's model input, and a future of its expected revenue: both models read each part
+    of POOL_ROWS rows from one pool, which goes once they have (at 1M rows the whole batch's pool held 150-280 MB
+    while the lanes were allocated). `revenue_later`: the expected revenue predicted on another thread, on one core,
+    a part behind the risk scores and going on while the caller does (CatBoost lets go of the GIL: it takes the
+    core the lanes' and reasons' Python leaves); at most three parts' pools live at once (one being read by each
+    model, one waiting). Else predicted here, on every core. CatBoost predicts a row the same in any part (the
+    same bytes as from one pool)."""
+    risk = np.empty(len(X))
+    parts = [slice(start, start + POOL_ROWS) for start in range(0, len(X), POOL_ROWS)] or [slice(0, 0)]
+    if not revenue_later:
+        expected = np.empty(len(X))
+        for at in parts:
+            pool = model.pool(X.iloc[at])
+            risk[at] = model.classifier.predict_proba(pool)[:, 1]
+            expected[at] = model.expected_revenue(pool, risk[at])
+        revenue: Future = Future()
+        revenue.set_result(expected)
+        return risk, revenue
+    handed: queue.Queue = queue.Queue(maxsize=1)  # a part's pool waits here for the revenue model
+
+    def predict_revenue() -> np.ndarray:
+        found = []
+        while (item := handed.get()) is not None:
+            found.append(model.expected_revenue(*item, 1))
+            item = None  # noqa: F841 - the part's pool goes now, not when the next one comes
+        return np.concatenate(found) if found else np.empty(0)
+
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aduana-revenue")
+    revenue = background.submit(predict_revenue)
+    background.shutdown(wait=False)  # its thread ends with the last part: no pool outlives the batch
+    try:
+        for at in parts:
+            pool = model.pool(X.iloc[at])
+            risk[at] = model.classifier.predict_proba(pool)[:, 1]
+            _hand(handed, (pool, risk[at]), revenue)
+            pool = None
+    finally:
+        _hand(handed, None, revenue)
+    return risk, revenue
+
+
+def _hand(handed: queue.Queue, item: object, taker: Future) -> None:
+    """Put `item` in the queue for the thread of `taker`, unless that thread has ended (an error, which its result
+    raises) and nobody would take it."""
+    while not taker.done():
+        try:
+            handed.put(item, timeout=0.05)
+            return
+        except queue.Full:
+            continue
 
 
 def _scoring_context(tables: Tables, names: tuple[str, ...]) -> ScoringContext:
@@ -255,15 +311,7 @@ class Scorer:
         context = context or self.context()
         frame, features = self._features(declarations, advance, batch, context)
         X = self._model_input(features.X)
-        pool = self.model.pool(X)  # built once: both models read it
-        risk = self.model.classifier.predict_proba(pool)[:, 1]
-        if revenue_later:  # CatBoost lets go of the GIL: it takes the core the lanes' and reasons' Python leaves
-            background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aduana-revenue")
-            revenue = background.submit(self.model.expected_revenue, pool, risk, 1)
-            background.shutdown(wait=False)  # its thread ends with the prediction: no pool outlives the batch
-        else:
-            revenue = Future()
-            revenue.set_result(self.model.expected_revenue(pool, risk))
+        risk, revenue = _predicted(self.model, X, revenue_later)
         ranked = pd.DataFrame({"risk_score": risk})
         if self.policy.targeting is not None:
             ranked = pd.concat([ranked, self._sources(frame, features.X, context)], axis=1)
@@ -334,6 +382,7 @@ class Scorer:
         with collector_paused():
             later = self.policy.rank_by != "expected_revenue"  # the lanes do not read it: predicted meanwhile
             scored = self._scored(declarations, advance, revenue_later=later)
+            memory_returned()  # the features' and the pools' transients, before the lanes'
             advance(what, 1, 3)
             lanes = allocate(pd.concat([scored.frame, scored.ranked if later else scored.scores], axis=1), self.policy,
                              self.bandit())
@@ -344,6 +393,7 @@ class Scorer:
             scored = scored.explained_rows(chosen)  # the batch's frame and model input go before the reasons
             explained = explanations(self.model, scored.X, scored.frame)
             scores, scored = scored.scores, None  # and the explained rows' before the output is assembled
+            memory_returned()
             output = self._assemble(ids, scores, lanes, chosen, explained, followed)
         advance(what, 3, 3)
         return output

@@ -60,9 +60,12 @@ def exploration_draw(declaration_ids: pd.Series, seed: int) -> np.ndarray:
     keyed = pd.Series(declaration_ids).reset_index(drop=True).astype("str") + f"#{seed}"
     if keyed.isna().any():  # no text to hash: pandas' own value for a missing one
         return pd.util.hash_pandas_object(keyed, index=False).to_numpy()
-    return _mixed(hash_object_array(keyed.to_numpy(dtype=object), _HASH_KEY, "utf8"))
+    return np.concatenate([_mixed(hash_object_array(keyed.iloc[start:start + DRAW_ROWS].to_numpy(dtype=object),
+                                                    _HASH_KEY, "utf8"))
+                           for start in range(0, len(keyed), DRAW_ROWS)] or [np.empty(0, dtype=np.uint64)])
 
 
+DRAW_ROWS = 100_000  # ids hashed at a time by exploration_draw: the hash reads them as Python strings
 _HASH_KEY = "0123456789123456"  # pandas' default hash key (pandas.core.util.hashing)
 _MASK = 2**64 - 1
 

@@ -79,8 +79,10 @@ _NULLABLE = {pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32():
 def as_duckdb_gives(con: duckdb.DuckDBPyConnection, sql: str) -> pd.DataFrame:
     """A query's rows as DuckDB's own `.df()` gives them (dates as datetime64[us], integers with a missing value as
     pandas' nullable integers), through Arrow: a million declarations in 0.4 s against 1.8–2.0 s, the history's
-    read when scoring or the API starts. A column of another kind, or no rows, is left to `.df()`."""
-    table = con.sql(sql).to_arrow_table()
+    read when scoring or the API starts. A column of another kind, or no rows, is left to `.df()`. Each column is
+    made one chunk (in Arrow's memory pool) first: at a million declarations the snapshot, read and indexed, held
+    750-800 MB against 905-920 MB from the chunks as DuckDB gave them, in 1.4-1.6 s either way."""
+    table = con.sql(sql).to_arrow_table().combine_chunks()  # see the docstring
     if not table.num_rows:
         return con.execute(sql).df()
     frame = {}

@@ -342,6 +342,58 @@ def test_a_batch_lets_go_of_its_pool_before_its_rows_are_explained(scorer, incom
     assert out.loc[out["lane"] == "red", "reasons"].str.len().gt(0).all()
 
 
+@pytest.mark.parametrize("rank_by", ["risk_score", "expected_revenue"], ids=["revenue-meanwhile", "revenue-first"])
+def test_a_batch_predicted_a_part_at_a_time_gives_the_bytes_of_one_pool(scorer, incoming, monkeypatch, rank_by):
+    """Both models read a batch's input a part of POOL_ROWS at a time (the revenue model on its own thread a part
+    behind, when the lanes do not rank by it), each part's pool gone once both have: the same output as from one
+    pool, and never more than three parts' pools alive."""
+    ranked = Scorer(scorer.warehouse, LanePolicy(rank_by=rank_by), scorer.source, reload_seconds=3600)
+    ranked.refresh_model(force=True)
+    whole = score_file(incoming, ranked).output
+    model_type, built, alive = type(ranked.model), [], []
+    pool = model_type.pool
+
+    def recording(model, X):
+        gc.collect()
+        alive.append(sum(made() is not None for made in built))
+        made = pool(model, X)
+        built.append(weakref.ref(made))
+        return made
+
+    monkeypatch.setattr(model_type, "pool", recording)
+    monkeypatch.setattr(scoring, "POOL_ROWS", 700)
+    parts = score_file(incoming, ranked).output
+    pd.testing.assert_frame_equal(parts, whole, check_exact=True)
+    assert len(built) == 5 + 1  # 2,999 valid rows in parts of 700, then the explained rows' own
+    assert max(alive) <= 3 and alive[-1] == 0  # none left when the reasons started
+
+
+def test_a_revenue_model_that_fails_on_its_thread_fails_the_batch_without_waiting(scorer, incoming, monkeypatch):
+    """The risk scores' loop hands each part to the revenue thread; when that thread has died, nothing waits for it
+    to take the next part, and the batch raises its error."""
+    model_type = type(scorer.model)
+
+    def failing(model, pool, risk, thread_count=-1):
+        raise MemoryError("the revenue model ran out of memory")
+
+    monkeypatch.setattr(model_type, "expected_revenue", failing)
+    monkeypatch.setattr(scoring, "POOL_ROWS", 500)
+    done = threading.Event()
+    failure = []
+
+    def run() -> None:
+        try:
+            score_file(incoming, scorer)
+        except MemoryError as exc:
+            failure.append(str(exc))
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(120), "the batch waited on a revenue thread that had ended"
+    assert failure == ["the revenue model ran out of memory"]
+
+
 def test_without_a_champion_scoring_says_so(home):
     s = Scorer(Warehouse(Settings().warehouse_path), LanePolicy(), source=FixedSource({}, None))
     s.refresh_model(force=True)

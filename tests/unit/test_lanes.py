@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from serving.lanes import LanePolicy, Rules, allocate, load_policy
-from serving.selection import Thresholds, capacity, exploration_draw, lowest_draws, rule_hits, top_k
+from serving.selection import Thresholds, capacity, draw_one, exploration_draw, lowest_draws, rule_hits, top_k
 
 
 def _batch(n: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -197,3 +197,14 @@ def test_real_time_exploration_has_the_batchs_sampling_rate():
     thresholds = Thresholds.from_decisions(batch.assign(**lanes, batch_id="b"), "risk_score", POLICY.seed)
     rate = lanes.loc[lanes["selected_by"] == "exploration", "inclusion_probability"].iloc[0]
     assert thresholds.exploration_rate == pytest.approx(rate, rel=0.25)  # the draw's cut-off, as a probability
+
+
+def test_a_batchs_draws_hashed_a_part_at_a_time_are_each_declarations_own(monkeypatch):
+    from serving import selection
+
+    ids = pd.Series([f"D{i}" for i in range(10)] + ["é-ü", ""])
+    whole = exploration_draw(ids, POLICY.seed)
+    monkeypatch.setattr(selection, "DRAW_ROWS", 3)
+    parts = exploration_draw(ids, POLICY.seed)
+    assert parts.tolist() == whole.tolist() == [draw_one(i, POLICY.seed) for i in ids]
+    assert parts.dtype == np.uint64 and exploration_draw(ids.iloc[:0], POLICY.seed).dtype == np.uint64

@@ -108,6 +108,22 @@ def test_stored_in_marks_each_id_the_snapshot_holds_in_the_ids_order_repeats_inc
     assert stored_in(str(path), pd.Series([], dtype="str")).dtype == np.bool_
 
 
+def test_a_read_of_many_rows_holds_each_column_in_one_chunk():
+    """DuckDB gives a large result in chunks (about 120k rows each); the frame holds each column in one."""
+    import duckdb
+    import pandas as pd
+
+    from features.warehouse.reads import as_duckdb_gives
+
+    con = duckdb.connect()
+    sql = "SELECT 'D' || i AS text, i * 1.5 AS amount, (i % 3)::TINYINT AS flag FROM range(400000) t(i)"
+    assert con.sql(sql).to_arrow_table().column("text").num_chunks > 1
+    frame = as_duckdb_gives(con, sql)
+    pd.testing.assert_frame_equal(frame, con.execute(sql).df(), check_exact=True)
+    assert frame["text"].array.__arrow_array__().num_chunks == 1
+    con.close()
+
+
 @pytest.mark.parametrize("where", ["", "WHERE false"], ids=["rows", "no-rows"])
 def test_a_read_through_arrow_gives_the_frame_duckdbs_own_conversion_gives(where):
     import duckdb
