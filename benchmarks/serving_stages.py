@@ -3,6 +3,7 @@ generator against a plain FastAPI app around CatBoost's predict_proba (benchmark
 bodies a client can send the API."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -200,10 +201,24 @@ def stage_serving(work: Path, rows: int) -> dict:
                      {"model": str(model_file), "warehouse": str(warehouse.path), "ops_url": None,
                       "pinned": str(pinned)})}, result),
                  "plain": ("benchmarks.plain_api:app", {plain_api.SETTING: str(model_file)}, plain)}
-    for name, (factory, env, into) in served_by.items():
-        with api_process(factory, env, 1, work / f"serving-{name}-1.log", plain=name == "plain") as served:
+    # Concurrency 1 again, each app in a process of its own with one worker, as `aduana serve` runs it (the rounds
+    # above share this process, its threads and its heap with three other servers): rounds in turn, forwards then
+    # backwards.
+    with contextlib.ExitStack() as alone:
+        served_alone = {}
+        for name, (factory, env, into) in served_by.items():
+            served_alone[name] = served = alone.enter_context(
+                api_process(factory, env, 1, work / f"serving-{name}-1.log", plain=name == "plain"))
             into["start_to_ready_s"] = served.start_to_ready_s
             into["first_call_ms"] = measure(served.url, work, 1, 1)[0][0]
+            measure(served.url, work, 20, 1)  # warm-up
+        alone_rounds: dict[str, list] = {name: [] for name in served_by}
+        for name in [*served_by, *reversed(served_by)]:
+            alone_rounds[name].append(measure(served_alone[name].url, work, 250, 1))
+        for name, measured in alone_rounds.items():
+            ms, wall, load_cpu = zip(*measured, strict=True)
+            served_by[name][2]["api_concurrency_1_own_process"] = summary(np.concatenate(ms), sum(wall), sum(load_cpu))
+    for name, (factory, env, into) in served_by.items():
         with api_process(factory, env, 2, work / f"serving-{name}-2.log", plain=name == "plain") as served:
             measure(served.url, work, 40, 4)  # warm-up: every worker's first calls
             into["api_concurrency_16"] = {**summary(*measure(served.url, work, C16_REQUESTS, 16)), "workers": 2}
@@ -231,6 +246,7 @@ def stage_serving(work: Path, rows: int) -> dict:
     aduana_16, plain_16 = result["api_concurrency_16"], plain["api_concurrency_16"]
     result["goals"] = {
         "c1_p99_under_5ms_decision_log_on": aduana_1["p99_ms"] < 5,
+        "c1_p99_under_5ms_decision_log_on_own_process": result["api_concurrency_1_own_process"]["p99_ms"] < 5,
         "c16_at_least_500_requests_per_s_2_workers": aduana_16["requests_per_s"] >= 500, "cpus": os.cpu_count(),
         "batch_at_least_0_4_of_raw_pool_and_predict": {"cold": result["batch_vs_raw_including_pool"] >= 0.4,
                                                        "warm": result["batch_vs_raw_including_pool_warm"] >= 0.4},
@@ -239,6 +255,8 @@ def stage_serving(work: Path, rows: int) -> dict:
             for name, run in result["batch_in_own_process"].items()},
         "aduana_over_plain": {"c1_p50_ms": aduana_1["p50_ms"] / plain_1["p50_ms"],
                               "c1_p99_ms": aduana_1["p99_ms"] / plain_1["p99_ms"],
+                              "c1_p99_ms_own_process": result["api_concurrency_1_own_process"]["p99_ms"]
+                              / plain["api_concurrency_1_own_process"]["p99_ms"],
                               "c16_requests_per_s": aduana_16["requests_per_s"] / plain_16["requests_per_s"],
                               "c16_p99_ms": aduana_16["p99_ms"] / plain_16["p99_ms"],
                               "start_to_ready_s": result["start_to_ready_s"] / plain["start_to_ready_s"]}}
