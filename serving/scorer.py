@@ -120,7 +120,7 @@ def _predicted(model: RiskModel, X: pd.DataFrame, revenue_later: bool) -> tuple[
         found = []
         while (item := handed.get()) is not None:
             found.append(model.expected_revenue(*item, 1))
-            item = None  # noqa: F841 - the part's pool goes now, not when the next one comes
+            item = None  # the part's pool goes now, not when the next one comes
         return np.concatenate(found) if found else np.empty(0)
 
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aduana-revenue")
