@@ -48,8 +48,8 @@ def memory_returned() -> None:
 
 def _libc() -> ctypes.CDLL | None:
     try:
-        return ctypes.CDLL(None)
-    except OSError:
+        return ctypes.CDLL(None)  # the process's own symbols, the C library's among them
+    except (OSError, TypeError):  # TypeError: a platform whose ctypes loads no such handle
         return None
 
 
