@@ -203,7 +203,7 @@ def stage_serving(work: Path, rows: int) -> dict:
                  "plain": ("benchmarks.plain_api:app", {plain_api.SETTING: str(model_file)}, plain)}
     # Concurrency 1 again, each app in a process of its own with one worker, as `aduana serve` runs it (the rounds
     # above share this process, its threads and its heap with three other servers): rounds in turn, forwards then
-    # backwards.
+    # backwards. Each process's start to ready is timed as it starts (the plain app's with Aduana's idle beside it).
     with contextlib.ExitStack() as alone:
         served_alone = {}
         for name, (factory, env, into) in served_by.items():

@@ -314,30 +314,39 @@ def test_a_read_ahead_that_fails_is_read_again_and_raised_by_the_batch(scorer, i
     assert not fresh.has_snapshot
 
 
+def _recording_pools(monkeypatch, model_type: type) -> list[tuple[int, weakref.ref, int]]:
+    """Each pool the model builds from here on: (its rows, a weak reference to it, how many of the pools built
+    before it were still alive as it was built)."""
+    pool, built = model_type.pool, []
+
+    def recording(model, X):
+        gc.collect()
+        alive = sum(made() is not None for _, made, _ in built)
+        made = pool(model, X)
+        built.append((len(X), weakref.ref(made), alive))
+        return made
+
+    monkeypatch.setattr(model_type, "pool", recording)
+    return built
+
+
 def test_a_batch_lets_go_of_its_pool_before_its_rows_are_explained(scorer, incoming, monkeypatch):
     """The batch's pool (at a million rows, about 280 MB) goes once both models have read it: its explained rows are
     read from a pool of their own. The revenue model predicted before the lanes (ranked by it), so that no thread
     still reads the batch's pool when the reasons start."""
     by_revenue = Scorer(scorer.warehouse, LanePolicy(rank_by="expected_revenue"), scorer.source, reload_seconds=3600)
     by_revenue.refresh_model(force=True)
-    model_type, built, alive = type(by_revenue.model), [], []
-    pool, explain = model_type.pool, scoring.explanations
-
-    def recording(model, X):
-        made = pool(model, X)
-        built.append((len(X), weakref.ref(made)))
-        return made
+    built, alive, explain = _recording_pools(monkeypatch, type(by_revenue.model)), [], scoring.explanations
 
     def explaining(model, X, context, *args, **kwargs):
         gc.collect()
-        alive.extend(rows for rows, made in built if made() is not None)
+        alive.extend(rows for rows, made, _ in built if made() is not None)
         return explain(model, X, context, *args, **kwargs)
 
-    monkeypatch.setattr(model_type, "pool", recording)
     monkeypatch.setattr(scoring, "explanations", explaining)
     out = score_file(incoming, by_revenue).output
     explained = (out["lane"].isin(["red", "yellow"]) & (out["selected_by"] != "validation")).sum()
-    assert [rows for rows, _ in built] == [2999, explained]  # the batch's, then the explained rows' own
+    assert [rows for rows, _, _ in built] == [2999, explained]  # the batch's, then the explained rows' own
     assert alive == []  # none left when the reasons started
     assert out.loc[out["lane"] == "red", "reasons"].str.len().gt(0).all()
 
@@ -350,20 +359,11 @@ def test_a_batch_predicted_a_part_at_a_time_gives_the_bytes_of_one_pool(scorer, 
     ranked = Scorer(scorer.warehouse, LanePolicy(rank_by=rank_by), scorer.source, reload_seconds=3600)
     ranked.refresh_model(force=True)
     whole = score_file(incoming, ranked).output
-    model_type, built, alive = type(ranked.model), [], []
-    pool = model_type.pool
-
-    def recording(model, X):
-        gc.collect()
-        alive.append(sum(made() is not None for made in built))
-        made = pool(model, X)
-        built.append(weakref.ref(made))
-        return made
-
-    monkeypatch.setattr(model_type, "pool", recording)
+    built = _recording_pools(monkeypatch, type(ranked.model))
     monkeypatch.setattr(scoring, "POOL_ROWS", 700)
     parts = score_file(incoming, ranked).output
     pd.testing.assert_frame_equal(parts, whole, check_exact=True)
+    alive = [before for _, _, before in built]
     assert len(built) == 5 + 1  # 2,999 valid rows in parts of 700, then the explained rows' own
     assert max(alive) <= 3 and alive[-1] == 0  # none left when the reasons started
 
