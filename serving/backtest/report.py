@@ -5,15 +5,19 @@ JSON-able form flows, the CLI and tracking read.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from serving.selection import capacity
+
 if TYPE_CHECKING:
     from serving.backtest.replay import _Replay
 
+AT_RANDOM_WEEKS = 12  # the scheme's first weeks whose detection chance at random the summary lists
 COLLAPSE_RATIO = 0.5  # model-only "collapses" when post-drift precision falls below half its pre-drift value
 
 
@@ -101,6 +105,8 @@ class PolicySummary:
     revenue_found: float | None = None  # None when the data has no revenue
     new_scheme_frauds_found: int | None = None  # None when the data names no new scheme (simulator only)
     weeks_to_first_detection: int | None = None  # 1 = the scheme's first week; None when never found
+    # the chance that the capacity drawn at random each week would have found the scheme by that week (`at_random`)
+    detection_chance_at_random: float | None = None
     compliance_estimate: dict | None = None  # a policy with a random part: the HT estimate of the fraud rate
     strata: dict[str, dict] | None = None  # the targeted policy: picks, frauds and hit rate per source
     bandit: dict[str, dict] | None = None  # the targeted policy: each arm's posterior hit rate at the end
@@ -111,6 +117,8 @@ class PolicySummary:
                "refits": self.refits, "seconds_per_week": self.seconds_per_week,
                "revenue_found": self.revenue_found, "new_scheme_frauds_found": self.new_scheme_frauds_found,
                "weeks_to_first_detection": self.weeks_to_first_detection}
+        if self.detection_chance_at_random is not None:
+            out["detection_chance_at_random"] = self.detection_chance_at_random
         if self.hit_rates is not None:
             out["exploration_hit_rate"] = self.hit_rates.exploration
             out["exploitation_hit_rate"] = self.hit_rates.exploitation
@@ -148,6 +156,7 @@ class BacktestSummary:
     policies: dict[str, PolicySummary]  # in the configuration's order
     rulebook: dict[str, int] | None = None  # risky segments of the rules policy, when it ran
     frauds_by_typology: dict[str, int] | None = None  # replayed frauds per simulated scheme (simulator only)
+    scheme_at_random: dict | None = None  # the new scheme's detection by the capacity drawn at random (`at_random`)
     findings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
@@ -165,6 +174,8 @@ class BacktestSummary:
             out["rulebook"] = dict(self.rulebook)
         if self.frauds_by_typology is not None:
             out["frauds_by_typology"] = dict(self.frauds_by_typology)
+        if self.scheme_at_random is not None:
+            out["scheme_at_random"] = dict(self.scheme_at_random)
         out["findings"] = list(self.findings)
         return out
 
@@ -176,6 +187,37 @@ def _first_detection(rows: pd.DataFrame) -> int | None:
     start = rows.loc[rows["new_scheme_total"] > 0, "week"].min()
     found = rows.loc[rows["new_scheme_found"] > 0, "week"]
     return int(found.min() - start + 1) if len(found) else None
+
+
+def at_random(weekly: pd.DataFrame, share: float) -> list[float] | None:
+    """For each week from the new scheme's first (evaluation: the oracle's counts), the chance that ⌈share·N⌉
+    declarations drawn at random each week would have found one of its frauds by then: 1 − Π P(none in week w), each
+    week's the hypergeometric chance that k draws of N miss all S. How much a first detection owes to luck: a
+    random policy's week 2 may be a 30 % chance on one world and a 90 % one on another. None without a scheme."""
+    weeks = weekly.drop_duplicates("week").set_index("week")
+    if weeks["new_scheme_total"].isna().all() or weeks["new_scheme_total"].sum() == 0:
+        return None
+    missed, out = 0.0, []  # log P(no find so far); a week without declarations changes nothing
+    for week in range(int(weeks.index[weeks["new_scheme_total"] > 0].min()), int(weeks.index.max()) + 1):
+        if week in weeks.index:
+            n, s = int(weeks.at[week, "declarations"]), int(weeks.at[week, "new_scheme_total"])
+            k = capacity(n, share)
+            missed += _log_choose(n - s, k) - _log_choose(n, k) if n - s >= k else -np.inf
+        out.append(float(1 - np.exp(missed)))
+    return out
+
+
+def _log_choose(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def _scheme_at_random(chance: list[float] | None) -> dict | None:
+    """The summary's view of `at_random`: the chance by each of the scheme's first weeks, and the first week by
+    which it is at least even."""
+    if chance is None:
+        return None
+    even = next((week for week, c in enumerate(chance, start=1) if c >= 0.5), None)
+    return {"chance_by_week": [round(c, 4) for c in chance[:AT_RANDOM_WEEKS]], "median_week": even}
 
 
 def _compliance(rows: pd.DataFrame, pooled: dict | None) -> dict | None:
@@ -198,7 +240,7 @@ def _strata(selections: pd.DataFrame) -> dict[str, dict]:
 
 
 def _policy_summary(weekly: pd.DataFrame, selections: pd.DataFrame, policy: str,
-                    replay: _Replay | None = None) -> PolicySummary:
+                    replay: _Replay | None = None, chance: list[float] | None = None) -> PolicySummary:
     rows = weekly[weekly["policy"] == policy]
     mine = selections[selections["policy"] == policy]
     hit_rates = found = None
@@ -214,12 +256,15 @@ def _policy_summary(weekly: pd.DataFrame, selections: pd.DataFrame, policy: str,
     revenue = rows["revenue_found"].sum(skipna=False)
     targeted = policy == "targeted" and replay is not None and replay.targeted is not None
     pooled = replay.pooled.get(policy) if replay is not None else None
+    first = _first_detection(rows)
     return PolicySummary(overall=Totals.of(rows), pre_drift=Totals.of(rows[~rows["after_drift"]]),
                          post_drift=Totals.of(rows[rows["after_drift"]]), refits=int(rows["retrained"].sum()),
                          seconds_per_week=round(float((rows["select_seconds"] + rows["fit_seconds"]).mean()), 3),
                          hit_rates=hit_rates, found_by_typology=found,
                          revenue_found=None if np.isnan(revenue) else round(float(revenue), 2),
-                         new_scheme_frauds_found=scheme, weeks_to_first_detection=_first_detection(rows),
+                         new_scheme_frauds_found=scheme, weeks_to_first_detection=first,
+                         detection_chance_at_random=None if chance is None or first is None
+                         else round(chance[first - 1], 4),
                          compliance_estimate=_compliance(rows, pooled),
                          strata=_strata(mine) if targeted else None,
                          bandit=replay.targeted.bandit.to_dict() if targeted else None,
@@ -236,7 +281,8 @@ def summarise(weekly: pd.DataFrame, selections: pd.DataFrame, replay: _Replay,
     if "typology" in data.oracle:
         truth = data.oracle["typology"].iloc[replayed]
         by_typology = {str(k): int(v) for k, v in truth[truth != ""].value_counts().sort_index().items()}
-    policies = {policy: _policy_summary(weekly, selections, policy, replay) for policy in config.policies}
+    chance = at_random(weekly, config.capacity)
+    policies = {policy: _policy_summary(weekly, selections, policy, replay, chance) for policy in config.policies}
     drift_date = str(drift.date()) if drift is not None else None
     return BacktestSummary(
         source=data.source, universe_rows=len(data.frame), unlabelled_rows_left_out=data.left_out,
@@ -246,7 +292,7 @@ def summarise(weekly: pd.DataFrame, selections: pd.DataFrame, replay: _Replay,
         exploration=config.exploration, retrain_every=config.retrain_every, iterations=config.fit.iterations,
         seed=config.seed, policies=policies,
         rulebook=replay.rulebook.describe() if replay.rulebook is not None else None,
-        frauds_by_typology=by_typology, findings=tuple(findings(policies, drift_date, by_typology)))
+        frauds_by_typology=by_typology, scheme_at_random=_scheme_at_random(chance), findings=tuple(findings(policies, drift_date, by_typology)))
 
 
 # ---------------------------------------------------------------- findings

@@ -212,11 +212,13 @@ def test_the_summary_dict_is_flat_per_policy_and_json_able(replayed):
     assert list(out)[:16] == ["source", "universe_rows", "unlabelled_rows_left_out", "weeks_total", "warmup_weeks",
                               "weeks", "replay_start", "replay_rows", "warmup_labelled", "drift_date", "capacity",
                               "exploration", "retrain_every", "iterations", "seed", "policies"]
-    assert list(out)[16:] == ["rulebook", "frauds_by_typology", "findings"]
+    assert list(out)[16:] == ["rulebook", "frauds_by_typology", "scheme_at_random", "findings"]
     hybrid, model = out["policies"]["hybrid"], out["policies"]["model"]
     assert list(hybrid) == ["weeks", "selected", "frauds_found", "frauds_total", "precision", "recall", "revenue_share",
                             "pre_drift", "post_drift", "refits", "seconds_per_week", "revenue_found",
-                            "new_scheme_frauds_found", "weeks_to_first_detection", "exploration_hit_rate",
+                            "new_scheme_frauds_found", "weeks_to_first_detection",
+                            *(["detection_chance_at_random"] if hybrid["weeks_to_first_detection"] else []),
+                            "exploration_hit_rate",
                             "exploitation_hit_rate", "found_by_typology", "alert_refits", "compliance_estimate"]
     assert set(out["policies"]["targeted"]) >= {"compliance_estimate", "strata", "bandit", "new_scheme_frauds_found"}
     assert {"estimate", "ci_low", "ci_high", "truth", "weekly_coverage"} <= set(hybrid["compliance_estimate"])
@@ -341,3 +343,31 @@ def test_the_weekly_estimate_reads_only_the_policys_own_reveals(replayed, data):
     before = replayed.weekly[replayed.weekly["policy"] == "targeted"][["estimate", "ci_low", "ci_high"]]
     after = again.weekly[["estimate", "ci_low", "ci_high"]]
     assert np.allclose(before.to_numpy(), after.to_numpy(), equal_nan=True)
+
+
+def test_the_chance_that_random_selection_finds_the_scheme_by_each_week_is_the_hypergeometric_miss_compounded():
+    from serving.backtest.report import at_random
+
+    weekly = pd.DataFrame({"week": [1, 1, 2, 3, 5, 6], "policy": ["model", "random", "model", "model", "model", "model"],
+                           "declarations": [100, 100, 100, 40, 60, 30],
+                           "new_scheme_total": [0, 0, 3, 0, 2, 29]})
+    chance = at_random(weekly, 0.05)  # 5 picks of 100, 2 of 40, 3 of 60, 2 of 30
+    miss2 = (97 * 96 * 95 * 94 * 93) / (100 * 99 * 98 * 97 * 96)  # 5 draws of 100 miss all 3
+    miss5 = (58 * 57 * 56) / (60 * 59 * 58)
+    assert chance[:4] == pytest.approx([1 - miss2, 1 - miss2, 1 - miss2, 1 - miss2 * miss5])  # week 4 has no row
+    assert chance[4] == 1.0  # 2 draws of 30 cannot both miss 29 of them
+    rng = np.random.default_rng(0)  # and by simulation: the first week's draws
+    hits = [(rng.permutation(100)[:5] < 3).any() for _ in range(20_000)]
+    assert np.mean(hits) == pytest.approx(chance[0], abs=0.01)
+    assert at_random(weekly.assign(new_scheme_total=0), 0.05) is None
+
+
+def test_a_simulated_scheme_reports_each_policys_detection_week_and_its_chance_at_random(replayed):
+    out = replayed.summary.to_dict()
+    chance = out["scheme_at_random"]["chance_by_week"]
+    assert chance == sorted(chance) and all(0 <= c <= 1 for c in chance)
+    for name, policy in out["policies"].items():
+        week = policy["weeks_to_first_detection"]
+        assert (week is None) == ("detection_chance_at_random" not in policy), name
+        if week is not None and week <= len(chance):
+            assert policy["detection_chance_at_random"] == chance[week - 1]
