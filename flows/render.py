@@ -346,14 +346,28 @@ def backtest_markdown(summary: dict) -> str:
             + "\n".join(_detective_lines(summary)) + "\n".join(f"- {line}" for line in summary["findings"]))
 
 
+def _first_find(policy: dict) -> str:
+    week = policy["weeks_to_first_detection"]
+    if week is None:
+        return "never"
+    chance = policy.get("detection_chance_at_random")
+    return f"week {week}" + (f": {chance:.0%} at random" if chance is not None else "")
+
+
 def _detective_lines(summary: dict) -> list[str]:
     """The emerging scheme per policy (simulator only), and each estimate of fraud among all declarations."""
     lines = []
     scheme = (summary.get("frauds_by_typology") or {}).get("new_scheme")
     if scheme:
-        lines += [f"New scheme ({scheme:,} frauds replayed): frauds found and weeks to the first one, by policy: "
-                  + ", ".join(f"{n} {p['new_scheme_frauds_found']} ({p['weeks_to_first_detection'] or 'never'})"
+        lines += [f"New scheme ({scheme:,} frauds replayed): frauds found and the week of the first one (with the "
+                  "chance that the week's capacity drawn at random would have found one by then), by policy: "
+                  + ", ".join(f"{n} {p['new_scheme_frauds_found']} ({_first_find(p)})"
                               for n, p in summary["policies"].items()), ""]
+        chance = (summary.get("scheme_at_random") or {}).get("chance_by_week")
+        if chance:
+            lines += [f"The capacity drawn at random would have found one by the scheme's week "
+                      f"{', '.join(str(w) for w in range(1, len(chance) + 1))}: "
+                      f"{', '.join(f'{c:.0%}' for c in chance)}.", ""]
     for name, p in summary["policies"].items():
         found = p.get("compliance_estimate")
         if found and found.get("estimate") is not None:

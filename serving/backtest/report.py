@@ -191,9 +191,10 @@ def _first_detection(rows: pd.DataFrame) -> int | None:
 
 def at_random(weekly: pd.DataFrame, share: float) -> list[float] | None:
     """For each week from the new scheme's first (evaluation: the oracle's counts), the chance that ⌈share·N⌉
-    declarations drawn at random each week would have found one of its frauds by then: 1 − Π P(none in week w), each
-    week's the hypergeometric chance that k draws of N miss all S. How much a first detection owes to luck: a
-    random policy's week 2 may be a 30 % chance on one world and a 90 % one on another. None without a scheme."""
+    declarations drawn at random each week would have found one of its frauds by then: 1 − Π P(none in week w), where
+    P(none) is the hypergeometric chance that the week's k draws of its N declarations miss all its S frauds. How much
+    a first detection owes to luck: a random policy's week 2 may be a 30 % chance on one world and a 90 % one on
+    another. None without a scheme."""
     weeks = weekly.drop_duplicates("week").set_index("week")
     if weeks["new_scheme_total"].isna().all() or weeks["new_scheme_total"].sum() == 0:
         return None
@@ -292,7 +293,8 @@ def summarise(weekly: pd.DataFrame, selections: pd.DataFrame, replay: _Replay,
         exploration=config.exploration, retrain_every=config.retrain_every, iterations=config.fit.iterations,
         seed=config.seed, policies=policies,
         rulebook=replay.rulebook.describe() if replay.rulebook is not None else None,
-        frauds_by_typology=by_typology, scheme_at_random=_scheme_at_random(chance), findings=tuple(findings(policies, drift_date, by_typology)))
+        frauds_by_typology=by_typology, scheme_at_random=_scheme_at_random(chance),
+        findings=tuple(findings(policies, drift_date, by_typology)))
 
 
 # ---------------------------------------------------------------- findings

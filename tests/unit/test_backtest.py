@@ -371,3 +371,13 @@ def test_a_simulated_scheme_reports_each_policys_detection_week_and_its_chance_a
         assert (week is None) == ("detection_chance_at_random" not in policy), name
         if week is not None and week <= len(chance):
             assert policy["detection_chance_at_random"] == chance[week - 1]
+    from flows.render import backtest_markdown
+
+    said = backtest_markdown(out)
+    for name, policy in out["policies"].items():
+        week = policy["weeks_to_first_detection"]
+        found = policy["new_scheme_frauds_found"]
+        assert (f"{name} {found} (never)" if week is None else
+                f"{name} {found} (week {week}: {policy['detection_chance_at_random']:.0%} at random)") in said
+    assert f"would have found one by the scheme's week 1{', 2' if len(chance) > 1 else ''}" in said
+    assert f": {', '.join(f'{c:.0%}' for c in chance)}." in said
