@@ -180,13 +180,18 @@ class BacktestSummary:
         return out
 
 
-def _first_detection(rows: pd.DataFrame) -> int | None:
-    """Weeks from the scheme's first replayed fraud to the policy's first find of one (1: the same week)."""
+def _scheme_start(rows: pd.DataFrame) -> int | None:
+    """The replay week of the new scheme's first fraud (evaluation: the oracle's counts); None without a scheme."""
     if rows["new_scheme_total"].isna().all() or rows["new_scheme_total"].sum() == 0:
         return None
-    start = rows.loc[rows["new_scheme_total"] > 0, "week"].min()
+    return int(rows.loc[rows["new_scheme_total"] > 0, "week"].min())
+
+
+def _first_detection(rows: pd.DataFrame) -> int | None:
+    """Weeks from the scheme's first replayed fraud to the policy's first find of one (1: the same week)."""
+    start = _scheme_start(rows)
     found = rows.loc[rows["new_scheme_found"] > 0, "week"]
-    return int(found.min() - start + 1) if len(found) else None
+    return int(found.min() - start + 1) if start is not None and len(found) else None
 
 
 def at_random(weekly: pd.DataFrame, share: float) -> list[float] | None:
@@ -195,11 +200,12 @@ def at_random(weekly: pd.DataFrame, share: float) -> list[float] | None:
     P(none) is the hypergeometric chance that the week's k draws of its N declarations miss all its S frauds. How much
     a first detection owes to luck: a random policy's week 2 may be a 30 % chance on one world and a 90 % one on
     another. None without a scheme."""
-    weeks = weekly.drop_duplicates("week").set_index("week")
-    if weeks["new_scheme_total"].isna().all() or weeks["new_scheme_total"].sum() == 0:
+    start = _scheme_start(weekly)
+    if start is None:
         return None
+    weeks = weekly.drop_duplicates("week").set_index("week")
     missed, out = 0.0, []  # log P(no find so far); a week without declarations changes nothing
-    for week in range(int(weeks.index[weeks["new_scheme_total"] > 0].min()), int(weeks.index.max()) + 1):
+    for week in range(start, int(weeks.index.max()) + 1):
         if week in weeks.index:
             n, s = int(weeks.at[week, "declarations"]), int(weeks.at[week, "new_scheme_total"])
             k = capacity(n, share)
